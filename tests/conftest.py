@@ -1,0 +1,15 @@
+"""Test set-up: 8 fake CPU devices so sharding is exercised on a laptop.
+
+XLA reads the flag when the backend starts, so it must be set before jax is imported.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
