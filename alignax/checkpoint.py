@@ -1,0 +1,109 @@
+"""Orbax checkpoints of (train state, data-iterator position, config) with auto-resume.
+
+    ckpt = Checkpointer(workdir / "checkpoints", save_every=100, keep=3)
+    restored = ckpt.restore_latest(state)      # None on a fresh workdir
+    ...
+    ckpt.save(step, state, data_state)          # saves when step % save_every == 0 (or force=True)
+
+Saves are atomic (orbax writes to a temporary directory and renames). Restoring takes the
+shardings of the `state` it is given, so a checkpoint written on one mesh restores onto another.
+A checkpoint whose tree or shapes do not match the state raises CheckpointMismatchError naming
+the first mismatched key and both shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint on disk was written by a different config."""
+
+
+def _path_str(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {_path_str(path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+class Checkpointer:
+    def __init__(self, directory: str | Path, *, save_every: int, keep: int = 3):
+        self.directory = Path(directory).absolute()
+        self.save_every = save_every
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
+                "config": ocp.JsonCheckpointHandler(),
+            },
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(
+        self, step: int, state, data_state: dict | None = None, config=None, *, force: bool = False
+    ) -> bool:
+        """Saves when `step` is a multiple of save_every (or `force`); returns whether it did."""
+        if not force and (self.save_every <= 0 or step % self.save_every):
+            return False
+        if step in self.manager.all_steps():
+            return False
+        config_json = {} if config is None else json.loads(config.to_json_best_effort())
+        saved = self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=ocp.args.JsonSave(data_state or {}),
+                config=ocp.args.JsonSave(config_json),
+            ),
+            force=True,
+        )
+        self.manager.wait_until_finished()
+        return saved
+
+    def restore_latest(self, like_state) -> tuple[Any, dict] | None:
+        """(state, data_state) of the latest checkpoint laid out like `like_state`, or None."""
+        step = self.latest_step()
+        if step is None:
+            return None
+        return self.restore(step, like_state)
+
+    def restore(self, step: int, like_state) -> tuple[Any, dict]:
+        metadata = self.manager.item_metadata(step)["state"]
+        expected, found = _shapes(like_state), _shapes(metadata)
+        mismatched = [k for k in set(expected) | set(found) if expected.get(k) != found.get(k)]
+        # Name a params key present on both sides first: it says the most about the config.
+        for key in sorted(
+            mismatched,
+            key=lambda k: (k not in expected or k not in found, not k.startswith("params"), k),
+        ):
+            raise CheckpointMismatchError(
+                f"checkpoint {self.directory / str(step)} does not fit this config: at "
+                f"'{key}' the checkpoint has shape {found.get(key, 'nothing')}, the config "
+                f"expects {expected.get(key, 'nothing')}. Use a fresh --workdir or the "
+                f"config the checkpoint was written with."
+            )
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like_state
+        )
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], dict(restored["data"] or {})
+
+    def close(self):
+        self.manager.close()

@@ -1,0 +1,117 @@
+"""One mesh with axes (data, fsdp, tensor), logical-axis rules, and param/batch shardings.
+
+Parameters carry logical axis names (set in alignax/models/transformer.py); `LOGICAL_RULES` is
+the one place that maps them onto mesh axes. A dimension whose size the mesh axis does not divide
+is replicated instead (e.g. 2 kv-heads on a tensor axis of 4), so every preset runs on every mesh.
+Batches are split along their leading dimension over ('data', 'fsdp').
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from alignax.models import Model, Params
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+LOGICAL_RULES: dict[str, str | None] = {
+    "vocab": "tensor",
+    "embed": "fsdp",
+    "heads": "tensor",
+    "kv_heads": "tensor",
+    "mlp": "tensor",
+    "head_dim": None,
+    "layers": None,
+    "norm": None,
+    "positions": None,
+}
+
+
+def default_mesh_config() -> ml_collections.ConfigDict:
+    """Mesh shape; -1 takes all remaining devices (at most one axis may be -1)."""
+    return ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+
+
+def maybe_initialize_distributed(multihost: bool) -> None:
+    """Multi-host hook: on a pod slice / multi-node GPU job every process calls this first."""
+    if multihost:
+        jax.distributed.initialize()
+
+
+def make_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:
+    devices = jax.devices() if devices is None else devices
+    shape = [mesh_config[axis] for axis in MESH_AXES]
+    if shape.count(-1) > 1:
+        raise ValueError(f"at most one of mesh.{MESH_AXES} may be -1, got {shape}")
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        if len(devices) % known:
+            raise ValueError(
+                f"mesh {dict(zip(MESH_AXES, shape))} does not divide {len(devices)} devices"
+            )
+        shape[shape.index(-1)] = len(devices) // known
+    if math.prod(shape) != len(devices):
+        raise ValueError(
+            f"mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices, "
+            f"{len(devices)} are available (set config.mesh.* so the product matches)"
+        )
+    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+
+
+def logical_to_mesh(logical: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
+    """Mesh PartitionSpec for a param with these logical axes and this shape."""
+    used: set[str] = set()
+    spec = []
+    for name, size in zip(logical, shape, strict=True):
+        axis = LOGICAL_RULES[name] if name is not None else None
+        if axis is None or axis in used or size % mesh.shape[axis]:
+            spec.append(None)
+        else:
+            spec.append(axis)
+            used.add(axis)
+    return PartitionSpec(*spec)
+
+
+def param_shardings(model: Model, mesh: Mesh, abstract_params: Params | None = None) -> Params:
+    """NamedShardings for `model`'s params (or for another tree with the same logical axes)."""
+    abstract = model.abstract_params if abstract_params is None else abstract_params
+    return jax.tree.map(
+        lambda spec, leaf: NamedSharding(mesh, logical_to_mesh(spec, leaf.shape, mesh)),
+        model.logical_axes,
+        abstract,
+        is_leaf=lambda x: isinstance(x, PartitionSpec),
+    )
+
+
+def init_params(model: Model, rng: jax.Array, mesh: Mesh) -> Params:
+    """Params created directly in their shards (no full copy on one device first)."""
+    return jax.jit(model.init, out_shardings=param_shardings(model, mesh))(rng)
+
+
+def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def shard_batch(batch: dict, mesh: Mesh) -> dict:
+    """Places a host batch (dict of arrays) on the mesh, split along the leading dimension."""
+    batch_size = mesh.shape["data"] * mesh.shape["fsdp"]
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        if value.shape[0] % batch_size:
+            raise ValueError(
+                f"batch[{key!r}] has leading dimension {value.shape[0]}, not divisible by the "
+                f"mesh's data*fsdp = {batch_size}"
+            )
+        out[key] = jax.device_put(value, batch_sharding(mesh, value.ndim))
+    return out

@@ -1,0 +1,154 @@
+"""Pure train/eval step builders: `train_step(state, batch, rng) -> (state, metrics)`.
+
+A loss function has the signature `loss_fn(params, state, batch, rng) -> (loss, metrics)`: it
+differentiates `params` and reads frozen models (reference, reward) from `state`. `make_train_step`
+turns it into a step (with optional gradient accumulation under `lax.scan`), and `jit_step`
+compiles it once with explicit shardings and the state donated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh
+
+from alignax import logprobs, sharding
+from alignax.models import Model
+from alignax.state import TrainState, state_shardings
+
+LossFn = Callable[..., tuple[jax.Array, dict]]
+
+
+def lm_loss_fn(model: Model) -> LossFn:
+    """Next-token cross-entropy on the tokens in `loss_mask`, averaged over all such tokens in the
+    batch (pretraining: every real token; SFT: response tokens only)."""
+
+    def loss_fn(params, state, batch, rng):
+        del state
+        logits = model.apply(
+            params,
+            batch["tokens"],
+            batch["input_mask"],
+            heads=("lm",),
+            dropout_rng=rng if model.config.dropout_rate > 0 else None,
+        )["logits"]
+        mask = batch["loss_mask"].astype(jnp.float32)
+        token_logps = logprobs.token_logps(logits, batch["tokens"])
+        num_tokens = jnp.maximum(mask.sum(), 1.0)
+        loss = -jnp.sum(token_logps * mask) / num_tokens
+        entropy = jnp.sum(logprobs.token_entropy(logits) * mask) / num_tokens
+        return loss, {"nll": loss, "entropy": entropy, "tokens": mask.sum()}
+
+    return loss_fn
+
+
+def make_train_step(
+    loss_fn: LossFn, tx: optax.GradientTransformation, *, grad_accum_steps: int = 1
+):
+    """Step that averages gradients over `grad_accum_steps` equal slices of the batch."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def train_step(state: TrainState, batch: dict, rng: jax.Array):
+        rng = jax.random.fold_in(rng, state.step)
+        if grad_accum_steps == 1:
+            (loss, metrics), grads = grad_fn(state.params, state, batch, rng)
+        else:
+            micro = jax.tree.map(
+                lambda x: x.reshape(grad_accum_steps, x.shape[0] // grad_accum_steps, *x.shape[1:]),
+                batch,
+            )
+
+            def accumulate(carry, inputs):
+                index, micro_batch = inputs
+                out, grads = grad_fn(
+                    state.params, state, micro_batch, jax.random.fold_in(rng, index)
+                )
+                return jax.tree.map(jnp.add, carry, (out, grads)), None
+
+            zeros = jax.tree.map(
+                jnp.zeros_like,
+                jax.eval_shape(
+                    lambda: grad_fn(state.params, state, jax.tree.map(lambda x: x[0], micro), rng)
+                ),
+            )
+            summed, _ = jax.lax.scan(accumulate, zeros, (jnp.arange(grad_accum_steps), micro))
+            (loss, metrics), grads = jax.tree.map(lambda x: x / grad_accum_steps, summed)
+        new_state = state.apply_gradients(grads, tx)
+        metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(loss_fn: LossFn):
+    def eval_step(state: TrainState, batch: dict, rng: jax.Array):
+        loss, metrics = loss_fn(state.params, state, batch, rng)
+        return {**metrics, "loss": loss}
+
+    return eval_step
+
+
+def jit_step(step_fn, state: TrainState, batch: dict, mesh: Mesh, *, returns_state: bool = True):
+    """Compiles `step_fn(state, batch, rng)` once: state keeps its shardings (and is donated),
+    the batch is split over (data, fsdp), the key and the metrics are replicated."""
+    state_sh = state_shardings(state)
+    batch_sh = {k: sharding.batch_sharding(mesh, jnp.ndim(v)) for k, v in batch.items()}
+    rep = sharding.replicated(mesh)
+    return jax.jit(
+        step_fn,
+        in_shardings=(state_sh, batch_sh, rep),
+        out_shardings=(state_sh, rep) if returns_state else rep,
+        donate_argnums=(0,) if returns_state else (),
+    )
+
+
+def default_optimizer_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "learning_rate": 1e-3,
+            "warmup_steps": 10,
+            "schedule": "cosine",
+            "weight_decay": 0.0,
+            "b1": 0.9,
+            "b2": 0.95,
+            "grad_clip": 1.0,
+        }
+    )
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """AdamW with linear warm-up then cosine (or constant) decay and global-norm clipping.
+
+    Reads `config.optimizer.{learning_rate, warmup_steps, schedule, weight_decay, b1, b2,
+    grad_clip}` and `config.train.steps`.
+    """
+    opt = config.optimizer
+    total = config.train.steps
+    if opt.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(
+            0.0,
+            opt.learning_rate,
+            opt.warmup_steps,
+            max(total, opt.warmup_steps + 1),
+            end_value=opt.learning_rate * 0.1,
+        )
+    elif opt.schedule == "constant":
+        lr = optax.join_schedules(
+            [
+                optax.linear_schedule(0.0, opt.learning_rate, max(opt.warmup_steps, 1)),
+                optax.constant_schedule(opt.learning_rate),
+            ],
+            [opt.warmup_steps],
+        )
+    else:
+        raise ValueError(
+            f"optimizer.schedule={opt.schedule!r} is not one of ('cosine', 'constant')"
+        )
+    return optax.chain(
+        optax.clip_by_global_norm(opt.grad_clip),
+        optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay),
+    )

@@ -1,0 +1,101 @@
+"""Model + mesh presets shared by every experiment config.
+
+    python -m experiments.bench_model --config configs/models.py:small
+
+Presets (parameter counts for the LM head; `python -m configs.models` prints them):
+  tiny        ~0.14M  2 layers, d=64       built-in task on a CPU (tests, CI, the README demo)
+  small       ~10M    8 layers, d=256      CPU benchmarks, single GPU
+  gpt2_small  ~124M   GPT-2 small shape    one GPU; LayerNorm/GELU/learned positions
+  1b          ~1.1B   Llama-style GQA      GPU/TPU with FSDP, bf16 compute, remat
+`runlocal` is `tiny`.
+"""
+
+import ml_collections
+
+from alignax.models import default_model_config
+from alignax.sharding import default_mesh_config
+
+_PRESETS = {
+    "tiny": dict(
+        vocab_size=64,
+        d_model=64,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=4,
+        mlp_dim=256,
+        max_len=64,
+    ),
+    "small": dict(
+        vocab_size=8192,
+        d_model=256,
+        num_layers=8,
+        num_heads=8,
+        num_kv_heads=8,
+        mlp_dim=1024,
+        max_len=256,
+    ),
+    "gpt2_small": dict(
+        vocab_size=50304,
+        d_model=768,
+        num_layers=12,
+        num_heads=12,
+        num_kv_heads=12,
+        mlp_dim=3072,
+        mlp="gelu",
+        norm="layernorm",
+        norm_eps=1e-5,
+        positions="learned",
+        max_len=1024,
+        tie_embeddings=True,
+    ),
+    "1b": dict(
+        vocab_size=32000,
+        d_model=2048,
+        num_layers=16,
+        num_heads=32,
+        num_kv_heads=8,
+        mlp_dim=8192,
+        max_len=2048,
+        tie_embeddings=False,
+        dtype="bfloat16",
+        remat=True,
+    ),
+}
+_MESHES = {
+    "tiny": dict(data=-1, fsdp=1, tensor=1),
+    "small": dict(data=-1, fsdp=1, tensor=1),
+    "gpt2_small": dict(data=1, fsdp=-1, tensor=1),
+    "1b": dict(data=1, fsdp=-1, tensor=1),
+}
+PRESETS = tuple(_PRESETS)
+
+
+def model_config(preset: str) -> ml_collections.ConfigDict:
+    if preset == "runlocal":
+        preset = "tiny"
+    if preset not in _PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; known: {PRESETS + ('runlocal',)}")
+    config = default_model_config()
+    config.update(_PRESETS[preset])
+    return config
+
+
+def mesh_config(preset: str) -> ml_collections.ConfigDict:
+    config = default_mesh_config()
+    config.update(_MESHES["tiny" if preset == "runlocal" else preset])
+    return config
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.model = model_config(arg)
+    config.mesh = mesh_config(arg)
+    config.lock()
+    return config
+
+
+if __name__ == "__main__":
+    from alignax.models import ModelConfig
+
+    for name in PRESETS:
+        print(f"{name:12s} {ModelConfig.from_config(model_config(name)).num_params() / 1e6:8.2f}M")

@@ -1,0 +1,38 @@
+"""Shared test fixtures: a tiny model config and random padded batches."""
+
+import jax.numpy as jnp
+import numpy as np
+
+from alignax.models import build_model, default_model_config
+
+
+def tiny_config(**overrides):
+    config = default_model_config()
+    config.update(
+        dict(
+            vocab_size=32,
+            d_model=32,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            mlp_dim=64,
+            max_len=32,
+        )
+    )
+    config.update(overrides)
+    return config
+
+
+def tiny_model(heads=("lm",), **overrides):
+    return build_model(tiny_config(**overrides), heads=heads)
+
+
+def pad_rows(rows, length, side="right", pad_id=0):
+    """Pads lists of token ids to `length` on `side`; returns (tokens, input_mask) int32."""
+    tokens = np.full((len(rows), length), pad_id, np.int32)
+    mask = np.zeros((len(rows), length), np.int32)
+    for i, row in enumerate(rows):
+        start = 0 if side == "right" else length - len(row)
+        tokens[i, start : start + len(row)] = row
+        mask[i, start : start + len(row)] = 1
+    return jnp.asarray(tokens), jnp.asarray(mask)

@@ -1,0 +1,77 @@
+"""Train-step builder: no recompilation, gradient accumulation, LM loss by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from alignax import logprobs, sharding, steps
+from alignax.state import TrainState
+from tests.helpers import pad_rows, tiny_model
+from tests.test_sharding import _mesh
+
+
+def _setup(grad_accum_steps=1, trace_counter=None):
+    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    model = tiny_model()
+    params = sharding.init_params(model, jax.random.key(0), mesh)
+    tx = optax.sgd(0.1)
+    state = TrainState.create(params, tx, mesh)
+    loss_fn = steps.lm_loss_fn(model)
+    if trace_counter is not None:
+
+        def counted(*args):
+            trace_counter.append(1)
+            return loss_fn(*args)
+
+    step = steps.make_train_step(
+        counted if trace_counter is not None else loss_fn, tx, grad_accum_steps=grad_accum_steps
+    )
+    tokens, mask = pad_rows([[3, 4, 5, 6], [7, 8, 9, 10], [3, 5, 7, 9], [4, 6, 8, 10]], 4)
+    batch = {
+        "tokens": np.asarray(tokens),
+        "input_mask": np.asarray(mask),
+        "loss_mask": np.asarray(mask),
+    }
+    return model, state, steps.jit_step(step, state, batch, mesh), batch
+
+
+def test_second_call_does_not_retrace_or_recompile():
+    traces = []
+    _, state, step, batch = _setup(trace_counter=traces)
+    state, _ = step(state, batch, jax.random.key(0))
+    state, _ = step(state, batch, jax.random.key(1))
+    assert len(traces) == 1
+    assert step._cache_size() == 1
+
+
+def test_gradient_accumulation_equals_the_full_batch_step():
+    """Equal token counts per micro-batch, so the mean of micro-batch means is the batch mean."""
+    _, state, step_full, batch = _setup()
+    _, state2, step_accum, _ = _setup(grad_accum_steps=2)
+    full, m_full = step_full(state, batch, jax.random.key(0))
+    accum, m_accum = step_accum(state2, batch, jax.random.key(0))
+    assert float(m_accum["loss"]) == pytest.approx(float(m_full["loss"]), rel=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), accum.params, full.params
+    )
+
+
+def test_lm_loss_is_the_token_mean_nll_over_the_loss_mask():
+    model, state, _, batch = _setup()
+    batch["loss_mask"] = batch["loss_mask"] * np.array([[0, 1, 1, 1]])
+    loss, metrics = steps.lm_loss_fn(model)(state.params, state, batch, jax.random.key(0))
+    logits = model.apply(state.params, batch["tokens"], batch["input_mask"])["logits"]
+    nll = -logprobs.token_logps(logits, jnp.asarray(batch["tokens"]))[:, 1:]
+    assert float(loss) == pytest.approx(float(nll.mean()), rel=1e-6)
+    assert float(metrics["tokens"]) == 12
+
+
+def test_unknown_schedule_is_named():
+    from ml_collections import ConfigDict
+
+    config = ConfigDict({"optimizer": steps.default_optimizer_config(), "train": {"steps": 10}})
+    config.optimizer.schedule = "linear"
+    with pytest.raises(ValueError, match=r"optimizer\.schedule"):
+        steps.make_optimizer(config)
