@@ -34,6 +34,20 @@ def _shapes(tree) -> dict[str, tuple]:
     return {_path_str(path): tuple(leaf.shape) for path, leaf in leaves}
 
 
+def _check_fits(where: Path, expected: dict[str, tuple], found: dict[str, tuple]) -> None:
+    mismatched = [k for k in set(expected) | set(found) if expected.get(k) != found.get(k)]
+    # Name a params key present on both sides first: it says the most about the config.
+    for key in sorted(
+        mismatched,
+        key=lambda k: (k not in expected or k not in found, not k.startswith("params"), k),
+    ):
+        raise CheckpointMismatchError(
+            f"checkpoint {where} does not fit this config: at '{key}' the checkpoint has shape "
+            f"{found.get(key, 'nothing')}, the config expects {expected.get(key, 'nothing')}. "
+            f"Use a fresh --workdir or the config the checkpoint was written with."
+        )
+
+
 class Checkpointer:
     def __init__(self, directory: str | Path, *, save_every: int, keep: int = 3):
         self.directory = Path(directory).absolute()
@@ -107,3 +121,40 @@ class Checkpointer:
 
     def close(self):
         self.manager.close()
+
+
+def restore_params(directory: str | Path, like_params, *, step: int | None = None):
+    """Only the `params` of a checkpoint written by `Checkpointer` (latest step by default), laid
+    out like `like_params`: how one stage (SFT, reward model) starts from another's result."""
+    directory = Path(directory).absolute()
+    manager = ocp.CheckpointManager(
+        directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()}
+    )
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}: run the stage that writes it first")
+    found = _shapes(manager.item_metadata(step)["state"])
+    _check_fits(
+        directory / str(step),
+        _shapes({"params": like_params}),
+        {k: v for k, v in found.items() if k.startswith("params/")},
+    )
+    like = {
+        "params": jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like_params
+        )
+    }
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(
+                item=like,
+                restore_args=jax.tree.map(
+                    lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), like
+                ),
+                partial_restore=True,
+            )
+        ),
+    )
+    manager.close()
+    return restored["state"]["params"]

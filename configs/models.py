@@ -23,7 +23,7 @@ _PRESETS = {
         num_heads=4,
         num_kv_heads=4,
         mlp_dim=256,
-        max_len=64,
+        max_len=128,
     ),
     "small": dict(
         vocab_size=8192,
