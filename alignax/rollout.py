@@ -1,0 +1,101 @@
+"""On-device rollouts for the RL loops: sample responses, then score them with every model the
+update needs, all inside the caller's jit.
+
+Prompts are left-padded to a common length P, so the response occupies the fixed slice [P, P+T)
+of every sequence; per-token quantities here are that slice ([B, T]), aligned with the response
+tokens (entry t belongs to response token t). Values are read from the hidden state *before*
+each response token, i.e. V(prefix) estimates the return of generating token t onwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from alignax import logprobs
+from alignax.models import Model, Params
+from alignax.sampling import Samples, sample
+
+
+class Rollout(NamedTuple):
+    tokens: jax.Array  # [B, P+T] prompt + response
+    input_mask: jax.Array  # [B, P+T]
+    response_mask: jax.Array  # [B, T] response tokens up to and including EOS
+    logps: jax.Array  # [B, T] policy log-probs (teacher-forced, temperature 1)
+    ref_logps: jax.Array  # [B, T] reference log-probs
+    entropy: jax.Array  # [B, T] policy entropy at each response token
+    values: jax.Array  # [B, T] value estimates, zeros when there is no value model
+    scores: jax.Array  # [B] score of each full response (reward model, gold or verifier)
+    ended_with_eos: jax.Array  # [B] bool
+
+
+def response_slice(x_BxS: jax.Array, prompt_len: int) -> jax.Array:
+    return x_BxS[:, prompt_len:]
+
+
+def policy_response_logps(model: Model, params: Params, tokens, input_mask, prompt_len: int):
+    """(logps [B, T], entropy [B, T]) of the response tokens under `params` at temperature 1."""
+    logits = model.apply(params, tokens, input_mask, heads=("lm",))["logits"]
+    return (
+        response_slice(logprobs.token_logps(logits, tokens), prompt_len),
+        response_slice(logprobs.token_entropy(logits), prompt_len),
+    )
+
+
+def response_values(model: Model, params: Params, tokens, input_mask, prompt_len: int):
+    """V(prefix before response token t) for every response token: values[:, P-1 : P+T-1]."""
+    values = model.apply(params, tokens, input_mask, heads=("value",))["values"]
+    return values[:, prompt_len - 1 : -1]
+
+
+def collect(
+    *,
+    policy: Model,
+    policy_params: Params,
+    ref_params: Params,
+    prompts: dict,
+    rng: jax.Array,
+    score_fn: Callable[[Samples], jax.Array],
+    value_model: Model | None = None,
+    value_params: Params | None = None,
+    max_new_tokens: int,
+    eos_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> Rollout:
+    """Samples one response per prompt and scores it. `score_fn(samples) -> [B]`."""
+    samples = sample(
+        policy, policy_params, prompts["prompt_tokens"], prompts["prompt_mask"], rng,
+        max_new_tokens=max_new_tokens, eos_id=eos_id, temperature=temperature, top_k=top_k,
+        top_p=top_p,
+    )
+    samples = jax.tree.map(jax.lax.stop_gradient, samples)
+    prompt_len = prompts["prompt_tokens"].shape[1]
+    logps, entropy = policy_response_logps(
+        policy, policy_params, samples.tokens, samples.input_mask, prompt_len
+    )
+    ref_logps, _ = policy_response_logps(
+        policy, ref_params, samples.tokens, samples.input_mask, prompt_len
+    )
+    response_mask = response_slice(samples.loss_mask, prompt_len).astype(jnp.float32)
+    if value_model is None:
+        values = jnp.zeros_like(logps)
+    else:
+        values = response_values(
+            value_model, value_params, samples.tokens, samples.input_mask, prompt_len
+        )
+    return jax.lax.stop_gradient(Rollout(
+        tokens=samples.tokens,
+        input_mask=samples.input_mask,
+        response_mask=response_mask,
+        logps=logps * response_mask,
+        ref_logps=ref_logps * response_mask,
+        entropy=entropy * response_mask,
+        values=values * response_mask,
+        scores=score_fn(samples),
+        ended_with_eos=samples.ended_with_eos,
+    ))

@@ -1,0 +1,75 @@
+"""The shared host loop: kill-and-resume ends where an uninterrupted run ends; NaN stops it."""
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from alignax import sharding, steps
+from alignax.metrics import NonFiniteMetricError, read_metrics
+from alignax.state import TrainState
+from alignax.training import default_train_config, train_loop
+from tests.helpers import pad_rows, tiny_model
+from tests.test_sharding import _mesh
+
+
+class Batches:
+    """Minimal resumable iterator: batch i is a function of (seed, i)."""
+
+    def __init__(self, fail_at=None):
+        self.index = 0
+        self.fail_at = fail_at
+
+    def __next__(self):
+        if self.index == self.fail_at:
+            raise KeyboardInterrupt("simulated kill")
+        rng = np.random.default_rng(self.index)
+        self.index += 1
+        rows = [list(rng.integers(3, 32, size=6)) for _ in range(4)]
+        tokens, mask = pad_rows(rows, 6)
+        return {"tokens": np.asarray(tokens), "input_mask": np.asarray(mask),
+                "loss_mask": np.asarray(mask)}
+
+    def state(self):
+        return {"index": self.index}
+
+    def restore(self, state):
+        self.index = state["index"]
+
+
+def _config(steps_=6):
+    config = ml_collections.ConfigDict({"train": default_train_config()})
+    config.train.update(steps=steps_, log_every=1, eval_every=3, checkpoint_every=2)
+    return config
+
+
+def _run(workdir, batches, learning_rate=1e-2):
+    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    model = tiny_model()
+    tx = optax.adam(learning_rate)
+    state = TrainState.create(sharding.init_params(model, jax.random.key(0), mesh), tx, mesh)
+    step = steps.jit_step(steps.make_train_step(steps.lm_loss_fn(model), tx), state,
+                          next(Batches()), mesh)
+    return train_loop(state=state, step_fn=step, batches=batches, mesh=mesh, workdir=workdir,
+                      config=_config(), rng=jax.random.key(0), name="test",
+                      eval_fn=lambda s: {"step": float(s.step)})
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    full = _run(tmp_path / "full", Batches())
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "killed", Batches(fail_at=5))  # dies during step 6, last save at 4
+    resumed = _run(tmp_path / "killed", Batches())
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+                 resumed.params, full.params)
+    logged = [m["step"] for m in read_metrics(tmp_path / "killed") if "loss" in m]
+    assert logged == [1, 2, 3, 4, 5, 5, 6]  # step 5 ran twice: before the kill and after resume
+    evals = [m for m in read_metrics(tmp_path / "full") if "eval/step" in m]
+    assert [m["eval/step"] for m in evals] == [3.0, 6.0]
+
+
+def test_nan_stops_the_run_with_step_and_metric(tmp_path):
+    # Step 1's loss is computed before the first (NaN) update, so step 2 is the first bad one.
+    with pytest.raises(NonFiniteMetricError, match=r"step 2: .*loss=nan"):
+        _run(tmp_path, Batches(), learning_rate=float("nan"))
