@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from alignax import logprobs
 from alignax.models import Model, Params
-from alignax.sampling import Samples, sample
+from alignax.sampling import sample
 
 
 class Rollout(NamedTuple):
@@ -34,6 +34,12 @@ class Rollout(NamedTuple):
 
 def response_slice(x_BxS: jax.Array, prompt_len: int) -> jax.Array:
     return x_BxS[:, prompt_len:]
+
+
+def full_loss_mask(rollout: Rollout) -> jax.Array:
+    """The response mask over whole sequences [B, P+T] (the layout scorers take)."""
+    prompt_len = rollout.tokens.shape[1] - rollout.response_mask.shape[1]
+    return jnp.pad(rollout.response_mask, ((0, 0), (prompt_len, 0)))
 
 
 def policy_response_logps(model: Model, params: Params, tokens, input_mask, prompt_len: int):
@@ -58,7 +64,7 @@ def collect(
     ref_params: Params,
     prompts: dict,
     rng: jax.Array,
-    score_fn: Callable[[Samples], jax.Array],
+    score_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
     value_model: Model | None = None,
     value_params: Params | None = None,
     max_new_tokens: int,
@@ -67,10 +73,18 @@ def collect(
     top_k: int = 0,
     top_p: float = 1.0,
 ) -> Rollout:
-    """Samples one response per prompt and scores it. `score_fn(samples) -> [B]`."""
+    """Samples one response per prompt and scores it with
+    `score_fn(tokens [B, P+T], input_mask, loss_mask) -> [B]` (loss_mask marks the response)."""
     samples = sample(
-        policy, policy_params, prompts["prompt_tokens"], prompts["prompt_mask"], rng,
-        max_new_tokens=max_new_tokens, eos_id=eos_id, temperature=temperature, top_k=top_k,
+        policy,
+        policy_params,
+        prompts["prompt_tokens"],
+        prompts["prompt_mask"],
+        rng,
+        max_new_tokens=max_new_tokens,
+        eos_id=eos_id,
+        temperature=temperature,
+        top_k=top_k,
         top_p=top_p,
     )
     samples = jax.tree.map(jax.lax.stop_gradient, samples)
@@ -88,14 +102,16 @@ def collect(
         values = response_values(
             value_model, value_params, samples.tokens, samples.input_mask, prompt_len
         )
-    return jax.lax.stop_gradient(Rollout(
-        tokens=samples.tokens,
-        input_mask=samples.input_mask,
-        response_mask=response_mask,
-        logps=logps * response_mask,
-        ref_logps=ref_logps * response_mask,
-        entropy=entropy * response_mask,
-        values=values * response_mask,
-        scores=score_fn(samples),
-        ended_with_eos=samples.ended_with_eos,
-    ))
+    return jax.lax.stop_gradient(
+        Rollout(
+            tokens=samples.tokens,
+            input_mask=samples.input_mask,
+            response_mask=response_mask,
+            logps=logps * response_mask,
+            ref_logps=ref_logps * response_mask,
+            entropy=entropy * response_mask,
+            values=values * response_mask,
+            scores=score_fn(samples.tokens, samples.input_mask, samples.loss_mask),
+            ended_with_eos=samples.ended_with_eos,
+        )
+    )

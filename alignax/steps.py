@@ -16,34 +16,10 @@ import ml_collections
 import optax
 from jax.sharding import Mesh
 
-from alignax import logprobs, sharding
-from alignax.models import Model
+from alignax import sharding
 from alignax.state import TrainState, state_shardings
 
 LossFn = Callable[..., tuple[jax.Array, dict]]
-
-
-def lm_loss_fn(model: Model) -> LossFn:
-    """Next-token cross-entropy on the tokens in `loss_mask`, averaged over all such tokens in the
-    batch (pretraining: every real token; SFT: response tokens only)."""
-
-    def loss_fn(params, state, batch, rng):
-        del state
-        logits = model.apply(
-            params,
-            batch["tokens"],
-            batch["input_mask"],
-            heads=("lm",),
-            dropout_rng=rng if model.config.dropout_rate > 0 else None,
-        )["logits"]
-        mask = batch["loss_mask"].astype(jnp.float32)
-        token_logps = logprobs.token_logps(logits, batch["tokens"])
-        num_tokens = jnp.maximum(mask.sum(), 1.0)
-        loss = -jnp.sum(token_logps * mask) / num_tokens
-        entropy = jnp.sum(logprobs.token_entropy(logits) * mask) / num_tokens
-        return loss, {"nll": loss, "entropy": entropy, "tokens": mask.sum()}
-
-    return loss_fn
 
 
 def make_train_step(

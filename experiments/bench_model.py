@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import optax
 
-from alignax import sharding, steps
+from alignax import objectives, sharding, steps
 from alignax.models import build_model
 from alignax.sampling import sample
 from alignax.state import TrainState
@@ -50,7 +50,7 @@ def bench(preset, *, batch, seq_len, prompt_len, new_tokens, repeats):
         {"tokens": tokens, "input_mask": ones, "loss_mask": ones}, mesh
     )
     train_step = steps.jit_step(
-        steps.make_train_step(steps.lm_loss_fn(model), tx), state, batch_data, mesh
+        steps.make_train_step(objectives.lm_loss_fn(model), tx), state, batch_data, mesh
     )
     holder = [state]
 

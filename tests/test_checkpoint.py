@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from alignax import sharding, steps
+from alignax import objectives, sharding, steps
 from alignax.checkpoint import Checkpointer, CheckpointMismatchError
 from alignax.state import TrainState
 from tests.helpers import pad_rows, tiny_model
@@ -42,7 +42,7 @@ def _fresh(mesh, **model_overrides):
 
 def _run(state, model, tx, mesh, batches):
     step = steps.jit_step(
-        steps.make_train_step(steps.lm_loss_fn(model), tx), state, batches[0], mesh
+        steps.make_train_step(objectives.lm_loss_fn(model), tx), state, batches[0], mesh
     )
     for batch in batches:
         state, _ = step(state, sharding.shard_batch(batch, mesh), jax.random.key(7))

@@ -9,7 +9,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from alignax import sharding, steps
+from alignax import objectives, sharding, steps
 from alignax.state import TrainState
 from tests.helpers import pad_rows, tiny_model
 
@@ -48,7 +48,9 @@ def _train_one_step(mesh):
     logits = jax.jit(lambda p, b: model.apply(p, b["tokens"], b["input_mask"])["logits"])(
         params, batch
     )
-    step = steps.jit_step(steps.make_train_step(steps.lm_loss_fn(model), tx), state, batch, mesh)
+    step = steps.jit_step(
+        steps.make_train_step(objectives.lm_loss_fn(model), tx), state, batch, mesh
+    )
     state, metrics = step(state, batch, jax.random.key(1))
     return model, np.asarray(logits), jax.device_get(state.params), float(metrics["loss"]), state
 

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from alignax import logprobs, sharding, steps
+from alignax import logprobs, objectives, sharding, steps
 from alignax.state import TrainState
 from tests.helpers import pad_rows, tiny_model
 from tests.test_sharding import _mesh
@@ -18,7 +18,7 @@ def _setup(grad_accum_steps=1, trace_counter=None):
     params = sharding.init_params(model, jax.random.key(0), mesh)
     tx = optax.sgd(0.1)
     state = TrainState.create(params, tx, mesh)
-    loss_fn = steps.lm_loss_fn(model)
+    loss_fn = objectives.lm_loss_fn(model)
     if trace_counter is not None:
 
         def counted(*args):
@@ -61,7 +61,7 @@ def test_gradient_accumulation_equals_the_full_batch_step():
 def test_lm_loss_is_the_token_mean_nll_over_the_loss_mask():
     model, state, _, batch = _setup()
     batch["loss_mask"] = batch["loss_mask"] * np.array([[0, 1, 1, 1]])
-    loss, metrics = steps.lm_loss_fn(model)(state.params, state, batch, jax.random.key(0))
+    loss, metrics = objectives.lm_loss_fn(model)(state.params, state, batch, jax.random.key(0))
     logits = model.apply(state.params, batch["tokens"], batch["input_mask"])["logits"]
     nll = -logprobs.token_logps(logits, jnp.asarray(batch["tokens"]))[:, 1:]
     assert float(loss) == pytest.approx(float(nll.mean()), rel=1e-6)

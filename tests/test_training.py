@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from alignax import sharding, steps
+from alignax import objectives, sharding, steps
 from alignax.metrics import NonFiniteMetricError, read_metrics
 from alignax.state import TrainState
 from alignax.training import default_train_config, train_loop
@@ -28,8 +28,11 @@ class Batches:
         self.index += 1
         rows = [list(rng.integers(3, 32, size=6)) for _ in range(4)]
         tokens, mask = pad_rows(rows, 6)
-        return {"tokens": np.asarray(tokens), "input_mask": np.asarray(mask),
-                "loss_mask": np.asarray(mask)}
+        return {
+            "tokens": np.asarray(tokens),
+            "input_mask": np.asarray(mask),
+            "loss_mask": np.asarray(mask),
+        }
 
     def state(self):
         return {"index": self.index}
@@ -49,11 +52,20 @@ def _run(workdir, batches, learning_rate=1e-2):
     model = tiny_model()
     tx = optax.adam(learning_rate)
     state = TrainState.create(sharding.init_params(model, jax.random.key(0), mesh), tx, mesh)
-    step = steps.jit_step(steps.make_train_step(steps.lm_loss_fn(model), tx), state,
-                          next(Batches()), mesh)
-    return train_loop(state=state, step_fn=step, batches=batches, mesh=mesh, workdir=workdir,
-                      config=_config(), rng=jax.random.key(0), name="test",
-                      eval_fn=lambda s: {"step": float(s.step)})
+    step = steps.jit_step(
+        steps.make_train_step(objectives.lm_loss_fn(model), tx), state, next(Batches()), mesh
+    )
+    return train_loop(
+        state=state,
+        step_fn=step,
+        batches=batches,
+        mesh=mesh,
+        workdir=workdir,
+        config=_config(),
+        rng=jax.random.key(0),
+        name="test",
+        eval_fn=lambda s: {"step": float(s.step)},
+    )
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
@@ -61,8 +73,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "killed", Batches(fail_at=5))  # dies during step 6, last save at 4
     resumed = _run(tmp_path / "killed", Batches())
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
-                 resumed.params, full.params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+        resumed.params,
+        full.params,
+    )
     logged = [m["step"] for m in read_metrics(tmp_path / "killed") if "loss" in m]
     assert logged == [1, 2, 3, 4, 5, 5, 6]  # step 5 ran twice: before the kill and after resume
     evals = [m for m in read_metrics(tmp_path / "full") if "eval/step" in m]
