@@ -1,0 +1,311 @@
+"""Offline pairwise losses (DPO family, KTO) and the registry: hand-computed values, identities,
+gradients, hyperparameter checks."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from alignax import losses
+from alignax.losses import PreferenceLogps, dpo
+
+# One pair used for the hand-computed values: u_c = -1 - (-1.5) = 0.5, u_r = -2 - (-1.5) = -0.5,
+# h = u_c - u_r = 1, beta = 0.5 so beta h = 0.5, beta u_c = 0.25, beta u_r = -0.25.
+PC, PR, RC, RR, BETA = -1.0, -2.0, -1.5, -1.5, 0.5
+LEN_C, LEN_R = 2.0, 4.0
+
+
+def ls(x):  # log sigmoid
+    return -math.log1p(math.exp(-x))
+
+
+def sig(x):
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+HAND = {
+    # -log s(beta h)
+    "dpo": ({}, -ls(0.5)),
+    # cDPO eps = 0.1: -(0.9) log s(0.5) - 0.1 log s(-0.5)
+    "dpo_ls": ({"label_smoothing": 0.1}, -0.9 * ls(0.5) - 0.1 * ls(-0.5)),
+    # robust: (-(0.9) log s(0.5) + 0.1 log s(-0.5)) / 0.8
+    "robust_dpo": ({"label_smoothing": 0.1}, (-0.9 * ls(0.5) + 0.1 * ls(-0.5)) / 0.8),
+    # hinge: max(0, 1 - 0.5)
+    "hinge": ({}, 0.5),
+    # ipo: (1 - 1/(2*0.5))^2 = 0; use beta 0.25 below instead via kwargs override
+    "ipo": ({"beta": 0.25}, (1.0 - 2.0) ** 2),
+    # exo eps = 0.1: s(.5)(log s(.5) - log .9) + s(-.5)(log s(-.5) - log .1)
+    "exo": (
+        {"label_smoothing": 0.1},
+        sig(0.5) * (ls(0.5) - math.log(0.9)) + sig(-0.5) * (ls(-0.5) - math.log(0.1)),
+    ),
+    # nca: -log s(.25) - .5 log s(-.25) - .5 log s(.25)   (beta u_r = -0.25, so -beta u_r = .25)
+    "nca": ({}, -ls(0.25) - 0.5 * ls(-0.25) - 0.5 * ls(0.25)),
+    # bco with delta = 0.1: -log s(0.25 - 0.1) - log s(0.1 + 0.25)
+    "bco_pair": ({"reward_shift": 0.1}, -ls(0.15) - ls(0.35)),
+    # sppo_hard: (0.5 - 1)^2 + (-0.5 + 1)^2
+    "sppo_hard": ({}, 0.25 + 0.25),
+    # aot with B = 1: sort is identity, d = (pc - pr) - (rc - rr) = 1 - 0 = h
+    "aot": ({}, -ls(0.5)),
+    # aot_unpaired with B = 1: d = u_c - u_r = h
+    "aot_unpaired": ({}, -ls(0.5)),
+    # apo_zero: 1 - s(.25) + s(-.25)
+    "apo_zero": ({}, 1 - sig(0.25) + sig(-0.25)),
+    # apo_down: s(.25) + 1 - s(.5)
+    "apo_down": ({}, sig(0.25) + 1 - sig(0.5)),
+    # discopop tau = 0.05: w = s(10), (1 - w)(-log s(.5)) + w exp(-.5)
+    "discopop": ({}, (1 - sig(10.0)) * -ls(0.5) + sig(10.0) * math.exp(-0.5)),
+    # length-normalised: ubar_c = .5/2 = .25, ubar_r = -.5/4 = -.125; -log s(.5 * .375)
+    "dpo_length_normalized": ({}, -ls(0.5 * 0.375)),
+    # rpo alpha = 2: dpo + 2 * (1 / 2)   (per-token NLL of chosen = -pc / len_c = 0.5)
+    "rpo": ({"alpha": 2.0}, -ls(0.5) + 1.0),
+    # reference-free: -log s(0.5 * (pc - pr)) = -log s(0.5)
+    "dpo_reference_free": ({}, -ls(0.5)),
+    # simpo gamma = 0.1: pibar_c = -0.5, pibar_r = -0.5; -log s(0.5 * 0 - 0.1)
+    "simpo": ({"gamma": 0.1}, -ls(-0.1)),
+    # cpo: -log s(0.5 * 1) + 0.5
+    "cpo": ({}, -ls(0.5) + 0.5),
+    # orpo: pibar = -0.5 both -> log OR = 0; NLL 0.5 - 0.5 log s(0) = 0.5 + 0.5 log 2
+    "orpo": ({}, 0.5 + 0.5 * math.log(2.0)),
+}
+
+
+def _logps(batch=1, **overrides):
+    values = dict(
+        policy_chosen=PC,
+        policy_rejected=PR,
+        ref_chosen=RC,
+        ref_rejected=RR,
+        chosen_lengths=LEN_C,
+        rejected_lengths=LEN_R,
+    )
+    values.update(overrides)
+    return PreferenceLogps(**{k: jnp.full((batch,), v, jnp.float32) for k, v in values.items()})
+
+
+@pytest.mark.parametrize("case", sorted(HAND))
+def test_hand_computed_values(case):
+    """Each registered loss matches its formula evaluated by hand with `math`."""
+    kwargs, expected = HAND[case]
+    name = "dpo" if case == "dpo_ls" else case
+    hp = {"beta": BETA, **kwargs}
+    loss, metrics = losses.get_preference_loss(name)(_logps(), **hp)
+    assert loss.shape == (1,) and loss.dtype == jnp.float32
+    np.testing.assert_allclose(float(loss[0]), expected, rtol=1e-5, atol=1e-6)
+    assert float(metrics["rewards/accuracy"][0]) == float(metrics["rewards/margin"][0] > 0)
+
+
+def test_every_registered_loss_has_a_hand_computed_case():
+    """The hand-value table covers the whole registry (a new loss needs a new case)."""
+    assert set(losses.PREFERENCE_LOSSES) <= set(HAND)
+
+
+def test_dpo_equal_logps_is_log2():
+    """DPO at equal policy and reference log-ratios is log 2 for every beta."""
+    for beta in (0.01, 0.1, 1.0, 10.0):
+        loss, _ = losses.dpo_loss(
+            jnp.array([-3.0]), jnp.array([-3.0]), jnp.array([-7.0]), jnp.array([-7.0]), beta=beta
+        )
+        np.testing.assert_allclose(loss, [math.log(2)], rtol=1e-6)
+
+
+def test_cdpo_with_zero_smoothing_is_dpo_and_robust_with_zero_is_dpo():
+    """label_smoothing = 0 reduces cDPO and robust DPO to DPO."""
+    rng = np.random.default_rng(0)
+    args = [jnp.asarray(rng.normal(size=5), jnp.float32) for _ in range(4)]
+    base, _ = losses.dpo_loss(*args, beta=0.3)
+    cdpo, _ = losses.dpo_loss(*args, beta=0.3, label_smoothing=0.0)
+    robust, _ = losses.robust_dpo_loss(*args, beta=0.3, label_smoothing=0.0)
+    np.testing.assert_allclose(cdpo, base)
+    np.testing.assert_allclose(robust, base, rtol=1e-6)
+
+
+def test_reference_free_is_dpo_with_zero_refs():
+    """Reference-free DPO equals DPO with reference log-probs set to 0."""
+    pc, pr = jnp.array([-1.0, -4.0]), jnp.array([-2.5, -0.5])
+    free, _ = losses.reference_free_dpo_loss(pc, pr, beta=0.7)
+    dpo_zero, _ = losses.dpo_loss(pc, pr, jnp.zeros(2), jnp.zeros(2), beta=0.7)
+    np.testing.assert_allclose(free, dpo_zero)
+
+
+def test_ipo_minimum_at_half_inverse_beta():
+    """The IPO loss, as a function of h, is minimised (value 0) at h = 1 / (2 beta)."""
+    beta = 0.2
+    hs = jnp.linspace(-5, 10, 301)
+    loss, _ = losses.ipo_loss(
+        hs, jnp.zeros_like(hs), jnp.zeros_like(hs), jnp.zeros_like(hs), beta=beta
+    )
+    assert float(hs[jnp.argmin(loss)]) == pytest.approx(1 / (2 * beta), abs=0.05)
+    grad = jax.grad(lambda h: losses.ipo_loss(h, 0.0, 0.0, 0.0, beta=beta)[0].sum())(2.5)
+    assert float(grad) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rpo_is_dpo_plus_nll_and_cpo_is_reference_free_plus_nll():
+    """RPO - DPO and CPO - reference-free DPO both equal alpha times the chosen per-token NLL."""
+    pc, pr, rc, rr = (jnp.array([v]) for v in (-6.0, -4.0, -5.0, -5.0))
+    n = jnp.array([3.0])
+    rpo, m = losses.rpo_loss(pc, pr, rc, rr, chosen_lengths=n, beta=0.1, alpha=0.5)
+    base, _ = losses.dpo_loss(pc, pr, rc, rr, beta=0.1)
+    np.testing.assert_allclose(rpo - base, 0.5 * 6.0 / 3.0, rtol=1e-6)
+    cpo, _ = losses.cpo_loss(pc, pr, chosen_lengths=n, beta=0.1, alpha=0.5)
+    free, _ = losses.reference_free_dpo_loss(pc, pr, beta=0.1)
+    np.testing.assert_allclose(cpo - free, 0.5 * 2.0, rtol=1e-6)
+
+
+def test_length_normalized_dpo_with_unit_lengths_is_dpo():
+    """With token counts of 1 the length-normalised DPO is plain DPO."""
+    args = [
+        jnp.array([-1.0, -3.0]),
+        jnp.array([-2.0, -1.0]),
+        jnp.array([-1.5, -2.0]),
+        jnp.array([-1.0, -1.0]),
+    ]
+    ones = jnp.ones(2)
+    a, _ = losses.length_normalized_dpo_loss(
+        *args, chosen_lengths=ones, rejected_lengths=ones, beta=0.4
+    )
+    b, _ = losses.dpo_loss(*args, beta=0.4)
+    np.testing.assert_allclose(a, b)
+
+
+def test_aot_sorts_over_the_batch():
+    """AOT compares sorted quantiles: permuting the pairs of the batch leaves the loss (as a
+    multiset) unchanged, and the values follow the sorted-margin formula."""
+    pc = jnp.array([0.0, 2.0, 1.0])
+    zeros = jnp.zeros(3)
+    loss, _ = losses.aot_loss(pc, zeros, zeros, jnp.array([1.0, 0.0, 0.0]), beta=1.0)
+    # policy margins sorted: [0, 1, 2]; ref margins (0 - rr) sorted: [-1, 0, 0]; d = [1, 1, 2]
+    expected = [-ls(1.0), -ls(1.0), -ls(2.0)]
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    perm = jnp.array([2, 0, 1])
+    loss_perm, _ = losses.aot_loss(
+        pc[perm], zeros, zeros, jnp.array([1.0, 0.0, 0.0])[perm], beta=1.0
+    )
+    np.testing.assert_allclose(loss_perm, loss, rtol=1e-6)
+
+
+def test_metrics_are_implicit_rewards():
+    """rewards/chosen = beta u_c, rewards/rejected = beta u_r, margin and accuracy."""
+    _, m = losses.dpo_loss(
+        jnp.array([PC]), jnp.array([PR]), jnp.array([RC]), jnp.array([RR]), beta=BETA
+    )
+    np.testing.assert_allclose(m["rewards/chosen"], [0.25])
+    np.testing.assert_allclose(m["rewards/rejected"], [-0.25])
+    np.testing.assert_allclose(m["rewards/margin"], [0.5])
+    np.testing.assert_allclose(m["rewards/accuracy"], [1.0])
+
+
+@pytest.mark.parametrize("name", losses.PREFERENCE_LOSSES)
+def test_gradients_match_finite_differences(name):
+    """Reverse-mode gradients of every loss match finite differences (float64)."""
+    fn = losses.get_preference_loss(name)
+    hp = {"beta": 0.7}
+    rng = np.random.default_rng(1)
+    with jax.enable_x64(True):
+        base = [jnp.asarray(rng.normal(size=3) - 2.0) for _ in range(4)]
+        lengths = (jnp.array([1.0, 2.0, 3.0]), jnp.array([2.0, 1.0, 4.0]))
+
+        def f(pc, pr, rc, rr):
+            return fn(PreferenceLogps(pc, pr, rc, rr, *lengths), **hp)[0].sum()
+
+        check_grads(f, base, order=1, modes=("rev",), eps=1e-4, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", losses.PREFERENCE_LOSSES)
+def test_jit_and_finite_gradients_at_extremes(name):
+    """Every loss jits and has finite gradients at very large / small log-ratios."""
+    fn = losses.get_preference_loss(name)
+    logps = _logps(batch=2)._replace(
+        policy_chosen=jnp.array([-400.0, -1e-9]), policy_rejected=jnp.array([-1e-9, -400.0])
+    )
+    grads = jax.jit(jax.grad(lambda lp: fn(lp, beta=1.0)[0].sum()))(logps)
+    for g in jax.tree.leaves(grads):
+        assert np.all(np.isfinite(g))
+
+
+def test_unknown_loss_name_lists_known_ones():
+    """get_preference_loss rejects unknown names with the list of known ones."""
+    with pytest.raises(ValueError, match="known losses: dpo, robust_dpo"):
+        losses.get_preference_loss("dpoo")
+
+
+@pytest.mark.parametrize(
+    "name, hp, match",
+    [
+        ("dpo", {"beta": 0.0}, "beta must be > 0"),
+        ("dpo", {"beta": -1.0}, "beta must be > 0"),
+        ("dpo", {"beta": 0.1, "label_smoothing": 0.5}, r"label_smoothing must be in \[0, 0.5\)"),
+        ("dpo", {"beta": 0.1, "label_smoothing": -0.1}, "label_smoothing"),
+        ("exo", {"beta": 0.1, "label_smoothing": 0.0}, r"label_smoothing must be in \(0, 0.5\)"),
+        ("rpo", {"beta": 0.1, "alpha": -1.0}, "alpha must be >= 0"),
+        ("discopop", {"beta": 0.1, "tau": 0.0}, "tau must be > 0"),
+        ("dpo", {"label_smoothing": 0.1}, "missing required hyperparameter 'beta'"),
+        ("ipo", {"beta": 0.1, "label_smoothing": 0.1}, "unknown hyperparameters"),
+        ("nope", {"beta": 0.1}, "unknown preference loss"),
+    ],
+)
+def test_validate_hyperparameters_rejects_bad_values(name, hp, match):
+    """Bad hyperparameters raise ValueError naming the parameter and the allowed range."""
+    with pytest.raises(ValueError, match=match):
+        losses.validate_hyperparameters(name, **hp)
+
+
+def test_losses_check_hyperparameters_when_called_and_allow_traced_beta():
+    """The losses themselves reject a bad beta, but a vmapped (traced) beta is accepted."""
+    z = jnp.zeros(2)
+    with pytest.raises(ValueError, match="dpo_loss: beta must be > 0"):
+        losses.dpo_loss(z, z, z, z, beta=0.0)
+    out = jax.vmap(lambda b: losses.dpo_loss(z, z, z, z, beta=b)[0])(jnp.array([0.1, 1.0]))
+    np.testing.assert_allclose(out, math.log(2), rtol=1e-6)
+    losses.validate_hyperparameters("simpo", beta=2.0, gamma=0.5)  # valid: no error
+
+
+def test_kto_hand_computed_and_reference_point():
+    """KTO: z0 = max(mean(policy_kl - ref_kl), 0), detached; losses follow eq. 8 by hand."""
+    policy = jnp.array([-1.0, -3.0])
+    ref = jnp.array([-2.0, -2.0])  # u = [1, -1]
+    labels = jnp.array([1, 0])
+    kl_policy, kl_ref = jnp.array([-1.0, -2.0]), jnp.array([-1.5, -2.5])  # mean diff 0.5
+    loss, m = losses.kto_loss(
+        policy,
+        ref,
+        labels,
+        kl_policy,
+        kl_ref,
+        beta=0.5,
+        desirable_weight=1.0,
+        undesirable_weight=2.0,
+    )
+    # desirable: 1 - s(0.5 (1 - 0.5)); undesirable: 2 (1 - s(0.5 (0.5 + 1)))
+    np.testing.assert_allclose(loss, [1 - sig(0.25), 2 * (1 - sig(0.75))], rtol=1e-6)
+    np.testing.assert_allclose(m["kl"], 0.5)
+    # A negative KL estimate is clamped to 0.
+    _, m = losses.kto_loss(policy, ref, labels, kl_ref, kl_policy, beta=0.5)
+    assert float(m["kl"]) == 0.0
+    # z0 is detached: no gradient reaches the mismatched-pair log-probs.
+    g = jax.grad(lambda kp: losses.kto_loss(policy, ref, labels, kp, kl_ref, beta=0.5)[0].sum())(
+        kl_policy
+    )
+    np.testing.assert_array_equal(g, 0.0)
+
+
+def test_kto_gradients():
+    """KTO gradients w.r.t. the policy log-probs match finite differences."""
+    with jax.enable_x64(True):
+        f = lambda p: losses.kto_loss(
+            p, jnp.zeros(3), jnp.array([1, 0, 1]), jnp.zeros(3) + 0.2, jnp.zeros(3), beta=0.3
+        )[0].sum()
+        check_grads(f, (jnp.array([0.5, -1.0, 2.0]),), order=1, modes=("rev",), eps=1e-4)
+
+
+def test_preference_logps_fields_used_by_reference_free_losses():
+    """Reference-free losses ignore ref log-probs (garbage refs give the same loss)."""
+    clean = _logps(batch=2)
+    garbage = clean._replace(ref_chosen=jnp.full(2, 1e6), ref_rejected=jnp.full(2, -1e6))
+    for name in losses.REFERENCE_FREE_LOSSES:
+        fn = losses.get_preference_loss(name)
+        np.testing.assert_array_equal(fn(clean, beta=0.5)[0], fn(garbage, beta=0.5)[0])
+    assert dpo.PreferenceLogps is PreferenceLogps
