@@ -124,8 +124,12 @@ class Checkpointer:
 
 
 def restore_params(directory: str | Path, like_params, *, step: int | None = None):
-    """Only the `params` of a checkpoint written by `Checkpointer` (latest step by default), laid
-    out like `like_params`: how one stage (SFT, reward model) starts from another's result."""
+    """The `params` of a checkpoint written by `Checkpointer` (latest step by default), laid out
+    like `like_params`: how one stage (SFT, reward model) starts from another's result.
+
+    Only the top-level entries of `like_params` that the checkpoint holds are restored (a reward
+    model takes a policy's backbone but not its LM head); the returned dict has just those.
+    """
     directory = Path(directory).absolute()
     manager = ocp.CheckpointManager(
         directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()}
@@ -134,14 +138,17 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {directory}: run the stage that writes it first")
     found = _shapes(manager.item_metadata(step)["state"])
-    _check_fits(
-        directory / str(step),
-        _shapes({"params": like_params}),
-        {k: v for k, v in found.items() if k.startswith("params/")},
-    )
+    saved_keys = {k.split("/")[1] for k in found if k.startswith("params/")}
+    wanted = {k: v for k, v in like_params.items() if k in saved_keys}
+    if not wanted:
+        raise CheckpointMismatchError(
+            f"checkpoint {directory / str(step)} holds none of the params {sorted(like_params)}"
+        )
+    expected = _shapes({"params": wanted})
+    _check_fits(directory / str(step), expected, {k: found[k] for k in expected if k in found})
     like = {
         "params": jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like_params
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), wanted
         )
     }
     restored = manager.restore(

@@ -16,7 +16,7 @@ import ml_collections
 
 def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> None:
     """Parses --config/--workdir and calls `run(config, workdir)`."""
-    from absl import app, flags
+    from absl import app, flags, logging
     from ml_collections import config_flags
 
     config_flag = config_flags.DEFINE_config_file(
@@ -30,6 +30,7 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
         run(config_flag.value, workdir_flag.value)
 
     app.run(main)

@@ -39,49 +39,57 @@ ScoreFn = Callable[[TrainState, jax.Array, jax.Array, jax.Array], jax.Array]
 
 def default_ppo_config() -> ml_collections.ConfigDict:
     """Every key `make_ppo_step` reads (InstructGPT-style defaults scaled to the tiny task)."""
-    return ml_collections.ConfigDict({
-        "max_new_tokens": 24,
-        "temperature": 1.0,
-        "gamma": 1.0,
-        "lam": 0.95,
-        "whiten_advantages": True,
-        "epochs": 2,
-        "num_minibatches": 2,
-        "clip_eps": 0.2,
-        "value_clip_eps": 0.2,
-        "value_coef": 0.1,
-        "entropy_coef": 0.0,
-        "ptx_coef": 0.0,
-        "missing_eos_penalty": 1.0,
-        "kl_estimator": "k1",
-        "kl_control": "adaptive",  # or "fixed"
-        "kl_coef": 0.05,  # initial beta
-        "kl_target": 2.0,  # nats per sequence (adaptive only)
-        "kl_horizon": 5000,  # samples (adaptive only)
-    })
+    return ml_collections.ConfigDict(
+        {
+            "max_new_tokens": 24,
+            "temperature": 1.0,
+            "gamma": 1.0,
+            "lam": 0.95,
+            "whiten_advantages": True,
+            "epochs": 2,
+            "num_minibatches": 2,
+            "clip_eps": 0.2,
+            "value_clip_eps": 0.2,
+            "value_coef": 0.1,
+            "entropy_coef": 0.0,
+            "ptx_coef": 0.0,
+            "missing_eos_penalty": 1.0,
+            "kl_estimator": "k1",
+            "kl_control": "adaptive",  # or "fixed"
+            "kl_coef": 0.05,  # initial beta
+            "kl_target": 2.0,  # nats per sequence (adaptive only)
+            "kl_horizon": 5000,  # samples (adaptive only)
+        }
+    )
 
 
 def default_grpo_config() -> ml_collections.ConfigDict:
     """Every key `make_grpo_step` reads."""
-    return ml_collections.ConfigDict({
-        "group_size": 8,
-        "baseline": "grpo",  # "grpo" (std-scaled), "dr_grpo" (unscaled), "rloo" (leave-one-out)
-        "max_new_tokens": 8,
-        "temperature": 1.0,
-        "epochs": 1,
-        "num_minibatches": 2,
-        "beta": 0.04,
-        "clip_eps_low": 0.2,
-        "clip_eps_high": 0.28,
-        "aggregation": "sequence_mean",  # "token_mean" (DAPO), "max_length" (Dr. GRPO)
-    })
+    return ml_collections.ConfigDict(
+        {
+            "group_size": 8,
+            "baseline": "grpo",  # "grpo" (std-scaled), "dr_grpo" (unscaled), "rloo" (leave-one-out)
+            "max_new_tokens": 8,
+            "temperature": 1.0,
+            "epochs": 1,
+            "num_minibatches": 2,
+            "beta": 0.04,
+            "clip_eps_low": 0.2,
+            "clip_eps_high": 0.28,
+            "aggregation": "sequence_mean",  # "token_mean" (DAPO), "max_length" (Dr. GRPO)
+        }
+    )
 
 
 def kl_controller_from_config(ppo_config) -> KLController:
     from alignax.kl_control import make_kl_controller
 
-    return make_kl_controller(ppo_config.kl_control, kl_coef=ppo_config.kl_coef,
-                              target=ppo_config.kl_target, horizon=ppo_config.kl_horizon)
+    return make_kl_controller(
+        ppo_config.kl_control,
+        kl_coef=ppo_config.kl_coef,
+        target=ppo_config.kl_target,
+        horizon=ppo_config.kl_horizon,
+    )
 
 
 def _optimize(params, opt_state, data, loss_fn, tx, *, epochs, num_minibatches, rng):

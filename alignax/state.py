@@ -44,6 +44,9 @@ class TrainState:
             transform_non_params=lambda _: replicated,
         )
         opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+        # Frozen slots get buffers of their own: a reference policy that starts as the trained
+        # params must survive the step donating (and overwriting) the params.
+        slots = {k: jax.tree.map(lambda x: jnp.array(x, copy=True), v) for k, v in slots.items()}
         state = cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, **slots)
 
         def place(x):

@@ -20,8 +20,9 @@ import ml_collections
 from jax.sharding import Mesh
 
 from alignax import sharding
-from alignax.checkpoint import Checkpointer
+from alignax.checkpoint import Checkpointer, restore_params
 from alignax.metrics import MetricWriter, Progress, check_finite, to_host
+from alignax.models import Model
 
 
 def default_train_config() -> ml_collections.ConfigDict:
@@ -38,13 +39,46 @@ def default_train_config() -> ml_collections.ConfigDict:
     )
 
 
-def prepare_workdir(workdir: str | Path, config: ml_collections.ConfigDict) -> Path:
-    """Creates the workdir and writes config.json (process 0)."""
+def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> tuple[Path, Mesh]:
+    """Start of every experiment: multi-host init, the mesh, and the workdir with config.json."""
+    sharding.maybe_initialize_distributed(config.multihost)
+    mesh = sharding.make_mesh(config.mesh)
     workdir = Path(workdir)
     if jax.process_index() == 0:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-    return workdir
+    return workdir, mesh
+
+
+def check_model_fits_task(model_config, task) -> None:
+    """The model must embed every token id of the task and hold its longest sequence."""
+    if model_config.vocab_size < task.vocab_size:
+        raise ValueError(
+            f"model.vocab_size={model_config.vocab_size} is smaller than the "
+            f"{task.name} task's vocabulary ({task.vocab_size})"
+        )
+    if model_config.max_len < task.seq_len:
+        raise ValueError(
+            f"model.max_len={model_config.max_len} is shorter than the {task.name} "
+            f"task's sequences ({task.seq_len} tokens)"
+        )
+
+
+def initial_params(
+    model: Model,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    rng: jax.Array,
+    *,
+    source: str | None = None,
+):
+    """Fresh sharded params, with the backbone (and any matching heads) taken from the final
+    checkpoint of the stage in `source` (default `config.init_from`) when one is named."""
+    params = sharding.init_params(model, rng, mesh)
+    source = config.init_from if source is None else source
+    if not source:
+        return params
+    return {**params, **restore_params(Path(source) / "checkpoints", params)}
 
 
 def write_summary(workdir: str | Path, summary: dict) -> None:
@@ -57,6 +91,11 @@ def write_summary(workdir: str | Path, summary: dict) -> None:
     for key, value in summary.items():
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"  {key:<{width}}  {shown}")
+
+
+def example_batch(arrays: dict, batch_size: int) -> dict:
+    """The first `batch_size` rows: the shapes a step is compiled for."""
+    return {k: v[:batch_size] for k, v in arrays.items()}
 
 
 def train_loop(

@@ -163,3 +163,20 @@ def validate_hyperparameters(name: str, **hyperparameters) -> None:
         if parameters[k].default is inspect.Parameter.empty and k not in hyperparameters:
             raise ValueError(f"{name}: missing required hyperparameter {k!r}")
     check_hyperparameters(fn.__name__, **hyperparameters)
+
+
+def default_hyperparameters(name: str, **overrides) -> dict:
+    """The keyword hyperparameters of loss `name` with their defaults, updated by `overrides`
+    (required ones, like beta, must be given): what a config declares for that loss."""
+    fn, _ = _lookup(name)
+    parameters = inspect.signature(fn).parameters
+    defaults = {
+        k: p.default
+        for k, p in parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+        and k not in ("chosen_lengths", "rejected_lengths")
+        and p.default is not inspect.Parameter.empty
+    }
+    hyperparameters = {**defaults, **overrides}
+    validate_hyperparameters(name, **hyperparameters)
+    return hyperparameters

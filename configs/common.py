@@ -1,0 +1,25 @@
+"""Sections every experiment config shares. Experiment configs build on `base_config`."""
+
+import ml_collections
+
+from alignax.steps import default_optimizer_config
+from alignax.tasks import arithmetic_config, review_config
+from alignax.training import default_train_config
+from configs.models import mesh_config, model_config
+
+TASK_CONFIGS = {"review": review_config, "arithmetic": arithmetic_config}
+
+
+def base_config(model: str = "tiny", task: str = "review") -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.multihost = False  # True on multi-host TPU pods / multi-node GPU jobs
+    config.task_name = task
+    config.task = TASK_CONFIGS[task]()
+    config.model = model_config(model)
+    config.mesh = mesh_config(model)
+    config.optimizer = default_optimizer_config()
+    config.train = default_train_config()
+    # Workdir of the stage whose final params initialise this one ('' = fresh init).
+    config.init_from = ""
+    return config

@@ -1,0 +1,51 @@
+"""DPO-family training on simulated-annotator pairs of the built-in review task.
+
+    python -m experiments.dpo --config configs/dpo.py:runlocal --workdir runs/dpo \
+        --config.init_from=runs/sft
+    python -m experiments.dpo --config configs/dpo.py:ipo --workdir runs/ipo --config.init_from=...
+
+The preset is a loss name from `alignax.losses.PREFERENCE_LOSSES` ('runlocal' = 'dpo'); its
+hyperparameters are declared under `loss.hyperparameters` with the loss's defaults, so
+`--config.loss.hyperparameters.beta=0.05` works and a key the loss does not take is an error.
+runlocal: tiny model, 4,096 pairs, 300 steps of batch 32; about a minute on 2 CPU cores. Expect
+the held-out implicit-reward accuracy above 0.5 and the margin growing; the gold reward of samples
+rises above the initial policy's while the KL to the reference grows.
+"""
+
+import ml_collections
+
+from alignax.losses.registry import PREFERENCE_LOSSES, default_hyperparameters
+from configs.common import base_config
+
+# Per-loss beta scales differ: SimPO/ORPO/CPO use length-normalised or odds terms.
+_BETA = {"simpo": 2.0, "orpo": 0.1, "cpo": 0.1, "ipo": 0.1}
+
+
+def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
+    name = "dpo" if arg == "runlocal" else arg
+    if name not in PREFERENCE_LOSSES:
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, {', '.join(PREFERENCE_LOSSES)}")
+    config = base_config("tiny")
+    config.preferences = ml_collections.ConfigDict(
+        {
+            "annotator": "bradley_terry",
+            "annotator_temperature": 0.5,
+            "flip_rate": 0.0,
+            "num_pairs": 4096,
+            "num_eval_pairs": 256,
+            "num_eval_prompts": 128,
+            "max_new_tokens": 32,
+        }
+    )
+    config.loss = ml_collections.ConfigDict(
+        {
+            "name": name,
+            "hyperparameters": default_hyperparameters(name, beta=_BETA.get(name, 0.1)),
+        }
+    )
+    config.train.update(
+        steps=300, batch_size=32, log_every=50, eval_every=150, checkpoint_every=150
+    )
+    config.optimizer.update(learning_rate=5e-4, warmup_steps=20, schedule="constant")
+    config.lock()
+    return config

@@ -1,0 +1,42 @@
+"""Reward model on simulated-annotator comparisons of the built-in review task.
+
+    python -m experiments.reward_model --config configs/reward_model.py:runlocal --workdir runs/rm
+
+runlocal: tiny model (fresh, or `--config.init_from=runs/pretrain` to start from a policy's
+backbone), 4,096 Bradley-Terry-labelled pairs, 400 steps of batch 32; about a minute on 2 CPU
+cores. Expect held-out accuracy well above chance (0.5) against the annotator and against gold.
+Presets: runlocal | kway (4-way rankings, InstructGPT K-choose-2 loss) | noisy (25% label flips).
+"""
+
+import ml_collections
+
+from configs.common import base_config
+
+
+def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
+    if arg not in ("runlocal", "kway", "noisy"):
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, kway, noisy")
+    config = base_config("tiny")
+    config.reward = ml_collections.ConfigDict(
+        {
+            "annotator": "bradley_terry",  # or "hard"
+            "annotator_temperature": 0.5,
+            "flip_rate": 0.25 if arg == "noisy" else 0.0,
+            "num_comparisons": 4096,
+            "num_eval_comparisons": 512,
+            "num_responses": 4 if arg == "kway" else 2,
+        }
+    )
+    config.loss = ml_collections.ConfigDict(
+        {
+            "name": "pairwise" if arg == "kway" else "bradley_terry",  # | "plackett_luce"
+            "center_coefficient": 0.01,  # bradley_terry only: eta (r_c + r_r)^2
+            "label_smoothing": 0.0,  # bradley_terry only
+        }
+    )
+    config.train.update(
+        steps=400, batch_size=32, log_every=50, eval_every=200, checkpoint_every=200
+    )
+    config.optimizer.update(learning_rate=1e-3, warmup_steps=20)
+    config.lock()
+    return config

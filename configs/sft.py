@@ -1,0 +1,45 @@
+"""Supervised fine-tuning on the built-in review task (or pretraining on its generator text).
+
+    python -m experiments.sft --config configs/sft.py:runlocal --workdir runs/sft
+    python -m experiments.sft --config configs/sft.py:pretrain --workdir runs/pretrain
+
+runlocal: tiny model, 300 steps of batch 32 on 2,048 best-of-8 demonstrations; about a minute
+on 2 CPU cores. Expect eval NLL to fall and the gold reward of samples to rise above the
+generator's (0 by construction of the z-scored gold reward).
+pretrain: the same model trained from scratch on 16,384 generator texts (loss on all tokens);
+its result is the base policy of the pipeline.
+Presets: runlocal | pretrain | small (10M model, longer).
+"""
+
+import ml_collections
+
+from configs.common import base_config
+
+
+def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
+    if arg not in ("runlocal", "pretrain", "small"):
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, pretrain, small")
+    config = base_config("small" if arg == "small" else "tiny")
+    config.sft = ml_collections.ConfigDict(
+        {
+            "data": "pretraining" if arg == "pretrain" else "demonstrations",
+            "num_examples": 16384 if arg == "pretrain" else 2048,
+            "num_eval_examples": 256,
+            "num_candidates": 8,  # demonstrations: best-of-8 generator samples by gold reward
+            "num_eval_prompts": 128,
+            "max_new_tokens": 32,
+        }
+    )
+    config.train.update(
+        steps=600 if arg == "pretrain" else 300,
+        batch_size=32,
+        log_every=50,
+        eval_every=300,
+        checkpoint_every=100,
+    )
+    config.optimizer.update(learning_rate=3e-3 if arg == "pretrain" else 1e-3, warmup_steps=30)
+    if arg == "small":
+        config.train.update(steps=2000, eval_every=500, checkpoint_every=500)
+        config.optimizer.learning_rate = 5e-4
+    config.lock()
+    return config

@@ -1,0 +1,137 @@
+"""DPO and its offline family (IPO, cDPO, SimPO, ORPO, ...) on preference pairs, by loss name.
+
+    python -m experiments.dpo --config configs/dpo.py:runlocal --workdir runs/dpo
+    python -m experiments.dpo --config configs/dpo.py:ipo --workdir runs/ipo
+
+The policy and the reference both start from `init_from` (the SFT stage); the reference forward
+runs inside the same jitted step. Reports held-out implicit-reward accuracy and margin, and the
+gold reward, KL to the reference and length of sampled responses.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from alignax import objectives, steps
+from alignax.cli import run_experiment
+from alignax.data.batching import BatchIterator
+from alignax.models import build_model
+from alignax.rollout import policy_response_logps
+from alignax.sampling import sample
+from alignax.state import TrainState
+from alignax.tasks import Annotator, get_task
+from alignax.training import (
+    check_model_fits_task,
+    example_batch,
+    initial_params,
+    setup,
+    train_loop,
+    write_summary,
+)
+
+MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
+
+
+def build_pairs(config, task, num, seed):
+    p = config.preferences
+    annotator = Annotator(
+        kind=p.annotator, temperature=p.annotator_temperature, flip_rate=p.flip_rate
+    )
+    pairs = task.comparison_dataset(num, seed=seed, annotator=annotator, num_responses=2)
+    return {k: pairs[k] for k in MODEL_INPUTS}
+
+
+def policy_report(model, params, ref_params, task, prompts, rng, *, max_new_tokens):
+    """Gold reward, sequence KL(policy || ref) (Monte Carlo, k1) and length of samples."""
+    out = sample(
+        model,
+        params,
+        prompts["prompt_tokens"],
+        prompts["prompt_mask"],
+        rng,
+        max_new_tokens=max_new_tokens,
+        eos_id=task.eos_id,
+    )
+    prompt_len = prompts["prompt_tokens"].shape[1]
+    logps, _ = policy_response_logps(model, params, out.tokens, out.input_mask, prompt_len)
+    ref_logps, _ = policy_response_logps(model, ref_params, out.tokens, out.input_mask, prompt_len)
+    mask = np.asarray(out.loss_mask[:, prompt_len:])
+    kl = np.sum((np.asarray(logps) - np.asarray(ref_logps)) * mask, axis=1)
+    gold = np.asarray(task.gold_reward(out.tokens, out.loss_mask))
+    return {
+        "gold": float(gold.mean()),
+        "kl": float(kl.mean()),
+        "response_length": float(mask.sum(1).mean()),
+        "ended_with_eos": float(np.asarray(out.ended_with_eos).mean()),
+    }, gold
+
+
+def run(config, workdir):
+    workdir, mesh = setup(config, workdir)
+    task = get_task(config.task_name, config.task)
+    check_model_fits_task(config.model, task)
+    train = build_pairs(config, task, config.preferences.num_pairs, config.seed)
+    evaluation = build_pairs(config, task, config.preferences.num_eval_pairs, config.seed + 1)
+    model = build_model(config.model, heads=("lm",))
+    rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
+    tx = steps.make_optimizer(config)
+    params = initial_params(model, config, mesh, rng_init)
+    state = TrainState.create(params, tx, mesh, ref_params=params)
+    loss_fn = objectives.preference_loss_fn(model, config.loss)
+    train_step = steps.jit_step(
+        steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
+        state,
+        example_batch(train, config.train.batch_size),
+        mesh,
+    )
+    eval_step = jax.jit(steps.make_eval_step(loss_fn))
+    prompts = task.prompt_dataset(config.preferences.num_eval_prompts, seed=config.seed + 2)
+
+    def eval_fn(state):
+        held_out = jax.device_get(eval_step(state, evaluation, rng_eval))
+        report, _ = policy_report(
+            model,
+            state.params,
+            state.ref_params,
+            task,
+            prompts,
+            rng_eval,
+            max_new_tokens=config.preferences.max_new_tokens,
+        )
+        return {
+            "loss": float(held_out["loss"]),
+            "accuracy": float(held_out["rewards/accuracy"]),
+            "margin": float(held_out["rewards/margin"]),
+            **{f"policy/{k}": v for k, v in report.items()},
+        }
+
+    batches = BatchIterator(train, batch_size=config.train.batch_size, seed=config.seed)
+    state = train_loop(
+        state=state,
+        step_fn=train_step,
+        batches=batches,
+        mesh=mesh,
+        workdir=workdir,
+        config=config,
+        rng=rng_train,
+        name=config.loss.name,
+        eval_fn=eval_fn,
+        log_keys=("loss", "rewards/accuracy", "rewards/margin"),
+    )
+    final = eval_fn(state)
+    summary = {
+        "loss_name": config.loss.name,
+        "steps": int(state.step),
+        "eval_accuracy": final["accuracy"],
+        "eval_margin": final["margin"],
+        "gold_reward": final["policy/gold"],
+        "kl_to_reference": final["policy/kl"],
+        "response_length": final["policy/response_length"],
+    }
+    write_summary(workdir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)

@@ -1,0 +1,119 @@
+"""Reward model on comparisons labelled by a simulated annotator of the gold reward.
+
+    python -m experiments.reward_model --config configs/reward_model.py:runlocal --workdir runs/rm
+
+Pairs (Bradley-Terry with margin / centring / label smoothing) or K-way rankings (InstructGPT's
+K-choose-2, or Plackett-Luce). Reports held-out accuracy against the annotator's labels and
+against gold, calibration (reliability bins of sigmoid(r_c - r_r) vs the gold preference), the
+reward distribution, the rank correlation with gold and the correlation with response length.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from alignax import objectives, steps
+from alignax.cli import run_experiment
+from alignax.data.batching import BatchIterator
+from alignax.models import build_model
+from alignax.state import TrainState
+from alignax.tasks import Annotator, get_task
+from alignax.training import (
+    check_model_fits_task,
+    example_batch,
+    initial_params,
+    setup,
+    train_loop,
+    write_summary,
+)
+
+MODEL_INPUTS = ("tokens", "input_mask", "loss_mask", "ranks")
+
+
+def build_data(config, task):
+    r = config.reward
+    annotator = Annotator(
+        kind=r.annotator, temperature=r.annotator_temperature, flip_rate=r.flip_rate
+    )
+    train = task.comparison_dataset(
+        r.num_comparisons, seed=config.seed, annotator=annotator, num_responses=r.num_responses
+    )
+    evaluation = task.comparison_dataset(
+        r.num_eval_comparisons, seed=config.seed + 1, annotator=annotator, num_responses=2
+    )
+    return train, evaluation
+
+
+def _spearman(a, b):
+    rank = lambda x: np.argsort(np.argsort(x))
+    return float(np.corrcoef(rank(a), rank(b))[0, 1])
+
+
+def evaluate_reward_model(model, params, pairs: dict, *, num_bins: int = 5) -> dict[str, float]:
+    """Held-out metrics on pairs (index 0 = the annotator's choice; `gold_reward` [N, 2])."""
+    score = jax.jit(lambda p, b: objectives.comparison_rewards(model, p, b))
+    rewards = np.asarray(score(params, {k: pairs[k] for k in ("tokens", "input_mask")}))
+    gold = pairs["gold_reward"]
+    margin = rewards[:, 0] - rewards[:, 1]
+    prob_first = 1.0 / (1.0 + np.exp(-margin))
+    gold_first = gold[:, 0] > gold[:, 1]
+    # Reliability: within bins of predicted P(first wins), the gold frequency of "first wins".
+    bins = np.minimum((prob_first * num_bins).astype(int), num_bins - 1)
+    calibration_error = 0.0
+    for b in range(num_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            calibration_error += in_bin.mean() * abs(
+                prob_first[in_bin].mean() - gold_first[in_bin].mean()
+            )
+    lengths = pairs["loss_mask"].sum(-1).reshape(-1)
+    flat_rewards, flat_gold = rewards.reshape(-1), gold.reshape(-1)
+    return {
+        "accuracy": float(np.mean(margin > 0)),
+        "gold_accuracy": float(np.mean((margin > 0) == gold_first)),
+        "calibration_error": float(calibration_error),
+        "reward_mean": float(flat_rewards.mean()),
+        "reward_std": float(flat_rewards.std()),
+        "gold_spearman": _spearman(flat_rewards, flat_gold),
+        "length_correlation": float(np.corrcoef(flat_rewards, lengths)[0, 1]),
+    }
+
+
+def run(config, workdir):
+    workdir, mesh = setup(config, workdir)
+    task = get_task(config.task_name, config.task)
+    check_model_fits_task(config.model, task)
+    train, evaluation = build_data(config, task)
+    train_inputs = {k: train[k] for k in MODEL_INPUTS}
+    model = build_model(config.model, heads=("reward",))
+    rng_init, rng_train = jax.random.split(jax.random.key(config.seed))
+    tx = steps.make_optimizer(config)
+    state = TrainState.create(initial_params(model, config, mesh, rng_init), tx, mesh)
+    loss_fn = objectives.reward_model_loss_fn(model, config.loss)
+    train_step = steps.jit_step(
+        steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
+        state,
+        example_batch(train_inputs, config.train.batch_size),
+        mesh,
+    )
+    batches = BatchIterator(train_inputs, batch_size=config.train.batch_size, seed=config.seed)
+    state = train_loop(
+        state=state,
+        step_fn=train_step,
+        batches=batches,
+        mesh=mesh,
+        workdir=workdir,
+        config=config,
+        rng=rng_train,
+        name="reward_model",
+        log_keys=("loss", "rewards/accuracy"),
+        eval_fn=lambda s: evaluate_reward_model(model, s.params, evaluation),
+    )
+    summary = {"steps": int(state.step), **evaluate_reward_model(model, state.params, evaluation)}
+    write_summary(workdir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)
