@@ -1,0 +1,41 @@
+"""Built-in tasks with gold rewards: the synthetic review language and verifiable arithmetic.
+
+task = alignax.tasks.get_task("review")        # ReviewTask with the default config
+task = alignax.tasks.get_task("arithmetic", config)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import ml_collections
+
+from alignax.tasks.arithmetic import ArithmeticTask, arithmetic_config
+from alignax.tasks.review import Annotator, ReviewTask, review_config
+
+TASKS = {"review": (ReviewTask, review_config), "arithmetic": (ArithmeticTask, arithmetic_config)}
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(name: str, config_json: str):
+    return TASKS[name][0](ml_collections.ConfigDict(json.loads(config_json)))
+
+
+def get_task(name: str, config: ml_collections.ConfigDict | None = None):
+    """The task called `name` ("review" or "arithmetic"), built once per distinct config."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; allowed: {sorted(TASKS)}")
+    if config is None:
+        config = TASKS[name][1]()
+    return _cached(name, config.to_json(sort_keys=True))
+
+
+__all__ = [
+    "Annotator",
+    "ArithmeticTask",
+    "ReviewTask",
+    "arithmetic_config",
+    "get_task",
+    "review_config",
+]

@@ -1,0 +1,450 @@
+"""Preference-data files (JSONL, Parquet) in the common formats, validated, into batch arrays.
+
+    examples, stats = read_examples("train.jsonl")                  # format auto-detected
+    batch, stats = load_dataset("train.jsonl", tokenizer, max_len=512, on_error="skip")
+    print(stats.report())
+
+Formats (`format=`; "auto" detects from the keys of the first record):
+- "pairs":       {prompt, chosen, rejected}; chosen/rejected may be lists of chat messages
+                 {role, content}: the last assistant turn is the response, the earlier turns the
+                 prompt (a single user turn is used verbatim; more turns are rendered in the
+                 "\\n\\nHuman: ...\\n\\nAssistant:" transcript style). Detected when "prompt" is
+                 present or chosen is a list.
+- "transcripts": {chosen, rejected} full HH-RLHF-style transcripts "\\n\\nHuman: ...\\n\\nAssistant:
+                 ..."; the prompt is the longest common prefix ending at an "\\n\\nAssistant:" turn
+                 marker, the responses are the rest.
+- "rankings":    {prompt, completions, ranks} K-way rankings, ranks 0 = best.
+- "unpaired":    {prompt, completion, label} (KTO; label 1/true = desirable).
+- "verifiable":  {prompt, answer}.
+
+Bad input never passes silently: each problem raises `DataError` naming file:line (1-based;
+Parquet rows are numbered from 1 too), or with `on_error="skip"` is skipped and counted by
+reason in the returned `ReadStats`. Reasons: malformed_json, invalid_utf8, not_an_object,
+missing_field, wrong_type, empty_response, identical_responses, no_turn_boundary,
+different_prompts, bad_ranks, bad_label, inconsistent_k, too_long. Blank lines are counted
+(blank_line) but are not errors.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alignax.data.tokenizer import (
+    OVERFLOW_POLICIES,
+    DataError,
+    Tokenizer,
+    TooLongError,
+    encode_chat_group,
+)
+
+FORMATS = ("pairs", "transcripts", "rankings", "unpaired", "verifiable")
+ON_ERROR = ("raise", "skip")
+ASSISTANT_MARKER = "\n\nAssistant:"
+_ROLE_NAMES = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
+
+
+class _Bad(Exception):
+    """A problem with one record: (reason, message)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One validated record. `responses` are ordered as in the file (pairs: chosen, rejected)."""
+
+    kind: str  # "comparison" | "unpaired" | "verifiable"
+    prompt: str
+    responses: tuple[str, ...] = ()
+    ranks: tuple[int, ...] = ()  # comparison: rank of each response, 0 = best
+    label: int = -1  # unpaired
+    answer: str = ""  # verifiable
+    where: str = ""  # "file:line"
+
+
+@dataclasses.dataclass
+class ReadStats:
+    """How many records were read, kept and skipped (per reason), with the first few places."""
+
+    read: int = 0
+    kept: int = 0
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    blank_lines: int = 0
+    examples_of_skips: list[str] = dataclasses.field(default_factory=list)
+
+    def skip(self, reason: str, where: str, message: str) -> None:
+        self.skipped[reason] += 1
+        if len(self.examples_of_skips) < 10:
+            self.examples_of_skips.append(f"{where}: {reason}: {message}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "kept": self.kept,
+            "skipped": dict(self.skipped),
+            "blank_lines": self.blank_lines,
+        }
+
+    def report(self) -> str:
+        lines = [
+            f"read {self.read} records, kept {self.kept}, skipped {sum(self.skipped.values())}"
+        ]
+        lines += [f"  {reason}: {n}" for reason, n in sorted(self.skipped.items())]
+        lines += [f"  e.g. {x}" for x in self.examples_of_skips[:5]]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- raw records
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object or _Bad) for each non-blank line."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield (
+                    number,
+                    _Bad("invalid_utf8", f"not valid UTF-8 ({e.reason} at byte {e.start})"),
+                )
+                continue
+            if not text.strip():
+                yield number, None
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as e:
+                yield number, _Bad("malformed_json", f"malformed JSON: {e.msg} (column {e.colno})")
+
+
+def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq  # lazily: only Parquet users need it
+
+    yield from enumerate(pq.read_table(path).to_pylist(), start=1)
+
+
+def iter_raw_records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(1-based line/row, dict | None for a blank line | _Bad) for a .jsonl or .parquet file."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return _iter_parquet(path)
+    return _iter_jsonl(path)
+
+
+# ---------------------------------------------------------------------------- parsing
+def detect_format(record: dict) -> str:
+    """The format whose keys `record` has (see module docstring)."""
+    keys = set(record)
+    if {"chosen", "rejected"} <= keys:
+        return "pairs" if "prompt" in keys or isinstance(record["chosen"], list) else "transcripts"
+    if {"completions", "ranks"} <= keys:
+        return "rankings"
+    if {"completion", "label"} <= keys:
+        return "unpaired"
+    if {"prompt", "answer"} <= keys:
+        return "verifiable"
+    raise _Bad(
+        "missing_field",
+        f"cannot detect the format from keys {sorted(keys)}; expected one of "
+        "{prompt, chosen, rejected}, {chosen, rejected}, {prompt, completions, ranks}, "
+        "{prompt, completion, label}, {prompt, answer}",
+    )
+
+
+def _field(record: dict, key: str, kind=str):
+    if key not in record:
+        raise _Bad("missing_field", f"missing field {key!r} (has {sorted(record)})")
+    value = record[key]
+    if not isinstance(value, kind):
+        raise _Bad("wrong_type", f"field {key!r} is {type(value).__name__}, expected {kind}")
+    return value
+
+
+def _response(text: str, key: str) -> str:
+    if not text.strip():
+        raise _Bad("empty_response", f"field {key!r} is an empty response")
+    return text
+
+
+def render_messages(messages: Sequence[dict]) -> str:
+    """Prompt text of chat turns: one user turn verbatim, else an HH-style transcript."""
+    if len(messages) == 1 and messages[0].get("role") in ("user", "human"):
+        return str(messages[0].get("content", ""))
+    parts = [
+        f"\n\n{_ROLE_NAMES.get(m.get('role'), m.get('role'))}: {m.get('content', '')}"
+        for m in messages
+    ]
+    return "".join(parts) + ASSISTANT_MARKER
+
+
+def _split_messages(messages: list, key: str) -> tuple[list, str]:
+    if not messages or not all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in messages
+    ):
+        raise _Bad("wrong_type", f"field {key!r} must be a non-empty list of {{role, content}}")
+    if messages[-1]["role"] != "assistant":
+        raise _Bad(
+            "wrong_type", f"the last turn of {key!r} is {messages[-1]['role']!r}, not assistant"
+        )
+    return messages[:-1], _response(str(messages[-1]["content"]), key)
+
+
+def split_transcripts(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """(prompt, chosen response, rejected response) of two HH-style transcripts."""
+    common = 0
+    for a, b in zip(chosen, rejected):
+        if a != b:
+            break
+        common += 1
+    boundary = chosen.rfind(ASSISTANT_MARKER, 0, common)
+    if boundary < 0:
+        raise _Bad(
+            "no_turn_boundary",
+            f"chosen and rejected share no prefix ending at an {ASSISTANT_MARKER!r} marker",
+        )
+    cut = boundary + len(ASSISTANT_MARKER)
+    return chosen[:cut], chosen[cut:].lstrip(" "), rejected[cut:].lstrip(" ")
+
+
+def parse_record(record: Any, fmt: str, where: str) -> Example:
+    """Validates one raw record in format `fmt`; raises _Bad."""
+    if not isinstance(record, dict):
+        raise _Bad("not_an_object", f"expected a JSON object, got {type(record).__name__}")
+    if fmt == "pairs":
+        chosen, rejected = record.get("chosen"), record.get("rejected")
+        if isinstance(chosen, list) or isinstance(rejected, list):
+            turns_c, chosen = _split_messages(_field(record, "chosen", list), "chosen")
+            turns_r, rejected = _split_messages(_field(record, "rejected", list), "rejected")
+            if turns_c != turns_r:
+                raise _Bad("different_prompts", "chosen and rejected have different earlier turns")
+            prompt = render_messages(turns_c) if turns_c else _field(record, "prompt")
+        else:
+            prompt = _field(record, "prompt")
+            chosen = _response(_field(record, "chosen"), "chosen")
+            rejected = _response(_field(record, "rejected"), "rejected")
+        responses = (chosen, rejected)
+        ranks = (0, 1)
+    elif fmt == "transcripts":
+        prompt, chosen, rejected = split_transcripts(
+            _field(record, "chosen"), _field(record, "rejected")
+        )
+        responses = (_response(chosen, "chosen"), _response(rejected, "rejected"))
+        ranks = (0, 1)
+    elif fmt == "rankings":
+        prompt = _field(record, "prompt")
+        completions = _field(record, "completions", list)
+        ranks = _field(record, "ranks", list)
+        if len(completions) < 2 or len(ranks) != len(completions):
+            raise _Bad(
+                "bad_ranks",
+                f"need >= 2 completions and one rank each, got "
+                f"{len(completions)} completions, {len(ranks)} ranks",
+            )
+        if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in ranks):
+            raise _Bad("bad_ranks", f"ranks must be non-negative integers, got {ranks}")
+        responses = tuple(
+            _response(c if isinstance(c, str) else "", f"completions[{i}]")
+            for i, c in enumerate(completions)
+        )
+        ranks = tuple(ranks)
+    elif fmt == "unpaired":
+        prompt = _field(record, "prompt")
+        completion = _response(_field(record, "completion"), "completion")
+        label = record.get("label", None)
+        if label in (True, 1, "1", "true", "True"):
+            label = 1
+        elif label in (False, 0, "0", "false", "False"):
+            label = 0
+        else:
+            raise _Bad("bad_label", f"label {label!r} is not one of 1/0/true/false")
+        return Example("unpaired", prompt, (completion,), label=label, where=where)
+    elif fmt == "verifiable":
+        prompt = _field(record, "prompt")
+        answer = record.get("answer")
+        if isinstance(answer, int | float) and not isinstance(answer, bool):
+            answer = str(answer)
+        if not isinstance(answer, str) or not answer.strip():
+            raise _Bad(
+                "empty_response" if answer is not None else "missing_field",
+                f"field 'answer' must be a non-empty string, got {answer!r}",
+            )
+        return Example("verifiable", prompt, answer=answer, where=where)
+    else:
+        raise ValueError(f"format={fmt!r}; allowed: 'auto', {FORMATS}")
+    if len(set(responses)) < len(responses):
+        raise _Bad("identical_responses", "two responses are identical")
+    return Example("comparison", prompt, responses, ranks=ranks, where=where)
+
+
+def read_examples(
+    path: str | Path, *, format: str = "auto", on_error: str = "raise"
+) -> tuple[list[Example], ReadStats]:
+    """Reads and validates every record of a .jsonl / .parquet file.
+
+    Raises DataError naming file:line on the first bad record, or (on_error="skip") skips it
+    and counts it in the returned stats.
+    """
+    if format != "auto" and format not in FORMATS:
+        raise ValueError(f"format={format!r}; allowed: 'auto', {FORMATS}")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error={on_error!r}; allowed: {ON_ERROR}")
+    path = Path(path)
+    stats = ReadStats()
+    examples = []
+    fmt = None if format == "auto" else format
+    for number, record in iter_raw_records(path):
+        where = f"{path}:{number}"
+        if record is None:
+            stats.blank_lines += 1
+            continue
+        stats.read += 1
+        try:
+            if isinstance(record, _Bad):
+                raise record
+            if fmt is None:
+                if not isinstance(record, dict):
+                    raise _Bad(
+                        "not_an_object", f"expected a JSON object, got {type(record).__name__}"
+                    )
+                fmt = detect_format(record)
+            examples.append(parse_record(record, fmt, where))
+        except _Bad as bad:
+            if on_error == "raise":
+                raise DataError(f"{where}: {bad} [{bad.reason}]") from None
+            stats.skip(bad.reason, where, str(bad))
+    stats.kept = len(examples)
+    return examples, stats
+
+
+# ---------------------------------------------------------------------------- encoding
+def _pad(rows: list[np.ndarray], length: int, *, left: bool = False) -> np.ndarray:
+    out = np.zeros((len(rows), length), np.int32)
+    for i, row in enumerate(rows):
+        if left:
+            out[i, length - len(row) :] = row
+        else:
+            out[i, : len(row)] = row
+    return out
+
+
+def encode_examples(
+    examples: Sequence[Example],
+    tokenizer: Tokenizer,
+    *,
+    max_len: int,
+    max_prompt_len: int | None = None,
+    overflow: str = "truncate",
+    on_error: str = "raise",
+    stats: ReadStats | None = None,
+) -> tuple[dict[str, np.ndarray], ReadStats]:
+    """Tokenizes validated examples (all of one kind) into the batch layouts of conventions.md.
+
+    comparison: tokens/input_mask/loss_mask [N, K, max_len], ranks [N, K];
+    unpaired:   tokens/input_mask/loss_mask [N, max_len], label [N];
+    verifiable: prompt_tokens/prompt_mask [N, P] LEFT-padded (P = max_prompt_len, prompts keep
+                their end), answer [N] (object array of strings, host-side).
+    Texts that do not fit: see `alignax.data.tokenizer` (overflow) -- "error" raises DataError
+    naming file:line, "skip" counts too_long, "truncate" truncates and raises (or, with
+    on_error="skip", counts) only when no response token fits.
+    """
+    if overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"overflow={overflow!r}; allowed: {OVERFLOW_POLICIES}")
+    stats = ReadStats(read=len(examples)) if stats is None else stats
+    kinds = {e.kind for e in examples}
+    if len(kinds) > 1:
+        raise ValueError(f"examples mix kinds {sorted(kinds)}")
+    kind = kinds.pop() if kinds else "comparison"
+    max_prompt_len = max_len // 2 if max_prompt_len is None else max_prompt_len
+    rows, extra, num_responses = [], [], None
+
+    def bad(reason: str, where: str, message: str) -> None:
+        if reason == "too_long" and overflow == "skip" or on_error == "skip":
+            stats.skip(reason, where, message)
+        else:
+            raise DataError(f"{where}: {message} [{reason}]")
+
+    for ex in examples:
+        if kind == "verifiable":
+            ids = tokenizer.encode(ex.prompt)
+            if 1 + len(ids) > max_prompt_len and overflow != "truncate":
+                bad("too_long", ex.where, f"prompt of {1 + len(ids)} tokens > {max_prompt_len}")
+                continue
+            keep = max_prompt_len - 1  # the prompt keeps its END
+            rows.append(np.array([tokenizer.bos_id, *ids[max(len(ids) - keep, 0) :]]))
+            extra.append(ex.answer)
+            continue
+        if kind == "comparison":
+            if num_responses is None:
+                num_responses = len(ex.responses)
+            if len(ex.responses) != num_responses:
+                bad(
+                    "inconsistent_k",
+                    ex.where,
+                    f"{len(ex.responses)} responses, earlier records have {num_responses}",
+                )
+                continue
+        try:
+            encoded = encode_chat_group(
+                tokenizer,
+                ex.prompt,
+                ex.responses,
+                max_len=max_len,
+                max_prompt_len=max_prompt_len,
+                overflow="error" if overflow == "skip" else overflow,
+            )
+        except TooLongError as e:
+            bad("too_long", ex.where, str(e))
+            continue
+        rows.append(encoded)
+        extra.append(ex.ranks if kind == "comparison" else ex.label)
+    stats.kept = len(rows)
+
+    if kind == "verifiable":
+        return {
+            "prompt_tokens": _pad(rows, max_prompt_len, left=True),
+            "prompt_mask": _pad([np.ones_like(r) for r in rows], max_prompt_len, left=True),
+            "answer": np.array(extra, dtype=object),
+        }, stats
+    keys = ("tokens", "input_mask", "loss_mask")
+    if kind == "unpaired":
+        batch = {k: _pad([enc[0][k] for enc in rows], max_len) for k in keys}
+        batch["label"] = np.array(extra, np.int32)
+        return batch, stats
+    k = num_responses or 2
+    batch = {
+        key: _pad([e[key] for enc in rows for e in enc], max_len).reshape(len(rows), k, max_len)
+        for key in keys
+    }
+    batch["ranks"] = np.array(extra, np.int32).reshape(len(rows), k)
+    return batch, stats
+
+
+def load_dataset(
+    path: str | Path,
+    tokenizer: Tokenizer,
+    *,
+    max_len: int,
+    format: str = "auto",
+    on_error: str = "raise",
+    overflow: str = "truncate",
+    max_prompt_len: int | None = None,
+) -> tuple[dict[str, np.ndarray], ReadStats]:
+    """read_examples + encode_examples: a file to batch arrays, with skip counts per reason."""
+    examples, stats = read_examples(path, format=format, on_error=on_error)
+    return encode_examples(
+        examples,
+        tokenizer,
+        max_len=max_len,
+        max_prompt_len=max_prompt_len,
+        overflow=overflow,
+        on_error=on_error,
+        stats=stats,
+    )

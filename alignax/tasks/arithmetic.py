@@ -1,0 +1,152 @@
+"""Built-in verifiable task: short arithmetic on a character vocabulary.
+
+    task = ArithmeticTask(arithmetic_config())     # or alignax.tasks.get_task("arithmetic")
+    problems = task.sample_problems(4, seed=0)      # [("12+7=", "19"), ...]
+    reward_B = task.reward(tokens_BxL, loss_mask_BxL, answer_tokens_BxA)   # jnp, 1.0 / 0.0
+
+Vocabulary: pad=0, bos=1, eos=2, digits "0".."9" = 3..12, "+" = 13, "-" = 14, "*" = 15, "=" = 16.
+A prompt is "a<op>b=" with operands drawn uniformly from [min_operand, max_operand]; the answer is
+the exact integer result (a leading "-" when negative). A response is correct iff its tokens
+are exactly the answer's characters followed by EOS (no extra tokens, no missing EOS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
+CHARS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", *"0123456789", "+", "-", "*", "=")
+CHAR_TO_ID = {c: i for i, c in enumerate(CHARS)}
+VOCAB_SIZE = len(CHARS)
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+def arithmetic_config() -> ml_collections.ConfigDict:
+    """Difficulty of the arithmetic task. Every key is read by `ArithmeticTask`."""
+    return ml_collections.ConfigDict(
+        {"min_operand": 0, "max_operand": 20, "operators": "+-", "answer_len": 0}
+    )  # answer_len 0: derived from the operand range
+
+
+def _check(text: str, answer: str) -> float:
+    return 1.0 if text.strip() == answer.strip() else 0.0
+
+
+class ArithmeticTask:
+    name = "arithmetic"
+    pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
+    vocab_size = VOCAB_SIZE
+
+    def __init__(self, config: ml_collections.ConfigDict | None = None):
+        self.config = arithmetic_config() if config is None else config
+        c = self.config
+        if c.min_operand < 0 or c.max_operand < c.min_operand:
+            raise ValueError(
+                f"need 0 <= min_operand <= max_operand, got {c.min_operand}, {c.max_operand}"
+            )
+        if not c.operators or any(op not in _OPS for op in c.operators):
+            raise ValueError(f"operators={c.operators!r}; allowed characters: '+', '-', '*'")
+        hi, lo = c.max_operand, c.min_operand
+        extremes = [_OPS[op](a, b) for op in c.operators for a in (lo, hi) for b in (lo, hi)]
+        derived = max(len(str(x)) for x in extremes)
+        self.answer_len = max(derived, c.answer_len)
+        self.prompt_len = 1 + 2 * len(str(hi)) + 2  # BOS a op b =
+        self.seq_len = self.prompt_len + self.answer_len + 1  # + answer + EOS
+
+    def encode_text(self, text: str) -> list[int]:
+        try:
+            return [CHAR_TO_ID[ch] for ch in text]
+        except KeyError as e:
+            raise ValueError(
+                f"character {e.args[0]!r} is not in the arithmetic vocabulary"
+            ) from None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(CHARS[i] if 3 <= i < VOCAB_SIZE else "" for i in ids)
+
+    def sample_problems(self, n: int, seed) -> list[tuple[str, str]]:
+        """n (prompt, answer) strings, e.g. ("12+7=", "19")."""
+        rng = np.random.default_rng(seed)
+        c = self.config
+        a = rng.integers(c.min_operand, c.max_operand + 1, size=n)
+        b = rng.integers(c.min_operand, c.max_operand + 1, size=n)
+        ops = rng.choice(list(c.operators), size=n)
+        return [(f"{x}{op}{y}=", str(_OPS[op](int(x), int(y)))) for x, y, op in zip(a, b, ops)]
+
+    @staticmethod
+    def check(response: str, answer: str) -> float:
+        """Host exact-match checker on strings: 1.0 if equal (surrounding spaces ignored)."""
+        return _check(response, answer)
+
+    def reward(
+        self, tokens_BxL: jax.Array, response_mask_BxL: jax.Array, answer_tokens_BxA: jax.Array
+    ) -> jax.Array:
+        """[B] float32: 1 where the masked response is exactly answer + EOS, else 0 (jittable).
+
+        `answer_tokens_BxA` holds the answer's characters right-padded with pad (no EOS).
+        The response is the (contiguous) run of tokens under `response_mask_BxL`.
+        """
+        tokens = jnp.asarray(tokens_BxL).astype(jnp.int32)
+        mask = jnp.asarray(response_mask_BxL) > 0
+        answer = jnp.asarray(answer_tokens_BxA).astype(jnp.int32)
+        answer_len = jnp.sum(answer != PAD_ID, axis=1)
+        # Target: answer characters, EOS right after them, pad beyond.
+        width = answer.shape[1] + 1
+        slot = jnp.arange(width)[None, :]
+        answer_pad = jnp.pad(answer, ((0, 0), (0, 1)))
+        target = jnp.where(slot == answer_len[:, None], EOS_ID, answer_pad)
+        index = jnp.cumsum(mask, axis=1) - 1  # response position of each response token
+        expected = jnp.take_along_axis(target, jnp.clip(index, 0, width - 1), axis=1)
+        token_ok = jnp.where(mask, (tokens == expected) & (index < width), True)
+        right_length = jnp.sum(mask, axis=1) == answer_len + 1
+        return (jnp.all(token_ok, axis=1) & right_length).astype(jnp.float32)
+
+    def encode_answers(self, answers: Sequence[str]) -> np.ndarray:
+        """[N, answer_len] int32 answer characters, right-padded with pad."""
+        out = np.zeros((len(answers), self.answer_len), np.int32)
+        for i, a in enumerate(answers):
+            ids = self.encode_text(a)
+            if len(ids) > self.answer_len:
+                raise ValueError(f"answer {a!r} is longer than answer_len={self.answer_len}")
+            out[i, : len(ids)] = ids
+        return out
+
+    def sft_dataset(self, n: int, *, seed: int) -> dict[str, np.ndarray]:
+        """SFT layout: BOS + "a+b=" + answer + EOS, right-padded; loss on answer + EOS."""
+        problems = self.sample_problems(n, seed)
+        tokens = np.zeros((n, self.seq_len), np.int32)
+        input_mask = np.zeros_like(tokens)
+        loss_mask = np.zeros_like(tokens)
+        for i, (prompt, answer) in enumerate(problems):
+            p, a = self.encode_text(prompt), self.encode_text(answer)
+            row = [BOS_ID, *p, *a, EOS_ID]
+            tokens[i, : len(row)] = row
+            input_mask[i, : len(row)] = 1
+            loss_mask[i, 1 + len(p) : len(row)] = 1
+        return {"tokens": tokens, "input_mask": input_mask, "loss_mask": loss_mask}
+
+    def prompt_dataset(self, n: int, *, seed: int) -> dict[str, np.ndarray]:
+        """Prompts (LEFT-padded BOS + "a+b=") with `answer_tokens [N, A]` for the verifier.
+
+        The answer strings are also kept, host-side, as an object array under "answer" (so the
+        dict slices like the other arrays); drop that key before sending a batch to a device.
+        """
+        problems = self.sample_problems(n, seed)
+        tokens = np.zeros((n, self.prompt_len), np.int32)
+        mask = np.zeros_like(tokens)
+        for i, (prompt, _) in enumerate(problems):
+            row = [BOS_ID, *self.encode_text(prompt)]
+            tokens[i, self.prompt_len - len(row) :] = row
+            mask[i, self.prompt_len - len(row) :] = 1
+        answers = [a for _, a in problems]
+        return {
+            "prompt_tokens": tokens,
+            "prompt_mask": mask,
+            "answer_tokens": self.encode_answers(answers),
+            "answer": np.array(answers, dtype=object),
+        }

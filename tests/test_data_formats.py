@@ -1,0 +1,145 @@
+"""Preference-file formats: parsing, auto-detection, and bad input naming file:line or counted."""
+
+import json
+
+import numpy as np
+import pytest
+
+from alignax.data.formats import DataError, load_dataset, read_examples, split_transcripts
+from alignax.data.tokenizer import WordTokenizer
+
+WORDS = WordTokenizer(["<pad>", "<bos>", "<eos>"] + "a b c d e f g h Human: Assistant:".split())
+
+
+def write_jsonl(path, records):
+    lines = [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_prompt_chosen_rejected_pairs(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "a b", "chosen": "c", "rejected": "d e"}])
+    batch, stats = load_dataset(path, WORDS, max_len=8)
+    assert batch["tokens"].shape == (1, 2, 8) and stats.kept == 1
+    np.testing.assert_array_equal(batch["tokens"][0, 0], [1, 3, 4, 5, 2, 0, 0, 0])
+    np.testing.assert_array_equal(batch["loss_mask"][0, 1], [0, 0, 0, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(batch["ranks"], [[0, 1]])
+
+
+def test_chat_messages_take_last_assistant_turn_as_response(tmp_path):
+    turns = [{"role": "user", "content": "a b"}]
+    record = {
+        "prompt": "a b",
+        "chosen": turns + [{"role": "assistant", "content": "c"}],
+        "rejected": turns + [{"role": "assistant", "content": "d"}],
+    }
+    (ex,), _ = read_examples(write_jsonl(tmp_path / "m.jsonl", [record]))
+    assert (ex.prompt, ex.responses) == ("a b", ("c", "d"))
+    multi = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
+    record = {
+        "chosen": multi + [{"role": "assistant", "content": "d"}],
+        "rejected": multi + [{"role": "assistant", "content": "e"}],
+    }
+    (ex,), _ = read_examples(write_jsonl(tmp_path / "m2.jsonl", [record]))
+    assert ex.prompt == "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:"
+    assert ex.responses == ("d", "e")
+
+
+def test_hh_transcripts_split_at_last_common_assistant_turn():
+    prompt = "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:"
+    # Both responses start with the same word: the split must still be at the turn marker.
+    assert split_transcripts(prompt + " d e", prompt + " d f") == (prompt, "d e", "d f")
+
+
+def test_rankings_unpaired_verifiable_and_auto_detection(tmp_path):
+    rank = write_jsonl(
+        tmp_path / "r.jsonl", [{"prompt": "a", "completions": ["b", "c", "d"], "ranks": [2, 0, 1]}]
+    )
+    batch, _ = load_dataset(rank, WORDS, max_len=6)
+    assert batch["tokens"].shape == (1, 3, 6)
+    np.testing.assert_array_equal(batch["ranks"], [[2, 0, 1]])
+    kto = write_jsonl(
+        tmp_path / "k.jsonl",
+        [
+            {"prompt": "a", "completion": "b", "label": True},
+            {"prompt": "a", "completion": "c", "label": 0},
+        ],
+    )
+    batch, _ = load_dataset(kto, WORDS, max_len=6)
+    assert batch["tokens"].shape == (2, 6)
+    np.testing.assert_array_equal(batch["label"], [1, 0])
+    ver = write_jsonl(tmp_path / "v.jsonl", [{"prompt": "a b c", "answer": 19}])
+    batch, _ = load_dataset(ver, WORDS, max_len=8, max_prompt_len=3)
+    np.testing.assert_array_equal(batch["prompt_tokens"], [[1, 4, 5]])  # keeps the prompt's end
+    assert list(batch["answer"]) == ["19"]
+
+
+def test_parquet_is_read_like_jsonl(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"prompt": ["a", "b"], "chosen": ["c", "d"], "rejected": ["e", ""]})
+    pq.write_table(table, tmp_path / "p.parquet")
+    with pytest.raises(DataError, match=r"p\.parquet:2: .*empty response"):
+        read_examples(tmp_path / "p.parquet")
+
+
+GOOD = {"prompt": "a", "chosen": "b", "rejected": "c"}
+
+
+@pytest.mark.parametrize(
+    "bad_line, reason",
+    [
+        (b'{"prompt": "a", "chosen": ', "malformed_json"),
+        (json.dumps({"prompt": "a", "chosen": "b"}).encode(), "missing_field"),
+        (json.dumps({"prompt": "a", "chosen": " ", "rejected": "c"}).encode(), "empty_response"),
+        (
+            json.dumps({"prompt": "a", "chosen": "b", "rejected": "b"}).encode(),
+            "identical_responses",
+        ),
+        (b'{"prompt": "a", "chosen": "b\xff", "rejected": "c"}', "invalid_utf8"),
+        (json.dumps({"prompt": "a", "chosen": 3, "rejected": "c"}).encode(), "wrong_type"),
+    ],
+)
+def test_bad_record_raises_naming_file_and_line_or_is_counted(tmp_path, bad_line, reason):
+    path = write_jsonl(tmp_path / "bad.jsonl", [GOOD, GOOD, bad_line, GOOD])
+    with pytest.raises(DataError, match=rf"bad\.jsonl:3: .*\[{reason}\]"):
+        read_examples(path)
+    examples, stats = read_examples(path, on_error="skip")
+    assert len(examples) == 3 and stats.kept == 3 and stats.read == 4
+    assert dict(stats.skipped) == {reason: 1} and "bad.jsonl:3" in stats.report()
+
+
+def test_text_longer_than_context_raises_with_line_or_is_skipped(tmp_path):
+    long = {"prompt": "a", "chosen": "b c d e f g h", "rejected": "c"}
+    path = write_jsonl(tmp_path / "long.jsonl", [GOOD, long])
+    with pytest.raises(DataError, match=r"long\.jsonl:2: .*\[too_long\]"):
+        load_dataset(path, WORDS, max_len=6, overflow="error")
+    batch, stats = load_dataset(path, WORDS, max_len=6, overflow="skip")
+    assert batch["tokens"].shape == (1, 2, 6) and dict(stats.skipped) == {"too_long": 1}
+    batch, stats = load_dataset(path, WORDS, max_len=6, overflow="truncate")
+    assert batch["tokens"].shape == (2, 2, 6) and not stats.skipped
+    # An unfittable text (prompt budget leaves no response token) under "truncate".
+    path = write_jsonl(tmp_path / "long.jsonl", [GOOD, {**long, "prompt": "a b c d e f"}])
+    with pytest.raises(DataError, match=r"long\.jsonl:2: .*\[too_long\]"):
+        load_dataset(path, WORDS, max_len=6, max_prompt_len=5, overflow="truncate")
+
+
+def test_blank_lines_are_counted_not_errors(tmp_path):
+    path = write_jsonl(tmp_path / "b.jsonl", [GOOD, b"", GOOD])
+    examples, stats = read_examples(path)
+    assert len(examples) == 2 and stats.blank_lines == 1
+
+
+def test_unknown_format_and_policy_name_allowed_values(tmp_path):
+    path = write_jsonl(tmp_path / "p.jsonl", [GOOD])
+    with pytest.raises(ValueError, match="allowed"):
+        read_examples(path, format="csv")
+    with pytest.raises(ValueError, match="allowed"):
+        read_examples(path, on_error="ignore")
+    with pytest.raises(DataError, match="p.jsonl:1: cannot detect"):
+        read_examples(write_jsonl(tmp_path / "p.jsonl", [{"text": "a"}]))

@@ -1,0 +1,78 @@
+"""The verifiable arithmetic task: problems from a seed, exact-match reward on ids and strings."""
+
+import jax
+import numpy as np
+import pytest
+
+from alignax.tasks import ArithmeticTask, arithmetic_config, get_task
+from alignax.tasks.arithmetic import EOS_ID
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task("arithmetic")
+
+
+def test_problems_are_correct_and_deterministic(task):
+    problems = task.sample_problems(50, seed=0)
+    assert problems == task.sample_problems(50, seed=0) != task.sample_problems(50, seed=1)
+    for prompt, answer in problems:
+        assert prompt.endswith("=") and int(answer) == eval(prompt[:-1])  # noqa: S307
+
+
+def test_difficulty_config_controls_operand_range_and_answer_width():
+    config = arithmetic_config()
+    config.min_operand, config.max_operand, config.operators = 100, 999, "*"
+    hard = ArithmeticTask(config)
+    assert hard.answer_len == 6  # 999 * 999 = 998001
+    for prompt, _ in hard.sample_problems(20, seed=0):
+        a, b = prompt[:-1].split("*")
+        assert 100 <= int(a) <= 999 and 100 <= int(b) <= 999
+    config.operators = "/"
+    with pytest.raises(ValueError, match="operators"):
+        ArithmeticTask(config)
+
+
+def test_sft_demos_score_one_and_corruptions_score_zero(task):
+    data = task.sft_dataset(16, seed=0)
+    answers = task.encode_answers([a for _, a in task.sample_problems(16, seed=0)])
+    reward = jax.jit(task.reward)
+    np.testing.assert_array_equal(reward(data["tokens"], data["loss_mask"], answers), 1.0)
+    # Drop the EOS from the response: not an exact match.
+    no_eos = data["loss_mask"] * (data["tokens"] != EOS_ID)
+    np.testing.assert_array_equal(reward(data["tokens"], no_eos, answers), 0.0)
+    # Change the first answer digit.
+    first = np.argmax(data["loss_mask"], axis=1)
+    wrong = data["tokens"].copy()
+    wrong[np.arange(16), first] = 3 + (wrong[np.arange(16), first] - 3 + 1) % 10
+    np.testing.assert_array_equal(reward(wrong, data["loss_mask"], answers), 0.0)
+
+
+def test_jitted_reward_agrees_with_string_checker_on_random_responses(task):
+    rng = np.random.default_rng(0)
+    problems = task.sample_problems(64, seed=3)
+    prompts, answers = zip(*problems)
+    responses = [a if rng.random() < 0.5 else str(int(a) + rng.integers(-2, 3)) for a in answers]
+    # Some responses get an extra character before EOS.
+    responses = [r + "1" if rng.random() < 0.2 else r for r in responses]
+    width = 16
+    tokens = np.zeros((64, width), np.int32)
+    mask = np.zeros_like(tokens)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        p_ids, r_ids = task.encode_text(p), task.encode_text(r) + [EOS_ID]
+        start = width - len(r_ids) - len(p_ids) - 1 - 2  # left padding, 2 pads on the right
+        tokens[i, start : start + 1 + len(p_ids) + len(r_ids)] = [1, *p_ids, *r_ids]
+        mask[i, start + 1 + len(p_ids) : start + 1 + len(p_ids) + len(r_ids)] = 1
+    got = np.asarray(task.reward(tokens, mask, task.encode_answers(answers)))
+    expected = [task.check(r, a) for r, a in zip(responses, answers)]
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < np.mean(expected) < 1
+
+
+def test_prompt_dataset_left_padded_with_answers(task):
+    data = task.prompt_dataset(8, seed=0)
+    assert (data["prompt_mask"][:, -1] == 1).all()
+    for row, mask, answer in zip(data["prompt_tokens"], data["prompt_mask"], data["answer"]):
+        prompt = task.decode(row[mask == 1])
+        assert int(answer) == eval(prompt[:-1])  # noqa: S307
+    assert task.check(" 19 ", "19") == 1.0 and task.check("18", "19") == 0.0
