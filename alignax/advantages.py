@@ -13,18 +13,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from alignax.losses.common import as_float, masked
+
 KL_ESTIMATORS = ("k1", "k2", "k3")
-
-
-def _float(x) -> jax.Array:
-    """Upcasts to at least float32 (bf16 -> f32, f64 stays f64)."""
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
-def _masked(x, mask) -> jax.Array:
-    """x where mask else 0; `where` (not multiply) so NaN/Inf padding cannot leak."""
-    return jnp.where(jnp.asarray(mask) > 0, _float(x), 0.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -53,7 +44,7 @@ def token_kl(logps_BxT: jax.Array, ref_logps_BxT: jax.Array, *, estimator: str =
       >>> float(token_kl(jnp.log(0.5), jnp.log(0.25), estimator="k3"))  # r = 0.5
       0.1931...
     """
-    log_ratio = _float(ref_logps_BxT) - _float(logps_BxT)
+    log_ratio = as_float(ref_logps_BxT) - as_float(logps_BxT)
     if estimator == "k1":
         return -log_ratio
     if estimator == "k2":
@@ -126,7 +117,7 @@ def kl_penalized_rewards(
         raise ValueError(
             f"kl_penalized_rewards: missing_eos_penalty must be >= 0, got {missing_eos_penalty}"
         )
-    scores_B = _float(scores_B)
+    scores_B = as_float(scores_B)
     if missing_eos_penalty:
         if ended_with_eos_B is None:
             raise ValueError(
@@ -136,10 +127,8 @@ def kl_penalized_rewards(
         scores_B = scores_B - missing_eos_penalty * (
             1.0 - jnp.asarray(ended_with_eos_B, scores_B.dtype)
         )
-    kl_BxT = _masked(
-        token_kl(
-            _masked(logps_BxT, mask_BxT), _masked(ref_logps_BxT, mask_BxT), estimator=estimator
-        ),
+    kl_BxT = masked(
+        token_kl(masked(logps_BxT, mask_BxT), masked(ref_logps_BxT, mask_BxT), estimator=estimator),
         mask_BxT,
     )
     rewards_BxT = -kl_coef * kl_BxT + scores_B[:, None] * last_token_mask(mask_BxT)
@@ -194,8 +183,8 @@ def gae(
         if isinstance(value, (int, float)) and not 0.0 <= value <= 1.0:
             raise ValueError(f"gae: {name} must be in [0, 1], got {value}")
     mask_BxT = jnp.asarray(mask_BxT) > 0
-    rewards_TxB = _masked(rewards_BxT, mask_BxT).T
-    values_TxB = _masked(values_BxT, mask_BxT).T
+    rewards_TxB = masked(rewards_BxT, mask_BxT).T
+    values_TxB = masked(values_BxT, mask_BxT).T
     m_TxB = mask_BxT.astype(rewards_TxB.dtype).T
     next_m_TxB = jnp.concatenate([m_TxB[1:], jnp.zeros_like(m_TxB[:1])])
     next_values_TxB = jnp.concatenate([values_TxB[1:], jnp.zeros_like(values_TxB[:1])])
@@ -217,7 +206,7 @@ def gae(
 def masked_mean_var(x: jax.Array, mask: jax.Array, *, unbiased: bool = True):
     """Mean and variance over all entries where mask is 1 (Bessel-corrected if `unbiased`)."""
     mask = (jnp.asarray(mask) > 0).astype(jnp.float32)
-    x = _masked(x, mask)
+    x = masked(x, mask)
     n = jnp.sum(mask)
     mean = jnp.sum(x) / jnp.maximum(n, 1.0)
     var = jnp.sum(jnp.square(x - mean) * mask) / jnp.maximum(n, 1.0)
@@ -245,10 +234,10 @@ def whiten(
       [-0.707, 0.707]
     """
     mean, var = masked_mean_var(x, mask)
-    out = (_float(x) - mean) * jax.lax.rsqrt(var + eps)
+    out = (as_float(x) - mean) * jax.lax.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
-    return _masked(out, mask)
+    return masked(out, mask)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,7 +246,7 @@ def whiten(
 
 
 def _as_groups(rewards: jax.Array, group_size: int | None, fn: str) -> jax.Array:
-    rewards = _float(rewards)
+    rewards = as_float(rewards)
     if rewards.ndim == 2:
         if group_size is not None and group_size != rewards.shape[1]:
             raise ValueError(f"{fn}: group_size={group_size} but rewards are {rewards.shape}")
@@ -330,4 +319,4 @@ def remax_advantages(rewards_B: jax.Array, greedy_rewards_B: jax.Array) -> jax.A
 
     A = r(x, y_sampled) - r(x, y_greedy)
     """
-    return _float(rewards_B) - _float(greedy_rewards_B)
+    return as_float(rewards_B) - as_float(greedy_rewards_B)

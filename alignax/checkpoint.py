@@ -114,7 +114,9 @@ class Checkpointer:
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
+                state=ocp.args.StandardRestore(abstract),
+                data=ocp.args.JsonRestore(),
+                config=ocp.args.JsonRestore(),
             ),
         )
         return restored["state"], dict(restored["data"] or {})

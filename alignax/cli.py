@@ -30,7 +30,7 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+        logging.set_verbosity(logging.ERROR)  # orbax logs every save and partial restore
         run(config_flag.value, workdir_flag.value)
 
     app.run(main)

@@ -277,12 +277,15 @@ def make_grpo_step(
     config,
     eos_id: int,
     gold_fn: Callable | None = None,
+    score_inputs: tuple[str, ...] = (),
 ):
     """GRPO (Shao et al. 2024) and RLOO (Ahmadian et al. 2024): G samples per prompt, the group
     as baseline, no value model.
 
     Reads `config.grpo.{group_size, baseline ('grpo' | 'dr_grpo' | 'rloo'), max_new_tokens,
     temperature, epochs, num_minibatches, beta, clip_eps_low, clip_eps_high, aggregation}`.
+    `score_inputs` names batch entries (e.g. a verifier's `answer_tokens`) passed to `score_fn`
+    after the sequences, repeated like the prompts.
     """
     g = config.grpo
     if g.baseline not in ("grpo", "dr_grpo", "rloo"):

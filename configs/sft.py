@@ -8,7 +8,9 @@ on 2 CPU cores. Expect eval NLL to fall and the gold reward of samples to rise a
 generator's (0 by construction of the z-scored gold reward).
 pretrain: the same model trained from scratch on 16,384 generator texts (loss on all tokens);
 its result is the base policy of the pipeline.
-Presets: runlocal | pretrain | small (10M model, longer).
+arithmetic: the arithmetic task's exact-answer demonstrations, 150 steps: a partly competent
+starting point for GRPO (configs/grpo.py).
+Presets: runlocal | pretrain | arithmetic | small (10M model, longer).
 """
 
 import ml_collections
@@ -17,9 +19,12 @@ from configs.common import base_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    if arg not in ("runlocal", "pretrain", "small"):
-        raise ValueError(f"unknown preset {arg!r}; known: runlocal, pretrain, small")
-    config = base_config("small" if arg == "small" else "tiny")
+    if arg not in ("runlocal", "pretrain", "arithmetic", "small"):
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, pretrain, arithmetic, small")
+    config = base_config(
+        "small" if arg == "small" else "tiny",
+        task="arithmetic" if arg == "arithmetic" else "review",
+    )
     config.sft = ml_collections.ConfigDict(
         {
             "data": "pretraining" if arg == "pretrain" else "demonstrations",
@@ -38,6 +43,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         checkpoint_every=100,
     )
     config.optimizer.update(learning_rate=3e-3 if arg == "pretrain" else 1e-3, warmup_steps=30)
+    if arg == "arithmetic":
+        config.sft.update(max_new_tokens=4)
+        config.train.update(steps=150, eval_every=150)
     if arg == "small":
         config.train.update(steps=2000, eval_every=500, checkpoint_every=500)
         config.optimizer.learning_rate = 5e-4

@@ -11,14 +11,12 @@ gold reward, KL to the reference and length of sampled responses.
 from __future__ import annotations
 
 import jax
-import numpy as np
 
 from alignax import objectives, steps
+from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.models import build_model
-from alignax.rollout import policy_response_logps
-from alignax.sampling import sample
 from alignax.state import TrainState
 from alignax.tasks import Annotator, get_task
 from alignax.training import (
@@ -40,31 +38,6 @@ def build_pairs(config, task, num, seed):
     )
     pairs = task.comparison_dataset(num, seed=seed, annotator=annotator, num_responses=2)
     return {k: pairs[k] for k in MODEL_INPUTS}
-
-
-def policy_report(model, params, ref_params, task, prompts, rng, *, max_new_tokens):
-    """Gold reward, sequence KL(policy || ref) (Monte Carlo, k1) and length of samples."""
-    out = sample(
-        model,
-        params,
-        prompts["prompt_tokens"],
-        prompts["prompt_mask"],
-        rng,
-        max_new_tokens=max_new_tokens,
-        eos_id=task.eos_id,
-    )
-    prompt_len = prompts["prompt_tokens"].shape[1]
-    logps, _ = policy_response_logps(model, params, out.tokens, out.input_mask, prompt_len)
-    ref_logps, _ = policy_response_logps(model, ref_params, out.tokens, out.input_mask, prompt_len)
-    mask = np.asarray(out.loss_mask[:, prompt_len:])
-    kl = np.sum((np.asarray(logps) - np.asarray(ref_logps)) * mask, axis=1)
-    gold = np.asarray(task.gold_reward(out.tokens, out.loss_mask))
-    return {
-        "gold": float(gold.mean()),
-        "kl": float(kl.mean()),
-        "response_length": float(mask.sum(1).mean()),
-        "ended_with_eos": float(np.asarray(out.ended_with_eos).mean()),
-    }, gold
 
 
 def run(config, workdir):
@@ -90,14 +63,16 @@ def run(config, workdir):
 
     def eval_fn(state):
         held_out = jax.device_get(eval_step(state, evaluation, rng_eval))
-        report, _ = policy_report(
-            model,
-            state.params,
-            state.ref_params,
-            task,
-            prompts,
-            rng_eval,
-            max_new_tokens=config.preferences.max_new_tokens,
+        report = summarize(
+            evaluate_policy(
+                model,
+                state.params,
+                task,
+                prompts,
+                rng_eval,
+                ref_params=state.ref_params,
+                max_new_tokens=config.preferences.max_new_tokens,
+            )
         )
         return {
             "loss": float(held_out["loss"]),
@@ -127,7 +102,7 @@ def run(config, workdir):
         "eval_margin": final["margin"],
         "gold_reward": final["policy/gold"],
         "kl_to_reference": final["policy/kl"],
-        "response_length": final["policy/response_length"],
+        "response_length": final["policy/length"],
     }
     write_summary(workdir, summary)
     return summary

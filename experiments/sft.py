@@ -11,14 +11,13 @@ of sampled responses; writes metrics.jsonl, samples.jsonl, checkpoints and summa
 from __future__ import annotations
 
 import jax
-import numpy as np
 
 from alignax import objectives, sharding, steps
+from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
-from alignax.sampling import sample
 from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.training import (
@@ -38,38 +37,15 @@ def build_data(config, task):
         train = task.pretraining_dataset(s.num_examples, seed=config.seed)
         evaluation = task.pretraining_dataset(s.num_eval_examples, seed=config.seed + 1)
     elif s.data == "demonstrations":
-        train = task.sft_dataset(s.num_examples, seed=config.seed, num_candidates=s.num_candidates)
-        evaluation = task.sft_dataset(
-            s.num_eval_examples, seed=config.seed + 1, num_candidates=s.num_candidates
-        )
+        # The review task's demonstrations are best-of-n generator samples by gold reward; the
+        # arithmetic task's are the exact answers.
+        best_of = {"num_candidates": s.num_candidates} if config.task_name == "review" else {}
+        train = task.sft_dataset(s.num_examples, seed=config.seed, **best_of)
+        evaluation = task.sft_dataset(s.num_eval_examples, seed=config.seed + 1, **best_of)
     else:
         raise ValueError(f"sft.data={s.data!r} is not one of ('pretraining', 'demonstrations')")
     keys = ("tokens", "input_mask", "loss_mask")
     return {k: train[k] for k in keys}, {k: evaluation[k] for k in keys}
-
-
-def evaluate_policy(model, params, task, prompts, rng, *, max_new_tokens, temperature=1.0):
-    """Gold reward, response length and EOS rate of sampled responses, plus a few texts."""
-    out = sample(
-        model,
-        params,
-        prompts["prompt_tokens"],
-        prompts["prompt_mask"],
-        rng,
-        max_new_tokens=max_new_tokens,
-        eos_id=task.eos_id,
-        temperature=temperature,
-    )
-    gold = np.asarray(task.gold_reward(out.tokens, out.loss_mask))
-    texts = [
-        task.decode(row[mask > 0])
-        for row, mask in zip(np.asarray(out.tokens[:4]), np.asarray(out.input_mask[:4]))
-    ]
-    return {
-        "gold": float(gold.mean()),
-        "response_length": float(np.asarray(out.loss_mask).sum(1).mean()),
-        "ended_with_eos": float(np.asarray(out.ended_with_eos).mean()),
-    }, texts
 
 
 def run(config, workdir):
@@ -96,11 +72,11 @@ def run(config, workdir):
 
     def eval_fn(state):
         metrics = {"nll": float(eval_loss(state, eval_batch, rng_eval)["nll"])}
-        policy, texts = evaluate_policy(
+        result = evaluate_policy(
             model, state.params, task, prompts, rng_eval, max_new_tokens=config.sft.max_new_tokens
         )
-        writer.write_texts(int(state.step), "samples", texts)
-        return {**metrics, **{f"policy/{k}": v for k, v in policy.items()}}
+        writer.write_texts(int(state.step), "samples", result["texts"])
+        return {**metrics, **{f"policy/{k}": v for k, v in summarize(result).items()}}
 
     state = train_loop(
         state=state,
@@ -119,7 +95,7 @@ def run(config, workdir):
         "steps": int(state.step),
         "eval_nll": final["nll"],
         "gold_reward": final["policy/gold"],
-        "response_length": final["policy/response_length"],
+        "response_length": final["policy/length"],
         "ended_with_eos": final["policy/ended_with_eos"],
     }
     write_summary(workdir, summary)

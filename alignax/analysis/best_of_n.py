@@ -46,8 +46,9 @@ def best_of_n_estimate(proxy: np.ndarray, gold: np.ndarray, n: int) -> dict[str,
     """
     proxy, gold = np.asarray(proxy, np.float64), np.asarray(gold, np.float64)
     if proxy.shape != gold.shape or proxy.ndim != 2:
-        raise ValueError(f"proxy and gold must both be [prompts, pool], got {proxy.shape}, "
-                         f"{gold.shape}")
+        raise ValueError(
+            f"proxy and gold must both be [prompts, pool], got {proxy.shape}, {gold.shape}"
+        )
     order = np.argsort(proxy, axis=1, kind="stable")
     weights = best_of_n_weights(proxy.shape[1], n)
     sorted_proxy = np.take_along_axis(proxy, order, axis=1)

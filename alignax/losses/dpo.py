@@ -20,6 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from alignax.losses.common import as_float
 from alignax.losses.registry import check_hyperparameters
 
 
@@ -39,17 +40,12 @@ class PreferenceLogps(NamedTuple):
     rejected_lengths: jax.Array
 
 
-def _float(x) -> jax.Array:
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
 def _log_ratios(pc, pr, rc, rr):
-    return _float(pc) - _float(rc), _float(pr) - _float(rr)
+    return as_float(pc) - as_float(rc), as_float(pr) - as_float(rr)
 
 
 def _token_mean(logps_B, lengths_B) -> jax.Array:
-    return _float(logps_B) / jnp.maximum(_float(lengths_B), 1.0)
+    return as_float(logps_B) / jnp.maximum(as_float(lengths_B), 1.0)
 
 
 def _smoothed_logistic(x, label_smoothing) -> jax.Array:
@@ -66,8 +62,8 @@ def _metrics(chosen_rewards, rejected_rewards, pc, pr, **extra) -> dict[str, jax
         "rewards/rejected": rejected_rewards,
         "rewards/margin": margin,
         "rewards/accuracy": (margin > 0).astype(jnp.float32),
-        "logps/chosen": _float(pc),
-        "logps/rejected": _float(pr),
+        "logps/chosen": as_float(pc),
+        "logps/rejected": as_float(pr),
         **extra,
     }
 
@@ -246,7 +242,7 @@ def reference_free_dpo_loss(
       >>> float(loss[0])
       0.6931...
     """
-    zeros = jnp.zeros_like(_float(policy_chosen_logps))
+    zeros = jnp.zeros_like(as_float(policy_chosen_logps))
     return dpo_loss(
         policy_chosen_logps,
         policy_rejected_logps,
@@ -285,8 +281,8 @@ def aot_loss(
     u_c, u_r = _log_ratios(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     )
-    policy_margin = jnp.sort(_float(policy_chosen_logps) - _float(policy_rejected_logps))
-    ref_margin = jnp.sort(_float(ref_chosen_logps) - _float(ref_rejected_logps))
+    policy_margin = jnp.sort(as_float(policy_chosen_logps) - as_float(policy_rejected_logps))
+    ref_margin = jnp.sort(as_float(ref_chosen_logps) - as_float(ref_rejected_logps))
     loss = _smoothed_logistic(beta * (policy_margin - ref_margin), label_smoothing)
     return loss, _metrics(beta * u_c, beta * u_r, policy_chosen_logps, policy_rejected_logps)
 
@@ -350,7 +346,7 @@ def bco_pair_loss(
     u_c, u_r = _log_ratios(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     )
-    delta = jax.lax.stop_gradient(_float(reward_shift))
+    delta = jax.lax.stop_gradient(as_float(reward_shift))
     chosen, rejected = beta * u_c, beta * u_r
     loss = -jax.nn.log_sigmoid(chosen - delta) - jax.nn.log_sigmoid(delta - rejected)
     reward_mean = jnp.mean(jnp.stack([chosen, rejected]))

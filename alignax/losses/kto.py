@@ -5,12 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from alignax.losses.common import as_float
 from alignax.losses.registry import check_hyperparameters
-
-
-def _float(x) -> jax.Array:
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def kto_loss(
@@ -60,8 +56,8 @@ def kto_loss(
         desirable_weight=desirable_weight,
         undesirable_weight=undesirable_weight,
     )
-    u = _float(policy_logps) - _float(ref_logps)
-    z0 = jnp.maximum(jnp.mean(_float(policy_kl_logps) - _float(ref_kl_logps)), 0.0)
+    u = as_float(policy_logps) - as_float(ref_logps)
+    z0 = jnp.maximum(jnp.mean(as_float(policy_kl_logps) - as_float(ref_kl_logps)), 0.0)
     z0 = jax.lax.stop_gradient(z0)
     desirable = jnp.asarray(labels) > 0
     desirable_loss = desirable_weight * (1.0 - jax.nn.sigmoid(beta * (u - z0)))
@@ -73,6 +69,6 @@ def kto_loss(
         "rewards/chosen": jnp.where(desirable, rewards, 0.0),
         "rewards/rejected": jnp.where(desirable, 0.0, rewards),
         "rewards/desirable_fraction": jnp.mean(desirable.astype(jnp.float32)),
-        "logps/policy": _float(policy_logps),
+        "logps/policy": as_float(policy_logps),
     }
     return loss, metrics

@@ -11,18 +11,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from alignax.losses.common import as_float, masked
 from alignax.losses.registry import check_hyperparameters
 
 AGGREGATIONS = ("sequence_mean", "token_mean", "max_length", "sequence_sum")
-
-
-def _float(x) -> jax.Array:
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
-def _masked(x, mask) -> jax.Array:
-    return jnp.where(jnp.asarray(mask) > 0, _float(x), 0.0)
 
 
 def aggregate_tokens(
@@ -52,7 +44,7 @@ def aggregate_tokens(
       [1.3333..., 2.6666...]
     """
     mask_BxT = (jnp.asarray(mask_BxT) > 0).astype(jnp.float32)
-    total_B = jnp.sum(_masked(x_BxT, mask_BxT), axis=-1)
+    total_B = jnp.sum(masked(x_BxT, mask_BxT), axis=-1)
     if mode == "sequence_mean":
         return total_B / jnp.maximum(jnp.sum(mask_BxT, axis=-1), 1.0)
     if mode == "token_mean":
@@ -76,12 +68,12 @@ def clipped_surrogate(
     """Per-token clipped surrogate loss -min(rho A, clip(rho, 1 - e_low, 1 + e_high) A) and
     per-token indicator arrays (clipped, clipped low, clipped high) and approx KL, masked."""
     mask = jnp.asarray(mask_BxT) > 0
-    log_ratio = _masked(logps_BxT, mask) - _masked(old_logps_BxT, mask)
+    log_ratio = masked(logps_BxT, mask) - masked(old_logps_BxT, mask)
     ratio = jnp.exp(log_ratio)
-    advantages = _masked(advantages_BxT, mask)
+    advantages = masked(advantages_BxT, mask)
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high) * advantages
-    loss = _masked(-jnp.minimum(unclipped, clipped), mask)
+    loss = masked(-jnp.minimum(unclipped, clipped), mask)
     # A token is "clipped" when the clipped branch is active (its gradient is zero).
     clipped_low = mask & (ratio < 1.0 - clip_eps_low) & (advantages < 0)
     clipped_high = mask & (ratio > 1.0 + clip_eps_high) & (advantages > 0)
@@ -90,8 +82,8 @@ def clipped_surrogate(
         "clipped_low": clipped_low.astype(jnp.float32),
         "clipped_high": clipped_high.astype(jnp.float32),
         # k3 estimate of KL(old || new) on tokens sampled from old (Schulman 2020).
-        "approx_kl": _masked(jnp.expm1(log_ratio) - log_ratio, mask),
-        "ratio": _masked(ratio, mask),
+        "approx_kl": masked(jnp.expm1(log_ratio) - log_ratio, mask),
+        "ratio": masked(ratio, mask),
     }
     return loss, tokens
 
@@ -186,13 +178,13 @@ def ppo_value_loss(
     """
     check_hyperparameters("ppo_value_loss", value_clip_eps=value_clip_eps)
     mask = jnp.asarray(mask_BxT) > 0
-    values = _masked(values_BxT, mask)
-    old_values = jax.lax.stop_gradient(_masked(old_values_BxT, mask))
-    returns = jax.lax.stop_gradient(_masked(returns_BxT, mask))
+    values = masked(values_BxT, mask)
+    old_values = jax.lax.stop_gradient(masked(old_values_BxT, mask))
+    returns = jax.lax.stop_gradient(masked(returns_BxT, mask))
     clipped_values = old_values + jnp.clip(values - old_values, -value_clip_eps, value_clip_eps)
     unclipped_error = jnp.square(values - returns)
     clipped_error = jnp.square(clipped_values - returns)
-    loss_BxT = _masked(0.5 * jnp.maximum(unclipped_error, clipped_error), mask)
+    loss_BxT = masked(0.5 * jnp.maximum(unclipped_error, clipped_error), mask)
     metrics = {
         "value/clip_fraction": _mean_over_tokens(
             (clipped_error > unclipped_error).astype(jnp.float32), mask
@@ -268,9 +260,9 @@ def ppo_loss(
     if entropy_BxT is not None:
         entropy = aggregate_tokens(entropy_BxT, mask_BxT, mode=aggregation, max_length=max_length)
         loss = loss - entropy_coef * entropy
-        metrics["entropy"] = _mean_over_tokens(_masked(entropy_BxT, mask_BxT), mask_BxT)
+        metrics["entropy"] = _mean_over_tokens(masked(entropy_BxT, mask_BxT), mask_BxT)
     if ptx_nll is not None:
-        ptx = _float(ptx_nll)
+        ptx = as_float(ptx_nll)
         loss = loss + ptx_coef * ptx
         metrics["loss/ptx"] = ptx
     return loss, metrics

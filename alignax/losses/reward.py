@@ -10,17 +10,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from alignax.losses.common import as_float
 from alignax.losses.registry import check_hyperparameters, require_label_smoothing
 
 ENSEMBLE_METHODS = ("mean", "min", "mean_minus_std", "mean_minus_var")
 
 # Stands in for -inf in masked log-sum-exps: finite, so gradients stay finite.
 _NEG = -1e30
-
-
-def _float(x) -> jax.Array:
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def bradley_terry_loss(
@@ -57,10 +53,10 @@ def bradley_terry_loss(
     """
     check_hyperparameters("bradley_terry_loss", center_coefficient=center_coefficient)
     require_label_smoothing("bradley_terry_loss", label_smoothing)
-    r_c, r_r = _float(chosen_rewards), _float(rejected_rewards)
+    r_c, r_r = as_float(chosen_rewards), as_float(rejected_rewards)
     d = r_c - r_r
     if margin is not None:
-        d = d - _float(margin)
+        d = d - as_float(margin)
     loss = -(1.0 - label_smoothing) * jax.nn.log_sigmoid(d) - label_smoothing * jax.nn.log_sigmoid(
         -d
     )
@@ -104,7 +100,7 @@ def plackett_luce_loss(
       >>> float(loss[0])  # log 3 + log 2 + log 1
       1.7917...
     """
-    rewards_BxK = _float(rewards_BxK)
+    rewards_BxK = as_float(rewards_BxK)
     valid_BxK = _valid(ranks_BxK, mask_BxK)
     K = rewards_BxK.shape[-1]
     # Masked completions sort last and drop out of every normaliser.
@@ -145,7 +141,7 @@ def pairwise_ranking_loss(
       >>> float(loss[0])  # every pair at log 2
       0.6931...
     """
-    rewards_BxK = _float(rewards_BxK)
+    rewards_BxK = as_float(rewards_BxK)
     valid_BxK = _valid(ranks_BxK, mask_BxK)
     ranks_BxK = jnp.asarray(ranks_BxK)
     better_BxKxK = (ranks_BxK[:, :, None] < ranks_BxK[:, None, :]) & (
@@ -184,7 +180,7 @@ def ensemble_rewards(
       [1.5]
     """
     check_hyperparameters("ensemble_rewards", uncertainty_penalty=uncertainty_penalty)
-    rewards_ExB = _float(rewards_ExB)
+    rewards_ExB = as_float(rewards_ExB)
     if method == "mean":
         return jnp.mean(rewards_ExB, axis=0)
     if method == "min":
@@ -210,7 +206,7 @@ def reward_normalization(
       >>> normalize_rewards(jnp.array([1.0, 3.0]), gain, bias).round(4).tolist()
       [-1.0, 1.0]
     """
-    rewards_N = _float(rewards_N)
+    rewards_N = as_float(rewards_N)
     mask_N = jnp.ones(rewards_N.shape) if mask_N is None else (jnp.asarray(mask_N) > 0)
     mask_N = mask_N.astype(rewards_N.dtype)
     n = jnp.maximum(jnp.sum(mask_N), 1.0)
@@ -223,4 +219,4 @@ def reward_normalization(
 
 def normalize_rewards(rewards: jax.Array, gain: jax.Array, bias: jax.Array) -> jax.Array:
     """gain * rewards + bias (see `reward_normalization`)."""
-    return gain * _float(rewards) + bias
+    return gain * as_float(rewards) + bias

@@ -1,0 +1,24 @@
+"""Best-of-n against a reward model, scored by gold, on the built-in review task.
+
+    python -m experiments.best_of_n --config configs/best_of_n.py:runlocal --workdir runs/bon \
+        --config.init_from=runs/sft --config.reward_model_from=runs/rm
+
+runlocal: 256 prompts x a pool of 64 samples from the policy; under a minute on 2 CPU cores.
+Prints proxy and gold reward of best-of-n for n = 1..64 against KL_bon and plots them.
+"""
+
+import ml_collections
+
+from configs.common import base_config
+
+
+def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
+    if arg != "runlocal":
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal")
+    config = base_config("tiny")
+    config.reward_model_from = ""  # workdir of a reward_model run
+    config.best_of_n = ml_collections.ConfigDict(
+        {"num_prompts": 256, "pool_size": 64, "max_new_tokens": 32}
+    )
+    config.lock()
+    return config

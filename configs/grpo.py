@@ -1,0 +1,36 @@
+"""GRPO / Dr.GRPO / RLOO with the arithmetic task's exact-match verifier (RLVR).
+
+    python -m experiments.sft --config configs/sft.py:arithmetic --workdir runs/arith_sft
+    python -m experiments.grpo --config configs/grpo.py:runlocal --workdir runs/grpo \
+        --config.init_from=runs/arith_sft
+
+runlocal: tiny model from a briefly SFT-ed arithmetic policy, 16 prompts x 8 samples per step,
+100 steps; a couple of minutes on 2 CPU cores. Expect held-out accuracy (greedy and sampled)
+to rise above the SFT starting point.
+Presets: runlocal (GRPO) | dr_grpo (unscaled advantages, constant normaliser) | rloo | dapo
+(token-mean aggregation, clip-higher, no KL).
+"""
+
+import ml_collections
+
+from alignax.rl import default_grpo_config
+from configs.common import base_config
+
+
+def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
+    if arg not in ("runlocal", "dr_grpo", "rloo", "dapo"):
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, dr_grpo, rloo, dapo")
+    config = base_config("tiny", task="arithmetic")
+    config.rollout = ml_collections.ConfigDict({"num_prompts": 4096, "num_eval_prompts": 256})
+    config.grpo = default_grpo_config()
+    config.grpo.update(group_size=8, max_new_tokens=4, num_minibatches=2)
+    if arg == "dr_grpo":
+        config.grpo.update(baseline="dr_grpo", aggregation="max_length")
+    elif arg == "rloo":
+        config.grpo.update(baseline="rloo", clip_eps_high=0.2)
+    elif arg == "dapo":
+        config.grpo.update(aggregation="token_mean", clip_eps_high=0.28, beta=0.0)
+    config.train.update(steps=100, batch_size=16, log_every=10, eval_every=50, checkpoint_every=50)
+    config.optimizer.update(learning_rate=1e-3, warmup_steps=5, schedule="constant")
+    config.lock()
+    return config

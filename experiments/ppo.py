@@ -1,0 +1,183 @@
+"""RLHF with PPO: KV-cache rollouts, a reward model (or the gold reward), a per-token KL penalty
+to the SFT policy, GAE, clipped policy and value losses, optional PPO-ptx.
+
+    python -m experiments.ppo --config configs/ppo.py:runlocal --workdir runs/ppo \
+        --config.init_from=runs/sft --config.rewards.reward_model_from=runs/rm
+
+One train step is one PPO iteration (rollout, scoring, advantages, epochs of minibatch updates),
+jitted whole. The value model starts from the reward model's backbone (`rewards.value_init`).
+Reward-model scores are normalised to mean 0, std 1 on the initial policy's samples. Logs the
+proxy reward, the gold reward, KL and its coefficient, entropy, clip fractions, value error,
+response length and sample texts.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from alignax import rl, steps
+from alignax.analysis.policy_eval import evaluate_policy, summarize
+from alignax.cli import run_experiment
+from alignax.data.batching import BatchIterator
+from alignax.losses.reward import normalize_rewards, reward_normalization
+from alignax.metrics import MetricWriter
+from alignax.models import build_model
+from alignax.state import TrainState
+from alignax.tasks import get_task
+from alignax.training import (
+    check_model_fits_task,
+    example_batch,
+    initial_params,
+    setup,
+    train_loop,
+    write_summary,
+)
+
+
+def build_reward(config, mesh, rng):
+    """(reward model or None, its params or None) per `config.rewards.source`."""
+    r = config.rewards
+    if r.source == "gold":
+        return None, None
+    if r.source != "model":
+        raise ValueError(f"rewards.source={r.source!r} is not one of ('model', 'gold')")
+    if not r.reward_model_from:
+        raise ValueError(
+            "rewards.source='model' needs rewards.reward_model_from (the workdir "
+            "of a reward_model run)"
+        )
+    reward_model = build_model(config.model, heads=("reward",))
+    params = initial_params(reward_model, config, mesh, rng, source=r.reward_model_from)
+    return reward_model, params
+
+
+def run(config, workdir):
+    workdir, mesh = setup(config, workdir)
+    task = get_task(config.task_name, config.task)
+    check_model_fits_task(config.model, task)
+    if not config.init_from:
+        raise ValueError("ppo needs config.init_from: the workdir of the SFT policy")
+    rng_init, rng_norm, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 4)
+    policy = build_model(config.model, heads=("lm",))
+    value_model = build_model(config.model, heads=("value",))
+    policy_params = initial_params(policy, config, mesh, rng_init)
+    reward_model, reward_params = build_reward(config, mesh, rng_init)
+    value_source = (
+        config.rewards.reward_model_from
+        if config.rewards.value_init == "reward_model"
+        else config.init_from
+    )
+    value_params = initial_params(value_model, config, mesh, rng_init, source=value_source)
+
+    prompts = task.prompt_dataset(config.rollout.num_prompts, seed=config.seed)
+    eval_prompts = task.prompt_dataset(config.rollout.num_eval_prompts, seed=config.seed + 1)
+    max_new_tokens = config.ppo.max_new_tokens
+
+    def gold_fn(tokens, input_mask, loss_mask):
+        return task.gold_reward(tokens, loss_mask)
+
+    if reward_model is None:
+        aux_reward = {}
+
+        def score_fn(state, tokens, input_mask, loss_mask):
+            return gold_fn(tokens, input_mask, loss_mask)
+    else:
+        raw = evaluate_policy(
+            policy,
+            policy_params,
+            task,
+            eval_prompts,
+            rng_norm,
+            max_new_tokens=max_new_tokens,
+            proxy_fn=jax.jit(lambda t, m: reward_model.apply(reward_params, t, m)["rewards"]),
+        )["proxy"]
+        gain, bias = reward_normalization(raw)
+        aux_reward = {"reward_gain": gain, "reward_bias": bias}
+
+        def score_fn(state, tokens, input_mask, loss_mask):
+            rewards = reward_model.apply(state.reward_params, tokens, input_mask)["rewards"]
+            return normalize_rewards(rewards, state.aux["reward_gain"], state.aux["reward_bias"])
+
+    controller = rl.kl_controller_from_config(config.ppo)
+    tx = steps.make_optimizer(config)
+    state = TrainState.create(
+        {"policy": policy_params, "value": value_params},
+        tx,
+        mesh,
+        ref_params=policy_params,
+        reward_params=reward_params,
+        aux={"kl": controller.init(), **aux_reward},
+    )
+    data = dict(prompts)
+    if config.ppo.ptx_coef > 0:
+        ptx = task.pretraining_dataset(config.rollout.num_prompts, seed=config.seed + 3)
+        data.update({f"ptx_{k}": ptx[k] for k in ("tokens", "input_mask", "loss_mask")})
+    ppo_step = rl.make_ppo_step(
+        policy=policy,
+        value_model=value_model,
+        score_fn=score_fn,
+        tx=tx,
+        kl_controller=controller,
+        config=config,
+        eos_id=task.eos_id,
+        gold_fn=gold_fn,
+    )
+    train_step = steps.jit_step(ppo_step, state, example_batch(data, config.train.batch_size), mesh)
+    writer = MetricWriter(workdir, tensorboard=False)
+
+    def proxy_fn(state):
+        if reward_model is None:
+            return None
+        return jax.jit(
+            lambda t, m: normalize_rewards(
+                reward_model.apply(state.reward_params, t, m)["rewards"],
+                state.aux["reward_gain"],
+                state.aux["reward_bias"],
+            )
+        )
+
+    def eval_fn(state):
+        result = evaluate_policy(
+            policy,
+            state.params["policy"],
+            task,
+            eval_prompts,
+            rng_eval,
+            max_new_tokens=max_new_tokens,
+            ref_params=state.ref_params,
+            proxy_fn=proxy_fn(state),
+        )
+        writer.write_texts(int(state.step), "samples", result["texts"])
+        return summarize(result)
+
+    batches = BatchIterator(data, batch_size=config.train.batch_size, seed=config.seed)
+    state = train_loop(
+        state=state,
+        step_fn=train_step,
+        batches=batches,
+        mesh=mesh,
+        workdir=workdir,
+        config=config,
+        rng=rng_train,
+        name="ppo",
+        eval_fn=eval_fn,
+        log_keys=("proxy/mean", "gold/mean", "kl/sequence", "kl/coef", "policy/clip_fraction"),
+    )
+    final = eval_fn(state)
+    summary = {
+        "steps": int(state.step),
+        "gold_reward": final["gold"],
+        "proxy_reward": final.get("proxy", final["gold"]),
+        "kl_to_sft": final["kl"],
+        "response_length": final["length"],
+        "ended_with_eos": final["ended_with_eos"],
+        "kl_coef": float(np.asarray(state.aux["kl"].kl_coef)),
+    }
+    write_summary(workdir, summary)
+    writer.close()
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)
