@@ -129,15 +129,18 @@ def write_report(workdir: Path, table: dict, examples: dict) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     ppo_log = [m for m in read_metrics(workdir / "ppo") if "gold/mean" in m]
-    kl = np.sqrt(np.maximum([m["kl/sequence"] for m in ppo_log], 0.0))
-    left.plot(kl, [m["proxy/mean"] for m in ppo_log], ".-", label="proxy (reward model)")
-    left.plot(kl, [m["gold/mean"] for m in ppo_log], ".-", label="gold")
+    iterations = [m["step"] for m in ppo_log]
+    left.plot(iterations, [m["proxy/mean"] for m in ppo_log], ".-", label="proxy (reward model)")
+    left.plot(iterations, [m["gold/mean"] for m in ppo_log], ".-", label="gold")
     left.set(
-        xlabel="sqrt(KL to SFT) of PPO rollouts",
-        ylabel="reward (z-scored)",
-        title="PPO: proxy vs gold reward",
+        xlabel="PPO iteration",
+        ylabel="reward of rollouts (z-scored)",
+        title="PPO: proxy and gold reward, KL to SFT",
     )
-    left.legend()
+    left.legend(loc="lower right")
+    kl_axis = left.twinx()
+    kl_axis.plot(iterations, [m["kl/sequence"] for m in ppo_log], "k:", label="KL")
+    kl_axis.set_ylabel("KL to SFT (nats, dotted)")
     names = list(table)
     right.bar(
         names,

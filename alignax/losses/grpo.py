@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from alignax.advantages import token_kl
-from alignax.losses.ppo import _masked, _mean_over_tokens, aggregate_tokens, clipped_surrogate
+from alignax.losses.common import masked
+from alignax.losses.ppo import _mean_over_tokens, aggregate_tokens, clipped_surrogate
 from alignax.losses.registry import check_hyperparameters
 
 
@@ -83,8 +84,8 @@ def grpo_loss(
         "policy/clip_high_fraction": _mean_over_tokens(tokens["clipped_high"], mask_BxT),
     }
     if ref_logps_BxT is not None:
-        ref = jax.lax.stop_gradient(_masked(ref_logps_BxT, mask_BxT))
-        kl_BxT = _masked(token_kl(_masked(logps_BxT, mask_BxT), ref, estimator="k3"), mask_BxT)
+        ref = jax.lax.stop_gradient(masked(ref_logps_BxT, mask_BxT))
+        kl_BxT = masked(token_kl(masked(logps_BxT, mask_BxT), ref, estimator="k3"), mask_BxT)
         loss_BxT = loss_BxT + beta * kl_BxT
         metrics["kl"] = _mean_over_tokens(kl_BxT, mask_BxT)
     elif isinstance(beta, (int, float)) and beta != 0:
