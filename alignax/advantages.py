@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.common import as_float, masked
+from alignax.numerics import as_float, masked
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 

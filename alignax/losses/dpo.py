@@ -20,8 +20,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.common import as_float
 from alignax.losses.registry import check_hyperparameters
+from alignax.numerics import as_float
 
 
 class PreferenceLogps(NamedTuple):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.common import as_float
 from alignax.losses.registry import check_hyperparameters
+from alignax.numerics import as_float
 
 
 def kto_loss(

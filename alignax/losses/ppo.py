@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.common import as_float, masked
 from alignax.losses.registry import check_hyperparameters
+from alignax.numerics import as_float, masked
 
 AGGREGATIONS = ("sequence_mean", "token_mean", "max_length", "sequence_sum")
 

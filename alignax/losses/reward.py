@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.common import as_float
 from alignax.losses.registry import check_hyperparameters, require_label_smoothing
+from alignax.numerics import as_float
 
 ENSEMBLE_METHODS = ("mean", "min", "mean_minus_std", "mean_minus_var")
 

@@ -1,4 +1,4 @@
-"""Numeric helpers the losses and advantage estimators share."""
+"""Numeric helpers the losses and advantage estimators share (float32 upcast, NaN-safe masking)."""
 
 import jax
 import jax.numpy as jnp
