@@ -98,6 +98,19 @@ def reward_model_loss_fn(model: Model, loss_config):
     return loss_fn
 
 
+def ensemble_loss_fn(member_loss_fn):
+    """Loss of an ensemble whose members' params are stacked on axis 0: the sum of the members'
+    losses, so each member receives exactly its own gradient. Metrics are member means."""
+
+    def loss_fn(params, state, batch, rng):
+        losses, metrics = jax.vmap(member_loss_fn, in_axes=(0, None, None, None))(
+            params, state, batch, rng
+        )
+        return jnp.sum(losses), {k: jnp.mean(v) for k, v in metrics.items()}
+
+    return loss_fn
+
+
 def preference_logps(policy: Model, params, ref_params, batch: dict) -> PreferenceLogps:
     """Policy and reference sequence log-probs of chosen (index 0) and rejected (index 1) in two
     forward passes over the stacked [2B, L] batch. Precomputed reference log-probs in

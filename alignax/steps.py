@@ -96,11 +96,28 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
     )
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def clip_by_member_norm(max_norm: float) -> optax.GradientTransformation:
+    """Global-norm clipping of each slice along the leading axis separately: for an ensemble
+    whose members are stacked on axis 0, each member is clipped as if it trained alone."""
+
+    def update_fn(updates, state, params=None):
+        del params
+        leaves = jax.tree.leaves(updates)
+        squares = sum(jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim))) for x in leaves)
+        scale = jnp.minimum(1.0, max_norm / jnp.maximum(jnp.sqrt(squares), 1e-12))
+        scaled = jax.tree.map(lambda x: x * scale.reshape((-1,) + (1,) * (x.ndim - 1)), updates)
+        return scaled, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def make_optimizer(config, *, stacked_members: bool = False) -> optax.GradientTransformation:
     """AdamW with linear warm-up then cosine (or constant) decay and global-norm clipping.
 
     Reads `config.optimizer.{learning_rate, warmup_steps, schedule, weight_decay, b1, b2,
-    grad_clip}` and `config.train.steps`.
+    grad_clip}` and `config.train.steps`. With `stacked_members` the params are an ensemble
+    stacked on axis 0 and each member's gradient is clipped on its own (AdamW is elementwise, so
+    the members then train exactly as separate runs would).
     """
     opt = config.optimizer
     total = config.train.steps
@@ -124,7 +141,8 @@ def make_optimizer(config) -> optax.GradientTransformation:
         raise ValueError(
             f"optimizer.schedule={opt.schedule!r} is not one of ('cosine', 'constant')"
         )
+    clip = clip_by_member_norm if stacked_members else optax.clip_by_global_norm
     return optax.chain(
-        optax.clip_by_global_norm(opt.grad_clip),
+        clip(opt.grad_clip),
         optax.adamw(lr, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay),
     )

@@ -5,7 +5,9 @@
 runlocal: tiny model (fresh, or `--config.init_from=runs/pretrain` to start from a policy's
 backbone), 4,096 Bradley-Terry-labelled pairs, 400 steps of batch 32; about a minute on 2 CPU
 cores. Expect held-out accuracy well above chance (0.5) against the annotator and against gold.
-Presets: runlocal | kway (4-way rankings, InstructGPT K-choose-2 loss) | noisy (25% label flips).
+Presets: runlocal | kway (4-way rankings, InstructGPT K-choose-2 loss) | noisy (25% label flips)
+| ensemble (4 seeds trained in one step; held-out metrics of the mean, worst-case and
+mean-minus-std ensemble rewards).
 """
 
 import ml_collections
@@ -14,8 +16,8 @@ from configs.common import base_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    if arg not in ("runlocal", "kway", "noisy"):
-        raise ValueError(f"unknown preset {arg!r}; known: runlocal, kway, noisy")
+    if arg not in ("runlocal", "kway", "noisy", "ensemble"):
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, kway, noisy, ensemble")
     config = base_config("tiny")
     config.reward = ml_collections.ConfigDict(
         {
@@ -25,6 +27,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "num_comparisons": 4096,
             "num_eval_comparisons": 512,
             "num_responses": 4 if arg == "kway" else 2,
+            "ensemble_size": 4 if arg == "ensemble" else 1,  # members trained in one step
+            "uncertainty_penalty": 1.0,  # lambda of the mean-minus-std ensemble reward
         }
     )
     config.loss = ml_collections.ConfigDict(

@@ -13,16 +13,21 @@ response length and sample texts.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from alignax import rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
+from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
-from alignax.losses.reward import normalize_rewards, reward_normalization
+from alignax.losses.reward import ensemble_rewards, normalize_rewards, reward_normalization
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
+from alignax.sharding import init_params
 from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.training import (
@@ -36,7 +41,9 @@ from alignax.training import (
 
 
 def build_reward(config, mesh, rng):
-    """(reward model or None, its params or None) per `config.rewards.source`."""
+    """(reward_fn(params, tokens, input_mask) -> [B], params), or (None, None) for the gold
+    reward, per `config.rewards`. An ensemble reward model (members stacked on axis 0) is
+    combined by `rewards.ensemble_method` (mean, min, mean_minus_std, mean_minus_var)."""
     r = config.rewards
     if r.source == "gold":
         return None, None
@@ -47,9 +54,21 @@ def build_reward(config, mesh, rng):
             "rewards.source='model' needs rewards.reward_model_from (the workdir "
             "of a reward_model run)"
         )
-    reward_model = build_model(config.model, heads=("reward",))
-    params = initial_params(reward_model, config, mesh, rng, source=r.reward_model_from)
-    return reward_model, params
+    model = build_model(config.model, heads=("reward",))
+    if r.ensemble_size == 1:
+        params = initial_params(model, config, mesh, rng, source=r.reward_model_from)
+        return (lambda p, t, m: model.apply(p, t, m)["rewards"]), params
+    members = [init_params(model, k, mesh) for k in jax.random.split(rng, r.ensemble_size)]
+    like = jax.tree.map(lambda *xs: jnp.stack(xs), *members)
+    params = restore_params(Path(r.reward_model_from) / "checkpoints", like)
+
+    def reward_fn(p, tokens, input_mask):
+        rewards_ExB = jax.vmap(lambda q: model.apply(q, tokens, input_mask)["rewards"])(p)
+        return ensemble_rewards(
+            rewards_ExB, method=r.ensemble_method, uncertainty_penalty=r.uncertainty_penalty
+        )
+
+    return reward_fn, params
 
 
 def run(config, workdir):
@@ -62,7 +81,12 @@ def run(config, workdir):
     policy = build_model(config.model, heads=("lm",))
     value_model = build_model(config.model, heads=("value",))
     policy_params = initial_params(policy, config, mesh, rng_init)
-    reward_model, reward_params = build_reward(config, mesh, rng_init)
+    reward_fn, reward_params = build_reward(config, mesh, rng_init)
+    if config.rewards.ensemble_size > 1 and config.rewards.value_init == "reward_model":
+        raise ValueError(
+            "rewards.value_init='reward_model' needs a single reward model; use "
+            "'policy' with rewards.ensemble_size > 1"
+        )
     value_source = (
         config.rewards.reward_model_from
         if config.rewards.value_init == "reward_model"
@@ -77,7 +101,7 @@ def run(config, workdir):
     def gold_fn(tokens, input_mask, loss_mask):
         return task.gold_reward(tokens, loss_mask)
 
-    if reward_model is None:
+    if reward_fn is None:
         aux_reward = {}
 
         def score_fn(state, tokens, input_mask, loss_mask):
@@ -90,13 +114,13 @@ def run(config, workdir):
             eval_prompts,
             rng_norm,
             max_new_tokens=max_new_tokens,
-            proxy_fn=jax.jit(lambda t, m: reward_model.apply(reward_params, t, m)["rewards"]),
+            proxy_fn=jax.jit(lambda t, m: reward_fn(reward_params, t, m)),
         )["proxy"]
         gain, bias = reward_normalization(raw)
         aux_reward = {"reward_gain": gain, "reward_bias": bias}
 
         def score_fn(state, tokens, input_mask, loss_mask):
-            rewards = reward_model.apply(state.reward_params, tokens, input_mask)["rewards"]
+            rewards = reward_fn(state.reward_params, tokens, input_mask)
             return normalize_rewards(rewards, state.aux["reward_gain"], state.aux["reward_bias"])
 
     controller = rl.kl_controller_from_config(config.ppo)
@@ -127,11 +151,11 @@ def run(config, workdir):
     writer = MetricWriter(workdir, tensorboard=False)
 
     def proxy_fn(state):
-        if reward_model is None:
+        if reward_fn is None:
             return None
         return jax.jit(
             lambda t, m: normalize_rewards(
-                reward_model.apply(state.reward_params, t, m)["rewards"],
+                reward_fn(state.reward_params, t, m),
                 state.aux["reward_gain"],
                 state.aux["reward_bias"],
             )

@@ -11,11 +11,13 @@ reward distribution, the rank correlation with gold and the correlation with res
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from alignax import objectives, steps
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
+from alignax.losses.reward import ensemble_rewards
 from alignax.models import build_model
 from alignax.state import TrainState
 from alignax.tasks import Annotator, get_task
@@ -50,10 +52,10 @@ def _spearman(a, b):
     return float(np.corrcoef(rank(a), rank(b))[0, 1])
 
 
-def evaluate_reward_model(model, params, pairs: dict, *, num_bins: int = 5) -> dict[str, float]:
-    """Held-out metrics on pairs (index 0 = the annotator's choice; `gold_reward` [N, 2])."""
-    score = jax.jit(lambda p, b: objectives.comparison_rewards(model, p, b))
-    rewards = np.asarray(score(params, {k: pairs[k] for k in ("tokens", "input_mask")}))
+def pair_metrics(rewards, pairs: dict, *, num_bins: int = 5) -> dict[str, float]:
+    """Held-out metrics of rewards [N, 2] on pairs (index 0 = the annotator's choice;
+    `gold_reward` [N, 2])."""
+    rewards = np.asarray(rewards)
     gold = pairs["gold_reward"]
     margin = rewards[:, 0] - rewards[:, 1]
     prob_first = 1.0 / (1.0 + np.exp(-margin))
@@ -80,6 +82,39 @@ def evaluate_reward_model(model, params, pairs: dict, *, num_bins: int = 5) -> d
     }
 
 
+def make_evaluator(model, pairs: dict, ensemble_size: int, uncertainty_penalty: float):
+    """params -> held-out metrics; for an ensemble, the metrics of every way of combining the
+    members (mean, worst case, mean - lambda * std) and the members' mean accuracy."""
+    inputs = {k: pairs[k] for k in ("tokens", "input_mask")}
+    score = lambda p: objectives.comparison_rewards(model, p, inputs)
+    if ensemble_size == 1:
+        score = jax.jit(score)
+        return lambda params: pair_metrics(score(params), pairs)
+    score = jax.jit(jax.vmap(score))
+
+    def evaluate(params):
+        rewards_ExNx2 = score(params)
+        flat = rewards_ExNx2.reshape(ensemble_size, -1)
+        metrics = {
+            "member_accuracy": float(
+                np.mean(np.asarray(rewards_ExNx2[:, :, 0] > rewards_ExNx2[:, :, 1]))
+            )
+        }
+        for method in ("mean", "min", "mean_minus_std"):
+            combined = ensemble_rewards(
+                flat, method=method, uncertainty_penalty=uncertainty_penalty
+            )
+            metrics.update(
+                {
+                    f"{method}/{k}": v
+                    for k, v in pair_metrics(combined.reshape(-1, 2), pairs).items()
+                }
+            )
+        return metrics
+
+    return evaluate
+
+
 def run(config, workdir):
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
@@ -87,16 +122,26 @@ def run(config, workdir):
     train, evaluation = build_data(config, task)
     train_inputs = {k: train[k] for k in MODEL_INPUTS}
     model = build_model(config.model, heads=("reward",))
+    members = config.reward.ensemble_size
     rng_init, rng_train = jax.random.split(jax.random.key(config.seed))
-    tx = steps.make_optimizer(config)
-    state = TrainState.create(initial_params(model, config, mesh, rng_init), tx, mesh)
     loss_fn = objectives.reward_model_loss_fn(model, config.loss)
+    if members == 1:
+        params = initial_params(model, config, mesh, rng_init)
+    else:  # one stacked state; each member its own seed, gradient, clipping and Adam moments
+        member_params = [
+            initial_params(model, config, mesh, rng) for rng in jax.random.split(rng_init, members)
+        ]
+        params = jax.tree.map(lambda *xs: jnp.stack(xs), *member_params)
+        loss_fn = objectives.ensemble_loss_fn(loss_fn)
+    tx = steps.make_optimizer(config, stacked_members=members > 1)
+    state = TrainState.create(params, tx, mesh)
     train_step = steps.jit_step(
         steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
         state,
         example_batch(train_inputs, config.train.batch_size),
         mesh,
     )
+    evaluate = make_evaluator(model, evaluation, members, config.reward.uncertainty_penalty)
     batches = BatchIterator(train_inputs, batch_size=config.train.batch_size, seed=config.seed)
     state = train_loop(
         state=state,
@@ -108,9 +153,9 @@ def run(config, workdir):
         rng=rng_train,
         name="reward_model",
         log_keys=("loss", "rewards/accuracy"),
-        eval_fn=lambda s: evaluate_reward_model(model, s.params, evaluation),
+        eval_fn=lambda s: evaluate(s.params),
     )
-    summary = {"steps": int(state.step), **evaluate_reward_model(model, state.params, evaluation)}
+    summary = {"steps": int(state.step), "ensemble_size": members, **evaluate(state.params)}
     write_summary(workdir, summary)
     return summary
 
