@@ -298,7 +298,7 @@ def make_grpo_step(
         prompt_len = prompts["prompt_tokens"].shape[1]
 
         def score(*sequences):
-            return score_fn(state, *sequences)
+            return score_fn(state, *sequences, *(prompts[k] for k in score_inputs))
 
         rollout = collect(
             policy=policy,
