@@ -111,28 +111,31 @@ def ensemble_loss_fn(member_loss_fn):
     return loss_fn
 
 
+def option_logps(policy: Model, params, batch: dict) -> tuple[jax.Array, jax.Array]:
+    """Summed log-probs and scored-token counts of every option of every comparison, [B, K]
+    each, in one forward pass over the flattened [B*K, L] batch."""
+    shape = batch["tokens"].shape[:2]
+    logits = policy.apply(
+        params,
+        _flatten_options(batch, "tokens"),
+        _flatten_options(batch, "input_mask"),
+        heads=("lm",),
+    )["logits"]
+    out = logprobs.sequence_logps(
+        logits, _flatten_options(batch, "tokens"), _flatten_options(batch, "loss_mask")
+    )
+    return out["sum"].reshape(shape), out["count"].reshape(shape)
+
+
 def preference_logps(policy: Model, params, ref_params, batch: dict) -> PreferenceLogps:
-    """Policy and reference sequence log-probs of chosen (index 0) and rejected (index 1) in two
-    forward passes over the stacked [2B, L] batch. Precomputed reference log-probs in
-    `batch['ref_logps'] [B, 2]` are used instead of a reference forward when present."""
-
-    def logps_of(p):
-        logits = policy.apply(
-            p,
-            _flatten_options(batch, "tokens"),
-            _flatten_options(batch, "input_mask"),
-            heads=("lm",),
-        )["logits"]
-        out = logprobs.sequence_logps(
-            logits, _flatten_options(batch, "tokens"), _flatten_options(batch, "loss_mask")
-        )
-        return out["sum"].reshape(-1, 2), out["count"].reshape(-1, 2)
-
-    policy_sums, counts = logps_of(params)
+    """Policy and reference sequence log-probs of chosen (index 0) and rejected (index 1).
+    Reference log-probs precomputed once (`batch['ref_logps'] [B, 2]`, see `option_logps`)
+    replace the reference forward pass when present."""
+    policy_sums, counts = option_logps(policy, params, batch)
     if "ref_logps" in batch:
         ref_sums = batch["ref_logps"]
     else:
-        ref_sums = jax.lax.stop_gradient(logps_of(ref_params)[0])
+        ref_sums = jax.lax.stop_gradient(option_logps(policy, ref_params, batch)[0])
     return PreferenceLogps(
         policy_chosen=policy_sums[:, 0],
         policy_rejected=policy_sums[:, 1],

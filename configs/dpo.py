@@ -35,6 +35,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "num_eval_pairs": 256,
             "num_eval_prompts": 128,
             "max_new_tokens": 32,
+            # Reference log-probs computed once before training instead of in every step.
+            "precompute_reference": False,
         }
     )
     config.loss = ml_collections.ConfigDict(

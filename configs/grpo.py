@@ -4,9 +4,9 @@
     python -m experiments.grpo --config configs/grpo.py:runlocal --workdir runs/grpo \
         --config.init_from=runs/arith_sft
 
-runlocal: tiny model from a briefly SFT-ed arithmetic policy, 16 prompts x 8 samples per step,
-100 steps; a couple of minutes on 2 CPU cores. Expect held-out accuracy (greedy and sampled)
-to rise above the SFT starting point.
+runlocal: tiny model from a briefly SFT-ed arithmetic policy (configs/sft.py:arithmetic), 32
+prompts x 8 samples per step, one on-policy update per step, 400 steps; about a minute on 2 CPU
+cores. Measured: sampled accuracy 0.43 -> 0.55, greedy 0.80 -> 0.84 on 256 held-out problems.
 Presets: runlocal (GRPO) | dr_grpo (unscaled advantages, constant normaliser) | rloo | dapo
 (token-mean aggregation, clip-higher, no KL).
 """
@@ -23,14 +23,16 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config = base_config("tiny", task="arithmetic")
     config.rollout = ml_collections.ConfigDict({"num_prompts": 4096, "num_eval_prompts": 256})
     config.grpo = default_grpo_config()
-    config.grpo.update(group_size=8, max_new_tokens=4, num_minibatches=2)
+    config.grpo.update(group_size=8, max_new_tokens=4, num_minibatches=1)
     if arg == "dr_grpo":
         config.grpo.update(baseline="dr_grpo", aggregation="max_length")
     elif arg == "rloo":
         config.grpo.update(baseline="rloo", clip_eps_high=0.2)
     elif arg == "dapo":
         config.grpo.update(aggregation="token_mean", clip_eps_high=0.28, beta=0.0)
-    config.train.update(steps=100, batch_size=16, log_every=10, eval_every=50, checkpoint_every=50)
-    config.optimizer.update(learning_rate=1e-3, warmup_steps=5, schedule="constant")
+    config.train.update(
+        steps=400, batch_size=32, log_every=20, eval_every=200, checkpoint_every=100
+    )
+    config.optimizer.update(learning_rate=3e-4, warmup_steps=5, schedule="constant")
     config.lock()
     return config

@@ -11,6 +11,7 @@ gold reward, KL to the reference and length of sampled responses.
 from __future__ import annotations
 
 import jax
+import numpy as np
 
 from alignax import objectives, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
@@ -40,6 +41,17 @@ def build_pairs(config, task, num, seed):
     return {k: pairs[k] for k in MODEL_INPUTS}
 
 
+def precompute_reference_logps(model, ref_params, pairs: dict, batch_size: int) -> np.ndarray:
+    """Reference log-probs of every pair, [N, 2], computed once before training (so each step
+    runs one forward pass instead of two)."""
+    logps = jax.jit(lambda b: objectives.option_logps(model, ref_params, b)[0])
+    chunks = [
+        np.asarray(logps({k: v[i : i + batch_size] for k, v in pairs.items()}))
+        for i in range(0, len(pairs["tokens"]), batch_size)
+    ]
+    return np.concatenate(chunks).astype(np.float32)
+
+
 def run(config, workdir):
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
@@ -51,6 +63,10 @@ def run(config, workdir):
     tx = steps.make_optimizer(config)
     params = initial_params(model, config, mesh, rng_init)
     state = TrainState.create(params, tx, mesh, ref_params=params)
+    if config.preferences.precompute_reference:
+        train["ref_logps"] = precompute_reference_logps(
+            model, params, train, config.train.batch_size
+        )
     loss_fn = objectives.preference_loss_fn(model, config.loss)
     train_step = steps.jit_step(
         steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
