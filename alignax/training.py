@@ -64,6 +64,14 @@ def check_model_fits_task(model_config, task) -> None:
         )
 
 
+def check_model_fits_tokenizer(model_config, tokenizer) -> None:
+    if model_config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(
+            f"model.vocab_size={model_config.vocab_size} is smaller than the tokenizer's "
+            f"vocabulary ({tokenizer.vocab_size})"
+        )
+
+
 def initial_params(
     model: Model,
     config: ml_collections.ConfigDict,

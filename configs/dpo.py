@@ -14,6 +14,7 @@ rises above the initial policy's while the KL to the reference grows.
 
 import ml_collections
 
+from alignax.data.sources import default_data_config
 from alignax.losses.registry import PREFERENCE_LOSSES, default_hyperparameters
 from configs.common import base_config
 
@@ -49,5 +50,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         steps=300, batch_size=32, log_every=50, eval_every=150, checkpoint_every=150
     )
     config.optimizer.update(learning_rate=5e-4, warmup_steps=20, schedule="constant")
+    # Real data: --config.data.path=prefs.jsonl --config.data.tokenizer=spm.model (see README).
+    config.data = default_data_config()
     config.lock()
     return config

@@ -12,6 +12,7 @@ mean-minus-std ensemble rewards).
 
 import ml_collections
 
+from alignax.data.sources import default_data_config
 from configs.common import base_config
 
 
@@ -42,5 +43,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         steps=400, batch_size=32, log_every=50, eval_every=200, checkpoint_every=200
     )
     config.optimizer.update(learning_rate=1e-3, warmup_steps=20)
+    # Real data: --config.data.path=prefs.jsonl --config.data.tokenizer=spm.model (see README).
+    config.data = default_data_config()
     config.lock()
     return config

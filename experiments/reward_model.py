@@ -17,12 +17,14 @@ import numpy as np
 from alignax import objectives, steps
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
+from alignax.data.sources import file_comparisons
 from alignax.losses.reward import ensemble_rewards
 from alignax.models import build_model
 from alignax.state import TrainState
 from alignax.tasks import Annotator, get_task
 from alignax.training import (
     check_model_fits_task,
+    check_model_fits_tokenizer,
     example_batch,
     initial_params,
     setup,
@@ -33,7 +35,17 @@ from alignax.training import (
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask", "ranks")
 
 
-def build_data(config, task):
+def build_data(config):
+    """(train, evaluation) comparisons: from `config.data.path` when set, else simulated
+    annotators labelling samples of the built-in task."""
+    if config.data.path:
+        train, evaluation, tokenizer = file_comparisons(
+            config.data, max_len=config.model.max_len, seed=config.seed
+        )
+        check_model_fits_tokenizer(config.model, tokenizer)
+        return train, evaluation
+    task = get_task(config.task_name, config.task)
+    check_model_fits_task(config.model, task)
     r = config.reward
     annotator = Annotator(
         kind=r.annotator, temperature=r.annotator_temperature, flip_rate=r.flip_rate
@@ -53,11 +65,22 @@ def _spearman(a, b):
 
 
 def pair_metrics(rewards, pairs: dict, *, num_bins: int = 5) -> dict[str, float]:
-    """Held-out metrics of rewards [N, 2] on pairs (index 0 = the annotator's choice;
-    `gold_reward` [N, 2])."""
+    """Held-out metrics of rewards [N, K] on comparisons ordered best-first: accuracy of
+    preferring the best option over the second, and reward statistics. With the built-in task's
+    `gold_reward` [N, K]: agreement with gold, calibration against gold, rank correlation."""
     rewards = np.asarray(rewards)
-    gold = pairs["gold_reward"]
     margin = rewards[:, 0] - rewards[:, 1]
+    lengths = pairs["loss_mask"].sum(-1).reshape(-1)
+    flat_rewards = rewards.reshape(-1)
+    metrics = {
+        "accuracy": float(np.mean(margin > 0)),
+        "reward_mean": float(flat_rewards.mean()),
+        "reward_std": float(flat_rewards.std()),
+        "length_correlation": float(np.corrcoef(flat_rewards, lengths)[0, 1]),
+    }
+    if "gold_reward" not in pairs:
+        return metrics
+    gold = pairs["gold_reward"]
     prob_first = 1.0 / (1.0 + np.exp(-margin))
     gold_first = gold[:, 0] > gold[:, 1]
     # Reliability: within bins of predicted P(first wins), the gold frequency of "first wins".
@@ -69,16 +92,11 @@ def pair_metrics(rewards, pairs: dict, *, num_bins: int = 5) -> dict[str, float]
             calibration_error += in_bin.mean() * abs(
                 prob_first[in_bin].mean() - gold_first[in_bin].mean()
             )
-    lengths = pairs["loss_mask"].sum(-1).reshape(-1)
-    flat_rewards, flat_gold = rewards.reshape(-1), gold.reshape(-1)
     return {
-        "accuracy": float(np.mean(margin > 0)),
+        **metrics,
         "gold_accuracy": float(np.mean((margin > 0) == gold_first)),
         "calibration_error": float(calibration_error),
-        "reward_mean": float(flat_rewards.mean()),
-        "reward_std": float(flat_rewards.std()),
-        "gold_spearman": _spearman(flat_rewards, flat_gold),
-        "length_correlation": float(np.corrcoef(flat_rewards, lengths)[0, 1]),
+        "gold_spearman": _spearman(flat_rewards, gold.reshape(-1)),
     }
 
 
@@ -93,11 +111,11 @@ def make_evaluator(model, pairs: dict, ensemble_size: int, uncertainty_penalty: 
     score = jax.jit(jax.vmap(score))
 
     def evaluate(params):
-        rewards_ExNx2 = score(params)
-        flat = rewards_ExNx2.reshape(ensemble_size, -1)
+        rewards_ExNxK = score(params)
+        flat = rewards_ExNxK.reshape(ensemble_size, -1)
         metrics = {
             "member_accuracy": float(
-                np.mean(np.asarray(rewards_ExNx2[:, :, 0] > rewards_ExNx2[:, :, 1]))
+                np.mean(np.asarray(rewards_ExNxK[:, :, 0] > rewards_ExNxK[:, :, 1]))
             )
         }
         for method in ("mean", "min", "mean_minus_std"):
@@ -107,7 +125,9 @@ def make_evaluator(model, pairs: dict, ensemble_size: int, uncertainty_penalty: 
             metrics.update(
                 {
                     f"{method}/{k}": v
-                    for k, v in pair_metrics(combined.reshape(-1, 2), pairs).items()
+                    for k, v in pair_metrics(
+                        combined.reshape(rewards_ExNxK.shape[1:]), pairs
+                    ).items()
                 }
             )
         return metrics
@@ -117,9 +137,7 @@ def make_evaluator(model, pairs: dict, ensemble_size: int, uncertainty_penalty: 
 
 def run(config, workdir):
     workdir, mesh = setup(config, workdir)
-    task = get_task(config.task_name, config.task)
-    check_model_fits_task(config.model, task)
-    train, evaluation = build_data(config, task)
+    train, evaluation = build_data(config)
     train_inputs = {k: train[k] for k in MODEL_INPUTS}
     model = build_model(config.model, heads=("reward",))
     members = config.reward.ensemble_size

@@ -220,3 +220,57 @@ def test_missing_stage_checkpoint_names_the_directory(tmp_path):
     config = _config(dpo_config, **{"init_from": str(tmp_path / "nowhere")})
     with pytest.raises(FileNotFoundError, match="nowhere"):
         dpo.run(config, tmp_path / "dpo")
+
+
+def _preference_file(tmp_path):
+    """A small UltraFeedback-style JSONL file and a sentencepiece tokenizer trained on it."""
+    from alignax.data.tokenizer import SentencePieceTokenizer
+
+    rng = np.random.default_rng(0)
+    good = ["great", "lovely", "excellent", "tasty", "fresh"]
+    bad = ["awful", "bland", "rude", "dull", "poor"]
+    topics = ["food", "service", "room", "music", "price"]
+    records = []
+    for _ in range(160):
+        topic = topics[rng.integers(5)]
+        records.append(
+            {
+                "prompt": f"how was the {topic}?",
+                "chosen": f"the {topic} was {good[rng.integers(5)]} and {good[rng.integers(5)]}.",
+                "rejected": f"the {topic} was {bad[rng.integers(5)]} and {bad[rng.integers(5)]}.",
+            }
+        )
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    texts = [r[k] for r in records for k in ("prompt", "chosen", "rejected")]
+    tokenizer = SentencePieceTokenizer.train(texts, vocab_size=60)
+    tokenizer.save(tmp_path / "spm.model")
+    return path, tmp_path / "spm.model"
+
+
+def test_reward_model_and_dpo_train_on_a_local_preference_file(tmp_path):
+    path, spm = _preference_file(tmp_path)
+    data = {"data.path": str(path), "data.tokenizer": str(spm), "data.eval_fraction": 0.2}
+    rm = reward_model.run(
+        _config(
+            reward_model_config, **_short(**{"train.steps": 60, "train.batch_size": 16}, **data)
+        ),
+        tmp_path / "rm",
+    )
+    assert rm["accuracy"] > 0.8  # the sentiment words separate chosen from rejected
+    assert "gold_accuracy" not in rm  # real data has no gold reward
+    summary = dpo.run(
+        _config(dpo_config, **_short(**{"train.steps": 20, "train.batch_size": 16}, **data)),
+        tmp_path / "dpo",
+    )
+    assert summary["eval_accuracy"] > 0.5 and summary["eval_margin"] > 0
+
+
+def test_malformed_preference_file_names_file_and_line(tmp_path):
+    path, spm = _preference_file(tmp_path)
+    lines = path.read_text().splitlines()
+    lines[6] = '{"prompt": "x", "chosen": "y"'  # truncated JSON on line 7
+    path.write_text("\n".join(lines) + "\n")
+    config = _config(reward_model_config, **{"data.path": str(path), "data.tokenizer": str(spm)})
+    with pytest.raises(ValueError, match=r"prefs\.jsonl:7"):
+        reward_model.run(config, tmp_path / "rm")

@@ -1,0 +1,64 @@
+"""Where a workflow's comparisons come from: a local preference file (real data) with its
+sentencepiece tokenizer, instead of the built-in task.
+
+    config.data.path = "/data/ultrafeedback_train.jsonl"   # JSONL / Parquet, see formats.py
+    config.data.tokenizer = "/data/spm.model"               # SentencePieceTokenizer.save(...)
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from alignax.data.formats import load_dataset
+from alignax.data.tokenizer import SentencePieceTokenizer
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "path": "",  # '' = the built-in task; else a local preference file
+            "eval_path": "",  # '' = hold out eval_fraction of `path`
+            "eval_fraction": 0.05,
+            "tokenizer": "",  # a sentencepiece model file (required with `path`)
+            "format": "auto",
+            "on_error": "raise",  # or "skip": malformed records are counted and reported
+        }
+    )
+
+
+def file_comparisons(data_config, *, max_len: int, seed: int):
+    """(train, evaluation) comparison arrays [N, K, L] (+ ranks) and the tokenizer, from files.
+
+    Options are reordered best-first, so pairs have the chosen response at index 0 as the
+    built-in task's comparisons do.
+    """
+    if not data_config.tokenizer:
+        raise ValueError("data.tokenizer is required with data.path (a sentencepiece model file)")
+    tokenizer = SentencePieceTokenizer.load(data_config.tokenizer)
+
+    def load(path):
+        arrays, stats = load_dataset(
+            path,
+            tokenizer,
+            max_len=max_len,
+            format=data_config.format,
+            on_error=data_config.on_error,
+        )
+        print(f"{path}: {stats.report()}", flush=True)
+        if "ranks" not in arrays:
+            raise ValueError(f"{path} holds no comparisons (pairs or rankings)")
+        order = np.argsort(arrays["ranks"], axis=1, kind="stable")
+        return {
+            k: np.take_along_axis(v, order.reshape(order.shape + (1,) * (v.ndim - 2)), 1)
+            for k, v in arrays.items()
+        }
+
+    train = load(data_config.path)
+    if data_config.eval_path:
+        return train, load(data_config.eval_path), tokenizer
+    permutation = np.random.default_rng(seed).permutation(len(train["tokens"]))
+    num_eval = max(1, int(round(data_config.eval_fraction * len(permutation))))
+    evaluation = {k: v[permutation[:num_eval]] for k, v in train.items()}
+    train = {k: v[permutation[num_eval:]] for k, v in train.items()}
+    return train, evaluation, tokenizer
