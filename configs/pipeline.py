@@ -2,7 +2,7 @@
 
     python -m experiments.pipeline --config configs/pipeline.py:runlocal --workdir runs/pipeline
 
-runlocal: the tiny model on the built-in review task; about 5 minutes on 2 CPU cores. Produces
+runlocal: the tiny model on the built-in review task; about 3.5 minutes on 2 CPU cores. Produces
 <workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length for base/SFT/PPO/DPO),
 results.png and summary.json; each stage's own outputs are in <workdir>/<stage>/.
 `model`, `mesh`, `seed` and `task` here apply to every stage; each stage's other settings are

@@ -4,8 +4,8 @@
         --config.init_from=runs/sft --config.rewards.reward_model_from=runs/rm
 
 runlocal: tiny policy from the SFT stage, reward model from the reward_model stage, 64 prompts
-per iteration, 2 epochs x 2 minibatches, adaptive KL (target 4 nats), 100 iterations; a few
-minutes on 2 CPU cores. Expect the proxy reward to rise while the KL to the SFT policy settles
+per iteration, 2 epochs x 2 minibatches, adaptive KL (target 4 nats), 100 iterations; about a
+minute on 2 CPU cores. Expect the proxy reward to rise while the KL to the SFT policy settles
 near its target; the gold reward rises with it until the proxy is over-optimised.
 Presets: runlocal | gold (optimise the gold reward itself: no reward model) | ptx (PPO-ptx).
 """
