@@ -1,4 +1,5 @@
-"""Objectives: `make_*_loss_fn(...) -> loss_fn(params, state, batch, rng) -> (loss, metrics)`.
+"""Objectives: each `*_loss_fn(...)` builder returns
+`loss_fn(params, state, batch, rng) -> (loss, metrics)`.
 
 They glue the model forward passes to the primitive losses in `alignax.losses`; the step
 builders in `alignax.steps` turn them into jitted train steps. Batch layouts are those of
