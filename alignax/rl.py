@@ -6,9 +6,10 @@ minibatch updates under `lax.scan`, all on device.
     state, metrics = step(state, prompt_batch, rng)     # the same shape as every train step
 
 So the RL loops run in the shared host loop (`alignax.training.train_loop`) like supervised ones.
-Trainable params: PPO trains {'policy': ..., 'value': ...} with one optimizer; GRPO/RLOO train
-the policy alone. The reference policy lives in `state.ref_params`, a reward model in
-`state.reward_params`, and the KL controller state in `state.aux['kl']`.
+Trainable params: PPO trains {'policy': ..., 'value': ...} with one optimizer (or {'policy': ...}
+with a value head on the policy); GRPO/RLOO train the policy alone. The reference policy lives
+in `state.ref_params`, a reward model in `state.reward_params`, and the KL controller state in
+`state.aux['kl']`.
 
 `score_fn(state, tokens, input_mask, loss_mask) -> [B]` scores full responses (a reward model,
 the task's gold reward or a verifier); `gold_fn(tokens, input_mask, loss_mask) -> [B]`, when
@@ -30,7 +31,7 @@ from alignax.kl_control import KLController
 from alignax.losses.grpo import grpo_loss
 from alignax.losses.ppo import ppo_loss
 from alignax.models import Model
-from alignax.rollout import collect, full_loss_mask, policy_response_logps, response_values
+from alignax.rollout import collect, full_loss_mask, response_outputs
 from alignax.state import TrainState
 
 # score_fn(state, tokens, input_mask, loss_mask) -> [B]; gold_fn(tokens, input_mask, loss_mask).
@@ -139,7 +140,7 @@ def _rollout_metrics(rollout, gold_fn):
 def make_ppo_step(
     *,
     policy: Model,
-    value_model: Model,
+    value_model: Model | None,
     score_fn: ScoreFn,
     tx: optax.GradientTransformation,
     kl_controller: KLController,
@@ -153,8 +154,14 @@ def make_ppo_step(
     num_minibatches, clip_eps, value_clip_eps, value_coef, entropy_coef, ptx_coef,
     missing_eos_penalty, kl_estimator}`. With ptx_coef > 0 the batch also carries a pretraining
     batch (`ptx_tokens`, `ptx_input_mask`, `ptx_loss_mask`) whose NLL is added (PPO-ptx).
+
+    `value_model=None` means a value head on the policy (built with heads ('lm', 'value')):
+    then `state.params` is {'policy': ...} and one forward pass gives log-probs and values.
     """
     p = config.ppo
+    shared_value = value_model is None
+    if shared_value and "value" not in policy.heads:
+        raise ValueError(f"value_model=None needs a policy with a value head, got {policy.heads}")
 
     def ppo_step(state: TrainState, batch: dict, rng: jax.Array):
         rng = jax.random.fold_in(rng, state.step)
@@ -171,8 +178,8 @@ def make_ppo_step(
             prompts=batch,
             rng=rollout_rng,
             score_fn=score,
-            value_model=value_model,
-            value_params=state.params["value"],
+            value_model=policy if shared_value else value_model,
+            value_params=state.params["policy" if shared_value else "value"],
             max_new_tokens=p.max_new_tokens,
             eos_id=eos_id,
             temperature=p.temperature,
@@ -206,12 +213,16 @@ def make_ppo_step(
             data.update({k: batch[k] for k in ("ptx_tokens", "ptx_input_mask", "ptx_loss_mask")})
 
         def loss_fn(params, mb):
-            logps, entropy = policy_response_logps(
-                policy, params["policy"], mb["tokens"], mb["input_mask"], prompt_len
-            )
-            values = response_values(
-                value_model, params["value"], mb["tokens"], mb["input_mask"], prompt_len
-            )
+            sequences = (mb["tokens"], mb["input_mask"], prompt_len)
+            if shared_value:
+                out = response_outputs(policy, params["policy"], *sequences, heads=("lm", "value"))
+                values = out["values"]
+            else:
+                out = response_outputs(policy, params["policy"], *sequences)
+                values = response_outputs(
+                    value_model, params["value"], *sequences, heads=("value",)
+                )["values"]
+            logps, entropy = out["logps"], out["entropy"]
             ptx_nll = None
             if p.ptx_coef > 0:
                 logits = policy.apply(
@@ -327,9 +338,9 @@ def make_grpo_step(
         }
 
         def loss_fn(params, mb):
-            logps, _ = policy_response_logps(
-                policy, params, mb["tokens"], mb["input_mask"], prompt_len
-            )
+            logps = response_outputs(policy, params, mb["tokens"], mb["input_mask"], prompt_len)[
+                "logps"
+            ]
             loss_B, metrics = grpo_loss(
                 logps,
                 mb["old_logps"],

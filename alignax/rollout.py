@@ -42,19 +42,20 @@ def full_loss_mask(rollout: Rollout) -> jax.Array:
     return jnp.pad(rollout.response_mask, ((0, 0), (prompt_len, 0)))
 
 
-def policy_response_logps(model: Model, params: Params, tokens, input_mask, prompt_len: int):
-    """(logps [B, T], entropy [B, T]) of the response tokens under `params` at temperature 1."""
-    logits = model.apply(params, tokens, input_mask, heads=("lm",))["logits"]
-    return (
-        response_slice(logprobs.token_logps(logits, tokens), prompt_len),
-        response_slice(logprobs.token_entropy(logits), prompt_len),
-    )
-
-
-def response_values(model: Model, params: Params, tokens, input_mask, prompt_len: int):
-    """V(prefix before response token t) for every response token: values[:, P-1 : P+T-1]."""
-    values = model.apply(params, tokens, input_mask, heads=("value",))["values"]
-    return values[:, prompt_len - 1 : -1]
+def response_outputs(
+    model: Model, params: Params, tokens, input_mask, prompt_len: int, heads=("lm",)
+) -> dict[str, jax.Array]:
+    """Per-response-token outputs [B, T] of one forward pass: with 'lm', the 'logps' and
+    'entropy' of the response tokens at temperature 1; with 'value', the 'values'
+    V(prefix before response token t), i.e. the value head's values[:, P-1 : P+T-1]."""
+    out = model.apply(params, tokens, input_mask, heads=heads)
+    result = {}
+    if "lm" in heads:
+        result["logps"] = response_slice(logprobs.token_logps(out["logits"], tokens), prompt_len)
+        result["entropy"] = response_slice(logprobs.token_entropy(out["logits"]), prompt_len)
+    if "value" in heads:
+        result["values"] = out["values"][:, prompt_len - 1 : -1]
+    return result
 
 
 def collect(
@@ -89,19 +90,21 @@ def collect(
     )
     samples = jax.tree.map(jax.lax.stop_gradient, samples)
     prompt_len = prompts["prompt_tokens"].shape[1]
-    logps, entropy = policy_response_logps(
-        policy, policy_params, samples.tokens, samples.input_mask, prompt_len
+    sequences = (samples.tokens, samples.input_mask, prompt_len)
+    # A value head on the policy itself comes out of the policy's forward pass.
+    shared_value = value_model is policy and value_params is policy_params
+    policy_out = response_outputs(
+        policy, policy_params, *sequences, heads=("lm", "value") if shared_value else ("lm",)
     )
-    ref_logps, _ = policy_response_logps(
-        policy, ref_params, samples.tokens, samples.input_mask, prompt_len
-    )
+    logps, entropy = policy_out["logps"], policy_out["entropy"]
+    ref_logps = response_outputs(policy, ref_params, *sequences)["logps"]
     response_mask = response_slice(samples.loss_mask, prompt_len).astype(jnp.float32)
-    if value_model is None:
+    if shared_value:
+        values = policy_out["values"]
+    elif value_model is None:
         values = jnp.zeros_like(logps)
     else:
-        values = response_values(
-            value_model, value_params, samples.tokens, samples.input_mask, prompt_len
-        )
+        values = response_outputs(value_model, value_params, *sequences, heads=("value",))["values"]
     return jax.lax.stop_gradient(
         Rollout(
             tokens=samples.tokens,

@@ -24,7 +24,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         {
             "source": "gold" if arg == "gold" else "model",  # "model": a trained reward model
             "reward_model_from": "",  # workdir of a reward_model run (source="model")
-            "value_init": "reward_model" if arg != "gold" else "policy",  # value model's backbone
+            # Value model: a separate model from the "reward_model"'s or the "policy"'s
+            # backbone, or "shared": a value head on the policy.
+            "value_init": "reward_model" if arg != "gold" else "policy",
             # An ensemble reward model (reward_model.py:ensemble) and how to combine its members.
             "ensemble_size": 1,
             "ensemble_method": "mean",  # | "min" | "mean_minus_std" | "mean_minus_var"

@@ -5,7 +5,8 @@ to the SFT policy, GAE, clipped policy and value losses, optional PPO-ptx.
         --config.init_from=runs/sft --config.rewards.reward_model_from=runs/rm
 
 One train step is one PPO iteration (rollout, scoring, advantages, epochs of minibatch updates),
-jitted whole. The value model starts from the reward model's backbone (`rewards.value_init`).
+jitted whole. The value model starts from the reward model's backbone or the policy's
+(`rewards.value_init`), or is a value head on the policy itself ('shared').
 Reward-model scores are normalised to mean 0, std 1 on the initial policy's samples. Logs the
 proxy reward, the gold reward, KL and its coefficient, entropy, clip fractions, value error,
 response length and sample texts.
@@ -78,21 +79,26 @@ def run(config, workdir):
     if not config.init_from:
         raise ValueError("ppo needs config.init_from: the workdir of the SFT policy")
     rng_init, rng_norm, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 4)
-    policy = build_model(config.model, heads=("lm",))
-    value_model = build_model(config.model, heads=("value",))
-    policy_params = initial_params(policy, config, mesh, rng_init)
-    reward_fn, reward_params = build_reward(config, mesh, rng_init)
-    if config.rewards.ensemble_size > 1 and config.rewards.value_init == "reward_model":
+    value_init = config.rewards.value_init
+    if value_init not in ("reward_model", "policy", "shared"):
+        raise ValueError(
+            f"rewards.value_init={value_init!r} is not one of ('reward_model', 'policy', 'shared')"
+        )
+    if config.rewards.ensemble_size > 1 and value_init == "reward_model":
         raise ValueError(
             "rewards.value_init='reward_model' needs a single reward model; use "
-            "'policy' with rewards.ensemble_size > 1"
+            "'policy' or 'shared' with rewards.ensemble_size > 1"
         )
-    value_source = (
-        config.rewards.reward_model_from
-        if config.rewards.value_init == "reward_model"
-        else config.init_from
-    )
-    value_params = initial_params(value_model, config, mesh, rng_init, source=value_source)
+    shared_value = value_init == "shared"  # a value head on the policy itself
+    policy = build_model(config.model, heads=("lm", "value") if shared_value else ("lm",))
+    policy_params = initial_params(policy, config, mesh, rng_init)
+    reward_fn, reward_params = build_reward(config, mesh, rng_init)
+    trainable = {"policy": policy_params}
+    value_model = None
+    if not shared_value:
+        value_model = build_model(config.model, heads=("value",))
+        source = config.rewards.reward_model_from if value_init == "reward_model" else None
+        trainable["value"] = initial_params(value_model, config, mesh, rng_init, source=source)
 
     prompts = task.prompt_dataset(config.rollout.num_prompts, seed=config.seed)
     eval_prompts = task.prompt_dataset(config.rollout.num_eval_prompts, seed=config.seed + 1)
@@ -126,7 +132,7 @@ def run(config, workdir):
     controller = rl.kl_controller_from_config(config.ppo)
     tx = steps.make_optimizer(config)
     state = TrainState.create(
-        {"policy": policy_params, "value": value_params},
+        trainable,
         tx,
         mesh,
         ref_params=policy_params,

@@ -48,11 +48,25 @@ def _run_ppo(steps, **ppo_overrides):
     config.ppo.update(max_new_tokens=8, missing_eos_penalty=0.0, **ppo_overrides)
     controller = rl.kl_controller_from_config(config.ppo)
     tx = optax.adam(3e-3)
-    state = TrainState.create({"policy": policy_params, "value": value_params}, tx, mesh,
-                              ref_params=policy_params, aux={"kl": controller.init()})
-    step = jax.jit(rl.make_ppo_step(policy=policy, value_model=value_model, score_fn=toy_score,
-                                    tx=tx, kl_controller=controller, config=config, eos_id=EOS,
-                                    gold_fn=lambda *s: toy_score(None, *s)))
+    state = TrainState.create(
+        {"policy": policy_params, "value": value_params},
+        tx,
+        mesh,
+        ref_params=policy_params,
+        aux={"kl": controller.init()},
+    )
+    step = jax.jit(
+        rl.make_ppo_step(
+            policy=policy,
+            value_model=value_model,
+            score_fn=toy_score,
+            tx=tx,
+            kl_controller=controller,
+            config=config,
+            eos_id=EOS,
+            gold_fn=lambda *s: toy_score(None, *s),
+        )
+    )
     batch = sharding.shard_batch(_prompts(32), mesh)
     history = []
     for _ in range(steps):
@@ -83,6 +97,63 @@ def test_adaptive_kl_control_holds_kl_near_target():
     assert 1 / 3 < kl < 3.0, kl
 
 
+def _run_shared_head_ppo(value_coef, steps=6):
+    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    policy = tiny_model(heads=("lm", "value"))
+    params = policy.init(jax.random.key(0))
+    config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
+    config.ppo.update(
+        max_new_tokens=8, missing_eos_penalty=0.0, kl_control="fixed", value_coef=value_coef
+    )
+    controller = rl.kl_controller_from_config(config.ppo)
+    tx = optax.adam(3e-3)
+    state = TrainState.create(
+        {"policy": params}, tx, mesh, ref_params=params, aux={"kl": controller.init()}
+    )
+    step = jax.jit(
+        rl.make_ppo_step(
+            policy=policy,
+            value_model=None,
+            score_fn=toy_score,
+            tx=tx,
+            kl_controller=controller,
+            config=config,
+            eos_id=EOS,
+        )
+    )
+    batch = sharding.shard_batch(_prompts(32), mesh)
+    for _ in range(steps):
+        state, metrics = step(state, batch, jax.random.key(0))
+    return state, jax.device_get(metrics)
+
+
+def test_ppo_with_a_value_head_on_the_policy_trains_it_through_the_value_loss():
+    """value_model=None: the policy carries the (zero-initialised) value head. With value_coef 0
+    nothing trains it, so the rollout values stay exactly 0; with value_coef 1 they move."""
+    frozen_state, frozen = _run_shared_head_ppo(value_coef=0.0)
+    trained_state, trained = _run_shared_head_ppo(value_coef=1.0)
+    assert float(frozen["value/mean"]) == 0.0
+    assert np.all(np.asarray(frozen_state.params["policy"]["value_head"]) == 0)
+    assert float(trained["value/mean"]) != 0.0
+    assert set(trained_state.params) == {"policy"}
+    assert all(np.isfinite(v) for v in trained.values())
+
+
+def test_shared_value_head_needs_a_policy_with_one():
+    policy, _ = _policy()
+    config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
+    with pytest.raises(ValueError, match="value head"):
+        rl.make_ppo_step(
+            policy=policy,
+            value_model=None,
+            score_fn=toy_score,
+            tx=optax.sgd(1.0),
+            kl_controller=rl.kl_controller_from_config(config.ppo),
+            config=config,
+            eos_id=EOS,
+        )
+
+
 def test_ppo_step_metrics_are_finite_and_the_reference_is_untouched():
     state, history = _run_ppo(2)
     for name, value in history[-1].items():
@@ -100,8 +171,9 @@ def test_group_methods_raise_the_reward(baseline):
     config.grpo.update(baseline=baseline, group_size=8, max_new_tokens=6, beta=0.0)
     tx = optax.adam(1e-2)
     state = TrainState.create(params, tx, mesh, ref_params=params)
-    step = jax.jit(rl.make_grpo_step(policy=policy, score_fn=toy_score, tx=tx, config=config,
-                                     eos_id=EOS))
+    step = jax.jit(
+        rl.make_grpo_step(policy=policy, score_fn=toy_score, tx=tx, config=config, eos_id=EOS)
+    )
     batch = sharding.shard_batch(_prompts(8), mesh)
     rewards = []
     for _ in range(15):
@@ -115,5 +187,6 @@ def test_unknown_group_baseline_is_named():
     config = ml_collections.ConfigDict({"grpo": rl.default_grpo_config()})
     config.grpo.baseline = "mean"
     with pytest.raises(ValueError, match=r"grpo\.baseline"):
-        rl.make_grpo_step(policy=policy, score_fn=toy_score, tx=optax.sgd(1.0), config=config,
-                          eos_id=EOS)
+        rl.make_grpo_step(
+            policy=policy, score_fn=toy_score, tx=optax.sgd(1.0), config=config, eos_id=EOS
+        )

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from alignax.models import Model, Params
-from alignax.rollout import policy_response_logps
+from alignax.rollout import response_outputs
 from alignax.sampling import sample
 
 
@@ -65,10 +65,9 @@ def evaluate_policy(
     if proxy_fn is not None:
         result["proxy"] = np.asarray(proxy_fn(out.tokens, out.input_mask))
     if ref_params is not None:
-        logps, _ = policy_response_logps(model, params, out.tokens, out.input_mask, prompt_len)
-        ref_logps, _ = policy_response_logps(
-            model, ref_params, out.tokens, out.input_mask, prompt_len
-        )
+        sequences = (out.tokens, out.input_mask, prompt_len)
+        logps = response_outputs(model, params, *sequences)["logps"]
+        ref_logps = response_outputs(model, ref_params, *sequences)["logps"]
         result["kl"] = np.sum((np.asarray(logps) - np.asarray(ref_logps)) * response_mask, 1)
     return result
 
