@@ -34,6 +34,11 @@ def _shapes(tree) -> dict[str, tuple]:
     return {_path_str(path): tuple(leaf.shape) for path, leaf in leaves}
 
 
+def _abstract(tree):
+    """ShapeDtypeStructs carrying each leaf's sharding: the layout orbax restores into."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
 def _check_fits(where: Path, expected: dict[str, tuple], found: dict[str, tuple]) -> None:
     mismatched = [k for k in set(expected) | set(found) if expected.get(k) != found.get(k)]
     # Name a params key present on both sides first: it says the most about the config.
@@ -94,27 +99,15 @@ class Checkpointer:
         return self.restore(step, like_state)
 
     def restore(self, step: int, like_state) -> tuple[Any, dict]:
-        metadata = self.manager.item_metadata(step)["state"]
-        expected, found = _shapes(like_state), _shapes(metadata)
-        mismatched = [k for k in set(expected) | set(found) if expected.get(k) != found.get(k)]
-        # Name a params key present on both sides first: it says the most about the config.
-        for key in sorted(
-            mismatched,
-            key=lambda k: (k not in expected or k not in found, not k.startswith("params"), k),
-        ):
-            raise CheckpointMismatchError(
-                f"checkpoint {self.directory / str(step)} does not fit this config: at "
-                f"'{key}' the checkpoint has shape {found.get(key, 'nothing')}, the config "
-                f"expects {expected.get(key, 'nothing')}. Use a fresh --workdir or the "
-                f"config the checkpoint was written with."
-            )
-        abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like_state
+        _check_fits(
+            self.directory / str(step),
+            _shapes(like_state),
+            _shapes(self.manager.item_metadata(step)["state"]),
         )
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
+                state=ocp.args.StandardRestore(_abstract(like_state)),
                 data=ocp.args.JsonRestore(),
                 config=ocp.args.JsonRestore(),
             ),
@@ -148,11 +141,7 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
         )
     expected = _shapes({"params": wanted})
     _check_fits(directory / str(step), expected, {k: found[k] for k in expected if k in found})
-    like = {
-        "params": jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), wanted
-        )
-    }
+    like = {"params": _abstract(wanted)}
     restored = manager.restore(
         step,
         args=ocp.args.Composite(

@@ -46,16 +46,20 @@ def lm_loss_fn(model: Model):
     return loss_fn
 
 
-def comparison_rewards(model: Model, params, batch: dict) -> jax.Array:
-    """Reward-model scores of every option of every comparison, [B, K]."""
-    batch_size, num_options = batch["tokens"].shape[:2]
-    rewards = model.apply(
+def _apply_to_options(model: Model, params, batch: dict, head: str) -> dict[str, jax.Array]:
+    """One forward pass over every option of every comparison, flattened to [B*K, L]."""
+    return model.apply(
         params,
         _flatten_options(batch, "tokens"),
         _flatten_options(batch, "input_mask"),
-        heads=("reward",),
-    )["rewards"]
-    return rewards.reshape(batch_size, num_options)
+        heads=(head,),
+    )
+
+
+def comparison_rewards(model: Model, params, batch: dict) -> jax.Array:
+    """Reward-model scores of every option of every comparison, [B, K]."""
+    rewards = _apply_to_options(model, params, batch, "reward")["rewards"]
+    return rewards.reshape(batch["tokens"].shape[:2])
 
 
 def reward_model_loss_fn(model: Model, loss_config):
@@ -116,12 +120,7 @@ def option_logps(policy: Model, params, batch: dict) -> tuple[jax.Array, jax.Arr
     """Summed log-probs and scored-token counts of every option of every comparison, [B, K]
     each, in one forward pass over the flattened [B*K, L] batch."""
     shape = batch["tokens"].shape[:2]
-    logits = policy.apply(
-        params,
-        _flatten_options(batch, "tokens"),
-        _flatten_options(batch, "input_mask"),
-        heads=("lm",),
-    )["logits"]
+    logits = _apply_to_options(policy, params, batch, "lm")["logits"]
     out = logprobs.sequence_logps(
         logits, _flatten_options(batch, "tokens"), _flatten_options(batch, "loss_mask")
     )
