@@ -27,7 +27,7 @@ import optax
 
 from alignax import advantages as adv
 from alignax import logprobs
-from alignax.kl_control import KLController
+from alignax.kl_control import KLController, make_kl_controller
 from alignax.losses.grpo import grpo_loss
 from alignax.losses.ppo import ppo_loss
 from alignax.models import Model
@@ -83,8 +83,7 @@ def default_grpo_config() -> ml_collections.ConfigDict:
 
 
 def kl_controller_from_config(ppo_config) -> KLController:
-    from alignax.kl_control import make_kl_controller
-
+    """The fixed or adaptive controller that `config.ppo.kl_*` describes."""
     return make_kl_controller(
         ppo_config.kl_control,
         kl_coef=ppo_config.kl_coef,
