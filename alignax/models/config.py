@@ -38,6 +38,10 @@ def default_model_config() -> ml_collections.ConfigDict:
             "param_dtype": "float32",
             "dropout_rate": 0.0,
             "remat": False,
+            # Biases for imported checkpoints (Qwen2: qkv_bias; GPT-2: all three).
+            "qkv_bias": False,
+            "out_bias": False,
+            "mlp_bias": False,
         }
     )
 
@@ -61,6 +65,9 @@ class ModelConfig:
     param_dtype: jnp.dtype
     dropout_rate: float
     remat: bool
+    qkv_bias: bool
+    out_bias: bool
+    mlp_bias: bool
 
     @property
     def head_dim(self) -> int:
@@ -136,5 +143,11 @@ class ModelConfig:
             total += self.max_len * d
         if "lm" in heads and not self.tie_embeddings:
             total += d * self.vocab_size
+        if self.qkv_bias:
+            total += self.num_layers * (h + 2 * k) * hd
+        if self.out_bias:
+            total += self.num_layers * d
+        if self.mlp_bias:
+            total += self.num_layers * (f * (2 if self.mlp == "swiglu" else 1) + d)
         total += (d + 1) * (("reward" in heads) + ("value" in heads))
         return total

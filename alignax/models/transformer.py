@@ -97,6 +97,18 @@ class Attention(nnx.Module):
                 ("heads", "head_dim", "embed"),
             )(rngs.params(), (h, hd, d), pdt)
         )
+        # Optional biases (zero-initialised), present only when the config asks for them so
+        # bias-free models keep their params tree: Qwen2 has q/k/v biases, GPT-2 all four.
+        if c.qkv_bias:
+            self.q_bias = nnx.Param(jnp.zeros((h, hd), pdt), out_sharding=("heads", "head_dim"))
+            self.k_bias = nnx.Param(
+                jnp.zeros((k, hd), pdt), out_sharding=("kv_heads", "head_dim")
+            )
+            self.v_bias = nnx.Param(
+                jnp.zeros((k, hd), pdt), out_sharding=("kv_heads", "head_dim")
+            )
+        if c.out_bias:
+            self.out_bias = nnx.Param(jnp.zeros((d,), pdt), out_sharding=("norm",))
 
     def __call__(self, x_BxLxD, positions_BxL, key_mask_BxS, query_slots_L, cache, cache_index):
         c = self.config
@@ -104,6 +116,10 @@ class Attention(nnx.Module):
         q = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.q[...].astype(dt))
         k = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.k[...].astype(dt))
         v = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.v[...].astype(dt))
+        if c.qkv_bias:
+            q = q + self.q_bias[...].astype(dt)
+            k = k + self.k_bias[...].astype(dt)
+            v = v + self.v_bias[...].astype(dt)
         if c.positions == "rope":
             q = apply_rope(q, positions_BxL, c.rope_theta)
             k = apply_rope(k, positions_BxL, c.rope_theta)
@@ -127,7 +143,10 @@ class Attention(nnx.Module):
         scores = jnp.where(allowed_BxLxS[:, None, None], scores, _NEG_INF)
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
         attn = jnp.einsum("bkgls,bskd->blkgd", probs, v.astype(dt)).reshape(b, length, h, hd)
-        return jnp.einsum("blhk,hkd->bld", attn, self.out[...].astype(dt)), cache
+        out = jnp.einsum("blhk,hkd->bld", attn, self.out[...].astype(dt))
+        if c.out_bias:
+            out = out + self.out_bias[...].astype(dt)
+        return out, cache
 
 
 class Mlp(nnx.Module):
@@ -148,15 +167,29 @@ class Mlp(nnx.Module):
                 rngs.params(), (c.mlp_dim, c.d_model), pdt
             )
         )
+        self.use_bias = c.mlp_bias
+        if c.mlp_bias:
+            self.up_bias = nnx.Param(jnp.zeros((c.mlp_dim,), pdt), out_sharding=("mlp",))
+            if c.mlp == "swiglu":
+                self.gate_bias = nnx.Param(jnp.zeros((c.mlp_dim,), pdt), out_sharding=("mlp",))
+            self.down_bias = nnx.Param(jnp.zeros((c.d_model,), pdt), out_sharding=("norm",))
 
     def __call__(self, x):
         dt = self.dtype
         up = x @ self.up[...].astype(dt)
+        if self.use_bias:
+            up = up + self.up_bias[...].astype(dt)
         if self.kind == "swiglu":
-            hidden = jax.nn.silu(x @ self.gate[...].astype(dt)) * up
+            gate = x @ self.gate[...].astype(dt)
+            if self.use_bias:
+                gate = gate + self.gate_bias[...].astype(dt)
+            hidden = jax.nn.silu(gate) * up
         else:
-            hidden = jax.nn.gelu(up)
-        return hidden @ self.down[...].astype(dt)
+            hidden = jax.nn.gelu(up)  # tanh approximation, as GPT-2's "gelu_new"
+        out = hidden @ self.down[...].astype(dt)
+        if self.use_bias:
+            out = out + self.down_bias[...].astype(dt)
+        return out
 
 
 class Block(nnx.Module):
