@@ -9,20 +9,42 @@ Saves are atomic (orbax writes to a temporary directory and renames). Restoring 
 shardings of the `state` it is given, so a checkpoint written on one mesh restores onto another.
 A checkpoint whose tree or shapes do not match the state raises CheckpointMismatchError naming
 the first mismatched key and both shapes.
+
+Failures (docs/failure_behaviour.md):
+- a directory that cannot be written fails when the Checkpointer is made, naming the path and
+  the cause; a save that fails (disk full) raises CheckpointWriteError naming the step, the path
+  and the cause;
+- a state with a NaN/Inf is never saved (NonFiniteMetricError names the first bad leaf);
+- a damaged checkpoint (truncated array file, broken metadata, missing item) is moved aside to
+  `damaged-<step>` with a warning naming the step, and the previous intact one is restored; if
+  none is intact, CheckpointDamagedError names the steps and the fix.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+
+from alignax.metrics import NonFiniteMetricError
 
 
 class CheckpointMismatchError(ValueError):
     """The checkpoint on disk was written by a different config."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint directory cannot be written (permissions, not a directory, disk full)."""
+
+
+class CheckpointDamagedError(RuntimeError):
+    """No intact checkpoint could be read from a directory that holds some."""
 
 
 def _path_str(path) -> str:
@@ -53,13 +75,72 @@ def _check_fits(where: Path, expected: dict[str, tuple], found: dict[str, tuple]
         )
 
 
+def checkpoint_steps(directory: str | Path) -> list[int]:
+    """The steps with a finished checkpoint directory in `directory`, oldest first; reads the
+    listing only (no orbax, creates nothing)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The first OSError in an exception's cause/context chain (orbax wraps them)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno is not None:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def check_writable(directory: str | Path, *, what: str = "checkpoints") -> Path:
+    """Creates `directory` if needed and writes a probe file in it: a directory that cannot be
+    written fails here, in milliseconds, instead of in a save minutes later."""
+    directory = Path(directory).absolute()
+    probe = directory / f".write-probe-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(probe, "w") as f:
+            f.write("ok")
+        probe.unlink()
+    except OSError as e:
+        raise CheckpointWriteError(
+            e.errno,
+            f"cannot write {what} to {directory}: {e.strerror or e}. Use a --workdir on a "
+            "writable disk with free space (or fix its permissions).",
+        ) from e
+    return directory
+
+
+@jax.jit
+def _finite_leaves(tree):
+    return [
+        jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
+        for x in jax.tree.leaves(tree)
+    ]
+
+
+def nonfinite_leaves(tree) -> list[str]:
+    """Paths of the leaves of `tree` that hold a NaN or Inf (one device reduction per leaf)."""
+    paths = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    flags = jax.device_get(_finite_leaves(tree))
+    return [path for path, ok in zip(paths, flags) if not ok]
+
+
 class Checkpointer:
     def __init__(self, directory: str | Path, *, save_every: int, keep: int = 3):
-        self.directory = Path(directory).absolute()
+        self.directory = check_writable(directory)
         self.save_every = save_every
-        self.manager = ocp.CheckpointManager(
+        self.manager = self._manager(keep)
+        self.keep = keep
+
+    def _manager(self, keep: int) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+            # keep <= 0 still keeps the latest: a run always ends with its final state on disk.
+            options=ocp.CheckpointManagerOptions(max_to_keep=max(keep, 1), create=True),
             item_handlers={
                 "state": ocp.StandardCheckpointHandler(),
                 "data": ocp.JsonCheckpointHandler(),
@@ -73,30 +154,85 @@ class Checkpointer:
     def save(
         self, step: int, state, data_state: dict | None = None, config=None, *, force: bool = False
     ) -> bool:
-        """Saves when `step` is a multiple of save_every (or `force`); returns whether it did."""
+        """Saves when `step` is a multiple of save_every (or `force`); returns whether it did.
+
+        Refuses (NonFiniteMetricError) a state holding a NaN or Inf, so every checkpoint on disk
+        is one training can continue from.
+        """
         if not force and (self.save_every <= 0 or step % self.save_every):
             return False
         if step in self.manager.all_steps():
             return False
+        bad = nonfinite_leaves(state)
+        if bad:
+            latest = self.latest_step()
+            raise NonFiniteMetricError(
+                f"not saving step {step}: the state holds NaN/Inf at {', '.join(bad[:3])}"
+                + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
+                + ". Lower the learning rate or check the inputs; "
+                + (
+                    f"the latest checkpoint (step {latest}) in {self.directory} is intact."
+                    if latest is not None
+                    else "no checkpoint was written."
+                )
+            )
         config_json = {} if config is None else json.loads(config.to_json_best_effort())
-        saved = self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                data=ocp.args.JsonSave(data_state or {}),
-                config=ocp.args.JsonSave(config_json),
-            ),
-            force=True,
-        )
-        self.manager.wait_until_finished()
+        try:
+            saved = self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    data=ocp.args.JsonSave(data_state or {}),
+                    config=ocp.args.JsonSave(config_json),
+                ),
+                force=True,
+            )
+            self.manager.wait_until_finished()
+        except Exception as e:
+            cause = _os_error(e)
+            if cause is None:
+                raise
+            raise CheckpointWriteError(
+                cause.errno,
+                f"could not write checkpoint step {step} to {self.directory}: "
+                f"{os.strerror(cause.errno)} ({cause}). Free disk space or use another "
+                f"--workdir; earlier checkpoints {self.manager.all_steps()} are untouched.",
+            ) from e
         return saved
 
     def restore_latest(self, like_state) -> tuple[Any, dict] | None:
-        """(state, data_state) of the latest checkpoint laid out like `like_state`, or None."""
-        step = self.latest_step()
-        if step is None:
-            return None
-        return self.restore(step, like_state)
+        """(state, data_state) of the latest intact checkpoint laid out like `like_state`, or
+        None when there is none. A damaged checkpoint is moved aside with a warning naming its
+        step and the one before it is tried; CheckpointMismatchError (another config) is not
+        damage and is raised."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        damaged = []
+        for step in steps:
+            try:
+                return self.restore(step, like_state)
+            except CheckpointMismatchError:
+                raise
+            except Exception as e:  # orbax / tensorstore raise many types for a damaged file
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                damaged.append((step, reason))
+                moved = self.directory / f"damaged-{step}"
+                print(
+                    f"WARNING: checkpoint step {step} in {self.directory} is damaged "
+                    f"({reason[:300]}); moved it to {moved} and trying the previous one.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if jax.process_index() == 0:
+                    (self.directory / str(step)).rename(moved)
+                self.manager.reload()
+        if damaged:
+            raise CheckpointDamagedError(
+                f"no intact checkpoint in {self.directory}: steps "
+                f"{[s for s, _ in damaged]} are damaged (moved to damaged-<step>; first error: "
+                f"{damaged[0][1][:300]}). Delete {self.directory.parent} to start over, or "
+                f"restore the checkpoints from a backup."
+            )
+        return None
 
     def restore(self, step: int, like_state) -> tuple[Any, dict]:
         _check_fits(
@@ -124,35 +260,60 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
 
     Only the top-level entries of `like_params` that the checkpoint holds are restored (a reward
     model takes a policy's backbone but not its LM head); the returned dict has just those.
+    Reading never creates anything: a missing directory raises FileNotFoundError naming it.
     """
     directory = Path(directory).absolute()
-    manager = ocp.CheckpointManager(
-        directory, item_handlers={"state": ocp.PyTreeCheckpointHandler()}
-    )
-    step = manager.latest_step() if step is None else step
     if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}: run the stage that writes it first")
-    found = _shapes(manager.item_metadata(step)["state"])
+        found_steps = checkpoint_steps(directory)
+        step = found_steps[-1] if found_steps else None
+    if step is None or not (directory / str(step)).is_dir():
+        raise FileNotFoundError(
+            f"no checkpoint{'' if step is None else f' step {step}'} in {directory}: run the "
+            "stage that writes it first (or fix the path)"
+        )
+    manager = ocp.CheckpointManager(
+        directory,
+        options=ocp.CheckpointManagerOptions(create=False, read_only=True),
+        item_handlers={"state": ocp.PyTreeCheckpointHandler()},
+    )
+    try:
+        found = _shapes(manager.item_metadata(step)["state"])
+    except Exception as e:
+        manager.close()
+        raise CheckpointDamagedError(
+            f"checkpoint step {step} in {directory} cannot be read ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:300] if str(e) else ''}). Rerun the stage that wrote it "
+            f"(delete {directory.parent} first)."
+        ) from e
     saved_keys = {k.split("/")[1] for k in found if k.startswith("params/")}
     wanted = {k: v for k, v in like_params.items() if k in saved_keys}
     if not wanted:
+        manager.close()
         raise CheckpointMismatchError(
             f"checkpoint {directory / str(step)} holds none of the params {sorted(like_params)}"
         )
     expected = _shapes({"params": wanted})
     _check_fits(directory / str(step), expected, {k: found[k] for k in expected if k in found})
     like = {"params": _abstract(wanted)}
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(
-                item=like,
-                restore_args=jax.tree.map(
-                    lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), like
-                ),
-                partial_restore=True,
-            )
-        ),
-    )
-    manager.close()
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    item=like,
+                    restore_args=jax.tree.map(
+                        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), like
+                    ),
+                    partial_restore=True,
+                )
+            ),
+        )
+    except Exception as e:
+        raise CheckpointDamagedError(
+            f"checkpoint step {step} in {directory} is damaged ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:300] if str(e) else ''}). Rerun the stage that wrote it "
+            f"(delete {directory.parent} first)."
+        ) from e
+    finally:
+        manager.close()
     return restored["state"]["params"]

@@ -54,8 +54,11 @@ class MetricWriter:
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.active:
             return
-        self.file.write(json.dumps({"step": step, **metrics}) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps({"step": step, **metrics}) + "\n")
+            self.file.flush()
+        except OSError as e:  # e.g. disk full: name the file, which a bare write does not
+            raise OSError(e.errno, f"cannot write {self.file.name}: {e.strerror or e}") from e
         if self.tb is not None:
             for name, value in metrics.items():
                 self.tb.add_scalar(name, value, step)

@@ -79,6 +79,8 @@ def describe_file(path: str, *, format: str = "auto", on_error: str = "skip") ->
 def describe_review(*, num_samples: int = 4096, seed: int = 0) -> str:
     from alignax.tasks import get_task
 
+    if num_samples <= 0:
+        raise ValueError(f"num_samples={num_samples}: must be a positive integer")
     task = get_task("review")
     prompts, responses = task.sample_texts(num_samples, seed=seed)
     batch = task.encode(prompts, responses)
@@ -122,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--num-samples", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.num_samples <= 0:
+        parser.error(f"--num-samples={args.num_samples}: must be a positive integer")
     if args.task:
         print(describe_review(num_samples=args.num_samples, seed=args.seed))
     elif args.path:

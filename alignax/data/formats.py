@@ -4,7 +4,8 @@
     batch, stats = load_dataset("train.jsonl", tokenizer, max_len=512, on_error="skip")
     print(stats.report())
 
-Formats (`format=`; "auto" detects from the keys of the first record):
+Formats (`format=`; "auto" detects each record's format from its keys and takes the most common
+one, so a stray record is blamed at its own line, even when it is the first):
 - "pairs":       {prompt, chosen, rejected}; chosen/rejected may be lists of chat messages
                  {role, content}: the last assistant turn is the response, the earlier turns the
                  prompt (a single user turn is used verbatim; more turns are rendered in the
@@ -21,8 +22,10 @@ Bad input never passes silently: each problem raises `DataError` naming file:lin
 Parquet rows are numbered from 1 too), or with `on_error="skip"` is skipped and counted by
 reason in the returned `ReadStats`. Reasons: malformed_json, invalid_utf8, not_an_object,
 missing_field, wrong_type, empty_response, identical_responses, no_turn_boundary,
-different_prompts, bad_ranks, bad_label, inconsistent_k, too_long. Blank lines are counted
-(blank_line) but are not errors.
+different_prompts, bad_ranks, bad_label, inconsistent_k, other_format, too_long. Blank lines are
+counted (blank_line) but are not errors. Records truncated to fit `max_len` are counted
+(`ReadStats.truncated`) and shown by `ReadStats.report()`. A file with no usable record raises
+DataError naming it.
 """
 
 from __future__ import annotations
@@ -80,6 +83,13 @@ class ReadStats:
     skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     blank_lines: int = 0
     examples_of_skips: list[str] = dataclasses.field(default_factory=list)
+    truncated: int = 0  # kept, but cut to fit max_len
+    examples_of_truncation: list[str] = dataclasses.field(default_factory=list)
+
+    def truncate(self, where: str, what: str) -> None:
+        self.truncated += 1
+        if len(self.examples_of_truncation) < 10:
+            self.examples_of_truncation.append(f"{where}: {what}")
 
     def skip(self, reason: str, where: str, message: str) -> None:
         self.skipped[reason] += 1
@@ -92,6 +102,7 @@ class ReadStats:
             "kept": self.kept,
             "skipped": dict(self.skipped),
             "blank_lines": self.blank_lines,
+            "truncated": self.truncated,
         }
 
     def report(self) -> str:
@@ -100,6 +111,12 @@ class ReadStats:
         ]
         lines += [f"  {reason}: {n}" for reason, n in sorted(self.skipped.items())]
         lines += [f"  e.g. {x}" for x in self.examples_of_skips[:5]]
+        if self.truncated:
+            lines.append(
+                f"truncated {self.truncated} of the kept records to fit max_len "
+                "(prompt start and/or response end dropped)"
+            )
+            lines += [f"  e.g. {x}" for x in self.examples_of_truncation[:3]]
         return "\n".join(lines)
 
 
@@ -299,8 +316,9 @@ def read_examples(
     path = Path(path)
     stats = ReadStats()
     examples = []
-    fmt = None if format == "auto" else format
-    for number, record in iter_raw_records(path):
+    records = list(iter_raw_records(path))
+    fmt = _majority_format(records) if format == "auto" else format
+    for number, record in records:
         where = f"{path}:{number}"
         if record is None:
             stats.blank_lines += 1
@@ -309,19 +327,47 @@ def read_examples(
         try:
             if isinstance(record, _Bad):
                 raise record
-            if fmt is None:
+            if fmt is None:  # no record's keys name a format: say why for this one
                 if not isinstance(record, dict):
                     raise _Bad(
                         "not_an_object", f"expected a JSON object, got {type(record).__name__}"
                     )
-                fmt = detect_format(record)
-            examples.append(parse_record(record, fmt, where))
+                detect_format(record)
+            try:
+                examples.append(parse_record(record, fmt, where))
+            except _Bad:
+                other = _detected(record)
+                if format == "auto" and other not in (None, fmt):
+                    raise _Bad(
+                        "other_format",
+                        f"record has the keys of format {other!r}, but most records of this "
+                        f"file are {fmt!r} (pass format= to choose)",
+                    ) from None
+                raise
         except _Bad as bad:
             if on_error == "raise":
                 raise DataError(f"{where}: {bad} [{bad.reason}]") from None
             stats.skip(bad.reason, where, str(bad))
     stats.kept = len(examples)
     return examples, stats
+
+
+def _detected(record) -> str | None:
+    if not isinstance(record, dict):
+        return None
+    try:
+        return detect_format(record)
+    except _Bad:
+        return None
+
+
+def _majority_format(records: list[tuple[int, Any]]) -> str | None:
+    """The most common detectable format (ties: the first seen); None if none is detectable."""
+    counts = collections.Counter(_detected(r) for _, r in records)
+    counts.pop(None, None)
+    if counts:
+        return counts.most_common(1)[0][0]  # most_common keeps first-seen order on ties
+    return None
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -378,6 +424,8 @@ def encode_examples(
                 bad("too_long", ex.where, f"prompt of {1 + len(ids)} tokens > {max_prompt_len}")
                 continue
             keep = max_prompt_len - 1  # the prompt keeps its END
+            if len(ids) > keep:
+                stats.truncate(ex.where, f"prompt of {1 + len(ids)} tokens cut to {max_prompt_len}")
             rows.append(np.array([tokenizer.bos_id, *ids[max(len(ids) - keep, 0) :]]))
             extra.append(ex.answer)
             continue
@@ -403,6 +451,13 @@ def encode_examples(
         except TooLongError as e:
             bad("too_long", ex.where, str(e))
             continue
+        cut = [
+            name
+            for name, key in (("prompt", "prompt_truncated"), ("response", "truncated"))
+            if any(e[key] for e in encoded)
+        ]
+        if cut:
+            stats.truncate(ex.where, f"{' and '.join(cut)} cut to fit max_len={max_len}")
         rows.append(encoded)
         extra.append(ex.ranks if kind == "comparison" else ex.label)
     stats.kept = len(rows)
@@ -437,9 +492,14 @@ def load_dataset(
     overflow: str = "truncate",
     max_prompt_len: int | None = None,
 ) -> tuple[dict[str, np.ndarray], ReadStats]:
-    """read_examples + encode_examples: a file to batch arrays, with skip counts per reason."""
+    """read_examples + encode_examples: a file to batch arrays, with skip counts per reason.
+    A file with no usable record raises DataError naming it."""
     examples, stats = read_examples(path, format=format, on_error=on_error)
-    return encode_examples(
+    if not examples:
+        raise DataError(
+            f"{path} holds no usable records ({stats.report()}); check the path and the format"
+        )
+    batch, stats = encode_examples(
         examples,
         tokenizer,
         max_len=max_len,
@@ -448,3 +508,6 @@ def load_dataset(
         on_error=on_error,
         stats=stats,
     )
+    if not stats.kept:
+        raise DataError(f"{path}: no record fits max_len={max_len} ({stats.report()})")
+    return batch, stats

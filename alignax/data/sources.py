@@ -33,6 +33,8 @@ def file_comparisons(data_config, *, max_len: int, seed: int):
     Options are reordered best-first, so pairs have the chosen response at index 0 as the
     built-in task's comparisons do.
     """
+    if not 0 < data_config.eval_fraction < 1:
+        raise ValueError(f"data.eval_fraction={data_config.eval_fraction!r}: must be in (0, 1)")
     if not data_config.tokenizer:
         raise ValueError("data.tokenizer is required with data.path (a sentencepiece model file)")
     tokenizer = SentencePieceTokenizer.load(data_config.tokenizer)
@@ -59,6 +61,11 @@ def file_comparisons(data_config, *, max_len: int, seed: int):
         return train, load(data_config.eval_path), tokenizer
     permutation = np.random.default_rng(seed).permutation(len(train["tokens"]))
     num_eval = max(1, int(round(data_config.eval_fraction * len(permutation))))
+    if num_eval >= len(permutation):
+        raise ValueError(
+            f"{data_config.path} holds {len(permutation)} comparisons: too few to hold out "
+            f"data.eval_fraction={data_config.eval_fraction} and train on the rest"
+        )
     evaluation = {k: v[permutation[:num_eval]] for k, v in train.items()}
     train = {k: v[permutation[num_eval:]] for k, v in train.items()}
     return train, evaluation, tokenizer

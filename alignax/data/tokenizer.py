@@ -143,7 +143,24 @@ class SentencePieceTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> SentencePieceTokenizer:
-        return cls(Path(path).read_bytes())
+        """Reads a model file; a missing file or one that is not a sentencepiece model raises
+        ValueError naming the path."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"tokenizer {path}: no such file (a sentencepiece .model file)")
+        try:
+            return cls(path.read_bytes())
+        except ValueError as e:
+            if "pad/bos/eos" in str(e):
+                raise ValueError(f"tokenizer {path}: {e}") from None
+            raise ValueError(
+                f"tokenizer {path} is not a sentencepiece model ({str(e).splitlines()[0][:200]}); "
+                "give the .model file written by SentencePieceTokenizer.save or spm_train"
+            ) from None
+        except RuntimeError as e:  # sentencepiece raises RuntimeError on some corrupt protos
+            raise ValueError(
+                f"tokenizer {path} is not a sentencepiece model ({str(e).splitlines()[0][:200]})"
+            ) from None
 
     @property
     def vocab_size(self) -> int:
@@ -175,7 +192,8 @@ def layout(
 ) -> dict[str, np.ndarray]:
     """BOS + prompt + response (+ EOS if it fits) cut to max_len; keeps the response's start.
 
-    Returns unpadded int32 `tokens`, `input_mask`, `loss_mask` and `truncated` (bool).
+    Returns unpadded int32 `tokens`, `input_mask`, `loss_mask` and `truncated` (bool: the
+    response was cut).
     Raises TooLongError if fewer than `min_response_tokens` response tokens fit.
     """
     room = max_len - 1 - len(prompt_ids)
@@ -207,13 +225,15 @@ def encode_chat_group(
     min_response_tokens: int = 1,
 ) -> list[dict[str, np.ndarray]]:
     """Encodes several responses to one prompt; the prompt is truncated once for all of them
-    (so chosen and rejected of a pair share the same prompt tokens)."""
+    (so chosen and rejected of a pair share the same prompt tokens). Each layout also has
+    `prompt_truncated` (bool)."""
     if overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"overflow={overflow!r}; allowed: {OVERFLOW_POLICIES}")
     max_prompt_len = max_len // 2 if max_prompt_len is None else max_prompt_len
     prompt_ids = tokenizer.encode(prompt)
     response_ids = [tokenizer.encode(r) for r in responses]
     longest = max(len(r) for r in response_ids)
+    full_prompt = len(prompt_ids)
     if 2 + len(prompt_ids) + longest > max_len:
         if overflow != "truncate":
             raise TooLongError(
@@ -224,14 +244,17 @@ def encode_chat_group(
             prompt_ids, longest, max_len=max_len, max_prompt_len=max_prompt_len
         )
     return [
-        layout(
-            prompt_ids,
-            r,
-            max_len=max_len,
-            min_response_tokens=min_response_tokens,
-            bos_id=tokenizer.bos_id,
-            eos_id=tokenizer.eos_id,
-        )
+        {
+            **layout(
+                prompt_ids,
+                r,
+                max_len=max_len,
+                min_response_tokens=min_response_tokens,
+                bos_id=tokenizer.bos_id,
+                eos_id=tokenizer.eos_id,
+            ),
+            "prompt_truncated": len(prompt_ids) < full_prompt,
+        }
         for r in response_ids
     ]
 
