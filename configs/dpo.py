@@ -1,7 +1,7 @@
 """DPO-family training on simulated-annotator pairs of the built-in review task.
 
     python -m experiments.dpo --config configs/dpo.py:runlocal --workdir runs/dpo \
-        --config.init_from=runs/sft
+        --config.init_from=runs/sft --config.labels.policy_from=runs/sft
     python -m experiments.dpo --config configs/dpo.py:ipo --workdir runs/ipo --config.init_from=...
 
 The preset is a loss name from `alignax.losses.PREFERENCE_LOSSES` ('runlocal' = 'dpo'); its
@@ -15,6 +15,7 @@ rises above the initial policy's while the KL to the reference grows.
 import ml_collections
 
 from alignax.data.sources import default_data_config
+from alignax.labels import default_labels_config
 from alignax.losses.registry import PREFERENCE_LOSSES, default_hyperparameters
 from configs.common import base_config
 
@@ -27,11 +28,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     if name not in PREFERENCE_LOSSES:
         raise ValueError(f"unknown preset {arg!r}; known: runlocal, {', '.join(PREFERENCE_LOSSES)}")
     config = base_config("tiny")
+    config.labels = default_labels_config()
     config.preferences = ml_collections.ConfigDict(
         {
-            "annotator": "bradley_terry",
-            "annotator_temperature": 0.5,
-            "flip_rate": 0.0,
             "num_pairs": 4096,
             "num_eval_pairs": 256,
             "num_eval_prompts": 128,

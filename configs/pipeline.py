@@ -2,11 +2,13 @@
 
     python -m experiments.pipeline --config configs/pipeline.py:runlocal --workdir runs/pipeline
 
-runlocal: the tiny model on the built-in review task; about 3.5 minutes on 2 CPU cores. Produces
-<workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length for base/SFT/PPO/DPO),
-results.png and summary.json; each stage's own outputs are in <workdir>/<stage>/.
-`model`, `mesh`, `seed` and `task` here apply to every stage; each stage's other settings are
-under `stages.<stage>` (e.g. --config.stages.ppo.train.steps=200).
+runlocal: the tiny model on the built-in review task, 3 seeds; about 4 minutes a seed on 2 CPU
+cores. Produces <workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length for
+base/SFT/PPO/DPO, mean and 95% interval over seeds), figures/, results.json and summary.json;
+each stage's own outputs are in <workdir>/seed<k>/<stage>/. `model`, `mesh` and `task` here apply
+to every stage but the reward model, whose size is `stages.reward_model.model`; each stage's
+other settings are under `stages.<stage>` (e.g. --config.stages.ppo.train.steps=200).
+`--config.seeds=0,` runs one seed.
 """
 
 import ml_collections
@@ -20,8 +22,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {arg!r}; known: runlocal")
     common = base_config("tiny")
     config = ml_collections.ConfigDict()
-    for key in ("seed", "multihost", "task_name", "task", "model", "mesh"):
+    for key in ("multihost", "task_name", "task", "model", "mesh"):
         config[key] = common[key]
+    config.seeds = (0, 1, 2)
     config.stages = ml_collections.ConfigDict(
         {
             "pretrain": sft.get_config("pretrain"),

@@ -1,10 +1,13 @@
 """Reward model on simulated-annotator comparisons of the built-in review task.
 
-    python -m experiments.reward_model --config configs/reward_model.py:runlocal --workdir runs/rm
+    python -m experiments.reward_model --config configs/reward_model.py:runlocal --workdir runs/rm \
+        --config.labels.policy_from=runs/sft --config.init_from=runs/pretrain
 
 runlocal: tiny model (fresh, or `--config.init_from=runs/pretrain` to start from a policy's
-backbone), 4,096 Bradley-Terry-labelled pairs, 400 steps of batch 32; about a minute on 2 CPU
-cores. Expect held-out accuracy well above chance (0.5) against the annotator and against gold.
+backbone), 4,096 Bradley-Terry-labelled pairs of the SFT policy's samples
+(`--config.labels.source=generator` labels the task generator's samples instead), 400 steps of
+batch 32; about a minute on 2 CPU cores. Expect held-out accuracy well above chance (0.5)
+against the annotator and against gold.
 Presets: runlocal | kway (4-way rankings, InstructGPT K-choose-2 loss) | noisy (25% label flips)
 | ensemble (4 seeds trained in one step; held-out metrics of the mean, worst-case and
 mean-minus-std ensemble rewards).
@@ -13,6 +16,7 @@ mean-minus-std ensemble rewards).
 import ml_collections
 
 from alignax.data.sources import default_data_config
+from alignax.labels import default_labels_config
 from configs.common import base_config
 
 
@@ -20,11 +24,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     if arg not in ("runlocal", "kway", "noisy", "ensemble"):
         raise ValueError(f"unknown preset {arg!r}; known: runlocal, kway, noisy, ensemble")
     config = base_config("tiny")
+    config.labels = default_labels_config(flip_rate=0.25 if arg == "noisy" else 0.0)
     config.reward = ml_collections.ConfigDict(
         {
-            "annotator": "bradley_terry",  # or "hard"
-            "annotator_temperature": 0.5,
-            "flip_rate": 0.25 if arg == "noisy" else 0.0,
             "num_comparisons": 4096,
             "num_eval_comparisons": 512,
             "num_responses": 4 if arg == "kway" else 2,

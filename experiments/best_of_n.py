@@ -1,12 +1,14 @@
-"""Best-of-n sampling, the simplest optimiser of a reward model, against KL_bon.
+"""Best-of-n sampling, the simplest optimiser of a reward model, against its KL to the policy.
 
     python -m experiments.best_of_n --config configs/best_of_n.py:runlocal --workdir runs/bon \
         --config.init_from=runs/sft --config.reward_model_from=runs/rm
 
-For every prompt a pool of N samples from the policy is scored by the reward model (proxy) and
-the gold reward; for each n <= N the unbiased estimator (alignax.analysis.best_of_n) gives the
-proxy and gold reward of best-of-n, plotted against KL_bon = log n - (n-1)/n. The Gao et al.
-(2022) picture: proxy keeps rising with n, gold rises less and can turn down.
+For every held-out prompt a pool of N samples from the policy is scored by the reward model
+(proxy) and the gold reward; both are standardised on the pool (the policy's own samples), so
+n = 1 scores 0 on both. For each n <= N the unbiased estimator (alignax.analysis.best_of_n)
+gives proxy and gold of best-of-n with bootstrap standard errors over prompts, against
+KL_bon = log n - (n-1)/n (an upper bound) and its plug-in estimate on the pool; the oracle
+curve selects by gold itself. Writes best_of_n.json, best_of_n.png/.pdf and summary.json.
 """
 
 from __future__ import annotations
@@ -16,12 +18,50 @@ import json
 import jax
 import numpy as np
 
-from alignax.analysis.best_of_n import best_of_n_estimate
+from alignax.analysis import plots
+from alignax.analysis.best_of_n import best_of_n_curve
+from alignax.analysis.policy_eval import sample_pool, score_in_chunks
 from alignax.cli import run_experiment
 from alignax.models import build_model
-from alignax.sampling import sample
+from alignax.stages import load_stage_model
 from alignax.tasks import get_task
 from alignax.training import check_model_fits_task, initial_params, setup, write_summary
+
+
+def standardize(values: np.ndarray) -> np.ndarray:
+    """In units of the spread of the policy's own samples, centred on their mean."""
+    return (values - values.mean()) / values.std()
+
+
+def powers_of_two(pool_size: int) -> list[int]:
+    return [2**k for k in range(int(np.log2(pool_size)) + 1)]
+
+
+def plot_curves(curves: dict[str, list[dict]], path, title: str) -> None:
+    """Proxy and gold of best-of-n (and the oracle) against sqrt(KL_bon), with SE bars."""
+    fig, ax = plots.subplots(figsize=(4.5, 3.4))
+    styles = {"proxy": ("o-", "proxy (reward model)"), "gold": ("s-", "gold")}
+    for name, rows in curves.items():
+        x = np.sqrt([r["kl_bound"] for r in rows])
+        for key, (marker, label) in styles.items():
+            if name == "oracle" and key == "proxy":
+                continue
+            ax.errorbar(
+                x,
+                [r[key] for r in rows],
+                yerr=[1.96 * r[f"{key}_se"] for r in rows],
+                fmt=marker,
+                markersize=3,
+                capsize=2,
+                label=f"{label}, {name}" if name != "oracle" else "gold, oracle (selected by gold)",
+            )
+    ax.set(
+        xlabel="sqrt(KL_bon) (nats^1/2; KL_bon = log n - (n-1)/n)",
+        ylabel="reward (std. on the policy's samples)",
+        title=title,
+    )
+    ax.legend()
+    plots.save(fig, path)
 
 
 def run(config, workdir):
@@ -35,51 +75,47 @@ def run(config, workdir):
             "config.reward_model_from (reward model workdirs)"
         )
     policy = build_model(config.model, heads=("lm",))
-    reward_model = build_model(config.model, heads=("reward",))
     rng = jax.random.key(config.seed)
     policy_params = initial_params(policy, config, mesh, rng)
-    reward_params = initial_params(reward_model, config, mesh, rng, source=config.reward_model_from)
-    prompts = task.prompt_dataset(b.num_prompts, seed=config.seed)
-    pool = {k: np.repeat(v, b.pool_size, axis=0) for k, v in prompts.items()}
-    out = sample(
+    reward_model, reward_params = load_stage_model(
+        config.reward_model_from, heads=("reward",), mesh=mesh
+    )
+    prompts = task.prompt_dataset(b.num_prompts, seed=config.seed, split="eval")
+    pool = sample_pool(
         policy,
         policy_params,
-        pool["prompt_tokens"],
-        pool["prompt_mask"],
+        task,
+        prompts,
         rng,
+        pool_size=b.pool_size,
         max_new_tokens=b.max_new_tokens,
-        eos_id=task.eos_id,
     )
-    proxy = np.asarray(
-        jax.jit(lambda t, m: reward_model.apply(reward_params, t, m)["rewards"])(
-            out.tokens, out.input_mask
+    score = jax.jit(lambda params, t, m: reward_model.apply(params, t, m)["rewards"])
+    proxy = score_in_chunks(
+        lambda t, m: score(reward_params, t, m), pool["tokens"], pool["input_mask"], 2048
+    ).reshape(pool["gold"].shape)
+    proxy, gold = standardize(proxy), standardize(pool["gold"])
+    ns = powers_of_two(b.pool_size)
+    curve = dict(response_ids=pool["response_ids"], num_bootstrap=b.num_bootstrap, seed=config.seed)
+    curves = {
+        "reward model": best_of_n_curve(proxy, gold, ns, **curve),
+        "oracle": best_of_n_curve(gold, gold, ns, **curve),
+    }
+    (workdir / "best_of_n.json").write_text(json.dumps(curves, indent=2))
+    print("|   n | KL_bon bound | KL pool est. | proxy | gold | oracle gold |")
+    print("|---|---|---|---|---|---|")
+    for r, o in zip(curves["reward model"], curves["oracle"]):
+        print(
+            f"| {r['n']:4d} | {r['kl_bound']:.2f} | {r['kl_pool']:.2f} | "
+            f"{r['proxy']:.2f} ± {r['proxy_se']:.2f} | {r['gold']:.2f} ± {r['gold_se']:.2f} | "
+            f"{o['gold']:.2f} |"
         )
-    ).reshape(b.num_prompts, b.pool_size)
-    gold = np.asarray(task.gold_reward(out.tokens, out.loss_mask)).reshape(proxy.shape)
-    # Proxy in units of its own spread on the policy's samples, like the gold reward.
-    proxy = (proxy - proxy.mean()) / proxy.std()
-    ns = [n for n in (1, 2, 4, 8, 16, 32, 64, 128) if n <= b.pool_size]
-    rows = [{"n": n, **best_of_n_estimate(proxy, gold, n)} for n in ns]
-    (workdir / "best_of_n.json").write_text(json.dumps(rows, indent=2))
-    print("|   n | KL_bon | proxy | gold |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['n']:3d} | {r['kl']:.3f} | {r['proxy']:.3f} | {r['gold']:.3f} |")
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    x = np.sqrt([r["kl"] for r in rows])
-    ax.plot(x, [r["proxy"] for r in rows], "o-", label="proxy (reward model)")
-    ax.plot(x, [r["gold"] for r in rows], "o-", label="gold")
-    ax.set(xlabel="sqrt(KL_bon)", ylabel="reward (z-scored)", title="best-of-n")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(workdir / "best_of_n.png", dpi=120)
-    plt.close(fig)
-    summary = {f"n{r['n']}/{k}": r[k] for r in rows for k in ("kl", "proxy", "gold")}
+    plot_curves(curves, workdir / "best_of_n", "Best-of-n on held-out prompts")
+    summary = {
+        f"n{r['n']}/{k}": r[k]
+        for r in curves["reward model"]
+        for k in ("kl_bound", "kl_pool", "proxy", "proxy_se", "gold", "gold_se")
+    }
     write_summary(workdir, summary)
     return summary
 

@@ -1,11 +1,12 @@
 """DPO and its offline family (IPO, cDPO, SimPO, ORPO, ...) on preference pairs, by loss name.
 
-    python -m experiments.dpo --config configs/dpo.py:runlocal --workdir runs/dpo
-    python -m experiments.dpo --config configs/dpo.py:ipo --workdir runs/ipo
+    python -m experiments.dpo --config configs/dpo.py:runlocal --workdir runs/dpo \
+        --config.init_from=runs/sft --config.labels.policy_from=runs/sft
 
-The policy and the reference both start from `init_from` (the SFT stage); the reference forward
-runs inside the same jitted step. Reports held-out implicit-reward accuracy and margin, and the
-gold reward, KL to the reference and length of sampled responses.
+The policy and the reference both start from `init_from` (the SFT stage), and the pairs are
+that policy's samples (`labels.policy_from`), labelled by a simulated annotator; the reference
+forward runs inside the same jitted step. Reports held-out implicit-reward accuracy and margin,
+and the gold reward, KL to the reference and length of sampled responses.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from alignax import objectives, steps
+from alignax import labels, objectives, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.data.sources import file_comparisons
 from alignax.models import build_model
 from alignax.state import TrainState
-from alignax.tasks import Annotator, get_task
+from alignax.tasks import get_task
 from alignax.training import (
     check_model_fits_task,
     check_model_fits_tokenizer,
@@ -34,9 +35,10 @@ from alignax.training import (
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
 
 
-def build_pairs(config):
+def build_pairs(config, mesh):
     """(train, evaluation, task): pairs from `config.data.path` (task None), else simulated
-    annotators labelling samples of the built-in task."""
+    annotators labelling responses of the policy in `labels.policy_from` (or of the task's
+    generator) to training prompts; evaluation pairs use held-out prompts."""
     if config.data.path:
         train, evaluation, tokenizer = file_comparisons(
             config.data, max_len=config.model.max_len, seed=config.seed
@@ -51,15 +53,13 @@ def build_pairs(config):
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
     p = config.preferences
-    annotator = Annotator(
-        kind=p.annotator, temperature=p.annotator_temperature, flip_rate=p.flip_rate
-    )
 
-    def pairs(num, seed):
-        out = task.comparison_dataset(num, seed=seed, annotator=annotator, num_responses=2)
+    def pairs(num, seed, split):
+        out = labels.comparisons(config.labels, task, mesh, num, seed=seed, split=split)
         return {k: out[k] for k in MODEL_INPUTS}
 
-    return pairs(p.num_pairs, config.seed), pairs(p.num_eval_pairs, config.seed + 1), task
+    train = pairs(p.num_pairs, config.seed, "train")
+    return train, pairs(p.num_eval_pairs, config.seed + 1, "eval"), task
 
 
 def precompute_reference_logps(model, ref_params, pairs: dict, batch_size: int) -> np.ndarray:
@@ -75,26 +75,34 @@ def precompute_reference_logps(model, ref_params, pairs: dict, batch_size: int) 
 
 def run(config, workdir):
     workdir, mesh = setup(config, workdir)
-    train, evaluation, task = build_pairs(config)
+    train, evaluation, task = build_pairs(config, mesh)
     model = build_model(config.model, heads=("lm",))
     rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
     tx = steps.make_optimizer(config)
     params = initial_params(model, config, mesh, rng_init)
-    state = TrainState.create(params, tx, mesh, ref_params=params)
+    # Reference-free losses keep no reference copy; BCO-style losses get their running shift.
+    state = TrainState.create(
+        params, tx, mesh, **objectives.preference_state_slots(config.loss, params)
+    )
     if config.preferences.precompute_reference:
         train["ref_logps"] = precompute_reference_logps(
             model, params, train, config.train.batch_size
         )
     loss_fn = objectives.preference_loss_fn(model, config.loss)
     train_step = steps.jit_step(
-        steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
+        objectives.preference_train_step(
+            steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
+            config.loss,
+        ),
         state,
         example_batch(train, config.train.batch_size),
         mesh,
     )
     eval_step = jax.jit(steps.make_eval_step(loss_fn))
     if task is not None:
-        prompts = task.prompt_dataset(config.preferences.num_eval_prompts, seed=config.seed + 2)
+        prompts = task.prompt_dataset(
+            config.preferences.num_eval_prompts, seed=config.seed + 2, split="eval"
+        )
 
     def eval_fn(state):
         held_out = jax.device_get(eval_step(state, evaluation, rng_eval))
@@ -141,7 +149,7 @@ def run(config, workdir):
     if task is not None:
         summary.update(
             gold_reward=final["policy/gold"],
-            kl_to_reference=final["policy/kl"],
+            kl_to_reference=final.get("policy/kl"),  # None for reference-free losses
             response_length=final["policy/length"],
         )
     write_summary(workdir, summary)

@@ -44,8 +44,10 @@ def run(config, workdir):
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
-    train = task.prompt_dataset(config.rollout.num_prompts, seed=config.seed)
-    evaluation = task.prompt_dataset(config.rollout.num_eval_prompts, seed=config.seed + 1)
+    train = task.prompt_dataset(config.rollout.num_prompts, seed=config.seed, split="train")
+    evaluation = task.prompt_dataset(
+        config.rollout.num_eval_prompts, seed=config.seed + 1, split="eval"
+    )
     train = {k: train[k] for k in MODEL_INPUTS}
     evaluation = {k: evaluation[k] for k in MODEL_INPUTS}
     model = build_model(config.model, heads=("lm",))

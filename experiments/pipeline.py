@@ -1,84 +1,91 @@
-"""The whole RLHF pipeline on the built-in task, InstructGPT-style, then an evaluation table.
+"""The whole RLHF pipeline on the built-in task, InstructGPT-style, over several seeds.
 
     python -m experiments.pipeline --config configs/pipeline.py:runlocal --workdir runs/pipeline
 
-Stages (each in <workdir>/<stage>, each resumable):
+Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `config.seeds`:
   1. pretrain      a tiny LM on generator text                    -> the base policy
   2. sft           best-of-8 (by gold) demonstrations              -> the SFT / reference policy
-  3. reward_model  Bradley-Terry on simulated-annotator pairs      -> the proxy reward
+  3. reward_model  Bradley-Terry on annotator-labelled pairs of SFT samples -> the proxy reward
+                   (its own model size: `stages.reward_model.model`)
   4. ppo           PPO against the reward model, KL to SFT         (from SFT)
-  5. dpo           DPO on the same kind of pairs                   (from SFT)
+  5. dpo           DPO on pairs of SFT samples                     (from SFT)
 Evaluation: for base, SFT, PPO and DPO, samples on held-out prompts scored by the gold reward;
-win rate against SFT (gold decides, ties count half), KL to SFT and response length. Writes
-<workdir>/summary.json, results.md and results.png.
+win rate against SFT (gold decides, ties count half), KL to SFT and response length. The table
+in <workdir>/results.md gives the mean over seeds with a 95% t-interval, and the command and
+commit that wrote it; results.json has every seed's numbers; figures/ the plots.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy
+from alignax.analysis.stats import mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.models import build_model
+from alignax.provenance import provenance
 from alignax.sharding import init_params
+from alignax.stages import SHARED_SECTIONS, stage_config
 from alignax.tasks import get_task
 from alignax.training import setup, write_summary
 from experiments import dpo, ppo, reward_model, sft
 
 STAGES = {"pretrain": sft, "sft": sft, "reward_model": reward_model, "ppo": ppo, "dpo": dpo}
-SHARED_SECTIONS = ("seed", "multihost", "task_name", "task", "model", "mesh")
+POLICIES = ("base", "sft", "ppo", "dpo")
+COLUMNS = ("gold_reward", "win_rate_vs_sft", "kl_to_sft", "response_length")
 
 
-def stage_config(config, name: str, workdir: Path):
-    """The stage's config with the pipeline's shared sections and the stage-to-stage links."""
-    stage = config.stages[name].copy_and_resolve_references()
+def seed_stage_config(config, name: str, seed: int, workdir: Path):
+    """Stage `name` of seed `seed`: the pipeline's shared sections (the reward model keeps its
+    own model), that seed, and the links to the stages it builds on."""
     links = {
         "pretrain": {},
         "sft": {"init_from": workdir / "pretrain"},
-        "reward_model": {"init_from": workdir / "pretrain"},
+        "reward_model": {"labels.policy_from": workdir / "sft"},
         "ppo": {
             "init_from": workdir / "sft",
             "rewards.reward_model_from": workdir / "reward_model",
         },
-        "dpo": {"init_from": workdir / "sft"},
+        "dpo": {"init_from": workdir / "sft", "labels.policy_from": workdir / "sft"},
     }[name]
-    with stage.unlocked():
-        for key in SHARED_SECTIONS:
-            stage[key] = config[key]
-        for key, value in links.items():
-            section, _, leaf = key.rpartition(".")
-            (stage[section] if section else stage)[leaf] = str(value)
-    return stage
+    stage = config.stages[name]
+    shared = tuple(k for k in SHARED_SECTIONS if k != "seed")
+    if name == "reward_model":
+        shared = tuple(k for k in shared if k != "model")
+        # Start from the pretrained backbone when the reward model has the policy's shape.
+        if stage.model.to_dict() == config.model.to_dict():
+            links["init_from"] = workdir / "pretrain"
+    out = stage_config(config, stage, links, shared)
+    with out.unlocked():
+        out.seed = seed
+    return out
 
 
 def _win_rate(gold, baseline_gold):
     return float(np.mean((gold > baseline_gold) + 0.5 * (gold == baseline_gold)))
 
 
-def evaluate(config, workdir: Path, mesh):
-    """Gold reward, win rate vs SFT, KL to SFT and length of every policy, on shared prompts."""
+def evaluate(config, seed: int, workdir: Path, mesh):
+    """Gold reward, win rate vs SFT, KL to SFT and length of every policy, on held-out prompts."""
     task = get_task(config.task_name, config.task)
     model = build_model(config.model, heads=("lm",))
     like = init_params(model, jax.random.key(0), mesh)
     policies = {
-        name: restore_params(workdir / name / "checkpoints", like)
-        for name in ("pretrain", "sft", "dpo")
+        "base": restore_params(workdir / "pretrain" / "checkpoints", like),
+        "sft": restore_params(workdir / "sft" / "checkpoints", like),
+        "ppo": restore_params(workdir / "ppo" / "checkpoints", {"policy": like})["policy"],
+        "dpo": restore_params(workdir / "dpo" / "checkpoints", like),
     }
-    ppo_params = restore_params(workdir / "ppo" / "checkpoints", {"policy": like})["policy"]
-    policies = {
-        "base": policies["pretrain"],
-        "sft": policies["sft"],
-        "ppo": ppo_params,
-        "dpo": policies["dpo"],
-    }
-    prompts = task.prompt_dataset(config.eval.num_prompts, seed=config.seed + 100)
-    rng = jax.random.key(config.seed + 100)
+    prompts = task.prompt_dataset(config.eval.num_prompts, seed=seed + 100, split="eval")
+    rng = jax.random.key(seed + 100)
     results = {
         name: evaluate_policy(
             model,
@@ -94,7 +101,6 @@ def evaluate(config, workdir: Path, mesh):
     table = {
         name: {
             "gold_reward": float(r["gold"].mean()),
-            "gold_reward_se": float(r["gold"].std() / np.sqrt(len(r["gold"]))),
             "win_rate_vs_sft": _win_rate(r["gold"], results["sft"]["gold"]),
             "kl_to_sft": float(r["kl"].mean()),
             "response_length": float(r["length"].mean()),
@@ -105,66 +111,125 @@ def evaluate(config, workdir: Path, mesh):
     return table, {name: r["texts"][0] for name, r in results.items()}
 
 
-def write_report(workdir: Path, table: dict, examples: dict) -> None:
-    columns = ("gold_reward", "win_rate_vs_sft", "kl_to_sft", "response_length")
+def aggregate(tables: dict[int, dict]) -> dict:
+    """policy -> metric -> (mean, 95% half-width) over seeds."""
+    return {
+        policy: {
+            key: mean_interval([tables[s][policy][key] for s in tables])
+            for key in tables[next(iter(tables))][policy]
+        }
+        for policy in POLICIES
+    }
+
+
+def write_report(config, workdir: Path, tables: dict, examples: dict, timings: dict) -> dict:
+    combined = aggregate(tables)
+    prov = provenance()
+    seeds = ", ".join(map(str, tables))
     lines = [
+        "### Pipeline: pretrain -> SFT -> reward model -> PPO / DPO",
+        "",
+        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
+        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        + f"; {len(tables)} seeds ({seeds}), wall time {timings['seconds/total'] / 60:.1f} min "
+        f"({timings['seconds/total'] / 60 / len(tables):.1f} min a seed).",
+        "",
+        f"Each policy answers {config.eval.num_prompts} held-out prompts (never trained on); the "
+        "gold reward judges. Mean over seeds ± 95% t-interval.",
+        "",
         "| policy | gold reward | win rate vs SFT | KL to SFT (nats) | length |",
         "|---|---|---|---|---|",
     ]
-    for name, row in table.items():
-        lines.append(
-            f"| {name} | {row['gold_reward']:.2f} ± {row['gold_reward_se']:.2f} | "
-            + " | ".join(f"{row[c]:.2f}" for c in columns[1:])
-            + " |"
-        )
-    lines += ["", "Example responses (first evaluation prompt):", ""]
+    for name in POLICIES:
+        cells = [f"{m:.2f} ± {h:.2f}" for m, h in (combined[name][c] for c in COLUMNS)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    reward_models = {
+        s: json.loads((workdir / f"seed{s}" / "reward_model" / "summary.json").read_text())
+        for s in tables
+    }
+    rm = {
+        key: mean_interval([reward_models[s][key] for s in tables])
+        for key in ("accuracy", "gold_accuracy", "gold_spearman", "calibration_error")
+    }
+    lines += [
+        "",
+        "Reward model (held-out pairs of SFT samples): "
+        + ", ".join(f"{k.replace('_', ' ')} {m:.2f} ± {h:.2f}" for k, (m, h) in rm.items())
+        + ".",
+        "",
+        f"Example responses (seed {next(iter(tables))}, first held-out prompt):",
+        "",
+    ]
     lines += [f"- **{name}**: {text}" for name, text in examples.items()]
     (workdir / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plot(workdir, tables, combined)
+    return combined
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    ppo_log = [m for m in read_metrics(workdir / "ppo") if "gold/mean" in m]
-    iterations = [m["step"] for m in ppo_log]
-    left.plot(iterations, [m["proxy/mean"] for m in ppo_log], ".-", label="proxy (reward model)")
-    left.plot(iterations, [m["gold/mean"] for m in ppo_log], ".-", label="gold")
+def plot(workdir: Path, tables: dict, combined: dict) -> None:
+    fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
+    for i, seed in enumerate(tables):
+        log = [m for m in read_metrics(workdir / f"seed{seed}" / "ppo") if "gold/mean" in m]
+        step = [m["step"] for m in log]
+        kw = dict(alpha=0.8, linewidth=1)
+        left.plot(
+            step,
+            [m["proxy/mean"] for m in log],
+            color=plots.PALETTE[0],
+            **kw,
+            label="proxy (reward model)" if i == 0 else None,
+        )
+        left.plot(
+            step,
+            [m["gold/mean"] for m in log],
+            color=plots.PALETTE[1],
+            **kw,
+            label="gold" if i == 0 else None,
+        )
+        left.plot(
+            step,
+            [m["kl/sequence"] for m in log],
+            ":",
+            color=plots.PALETTE[7],
+            **kw,
+            label="KL to SFT (nats)" if i == 0 else None,
+        )
     left.set(
         xlabel="PPO iteration",
-        ylabel="reward of rollouts (z-scored)",
-        title="PPO: proxy and gold reward, KL to SFT",
+        ylabel="rollout mean (one line per seed)",
+        title="PPO: proxy, gold and KL",
     )
-    left.legend(loc="lower right")
-    kl_axis = left.twinx()
-    kl_axis.plot(iterations, [m["kl/sequence"] for m in ppo_log], "k:", label="KL")
-    kl_axis.set_ylabel("KL to SFT (nats, dotted)")
-    names = list(table)
-    right.bar(
-        names,
-        [table[n]["gold_reward"] for n in names],
-        yerr=[table[n]["gold_reward_se"] for n in names],
-        color="tab:green",
-    )
-    right.set(ylabel="gold reward of samples", title="Policies on held-out prompts")
-    fig.tight_layout()
-    fig.savefig(workdir / "results.png", dpi=120)
-    plt.close(fig)
+    left.legend()
+    means = [combined[n]["gold_reward"][0] for n in POLICIES]
+    halves = [combined[n]["gold_reward"][1] for n in POLICIES]
+    right.bar(POLICIES, means, yerr=halves, capsize=3, color=plots.PALETTE[2])
+    right.set(ylabel="gold reward (95% interval over seeds)", title="Policies, held-out prompts")
+    plots.save(fig, workdir / "figures" / "pipeline")
 
 
 def run(config, workdir):
     workdir, mesh = setup(config, workdir)
-    timings = {}
-    for name, module in STAGES.items():
-        print(f"\n=== stage {name} ===", flush=True)
-        start = time.perf_counter()
-        module.run(stage_config(config, name, workdir), workdir / name)
-        timings[f"seconds/{name}"] = round(time.perf_counter() - start, 1)
-    table, examples = evaluate(config, workdir, mesh)
-    write_report(workdir, table, examples)
-    summary = {f"{policy}/{k}": v for policy, row in table.items() for k, v in row.items()}
+    timings, tables, examples = {}, {}, {}
+    start = time.perf_counter()
+    for seed in config.seeds:
+        seed_dir = workdir / f"seed{seed}"
+        for name, module in STAGES.items():
+            print(f"\n=== seed {seed}, stage {name} ===", flush=True)
+            mark = time.perf_counter()
+            module.run(seed_stage_config(config, name, seed, seed_dir), seed_dir / name)
+            key = f"seconds/{name}"
+            timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - mark, 1)
+        tables[seed], seed_examples = evaluate(config, seed, seed_dir, mesh)
+        examples = examples or seed_examples
+    timings["seconds/total"] = round(time.perf_counter() - start, 1)
+    combined = write_report(config, workdir, tables, examples, timings)
+    (workdir / "results.json").write_text(json.dumps({"seeds": tables, **timings}, indent=2))
+    summary = {
+        f"{policy}/{key}": mean
+        for policy, row in combined.items()
+        for key, (mean, _) in row.items()
+    }
     summary.update(timings)
     write_summary(workdir, summary)
     return summary

@@ -14,21 +14,17 @@ response length and sample texts.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from alignax import rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
-from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.losses.reward import ensemble_rewards, normalize_rewards, reward_normalization
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
-from alignax.sharding import init_params
+from alignax.stages import load_stage_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.training import (
@@ -41,13 +37,14 @@ from alignax.training import (
 )
 
 
-def build_reward(config, mesh, rng):
-    """(reward_fn(params, tokens, input_mask) -> [B], params), or (None, None) for the gold
-    reward, per `config.rewards`. An ensemble reward model (members stacked on axis 0) is
+def build_reward(config, mesh):
+    """(reward_fn(params, tokens, input_mask) -> [B], params, reward model), or Nones for the
+    gold reward, per `config.rewards`. The reward model is built from its own run's config (its
+    size need not be the policy's). An ensemble reward model (members stacked on axis 0) is
     combined by `rewards.ensemble_method` (mean, min, mean_minus_std, mean_minus_var)."""
     r = config.rewards
     if r.source == "gold":
-        return None, None
+        return None, None, None
     if r.source != "model":
         raise ValueError(f"rewards.source={r.source!r} is not one of ('model', 'gold')")
     if not r.reward_model_from:
@@ -55,13 +52,11 @@ def build_reward(config, mesh, rng):
             "rewards.source='model' needs rewards.reward_model_from (the workdir "
             "of a reward_model run)"
         )
-    model = build_model(config.model, heads=("reward",))
+    model, params = load_stage_model(
+        r.reward_model_from, heads=("reward",), mesh=mesh, ensemble_size=r.ensemble_size
+    )
     if r.ensemble_size == 1:
-        params = initial_params(model, config, mesh, rng, source=r.reward_model_from)
-        return (lambda p, t, m: model.apply(p, t, m)["rewards"]), params
-    members = [init_params(model, k, mesh) for k in jax.random.split(rng, r.ensemble_size)]
-    like = jax.tree.map(lambda *xs: jnp.stack(xs), *members)
-    params = restore_params(Path(r.reward_model_from) / "checkpoints", like)
+        return (lambda p, t, m: model.apply(p, t, m)["rewards"]), params, model
 
     def reward_fn(p, tokens, input_mask):
         rewards_ExB = jax.vmap(lambda q: model.apply(q, tokens, input_mask)["rewards"])(p)
@@ -69,7 +64,7 @@ def build_reward(config, mesh, rng):
             rewards_ExB, method=r.ensemble_method, uncertainty_penalty=r.uncertainty_penalty
         )
 
-    return reward_fn, params
+    return reward_fn, params, model
 
 
 def run(config, workdir):
@@ -92,16 +87,21 @@ def run(config, workdir):
     shared_value = value_init == "shared"  # a value head on the policy itself
     policy = build_model(config.model, heads=("lm", "value") if shared_value else ("lm",))
     policy_params = initial_params(policy, config, mesh, rng_init)
-    reward_fn, reward_params = build_reward(config, mesh, rng_init)
+    reward_fn, reward_params, reward_model = build_reward(config, mesh)
     trainable = {"policy": policy_params}
     value_model = None
     if not shared_value:
-        value_model = build_model(config.model, heads=("value",))
-        source = config.rewards.reward_model_from if value_init == "reward_model" else None
+        # A value model started from the reward model has the reward model's size.
+        from_reward_model = value_init == "reward_model"
+        value_config = reward_model.config if from_reward_model else config.model
+        value_model = build_model(value_config, heads=("value",))
+        source = config.rewards.reward_model_from if from_reward_model else None
         trainable["value"] = initial_params(value_model, config, mesh, rng_init, source=source)
 
-    prompts = task.prompt_dataset(config.rollout.num_prompts, seed=config.seed)
-    eval_prompts = task.prompt_dataset(config.rollout.num_eval_prompts, seed=config.seed + 1)
+    prompts = task.prompt_dataset(config.rollout.num_prompts, seed=config.seed, split="train")
+    eval_prompts = task.prompt_dataset(
+        config.rollout.num_eval_prompts, seed=config.seed + 1, split="eval"
+    )
     max_new_tokens = config.ppo.max_new_tokens
 
     def gold_fn(tokens, input_mask, loss_mask):
@@ -113,11 +113,15 @@ def run(config, workdir):
         def score_fn(state, tokens, input_mask, loss_mask):
             return gold_fn(tokens, input_mask, loss_mask)
     else:
+        # Normalised on the initial policy's samples to training prompts.
+        normalization_prompts = {
+            k: v[: config.rollout.num_eval_prompts] for k, v in prompts.items()
+        }
         raw = evaluate_policy(
             policy,
             policy_params,
             task,
-            eval_prompts,
+            normalization_prompts,
             rng_norm,
             max_new_tokens=max_new_tokens,
             proxy_fn=jax.jit(lambda t, m: reward_fn(reward_params, t, m)),

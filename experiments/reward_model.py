@@ -1,10 +1,13 @@
 """Reward model on comparisons labelled by a simulated annotator of the gold reward.
 
-    python -m experiments.reward_model --config configs/reward_model.py:runlocal --workdir runs/rm
+    python -m experiments.reward_model --config configs/reward_model.py:runlocal --workdir runs/rm \
+        --config.labels.policy_from=runs/sft
 
-Pairs (Bradley-Terry with margin / centring / label smoothing) or K-way rankings (InstructGPT's
-K-choose-2, or Plackett-Luce). Reports held-out accuracy against the annotator's labels and
-against gold, calibration (reliability bins of sigmoid(r_c - r_r) vs the gold preference), the
+The compared responses are samples of the policy in `labels.policy_from` (the SFT stage) to
+training prompts; evaluation pairs use held-out prompts. Pairs (Bradley-Terry with margin /
+centring / label smoothing) or K-way rankings (InstructGPT's K-choose-2, or Plackett-Luce).
+Reports held-out accuracy against the annotator's labels and against gold, calibration
+(reliability bins of sigmoid(r_c - r_r) vs the annotator's own preference probability), the
 reward distribution, the rank correlation with gold and the correlation with response length.
 """
 
@@ -14,14 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignax import objectives, steps
+from alignax import labels, objectives, steps
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.data.sources import file_comparisons
 from alignax.losses.reward import ensemble_rewards
 from alignax.models import build_model
 from alignax.state import TrainState
-from alignax.tasks import Annotator, get_task
+from alignax.tasks import get_task
 from alignax.training import (
     check_model_fits_task,
     check_model_fits_tokenizer,
@@ -35,9 +38,10 @@ from alignax.training import (
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask", "ranks")
 
 
-def build_data(config):
+def build_data(config, mesh):
     """(train, evaluation) comparisons: from `config.data.path` when set, else simulated
-    annotators labelling samples of the built-in task."""
+    annotators labelling responses (of the policy in `labels.policy_from`, or the task's
+    generator) to training prompts and, for evaluation, to held-out prompts."""
     if config.data.path:
         train, evaluation, tokenizer = file_comparisons(
             config.data, max_len=config.model.max_len, seed=config.seed
@@ -47,14 +51,17 @@ def build_data(config):
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
     r = config.reward
-    annotator = Annotator(
-        kind=r.annotator, temperature=r.annotator_temperature, flip_rate=r.flip_rate
+    train = labels.comparisons(
+        config.labels,
+        task,
+        mesh,
+        r.num_comparisons,
+        seed=config.seed,
+        split="train",
+        num_responses=r.num_responses,
     )
-    train = task.comparison_dataset(
-        r.num_comparisons, seed=config.seed, annotator=annotator, num_responses=r.num_responses
-    )
-    evaluation = task.comparison_dataset(
-        r.num_eval_comparisons, seed=config.seed + 1, annotator=annotator, num_responses=2
+    evaluation = labels.comparisons(
+        config.labels, task, mesh, r.num_eval_comparisons, seed=config.seed + 1, split="eval"
     )
     return train, evaluation
 
@@ -83,15 +90,15 @@ def pair_metrics(rewards, pairs: dict, *, num_bins: int = 5) -> dict[str, float]
     gold = pairs["gold_reward"]
     prob_first = 1.0 / (1.0 + np.exp(-margin))
     gold_first = gold[:, 0] > gold[:, 1]
-    # Reliability: within bins of predicted P(first wins), the gold frequency of "first wins".
+    # Reliability: within bins of predicted P(first preferred), the annotator's own probability
+    # of preferring the first (the best a reward model could predict from these labels).
+    target = pairs["label_probability"]
     bins = np.minimum((prob_first * num_bins).astype(int), num_bins - 1)
-    calibration_error = 0.0
-    for b in range(num_bins):
-        in_bin = bins == b
-        if in_bin.any():
-            calibration_error += in_bin.mean() * abs(
-                prob_first[in_bin].mean() - gold_first[in_bin].mean()
-            )
+    calibration_error = sum(
+        (bins == b).mean() * abs(prob_first[bins == b].mean() - target[bins == b].mean())
+        for b in range(num_bins)
+        if (bins == b).any()
+    )
     return {
         **metrics,
         "gold_accuracy": float(np.mean((margin > 0) == gold_first)),
@@ -137,7 +144,7 @@ def make_evaluator(model, pairs: dict, ensemble_size: int, uncertainty_penalty: 
 
 def run(config, workdir):
     workdir, mesh = setup(config, workdir)
-    train, evaluation = build_data(config)
+    train, evaluation = build_data(config, mesh)
     train_inputs = {k: train[k] for k in MODEL_INPUTS}
     model = build_model(config.model, heads=("reward",))
     members = config.reward.ensemble_size

@@ -35,13 +35,17 @@ def build_data(config, task):
     s = config.sft
     if s.data == "pretraining":
         train = task.pretraining_dataset(s.num_examples, seed=config.seed)
-        evaluation = task.pretraining_dataset(s.num_eval_examples, seed=config.seed + 1)
+        evaluation = task.pretraining_dataset(
+            s.num_eval_examples, seed=config.seed + 1, split="eval"
+        )
     elif s.data == "demonstrations":
         # The review task's demonstrations are best-of-n generator samples by gold reward; the
         # arithmetic task's are the exact answers.
         best_of = {"num_candidates": s.num_candidates} if config.task_name == "review" else {}
         train = task.sft_dataset(s.num_examples, seed=config.seed, **best_of)
-        evaluation = task.sft_dataset(s.num_eval_examples, seed=config.seed + 1, **best_of)
+        evaluation = task.sft_dataset(
+            s.num_eval_examples, seed=config.seed + 1, split="eval", **best_of
+        )
     else:
         raise ValueError(f"sft.data={s.data!r} is not one of ('pretraining', 'demonstrations')")
     keys = ("tokens", "input_mask", "loss_mask")
@@ -67,7 +71,7 @@ def run(config, workdir):
     )
     eval_batch = sharding.shard_batch(eval_data, mesh)
     eval_loss = jax.jit(steps.make_eval_step(loss_fn))
-    prompts = task.prompt_dataset(config.sft.num_eval_prompts, seed=config.seed + 2)
+    prompts = task.prompt_dataset(config.sft.num_eval_prompts, seed=config.seed + 2, split="eval")
     writer = MetricWriter(workdir, tensorboard=False)
 
     def eval_fn(state):

@@ -24,11 +24,17 @@ def test_estimate_equals_enumerating_every_subset():
     rng = np.random.default_rng(0)
     proxy, gold = rng.normal(size=(3, 7)), rng.normal(size=(3, 7))
     n = 3
-    exact_gold = np.mean([
-        np.mean([gold[p, list(s)][np.argmax(proxy[p, list(s)])]
-                 for s in itertools.combinations(range(7), n)])
-        for p in range(3)
-    ])
+    exact_gold = np.mean(
+        [
+            np.mean(
+                [
+                    gold[p, list(s)][np.argmax(proxy[p, list(s)])]
+                    for s in itertools.combinations(range(7), n)
+                ]
+            )
+            for p in range(3)
+        ]
+    )
     assert best_of_n_estimate(proxy, gold, n)["gold"] == pytest.approx(exact_gold)
 
 
@@ -42,3 +48,37 @@ def test_n_equal_one_is_the_pool_mean_and_n_equal_pool_is_the_max():
 def test_bad_n_is_refused():
     with pytest.raises(ValueError, match="n <= pool size"):
         best_of_n_weights(4, 5)
+
+
+def test_pool_kl_matches_the_closed_form_for_distinct_samples_and_is_zero_for_one_response():
+    from alignax.analysis.best_of_n import best_of_n_pool_kl
+
+    rng = np.random.default_rng(0)
+    proxy = rng.normal(size=(2, 20000))
+    distinct = np.tile(np.arange(20000), (2, 1))
+    # With N distinct samples KL = sum_i P_i log(N P_i), P_i = (i/N)^n - ((i-1)/N)^n: as N grows
+    # it tends to log n - (n-1)/n.
+    assert best_of_n_pool_kl(proxy, distinct, 4) == pytest.approx(best_of_n_kl(4), abs=2e-3)
+    # Every sample the same response: best-of-n is the policy itself.
+    assert best_of_n_pool_kl(np.zeros((1, 50)), np.zeros((1, 50), int), 8) == pytest.approx(0.0)
+    # Two equally likely responses: best-of-n picks the better with prob 1 - 2^-n.
+    scores = np.array([[0.0, 1.0] * 5])
+    ids = np.array([[0, 1] * 5])
+    p = 1 - 0.5**3
+    expected = p * np.log(p / 0.5) + (1 - p) * np.log((1 - p) / 0.5)
+    assert best_of_n_pool_kl(scores, ids, 3) == pytest.approx(expected)
+
+
+def test_curve_standard_errors_shrink_with_more_prompts_and_match_the_mean():
+    from alignax.analysis.best_of_n import best_of_n_curve
+
+    rng = np.random.default_rng(2)
+    proxy = rng.normal(size=(400, 16))
+    gold = proxy + rng.normal(size=proxy.shape)
+    few = best_of_n_curve(proxy[:25], gold[:25], [1, 4], num_bootstrap=400)
+    many = best_of_n_curve(proxy, gold, [1, 4], num_bootstrap=400)
+    assert many[1]["gold"] == pytest.approx(best_of_n_estimate(proxy, gold, 4)["gold"])
+    # Bootstrap SE of a mean over prompts ~ std / sqrt(prompts): 4x the prompts, half the SE.
+    assert 1.5 < few[1]["gold_se"] / many[1]["gold_se"] < 6
+    per_prompt_std = np.std(gold.mean(1))
+    assert many[0]["gold_se"] == pytest.approx(per_prompt_std / np.sqrt(400), rel=0.2)

@@ -35,7 +35,8 @@ def test_difficulty_config_controls_operand_range_and_answer_width():
 
 def test_sft_demos_score_one_and_corruptions_score_zero(task):
     data = task.sft_dataset(16, seed=0)
-    answers = task.encode_answers([a for _, a in task.sample_problems(16, seed=0)])
+    problems = task.sample_problems(16, seed=0, split="train")
+    answers = task.encode_answers([a for _, a in problems])
     reward = jax.jit(task.reward)
     np.testing.assert_array_equal(reward(data["tokens"], data["loss_mask"], answers), 1.0)
     # Drop the EOS from the response: not an exact match.
@@ -70,9 +71,47 @@ def test_jitted_reward_agrees_with_string_checker_on_random_responses(task):
 
 
 def test_prompt_dataset_left_padded_with_answers(task):
-    data = task.prompt_dataset(8, seed=0)
+    data = task.prompt_dataset(8, seed=0, split="eval")
     assert (data["prompt_mask"][:, -1] == 1).all()
     for row, mask, answer in zip(data["prompt_tokens"], data["prompt_mask"], data["answer"]):
         prompt = task.decode(row[mask == 1])
         assert int(answer) == eval(prompt[:-1])  # noqa: S307
     assert task.check(" 19 ", "19") == 1.0 and task.check("18", "19") == 0.0
+
+
+def test_train_and_eval_problems_are_disjoint_by_construction(task):
+    """No (a, op, b) is in both splits, whatever the seeds; every problem is in one of them."""
+    train = {p for p, _ in task.sample_problems(3000, seed=1, split="train")}
+    evaluation = {p for p, _ in task.sample_problems(500, seed=1, split="eval")}
+    assert train and evaluation and not train & evaluation
+    c = task.config
+    universe = (c.max_operand - c.min_operand + 1) ** 2 * len(c.operators)
+    # The eval share of all distinct problems is near eval_problem_fraction (0.2).
+    everything = {
+        f"{a}{op}{b}="
+        for a in range(c.min_operand, c.max_operand + 1)
+        for b in range(c.min_operand, c.max_operand + 1)
+        for op in c.operators
+    }
+    held_out = {
+        f"{a}{op}{b}="
+        for a in range(21)
+        for b in range(21)
+        for op in "+-"
+        if task.problem_split(a, op, b) == "eval"
+    }
+    assert len(everything) == universe
+    assert 0.15 < len(held_out) / universe < 0.25
+    assert evaluation <= held_out and not train & held_out
+    prompts = task.prompt_dataset(64, seed=5, split="eval")["prompt_tokens"]
+    decoded = {task.decode(row) for row in prompts}
+    assert decoded <= held_out
+
+
+def test_unknown_split_and_bad_fraction_name_the_key(task):
+    with pytest.raises(ValueError, match="split='test'"):
+        task.prompt_dataset(4, seed=0, split="test")
+    config = arithmetic_config()
+    config.eval_problem_fraction = 1.0
+    with pytest.raises(ValueError, match="task.eval_problem_fraction"):
+        ArithmeticTask(config)

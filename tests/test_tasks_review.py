@@ -226,7 +226,7 @@ def test_sft_demonstrations_are_best_of_n(task):
 
 
 def test_prompt_dataset_is_left_padded_with_bos_first(task):
-    data = task.prompt_dataset(16, seed=0)
+    data = task.prompt_dataset(16, seed=0, split="eval")
     tokens, mask = data["prompt_tokens"], data["prompt_mask"]
     assert tokens.shape == (16, 5) and (mask[:, -1] == 1).all()
     first = np.argmax(mask, axis=1)
@@ -260,3 +260,29 @@ def test_gold_is_jittable_inside_a_larger_function(task):
         task.gold_reward_np(b["tokens"], b["loss_mask"]),
         atol=1e-6,
     )
+
+
+def test_train_and_eval_prompts_are_disjoint_by_construction(task):
+    """Every dataset trained on draws training prompts; evaluation prompts are never among
+    them, whatever the seeds."""
+
+    def prompts_of(batch):
+        rows = batch["tokens"].reshape(-1, batch["tokens"].shape[-1])
+        masks = batch["loss_mask"].reshape(rows.shape)
+        return {tuple(row[1 : int(np.argmax(m))]) for row, m in zip(rows, masks)}
+
+    train = set()
+    train |= prompts_of(task.sft_dataset(300, seed=1, num_candidates=2))
+    train |= prompts_of(task.comparison_dataset(300, seed=2, annotator=Annotator("hard")))
+    pre = task.pretraining_dataset(300, seed=3)
+    train |= {tuple(p) for p in task.sample_texts(300, seed=3)[0]}
+    assert pre["tokens"].shape[0] == 300
+    evaluation = task.prompt_dataset(600, seed=1, split="eval")
+    held_out = {
+        tuple(int(t) for t, m in zip(row, mask) if m)[1:]
+        for row, mask in zip(evaluation["prompt_tokens"], evaluation["prompt_mask"])
+    }
+    assert len(train) > 100 and len(held_out) > 50
+    assert not train & held_out
+    assert all(task.prompt_split(list(p)) == "eval" for p in held_out)
+    assert all(task.prompt_split(list(p)) == "train" for p in train)

@@ -35,15 +35,9 @@ def best_of_n_weights(pool_size: int, n: int) -> np.ndarray:
     return weights
 
 
-def best_of_n_estimate(proxy: np.ndarray, gold: np.ndarray, n: int) -> dict[str, float]:
-    """Unbiased estimates of the proxy and gold reward of best-of-n (selected by proxy).
-
-    Args:
-      proxy: [num_prompts, pool_size] proxy rewards of the pool of samples per prompt.
-      gold: [num_prompts, pool_size] gold rewards of the same samples.
-      n: number of samples best-of-n picks from (n <= pool_size).
-    Returns: {'proxy', 'gold', 'kl'} averaged over prompts.
-    """
+def best_of_n_per_prompt(proxy: np.ndarray, gold: np.ndarray, n: int):
+    """Per-prompt unbiased estimates ([num_prompts] each) of the proxy and gold reward of the
+    response best-of-n picks by proxy, from pools `proxy`, `gold` [num_prompts, pool_size]."""
     proxy, gold = np.asarray(proxy, np.float64), np.asarray(gold, np.float64)
     if proxy.shape != gold.shape or proxy.ndim != 2:
         raise ValueError(
@@ -53,8 +47,77 @@ def best_of_n_estimate(proxy: np.ndarray, gold: np.ndarray, n: int) -> dict[str,
     weights = best_of_n_weights(proxy.shape[1], n)
     sorted_proxy = np.take_along_axis(proxy, order, axis=1)
     sorted_gold = np.take_along_axis(gold, order, axis=1)
+    return sorted_proxy @ weights, sorted_gold @ weights
+
+
+def best_of_n_estimate(proxy: np.ndarray, gold: np.ndarray, n: int) -> dict[str, float]:
+    """Unbiased estimates of the proxy and gold reward of best-of-n (selected by proxy).
+
+    Args:
+      proxy: [num_prompts, pool_size] proxy rewards of the pool of samples per prompt.
+      gold: [num_prompts, pool_size] gold rewards of the same samples.
+      n: number of samples best-of-n picks from (n <= pool_size).
+    Returns: {'proxy', 'gold', 'kl'} averaged over prompts.
+    """
+    proxy_P, gold_P = best_of_n_per_prompt(proxy, gold, n)
     return {
-        "proxy": float(np.mean(sorted_proxy @ weights)),
-        "gold": float(np.mean(sorted_gold @ weights)),
+        "proxy": float(np.mean(proxy_P)),
+        "gold": float(np.mean(gold_P)),
         "kl": float(best_of_n_kl(n)),
     }
+
+
+def best_of_n_pool_kl(proxy: np.ndarray, response_ids: np.ndarray, n: int) -> float:
+    """Plug-in estimate of KL(best-of-n || policy) on each prompt's pool, averaged over prompts.
+
+    `log n - (n-1)/n` holds when no two samples tie; identical responses (equal
+    `response_ids`, hence equal proxy scores) make the true KL smaller (Beirami et al. 2024).
+    Here the policy is the pool's empirical distribution over distinct responses y (mass
+    p_y = count / N); best-of-n of it picks y with probability F(y)^n - F(y-)^n, F the CDF in
+    proxy order, and KL = sum_y P_bon(y) log(P_bon(y) / p_y). It cannot exceed log N, so it
+    under-estimates once n approaches the pool size.
+    """
+    proxy, response_ids = np.asarray(proxy, np.float64), np.asarray(response_ids)
+    kls = []
+    for scores, ids in zip(proxy, response_ids):
+        unique_ids, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        order = np.argsort(scores[first], kind="stable")
+        mass = counts[order] / counts.sum()
+        cdf = np.cumsum(mass)
+        previous = np.concatenate([[0.0], cdf[:-1]])
+        bon = np.clip(cdf, 0, 1) ** n - previous**n
+        keep = bon > 0
+        kls.append(float(np.sum(bon[keep] * np.log(bon[keep] / mass[keep]))))
+    return float(np.mean(kls))
+
+
+def best_of_n_curve(
+    proxy: np.ndarray,
+    gold: np.ndarray,
+    ns,
+    *,
+    response_ids: np.ndarray | None = None,
+    num_bootstrap: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """Best-of-n for each n in `ns`: unbiased means of proxy and gold with bootstrap standard
+    errors over prompts (resampling prompts, the unit the pool was drawn for), the KL bound
+    log n - (n-1)/n and, given `response_ids`, its plug-in estimate on the pool."""
+    rng = np.random.default_rng(seed)
+    num_prompts = np.shape(proxy)[0]
+    resamples = rng.integers(0, num_prompts, size=(num_bootstrap, num_prompts))
+    rows = []
+    for n in ns:
+        proxy_P, gold_P = best_of_n_per_prompt(proxy, gold, n)
+        row = {
+            "n": int(n),
+            "kl_bound": float(best_of_n_kl(n)),
+            "proxy": float(proxy_P.mean()),
+            "proxy_se": float(proxy_P[resamples].mean(1).std()),
+            "gold": float(gold_P.mean()),
+            "gold_se": float(gold_P[resamples].mean(1).std()),
+        }
+        if response_ids is not None:
+            row["kl_pool"] = best_of_n_pool_kl(proxy, response_ids, n)
+        rows.append(row)
+    return rows

@@ -73,5 +73,77 @@ def evaluate_policy(
 
 
 def summarize(result: dict) -> dict[str, float]:
-    """Means of the per-sample arrays of `evaluate_policy`."""
-    return {k: float(np.mean(v)) for k, v in result.items() if k != "texts"}
+    """Means of the per-sample arrays of `evaluate_policy`, and the standard errors of the gold
+    and proxy means."""
+    out = {k: float(np.mean(v)) for k, v in result.items() if k != "texts"}
+    for key in ("gold", "proxy"):
+        if key in result:
+            out[f"{key}_se"] = float(np.std(result[key]) / np.sqrt(len(result[key])))
+    return out
+
+
+def _chunks(arrays: dict, chunk_size: int):
+    """(start, stop, chunk) with every chunk padded to `chunk_size` rows (one compiled shape);
+    padding rows repeat the first row."""
+    total = len(next(iter(arrays.values())))
+    for start in range(0, total, chunk_size):
+        stop = min(start + chunk_size, total)
+        rows = np.concatenate([np.arange(start, stop), np.full(chunk_size - (stop - start), 0)])
+        yield start, stop, {k: v[rows] for k, v in arrays.items()}
+
+
+def sample_pool(
+    model: Model,
+    params: Params,
+    task,
+    prompts: dict,
+    rng: jax.Array,
+    *,
+    pool_size: int,
+    max_new_tokens: int,
+    chunk_size: int = 2048,
+) -> dict[str, np.ndarray]:
+    """`pool_size` samples of the policy per prompt, with their gold reward.
+
+    Returns tokens / input_mask / loss_mask [P * N, S] (prompt p's samples in rows
+    p*N .. p*N+N-1), gold [P, N], and response_ids [P, N]: equal ids mark identical responses to
+    the same prompt (for the pool estimate of best-of-n's KL).
+    """
+    num_prompts = len(prompts["prompt_tokens"])
+    repeated = {
+        k: np.repeat(prompts[k], pool_size, axis=0) for k in ("prompt_tokens", "prompt_mask")
+    }
+    out = {"tokens": [], "input_mask": [], "loss_mask": []}
+    for start, stop, chunk in _chunks(repeated, chunk_size):
+        samples = sample(
+            model,
+            params,
+            chunk["prompt_tokens"],
+            chunk["prompt_mask"],
+            jax.random.fold_in(rng, start),
+            max_new_tokens=max_new_tokens,
+            eos_id=task.eos_id,
+        )
+        for key in out:
+            out[key].append(np.asarray(getattr(samples, key))[: stop - start])
+    pool = {k: np.concatenate(v) for k, v in out.items()}
+    pool["gold"] = score_in_chunks(
+        jax.jit(lambda tokens, loss_mask: task.gold_reward(tokens, loss_mask)),
+        pool["tokens"],
+        pool["loss_mask"],
+        chunk_size,
+    ).reshape(num_prompts, pool_size)
+    responses = (pool["tokens"] * pool["loss_mask"]).reshape(num_prompts, pool_size, -1)
+    pool["response_ids"] = np.stack(
+        [np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1) for rows in responses]
+    )
+    return pool
+
+
+def score_in_chunks(score_fn: Callable, tokens, mask, chunk_size: int) -> np.ndarray:
+    """score_fn(tokens [C, S], mask [C, S]) -> [C], applied in fixed-size chunks: [rows]."""
+    scores = [
+        np.asarray(score_fn(chunk["tokens"], chunk["mask"]))[: stop - start]
+        for start, stop, chunk in _chunks({"tokens": tokens, "mask": mask}, chunk_size)
+    ]
+    return np.concatenate(scores).astype(np.float64)

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from alignax.tasks.base import check_eval_fraction, check_split, split_of
+
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 CHARS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", *"0123456789", "+", "-", "*", "=")
 CHAR_TO_ID = {c: i for i, c in enumerate(CHARS)}
@@ -29,8 +31,15 @@ _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * 
 def arithmetic_config() -> ml_collections.ConfigDict:
     """Difficulty of the arithmetic task. Every key is read by `ArithmeticTask`."""
     return ml_collections.ConfigDict(
-        {"min_operand": 0, "max_operand": 20, "operators": "+-", "answer_len": 0}
-    )  # answer_len 0: derived from the operand range
+        {
+            "min_operand": 0,
+            "max_operand": 20,
+            "operators": "+-",
+            "answer_len": 0,  # 0: derived from the operand range
+            # Share of (a, op, b) problems held out for evaluation (hash-assigned).
+            "eval_problem_fraction": 0.2,
+        }
+    )
 
 
 def _check(text: str, answer: str) -> float:
@@ -51,6 +60,7 @@ class ArithmeticTask:
             )
         if not c.operators or any(op not in _OPS for op in c.operators):
             raise ValueError(f"operators={c.operators!r}; allowed characters: '+', '-', '*'")
+        check_eval_fraction(c.eval_problem_fraction, "task.eval_problem_fraction")
         hi, lo = c.max_operand, c.min_operand
         extremes = [_OPS[op](a, b) for op in c.operators for a in (lo, hi) for b in (lo, hi)]
         derived = max(len(str(x)) for x in extremes)
@@ -69,14 +79,24 @@ class ArithmeticTask:
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(CHARS[i] if 3 <= i < VOCAB_SIZE else "" for i in ids)
 
-    def sample_problems(self, n: int, seed) -> list[tuple[str, str]]:
-        """n (prompt, answer) strings, e.g. ("12+7=", "19")."""
+    def sample_problems(self, n: int, seed, *, split: str | None = None) -> list[tuple[str, str]]:
+        """n (prompt, answer) strings, e.g. ("12+7=", "19"), from `split` ("train" or "eval";
+        None: any problem). Operands are uniform in [min_operand, max_operand]."""
+        if split is not None:
+            check_split(split)
         rng = np.random.default_rng(seed)
         c = self.config
-        a = rng.integers(c.min_operand, c.max_operand + 1, size=n)
-        b = rng.integers(c.min_operand, c.max_operand + 1, size=n)
-        ops = rng.choice(list(c.operators), size=n)
-        return [(f"{x}{op}{y}=", str(_OPS[op](int(x), int(y)))) for x, y, op in zip(a, b, ops)]
+        problems = []
+        while len(problems) < n:
+            x, y = (int(v) for v in rng.integers(c.min_operand, c.max_operand + 1, size=2))
+            op = str(rng.choice(list(c.operators)))
+            if split is None or self.problem_split(x, op, y) == split:
+                problems.append((f"{x}{op}{y}=", str(_OPS[op](x, y))))
+        return problems
+
+    def problem_split(self, a: int, op: str, b: int) -> str:
+        """The split ("train" or "eval") of the problem a<op>b, from its operands alone."""
+        return split_of((a, "+-*".index(op), b), self.config.eval_problem_fraction)
 
     @staticmethod
     def check(response: str, answer: str) -> float:
@@ -116,9 +136,9 @@ class ArithmeticTask:
             out[i, : len(ids)] = ids
         return out
 
-    def sft_dataset(self, n: int, *, seed: int) -> dict[str, np.ndarray]:
+    def sft_dataset(self, n: int, *, seed: int, split: str = "train") -> dict[str, np.ndarray]:
         """SFT layout: BOS + "a+b=" + answer + EOS, right-padded; loss on answer + EOS."""
-        problems = self.sample_problems(n, seed)
+        problems = self.sample_problems(n, seed, split=split)
         tokens = np.zeros((n, self.seq_len), np.int32)
         input_mask = np.zeros_like(tokens)
         loss_mask = np.zeros_like(tokens)
@@ -130,13 +150,14 @@ class ArithmeticTask:
             loss_mask[i, 1 + len(p) : len(row)] = 1
         return {"tokens": tokens, "input_mask": input_mask, "loss_mask": loss_mask}
 
-    def prompt_dataset(self, n: int, *, seed: int) -> dict[str, np.ndarray]:
-        """Prompts (LEFT-padded BOS + "a+b=") with `answer_tokens [N, A]` for the verifier.
+    def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
+        """Prompts (LEFT-padded BOS + "a+b=") from `split`, with `answer_tokens [N, A]` for the
+        verifier.
 
         The answer strings are also kept, host-side, as an object array under "answer" (so the
         dict slices like the other arrays); drop that key before sending a batch to a device.
         """
-        problems = self.sample_problems(n, seed)
+        problems = self.sample_problems(n, seed, split=split)
         tokens = np.zeros((n, self.prompt_len), np.int32)
         mask = np.zeros_like(tokens)
         for i, (prompt, _) in enumerate(problems):

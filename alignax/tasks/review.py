@@ -50,6 +50,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from alignax.tasks.base import check_eval_fraction, check_split, split_of
+
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
 PERIOD, NOT, VERY = ".", "not", "very"
@@ -121,6 +123,8 @@ def review_config() -> ml_collections.ConfigDict:
             "soft_max_response_words": 18,
             "max_response_words": 32,  # hard cap while sampling (then no EOS)
             "max_prompt_words": 4,
+            # Share of distinct prompts held out for evaluation (hash-assigned, never trained on).
+            "eval_prompt_fraction": 0.2,
             # gold-reward weights
             "sentiment_weight": 1.0,
             "repetition_weight": 2.0,
@@ -159,10 +163,21 @@ class Annotator:
         if self.kind == "hard":
             prefer = a >= b
         else:
-            p = 1.0 / (1.0 + np.exp(-(a - b) / self.temperature))
-            prefer = rng.random(a.shape) < p
+            prefer = rng.random(a.shape) < self._clean_probability(a, b)
         flip = rng.random(a.shape) < self.flip_rate
         return prefer ^ flip
+
+    def _clean_probability(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self.kind == "hard":
+            return (a >= b).astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-(a - b) / self.temperature))
+
+    def preference_probability(self, reward_a_N, reward_b_N) -> np.ndarray:
+        """[N] P(the annotator prefers a over b), flips included: the target a calibrated
+        reward model's sigmoid(r_a - r_b) should match."""
+        a, b = np.asarray(reward_a_N, np.float64), np.asarray(reward_b_N, np.float64)
+        p = self._clean_probability(a, b)
+        return (1.0 - self.flip_rate) * p + self.flip_rate * (1.0 - p)
 
     def rank(self, rewards_NxK, rng: np.random.Generator) -> np.ndarray:
         """[N, K] int ranks, 0 = best (hard sort, or Plackett-Luce sample via Gumbel noise)."""
@@ -222,6 +237,7 @@ class ReviewTask:
                 "need 1 <= min_response_words <= soft_max_response_words <= max_response_words, "
                 f"got {c.min_response_words}, {c.soft_max_response_words}, {c.max_response_words}"
             )
+        check_eval_fraction(c.eval_prompt_fraction, "task.eval_prompt_fraction")
         self.transition_logps = build_transition_logps(c)  # [V, V] float64
         self.is_topic = np.isin(np.arange(VOCAB_SIZE), _category_of_ids()["topic"])
         self.polarity = np.zeros(VOCAB_SIZE, np.float32)
@@ -262,20 +278,32 @@ class ReviewTask:
         return " ".join(WORDS[i] if 0 <= i < VOCAB_SIZE else f"<{i}>" for i in ids)
 
     # ------------------------------------------------------------------ generator
-    def sample_prompts(self, n: int, seed) -> list[list[int]]:
-        """n prompts of 1-4 words: [T1], [det T1], [T1 and T2], [det T1 and T2]."""
+    def sample_prompts(self, n: int, seed, *, split: str | None = None) -> list[list[int]]:
+        """n prompts of 1-4 words: [T1], [det T1], [T1 and T2], [det T1 and T2].
+
+        With `split` ("train" or "eval") only prompts of that split are drawn (the same
+        distribution conditioned on the split); None draws from all prompts.
+        """
+        if split is not None:
+            check_split(split)
         rng = np.random.default_rng(seed)
         topics = _category_of_ids()["topic"]
         dets = _category_of_ids()["det"]
         and_id = WORD_TO_ID["and"]
         prompts = []
-        for _ in range(n):
+        while len(prompts) < n:
             length = int(rng.integers(1, self.config.max_prompt_words + 1))
             t1, t2 = rng.choice(topics, size=2, replace=False)
             det = int(rng.choice(dets))
             prompt = {1: [t1], 2: [det, t1], 3: [t1, and_id, t2], 4: [det, t1, and_id, t2]}
-            prompts.append([int(i) for i in prompt[min(length, 4)]])
+            prompt = [int(i) for i in prompt[min(length, 4)]]
+            if split is None or self.prompt_split(prompt) == split:
+                prompts.append(prompt)
         return prompts
+
+    def prompt_split(self, prompt: Sequence[int]) -> str:
+        """The split ("train" or "eval") a prompt belongs to, from its word ids alone."""
+        return split_of(prompt, self.config.eval_prompt_fraction)
 
     def _end_prob(self, prev_N: np.ndarray, t_N: np.ndarray) -> np.ndarray:
         c = self.config
@@ -329,10 +357,12 @@ class ReviewTask:
                 break
         return [out[i, : lengths[i]].tolist() for i in range(n)]
 
-    def sample_texts(self, n: int, seed) -> tuple[list[list[int]], list[list[int]]]:
-        """(prompts, responses) of n generator samples."""
+    def sample_texts(
+        self, n: int, seed, *, split: str | None = "train"
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """(prompts, responses) of n generator samples, prompts from `split`."""
         rng = np.random.default_rng(seed)
-        prompts = self.sample_prompts(n, rng)
+        prompts = self.sample_prompts(n, rng, split=split)
         return prompts, self.sample_responses(prompts, rng)
 
     def log_likelihood(self, prompt: Sequence[int], response: Sequence[int]) -> float:
@@ -541,22 +571,30 @@ class ReviewTask:
         return self.gold_reward_np(batch["tokens"], batch["loss_mask"])
 
     # ------------------------------------------------------------------ datasets
-    def pretraining_dataset(self, n: int, *, seed: int) -> dict[str, np.ndarray]:
+    def pretraining_dataset(
+        self, n: int, *, seed: int, split: str = "train"
+    ) -> dict[str, np.ndarray]:
         """LM layout: generator texts (BOS + prompt + response); loss on every token after BOS."""
-        prompts, responses = self.sample_texts(n, seed)
+        prompts, responses = self.sample_texts(n, seed, split=split)
         batch = self.encode(prompts, responses)
         batch["loss_mask"] = batch["input_mask"].copy()
         batch["loss_mask"][:, 0] = 0
         return batch
 
     def sft_dataset(
-        self, num_prompts: int, *, seed: int, num_candidates: int = 8, keep: int = 1
+        self,
+        num_prompts: int,
+        *,
+        seed: int,
+        num_candidates: int = 8,
+        keep: int = 1,
+        split: str = "train",
     ) -> dict[str, np.ndarray]:
         """SFT layout: per prompt, the `keep` best-gold of `num_candidates` generator samples."""
         if not 1 <= keep <= num_candidates:
             raise ValueError(f"need 1 <= keep <= num_candidates, got {keep}, {num_candidates}")
         rng = np.random.default_rng(seed)
-        prompts = self.sample_prompts(num_prompts, rng)
+        prompts = self.sample_prompts(num_prompts, rng, split=split)
         repeated = [p for p in prompts for _ in range(num_candidates)]
         responses = self.sample_responses(repeated, rng)
         batch = self.encode(repeated, responses)
@@ -568,7 +606,13 @@ class ReviewTask:
         return out
 
     def comparison_dataset(
-        self, n: int, *, seed: int, annotator: Annotator = Annotator(), num_responses: int = 2
+        self,
+        n: int,
+        *,
+        seed: int,
+        annotator: Annotator = Annotator(),
+        num_responses: int = 2,
+        split: str = "train",
     ) -> dict[str, np.ndarray]:
         """Comparisons layout [N, K, L] sorted so index 0 is the annotator's favourite.
 
@@ -576,14 +620,27 @@ class ReviewTask:
         chosen is index 0), gold_reward [N, K] (for evaluation; not a model input).
         Pairs use `annotator.prefer_first` (flips included); K > 2 uses `annotator.rank`.
         """
-        K = num_responses
-        if K < 2:
-            raise ValueError(f"num_responses={K} must be >= 2")
+        if num_responses < 2:
+            raise ValueError(f"num_responses={num_responses} must be >= 2")
         rng = np.random.default_rng(seed)
-        prompts = self.sample_prompts(n, rng)
-        repeated = [p for p in prompts for _ in range(K)]
+        prompts = self.sample_prompts(n, rng, split=split)
+        repeated = [p for p in prompts for _ in range(num_responses)]
         responses = self.sample_responses(repeated, rng)
-        batch = self.encode(repeated, responses)
+        return self.label_comparisons(repeated, responses, num_responses, annotator, rng)
+
+    def label_comparisons(
+        self,
+        prompts: Sequence[Sequence[int]],
+        responses: Sequence[Sequence[int]],
+        num_responses: int,
+        annotator: Annotator,
+        rng: np.random.Generator,
+    ) -> dict[str, np.ndarray]:
+        """Comparisons layout from N*K (prompt, response) rows, K consecutive rows per prompt
+        (from the generator or from a policy), labelled by `annotator` of the gold reward."""
+        K = num_responses
+        n = len(prompts) // K
+        batch = self.encode(prompts, responses)
         gold = self.gold_reward_np(batch["tokens"], batch["loss_mask"]).reshape(n, K)
         if K == 2:
             first = annotator.prefer_first(gold[:, 0], gold[:, 1], rng)
@@ -597,9 +654,10 @@ class ReviewTask:
         out["gold_reward"] = gold[np.arange(n)[:, None], order].astype(np.float32)
         return out
 
-    def prompt_dataset(self, n: int, *, seed: int) -> dict[str, np.ndarray]:
-        """Prompts layout: prompt_tokens/prompt_mask [N, 1 + max_prompt_words], LEFT-padded."""
-        return self.encode_prompts(self.sample_prompts(n, seed))
+    def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
+        """Prompts layout: prompt_tokens/prompt_mask [N, 1 + max_prompt_words], LEFT-padded,
+        drawn from `split` ("train" for training, "eval" for held-out evaluation)."""
+        return self.encode_prompts(self.sample_prompts(n, seed, split=split))
 
 
 def gold_reward_reference(

@@ -1,0 +1,54 @@
+"""Figure conventions shared by every experiment: a colour-blind-safe palette (Okabe & Ito),
+labelled axes, every series in the legend, PNG for the README and PDF for papers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
+PALETTE = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+
+STYLE = {
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 9,
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+    "figure.dpi": 150,
+    "savefig.bbox": "tight",
+}
+
+
+def subplots(*args, **kwargs):
+    """`plt.subplots` under the project's style."""
+    with plt.rc_context(STYLE):
+        return plt.subplots(*args, **kwargs)
+
+
+def save(fig, path_without_suffix: str | Path) -> list[Path]:
+    """Writes `<path>.png` and `<path>.pdf` and closes the figure; returns both paths."""
+    base = Path(path_without_suffix)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = [base.with_suffix(".png"), base.with_suffix(".pdf")]
+    with plt.rc_context(STYLE):
+        for path in paths:
+            fig.savefig(path)
+    plt.close(fig)
+    return paths

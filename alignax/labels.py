@@ -1,0 +1,136 @@
+"""Preference data the way the papers collect it: responses sampled from the policy being
+aligned, labelled by a simulated annotator of the task's gold reward.
+
+InstructGPT, Gao et al. (2022) and the DPO paper label pairs of samples from the SFT policy: the
+reward model then learns about the distribution PPO starts from, and DPO's pairs lie where its
+reference puts mass. `labels.source = "generator"` keeps the task's own generator as the source
+of responses, for ablations.
+
+    comparisons = labels.comparisons(config.labels, task, mesh, 4096, seed=0, split="train")
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh
+
+from alignax.sampling import sample
+from alignax.stages import load_stage_model
+from alignax.tasks import Annotator
+
+SOURCES = ("policy", "generator")
+
+
+def default_labels_config(**overrides) -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict(
+        {
+            # "policy": responses sampled from the policy in `policy_from` (the SFT stage's
+            # workdir); "generator": the task's own text generator (ablation).
+            "source": "policy",
+            "policy_from": "",
+            "temperature": 1.0,  # sampling temperature of the policy's responses
+            "max_new_tokens": 32,
+            "annotator": "bradley_terry",  # | "hard"
+            "annotator_temperature": 0.5,
+            "flip_rate": 0.0,
+        }
+    )
+    config.update(overrides)
+    return config
+
+
+def annotator(labels: ml_collections.ConfigDict) -> Annotator:
+    return Annotator(
+        kind=labels.annotator, temperature=labels.annotator_temperature, flip_rate=labels.flip_rate
+    )
+
+
+def policy_responses(
+    model,
+    params,
+    task,
+    prompts: list[list[int]],
+    rng: jax.Array,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+) -> list[list[int]]:
+    """One sampled response (token ids, EOS included when emitted) per prompt, in chunks of a
+    fixed shape so the sampler compiles once."""
+    encoded = task.encode_prompts(prompts)
+    width = encoded["prompt_tokens"].shape[1]
+    responses = []
+    for start in range(0, len(prompts), chunk_size):
+        stop = min(start + chunk_size, len(prompts))
+        pad = chunk_size - (stop - start)
+        tokens, mask = (
+            np.pad(encoded[k][start:stop], ((0, pad), (0, 0)), constant_values=1)
+            for k in ("prompt_tokens", "prompt_mask")
+        )
+        out = sample(
+            model,
+            params,
+            tokens,
+            mask,
+            jax.random.fold_in(rng, start),
+            max_new_tokens=max_new_tokens,
+            eos_id=task.eos_id,
+            temperature=temperature,
+        )
+        response_tokens = np.asarray(out.tokens[:, width:])
+        response_mask = np.asarray(out.loss_mask[:, width:]) > 0
+        responses += [
+            row[keep].tolist()
+            for row, keep in zip(response_tokens[: stop - start], response_mask[: stop - start])
+        ]
+    return responses
+
+
+def comparisons(
+    labels: ml_collections.ConfigDict,
+    task,
+    mesh: Mesh,
+    n: int,
+    *,
+    seed: int,
+    split: str,
+    num_responses: int = 2,
+) -> dict[str, np.ndarray]:
+    """`n` comparisons of `num_responses` responses to prompts of `split`, in the comparisons
+    layout of `task.comparison_dataset` (best first, with `gold_reward` and, for pairs,
+    `label_probability`: the annotator's P(first preferred))."""
+    if labels.source not in SOURCES:
+        raise ValueError(f"labels.source={labels.source!r}; allowed: {', '.join(SOURCES)}")
+    judge = annotator(labels)
+    if labels.source == "generator":
+        out = task.comparison_dataset(
+            n, seed=seed, annotator=judge, num_responses=num_responses, split=split
+        )
+    else:
+        if not labels.policy_from:
+            raise ValueError(
+                "labels.source='policy' needs labels.policy_from: the workdir of the policy whose "
+                "samples are labelled (the SFT stage), or set labels.source='generator'"
+            )
+        model, params = load_stage_model(labels.policy_from, heads=("lm",), mesh=mesh)
+        rng = np.random.default_rng([seed, 7])
+        prompts = task.sample_prompts(n, rng, split=split)
+        repeated = [p for p in prompts for _ in range(num_responses)]
+        responses = policy_responses(
+            model,
+            params,
+            task,
+            repeated,
+            jax.random.key(seed),
+            max_new_tokens=labels.max_new_tokens,
+            temperature=labels.temperature,
+        )
+        out = task.label_comparisons(repeated, responses, num_responses, judge, rng)
+    if num_responses == 2:
+        out["label_probability"] = judge.preference_probability(
+            out["gold_reward"][:, 0], out["gold_reward"][:, 1]
+        ).astype(np.float32)
+    return out

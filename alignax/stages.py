@@ -1,0 +1,99 @@
+"""Reading one stage's result in another: the model a stage trained and its final params.
+
+A stage's workdir holds `config.json` (written by `alignax.training.setup`) and `checkpoints/`.
+A downstream stage rebuilds the upstream model from the upstream config, so a reward model can
+have its own size, independent of the policy it scores.
+
+    model, params = load_stage_model(workdir, heads=("reward",), mesh=mesh)
+
+Multi-stage experiments (the pipeline, over-optimisation) derive each stage's config from the
+stage's own section plus the sections shared by every stage, with `stage_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from alignax.checkpoint import Checkpointer, restore_params
+from alignax.models import Model, Params, build_model
+from alignax.sharding import init_params
+
+
+def stage_model_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    """The `model` section of the config the stage in `workdir` was run with."""
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: is {workdir} the workdir of a finished run?"
+        )
+    return ml_collections.ConfigDict(json.loads(path.read_text())["model"])
+
+
+def load_stage_model(
+    workdir: str | Path,
+    *,
+    heads: Sequence[str],
+    mesh: Mesh,
+    ensemble_size: int = 1,
+) -> tuple[Model, Params]:
+    """The model of the stage in `workdir` (its own config) and its final params; with
+    `ensemble_size` > 1 the members' params are stacked on axis 0."""
+    model = build_model(stage_model_config(workdir), heads=heads)
+    keys = jax.random.split(jax.random.key(0), ensemble_size)
+    if ensemble_size == 1:
+        like = init_params(model, keys[0], mesh)
+    else:
+        members = [init_params(model, k, mesh) for k in keys]
+        like = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *members)
+    return model, restore_params(Path(workdir) / "checkpoints", like)
+
+
+SHARED_SECTIONS = ("seed", "multihost", "task_name", "task", "model", "mesh")
+
+
+def stage_config(
+    parent: ml_collections.ConfigDict,
+    stage: ml_collections.ConfigDict,
+    links: dict[str, str | Path],
+    shared: tuple[str, ...] = SHARED_SECTIONS,
+) -> ml_collections.ConfigDict:
+    """A copy of `stage` with the `shared` sections of `parent` and the dotted keys of `links`
+    (e.g. {"init_from": ..., "rewards.reward_model_from": ...}) set."""
+    config = stage.copy_and_resolve_references()
+    with config.unlocked():
+        for key in shared:
+            config[key] = parent[key]
+        for key, value in links.items():
+            node = config
+            *sections, leaf = key.split(".")
+            for section in sections:
+                node = node[section]
+            node[leaf] = str(value)
+    return config
+
+
+def save_stage(
+    workdir: str | Path, model_config, params: Params, *, step: int, extra: dict | None = None
+) -> None:
+    """Writes a stage that downstream code reads with `load_stage_model`: config.json (the model
+    config, plus `extra`) and a checkpoint of the params at `step`."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_dict = (
+        model_config.to_dict()
+        if isinstance(model_config, ml_collections.ConfigDict)
+        else dataclasses.asdict(model_config)
+    )
+    (workdir / "config.json").write_text(
+        json.dumps({"model": model_dict, **(extra or {})}, indent=2)
+    )
+    checkpointer = Checkpointer(workdir / "checkpoints", save_every=1, keep=1)
+    checkpointer.save(step, {"params": params}, force=True)
+    checkpointer.close()

@@ -1,0 +1,89 @@
+"""Reward-model over-optimisation (Gao, Schulman & Hilton 2022) on the built-in review task.
+
+    python -m experiments.overoptimization --config configs/overoptimization.py \
+        --workdir runs/overopt
+    python -m experiments.overoptimization --config configs/overoptimization.py:runlocal \
+        --workdir runs/overopt_smoke
+
+One command: pretrain -> SFT (the initial policy) -> on-policy comparisons labelled by a
+simulated annotator of the gold reward -> a sweep of proxy reward models (sizes x data sizes x
+clean / noisy labels x seeds, trained as one vmapped compiled run per size) -> best-of-n on one
+shared pool of SFT samples for held-out prompts -> PPO at beta = 0 against several proxies (and
+one with a KL penalty) -> functional-form fits, criteria B1-B5, figures and results.md.
+
+default: pool 32 prompts x 2,048 samples; proxies d = 8, 16, 32, 64 (4,096 pairs) and
+256 / 1,024 / 4,096 / 16,384 pairs (d = 32), clean and 25%-flipped labels, 2 seeds; PPO 4 runs.
+runlocal: the same pipeline at toy sizes for the tests (about a minute).
+"""
+
+import ml_collections
+
+from alignax.labels import default_labels_config
+from configs import ppo, sft
+from configs.common import base_config
+
+
+def get_config(arg: str = "default") -> ml_collections.ConfigDict:
+    if arg not in ("default", "runlocal"):
+        raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
+    small = arg == "runlocal"
+    common = base_config("tiny")
+    config = ml_collections.ConfigDict()
+    for key in ("seed", "multihost", "task_name", "task", "model", "mesh"):
+        config[key] = common[key]
+    config.stages = ml_collections.ConfigDict(
+        {"pretrain": sft.get_config("pretrain"), "sft": sft.get_config("runlocal")}
+    )
+    # Comparisons of the SFT policy's samples; `flip_rate` here is the noisy condition's.
+    config.labels = default_labels_config(flip_rate=0.25)
+    config.pool = ml_collections.ConfigDict(
+        {"num_prompts": 32, "pool_size": 2048, "max_new_tokens": 32, "num_bootstrap": 1000}
+    )
+    config.proxies = ml_collections.ConfigDict(
+        {
+            "sizes": (8, 16, 32, 64),  # d_model of the reward models (2 layers, head dim 8-16)
+            "size_sweep_pairs": 4096,  # data size of the size sweep
+            "data_sizes": (256, 1024, 4096, 16384),
+            "data_sweep_size": 32,  # d_model of the data sweep
+            "noise": (0.0, 0.25),  # label flip rates
+            "seeds": 2,
+            "steps": 500,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "weight_decay": 0.01,
+        }
+    )
+    # PPO at beta = 0 against these proxies ("d<size>_n<pairs>_f<flip>"), and one run with a
+    # KL penalty against the first: is a KL penalty more than early stopping?
+    config.rl = ml_collections.ConfigDict(
+        {
+            "proxies": ("d16_n4096_f0.25", "d32_n4096_f0.25", "d64_n4096_f0.25"),
+            "penalty_kl_coef": 0.05,
+            "ppo": ppo.get_config("runlocal"),
+        }
+    )
+    config.rl.ppo.ppo.update(kl_control="fixed", kl_coef=0.0)
+    config.rl.ppo.train.update(steps=150, log_every=5, eval_every=10, checkpoint_every=50)
+    config.rl.ppo.rollout.num_eval_prompts = 256
+    config.rl.ppo.optimizer.learning_rate = 3e-4
+    config.rl.ppo.rewards.value_init = "policy"
+    if small:
+        config.stages.pretrain.train.update(steps=60, log_every=20, eval_every=60)
+        config.stages.pretrain.sft.num_examples = 2048
+        config.stages.sft.train.update(steps=20, log_every=10, eval_every=20)
+        config.stages.sft.sft.num_examples = 256
+        config.pool.update(num_prompts=4, pool_size=64, num_bootstrap=100)
+        config.proxies.update(
+            sizes=(8, 16),
+            data_sizes=(128, 256),
+            data_sweep_size=8,
+            size_sweep_pairs=256,
+            seeds=1,
+            steps=30,
+        )
+        config.rl.proxies = ("d8_n256_f0.25",)
+        config.rl.ppo.train.update(steps=4, log_every=2, eval_every=2, checkpoint_every=4)
+        config.rl.ppo.rollout.update(num_prompts=128, num_eval_prompts=32)
+        config.rl.ppo.train.batch_size = 32
+    config.lock()
+    return config

@@ -1,0 +1,64 @@
+"""The vmapped reward-model sweep: members do not interact; swap flips labels; num_pairs
+restricts the data."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from alignax.models import build_model, default_model_config
+from alignax.sweeps import make_member_scorer, make_reward_model_sweep
+from alignax.tasks import Annotator, get_task
+
+N = 256
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    config = default_model_config()
+    config.update(
+        vocab_size=64,
+        d_model=16,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=2,
+        mlp_dim=32,
+        max_len=48,
+    )
+    model = build_model(config, heads=("reward",))
+    data = get_task("review").comparison_dataset(N, seed=0, annotator=Annotator("hard"))
+    pairs = {k: jnp.asarray(data[k]) for k in ("tokens", "input_mask")}
+    loss = ml_collections.ConfigDict(
+        {"name": "bradley_terry", "center_coefficient": 0.0, "label_smoothing": 0.0}
+    )
+    train = make_reward_model_sweep(model, optax.adam(3e-3), loss, pairs, steps=150, batch_size=16)
+    params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 3))
+    swap = jnp.zeros((3, N), bool).at[1].set(True)
+    num_pairs = jnp.array([N, N, 1])
+    rngs = jax.random.split(jax.random.key(1), 3)
+    trained, losses = train(params, swap, num_pairs, rngs)
+    return model, pairs, train, (params, swap, num_pairs, rngs), trained, losses
+
+
+def test_members_do_not_interact(sweep):
+    """Permuting the members permutes the results exactly: no member's data, gradient norm or
+    optimizer state leaks into another's (what a separate run per member would give)."""
+    _, _, train, inputs, trained, losses = sweep
+    order = jnp.array([2, 0, 1])
+    permuted, permuted_losses = train(*jax.tree.map(lambda x: x[order], inputs))
+    np.testing.assert_allclose(permuted_losses, losses[order], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(permuted), jax.tree.leaves(trained)):
+        np.testing.assert_allclose(a, b[order], rtol=1e-4, atol=1e-6)
+
+
+def test_swapped_labels_learn_the_reverse_and_one_pair_memorises(sweep):
+    model, pairs, _, _, trained, losses = sweep
+    flat = {k: v.reshape(-1, v.shape[-1]) for k, v in pairs.items()}
+    rewards = make_member_scorer(model)(trained, flat["tokens"], flat["input_mask"])
+    rewards = np.asarray(rewards).reshape(3, N, 2)
+    accuracy = (rewards[:, :, 0] > rewards[:, :, 1]).mean(1)
+    assert accuracy[0] > 0.7 and accuracy[1] < 0.3
+    # The member restricted to pair 0 drives that pair's loss to ~0 while others stay higher.
+    assert float(losses[2, -10:].mean()) < 0.05 < float(losses[0, -10:].mean())
