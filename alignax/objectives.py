@@ -16,6 +16,7 @@ from alignax import logprobs
 from alignax.losses import registry
 from alignax.losses.dpo import PreferenceLogps
 from alignax.losses.reward import bradley_terry_loss, pairwise_ranking_loss, plackett_luce_loss
+from alignax.losses.spec import LossSpec
 from alignax.models import Model
 
 REWARD_LOSSES = ("bradley_terry", "pairwise", "plackett_luce")
@@ -119,47 +120,163 @@ def ensemble_loss_fn(member_loss_fn):
 def option_logps(policy: Model, params, batch: dict) -> tuple[jax.Array, jax.Array]:
     """Summed log-probs and scored-token counts of every option of every comparison, [B, K]
     each, in one forward pass over the flattened [B*K, L] batch."""
-    shape = batch["tokens"].shape[:2]
+    out = _option_outputs(policy, params, batch)
+    return out["sum"], out["count"]
+
+
+def _option_outputs(policy: Model, params, batch: dict, *, wpo: bool = False) -> dict:
+    """`logprobs.sequence_logps` of every option, reshaped to [B, K] ('tokens': [B, K, L]);
+    with `wpo`, also 'wpo' [B, K]: the per-token mean of log p(y_t) - logsumexp_v 2 log p(v)
+    (WPO's normalised token probability, Zhou et al. 2024)."""
+    shape = batch["tokens"].shape
     logits = _apply_to_options(policy, params, batch, "lm")["logits"]
-    out = logprobs.sequence_logps(
-        logits, _flatten_options(batch, "tokens"), _flatten_options(batch, "loss_mask")
-    )
-    return out["sum"].reshape(shape), out["count"].reshape(shape)
+    mask = _flatten_options(batch, "loss_mask")
+    out = logprobs.sequence_logps(logits, _flatten_options(batch, "tokens"), mask)
+    if wpo:
+        log_norm = jax.nn.logsumexp(2.0 * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
+        # Moved onto the positions of the tokens they predict, as logprobs.token_logps does.
+        log_norm = jnp.pad(log_norm[:, :-1], ((0, 0), (1, 0)))
+        out["wpo"] = logprobs.masked_mean(out["tokens"] - log_norm, mask.astype(jnp.float32))
+    return {k: v.reshape(shape if k == "tokens" else shape[:2]) for k, v in out.items()}
 
 
-def preference_logps(policy: Model, params, ref_params, batch: dict) -> PreferenceLogps:
-    """Policy and reference sequence log-probs of chosen (index 0) and rejected (index 1).
-    Reference log-probs precomputed once (`batch['ref_logps'] [B, 2]`, see `option_logps`)
-    replace the reference forward pass when present."""
-    policy_sums, counts = option_logps(policy, params, batch)
-    if "ref_logps" in batch:
+def _public_sums(tokens_BxKxL: jax.Array, loss_mask_BxKxL: jax.Array) -> jax.Array:
+    """[B, K] sums of the per-token log-probs over the first min_k(n_k) scored tokens of each
+    option (LD-DPO's shared "public" length of a pair)."""
+    mask = loss_mask_BxKxL.astype(jnp.float32)
+    rank = jnp.cumsum(mask, axis=-1)
+    public_length = jnp.min(jnp.sum(mask, axis=-1), axis=-1)
+    public = mask * (rank <= public_length[:, None, None])
+    return jnp.sum(tokens_BxKxL * public, axis=-1)
+
+
+def preference_logps(
+    policy: Model, params, ref_params, batch: dict, spec: LossSpec | None = None
+) -> PreferenceLogps:
+    """Policy and reference sequence log-probs of chosen (index 0) and rejected (index 1), plus
+    the optional inputs `spec.inputs` declares ("public" for LD-DPO, "wpo" for WPO).
+
+    The reference forward runs only when the loss reads the reference (`spec.reference`; a
+    reference-free loss gets zeros and `ref_params` may be None). Reference log-probs
+    precomputed once (`batch['ref_logps'] [B, 2]`, see `option_logps`) replace the reference
+    forward pass when present (not for losses that need per-token reference values).
+    """
+    reference = spec is None or spec.reference
+    inputs = () if spec is None else spec.inputs
+    policy_out = _option_outputs(policy, params, batch, wpo="wpo" in inputs)
+    extra = {}
+    if "wpo" in inputs:
+        extra.update(
+            chosen_wpo_logps=policy_out["wpo"][:, 0], rejected_wpo_logps=policy_out["wpo"][:, 1]
+        )
+    zeros = jnp.zeros_like(policy_out["sum"])
+    ref_sums = ref_out = None
+    if reference and "ref_logps" in batch:
+        if "public" in inputs:
+            raise ValueError(
+                f"loss {spec.name!r} reads per-token reference log-probs: set "
+                "preferences.precompute_reference=False"
+            )
         ref_sums = batch["ref_logps"]
+    elif reference:
+        if ref_params is None:
+            raise ValueError("this loss reads a reference model but state.ref_params is None")
+        ref_out = jax.lax.stop_gradient(_option_outputs(policy, ref_params, batch))
+        ref_sums = ref_out["sum"]
     else:
-        ref_sums = jax.lax.stop_gradient(option_logps(policy, ref_params, batch)[0])
+        ref_sums = zeros
+    if "public" in inputs:
+        policy_public = _public_sums(policy_out["tokens"], batch["loss_mask"])
+        ref_public = _public_sums(ref_out["tokens"], batch["loss_mask"]) if reference else zeros
+        extra.update(
+            policy_chosen_public=policy_public[:, 0],
+            policy_rejected_public=policy_public[:, 1],
+            ref_chosen_public=ref_public[:, 0],
+            ref_rejected_public=ref_public[:, 1],
+        )
+    counts = policy_out["count"]
     return PreferenceLogps(
-        policy_chosen=policy_sums[:, 0],
-        policy_rejected=policy_sums[:, 1],
+        policy_chosen=policy_out["sum"][:, 0],
+        policy_rejected=policy_out["sum"][:, 1],
         ref_chosen=ref_sums[:, 0],
         ref_rejected=ref_sums[:, 1],
         chosen_lengths=counts[:, 0],
         rejected_lengths=counts[:, 1],
+        **extra,
     )
+
+
+def _running_reward_shift(aux: dict, logps: PreferenceLogps, beta) -> jax.Array:
+    """BCO's delta: the running mean of the batch-mean implicit rewards beta (pi - ref) over
+    every step so far, this batch included (TRL's RunningMoments of the batch means)."""
+    batch_mean = beta * jnp.mean(
+        jnp.stack(
+            [logps.policy_chosen - logps.ref_chosen, logps.policy_rejected - logps.ref_rejected]
+        )
+    )
+    state = aux["reward_shift"]
+    count = state["count"] + 1.0
+    return jax.lax.stop_gradient(state["mean"] + (batch_mean - state["mean"]) / count)
+
+
+def preference_state_slots(loss_config, params) -> dict:
+    """The `TrainState.create` slots the loss `loss_config.name` needs: `ref_params` (a copy of
+    `params`) only for losses that read a reference (reference-free losses keep no second copy
+    of the weights), and `aux['reward_shift']` (running mean, count) for losses that declare it
+    (BCO, MPO)."""
+    spec = registry.get_spec(loss_config.name)
+    slots = {}
+    if spec.reference:
+        slots["ref_params"] = params
+    if spec.aux == "reward_shift":
+        slots["aux"] = {
+            "reward_shift": {
+                "mean": jnp.zeros((), jnp.float32),
+                "count": jnp.zeros((), jnp.float32),
+            }
+        }
+    return slots
+
+
+def preference_train_step(train_step, loss_config):
+    """Wraps `steps.make_train_step(preference_loss_fn(...), ...)` so that loop state the loss
+    declares is carried: for `aux='reward_shift'` the running mean becomes the delta this step
+    used (metric `reward_shift`) and its count grows by one. Other losses: `train_step` itself."""
+    spec = registry.get_spec(loss_config.name)
+    if spec.aux is None:
+        return train_step
+
+    def step(state, batch, rng):
+        new_state, metrics = train_step(state, batch, rng)
+        shift = {"mean": metrics["reward_shift"], "count": state.aux["reward_shift"]["count"] + 1.0}
+        return new_state.replace(aux={**new_state.aux, "reward_shift": shift}), metrics
+
+    return step
 
 
 def preference_loss_fn(policy: Model, loss_config):
     """Any offline pairwise loss by name (`loss_config.name`), with the hyperparameters in
-    `loss_config.hyperparameters`; the reference model is `state.ref_params`."""
+    `loss_config.hyperparameters`. The reference model is `state.ref_params`, read (and run)
+    only for losses whose spec needs it; loop state the spec declares is read from `state.aux`
+    (see `preference_state_slots`, `preference_train_step`)."""
+    spec = registry.get_spec(loss_config.name)
     hyperparameters = dict(loss_config.hyperparameters)
     registry.validate_hyperparameters(loss_config.name, **hyperparameters)
     loss = registry.get_preference_loss(loss_config.name)
 
     def loss_fn(params, state, batch, rng):
         del rng
-        logps = preference_logps(policy, params, state.ref_params, batch)
-        loss_B, metrics = loss(logps, **hyperparameters)
+        logps = preference_logps(policy, params, state.ref_params, batch, spec=spec)
+        extra = {}
+        if spec.aux == "reward_shift":
+            extra["reward_shift"] = _running_reward_shift(state.aux, logps, hyperparameters["beta"])
+        loss_B, metrics = loss(logps, **hyperparameters, **extra)
         metrics = {k: jnp.mean(v) for k, v in metrics.items()}
-        metrics["kl/chosen"] = jnp.mean(logps.policy_chosen - logps.ref_chosen)
-        metrics["kl/rejected"] = jnp.mean(logps.policy_rejected - logps.ref_rejected)
+        if spec.reference:
+            metrics["kl/chosen"] = jnp.mean(logps.policy_chosen - logps.ref_chosen)
+            metrics["kl/rejected"] = jnp.mean(logps.policy_rejected - logps.ref_rejected)
+        if spec.aux == "reward_shift":
+            metrics["reward_shift"] = extra["reward_shift"]
         return jnp.mean(loss_B), metrics
 
     return loss_fn

@@ -16,6 +16,14 @@ from alignax.losses import PreferenceLogps, dpo
 # h = u_c - u_r = 1, beta = 0.5 so beta h = 0.5, beta u_c = 0.25, beta u_r = -0.25.
 PC, PR, RC, RR, BETA = -1.0, -2.0, -1.5, -1.5, 0.5
 LEN_C, LEN_R = 2.0, 4.0
+# LD-DPO's public-prefix sums and WPO's normalised log-probs for the same pair.
+PUBLIC = dict(
+    policy_chosen_public=-0.6,
+    policy_rejected_public=-1.0,
+    ref_chosen_public=-1.0,
+    ref_rejected_public=-0.5,
+)
+WPO = dict(chosen_wpo_logps=-0.2, rejected_wpo_logps=-0.3)
 
 
 def ls(x):  # log sigmoid
@@ -70,7 +78,29 @@ HAND = {
     "cpo": ({}, -ls(0.5) + 0.5),
     # orpo: pibar = -0.5 both -> log OR = 0; NLL 0.5 - 0.5 log s(0) = 0.5 + 0.5 log 2
     "orpo": ({}, 0.5 + 0.5 * math.log(2.0)),
+    # IPO on per-token means: ubar_c = 0.5 / 2, ubar_r = -0.5 / 4; (0.375 - 1 / (2 * 0.5))^2
+    "ipo_length_normalized": ({}, (0.375 - 1.0) ** 2),
+    # f-DPO with the reverse KL is DPO
+    "f_dpo": ({}, -ls(0.5)),
+    # LD-DPO a = 0.5: pihat = (total + public) / 2: pc -0.8, pr -1.5, rc -1.25, rr -1.0;
+    # u_c = 0.45, u_r = -0.5, -log s(0.5 * 0.95)
+    "ld_dpo": ({}, -ls(0.475)),
+    # WPO: weight exp(-0.2 - 0.3) times DPO
+    "wpo": ({}, math.exp(-0.5) * -ls(0.5)),
+    # AlphaPO (a = 0.25, gamma = 0.5): pibar_c = pibar_r = -0.5, equal rewards; -log s(-0.5)
+    "alphapo": ({}, -ls(-0.5)),
+    # SFT: per-token NLL of chosen, 1 / 2
+    "sft": ({}, 0.5),
+    # MPO (delta = 0.1): 0.8 dpo + 0.2 bco_pair + 1.0 * 0.5
+    "mpo": ({"reward_shift": 0.1}, 0.8 * -ls(0.5) + 0.2 * (-ls(0.15) - ls(0.35)) + 0.5),
 }
+
+
+def _hp(name, **hp):
+    """Hyperparameters for `name` (the SFT term takes no beta)."""
+    if name == "sft":
+        hp.pop("beta", None)
+    return hp
 
 
 def _logps(batch=1, **overrides):
@@ -81,6 +111,8 @@ def _logps(batch=1, **overrides):
         ref_rejected=RR,
         chosen_lengths=LEN_C,
         rejected_lengths=LEN_R,
+        **PUBLIC,
+        **WPO,
     )
     values.update(overrides)
     return PreferenceLogps(**{k: jnp.full((batch,), v, jnp.float32) for k, v in values.items()})
@@ -91,7 +123,7 @@ def test_hand_computed_values(case):
     """Each registered loss matches its formula evaluated by hand with `math`."""
     kwargs, expected = HAND[case]
     name = "dpo" if case == "dpo_ls" else case
-    hp = {"beta": BETA, **kwargs}
+    hp = _hp(name, **{"beta": BETA, **kwargs})
     loss, metrics = losses.get_preference_loss(name)(_logps(), **hp)
     assert loss.shape == (1,) and loss.dtype == jnp.float32
     np.testing.assert_allclose(float(loss[0]), expected, rtol=1e-5, atol=1e-6)
@@ -202,14 +234,15 @@ def test_metrics_are_implicit_rewards():
 def test_gradients_match_finite_differences(name):
     """Reverse-mode gradients of every loss match finite differences (float64)."""
     fn = losses.get_preference_loss(name)
-    hp = {"beta": 0.7}
+    hp = _hp(name, beta=0.7)
     rng = np.random.default_rng(1)
     with jax.enable_x64(True):
         base = [jnp.asarray(rng.normal(size=3) - 2.0) for _ in range(4)]
         lengths = (jnp.array([1.0, 2.0, 3.0]), jnp.array([2.0, 1.0, 4.0]))
+        extra = {k: jnp.full(3, v) for k, v in {**PUBLIC, **WPO}.items()}
 
         def f(pc, pr, rc, rr):
-            return fn(PreferenceLogps(pc, pr, rc, rr, *lengths), **hp)[0].sum()
+            return fn(PreferenceLogps(pc, pr, rc, rr, *lengths, **extra), **hp)[0].sum()
 
         check_grads(f, base, order=1, modes=("rev",), eps=1e-4, atol=1e-5, rtol=1e-5)
 
@@ -221,7 +254,7 @@ def test_jit_and_finite_gradients_at_extremes(name):
     logps = _logps(batch=2)._replace(
         policy_chosen=jnp.array([-400.0, -1e-9]), policy_rejected=jnp.array([-1e-9, -400.0])
     )
-    grads = jax.jit(jax.grad(lambda lp: fn(lp, beta=1.0)[0].sum()))(logps)
+    grads = jax.jit(jax.grad(lambda lp: fn(lp, **_hp(name, beta=1.0))[0].sum()))(logps)
     for g in jax.tree.leaves(grads):
         assert np.all(np.isfinite(g))
 
@@ -307,5 +340,147 @@ def test_preference_logps_fields_used_by_reference_free_losses():
     garbage = clean._replace(ref_chosen=jnp.full(2, 1e6), ref_rejected=jnp.full(2, -1e6))
     for name in losses.REFERENCE_FREE_LOSSES:
         fn = losses.get_preference_loss(name)
-        np.testing.assert_array_equal(fn(clean, beta=0.5)[0], fn(garbage, beta=0.5)[0])
+        hp = _hp(name, beta=0.5)
+        np.testing.assert_array_equal(fn(clean, **hp)[0], fn(garbage, **hp)[0])
     assert dpo.PreferenceLogps is PreferenceLogps
+
+
+# ----------------------------------------------------------------------------------------------
+# Conventions (TRL vs paper) and the newer losses: hand-computed cases
+# ----------------------------------------------------------------------------------------------
+
+# Two pairs with different chosen lengths, so the NLL conventions differ:
+# per response: -pc / n = [2, 3] (mean 2.5); per batch token: 11 / 4 = 2.75.
+NLL_PC, NLL_N = jnp.array([-2.0, -9.0]), jnp.array([1.0, 3.0])
+
+
+def test_chosen_nll_sequence_and_token_conventions_by_hand():
+    """'sequence' averages per response then over the batch; 'token' (TRL) is one mean over all
+    chosen tokens of the batch: sum(-pc) / sum(n) = 11 / 4."""
+    seq = dpo.chosen_nll(NLL_PC, NLL_N, "sequence")
+    tok = dpo.chosen_nll(NLL_PC, NLL_N, "token")
+    np.testing.assert_allclose(seq, [2.0, 3.0])
+    np.testing.assert_allclose(tok, [2 * 2.0 / 4, 2 * 9.0 / 4])
+    assert float(jnp.mean(tok)) == pytest.approx(11 / 4)
+    with pytest.raises(ValueError, match="nll_reduction must be one of"):
+        dpo.chosen_nll(NLL_PC, NLL_N, "batch")
+
+
+@pytest.mark.parametrize("name", ["rpo", "cpo", "orpo"])
+def test_nll_reduction_changes_only_the_nll_term(name):
+    """For RPO, CPO and ORPO, token minus sequence NLL reduction shifts the batch-mean loss by
+    alpha * (2.75 - 2.5) (alpha = 1; ORPO's NLL has weight 1)."""
+    logps = PreferenceLogps(
+        NLL_PC, jnp.array([-3.0, -1.0]), jnp.zeros(2), jnp.zeros(2), NLL_N, jnp.array([2.0, 1.0])
+    )
+    fn = losses.get_preference_loss(name)
+    seq, m_seq = fn(logps, beta=0.5, nll_reduction="sequence")
+    tok, m_tok = fn(logps, beta=0.5, nll_reduction="token")
+    assert float(jnp.mean(tok) - jnp.mean(seq)) == pytest.approx(0.25, abs=1e-6)
+    assert float(jnp.mean(m_tok["nll"])) == pytest.approx(2.75)
+
+
+def test_ipo_summed_and_length_normalised_forms():
+    """ipo (paper) regresses the summed margin, ipo_length_normalized (TRL) the per-token one:
+    margins 6 summed over lengths 3 and 2 -> (6 - 2)^2 vs (2 - 0 - 2)^2 with beta = 0.25."""
+    pc, zero = jnp.array([6.0]), jnp.zeros(1)
+    summed, _ = losses.ipo_loss(pc, zero, zero, zero, beta=0.25)
+    averaged, _ = dpo.length_normalized_ipo_loss(
+        pc,
+        zero,
+        zero,
+        zero,
+        chosen_lengths=jnp.array([3]),
+        rejected_lengths=jnp.array([2]),
+        beta=0.25,
+    )
+    np.testing.assert_allclose(summed, [16.0])
+    np.testing.assert_allclose(averaged, [0.0])
+
+
+def test_f_dpo_divergences_by_hand():
+    """f-DPO with u_c = 0.5, u_r = -0.5, beta = 0.5: the implicit reward is beta f'(e^u):
+    forward KL  -e^-u: margin e^.5 - e^-.5;  JS  log s(u): margin log s(.5) - log s(-.5) = .5;
+    alpha (a = .5)  -e^(-a u) / a: margin (e^.25 - e^-.25) / .5."""
+    args = (jnp.array([PC]), jnp.array([PR]), jnp.array([RC]), jnp.array([RR]))
+    expected = {
+        "reverse_kl": -ls(0.5 * 1.0),
+        "forward_kl": -ls(0.5 * (math.exp(0.5) - math.exp(-0.5))),
+        "js": -ls(0.5 * 0.5),
+        "alpha": -ls(0.5 * (math.exp(0.25) - math.exp(-0.25)) / 0.5),
+    }
+    for divergence, value in expected.items():
+        loss, _ = dpo.f_dpo_loss(*args, beta=BETA, divergence=divergence, divergence_alpha=0.5)
+        np.testing.assert_allclose(loss, [value], rtol=1e-6, err_msg=divergence)
+    # alpha = 1 is the forward KL.
+    a1, _ = dpo.f_dpo_loss(*args, beta=BETA, divergence="alpha", divergence_alpha=1.0)
+    fwd, _ = dpo.f_dpo_loss(*args, beta=BETA, divergence="forward_kl")
+    np.testing.assert_allclose(a1, fwd, rtol=1e-6)
+
+
+def test_cpo_forms_by_hand():
+    """CPO forms on PC = -1 (2 tokens), PR = -2 (4 tokens), beta = 0.5, alpha = 1, NLL = 0.5:
+    sigmoid -log s(0.5); hinge max(0, 1 - 0.5); ipo (pibar -0.5 both) (0 - 1)^2;
+    simpo (gamma 0.1) -log s(0 - 0.1)."""
+    logps = _logps()
+    fn = losses.get_preference_loss("cpo")
+    expected = {"sigmoid": -ls(0.5), "hinge": 0.5, "ipo": 1.0, "simpo": -ls(-0.1)}
+    for form, value in expected.items():
+        loss, m = fn(logps, beta=BETA, form=form, gamma=0.1)
+        np.testing.assert_allclose(loss, [value + 0.5], rtol=1e-6, err_msg=form)
+        np.testing.assert_allclose(m["nll"], [0.5])
+    with pytest.raises(ValueError, match="form must be one of"):
+        fn(logps, beta=BETA, form="exo")
+
+
+def test_alphapo_by_hand_and_simpo_limit():
+    """AlphaPO with pibar_c = -1, pibar_r = -2, a = 1, beta = 1, gamma = 0:
+    r = 1 - e^(-a pibar): r_c = 1 - e, r_r = 1 - e^2, loss = -log s(e^2 - e). a = 0 is SimPO."""
+    pc, pr, n = jnp.array([-2.0]), jnp.array([-4.0]), jnp.array([2.0])
+    kw = dict(chosen_lengths=n, rejected_lengths=n, beta=1.0, gamma=0.0)
+    loss, m = dpo.alphapo_loss(pc, pr, reward_alpha=1.0, **kw)
+    np.testing.assert_allclose(loss, [-ls(math.e**2 - math.e)], rtol=1e-5)
+    np.testing.assert_allclose(m["rewards/chosen"], [1 - math.e], rtol=1e-6)
+    zero, _ = dpo.alphapo_loss(pc, pr, reward_alpha=0.0, **kw)
+    tiny, _ = dpo.alphapo_loss(pc, pr, reward_alpha=1e-4, **kw)
+    simpo, _ = losses.simpo_loss(pc, pr, **kw)
+    np.testing.assert_allclose(zero, simpo)
+    np.testing.assert_allclose(tiny, simpo, rtol=1e-3)
+
+
+def test_ld_dpo_alpha_one_is_dpo_and_alpha_zero_uses_public_parts():
+    """ld_alpha = 1 ignores the public split (DPO); ld_alpha = 0 is DPO on the public sums."""
+    lp = _logps()
+    fn = losses.get_preference_loss("ld_dpo")
+    one, _ = fn(lp, beta=BETA, ld_alpha=1.0)
+    np.testing.assert_allclose(one, [-ls(0.5)], rtol=1e-6)
+    zero, _ = fn(lp, beta=BETA, ld_alpha=0.0)
+    # public: u_c = -0.6 + 1.0 = 0.4, u_r = -1.0 + 0.5 = -0.5
+    np.testing.assert_allclose(zero, [-ls(0.5 * 0.9)], rtol=1e-6)
+
+
+def test_wpo_weight_is_a_capped_constant():
+    """WPO weights exp(a_c + a_r) are capped at 1 and carry no gradient."""
+    np.testing.assert_allclose(dpo.wpo_weights(jnp.array([0.3]), jnp.array([0.2])), [1.0])
+    g = jax.grad(lambda a: dpo.wpo_weights(a, jnp.array([-1.0])).sum())(jnp.array([-1.0]))
+    np.testing.assert_array_equal(g, [0.0])
+
+
+def test_mpo_is_the_weighted_sum_of_its_components():
+    """mpo_loss = 0.8 DPO + 0.2 BCO(delta) + 1.0 SFT, and equals the generic weighted sum of the
+    registered dpo, bco_pair and sft losses."""
+    from alignax.losses import registry
+
+    lp = _logps(batch=1)._replace(policy_chosen=jnp.array([-3.0]))
+    mpo, _ = losses.get_preference_loss("mpo")(lp, beta=BETA, reward_shift=0.2)
+    combined, spec = registry.weighted_preference_loss(
+        [("dpo", 0.8, {"beta": BETA}), ("bco_pair", 0.2, {"beta": BETA}), ("sft", 1.0, {})]
+    )
+    mixed, metrics = combined(lp, reward_shift=0.2)
+    # u_c = -3 + 1.5 = -1.5, u_r = -0.5: dpo -log s(0.5 (-1)), bco -log s(-0.75 - 0.2)
+    # - log s(0.2 + 0.25), sft 3 / 2
+    by_hand = 0.8 * -ls(-0.5) + 0.2 * (-ls(-0.95) - ls(0.45)) + 1.5
+    np.testing.assert_allclose(mpo, [by_hand], rtol=1e-6)
+    np.testing.assert_allclose(mixed, [by_hand], rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss/sft"], [1.5])
+    assert spec.reference and spec.lengths == "chosen" and spec.aux == "reward_shift"

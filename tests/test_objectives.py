@@ -1,6 +1,7 @@
 """Objectives glue models to losses: reference handling, option ordering, name errors."""
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -81,3 +82,98 @@ def test_preference_loss_rejects_a_hyperparameter_the_loss_does_not_take():
     )
     with pytest.raises(ValueError, match="gamma"):
         objectives.preference_loss_fn(tiny_model(), config)
+
+
+def _loss_config(name, **hp):
+    return ml_collections.ConfigDict(
+        {"name": name, "hyperparameters": default_hyperparameters(name, **hp)}
+    )
+
+
+def test_reference_free_losses_keep_no_reference_and_run_no_reference_forward():
+    """SimPO / ORPO / CPO: the state slots hold no reference copy, and the loss runs with
+    state.ref_params = None (a reference forward would fail) and equals the primitive applied to
+    the policy's own log-probs."""
+    from alignax.losses import simpo_loss
+
+    model = tiny_model()
+    params = model.init(jax.random.key(0))
+    for name in ("simpo", "orpo", "cpo"):
+        slots = objectives.preference_state_slots(_loss_config(name, beta=1.0), params)
+        assert "ref_params" not in slots
+    assert "ref_params" in objectives.preference_state_slots(_loss_config("dpo", beta=0.1), params)
+    state = TrainState(step=0, params=params, opt_state=(), ref_params=None)
+    batch = _pairs()
+    loss_fn = objectives.preference_loss_fn(model, _loss_config("simpo", beta=2.0))
+    loss, metrics = loss_fn(params, state, batch, None)
+    sums, counts = objectives.option_logps(model, params, batch)
+    expected, _ = simpo_loss(
+        sums[:, 0],
+        sums[:, 1],
+        chosen_lengths=counts[:, 0],
+        rejected_lengths=counts[:, 1],
+        beta=2.0,
+    )
+    assert float(loss) == pytest.approx(float(expected.mean()), rel=1e-6)
+    assert "kl/chosen" not in metrics
+
+
+def test_public_sums_by_hand():
+    """LD-DPO's public length is min(n_c, n_r) scored tokens, counted from the first scored one."""
+    tokens = jnp.array([[[1.0, 2.0, 3.0, 4.0, 5.0], [10.0, 20.0, 30.0, 40.0, 50.0]]])
+    mask = jnp.array([[[0, 1, 1, 1, 0], [0, 0, 1, 1, 0]]])  # n_c = 3, n_r = 2 -> l_p = 2
+    np.testing.assert_allclose(objectives._public_sums(tokens * mask, mask), [[2 + 3, 30 + 40]])
+
+
+def test_wpo_inputs_match_a_numpy_formula():
+    """'wpo' = per-token mean over the response of log p(y_t) - log sum_v p(v)^2, from logits
+    (numpy float64)."""
+    model = tiny_model()
+    params = model.init(jax.random.key(0))
+    batch = _pairs()
+    out = objectives._option_outputs(model, params, batch, wpo=True)
+    logits = np.asarray(
+        model.apply(
+            params, batch["tokens"].reshape(4, 8), batch["input_mask"].reshape(4, 8), heads=("lm",)
+        )["logits"],
+        np.float64,
+    )
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    tokens, mask = batch["tokens"].reshape(4, 8), batch["loss_mask"].reshape(4, 8)
+    expected = []
+    for b in range(4):
+        terms = [
+            logp[b, t - 1, tokens[b, t]] - np.log(np.exp(2 * logp[b, t - 1]).sum())
+            for t in range(1, 8)
+            if mask[b, t]
+        ]
+        expected.append(np.mean(terms))
+    np.testing.assert_allclose(out["wpo"].reshape(4), expected, rtol=1e-4)
+
+
+def test_bco_reward_shift_is_the_running_mean_of_batch_rewards():
+    """bco_pair reads delta from state.aux: with a running mean 0.2 over 3 batches, this batch's
+    delta is (3 * 0.2 + m) / 4 where m is the batch-mean implicit reward (TRL's running mean
+    includes the current batch); the step wrapper stores it and counts the batch."""
+    model = tiny_model()
+    config = _loss_config("bco_pair", beta=0.5)
+    params = model.init(jax.random.key(0))
+    slots = objectives.preference_state_slots(config, params)
+    np.testing.assert_array_equal(slots["aux"]["reward_shift"]["count"], 0.0)
+    aux = {"reward_shift": {"mean": jnp.float32(0.2), "count": jnp.float32(3.0)}}
+    state = TrainState(
+        step=0, params=params, opt_state=(), ref_params=model.init(jax.random.key(1)), aux=aux
+    )
+    _, metrics = objectives.preference_loss_fn(model, config)(params, state, _pairs(), None)
+    m = float(metrics["rewards/mean"])
+    assert abs(m) > 1e-4  # policy and reference differ
+    assert float(metrics["reward_shift"]) == pytest.approx((3 * 0.2 + m) / 4, rel=1e-5)
+
+    def fake_step(state, batch, rng):  # stands for steps.make_train_step(loss_fn, tx)
+        return state.replace(step=state.step + 1), {"reward_shift": jnp.float32(0.35)}
+
+    new_state, _ = objectives.preference_train_step(fake_step, config)(state, None, None)
+    assert float(new_state.aux["reward_shift"]["mean"]) == pytest.approx(0.35)
+    assert float(new_state.aux["reward_shift"]["count"]) == 4.0
+    dpo_step = objectives.preference_train_step(fake_step, _loss_config("dpo", beta=0.1))
+    assert dpo_step is fake_step

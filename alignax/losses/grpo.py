@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from alignax.advantages import token_kl
+from alignax.losses.checks import check_hyperparameters
 from alignax.losses.ppo import _mean_over_tokens, aggregate_tokens, clipped_surrogate
-from alignax.losses.registry import check_hyperparameters
 from alignax.numerics import masked
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import check_hyperparameters
+from alignax.losses.checks import check_hyperparameters
 from alignax.numerics import as_float, masked
 
 AGGREGATIONS = ("sequence_mean", "token_mean", "max_length", "sequence_sum")

@@ -1,182 +1,245 @@
-"""Hyperparameter checks shared by the losses, and the registry of offline pairwise losses.
+"""The registry of preference losses: every loss registered with `@register` (alignax.losses.spec)
+by name, with what it needs from the trainer.
 
-A trainer computes the sequence log-probs once into a `PreferenceLogps` and calls any family
+A trainer computes the sequence log-probs once into a `PreferenceLogps` and calls any pairwise
 member the same way:
 
-    loss_fn = get_preference_loss(config.loss)          # e.g. "dpo", "ipo", "simpo"
-    loss_B, metrics = loss_fn(logps, **config.loss_hyperparameters)
+    loss_fn = get_preference_loss(config.loss.name)      # e.g. "dpo", "ipo", "simpo"
+    loss_B, metrics = loss_fn(logps, **config.loss.hyperparameters)
 
-Checks skip traced values, so hyperparameters can still be `vmap`ped (e.g. a sweep over beta).
+and reads `get_spec(name)` for what to compute: reference log-probs (`reference`), token counts
+(`lengths`), extra per-sequence inputs (`inputs`) and loop state kept in `TrainState.aux` (`aux`).
+
+    python -m alignax.losses.registry      # prints name | paper | needs reference | needs lengths
+
+Hyperparameter range checks live in `alignax.losses.checks` (re-exported here).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-import jax
-
-
-def _concrete(value) -> bool:
-    return not isinstance(value, jax.core.Tracer) and value is not None
-
-
-def require_positive(fn: str, name: str, value) -> None:
-    """Raises ValueError if a concrete `value` is not > 0."""
-    if _concrete(value) and not float(value) > 0:
-        raise ValueError(f"{fn}: {name} must be > 0, got {value}")
-
-
-def require_non_negative(fn: str, name: str, value) -> None:
-    if _concrete(value) and not float(value) >= 0:
-        raise ValueError(f"{fn}: {name} must be >= 0, got {value}")
-
-
-def require_label_smoothing(fn: str, value, *, allow_zero: bool = True) -> None:
-    """Label smoothing must be in [0, 0.5) (or (0, 0.5) where log(eps) appears)."""
-    if not _concrete(value):
-        return
-    low_ok = float(value) >= 0 if allow_zero else float(value) > 0
-    if not (low_ok and float(value) < 0.5):
-        interval = "[0, 0.5)" if allow_zero else "(0, 0.5)"
-        raise ValueError(f"{fn}: label_smoothing must be in {interval}, got {value}")
-
-
-_POSITIVE = ("beta", "tau", "clip_eps", "clip_eps_low", "clip_eps_high", "value_clip_eps")
-_NON_NEGATIVE = (
-    "alpha",
-    "center_coefficient",
-    "desirable_weight",
-    "undesirable_weight",
-    "ptx_coef",
-    "value_coef",
-    "entropy_coef",
-    "kl_coef",
-    "uncertainty_penalty",
+# Importing the loss modules registers their losses.
+from alignax.losses import dpo as _dpo  # noqa: F401
+from alignax.losses import kto as _kto  # noqa: F401
+from alignax.losses.checks import (  # noqa: F401  (re-exported)
+    check_hyperparameters,
+    require_label_smoothing,
+    require_non_negative,
+    require_positive,
 )
+from alignax.losses.spec import SPECS, LossSpec
 
+PREFERENCE_LOSSES = tuple(name for name, spec in SPECS.items() if spec.kind == "pairwise")
+UNPAIRED_LOSSES = tuple(name for name, spec in SPECS.items() if spec.kind == "unpaired")
 
-def check_hyperparameters(fn: str, **hyperparameters) -> None:
-    """Range checks by parameter name, shared by every loss (ValueError names `fn` and the key).
+# Losses that never read the reference log-probs: the trainer skips the reference forward and
+# keeps no reference weights.
+REFERENCE_FREE_LOSSES = tuple(name for name in PREFERENCE_LOSSES if not SPECS[name].reference)
 
-    beta, tau and clipping epsilons must be > 0; weights and coefficients >= 0; label_smoothing
-    in [0, 0.5) (EXO: (0, 0.5), since it takes log(label_smoothing)).
-    """
-    for name, value in hyperparameters.items():
-        if name in _POSITIVE:
-            require_positive(fn, name, value)
-        elif name in _NON_NEGATIVE:
-            require_non_negative(fn, name, value)
-        elif name == "label_smoothing":
-            require_label_smoothing(fn, value, allow_zero=fn != "exo_loss")
-
-
-# name -> (function in alignax.losses.dpo, which inputs of PreferenceLogps it reads)
-_LOSSES = {
-    "dpo": ("dpo_loss", "refs"),
-    "robust_dpo": ("robust_dpo_loss", "refs"),
-    "hinge": ("hinge_loss", "refs"),
-    "ipo": ("ipo_loss", "refs"),
-    "exo": ("exo_loss", "refs"),
-    "nca": ("nca_loss", "refs"),
-    "bco_pair": ("bco_pair_loss", "refs"),
-    "sppo_hard": ("sppo_hard_loss", "refs"),
-    "aot": ("aot_loss", "refs"),
-    "aot_unpaired": ("aot_unpaired_loss", "refs"),
-    "apo_zero": ("apo_zero_loss", "refs"),
-    "apo_down": ("apo_down_loss", "refs"),
-    "discopop": ("discopop_loss", "refs"),
-    "dpo_length_normalized": ("length_normalized_dpo_loss", "refs+lengths"),
-    "rpo": ("rpo_loss", "refs+chosen_lengths"),
-    "dpo_reference_free": ("reference_free_dpo_loss", "policy"),
-    "simpo": ("simpo_loss", "policy+lengths"),
-    "cpo": ("cpo_loss", "policy+chosen_lengths"),
-    "orpo": ("orpo_loss", "policy+lengths"),
+# Keyword arguments a trainer supplies (not hyperparameters a config sets).
+_INPUT_FIELDS = {
+    "public": (
+        "policy_chosen_public",
+        "policy_rejected_public",
+        "ref_chosen_public",
+        "ref_rejected_public",
+    ),
+    "wpo": ("chosen_wpo_logps", "rejected_wpo_logps"),
+    "kl": ("policy_kl_logps", "ref_kl_logps"),
+    "density_ratio": ("undesirable_weights",),
+}
+_LENGTH_FIELDS = {
+    "none": (),
+    "chosen": ("chosen_lengths",),
+    "both": ("chosen_lengths", "rejected_lengths"),
 }
 
-PREFERENCE_LOSSES = tuple(_LOSSES)
 
-# Losses that never read the reference log-probs: the trainer can skip the reference forward.
-REFERENCE_FREE_LOSSES = tuple(
-    name for name, (_, inputs) in _LOSSES.items() if inputs.startswith("policy")
-)
+def get_spec(name: str) -> LossSpec:
+    """The `LossSpec` of loss `name` (pairwise or unpaired).
 
-
-def _lookup(name: str) -> tuple[Callable, str]:
-    if name not in _LOSSES:
+    Raises:
+      ValueError: for an unknown name; the message lists the known ones.
+    """
+    if name not in SPECS:
         raise ValueError(
-            f"unknown preference loss {name!r}; known losses: {', '.join(PREFERENCE_LOSSES)}"
+            f"unknown preference loss {name!r}; known losses: {', '.join(PREFERENCE_LOSSES)}; "
+            f"unpaired: {', '.join(UNPAIRED_LOSSES)}"
         )
-    # Imported here because the loss modules import the checks above.
-    from alignax.losses import dpo
+    return SPECS[name]
 
-    fn_name, inputs = _LOSSES[name]
-    return getattr(dpo, fn_name), inputs
+
+def _trainer_inputs(spec: LossSpec) -> tuple[str, ...]:
+    names = _LENGTH_FIELDS[spec.lengths]
+    for group in spec.inputs:
+        names += _INPUT_FIELDS[group]
+    if spec.aux is not None:
+        names += (spec.aux,)
+    if spec.name == "cpo":  # rejected_lengths is optional there (only its ipo/simpo forms)
+        names += ("rejected_lengths",)
+    return names
 
 
 def get_preference_loss(name: str) -> Callable:
     """The pairwise loss `name` as `fn(logps: PreferenceLogps, **hp) -> (loss_B, metrics)`.
 
-    Every family member is called the same way; each reads the fields of `PreferenceLogps` it
-    needs (reference log-probs, token counts).
+    Every family member is called the same way; each reads the fields of `PreferenceLogps` its
+    spec declares (reference log-probs, token counts, extra inputs). Loop state (`spec.aux`, e.g.
+    BCO's `reward_shift`) is passed as a keyword by the trainer.
 
     Raises:
-      ValueError: for an unknown name; the message lists `PREFERENCE_LOSSES`.
+      ValueError: for an unknown name or an unpaired loss; the message lists the known ones.
     """
-    fn, inputs = _lookup(name)
+    spec = get_spec(name)
+    if spec.kind != "pairwise":
+        raise ValueError(f"{name!r} is an unpaired loss; pairwise: {', '.join(PREFERENCE_LOSSES)}")
 
     def loss_fn(logps, **hyperparameters):
         args = (logps.policy_chosen, logps.policy_rejected)
-        if inputs.startswith("refs"):
+        if spec.reference:
             args += (logps.ref_chosen, logps.ref_rejected)
-        lengths = {}
-        if inputs.endswith("lengths"):
-            lengths["chosen_lengths"] = logps.chosen_lengths
-        if inputs.endswith("+lengths"):
-            lengths["rejected_lengths"] = logps.rejected_lengths
-        return fn(*args, **lengths, **hyperparameters)
+        fields = _LENGTH_FIELDS[spec.lengths]
+        for group in spec.inputs:
+            fields += _INPUT_FIELDS[group]
+        inputs = {k: getattr(logps, k) for k in fields}
+        return spec.fn(*args, **inputs, **hyperparameters)
 
     loss_fn.__name__ = f"{name}_preference_loss"
-    loss_fn.__doc__ = fn.__doc__
+    loss_fn.__doc__ = spec.fn.__doc__
     return loss_fn
+
+
+def get_unpaired_loss(name: str) -> Callable:
+    """The unpaired loss `name` as `fn(logps: UnpairedLogps, **hp) -> (loss_B, metrics)`.
+
+    Raises:
+      ValueError: for an unknown name or a pairwise loss.
+    """
+    spec = get_spec(name)
+    if spec.kind != "unpaired":
+        raise ValueError(f"{name!r} is a pairwise loss; unpaired: {', '.join(UNPAIRED_LOSSES)}")
+
+    def loss_fn(logps, **hyperparameters):
+        args = (logps.policy, logps.ref, logps.labels)
+        if "kl" in spec.inputs:
+            args += (logps.policy_kl, logps.ref_kl)
+        if "density_ratio" in spec.inputs:
+            hyperparameters = {"undesirable_weights": logps.undesirable_weights, **hyperparameters}
+        return spec.fn(*args, **hyperparameters)
+
+    loss_fn.__name__ = f"{name}_unpaired_loss"
+    loss_fn.__doc__ = spec.fn.__doc__
+    return loss_fn
+
+
+def _keyword_parameters(spec: LossSpec) -> dict[str, inspect.Parameter]:
+    parameters = inspect.signature(spec.fn).parameters
+    supplied = set(_trainer_inputs(spec))
+    return {k: p for k, p in parameters.items() if p.kind is p.KEYWORD_ONLY and k not in supplied}
 
 
 def validate_hyperparameters(name: str, **hyperparameters) -> None:
     """Checks hyperparameters for loss `name` eagerly (e.g. at config time) without running it.
 
     Raises ValueError naming the loss and the parameter for an unknown loss, a missing required
-    hyperparameter (e.g. beta), an unknown hyperparameter, or a value out of range.
+    hyperparameter (e.g. beta), an unknown hyperparameter (including inputs the trainer supplies,
+    such as lengths or BCO's reward_shift), or a value out of range.
     """
-    fn, _ = _lookup(name)
-    parameters = inspect.signature(fn).parameters
-    allowed = {
-        k
-        for k, p in parameters.items()
-        if p.kind is p.KEYWORD_ONLY and k not in ("chosen_lengths", "rejected_lengths")
-    }
-    unknown = set(hyperparameters) - allowed
+    spec = get_spec(name)
+    parameters = _keyword_parameters(spec)
+    unknown = set(hyperparameters) - set(parameters)
     if unknown:
         raise ValueError(
-            f"{name}: unknown hyperparameters {sorted(unknown)}; allowed: {sorted(allowed)}"
+            f"{name}: unknown hyperparameters {sorted(unknown)}; allowed: {sorted(parameters)}"
         )
-    for k in sorted(allowed):
-        if parameters[k].default is inspect.Parameter.empty and k not in hyperparameters:
+    for k, p in sorted(parameters.items()):
+        if p.default is inspect.Parameter.empty and k not in hyperparameters:
             raise ValueError(f"{name}: missing required hyperparameter {k!r}")
-    check_hyperparameters(fn.__name__, **hyperparameters)
+    check_hyperparameters(spec.fn.__name__, **hyperparameters)
 
 
 def default_hyperparameters(name: str, **overrides) -> dict:
     """The keyword hyperparameters of loss `name` with their defaults, updated by `overrides`
     (required ones, like beta, must be given): what a config declares for that loss."""
-    fn, _ = _lookup(name)
-    parameters = inspect.signature(fn).parameters
     defaults = {
         k: p.default
-        for k, p in parameters.items()
-        if p.kind is p.KEYWORD_ONLY
-        and k not in ("chosen_lengths", "rejected_lengths")
-        and p.default is not inspect.Parameter.empty
+        for k, p in _keyword_parameters(get_spec(name)).items()
+        if p.default is not inspect.Parameter.empty
     }
     hyperparameters = {**defaults, **overrides}
     validate_hyperparameters(name, **hyperparameters)
     return hyperparameters
+
+
+def weighted_preference_loss(
+    components: Sequence[tuple[str, float, dict]],
+) -> tuple[Callable, LossSpec]:
+    """A weighted sum of registered pairwise losses (the MPO recipe generalised).
+
+        loss = sum_k w_k loss_k(logps, **hp_k)
+
+    Args:
+      components: (name, weight, hyperparameters) triples, e.g.
+        [("dpo", 0.8, {"beta": 0.1}), ("bco_pair", 0.2, {"beta": 0.1}), ("sft", 1.0, {})].
+
+    Returns:
+      (loss_fn(logps, **trainer_inputs) -> (loss_B, metrics), spec) where the spec's needs are
+      the union of the components' (so the trainer computes what any of them reads). Metrics are
+      the first component's, plus `loss/<name>` for each component.
+    """
+    if not components:
+        raise ValueError("weighted_preference_loss: components is empty")
+    specs = []
+    for name, weight, hp in components:
+        validate_hyperparameters(name, **hp)
+        if float(weight) < 0:
+            raise ValueError(f"weighted_preference_loss: weight of {name!r} must be >= 0")
+        specs.append(get_spec(name))
+    fns = [(get_preference_loss(n), w, dict(hp), s) for (n, w, hp), s in zip(components, specs)]
+
+    def loss_fn(logps, **trainer_inputs):
+        total, metrics = 0.0, {}
+        for fn, weight, hp, spec in fns:
+            extra = {k: v for k, v in trainer_inputs.items() if k == spec.aux}
+            loss_B, component = fn(logps, **hp, **extra)
+            total = total + weight * loss_B
+            metrics = metrics or dict(component)
+            metrics[f"loss/{spec.name}"] = loss_B
+        return total, metrics
+
+    lengths = max((s.lengths for s in specs), key=("none", "chosen", "both").index)
+    auxes = {s.aux for s in specs} - {None}
+    if len(auxes) > 1:
+        raise ValueError(f"weighted_preference_loss: components need different aux {auxes}")
+    spec = LossSpec(
+        name="+".join(n for n, _, _ in components),
+        fn=loss_fn,
+        paper="weighted sum",
+        reference=any(s.reference for s in specs),
+        lengths=lengths,
+        inputs=tuple(dict.fromkeys(g for s in specs for g in s.inputs)),
+        aux=auxes.pop() if auxes else None,
+    )
+    return loss_fn, spec
+
+
+def table() -> str:
+    """The registry as a Markdown table: name | kind | paper | needs reference | needs lengths |
+    other inputs."""
+    rows = [
+        "| name | kind | paper | needs reference | needs lengths | other inputs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, spec in SPECS.items():
+        other = ", ".join(spec.inputs + ((f"aux:{spec.aux}",) if spec.aux else ())) or "-"
+        rows.append(
+            f"| {name} | {spec.kind} | {spec.paper} | {'yes' if spec.reference else 'no'} | "
+            f"{spec.lengths if spec.lengths != 'none' else 'no'} | {other} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(table())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.losses.registry import check_hyperparameters, require_label_smoothing
+from alignax.losses.checks import check_hyperparameters, require_label_smoothing
 from alignax.numerics import as_float
 
 ENSEMBLE_METHODS = ("mean", "min", "mean_minus_std", "mean_minus_var")
