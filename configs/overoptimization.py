@@ -34,6 +34,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.stages = ml_collections.ConfigDict(
         {"pretrain": sft.get_config("pretrain"), "sft": sft.get_config("runlocal")}
     )
+    # The stages that make the initial policy, in order, each from the previous one's result.
+    config.policy_stages = ("sft",) if small else ("pretrain", "sft")
     # Comparisons of the SFT policy's samples; `flip_rate` here is the noisy condition's.
     config.labels = default_labels_config(flip_rate=0.25)
     config.pool = ml_collections.ConfigDict(
@@ -54,7 +56,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         }
     )
     # PPO at beta = 0 against these proxies ("d<size>_n<pairs>_f<flip>"), and one run with a
-    # KL penalty against the first: is a KL penalty more than early stopping?
+    # KL penalty against the first (none when 0): is a KL penalty more than early stopping?
     config.rl = ml_collections.ConfigDict(
         {
             "proxies": ("d16_n4096_f0.25", "d32_n4096_f0.25", "d64_n4096_f0.25"),
@@ -82,6 +84,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             steps=30,
         )
         config.rl.proxies = ("d8_n256_f0.25",)
+        config.rl.penalty_kl_coef = 0.0  # no penalised run
         config.rl.ppo.train.update(steps=4, log_every=2, eval_every=2, checkpoint_every=4)
         config.rl.ppo.rollout.update(num_prompts=128, num_eval_prompts=32)
         config.rl.ppo.train.batch_size = 32

@@ -5,7 +5,7 @@
         --workdir runs/overopt
 
 Stages, each cached in the workdir so a rerun resumes:
-  1. pretrain -> SFT: the initial policy (experiments/sft.py).
+  1. pretrain -> SFT (`policy_stages`): the initial policy (experiments/sft.py).
   2. comparisons: pairs of SFT samples to training prompts, labelled by a Bradley-Terry annotator
      of the gold reward; the noisy condition flips a share of the same labels.
   3. proxies: Bradley-Terry reward models of several sizes and data sizes, clean and noisy,
@@ -287,7 +287,9 @@ def best_of_n_curves(config, pool: dict, scores: dict) -> tuple[dict, list[dict]
 def run_rl(config, sft_dir: Path, proxy_dirs: dict, workdir: Path) -> dict[str, Path]:
     runs = {}
     penalised = config.rl.proxies[0]
-    plan = [(name, 0.0) for name in config.rl.proxies] + [(penalised, config.rl.penalty_kl_coef)]
+    plan = [(name, 0.0) for name in config.rl.proxies]
+    if config.rl.penalty_kl_coef > 0:
+        plan.append((penalised, config.rl.penalty_kl_coef))
     for name, kl_coef in plan:
         run_dir = workdir / "rl" / f"{name}_beta{kl_coef:g}"
         ppo_config = stage_config(
@@ -510,9 +512,8 @@ def figures(config, curves: dict, oracle: list[dict], rl: dict, workdir: Path) -
         plots.save(fig, workdir / "figures" / "rl")
 
 
-def report(config, curves, oracle, rl, result, workdir: Path, timings: dict) -> str:
+def report(config, curves, oracle, rl, result, workdir: Path, timings: dict, prov: dict) -> str:
     p = config.proxies
-    prov = provenance()
     lines = [
         "### Reward-model over-optimisation (Gao et al. 2022)",
         "",
@@ -592,18 +593,23 @@ def report(config, curves, oracle, rl, result, workdir: Path, timings: dict) -> 
 
 
 def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
     timings = {}
     start = time.perf_counter()
-    for name, links in (("pretrain", {}), ("sft", {"init_from": workdir / "pretrain"})):
+    previous = None
+    for name in config.policy_stages:
         print(f"\n=== stage {name} ===", flush=True)
+        links = {"init_from": workdir / previous} if previous else {}
         sft.run(stage_config(config, config.stages[name], links), workdir / name)
+        previous = name
     timings["seconds/policy"] = time.perf_counter() - start
     policy = build_model(config.model, heads=("lm",))
-    policy_params = load_stage_model(workdir / "sft", heads=("lm",), mesh=mesh)[1]
+    sft_dir = workdir / config.policy_stages[-1]
+    policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)[1]
     mark = time.perf_counter()
-    comparisons = build_comparisons(config, task, mesh, workdir / "sft", workdir)
+    comparisons = build_comparisons(config, task, mesh, sft_dir, workdir)
     proxy_dirs = train_proxies(config, comparisons, workdir)
     timings["seconds/proxies"] = time.perf_counter() - mark
     mark = time.perf_counter()
@@ -612,7 +618,7 @@ def run(config, workdir):
     curves, oracle = best_of_n_curves(config, pool, scores)
     timings["seconds/best_of_n"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    rl_dirs = run_rl(config, workdir / "sft", proxy_dirs, workdir)
+    rl_dirs = run_rl(config, sft_dir, proxy_dirs, workdir)
     gold_mean, gold_std = float(pool["gold"].mean()), float(pool["gold"].std())
     rl = {name: rl_curve(d, gold_mean, gold_std) for name, d in rl_dirs.items()}
     timings["seconds/rl"] = time.perf_counter() - mark
@@ -626,7 +632,7 @@ def run(config, workdir):
             default=float,
         )
     )
-    print(report(config, curves, oracle, rl, result, workdir, timings))
+    print(report(config, curves, oracle, rl, result, workdir, timings, prov))
     summary = {
         "B1_pass": result["B1"]["pass"],
         "B2_pass": result["B2"]["pass"],

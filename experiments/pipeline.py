@@ -122,9 +122,10 @@ def aggregate(tables: dict[int, dict]) -> dict:
     }
 
 
-def write_report(config, workdir: Path, tables: dict, examples: dict, timings: dict) -> dict:
+def write_report(
+    config, workdir: Path, tables: dict, examples: dict, timings: dict, prov: dict
+) -> dict:
     combined = aggregate(tables)
-    prov = provenance()
     seeds = ", ".join(map(str, tables))
     lines = [
         "### Pipeline: pretrain -> SFT -> reward model -> PPO / DPO",
@@ -209,6 +210,7 @@ def plot(workdir: Path, tables: dict, combined: dict) -> None:
 
 
 def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
     workdir, mesh = setup(config, workdir)
     timings, tables, examples = {}, {}, {}
     start = time.perf_counter()
@@ -223,7 +225,7 @@ def run(config, workdir):
         tables[seed], seed_examples = evaluate(config, seed, seed_dir, mesh)
         examples = examples or seed_examples
     timings["seconds/total"] = round(time.perf_counter() - start, 1)
-    combined = write_report(config, workdir, tables, examples, timings)
+    combined = write_report(config, workdir, tables, examples, timings, prov)
     (workdir / "results.json").write_text(json.dumps({"seeds": tables, **timings}, indent=2))
     summary = {
         f"{policy}/{key}": mean
