@@ -2,6 +2,7 @@
 
     python -m experiments.bench_model                      # tiny and small presets
     python -m experiments.bench_model --presets small --new_tokens 64 --repeats 3
+    python -m experiments.bench_model --workdir runs/bench   # also writes runs/bench/results.md
 
 Prints one table row per preset. Each number is the median over `--repeats` timed calls after a
 compile-and-warm-up call; the KV-cache speed-up is the ratio of the two sampling rows measured in
@@ -11,8 +12,10 @@ the same process.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -20,6 +23,7 @@ import optax
 
 from alignax import objectives, sharding, steps
 from alignax.models import build_model
+from alignax.provenance import provenance
 from alignax.sampling import sample
 from alignax.state import TrainState
 from configs.models import mesh_config, model_config
@@ -98,17 +102,20 @@ def main():
     parser.add_argument("--prompt_len", type=int, default=16)
     parser.add_argument("--new_tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workdir", default="", help="where to write results.md (optional)")
     args = parser.parse_args()
-    print(
-        f"devices: {jax.devices()}  batch={args.batch} train_seq={args.seq_len} "
-        f"prompt={args.prompt_len} new_tokens={args.new_tokens}"
+    prov = provenance()
+    setting = (
+        f"batch {args.batch}, {args.seq_len}-token training sequences, {args.prompt_len}-token "
+        f"prompts, {args.new_tokens} new tokens, median of {args.repeats} calls"
     )
+    print(f"devices: {jax.devices()}  {setting}")
     header = (
         f"| {'preset':8s} | {'params':>8s} | {'train tok/s':>12s} | {'sample tok/s (KV)':>17s} "
         f"| {'sample tok/s (recompute)':>24s} | {'KV speed-up':>11s} |"
     )
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    rows = [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
+    print("\n".join(rows))
     for preset in args.presets:
         r = bench(
             preset,
@@ -118,11 +125,25 @@ def main():
             new_tokens=args.new_tokens,
             repeats=args.repeats,
         )
-        print(
+        rows.append(
             f"| {r['preset']:8s} | {r['params'] / 1e6:7.2f}M | {r['train_tok_s']:12.0f} | "
-            f"{r['kv_tok_s']:17.0f} | {r['recompute_tok_s']:24.0f} | {r['speedup']:10.1f}x |",
-            flush=True,
+            f"{r['kv_tok_s']:17.0f} | {r['recompute_tok_s']:24.0f} | {r['speedup']:10.1f}x |"
         )
+        print(rows[-1], flush=True)
+    if args.workdir:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        text = [
+            "### Speed (CPU)",
+            "",
+            f"Written by `{prov['command']}` at commit `{prov['commit']}`"
+            + (" (with uncommitted changes)" if prov["dirty"] else "")
+            + f" on {jax.devices()[0].device_kind} ({os.cpu_count()} cores); {setting}. "
+            "Absolute times vary from run to run on a shared machine; ratios less.",
+            "",
+            *rows,
+        ]
+        (workdir / "results.md").write_text("\n".join(text) + "\n")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def publish(name: str, workdir: str | Path, readme: Path = ROOT / "README.md") -> Path:
+def publish(
+    name: str,
+    workdir: str | Path,
+    readme: Path = ROOT / "README.md",
+    results_root: Path = ROOT / "docs" / "results",
+) -> Path:
     workdir = Path(workdir)
     results = workdir / "results.md"
     if not results.is_file():
         raise FileNotFoundError(f"{results} does not exist: run the experiment first")
-    target = ROOT / "docs" / "results" / name
+    target = results_root / name
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -36,7 +41,7 @@ def publish(name: str, workdir: str | Path, readme: Path = ROOT / "README.md") -
     body = results.read_text().rstrip() + "\n"
     for figure in figures:
         if figure.suffix == ".png":
-            relative = (target / figure.name).relative_to(ROOT)
+            relative = (target / figure.name).relative_to(readme.parent)
             body += f"\n![{figure.stem}]({relative.as_posix()})\n"
     begin, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
     text = readme.read_text()
