@@ -12,7 +12,7 @@ shared pool of SFT samples for held-out prompts -> PPO at beta = 0 against sever
 one with a KL penalty) -> functional-form fits, criteria B1-B5, figures and results.md.
 
 default: pool 32 prompts x 2,048 samples; proxies d = 8, 16, 32, 64 (4,096 pairs) and
-256 / 1,024 / 4,096 / 16,384 pairs (d = 32), clean and 25%-flipped labels, 2 seeds; PPO 4 runs.
+256 / 1,024 / 4,096 / 16,384 pairs (d = 32), clean and 25%-flipped labels, 3 seeds; PPO 4 runs.
 runlocal: the same pipeline at toy sizes for the tests (about a minute).
 """
 
@@ -48,7 +48,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "data_sizes": (256, 1024, 4096, 16384),
             "data_sweep_size": 32,  # d_model of the data sweep
             "noise": (0.0, 0.25),  # label flip rates
-            "seeds": 2,
+            "seeds": 3,
             "steps": 500,
             "batch_size": 32,
             "learning_rate": 1e-3,
