@@ -34,7 +34,7 @@ from alignax import labels, steps
 from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_curve
 from alignax.analysis.fits import fit_form
-from alignax.analysis.policy_eval import sample_pool
+from alignax.analysis.policy_eval import sample_pool, score_in_chunks
 from alignax.analysis.stats import spearman
 from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
@@ -227,15 +227,12 @@ def score_pool(pool: dict, proxy_dirs: dict, mesh, workdir: Path) -> dict[tuple,
         model = loaded[0][0]
         params = jax.tree.map(lambda *xs: jnp.stack(xs), *[p for _, p in loaded])
         score = make_member_scorer(model)
-        chunks = []
-        chunk = 2048
-        for start in range(0, len(pool["tokens"]), chunk):
-            rows = slice(start, start + chunk)
-            tokens, mask = pool["tokens"][rows], pool["input_mask"][rows]
-            pad = chunk - len(tokens)
-            tokens, mask = (np.pad(x, ((0, pad), (0, 0))) for x in (tokens, mask))
-            chunks.append(np.asarray(score(params, tokens, mask))[:, : chunk - pad])
-        scores = np.concatenate(chunks, axis=1)
+        scores = score_in_chunks(
+            lambda t, m, score=score, params=params: score(params, t, m),
+            pool["tokens"],
+            pool["input_mask"],
+            chunk_size=min(2048, len(pool["tokens"])),
+        )
         for (key, directory), row in zip(members, scores):
             np.save(directory / "pool_scores.npy", row.reshape(shape))
             out[key] = row.reshape(shape)

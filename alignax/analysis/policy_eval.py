@@ -13,11 +13,9 @@ from alignax.sampling import sample
 
 
 def task_reward(task, tokens, loss_mask, prompts: dict) -> jax.Array:
-    """The task's own reward of full sequences: the review task's gold reward, or the arithmetic
-    task's exact-match check against `prompts['answer_tokens']`."""
-    if hasattr(task, "gold_reward"):
-        return task.gold_reward(tokens, loss_mask)
-    return task.reward(tokens, loss_mask, prompts["answer_tokens"])
+    """The task's own reward of full sequences, given the prompt-batch entries it needs
+    (`task.reward_inputs`, e.g. the arithmetic task's `answer_tokens`)."""
+    return task.reward(tokens, loss_mask, **{k: prompts[k] for k in task.reward_inputs})
 
 
 def evaluate_policy(
@@ -103,17 +101,17 @@ def sample_pool(
     max_new_tokens: int,
     chunk_size: int = 2048,
 ) -> dict[str, np.ndarray]:
-    """`pool_size` samples of the policy per prompt, with their gold reward.
+    """`pool_size` samples of the policy per prompt, with their gold reward (the task's reward).
 
     Returns tokens / input_mask / loss_mask [P * N, S] (prompt p's samples in rows
     p*N .. p*N+N-1), gold [P, N], and response_ids [P, N]: equal ids mark identical responses to
     the same prompt (for the pool estimate of best-of-n's KL).
     """
     num_prompts = len(prompts["prompt_tokens"])
-    repeated = {
-        k: np.repeat(prompts[k], pool_size, axis=0) for k in ("prompt_tokens", "prompt_mask")
-    }
-    out = {"tokens": [], "input_mask": [], "loss_mask": []}
+    keys = ("prompt_tokens", "prompt_mask", *task.reward_inputs)
+    repeated = {k: np.repeat(prompts[k], pool_size, axis=0) for k in keys}
+    reward = jax.jit(lambda tokens, mask, inputs: task.reward(tokens, mask, **inputs))
+    out = {"tokens": [], "input_mask": [], "loss_mask": [], "gold": []}
     for start, stop, chunk in _chunks(repeated, chunk_size):
         samples = sample(
             model,
@@ -124,15 +122,13 @@ def sample_pool(
             max_new_tokens=max_new_tokens,
             eos_id=task.eos_id,
         )
-        for key in out:
+        inputs = {k: chunk[k] for k in task.reward_inputs}
+        for key in ("tokens", "input_mask", "loss_mask"):
             out[key].append(np.asarray(getattr(samples, key))[: stop - start])
+        gold = reward(samples.tokens, samples.loss_mask, inputs)
+        out["gold"].append(np.asarray(gold)[: stop - start])
     pool = {k: np.concatenate(v) for k, v in out.items()}
-    pool["gold"] = score_in_chunks(
-        jax.jit(lambda tokens, loss_mask: task.gold_reward(tokens, loss_mask)),
-        pool["tokens"],
-        pool["loss_mask"],
-        chunk_size,
-    ).reshape(num_prompts, pool_size)
+    pool["gold"] = pool["gold"].astype(np.float64).reshape(num_prompts, pool_size)
     responses = (pool["tokens"] * pool["loss_mask"]).reshape(num_prompts, pool_size, -1)
     pool["response_ids"] = np.stack(
         [np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1) for rows in responses]
@@ -141,9 +137,10 @@ def sample_pool(
 
 
 def score_in_chunks(score_fn: Callable, tokens, mask, chunk_size: int) -> np.ndarray:
-    """score_fn(tokens [C, S], mask [C, S]) -> [C], applied in fixed-size chunks: [rows]."""
+    """score_fn(tokens [C, S], mask [C, S]) -> [..., C], applied in fixed-size chunks of rows:
+    [..., rows] (e.g. [members, rows] for an ensemble scorer)."""
     scores = [
-        np.asarray(score_fn(chunk["tokens"], chunk["mask"]))[: stop - start]
+        np.asarray(score_fn(chunk["tokens"], chunk["mask"]))[..., : stop - start]
         for start, stop, chunk in _chunks({"tokens": tokens, "mask": mask}, chunk_size)
     ]
-    return np.concatenate(scores).astype(np.float64)
+    return np.concatenate(scores, axis=-1).astype(np.float64)

@@ -2,7 +2,7 @@
 
     task = ArithmeticTask(arithmetic_config())     # or alignax.tasks.get_task("arithmetic")
     problems = task.sample_problems(4, seed=0)      # [("12+7=", "19"), ...]
-    reward_B = task.reward(tokens_BxL, loss_mask_BxL, answer_tokens_BxA)   # jnp, 1.0 / 0.0
+    reward_B = task.reward(tokens_BxL, loss_mask_BxL, answer_tokens=answer_tokens_BxA)  # 1 or 0
 
 Vocabulary: pad=0, bos=1, eos=2, digits "0".."9" = 3..12, "+" = 13, "-" = 14, "*" = 15, "=" = 16.
 A prompt is "a<op>b=" with operands drawn uniformly from [min_operand, max_operand]; the answer is
@@ -103,17 +103,19 @@ class ArithmeticTask:
         """Host exact-match checker on strings: 1.0 if equal (surrounding spaces ignored)."""
         return _check(response, answer)
 
+    reward_inputs: tuple[str, ...] = ("answer_tokens",)  # prompt-batch entries `reward` takes
+
     def reward(
-        self, tokens_BxL: jax.Array, response_mask_BxL: jax.Array, answer_tokens_BxA: jax.Array
+        self, tokens_BxL: jax.Array, response_mask_BxL: jax.Array, answer_tokens: jax.Array
     ) -> jax.Array:
         """[B] float32: 1 where the masked response is exactly answer + EOS, else 0 (jittable).
 
-        `answer_tokens_BxA` holds the answer's characters right-padded with pad (no EOS).
+        `answer_tokens` holds the answer's characters right-padded with pad (no EOS).
         The response is the (contiguous) run of tokens under `response_mask_BxL`.
         """
         tokens = jnp.asarray(tokens_BxL).astype(jnp.int32)
         mask = jnp.asarray(response_mask_BxL) > 0
-        answer = jnp.asarray(answer_tokens_BxA).astype(jnp.int32)
+        answer = jnp.asarray(answer_tokens).astype(jnp.int32)
         answer_len = jnp.sum(answer != PAD_ID, axis=1)
         # Target: answer characters, EOS right after them, pad beyond.
         width = answer.shape[1] + 1

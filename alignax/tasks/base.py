@@ -47,7 +47,14 @@ class Task(Protocol):
     eos_id: int
     seq_len: int
 
+    # Names of prompt-batch entries (e.g. "answer_tokens") that `reward` takes as keywords.
+    reward_inputs: tuple[str, ...]
+
     def decode(self, ids: Sequence[int]) -> str: ...
+
+    def reward(self, tokens_BxL, response_mask_BxL, **inputs):
+        """[B] jittable reward of full sequences, scored on the tokens under the mask."""
+        ...
 
     def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
         """Left-padded `prompt_tokens`/`prompt_mask` [n, P] from `split`, plus the inputs its

@@ -527,6 +527,12 @@ class ReviewTask:
         """[B] float32 gold reward (z-scored against base samples). Jittable, vmappable."""
         return self.gold_reward_terms(tokens_BxL, response_mask_BxL)["gold"]
 
+    reward_inputs: tuple[str, ...] = ()  # the gold reward needs nothing beyond the sequence
+
+    def reward(self, tokens_BxL: jax.Array, response_mask_BxL: jax.Array) -> jax.Array:
+        """The task's reward (the `Task` interface): its gold reward."""
+        return self.gold_reward(tokens_BxL, response_mask_BxL)
+
     @functools.cached_property
     def _jitted_terms(self):
         return jax.jit(self.gold_reward_terms)
