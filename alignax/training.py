@@ -346,7 +346,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     def is_int(x):
         return isinstance(x, int) and not isinstance(x, bool)
 
-    sections = {k.rpartition(".")[0] for k in flat if k.endswith("train.steps") or k == "steps"}
+    sections = {k.removesuffix(".steps") for k in flat if f".{k}".endswith(".train.steps")}
     for section in sorted(sections):
         prefix = f"{section}." if section else ""
         for leaf in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
