@@ -63,3 +63,61 @@ def make_member_scorer(model: Model):
     """jitted (params_M, tokens [C, L], input_mask [C, L]) -> rewards [M, C] of every member."""
     apply = lambda p, t, m: model.apply(p, t, m)["rewards"]
     return jax.jit(jax.vmap(apply, in_axes=(0, None, None)))
+
+
+def make_bandit_preference_sweep(
+    loss_fn,
+    *,
+    rewards,
+    ref_logps,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+):
+    """A seeds x beta sweep of a pairwise preference loss on a K-armed bandit, one compile.
+
+    Each run starts at the reference policy (logits = `ref_logps`) and, every step, draws
+    `batch_size` ordered pairs of distinct arms uniformly, labels each by a Bradley-Terry
+    annotator of `rewards` (P(i preferred) = sigmoid(r_i - r_j)) and takes an Adam step (cosine
+    decayed learning rate) on
+    `loss_fn(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta=beta)`.
+    For DPO the runs approach pi_ref exp(r / beta) / Z.
+
+    Returns jitted `sweep(betas [B], rngs [S]) -> logits [B, S, K]`.
+    """
+    rewards = jnp.asarray(rewards, jnp.float32)
+    ref_logps = jnp.asarray(ref_logps, jnp.float32)
+    num_arms = rewards.shape[0]
+    # Decayed to 0 so each run settles on its optimum instead of jittering around it.
+    tx = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
+
+    def train(beta, rng):
+        def step(carry, t):
+            logits, opt_state = carry
+            arms_key, offset_key, label_key = jax.random.split(jax.random.fold_in(rng, t), 3)
+            i = jax.random.randint(arms_key, (batch_size,), 0, num_arms)
+            j = (i + jax.random.randint(offset_key, (batch_size,), 1, num_arms)) % num_arms
+            i_wins = jax.random.uniform(label_key, (batch_size,)) < jax.nn.sigmoid(
+                rewards[i] - rewards[j]
+            )
+            chosen, rejected = jnp.where(i_wins, i, j), jnp.where(i_wins, j, i)
+
+            def loss(logits):
+                logps = jax.nn.log_softmax(logits)
+                per_pair, _ = loss_fn(
+                    logps[chosen],
+                    logps[rejected],
+                    ref_logps[chosen],
+                    ref_logps[rejected],
+                    beta=beta,
+                )
+                return jnp.mean(per_pair)
+
+            updates, opt_state = tx.update(jax.grad(loss)(logits), opt_state)
+            return (optax.apply_updates(logits, updates), opt_state), None
+
+        (logits, _), _ = jax.lax.scan(step, (ref_logps, tx.init(ref_logps)), jnp.arange(steps))
+        return logits
+
+    over_seeds = jax.vmap(train, in_axes=(None, 0))
+    return jax.jit(jax.vmap(over_seeds, in_axes=(0, None)))

@@ -62,3 +62,31 @@ def test_swapped_labels_learn_the_reverse_and_one_pair_memorises(sweep):
     assert accuracy[0] > 0.7 and accuracy[1] < 0.3
     # The member restricted to pair 0 drives that pair's loss to ~0 while others stay higher.
     assert float(losses[2, -10:].mean()) < 0.05 < float(losses[0, -10:].mean())
+
+
+def test_bandit_sweep_reaches_the_kl_regularised_optimum_for_every_beta():
+    """DPO on sampled Bradley-Terry pairs: every (beta, seed) run of one compiled sweep ends
+    near pi_ref exp(r / beta) / Z, and a larger beta stays closer to the reference."""
+    from alignax.losses import dpo_loss
+    from alignax.sweeps import make_bandit_preference_sweep
+
+    rewards = jnp.array([1.0, 0.5, 0.0, -0.5])
+    ref_logps = jnp.log(jnp.array([0.1, 0.2, 0.3, 0.4]))
+    betas = jnp.array([0.5, 1.0, 2.0])
+    sweep = make_bandit_preference_sweep(
+        dpo_loss,
+        rewards=rewards,
+        ref_logps=ref_logps,
+        steps=3000,
+        batch_size=256,
+        learning_rate=0.02,
+    )
+    logits = sweep(betas, jax.random.split(jax.random.key(0), 3))
+    assert logits.shape == (3, 3, 4)
+    policies = jax.nn.softmax(logits, axis=-1)
+    for b, beta in enumerate(betas):
+        optimum = jax.nn.softmax(ref_logps + rewards / beta)
+        tv = 0.5 * np.abs(np.asarray(policies[b]) - np.asarray(optimum)).sum(-1)
+        assert tv.max() < 0.02, (float(beta), tv)
+    kl = (policies * (jnp.log(policies) - ref_logps)).sum(-1).mean(-1)
+    assert kl[0] > kl[1] > kl[2] > 0
