@@ -558,43 +558,68 @@ def load_hf(
     Returns:
       (`config.model` ConfigDict, params) with `build_model(config)` giving the matching model.
     """
-    from alignax.sharding import param_shardings  # alignax.sharding imports alignax.models
-
     hf = read_hf_config(directory)
     model_config = model_config_from_hf(hf, max_len=max_len, dtype=dtype, param_dtype=param_dtype)
+    checkpoint = SafetensorsCheckpoint(directory)
+    params = params_from_tensors(
+        model_config,
+        checkpoint,
+        mesh=mesh,
+        source=f"{directory} ({hf['model_type']})",
+        gpt2_prefix="transformer." if "transformer.wte.weight" in checkpoint else "",
+    )
+    return model_config, params
+
+
+def params_from_tensors(
+    model_config: ml_collections.ConfigDict | ModelConfig,
+    tensors,
+    *,
+    mesh: Mesh | None = None,
+    source: str = "checkpoint",
+    gpt2_prefix: str = "transformer.",
+) -> Params:
+    """alignax params from tensors named and laid out as in Hugging Face checkpoints.
+
+    `tensors` maps names to arrays (`__getitem__`, `__contains__`, `keys()`), read lazily one
+    at a time: a `SafetensorsCheckpoint`, or the GGUF reader's view in `alignax.models.gguf`.
+    Every tensor must be used (a stray one means the config does not describe the checkpoint).
+    """
+    from alignax.sharding import param_shardings  # alignax.sharding imports alignax.models
+
     model = build_model(model_config)
     c = model.config
-    checkpoint = SafetensorsCheckpoint(directory)
-    prefix = "transformer." if "transformer.wte.weight" in checkpoint else ""
     shardings = param_shardings(model, mesh) if mesh is not None else None
     abstract = model.abstract_params
     params: Params = {}
     loaded = set()
-    for rule in _rules(c, prefix):
+    for rule in _rules(c, gpt2_prefix):
         layers = range(c.num_layers) if rule.layered else [None]
         stacked = [np.empty(_get(abstract, p).shape, _get(abstract, p).dtype) for p in rule.paths]
         for i in layers:
             names = [n.format(i=i) for n in rule.names]
-            arrays = [np.asarray(checkpoint[n], np.float32) for n in names]
+            if missing := [n for n in names if n not in tensors]:
+                raise ValueError(f"{source}: no tensor {missing[0]!r}, which the config implies")
+            arrays = [np.asarray(tensors[n], np.float32) for n in names]
             loaded.update(names)
             for out, value, path in zip(stacked, rule.to_alignax(*arrays), rule.paths, strict=True):
                 target = out if i is None else out[i]
                 if value.shape != target.shape:
                     raise ValueError(
-                        f"{directory}: {names} give {'/'.join(path)} shape {value.shape}, "
-                        f"config.json implies {target.shape}"
+                        f"{source}: {names} give {'/'.join(path)} shape {value.shape}, "
+                        f"the config implies {target.shape}"
                     )
                 target[...] = value
         for path, value in zip(rule.paths, stacked, strict=True):
             sharding = None if shardings is None else _get(shardings, path)
             _set(params, path, _place(value, sharding))
-    ignored = [n for n in checkpoint.keys() if n not in loaded and not _ignorable(n, c)]
+    ignored = [n for n in tensors.keys() if n not in loaded and not _ignorable(n, c)]
     if ignored:
         raise ValueError(
-            f"{directory}: tensors not used by the {hf['model_type']} import: "
+            f"{source}: tensors the config does not use: "
             f"{ignored[:8]}{'...' if len(ignored) > 8 else ''}"
         )
-    return model_config, params
+    return params
 
 
 def _ignorable(name: str, config: ModelConfig) -> bool:
@@ -699,6 +724,7 @@ __all__ = [
     "hf_config_from_model_config",
     "load_hf",
     "model_config_from_hf",
+    "params_from_tensors",
     "read_hf_config",
     "save_hf",
     "write_safetensors",
