@@ -178,12 +178,14 @@ def test_unchanged_upstream_resumes_and_a_rebuilt_one_is_detected_through_its_ow
 
 def test_pipeline_stages_record_every_upstream_they_read():
     from configs import pipeline as pipeline_config
-    from experiments.pipeline import stage_config
+    from experiments.pipeline import seed_stage_config
 
-    config = pipeline_config.get_config()
-    ppo = upstream_paths(stage_config(config, "ppo", Path("runs/p")))
+    config, root = pipeline_config.get_config(), Path("runs/p")
+    ppo = upstream_paths(seed_stage_config(config, "ppo", 0, root))
     assert ppo == {"init_from": "runs/p/sft", "rewards.reward_model_from": "runs/p/reward_model"}
-    assert upstream_paths(stage_config(config, "pretrain", Path("runs/p"))) == {}
+    dpo = upstream_paths(seed_stage_config(config, "dpo", 0, root))
+    assert dpo == {"init_from": "runs/p/sft", "labels.policy_from": "runs/p/sft"}
+    assert upstream_paths(seed_stage_config(config, "pretrain", 0, root)) == {}
 
 
 # ------------------------------------------------------------------------------ NaN guard
