@@ -18,6 +18,7 @@ given, is only logged (`gold/mean`), which is how proxy-vs-gold over-optimisatio
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -28,7 +29,7 @@ import optax
 from alignax import advantages as adv
 from alignax import logprobs
 from alignax.kl_control import KLController, make_kl_controller
-from alignax.losses.grpo import grpo_loss
+from alignax.losses import grpo as group_losses
 from alignax.losses.ppo import ppo_loss
 from alignax.models import Model
 from alignax.rollout import collect, full_loss_mask, response_outputs
@@ -69,7 +70,13 @@ def default_grpo_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
             "group_size": 8,
-            "baseline": "grpo",  # "grpo" (std-scaled), "dr_grpo" (unscaled), "rloo" (leave-one-out)
+            # "grpo" (group mean, scaled by `scale_rewards`), "dr_grpo" (unscaled), "rloo"
+            # (sequence-level REINFORCE with a leave-one-out baseline, KL in the reward),
+            # "rloo_token" (leave-one-out baseline with the per-token `loss` below)
+            "baseline": "grpo",
+            "scale_rewards": "group",  # "batch" | "none"; read by baseline "grpo" only
+            "loss": "grpo",  # "gspo" | "cispo" | "sapo"; every baseline but "rloo"
+            "kl_importance_weighted": False,  # k3 times the current/old ratio (TRL 1.16)
             "max_new_tokens": 8,
             "temperature": 1.0,
             "epochs": 1,
@@ -279,6 +286,44 @@ def make_ppo_step(
     return ppo_step
 
 
+# grpo.loss -> builder of `fn(logps, old_logps, ref_logps, advantages, mask) -> (loss_B, metrics)`
+# from config.grpo (GSPO keeps its sequence aggregation; SAPO has no clip range).
+GROUP_LOSSES = {
+    "grpo": lambda g: functools.partial(
+        group_losses.grpo_loss,
+        beta=g.beta,
+        clip_eps_low=g.clip_eps_low,
+        clip_eps_high=g.clip_eps_high,
+        aggregation=g.aggregation,
+        max_length=g.max_new_tokens,
+        kl_importance_weighted=g.kl_importance_weighted,
+    ),
+    "gspo": lambda g: functools.partial(
+        group_losses.gspo_loss,
+        beta=g.beta,
+        clip_eps_low=g.clip_eps_low,
+        clip_eps_high=g.clip_eps_high,
+        kl_importance_weighted=g.kl_importance_weighted,
+    ),
+    "cispo": lambda g: functools.partial(
+        group_losses.cispo_loss,
+        beta=g.beta,
+        clip_eps_low=None,
+        clip_eps_high=g.clip_eps_high,
+        aggregation=g.aggregation,
+        max_length=g.max_new_tokens,
+        kl_importance_weighted=g.kl_importance_weighted,
+    ),
+    "sapo": lambda g: functools.partial(
+        group_losses.sapo_loss,
+        beta=g.beta,
+        aggregation=g.aggregation,
+        max_length=g.max_new_tokens,
+        kl_importance_weighted=g.kl_importance_weighted,
+    ),
+}
+
+
 def make_grpo_step(
     *,
     policy: Model,
@@ -292,14 +337,26 @@ def make_grpo_step(
     """GRPO (Shao et al. 2024) and RLOO (Ahmadian et al. 2024): G samples per prompt, the group
     as baseline, no value model.
 
-    Reads `config.grpo.{group_size, baseline ('grpo' | 'dr_grpo' | 'rloo'), max_new_tokens,
-    temperature, epochs, num_minibatches, beta, clip_eps_low, clip_eps_high, aggregation}`.
+    Reads `config.grpo.{group_size, baseline ('grpo' | 'dr_grpo' | 'rloo' | 'rloo_token'),
+    scale_rewards, loss ('grpo' | 'gspo' | 'cispo' | 'sapo'), kl_importance_weighted,
+    max_new_tokens, temperature, epochs, num_minibatches, beta, clip_eps_low, clip_eps_high,
+    aggregation}`.
     `score_inputs` names batch entries (e.g. a verifier's `answer_tokens`) passed to `score_fn`
     after the sequences, repeated like the prompts.
     """
     g = config.grpo
-    if g.baseline not in ("grpo", "dr_grpo", "rloo"):
-        raise ValueError(f"grpo.baseline={g.baseline!r} is not one of ('grpo', 'dr_grpo', 'rloo')")
+    baselines, group_loss_names = ("grpo", "dr_grpo", "rloo", "rloo_token"), tuple(GROUP_LOSSES)
+    if g.baseline not in baselines:
+        raise ValueError(f"grpo.baseline={g.baseline!r} is not one of {baselines}")
+    if g.loss not in group_loss_names:
+        raise ValueError(f"grpo.loss={g.loss!r} is not one of {group_loss_names}")
+    if g.baseline == "rloo" and g.loss != "grpo":
+        raise ValueError(
+            f"grpo.baseline='rloo' is sequence-level REINFORCE; grpo.loss={g.loss!r} applies to "
+            "the other baselines (use baseline='rloo_token' for a leave-one-out baseline with it)"
+        )
+
+    group_loss = GROUP_LOSSES[g.loss](g)
 
     def grpo_step(state: TrainState, batch: dict, rng: jax.Array):
         rng = jax.random.fold_in(rng, state.step)
@@ -322,10 +379,18 @@ def make_grpo_step(
             temperature=g.temperature,
         )
         if g.baseline == "rloo":
+            # Ahmadian et al. 2024: the KL penalty is in the sequence reward (k1, summed).
+            kl_B = jnp.sum((rollout.logps - rollout.ref_logps) * rollout.response_mask, axis=-1)
+            advantages = adv.rloo_advantages(
+                rollout.scores - g.beta * kl_B, group_size=g.group_size
+            )
+        elif g.baseline == "rloo_token":
             advantages = adv.rloo_advantages(rollout.scores, group_size=g.group_size)
         else:
-            advantages = adv.group_advantages(
-                rollout.scores, group_size=g.group_size, scale_by_std=g.baseline == "grpo"
+            advantages = group_losses.grpo_advantages(
+                rollout.scores,
+                group_size=g.group_size,
+                scale_rewards=g.scale_rewards if g.baseline == "grpo" else "none",
             )
         data = {
             "tokens": rollout.tokens,
@@ -340,18 +405,14 @@ def make_grpo_step(
             logps = response_outputs(policy, params, mb["tokens"], mb["input_mask"], prompt_len)[
                 "logps"
             ]
-            loss_B, metrics = grpo_loss(
-                logps,
-                mb["old_logps"],
-                mb["ref_logps"],
-                mb["advantages"],
-                mb["mask"],
-                beta=g.beta,
-                clip_eps_low=g.clip_eps_low,
-                clip_eps_high=g.clip_eps_high,
-                aggregation=g.aggregation,
-                max_length=g.max_new_tokens,
-            )
+            if g.baseline == "rloo":
+                loss_B, metrics = group_losses.rloo_loss(
+                    logps, mb["old_logps"], mb["advantages"], mb["mask"], clip_eps=g.clip_eps_low
+                )
+            else:
+                loss_B, metrics = group_loss(
+                    logps, mb["old_logps"], mb["ref_logps"], mb["advantages"], mb["mask"]
+                )
             return jnp.mean(loss_B), jax.tree.map(jnp.mean, metrics)
 
         params, opt_state, update_metrics = _optimize(

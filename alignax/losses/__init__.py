@@ -1,34 +1,58 @@
 """Pure preference-learning objectives: `(inputs..., *, hyperparameters) -> (loss_B, metrics)`.
 
-Reward models (reward.py), the offline pairwise DPO family (dpo.py, with a registry so a trainer
-calls every member the same way), KTO (kto.py), PPO (ppo.py) and GRPO (grpo.py). Advantages, KL
+Reward models (reward.py), the offline pairwise DPO family (dpo.py) and the unpaired losses
+(kto.py), registered by decorator (spec.py) so a trainer calls every member the same way
+(registry.py; `python -m alignax.losses` prints the table), PPO (ppo.py) and the group
+policy-gradient family GRPO / GSPO / CISPO / SAPO / RLOO (grpo.py). Advantages, KL
 estimators and KL controllers live in `alignax.advantages` and `alignax.kl_control`.
 """
 
 from alignax.losses.dpo import (
     PreferenceLogps,
+    alphapo_loss,
     aot_loss,
     aot_unpaired_loss,
     apo_down_loss,
     apo_zero_loss,
     bco_pair_loss,
+    chosen_nll,
     cpo_loss,
     discopop_loss,
     dpo_loss,
     exo_loss,
+    f_dpo_loss,
     hinge_loss,
     ipo_loss,
+    ld_dpo_loss,
     length_normalized_dpo_loss,
+    length_normalized_ipo_loss,
+    mpo_loss,
     nca_loss,
     orpo_loss,
     reference_free_dpo_loss,
     robust_dpo_loss,
     rpo_loss,
+    sft_loss,
     simpo_loss,
     sppo_hard_loss,
+    wpo_loss,
+    wpo_weights,
 )
-from alignax.losses.grpo import grpo_loss
-from alignax.losses.kto import kto_loss
+from alignax.losses.grpo import (
+    cispo_loss,
+    grpo_advantages,
+    grpo_loss,
+    gspo_loss,
+    rloo_loss,
+    sapo_loss,
+)
+from alignax.losses.kto import (
+    UnpairedLogps,
+    apo_zero_unpaired_loss,
+    bco_density_ratio,
+    bco_loss,
+    kto_loss,
+)
 from alignax.losses.ppo import (
     AGGREGATIONS,
     aggregate_tokens,
@@ -39,8 +63,12 @@ from alignax.losses.ppo import (
 from alignax.losses.registry import (
     PREFERENCE_LOSSES,
     REFERENCE_FREE_LOSSES,
+    UNPAIRED_LOSSES,
     get_preference_loss,
+    get_spec,
+    get_unpaired_loss,
     validate_hyperparameters,
+    weighted_preference_loss,
 )
 from alignax.losses.reward import (
     ENSEMBLE_METHODS,
@@ -53,8 +81,30 @@ from alignax.losses.reward import (
 )
 
 __all__ = [
+    "UNPAIRED_LOSSES",
+    "UnpairedLogps",
+    "alphapo_loss",
+    "apo_zero_unpaired_loss",
+    "bco_density_ratio",
+    "bco_loss",
+    "chosen_nll",
+    "cispo_loss",
+    "f_dpo_loss",
+    "get_spec",
+    "get_unpaired_loss",
+    "grpo_advantages",
     "grpo_loss",
+    "gspo_loss",
     "kto_loss",
+    "ld_dpo_loss",
+    "length_normalized_ipo_loss",
+    "mpo_loss",
+    "rloo_loss",
+    "sapo_loss",
+    "sft_loss",
+    "weighted_preference_loss",
+    "wpo_loss",
+    "wpo_weights",
     "AGGREGATIONS",
     "ENSEMBLE_METHODS",
     "PREFERENCE_LOSSES",
