@@ -11,8 +11,8 @@ clean / noisy labels x seeds, trained as one vmapped compiled run per size) -> b
 shared pool of SFT samples for held-out prompts -> PPO at beta = 0 against several proxies (and
 one with a KL penalty) -> functional-form fits, criteria B1-B5, figures and results.md.
 
-default: pool 32 prompts x 2,048 samples; proxies d = 8, 16, 32, 64 (4,096 pairs) and
-256 / 1,024 / 4,096 / 16,384 pairs (d = 32), clean and 25%-flipped labels, 3 seeds; PPO 4 runs.
+default: pool 32 prompts x 2,048 samples; proxies d = 4, 8, 16, 32 (4,096 pairs) and
+256 / 1,024 / 4,096 / 16,384 pairs (d = 16), clean and 25%-flipped labels, 3 seeds; PPO 4 runs.
 runlocal: the same pipeline at toy sizes for the tests (about a minute).
 """
 
@@ -43,10 +43,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     )
     config.proxies = ml_collections.ConfigDict(
         {
-            "sizes": (8, 16, 32, 64),  # d_model of the reward models (2 layers, head dim 8-16)
+            "sizes": (4, 8, 16, 32),  # d_model of the reward models (2 layers, head dim <= 8)
             "size_sweep_pairs": 4096,  # data size of the size sweep
             "data_sizes": (256, 1024, 4096, 16384),
-            "data_sweep_size": 32,  # d_model of the data sweep
+            "data_sweep_size": 16,  # d_model of the data sweep
             "noise": (0.0, 0.25),  # label flip rates
             "seeds": 3,
             "steps": 500,
@@ -59,7 +59,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # KL penalty against the first (none when 0): is a KL penalty more than early stopping?
     config.rl = ml_collections.ConfigDict(
         {
-            "proxies": ("d16_n4096_f0.25", "d32_n4096_f0.25", "d64_n4096_f0.25"),
+            "proxies": ("d8_n4096_f0.25", "d16_n4096_f0.25", "d32_n4096_f0.25"),
             "penalty_kl_coef": 0.05,
             "ppo": ppo.get_config("runlocal"),
         }
