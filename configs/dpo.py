@@ -42,7 +42,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config.loss = ml_collections.ConfigDict(
         {
             "name": name,
-            "hyperparameters": default_hyperparameters(name, beta=_BETA.get(name, 0.1)),
+            "hyperparameters": default_hyperparameters(
+                name, **({} if name == "sft" else {"beta": _BETA.get(name, 0.1)})
+            ),
         }
     )
     config.train.update(
