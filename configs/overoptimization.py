@@ -76,14 +76,14 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.stages.sft.sft.num_examples = 256
         config.pool.update(num_prompts=4, pool_size=64, num_bootstrap=100)
         config.proxies.update(
-            sizes=(8, 16),
+            sizes=(4, 8),
             data_sizes=(128, 256),
-            data_sweep_size=8,
+            data_sweep_size=4,
             size_sweep_pairs=256,
             seeds=1,
             steps=30,
         )
-        config.rl.proxies = ("d8_n256_f0.25",)
+        config.rl.proxies = ("d4_n256_f0.25",)
         config.rl.penalty_kl_coef = 0.0  # no penalised run
         config.rl.ppo.train.update(steps=4, log_every=2, eval_every=2, checkpoint_every=4)
         config.rl.ppo.rollout.update(num_prompts=128, num_eval_prompts=32)

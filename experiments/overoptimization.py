@@ -67,7 +67,8 @@ def proxy_grid(p: ml_collections.ConfigDict) -> list[dict]:
 
 
 def reward_model_config(policy_model: ml_collections.ConfigDict, size: int):
-    """The policy's architecture at width `size`: 2 layers, heads of width 8 (size <= 32) or 16."""
+    """The policy's architecture at width `size`: heads of width 8 (one head below 16; 16 above
+    32), MLP 4 x size."""
     config = policy_model.copy_and_resolve_references()
     head_dim = 8 if size <= 32 else 16
     heads = max(1, size // head_dim)
