@@ -1,0 +1,75 @@
+"""AI feedback: judges, principles and constitutions, targeted human labels, multi-objective
+rewards.
+
+    judges.py      the Judge interface (pairs -> P(a preferred)), reward-model and self-judging
+                   policy judges, position bias (injection, measurement, debiasing), ensembles
+    principles.py  review-task principles on the gold reward's components, constitutions,
+                   vector and direction-weighted (DPA) rewards, constitution judges
+    routing.py     budgets of gold labels for the least-confident pairs, and the random baseline
+"""
+
+from alignax.feedback.judges import (
+    Debiased,
+    Judge,
+    JudgeEnsemble,
+    PositionBiased,
+    RewardModelJudge,
+    SelfJudge,
+    encode_pairs,
+    hard_labels,
+    position_bias,
+    swap,
+    with_principle,
+)
+from alignax.feedback.principles import (
+    PRINCIPLES,
+    Constitution,
+    ConstitutionJudge,
+    Principle,
+    directional_reward,
+    gold_constitution,
+    principle,
+    principle_judge,
+    principle_tokens,
+    unit_direction,
+    vector_reward,
+    vector_reward_np,
+)
+from alignax.feedback.routing import (
+    budget_count,
+    least_confident,
+    merge_labels,
+    most_uncertain,
+    random_pairs,
+)
+
+__all__ = [
+    "PRINCIPLES",
+    "Constitution",
+    "ConstitutionJudge",
+    "Debiased",
+    "Judge",
+    "JudgeEnsemble",
+    "PositionBiased",
+    "Principle",
+    "RewardModelJudge",
+    "SelfJudge",
+    "budget_count",
+    "directional_reward",
+    "encode_pairs",
+    "gold_constitution",
+    "hard_labels",
+    "least_confident",
+    "merge_labels",
+    "most_uncertain",
+    "position_bias",
+    "principle",
+    "principle_judge",
+    "principle_tokens",
+    "random_pairs",
+    "swap",
+    "unit_direction",
+    "vector_reward",
+    "vector_reward_np",
+    "with_principle",
+]

@@ -1,0 +1,287 @@
+"""alignax.feedback: judges, position bias, ensembles, principles, routing, multi-objective
+rewards. Each test names the property it checks."""
+
+import jax
+import numpy as np
+import pytest
+
+from alignax import feedback
+from alignax.feedback import judges as judges_lib
+from alignax.models import build_model
+from alignax.sharding import make_mesh
+from alignax.stages import save_stage
+from alignax.tasks import Annotator, get_task
+from alignax.tasks.review import gold_reward_reference
+from configs.models import mesh_config
+from tests.helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task("review")
+
+
+@pytest.fixture(scope="module")
+def pairs(task):
+    """64 pairs of generator responses to training prompts (option 0 = a, option 1 = b)."""
+    rng = np.random.default_rng(0)
+    prompts = task.sample_prompts(64, rng, split="train")
+    responses = task.sample_responses([p for p in prompts for _ in range(2)], rng)
+    out = feedback.encode_pairs(task, prompts, responses[0::2], responses[1::2])
+    out["gold_reward"] = task.gold_reward_np(
+        out["tokens"].reshape(128, -1), out["loss_mask"].reshape(128, -1)
+    ).reshape(64, 2)
+    return out
+
+
+def _review_config():
+    return tiny_config(vocab_size=64, max_len=48, d_model=16, mlp_dim=32)
+
+
+def _review_model(heads):
+    return build_model(_review_config(), heads)
+
+
+# ----------------------------------------------------------------------------- pairs layout
+def test_encode_pairs_holds_prompt_a_b_and_swap_reverses_them(task, pairs):
+    one = feedback.encode_pairs(task, [[20]], [[9, 10, 2]], [[11, 2]])
+    assert one["tokens"].shape[:2] == (1, 2)
+    np.testing.assert_array_equal(one["tokens"][0, 0, :5], [1, 20, 9, 10, 2])
+    np.testing.assert_array_equal(one["tokens"][0, 1, :4], [1, 20, 11, 2])
+    swapped = feedback.swap(pairs)
+    np.testing.assert_array_equal(swapped["tokens"][:, 0], pairs["tokens"][:, 1])
+    np.testing.assert_array_equal(swapped["gold_reward"][:, 0], pairs["gold_reward"][:, 1])
+    np.testing.assert_array_equal(feedback.swap(swapped)["loss_mask"], pairs["loss_mask"])
+    with pytest.raises(ValueError, match="same length"):
+        feedback.encode_pairs(task, [[20]], [[9]], [])
+
+
+# ----------------------------------------------------------------------------- principles
+def test_gold_constitution_reward_is_the_gold_raw_score(task, pairs):
+    """The four principles at the gold weights sum to the gold reward's raw score, and their
+    z-score is the gold reward."""
+    tokens, mask = pairs["tokens"].reshape(128, -1), pairs["loss_mask"].reshape(128, -1)
+    terms = task.gold_reward_terms_np(tokens, mask)
+    raw = feedback.gold_constitution(task).reward_np(task, tokens, mask)
+    np.testing.assert_allclose(raw, terms["raw"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        (raw - task.base_raw_mean) / task.base_raw_std, terms["gold"], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_gold_constitution_judge_equals_the_bradley_terry_annotator(task, pairs):
+    """sigmoid(delta raw / (T std)) = sigmoid(delta gold / T): the annotator's probability."""
+    temperature = 0.5
+    judge = feedback.ConstitutionJudge(
+        task, feedback.gold_constitution(task), temperature * task.base_raw_std
+    )
+    expected = Annotator("bradley_terry", temperature).preference_probability(
+        pairs["gold_reward"][:, 0], pairs["gold_reward"][:, 1]
+    )
+    np.testing.assert_allclose(judge(pairs), expected, atol=2e-5)
+
+
+def test_direction_weighted_reward_is_the_weighted_sum_of_components(task):
+    """DPA's scalar reward = sum_p w_p r_p, with every component derived independently from the
+    slow pure-Python gold reference; also under jit."""
+    texts = [
+        ("food", "the food is not very good . <eos>"),
+        ("the room", "it was bad . it was bad . it was bad ."),
+        ("music and menu", "overall the music was very very tasty . <eos>"),
+    ]
+    principles = [feedback.principle(n) for n in feedback.PRINCIPLES]
+    direction = np.array([0.3, -1.2, 0.5, 2.0])
+    expected = []
+    for prompt, response in texts:
+        ref = gold_reward_reference(task, prompt.split(), response.split())
+        components = [
+            3 * np.tanh(ref["sentiment"] / 3),
+            -ref["repetition"],
+            ref["fluency"] - task.base_fluency,
+            -ref["no_eos"],
+        ]
+        expected.append(np.dot(direction, components))
+    batch = task.encode(
+        [task.encode_text(p) for p, _ in texts], [task.encode_text(r) for _, r in texts]
+    )
+    reward = jax.jit(
+        lambda t, m: feedback.directional_reward(
+            feedback.vector_reward(task, t, m, principles), direction
+        )
+    )(batch["tokens"], batch["loss_mask"])
+    np.testing.assert_allclose(np.asarray(reward), expected, rtol=1e-4, atol=1e-4)
+    constitution = feedback.Constitution(tuple(principles), tuple(direction))
+    np.testing.assert_allclose(
+        constitution.reward_np(task, batch["tokens"], batch["loss_mask"]), expected, atol=1e-4
+    )
+    with pytest.raises(ValueError, match="direction"):
+        feedback.directional_reward(np.zeros((3, 4)), [1.0, 2.0])
+
+
+def test_principle_judges_prefer_what_their_principle_says(task):
+    """Each single-principle judge prefers the response that is better on its component only."""
+    pairs = feedback.encode_pairs(
+        task,
+        [task.encode_text("food")] * 3,
+        [task.encode_text(r) for r in ("it is great . <eos>", "it is good . <eos>", "it is . <eos>")],
+        [task.encode_text(r) for r in ("it is bad . <eos>", "it is good . it is good .",
+                                       "it is . it is . <eos>")],
+    )  # fmt: skip
+    sentiment = feedback.principle_judge(task, "sentiment")(pairs)
+    termination = feedback.principle_judge(task, "termination")(pairs)
+    repetition = feedback.principle_judge(task, "non_repetition")(pairs)
+    assert sentiment[0] > 0.5 and termination[0] == pytest.approx(0.5)
+    assert termination[1] > 0.5
+    assert repetition[2] > 0.5 and sentiment[2] == pytest.approx(0.5)
+    assert "negations" in feedback.principle("sentiment").description
+    with pytest.raises(ValueError, match="allowed"):
+        feedback.principle("honesty")
+
+
+# ----------------------------------------------------------------------------- position bias
+def test_position_bias_is_measured_and_removed(task, pairs):
+    """A known logit bias b injected into an order-consistent judge is measured exactly by the
+    swap; logit averaging recovers the unbiased probabilities; probability averaging is
+    order-consistent and keeps every unbiased verdict."""
+    base = feedback.ConstitutionJudge(task, feedback.gold_constitution(task), 2.0)
+    unbiased = feedback.position_bias(base, pairs)
+    assert unbiased["logit_bias"] == pytest.approx(0.0, abs=1e-9)
+    assert unbiased["first_preferred"] == pytest.approx(0.5, abs=1e-9)
+    bias = 0.8
+    biased = feedback.PositionBiased(base, bias)
+    measured = feedback.position_bias(biased, pairs)
+    assert measured["logit_bias"] == pytest.approx(bias, abs=1e-9)
+    assert measured["first_preferred"] > 0.55
+    assert measured["consistency"] < 1.0  # some verdicts flip with the order
+    p = base(pairs)
+    np.testing.assert_allclose(feedback.Debiased(biased, "logit")(pairs), p, atol=1e-9)
+    averaged = feedback.Debiased(biased, "probability")
+    d, d_swapped = averaged(pairs), averaged(feedback.swap(pairs))
+    np.testing.assert_allclose(d + d_swapped, 1.0, atol=1e-12)
+    np.testing.assert_array_equal(d > 0.5, p > 0.5)
+    assert feedback.position_bias(averaged, pairs)["logit_bias"] == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match="allowed"):
+        feedback.Debiased(base, "median")
+
+
+# ----------------------------------------------------------------------------- ensembles
+class _Constant:
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, pairs):
+        return np.full(len(pairs["tokens"]), self.value)
+
+
+def test_ensemble_mean_and_disagreement(pairs):
+    """Mean of the members' probabilities; disagreement = their standard deviation."""
+    ensemble = feedback.JudgeEnsemble((_Constant(0.2), _Constant(0.8)))
+    mean, spread = ensemble.probability_and_disagreement(pairs)
+    np.testing.assert_allclose(mean, 0.5)
+    np.testing.assert_allclose(spread, 0.3)
+    weighted = feedback.JudgeEnsemble((_Constant(0.2), _Constant(0.8)), weights=(3.0, 1.0))
+    np.testing.assert_allclose(weighted(pairs), 0.35)
+    np.testing.assert_allclose(weighted.disagreement(pairs), np.sqrt(0.75 * 0.25) * 0.6)
+    agree = feedback.JudgeEnsemble((_Constant(0.7), _Constant(0.7)))
+    np.testing.assert_allclose(agree.disagreement(pairs), 0.0)
+    with pytest.raises(ValueError, match="weights"):
+        feedback.JudgeEnsemble((_Constant(0.2),), weights=(1.0, 2.0))
+
+
+# ----------------------------------------------------------------------------- routing
+def test_budget_routing_picks_exactly_the_least_confident_pairs():
+    """floor(p N / 100) pairs, each no more confident than any pair left out; ties by index."""
+    rng = np.random.default_rng(3)
+    p = rng.random(200)
+    for percent in (0, 2, 5, 7, 10, 25, 100):
+        selected = feedback.least_confident(p, percent)
+        count = percent * 200 // 100
+        assert len(selected) == len(set(selected)) == count
+        left_out = np.setdiff1d(np.arange(200), selected)
+        if 0 < count < 200:
+            assert np.abs(p[selected] - 0.5).max() <= np.abs(p[left_out] - 0.5).min()
+        brute = sorted(range(200), key=lambda i: (abs(p[i] - 0.5), i))[:count]
+        np.testing.assert_array_equal(selected, sorted(brute))
+    ties = np.array([0.9, 0.5, 0.6, 0.4, 0.5, 0.5])
+    np.testing.assert_array_equal(feedback.least_confident(ties, 50), [1, 4, 5])
+    np.testing.assert_array_equal(feedback.least_confident(ties, 34), [1, 4])  # floor(2.04)
+    np.testing.assert_array_equal(feedback.most_uncertain([0.1, 0.3, 0.3, 0.0], 50), [1, 2])
+    with pytest.raises(ValueError, match="budget"):
+        feedback.least_confident(p, 101)
+
+
+def test_random_budget_and_merge_labels():
+    """The random baseline spends the same count on distinct pairs; merging replaces exactly
+    the selected labels by gold ones."""
+    rng = np.random.default_rng(0)
+    chosen = feedback.random_pairs(100, 10, rng)
+    assert len(np.unique(chosen)) == 10 == feedback.budget_count(100, 10)
+    judge, gold = np.ones(100, bool), np.zeros(100, bool)
+    merged = feedback.merge_labels(judge, gold, chosen)
+    assert not merged[chosen].any() and merged.sum() == 90
+    assert judge.all()  # the input is not modified
+
+
+# ----------------------------------------------------------------------------- model judges
+def test_reward_model_judge_is_bradley_terry_of_its_rewards(task, pairs, tmp_path):
+    """P = sigmoid((r_a - r_b) / T) of the reward model's own scores; from_stage reads the same
+    model back."""
+    model = _review_model(("reward",))
+    params = model.init(jax.random.key(1))
+    judge = feedback.RewardModelJudge(model, params, temperature=0.5, chunk_size=48)
+    flat = {k: pairs[k].reshape(128, -1) for k in ("tokens", "input_mask")}
+    r = np.asarray(model.apply(params, flat["tokens"], flat["input_mask"])["rewards"])
+    r = r.reshape(64, 2).astype(np.float64)
+    expected = 1 / (1 + np.exp(-(r[:, 0] - r[:, 1]) / 0.5))
+    np.testing.assert_allclose(judge(pairs), expected, rtol=1e-5, atol=1e-6)
+    save_stage(tmp_path / "rm", _review_config(), params, step=1)
+    mesh = make_mesh(mesh_config("tiny"))
+    loaded = feedback.RewardModelJudge.from_stage(tmp_path / "rm", mesh=mesh, temperature=0.5)
+    np.testing.assert_allclose(loaded(pairs), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_with_principle_equals_encoding_the_principle_before_the_prompt(task):
+    """Inserting principle tokens after BOS gives the same sequence and masks as encoding them
+    as the first prompt words, for any response length."""
+    prompts = [task.encode_text("food"), task.encode_text("the room and music")]
+    a = [task.encode_text("it is good . <eos>"), task.encode_text("it was bad .")]
+    b = [task.encode_text("it is . <eos>"), task.encode_text("<eos>")]
+    cue = task.encode_text("excellent .")
+    inserted = feedback.with_principle(feedback.encode_pairs(task, prompts, a, b), cue)
+    direct = feedback.encode_pairs(task, [cue + p for p in prompts], a, b)
+    for key in ("tokens", "input_mask"):
+        np.testing.assert_array_equal(inserted[key][..., : task.seq_len], direct[key])
+    np.testing.assert_array_equal(inserted["loss_mask"][..., : task.seq_len], direct["loss_mask"])
+    assert inserted["loss_mask"].sum() == direct["loss_mask"].sum()
+
+
+def test_self_judge_scores_the_policy_verdict(task, pairs):
+    """P(a > b) = sigmoid((s(a) - s(b)) / T) with s the policy's per-token log-likelihood of the
+    response after BOS, principle tokens, prompt (computed here by a direct forward pass);
+    order-consistent; contrastive scores subtract the unconditioned likelihood."""
+    model = _review_model(("lm",))
+    params = model.init(jax.random.key(2))
+    cue = feedback.principle_tokens(task, feedback.principle("sentiment"))
+    judge = feedback.SelfJudge(model, params, cue, temperature=0.7, chunk_size=32)
+    p = judge(pairs)
+    np.testing.assert_allclose(p + judge(feedback.swap(pairs)), 1.0, atol=1e-9)
+
+    def direct_scores(batch):
+        n, k, length = batch["tokens"].shape
+        flat = {key: batch[key].reshape(n * k, length) for key in batch}
+        logits = model.apply(params, flat["tokens"], flat["input_mask"])["logits"]
+        logp = np.asarray(jax.nn.log_softmax(logits, -1), np.float64)
+        tokens, mask = flat["tokens"], flat["loss_mask"]
+        token_logp = np.take_along_axis(logp[:, :-1], tokens[:, 1:, None], -1)[..., 0]
+        total = (token_logp * mask[:, 1:]).sum(1) / mask[:, 1:].sum(1)
+        return total.reshape(n, k)
+
+    conditioned = direct_scores(feedback.with_principle(pairs, cue))
+    np.testing.assert_allclose(
+        p, 1 / (1 + np.exp(-(conditioned[:, 0] - conditioned[:, 1]) / 0.7)), atol=1e-5
+    )
+    contrastive = feedback.SelfJudge(model, params, cue, contrastive=True, chunk_size=32)
+    plain = direct_scores({k: pairs[k] for k in judges_lib.PAIR_KEYS})
+    np.testing.assert_allclose(contrastive.scores(pairs), conditioned - plain, atol=1e-5)
+    with pytest.raises(ValueError, match="principle_tokens"):
+        feedback.SelfJudge(model, params, (), contrastive=True)
