@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from alignax import logprobs
 from alignax.losses import registry
 from alignax.losses.dpo import PreferenceLogps
+from alignax.losses.kto import UnpairedLogps
 from alignax.losses.reward import bradley_terry_loss, pairwise_ranking_loss, plackett_luce_loss
 from alignax.losses.spec import LossSpec
 from alignax.models import Model
@@ -214,6 +215,10 @@ def _running_reward_shift(aux: dict, logps: PreferenceLogps, beta) -> jax.Array:
             [logps.policy_chosen - logps.ref_chosen, logps.policy_rejected - logps.ref_rejected]
         )
     )
+    return _updated_mean(aux, batch_mean)
+
+
+def _updated_mean(aux: dict, batch_mean: jax.Array) -> jax.Array:
     state = aux["reward_shift"]
     count = state["count"] + 1.0
     return jax.lax.stop_gradient(state["mean"] + (batch_mean - state["mean"]) / count)
@@ -275,6 +280,73 @@ def preference_loss_fn(policy: Model, loss_config):
         if spec.reference:
             metrics["kl/chosen"] = jnp.mean(logps.policy_chosen - logps.ref_chosen)
             metrics["kl/rejected"] = jnp.mean(logps.policy_rejected - logps.ref_rejected)
+        if spec.aux == "reward_shift":
+            metrics["reward_shift"] = extra["reward_shift"]
+        return jnp.mean(loss_B), metrics
+
+    return loss_fn
+
+
+def unpaired_logps(policy: Model, params, ref_params, batch: dict, spec: LossSpec) -> UnpairedLogps:
+    """Sequence log-probs of each example's completion under the policy and the reference, and
+    for losses declaring "kl" (KTO) those of the mismatched pairs in `batch['kl_tokens']`,
+    `kl_input_mask`, `kl_loss_mask` (the prompt of one example with another's completion; no
+    gradient, as z0 is a constant)."""
+
+    def sums(p, prefix=""):
+        logits = policy.apply(
+            p, batch[prefix + "tokens"], batch[prefix + "input_mask"], heads=("lm",)
+        )["logits"]
+        return logprobs.sequence_logps(
+            logits, batch[prefix + "tokens"], batch[prefix + "loss_mask"]
+        )["sum"]
+
+    kl = {}
+    if "kl" in spec.inputs:
+        kl = {
+            "policy_kl": jax.lax.stop_gradient(sums(params, "kl_")),
+            "ref_kl": jax.lax.stop_gradient(sums(ref_params, "kl_")),
+        }
+    return UnpairedLogps(
+        policy=sums(params),
+        ref=jax.lax.stop_gradient(sums(ref_params)),
+        labels=batch["label"],
+        **kl,
+    )
+
+
+def unpaired_loss_fn(policy: Model, loss_config):
+    """Any unpaired loss by name (`loss_config.name`: kto, apo_zero_unpaired, bco) on a batch of
+    `tokens`, `input_mask`, `loss_mask` [B, L] and `label` [B] (1 desirable); KTO also reads the
+    mismatched pairs (`kl_*`). Adds `rewards/margin`: mean implicit reward of the desirable rows
+    minus that of the undesirable ones."""
+    spec = registry.get_spec(loss_config.name)
+    if spec.kind != "unpaired":
+        raise ValueError(
+            f"loss.name={loss_config.name!r} is not an unpaired loss; one of "
+            f"{registry.UNPAIRED_LOSSES}"
+        )
+    hyperparameters = dict(loss_config.hyperparameters)
+    registry.validate_hyperparameters(loss_config.name, **hyperparameters)
+    loss = registry.get_unpaired_loss(loss_config.name)
+
+    def loss_fn(params, state, batch, rng):
+        del rng
+        logps = unpaired_logps(policy, params, state.ref_params, batch, spec)
+        rewards = hyperparameters["beta"] * (logps.policy - logps.ref)
+        extra = {}
+        if spec.aux == "reward_shift":
+            extra["reward_shift"] = _updated_mean(
+                state.aux, jax.lax.stop_gradient(jnp.mean(rewards))
+            )
+        loss_B, metrics = loss(logps, **hyperparameters, **extra)
+        metrics = {k: jnp.mean(v) for k, v in metrics.items()}
+        desirable = (batch["label"] > 0).astype(jnp.float32)
+
+        def mean_over(weights):
+            return jnp.sum(rewards * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+        metrics["rewards/margin"] = mean_over(desirable) - mean_over(1.0 - desirable)
         if spec.aux == "reward_shift":
             metrics["reward_shift"] = extra["reward_shift"]
         return jnp.mean(loss_B), metrics

@@ -1,0 +1,96 @@
+"""The KTO workflow (experiments/kto.py): unpaired examples from annotated pairs and from a KTO
+file, mismatched pairs for the reference point, and an end-to-end run on runlocal settings."""
+
+import json
+
+import numpy as np
+import pytest
+
+from configs import kto as kto_config
+from experiments import kto
+from tests.test_experiments import _config, _short
+
+
+def test_unpair_splits_pairs_into_labelled_examples():
+    """Pair n becomes rows 2n (chosen, label 1) and 2n + 1 (rejected, label 0)."""
+    tokens = np.arange(2 * 2 * 3).reshape(2, 2, 3)
+    pairs = {"tokens": tokens, "input_mask": tokens > 0, "loss_mask": tokens % 2}
+    out = kto.unpair(pairs)
+    np.testing.assert_array_equal(out["tokens"], tokens.reshape(4, 3))
+    np.testing.assert_array_equal(out["label"], [1, 0, 1, 0])
+
+
+def test_mismatched_pairs_join_a_prompt_with_another_completion():
+    """Row i of the kl_* arrays is example i's prompt then example (i + k)'s completion (k = 1
+    for two examples), with the loss mask on the completion only."""
+    examples = {
+        # prompt [1, 5] + completion [6, 7, 2] | prompt [1, 8, 9] + completion [2]
+        "tokens": np.array([[1, 5, 6, 7, 2, 0], [1, 8, 9, 2, 0, 0]]),
+        "input_mask": np.array([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]]),
+        "loss_mask": np.array([[0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 0, 0]]),
+        "label": np.array([1, 0]),
+    }
+    out = kto.with_mismatched_pairs(examples, seed=0)
+    np.testing.assert_array_equal(out["kl_tokens"], [[1, 5, 2, 0, 0, 0], [1, 8, 9, 6, 7, 2]])
+    np.testing.assert_array_equal(out["kl_loss_mask"], [[0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]])
+    np.testing.assert_array_equal(out["kl_input_mask"], [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+
+
+def test_kto_file_gives_labelled_examples(tmp_path):
+    """A {prompt, completion, label} JSONL file is read as unpaired examples with its labels."""
+    from alignax.data.tokenizer import SentencePieceTokenizer
+
+    rng = np.random.default_rng(0)
+    words = {1: ["great", "lovely", "superb"], 0: ["awful", "boring", "dull"]}
+    records = [
+        {
+            "prompt": "the film",
+            "completion": f"was {words[i % 2][rng.integers(3)]}.",
+            "label": bool(i % 2),
+        }
+        for i in range(40)
+    ]
+    path = tmp_path / "kto.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    texts = [r["prompt"] for r in records] + [r["completion"] for r in records]
+    SentencePieceTokenizer.train(texts, vocab_size=40).save(tmp_path / "spm.model")
+    config = _config(
+        kto_config,
+        **{
+            "data.path": str(path),
+            "data.tokenizer": str(tmp_path / "spm.model"),
+            "data.eval_fraction": 0.25,
+        },
+    )
+    train, evaluation, task = kto.build_examples(config, mesh=None)
+    assert task is None and len(train["label"]) == 30 and len(evaluation["label"]) == 10
+    assert 0 < train["label"].mean() < 1
+    assert np.all(train["kl_loss_mask"].sum(1) > 0)
+
+
+@pytest.mark.slow  # compilation: ~1.5 min on a loaded 2-core CPU
+def test_kto_end_to_end_on_runlocal_settings(tmp_path):
+    """At step 0 policy = reference, so u = z0 = 0 and every example's KTO loss is 1 - s(0):
+    the held-out loss is exactly 0.5. A few steps on annotated generator pairs lower it and give
+    desirable held-out examples the higher implicit reward."""
+    overrides = {
+        "labels.source": "generator",
+        # a one-layer model: compilation dominates the run time
+        "model.num_layers": 1,
+        "model.d_model": 32,
+        "model.num_heads": 2,
+        "model.num_kv_heads": 1,
+        "model.mlp_dim": 64,
+        "unpaired.num_pairs": 128,
+        "unpaired.num_eval_pairs": 32,
+        "unpaired.num_eval_prompts": 0,  # no sampling: the test checks the loss
+        "unpaired.max_new_tokens": 8,
+        "train.steps": 30,
+        "train.checkpoint_every": 30,
+        "train.batch_size": 16,
+        "optimizer.learning_rate": 3e-3,
+        "optimizer.warmup_steps": 1,
+    }
+    summary = kto.run(_config(kto_config, **_short(**overrides)), tmp_path)
+    assert summary["initial_eval_loss"] == pytest.approx(0.5, abs=1e-6)
+    assert summary["eval_loss"] < 0.5 and summary["eval_margin"] > 0, summary
