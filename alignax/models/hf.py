@@ -342,155 +342,118 @@ def _one(fn):
     return lambda *arrays: (fn(*arrays),)
 
 
+def _copy(path, name, layered=True) -> _Rule:
+    """Same layout on both sides (embeddings, norms, biases)."""
+    return _Rule([path], [name], _one(np.asarray), _one(np.asarray), layered)
+
+
+def _linear(path, name, layered=True) -> _Rule:
+    """torch.nn.Linear weight [out, in] <-> alignax [in, out]."""
+    return _Rule([path], [name], _one(np.transpose), _one(np.transpose), layered)
+
+
+def _reshaped(path, name, to_alignax, to_hf) -> _Rule:
+    return _Rule([path], [name], _one(to_alignax), _one(to_hf), True)
+
+
 def _llama_rules(c: ModelConfig) -> list[_Rule]:
     d, h, k, hd = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
     attn, mlp = "model.layers.{i}.self_attn", "model.layers.{i}.mlp"
     rules = [
-        _Rule([("embed",)], ["model.embed_tokens.weight"], _one(np.asarray), _one(np.asarray), 0),
-        _Rule(
-            [("final_norm", "scale")], ["model.norm.weight"], _one(np.asarray), _one(np.asarray), 0
+        _copy(("embed",), "model.embed_tokens.weight", layered=False),
+        _copy(("final_norm", "scale"), "model.norm.weight", layered=False),
+        _copy(("blocks", "attn_norm", "scale"), "model.layers.{i}.input_layernorm.weight"),
+        _copy(("blocks", "mlp_norm", "scale"), "model.layers.{i}.post_attention_layernorm.weight"),
+        # o_proj [d, heads * head_dim] <-> out [heads, head_dim, d]
+        _reshaped(
+            ("blocks", "attn", "out"),
+            f"{attn}.o_proj.weight",
+            lambda w: w.T.reshape(h, hd, d),
+            lambda x: x.reshape(h * hd, d).T,
         ),
     ]
     if not c.tie_embeddings:
-        rules.append(
-            _Rule([("lm_head",)], ["lm_head.weight"], _one(np.transpose), _one(np.transpose), 0)
-        )
+        rules.append(_linear(("lm_head",), "lm_head.weight", layered=False))
     for name, heads in (("q", h), ("k", k), ("v", k)):
+        # {q,k,v}_proj [heads * head_dim, d] <-> [d, heads, head_dim]
         rules.append(
-            _Rule(
-                [("blocks", "attn", name)],
-                [f"{attn}.{name}_proj.weight"],
-                _one(lambda w, n=heads: w.T.reshape(d, n, hd)),
-                _one(lambda x, n=heads: x.reshape(d, n * hd).T),
-                1,
+            _reshaped(
+                ("blocks", "attn", name),
+                f"{attn}.{name}_proj.weight",
+                lambda w, n=heads: w.T.reshape(d, n, hd),
+                lambda x, n=heads: x.reshape(d, n * hd).T,
             )
         )
         if c.qkv_bias:
             rules.append(
-                _Rule(
-                    [("blocks", "attn", f"{name}_bias")],
-                    [f"{attn}.{name}_proj.bias"],
-                    _one(lambda b, n=heads: b.reshape(n, hd)),
-                    _one(lambda x: x.reshape(-1)),
-                    1,
+                _reshaped(
+                    ("blocks", "attn", f"{name}_bias"),
+                    f"{attn}.{name}_proj.bias",
+                    lambda b, n=heads: b.reshape(n, hd),
+                    lambda x: x.reshape(-1),
                 )
             )
-    rules.append(
-        _Rule(
-            [("blocks", "attn", "out")],
-            [f"{attn}.o_proj.weight"],
-            _one(lambda w: w.T.reshape(h, hd, d)),
-            _one(lambda x: x.reshape(h * hd, d).T),
-            1,
-        )
-    )
     if c.out_bias:
-        rules.append(
-            _Rule(
-                [("blocks", "attn", "out_bias")],
-                [f"{attn}.o_proj.bias"],
-                _one(np.asarray),
-                _one(np.asarray),
-                1,
-            )
-        )
+        rules.append(_copy(("blocks", "attn", "out_bias"), f"{attn}.o_proj.bias"))
     for name in ("gate", "up", "down"):
-        rules.append(
-            _Rule(
-                [("blocks", "mlp", name)],
-                [f"{mlp}.{name}_proj.weight"],
-                _one(np.transpose),
-                _one(np.transpose),
-                1,
-            )
-        )
+        rules.append(_linear(("blocks", "mlp", name), f"{mlp}.{name}_proj.weight"))
         if c.mlp_bias:
-            rules.append(
-                _Rule(
-                    [("blocks", "mlp", f"{name}_bias")],
-                    [f"{mlp}.{name}_proj.bias"],
-                    _one(np.asarray),
-                    _one(np.asarray),
-                    1,
-                )
-            )
-    for path, name in (
-        (("attn_norm", "scale"), "input_layernorm"),
-        (("mlp_norm", "scale"), "post_attention_layernorm"),
-    ):
-        rules.append(
-            _Rule(
-                [("blocks", *path)],
-                [f"model.layers.{{i}}.{name}.weight"],
-                _one(np.asarray),
-                _one(np.asarray),
-                1,
-            )
-        )
+            rules.append(_copy(("blocks", "mlp", f"{name}_bias"), f"{mlp}.{name}_proj.bias"))
     return rules
 
 
 def _gpt2_rules(c: ModelConfig, prefix: str) -> list[_Rule]:
+    """GPT-2's Conv1D weights are stored [in, out], like alignax's; q, k, v share c_attn."""
     d, h, hd = c.d_model, c.num_heads, c.head_dim
     p, layer = prefix, prefix + "h.{i}"
-    same = _one(np.asarray)
 
-    def split_qkv_weight(w):
+    def split_qkv_weight(w):  # [d, 3 * d] -> 3 x [d, heads, head_dim]
         return tuple(part.reshape(d, h, hd) for part in np.split(w, 3, axis=1))
 
     def join_qkv_weight(q, k, v):
         return (np.concatenate([x.reshape(d, h * hd) for x in (q, k, v)], axis=1),)
 
     rules = [
-        _Rule([("embed",)], [f"{p}wte.weight"], same, same, 0),
-        _Rule([("position_embed",)], [f"{p}wpe.weight"], same, same, 0),
-        _Rule([("final_norm", "scale")], [f"{p}ln_f.weight"], same, same, 0),
-        _Rule([("final_norm", "bias")], [f"{p}ln_f.bias"], same, same, 0),
+        _copy(("embed",), f"{p}wte.weight", layered=False),
+        _copy(("position_embed",), f"{p}wpe.weight", layered=False),
+        _copy(("final_norm", "scale"), f"{p}ln_f.weight", layered=False),
+        _copy(("final_norm", "bias"), f"{p}ln_f.bias", layered=False),
         _Rule(
             [("blocks", "attn", n) for n in "qkv"],
             [f"{layer}.attn.c_attn.weight"],
             split_qkv_weight,
             join_qkv_weight,
-            1,
+            True,
         ),
-        _Rule(
-            [("blocks", "attn", "out")],
-            [f"{layer}.attn.c_proj.weight"],
-            _one(lambda w: w.reshape(h, hd, d)),
-            _one(lambda x: x.reshape(h * hd, d)),
-            1,
+        _reshaped(
+            ("blocks", "attn", "out"),
+            f"{layer}.attn.c_proj.weight",
+            lambda w: w.reshape(h, hd, d),
+            lambda x: x.reshape(h * hd, d),
         ),
-        _Rule([("blocks", "mlp", "up")], [f"{layer}.mlp.c_fc.weight"], same, same, 1),
-        _Rule([("blocks", "mlp", "down")], [f"{layer}.mlp.c_proj.weight"], same, same, 1),
+        _copy(("blocks", "mlp", "up"), f"{layer}.mlp.c_fc.weight"),
+        _copy(("blocks", "mlp", "down"), f"{layer}.mlp.c_proj.weight"),
     ]
     for path, name in (("attn_norm", "ln_1"), ("mlp_norm", "ln_2")):
-        rules.append(_Rule([("blocks", path, "scale")], [f"{layer}.{name}.weight"], same, same, 1))
-        rules.append(_Rule([("blocks", path, "bias")], [f"{layer}.{name}.bias"], same, same, 1))
+        rules.append(_copy(("blocks", path, "scale"), f"{layer}.{name}.weight"))
+        rules.append(_copy(("blocks", path, "bias"), f"{layer}.{name}.bias"))
     if c.qkv_bias:
         rules.append(
             _Rule(
                 [("blocks", "attn", f"{n}_bias") for n in "qkv"],
                 [f"{layer}.attn.c_attn.bias"],
                 lambda b: tuple(x.reshape(h, hd) for x in np.split(b, 3)),
-                lambda q, k, v: (np.concatenate([q.reshape(-1), k.reshape(-1), v.reshape(-1)]),),
-                1,
+                lambda q, k, v: (np.concatenate([x.reshape(-1) for x in (q, k, v)]),),
+                True,
             )
         )
     if c.out_bias:
-        rules.append(
-            _Rule([("blocks", "attn", "out_bias")], [f"{layer}.attn.c_proj.bias"], same, same, 1)
-        )
+        rules.append(_copy(("blocks", "attn", "out_bias"), f"{layer}.attn.c_proj.bias"))
     if c.mlp_bias:
-        rules.append(
-            _Rule([("blocks", "mlp", "up_bias")], [f"{layer}.mlp.c_fc.bias"], same, same, 1)
-        )
-        rules.append(
-            _Rule([("blocks", "mlp", "down_bias")], [f"{layer}.mlp.c_proj.bias"], same, same, 1)
-        )
+        rules.append(_copy(("blocks", "mlp", "up_bias"), f"{layer}.mlp.c_fc.bias"))
+        rules.append(_copy(("blocks", "mlp", "down_bias"), f"{layer}.mlp.c_proj.bias"))
     if not c.tie_embeddings:
-        rules.append(
-            _Rule([("lm_head",)], ["lm_head.weight"], _one(np.transpose), _one(np.transpose), 0)
-        )
+        rules.append(_linear(("lm_head",), "lm_head.weight", layered=False))
     return rules
 
 
@@ -626,7 +589,7 @@ def _ignorable(name: str, config: ModelConfig) -> bool:
     # Old GPT-2 checkpoints store the causal-mask buffers; tied models may still store lm_head;
     # rotary caches appear in some Llama conversions.
     return (
-        bool(re.search(r"attn\.(masked_)?bias$", name))
+        bool(re.search(r"\.attn\.(masked_)?bias$", name))
         or (config.tie_embeddings and name == "lm_head.weight")
         or name.endswith("rotary_emb.inv_freq")
     )
