@@ -153,3 +153,19 @@ def test_missing_target_names_the_weight():
     model = build_model(tiny_config(mlp="gelu"))
     with pytest.raises(ValueError, match="mlp/gate"):
         init_lora(jax.random.key(0), model, LoraConfig(rank=2, alpha=2.0, targets=("gate",)))
+
+
+def test_merged_params_export_as_an_ordinary_checkpoint(setup, tmp_path):
+    """merge() gives a complete params tree: it exports (save_hf) and reloads bit for bit, with
+    the adapted weights changed and the rest equal to the base."""
+    from alignax.models.hf import load_hf, save_hf
+
+    model, base, _, fresh = setup
+    rng = np.random.default_rng(2)
+    adapters = jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), fresh)
+    merged = merge(base, adapters, ALL)
+    save_hf(tmp_path, tiny_config(), merged)
+    _, reloaded = load_hf(tmp_path, max_len=model.config.max_len)
+    jax.tree.map(np.testing.assert_array_equal, merged, reloaded)
+    assert not np.array_equal(reloaded["blocks"]["attn"]["q"], base["blocks"]["attn"]["q"])
+    np.testing.assert_array_equal(reloaded["embed"], base["embed"])
