@@ -8,11 +8,8 @@ import pytest
 from alignax import feedback
 from alignax.feedback import judges as judges_lib
 from alignax.models import build_model
-from alignax.sharding import make_mesh
-from alignax.stages import save_stage
 from alignax.tasks import Annotator, get_task
 from alignax.tasks.review import gold_reward_reference
-from configs.models import mesh_config
 from tests.helpers import tiny_config
 
 
@@ -34,12 +31,15 @@ def pairs(task):
     return out
 
 
-def _review_config():
-    return tiny_config(vocab_size=64, max_len=48, d_model=16, mlp_dim=32)
-
-
-def _review_model(heads):
-    return build_model(_review_config(), heads)
+def _review_model(heads, seed):
+    """A tiny model over the review vocabulary with random params (drawn directly: the judges'
+    properties hold for any params, and this skips compiling an initialiser)."""
+    model = build_model(tiny_config(vocab_size=64, max_len=48, d_model=16, mlp_dim=32), heads)
+    rng = np.random.default_rng(seed)
+    params = jax.tree.map(
+        lambda s: (0.3 * rng.standard_normal(s.shape)).astype(s.dtype), model.abstract_params
+    )
+    return model, params
 
 
 # ----------------------------------------------------------------------------- pairs layout
@@ -120,13 +120,14 @@ def test_direction_weighted_reward_is_the_weighted_sum_of_components(task):
 
 def test_principle_judges_prefer_what_their_principle_says(task):
     """Each single-principle judge prefers the response that is better on its component only."""
+    a = ("it is great . <eos>", "it is good . <eos>", "it is . <eos>")
+    b = ("it is bad . <eos>", "it is good . it is good .", "it is . it is . <eos>")
     pairs = feedback.encode_pairs(
         task,
         [task.encode_text("food")] * 3,
-        [task.encode_text(r) for r in ("it is great . <eos>", "it is good . <eos>", "it is . <eos>")],
-        [task.encode_text(r) for r in ("it is bad . <eos>", "it is good . it is good .",
-                                       "it is . it is . <eos>")],
-    )  # fmt: skip
+        [task.encode_text(r) for r in a],
+        [task.encode_text(r) for r in b],
+    )
     sentiment = feedback.principle_judge(task, "sentiment")(pairs)
     termination = feedback.principle_judge(task, "termination")(pairs)
     repetition = feedback.principle_judge(task, "non_repetition")(pairs)
@@ -223,21 +224,15 @@ def test_random_budget_and_merge_labels():
 
 
 # ----------------------------------------------------------------------------- model judges
-def test_reward_model_judge_is_bradley_terry_of_its_rewards(task, pairs, tmp_path):
-    """P = sigmoid((r_a - r_b) / T) of the reward model's own scores; from_stage reads the same
-    model back."""
-    model = _review_model(("reward",))
-    params = model.init(jax.random.key(1))
+def test_reward_model_judge_is_bradley_terry_of_its_rewards(task, pairs):
+    """P = sigmoid((r_a - r_b) / T) of the reward model's own scores."""
+    model, params = _review_model(("reward",), 1)
     judge = feedback.RewardModelJudge(model, params, temperature=0.5, chunk_size=48)
     flat = {k: pairs[k].reshape(128, -1) for k in ("tokens", "input_mask")}
-    r = np.asarray(model.apply(params, flat["tokens"], flat["input_mask"])["rewards"])
+    r = np.asarray(jax.jit(model.apply)(params, flat["tokens"], flat["input_mask"])["rewards"])
     r = r.reshape(64, 2).astype(np.float64)
     expected = 1 / (1 + np.exp(-(r[:, 0] - r[:, 1]) / 0.5))
     np.testing.assert_allclose(judge(pairs), expected, rtol=1e-5, atol=1e-6)
-    save_stage(tmp_path / "rm", _review_config(), params, step=1)
-    mesh = make_mesh(mesh_config("tiny"))
-    loaded = feedback.RewardModelJudge.from_stage(tmp_path / "rm", mesh=mesh, temperature=0.5)
-    np.testing.assert_allclose(loaded(pairs), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_with_principle_equals_encoding_the_principle_before_the_prompt(task):
@@ -259,8 +254,7 @@ def test_self_judge_scores_the_policy_verdict(task, pairs):
     """P(a > b) = sigmoid((s(a) - s(b)) / T) with s the policy's per-token log-likelihood of the
     response after BOS, principle tokens, prompt (computed here by a direct forward pass);
     order-consistent; contrastive scores subtract the unconditioned likelihood."""
-    model = _review_model(("lm",))
-    params = model.init(jax.random.key(2))
+    model, params = _review_model(("lm",), 2)
     cue = feedback.principle_tokens(task, feedback.principle("sentiment"))
     judge = feedback.SelfJudge(model, params, cue, temperature=0.7, chunk_size=32)
     p = judge(pairs)
@@ -269,7 +263,7 @@ def test_self_judge_scores_the_policy_verdict(task, pairs):
     def direct_scores(batch):
         n, k, length = batch["tokens"].shape
         flat = {key: batch[key].reshape(n * k, length) for key in batch}
-        logits = model.apply(params, flat["tokens"], flat["input_mask"])["logits"]
+        logits = jax.jit(model.apply)(params, flat["tokens"], flat["input_mask"])["logits"]
         logp = np.asarray(jax.nn.log_softmax(logits, -1), np.float64)
         tokens, mask = flat["tokens"], flat["loss_mask"]
         token_logp = np.take_along_axis(logp[:, :-1], tokens[:, 1:, None], -1)[..., 0]

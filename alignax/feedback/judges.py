@@ -58,9 +58,7 @@ def encode_pairs(
 def swap(pairs: dict) -> dict:
     """The same pairs shown in the other order: every [N, 2, ...] entry reversed on axis 1
     (entries of other shapes, e.g. a per-pair margin, are dropped: their meaning would flip)."""
-    return {
-        k: v[:, ::-1] for k, v in pairs.items() if np.ndim(v) >= 2 and np.shape(v)[1] == 2
-    }
+    return {k: v[:, ::-1] for k, v in pairs.items() if np.ndim(v) >= 2 and np.shape(v)[1] == 2}
 
 
 def logit(p) -> np.ndarray:
@@ -111,8 +109,8 @@ class RewardModelJudge:
     def __post_init__(self):
         if self.temperature <= 0:
             raise ValueError(f"RewardModelJudge.temperature={self.temperature} must be > 0")
-        score = jax.jit(lambda params, batch: objectives.comparison_rewards(self.model, params, batch))
-        object.__setattr__(self, "_score", score)
+        score = lambda params, batch: objectives.comparison_rewards(self.model, params, batch)
+        object.__setattr__(self, "_score", jax.jit(score))
 
     def rewards(self, pairs: dict) -> np.ndarray:
         """[N, 2] reward-model scores of a and b."""
@@ -195,9 +193,7 @@ def with_principle(pairs: dict, principle_tokens: Sequence[int]) -> dict:
     position = np.arange(length + k)
     source = np.where(position <= first, position, np.maximum(position - k, 0))
     inserted = (position > first) & (position <= first + k)
-    principle = np.asarray(principle_tokens, tokens.dtype)[
-        np.clip(position - first - 1, 0, k - 1)
-    ]
+    principle = np.asarray(principle_tokens, tokens.dtype)[np.clip(position - first - 1, 0, k - 1)]
     gather = lambda x: np.take_along_axis(x, np.broadcast_to(source, (*lead, length + k)), -1)
     return {
         "tokens": np.where(inserted, principle, gather(tokens)),
