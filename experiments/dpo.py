@@ -73,9 +73,11 @@ def precompute_reference_logps(model, ref_params, pairs: dict, batch_size: int) 
     return np.concatenate(chunks).astype(np.float32)
 
 
-def run(config, workdir):
+def run(config, workdir, pairs=None):
+    """`pairs`: (train, evaluation, task) labelled elsewhere (experiments/rlaif.py) instead of
+    `build_pairs`."""
     workdir, mesh = setup(config, workdir)
-    train, evaluation, task = build_pairs(config, mesh)
+    train, evaluation, task = build_pairs(config, mesh) if pairs is None else pairs
     model = build_model(config.model, heads=("lm",))
     rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
     tx = steps.make_optimizer(config)
