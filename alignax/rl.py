@@ -77,6 +77,8 @@ def default_grpo_config() -> ml_collections.ConfigDict:
             "scale_rewards": "group",  # "batch" | "none"; read by baseline "grpo" only
             "loss": "grpo",  # "gspo" | "cispo" | "sapo"; every baseline but "rloo"
             "kl_importance_weighted": False,  # k3 times the current/old ratio (TRL 1.16)
+            # logged kl / clip fractions: per sequence then batch, or "token_mean" (TRL's logging)
+            "metric_aggregation": "sequence_mean",
             "max_new_tokens": 8,
             "temperature": 1.0,
             "epochs": 1,
@@ -297,6 +299,7 @@ GROUP_LOSSES = {
         aggregation=g.aggregation,
         max_length=g.max_new_tokens,
         kl_importance_weighted=g.kl_importance_weighted,
+        metric_aggregation=g.metric_aggregation,
     ),
     "gspo": lambda g: functools.partial(
         group_losses.gspo_loss,
@@ -304,6 +307,7 @@ GROUP_LOSSES = {
         clip_eps_low=g.clip_eps_low,
         clip_eps_high=g.clip_eps_high,
         kl_importance_weighted=g.kl_importance_weighted,
+        metric_aggregation=g.metric_aggregation,
     ),
     "cispo": lambda g: functools.partial(
         group_losses.cispo_loss,
@@ -313,6 +317,7 @@ GROUP_LOSSES = {
         aggregation=g.aggregation,
         max_length=g.max_new_tokens,
         kl_importance_weighted=g.kl_importance_weighted,
+        metric_aggregation=g.metric_aggregation,
     ),
     "sapo": lambda g: functools.partial(
         group_losses.sapo_loss,
@@ -320,6 +325,7 @@ GROUP_LOSSES = {
         aggregation=g.aggregation,
         max_length=g.max_new_tokens,
         kl_importance_weighted=g.kl_importance_weighted,
+        metric_aggregation=g.metric_aggregation,
     ),
 }
 
@@ -339,8 +345,8 @@ def make_grpo_step(
 
     Reads `config.grpo.{group_size, baseline ('grpo' | 'dr_grpo' | 'rloo' | 'rloo_token'),
     scale_rewards, loss ('grpo' | 'gspo' | 'cispo' | 'sapo'), kl_importance_weighted,
-    max_new_tokens, temperature, epochs, num_minibatches, beta, clip_eps_low, clip_eps_high,
-    aggregation}`.
+    metric_aggregation, max_new_tokens, temperature, epochs, num_minibatches, beta,
+    clip_eps_low, clip_eps_high, aggregation}`.
     `score_inputs` names batch entries (e.g. a verifier's `answer_tokens`) passed to `score_fn`
     after the sequences, repeated like the prompts.
     """

@@ -214,5 +214,42 @@ def test_grpo_step_config_names_its_keys():
         build(loss="ppo")
     with pytest.raises(ValueError, match=r"grpo\.baseline='rloo' is sequence-level"):
         build(baseline="rloo", loss="gspo")
-    for loss in ("gspo", "cispo", "sapo"):
-        assert callable(build(loss=loss, baseline="rloo_token"))
+
+
+@pytest.mark.parametrize(
+    "baseline, loss, key",
+    [
+        ("rloo", "grpo", "policy/ratio"),
+        ("grpo", "sapo", "policy/gate"),
+        ("rloo_token", "gspo", "kl"),
+        ("grpo", "cispo", "policy/clip_high_fraction"),
+    ],
+)
+def test_grpo_step_traces_each_objective(baseline, loss, key):
+    """make_grpo_step wires each (baseline, loss) choice through a whole iteration (traced
+    abstractly, no compile): the metrics are those of the chosen loss."""
+    import ml_collections
+    import optax
+
+    from alignax import rl
+    from alignax.state import TrainState
+    from tests.test_rl import EOS, _policy, _prompts, toy_score
+
+    policy, params = _policy()
+    config = ml_collections.ConfigDict({"grpo": rl.default_grpo_config()})
+    config.grpo.update(
+        baseline=baseline,
+        loss=loss,
+        group_size=2,
+        max_new_tokens=3,
+        num_minibatches=1,
+        scale_rewards="batch",
+        kl_importance_weighted=True,
+    )
+    tx = optax.sgd(0.1)
+    state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), ref_params=params)
+    step = rl.make_grpo_step(policy=policy, score_fn=toy_score, tx=tx, config=config, eos_id=EOS)
+    _, metrics = jax.eval_shape(step, state, _prompts(2), jax.random.key(0))
+    assert key in metrics
+    if loss == "sapo":
+        assert "policy/clip_fraction" not in metrics
