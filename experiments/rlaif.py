@@ -1,0 +1,417 @@
+"""RLAIF with targeted human feedback: DPO on pairs labelled by an AI judge, with a budget of
+gold ("human") labels spent where the judge is least sure (RLTHF), against the same budget on
+random pairs, and against full gold labels.
+
+    python -m experiments.rlaif --config configs/rlaif.py --workdir runs/rlaif
+
+Stages, each cached in the workdir so a rerun resumes:
+  1. SFT from scratch (`config.sft`, experiments/sft.py), unless `labels.policy_from` names one.
+  2. per seed: `pairs.num_pairs` pairs (a, b) of SFT samples to training prompts, and
+     `pairs.num_eval_pairs` to held-out prompts; the human annotator's labels (`labels`,
+     a Bradley-Terry annotator of the gold reward) and the judge's P(a > b) (`judge`).
+  3. per seed and budget p: the judge's hard labels with floor(p N / 100) pairs relabelled by
+     the human: the least confident (|P - 0.5| smallest, or the most disagreed-on for an
+     ensemble) and, as the baseline, random ones. p = 0 is pure AI feedback, p = 100 is pure
+     human feedback. DPO (`config.dpo`, experiments/dpo.py) from the SFT policy on each.
+  4. results.md (command and commit first), results.json and figures/: judge-gold agreement,
+     the labels' agreement with gold per budget, and the DPO policy's gold reward on held-out
+     prompts, means over seeds with 95% intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from alignax import feedback, labels
+from alignax.analysis import plots
+from alignax.analysis.stats import mean_interval
+from alignax.cli import run_experiment
+from alignax.provenance import provenance
+from alignax.stages import load_stage_model, stage_config
+from alignax.tasks import get_task
+from alignax.training import setup, write_summary
+from experiments import dpo, sft
+
+DEBIAS = ("none", *feedback.judges.DEBIAS_AVERAGES)
+ROUTING = ("confidence", "disagreement")
+
+# ---------------------------------------------------------------------------------------------
+# The judge.
+
+
+def build_judge(j, task, mesh, policy_dir: Path):
+    """(judge, uncertainty or None) from the `judge` config section: the base judge, with the
+    injected position bias and the debiasing applied to it (to each member of an ensemble)."""
+    if j.debias not in DEBIAS:
+        raise ValueError(f"judge.debias={j.debias!r}; allowed: {DEBIAS}")
+    if len(j.principles) != len(j.weights):
+        raise ValueError(
+            f"judge.principles has {len(j.principles)} entries and judge.weights "
+            f"{len(j.weights)}; they must pair up"
+        )
+
+    def wrap(judge):
+        if j.position_bias:
+            judge = feedback.PositionBiased(judge, j.position_bias)
+        return judge if j.debias == "none" else feedback.Debiased(judge, j.debias)
+
+    if j.kind == "constitution":
+        constitution = feedback.Constitution.of(j.principles, j.weights)
+        return wrap(feedback.ConstitutionJudge(task, constitution, j.temperature)), None
+    if j.kind == "principle_ensemble":
+        members = tuple(
+            wrap(feedback.principle_judge(task, n, j.temperature)) for n in j.principles
+        )
+        ensemble = feedback.JudgeEnsemble(members, tuple(j.weights))
+        return ensemble, ensemble.disagreement
+    if j.kind == "self":
+        model, params = load_stage_model(policy_dir, heads=("lm",), mesh=mesh)
+        cue = sum(
+            (feedback.principle_tokens(task, feedback.principle(n)) for n in j.principles), ()
+        )
+        judge = feedback.SelfJudge(
+            model, params, cue, temperature=j.temperature, contrastive=j.self_contrastive
+        )
+        return wrap(judge), None
+    if j.kind == "reward_model":
+        if not j.reward_model_from:
+            raise ValueError("judge.kind='reward_model' needs judge.reward_model_from (a workdir)")
+        judge = feedback.RewardModelJudge.from_stage(
+            j.reward_model_from, mesh=mesh, temperature=j.temperature
+        )
+        return wrap(judge), None
+    raise ValueError(
+        f"judge.kind={j.kind!r}; allowed: constitution, principle_ensemble, self, reward_model"
+    )
+
+
+def describe_judge(j) -> str:
+    weighted = ", ".join(f"{w:g} x {n}" for n, w in zip(j.principles, j.weights))
+    text = f"{j.kind} ({weighted}; temperature {j.temperature:g})"
+    if j.position_bias:
+        text += f", injected position bias {j.position_bias:+g} (logit)"
+    if j.debias != "none":
+        text += f", debiased by {j.debias} averaging of both orders"
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairs and labels.
+
+
+def sample_pairs(config, task, policy, policy_params, n: int, seed: int, split: str) -> dict:
+    """n unlabelled pairs (a, b) of the policy's samples to prompts of `split`, with gold."""
+    rng = np.random.default_rng([seed, 7, split == "eval"])
+    prompts = task.sample_prompts(n, rng, split=split)
+    responses = labels.policy_responses(
+        policy,
+        policy_params,
+        task,
+        [p for p in prompts for _ in range(2)],
+        jax.random.fold_in(jax.random.key(seed), split == "eval"),
+        max_new_tokens=config.labels.max_new_tokens,
+        temperature=config.labels.temperature,
+        # One sampler shape for both splits (runlocal: also the evaluations' shape).
+        chunk_size=min(1024, 2 * config.pairs.num_eval_pairs),
+    )
+    pairs = feedback.encode_pairs(task, prompts, responses[0::2], responses[1::2])
+    flat = lambda k: pairs[k].reshape(2 * n, -1)
+    pairs["gold_reward"] = task.gold_reward_np(flat("tokens"), flat("loss_mask")).reshape(n, 2)
+    return pairs
+
+
+def chosen_first(pairs: dict, a_chosen) -> dict:
+    """DPO's layout: the chosen response at index 0."""
+    order = np.where(np.asarray(a_chosen)[:, None], [0, 1], [1, 0])
+    return {k: np.take_along_axis(pairs[k], order[:, :, None], axis=1) for k in dpo.MODEL_INPUTS}
+
+
+def label_pairs(config, task, judge, uncertainty, pairs: dict, seed: int) -> dict:
+    """The human's and the judge's labels of `pairs` (True = a chosen), the judge's
+    probabilities and the routing priority."""
+    gold = pairs["gold_reward"]
+    human = labels.annotator(config.labels).prefer_first(
+        gold[:, 0], gold[:, 1], np.random.default_rng([seed, 9])
+    )
+    probability = judge(pairs)
+    out = {
+        "human": human,
+        "gold": gold[:, 0] >= gold[:, 1],
+        "probability": probability,
+        "judge": feedback.hard_labels(probability),
+    }
+    if uncertainty is not None:
+        out["uncertainty"] = uncertainty(pairs)
+    return out
+
+
+def conditions(config) -> list[tuple[str, float]]:
+    """(routing, budget %) of every DPO run: targeted at every budget; random at the budgets
+    strictly between 0 and 100 (at 0 and 100 both are the same labels)."""
+    r = config.routing
+    out = [("targeted", float(p)) for p in r.budgets]
+    if r.random_baseline:
+        out += [("random", float(p)) for p in r.budgets if 0 < p < 100]
+    return out
+
+
+def routed_labels(config, labelled: dict, routing: str, percent: float, seed: int):
+    """The judge's labels with the budget's pairs relabelled by the human; (labels, selected)."""
+    n = len(labelled["judge"])
+    if routing == "random":
+        selected = feedback.random_pairs(
+            n, percent, np.random.default_rng([seed, 13, int(percent * 100)])
+        )
+    elif config.routing.by == "confidence":
+        selected = feedback.least_confident(labelled["probability"], percent)
+    else:
+        if "uncertainty" not in labelled:
+            raise ValueError(
+                "routing.by='disagreement' needs an ensemble judge (judge.kind="
+                "'principle_ensemble'); allowed for other judges: 'confidence'"
+            )
+        selected = feedback.most_uncertain(labelled["uncertainty"], percent)
+    return feedback.merge_labels(labelled["judge"], labelled["human"], selected), selected
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs.
+
+
+def train_policy(config, workdir: Path) -> Path:
+    if config.labels.policy_from:
+        return Path(config.labels.policy_from)
+    sft_dir = workdir / "sft"
+    if not (sft_dir / "summary.json").exists():
+        print("\n=== SFT ===", flush=True)
+        sft.run(stage_config(config, config.sft, {}), sft_dir)
+    return sft_dir
+
+
+def run_dpo(config, sft_dir: Path, run_dir: Path, seed: int, train, evaluation, task) -> dict:
+    path = run_dir / "summary.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    dpo_config = stage_config(config, config.dpo, {"init_from": sft_dir})
+    with dpo_config.unlocked():
+        dpo_config.seed = seed
+    return dpo.run(dpo_config, run_dir, pairs=(train, evaluation, task))
+
+
+def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
+    """Judge statistics and one DPO run per condition for one seed (cached in seed_<s>.json)."""
+    path = workdir / f"seed_{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    policy, policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
+    judge, uncertainty = build_judge(config.judge, task, mesh, sft_dir)
+    p = config.pairs
+    pairs = sample_pairs(config, task, policy, policy_params, p.num_pairs, seed, "train")
+    held_out = sample_pairs(config, task, policy, policy_params, p.num_eval_pairs, seed, "eval")
+    start = time.perf_counter()
+    labelled = label_pairs(config, task, judge, uncertainty, pairs, seed)
+    judge_seconds = time.perf_counter() - start
+    human_eval = labels.annotator(config.labels).prefer_first(
+        held_out["gold_reward"][:, 0],
+        held_out["gold_reward"][:, 1],
+        np.random.default_rng([seed, 10]),
+    )
+    evaluation = chosen_first(held_out, human_eval)
+    result = {
+        "seed": seed,
+        "judge": {
+            "gold_agreement": float(np.mean(labelled["judge"] == labelled["gold"])),
+            "human_agreement": float(np.mean(labelled["judge"] == labelled["human"])),
+            "human_gold_agreement": float(np.mean(labelled["human"] == labelled["gold"])),
+            "seconds": judge_seconds,
+            **feedback.position_bias(judge, pairs),
+        },
+        "runs": [],
+    }
+    for routing, percent in conditions(config):
+        merged, selected = routed_labels(config, labelled, routing, percent, seed)
+        name = f"{routing}_{percent:g}_s{seed}"
+        print(f"\n=== DPO, {routing} {percent:g}% gold labels, seed {seed} ===", flush=True)
+        start = time.perf_counter()
+        summary = run_dpo(
+            config,
+            sft_dir,
+            workdir / "dpo" / name,
+            seed,
+            chosen_first(pairs, merged),
+            evaluation,
+            task,
+        )
+        result["runs"].append(
+            {
+                "routing": routing,
+                "percent": percent,
+                "gold_labels": int(len(selected)),
+                "label_gold_agreement": float(np.mean(merged == labelled["gold"])),
+                "label_human_agreement": float(np.mean(merged == labelled["human"])),
+                "gold_reward": summary["gold_reward"],
+                "kl_to_reference": summary["kl_to_reference"] or float("nan"),
+                "eval_accuracy": summary["eval_accuracy"],
+                "seconds": time.perf_counter() - start,
+            }
+        )
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+
+def aggregate(config, per_seed: list[dict]) -> dict:
+    """Means over seeds with 95% intervals of the judge statistics and of every condition."""
+    judge = {k: mean_interval([r["judge"][k] for r in per_seed]) for k in per_seed[0]["judge"]}
+    rows = []
+    for routing, percent in conditions(config):
+        runs = [
+            next(x for x in r["runs"] if x["routing"] == routing and x["percent"] == percent)
+            for r in per_seed
+        ]
+        row = {"routing": routing, "percent": percent, "gold_labels": runs[0]["gold_labels"]}
+        for key in ("label_gold_agreement", "gold_reward", "kl_to_reference", "eval_accuracy"):
+            row[key] = mean_interval([x[key] for x in runs])
+        rows.append(row)
+    return {"judge": judge, "conditions": rows}
+
+
+def _cell(value: tuple[float, float], digits: int = 3) -> str:
+    mean, half = value
+    return (
+        f"{mean:.{digits}f}" if not np.isfinite(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    )
+
+
+def gap_recovered(rows: list[dict]) -> dict[float, float]:
+    """Targeted budgets: (gold(p) - gold(0)) / (gold(100) - gold(0)), the share of the gap
+    between pure AI and pure human feedback that p% targeted human labels close."""
+    targeted = {r["percent"]: r["gold_reward"][0] for r in rows if r["routing"] == "targeted"}
+    if 0.0 not in targeted or 100.0 not in targeted or targeted[100.0] == targeted[0.0]:
+        return {}
+    gap = targeted[100.0] - targeted[0.0]
+    return {p: (g - targeted[0.0]) / gap for p, g in targeted.items()}
+
+
+def figure(rows: list[dict], workdir: Path) -> None:
+    fig, axes = plots.subplots(1, 2, figsize=(9, 3.4))
+    for i, routing in enumerate(("targeted", "random")):
+        mine = sorted((r for r in rows if r["routing"] == routing), key=lambda r: r["percent"])
+        if routing == "random":  # the shared end points: 0% and 100% are the same labels
+            mine = sorted(
+                mine + [r for r in rows if r["routing"] == "targeted" and r["percent"] in (0, 100)],
+                key=lambda r: r["percent"],
+            )
+        x = [r["percent"] for r in mine]
+        for ax, key in zip(axes, ("gold_reward", "label_gold_agreement")):
+            ax.errorbar(
+                x,
+                [r[key][0] for r in mine],
+                yerr=[0.0 if not np.isfinite(r[key][1]) else r[key][1] for r in mine],
+                fmt="o-",
+                color=plots.PALETTE[i],
+                capsize=2,
+                markersize=3,
+                label=f"{routing} human labels",
+            )
+    for ax, label in zip(axes, ("gold reward of the DPO policy", "labels agreeing with gold")):
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set(xlabel="human-label budget (% of pairs)", ylabel=label)
+    axes[0].legend()
+    fig.suptitle("AI feedback with targeted human labels (95% intervals over seeds)")
+    plots.save(fig, workdir / "figures" / "rlaif_budget")
+
+
+def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> str:
+    judge, rows = result["judge"], result["conditions"]
+    recovered = gap_recovered(rows)
+    lines = [
+        "### AI feedback with targeted human labels (RLAIF / RLTHF)",
+        "",
+        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
+        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        + f"; wall time {seconds / 60:.1f} min.",
+        "",
+        f"Pairs: {config.pairs.num_pairs} pairs of SFT samples to training prompts per seed; "
+        f"human = {config.labels.annotator} annotator of the gold reward (temperature "
+        f"{config.labels.annotator_temperature:g}); judge = {describe_judge(config.judge)}. "
+        f"DPO ({config.dpo.loss.name}, {config.dpo.train.steps} steps) from the SFT policy; "
+        f"gold reward of its samples on {config.dpo.preferences.num_eval_prompts} held-out "
+        f"prompts. Means over {len(config.seeds)} seed(s) with 95% intervals.",
+        "",
+        "| judge vs | agreement |",
+        "|---|---|",
+        f"| gold preference (higher gold wins) | {_cell(judge['gold_agreement'])} |",
+        f"| human labels | {_cell(judge['human_agreement'])} |",
+        f"| (human labels vs gold) | {_cell(judge['human_gold_agreement'])} |",
+        "",
+        f"Position bias of the judge (swap test): logit bias {_cell(judge['logit_bias'])}, "
+        f"P(first shown preferred) {_cell(judge['first_preferred'])}, verdicts consistent "
+        f"under the swap {_cell(judge['consistency'])}.",
+        "",
+        "| human labels | budget | pairs | labels agree with gold | DPO gold reward | KL to SFT "
+        "| held-out accuracy | gap closed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        closed = recovered.get(r["percent"]) if r["routing"] == "targeted" else None
+        lines.append(
+            f"| {r['routing']} | {r['percent']:g}% | {r['gold_labels']} | "
+            f"{_cell(r['label_gold_agreement'])} | {_cell(r['gold_reward'])} | "
+            f"{_cell(r['kl_to_reference'], 2)} | {_cell(r['eval_accuracy'])} | "
+            + ("-" if closed is None else f"{closed:.2f}")
+            + " |"
+        )
+    lines += [
+        "",
+        "0% is pure AI feedback and 100% pure human feedback. 'gap closed' = (gold(p) - gold(0))"
+        " / (gold(100) - gold(0)) for targeted labels: the RLTHF claim is that about 6-7% "
+        "targeted human labels match full human labels (gap closed near 1).",
+    ]
+    text = "\n".join(lines) + "\n"
+    (workdir / "results.md").write_text(text)
+    return text
+
+
+def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
+    workdir, mesh = setup(config, workdir)
+    if config.routing.by not in ROUTING:
+        raise ValueError(f"routing.by={config.routing.by!r}; allowed: {ROUTING}")
+    for p in config.routing.budgets:
+        feedback.budget_count(1, p)  # raises on a budget outside [0, 100]
+    task = get_task(config.task_name, config.task)
+    start = time.perf_counter()
+    sft_dir = train_policy(config, workdir)
+    per_seed = [seed_results(config, task, mesh, sft_dir, workdir, s) for s in config.seeds]
+    seconds = time.perf_counter() - start
+    result = aggregate(config, per_seed)
+    (workdir / "results.json").write_text(
+        json.dumps({**result, "per_seed": per_seed, "seconds": seconds}, indent=2, default=float)
+    )
+    figure(result["conditions"], workdir)
+    print(report(config, result, workdir, prov, seconds))
+    targeted = {
+        r["percent"]: r["gold_reward"][0]
+        for r in result["conditions"]
+        if r["routing"] == "targeted"
+    }
+    summary = {
+        "judge_gold_agreement": result["judge"]["gold_agreement"][0],
+        **{f"gold_reward/targeted_{p:g}": g for p, g in targeted.items()},
+        "seconds": round(seconds, 1),
+    }
+    write_summary(workdir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)
