@@ -12,7 +12,8 @@ agreement and the downstream gold reward, per budget, over `seeds`, in results.m
 default: 2,048 pairs; budgets 0, 2, 5, 10, 25, 100 %, targeted and random; 3 seeds; DPO 300
 steps of batch 32 per condition (30 DPO runs). The judge is a misspecified constitution: it
 weighs sentiment, repetition and termination like gold but ignores fluency.
-runlocal: the same pipeline at toy sizes for the end-to-end test (seconds of training).
+runlocal: the same pipeline at toy sizes (1-layer model, 64 pairs, budgets 0, 25, 100 %, one
+seed, DPO 4 steps) for the end-to-end test; about 75 s of one CPU core, nearly all compiling.
 """
 
 import ml_collections
@@ -67,6 +68,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.dpo.preferences.update(num_eval_prompts=256)
     config.dpo.train.update(log_every=50, eval_every=300, checkpoint_every=300)
     if small:
+        # One layer: the run is compile-bound, and compile time grows with depth.
+        config.model.num_layers = 1
         config.sft.train.update(steps=20, batch_size=16, log_every=10, eval_every=20)
         # Every sampler call has 16 prompts and 24 new tokens: one compiled shape.
         config.sft.sft.update(
