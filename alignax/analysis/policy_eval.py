@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -14,8 +15,14 @@ from alignax.sampling import sample
 
 def task_reward(task, tokens, loss_mask, prompts: dict) -> jax.Array:
     """The task's own reward of full sequences, given the prompt-batch entries it needs
-    (`task.reward_inputs`, e.g. the arithmetic task's `answer_tokens`)."""
-    return task.reward(tokens, loss_mask, **{k: prompts[k] for k in task.reward_inputs})
+    (`task.reward_inputs`, e.g. the arithmetic task's `answer_tokens`); compiled once per task."""
+    inputs = {k: prompts[k] for k in task.reward_inputs}
+    return _jitted_reward(task)(tokens, loss_mask, inputs)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_reward(task):
+    return jax.jit(lambda tokens, mask, inputs: task.reward(tokens, mask, **inputs))
 
 
 def evaluate_policy(
@@ -110,7 +117,6 @@ def sample_pool(
     num_prompts = len(prompts["prompt_tokens"])
     keys = ("prompt_tokens", "prompt_mask", *task.reward_inputs)
     repeated = {k: np.repeat(prompts[k], pool_size, axis=0) for k in keys}
-    reward = jax.jit(lambda tokens, mask, inputs: task.reward(tokens, mask, **inputs))
     out = {"tokens": [], "input_mask": [], "loss_mask": [], "gold": []}
     for start, stop, chunk in _chunks(repeated, chunk_size):
         samples = sample(
@@ -122,10 +128,9 @@ def sample_pool(
             max_new_tokens=max_new_tokens,
             eos_id=task.eos_id,
         )
-        inputs = {k: chunk[k] for k in task.reward_inputs}
         for key in ("tokens", "input_mask", "loss_mask"):
             out[key].append(np.asarray(getattr(samples, key))[: stop - start])
-        gold = reward(samples.tokens, samples.loss_mask, inputs)
+        gold = task_reward(task, samples.tokens, samples.loss_mask, chunk)
         out["gold"].append(np.asarray(gold)[: stop - start])
     pool = {k: np.concatenate(v) for k, v in out.items()}
     pool["gold"] = pool["gold"].astype(np.float64).reshape(num_prompts, pool_size)
