@@ -575,7 +575,14 @@ def report(config, curves, oracle, rl, result, workdir: Path, timings: dict, pro
         "",
         f"Written by `{prov['command']}` at commit `{prov['commit']}`"
         + (" (with uncommitted changes)" if prov["dirty"] else "")
-        + f"; wall time {timings['seconds/total'] / 60:.1f} min.",
+        + f"; wall time {timings['seconds/total'] / 60:.1f} min (summed over the invocations "
+        "that built the workdir: "
+        + ", ".join(
+            f"{k.split('/')[1].replace('_', '-')} {v / 60:.1f}"
+            for k, v in timings.items()
+            if k != "seconds/total"
+        )
+        + " min).",
         "",
         f"Pool: {config.pool.num_prompts} held-out prompts x {config.pool.pool_size} SFT samples; "
         f"proxies trained on pairs of SFT samples to training prompts ({p.seeds} seeds each). "
@@ -652,6 +659,16 @@ def report(config, curves, oracle, rl, result, workdir: Path, timings: dict, pro
     return text
 
 
+def accumulate_timings(workdir: Path, timings: dict) -> dict:
+    """Adds this invocation's seconds to those of earlier invocations on the workdir (a resumed
+    run skips the stages it finds), so the report states what the whole result cost."""
+    path = workdir / "timings.json"
+    before = json.loads(path.read_text()) if path.exists() else {}
+    total = {k: before.get(k, 0.0) + v for k, v in timings.items()}
+    path.write_text(json.dumps(total, indent=2))
+    return total
+
+
 def run(config, workdir):
     prov = provenance()  # of the code that runs, before anything can change it
     workdir, mesh = setup(config, workdir)
@@ -683,6 +700,7 @@ def run(config, workdir):
     rl = {name: rl_curve(d, gold_mean, gold_std) for name, d in rl_dirs.items()}
     timings["seconds/rl"] = time.perf_counter() - mark
     timings["seconds/total"] = time.perf_counter() - start
+    timings = accumulate_timings(workdir, timings)
     result = criteria(config, curves, oracle, rl)
     figures(config, curves, oracle, rl, workdir)
     (workdir / "results.json").write_text(
