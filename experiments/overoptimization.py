@@ -532,7 +532,7 @@ def figures(config, curves: dict, oracle: list[dict], rl: dict, workdir: Path) -
         axes[0].set_ylabel("reward (std. on SFT samples)")
         axes[1].legend(ncol=2)
         fig.suptitle(f"Best-of-n over-optimisation, {flip:.0%} label noise")
-        plots.save(fig, workdir / "figures" / f"best_of_n_flip{flip:g}")
+        plots.save(fig, workdir / "figures" / f"best_of_n_noise{round(100 * flip)}")
     if rl:
         fig, ax = plots.subplots(figsize=(4.8, 3.4))
         for i, (name, points) in enumerate(rl.items()):

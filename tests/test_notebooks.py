@@ -31,7 +31,7 @@ def overoptimization_run(tmp_path_factory):
     for curve in results["best_of_n"].values():
         assert all(r["gold"] <= o + 1e-9 for r, o in zip(curve, oracle))
     assert results["rl"] and all(len(points) >= 2 for points in results["rl"].values())
-    for name in ("best_of_n_flip0", "best_of_n_flip0.25", "rl"):
+    for name in ("best_of_n_noise0", "best_of_n_noise25", "rl"):
         assert (workdir / "figures" / f"{name}.png").exists()
         assert (workdir / "figures" / f"{name}.pdf").exists()
     assert "Written by" in (workdir / "results.md").read_text()

@@ -46,7 +46,8 @@ def save(fig, path_without_suffix: str | Path) -> list[Path]:
     """Writes `<path>.png` and `<path>.pdf` and closes the figure; returns both paths."""
     base = Path(path_without_suffix)
     base.parent.mkdir(parents=True, exist_ok=True)
-    paths = [base.with_suffix(".png"), base.with_suffix(".pdf")]
+    # Appended, not with_suffix: a name like "noise0.25" must keep its dot.
+    paths = [base.parent / f"{base.name}.png", base.parent / f"{base.name}.pdf"]
     with plt.rc_context(STYLE):
         for path in paths:
             fig.savefig(path)
