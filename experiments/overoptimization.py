@@ -530,8 +530,9 @@ def figures(config, curves: dict, oracle: list[dict], rl: dict, workdir: Path) -
             ax.plot(x(oracle), [r["gold"] for r in oracle], "k:", label="gold, oracle")
             ax.set(xlabel="sqrt(KL_bon) (nats^1/2)", title=f"best-of-n, {title}")
         axes[0].set_ylabel("reward (std. on SFT samples)")
-        axes[1].legend(ncol=2)
-        fig.suptitle(f"Best-of-n over-optimisation, {flip:.0%} label noise")
+        for ax in axes:
+            ax.legend(ncol=2, loc="upper left")
+        fig.suptitle(f"Best-of-n over-optimisation, {flip:.0%} label noise", y=1.04)
         plots.save(fig, workdir / "figures" / f"best_of_n_noise{round(100 * flip)}")
     if rl:
         fig, ax = plots.subplots(figsize=(4.8, 3.4))
@@ -564,7 +565,7 @@ def figures(config, curves: dict, oracle: list[dict], rl: dict, workdir: Path) -
             ylabel="reward (std. on SFT samples)",
             title="PPO against proxies (held-out prompts)",
         )
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         plots.save(fig, workdir / "figures" / "rl")
 
 
