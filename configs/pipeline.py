@@ -3,7 +3,7 @@
     python -m experiments.pipeline --config configs/pipeline.py:runlocal --workdir runs/pipeline
 
 runlocal: the tiny model on the built-in review task, 3 seeds; about 10 minutes a seed on one CPU
-cores. Produces <workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length for
+core. Produces <workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length for
 base/SFT/PPO/DPO, mean and 95% interval over seeds), figures/, results.json and summary.json;
 each stage's own outputs are in <workdir>/seed<k>/<stage>/. `model`, `mesh` and `task` here apply
 to every stage but the reward model, whose size is `stages.reward_model.model`; each stage's
