@@ -151,6 +151,25 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def check_finite(self, state, problem: str, *, where: Path | None = None) -> None:
+        """Raises NonFiniteMetricError naming the first non-finite leaves of `state` after
+        `problem`, and which checkpoint (if any) is still intact."""
+        bad = nonfinite_leaves(state)
+        if not bad:
+            return
+        latest = self.latest_step()
+        place = f" in {where}" if where is not None else ""
+        raise NonFiniteMetricError(
+            f"{problem} {', '.join(bad[:3])}"
+            + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
+            + ". Lower the learning rate or check the inputs; "
+            + (
+                f"the latest checkpoint (step {latest}){place} is intact."
+                if latest is not None
+                else "no checkpoint was written."
+            )
+        )
+
     def save(
         self, step: int, state, data_state: dict | None = None, config=None, *, force: bool = False
     ) -> bool:
@@ -163,19 +182,9 @@ class Checkpointer:
             return False
         if step in self.manager.all_steps():
             return False
-        bad = nonfinite_leaves(state)
-        if bad:
-            latest = self.latest_step()
-            raise NonFiniteMetricError(
-                f"not saving step {step}: the state holds NaN/Inf at {', '.join(bad[:3])}"
-                + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
-                + ". Lower the learning rate or check the inputs; "
-                + (
-                    f"the latest checkpoint (step {latest}) in {self.directory} is intact."
-                    if latest is not None
-                    else "no checkpoint was written."
-                )
-            )
+        self.check_finite(
+            state, f"not saving step {step}: the state holds NaN/Inf at", where=self.directory
+        )
         config_json = {} if config is None else json.loads(config.to_json_best_effort())
         try:
             saved = self.manager.save(

@@ -39,10 +39,9 @@ from alignax.checkpoint import (
     Checkpointer,
     check_writable,
     checkpoint_steps,
-    nonfinite_leaves,
     restore_params,
 )
-from alignax.metrics import MetricWriter, NonFiniteMetricError, Progress, check_finite, to_host
+from alignax.metrics import MetricWriter, Progress, check_finite, to_host
 from alignax.models import Model
 
 
@@ -498,19 +497,7 @@ def train_loop(
 
 
 def _check_state_finite(state, step: int, checkpointer: Checkpointer) -> None:
-    bad = nonfinite_leaves(state)
-    if bad:
-        latest = checkpointer.latest_step()
-        raise NonFiniteMetricError(
-            f"non-finite state after step {step}: NaN/Inf in {', '.join(bad[:3])}"
-            + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
-            + ". Lower the learning rate or check the inputs; "
-            + (
-                f"the latest checkpoint (step {latest}) is intact."
-                if latest is not None
-                else "no checkpoint was written."
-            )
-        )
+    checkpointer.check_finite(state, f"non-finite state after step {step}: NaN/Inf in")
 
 
 def drop_metrics_after(path: Path, step: int) -> None:
