@@ -1,0 +1,58 @@
+"""pass@k: the chance that at least one of k samples solves a problem, estimated without bias from
+n >= k samples of which c are correct (Chen et al. 2021, "Evaluating large language models
+trained on code", section 2.1).
+
+    per_problem = pass_at_k(num_correct_P, num_samples=64, k=16)   # [P]
+    curve = mean_pass_at_k(correct_PxN, ks=(1, 2, 4, 8, 16))         # {k: mean over problems}
+
+The estimator is the probability that a k-subset drawn without replacement from the n samples
+holds a correct one:
+
+    pass@k = 1 - C(n - c, k) / C(n, k) = 1 - prod_{i = n - c + 1}^{n} (1 - k / i),
+
+computed as the product (binomials of n = 64 overflow nothing here, but C(200, 100) ~ 1e59 would
+lose every digit in a float ratio). It is 1 when n - c < k (every k-subset holds a correct one).
+The naive 1 - (1 - c/n)^k is biased low (it samples with replacement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def pass_at_k(num_correct, num_samples: int, k: int) -> np.ndarray:
+    """Unbiased pass@k per problem, float64 of `num_correct`'s shape.
+
+    Args:
+      num_correct: c per problem (integers in [0, num_samples]), any shape.
+      num_samples: n, the samples drawn per problem.
+      k: the budget, 1 <= k <= n.
+    """
+    c = np.asarray(num_correct)
+    n = int(num_samples)
+    if not 1 <= k <= n:
+        raise ValueError(f"k={k} must be in [1, num_samples={n}]")
+    if c.size and (not np.issubdtype(c.dtype, np.integer) or c.min() < 0 or c.max() > n):
+        raise ValueError(f"num_correct must be integers in [0, num_samples={n}], got {c!r}")
+    i = np.arange(1, n + 1, dtype=np.float64)  # [n]
+    # Term i enters the product iff n - c < i <= n; the others are 1.
+    in_product = i > (n - c)[..., None]
+    factors = np.where(in_product, 1.0 - k / i, 1.0)
+    out = 1.0 - np.prod(factors, axis=-1)
+    return np.where(n - c < k, 1.0, out)
+
+
+def mean_pass_at_k(correct, ks: Sequence[int]) -> dict[int, float]:
+    """{k: mean over problems of pass@k} from a [problems, n] array of 0/1 (or bool) outcomes."""
+    correct = np.asarray(correct)
+    if correct.ndim != 2:
+        raise ValueError(f"correct must be [problems, samples], got shape {correct.shape}")
+    counts = np.rint(correct.sum(axis=1)).astype(np.int64)
+    return {int(k): float(pass_at_k(counts, correct.shape[1], k).mean()) for k in ks}
+
+
+def coverage(correct) -> float:
+    """Share of problems that at least one of the n samples solves (pass@n)."""
+    return float((np.asarray(correct) > 0).any(axis=1).mean())
