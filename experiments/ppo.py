@@ -19,6 +19,7 @@ import numpy as np
 
 from alignax import rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
+from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.losses.reward import ensemble_rewards, normalize_rewards, reward_normalization
@@ -29,6 +30,7 @@ from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.training import (
     check_model_fits_task,
+    drop_metrics_after,
     example_batch,
     initial_params,
     setup,
@@ -67,7 +69,10 @@ def build_reward(config, mesh):
     return reward_fn, params, model
 
 
-def run(config, workdir):
+def run(config, workdir, *, eval_at_start: bool = False):
+    """PPO from `config.init_from`; returns the summary. With `eval_at_start`, a fresh run also
+    evaluates the initial policy (written at step 0, so KL and reward curves start at the SFT
+    policy; experiments/instructgpt.py)."""
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
@@ -145,7 +150,10 @@ def run(config, workdir):
     )
     data = dict(prompts)
     if config.ppo.ptx_coef > 0:
-        ptx = task.pretraining_dataset(config.rollout.num_prompts, seed=config.seed + 3)
+        # PPO-ptx: one pretraining-distribution text per prompt, from the training split.
+        ptx = task.pretraining_dataset(
+            config.rollout.num_prompts, seed=config.seed + 3, split="train"
+        )
         data.update({f"ptx_{k}": ptx[k] for k in ("tokens", "input_mask", "loss_mask")})
     ppo_step = rl.make_ppo_step(
         policy=policy,
@@ -186,6 +194,9 @@ def run(config, workdir):
         return summarize(result)
 
     batches = BatchIterator(data, batch_size=config.train.batch_size, seed=config.seed)
+    if eval_at_start and not checkpoint_steps(workdir / "checkpoints"):
+        drop_metrics_after(workdir / "metrics.jsonl", -1)  # lines of a run killed before step 1
+        writer.write(0, {f"eval/{k}": v for k, v in eval_fn(state).items()})
     state = train_loop(
         state=state,
         step_fn=train_step,

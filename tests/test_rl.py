@@ -190,3 +190,106 @@ def test_unknown_group_baseline_is_named():
         rl.make_grpo_step(
             policy=policy, score_fn=toy_score, tx=optax.sgd(1.0), config=config, eos_id=EOS
         )
+
+
+def _ptx_batch(batch_size, length=10):
+    """Prompts plus a pretraining batch: random token rows of varying length, loss on every
+    token after the first (the task's pretraining layout)."""
+    rng = np.random.default_rng(1)
+    rows = [list(rng.integers(3, 32, size=rng.integers(3, length + 1))) for _ in range(batch_size)]
+    tokens, input_mask = pad_rows(rows, length)
+    loss_mask = np.asarray(input_mask).copy()
+    loss_mask[:, 0] = 0
+    return {
+        **_prompts(batch_size),
+        "ptx_tokens": np.asarray(tokens),
+        "ptx_input_mask": np.asarray(input_mask),
+        "ptx_loss_mask": loss_mask,
+    }
+
+
+def _one_sgd_ppo_step(batch, ptx_coef):
+    """One PPO iteration (one epoch, one minibatch) with SGD at learning rate 1, so the update
+    is minus the gradient of the PPO(-ptx) loss."""
+    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    policy, policy_params = _policy()
+    value_model = tiny_model(heads=("value",))
+    value_params = transplant_backbone(policy_params, value_model.init(jax.random.key(1)))
+    config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
+    config.ppo.update(
+        max_new_tokens=6,
+        missing_eos_penalty=0.0,
+        kl_control="fixed",
+        kl_coef=0.1,
+        epochs=1,
+        num_minibatches=1,
+        ptx_coef=ptx_coef,
+    )
+    controller = rl.kl_controller_from_config(config.ppo)
+    tx = optax.sgd(1.0)
+    state = TrainState.create(
+        {"policy": policy_params, "value": value_params},
+        tx,
+        mesh,
+        ref_params=policy_params,
+        aux={"kl": controller.init()},
+    )
+    step = rl.make_ppo_step(
+        policy=policy,
+        value_model=value_model,
+        score_fn=toy_score,
+        tx=tx,
+        kl_controller=controller,
+        config=config,
+        eos_id=EOS,
+    )
+    new_state, metrics = jax.jit(step)(state, batch, jax.random.key(3))
+    return new_state.params, jax.device_get(metrics)
+
+
+def _ptx_nll_reference(params, batch):
+    """Mean over rows of each row's per-token NLL of its loss-masked tokens, written out from
+    log_softmax with explicit next-token indexing (independent of alignax.logprobs)."""
+    policy, _ = _policy()
+    logits = policy.apply(params, batch["ptx_tokens"], batch["ptx_input_mask"])["logits"]
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    next_tokens = jnp.asarray(batch["ptx_tokens"])[:, 1:]
+    token_logp = jnp.take_along_axis(logp, next_tokens[..., None], axis=-1)[..., 0]
+    mask = jnp.asarray(batch["ptx_loss_mask"])[:, 1:].astype(jnp.float32)
+    return jnp.mean(-jnp.sum(token_logp * mask, axis=1) / jnp.sum(mask, axis=1))
+
+
+def test_ppo_ptx_adds_exactly_gamma_times_the_pretraining_nll_gradient():
+    """PPO-ptx (InstructGPT eq. 2): the same rollout, so the update with gamma differs from the
+    update without by -gamma * grad NLL_ptx (SGD, lr 1), for the policy only; the value model's
+    update is unchanged."""
+    gamma = 2.0
+    batch = _ptx_batch(8)
+    plain, _ = _one_sgd_ppo_step(batch, 0.0)
+    with_ptx, metrics = _one_sgd_ppo_step(batch, gamma)
+    _, params = _policy()
+    grad_nll = jax.grad(_ptx_nll_reference)(params, batch)
+    expected = jax.tree.map(lambda g: -gamma * g, grad_nll)
+    difference = jax.tree.map(lambda a, b: a - b, with_ptx["policy"], plain["policy"])
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(expected))
+    assert scale > 1e-3  # the NLL gradient is not trivially zero
+    jax.tree.map(
+        lambda d, e: np.testing.assert_allclose(d, e, atol=1e-4 * scale, rtol=1e-3),
+        difference,
+        expected,
+    )
+    jax.tree.map(np.testing.assert_array_equal, with_ptx["value"], plain["value"])
+    assert float(metrics["loss/ptx"]) == pytest.approx(float(_ptx_nll_reference(params, batch)))
+
+
+def test_ppo_ptx_coef_zero_is_the_plain_ppo_step():
+    """ptx_coef = 0 ignores a pretraining batch: params and metrics equal those of the step on
+    the prompts alone."""
+    batch = _ptx_batch(8)
+    prompts_only = {k: batch[k] for k in ("prompt_tokens", "prompt_mask")}
+    with_batch, metrics = _one_sgd_ppo_step(batch, 0.0)
+    plain, plain_metrics = _one_sgd_ppo_step(prompts_only, 0.0)
+    jax.tree.map(np.testing.assert_array_equal, with_batch, plain)
+    assert metrics.keys() == plain_metrics.keys() and "loss/ptx" not in metrics
+    for key in metrics:
+        np.testing.assert_array_equal(metrics[key], plain_metrics[key], err_msg=key)
