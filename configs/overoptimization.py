@@ -31,6 +31,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     for key in ("seed", "multihost", "task_name", "task", "model", "mesh"):
         config[key] = common[key]
+    # Independent jobs (proxy sizes, pool prompts, PPO runs) run on this many processes, one
+    # core each (alignax/parallel.py); 1 runs them in order in this process.
+    config.workers = 1 if small else 2
     config.stages = ml_collections.ConfigDict(
         {"pretrain": sft.get_config("pretrain"), "sft": sft.get_config("runlocal")}
     )

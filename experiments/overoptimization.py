@@ -39,7 +39,9 @@ from alignax.analysis.stats import spearman
 from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.models import build_model
+from alignax.parallel import run_jobs
 from alignax.provenance import provenance
+from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, save_stage, stage_config
 from alignax.sweeps import make_member_scorer, make_reward_model_sweep
 from alignax.tasks import get_task
@@ -111,28 +113,72 @@ def _with(section: ml_collections.ConfigDict, **values) -> ml_collections.Config
     return copy
 
 
-def train_proxies(config, comparisons: dict, workdir: Path) -> dict[str, Path]:
-    """Trains every proxy (one vmapped run per size) and saves each as a stage in
-    <workdir>/proxies/<name>; sizes whose proxies all exist are skipped."""
-    p = config.proxies
-    grid = proxy_grid(p)
-    pairs = {k: jnp.asarray(comparisons[k]) for k in ("tokens", "input_mask")}
-    optimizer = ml_collections.ConfigDict(
-        {
-            "optimizer": _with(
-                steps.default_optimizer_config(),
-                learning_rate=p.learning_rate,
-                weight_decay=p.weight_decay,
-                warmup_steps=20,
-            ),
-            "train": {"steps": p.steps},
-        }
+def proxy_optimizer(p: ml_collections.ConfigDict):
+    return steps.make_optimizer(
+        ml_collections.ConfigDict(
+            {
+                "optimizer": _with(
+                    steps.default_optimizer_config(),
+                    learning_rate=p.learning_rate,
+                    weight_decay=p.weight_decay,
+                    warmup_steps=20,
+                ),
+                "train": {"steps": p.steps},
+            }
+        )
     )
-    tx = steps.make_optimizer(optimizer)
+
+
+def train_proxy_size(config, size: int, members: list[dict], comparisons: dict) -> None:
+    """Trains the proxies of one size as one vmapped compiled run and saves each as a stage
+    in its `dir` (a job for `run_jobs`)."""
+    p = config.proxies
     loss = ml_collections.ConfigDict(
         {"name": "bradley_terry", "center_coefficient": 0.01, "label_smoothing": 0.0}
     )
-    dirs = {}
+    model_config = reward_model_config(config.model, size)
+    model = build_model(model_config, heads=("reward",))
+    pairs = {k: jnp.asarray(comparisons[k]) for k in ("tokens", "input_mask")}
+    train = make_reward_model_sweep(
+        model, proxy_optimizer(p), loss, pairs, steps=p.steps, batch_size=p.batch_size
+    )
+    keys = jnp.stack(
+        [jax.random.fold_in(jax.random.key(config.seed), 1000 * size + m["seed"]) for m in members]
+    )
+    params = jax.vmap(model.init)(keys)
+    noise_index = {flip: i for i, flip in enumerate(p.noise)}
+    swap = np.stack([comparisons["flipped"][:, noise_index[m["flip"]]] for m in members])
+    start = time.perf_counter()
+    trained, losses = train(
+        params,
+        jnp.asarray(swap),
+        jnp.array([m["pairs"] for m in members]),
+        jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
+    )
+    losses = np.asarray(losses)
+    print(
+        f"[proxies] d={size}: {len(members)} reward models, {p.steps} steps each, "
+        f"{time.perf_counter() - start:.0f} s; final loss "
+        + ", ".join(f"{losses[i, -20:].mean():.3f}" for i in range(len(members))),
+        flush=True,
+    )
+    for i, m in enumerate(members):
+        save_stage(
+            m["dir"],
+            model_config,
+            jax.tree.map(lambda x, i=i: x[i], trained),
+            step=p.steps,
+            extra={"proxy": {k: m[k] for k in ("name", "size", "pairs", "flip", "seed")}},
+        )
+
+
+def train_proxies(config, comparisons: dict, workdir: Path) -> dict[str, Path]:
+    """Trains every proxy (one vmapped run per size, sizes on `config.workers` processes) and
+    saves each as a stage in <workdir>/proxies/<name>; sizes whose proxies all exist are
+    skipped."""
+    p = config.proxies
+    grid = proxy_grid(p)
+    dirs, jobs = {}, []
     for size in sorted({g["size"] for g in grid}):
         members = [
             dict(g, seed=s, dir=workdir / "proxies" / f"{g['name']}_s{s}")
@@ -141,44 +187,11 @@ def train_proxies(config, comparisons: dict, workdir: Path) -> dict[str, Path]:
             for s in range(p.seeds)
         ]
         dirs.update({(m["name"], m["seed"]): m["dir"] for m in members})
-        if all((m["dir"] / "config.json").exists() for m in members):
-            continue
-        model_config = reward_model_config(config.model, size)
-        model = build_model(model_config, heads=("reward",))
-        train = make_reward_model_sweep(
-            model, tx, loss, pairs, steps=p.steps, batch_size=p.batch_size
-        )
-        keys = jnp.stack(
-            [
-                jax.random.fold_in(jax.random.key(config.seed), 1000 * size + m["seed"])
-                for m in members
-            ]
-        )
-        params = jax.vmap(model.init)(keys)
-        noise_index = {flip: i for i, flip in enumerate(p.noise)}
-        swap = np.stack([comparisons["flipped"][:, noise_index[m["flip"]]] for m in members])
-        start = time.perf_counter()
-        trained, losses = train(
-            params,
-            jnp.asarray(swap),
-            jnp.array([m["pairs"] for m in members]),
-            jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
-        )
-        losses = np.asarray(losses)
-        print(
-            f"[proxies] d={size}: {len(members)} reward models, {p.steps} steps each, "
-            f"{time.perf_counter() - start:.0f} s; final loss "
-            + ", ".join(f"{losses[i, -20:].mean():.3f}" for i in range(len(members))),
-            flush=True,
-        )
-        for i, m in enumerate(members):
-            save_stage(
-                m["dir"],
-                model_config,
-                jax.tree.map(lambda x, i=i: x[i], trained),
-                step=p.steps,
-                extra={"proxy": {k: m[k] for k in ("name", "size", "pairs", "flip", "seed")}},
-            )
+        if not all((m["dir"] / "config.json").exists() for m in members):
+            jobs.append((config, size, members, comparisons))
+    # The costliest first, so that the last job to start is a short one.
+    jobs.sort(key=lambda job: -(job[1] ** 2) * len(job[2]))
+    run_jobs(train_proxy_size, jobs, workers=config.workers)
     return dirs
 
 
@@ -186,22 +199,40 @@ def train_proxies(config, comparisons: dict, workdir: Path) -> dict[str, Path]:
 # The pool and best-of-n.
 
 
-def build_pool(config, task, mesh, policy, policy_params, workdir: Path) -> dict[str, np.ndarray]:
+def sample_prompts(config, sft_dir: Path, prompts: dict, first: int) -> dict[str, np.ndarray]:
+    """The pool's samples for prompts `first`, `first` + 1, ... (a job for `run_jobs`), drawn
+    with the keys their rows have in the whole pool: the pool does not depend on how the
+    prompts are split between jobs when `pool_size` is a multiple of the sampling chunk."""
+    task = get_task(config.task_name, config.task)
+    policy, params = load_stage_model(sft_dir, heads=("lm",), mesh=make_mesh(config.mesh))
+    return sample_pool(
+        policy,
+        params,
+        task,
+        prompts,
+        jax.random.key(config.seed + 50),
+        pool_size=config.pool.pool_size,
+        max_new_tokens=config.pool.max_new_tokens,
+        first_row=first * config.pool.pool_size,
+    )
+
+
+def build_pool(config, task, sft_dir: Path, workdir: Path) -> dict[str, np.ndarray]:
+    """`pool_size` SFT samples for each of `num_prompts` held-out prompts, with their gold
+    reward, sampled on `config.workers` processes; cached in <workdir>/pool.npz."""
     path = workdir / "pool.npz"
     if path.exists():
         return dict(np.load(path))
     c = config.pool
     prompts = task.prompt_dataset(c.num_prompts, seed=config.seed + 50, split="eval")
+    bounds = np.linspace(0, c.num_prompts, min(config.workers, c.num_prompts) + 1).astype(int)
+    jobs = [
+        (config, sft_dir, {k: v[a:b] for k, v in prompts.items()}, int(a))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
     start = time.perf_counter()
-    pool = sample_pool(
-        policy,
-        policy_params,
-        task,
-        prompts,
-        jax.random.key(config.seed + 50),
-        pool_size=c.pool_size,
-        max_new_tokens=c.max_new_tokens,
-    )
+    parts = run_jobs(sample_prompts, jobs, workers=config.workers)
+    pool = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     print(
         f"[pool] {c.num_prompts} held-out prompts x {c.pool_size} samples in "
         f"{time.perf_counter() - start:.0f} s",
@@ -211,8 +242,21 @@ def build_pool(config, task, mesh, policy, policy_params, workdir: Path) -> dict
     return pool
 
 
-def score_pool(pool: dict, proxy_dirs: dict, mesh, workdir: Path) -> dict[tuple, np.ndarray]:
-    """Every proxy's scores of the pool [prompts, pool], cached per proxy."""
+def score_members(member_dirs: list[Path], tokens: np.ndarray, mask: np.ndarray, mesh_config):
+    """Scores of the pool rows by reward models of one architecture, [members, rows], as one
+    vmapped compiled scorer (a job for `run_jobs`)."""
+    mesh = make_mesh(mesh_config)
+    loaded = [load_stage_model(d, heads=("reward",), mesh=mesh) for d in member_dirs]
+    params = jax.tree.map(lambda *xs: jnp.stack(xs), *[p for _, p in loaded])
+    score = make_member_scorer(loaded[0][0])
+    return score_in_chunks(
+        lambda t, m: score(params, t, m), tokens, mask, chunk_size=min(2048, len(tokens))
+    )
+
+
+def score_pool(config, pool: dict, proxy_dirs: dict, workdir: Path) -> dict[tuple, np.ndarray]:
+    """Every proxy's scores of the pool [prompts, pool], cached per proxy; one job per proxy
+    size on `config.workers` processes."""
     shape = pool["gold"].shape
     out = {}
     by_size: dict[int, list] = {}
@@ -223,17 +267,12 @@ def score_pool(pool: dict, proxy_dirs: dict, mesh, workdir: Path) -> dict[tuple,
         else:
             size = json.loads((directory / "config.json").read_text())["model"]["d_model"]
             by_size.setdefault(size, []).append((key, directory))
-    for members in by_size.values():
-        loaded = [load_stage_model(d, heads=("reward",), mesh=mesh) for _, d in members]
-        model = loaded[0][0]
-        params = jax.tree.map(lambda *xs: jnp.stack(xs), *[p for _, p in loaded])
-        score = make_member_scorer(model)
-        scores = score_in_chunks(
-            lambda t, m, score=score, params=params: score(params, t, m),
-            pool["tokens"],
-            pool["input_mask"],
-            chunk_size=min(2048, len(pool["tokens"])),
-        )
+    groups = sorted(by_size.items(), key=lambda item: -(item[0] ** 2) * len(item[1]))
+    jobs = [
+        ([d for _, d in members], pool["tokens"], pool["input_mask"], config.mesh)
+        for _, members in groups
+    ]
+    for (_, members), scores in zip(groups, run_jobs(score_members, jobs, workers=config.workers)):
         for (key, directory), row in zip(members, scores):
             np.save(directory / "pool_scores.npy", row.reshape(shape))
             out[key] = row.reshape(shape)
@@ -324,11 +363,13 @@ def peak_drop(proxies, gold, peak_n: int, last_n: int, *, num_bootstrap: int, se
 
 
 def run_rl(config, sft_dir: Path, proxy_dirs: dict, workdir: Path) -> dict[str, Path]:
-    runs = {}
+    """PPO at beta = 0 against each of `rl.proxies` (and at `rl.penalty_kl_coef` against the
+    first), on `config.workers` processes."""
     penalised = config.rl.proxies[0]
     plan = [(name, 0.0) for name in config.rl.proxies]
     if config.rl.penalty_kl_coef > 0:
         plan.append((penalised, config.rl.penalty_kl_coef))
+    runs, jobs = {}, []
     for name, kl_coef in plan:
         run_dir = workdir / "rl" / f"{name}_beta{kl_coef:g}"
         ppo_config = stage_config(
@@ -338,9 +379,10 @@ def run_rl(config, sft_dir: Path, proxy_dirs: dict, workdir: Path) -> dict[str, 
         )
         with ppo_config.unlocked():
             ppo_config.ppo.kl_coef = kl_coef
-        print(f"\n=== PPO against {name}, beta {kl_coef:g} ===", flush=True)
-        ppo.run(ppo_config, run_dir)
+        print(f"=== PPO against {name}, beta {kl_coef:g}: {run_dir} ===", flush=True)
+        jobs.append((ppo_config, run_dir))
         runs[f"{name}, beta {kl_coef:g}"] = run_dir
+    run_jobs(ppo.run, jobs, workers=config.workers)
     return runs
 
 
@@ -683,16 +725,14 @@ def run(config, workdir):
         sft.run(stage_config(config, config.stages[name], links), workdir / name)
         previous = name
     timings["seconds/policy"] = time.perf_counter() - start
-    policy = build_model(config.model, heads=("lm",))
     sft_dir = workdir / config.policy_stages[-1]
-    policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)[1]
     mark = time.perf_counter()
     comparisons = build_comparisons(config, task, mesh, sft_dir, workdir)
     proxy_dirs = train_proxies(config, comparisons, workdir)
     timings["seconds/proxies"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    pool = build_pool(config, task, mesh, policy, policy_params, workdir)
-    scores = score_pool(pool, proxy_dirs, mesh, workdir)
+    pool = build_pool(config, task, sft_dir, workdir)
+    scores = score_pool(config, pool, proxy_dirs, workdir)
     curves, oracle = best_of_n_curves(config, pool, scores)
     timings["seconds/best_of_n"] = time.perf_counter() - mark
     mark = time.perf_counter()

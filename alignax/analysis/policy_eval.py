@@ -107,8 +107,13 @@ def sample_pool(
     pool_size: int,
     max_new_tokens: int,
     chunk_size: int = 2048,
+    first_row: int = 0,
 ) -> dict[str, np.ndarray]:
     """`pool_size` samples of the policy per prompt, with their gold reward (the task's reward).
+
+    The rows from `start` are drawn with key fold_in(rng, first_row + start): a pool sampled in
+    parts, each with `first_row` = its first row's index in the whole, is the whole pool's
+    (when every part starts at a multiple of `chunk_size`).
 
     Returns tokens / input_mask / loss_mask [P * N, S] (prompt p's samples in rows
     p*N .. p*N+N-1), gold [P, N], and response_ids [P, N]: equal ids mark identical responses to
@@ -124,7 +129,7 @@ def sample_pool(
             params,
             chunk["prompt_tokens"],
             chunk["prompt_mask"],
-            jax.random.fold_in(rng, start),
+            jax.random.fold_in(rng, first_row + start),
             max_new_tokens=max_new_tokens,
             eos_id=task.eos_id,
         )
