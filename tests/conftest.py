@@ -1,6 +1,10 @@
 """Test set-up: 8 fake CPU devices so sharding is exercised on a laptop.
 
 XLA reads the flag when the backend starts, so it must be set before jax is imported.
+
+The suite runs on two processes (`python -m pytest -n 2 tests`, pytest-xdist with
+`--dist loadgroup`): each test module stays on one process, so its module-scoped fixtures (the
+end-to-end runs) are built once, except the notebooks, whose runs are independent and are spread.
 """
 
 import os
@@ -13,9 +17,26 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 # One persistent compilation cache for the session: the end-to-end runs build new jitted closures
 # around the same small models, whose programs are identical; later ones read them back.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="alignax-test-xla-"))
+# Shared by the xdist workers of one run (the cache is safe for concurrent writers).
+_run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_cache_dir = (
+    os.path.join(tempfile.gettempdir(), f"alignax-test-xla-{_run_id}")
+    if _run_id
+    else tempfile.mkdtemp(prefix="alignax-test-xla-")
+)
+jax.config.update("jax_compilation_cache_dir", _cache_dir)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def pytest_collection_modifyitems(config, items):
+    """One xdist group per test module (its module-scoped fixtures are built once), and one per
+    notebook test (each has its own experiment run)."""
+    for item in items:
+        module = item.module.__name__
+        group = item.nodeid if module.endswith("test_notebooks") else module
+        item.add_marker(pytest.mark.xdist_group(group))
