@@ -124,10 +124,9 @@ def test_hand_computed_values(case):
     kwargs, expected = HAND[case]
     name = "dpo" if case == "dpo_ls" else case
     hp = _hp(name, **{"beta": BETA, **kwargs})
-    loss, metrics = losses.get_preference_loss(name)(_logps(), **hp)
+    loss, _ = losses.get_preference_loss(name)(_logps(), **hp)
     assert loss.shape == (1,) and loss.dtype == jnp.float32
     np.testing.assert_allclose(float(loss[0]), expected, rtol=1e-5, atol=1e-6)
-    assert float(metrics["rewards/accuracy"][0]) == float(metrics["rewards/margin"][0] > 0)
 
 
 def test_every_registered_loss_has_a_hand_computed_case():
@@ -342,7 +341,6 @@ def test_preference_logps_fields_used_by_reference_free_losses():
         fn = losses.get_preference_loss(name)
         hp = _hp(name, beta=0.5)
         np.testing.assert_array_equal(fn(clean, **hp)[0], fn(garbage, **hp)[0])
-    assert dpo.PreferenceLogps is PreferenceLogps
 
 
 # ----------------------------------------------------------------------------------------------

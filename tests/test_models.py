@@ -110,12 +110,26 @@ def test_transplant_rejects_a_different_backbone():
         transplant_backbone(small, wide)
 
 
-def test_grouped_query_attention_with_one_kv_head_runs_and_differs_from_mha():
-    tokens, mask = pad_rows([[3, 4, 5, 6]], 4)
-    gqa = tiny_model(num_kv_heads=1)
-    out = gqa.apply(gqa.init(jax.random.key(0)), tokens, mask)["logits"]
-    assert out.shape == (1, 4, 32) and bool(jnp.all(jnp.isfinite(out)))
-    assert gqa.abstract_params["blocks"]["attn"]["k"].shape == (2, 32, 1, 8)
+def test_grouped_query_attention_is_mha_with_each_kv_head_shared_by_its_query_group():
+    """GQA with 2 K/V heads for 4 query heads equals multi-head attention whose K/V heads are
+    [kv0, kv0, kv1, kv1] (query heads 0-1 read K/V head 0, 2-3 head 1, as in Llama); changing
+    one K/V head changes the output."""
+    tokens, mask = pad_rows([[3, 4, 5, 6], [7, 8, 9, 0]], 4)
+    gqa = tiny_model(num_kv_heads=2)
+    heads = gqa.config.num_heads
+    assert heads == 4
+    params = gqa.init(jax.random.key(0))
+    assert params["blocks"]["attn"]["k"].shape == (2, 32, 2, 8)
+    mha = tiny_model(num_kv_heads=heads)
+    repeated = jax.tree.map(lambda x: x, params)
+    for name in ("k", "v"):
+        repeated["blocks"]["attn"][name] = jnp.repeat(params["blocks"]["attn"][name], 2, 2)
+    out = gqa.apply(params, tokens, mask)["logits"]
+    np.testing.assert_allclose(out, mha.apply(repeated, tokens, mask)["logits"], atol=1e-5)
+    changed = jax.tree.map(lambda x: x, repeated)
+    v = changed["blocks"]["attn"]["v"]
+    changed["blocks"]["attn"]["v"] = v.at[:, :, 0].set(v[:, :, 0] + 0.5)
+    assert not np.allclose(out, mha.apply(changed, tokens, mask)["logits"], atol=1e-3)
 
 
 def test_causality_future_tokens_do_not_change_past_logits():
