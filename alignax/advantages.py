@@ -1,5 +1,5 @@
 """Advantages and per-token rewards for online RL: KL estimators, KL-penalised rewards, GAE,
-whitening, and the group baselines of GRPO, RLOO and ReMax.
+whitening, and the group baselines of GRPO and RLOO.
 
 Everything here is a pure function of arrays. Token arrays are `[B, T]` over the *response*
 positions with a `mask_BxT` that is 1 on scored tokens (the response and its closing EOS) and 0 on
@@ -313,10 +313,3 @@ def rloo_advantages(rewards: jax.Array, *, group_size: int | None = None) -> jax
     baseline = (jnp.sum(groups_BxG, axis=-1, keepdims=True) - groups_BxG) / (G - 1)
     return (groups_BxG - baseline).reshape(jnp.shape(rewards))
 
-
-def remax_advantages(rewards_B: jax.Array, greedy_rewards_B: jax.Array) -> jax.Array:
-    """ReMax advantages (Li et al. 2023): the reward of the greedy response is the baseline.
-
-    A = r(x, y_sampled) - r(x, y_greedy)
-    """
-    return as_float(rewards_B) - as_float(greedy_rewards_B)

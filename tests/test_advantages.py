@@ -163,10 +163,3 @@ def test_rloo_baseline_excludes_self():
     assert float(a2[0, 0] - a[0, 0]) == pytest.approx(9.0)
     with pytest.raises(ValueError, match="at least 2"):
         adv.rloo_advantages(jnp.zeros((2, 1)))
-
-
-def test_remax_advantage():
-    """ReMax: advantage = reward - greedy reward."""
-    np.testing.assert_allclose(
-        adv.remax_advantages(jnp.array([1.0, 2.0]), jnp.array([0.5, 3.0])), [0.5, -1.0]
-    )
