@@ -14,6 +14,8 @@ response length and sample texts.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
@@ -129,7 +131,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
             normalization_prompts,
             rng_norm,
             max_new_tokens=max_new_tokens,
-            proxy_fn=jax.jit(lambda t, m: reward_fn(reward_params, t, m)),
+            proxy_fn=functools.partial(jax.jit(reward_fn), reward_params),
         )["proxy"]
         gain, bias = reward_normalization(raw)
         aux_reward = {"reward_gain": gain, "reward_bias": bias}
@@ -168,15 +170,19 @@ def run(config, workdir, *, eval_at_start: bool = False):
     train_step = steps.jit_step(ppo_step, state, example_batch(data, config.train.batch_size), mesh)
     writer = MetricWriter(workdir, tensorboard=False)
 
+    # Compiled once: the reward model's params and normalisation are arguments, not constants.
+    normalized_proxy = jax.jit(
+        lambda params, gain, bias, t, m: normalize_rewards(reward_fn(params, t, m), gain, bias)
+    )
+
     def proxy_fn(state):
         if reward_fn is None:
             return None
-        return jax.jit(
-            lambda t, m: normalize_rewards(
-                reward_fn(state.reward_params, t, m),
-                state.aux["reward_gain"],
-                state.aux["reward_bias"],
-            )
+        return functools.partial(
+            normalized_proxy,
+            state.reward_params,
+            state.aux["reward_gain"],
+            state.aux["reward_bias"],
         )
 
     def eval_fn(state):

@@ -71,10 +71,15 @@ def evaluate_policy(
         result["proxy"] = np.asarray(proxy_fn(out.tokens, out.input_mask))
     if ref_params is not None:
         sequences = (out.tokens, out.input_mask, prompt_len)
-        logps = response_outputs(model, params, *sequences)["logps"]
-        ref_logps = response_outputs(model, ref_params, *sequences)["logps"]
+        logps = _response_logps(model, params, *sequences)
+        ref_logps = _response_logps(model, ref_params, *sequences)
         result["kl"] = np.sum((np.asarray(logps) - np.asarray(ref_logps)) * response_mask, 1)
     return result
+
+
+@functools.partial(jax.jit, static_argnames=("model", "prompt_len"))
+def _response_logps(model: Model, params: Params, tokens, input_mask, prompt_len: int):
+    return response_outputs(model, params, tokens, input_mask, prompt_len)["logps"]
 
 
 def summarize(result: dict) -> dict[str, float]:
@@ -113,7 +118,7 @@ def sample_pool(
 
     The rows from `start` are drawn with key fold_in(rng, first_row + start): a pool sampled in
     parts, each with `first_row` = its first row's index in the whole, is the whole pool's
-    (when every part starts at a multiple of `chunk_size`).
+    (when every part has a multiple of `chunk_size` rows).
 
     Returns tokens / input_mask / loss_mask [P * N, S] (prompt p's samples in rows
     p*N .. p*N+N-1), gold [P, N], and response_ids [P, N]: equal ids mark identical responses to
@@ -123,7 +128,8 @@ def sample_pool(
     keys = ("prompt_tokens", "prompt_mask", *task.reward_inputs)
     repeated = {k: np.repeat(prompts[k], pool_size, axis=0) for k in keys}
     out = {"tokens": [], "input_mask": [], "loss_mask": [], "gold": []}
-    for start, stop, chunk in _chunks(repeated, chunk_size):
+    rows = num_prompts * pool_size  # a smaller pool is one chunk of its own size
+    for start, stop, chunk in _chunks(repeated, min(chunk_size, rows)):
         samples = sample(
             model,
             params,
