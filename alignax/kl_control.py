@@ -61,7 +61,10 @@ def adaptive_kl_controller(
     Args:
       init_kl_coef: initial beta (> 0; a zero beta would stay zero).
       target: desired KL(pi || pi_ref) per sequence (> 0).
-      horizon: number of samples over which the error is corrected (> 0).
+      horizon: number of samples over which the error is corrected (> 0). Per update, log beta
+        moves by at most clip * n_steps / horizon, so over a run of N samples beta can change by
+        at most a factor exp(clip * N / horizon): a horizon that is long against the run leaves
+        the KL wherever the initial beta puts it (choose N / horizon >= ~10).
       clip: bound on the proportional error (0.2 in the paper).
       n_steps (update argument): samples seen since the last update (e.g. the batch size).
     """
