@@ -37,6 +37,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "max_new_tokens": 32,
             # Reference log-probs computed once before training instead of in every step.
             "precompute_reference": False,
+            # Reference-free losses (SimPO, ORPO, sft, ...): also report the KL of samples to the
+            # initial policy (keeps one more copy of its params for the evaluation).
+            "eval_kl_to_initial": False,
         }
     )
     config.loss = ml_collections.ConfigDict(

@@ -12,6 +12,7 @@ and the gold reward, KL to the reference and length of sampled responses.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from alignax import labels, objectives, steps
@@ -86,6 +87,11 @@ def run(config, workdir, pairs=None):
     state = TrainState.create(
         params, tx, mesh, **objectives.preference_state_slots(config.loss, params)
     )
+    # Reference-free losses keep no reference in the state; to report their samples' KL to the
+    # initial policy, the evaluation keeps a copy of it (the first step donates `params`).
+    initial_copy = None
+    if state.ref_params is None and config.preferences.eval_kl_to_initial:
+        initial_copy = jax.tree.map(lambda x: jnp.array(x, copy=True), params)
     if config.preferences.precompute_reference:
         train["ref_logps"] = precompute_reference_logps(
             model, params, train, config.train.batch_size
@@ -117,7 +123,7 @@ def run(config, workdir, pairs=None):
                     task,
                     prompts,
                     rng_eval,
-                    ref_params=state.ref_params,
+                    ref_params=initial_copy if state.ref_params is None else state.ref_params,
                     max_new_tokens=config.preferences.max_new_tokens,
                 )
             )
@@ -151,7 +157,8 @@ def run(config, workdir, pairs=None):
     if task is not None:
         summary.update(
             gold_reward=final["policy/gold"],
-            kl_to_reference=final.get("policy/kl"),  # None for reference-free losses
+            # None for reference-free losses, unless preferences.eval_kl_to_initial
+            kl_to_reference=final.get("policy/kl"),
             response_length=final["policy/length"],
         )
     write_summary(workdir, summary)
