@@ -2,9 +2,11 @@
 workdir of a `:runlocal` run of its experiment."""
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +41,61 @@ def overoptimization_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def rlvr_run(tmp_path_factory):
+    """RLVR end to end at toy sizes: SFT -> GRPO -> pass@k of both policies on held-out problems
+    for two seeds, with the per-k table, the computed answer and the figures."""
+    from alignax.analysis.pass_at_k import pass_at_k
+    from alignax.tasks import get_task
+    from configs import rlvr as config_module
+    from experiments import rlvr
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("rlvr")
+    summary = rlvr.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    ks, n = results["ks"], results["num_samples"]
+    assert ks == list(config.eval.ks) and n >= 2 * max(ks)
+    assert len(results["problems"]) == len(set(results["problems"])) == config.eval.num_problems
+    task = get_task(config.task_name, config.task)
+    for problem in results["problems"]:  # held out: every operand combination is an eval one
+        a, op, b = re.fullmatch(r"(\d+)([-+*])(\d+)=", problem).groups()
+        assert task.problem_split(int(a), op, int(b)) == "eval"
+    assert set(results["seeds"]) == {str(s) for s in config.seeds}
+    for seed, table in results["seeds"].items():
+        for policy in ("sft", "grpo"):
+            # The table is the estimator applied to the stored per-problem counts.
+            counts = results["per_problem_correct"][seed][policy]
+            assert len(counts) == config.eval.num_problems
+            curve = [table[policy][f"pass@{k}"] for k in ks]
+            expected = [float(pass_at_k(np.array(counts), n, k).mean()) for k in ks]
+            np.testing.assert_allclose(curve, expected, rtol=0, atol=1e-12)
+            # pass@k never falls with k, and never exceeds the share solved by some sample.
+            assert all(b >= a - 1e-12 for a, b in zip(curve, curve[1:]))
+            assert curve[-1] <= table[policy]["coverage"] + 1e-12
+    for k in ks:
+        # The change is paired within seeds: its mean is the difference of the means.
+        change = results["combined"]["change"][f"pass@{k}"][0]
+        before, after = (results["combined"][p][f"pass@{k}"][0] for p in ("sft", "grpo"))
+        assert abs(change - (after - before)) < 1e-12
+    assert results["answer"]["verdict"] in ("sharpening", "broadening", "neither")
+    text = (workdir / "results.md").read_text()
+    assert "Written by" in text and f"**Answer: {results['answer']['verdict']}.**" in text
+    for name in ("pass_at_k", "pass_at_k_change"):
+        assert (workdir / "figures" / f"{name}.png").exists()
+        assert (workdir / "figures" / f"{name}.pdf").exists()
+    assert summary["seconds/total"] > 0
+    return workdir
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, monkeypatch, request):
     matplotlib.use("Agg")
     monkeypatch.chdir(ROOT)
     if path.name == "overoptimization.ipynb":
         monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("overoptimization_run")))
+    if path.name == "rlvr.ipynb":
+        monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("rlvr_run")))
     namespace = {}
     for cell in json.loads(path.read_text())["cells"]:
         if cell["cell_type"] == "code":

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from alignax.analysis.pass_at_k import coverage, mean_pass_at_k, pass_at_k
+from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k, pass_at_k
 
 
 def brute_force(outcomes: list[int], k: int) -> float:
@@ -97,3 +97,20 @@ def test_mean_over_problems_and_coverage():
 def test_rejects_invalid_arguments(c, n, k):
     with pytest.raises(ValueError):
         pass_at_k(np.array(c), n, k)
+
+
+@pytest.mark.parametrize(
+    "at_1, at_largest, verdict",
+    [
+        ((0.10, 0.02), (0.00, 0.03), "sharpening"),  # pass@1 up, large k unchanged
+        ((0.10, 0.02), (-0.05, 0.01), "sharpening"),  # pass@1 up, large k down
+        ((0.10, 0.02), (0.05, 0.01), "broadening"),  # large k up
+        ((-0.01, 0.02), (0.05, 0.01), "broadening"),  # large k up whatever pass@1 does
+        ((0.01, 0.02), (0.00, 0.03), "neither"),  # pass@1 interval contains 0
+        ((0.10, float("nan")), (0.0, float("nan")), "neither"),  # one seed: no interval
+    ],
+)
+def test_classify_change(at_1, at_largest, verdict):
+    answer = classify_change(at_1, at_largest, largest_k=16)
+    assert answer["verdict"] == verdict
+    assert "pass@16" in answer["explanation"] and answer["rule"]

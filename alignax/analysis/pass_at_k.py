@@ -56,3 +56,41 @@ def mean_pass_at_k(correct, ks: Sequence[int]) -> dict[int, float]:
 def coverage(correct) -> float:
     """Share of problems that at least one of the n samples solves (pass@n)."""
     return float((np.asarray(correct) > 0).any(axis=1).mean())
+
+
+SHARPENING_RULE = (
+    "with 95% intervals over seeds of the paired changes (after - before): 'broadening' if the "
+    "change in pass@k at the largest k lies above 0 (more problems reachable at all); "
+    "'sharpening' if the change in pass@1 lies above 0 while the change at the largest k does "
+    "not (its interval contains 0 or lies below it: the same problems, solved more reliably); "
+    "'neither' otherwise, and with one seed (no interval)."
+)
+
+
+def classify_change(
+    change_at_1: tuple[float, float], change_at_largest: tuple[float, float], *, largest_k: int
+) -> dict[str, str]:
+    """Sharpening or broadening, from (mean, 95% half-width) of the change in pass@1 and in
+    pass@k at the largest k (`SHARPENING_RULE`). Returns {"verdict", "explanation", "rule"}."""
+    (m1, h1), (mk, hk) = change_at_1, change_at_largest
+    if np.isnan(h1) or np.isnan(hk):
+        verdict = "neither"
+    elif mk - hk > 0:
+        verdict = "broadening"
+    elif m1 - h1 > 0:
+        verdict = "sharpening"
+    else:
+        verdict = "neither"
+    if np.isnan(hk):
+        where = "has no interval (one seed)"
+    elif mk - hk > 0:
+        where = "lies above 0"
+    elif mk + hk < 0:
+        where = "lies below 0"
+    else:
+        where = "has an interval that contains 0"
+    explanation = (
+        f"pass@1 changes by {m1:+.3f} ± {h1:.3f} and pass@{largest_k} by {mk:+.3f} ± {hk:.3f}: "
+        f"the change at k = {largest_k} {where}."
+    )
+    return {"verdict": verdict, "explanation": explanation, "rule": SHARPENING_RULE}

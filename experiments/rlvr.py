@@ -1,0 +1,360 @@
+"""RLVR on arithmetic: does GRPO raise pass@k at large k, or only pass@1 (sharpening)?
+
+    python -m experiments.rlvr --config configs/rlvr.py --workdir runs/rlvr
+
+Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `config.seeds`:
+  1. sft   the arithmetic task's exact-answer demonstrations, training problems only
+  2. grpo  GRPO from the SFT policy with the task's exact-match verifier (experiments/grpo.py)
+  3. eval  for the SFT and the GRPO policy: `eval.num_samples` samples at temperature 1 on
+           each of `eval.num_problems` distinct held-out problems (an operand combination of the
+           eval split is never in training), verified by the task's checker; pass@k for
+           `eval.ks` with the unbiased estimator (alignax/analysis/pass_at_k.py), coverage
+           (pass@n) and greedy accuracy. Cached in <workdir>/seed<k>/eval.npz.
+The report gives, per k, pass@k before and after GRPO and the paired change, mean over seeds with
+95% t-intervals, and the answer computed from them by the rule in `pass_at_k.classify_change`
+(stated in results.md). results.json holds every seed's numbers and per-problem counts.
+
+Yue et al. (2025, "Does reinforcement learning really incentivize reasoning capacity in LLMs
+beyond the base model?") report that RLVR raises pass@1 while the base model's pass@k at large k
+matches or exceeds the RL model's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from alignax.analysis import plots
+from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
+from alignax.analysis.policy_eval import evaluate_policy, sample_pool
+from alignax.analysis.stats import mean_interval
+from alignax.checkpoint import checkpoint_steps
+from alignax.cli import run_experiment
+from alignax.metrics import read_metrics
+from alignax.models import build_model
+from alignax.parallel import run_jobs
+from alignax.provenance import provenance
+from alignax.sharding import make_mesh
+from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
+from alignax.tasks import get_task
+from alignax.training import setup, write_summary
+from experiments import grpo, sft
+from experiments.overoptimization import accumulate_timings
+
+STAGES = {"sft": sft, "grpo": grpo}
+POLICIES = ("sft", "grpo")
+# Seeds of the held-out problem draw and of the evaluation samples, apart from the training ones.
+EVAL_SEED_OFFSET = 100
+
+
+def seed_stage_config(config, name: str, seed: int, seed_dir: Path):
+    links = {"sft": {}, "grpo": {"init_from": seed_dir / "sft"}}[name]
+    shared = tuple(k for k in SHARED_SECTIONS if k != "seed")
+    out = stage_config(config, config.stages[name], links, shared)
+    with out.unlocked():
+        out.seed = seed
+    return out
+
+
+def held_out_problems(task, num_problems: int) -> dict[str, np.ndarray]:
+    """`num_problems` distinct problems of the eval split (first occurrences of a draw), the same
+    for every seed so per-problem results line up."""
+    draw = task.prompt_dataset(16 * num_problems, seed=EVAL_SEED_OFFSET, split="eval")
+    _, first = np.unique(draw["prompt_tokens"], axis=0, return_index=True)
+    if len(first) < num_problems:
+        raise ValueError(
+            f"eval.num_problems={num_problems}, but only {len(first)} distinct held-out problems "
+            f"turned up in {16 * num_problems} draws of the eval split"
+        )
+    rows = np.sort(first)[:num_problems]
+    return {k: v[rows] for k, v in draw.items()}
+
+
+def evaluate_seed(config, task, problems, seed: int, seed_dir: Path, mesh) -> dict:
+    """Which samples are correct [P, n] and greedy correctness [P] for each policy; from the cache
+    when it was written with the same evaluation settings on the same final checkpoints."""
+    steps = {name: checkpoint_steps(seed_dir / name / "checkpoints")[-1] for name in POLICIES}
+    path = seed_dir / "eval.npz"
+    settings = json.dumps({**config.eval.to_dict(), "checkpoint_steps": steps}, sort_keys=True)
+    if path.exists():
+        cached = dict(np.load(path, allow_pickle=False))
+        if str(cached.pop("settings")) == settings:
+            return cached
+    e = config.eval
+    model = build_model(config.model, heads=("lm",))
+    prompts = {k: v for k, v in problems.items() if k != "answer"}
+    # The same key for both policies: paired draws, so the change is measured with less noise.
+    rng = jax.random.fold_in(jax.random.key(seed), EVAL_SEED_OFFSET)
+    out = {}
+    for name in POLICIES:
+        params = load_stage_model(seed_dir / name, heads=("lm",), mesh=mesh)[1]
+        pool = sample_pool(
+            model,
+            params,
+            task,
+            prompts,
+            rng,
+            pool_size=e.num_samples,
+            max_new_tokens=e.max_new_tokens,
+        )
+        out[f"{name}_correct"] = pool["gold"] > 0.5  # the verifier's reward is 1 or 0
+        greedy = evaluate_policy(
+            model, params, task, prompts, rng, max_new_tokens=e.max_new_tokens, temperature=0.0
+        )
+        out[f"{name}_greedy"] = greedy["gold"].astype(np.float64)
+    np.savez(path, settings=settings, **out)
+    return out
+
+
+def seed_table(config, outcomes: dict) -> dict:
+    """policy -> {"pass@k": value for each k, "coverage", "greedy"} for one seed."""
+    table = {}
+    for name in POLICIES:
+        correct = outcomes[f"{name}_correct"]
+        row = {f"pass@{k}": v for k, v in mean_pass_at_k(correct, config.eval.ks).items()}
+        row["coverage"] = coverage(correct)
+        row["greedy"] = float(outcomes[f"{name}_greedy"].mean())
+        table[name] = row
+    return table
+
+
+def aggregate(tables: dict) -> dict:
+    """policy (and "change" = grpo - sft, paired within each seed) -> metric -> (mean, 95%
+    half-width) over seeds."""
+    seeds = list(tables)
+    metrics = list(tables[seeds[0]]["sft"])
+    out = {
+        name: {m: mean_interval([tables[s][name][m] for s in seeds]) for m in metrics}
+        for name in POLICIES
+    }
+    out["change"] = {
+        m: mean_interval([tables[s]["grpo"][m] - tables[s]["sft"][m] for s in seeds])
+        for m in metrics
+    }
+    return out
+
+
+def grpo_final_kl(seed_dir: Path) -> float:
+    """The last logged sequence KL of GRPO's rollouts to the SFT policy (training prompts)."""
+    logged = [m["kl/sequence"] for m in read_metrics(seed_dir / "grpo") if "kl/sequence" in m]
+    return float(logged[-1]) if logged else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures and the report.
+
+
+def _cell(mean_half: tuple[float, float], signed: bool = False) -> str:
+    mean, half = mean_half
+    return f"{mean:+.3f} ± {half:.3f}" if signed else f"{mean:.3f} ± {half:.3f}"
+
+
+def crossover_k(ks, mean_changes) -> int | None:
+    """The smallest k from which every mean change in pass@k is <= 0 (None if the last is > 0)."""
+    crossover = None
+    for k, change in zip(reversed(ks), reversed(mean_changes)):
+        if change > 0:
+            break
+        crossover = k
+    return crossover
+
+
+def figures(config, tables: dict, combined: dict, workdir: Path) -> None:
+    ks = list(config.eval.ks)
+    labels = {"sft": "before (SFT)", "grpo": "after (GRPO)"}
+    fig, ax = plots.subplots(figsize=(4.8, 3.4))
+    for i, name in enumerate(POLICIES):
+        color = plots.PALETTE[i]
+        for table in tables.values():
+            ax.plot(ks, [table[name][f"pass@{k}"] for k in ks], "-", color=color, alpha=0.25)
+        ax.errorbar(
+            [k * (0.96 if name == "sft" else 1.04) for k in ks],  # apart, so both bars show
+            [combined[name][f"pass@{k}"][0] for k in ks],
+            yerr=[combined[name][f"pass@{k}"][1] for k in ks],
+            fmt="o-",
+            color=color,
+            markersize=4,
+            capsize=3,
+            label=f"{labels[name]}, mean ± 95% CI",
+        )
+    ax.plot([], [], "-", color="grey", alpha=0.4, label="single seeds")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set(
+        xlabel="k (samples per problem)",
+        ylabel="pass@k (held-out problems)",
+        title=f"pass@k before and after GRPO ({len(tables)} seeds)",
+    )
+    ax.legend(loc="lower right")
+    plots.save(fig, workdir / "figures" / "pass_at_k")
+
+    fig, ax = plots.subplots(figsize=(4.8, 3.4))
+    changes = [combined["change"][f"pass@{k}"] for k in ks]
+    for table in tables.values():
+        ax.plot(
+            ks,
+            [table["grpo"][f"pass@{k}"] - table["sft"][f"pass@{k}"] for k in ks],
+            "-",
+            color=plots.PALETTE[2],
+            alpha=0.25,
+        )
+    ax.errorbar(
+        ks,
+        [m for m, _ in changes],
+        yerr=[h for _, h in changes],
+        fmt="o-",
+        color=plots.PALETTE[2],
+        markersize=4,
+        capsize=3,
+        label="GRPO - SFT, mean ± 95% CI",
+    )
+    ax.plot([], [], "-", color=plots.PALETTE[2], alpha=0.4, label="single seeds")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set(
+        xlabel="k (samples per problem)",
+        ylabel="change in pass@k",
+        title="What GRPO changes, per k",
+    )
+    ax.legend()
+    plots.save(fig, workdir / "figures" / "pass_at_k_change")
+
+
+def report(config, tables, combined, answer, kls, timings, prov, workdir: Path) -> str:
+    e, ks = config.eval, config.eval.ks
+    seeds = ", ".join(map(str, tables))
+    per_stage = ", ".join(
+        f"{k.split('/')[1]} {v / 60:.1f}" for k, v in timings.items() if k != "seconds/total"
+    )
+    kl = mean_interval(kls)
+    lines = [
+        "### RLVR on arithmetic: pass@k before and after GRPO",
+        "",
+        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
+        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        + f"; {len(tables)} seeds ({seeds}) on {config.workers} process(es); wall time "
+        f"{timings['seconds/total'] / 60:.1f} min, summed over the invocations that built the "
+        f"workdir (per stage, summed over seeds: {per_stage} min).",
+        "",
+        f"Per seed: SFT ({config.stages.sft.train.steps} steps) -> GRPO "
+        f"({config.stages.grpo.train.steps} steps of {config.stages.grpo.train.batch_size} "
+        f"prompts x {config.stages.grpo.grpo.group_size} samples; final KL to SFT "
+        f"{_cell(kl)} nats). Each policy answers {e.num_problems} distinct held-out problems "
+        f"(operand combinations never trained on) with {e.num_samples} samples at temperature 1; "
+        "the exact-match checker decides. pass@k is the unbiased estimator "
+        "1 - C(n-c, k) / C(n, k); coverage is the share of problems any of the n samples solves. "
+        "Mean over seeds ± 95% t-interval; the change is paired within each seed.",
+        "",
+        "| k | before (SFT) | after (GRPO) | change |",
+        "|---|---|---|---|",
+    ]
+    for k in ks:
+        key = f"pass@{k}"
+        lines.append(
+            f"| {k} | {_cell(combined['sft'][key])} | {_cell(combined['grpo'][key])} | "
+            f"{_cell(combined['change'][key], signed=True)} |"
+        )
+    for key, label in (("coverage", f"coverage (pass@{e.num_samples})"), ("greedy", "greedy")):
+        lines.append(
+            f"| {label} | {_cell(combined['sft'][key])} | {_cell(combined['grpo'][key])} | "
+            f"{_cell(combined['change'][key], signed=True)} |"
+        )
+    crossover = crossover_k(ks, [combined["change"][f"pass@{k}"][0] for k in ks])
+    crossing = (
+        f"GRPO's mean pass@k is at or below SFT's from k = {crossover} on."
+        if crossover is not None
+        else ""
+    )
+    lines += [
+        "",
+        f"**Answer: {answer['verdict']}.** {answer['explanation']} {crossing}".rstrip(),
+        "",
+        f"Rule: {answer['rule']}",
+    ]
+    text = "\n".join(lines) + "\n"
+    (workdir / "results.md").write_text(text)
+    return text
+
+
+def task_prompts(task, problems: dict) -> list[str]:
+    """The problems as text ("12+7="), for the per-problem view in results.json."""
+    return [
+        task.decode(row[mask > 0])
+        for row, mask in zip(problems["prompt_tokens"], problems["prompt_mask"])
+    ]
+
+
+def run_seed(config, seed: int, seed_dir: Path, problems: dict) -> tuple[dict, dict]:
+    """SFT -> GRPO -> pass@k evaluation for one seed (a job for `run_jobs`): the evaluation
+    outcomes and the seconds each stage took."""
+    task = get_task(config.task_name, config.task)
+    timings = {}
+    for name, module in STAGES.items():
+        print(f"\n=== seed {seed}, stage {name} ===", flush=True)
+        mark = time.perf_counter()
+        module.run(seed_stage_config(config, name, seed, seed_dir), seed_dir / name)
+        timings[f"seconds/{name}"] = time.perf_counter() - mark
+    print(f"\n=== seed {seed}, pass@k evaluation ===", flush=True)
+    mark = time.perf_counter()
+    mesh = make_mesh(config.mesh)
+    outcomes = evaluate_seed(config, task, problems, seed, seed_dir, mesh)
+    timings["seconds/eval"] = time.perf_counter() - mark
+    return outcomes, timings
+
+
+def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
+    workdir, _ = setup(config, workdir)
+    task = get_task(config.task_name, config.task)
+    problems = held_out_problems(task, config.eval.num_problems)
+    start = time.perf_counter()
+    jobs = [(config, seed, workdir / f"seed{seed}", problems) for seed in config.seeds]
+    done = run_jobs(run_seed, jobs, workers=config.workers)
+    outcomes = {seed: o for seed, (o, _) in zip(config.seeds, done)}
+    # Stage seconds are summed over seeds (on `workers` processes they overlap in wall time).
+    timings = {k: sum(t[k] for _, t in done) for k in done[0][1]}
+    tables = {seed: seed_table(config, o) for seed, o in outcomes.items()}
+    kls = [grpo_final_kl(workdir / f"seed{seed}") for seed in config.seeds]
+    timings["seconds/total"] = time.perf_counter() - start
+    timings = accumulate_timings(workdir, timings)
+    combined = aggregate(tables)
+    largest = max(config.eval.ks)
+    answer = classify_change(
+        combined["change"]["pass@1"], combined["change"][f"pass@{largest}"], largest_k=largest
+    )
+    figures(config, tables, combined, workdir)
+    results = {
+        "ks": list(config.eval.ks),
+        "num_samples": config.eval.num_samples,
+        "problems": task_prompts(task, problems),
+        "seeds": {str(s): t for s, t in tables.items()},
+        "combined": combined,
+        "answer": answer,
+        "crossover_k": crossover_k(
+            config.eval.ks, [combined["change"][f"pass@{k}"][0] for k in config.eval.ks]
+        ),
+        "grpo_final_kl": kls,
+        "per_problem_correct": {
+            str(s): {name: c[f"{name}_correct"].sum(1).tolist() for name in POLICIES}
+            for s, c in outcomes.items()
+        },
+        **timings,
+    }
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    print(report(config, tables, combined, answer, kls, timings, prov, workdir))
+    summary = {
+        "verdict": answer["verdict"],
+        **{f"change/{k}": mean for k, (mean, _) in combined["change"].items()},
+        **{k: round(v, 1) for k, v in timings.items()},
+    }
+    write_summary(workdir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)
