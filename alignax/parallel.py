@@ -8,8 +8,10 @@ so two independent stages run about twice as fast on two processes as one after 
 `workers = 1` runs the jobs in this process, in order (the tests and the `:runlocal` presets,
 which then share one compilation cache). With more, each job runs in a fresh (spawned) process
 pinned to one of this process's cores, so `fn` and its arguments must be picklable (a
-module-level function; ConfigDicts, paths and arrays are). Jobs must not depend on each other;
-an exception in any job is raised here after the others finish, with the job that failed named.
+module-level function; ConfigDicts, paths and arrays are), and `--allow_config_change`
+(`alignax.training.config_changes_allowed`) holds in them as it does here. Jobs must not depend
+on each other; an exception in any job is raised here after the others finish, with the job that
+failed named.
 """
 
 from __future__ import annotations
@@ -19,10 +21,17 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
+from alignax.training import config_changes_allowed, config_changes_are_allowed
+
 
 def _pin_to_one_core(cores) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cores.get()})
+
+
+def _call(fn: Callable, allow_config_change: bool, *args):
+    with config_changes_allowed(allow_config_change):
+        return fn(*args)
 
 
 def run_jobs(fn: Callable, jobs: Sequence[tuple], *, workers: int) -> list:
@@ -40,7 +49,8 @@ def run_jobs(fn: Callable, jobs: Sequence[tuple], *, workers: int) -> list:
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_pin_to_one_core, initargs=(cores,)
     ) as pool:
-        futures = [pool.submit(fn, *job) for job in jobs]
+        allowed = config_changes_are_allowed()
+        futures = [pool.submit(_call, fn, allowed, *job) for job in jobs]
         errors = [(i, f.exception()) for i, f in enumerate(futures) if f.exception()]
     if errors:
         i, error = errors[0]

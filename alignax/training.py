@@ -127,6 +127,12 @@ def config_changes_allowed(allowed: bool = True):
         _ALLOW_CONFIG_CHANGE.reset(token)
 
 
+def config_changes_are_allowed() -> bool:
+    """Whether this context is inside `config_changes_allowed` (processes started by
+    `alignax.parallel.run_jobs` inherit it)."""
+    return _ALLOW_CONFIG_CHANGE.get()
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 

@@ -6,6 +6,7 @@ import operator
 import pytest
 
 from alignax.parallel import run_jobs
+from alignax.training import config_changes_allowed, config_changes_are_allowed
 
 
 def test_results_in_job_order_in_process_and_on_two_processes():
@@ -20,3 +21,9 @@ def test_a_failing_job_is_named():
         run_jobs(math.sqrt, [(4.0,), (-1.0,), (9.0,)], workers=2)
     with pytest.raises(ValueError, match="workers must be >= 1"):
         run_jobs(math.sqrt, [(4.0,)], workers=0)
+
+
+def test_spawned_jobs_inherit_allow_config_change():
+    for allowed in (True, False):
+        with config_changes_allowed(allowed):
+            assert run_jobs(config_changes_are_allowed, [(), ()], workers=2) == [allowed] * 2
