@@ -8,8 +8,8 @@ on 2 CPU cores. Expect eval NLL to fall and the gold reward of samples to rise a
 generator's (0 by construction of the z-scored gold reward).
 pretrain: the same model trained from scratch on 16,384 generator texts (loss on all tokens);
 its result is the base policy of the pipeline.
-arithmetic: the arithmetic task's exact-answer demonstrations, 500 steps (~10 s): a partly
-competent starting point for GRPO (configs/grpo.py): sampled accuracy ~0.4.
+arithmetic: the arithmetic task's exact-answer demonstrations, 500 steps: a partly competent
+starting point for GRPO (configs/grpo.py); its held-out pass@k is in the rlvr experiment.
 Presets: runlocal | pretrain | arithmetic | small (10M model, longer).
 """
 
