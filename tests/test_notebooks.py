@@ -88,6 +88,49 @@ def rlvr_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def instructgpt_run(tmp_path_factory):
+    """The InstructGPT experiment end to end at toy sizes: the planned PPO runs at every width,
+    the evaluation table, the criteria, the collapse samples and the figures."""
+    from configs import instructgpt as config_module
+    from experiments import instructgpt
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("instructgpt")
+    summary = instructgpt.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    assert set(results["criteria"]) == {"A1", "A2", "A3", "A4", "PTX"}
+    planned = {f"d{r['width']}/{r['name']}" for r in instructgpt.ppo_plan(config)}
+    planned |= {f"d{w}/{p}" for w in config.widths for p in ("base", "sft")}
+    assert set(results["combined"]) == planned
+    sweep_sft = f"d{config.sweep_width}/sft"
+    for table in results["seeds"].values():
+        # The reference SFT policy against itself: the same samples, all ties, no KL, no tax.
+        assert table[sweep_sft]["win_rate_vs_sft"] == 0.5 and table[sweep_sft]["kl_to_sft"] == 0
+        for key, row in table.items():
+            assert 0 <= row["win_rate_vs_sft"] <= 1
+            sft_nll = table[f"{key.split('/')[0]}/sft"]["pretraining_nll"]
+            assert abs(row["alignment_tax"] - (row["pretraining_nll"] - sft_nll)) < 1e-9
+    for runs in results["curves"].values():
+        for curve in runs:  # every held-out curve starts at the SFT policy
+            assert curve["eval"][0]["step"] == 0 and curve["eval"][0]["kl"] == 0
+            assert curve["train"][-1]["step"] == config.stages.ppo.train.steps
+    ptx = results["criteria"]["PTX"]
+    for gamma, row in ptx["by_gamma"].items():
+        assert abs(row["tax_cut"] - (1 - ptx["tax"][gamma] / ptx["tax"]["0.0"])) < 1e-9
+    assert [results["samples"][k]["step"] for k in ("start", "end")] == [
+        0,
+        config.stages.ppo.train.steps,
+    ]
+    for name in ("kl_curves", "ptx", "sizes"):
+        assert (workdir / "figures" / f"{name}.png").exists()
+        assert (workdir / "figures" / f"{name}.pdf").exists()
+    text = (workdir / "results.md").read_text()
+    assert "Written by" in text and "A3 adaptive KL" in text
+    assert summary["seconds/total"] > 0
+    return workdir
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, monkeypatch, request):
     matplotlib.use("Agg")
@@ -96,6 +139,8 @@ def test_notebook_runs(path, monkeypatch, request):
         monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("overoptimization_run")))
     if path.name == "rlvr.ipynb":
         monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("rlvr_run")))
+    if path.name == "instructgpt.ipynb":
+        monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("instructgpt_run")))
     namespace = {}
     for cell in json.loads(path.read_text())["cells"]:
         if cell["cell_type"] == "code":

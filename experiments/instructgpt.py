@@ -1,0 +1,780 @@
+"""InstructGPT / Stiennon et al. curves on the built-in task: PPO's reward and KL under fixed and
+adaptive KL penalties, PPO-ptx and the alignment tax, and win rates over policy sizes.
+
+    python -m experiments.instructgpt --config configs/instructgpt.py --workdir runs/instructgpt
+
+For every seed in `config.seeds` (each stage in <workdir>/seed<k>/..., cached, so a rerun
+resumes), built on experiments/pipeline.py's stages:
+  1. pretrain -> SFT for every policy width in `config.widths` (d<width>/pretrain, d<width>/sft).
+  2. reward_model: one per seed, on pairs of samples of the SFT policy of width
+     `config.sweep_width` (InstructGPT trains one reward model for all policy sizes).
+  3. PPO at the sweep width (d<width>/ppo/<run>): fixed beta in `sweep.fixed_betas`, adaptive
+     targets in `sweep.kl_targets`, and PPO-ptx with gamma in `sweep.ptx_coefs` on the run
+     `sweep.ptx_base` (gamma = 0 is that run itself). At the other widths (seeds
+     `size_axis_seeds`): `sweep.ptx_base` and its PPO-ptx with gamma `sweep.size_axis_ptx_coef`.
+  4. evaluation (cached in seed<k>/evaluation.json): every policy (base, SFT, each PPO run)
+     answers `eval.num_prompts` held-out prompts; gold reward, win rate against the SFT policy of
+     the sweep width (gold decides, ties count half), KL to its own SFT policy, length, and the
+     held-out pretraining NLL per token (`eval.num_pretraining_texts` texts of the task's
+     pretraining distribution, split "eval"): the alignment tax is NLL(policy) - NLL(SFT).
+Then: the criteria A1-A4 and PTX from these numbers, figures/ (PNG + PDF), results.md with the
+tables, the criteria, samples of the beta = 0 run at its start, gold peak and end, and the
+provenance; results.json with every number; timings.json with the wall time by stage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from alignax import logprobs
+from alignax.analysis import plots
+from alignax.analysis.policy_eval import evaluate_policy
+from alignax.analysis.stats import mean_interval
+from alignax.checkpoint import restore_params
+from alignax.cli import run_experiment
+from alignax.metrics import read_metrics
+from alignax.models import ModelConfig
+from alignax.provenance import provenance
+from alignax.stages import load_stage_model
+from alignax.tasks import get_task
+from alignax.training import config_changes, setup, write_summary
+from experiments import pipeline, ppo
+from experiments.overoptimization import accumulate_timings
+
+# ---------------------------------------------------------------------------------------------
+# The plan: which models and PPO runs.
+
+
+def policy_model(model: ml_collections.ConfigDict, width: int) -> ml_collections.ConfigDict:
+    """`model` at d_model = `width`, with its head dimension and MLP ratio kept."""
+    out = model.copy_and_resolve_references()
+    head_dim = model.d_model // model.num_heads
+    if width % head_dim:
+        raise ValueError(
+            f"widths: {width} is not a multiple of the head dimension {head_dim} of config.model"
+        )
+    heads = width // head_dim
+    kv_ratio = model.num_heads // model.num_kv_heads
+    out.update(
+        d_model=width,
+        num_heads=heads,
+        num_kv_heads=max(1, heads // kv_ratio),
+        mlp_dim=model.mlp_dim * width // model.d_model,
+    )
+    return out
+
+
+def width_config(config, width: int) -> ml_collections.ConfigDict:
+    """The experiment config with `model` at `width`: the parent of that width's stages."""
+    out = config.copy_and_resolve_references()
+    with out.unlocked():
+        out.model = policy_model(config.model, width)
+    return out
+
+
+def ppo_plan(config) -> list[dict]:
+    """Every PPO run: name, width, group, and the `ppo.*` values it sets. The sweep runs at
+    `sweep_width`; the size axis repeats `ptx_base` and its PPO-ptx at the other widths."""
+    s = config.sweep
+    base = {"kl_control": "fixed", "ptx_coef": 0.0}
+    runs = [
+        dict(name=f"beta{b:g}", group="fixed", ppo={**base, "kl_coef": float(b)})
+        for b in s.fixed_betas
+    ]
+    runs += [
+        dict(
+            name=f"target{t:g}",
+            group="adaptive",
+            ppo={**base, "kl_control": "adaptive", "kl_target": float(t)},
+        )
+        for t in s.kl_targets
+    ]
+    by_name = {r["name"]: r for r in runs}
+    if s.ptx_base not in by_name:
+        raise ValueError(f"sweep.ptx_base={s.ptx_base!r} is not one of {sorted(by_name)}")
+    ptx_base = by_name[s.ptx_base]
+    for gamma in s.ptx_coefs:
+        if gamma > 0:
+            runs.append(
+                dict(
+                    name=ptx_name(s.ptx_base, gamma),
+                    group="ptx",
+                    ppo={**ptx_base["ppo"], "ptx_coef": float(gamma)},
+                )
+            )
+    runs = [dict(r, width=config.sweep_width) for r in runs]
+    size_ptx = dict(
+        name=ptx_name(s.ptx_base, s.size_axis_ptx_coef),
+        group="ptx",
+        ppo={**ptx_base["ppo"], "ptx_coef": float(s.size_axis_ptx_coef)},
+    )
+    for width in config.widths:
+        if width != config.sweep_width:
+            runs += [dict(ptx_base, width=width), dict(size_ptx, width=width)]
+    return runs
+
+
+def ptx_name(base: str, gamma: float) -> str:
+    return base if gamma == 0 else f"{base}_ptx{gamma:g}"
+
+
+def width_dir(seed_dir: Path, width: int) -> Path:
+    return seed_dir / f"d{width}"
+
+
+def ppo_stage(config, run: dict, seed: int, seed_dir: Path) -> ml_collections.ConfigDict:
+    """The pipeline's PPO stage for `run`: from that width's SFT policy, against the seed's
+    reward model (trained at the sweep width)."""
+    cfg = pipeline.seed_stage_config(
+        width_config(config, run["width"]), "ppo", seed, width_dir(seed_dir, run["width"])
+    )
+    with cfg.unlocked():
+        cfg.rewards.reward_model_from = str(
+            width_dir(seed_dir, config.sweep_width) / "reward_model"
+        )
+        cfg.ppo.update(run["ppo"])
+    return cfg
+
+
+def _finished(stage_config, directory: Path) -> bool:
+    """A stage that completed with this very config (summary.json is its last write)."""
+    if not (directory / "summary.json").is_file():
+        return False
+    old = json.loads((directory / "config.json").read_text())
+    return not config_changes(old, json.loads(stage_config.to_json_best_effort()))
+
+
+def record_time(workdir: Path, kind: str, seconds: float) -> None:
+    """Adds `seconds` to <workdir>/timings.json under `seconds/<kind>` and the total, as each
+    stage ends, so a run killed and resumed still reports what every finished stage cost."""
+    accumulate_timings(workdir, {f"seconds/{kind}": seconds, "seconds/total": seconds})
+
+
+def _run_stage(label: str, module_run, stage_config, directory: Path, workdir: Path, **kwargs):
+    if _finished(stage_config, directory):
+        return
+    print(f"\n=== {label} ===", flush=True)
+    mark = time.perf_counter()
+    module_run(stage_config, directory, **kwargs)
+    record_time(workdir, label.split(",")[-1].split()[0], time.perf_counter() - mark)
+
+
+def train_seed(config, seed: int, seed_dir: Path, workdir: Path) -> list[dict]:
+    """Every stage of one seed; returns the PPO runs it holds."""
+    widths = [config.sweep_width] + [w for w in config.widths if w != config.sweep_width]
+    if seed not in config.size_axis_seeds:
+        widths = [config.sweep_width]
+    for width in widths:
+        parent, directory = width_config(config, width), width_dir(seed_dir, width)
+        for name in ("pretrain", "sft"):
+            stage = pipeline.seed_stage_config(parent, name, seed, directory)
+            module = pipeline.STAGES[name]
+            _run_stage(
+                f"seed {seed}, {name} d{width}", module.run, stage, directory / name, workdir
+            )
+        if width == config.sweep_width:
+            stage = pipeline.seed_stage_config(parent, "reward_model", seed, directory)
+            _run_stage(
+                f"seed {seed}, reward_model",
+                pipeline.STAGES["reward_model"].run,
+                stage,
+                directory / "reward_model",
+                workdir,
+            )
+    runs = [r for r in ppo_plan(config) if r["width"] in widths]
+    for run in runs:
+        directory = width_dir(seed_dir, run["width"]) / "ppo" / run["name"]
+        _run_stage(
+            f"seed {seed}, ppo d{run['width']} {run['name']}",
+            ppo.run,
+            ppo_stage(config, run, seed, seed_dir),
+            directory,
+            workdir,
+            eval_at_start=True,
+        )
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def pretraining_nll(model, params, texts: dict) -> float:
+    """Per-token NLL of held-out pretraining-distribution texts (all scored tokens pooled)."""
+    logits = model.apply(params, texts["tokens"], texts["input_mask"], heads=("lm",))["logits"]
+    seq = logprobs.sequence_logps(logits, texts["tokens"], texts["loss_mask"])
+    return -jnp.sum(seq["sum"]) / jnp.maximum(jnp.sum(seq["count"]), 1.0)
+
+
+def evaluate_seed(config, seed: int, seed_dir: Path, runs: list[dict], mesh) -> dict:
+    """policy key ('d<width>/<policy>') -> {gold_reward, win_rate_vs_sft, kl_to_sft,
+    response_length, ended_with_eos, pretraining_nll, alignment_tax}; cached per seed."""
+    path = seed_dir / "evaluation.json"
+    keys = {f"d{r['width']}/{r['name']}" for r in runs}
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if keys <= set(cached):
+            return cached
+    task = get_task(config.task_name, config.task)
+    prompts = task.prompt_dataset(config.eval.num_prompts, seed=seed + 100, split="eval")
+    texts = task.pretraining_dataset(
+        config.eval.num_pretraining_texts, seed=seed + 200, split="eval"
+    )
+    texts = {k: jnp.asarray(texts[k]) for k in ("tokens", "input_mask", "loss_mask")}
+    rng = jax.random.key(seed + 100)
+    widths = sorted({r["width"] for r in runs} | {config.sweep_width})
+    raw = {}
+    for width in widths:
+        directory = width_dir(seed_dir, width)
+        model, sft = load_stage_model(directory / "sft", heads=("lm",), mesh=mesh)
+        policies = {
+            "base": restore_params(directory / "pretrain" / "checkpoints", sft),
+            "sft": sft,
+        }
+        for run in runs:
+            if run["width"] == width:
+                checkpoints = directory / "ppo" / run["name"] / "checkpoints"
+                policies[run["name"]] = restore_params(checkpoints, {"policy": sft})["policy"]
+        nll = jax.jit(lambda p, model=model: pretraining_nll(model, p, texts))
+        for name, params in policies.items():
+            result = evaluate_policy(
+                model,
+                params,
+                task,
+                prompts,
+                rng,
+                ref_params=policies["sft"],
+                max_new_tokens=config.eval.max_new_tokens,
+            )
+            result["pretraining_nll"] = float(nll(params))
+            raw[f"d{width}/{name}"] = result
+    reference = raw[f"d{config.sweep_width}/sft"]["gold"]
+    table = {
+        key: {
+            "gold_reward": float(r["gold"].mean()),
+            "win_rate_vs_sft": pipeline._win_rate(r["gold"], reference),
+            "kl_to_sft": float(r["kl"].mean()),
+            "response_length": float(r["length"].mean()),
+            "ended_with_eos": float(r["ended_with_eos"].mean()),
+            "pretraining_nll": r["pretraining_nll"],
+            "alignment_tax": r["pretraining_nll"]
+            - raw[f"{key.split('/')[0]}/sft"]["pretraining_nll"],
+        }
+        for key, r in raw.items()
+    }
+    path.write_text(json.dumps(table, indent=2))
+    return table
+
+
+def run_curves(run_dir: Path) -> dict:
+    """A PPO run's held-out evaluations ('eval': step, kl, gold, gold_se, proxy; step 0 is the
+    SFT policy) and training rollouts ('train': step, kl, kl_coef, proxy, gold)."""
+    evals, train = {}, {}
+    for m in read_metrics(run_dir):
+        if "eval/gold" in m:  # the last line of a step wins (a resumed run rewrites it)
+            evals[m["step"]] = {
+                "step": m["step"],
+                "kl": m["eval/kl"],
+                "gold": m["eval/gold"],
+                "gold_se": m["eval/gold_se"],
+                "proxy": m["eval/proxy"],
+            }
+        if "kl/sequence" in m:
+            train[m["step"]] = {
+                "step": m["step"],
+                "kl": m["kl/sequence"],
+                "kl_coef": m["kl/coef"],
+                "proxy": m["proxy/mean"],
+                "gold": m["gold/mean"],
+            }
+    return {"eval": [evals[s] for s in sorted(evals)], "train": [train[s] for s in sorted(train)]}
+
+
+def seed_mean_curve(curves: list[list[dict]], keys: tuple[str, ...]) -> list[dict]:
+    """Pointwise mean and 95% t-interval over seeds of curves logged at the same steps (steps
+    missing from some seed are dropped)."""
+    steps = sorted(set.intersection(*({p["step"] for p in c} for c in curves)))
+    by_step = [{p["step"]: p for p in c} for c in curves]
+    out = []
+    for step in steps:
+        row = {"step": step}
+        for key in keys:
+            mean, half = mean_interval([c[step][key] for c in by_step])
+            row[key], row[f"{key}_ci"] = mean, half
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Criteria (pure functions of the numbers; tests/test_instructgpt.py).
+
+
+def hump(gold_by_seed: np.ndarray) -> dict:
+    """Gold [seeds, points] along training: the peak of the seed-mean curve, and the paired
+    drop from it to the end per seed, with its 95% t-interval."""
+    gold_by_seed = np.asarray(gold_by_seed, np.float64)
+    mean = gold_by_seed.mean(0)
+    peak = int(np.argmax(mean))
+    drop, half = mean_interval(gold_by_seed[:, peak] - gold_by_seed[:, -1])
+    return {
+        "peak_index": peak,
+        "interior_peak": 0 < peak < len(mean) - 1,
+        "rise": float(mean[peak] - mean[0]),
+        "drop": drop,
+        "drop_ci": half,
+        # A single seed has no interval: then the drop only has to be positive.
+        "falls": bool(drop - (0.0 if np.isnan(half) else half) > 0),
+    }
+
+
+def strictly_decreasing(values) -> bool:
+    return bool(np.all(np.diff(np.asarray(values, np.float64)) < 0))
+
+
+def within(value: float, target: float, tolerance: float) -> bool:
+    return abs(value / target - 1.0) <= tolerance
+
+
+def ptx_tradeoff(
+    tax: dict, win_rate: dict, *, min_tax_cut: float, max_win_rate_drop: float
+) -> dict:
+    """Per gamma > 0 against gamma = 0: the share of the alignment tax removed,
+    1 - tax(gamma) / tax(0), and the win-rate points lost, win(0) - win(gamma); 'pass' when
+    some gamma removes >= `min_tax_cut` for <= `max_win_rate_drop`."""
+    if tax[0.0] <= 0:
+        raise ValueError(f"PPO without ptx has no alignment tax ({tax[0.0]:.4f}) to cut")
+    rows = {
+        gamma: {
+            "tax_cut": 1.0 - tax[gamma] / tax[0.0],
+            "win_rate_drop": win_rate[0.0] - win_rate[gamma],
+        }
+        for gamma in sorted(tax)
+        if gamma > 0
+    }
+    for row in rows.values():
+        row["ok"] = row["tax_cut"] >= min_tax_cut and row["win_rate_drop"] <= max_win_rate_drop
+    return {"by_gamma": rows, "pass": any(r["ok"] for r in rows.values())}
+
+
+def criteria(config, table: dict, curves: dict) -> dict:
+    """A1-A4 and PTX from the seed-aggregated table and the per-seed curves of the sweep runs."""
+    c, s = config.criteria, config.sweep
+    sweep = f"d{config.sweep_width}"
+    out = {}
+    # A1: at beta = 0 the held-out gold rises, peaks inside the run and falls by the end.
+    beta0 = curves.get("beta0")
+    if beta0 is not None:
+        gold = np.array([[p["gold"] for p in run["eval"]] for run in beta0])
+        proxy = np.array([[p["proxy"] for p in run["eval"]] for run in beta0]).mean(0)
+        h = hump(gold)
+        steps = [p["step"] for p in beta0[0]["eval"]]
+        out["A1"] = {
+            **h,
+            "peak_step": steps[h["peak_index"]],
+            "final_step": steps[-1],
+            "proxy_rises_past_peak": bool(proxy[-1] > proxy[h["peak_index"]]),
+            "pass": h["interior_peak"] and h["rise"] > 0 and h["falls"],
+        }
+    # A2: a larger fixed beta ends at a lower KL (held-out evaluation, mean over seeds).
+    betas = sorted(s.fixed_betas)
+    final_kl = [table[f"{sweep}/beta{b:g}"]["kl_to_sft"][0] for b in betas]
+    out["A2"] = {
+        "betas": betas,
+        "final_kl": final_kl,
+        "pass": strictly_decreasing(final_kl),
+    }
+    # A3: the adaptive controller holds KL within `kl_tolerance` of its target after warm-up:
+    # its own measurement (training rollouts, mean over steps past warm-up) and the held-out KL.
+    a3 = {}
+    for target in s.kl_targets:
+        runs = curves[f"target{target:g}"]
+        last = max(p["step"] for p in runs[0]["train"])
+        warm = config.criteria.kl_warmup_fraction * last
+        rollout = float(
+            np.mean([np.mean([p["kl"] for p in r["train"] if p["step"] > warm]) for r in runs])
+        )
+        held_out = table[f"{sweep}/target{target:g}"]["kl_to_sft"][0]
+        a3[f"{target:g}"] = {
+            "rollout_kl_after_warmup": rollout,
+            "held_out_final_kl": held_out,
+            "rollout_error": rollout / target - 1.0,
+            "held_out_error": held_out / target - 1.0,
+            "ok": within(rollout, target, c.kl_tolerance)
+            and within(held_out, target, c.kl_tolerance),
+        }
+    out["A3"] = {
+        "targets": a3,
+        "warmup_steps": config.criteria.kl_warmup_fraction,
+        "pass": all(v["ok"] for v in a3.values()),
+    }
+    # A4: the best PPO run (fixed or adaptive KL, no ptx) against SFT.
+    candidates = {r: table[f"{sweep}/{r}"] for r in _names(config, ("fixed", "adaptive"))}
+    best = max(candidates, key=lambda r: candidates[r]["win_rate_vs_sft"][0])
+    win, half = candidates[best]["win_rate_vs_sft"]
+    out["A4"] = {
+        "best_run": best,
+        "win_rate": win,
+        "win_rate_ci": half,
+        "pass": win >= c.min_win_rate,
+    }
+    # PTX: some gamma cuts the alignment tax of its gamma = 0 run by half for <= 5 points.
+    gammas = sorted({0.0, *map(float, s.ptx_coefs)})
+    rows = {g: table[f"{sweep}/{ptx_name(s.ptx_base, g)}"] for g in gammas}
+    out["PTX"] = {
+        "base": s.ptx_base,
+        "tax": {g: rows[g]["alignment_tax"][0] for g in gammas},
+        "win_rate": {g: rows[g]["win_rate_vs_sft"][0] for g in gammas},
+        **ptx_tradeoff(
+            {g: rows[g]["alignment_tax"][0] for g in gammas},
+            {g: rows[g]["win_rate_vs_sft"][0] for g in gammas},
+            min_tax_cut=c.min_tax_cut,
+            max_win_rate_drop=c.max_win_rate_drop,
+        ),
+    }
+    return out
+
+
+def _names(config, groups: tuple[str, ...]) -> list[str]:
+    return [
+        r["name"]
+        for r in ppo_plan(config)
+        if r["width"] == config.sweep_width and r["group"] in groups
+    ]
+
+
+def aggregate(tables: dict[int, dict]) -> dict:
+    """policy key -> metric -> (mean, 95% half-width) over the seeds that have it."""
+    keys = sorted({k for t in tables.values() for k in t})
+    out = {}
+    for key in keys:
+        rows = [t[key] for t in tables.values() if key in t]
+        out[key] = {m: mean_interval([r[m] for r in rows]) for m in rows[0]}
+        out[key]["seeds"] = len(rows)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Samples, figures and the report.
+
+
+def collapse_samples(run_dir: Path, num_texts: int) -> dict[str, dict]:
+    """Held-out samples of a run at its start (the SFT policy), at its gold peak and at its end:
+    {'start' | 'peak' | 'end': {'step', 'gold', 'kl', 'texts'}}."""
+    texts = {}
+    for line in (run_dir / "samples.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        texts[record["step"]] = record["texts"][:num_texts]
+    evals = run_curves(run_dir)["eval"]
+    peak = max(evals, key=lambda p: p["gold"])
+    return {
+        name: {"step": p["step"], "gold": p["gold"], "kl": p["kl"], "texts": texts[p["step"]]}
+        for name, p in (("start", evals[0]), ("peak", peak), ("end", evals[-1]))
+    }
+
+
+def num_params(config, width: int) -> int:
+    return ModelConfig.from_config(policy_model(config.model, width)).num_params()
+
+
+def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
+    s = config.sweep
+    sweep = f"d{config.sweep_width}"
+    fig, axes = plots.subplots(1, 3, figsize=(13, 3.6))
+    groups = [(f"beta{b:g}", f"beta = {b:g}") for b in s.fixed_betas]
+    groups += [(f"target{t:g}", f"adaptive, target {t:g}") for t in s.kl_targets]
+    for i, (name, label) in enumerate(groups):
+        color = plots.PALETTE[i % len(plots.PALETTE)]
+        style = "o-" if name.startswith("beta") else "s--"
+        ev = mean_curves[name]["eval"]
+        d = np.sqrt(np.maximum([p["kl"] for p in ev], 0.0))
+        for ax, key in zip(axes[:2], ("gold", "proxy")):
+            ax.errorbar(
+                d,
+                [p[key] for p in ev],
+                yerr=np.nan_to_num([p[f"{key}_ci"] for p in ev]),
+                fmt=style,
+                color=color,
+                markersize=3,
+                capsize=2,
+                label=label,
+            )
+        tr = mean_curves[name]["train"]
+        axes[2].plot([p["step"] for p in tr], [p["kl"] for p in tr], style[1:], color=color)
+        axes[2].plot([], [], style, color=color, label=label)
+        if name.startswith("target"):
+            axes[2].axhline(float(name[len("target") :]), color=color, linewidth=0.6, alpha=0.6)
+    axes[0].set(
+        xlabel="sqrt(KL(pi || pi_SFT)) (nats^1/2)",
+        ylabel="gold reward (held-out)",
+        title="Gold",
+    )
+    axes[1].set(
+        xlabel="sqrt(KL(pi || pi_SFT)) (nats^1/2)",
+        ylabel="proxy reward (normalised on SFT samples)",
+        title="Proxy (reward model)",
+    )
+    axes[2].set(
+        xlabel="PPO iteration",
+        ylabel="KL of the rollouts (nats)",
+        title="KL against step (thin lines: targets)",
+    )
+    axes[2].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"PPO at d_model {config.sweep_width}: mean over seeds (95% intervals)", y=1.03)
+    plots.save(fig, workdir / "figures" / "kl_curves")
+
+    fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
+    gammas = sorted({0.0, *map(float, s.ptx_coefs)})
+    rows = [combined[f"{sweep}/{ptx_name(s.ptx_base, g)}"] for g in gammas]
+    x = np.arange(len(gammas))
+    left.bar(
+        x,
+        [r["alignment_tax"][0] for r in rows],
+        yerr=np.nan_to_num([r["alignment_tax"][1] for r in rows]),
+        capsize=3,
+        color=plots.PALETTE[3],
+    )
+    left.set_xticks(x, [f"{g:g}" for g in gammas])
+    left.set(
+        xlabel="ptx coefficient gamma",
+        ylabel="pretraining NLL - SFT's (nats/token)",
+        title="Alignment tax (held-out pretraining text)",
+    )
+    for i, (g, r) in enumerate(zip(gammas, rows)):
+        right.errorbar(
+            r["alignment_tax"][0],
+            r["win_rate_vs_sft"][0],
+            xerr=np.nan_to_num(r["alignment_tax"][1]),
+            yerr=np.nan_to_num(r["win_rate_vs_sft"][1]),
+            fmt="o",
+            color=plots.PALETTE[i % len(plots.PALETTE)],
+            capsize=2,
+            label=f"gamma = {g:g}",
+        )
+    right.set(
+        xlabel="alignment tax (nats/token)",
+        ylabel="win rate vs SFT (gold)",
+        title=f"PPO-ptx on {s.ptx_base}",
+    )
+    right.legend()
+    plots.save(fig, workdir / "figures" / "ptx")
+
+    fig, ax = plots.subplots(figsize=(5, 3.4))
+    widths = sorted(config.widths)
+    params = [num_params(config, w) for w in widths]
+    size_ptx = ptx_name(s.ptx_base, s.size_axis_ptx_coef)
+    series = [("base", "base"), ("sft", "SFT"), (s.ptx_base, "PPO"), (size_ptx, "PPO-ptx")]
+    for i, (name, label) in enumerate(series):
+        points = [combined.get(f"d{w}/{name}") for w in widths]
+        ax.errorbar(
+            [p for p, r in zip(params, points) if r],
+            [r["win_rate_vs_sft"][0] for r in points if r],
+            yerr=np.nan_to_num([r["win_rate_vs_sft"][1] for r in points if r]),
+            fmt="o-",
+            color=plots.PALETTE[i],
+            capsize=2,
+            label=label,
+        )
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="policy parameters",
+        ylabel=f"win rate vs SFT (d_model {config.sweep_width})",
+        title="Win rate against SFT by policy size",
+    )
+    ax.legend()
+    plots.save(fig, workdir / "figures" / "sizes")
+
+
+def _pm(value: tuple[float, float], digits: int = 2) -> str:
+    mean, half = value
+    return f"{mean:.{digits}f}" + ("" if np.isnan(half) else f" ± {half:.{digits}f}")
+
+
+def _verdict(ok: bool) -> str:
+    return f"**{'pass' if ok else 'fail'}**"
+
+
+def report(config, combined, result, samples, timings, prov, workdir: Path) -> str:
+    s, c = config.sweep, config.criteria
+    sweep = f"d{config.sweep_width}"
+    seeds = ", ".join(map(str, config.seeds))
+    stage_times = ", ".join(
+        f"{k.split('/')[1].replace('_', ' ')} {v / 60:.1f}"
+        for k, v in timings.items()
+        if k != "seconds/total"
+    )
+    ppo_stage = config.stages.ppo
+    lines = [
+        "### InstructGPT / Stiennon et al.: KL-penalised PPO, PPO-ptx and policy size",
+        "",
+        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
+        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        + f"; {len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''} ({seeds}); wall "
+        f"time {timings['seconds/total'] / 60:.1f}"
+        f" min (summed over the invocations that built the workdir: {stage_times} min).",
+        "",
+        f"Trimmed from the full design to fit the budget: the beta / target / ptx sweeps run at "
+        f"one policy size (d_model {config.sweep_width}); the size axis "
+        f"({', '.join(f'd{w}' for w in config.widths)}) runs PPO ({s.ptx_base}) and PPO-ptx "
+        f"(gamma {s.size_axis_ptx_coef:g}) only, over seeds "
+        f"{', '.join(map(str, config.size_axis_seeds))}; each PPO run is "
+        f"{ppo_stage.train.steps} iterations of {ppo_stage.train.batch_size} prompts; one reward "
+        f"model per seed (d_model {config.stages.reward_model.model.d_model}) serves every "
+        "policy size.",
+        "",
+        f"Every policy answers {config.eval.num_prompts} held-out prompts; the gold reward "
+        f"judges; win rate against the SFT policy of d_model {config.sweep_width} (ties half); "
+        "KL to the policy's own SFT start; alignment tax = per-token NLL of "
+        f"{config.eval.num_pretraining_texts} held-out pretraining texts minus the SFT "
+        "policy's. Mean over seeds ± 95% t-interval.",
+        "",
+        "| policy | gold reward | win rate vs SFT | KL to SFT (nats) | pretraining NLL | "
+        "alignment tax | length |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    order = ["base", "sft"] + [
+        r["name"] for r in ppo_plan(config) if r["width"] == config.sweep_width
+    ]
+    for name in order:
+        r = combined[f"{sweep}/{name}"]
+        lines.append(
+            f"| {name} | {_pm(r['gold_reward'])} | {_pm(r['win_rate_vs_sft'])} | "
+            f"{_pm(r['kl_to_sft'])} | {_pm(r['pretraining_nll'], 3)} | "
+            f"{_pm(r['alignment_tax'], 3)} | {_pm(r['response_length'], 1)} |"
+        )
+    size_ptx = ptx_name(s.ptx_base, s.size_axis_ptx_coef)
+    lines += [
+        "",
+        "Win rate against SFT by policy size (InstructGPT figure 1):",
+        "",
+        "| d_model (params) | base | SFT | PPO | PPO-ptx | alignment tax PPO / PPO-ptx |",
+        "|---|---|---|---|---|---|",
+    ]
+    for width in sorted(config.widths):
+        row = [combined.get(f"d{width}/{n}") for n in ("base", "sft", s.ptx_base, size_ptx)]
+        if any(r is None for r in row):
+            continue
+        lines.append(
+            f"| {width} ({num_params(config, width) / 1e3:.0f}k) | "
+            + " | ".join(_pm(r["win_rate_vs_sft"]) for r in row)
+            + f" | {_pm(row[2]['alignment_tax'], 3)} / {_pm(row[3]['alignment_tax'], 3)} |"
+        )
+    a3 = result["A3"]["targets"]
+    a3_text = "; ".join(
+        f"target {t}: rollouts {v['rollout_kl_after_warmup']:.2f} ({v['rollout_error']:+.0%}), "
+        f"held-out {v['held_out_final_kl']:.2f} ({v['held_out_error']:+.0%})"
+        for t, v in a3.items()
+    )
+    ptx = result["PTX"]
+    ptx_text = "; ".join(
+        f"gamma {g:g}: tax cut {v['tax_cut']:.0%}, win rate {-v['win_rate_drop'] * 100:+.1f} points"
+        for g, v in ptx["by_gamma"].items()
+    )
+    a2 = result["A2"]
+    lines += ["", "| criterion | outcome |", "|---|---|"]
+    if "A1" in result:
+        a1 = result["A1"]
+        lines.append(
+            f"| A1 gold rises then falls at beta = 0 | {_verdict(a1['pass'])}: rises "
+            f"{a1['rise']:+.2f} to its peak at step {a1['peak_step']}, then falls "
+            f"{_pm((a1['drop'], a1['drop_ci']))} (paired over seeds) by step {a1['final_step']}; "
+            f"proxy rises past the peak: {a1['proxy_rises_past_peak']} |"
+        )
+    lines += [
+        f"| A2 larger beta, lower final KL | {_verdict(a2['pass'])}: "
+        + ", ".join(f"beta {b:g}: {k:.2f}" for b, k in zip(a2["betas"], a2["final_kl"]))
+        + " nats |",
+        f"| A3 adaptive KL within {c.kl_tolerance:.0%} of target after warm-up (first "
+        f"{c.kl_warmup_fraction:.0%} of steps) | {_verdict(result['A3']['pass'])}: {a3_text} |",
+        f"| A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate | "
+        f"{_verdict(result['A4']['pass'])}: {result['A4']['best_run']} "
+        f"{_pm((result['A4']['win_rate'], result['A4']['win_rate_ci']))} |",
+        f"| PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} for <= "
+        f"{c.max_win_rate_drop * 100:.0f} points of win rate | {_verdict(ptx['pass'])}: tax of "
+        f"{s.ptx_base} {ptx['tax'][0.0]:.3f} nats/token; {ptx_text} |",
+    ]
+    if samples:
+        lines += [
+            "",
+            "Samples of the beta = 0 run (seed "
+            f"{config.seeds[0]}, held-out prompts) at its start, its gold peak and its end:",
+            "",
+        ]
+        for name, point in samples.items():
+            lines.append(
+                f"- **{name}** (step {point['step']}, gold {point['gold']:.2f}, KL "
+                f"{point['kl']:.1f}):"
+            )
+            lines += [f"  - {text}" for text in point["texts"]]
+    text = "\n".join(lines) + "\n"
+    (workdir / "results.md").write_text(text)
+    return text
+
+
+def use_compilation_cache(workdir: Path) -> None:
+    """A persistent XLA cache in the workdir, unless the process has one (the tests do): the same
+    programs recur across seeds and fixed betas (beta is train state, not a constant), so each
+    compiles once. Must run before the first compilation to take effect."""
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(Path(workdir).absolute() / "xla_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
+    use_compilation_cache(workdir)
+    workdir, mesh = setup(config, workdir)
+    tables, curves = {}, {}
+    for seed in config.seeds:
+        seed_dir = workdir / f"seed{seed}"
+        runs = train_seed(config, seed, seed_dir, workdir)
+        mark = time.perf_counter()
+        tables[seed] = evaluate_seed(config, seed, seed_dir, runs, mesh)
+        record_time(workdir, "evaluation", time.perf_counter() - mark)
+        for run in runs:
+            if run["width"] == config.sweep_width:
+                directory = width_dir(seed_dir, run["width"]) / "ppo" / run["name"]
+                curves.setdefault(run["name"], []).append(run_curves(directory))
+    timings = json.loads((workdir / "timings.json").read_text())
+    combined = aggregate(tables)
+    result = criteria(config, combined, curves)
+    mean_curves = {
+        name: {
+            "eval": seed_mean_curve([c["eval"] for c in runs], ("kl", "gold", "proxy")),
+            "train": seed_mean_curve([c["train"] for c in runs], ("kl", "kl_coef", "proxy")),
+        }
+        for name, runs in curves.items()
+    }
+    beta0 = width_dir(workdir / f"seed{config.seeds[0]}", config.sweep_width) / "ppo" / "beta0"
+    samples = collapse_samples(beta0, config.eval.num_samples) if beta0.is_dir() else {}
+    figures(config, combined, mean_curves, workdir)
+    (workdir / "results.json").write_text(
+        json.dumps(
+            {
+                "seeds": {str(k): v for k, v in tables.items()},
+                "combined": combined,
+                "criteria": result,
+                "curves": curves,
+                "mean_curves": mean_curves,
+                "samples": samples,
+                **timings,
+            },
+            indent=2,
+            default=float,
+        )
+    )
+    print(report(config, combined, result, samples, timings, prov, workdir))
+    summary = {f"{k}_pass": v["pass"] for k, v in result.items()}
+    summary.update({k: round(v, 1) for k, v in timings.items()})
+    write_summary(workdir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)

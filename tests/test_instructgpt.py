@@ -1,0 +1,157 @@
+"""The InstructGPT experiment's pure parts: the run plan, the policy sizes, curves read back from
+metrics, and the criteria on hand-computed numbers. (The end-to-end run is the notebook fixture
+in tests/test_notebooks.py.)"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from configs import instructgpt as config_module
+from experiments import instructgpt
+
+
+@pytest.fixture(scope="module")
+def config():
+    return config_module.get_config("default")
+
+
+def test_unknown_preset_names_the_known_ones():
+    with pytest.raises(ValueError, match="default, runlocal"):
+        config_module.get_config("full")
+
+
+def test_plan_covers_the_sweeps_once_and_the_size_axis(config):
+    plan = instructgpt.ppo_plan(config)
+    sweep = [r for r in plan if r["width"] == config.sweep_width]
+    names = [r["name"] for r in sweep]
+    assert names == [
+        "beta0",
+        "beta0.01",
+        "beta0.05",
+        "beta0.2",
+        "target2",
+        "target4",
+        "target8",
+        "target4_ptx0.5",
+        "target4_ptx2",
+        "target4_ptx8",
+    ]
+    by_name = {r["name"]: r["ppo"] for r in sweep}
+    assert by_name["beta0.05"] == {"kl_control": "fixed", "ptx_coef": 0.0, "kl_coef": 0.05}
+    # ptx runs are their base run (the adaptive target 4) plus gamma: gamma 0 IS the base run.
+    assert by_name["target4_ptx2"] == {**by_name["target4"], "ptx_coef": 2.0}
+    others = [(r["width"], r["name"]) for r in plan if r["width"] != config.sweep_width]
+    assert others == [
+        (32, "target4"),
+        (32, "target4_ptx2"),
+        (128, "target4"),
+        (128, "target4_ptx2"),
+    ]
+
+
+def test_ptx_base_must_be_a_run(config):
+    bad = config.copy_and_resolve_references()
+    bad.sweep.ptx_base = "target3"
+    with pytest.raises(ValueError, match=r"sweep\.ptx_base"):
+        instructgpt.ppo_plan(bad)
+
+
+def test_policy_model_keeps_head_dimension_and_mlp_ratio(config):
+    small = instructgpt.policy_model(config.model, 32)
+    large = instructgpt.policy_model(config.model, 128)
+    head_dim = config.model.d_model // config.model.num_heads
+    for m, width in ((small, 32), (large, 128)):
+        assert m.d_model == width and m.d_model // m.num_heads == head_dim
+        assert m.mlp_dim * config.model.d_model == config.model.mlp_dim * width
+    assert instructgpt.policy_model(config.model, 64).to_dict() == config.model.to_dict()
+    with pytest.raises(ValueError, match="widths"):
+        instructgpt.policy_model(config.model, 40)
+
+
+def test_hump_finds_the_peak_and_the_paired_drop():
+    # Two seeds; the mean curve is (0, 1, 2, 1): peak at index 2, drops 1.5 and 0.5 -> mean 1.0,
+    # half-width t_{0.975, 1} * std([1.5, 0.5], ddof=1) / sqrt(2) = 12.706 * 0.5.
+    gold = np.array([[0.0, 1.0, 2.5, 1.0], [0.0, 1.0, 1.5, 1.0]])
+    h = instructgpt.hump(gold)
+    assert h["peak_index"] == 2 and h["interior_peak"]
+    assert h["rise"] == pytest.approx(2.0)
+    assert h["drop"] == pytest.approx(1.0)
+    assert h["drop_ci"] == pytest.approx(12.7062 * 0.5, rel=1e-4)
+    assert not h["falls"]  # the interval includes 0
+    rising = instructgpt.hump(np.array([[0.0, 1.0, 2.0], [0.0, 1.1, 2.1]]))
+    assert not rising["interior_peak"] and rising["drop"] == 0.0 and not rising["falls"]
+    consistent = instructgpt.hump(np.array([[0.0, 2.0, 1.0], [0.0, 2.0, 1.1], [0, 2.1, 1.0]]))
+    assert consistent["falls"]
+
+
+def test_monotonicity_and_tolerance():
+    assert instructgpt.strictly_decreasing([9.0, 4.0, 1.0, 0.5])
+    assert not instructgpt.strictly_decreasing([9.0, 4.0, 4.0])
+    assert instructgpt.within(4.8, 4.0, 0.2) and instructgpt.within(3.2, 4.0, 0.2)
+    assert not instructgpt.within(5.04, 4.0, 0.2)  # 26% over
+
+
+def test_ptx_tradeoff_hand_computed():
+    tax = {0.0: 0.2, 0.5: 0.15, 2.0: 0.08, 8.0: 0.02}
+    win = {0.0: 0.80, 0.5: 0.79, 2.0: 0.77, 8.0: 0.70}
+    out = instructgpt.ptx_tradeoff(tax, win, min_tax_cut=0.5, max_win_rate_drop=0.05)
+    rows = out["by_gamma"]
+    assert rows[0.5]["tax_cut"] == pytest.approx(0.25) and not rows[0.5]["ok"]
+    assert rows[2.0]["tax_cut"] == pytest.approx(0.6)
+    assert rows[2.0]["win_rate_drop"] == pytest.approx(0.03) and rows[2.0]["ok"]
+    assert rows[8.0]["tax_cut"] == pytest.approx(0.9) and not rows[8.0]["ok"]  # 10 points
+    assert out["pass"]
+    strict = instructgpt.ptx_tradeoff(tax, win, min_tax_cut=0.7, max_win_rate_drop=0.05)
+    assert not strict["pass"]
+    with pytest.raises(ValueError, match="no alignment tax"):
+        instructgpt.ptx_tradeoff({0.0: -0.01, 2.0: 0.0}, win, min_tax_cut=0.5, max_win_rate_drop=1)
+
+
+def _write_run(directory, lines, samples=()):
+    directory.mkdir(parents=True)
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (directory / "samples.jsonl").write_text(
+        "".join(json.dumps({"step": s, "name": "samples", "texts": t}) + "\n" for s, t in samples)
+    )
+
+
+def _eval(step, gold, kl=1.0):
+    return {"step": step, "eval/gold": gold, "eval/kl": kl, "eval/gold_se": 0.1, "eval/proxy": 0}
+
+
+def test_run_curves_keep_the_last_line_of_a_step_and_split_eval_from_train(tmp_path):
+    lines = [
+        _eval(0, 1.0, 0.0),
+        {"step": 2, "kl/sequence": 0.5, "kl/coef": 0.05, "proxy/mean": 0.1, "gold/mean": 1.1},
+        _eval(2, 9.0),  # a killed run's line, redone below
+        _eval(2, 1.5),
+    ]
+    _write_run(tmp_path / "run", lines)
+    curves = instructgpt.run_curves(tmp_path / "run")
+    assert [p["step"] for p in curves["eval"]] == [0, 2]
+    assert curves["eval"][1]["gold"] == 1.5
+    assert curves["train"] == [{"step": 2, "kl": 0.5, "kl_coef": 0.05, "proxy": 0.1, "gold": 1.1}]
+
+
+def test_collapse_samples_at_start_peak_and_end(tmp_path):
+    lines = [_eval(0, 1.0, 0.0), _eval(10, 2.0, 5.0), _eval(20, 0.5, 30.0)]
+    samples = [(0, ["a", "b"]), (10, ["c", "d"]), (20, ["x", "y"]), (20, ["e", "f"])]
+    _write_run(tmp_path / "run", lines, samples)
+    out = instructgpt.collapse_samples(tmp_path / "run", num_texts=1)
+    assert {k: (v["step"], v["texts"]) for k, v in out.items()} == {
+        "start": (0, ["a"]),
+        "peak": (10, ["c"]),
+        "end": (20, ["e"]),  # the last texts written at a step
+    }
+
+
+def test_seed_mean_curve_over_common_steps():
+    a = [{"step": 0, "kl": 0.0}, {"step": 2, "kl": 2.0}, {"step": 4, "kl": 4.0}]
+    b = [{"step": 0, "kl": 0.0}, {"step": 2, "kl": 4.0}]
+    out = instructgpt.seed_mean_curve([a, b], ("kl",))
+    assert [p["step"] for p in out] == [0, 2]
+    assert out[1]["kl"] == 3.0
+    # t_{0.975, 1} * std([2, 4], ddof=1) / sqrt(2) = 12.706 * sqrt(2) / sqrt(2)
+    assert out[1]["kl_ci"] == pytest.approx(12.7062 * math.sqrt(2) / math.sqrt(2), rel=1e-4)
