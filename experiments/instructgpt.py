@@ -44,9 +44,15 @@ from alignax.models import ModelConfig
 from alignax.provenance import provenance
 from alignax.stages import load_stage_model
 from alignax.tasks import get_task
-from alignax.training import config_changes, setup, write_summary
+from alignax.training import (
+    config_changes,
+    setup,
+    stage_fingerprint,
+    upstream_paths,
+    upstream_record,
+    write_summary,
+)
 from experiments import pipeline, ppo
-from experiments.overoptimization import accumulate_timings
 
 # ---------------------------------------------------------------------------------------------
 # The plan: which models and PPO runs.
@@ -144,17 +150,25 @@ def ppo_stage(config, run: dict, seed: int, seed_dir: Path) -> ml_collections.Co
 
 
 def _finished(stage_config, directory: Path) -> bool:
-    """A stage that completed with this very config (summary.json is its last write)."""
+    """A stage that completed with this very config on these very upstream stages (summary.json
+    is its last write); anything else goes through the stage's own resume checks."""
     if not (directory / "summary.json").is_file():
         return False
     old = json.loads((directory / "config.json").read_text())
-    return not config_changes(old, json.loads(stage_config.to_json_best_effort()))
+    if config_changes(old, json.loads(stage_config.to_json_best_effort())):
+        return False
+    upstream = {k: upstream_record(k, v) for k, v in upstream_paths(stage_config).items()}
+    return json.loads((directory / "upstream.json").read_text()) == upstream
 
 
 def record_time(workdir: Path, kind: str, seconds: float) -> None:
     """Adds `seconds` to <workdir>/timings.json under `seconds/<kind>` and the total, as each
     stage ends, so a run killed and resumed still reports what every finished stage cost."""
-    accumulate_timings(workdir, {f"seconds/{kind}": seconds, "seconds/total": seconds})
+    path = workdir / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    for key in (f"seconds/{kind}", "seconds/total"):
+        timings[key] = timings.get(key, 0.0) + seconds
+    path.write_text(json.dumps(timings, indent=2))
 
 
 def _run_stage(label: str, module_run, stage_config, directory: Path, workdir: Path, **kwargs):
@@ -217,11 +231,16 @@ def evaluate_seed(config, seed: int, seed_dir: Path, runs: list[dict], mesh) -> 
     """policy key ('d<width>/<policy>') -> {gold_reward, win_rate_vs_sft, kl_to_sft,
     response_length, ended_with_eos, pretraining_nll, alignment_tax}; cached per seed."""
     path = seed_dir / "evaluation.json"
-    keys = {f"d{r['width']}/{r['name']}" for r in runs}
+    widths = sorted({r["width"] for r in runs} | {config.sweep_width})
+    stages = [width_dir(seed_dir, w) / n for w in widths for n in ("pretrain", "sft")]
+    stages += [width_dir(seed_dir, r["width"]) / "ppo" / r["name"] for r in runs]
+    # The cache holds for exactly these stages at exactly these checkpoints and configs.
+    fingerprints = {str(d): stage_fingerprint(d) for d in stages}
+    evaluation = json.loads(config.eval.to_json())
     if path.exists():
         cached = json.loads(path.read_text())
-        if keys <= set(cached):
-            return cached
+        if cached.get("stages") == fingerprints and cached.get("eval") == evaluation:
+            return cached["table"]
     task = get_task(config.task_name, config.task)
     prompts = task.prompt_dataset(config.eval.num_prompts, seed=seed + 100, split="eval")
     texts = task.pretraining_dataset(
@@ -229,7 +248,6 @@ def evaluate_seed(config, seed: int, seed_dir: Path, runs: list[dict], mesh) -> 
     )
     texts = {k: jnp.asarray(texts[k]) for k in ("tokens", "input_mask", "loss_mask")}
     rng = jax.random.key(seed + 100)
-    widths = sorted({r["width"] for r in runs} | {config.sweep_width})
     raw = {}
     for width in widths:
         directory = width_dir(seed_dir, width)
@@ -269,7 +287,9 @@ def evaluate_seed(config, seed: int, seed_dir: Path, runs: list[dict], mesh) -> 
         }
         for key, r in raw.items()
     }
-    path.write_text(json.dumps(table, indent=2))
+    path.write_text(
+        json.dumps({"stages": fingerprints, "eval": evaluation, "table": table}, indent=2)
+    )
     return table
 
 
