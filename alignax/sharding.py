@@ -45,6 +45,9 @@ def maybe_initialize_distributed(multihost: bool) -> None:
 
 
 def make_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:
+    """The mesh of `mesh_config` over `devices` (default: all). A shape without -1 that needs
+    fewer devices than a single process has takes the first ones (a tiny model runs fastest on
+    one); a multi-host job must use every device."""
     devices = jax.devices() if devices is None else devices
     shape = [mesh_config[axis] for axis in MESH_AXES]
     if shape.count(-1) > 1:
@@ -56,6 +59,8 @@ def make_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:
                 f"mesh {dict(zip(MESH_AXES, shape))} does not divide {len(devices)} devices"
             )
         shape[shape.index(-1)] = len(devices) // known
+    if math.prod(shape) < len(devices) and jax.process_count() == 1:
+        devices = devices[: math.prod(shape)]
     if math.prod(shape) != len(devices):
         raise ValueError(
             f"mesh {dict(zip(MESH_AXES, shape))} needs {math.prod(shape)} devices, "

@@ -10,18 +10,19 @@ SFT samples, then PPO runs: fixed beta in `sweep.fixed_betas`, adaptive KL with 
 other widths PPO / PPO-ptx for the size axis. Evaluation on held-out prompts (gold reward, win
 rate vs SFT, KL) and held-out pretraining text (the alignment tax); criteria A1-A4 and PTX.
 
-default: TRIMMED from the issue's design to fit the budget (<= 25 min on one core):
+default: TRIMMED from the issue's design to fit the budget (<= 30 min on 2 cores, the seeds on
+`workers` processes):
   - the beta / target / ptx sweeps (4 + 3 + 3 PPO runs; ptx gamma 0 is the target-4 run) run at
     the middle policy width (d_model 64, the pipeline's tiny policy) over 3 seeds;
   - the size axis (d_model 32 / 64 / 128; base, SFT, PPO and PPO-ptx win rates) runs PPO
     (target 4) and PPO-ptx (gamma `sweep.size_axis_ptx_coef`) only, for the seeds in
     `size_axis_seeds`;
-  - PPO runs are short (`stages.ppo.train.steps` iterations of 64 prompts) with a higher
-    learning rate than the pipeline's, and the upstream stages have fewer steps than the
-    pipeline's;
+  - PPO runs are short (`stages.ppo.train.steps` iterations of `stages.ppo.train.batch_size`
+    prompts) with a higher learning rate than the pipeline's, and the upstream stages have fewer
+    steps than the pipeline's;
   - one reward model per seed serves every policy size (as in InstructGPT).
-  Estimated wall time (not measured; from per-stage times of part of a default-size run on one
-  core): see ESTIMATE below.
+  Wall time: measured in the published run's results block (README), with the seconds of each
+  stage.
 runlocal: the same pipeline at toy sizes for the tests (2 widths, 1 seed, a few steps).
 """
 
@@ -29,8 +30,6 @@ import ml_collections
 
 from configs import ppo, reward_model, sft
 from configs.common import base_config
-
-ESTIMATE = "to be measured"
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -42,6 +41,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     for key in ("multihost", "task_name", "task", "model", "mesh"):
         config[key] = common[key]
     config.seeds = (0, 1, 2)
+    config.workers = 2  # processes the seeds run on, one core each (1: this one, in order)
     # Policy sizes: config.model at these d_model (head dimension and MLP ratio kept).
     config.widths = (32, 64, 128)
     config.sweep_width = 64  # the width of the beta / target / ptx sweeps and the reward model
@@ -96,6 +96,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     st.ppo.ppo.update(kl_coef=0.1, kl_horizon=128)
     if small:
         config.seeds = (0,)
+        config.workers = 1
         config.size_axis_seeds = (0,)
         config.widths = (32, 64)
         config.sweep.update(fixed_betas=(0.0, 0.2), kl_targets=(4.0,), ptx_coefs=(0.0, 2.0))

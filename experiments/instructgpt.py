@@ -41,7 +41,9 @@ from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.models import ModelConfig
+from alignax.parallel import run_jobs
 from alignax.provenance import provenance
+from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.tasks import get_task
 from alignax.training import (
@@ -52,6 +54,7 @@ from alignax.training import (
     upstream_record,
     write_summary,
 )
+from alignax.workdir import accumulate_timings, use_compilation_cache
 from experiments import pipeline, ppo
 
 # ---------------------------------------------------------------------------------------------
@@ -161,26 +164,19 @@ def _finished(stage_config, directory: Path) -> bool:
     return json.loads((directory / "upstream.json").read_text()) == upstream
 
 
-def record_time(workdir: Path, kind: str, seconds: float) -> None:
-    """Adds `seconds` to <workdir>/timings.json under `seconds/<kind>` and the total, as each
-    stage ends, so a run killed and resumed still reports what every finished stage cost."""
-    path = workdir / "timings.json"
-    timings = json.loads(path.read_text()) if path.exists() else {}
-    for key in (f"seconds/{kind}", "seconds/total"):
-        timings[key] = timings.get(key, 0.0) + seconds
-    path.write_text(json.dumps(timings, indent=2))
-
-
-def _run_stage(label: str, module_run, stage_config, directory: Path, workdir: Path, **kwargs):
+def _run_stage(label: str, module_run, stage_config, directory: Path, seed_dir: Path, **kwargs):
+    """Runs a stage unless it finished already; its seconds go to <seed_dir>/timings.json as it
+    ends (a run killed and resumed still reports what every finished stage cost)."""
     if _finished(stage_config, directory):
         return
     print(f"\n=== {label} ===", flush=True)
     mark = time.perf_counter()
     module_run(stage_config, directory, **kwargs)
-    record_time(workdir, label.split(",")[-1].split()[0], time.perf_counter() - mark)
+    kind = label.split(",")[-1].split()[0]
+    accumulate_timings(seed_dir, {f"seconds/{kind}": time.perf_counter() - mark})
 
 
-def train_seed(config, seed: int, seed_dir: Path, workdir: Path) -> list[dict]:
+def train_seed(config, seed: int, seed_dir: Path) -> list[dict]:
     """Every stage of one seed; returns the PPO runs it holds."""
     widths = [config.sweep_width] + [w for w in config.widths if w != config.sweep_width]
     if seed not in config.size_axis_seeds:
@@ -191,7 +187,7 @@ def train_seed(config, seed: int, seed_dir: Path, workdir: Path) -> list[dict]:
             stage = pipeline.seed_stage_config(parent, name, seed, directory)
             module = pipeline.STAGES[name]
             _run_stage(
-                f"seed {seed}, {name} d{width}", module.run, stage, directory / name, workdir
+                f"seed {seed}, {name} d{width}", module.run, stage, directory / name, seed_dir
             )
         if width == config.sweep_width:
             stage = pipeline.seed_stage_config(parent, "reward_model", seed, directory)
@@ -200,7 +196,7 @@ def train_seed(config, seed: int, seed_dir: Path, workdir: Path) -> list[dict]:
                 pipeline.STAGES["reward_model"].run,
                 stage,
                 directory / "reward_model",
-                workdir,
+                seed_dir,
             )
     runs = [r for r in ppo_plan(config) if r["width"] in widths]
     for run in runs:
@@ -210,7 +206,7 @@ def train_seed(config, seed: int, seed_dir: Path, workdir: Path) -> list[dict]:
             ppo.run,
             ppo_stage(config, run, seed, seed_dir),
             directory,
-            workdir,
+            seed_dir,
             eval_at_start=True,
         )
     return runs
@@ -635,9 +631,10 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
         "",
         f"Written by `{prov['command']}` at commit `{prov['commit']}`"
         + (" (with uncommitted changes)" if prov["dirty"] else "")
-        + f"; {len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''} ({seeds}); wall "
-        f"time {timings['seconds/total'] / 60:.1f}"
-        f" min (summed over the invocations that built the workdir: {stage_times} min).",
+        + f"; {len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''} ({seeds}) on "
+        f"{config.workers} process(es); wall time {timings['seconds/total'] / 60:.1f} min, "
+        "summed over the invocations that built the workdir (per stage, summed over seeds: "
+        f"{stage_times} min).",
         "",
         f"Trimmed from the full design to fit the budget: the beta / target / ptx sweeps run at "
         f"one policy size (d_model {config.sweep_width}); the size axis "
@@ -737,31 +734,36 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
     return text
 
 
-def use_compilation_cache(workdir: Path) -> None:
-    """A persistent XLA cache in the workdir, unless the process has one (the tests do): the same
-    programs recur across seeds and fixed betas (beta is train state, not a constant), so each
-    compiles once. Must run before the first compilation to take effect."""
-    if not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(Path(workdir).absolute() / "xla_cache"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+def run_seed(config, seed: int, seed_dir: Path) -> tuple[list[dict], dict]:
+    """Trains and evaluates one seed (a job for `run_jobs`): its PPO runs and its table."""
+    use_compilation_cache(seed_dir.parent)  # in this process (a worker's is its own)
+    runs = train_seed(config, seed, seed_dir)
+    mark = time.perf_counter()
+    table = evaluate_seed(config, seed, seed_dir, runs, make_mesh(config.mesh))
+    accumulate_timings(seed_dir, {"seconds/evaluation": time.perf_counter() - mark})
+    return runs, table
 
 
 def run(config, workdir):
     prov = provenance()  # of the code that runs, before anything can change it
-    use_compilation_cache(workdir)
-    workdir, mesh = setup(config, workdir)
+    workdir, _ = setup(config, workdir)
+    start = time.perf_counter()
+    jobs = [(config, seed, workdir / f"seed{seed}") for seed in config.seeds]
+    done = run_jobs(run_seed, jobs, workers=config.workers)
     tables, curves = {}, {}
-    for seed in config.seeds:
-        seed_dir = workdir / f"seed{seed}"
-        runs = train_seed(config, seed, seed_dir, workdir)
-        mark = time.perf_counter()
-        tables[seed] = evaluate_seed(config, seed, seed_dir, runs, mesh)
-        record_time(workdir, "evaluation", time.perf_counter() - mark)
+    for seed, (runs, table) in zip(config.seeds, done):
+        tables[seed] = table
         for run in runs:
             if run["width"] == config.sweep_width:
-                directory = width_dir(seed_dir, run["width"]) / "ppo" / run["name"]
+                directory = width_dir(workdir / f"seed{seed}", run["width"]) / "ppo" / run["name"]
                 curves.setdefault(run["name"], []).append(run_curves(directory))
-    timings = json.loads((workdir / "timings.json").read_text())
+    # Wall time over the invocations that built the workdir; stage seconds summed over seeds
+    # (on `workers` processes they overlap in wall time).
+    timings = accumulate_timings(workdir, {"seconds/total": time.perf_counter() - start})
+    for seed in config.seeds:
+        ledger = json.loads((workdir / f"seed{seed}" / "timings.json").read_text())
+        for key, seconds in ledger.items():
+            timings[key] = timings.get(key, 0.0) + seconds
     combined = aggregate(tables)
     result = criteria(config, combined, curves)
     mean_curves = {

@@ -46,6 +46,7 @@ from alignax.stages import load_stage_model, save_stage, stage_config
 from alignax.sweeps import make_member_scorer, make_reward_model_sweep
 from alignax.tasks import get_task
 from alignax.training import setup, write_summary
+from alignax.workdir import accumulate_timings
 from experiments import ppo, sft
 
 # ---------------------------------------------------------------------------------------------
@@ -700,16 +701,6 @@ def report(config, curves, oracle, rl, result, workdir: Path, timings: dict, pro
     text = "\n".join(lines) + "\n"
     (workdir / "results.md").write_text(text)
     return text
-
-
-def accumulate_timings(workdir: Path, timings: dict) -> dict:
-    """Adds this invocation's seconds to those of earlier invocations on the workdir (a resumed
-    run skips the stages it finds), so the report states what the whole result cost."""
-    path = workdir / "timings.json"
-    before = json.loads(path.read_text()) if path.exists() else {}
-    total = {k: before.get(k, 0.0) + v for k, v in timings.items()}
-    path.write_text(json.dumps(total, indent=2))
-    return total
 
 
 def run(config, workdir):

@@ -42,8 +42,8 @@ from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
 from alignax.tasks import get_task
 from alignax.training import setup, write_summary
+from alignax.workdir import accumulate_timings
 from experiments import grpo, sft
-from experiments.overoptimization import accumulate_timings
 
 STAGES = {"sft": sft, "grpo": grpo}
 POLICIES = ("sft", "grpo")

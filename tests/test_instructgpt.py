@@ -155,11 +155,3 @@ def test_seed_mean_curve_over_common_steps():
     assert out[1]["kl"] == 3.0
     # t_{0.975, 1} * std([2, 4], ddof=1) / sqrt(2) = 12.706 * sqrt(2) / sqrt(2)
     assert out[1]["kl_ci"] == pytest.approx(12.7062 * math.sqrt(2) / math.sqrt(2), rel=1e-4)
-
-
-def test_record_time_adds_up_over_stages_and_invocations(tmp_path):
-    instructgpt.record_time(tmp_path, "pretrain", 2.0)
-    instructgpt.record_time(tmp_path, "ppo", 3.0)
-    instructgpt.record_time(tmp_path, "pretrain", 1.5)  # e.g. a second width, or a resume
-    timings = json.loads((tmp_path / "timings.json").read_text())
-    assert timings == {"seconds/pretrain": 3.5, "seconds/total": 6.5, "seconds/ppo": 3.0}

@@ -131,6 +131,50 @@ def instructgpt_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def dpo_frontier_run(tmp_path_factory):
+    """The DPO-frontier experiment end to end at toy sizes: every planned run is evaluated along
+    training (KL to SFT included for reference-free losses), the frontiers, their comparisons,
+    the over-optimisation re-evaluation and the figures are written."""
+    from configs import dpo_frontier as config_module
+    from experiments import dpo_frontier
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("dpo_frontier")
+    summary = dpo_frontier.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    runs = dpo_frontier.plan(config)
+    assert set(results["frontiers"]) == set(dpo_frontier.methods(runs))
+    long_run = f"dpo_beta{config.overoptimization.beta:g}"
+    for seed in results["seeds"].values():
+        for run in runs:
+            points = seed["trajectories"][run.name]
+            assert len(points) >= 2 and all(np.isfinite(p["kl"]) for p in points)
+        # The long run enters the frontier up to the offline runs' length only.
+        assert seed["trajectories"][long_run][-1]["step"] == config.offline.train.steps
+        over = seed["overoptimization"]
+        assert over["final"]["step"] == config.overoptimization.steps
+        assert all(p["gold"] <= over["peak"]["gold"] for p in over["points"])
+        if over["peak"]["step"] == over["final"]["step"]:  # one checkpoint evaluated twice
+            assert over["reevaluated"]["drop"] == 0
+    for front in results["frontiers"].values():
+        for values in front["per_seed"]:  # more KL budget never lowers the best gold
+            assert all(b >= a - 1e-12 for a, b in zip(values, values[1:]))
+    assert results["comparisons"]["DPO vs PPO (RM)"]["verdict"] in (
+        "first",
+        "second",
+        "cross",
+        "none",
+    )
+    for name in ("frontier", "dpo_betas", "overoptimization"):
+        assert (workdir / "figures" / f"{name}.png").exists()
+        assert (workdir / "figures" / f"{name}.pdf").exists()
+    text = (workdir / "results.md").read_text()
+    assert "Written by" in text and "Rule:" in text
+    assert summary["seconds/total"] > 0
+    return workdir
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, monkeypatch, request):
     matplotlib.use("Agg")
@@ -141,6 +185,8 @@ def test_notebook_runs(path, monkeypatch, request):
         monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("rlvr_run")))
     if path.name == "instructgpt.ipynb":
         monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("instructgpt_run")))
+    if path.name == "dpo_frontier.ipynb":
+        monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("dpo_frontier_run")))
     namespace = {}
     for cell in json.loads(path.read_text())["cells"]:
         if cell["cell_type"] == "code":

@@ -86,6 +86,12 @@ def test_indivisible_dimension_is_replicated_not_an_error():
     assert spec == P("fsdp", None, None)  # fsdp has size 1 here; 2 kv heads can't split 8 ways
 
 
+def test_a_mesh_smaller_than_the_host_takes_its_first_devices():
+    mesh = _mesh((1, 2, 1))
+    assert mesh.devices.shape == (1, 2, 1)
+    assert list(mesh.devices.flat) == jax.devices()[:2]
+
+
 def test_bad_mesh_shapes_fail_clearly():
     with pytest.raises(ValueError, match="needs 12 devices"):
         _mesh((3, 4, 1))

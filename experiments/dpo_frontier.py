@@ -1,0 +1,770 @@
+"""The reward-KL frontier of DPO and its relatives against PPO (Rafailov et al. 2023, Fig. 2),
+and direct-alignment over-optimisation (Rafailov et al. 2024, "Scaling laws for reward model
+overoptimization in direct alignment algorithms").
+
+    python -m experiments.dpo_frontier --config configs/dpo_frontier.py --workdir runs/dpo_frontier
+
+For every seed in `config.seeds`, in <workdir>/seed<k>/ (every stage cached, so a rerun resumes):
+  1. pretrain -> SFT -> reward model: the first stages of experiments/pipeline.py.
+  2. offline runs, all on ONE set of pairs of SFT samples to training prompts, labelled by the
+     simulated annotator: DPO at each beta in `dpo_betas`, the `variants` (IPO, cDPO, SimPO,
+     ORPO, preferred-FT = NLL on the chosen responses of the same pairs) through
+     experiments/dpo.py, and KTO (each pair split into a desirable and an undesirable example)
+     through experiments/kto.py; same optimizer, same passes over the pairs.
+  3. PPO (experiments/ppo.py) at each KL target of `rl.kl_targets` (adaptive KL coefficient),
+     against the reward model and against the gold reward itself.
+  4. over-optimisation: DPO at `overoptimization.beta` for `overoptimization.steps` (several
+     epochs over the same pairs). Its first `offline.train.steps` steps are that beta's frontier
+     run (the same run under the constant learning rate). The peak checkpoint (by the in-run
+     evaluation) and the final one are evaluated again on fresh held-out prompts, paired.
+Every run evaluates every `train.eval_every` steps: the gold reward of samples to held-out
+prompts and their KL to the SFT policy (alignax.analysis.policy_eval.evaluate_policy). A run is
+a trajectory of (KL, gold) points; a method's frontier is the upper concave envelope of its
+runs' points and the SFT policy's (KL 0), read at fixed KL budgets per seed (`frontier_at`);
+the mean over seeds has a 95% t-interval, and `dominance` decides between two methods from
+their per-seed differences. Writes results.json, results.md (tables, the ordering, provenance,
+wall time), figures/ (PNG + PDF) and timings.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from alignax.analysis import plots
+from alignax.analysis.policy_eval import evaluate_policy
+from alignax.analysis.stats import mean_interval
+from alignax.checkpoint import restore_params
+from alignax.cli import run_experiment
+from alignax.metrics import read_metrics
+from alignax.parallel import run_jobs
+from alignax.provenance import provenance
+from alignax.sharding import make_mesh
+from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
+from alignax.tasks import get_task
+from alignax.training import setup, write_summary
+from alignax.workdir import accumulate_timings, use_compilation_cache
+from experiments import dpo, kto, pipeline, ppo
+
+BASE_STAGES = ("pretrain", "sft", "reward_model")
+RUNNERS = {"dpo": dpo, "kto": kto, "ppo": ppo}
+# Where each runner logs its evaluation: the metric prefix of gold, its SE and the KL.
+EVAL_PREFIX = {"dpo": "eval/policy/", "kto": "eval/policy/", "ppo": "eval/"}
+REWARD_SOURCES = {"model": "PPO (RM)", "gold": "PPO (gold)"}
+# The fresh held-out prompts of the SFT baseline and the over-optimisation re-evaluation: seed +
+# this (the runners evaluate on seed + 1 and seed + 2, the pipeline on seed + 100).
+PROMPT_SEED_OFFSET = 300
+
+# ---------------------------------------------------------------------------------------------
+# The runs of one seed.
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str  # directory under seed<k>/
+    method: str  # the frontier it belongs to
+    runner: str  # "dpo" | "kto" | "ppo"
+    overrides: tuple[tuple[str, object], ...]  # (dotted key, value) set on the runner template
+    frontier_steps: int | None = None  # evaluations past this step are not frontier points
+
+
+def plan(config) -> list[Run]:
+    """Every run of one seed, in the order they are trained."""
+    offline_steps = config.offline.train.steps
+    over = config.overoptimization
+    if over.beta not in config.dpo_betas:
+        raise ValueError(
+            f"overoptimization.beta={over.beta} must be one of dpo_betas={config.dpo_betas}: "
+            "its first offline.train.steps steps are that beta's frontier run"
+        )
+    if over.steps < offline_steps:
+        raise ValueError(
+            f"overoptimization.steps={over.steps} is shorter than offline.train.steps="
+            f"{offline_steps}"
+        )
+    if config.offline.optimizer.schedule != "constant":
+        raise ValueError(
+            f"offline.optimizer.schedule={config.offline.optimizer.schedule!r}: must be "
+            "'constant', so that the over-optimisation run's first offline.train.steps steps are "
+            "the frontier run of its beta"
+        )
+    if over.steps % config.offline.train.eval_every:
+        raise ValueError(
+            f"overoptimization.steps={over.steps} must be a multiple of offline.train.eval_every="
+            f"{config.offline.train.eval_every} (its final step is evaluated like the others)"
+        )
+    runs = []
+    for beta in config.dpo_betas:
+        overrides = [("loss.hyperparameters.beta", float(beta))]
+        if beta == over.beta:
+            # Every evaluated step is kept, to evaluate the peak again (over-optimisation).
+            evals = over.steps // config.offline.train.eval_every
+            overrides += [
+                ("train.steps", over.steps),
+                ("train.checkpoint_every", config.offline.train.eval_every),
+                ("train.keep_checkpoints", evals + 1),
+            ]
+        runs.append(
+            Run(
+                f"dpo_beta{beta:g}",
+                "DPO",
+                "dpo",
+                tuple(overrides),
+                offline_steps if beta == over.beta else None,
+            )
+        )
+    for key, variant in config.variants.items():
+        runs.append(Run(key, variant.label, "dpo", (("loss", variant.loss),)))
+    runs.append(Run("kto", "KTO", "kto", ()))
+    for source in config.rl.reward_sources:
+        if source not in REWARD_SOURCES:
+            raise ValueError(f"rl.reward_sources: {source!r} is not one of {tuple(REWARD_SOURCES)}")
+        for target in config.rl.kl_targets:
+            runs.append(
+                Run(
+                    f"ppo_{source}_kl{target:g}",
+                    REWARD_SOURCES[source],
+                    "ppo",
+                    (("rewards.source", source), ("ppo.kl_target", float(target))),
+                )
+            )
+    return runs
+
+
+def timing_key(run: Run) -> str:
+    """The line of the wall-time report a run's seconds go to."""
+    if run.runner == "ppo":
+        return "ppo_" + dict(run.overrides)["rewards.source"]
+    return {"DPO": "dpo"}.get(run.method, "variants" if run.runner == "dpo" else run.runner)
+
+
+def methods(runs: list[Run]) -> list[str]:
+    return list(dict.fromkeys(r.method for r in runs))
+
+
+def check_same_data(config) -> None:
+    """KTO sees the offline runs' pairs (each split in two), the same number of passes, the same
+    sequences per step; the reward model learns from the same pairs (labels.comparisons draws
+    the same ones for the same seed, number and labels section); every method is evaluated on
+    as many held-out prompts."""
+    offline, unpaired = config.offline, config.kto
+    same = {
+        "kto.unpaired.num_pairs": (
+            unpaired.unpaired.num_pairs,
+            "offline.preferences.num_pairs",
+            offline.preferences.num_pairs,
+        ),
+        "kto.train.batch_size": (
+            unpaired.train.batch_size,
+            "2 x offline.train.batch_size",
+            2 * offline.train.batch_size,
+        ),
+        "kto.train.steps": (unpaired.train.steps, "offline.train.steps", offline.train.steps),
+        "kto.unpaired.num_eval_prompts": (
+            unpaired.unpaired.num_eval_prompts,
+            "offline.preferences.num_eval_prompts",
+            offline.preferences.num_eval_prompts,
+        ),
+        "stages.reward_model.reward.num_comparisons": (
+            config.stages.reward_model.reward.num_comparisons,
+            "offline.preferences.num_pairs",
+            offline.preferences.num_pairs,
+        ),
+        "rl.ppo.rollout.num_eval_prompts": (
+            config.rl.ppo.rollout.num_eval_prompts,
+            "offline.preferences.num_eval_prompts",
+            offline.preferences.num_eval_prompts,
+        ),
+    }
+    for section in ("kto.labels", "stages.reward_model.labels"):
+        node = config
+        for part in section.split("."):
+            node = node[part]
+        if node.to_dict() != {**offline.labels.to_dict(), "policy_from": node.policy_from}:
+            raise ValueError(f"{section} must equal offline.labels (the same annotator and pairs)")
+    for key, (value, other, expected) in same.items():
+        if value != expected:
+            raise ValueError(f"{key}={value} must equal {other}={expected}")
+
+
+def run_config(config, run: Run, seed: int, seed_dir: Path) -> ml_collections.ConfigDict:
+    """The runner config of `run` for `seed`: its template, the shared sections, the links to
+    this seed's SFT policy (and reward model), and the run's overrides."""
+    template = {"dpo": config.offline, "kto": config.kto, "ppo": config.rl.ppo}[run.runner]
+    links = {"init_from": seed_dir / "sft"}
+    if run.runner in ("dpo", "kto"):
+        links["labels.policy_from"] = seed_dir / "sft"
+    elif dict(run.overrides)["rewards.source"] == "model":
+        links["rewards.reward_model_from"] = seed_dir / "reward_model"
+    shared = tuple(k for k in SHARED_SECTIONS if k != "seed")
+    out = stage_config(config, template, links, shared)
+    with out.unlocked():
+        out.seed = seed
+        for key, value in run.overrides:
+            *sections, leaf = key.split(".")
+            node = out
+            for section in sections:
+                node = node[section]
+            if isinstance(value, ml_collections.ConfigDict):
+                value = value.copy_and_resolve_references()
+            node[leaf] = value
+    return out
+
+
+def trajectory(run_dir: Path, runner: str, max_step: int | None = None) -> list[dict]:
+    """The run's evaluations, in step order: step, KL to the SFT policy, gold and its SE. The
+    last step is evaluated twice by the runners (in the loop and at the end): kept once."""
+    prefix = EVAL_PREFIX[runner]
+    points = {}
+    for m in read_metrics(run_dir):
+        if f"{prefix}gold" in m and (max_step is None or m["step"] <= max_step):
+            points[m["step"]] = {
+                "step": m["step"],
+                "kl": m[f"{prefix}kl"],
+                "gold": m[f"{prefix}gold"],
+                "gold_se": m[f"{prefix}gold_se"],
+            }
+    return [points[s] for s in sorted(points)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Frontiers (pure functions, unit-tested).
+
+
+def upper_envelope(kl, gold) -> tuple[np.ndarray, np.ndarray]:
+    """The upper concave envelope of the points (kl_i, gold_i): its vertices by increasing KL.
+
+    Answering each prompt with policy 1 with probability lam and policy 2 otherwise gives gold
+    lam g1 + (1 - lam) g2 at KL at most lam KL1 + (1 - lam) KL2 (KL is convex), so every point
+    of the envelope is reached or beaten by a mixture of a method's runs. Negative KL estimates
+    (Monte Carlo noise around 0) count as 0.
+    """
+    kl = np.maximum(np.asarray(kl, np.float64), 0.0)
+    gold = np.asarray(gold, np.float64)
+    if kl.shape != gold.shape or kl.size == 0:
+        raise ValueError(f"upper_envelope: kl {kl.shape} and gold {gold.shape}, non-empty")
+    hull: list[tuple[float, float]] = []
+    for i in np.lexsort((-gold, kl)):  # by KL; at equal KL the highest gold first
+        x, y = float(kl[i]), float(gold[i])
+        if hull and hull[-1][0] == x:
+            continue
+        # Drop the last vertex while it lies on or below the chord from the one before to here.
+        while len(hull) >= 2:
+            (x0, y0), (x1, y1) = hull[-2], hull[-1]
+            if (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append((x, y))
+    vertices = np.array(hull)
+    return vertices[:, 0], vertices[:, 1]
+
+
+def frontier_at(kl, gold, budgets) -> np.ndarray:
+    """The best gold within each KL budget B on the upper envelope of the points: the envelope's
+    maximum over KL <= B (linear between vertices). Beyond the largest KL of the points this is
+    the envelope's maximum (more budget cannot hurt); below the smallest KL it is undefined
+    (nan)."""
+    x, y = upper_envelope(kl, gold)
+    peak = int(np.argmax(y))  # the envelope is concave: rising up to here, falling after
+    out = []
+    for budget in np.asarray(budgets, np.float64):
+        if budget < x[0]:
+            out.append(np.nan)
+        elif budget >= x[peak]:
+            out.append(y[peak])
+        else:
+            out.append(np.interp(budget, x[: peak + 1], y[: peak + 1]))
+    return np.array(out)
+
+
+def difference_intervals(first, second) -> list[tuple[float, float]]:
+    """(mean, 95% t half-width) over seeds of first - second at each budget; inputs
+    [seeds, budgets], paired by seed (same SFT policy, pairs and reward model)."""
+    diff = np.asarray(first, np.float64) - np.asarray(second, np.float64)
+    return [mean_interval(diff[:, j]) for j in range(diff.shape[1])]
+
+
+def dominance(intervals: list[tuple[float, float]]) -> str:
+    """The rule that decides between two frontiers from (mean, half-width) of first - second at
+    the budgets both reach:
+      'first' : the mean difference is > 0 at every budget and the interval excludes 0 (lies
+                above) at one budget or more;
+      'second': the same with the signs swapped;
+      'cross' : the interval lies above 0 at some budget and below at another;
+      'none'  : otherwise (not separated by this many seeds, or no budget to compare).
+    An interval that is nan (one seed) excludes nothing."""
+    above = [m - h > 0 for m, h in intervals]
+    below = [m + h < 0 for m, h in intervals]
+    if any(above) and any(below):
+        return "cross"
+    if any(above) and all(m > 0 for m, _ in intervals):
+        return "first"
+    if any(below) and all(m < 0 for m, _ in intervals):
+        return "second"
+    return "none"
+
+
+def peak_and_final(points: list[dict]) -> tuple[dict, dict]:
+    """The evaluated step with the highest gold (the first of equals) and the last one."""
+    gold = [p["gold"] for p in points]
+    return points[int(np.argmax(gold))], points[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# One seed.
+
+
+def evaluate_checkpoints(
+    config, task, mesh, seed: int, seed_dir: Path, run_dir: Path, at_steps: dict
+) -> dict:
+    """Gold and KL to SFT of the SFT policy and of `run_dir`'s checkpoints at `at_steps`
+    {label: step}, per prompt, on one new draw of held-out prompts with one sampling key: paired."""
+    model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
+    prompts = task.prompt_dataset(
+        config.overoptimization.num_prompts, seed=seed + PROMPT_SEED_OFFSET, split="eval"
+    )
+    rng = jax.random.key(seed + PROMPT_SEED_OFFSET)
+    kwargs = dict(max_new_tokens=config.offline.preferences.max_new_tokens, ref_params=sft_params)
+    out = {"sft": evaluate_policy(model, sft_params, task, prompts, rng, **kwargs)}
+    for label, step in at_steps.items():
+        params = restore_params(run_dir / "checkpoints", sft_params, step=step)
+        out[label] = evaluate_policy(model, params, task, prompts, rng, **kwargs)
+    return {k: {"gold": v["gold"].tolist(), "kl": v["kl"].tolist()} for k, v in out.items()}
+
+
+def overoptimization_seed(config, task, mesh, seed: int, seed_dir: Path, run: Run) -> dict:
+    """The long DPO run's trajectory, its peak and final evaluation, and both re-evaluated on
+    fresh prompts (cached in <run>/reevaluation.json)."""
+    run_dir = seed_dir / run.name
+    points = trajectory(run_dir, run.runner)
+    peak, final = peak_and_final(points)
+    cache = run_dir / "reevaluation.json"
+    wanted = {"peak": peak["step"], "final": final["step"]}
+    cached = json.loads(cache.read_text()) if cache.exists() else None
+    if cached is None or cached["steps"] != wanted:
+        samples = evaluate_checkpoints(config, task, mesh, seed, seed_dir, run_dir, wanted)
+        cached = {"steps": wanted, "samples": samples}
+        cache.write_text(json.dumps(cached))
+    gold = {k: np.array(v["gold"]) for k, v in cached["samples"].items()}
+    drop = gold["peak"] - gold["final"]  # paired by prompt and sampling key
+    return {
+        "points": points,
+        "peak": peak,
+        "final": final,
+        "reevaluated": {
+            "sft_gold": float(gold["sft"].mean()),
+            "peak_gold": float(gold["peak"].mean()),
+            "final_gold": float(gold["final"].mean()),
+            "peak_kl": float(np.mean(cached["samples"]["peak"]["kl"])),
+            "final_kl": float(np.mean(cached["samples"]["final"]["kl"])),
+            "drop": float(drop.mean()),
+            "drop_se": float(drop.std(ddof=1) / np.sqrt(len(drop))),
+        },
+    }
+
+
+def run_seed(config, seed: int, workdir: Path) -> tuple[dict, dict]:
+    """Every stage and run of one seed (a job for `run_jobs`): the seed's trajectories and
+    over-optimisation result, and the seconds each kind of stage took."""
+    use_compilation_cache(workdir)  # in this process (a worker's is its own)
+    seed_dir = workdir / f"seed{seed}"
+    task = get_task(config.task_name, config.task)
+    mesh = make_mesh(config.mesh)
+    timings: dict[str, float] = {}
+
+    def timed(key, fn, *args, **kwargs):
+        mark = time.perf_counter()
+        out = fn(*args, **kwargs)
+        timings[f"seconds/{key}"] = timings.get(f"seconds/{key}", 0.0) + time.perf_counter() - mark
+        return out
+
+    for name in BASE_STAGES:
+        print(f"\n=== seed {seed}, stage {name} ===", flush=True)
+        stage = pipeline.seed_stage_config(config, name, seed, seed_dir)
+        timed(name, pipeline.STAGES[name].run, stage, seed_dir / name)
+    runs = plan(config)
+    # One set of pairs for every paired loss (KTO draws the same ones with its own runner).
+    first = run_config(config, runs[0], seed, seed_dir)
+    pairs = timed("pairs", dpo.build_pairs, first, mesh)
+    trajectories = {}
+    for run in runs:
+        print(f"\n=== seed {seed}, {run.name} ({run.method}) ===", flush=True)
+        stage = run_config(config, run, seed, seed_dir)
+        extra = {"pairs": (dict(pairs[0]), pairs[1], pairs[2])} if run.runner == "dpo" else {}
+        timed(timing_key(run), RUNNERS[run.runner].run, stage, seed_dir / run.name, **extra)
+        trajectories[run.name] = trajectory(seed_dir / run.name, run.runner, run.frontier_steps)
+    over_run = next(r for r in runs if r.frontier_steps is not None)
+    over = timed(
+        "reevaluation", overoptimization_seed, config, task, mesh, seed, seed_dir, over_run
+    )
+    return {"trajectories": trajectories, "overoptimization": over}, timings
+
+
+# ---------------------------------------------------------------------------------------------
+# Across seeds.
+
+
+def frontiers(config, runs: list[Run], seeds: dict) -> dict:
+    """Per method: the envelope points and gold at each budget per seed, whether each seed's
+    runs reached the budget, and the mean with its 95% interval."""
+    budgets = list(config.budgets)
+    out = {}
+    for method in methods(runs):
+        names = [r.name for r in runs if r.method == method]
+        values, reached, envelopes = [], [], []
+        for result in seeds.values():
+            points = [p for n in names for p in result["trajectories"][n]]
+            # Every run starts at the SFT policy: KL 0 and its gold (re-evaluated, many prompts).
+            kl = [0.0] + [p["kl"] for p in points]
+            gold = [result["overoptimization"]["reevaluated"]["sft_gold"]]
+            gold += [p["gold"] for p in points]
+            values.append(frontier_at(kl, gold, budgets).tolist())
+            reached.append([max(kl) >= b for b in budgets])
+            envelopes.append([list(v) for v in upper_envelope(kl, gold)])
+        out[method] = {
+            "runs": names,
+            "budgets": budgets,
+            "per_seed": values,
+            "reached": np.all(reached, axis=0).tolist(),
+            "interval": [mean_interval(np.array(values)[:, j]) for j in range(len(budgets))],
+            "envelopes": envelopes,
+        }
+    return out
+
+
+def comparisons(front: dict) -> dict:
+    """Every ordered pair of methods: first - second at each budget both reach in every seed,
+    and the verdict of `dominance`."""
+    out = {}
+    for a in front:
+        for b in front:
+            if a == b:
+                continue
+            reached = zip(front[a]["reached"], front[b]["reached"])
+            both = [i for i, (x, y) in enumerate(reached) if x and y]
+            intervals = difference_intervals(front[a]["per_seed"], front[b]["per_seed"])
+            verdict = dominance([intervals[i] for i in both])
+            out[f"{a} vs {b}"] = {
+                "budgets_compared": [front[a]["budgets"][i] for i in both],
+                "difference": intervals,
+                "verdict": verdict,
+            }
+    return out
+
+
+def dominant(front: dict, pairs: dict) -> list[str]:
+    """The methods whose frontier dominates every other method's (by `dominance`)."""
+    return [
+        a for a in front if all(pairs[f"{a} vs {b}"]["verdict"] == "first" for b in front if b != a)
+    ]
+
+
+def turnover(seeds: dict) -> dict:
+    """Peak minus final gold of the long DPO run, re-evaluated on fresh prompts: mean over seeds
+    with the 95% t-interval; it turns over when the interval lies above 0."""
+    drops = [r["overoptimization"]["reevaluated"]["drop"] for r in seeds.values()]
+    mean, half = mean_interval(drops)
+    return {"drop": mean, "drop_interval": half, "turns_over": bool(mean - half > 0)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures and the report.
+
+
+# The palette without its yellow (faint on white), then grey and wine (Tol's muted scheme): nine
+# methods, one colour each; PPO's frontiers dashed.
+COLORS = tuple(c for c in plots.PALETTE if c != "#F0E442") + ("#999999", "#882255")
+
+
+def _style(i: int, method: str) -> dict:
+    markers = "osD^vP*Xh"
+    return {
+        "color": COLORS[i % len(COLORS)],
+        "marker": markers[i % len(markers)],
+        "linestyle": "--" if method.startswith("PPO") else "-",
+    }
+
+
+def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) -> None:
+    seed0 = next(iter(seeds))
+    fig, (left, right) = plots.subplots(1, 2, figsize=(10, 3.8))
+    for i, method in enumerate(front):
+        style = _style(i, method)
+        points = [
+            p for r in runs if r.method == method for p in seeds[seed0]["trajectories"][r.name]
+        ]
+        left.scatter(
+            [max(p["kl"], 0.0) for p in points],
+            [p["gold"] for p in points],
+            s=9,
+            alpha=0.45,
+            color=style["color"],
+            marker=style["marker"],
+        )
+        x, y = front[method]["envelopes"][0]
+        left.plot(x, y, color=style["color"], linestyle=style["linestyle"], label=method)
+        mean = [m for m, _ in front[method]["interval"]]
+        half = [0.0 if np.isnan(h) else h for _, h in front[method]["interval"]]
+        right.errorbar(
+            np.array(config.budgets) * (1 + 0.03 * (i - len(front) / 2)),
+            mean,
+            yerr=half,
+            capsize=2,
+            markersize=4,
+            linewidth=1,
+            label=method,
+            **style,
+        )
+    cut = 2 * max(config.budgets)
+    left.set_xlim(-0.02 * cut, cut)
+    left.set(
+        xlabel=f"KL(pi || pi_SFT) (nats, held-out prompts; axis cut at {cut:g})",
+        ylabel="gold reward",
+        title=f"Evaluations and envelopes (seed {seed0})",
+    )
+    right.set_xscale("log", base=2)
+    right.set(
+        xlabel="KL budget (nats)",
+        ylabel=f"best gold within budget (mean, 95% CI, {len(seeds)} seed(s))",
+        title="Frontier at fixed KL budgets",
+    )
+    right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    plots.save(fig, workdir / "figures" / "frontier")
+
+    # DPO's trajectories by beta, every seed.
+    fig, ax = plots.subplots(figsize=(5.2, 3.6))
+    dpo_runs = [r for r in runs if r.method == "DPO"]
+    for i, r in enumerate(dpo_runs):
+        for j, result in enumerate(seeds.values()):
+            points = result["trajectories"][r.name]
+            ax.plot(
+                [0.0] + [max(p["kl"], 0.0) for p in points],
+                [result["overoptimization"]["reevaluated"]["sft_gold"]]
+                + [p["gold"] for p in points],
+                "-o",
+                markersize=2,
+                linewidth=0.8,
+                alpha=0.8,
+                color=COLORS[i % len(COLORS)],
+                label=r.name.replace("dpo_", "DPO ").replace("beta", "beta ") if j == 0 else None,
+            )
+    ax.set(
+        xlabel="KL(pi || pi_SFT) (nats)",
+        ylabel="gold reward",
+        title="DPO along training, by beta (one line per seed)",
+    )
+    ax.legend()
+    plots.save(fig, workdir / "figures" / "dpo_betas")
+
+    # Over-optimisation: gold against KL and against epochs along the long run.
+    over = config.overoptimization
+    steps_per_epoch = config.offline.preferences.num_pairs / config.offline.train.batch_size
+    fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
+    for j, (seed, result) in enumerate(seeds.items()):
+        o = result["overoptimization"]
+        color = plots.PALETTE[j % len(plots.PALETTE)]
+        kl = [max(p["kl"], 0.0) for p in o["points"]]
+        gold = [p["gold"] for p in o["points"]]
+        epochs = [p["step"] / steps_per_epoch for p in o["points"]]
+        left.plot(kl, gold, "-o", markersize=2, color=color, label=f"seed {seed}")
+        right.plot(epochs, gold, "-o", markersize=2, color=color, label=f"seed {seed}")
+        for ax, x in ((left, kl), (right, epochs)):
+            i = o["points"].index(o["peak"])
+            ax.plot([x[i]], [gold[i]], "*", markersize=9, color=color)
+    left.set(xlabel="KL(pi || pi_SFT) (nats)", ylabel="gold reward", title="Gold against KL")
+    right.set(xlabel="epochs over the pairs", ylabel="gold reward", title="Gold along training")
+    for ax in (left, right):
+        ax.legend()
+    fig.suptitle(
+        f"DPO, beta {over.beta:g}, {over.steps / steps_per_epoch:g} epochs (star: peak)", y=1.03
+    )
+    plots.save(fig, workdir / "figures" / "overoptimization")
+
+
+def _cell(mean: float, half: float) -> str:
+    return f"{mean:.2f}" if np.isnan(half) else f"{mean:.2f} ± {half:.2f}"
+
+
+def trimmed(config) -> str:
+    """What the default run leaves out of the papers' protocol, from the config itself."""
+    o, over = config.offline, config.overoptimization
+    epochs = o.train.steps * o.train.batch_size / o.preferences.num_pairs
+    return (
+        f"{o.preferences.num_pairs} pairs; every offline run {o.train.steps} steps of batch "
+        f"{o.train.batch_size} ({epochs:g} epochs); one run per variant at one hyperparameter; "
+        f"PPO {config.rl.ppo.train.steps} iterations of {config.rl.ppo.train.batch_size} prompts "
+        f"at KL targets {', '.join(f'{t:g}' for t in config.rl.kl_targets)} only; evaluation "
+        f"every {o.train.eval_every} steps (PPO every {config.rl.ppo.train.eval_every} "
+        f"iterations) on {o.preferences.num_eval_prompts} held-out prompts, one sample each; "
+        f"over-optimisation run {over.steps} steps."
+    )
+
+
+def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path) -> str:
+    budgets = list(config.budgets)
+    over = config.overoptimization
+    steps_per_epoch = config.offline.preferences.num_pairs / config.offline.train.batch_size
+    stage_times = ", ".join(
+        f"{k.split('/')[1].replace('_', '-')} {v / 60:.1f}"
+        for k, v in timings.items()
+        if k != "seconds/total"
+    )
+    lines = [
+        "### DPO reward-KL frontier (Rafailov et al. 2023, Fig. 2) and over-optimisation",
+        "",
+        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
+        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        + f"; {len(seeds)} seeds ({', '.join(map(str, seeds))}) on {config.workers} "
+        f"process(es); wall time {timings['seconds/total'] / 60:.1f} min, summed over the "
+        "invocations that built the workdir (per stage, summed over seeds: "
+        f"{stage_times} min).",
+        "",
+        "Every method starts from the same SFT policy and learns from the same pairs of its "
+        "samples (annotator-labelled; PPO: the reward model trained on such pairs, or gold). "
+        "Each run is evaluated along training (gold reward and KL to SFT of one sample per "
+        "held-out prompt); a method's frontier is the upper concave envelope of its points and "
+        "the SFT policy's (reachable by mixing its policies), read at fixed KL budgets. Mean "
+        "over seeds ± 95% t-interval; * = not every seed's runs reached that KL (the value is "
+        "the best at a smaller KL).",
+        "",
+        f"Trimmed to fit the CPU budget: {trimmed(config)}",
+        "",
+        "| method | runs | " + " | ".join(f"KL ≤ {b:g}" for b in budgets) + " |",
+        "|---|---|" + "---|" * len(budgets),
+    ]
+    for method, f in front.items():
+        cells = [
+            _cell(m, h) + ("" if ok else " *") for (m, h), ok in zip(f["interval"], f["reached"])
+        ]
+        lines.append(f"| {method} | {len(f['runs'])} | " + " | ".join(cells) + " |")
+    se = np.median(
+        [p["gold_se"] for r in seeds.values() for t in r["trajectories"].values() for p in t]
+    )
+    lines += [
+        "",
+        "Caveats: an envelope is a maximum over noisy evaluations (median gold SE of one "
+        f"evaluation {se:.3f}), so a method with more runs and evaluations (DPO: one run per "
+        "beta; PPO: one per KL target) is favoured by up to a few SEs. The offline methods are "
+        "evaluated on the same held-out prompts with the same sampling key, PPO on another draw "
+        "of held-out prompts, and the SFT point (KL 0) on a third, larger draw. Every method "
+        "has one hyperparameter setting and the same optimizer: a method whose best learning "
+        "rate is another is shown at this one.",
+    ]
+    lines += ["", "Ordering by mean gold within each budget:", ""]
+    for j, b in enumerate(budgets):
+        order = sorted(front, key=lambda m: -front[m]["interval"][j][0])
+        lines.append(f"- KL ≤ {b:g}: " + " > ".join(order))
+    top = dominant(front, pairs)
+    lines += [
+        "",
+        "Rule: A's frontier dominates B's when A - B (per seed, then mean ± 95% t-interval) is "
+        "above 0 at every budget both reach in every seed, with the interval above 0 at one "
+        "budget or more; they cross when the interval is above 0 at one budget and below at "
+        "another; otherwise they are not separated by this many seeds.",
+        "",
+        f"**Dominates every other frontier: {', '.join(top) if top else 'none'}.**",
+        "",
+        "| DPO minus | " + " | ".join(f"KL ≤ {b:g}" for b in budgets) + " | verdict |",
+        "|---|" + "---|" * len(budgets) + "---|",
+    ]
+    names = {
+        "first": "DPO dominates",
+        "second": "DPO dominated",
+        "cross": "cross",
+        "none": "not separated",
+    }
+    for other in front:
+        if other == "DPO":
+            continue
+        pair = pairs[f"DPO vs {other}"]
+        cells = [
+            _cell(m, h) if b in pair["budgets_compared"] else "-"
+            for b, (m, h) in zip(budgets, pair["difference"])
+        ]
+        lines.append(f"| {other} | " + " | ".join(cells) + f" | {names[pair['verdict']]} |")
+    lines += [
+        "",
+        f"Over-optimisation: DPO at beta {over.beta:g} for {over.steps} steps "
+        f"({over.steps / steps_per_epoch:g} epochs over the same pairs). The peak is chosen on "
+        "the in-run evaluations; the peak and final policies are then evaluated again on "
+        f"{over.num_prompts} fresh held-out prompts with the same sampling key (paired), so the "
+        "drop is not inflated by picking the maximum of noisy evaluations.",
+        "",
+        "| seed | peak epoch | KL at peak | final KL | gold: SFT | peak | final "
+        "| peak - final (± 1.96 SE over prompts) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for seed, result in seeds.items():
+        o = result["overoptimization"]
+        r = o["reevaluated"]
+        lines.append(
+            f"| {seed} | {o['peak']['step'] / steps_per_epoch:.2f} | {r['peak_kl']:.1f} | "
+            f"{r['final_kl']:.1f} | {r['sft_gold']:.2f} | {r['peak_gold']:.2f} | "
+            f"{r['final_gold']:.2f} | {r['drop']:.2f} ± {1.96 * r['drop_se']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Peak minus final gold over seeds: {_cell(turn['drop'], turn['drop_interval'])}: "
+        + (
+            "**gold turns over** with KL (the interval lies above 0)."
+            if turn["turns_over"]
+            else "**no turn-over shown** (the interval does not lie above 0)."
+        ),
+    ]
+    text = "\n".join(lines) + "\n"
+    (workdir / "results.md").write_text(text)
+    return text
+
+
+def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
+    workdir, _ = setup(config, workdir)
+    runs = plan(config)
+    check_same_data(config)
+    start = time.perf_counter()
+    jobs = [(config, seed, workdir) for seed in config.seeds]
+    done = run_jobs(run_seed, jobs, workers=config.workers)
+    seeds = {seed: result for seed, (result, _) in zip(config.seeds, done)}
+    # Stage seconds are summed over seeds (on `workers` processes they overlap in wall time).
+    timings = {k: sum(t.get(k, 0.0) for _, t in done) for k in done[0][1]}
+    timings["seconds/total"] = time.perf_counter() - start
+    timings = accumulate_timings(workdir, timings)
+    front = frontiers(config, runs, seeds)
+    pairs = comparisons(front)
+    turn = turnover(seeds)
+    figures(config, runs, seeds, front, workdir)
+    (workdir / "results.json").write_text(
+        json.dumps(
+            {
+                "seeds": seeds,
+                "frontiers": front,
+                "comparisons": pairs,
+                "dominant": dominant(front, pairs),
+                "overoptimization": turn,
+                **timings,
+            },
+            indent=2,
+            default=float,
+        )
+    )
+    print(report(config, runs, seeds, front, pairs, turn, timings, prov, workdir))
+    summary = {
+        "dominant": ", ".join(dominant(front, pairs)) or "none",
+        "dpo_vs_ppo_rm": pairs.get("DPO vs PPO (RM)", {}).get("verdict", "n/a"),
+        "overoptimization_drop": turn["drop"],
+        "turns_over": turn["turns_over"],
+        **{k: round(v, 1) for k, v in timings.items()},
+    }
+    write_summary(workdir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)
