@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 from alignax.checkpoint import Checkpointer, restore_params
 from alignax.models import Model, Params, build_model
 from alignax.sharding import init_params
+from alignax.training import config_changes, upstream_paths, upstream_record
 
 
 def stage_model_config(workdir: str | Path) -> ml_collections.ConfigDict:
@@ -97,3 +98,18 @@ def save_stage(
     checkpointer = Checkpointer(workdir / "checkpoints", save_every=1, keep=1)
     checkpointer.save(step, {"params": params}, force=True)
     checkpointer.close()
+
+
+def stage_finished(stage_config: ml_collections.ConfigDict, workdir: str | Path) -> bool:
+    """Whether the stage in `workdir` completed with this very config on these very upstream
+    stages (its summary.json is a run's last write): a multi-stage experiment run again skips it.
+    Anything else (no summary, another config, a changed upstream stage) goes through the stage's
+    own resume checks."""
+    workdir = Path(workdir)
+    if not (workdir / "summary.json").is_file():
+        return False
+    old = json.loads((workdir / "config.json").read_text())
+    if config_changes(old, json.loads(stage_config.to_json_best_effort())):
+        return False
+    upstream = {k: upstream_record(k, v) for k, v in upstream_paths(stage_config).items()}
+    return json.loads((workdir / "upstream.json").read_text()) == upstream

@@ -13,19 +13,18 @@ of `rl.kl_targets` against the reward model and against gold (`rl.ppo`); and DPO
 `offline.train.steps` steps are that beta's frontier run. Every run evaluates gold and KL to SFT
 every `train.eval_every` steps on held-out prompts; frontiers are read at `budgets` (nats).
 
-default (3 seeds) is trimmed to fit about 25 minutes on one CPU core. Trimmed, against the
-papers and the pipeline's stages: pretraining 300 and SFT 150 steps (half the pipeline's); 1,024
-pairs, which the reward model also learns from (96 steps, 3 epochs); every offline run 64 steps
-of batch 32 (2 epochs; KTO 64 steps of batch 64 over its 2,048 examples), one hyperparameter
-setting per variant (DPO: 5 betas), one optimizer for all; PPO 30 iterations of 32 prompts at
-KL targets 2 and 8 only; evaluations every 8 steps (PPO: 3 iterations) on 128 held-out prompts,
-one sample each; the over-optimisation run 192 steps (6 epochs), its peak and last policy
-evaluated again on 512 prompts.
-Estimated, not measured (one seed at default size was timed on a shared machine, its stages'
-wall times scaled by the process's CPU share): about 24 minutes on one otherwise idle core.
-The first seed about 10 min (pretrain 1.2, SFT 0.6, reward model 1.1, pairs 0.2, DPO with the
-long run 2.2, the 5 variants 1.8, KTO 0.6, PPO 4 runs 2.5, re-evaluation 0.1): it compiles every
-program; seeds 2 and 3 read them from <workdir>/xla_cache, about 7 min each.
+default (3 seeds on `workers` = 2 processes) is trimmed to fit 30 minutes on 2 CPU cores.
+Trimmed, against the papers and the pipeline's stages: pretraining 300 and SFT 150 steps (half
+the pipeline's); 1,024 pairs, which the reward model also learns from (96 steps, 3 epochs);
+every offline run 64 steps of batch 32 (2 epochs; KTO 64 steps of batch 64 over its 2,048
+examples), one hyperparameter setting per variant (DPO: 5 betas), one optimizer for all; PPO 30
+iterations of 32 prompts at KL targets 2 and 8 only; evaluations every 8 steps (PPO: 3
+iterations) on 128 held-out prompts, one sample each; the over-optimisation run 192 steps (6
+epochs), its peak and last policy evaluated again on 512 prompts.
+Measured: 15.2 min wall on 2 cores (stage minutes summed over seeds: pretrain 2.0, SFT 1.0,
+reward model 2.0, pairs 0.4, DPO with the long run 6.8, the 5 variants 5.2, KTO 1.7, PPO against
+the reward model 3.2 and against gold 2.3, re-evaluation 0.3); seeds 0 and 1 run side by side,
+then seed 2, which reads the programs they compiled from <workdir>/xla_cache.
 runlocal: the same experiment at toy sizes (one seed; one DPO beta, SimPO as the only variant,
 one KL target) for the end-to-end test.
 """

@@ -46,7 +46,7 @@ from alignax.metrics import read_metrics
 from alignax.parallel import run_jobs
 from alignax.provenance import provenance
 from alignax.sharding import make_mesh
-from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
+from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
 from alignax.training import setup, write_summary
 from alignax.workdir import accumulate_timings, use_compilation_cache
@@ -294,21 +294,16 @@ def difference_intervals(first, second) -> list[tuple[float, float]]:
 def dominance(intervals: list[tuple[float, float]]) -> str:
     """The rule that decides between two frontiers from (mean, half-width) of first - second at
     the budgets both reach:
-      'first' : the mean difference is > 0 at every budget and the interval excludes 0 (lies
-                above) at one budget or more;
+      'first' : the interval lies above 0 at one budget or more and below 0 at none;
       'second': the same with the signs swapped;
       'cross' : the interval lies above 0 at some budget and below at another;
       'none'  : otherwise (not separated by this many seeds, or no budget to compare).
     An interval that is nan (one seed) excludes nothing."""
-    above = [m - h > 0 for m, h in intervals]
-    below = [m + h < 0 for m, h in intervals]
-    if any(above) and any(below):
+    above = any(m - h > 0 for m, h in intervals)
+    below = any(m + h < 0 for m, h in intervals)
+    if above and below:
         return "cross"
-    if any(above) and all(m > 0 for m, _ in intervals):
-        return "first"
-    if any(below) and all(m < 0 for m, _ in intervals):
-        return "second"
-    return "none"
+    return "first" if above else "second" if below else "none"
 
 
 def peak_and_final(points: list[dict]) -> tuple[dict, dict]:
@@ -385,20 +380,26 @@ def run_seed(config, seed: int, workdir: Path) -> tuple[dict, dict]:
         timings[f"seconds/{key}"] = timings.get(f"seconds/{key}", 0.0) + time.perf_counter() - mark
         return out
 
+    # A stage or run that finished with the same config on the same upstream is not run again.
     for name in BASE_STAGES:
-        print(f"\n=== seed {seed}, stage {name} ===", flush=True)
         stage = pipeline.seed_stage_config(config, name, seed, seed_dir)
-        timed(name, pipeline.STAGES[name].run, stage, seed_dir / name)
+        if not stage_finished(stage, seed_dir / name):
+            print(f"\n=== seed {seed}, stage {name} ===", flush=True)
+            timed(name, pipeline.STAGES[name].run, stage, seed_dir / name)
     runs = plan(config)
-    # One set of pairs for every paired loss (KTO draws the same ones with its own runner).
-    first = run_config(config, runs[0], seed, seed_dir)
-    pairs = timed("pairs", dpo.build_pairs, first, mesh)
+    pairs = None  # one set for every paired loss (KTO draws the same ones with its own runner)
     trajectories = {}
     for run in runs:
-        print(f"\n=== seed {seed}, {run.name} ({run.method}) ===", flush=True)
         stage = run_config(config, run, seed, seed_dir)
-        extra = {"pairs": (dict(pairs[0]), pairs[1], pairs[2])} if run.runner == "dpo" else {}
-        timed(timing_key(run), RUNNERS[run.runner].run, stage, seed_dir / run.name, **extra)
+        if not stage_finished(stage, seed_dir / run.name):
+            print(f"\n=== seed {seed}, {run.name} ({run.method}) ===", flush=True)
+            extra = {}
+            if run.runner == "dpo":
+                if pairs is None:
+                    first = run_config(config, runs[0], seed, seed_dir)
+                    pairs = timed("pairs", dpo.build_pairs, first, mesh)
+                extra = {"pairs": (dict(pairs[0]), pairs[1], pairs[2])}
+            timed(timing_key(run), RUNNERS[run.runner].run, stage, seed_dir / run.name, **extra)
         trajectories[run.name] = trajectory(seed_dir / run.name, run.runner, run.frontier_steps)
     over_run = next(r for r in runs if r.frontier_steps is not None)
     over = timed(
@@ -468,10 +469,16 @@ def dominant(front: dict, pairs: dict) -> list[str]:
 
 def turnover(seeds: dict) -> dict:
     """Peak minus final gold of the long DPO run, re-evaluated on fresh prompts: mean over seeds
-    with the 95% t-interval; it turns over when the interval lies above 0."""
-    drops = [r["overoptimization"]["reevaluated"]["drop"] for r in seeds.values()]
-    mean, half = mean_interval(drops)
-    return {"drop": mean, "drop_interval": half, "turns_over": bool(mean - half > 0)}
+    with the 95% t-interval; it turns over when the interval lies above 0. Also counted: the
+    seeds whose own drop lies above 0 by more than 1.96 SE over prompts."""
+    drops = [r["overoptimization"]["reevaluated"] for r in seeds.values()]
+    mean, half = mean_interval([d["drop"] for d in drops])
+    return {
+        "drop": mean,
+        "drop_interval": half,
+        "turns_over": bool(mean - half > 0),
+        "seeds_turning_over": sum(d["drop"] - 1.96 * d["drop_se"] > 0 for d in drops),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,10 +671,10 @@ def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path
     top = dominant(front, pairs)
     lines += [
         "",
-        "Rule: A's frontier dominates B's when A - B (per seed, then mean ± 95% t-interval) is "
-        "above 0 at every budget both reach in every seed, with the interval above 0 at one "
-        "budget or more; they cross when the interval is above 0 at one budget and below at "
-        "another; otherwise they are not separated by this many seeds.",
+        "Rule: A's frontier dominates B's when A - B (per seed, then mean ± 95% t-interval), "
+        "at the budgets both reach in every seed, lies above 0 at one budget or more and below "
+        "0 at none; they cross when it lies above 0 at one budget and below at another; "
+        "otherwise they are not separated by this many seeds.",
         "",
         f"**Dominates every other frontier: {', '.join(top) if top else 'none'}.**",
         "",
@@ -715,8 +722,10 @@ def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path
         + (
             "**gold turns over** with KL (the interval lies above 0)."
             if turn["turns_over"]
-            else "**no turn-over shown** (the interval does not lie above 0)."
-        ),
+            else "**no turn-over shown over seeds** (the interval does not lie above 0)."
+        )
+        + f" Within seeds, {turn['seeds_turning_over']} of {len(seeds)} show a drop above 0 by "
+        "more than 1.96 SE over prompts.",
     ]
     text = "\n".join(lines) + "\n"
     (workdir / "results.md").write_text(text)

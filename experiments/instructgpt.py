@@ -44,14 +44,11 @@ from alignax.models import ModelConfig
 from alignax.parallel import run_jobs
 from alignax.provenance import provenance
 from alignax.sharding import make_mesh
-from alignax.stages import load_stage_model
+from alignax.stages import load_stage_model, stage_finished
 from alignax.tasks import get_task
 from alignax.training import (
-    config_changes,
     setup,
     stage_fingerprint,
-    upstream_paths,
-    upstream_record,
     write_summary,
 )
 from alignax.workdir import accumulate_timings, use_compilation_cache
@@ -152,22 +149,10 @@ def ppo_stage(config, run: dict, seed: int, seed_dir: Path) -> ml_collections.Co
     return cfg
 
 
-def _finished(stage_config, directory: Path) -> bool:
-    """A stage that completed with this very config on these very upstream stages (summary.json
-    is its last write); anything else goes through the stage's own resume checks."""
-    if not (directory / "summary.json").is_file():
-        return False
-    old = json.loads((directory / "config.json").read_text())
-    if config_changes(old, json.loads(stage_config.to_json_best_effort())):
-        return False
-    upstream = {k: upstream_record(k, v) for k, v in upstream_paths(stage_config).items()}
-    return json.loads((directory / "upstream.json").read_text()) == upstream
-
-
 def _run_stage(label: str, module_run, stage_config, directory: Path, seed_dir: Path, **kwargs):
     """Runs a stage unless it finished already; its seconds go to <seed_dir>/timings.json as it
     ends (a run killed and resumed still reports what every finished stage cost)."""
-    if _finished(stage_config, directory):
+    if stage_finished(stage_config, directory):
         return
     print(f"\n=== {label} ===", flush=True)
     mark = time.perf_counter()

@@ -36,3 +36,21 @@ def pad_rows(rows, length, side="right", pad_id=0):
         tokens[i, start : start + len(row)] = row
         mask[i, start : start + len(row)] = 1
     return jnp.asarray(tokens), jnp.asarray(mask)
+
+
+def preset_config(module, preset="runlocal", **overrides):
+    """`module.get_config(preset)` with dotted-key overrides ("train.steps": 5)."""
+    config = module.get_config(preset).copy_and_resolve_references()
+    with config.unlocked():
+        for key, value in overrides.items():
+            section, _, leaf = key.rpartition(".")
+            node = config
+            for part in section.split(".") if section else ():
+                node = node[part]
+            node[leaf] = value
+    return config
+
+
+def short_run(**extra):
+    """Overrides for a short end-to-end run: log and checkpoint often, evaluate only at the end."""
+    return {"train.log_every": 5, "train.eval_every": 1000, "train.checkpoint_every": 5, **extra}

@@ -63,7 +63,8 @@ def test_difference_intervals_are_paired_by_seed():
         ([(0.3, 0.1), (0.2, 0.5)], "first"),  # above everywhere, significant at one budget
         ([(-0.3, 0.1), (-0.2, 0.5)], "second"),
         ([(0.3, 0.1), (-0.3, 0.1)], "cross"),
-        ([(0.3, 0.1), (-0.1, 0.5)], "none"),  # significant at one budget, below at another
+        ([(0.3, 0.1), (-0.1, 0.5)], "first"),  # significantly ahead at one, behind at none
+        ([(0.1, 0.3), (-0.3, 0.1)], "second"),  # ahead in the mean at one, significantly behind
         ([(0.3, 0.5), (0.2, 0.5)], "none"),  # ahead everywhere, never significant
         ([(0.3, float("nan"))], "none"),  # one seed: no interval
         ([], "none"),  # no budget both reach
@@ -127,3 +128,18 @@ def test_config_errors_name_the_key():
     config.kto.train.steps = 3
     with pytest.raises(ValueError, match="kto.train.steps"):
         frontier.check_same_data(config)
+
+
+def test_turnover_over_seeds_and_within_each_seed():
+    def seed(drop, se):
+        return {"overoptimization": {"reevaluated": {"drop": drop, "drop_se": se}}}
+
+    # Drops 0.5, 0.1, 0.2: the t-interval over 3 seeds (t = 4.30) contains 0; within seeds, the
+    # first two lie above 0 by more than 1.96 SE, the third (0.2 - 1.96 * 0.15 < 0) does not.
+    turn = frontier.turnover({0: seed(0.5, 0.05), 1: seed(0.1, 0.03), 2: seed(0.2, 0.15)})
+    assert turn["drop"] == pytest.approx(0.8 / 3)
+    half = 4.302653 * np.std([0.5, 0.1, 0.2], ddof=1) / np.sqrt(3)
+    assert turn["drop_interval"] == pytest.approx(half, rel=1e-5)
+    assert not turn["turns_over"] and turn["seeds_turning_over"] == 2
+    same = frontier.turnover({k: seed(0.3 + 0.01 * k, 0.01) for k in range(3)})
+    assert same["turns_over"] and same["seeds_turning_over"] == 3

@@ -1,9 +1,8 @@
-"""End-to-end: every workflow runs its runlocal config for a few steps, in the order the pipeline
-chains them; SFT and PPO survive a kill; metrics move the right way; bad input fails clearly."""
+"""End-to-end: the workflows run their runlocal configs for a few steps, in the order the pipeline
+chains them (pretrain -> SFT -> reward model, shared by the downstream tests); SFT and PPO survive
+a kill; metrics move the right way. The runs that need no chain: test_experiments_standalone.py."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -12,32 +11,31 @@ import pytest
 
 from alignax.checkpoint import restore_params
 from alignax.metrics import read_metrics
+from alignax.stages import stage_finished
 from configs import best_of_n as best_of_n_config
 from configs import dpo as dpo_config
-from configs import grpo as grpo_config
 from configs import ppo as ppo_config
 from configs import reward_model as reward_model_config
 from configs import sft as sft_config
-from experiments import best_of_n, dpo, grpo, ppo, reward_model, sft
+from experiments import best_of_n, dpo, ppo, reward_model, sft
+from tests.helpers import preset_config, short_run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(module, preset="runlocal", **overrides):
-    config = module.get_config(preset).copy_and_resolve_references()
-    with config.unlocked():
-        for key, value in overrides.items():
-            section, _, leaf = key.rpartition(".")
-            node = config
-            for part in section.split(".") if section else ():
-                node = node[part]
-            node[leaf] = value
-    return config
-
-
-def _short(**extra):
-    return {"train.log_every": 5, "train.eval_every": 1000, "train.checkpoint_every": 5, **extra}
+def _sft_stage_config(root, **overrides):
+    return preset_config(
+        sft_config,
+        **short_run(
+            **{
+                "train.steps": 30,
+                "init_from": str(root / "pretrain"),
+                "sft.num_examples": 512,
+                **overrides,
+            }
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,22 +43,16 @@ def runs(tmp_path_factory):
     """pretrain -> sft -> reward model, shared by the downstream workflow tests."""
     root = tmp_path_factory.mktemp("runs")
     sft.run(
-        _config(sft_config, "pretrain", **_short(**{"train.steps": 150, "sft.num_examples": 4096})),
+        preset_config(
+            sft_config, "pretrain", **short_run(**{"train.steps": 150, "sft.num_examples": 4096})
+        ),
         root / "pretrain",
     )
-    sft.run(
-        _config(
-            sft_config,
-            **_short(
-                **{"train.steps": 30, "init_from": str(root / "pretrain"), "sft.num_examples": 512}
-            ),
-        ),
-        root / "sft",
-    )
+    sft.run(_sft_stage_config(root), root / "sft")
     rm_summary = reward_model.run(
-        _config(
+        preset_config(
             reward_model_config,
-            **_short(
+            **short_run(
                 **{
                     "train.steps": 150,
                     "init_from": str(root / "pretrain"),
@@ -101,9 +93,9 @@ def _same_params(dir_a, dir_b, like):
 
 def test_sft_learns_and_resumes_to_the_uninterrupted_result(runs, tmp_path, monkeypatch):
     root, _ = runs
-    config = _config(
+    config = preset_config(
         sft_config,
-        **_short(
+        **short_run(
             **{"train.steps": 12, "init_from": str(root / "pretrain"), "sft.num_examples": 512}
         ),
     )
@@ -118,6 +110,18 @@ def test_sft_learns_and_resumes_to_the_uninterrupted_result(runs, tmp_path, monk
     _same_params(tmp_path / "full", tmp_path / "killed", like)
     pretrain_nll = json.loads((root / "pretrain" / "summary.json").read_text())["eval_nll"]
     assert pretrain_nll < 3.0  # below the ~4.0 nats of a uniform guess over 57 words
+
+
+def test_a_finished_stage_is_skipped_only_with_the_same_config_and_upstream(runs):
+    """What multi-stage experiments skip on a rerun: the SFT stage with its own config, or with
+    another logging cadence; not with a change that alters its params, nor on another upstream."""
+    root, _ = runs
+    assert stage_finished(_sft_stage_config(root), root / "sft")
+    assert stage_finished(_sft_stage_config(root, **{"train.log_every": 7}), root / "sft")
+    assert not stage_finished(_sft_stage_config(root, **{"train.steps": 31}), root / "sft")
+    other_upstream = _sft_stage_config(root, init_from=str(root / "sft"))
+    assert not stage_finished(other_upstream, root / "sft")
+    assert not stage_finished(_sft_stage_config(root), root / "missing")
 
 
 def test_reward_model_beats_chance(runs):
@@ -136,7 +140,7 @@ def test_dpo_implicit_margin_grows(runs, tmp_path):
     it positive, ranking held-out pairs above chance."""
     root, _ = runs
     summary = dpo.run(
-        _config(dpo_config, **_short(**{"train.steps": 40, **_from_sft(root)})), tmp_path
+        preset_config(dpo_config, **short_run(**{"train.steps": 40, **_from_sft(root)})), tmp_path
     )
     assert summary["eval_margin"] > 0.05 and summary["eval_accuracy"] > 0.55
     assert summary["kl_to_reference"] > 0
@@ -145,7 +149,7 @@ def test_dpo_implicit_margin_grows(runs, tmp_path):
 def test_ipo_runs_by_name(runs, tmp_path):
     root, _ = runs
     summary = dpo.run(
-        _config(dpo_config, "ipo", **_short(**{"train.steps": 5, **_from_sft(root)})),
+        preset_config(dpo_config, "ipo", **short_run(**{"train.steps": 5, **_from_sft(root)})),
         tmp_path,
     )
     assert summary["loss_name"] == "ipo" and np.isfinite(summary["eval_margin"])
@@ -153,7 +157,7 @@ def test_ipo_runs_by_name(runs, tmp_path):
 
 def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
     root, _ = runs
-    overrides = _short(
+    overrides = short_run(
         **{
             "train.steps": 16,
             "train.batch_size": 32,
@@ -164,7 +168,7 @@ def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
             "train.checkpoint_every": 4,
         }
     )
-    config = _config(ppo_config, **overrides)
+    config = preset_config(ppo_config, **overrides)
     full = ppo.run(config, tmp_path / "full")
     proxy = [m["proxy/mean"] for m in read_metrics(tmp_path / "full") if "proxy/mean" in m]
     assert proxy[-1] > proxy[0]
@@ -176,7 +180,7 @@ def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
 def test_best_of_n_gold_and_proxy_rise_with_n(runs, tmp_path):
     root, _ = runs
     summary = best_of_n.run(
-        _config(
+        preset_config(
             best_of_n_config,
             **{
                 "init_from": str(root / "sft"),
@@ -197,101 +201,6 @@ def test_best_of_n_gold_and_proxy_rise_with_n(runs, tmp_path):
     assert (tmp_path / "best_of_n.png").exists() and (tmp_path / "best_of_n.pdf").exists()
 
 
-def test_grpo_on_arithmetic_runs_from_an_sft_policy(tmp_path):
-    sft.run(
-        _config(
-            sft_config, "arithmetic", **_short(**{"train.steps": 60, "sft.num_examples": 1024})
-        ),
-        tmp_path / "sft",
-    )
-    summary = grpo.run(
-        _config(grpo_config, **_short(**{"train.steps": 6, "init_from": str(tmp_path / "sft")})),
-        tmp_path / "grpo",
-    )
-    assert 0.0 <= summary["accuracy_greedy"] <= 1.0
-    rewards = [m["proxy/mean"] for m in read_metrics(tmp_path / "grpo") if "proxy/mean" in m]
-    assert rewards and all(0.0 <= r <= 1.0 for r in rewards)
-
-
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-
-
-def test_unknown_config_key_fails_with_its_name(tmp_path):
-    out = _cli(
-        "experiments.sft",
-        "--config",
-        "configs/sft.py:runlocal",
-        "--workdir",
-        str(tmp_path),
-        "--config.train.stepz=3",
-    )
-    assert out.returncode != 0 and "stepz" in out.stderr
-
-
-def test_missing_stage_checkpoint_names_the_directory(tmp_path):
-    nowhere = str(tmp_path / "nowhere")
-    config = _config(dpo_config, **{"init_from": nowhere, "labels.policy_from": nowhere})
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        dpo.run(config, tmp_path / "dpo")
-
-
-def _preference_file(tmp_path):
-    """A small UltraFeedback-style JSONL file and a sentencepiece tokenizer trained on it."""
-    from alignax.data.tokenizer import SentencePieceTokenizer
-
-    rng = np.random.default_rng(0)
-    good = ["great", "lovely", "excellent", "tasty", "fresh"]
-    bad = ["awful", "bland", "rude", "dull", "poor"]
-    topics = ["food", "service", "room", "music", "price"]
-    records = []
-    for _ in range(160):
-        topic = topics[rng.integers(5)]
-        records.append(
-            {
-                "prompt": f"how was the {topic}?",
-                "chosen": f"the {topic} was {good[rng.integers(5)]} and {good[rng.integers(5)]}.",
-                "rejected": f"the {topic} was {bad[rng.integers(5)]} and {bad[rng.integers(5)]}.",
-            }
-        )
-    path = tmp_path / "prefs.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    texts = [r[k] for r in records for k in ("prompt", "chosen", "rejected")]
-    tokenizer = SentencePieceTokenizer.train(texts, vocab_size=60)
-    tokenizer.save(tmp_path / "spm.model")
-    return path, tmp_path / "spm.model"
-
-
-def test_reward_model_and_dpo_train_on_a_local_preference_file(tmp_path):
-    path, spm = _preference_file(tmp_path)
-    data = {"data.path": str(path), "data.tokenizer": str(spm), "data.eval_fraction": 0.2}
-    rm = reward_model.run(
-        _config(
-            reward_model_config, **_short(**{"train.steps": 60, "train.batch_size": 16}, **data)
-        ),
-        tmp_path / "rm",
-    )
-    assert rm["accuracy"] > 0.8  # the sentiment words separate chosen from rejected
-    assert "gold_accuracy" not in rm  # real data has no gold reward
-    summary = dpo.run(
-        _config(dpo_config, **_short(**{"train.steps": 20, "train.batch_size": 16}, **data)),
-        tmp_path / "dpo",
-    )
-    assert summary["eval_accuracy"] > 0.5 and summary["eval_margin"] > 0
-
-
-def test_malformed_preference_file_names_file_and_line(tmp_path):
-    path, spm = _preference_file(tmp_path)
-    lines = path.read_text().splitlines()
-    lines[6] = '{"prompt": "x", "chosen": "y"'  # truncated JSON on line 7
-    path.write_text("\n".join(lines) + "\n")
-    config = _config(reward_model_config, **{"data.path": str(path), "data.tokenizer": str(spm)})
-    with pytest.raises(ValueError, match=r"prefs\.jsonl:7"):
-        reward_model.run(config, tmp_path / "rm")
-
-
 def test_preference_pairs_are_the_policys_own_samples_on_the_requested_split(runs):
     """labels.source='policy': responses are the SFT policy's samples (near-greedy sampling
     gives its greedy response twice in every pair), prompts come from the requested split, and
@@ -304,8 +213,8 @@ def test_preference_pairs_are_the_policys_own_samples_on_the_requested_split(run
 
     root, _ = runs
     task = get_task("review")
-    config = labels.default_labels_config(policy_from=str(root / "sft"), flip_rate=0.1)
-    mesh = make_mesh(_config(sft_config).mesh)
+    config = labels.default_labelspreset_config(policy_from=str(root / "sft"), flip_rate=0.1)
+    mesh = make_mesh(preset_config(sft_config).mesh)
     pairs = labels.comparisons(config, task, mesh, 64, seed=3, split="eval")
     assert pairs["tokens"].shape[:2] == (64, 2)
     prompt_ends = np.argmax(pairs["loss_mask"][:, 0], axis=1)
@@ -315,7 +224,9 @@ def test_preference_pairs_are_the_policys_own_samples_on_the_requested_split(run
     clean = 1 / (1 + np.exp(-(gold[:, 0] - gold[:, 1]) / config.annotator_temperature))
     np.testing.assert_allclose(pairs["label_probability"], 0.9 * clean + 0.1 * (1 - clean), 1e-5)
 
-    greedy_config = labels.default_labels_config(policy_from=str(root / "sft"), temperature=1e-6)
+    greedy_config = labels.default_labelspreset_config(
+        policy_from=str(root / "sft"), temperature=1e-6
+    )
     greedy = labels.comparisons(greedy_config, task, mesh, 8, seed=4, split="train")
     np.testing.assert_array_equal(greedy["tokens"][:, 0], greedy["tokens"][:, 1])
     model, params = load_stage_model(root / "sft", heads=("lm",), mesh=mesh)

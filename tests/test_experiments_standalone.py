@@ -1,0 +1,130 @@
+"""End-to-end runs that need none of test_experiments.py's chained stages (their own xdist group,
+so they run beside that chain): GRPO from an arithmetic SFT policy, the reward model and DPO on a
+local preference file, and bad input (an unknown config key, a missing stage, a malformed file)
+failing with its name."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alignax.metrics import read_metrics
+from configs import dpo as dpo_config
+from configs import grpo as grpo_config
+from configs import reward_model as reward_model_config
+from configs import sft as sft_config
+from experiments import dpo, grpo, reward_model, sft
+from tests.helpers import preset_config, short_run
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_grpo_on_arithmetic_runs_from_an_sft_policy(tmp_path):
+    sft.run(
+        preset_config(
+            sft_config, "arithmetic", **short_run(**{"train.steps": 60, "sft.num_examples": 1024})
+        ),
+        tmp_path / "sft",
+    )
+    config = preset_config(
+        grpo_config, **short_run(**{"train.steps": 6, "init_from": str(tmp_path / "sft")})
+    )
+    summary = grpo.run(config, tmp_path / "grpo")
+    # The verifier scores each sample 0 or 1: a batch's mean reward is a count over its samples,
+    # and greedy accuracy a count over the held-out problems.
+    samples = config.train.batch_size * config.grpo.group_size
+    rewards = [m["proxy/mean"] for m in read_metrics(tmp_path / "grpo") if "proxy/mean" in m]
+    assert rewards  # logged every log_every steps and at the last
+    np.testing.assert_allclose(np.round(np.array(rewards) * samples), np.array(rewards) * samples)
+    problems = config.rollout.num_eval_prompts
+    for key in ("initial_accuracy_greedy", "accuracy_greedy"):
+        assert summary[key] * problems == pytest.approx(round(summary[key] * problems), abs=1e-6)
+    # The arithmetic SFT policy already answers some held-out problems exactly.
+    assert summary["initial_accuracy_greedy"] > 0
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_unknown_config_key_fails_with_its_name(tmp_path):
+    out = _cli(
+        "experiments.sft",
+        "--config",
+        "configs/sft.py:runlocal",
+        "--workdir",
+        str(tmp_path),
+        "--config.train.stepz=3",
+    )
+    assert out.returncode != 0 and "stepz" in out.stderr
+
+
+def test_missing_stage_checkpoint_names_the_directory(tmp_path):
+    nowhere = str(tmp_path / "nowhere")
+    config = preset_config(dpo_config, **{"init_from": nowhere, "labels.policy_from": nowhere})
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        dpo.run(config, tmp_path / "dpo")
+
+
+def _preference_file(tmp_path):
+    """A small UltraFeedback-style JSONL file and a sentencepiece tokenizer trained on it."""
+    from alignax.data.tokenizer import SentencePieceTokenizer
+
+    rng = np.random.default_rng(0)
+    good = ["great", "lovely", "excellent", "tasty", "fresh"]
+    bad = ["awful", "bland", "rude", "dull", "poor"]
+    topics = ["food", "service", "room", "music", "price"]
+    records = []
+    for _ in range(160):
+        topic = topics[rng.integers(5)]
+        records.append(
+            {
+                "prompt": f"how was the {topic}?",
+                "chosen": f"the {topic} was {good[rng.integers(5)]} and {good[rng.integers(5)]}.",
+                "rejected": f"the {topic} was {bad[rng.integers(5)]} and {bad[rng.integers(5)]}.",
+            }
+        )
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    texts = [r[k] for r in records for k in ("prompt", "chosen", "rejected")]
+    tokenizer = SentencePieceTokenizer.train(texts, vocab_size=60)
+    tokenizer.save(tmp_path / "spm.model")
+    return path, tmp_path / "spm.model"
+
+
+def test_reward_model_and_dpo_train_on_a_local_preference_file(tmp_path):
+    path, spm = _preference_file(tmp_path)
+    data = {"data.path": str(path), "data.tokenizer": str(spm), "data.eval_fraction": 0.2}
+    rm = reward_model.run(
+        preset_config(
+            reward_model_config, **short_run(**{"train.steps": 60, "train.batch_size": 16}, **data)
+        ),
+        tmp_path / "rm",
+    )
+    assert rm["accuracy"] > 0.8  # the sentiment words separate chosen from rejected
+    assert "gold_accuracy" not in rm  # real data has no gold reward
+    summary = dpo.run(
+        preset_config(
+            dpo_config, **short_run(**{"train.steps": 20, "train.batch_size": 16}, **data)
+        ),
+        tmp_path / "dpo",
+    )
+    assert summary["eval_accuracy"] > 0.5 and summary["eval_margin"] > 0
+
+
+def test_malformed_preference_file_names_file_and_line(tmp_path):
+    path, spm = _preference_file(tmp_path)
+    lines = path.read_text().splitlines()
+    lines[6] = '{"prompt": "x", "chosen": "y"'  # truncated JSON on line 7
+    path.write_text("\n".join(lines) + "\n")
+    config = preset_config(
+        reward_model_config, **{"data.path": str(path), "data.tokenizer": str(spm)}
+    )
+    with pytest.raises(ValueError, match=r"prefs\.jsonl:7"):
+        reward_model.run(config, tmp_path / "rm")
