@@ -293,7 +293,7 @@ def difference_intervals(first, second) -> list[tuple[float, float]]:
 
 def dominance(intervals: list[tuple[float, float]]) -> str:
     """The rule that decides between two frontiers from (mean, half-width) of first - second at
-    the budgets both reach:
+    the budgets where both are defined:
       'first' : the interval lies above 0 at one budget or more and below 0 at none;
       'second': the same with the signs swapped;
       'cross' : the interval lies above 0 at some budget and below at another;
@@ -441,15 +441,16 @@ def frontiers(config, runs: list[Run], seeds: dict) -> dict:
 
 
 def comparisons(front: dict) -> dict:
-    """Every ordered pair of methods: first - second at each budget both reach in every seed,
-    and the verdict of `dominance`."""
+    """Every ordered pair of methods: first - second at each budget where both frontiers are
+    defined in every seed (a method whose runs stopped short of a budget counts with its best
+    gold within it: what it reached), and the verdict of `dominance`."""
     out = {}
     for a in front:
         for b in front:
             if a == b:
                 continue
-            reached = zip(front[a]["reached"], front[b]["reached"])
-            both = [i for i, (x, y) in enumerate(reached) if x and y]
+            values = np.asarray(front[a]["per_seed"]) - np.asarray(front[b]["per_seed"])
+            both = [i for i in range(values.shape[1]) if np.all(np.isfinite(values[:, i]))]
             intervals = difference_intervals(front[a]["per_seed"], front[b]["per_seed"])
             verdict = dominance([intervals[i] for i in both])
             out[f"{a} vs {b}"] = {
@@ -614,6 +615,31 @@ def trimmed(config) -> str:
     )
 
 
+def difference_table(front: dict, pairs: dict, reference: str) -> list[str]:
+    """Markdown rows: `reference` minus each other method at every budget, and the verdict."""
+    budgets = front[reference]["budgets"]
+    names = {
+        "first": f"{reference} dominates",
+        "second": f"{reference} dominated",
+        "cross": "cross",
+        "none": "not separated",
+    }
+    lines = [
+        f"| {reference} minus | " + " | ".join(f"KL ≤ {b:g}" for b in budgets) + " | verdict |",
+        "|---|" + "---|" * len(budgets) + "---|",
+    ]
+    for other in front:
+        if other == reference:
+            continue
+        pair = pairs[f"{reference} vs {other}"]
+        cells = [
+            _cell(m, h) if b in pair["budgets_compared"] else "-"
+            for b, (m, h) in zip(budgets, pair["difference"])
+        ]
+        lines.append(f"| {other} | " + " | ".join(cells) + f" | {names[pair['verdict']]} |")
+    return lines
+
+
 def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path) -> str:
     budgets = list(config.budgets)
     over = config.overoptimization
@@ -672,30 +698,15 @@ def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path
     lines += [
         "",
         "Rule: A's frontier dominates B's when A - B (per seed, then mean ± 95% t-interval), "
-        "at the budgets both reach in every seed, lies above 0 at one budget or more and below "
-        "0 at none; they cross when it lies above 0 at one budget and below at another; "
+        "at the budgets where both are defined in every seed (a method that stopped short of a "
+        "budget counts with its best gold within it), lies above 0 at one budget or more and "
+        "below 0 at none; they cross when it lies above 0 at one budget and below at another; "
         "otherwise they are not separated by this many seeds.",
         "",
         f"**Dominates every other frontier: {', '.join(top) if top else 'none'}.**",
-        "",
-        "| DPO minus | " + " | ".join(f"KL ≤ {b:g}" for b in budgets) + " | verdict |",
-        "|---|" + "---|" * len(budgets) + "---|",
     ]
-    names = {
-        "first": "DPO dominates",
-        "second": "DPO dominated",
-        "cross": "cross",
-        "none": "not separated",
-    }
-    for other in front:
-        if other == "DPO":
-            continue
-        pair = pairs[f"DPO vs {other}"]
-        cells = [
-            _cell(m, h) if b in pair["budgets_compared"] else "-"
-            for b, (m, h) in zip(budgets, pair["difference"])
-        ]
-        lines.append(f"| {other} | " + " | ".join(cells) + f" | {names[pair['verdict']]} |")
+    for reference in dict.fromkeys(["DPO", *top]):
+        lines += ["", *difference_table(front, pairs, reference)]
     lines += [
         "",
         f"Over-optimisation: DPO at beta {over.beta:g} for {over.steps} steps "

@@ -67,7 +67,7 @@ def test_difference_intervals_are_paired_by_seed():
         ([(0.1, 0.3), (-0.3, 0.1)], "second"),  # ahead in the mean at one, significantly behind
         ([(0.3, 0.5), (0.2, 0.5)], "none"),  # ahead everywhere, never significant
         ([(0.3, float("nan"))], "none"),  # one seed: no interval
-        ([], "none"),  # no budget both reach
+        ([], "none"),  # no budget where both are defined
     ],
 )
 def test_dominance_rule(intervals, verdict):
@@ -143,3 +143,16 @@ def test_turnover_over_seeds_and_within_each_seed():
     assert not turn["turns_over"] and turn["seeds_turning_over"] == 2
     same = frontier.turnover({k: seed(0.3 + 0.01 * k, 0.01) for k in range(3)})
     assert same["turns_over"] and same["seeds_turning_over"] == 3
+
+
+def test_comparisons_use_every_budget_where_both_frontiers_are_defined():
+    # Two seeds, three budgets. B is undefined (nan) at the first budget in one seed, and its
+    # runs never reached the last one (its value there is its best within it): that budget is
+    # compared, the first is not.
+    a = {"budgets": [1, 2, 4], "per_seed": [[1.0, 1.2, 1.5], [1.1, 1.3, 1.6]]}
+    b = {"budgets": [1, 2, 4], "per_seed": [[np.nan, 1.0, 1.0], [0.9, 1.1, 1.1]]}
+    pairs = frontier.comparisons({"A": a, "B": b})
+    assert pairs["A vs B"]["budgets_compared"] == [2, 4]
+    assert pairs["A vs B"]["verdict"] == "first" and pairs["B vs A"]["verdict"] == "second"
+    rows = frontier.difference_table({"A": a, "B": b}, pairs, "A")
+    assert rows[-1].startswith("| B | - | 0.20 ± 0.00 | 0.50 ± 0.00 | A dominates")
