@@ -12,7 +12,7 @@ rate vs SFT, KL) and held-out pretraining text (the alignment tax); criteria A1-
 
 default: TRIMMED from the issue's design to fit the budget (<= 30 min on 2 cores, the seeds on
 `workers` processes):
-  - the beta / target / ptx sweeps (4 + 3 + 3 PPO runs; ptx gamma 0 is the target-4 run) run at
+  - the beta / target / ptx sweeps (4 + 3 + 5 PPO runs; ptx gamma 0 is the target-4 run) run at
     the middle policy width (d_model 64, the pipeline's tiny policy) over 3 seeds;
   - the size axis (d_model 32 / 64 / 128; base, SFT, PPO and PPO-ptx win rates) runs PPO
     (target 4) and PPO-ptx (gamma `sweep.size_axis_ptx_coef`) only, for the seeds in
@@ -58,9 +58,11 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         {
             "fixed_betas": (0.0, 0.01, 0.05, 0.2),
             "kl_targets": (2.0, 4.0, 8.0),  # adaptive controller, nats per sequence
-            "ptx_coefs": (0.0, 0.5, 2.0, 8.0),  # PPO-ptx gamma on the run `ptx_base`
+            # PPO-ptx gamma on the run `ptx_base`: the 0.5, 2 and 8, and 0.02 and 0.1,
+            # added after the first run, where gamma >= 0.5 undid PPO's whole gain over SFT.
+            "ptx_coefs": (0.0, 0.02, 0.1, 0.5, 2.0, 8.0),
             "ptx_base": "target4",
-            "size_axis_ptx_coef": 2.0,
+            "size_axis_ptx_coef": 0.1,
         }
     )
     config.eval = ml_collections.ConfigDict(
@@ -99,7 +101,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.workers = 1
         config.size_axis_seeds = (0,)
         config.widths = (32, 64)
-        config.sweep.update(fixed_betas=(0.0, 0.2), kl_targets=(4.0,), ptx_coefs=(0.0, 2.0))
+        config.sweep.update(
+            fixed_betas=(0.0, 0.2), kl_targets=(4.0,), ptx_coefs=(0.0, 2.0), size_axis_ptx_coef=2.0
+        )
         # Every sampling batch is 32 prompts, so each width compiles one sampler (compile time
         # dominates a toy run).
         config.eval.update(num_prompts=32, num_pretraining_texts=64)

@@ -106,6 +106,12 @@ def ppo_plan(config) -> list[dict]:
     if s.ptx_base not in by_name:
         raise ValueError(f"sweep.ptx_base={s.ptx_base!r} is not one of {sorted(by_name)}")
     ptx_base = by_name[s.ptx_base]
+    if s.size_axis_ptx_coef not in s.ptx_coefs:
+        raise ValueError(
+            f"sweep.size_axis_ptx_coef={s.size_axis_ptx_coef} must be one of sweep.ptx_coefs="
+            f"{tuple(s.ptx_coefs)}: the size axis takes its d{config.sweep_width} run from the "
+            "sweep"
+        )
     for gamma in s.ptx_coefs:
         if gamma > 0:
             runs.append(
@@ -317,14 +323,22 @@ def seed_mean_curve(curves: list[list[dict]], keys: tuple[str, ...]) -> list[dic
 # Criteria (pure functions of the numbers; tests/test_instructgpt.py).
 
 
-def hump(gold_by_seed: np.ndarray) -> dict:
+def hump(gold_by_seed: np.ndarray, se_by_seed: np.ndarray | None = None) -> dict:
     """Gold [seeds, points] along training: the peak of the seed-mean curve, and the paired
-    drop from it to the end per seed, with its 95% t-interval."""
+    drop from it to the end per seed, with its 95% t-interval. With the evaluations' standard
+    errors (same shape), also the number of seeds whose own drop exceeds 1.96 times
+    sqrt(SE_peak^2 + SE_end^2) (conservative: both are evaluated on the same prompts)."""
     gold_by_seed = np.asarray(gold_by_seed, np.float64)
     mean = gold_by_seed.mean(0)
     peak = int(np.argmax(mean))
-    drop, half = mean_interval(gold_by_seed[:, peak] - gold_by_seed[:, -1])
+    drops = gold_by_seed[:, peak] - gold_by_seed[:, -1]
+    drop, half = mean_interval(drops)
+    seeds_falling = None
+    if se_by_seed is not None:
+        se = np.asarray(se_by_seed, np.float64)
+        seeds_falling = int(np.sum(drops - 1.96 * np.hypot(se[:, peak], se[:, -1]) > 0))
     return {
+        "seeds_falling": seeds_falling,
         "peak_index": peak,
         "interior_peak": 0 < peak < len(mean) - 1,
         "rise": float(mean[peak] - mean[0]),
@@ -373,8 +387,9 @@ def criteria(config, table: dict, curves: dict) -> dict:
     beta0 = curves.get("beta0")
     if beta0 is not None:
         gold = np.array([[p["gold"] for p in run["eval"]] for run in beta0])
+        gold_se = np.array([[p["gold_se"] for p in run["eval"]] for run in beta0])
         proxy = np.array([[p["proxy"] for p in run["eval"]] for run in beta0]).mean(0)
-        h = hump(gold)
+        h = hump(gold, gold_se)
         steps = [p["step"] for p in beta0[0]["eval"]]
         out["A1"] = {
             **h,
@@ -686,7 +701,8 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
             f"| A1 gold rises then falls at beta = 0 | {_verdict(a1['pass'])}: rises "
             f"{a1['rise']:+.2f} to its peak at step {a1['peak_step']}, then falls "
             f"{_pm((a1['drop'], a1['drop_ci']))} (paired over seeds) by step {a1['final_step']}; "
-            f"proxy rises past the peak: {a1['proxy_rises_past_peak']} |"
+            f"within seeds, {a1['seeds_falling']} of {len(config.seeds)} fall by more than 1.96 "
+            f"SE; proxy rises past the peak: {a1['proxy_rises_past_peak']} |"
         )
     lines += [
         f"| A2 larger beta, lower final KL | {_verdict(a2['pass'])}: "

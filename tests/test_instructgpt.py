@@ -34,6 +34,8 @@ def test_plan_covers_the_sweeps_once_and_the_size_axis(config):
         "target2",
         "target4",
         "target8",
+        "target4_ptx0.02",
+        "target4_ptx0.1",
         "target4_ptx0.5",
         "target4_ptx2",
         "target4_ptx8",
@@ -45,10 +47,17 @@ def test_plan_covers_the_sweeps_once_and_the_size_axis(config):
     others = [(r["width"], r["name"]) for r in plan if r["width"] != config.sweep_width]
     assert others == [
         (32, "target4"),
-        (32, "target4_ptx2"),
+        (32, "target4_ptx0.1"),
         (128, "target4"),
-        (128, "target4_ptx2"),
+        (128, "target4_ptx0.1"),
     ]
+
+
+def test_size_axis_ptx_coef_must_be_swept(config):
+    with config.unlocked():
+        config.sweep.size_axis_ptx_coef = 0.3
+    with pytest.raises(ValueError, match="size_axis_ptx_coef"):
+        instructgpt.ppo_plan(config)
 
 
 def test_ptx_base_must_be_a_run(config):
@@ -83,7 +92,15 @@ def test_hump_finds_the_peak_and_the_paired_drop():
     rising = instructgpt.hump(np.array([[0.0, 1.0, 2.0], [0.0, 1.1, 2.1]]))
     assert not rising["interior_peak"] and rising["drop"] == 0.0 and not rising["falls"]
     consistent = instructgpt.hump(np.array([[0.0, 2.0, 1.0], [0.0, 2.0, 1.1], [0, 2.1, 1.0]]))
-    assert consistent["falls"]
+    assert consistent["falls"] and consistent["seeds_falling"] is None
+
+
+def test_hump_counts_the_seeds_whose_own_drop_is_significant():
+    # Drops 1.5 and 0.5 from the peak; with SEs 0.3 at both points the bar is
+    # 1.96 * sqrt(0.18) = 0.83: only the first seed falls by more.
+    gold = np.array([[0.0, 1.0, 2.5, 1.0], [0.0, 1.0, 1.5, 1.0]])
+    assert instructgpt.hump(gold, np.full_like(gold, 0.3))["seeds_falling"] == 1
+    assert instructgpt.hump(gold, np.full_like(gold, 0.1))["seeds_falling"] == 2
 
 
 def test_monotonicity_and_tolerance():
