@@ -45,7 +45,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # Policy sizes: config.model at these d_model (head dimension and MLP ratio kept).
     config.widths = (32, 64, 128)
     config.sweep_width = 64  # the width of the beta / target / ptx sweeps and the reward model
-    config.size_axis_seeds = (0,)  # seeds that also train the other widths
+    config.size_axis_seeds = (0, 1, 2)  # seeds that also train the other widths
     config.stages = ml_collections.ConfigDict(
         {
             "pretrain": sft.get_config("pretrain"),

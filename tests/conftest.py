@@ -3,8 +3,11 @@
 XLA reads the flag when the backend starts, so it must be set before jax is imported.
 
 The suite runs on two processes (`python -m pytest -n 2 tests`, pytest-xdist with
-`--dist loadgroup`): each test module stays on one process, so its module-scoped fixtures (the
-end-to-end runs) are built once, except the notebooks, whose runs are independent and are spread.
+`--dist loadgroup`): each test module stays on one process, except the notebooks, whose runs are
+independent and are spread. The costly fixtures of a module (the end-to-end runs) are
+session-scoped: a process may run other modules' tests between two of a module's, and a
+module-scoped fixture would be torn down and built again (the pretrain -> SFT -> reward-model
+chain was built twice).
 """
 
 import os
@@ -34,8 +37,8 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def pytest_collection_modifyitems(config, items):
-    """One xdist group per test module (its module-scoped fixtures are built once), and one per
-    notebook test (each has its own experiment run)."""
+    """One xdist group per test module (its fixtures are built once), and one per notebook test
+    (each has its own experiment run)."""
     for item in items:
         module = item.module.__name__
         group = item.nodeid if module.endswith("test_notebooks") else module

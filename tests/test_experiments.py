@@ -38,7 +38,7 @@ def _sft_stage_config(root, **overrides):
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """pretrain -> sft -> reward model, shared by the downstream workflow tests."""
     root = tmp_path_factory.mktemp("runs")
@@ -213,7 +213,7 @@ def test_preference_pairs_are_the_policys_own_samples_on_the_requested_split(run
 
     root, _ = runs
     task = get_task("review")
-    config = labels.default_labelspreset_config(policy_from=str(root / "sft"), flip_rate=0.1)
+    config = labels.default_labels_config(policy_from=str(root / "sft"), flip_rate=0.1)
     mesh = make_mesh(preset_config(sft_config).mesh)
     pairs = labels.comparisons(config, task, mesh, 64, seed=3, split="eval")
     assert pairs["tokens"].shape[:2] == (64, 2)
@@ -224,9 +224,7 @@ def test_preference_pairs_are_the_policys_own_samples_on_the_requested_split(run
     clean = 1 / (1 + np.exp(-(gold[:, 0] - gold[:, 1]) / config.annotator_temperature))
     np.testing.assert_allclose(pairs["label_probability"], 0.9 * clean + 0.1 * (1 - clean), 1e-5)
 
-    greedy_config = labels.default_labelspreset_config(
-        policy_from=str(root / "sft"), temperature=1e-6
-    )
+    greedy_config = labels.default_labels_config(policy_from=str(root / "sft"), temperature=1e-6)
     greedy = labels.comparisons(greedy_config, task, mesh, 8, seed=4, split="train")
     np.testing.assert_array_equal(greedy["tokens"][:, 0], greedy["tokens"][:, 1])
     model, params = load_stage_model(root / "sft", heads=("lm",), mesh=mesh)

@@ -96,7 +96,7 @@ def _write_gguf(path, config, tensors, *, quantize=None, tokenizer=None):
     writer.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def source(tmp_path_factory):
     """Random tiny-Llama params (untied head) and their Hugging Face-layout tensors."""
     config = tiny_config(**CONFIG, tie_embeddings=False, rope_theta=500.0, norm_eps=1e-5)

@@ -8,7 +8,7 @@ import pytest
 
 from configs import kto as kto_config
 from experiments import kto
-from tests.test_experiments import _config, _short
+from tests.helpers import preset_config, short_run
 
 
 def test_unpair_splits_pairs_into_labelled_examples():
@@ -54,7 +54,7 @@ def test_kto_file_gives_labelled_examples(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     texts = [r["prompt"] for r in records] + [r["completion"] for r in records]
     SentencePieceTokenizer.train(texts, vocab_size=40).save(tmp_path / "spm.model")
-    config = _config(
+    config = preset_config(
         kto_config,
         **{
             "data.path": str(path),
@@ -91,6 +91,6 @@ def test_kto_end_to_end_on_runlocal_settings(tmp_path):
         "optimizer.learning_rate": 3e-3,
         "optimizer.warmup_steps": 1,
     }
-    summary = kto.run(_config(kto_config, **_short(**overrides)), tmp_path)
+    summary = kto.run(preset_config(kto_config, **short_run(**overrides)), tmp_path)
     assert summary["initial_eval_loss"] == pytest.approx(0.5, abs=1e-6)
     assert summary["eval_loss"] < 0.5 and summary["eval_margin"] > 0, summary

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def overoptimization_run(tmp_path_factory):
     """The over-optimisation experiment end to end at toy sizes: every stage runs and writes
     its results, criteria and figures."""
@@ -41,7 +41,7 @@ def overoptimization_run(tmp_path_factory):
     return workdir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rlvr_run(tmp_path_factory):
     """RLVR end to end at toy sizes: SFT -> GRPO -> pass@k of both policies on held-out problems
     for two seeds, with the per-k table, the computed answer and the figures."""
@@ -88,7 +88,7 @@ def rlvr_run(tmp_path_factory):
     return workdir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def instructgpt_run(tmp_path_factory):
     """The InstructGPT experiment end to end at toy sizes: the planned PPO runs at every width,
     the evaluation table, the criteria, the collapse samples and the figures."""
@@ -131,7 +131,7 @@ def instructgpt_run(tmp_path_factory):
     return workdir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dpo_frontier_run(tmp_path_factory):
     """The DPO-frontier experiment end to end at toy sizes: every planned run is evaluated along
     training (KL to SFT included for reference-free losses), the frontiers, their comparisons,

@@ -4,10 +4,8 @@ its numbers obey the identities that define them."""
 
 import json
 
-import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
 from configs import rlaif as rlaif_config
 from experiments import rlaif
@@ -15,26 +13,10 @@ from experiments import rlaif
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def persistent_cache(tmp_path_factory):
-    """A persistent compilation cache for this module: the DPO runs of the conditions compile
-    the same programs, so all but the first read them back (about half the test's CPU time)."""
-    keys = {
-        "jax_compilation_cache_dir": str(tmp_path_factory.mktemp("jax_cache")),
-        "jax_persistent_cache_min_compile_time_secs": 0.0,
-    }
-    old = {k: getattr(jax.config, k) for k in keys}
-    for key, value in keys.items():
-        jax.config.update(key, value)
-    jax_cache.reset_cache()
-    yield
-    for key, value in old.items():
-        jax.config.update(key, value)
-    jax_cache.reset_cache()
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory, persistent_cache):
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    # The DPO runs of the conditions compile the same programs: all but the first read them
+    # from the session's compilation cache (tests/conftest.py).
     workdir = tmp_path_factory.mktemp("rlaif")
     config = rlaif_config.get_config("runlocal")
     summary = rlaif.run(config, workdir)

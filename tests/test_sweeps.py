@@ -15,7 +15,7 @@ from alignax.tasks import Annotator, get_task
 N = 256
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sweep():
     config = default_model_config()
     config.update(
