@@ -36,6 +36,7 @@ jax.config.update("jax_compilation_cache_dir", _cache_dir)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook, which reads the groups into node ids
 def pytest_collection_modifyitems(config, items):
     """One xdist group per test module (its fixtures are built once), and one per notebook test
     (each has its own experiment run)."""
