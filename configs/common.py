@@ -23,3 +23,14 @@ def base_config(model: str = "tiny", task: str = "review") -> ml_collections.Con
     # Workdir of the stage whose final params initialise this one ('' = fresh init).
     config.init_from = ""
     return config
+
+
+def stages_parent_config(
+    model: str = "tiny", task: str = "review", *, seed: bool = False
+) -> ml_collections.ConfigDict:
+    """The top of a multi-stage experiment's config: the sections every stage shares (copied
+    into each by `alignax.stages.stage_config`); `seed` for an experiment of one seed, without
+    it for one that lists its `seeds`."""
+    common = base_config(model, task)
+    keys = ("seed",) * seed + ("multihost", "task_name", "task", "model", "mesh")
+    return ml_collections.ConfigDict({key: common[key] for key in keys})

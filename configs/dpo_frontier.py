@@ -33,7 +33,7 @@ import ml_collections
 
 from alignax.losses.registry import default_hyperparameters
 from configs import dpo, kto, ppo, reward_model, sft
-from configs.common import base_config
+from configs.common import stages_parent_config
 
 
 def _loss(label: str, name: str, **hyperparameters) -> ml_collections.ConfigDict:
@@ -52,10 +52,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
     small = arg == "runlocal"
-    common = base_config("tiny")
-    config = ml_collections.ConfigDict()
-    for key in ("multihost", "task_name", "task", "model", "mesh"):
-        config[key] = common[key]
+    config = stages_parent_config()
     config.seeds = (0,) if small else (0, 1, 2)
     config.workers = 1 if small else 2  # processes the seeds run on, one core each
     config.stages = ml_collections.ConfigDict(

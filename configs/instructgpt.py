@@ -29,17 +29,14 @@ runlocal: the same pipeline at toy sizes for the tests (2 widths, 1 seed, a few 
 import ml_collections
 
 from configs import ppo, reward_model, sft
-from configs.common import base_config
+from configs.common import stages_parent_config
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
     small = arg == "runlocal"
-    common = base_config("tiny")
-    config = ml_collections.ConfigDict()
-    for key in ("multihost", "task_name", "task", "model", "mesh"):
-        config[key] = common[key]
+    config = stages_parent_config()
     config.seeds = (0, 1, 2)
     config.workers = 2  # processes the seeds run on, one core each (1: this one, in order)
     # Policy sizes: config.model at these d_model (head dimension and MLP ratio kept).

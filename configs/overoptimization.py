@@ -20,17 +20,14 @@ import ml_collections
 
 from alignax.labels import default_labels_config
 from configs import ppo, sft
-from configs.common import base_config
+from configs.common import stages_parent_config
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
     small = arg == "runlocal"
-    common = base_config("tiny")
-    config = ml_collections.ConfigDict()
-    for key in ("seed", "multihost", "task_name", "task", "model", "mesh"):
-        config[key] = common[key]
+    config = stages_parent_config(seed=True)
     # Independent jobs (proxy sizes, pool prompts, PPO runs) run on this many processes, one
     # core each (alignax/parallel.py); 1 runs them in order in this process.
     config.workers = 1 if small else 2

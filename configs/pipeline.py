@@ -14,16 +14,13 @@ other settings are under `stages.<stage>` (e.g. --config.stages.ppo.train.steps=
 import ml_collections
 
 from configs import dpo, ppo, reward_model, sft
-from configs.common import base_config
+from configs.common import stages_parent_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     if arg != "runlocal":
         raise ValueError(f"unknown preset {arg!r}; known: runlocal")
-    common = base_config("tiny")
-    config = ml_collections.ConfigDict()
-    for key in ("multihost", "task_name", "task", "model", "mesh"):
-        config[key] = common[key]
+    config = stages_parent_config()
     config.seeds = (0, 1, 2)
     config.stages = ml_collections.ConfigDict(
         {

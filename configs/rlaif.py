@@ -20,7 +20,7 @@ import ml_collections
 
 from alignax.labels import default_labels_config
 from configs import dpo, sft
-from configs.common import base_config
+from configs.common import stages_parent_config
 
 JUDGES = ("constitution", "principle_ensemble", "self", "reward_model")
 
@@ -29,10 +29,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
     small = arg == "runlocal"
-    common = base_config("tiny")
-    config = ml_collections.ConfigDict()
-    for key in ("seed", "multihost", "task_name", "task", "model", "mesh"):
-        config[key] = common[key]
+    config = stages_parent_config(seed=True)
     # The SFT stage (from scratch) whose samples are labelled and from which DPO starts.
     config.sft = sft.get_config("runlocal")
     # The simulated human: a Bradley-Terry annotator of the gold reward. `policy_from`: an SFT

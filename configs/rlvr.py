@@ -22,16 +22,13 @@ line, ~90 s in the test suite, whose compilation cache serves the second seed.
 import ml_collections
 
 from configs import grpo, sft
-from configs.common import base_config
+from configs.common import stages_parent_config
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
-    common = base_config("tiny", task="arithmetic")
-    config = ml_collections.ConfigDict()
-    for key in ("multihost", "task_name", "task", "model", "mesh"):
-        config[key] = common[key]
+    config = stages_parent_config("tiny", task="arithmetic")
     config.seeds = (0, 1, 2)
     config.workers = 2  # processes the seeds run on, one core each (1: this one, in order)
     config.stages = ml_collections.ConfigDict(
