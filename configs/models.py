@@ -1,7 +1,5 @@
 """Model + mesh presets shared by every experiment config.
 
-    python -m experiments.bench_model --config configs/models.py:small
-
 Presets (parameter counts for the LM head; `python -m configs.models` prints them):
   tiny        ~0.14M  2 layers, d=64       built-in task on a CPU (tests, CI, the README demo)
   small       ~10M    8 layers, d=256      CPU benchmarks, single GPU

@@ -1,0 +1,89 @@
+"""Shared pieces of the benchmarks: the compared shape, interleaved timing, the table.
+
+Timing rule: every case of a comparison is compiled and warmed up first, then the cases run in
+turn (A B A B ...) for `rounds` rounds, so that a slow spell of a shared machine hits all of them
+alike; a case's time is the median of its rounds and its spread the min-max range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import ml_collections
+
+from alignax.models import default_model_config
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """One benchmark setting, the same on every side."""
+
+    layers: int = 4
+    d_model: int = 256
+    heads: int = 4
+    mlp_dim: int = 1024
+    vocab: int = 4096
+    batch: int = 8  # pairs for a preference step, prompts for sampling
+    prompt_len: int = 64
+    response_len: int = 64
+
+    def model_config(self) -> ml_collections.ConfigDict:
+        """Llama layout (RMSNorm, RoPE, SwiGLU), untied embeddings, float32."""
+        config = default_model_config()
+        config.update(
+            vocab_size=self.vocab,
+            d_model=self.d_model,
+            num_layers=self.layers,
+            num_heads=self.heads,
+            num_kv_heads=self.heads,
+            mlp_dim=self.mlp_dim,
+            max_len=max(512, self.prompt_len + self.response_len),
+            tie_embeddings=False,
+        )
+        return config
+
+    def describe(self) -> str:
+        return (
+            f"Llama layout, {self.layers} layers, d {self.d_model}, {self.heads} heads x "
+            f"{self.d_model // self.heads}, SwiGLU {self.mlp_dim}, vocab {self.vocab}, untied, "
+            f"float32"
+        )
+
+
+@dataclasses.dataclass
+class Timing:
+    name: str
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def spread(self) -> str:
+        return f"{min(self.seconds) * 1e3:.0f}-{max(self.seconds) * 1e3:.0f}"
+
+
+def interleave(cases: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 2):
+    """Times each zero-argument callable (which must block until its work is done): `warmup`
+    untimed calls each (compilation included), then `rounds` rounds of one call per case."""
+    for fn in cases.values():
+        for _ in range(warmup):
+            fn()
+    seconds = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: Timing(name, s) for name, s in seconds.items()}
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join(
+        [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+    )

@@ -1,0 +1,166 @@
+"""One DPO optimizer step on both sides: sigmoid loss, beta 0.1, the reference forward inside the
+step, AdamW (lr 1e-6, betas 0.9/0.999, no decay) after global-norm clipping at 1.0.
+
+alignax: `objectives.preference_loss_fn` under `steps.make_train_step`, jitted with the state
+donated. TRL: `DPOTrainer.training_step` (policy and reference forwards, loss, backward) then
+clipping, `optimizer.step()`, the scheduler and `zero_grad()`, as the Trainer's loop runs them.
+Both start from the same weights (alignax's, exported with `alignax.models.hf.save_hf`) and see
+the same token ids: each pair is a prompt and two responses of `response_len` tokens.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from alignax import objectives, sharding, steps
+from alignax.models import build_model
+from alignax.state import TrainState
+from benchmarks.common import Shape
+
+LEARNING_RATE = 1e-6
+BETA = 0.1
+
+
+def token_pairs(shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    draw = lambda length: rng.integers(3, shape.vocab, size=(shape.batch, length))  # noqa: E731
+    return {
+        "prompt": draw(shape.prompt_len),
+        "chosen": draw(shape.response_len),
+        "rejected": draw(shape.response_len),
+    }
+
+
+def alignax_step(shape: Shape, params, pairs):
+    """A zero-argument callable running one compiled step (blocking)."""
+    model = build_model(shape.model_config())
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1}))
+    tx = optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(LEARNING_RATE, b1=0.9, b2=0.999, weight_decay=0.0),
+    )
+    loss_config = ml_collections.ConfigDict({"name": "dpo", "hyperparameters": {"beta": BETA}})
+    params = jax.device_put(params, sharding.replicated(mesh))
+    state = TrainState.create(
+        params, tx, mesh, **objectives.preference_state_slots(loss_config, params)
+    )
+    prompt = pairs["prompt"]
+    tokens = np.stack([np.concatenate([prompt, pairs[k]], 1) for k in ("chosen", "rejected")], 1)
+    loss_mask = np.zeros_like(tokens)
+    loss_mask[..., prompt.shape[1] :] = 1
+    batch = sharding.shard_batch(
+        {
+            "tokens": tokens.astype(np.int32),
+            "input_mask": np.ones_like(tokens, np.int32),
+            "loss_mask": loss_mask.astype(np.int32),
+        },
+        mesh,
+    )
+    step_fn = steps.make_train_step(objectives.preference_loss_fn(model, loss_config), tx)
+    jitted = steps.jit_step(step_fn, state, batch, mesh)
+    rng = jax.random.key(0)
+    compiled = jitted.lower(state, batch, rng).compile()
+    holder = [state]
+
+    def run():
+        holder[0], metrics = compiled(holder[0], batch, rng)
+        return jax.block_until_ready(metrics["loss"])
+
+    return run
+
+
+def trl_step(shape: Shape, params, pairs):
+    """The TRL side, or None with the reason when TRL or torch is missing."""
+    try:
+        import torch
+        import trl
+        from transformers import AutoModelForCausalLM
+    except ImportError as error:
+        return None, f"TRL side skipped: {error} (pip install -r benchmarks/requirements.txt)"
+    from alignax.models.hf import save_hf
+
+    directory = tempfile.mkdtemp(prefix="alignax-bench-hf-")
+    save_hf(directory, shape.model_config(), jax.device_get(params))
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    ref_model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    args = trl.DPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="alignax-bench-trl-"),
+        per_device_train_batch_size=shape.batch,
+        learning_rate=LEARNING_RATE,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        lr_scheduler_type="constant",
+        beta=BETA,
+        loss_type=["sigmoid"],
+        max_length=None,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        logging_steps=10**9,
+        save_strategy="no",
+        max_steps=10**6,
+    )
+    examples = [
+        {
+            "prompt_ids": pairs["prompt"][i].tolist(),
+            "chosen_ids": pairs["chosen"][i].tolist(),
+            "rejected_ids": pairs["rejected"][i].tolist(),
+        }
+        for i in range(shape.batch)
+    ]
+    trainer = _build_trainer(trl, model, ref_model, args, examples)
+    trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
+    collator = trl.trainer.dpo_trainer.DataCollatorForPreference(pad_token_id=0)
+    inputs = trainer._prepare_inputs(collator(examples))
+    trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop, which we replace
+    model.train()
+
+    def run():
+        loss = trainer.training_step(model, inputs)
+        trainer.accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        model.zero_grad()
+        return float(loss)
+
+    threads = torch.get_num_threads()
+    return run, f"TRL {trl.__version__}, torch {torch.__version__} ({threads} threads)"
+
+
+def _build_trainer(trl, model, ref_model, args, examples):
+    import datasets
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"t{i}": i for i in range(model.config.vocab_size)}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t1")),
+        pad_token="t0",
+        eos_token="t2",
+        unk_token="t1",
+    )
+    text = lambda ids: " ".join(f"t{i}" for i in ids)  # noqa: E731
+    dataset = datasets.Dataset.from_list(
+        [
+            {
+                "prompt": text(e["prompt_ids"]),
+                "chosen": text(e["chosen_ids"]),
+                "rejected": text(e["rejected_ids"]),
+            }
+            for e in examples
+        ]
+    )
+    return trl.DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )

@@ -1,0 +1,169 @@
+"""Every speed comparison in one command, printed as tables and written to `--out`:
+
+    pip install -r benchmarks/requirements.txt     # the peers (TRL); optional
+    python -m benchmarks.run --out runs/bench      # about 4 minutes on 2 CPU cores
+    python -m experiments.publish speed runs/bench # its tables into the README
+
+1. DPO step: alignax against TRL's DPOTrainer (PyTorch), same weights, shape, batch, optimizer.
+2. Sampling with a KV cache: alignax against Hugging Face `generate`, at 64 and 256 new tokens
+   (and alignax without its cache at 64: what the cache saves).
+3. Train-step model FLOPs utilisation of the `small` preset against this machine's measured
+   float32 matmul peak.
+
+Cases of a comparison run interleaved (A B A B ... after warm-up; see benchmarks/common.py) and
+are reported as medians with the min-max range; ratios are of medians. Each target prints PASS or
+FAIL. A missing peer is skipped with the reason. Tunix is not compared: its only release pins
+transformers 5.12, which conflicts with the version the checkpoint tests pin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import jax
+
+from alignax.models import build_model
+from alignax.provenance import provenance
+from benchmarks import dpo_step, mfu, sampling
+from benchmarks.common import Shape, interleave, markdown_table
+
+DPO_TARGET = 1.5  # alignax at least this many times faster than TRL
+SAMPLING_TARGET = 2.0  # than Hugging Face generate
+MFU_TARGET = 0.45
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def bench_dpo(shape: Shape, params, rounds: int) -> tuple[str, dict]:
+    pairs = dpo_step.token_pairs(shape)
+    ours = dpo_step.alignax_step(shape, params, pairs)
+    theirs, peer = dpo_step.trl_step(shape, params, pairs)
+    cases = {"alignax": ours} | ({"TRL": theirs} if theirs else {})
+    timings = interleave(cases, rounds=rounds)
+    rows = [[name, f"{t.median * 1e3:.0f}", t.spread()] for name, t in timings.items()]
+    record = {"alignax_s": timings["alignax"].median, "peer": peer}
+    lines = [
+        f"DPO step: {shape.describe()}; {shape.batch} pairs of {shape.prompt_len} prompt + "
+        f"{shape.response_len} response tokens; sigmoid loss, beta {dpo_step.BETA}, AdamW, "
+        f"reference forward in the step. Peer: {peer}.",
+        "",
+        markdown_table(["side", "median ms", "range ms"], rows),
+    ]
+    if theirs:
+        ratio = timings["TRL"].median / timings["alignax"].median
+        record.update(trl_s=timings["TRL"].median, speedup=ratio)
+        lines += [
+            "",
+            f"alignax / TRL speed-up: {ratio:.2f}x (target {DPO_TARGET}x: "
+            f"{_verdict(ratio >= DPO_TARGET)})",
+        ]
+    return "\n".join(lines), record
+
+
+def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
+    prompt_tokens = sampling.prompts(shape)
+    rows, record, verdicts, peer = [], {}, [], None
+    for new_tokens in (64, 256):
+        cases = {"alignax": sampling.alignax_sampler(shape, params, prompt_tokens, new_tokens)}
+        if new_tokens == 64:
+            cases["alignax, no cache"] = sampling.alignax_sampler(
+                shape, params, prompt_tokens, new_tokens, use_cache=False
+            )
+        theirs, peer = sampling.hf_sampler(shape, params, prompt_tokens, new_tokens)
+        if theirs:
+            cases["HF generate"] = theirs
+        timings = interleave(cases, rounds=rounds)
+        rate = {n: shape.batch * new_tokens / t.median for n, t in timings.items()}
+        for name, t in timings.items():
+            rows.append(
+                [str(new_tokens), name, f"{rate[name]:.0f}", f"{t.median * 1e3:.0f}", t.spread()]
+            )
+        record[str(new_tokens)] = rate
+        if theirs:
+            ratio = rate["alignax"] / rate["HF generate"]
+            record[str(new_tokens)]["speedup"] = ratio
+            verdicts.append(
+                f"{new_tokens} new tokens: {ratio:.2f}x (target {SAMPLING_TARGET}x: "
+                f"{_verdict(ratio >= SAMPLING_TARGET)})"
+            )
+    lines = [
+        f"Sampling (KV cache): {shape.describe()}; {shape.batch} prompts of {shape.prompt_len} "
+        f"tokens, temperature 1. Peer: {peer}.",
+        "",
+        markdown_table(["new tokens", "side", "tokens/s", "median ms", "range ms"], rows),
+    ]
+    if verdicts:
+        lines += ["", "alignax / HF speed-up: " + "; ".join(verdicts)]
+    return "\n".join(lines), record
+
+
+def bench_mfu(rounds: int, preset: str = "small", batch: int = 8, length: int = 128):
+    step, flops = mfu.train_step(preset, batch, length)
+    cases = {f"matmul {n}": fn for n, fn in mfu.matmul_peak_cases().items()}
+    cases["train step"] = step
+    timings = interleave(cases, rounds=rounds)
+    peak = max(mfu.matmul_flops(n) / timings[f"matmul {n}"].median for n in mfu.PEAK_SIZES)
+    achieved = flops / timings["train step"].median
+    case_flops = {f"matmul {n}": mfu.matmul_flops(n) for n in mfu.PEAK_SIZES}
+    case_flops["train step"] = flops
+    rows = [
+        [name, f"{t.median * 1e3:.1f}", f"{case_flops[name] / t.median / 1e9:.0f}"]
+        for name, t in timings.items()
+    ]
+    ratio = achieved / peak
+    lines = [
+        f"Train-step MFU: preset `{preset}`, {batch} x {length} tokens, float32, AdamW; peak = "
+        f"best float32 matmul rate measured in the same run.",
+        "",
+        markdown_table(["case", "median ms", "GFLOP/s"], rows),
+        "",
+        f"MFU {ratio:.0%} of the {peak / 1e9:.0f} GFLOP/s peak (target {MFU_TARGET:.0%}: "
+        f"{_verdict(ratio >= MFU_TARGET)})",
+    ]
+    return "\n".join(lines), {
+        "peak_gflops": peak / 1e9,
+        "achieved_gflops": achieved / 1e9,
+        "mfu": ratio,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/bench", help="directory for results.md/.json")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--only", nargs="+", choices=("dpo", "sampling", "mfu"), default=("dpo", "sampling", "mfu")
+    )
+    args = parser.parse_args()
+    shape = Shape()
+    # On the host: each side places its own copy (alignax's train step donates its buffers).
+    params = jax.device_get(build_model(shape.model_config()).init(jax.random.key(0)))
+    benches = {
+        "dpo": lambda: bench_dpo(shape, params, args.rounds),
+        "sampling": lambda: bench_sampling(shape, params, args.rounds),
+        "mfu": lambda: bench_mfu(args.rounds),
+    }
+    prov = provenance()
+    sections, records = [], {}
+    for name in args.only:
+        text, records[name] = benches[name]()
+        print(text + "\n", flush=True)
+        sections.append(text)
+    header = (
+        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
+        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        + f" on {os.cpu_count()} CPU cores ({jax.devices()[0].platform}, jax {jax.__version__})."
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text("\n\n".join(["### Speed", header, *sections]) + "\n")
+    (out / "results.json").write_text(json.dumps({"provenance": prov, **records}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
