@@ -57,6 +57,10 @@ def runs(tmp_path_factory):
                     "train.steps": 150,
                     "init_from": str(root / "pretrain"),
                     "labels.policy_from": str(root / "sft"),
+                    # Labelled pairs are sampled from the SFT policy: the preset's 4,096 would be
+                    # most of this fixture's time for 150 steps of 32.
+                    "reward.num_comparisons": 2048,
+                    "reward.num_eval_comparisons": 256,
                 }
             ),
         ),
@@ -130,9 +134,15 @@ def test_reward_model_beats_chance(runs):
     assert summary["gold_spearman"] > 0.3
 
 
-def _from_sft(root):
-    """DPO from the SFT policy, on pairs of that policy's samples."""
-    return {"init_from": str(root / "sft"), "labels.policy_from": str(root / "sft")}
+def _from_sft(root, num_pairs):
+    """DPO from the SFT policy, on `num_pairs` pairs of that policy's samples (sampling them is
+    most of a short run's time)."""
+    return {
+        "init_from": str(root / "sft"),
+        "labels.policy_from": str(root / "sft"),
+        "preferences.num_pairs": num_pairs,
+        "preferences.num_eval_pairs": 128,
+    }
 
 
 def test_dpo_implicit_margin_grows(runs, tmp_path):
@@ -140,7 +150,8 @@ def test_dpo_implicit_margin_grows(runs, tmp_path):
     it positive, ranking held-out pairs above chance."""
     root, _ = runs
     summary = dpo.run(
-        preset_config(dpo_config, **short_run(**{"train.steps": 40, **_from_sft(root)})), tmp_path
+        preset_config(dpo_config, **short_run(**{"train.steps": 40, **_from_sft(root, 1280)})),
+        tmp_path,
     )
     assert summary["eval_margin"] > 0.05 and summary["eval_accuracy"] > 0.55
     assert summary["kl_to_reference"] > 0
@@ -149,7 +160,7 @@ def test_dpo_implicit_margin_grows(runs, tmp_path):
 def test_ipo_runs_by_name(runs, tmp_path):
     root, _ = runs
     summary = dpo.run(
-        preset_config(dpo_config, "ipo", **short_run(**{"train.steps": 5, **_from_sft(root)})),
+        preset_config(dpo_config, "ipo", **short_run(**{"train.steps": 5, **_from_sft(root, 160)})),
         tmp_path,
     )
     assert summary["loss_name"] == "ipo" and np.isfinite(summary["eval_margin"])
