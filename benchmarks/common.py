@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
+import jax
 import ml_collections
 
+from alignax import steps
 from alignax.models import default_model_config
 
 
@@ -79,6 +82,30 @@ def interleave(cases: dict[str, Callable[[], object]], *, rounds: int, warmup: i
             fn()
             seconds[name].append(time.perf_counter() - start)
     return {name: Timing(name, s) for name, s in seconds.items()}
+
+
+def compiled_step(step_fn, state, batch: dict, mesh) -> Callable[[], object]:
+    """A zero-argument call of the train step `step_fn`, compiled once with `steps.jit_step`,
+    that carries the state from call to call and blocks until the step's loss is ready."""
+    rng = jax.random.key(0)
+    compiled = steps.jit_step(step_fn, state, batch, mesh).lower(state, batch, rng).compile()
+    holder = [state]
+
+    def run():
+        holder[0], metrics = compiled(holder[0], batch, rng)
+        return jax.block_until_ready(metrics["loss"])
+
+    return run
+
+
+def hf_checkpoint(shape: Shape, params) -> str:
+    """A directory holding `params` as a Hugging Face checkpoint (`alignax.models.hf.save_hf`),
+    for the PyTorch peers to load with `from_pretrained`: both sides start from the same weights."""
+    from alignax.models.hf import save_hf
+
+    directory = tempfile.mkdtemp(prefix="alignax-bench-hf-")
+    save_hf(directory, shape.model_config(), jax.device_get(params))
+    return directory
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

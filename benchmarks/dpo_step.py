@@ -20,7 +20,7 @@ import optax
 from alignax import objectives, sharding, steps
 from alignax.models import build_model
 from alignax.state import TrainState
-from benchmarks.common import Shape
+from benchmarks.common import Shape, compiled_step, hf_checkpoint
 
 LEARNING_RATE = 1e-6
 BETA = 0.1
@@ -62,16 +62,7 @@ def alignax_step(shape: Shape, params, pairs):
         mesh,
     )
     step_fn = steps.make_train_step(objectives.preference_loss_fn(model, loss_config), tx)
-    jitted = steps.jit_step(step_fn, state, batch, mesh)
-    rng = jax.random.key(0)
-    compiled = jitted.lower(state, batch, rng).compile()
-    holder = [state]
-
-    def run():
-        holder[0], metrics = compiled(holder[0], batch, rng)
-        return jax.block_until_ready(metrics["loss"])
-
-    return run
+    return compiled_step(step_fn, state, batch, mesh)
 
 
 def trl_step(shape: Shape, params, pairs):
@@ -82,10 +73,7 @@ def trl_step(shape: Shape, params, pairs):
         from transformers import AutoModelForCausalLM
     except ImportError as error:
         return None, f"TRL side skipped: {error} (pip install -r benchmarks/requirements.txt)"
-    from alignax.models.hf import save_hf
-
-    directory = tempfile.mkdtemp(prefix="alignax-bench-hf-")
-    save_hf(directory, shape.model_config(), jax.device_get(params))
+    directory = hf_checkpoint(shape, params)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
     ref_model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
     args = trl.DPOConfig(

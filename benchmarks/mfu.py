@@ -15,6 +15,7 @@ import optax
 from alignax import objectives, sharding, steps
 from alignax.models import build_model
 from alignax.state import TrainState
+from benchmarks.common import compiled_step
 from configs.models import mesh_config, model_config
 
 PEAK_SIZES = (512, 1024, 2048)
@@ -54,15 +55,6 @@ def train_step(preset: str, batch: int, length: int):
     data = sharding.shard_batch(
         {"tokens": tokens.astype(np.int32), "input_mask": ones, "loss_mask": ones}, mesh
     )
-    step = steps.jit_step(
-        steps.make_train_step(objectives.lm_loss_fn(model), tx), state, data, mesh
-    )
-    rng = jax.random.key(0)
-    compiled = step.lower(state, data, rng).compile()
-    holder = [state]
-
-    def run():
-        holder[0], metrics = compiled(holder[0], data, rng)
-        return jax.block_until_ready(metrics["loss"])
-
+    step_fn = steps.make_train_step(objectives.lm_loss_fn(model), tx)
+    run = compiled_step(step_fn, state, data, mesh)
     return run, train_step_flops(model.config, batch, length)

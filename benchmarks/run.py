@@ -67,16 +67,16 @@ def bench_dpo(shape: Shape, params, rounds: int) -> tuple[str, dict]:
 
 def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
     prompt_tokens = sampling.prompts(shape)
-    rows, record, verdicts, peer = [], {}, [], None
+    hf, peer = sampling.hf_model(shape, params)
+    rows, record, verdicts = [], {}, []
     for new_tokens in (64, 256):
         cases = {"alignax": sampling.alignax_sampler(shape, params, prompt_tokens, new_tokens)}
         if new_tokens == 64:
             cases["alignax, no cache"] = sampling.alignax_sampler(
                 shape, params, prompt_tokens, new_tokens, use_cache=False
             )
-        theirs, peer = sampling.hf_sampler(shape, params, prompt_tokens, new_tokens)
-        if theirs:
-            cases["HF generate"] = theirs
+        if hf is not None:
+            cases["HF generate"] = sampling.hf_sampler(hf, prompt_tokens, new_tokens)
         timings = interleave(cases, rounds=rounds)
         rate = {n: shape.batch * new_tokens / t.median for n, t in timings.items()}
         for name, t in timings.items():
@@ -84,7 +84,7 @@ def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
                 [str(new_tokens), name, f"{rate[name]:.0f}", f"{t.median * 1e3:.0f}", t.spread()]
             )
         record[str(new_tokens)] = rate
-        if theirs:
+        if hf is not None:
             ratio = rate["alignax"] / rate["HF generate"]
             record[str(new_tokens)]["speedup"] = ratio
             verdicts.append(

@@ -4,14 +4,12 @@ new tokens each (no end-of-sequence stop), temperature 1, no top-k / top-p."""
 
 from __future__ import annotations
 
-import tempfile
-
 import jax
 import numpy as np
 
 from alignax.models import build_model
 from alignax.sampling import sample
-from benchmarks.common import Shape
+from benchmarks.common import Shape, hf_checkpoint
 
 
 def prompts(shape: Shape, seed: int = 1) -> np.ndarray:
@@ -41,18 +39,24 @@ def alignax_sampler(shape: Shape, params, prompt_tokens, new_tokens: int, *, use
     return run
 
 
-def hf_sampler(shape: Shape, params, prompt_tokens, new_tokens: int):
-    """Hugging Face's side, or (None, reason) when torch / transformers are missing."""
+def hf_model(shape: Shape, params):
+    """The same weights as a Hugging Face PyTorch model and a description of the peer, or
+    (None, reason) when torch / transformers are missing."""
     try:
         import torch
         from transformers import AutoModelForCausalLM
     except ImportError as error:
         return None, f"Hugging Face side skipped: {error}"
-    from alignax.models.hf import save_hf
-
-    directory = tempfile.mkdtemp(prefix="alignax-bench-hf-")
-    save_hf(directory, shape.model_config(), jax.device_get(params))
+    directory = hf_checkpoint(shape, params)
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    threads = torch.get_num_threads()
+    return model, f"transformers generate, torch {torch.__version__} ({threads} threads)"
+
+
+def hf_sampler(model, prompt_tokens, new_tokens: int):
+    """`generate` with its KV cache on `model` (from `hf_model`)."""
+    import torch
+
     input_ids = torch.from_numpy(prompt_tokens.astype(np.int64))
     attention_mask = torch.ones_like(input_ids)
 
@@ -72,5 +76,4 @@ def hf_sampler(shape: Shape, params, prompt_tokens, new_tokens: int):
                 eos_token_id=None,
             )
 
-    threads = torch.get_num_threads()
-    return run, f"transformers generate, torch {torch.__version__} ({threads} threads)"
+    return run

@@ -12,10 +12,11 @@ chain was built twice).
 
 import os
 
-# The suite's programs are tiny and compile-bound: XLA's CPU backend at its lowest optimisation
-# level (no expensive LLVM passes, the classic runtime) compiles them in about half the time
-# (tests/test_rl.py: 224 -> 116 CPU-s) and runs them no slower at these sizes. Experiments and
-# benchmarks keep XLA's defaults.
+# Most of the suite's programs are tiny and compile-bound: XLA's CPU backend at its lowest
+# optimisation level (no expensive LLVM passes, the classic runtime) compiles them in about half
+# the time (tests/test_rl.py: 224 -> 116 CPU-s) but runs them about twice as slowly (a tiny train
+# step 110 -> 230 ms), which the long end-to-end runs pay; the whole suite went 36.3 -> 32.5
+# CPU-min. Experiments and benchmarks keep XLA's defaults.
 _TEST_XLA_FLAGS = (
     "--xla_force_host_platform_device_count=8",
     "--xla_backend_optimization_level=0",
