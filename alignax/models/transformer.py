@@ -66,6 +66,19 @@ def apply_rope(x_BxLxHxD: jax.Array, positions_BxL: jax.Array, theta: float) -> 
     return rotated.astype(x_BxLxHxD.dtype)
 
 
+def _dense(x_BxLxD: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x @ kernel over the last axis of x and the leading axis of the kernel (the rest of the
+    kernel's axes are the output's), as one 2-D matmul over the flattened batch and length.
+
+    On XLA's CPU backend a contraction with a [B, L, D] operand makes the backward pass contract
+    over two axes, which it lays out with strided transpose loops fused into the elementwise
+    ops: the `small` preset's gradient step took 1.9 s with 3-D operands and 1.3 s flat.
+    """
+    *lead, d = x_BxLxD.shape
+    out = x_BxLxD.reshape(-1, d) @ kernel.reshape(d, -1)
+    return out.reshape(*lead, *kernel.shape[1:])
+
+
 def _dropout(x, rate: float, key):
     if rate == 0.0 or key is None:
         return x
@@ -113,9 +126,9 @@ class Attention(nnx.Module):
     def __call__(self, x_BxLxD, positions_BxL, key_mask_BxS, query_slots_L, cache, cache_index):
         c = self.config
         dt = c.dtype
-        q = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.q[...].astype(dt))
-        k = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.k[...].astype(dt))
-        v = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.v[...].astype(dt))
+        q = _dense(x_BxLxD, self.q[...].astype(dt))
+        k = _dense(x_BxLxD, self.k[...].astype(dt))
+        v = _dense(x_BxLxD, self.v[...].astype(dt))
         if c.qkv_bias:
             q = q + self.q_bias[...].astype(dt)
             k = k + self.k_bias[...].astype(dt)
@@ -142,8 +155,8 @@ class Attention(nnx.Module):
         )
         scores = jnp.where(allowed_BxLxS[:, None, None], scores, _NEG_INF)
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-        attn = jnp.einsum("bkgls,bskd->blkgd", probs, v.astype(dt)).reshape(b, length, h, hd)
-        out = jnp.einsum("blhk,hkd->bld", attn, self.out[...].astype(dt))
+        attn = jnp.einsum("bkgls,bskd->blkgd", probs, v.astype(dt)).reshape(b, length, h * hd)
+        out = _dense(attn, self.out[...].astype(dt).reshape(h * hd, -1))
         if c.out_bias:
             out = out + self.out_bias[...].astype(dt)
         return out, cache
@@ -176,17 +189,17 @@ class Mlp(nnx.Module):
 
     def __call__(self, x):
         dt = self.dtype
-        up = x @ self.up[...].astype(dt)
+        up = _dense(x, self.up[...].astype(dt))
         if self.use_bias:
             up = up + self.up_bias[...].astype(dt)
         if self.kind == "swiglu":
-            gate = x @ self.gate[...].astype(dt)
+            gate = _dense(x, self.gate[...].astype(dt))
             if self.use_bias:
                 gate = gate + self.gate_bias[...].astype(dt)
             hidden = jax.nn.silu(gate) * up
         else:
             hidden = jax.nn.gelu(up)  # tanh approximation, as GPT-2's "gelu_new"
-        out = hidden @ self.down[...].astype(dt)
+        out = _dense(hidden, self.down[...].astype(dt))
         if self.use_bias:
             out = out + self.down_bias[...].astype(dt)
         return out
@@ -291,7 +304,7 @@ class Transformer(nnx.Module):
 
     def lm_logits(self, hidden_BxLxD):
         kernel = self.embed[...].T if self.config.tie_embeddings else self.lm_head[...]
-        return (hidden_BxLxD @ kernel.astype(self.config.dtype)).astype(jnp.float32)
+        return _dense(hidden_BxLxD, kernel.astype(self.config.dtype)).astype(jnp.float32)
 
     def reward(self, hidden_BxLxD, input_mask_BxL):
         """Scalar reward read at the last real token of each sequence."""
