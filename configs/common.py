@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from alignax.steps import default_optimizer_config
+from alignax.optim import default_optimizer_config
 from alignax.tasks import arithmetic_config, review_config
 from alignax.training import default_train_config
 from configs.models import mesh_config, model_config

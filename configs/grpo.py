@@ -10,7 +10,9 @@ CPU core. What GRPO does to held-out accuracy, over 3 seeds: the rlvr experiment
 Presets: runlocal (GRPO) | dr_grpo (unscaled advantages, constant normaliser) | rloo
 (sequence-level REINFORCE, leave-one-out baseline, KL in the reward) | rloo_token (the GRPO
 per-token objective with a leave-one-out baseline) | dapo (token-mean aggregation, clip-higher,
-no KL). Other surrogates: --config.grpo.loss=gspo|cispo|sapo.
+no KL) | review (the review task's gold reward, from an SFT policy of configs/sft.py:runlocal;
+the same experiment code, the task chosen by the config). Other surrogates:
+--config.grpo.loss=gspo|cispo|sapo.
 """
 
 import ml_collections
@@ -20,11 +22,10 @@ from configs.common import base_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    if arg not in ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo"):
-        raise ValueError(
-            f"unknown preset {arg!r}; known: runlocal, dr_grpo, rloo, rloo_token, dapo"
-        )
-    config = base_config("tiny", task="arithmetic")
+    presets = ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review")
+    if arg not in presets:
+        raise ValueError(f"unknown preset {arg!r}; known: {', '.join(presets)}")
+    config = base_config("tiny", task="review" if arg == "review" else "arithmetic")
     config.rollout = ml_collections.ConfigDict({"num_prompts": 4096, "num_eval_prompts": 256})
     config.grpo = default_grpo_config()
     config.grpo.update(group_size=8, max_new_tokens=4, num_minibatches=1)
@@ -34,6 +35,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         config.grpo.update(baseline=arg, clip_eps_high=0.2)
     elif arg == "dapo":
         config.grpo.update(aggregation="token_mean", clip_eps_high=0.28, beta=0.0)
+    elif arg == "review":  # whole reviews, not answers of a few tokens
+        config.grpo.update(max_new_tokens=32)
     config.train.update(
         steps=400, batch_size=32, log_every=20, eval_every=200, checkpoint_every=100
     )

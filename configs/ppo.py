@@ -8,7 +8,9 @@ per iteration, 2 epochs x 2 minibatches, adaptive KL (target 4 nats, horizon 500
 100 iterations; about a minute on 2 CPU cores. Expect the proxy reward to rise while the KL to
 the SFT policy settles near its target; the gold reward rises with it until the proxy is
 over-optimised.
-Presets: runlocal | gold (optimise the gold reward itself: no reward model) | ptx (PPO-ptx).
+Presets: runlocal | gold (optimise the gold reward itself: no reward model) | ptx (PPO-ptx) |
+arithmetic (the arithmetic task's exact-match verifier as the reward, from an SFT policy of
+configs/sft.py:arithmetic; the same experiment code, the task chosen by the config).
 """
 
 import ml_collections
@@ -18,16 +20,18 @@ from configs.common import base_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    if arg not in ("runlocal", "gold", "ptx"):
-        raise ValueError(f"unknown preset {arg!r}; known: runlocal, gold, ptx")
-    config = base_config("tiny")
+    if arg not in ("runlocal", "gold", "ptx", "arithmetic"):
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, gold, ptx, arithmetic")
+    verifier = arg == "arithmetic"
+    config = base_config("tiny", task="arithmetic" if verifier else "review")
     config.rewards = ml_collections.ConfigDict(
         {
-            "source": "gold" if arg == "gold" else "model",  # "model": a trained reward model
+            # "model": a trained reward model; "gold": the task's own reward
+            "source": "gold" if arg in ("gold", "arithmetic") else "model",
             "reward_model_from": "",  # workdir of a reward_model run (source="model")
             # Value model: a separate model from the "reward_model"'s or the "policy"'s
             # backbone, or "shared": a value head on the policy.
-            "value_init": "reward_model" if arg != "gold" else "policy",
+            "value_init": "policy" if arg in ("gold", "arithmetic") else "reward_model",
             # An ensemble reward model (reward_model.py:ensemble) and how to combine its members.
             "ensemble_size": 1,
             "ensemble_method": "mean",  # | "min" | "mean_minus_std" | "mean_minus_var"
@@ -48,6 +52,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         kl_horizon=500,
         ptx_coef=0.5 if arg == "ptx" else 0.0,
     )
+    if verifier:  # answers are a few tokens; one nat of KL buys a lot of accuracy
+        config.ppo.update(max_new_tokens=4, kl_target=1.0)
     config.train.update(steps=100, batch_size=64, log_every=10, eval_every=50, checkpoint_every=25)
     config.optimizer.update(learning_rate=5e-4, warmup_steps=5, schedule="constant")
     config.lock()

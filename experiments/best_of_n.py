@@ -1,7 +1,7 @@
 """Best-of-n sampling, the simplest optimiser of a reward model, against its KL to the policy.
 
     python -m experiments.best_of_n --config configs/best_of_n.py:runlocal --workdir runs/bon \
-        --config.init_from=runs/sft --config.reward_model_from=runs/rm
+        --config.init_from=runs/sft --config.rewards.reward_model_from=runs/rm
 
 For every held-out prompt a pool of N samples from the policy is scored by the reward model
 (proxy) and the gold reward; both are standardised on the pool (the policy's own samples), so
@@ -69,16 +69,16 @@ def run(config, workdir):
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
     b = config.best_of_n
-    if not (config.init_from and config.reward_model_from):
+    if not (config.init_from and config.rewards.reward_model_from):
         raise ValueError(
             "best_of_n needs config.init_from (policy) and "
-            "config.reward_model_from (reward model workdirs)"
+            "config.rewards.reward_model_from (reward model workdirs)"
         )
     policy = build_model(config.model, heads=("lm",))
     rng = jax.random.key(config.seed)
     policy_params = initial_params(policy, config, mesh, rng)
     reward_model, reward_params = load_stage_model(
-        config.reward_model_from, heads=("reward",), mesh=mesh
+        config.rewards.reward_model_from, heads=("reward",), mesh=mesh
     )
     prompts = task.prompt_dataset(b.num_prompts, seed=config.seed, split="eval")
     pool = sample_pool(

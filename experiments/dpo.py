@@ -11,11 +11,13 @@ and the gold reward, KL to the reference and length of sampled responses.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignax import labels, objectives, steps
+from alignax import labels, objectives, optim, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
@@ -63,12 +65,18 @@ def build_pairs(config, mesh):
     return train, pairs(p.num_eval_pairs, config.seed + 1, "eval"), task
 
 
+@functools.partial(jax.jit, static_argnames="model")
+def _option_logps(model, params, batch):
+    return objectives.option_logps(model, params, batch)[0]
+
+
 def precompute_reference_logps(model, ref_params, pairs: dict, batch_size: int) -> np.ndarray:
     """Reference log-probs of every pair, [N, 2], computed once before training (so each step
     runs one forward pass instead of two)."""
-    logps = jax.jit(lambda b: objectives.option_logps(model, ref_params, b)[0])
     chunks = [
-        np.asarray(logps({k: v[i : i + batch_size] for k, v in pairs.items()}))
+        np.asarray(
+            _option_logps(model, ref_params, {k: v[i : i + batch_size] for k, v in pairs.items()})
+        )
         for i in range(0, len(pairs["tokens"]), batch_size)
     ]
     return np.concatenate(chunks).astype(np.float32)
@@ -81,7 +89,7 @@ def run(config, workdir, pairs=None):
     train, evaluation, task = build_pairs(config, mesh) if pairs is None else pairs
     model = build_model(config.model, heads=("lm",))
     rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
-    tx = steps.make_optimizer(config)
+    tx = optim.make_optimizer(config)
     params = initial_params(model, config, mesh, rng_init)
     # Reference-free losses keep no reference copy; BCO-style losses get their running shift.
     state = TrainState.create(

@@ -1,25 +1,27 @@
-"""GRPO / Dr.GRPO / RLOO with a verifiable reward (RLVR) on the built-in arithmetic task.
+"""GRPO / Dr.GRPO / RLOO with a task's own reward: the arithmetic task's exact-match verifier
+(RLVR), or the review task's gold reward (`configs/grpo.py:review`).
 
     python -m experiments.sft --config configs/sft.py:arithmetic --workdir runs/arith_sft
     python -m experiments.grpo --config configs/grpo.py:runlocal --workdir runs/grpo \
         --config.init_from=runs/arith_sft
 
-G samples per prompt, the group's rewards as the baseline (no value model), exact-match rewards
-from the task's checker, KL to the starting policy via k3. Reports accuracy (greedy and sampled)
-on held-out problems.
+G samples per prompt, the group's rewards as the baseline (no value model), KL to the starting
+policy via k3. Reports the mean task reward of greedy and sampled responses to held-out prompts
+(on arithmetic: the share of problems answered exactly).
 """
 
 from __future__ import annotations
 
 import jax
 
-from alignax import rl, steps
+from alignax import optim, rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, task_reward
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.models import build_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
+from alignax.tasks.base import device_prompts
 from alignax.training import (
     check_model_fits_task,
     example_batch,
@@ -29,11 +31,9 @@ from alignax.training import (
     write_summary,
 )
 
-MODEL_INPUTS = ("prompt_tokens", "prompt_mask", "answer_tokens")
 
-
-def accuracy(model, params, task, prompts, rng, *, max_new_tokens, temperature):
-    """Fraction of held-out problems answered exactly."""
+def mean_reward(model, params, task, prompts, rng, *, max_new_tokens, temperature):
+    """The task's mean reward of one response per held-out prompt (on arithmetic: accuracy)."""
     result = evaluate_policy(
         model, params, task, prompts, rng, max_new_tokens=max_new_tokens, temperature=temperature
     )
@@ -48,37 +48,36 @@ def run(config, workdir):
     evaluation = task.prompt_dataset(
         config.rollout.num_eval_prompts, seed=config.seed + 1, split="eval"
     )
-    train = {k: train[k] for k in MODEL_INPUTS}
-    evaluation = {k: evaluation[k] for k in MODEL_INPUTS}
+    train, evaluation = device_prompts(task, train), device_prompts(task, evaluation)
     model = build_model(config.model, heads=("lm",))
     rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
-    tx = steps.make_optimizer(config)
+    tx = optim.make_optimizer(config)
     params = initial_params(model, config, mesh, rng_init)
     state = TrainState.create(params, tx, mesh, ref_params=params)
-    group = config.grpo.group_size
+    grpo_config = rl.GRPOConfig.from_config(config.grpo)
 
-    def score_fn(state, tokens, input_mask, loss_mask, answers):
-        return task_reward(task, tokens, loss_mask, {"answer_tokens": answers})
+    def score_fn(state, tokens, input_mask, loss_mask, **inputs):
+        return task_reward(task, tokens, loss_mask, inputs)
 
     grpo_step = rl.make_grpo_step(
         policy=model,
         score_fn=score_fn,
         tx=tx,
-        config=config,
+        config=grpo_config,
         eos_id=task.eos_id,
-        score_inputs=("answer_tokens",),
+        score_inputs=task.reward_inputs,
     )
     train_step = steps.jit_step(
         grpo_step, state, example_batch(train, config.train.batch_size), mesh
     )
 
     def eval_fn(state):
-        kwargs = dict(max_new_tokens=config.grpo.max_new_tokens)
+        kwargs = dict(max_new_tokens=grpo_config.max_new_tokens)
         return {
-            "accuracy/greedy": accuracy(
+            "reward/greedy": mean_reward(
                 model, state.params, task, evaluation, rng_eval, temperature=0.0, **kwargs
             ),
-            "accuracy/sampled": accuracy(
+            "reward/sampled": mean_reward(
                 model, state.params, task, evaluation, rng_eval, temperature=1.0, **kwargs
             ),
         }
@@ -93,19 +92,19 @@ def run(config, workdir):
         workdir=workdir,
         config=config,
         rng=rng_train,
-        name=config.grpo.baseline,
+        name=grpo_config.baseline,
         eval_fn=eval_fn,
         log_keys=("proxy/mean", "kl/sequence"),
     )
     final = eval_fn(state)
     summary = {
-        "baseline": config.grpo.baseline,
-        "group_size": group,
+        "baseline": grpo_config.baseline,
+        "group_size": grpo_config.group_size,
         "steps": int(state.step),
-        "initial_accuracy_greedy": initial["accuracy/greedy"],
-        "initial_accuracy_sampled": initial["accuracy/sampled"],
-        "accuracy_greedy": final["accuracy/greedy"],
-        "accuracy_sampled": final["accuracy/sampled"],
+        "initial_reward_greedy": initial["reward/greedy"],
+        "initial_reward_sampled": initial["reward/sampled"],
+        "reward_greedy": final["reward/greedy"],
+        "reward_sampled": final["reward/sampled"],
     }
     write_summary(workdir, summary)
     return summary

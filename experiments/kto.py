@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from alignax import labels, objectives, steps
+from alignax import labels, objectives, optim, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
@@ -130,7 +130,7 @@ def run(config, workdir):
     train, evaluation, task = build_examples(config, mesh)
     model = build_model(config.model, heads=("lm",))
     rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
-    tx = steps.make_optimizer(config)
+    tx = optim.make_optimizer(config)
     params = initial_params(model, config, mesh, rng_init)
     state = TrainState.create(
         params, tx, mesh, **objectives.preference_state_slots(config.loss, params)

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alignax import labels, steps
+from alignax import labels, optim
 from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_curve, best_of_n_per_prompt
 from alignax.analysis.fits import fit_form
@@ -115,11 +115,11 @@ def _with(section: ml_collections.ConfigDict, **values) -> ml_collections.Config
 
 
 def proxy_optimizer(p: ml_collections.ConfigDict):
-    return steps.make_optimizer(
+    return optim.make_optimizer(
         ml_collections.ConfigDict(
             {
                 "optimizer": _with(
-                    steps.default_optimizer_config(),
+                    optim.default_optimizer_config(),
                     learning_rate=p.learning_rate,
                     weight_decay=p.weight_decay,
                     warmup_steps=20,

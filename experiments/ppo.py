@@ -1,5 +1,5 @@
-"""RLHF with PPO: KV-cache rollouts, a reward model (or the gold reward), a per-token KL penalty
-to the SFT policy, GAE, clipped policy and value losses, optional PPO-ptx.
+"""RLHF with PPO: KV-cache rollouts, a reward model (or the task's own reward), a per-token KL
+penalty to the SFT policy, GAE, clipped policy and value losses, optional PPO-ptx.
 
     python -m experiments.ppo --config configs/ppo.py:runlocal --workdir runs/ppo \
         --config.init_from=runs/sft --config.rewards.reward_model_from=runs/rm
@@ -19,7 +19,7 @@ import functools
 import jax
 import numpy as np
 
-from alignax import rl, steps
+from alignax import optim, rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
@@ -30,6 +30,7 @@ from alignax.models import build_model
 from alignax.stages import load_stage_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
+from alignax.tasks.base import device_prompts
 from alignax.training import (
     check_model_fits_task,
     drop_metrics_after,
@@ -109,16 +110,17 @@ def run(config, workdir, *, eval_at_start: bool = False):
     eval_prompts = task.prompt_dataset(
         config.rollout.num_eval_prompts, seed=config.seed + 1, split="eval"
     )
+    prompts, eval_prompts = device_prompts(task, prompts), device_prompts(task, eval_prompts)
     max_new_tokens = config.ppo.max_new_tokens
 
-    def gold_fn(tokens, input_mask, loss_mask):
-        return task.gold_reward(tokens, loss_mask)
+    def gold_fn(tokens, input_mask, loss_mask, **inputs):
+        return task.reward(tokens, loss_mask, **inputs)
 
     if reward_fn is None:
         aux_reward = {}
 
-        def score_fn(state, tokens, input_mask, loss_mask):
-            return gold_fn(tokens, input_mask, loss_mask)
+        def score_fn(state, tokens, input_mask, loss_mask, **inputs):
+            return gold_fn(tokens, input_mask, loss_mask, **inputs)
     else:
         # Normalised on the initial policy's samples to training prompts.
         normalization_prompts = {
@@ -136,12 +138,14 @@ def run(config, workdir, *, eval_at_start: bool = False):
         gain, bias = reward_normalization(raw)
         aux_reward = {"reward_gain": gain, "reward_bias": bias}
 
-        def score_fn(state, tokens, input_mask, loss_mask):
+        def score_fn(state, tokens, input_mask, loss_mask, **inputs):
+            del inputs  # a reward model reads the sequence alone
             rewards = reward_fn(state.reward_params, tokens, input_mask)
             return normalize_rewards(rewards, state.aux["reward_gain"], state.aux["reward_bias"])
 
-    controller = rl.kl_controller_from_config(config.ppo)
-    tx = steps.make_optimizer(config)
+    ppo_config = rl.PPOConfig.from_config(config.ppo)
+    controller = rl.kl_controller_from_config(ppo_config)
+    tx = optim.make_optimizer(config)
     state = TrainState.create(
         trainable,
         tx,
@@ -163,9 +167,10 @@ def run(config, workdir, *, eval_at_start: bool = False):
         score_fn=score_fn,
         tx=tx,
         kl_controller=controller,
-        config=config,
+        config=ppo_config,
         eos_id=task.eos_id,
         gold_fn=gold_fn,
+        score_inputs=task.reward_inputs,
     )
     train_step = steps.jit_step(ppo_step, state, example_batch(data, config.train.batch_size), mesh)
     writer = MetricWriter(workdir, tensorboard=False)

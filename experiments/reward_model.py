@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignax import labels, objectives, steps
+from alignax import labels, objectives, optim, steps
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.data.sources import file_comparisons
@@ -158,7 +158,7 @@ def run(config, workdir):
         ]
         params = jax.tree.map(lambda *xs: jnp.stack(xs), *member_params)
         loss_fn = objectives.ensemble_loss_fn(loss_fn)
-    tx = steps.make_optimizer(config, stacked_members=members > 1)
+    tx = optim.make_optimizer(config, stacked_members=members > 1)
     state = TrainState.create(params, tx, mesh)
     train_step = steps.jit_step(
         steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),

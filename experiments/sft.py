@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import jax
 
-from alignax import objectives, sharding, steps
+from alignax import objectives, optim, sharding, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
@@ -59,7 +59,7 @@ def run(config, workdir):
     train_data, eval_data = build_data(config, task)
     model = build_model(config.model, heads=("lm",))
     rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
-    tx = steps.make_optimizer(config)
+    tx = optim.make_optimizer(config)
     state = TrainState.create(initial_params(model, config, mesh, rng_init), tx, mesh)
     batches = BatchIterator(train_data, batch_size=config.train.batch_size, seed=config.seed)
     loss_fn = objectives.lm_loss_fn(model)

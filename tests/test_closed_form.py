@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from alignax import losses
-from alignax.advantages import gae, kl_penalized_rewards
+from alignax.rl.advantages import gae, kl_penalized_rewards
 
 REWARD = np.array([1.0, 0.5, -0.5, 0.0])
 PI_REF = np.array([0.4, 0.3, 0.2, 0.1])

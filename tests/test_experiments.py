@@ -195,7 +195,7 @@ def test_best_of_n_gold_and_proxy_rise_with_n(runs, tmp_path):
             best_of_n_config,
             **{
                 "init_from": str(root / "sft"),
-                "reward_model_from": str(root / "rm"),
+                "rewards.reward_model_from": str(root / "rm"),
                 "best_of_n.num_prompts": 32,
                 "best_of_n.pool_size": 16,
             },

@@ -1,7 +1,7 @@
 """End-to-end runs that need none of test_experiments.py's chained stages (their own xdist group,
-so they run beside that chain): GRPO from an arithmetic SFT policy, the reward model and DPO on a
-local preference file, and bad input (an unknown config key, a missing stage, a malformed file)
-failing with its name."""
+so they run beside that chain): GRPO and PPO from an arithmetic SFT policy, GRPO on the review
+task, the reward model and DPO on a local preference file, and bad input (an unknown config key,
+a missing stage, a malformed file) failing with its name."""
 
 import json
 import subprocess
@@ -14,37 +14,87 @@ import pytest
 from alignax.metrics import read_metrics
 from configs import dpo as dpo_config
 from configs import grpo as grpo_config
+from configs import ppo as ppo_config
 from configs import reward_model as reward_model_config
 from configs import sft as sft_config
-from experiments import dpo, grpo, reward_model, sft
+from experiments import dpo, grpo, ppo, reward_model, sft
 from tests.helpers import preset_config, short_run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_grpo_on_arithmetic_runs_from_an_sft_policy(tmp_path):
-    sft.run(
-        preset_config(
-            sft_config, "arithmetic", **short_run(**{"train.steps": 60, "sft.num_examples": 1024})
-        ),
-        tmp_path / "sft",
-    )
+@pytest.fixture(scope="module")
+def arithmetic_sft(tmp_path_factory):
+    """A briefly SFT-ed arithmetic policy (some held-out problems answered exactly)."""
+    workdir = tmp_path_factory.mktemp("arith") / "sft"
+    overrides = short_run(**{"train.steps": 60, "sft.num_examples": 1024})
+    sft.run(preset_config(sft_config, "arithmetic", **overrides), workdir)
+    return workdir
+
+
+def _assert_verifier_counts(values, count):
+    """The verifier scores each sample 0 or 1, so each mean is a whole number of `count`ths."""
+    scaled = np.asarray(values) * count
+    np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-4)
+
+
+def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path):
     config = preset_config(
-        grpo_config, **short_run(**{"train.steps": 6, "init_from": str(tmp_path / "sft")})
+        grpo_config, **short_run(**{"train.steps": 6, "init_from": str(arithmetic_sft)})
     )
     summary = grpo.run(config, tmp_path / "grpo")
-    # The verifier scores each sample 0 or 1: a batch's mean reward is a count over its samples,
-    # and greedy accuracy a count over the held-out problems.
-    samples = config.train.batch_size * config.grpo.group_size
+    # A batch's mean reward is a count over its samples, greedy accuracy one over the problems.
     rewards = [m["proxy/mean"] for m in read_metrics(tmp_path / "grpo") if "proxy/mean" in m]
     assert rewards  # logged every log_every steps and at the last
-    np.testing.assert_allclose(np.round(np.array(rewards) * samples), np.array(rewards) * samples)
+    _assert_verifier_counts(rewards, config.train.batch_size * config.grpo.group_size)
     problems = config.rollout.num_eval_prompts
-    for key in ("initial_accuracy_greedy", "accuracy_greedy"):
-        assert summary[key] * problems == pytest.approx(round(summary[key] * problems), abs=1e-6)
+    _assert_verifier_counts([summary["initial_reward_greedy"], summary["reward_greedy"]], problems)
     # The arithmetic SFT policy already answers some held-out problems exactly.
-    assert summary["initial_accuracy_greedy"] > 0
+    assert summary["initial_reward_greedy"] > 0
+
+
+def test_ppo_runs_on_arithmetic_with_the_verifier_as_its_reward(arithmetic_sft, tmp_path):
+    """The PPO experiment on the arithmetic task, by preset alone: the rollouts are scored by
+    the verifier (a count of exact answers per batch), with `answer_tokens` carried in the batch,
+    and the critic and KL controller work as on the review task."""
+    config = preset_config(
+        ppo_config,
+        "arithmetic",
+        **short_run(**{"train.steps": 4, "train.batch_size": 32, "init_from": str(arithmetic_sft)}),
+    )
+    summary = ppo.run(config, tmp_path / "ppo")
+    metrics = [m for m in read_metrics(tmp_path / "ppo") if "proxy/mean" in m]
+    assert metrics and all(m["proxy/mean"] == m["gold/mean"] for m in metrics)
+    _assert_verifier_counts([m["proxy/mean"] for m in metrics], config.train.batch_size)
+    _assert_verifier_counts([summary["gold_reward"]], config.rollout.num_eval_prompts)
+    assert summary["steps"] == 4 and summary["kl_to_sft"] != 0 and summary["gold_reward"] > 0
+
+
+def test_grpo_runs_on_the_review_task_with_its_gold_reward(tmp_path):
+    """The GRPO experiment on the review task, by preset alone (from a fresh policy, which is
+    enough to exercise the wiring): the group is scored by the review task's continuous gold
+    reward, not a 0/1 verifier, and the policy moves away from its reference."""
+    config = preset_config(
+        grpo_config,
+        "review",
+        **short_run(
+            **{
+                "train.steps": 3,
+                "train.batch_size": 8,
+                "grpo.group_size": 4,
+                "grpo.max_new_tokens": 8,
+                "rollout.num_prompts": 64,
+                "rollout.num_eval_prompts": 16,
+            }
+        ),
+    )
+    summary = grpo.run(config, tmp_path)
+    metrics = [m for m in read_metrics(tmp_path) if "proxy/mean" in m]
+    rewards = np.array([m["proxy/mean"] for m in metrics]) * 32
+    assert np.any(np.abs(rewards - np.round(rewards)) > 1e-3)  # not a count of exact answers
+    assert metrics[-1]["kl/sequence"] != 0 and summary["steps"] == 3
+    assert np.isfinite([summary["reward_greedy"], summary["reward_sampled"]]).all()
 
 
 def _cli(*args):

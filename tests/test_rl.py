@@ -62,7 +62,7 @@ def _run_ppo(steps, **ppo_overrides):
             score_fn=toy_score,
             tx=tx,
             kl_controller=controller,
-            config=config,
+            config=rl.PPOConfig.from_config(config.ppo),
             eos_id=EOS,
             gold_fn=lambda *s: toy_score(None, *s),
         )
@@ -117,7 +117,7 @@ def _run_shared_head_ppo(value_coef, steps=6):
             score_fn=toy_score,
             tx=tx,
             kl_controller=controller,
-            config=config,
+            config=rl.PPOConfig.from_config(config.ppo),
             eos_id=EOS,
         )
     )
@@ -149,7 +149,7 @@ def test_shared_value_head_needs_a_policy_with_one():
             score_fn=toy_score,
             tx=optax.sgd(1.0),
             kl_controller=rl.kl_controller_from_config(config.ppo),
-            config=config,
+            config=rl.PPOConfig.from_config(config.ppo),
             eos_id=EOS,
         )
 
@@ -172,7 +172,13 @@ def test_group_methods_raise_the_reward(baseline):
     tx = optax.adam(1e-2)
     state = TrainState.create(params, tx, mesh, ref_params=params)
     step = jax.jit(
-        rl.make_grpo_step(policy=policy, score_fn=toy_score, tx=tx, config=config, eos_id=EOS)
+        rl.make_grpo_step(
+            policy=policy,
+            score_fn=toy_score,
+            tx=tx,
+            config=rl.GRPOConfig.from_config(config.grpo),
+            eos_id=EOS,
+        )
     )
     batch = sharding.shard_batch(_prompts(8), mesh)
     rewards = []
@@ -188,7 +194,11 @@ def test_unknown_group_baseline_is_named():
     config.grpo.baseline = "mean"
     with pytest.raises(ValueError, match=r"grpo\.baseline"):
         rl.make_grpo_step(
-            policy=policy, score_fn=toy_score, tx=optax.sgd(1.0), config=config, eos_id=EOS
+            policy=policy,
+            score_fn=toy_score,
+            tx=optax.sgd(1.0),
+            config=rl.GRPOConfig.from_config(config.grpo),
+            eos_id=EOS,
         )
 
 
@@ -240,7 +250,7 @@ def _one_sgd_ppo_step(batch, ptx_coef):
         score_fn=toy_score,
         tx=tx,
         kl_controller=controller,
-        config=config,
+        config=rl.PPOConfig.from_config(config.ppo),
         eos_id=EOS,
     )
     new_state, metrics = jax.jit(step)(state, batch, jax.random.key(3))

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from alignax import logprobs, objectives, sharding, steps
+from alignax import logprobs, objectives, optim, sharding, steps
 from alignax.state import TrainState
 from tests.helpers import pad_rows, tiny_model
 from tests.test_sharding import _mesh
@@ -84,21 +84,12 @@ def test_lm_loss_is_the_token_mean_nll_over_the_loss_mask():
     assert float(metrics["tokens"]) == 12
 
 
-def test_unknown_schedule_is_named():
-    from ml_collections import ConfigDict
-
-    config = ConfigDict({"optimizer": steps.default_optimizer_config(), "train": {"steps": 10}})
-    config.optimizer.schedule = "linear"
-    with pytest.raises(ValueError, match=r"optimizer\.schedule"):
-        steps.make_optimizer(config)
-
-
 def test_stacked_ensemble_trains_each_member_as_its_own_run():
     """Members stacked on axis 0 with the summed loss and per-member clipping end exactly where
     separate runs end: gradients do not mix between members."""
     from ml_collections import ConfigDict
 
-    config = ConfigDict({"optimizer": steps.default_optimizer_config(), "train": {"steps": 10}})
+    config = ConfigDict({"optimizer": optim.default_optimizer_config(), "train": {"steps": 10}})
     config.optimizer.update(grad_clip=1e-3, warmup_steps=0, schedule="constant")
     mesh = _mesh((1, 1, 1), jax.devices()[:1])
     model = tiny_model()
@@ -113,22 +104,14 @@ def test_stacked_ensemble_trains_each_member_as_its_own_run():
         return state.params
 
     separate = [
-        train(p, objectives.lm_loss_fn(model), steps.make_optimizer(config)) for p in members
+        train(p, objectives.lm_loss_fn(model), optim.make_optimizer(config)) for p in members
     ]
     stacked = train(
         jax.tree.map(lambda *xs: jnp.stack(xs), *members),
         objectives.ensemble_loss_fn(objectives.lm_loss_fn(model)),
-        steps.make_optimizer(config, stacked_members=True),
+        optim.make_optimizer(config, stacked_members=True),
     )
     for i, alone in enumerate(separate):
         jax.tree.map(
             lambda a, b, i=i: np.testing.assert_allclose(a[i], b, atol=1e-6), stacked, alone
         )
-
-
-def test_clip_by_member_norm_clips_each_member_alone():
-    """Member 0 has norm 5 (clipped to 1), member 1 norm 0.5 (untouched)."""
-    updates = {"a": jnp.array([[3.0], [0.3]]), "b": jnp.array([[4.0, 0.0], [0.4, 0.0]])}
-    clipped, _ = steps.clip_by_member_norm(1.0).update(updates, optax.EmptyState())
-    np.testing.assert_allclose(clipped["a"][:, 0], [0.6, 0.3], rtol=1e-6)
-    np.testing.assert_allclose(clipped["b"][:, 0], [0.8, 0.4], rtol=1e-6)

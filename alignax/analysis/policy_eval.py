@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from alignax.models import Model, Params
-from alignax.rollout import response_outputs
+from alignax.rl.rollout import response_outputs
 from alignax.sampling import sample
 
 

@@ -4,7 +4,7 @@ Reward models (reward.py), the offline pairwise DPO family (dpo.py) and the unpa
 (kto.py), registered by decorator (spec.py) so a trainer calls every member the same way
 (registry.py; `python -m alignax.losses` prints the table), PPO (ppo.py) and the group
 policy-gradient family GRPO / GSPO / CISPO / SAPO / RLOO (grpo.py). Advantages, KL
-estimators and KL controllers live in `alignax.advantages` and `alignax.kl_control`.
+estimators and KL controllers live in `alignax.rl` (advantages.py, kl_control.py).
 """
 
 from alignax.losses.dpo import (
@@ -40,7 +40,6 @@ from alignax.losses.dpo import (
 )
 from alignax.losses.grpo import (
     cispo_loss,
-    grpo_advantages,
     grpo_loss,
     gspo_loss,
     rloo_loss,
@@ -92,7 +91,6 @@ __all__ = [
     "f_dpo_loss",
     "get_spec",
     "get_unpaired_loss",
-    "grpo_advantages",
     "grpo_loss",
     "gspo_loss",
     "kto_loss",

@@ -3,8 +3,8 @@ GSPO (sequence-level ratio), CISPO (clipped importance weights), SAPO (soft gate
 (sequence-level REINFORCE).
 
 All take per-token log-probs [B, T] of sampled responses with `mask_BxT` (1 on scored tokens)
-and one advantage per sequence (`alignax.advantages.group_advantages`, `rloo_advantages`, or
-`grpo_advantages` below), and return `(loss [B], metrics)` whose batch mean is the objective.
+and one advantage per sequence (`alignax.rl.advantages`: `grpo_advantages`, `group_advantages`
+or `rloo_advantages`), and return `(loss [B], metrics)` whose batch mean is the objective.
 Math is float32, or float64 for float64 inputs (`as_float`).
 
 Logged metrics: `kl` and the clip fractions are per-example values; with
@@ -17,12 +17,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from alignax.advantages import group_advantages
 from alignax.losses.checks import check_hyperparameters
 from alignax.losses.ppo import aggregate_tokens, clipped_surrogate
 from alignax.numerics import as_float, masked
-
-SCALE_REWARDS = ("group", "batch", "none")
 
 # Log-ratios are clipped to +-LOG_RATIO_CAP before exponentiation in the sequence-level and soft
 # losses: a ratio of e^20 is far outside any trust region, and the cap keeps values and
@@ -30,43 +27,8 @@ SCALE_REWARDS = ("group", "batch", "none")
 LOG_RATIO_CAP = 20.0
 
 
-def grpo_advantages(
-    rewards: jax.Array, *, group_size: int, scale_rewards: str = "group", eps: float = 1e-4
-) -> jax.Array:
-    """Group-centred advantages with the reward scaling of TRL's `scale_rewards`.
-
-        A_i = (r_i - mean_group(r)) / (std + eps)
-        std:  "group"  the group's std (GRPO, Shao et al. 2024)
-              "batch"  the std of all rewards in the batch (Hu et al. 2025, REINFORCE++;
-                       TRL's scale_rewards="batch")
-              "none"   no scaling (Dr. GRPO, Liu et al. 2025)
-
-    std is Bessel-corrected in every case (as in TRL).
-
-    Args:
-      rewards: flat [B*G] (group-major) or [B, G].
-      group_size: G.
-      scale_rewards: one of `SCALE_REWARDS`.
-
-    Example:
-      >>> grpo_advantages(jnp.array([1.0, 0.0, 3.0, 3.0]), group_size=2,
-      ...                 scale_rewards="none").tolist()
-      [0.5, -0.5, 0.0, 0.0]
-    """
-    if scale_rewards not in SCALE_REWARDS:
-        raise ValueError(
-            f"grpo_advantages: scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}"
-        )
-    if scale_rewards != "batch":
-        return group_advantages(
-            rewards, group_size=group_size, scale_by_std=scale_rewards == "group", eps=eps
-        )
-    centred = group_advantages(rewards, group_size=group_size, scale_by_std=False)
-    return centred / (jnp.std(as_float(rewards), ddof=1) + eps)
-
-
 def _k3(log_ratio):
-    """k3 = e^x - 1 - x of x = log(ref / pi) (`alignax.advantages.token_kl`), continued linearly
+    """k3 = e^x - 1 - x of x = log(ref / pi) (`alignax.rl.advantages.token_kl`), continued linearly
     beyond x = LOG_RATIO_CAP (same value and slope there), so a token the reference finds e^20
     times likelier than the policy still gets a finite value and a (large) gradient."""
     capped = jnp.minimum(log_ratio, LOG_RATIO_CAP)
@@ -415,7 +377,7 @@ def rloo_loss(
         rho_i  = exp(sum_t (logp_t - old_logp_t))                (one ratio per sequence)
         loss_i = -min(rho_i A_i, clip(rho_i, 1 - eps, 1 + eps) A_i)
 
-    with A_i = R_i - mean_{j != i} R_j (`alignax.advantages.rloo_advantages`) of the
+    with A_i = R_i - mean_{j != i} R_j (`alignax.rl.advantages.rloo_advantages`) of the
     KL-penalised sequence rewards R = r - beta * sum_t (logp_old - ref) (the KL is in the reward,
     not the loss). Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization
     for Learning from Human Feedback in LLMs" (Kool et al. 2019's baseline); TRL's RLOOTrainer.

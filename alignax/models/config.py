@@ -7,6 +7,8 @@ import dataclasses
 import jax.numpy as jnp
 import ml_collections
 
+from alignax.schema import check_choice, check_keys
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 _CHOICES = {
     "mlp": ("gelu", "swiglu"),
@@ -76,21 +78,10 @@ class ModelConfig:
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, prefix: str = "model"):
         """Validates `config` (the `model` section) and freezes it; errors name the bad key."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        given = set(config.keys())
-        if unknown := sorted(given - fields):
-            raise ValueError(
-                f"Unknown config key(s) {', '.join(f'{prefix}.{k}' for k in unknown)}; "
-                f"known keys: {', '.join(sorted(fields))}"
-            )
-        if missing := sorted(fields - given):
-            raise ValueError(
-                f"Missing config key(s): {', '.join(f'{prefix}.{k}' for k in missing)}"
-            )
+        check_keys(cls, config, prefix)
         values = dict(config.items())
         for key, allowed in _CHOICES.items():
-            if values[key] not in allowed:
-                raise ValueError(f"{prefix}.{key}={values[key]!r} is not one of {allowed}")
+            check_choice(prefix, key, values[key], allowed)
         for key in (
             "vocab_size",
             "d_model",

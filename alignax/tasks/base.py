@@ -60,3 +60,10 @@ class Task(Protocol):
         """Left-padded `prompt_tokens`/`prompt_mask` [n, P] from `split`, plus the inputs its
         reward needs (e.g. `answer_tokens`)."""
         ...
+
+
+def device_prompts(task: Task, prompts: dict) -> dict[str, np.ndarray]:
+    """The entries of a `prompt_dataset` that go to a device batch: the prompt and what the
+    task's reward reads (`reward_inputs`); host-only entries (arithmetic's answer strings) stay
+    behind."""
+    return {k: prompts[k] for k in ("prompt_tokens", "prompt_mask", *task.reward_inputs)}

@@ -1,11 +1,11 @@
-"""alignax.kl_control: fixed and adaptive KL controllers are pure, jittable, and follow
+"""alignax.rl.kl_control: fixed and adaptive KL controllers are pure, jittable, and follow
 Ziegler et al. 2019."""
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-from alignax import kl_control
+from alignax.rl import kl_control
 
 
 def test_fixed_controller_never_changes():

@@ -1,4 +1,4 @@
-"""alignax.advantages: KL estimators, KL-penalised rewards, GAE vs a float64 loop, whitening,
+"""alignax.rl.advantages: KL estimators, KL-penalised rewards, GAE vs a float64 loop, whitening,
 group baselines."""
 
 import math
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from alignax import advantages as adv
+from alignax.rl import advantages as adv
 
 
 def test_kl_estimators_hand_values():
@@ -163,3 +163,19 @@ def test_rloo_baseline_excludes_self():
     assert float(a2[0, 0] - a[0, 0]) == pytest.approx(9.0)
     with pytest.raises(ValueError, match="at least 2"):
         adv.rloo_advantages(jnp.zeros((2, 1)))
+
+
+def test_grpo_advantages_group_batch_and_no_scaling_by_hand():
+    """rewards [1, 0 | 3, 3], G = 2: centred [0.5, -0.5, 0, 0]; group std [0.707, 0];
+    batch std (Bessel) of [1, 0, 3, 3] = 1.5."""
+    r = jnp.array([1.0, 0.0, 3.0, 3.0])
+    none = adv.grpo_advantages(r, group_size=2, scale_rewards="none")
+    group = adv.grpo_advantages(r, group_size=2, scale_rewards="group")
+    batch = adv.grpo_advantages(r, group_size=2, scale_rewards="batch")
+    np.testing.assert_allclose(none, [0.5, -0.5, 0.0, 0.0])
+    np.testing.assert_allclose(
+        group, [0.5 / (0.5**0.5 + 1e-4), -0.5 / (0.5**0.5 + 1e-4), 0, 0], rtol=1e-6
+    )
+    np.testing.assert_allclose(batch, [0.5 / 1.5001, -0.5 / 1.5001, 0, 0], rtol=1e-6)
+    with pytest.raises(ValueError, match="scale_rewards must be one of"):
+        adv.grpo_advantages(r, group_size=2, scale_rewards="global")

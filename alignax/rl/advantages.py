@@ -122,7 +122,7 @@ def kl_penalized_rewards(
         if ended_with_eos_B is None:
             raise ValueError(
                 "kl_penalized_rewards: missing_eos_penalty needs ended_with_eos_B "
-                "(see alignax.advantages.ended_with_eos)"
+                "(see alignax.rl.advantages.ended_with_eos)"
             )
         scores_B = scores_B - missing_eos_penalty * (
             1.0 - jnp.asarray(ended_with_eos_B, scores_B.dtype)
@@ -313,3 +313,40 @@ def rloo_advantages(rewards: jax.Array, *, group_size: int | None = None) -> jax
     baseline = (jnp.sum(groups_BxG, axis=-1, keepdims=True) - groups_BxG) / (G - 1)
     return (groups_BxG - baseline).reshape(jnp.shape(rewards))
 
+
+SCALE_REWARDS = ("group", "batch", "none")
+
+
+def grpo_advantages(
+    rewards: jax.Array, *, group_size: int, scale_rewards: str = "group", eps: float = 1e-4
+) -> jax.Array:
+    """Group-centred advantages with the reward scaling of TRL's `scale_rewards`.
+
+        A_i = (r_i - mean_group(r)) / (std + eps)
+        std:  "group"  the group's std (GRPO, Shao et al. 2024)
+              "batch"  the std of all rewards in the batch (Hu et al. 2025, REINFORCE++;
+                       TRL's scale_rewards="batch")
+              "none"   no scaling (Dr. GRPO, Liu et al. 2025)
+
+    std is Bessel-corrected in every case (as in TRL).
+
+    Args:
+      rewards: flat [B*G] (group-major) or [B, G].
+      group_size: G.
+      scale_rewards: one of `SCALE_REWARDS`.
+
+    Example:
+      >>> grpo_advantages(jnp.array([1.0, 0.0, 3.0, 3.0]), group_size=2,
+      ...                 scale_rewards="none").tolist()
+      [0.5, -0.5, 0.0, 0.0]
+    """
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(
+            f"grpo_advantages: scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}"
+        )
+    if scale_rewards != "batch":
+        return group_advantages(
+            rewards, group_size=group_size, scale_by_std=scale_rewards == "group", eps=eps
+        )
+    centred = group_advantages(rewards, group_size=group_size, scale_by_std=False)
+    return centred / (jnp.std(as_float(rewards), ddof=1) + eps)

@@ -58,23 +58,65 @@ def response_outputs(
     return result
 
 
+ResponseFn = Callable[..., dict]
+"""`fn(params, tokens [B, P+T], input_mask, prompt_len) -> {'logps', 'entropy', 'values'}` [B, T]:
+what an algorithm's forward pass reads off the response, from the params it trains."""
+
+
+def policy_response_fn(policy: Model) -> ResponseFn:
+    """The policy's log-probs and entropy (`params` are the policy's); no critic, values 0."""
+
+    def fn(params, tokens, input_mask, prompt_len):
+        out = response_outputs(policy, params, tokens, input_mask, prompt_len)
+        return {**out, "values": jnp.zeros_like(out["logps"])}
+
+    return fn
+
+
+def actor_critic_response_fn(policy: Model, value_model: Model | None) -> ResponseFn:
+    """Log-probs, entropy and values from params {'policy': ..., 'value': ...}. With
+    `value_model=None` the critic is a value head on the policy (params {'policy': ...}), and one
+    forward pass gives all three."""
+    if value_model is None:
+        if "value" not in policy.heads:
+            raise ValueError(
+                f"value_model=None needs a policy with a value head, got heads {policy.heads}"
+            )
+
+        def shared(params, tokens, input_mask, prompt_len):
+            sequences = (tokens, input_mask, prompt_len)
+            return response_outputs(policy, params["policy"], *sequences, heads=("lm", "value"))
+
+        return shared
+
+    def separate(params, tokens, input_mask, prompt_len):
+        sequences = (tokens, input_mask, prompt_len)
+        out = response_outputs(policy, params["policy"], *sequences)
+        values = response_outputs(value_model, params["value"], *sequences, heads=("value",))
+        return {**out, "values": values["values"]}
+
+    return separate
+
+
 def collect(
     *,
     policy: Model,
+    params: Params,
     policy_params: Params,
     ref_params: Params,
+    response_fn: ResponseFn,
     prompts: dict,
     rng: jax.Array,
     score_fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
-    value_model: Model | None = None,
-    value_params: Params | None = None,
     max_new_tokens: int,
     eos_id: int,
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
 ) -> Rollout:
-    """Samples one response per prompt and scores it with
+    """Samples one response per prompt from `policy` at `policy_params`, reads log-probs,
+    entropy and values with `response_fn(params, ...)` and the reference log-probs at
+    `ref_params`, and scores each response with
     `score_fn(tokens [B, P+T], input_mask, loss_mask) -> [B]` (loss_mask marks the response)."""
     samples = sample(
         policy,
@@ -91,29 +133,18 @@ def collect(
     samples = jax.tree.map(jax.lax.stop_gradient, samples)
     prompt_len = prompts["prompt_tokens"].shape[1]
     sequences = (samples.tokens, samples.input_mask, prompt_len)
-    # A value head on the policy itself comes out of the policy's forward pass.
-    shared_value = value_model is policy and value_params is policy_params
-    policy_out = response_outputs(
-        policy, policy_params, *sequences, heads=("lm", "value") if shared_value else ("lm",)
-    )
-    logps, entropy = policy_out["logps"], policy_out["entropy"]
+    out = response_fn(params, *sequences)
     ref_logps = response_outputs(policy, ref_params, *sequences)["logps"]
     response_mask = response_slice(samples.loss_mask, prompt_len).astype(jnp.float32)
-    if shared_value:
-        values = policy_out["values"]
-    elif value_model is None:
-        values = jnp.zeros_like(logps)
-    else:
-        values = response_outputs(value_model, value_params, *sequences, heads=("value",))["values"]
     return jax.lax.stop_gradient(
         Rollout(
             tokens=samples.tokens,
             input_mask=samples.input_mask,
             response_mask=response_mask,
-            logps=logps * response_mask,
+            logps=out["logps"] * response_mask,
             ref_logps=ref_logps * response_mask,
-            entropy=entropy * response_mask,
-            values=values * response_mask,
+            entropy=out["entropy"] * response_mask,
+            values=out["values"] * response_mask,
             scores=score_fn(samples.tokens, samples.input_mask, samples.loss_mask),
             ended_with_eos=samples.ended_with_eos,
         )

@@ -1,0 +1,35 @@
+"""Online RL iterations as single jitted steps: rollout -> score -> advantages -> epochs of
+minibatch updates under `lax.scan`, all on device, with the signature of every train step:
+
+    step = make_ppo_step(policy=..., value_model=..., score_fn=..., tx=..., config=PPOConfig())
+    step = make_grpo_step(policy=..., score_fn=..., tx=..., config=GRPOConfig())
+    state, metrics = step(state, prompt_batch, rng)
+
+so the RL loops run in the shared host loop (`alignax.training.train_loop`) like supervised ones.
+
+    rollout.py     sampling and the forward passes a rollout needs (`collect`, response functions)
+    advantages.py  KL estimators, KL-penalised rewards, GAE, whitening, group baselines
+    kl_control.py  fixed and adaptive KL coefficient controllers
+    common.py      frozen configs, the minibatch-update loop, rollout metrics
+    ppo.py         PPO / PPO-ptx with a separate critic or a value head on the policy
+    grpo.py        GRPO, Dr. GRPO, RLOO and the GSPO / CISPO / SAPO surrogates
+
+`score_fn(state, tokens, input_mask, loss_mask, **inputs) -> [B]` scores full responses (a reward
+model, a task's reward or a verifier); `inputs` are the prompt-batch entries named in the step's
+`score_inputs` (a task's `reward_inputs`). `gold_fn(tokens, input_mask, loss_mask, **inputs)`, when
+given, is only logged (`gold/mean`), which is how proxy-vs-gold over-optimisation is watched.
+"""
+
+from alignax.rl.grpo import GROUP_LOSSES, GRPOConfig, default_grpo_config, make_grpo_step
+from alignax.rl.ppo import PPOConfig, default_ppo_config, kl_controller_from_config, make_ppo_step
+
+__all__ = [
+    "GROUP_LOSSES",
+    "GRPOConfig",
+    "PPOConfig",
+    "default_grpo_config",
+    "default_ppo_config",
+    "kl_controller_from_config",
+    "make_grpo_step",
+    "make_ppo_step",
+]

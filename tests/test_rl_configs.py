@@ -1,0 +1,68 @@
+"""The RL algorithms' frozen configs: every preset reads into one, and a wrong key or value is
+refused by its full name before anything is built."""
+
+import importlib
+
+import ml_collections
+import optax
+import pytest
+
+from alignax import rl
+from tests.helpers import tiny_model
+
+
+@pytest.mark.parametrize(
+    "module, presets",
+    [
+        ("configs.ppo", ("runlocal", "gold", "ptx", "arithmetic")),
+        ("configs.grpo", ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review")),
+    ],
+)
+def test_every_preset_reads_into_its_algorithm_config(module, presets):
+    section, cls = ("ppo", rl.PPOConfig) if module.endswith("ppo") else ("grpo", rl.GRPOConfig)
+    for preset in presets:
+        config = importlib.import_module(module).get_config(preset)
+        frozen = cls.from_config(config[section])
+        assert dict(config[section].items()) == frozen.__dict__, preset
+
+
+@pytest.mark.parametrize(
+    "cls, default, section",
+    [
+        (rl.PPOConfig, rl.default_ppo_config, "ppo"),
+        (rl.GRPOConfig, rl.default_grpo_config, "grpo"),
+    ],
+)
+def test_unknown_missing_and_bad_keys_are_named(cls, default, section):
+    assert cls.from_config(default()) == cls()
+    extra = default()
+    extra.learning_rate = 1.0
+    with pytest.raises(ValueError, match=rf"Unknown config key\(s\) {section}\.learning_rate"):
+        cls.from_config(extra)
+    missing = ml_collections.ConfigDict(dict(default().items()))
+    del missing["epochs"]
+    with pytest.raises(ValueError, match=rf"Missing config key\(s\): {section}\.epochs"):
+        cls.from_config(missing)
+    key = "kl_estimator" if section == "ppo" else "aggregation"
+    with pytest.raises(ValueError, match=rf"{section}\.{key}='nope' is not one of"):
+        cls(**{key: "nope"})
+
+
+def test_the_grpo_surrogates_and_baselines_are_checked_together():
+    with pytest.raises(ValueError, match=r"grpo\.loss='ppo' is not one of"):
+        rl.GRPOConfig(loss="ppo")
+    with pytest.raises(ValueError, match=r"grpo\.baseline='rloo' is sequence-level"):
+        rl.GRPOConfig(baseline="rloo", loss="gspo")
+    with pytest.raises(ValueError, match=r"grpo\.scale_rewards='global'"):
+        rl.GRPOConfig(scale_rewards="global")
+
+
+def test_steps_take_the_frozen_config_not_the_config_dict():
+    with pytest.raises(TypeError, match="GRPOConfig"):
+        rl.make_grpo_step(
+            policy=tiny_model(),
+            score_fn=None,
+            tx=optax.sgd(1.0),
+            config=ml_collections.ConfigDict({"grpo": rl.default_grpo_config()}),
+            eos_id=2,
+        )
