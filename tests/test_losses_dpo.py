@@ -132,10 +132,7 @@ def _logps(batch=1, **overrides):
     )
     values.update(overrides)
     return PreferenceLogps(
-        **{
-            k: jnp.broadcast_to(jnp.asarray(v, jnp.float32), (batch,))
-            for k, v in values.items()
-        }
+        **{k: jnp.broadcast_to(jnp.asarray(v, jnp.float32), (batch,)) for k, v in values.items()}
     )
 
 
