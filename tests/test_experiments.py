@@ -157,13 +157,36 @@ def test_dpo_implicit_margin_grows(runs, tmp_path):
     assert summary["kl_to_reference"] > 0
 
 
-def test_ipo_runs_by_name(runs, tmp_path):
+def test_ipo_preset_trains_with_the_ipo_objective(runs, tmp_path):
+    """The 'ipo' preset with beta 0.25 (not its default 0.1, so a dropped override shows)
+    trains on (h - 1 / (2 beta))^2, h = u_c - u_r, and logs the margin beta h. At step 1 the
+    policy is the reference, so h = 0 and the loss is exactly 1 / (4 beta^2) = 4 (DPO's would be
+    log 2, IPO at beta 0.1 25). At every step, and on the held-out pairs, the mean loss is at
+    least the square of the mean h's distance to 1 / (2 beta) (Jensen; equality up to the
+    variance of h), with the mean h read from the margin and, on the training batches, from the
+    mean log-ratios kl/chosen - kl/rejected."""
     root, _ = runs
+    beta = 0.25
+    overrides = {"train.steps": 5, "train.log_every": 1, "loss.hyperparameters.beta": beta}
     summary = dpo.run(
-        preset_config(dpo_config, "ipo", **short_run(**{"train.steps": 5, **_from_sft(root, 160)})),
+        preset_config(dpo_config, "ipo", **short_run(**overrides, **_from_sft(root, 160))),
         tmp_path,
     )
-    assert summary["loss_name"] == "ipo" and np.isfinite(summary["eval_margin"])
+    assert summary["loss_name"] == "ipo"
+    records = read_metrics(tmp_path)
+    train = [m for m in records if "loss" in m]
+    assert [m["step"] for m in train] == [1, 2, 3, 4, 5]
+    assert train[0]["rewards/margin"] == pytest.approx(0.0, abs=1e-4)
+    assert train[0]["loss"] == pytest.approx(1 / (4 * beta**2), rel=1e-3)
+    target = 1 / (2 * beta)
+    for m in train:
+        h = m["kl/chosen"] - m["kl/rejected"]
+        assert m["rewards/margin"] == pytest.approx(beta * h, rel=1e-3, abs=1e-5), m
+        assert m["loss"] >= (h - target) ** 2 - 1e-3, m
+    assert train[-1]["kl/chosen"] != 0.0  # the policy moved off the reference
+    (held_out,) = [m for m in records if "eval/loss" in m]
+    assert held_out["eval/margin"] == pytest.approx(summary["eval_margin"])
+    assert held_out["eval/loss"] >= (held_out["eval/margin"] / beta - target) ** 2 - 1e-3
 
 
 def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):

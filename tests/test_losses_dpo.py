@@ -56,10 +56,13 @@ HAND = {
     "bco_pair": ({"reward_shift": 0.1}, -ls(0.15) - ls(0.35)),
     # sppo_hard: (0.5 - 1)^2 + (-0.5 + 1)^2
     "sppo_hard": ({}, 0.25 + 0.25),
-    # aot with B = 1: sort is identity, d = (pc - pr) - (rc - rr) = 1 - 0 = h
-    "aot": ({}, -ls(0.5)),
-    # aot_unpaired with B = 1: d = u_c - u_r = h
-    "aot_unpaired": ({}, -ls(0.5)),
+    # AOT's losses are functions of the whole batch: see AOT_BATCH below (3 distinct pairs).
+    # aot: policy margins pc - pr = [-1, 3, 1] sort to [-1, 1, 3], reference margins
+    # rc - rr = [.5, -2, -.5] sort to [-2, -.5, .5]; d = [1, 1.5, 2.5], beta d = [.5, .75, 1.25]
+    "aot": ({}, [-ls(0.5), -ls(0.75), -ls(1.25)]),
+    # aot_unpaired: u_c = pc - rc = [-.5, 4, 1] sorts to [-.5, 1, 4], u_r = pr - rr =
+    # [1, -1, -.5] sorts to [-1, -.5, 1]; d = [.5, 1.5, 3], beta d = [.25, .75, 1.5]
+    "aot_unpaired": ({}, [-ls(0.25), -ls(0.75), -ls(1.5)]),
     # apo_zero: 1 - s(.25) + s(-.25)
     "apo_zero": ({}, 1 - sig(0.25) + sig(-0.25)),
     # apo_down: s(.25) + 1 - s(.5)
@@ -103,7 +106,20 @@ def _hp(name, **hp):
     return hp
 
 
+# AOT sorts over the batch, so one pair would leave the sort untested: three pairs whose policy
+# and reference margins (and u_c, u_r) are all distinct and in different orders, so that sorting
+# neither, only one side, or descending all give other values (see the HAND entries).
+AOT_BATCH = dict(
+    policy_chosen=[0.0, 3.0, 1.0],
+    policy_rejected=[1.0, 0.0, 0.0],
+    ref_chosen=[0.5, -1.0, 0.0],
+    ref_rejected=[0.0, 1.0, 0.5],
+)
+
+
 def _logps(batch=1, **overrides):
+    """PreferenceLogps of the hand-computed pair repeated `batch` times; an override may be a
+    scalar or a length-`batch` list."""
     values = dict(
         policy_chosen=PC,
         policy_rejected=PR,
@@ -115,18 +131,23 @@ def _logps(batch=1, **overrides):
         **WPO,
     )
     values.update(overrides)
-    return PreferenceLogps(**{k: jnp.full((batch,), v, jnp.float32) for k, v in values.items()})
+    return PreferenceLogps(
+        **{k: jnp.broadcast_to(jnp.asarray(v, jnp.float32), (batch,)) for k, v in values.items()}
+    )
 
 
 @pytest.mark.parametrize("case", sorted(HAND))
 def test_hand_computed_values(case):
-    """Each registered loss matches its formula evaluated by hand with `math`."""
+    """Each registered loss matches its formula evaluated by hand with `math` (AOT's on a batch
+    of three distinct pairs, entry i its i-th smallest quantile)."""
     kwargs, expected = HAND[case]
     name = "dpo" if case == "dpo_ls" else case
     hp = _hp(name, **{"beta": BETA, **kwargs})
-    loss, _ = losses.get_preference_loss(name)(_logps(), **hp)
-    assert loss.shape == (1,) and loss.dtype == jnp.float32
-    np.testing.assert_allclose(float(loss[0]), expected, rtol=1e-5, atol=1e-6)
+    expected = np.atleast_1d(expected)
+    logps = _logps(**AOT_BATCH, batch=3) if name.startswith("aot") else _logps()
+    loss, _ = losses.get_preference_loss(name)(logps, **hp)
+    assert loss.shape == expected.shape and loss.dtype == jnp.float32
+    np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_every_registered_loss_has_a_hand_computed_case():
@@ -202,31 +223,35 @@ def test_length_normalized_dpo_with_unit_lengths_is_dpo():
     np.testing.assert_allclose(a, b)
 
 
-def test_aot_sorts_over_the_batch():
-    """AOT compares sorted quantiles: permuting the pairs of the batch leaves the loss (as a
-    multiset) unchanged, and the values follow the sorted-margin formula."""
-    pc = jnp.array([0.0, 2.0, 1.0])
-    zeros = jnp.zeros(3)
-    loss, _ = losses.aot_loss(pc, zeros, zeros, jnp.array([1.0, 0.0, 0.0]), beta=1.0)
-    # policy margins sorted: [0, 1, 2]; ref margins (0 - rr) sorted: [-1, 0, 0]; d = [1, 1, 2]
-    expected = [-ls(1.0), -ls(1.0), -ls(2.0)]
-    np.testing.assert_allclose(loss, expected, rtol=1e-6)
-    perm = jnp.array([2, 0, 1])
-    loss_perm, _ = losses.aot_loss(
-        pc[perm], zeros, zeros, jnp.array([1.0, 0.0, 0.0])[perm], beta=1.0
-    )
-    np.testing.assert_allclose(loss_perm, loss, rtol=1e-6)
+@pytest.mark.parametrize("name", ["aot", "aot_unpaired"])
+def test_aot_is_invariant_to_the_order_of_the_pairs(name):
+    """AOT's entries are quantiles of the batch: permuting the pairs (the same permutation on all
+    four log-probs) leaves the loss vector unchanged, entry by entry."""
+    fn = losses.get_preference_loss(name)
+    loss, _ = fn(_logps(**AOT_BATCH, batch=3), beta=BETA)
+    for perm in ([2, 0, 1], [1, 2, 0], [0, 2, 1]):
+        permuted = {k: [v[i] for i in perm] for k, v in AOT_BATCH.items()}
+        np.testing.assert_allclose(fn(_logps(**permuted, batch=3), beta=BETA)[0], loss, rtol=1e-6)
 
 
 def test_metrics_are_implicit_rewards():
-    """rewards/chosen = beta u_c, rewards/rejected = beta u_r, margin and accuracy."""
+    """rewards/chosen = beta u_c, rewards/rejected = beta u_r, margin their difference and
+    accuracy 1 exactly when the margin is > 0, by hand on four pairs (beta = 0.5):
+      0: u_c .5,  u_r -.5   margin .5   -> 1
+      1: u_c -1,  u_r -.5   margin -.25 -> 0  (policy margin pc - pr = .5 > 0, rejected reward < 0)
+      2: u_c -.5, u_r -2    margin .75  -> 1  (chosen reward < 0)
+      3: u_c 0,   u_r 0     margin 0    -> 0  (a tie is not a win)."""
     _, m = losses.dpo_loss(
-        jnp.array([PC]), jnp.array([PR]), jnp.array([RC]), jnp.array([RR]), beta=BETA
+        jnp.array([PC, -2.0, -3.0, -2.0]),
+        jnp.array([PR, -2.5, -5.0, -3.0]),
+        jnp.array([RC, -1.0, -2.5, -2.0]),
+        jnp.array([RR, -2.0, -3.0, -3.0]),
+        beta=BETA,
     )
-    np.testing.assert_allclose(m["rewards/chosen"], [0.25])
-    np.testing.assert_allclose(m["rewards/rejected"], [-0.25])
-    np.testing.assert_allclose(m["rewards/margin"], [0.5])
-    np.testing.assert_allclose(m["rewards/accuracy"], [1.0])
+    np.testing.assert_allclose(m["rewards/chosen"], [0.25, -0.5, -0.25, 0.0], atol=1e-7)
+    np.testing.assert_allclose(m["rewards/rejected"], [-0.25, -0.25, -1.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(m["rewards/margin"], [0.5, -0.25, 0.75, 0.0], atol=1e-7)
+    np.testing.assert_array_equal(m["rewards/accuracy"], [1.0, 0.0, 1.0, 0.0])
 
 
 @pytest.mark.parametrize("name", losses.PREFERENCE_LOSSES)

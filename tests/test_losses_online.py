@@ -37,6 +37,75 @@ def test_ppo_policy_clipping_by_hand():
     np.testing.assert_allclose(g, [[0.0, 0.0, -2.0]], atol=1e-6)
 
 
+def test_ppo_clip_fraction_counts_exactly_the_tokens_whose_clipped_branch_is_active():
+    """clip_eps 0.2. Row 0, five tokens (log-ratio, A): (.5, +1) clipped high; (.5, -1) outside
+    the range but -min takes the unclipped rho A; (-.5, -1) clipped low; (-.5, +1) outside but
+    unclipped; (.1, +1) inside: 2 of 5. Row 1: (.5, +1) clipped, (0, +1) not, and three masked
+    tokens that would be clipped: 1 of 2. The gradient is zero on exactly the counted tokens
+    (and the masked ones), -rho A on the others."""
+    logps = jnp.array([[0.5, 0.5, -0.5, -0.5, 0.1], [0.5, 0.0, 0.5, -0.5, 3.0]])
+    a = jnp.array([[1.0, -1.0, -1.0, 1.0, 1.0], [1.0, 1.0, 1.0, -1.0, 1.0]])
+    mask = jnp.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    old = jnp.zeros((2, 5))
+
+    def loss(lp, aggregation="sequence_mean"):
+        return losses.ppo_policy_loss(lp, old, a, mask, clip_eps=0.2, aggregation=aggregation)
+
+    value, m = loss(logps)
+    np.testing.assert_allclose(m["policy/clip_fraction"], [2 / 5, 1 / 2], rtol=1e-6)
+    e = math.exp
+    row0 = [-1.2, e(0.5), 0.8, -e(-0.5), -e(0.1)]
+    np.testing.assert_allclose(value, [sum(row0) / 5, (-1.2 - 1.0) / 2], rtol=1e-6)
+    g = jax.grad(lambda lp: loss(lp, "sequence_sum")[0].sum())(logps)
+    expected = [[0.0, e(0.5), 0.0, -e(-0.5), -e(0.1)], [0.0, -1.0, 0.0, 0.0, 0.0]]
+    np.testing.assert_allclose(g, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_clip_low_and_high_fractions_by_hand():
+    """GRPO's split of the clip fraction (clip_eps_low 0.2, clip_eps_high 0.28). Row 0, A = +1,
+    log-ratios [.5, -.5, .1, .5]: the two rho = e^.5 > 1.28 are clipped high, rho = e^-.5 < .8
+    is not clipped (A > 0): high 2/4, low 0. Row 1, A = -1, [.5, -.5, -.5, masked .5]: the two
+    e^-.5 are clipped low, e^.5 is not (A < 0): low 2/3, high 0. Per token over the batch:
+    4 of 7 clipped."""
+    logps = jnp.array([[0.5, -0.5, 0.1, 0.5], [0.5, -0.5, -0.5, 0.5]])
+    mask = jnp.array([[1, 1, 1, 1], [1, 1, 1, 0]])
+    args = (logps, jnp.zeros((2, 4)), None, jnp.array([1.0, -1.0]), mask)
+    kw = dict(beta=0.0, clip_eps_low=0.2, clip_eps_high=0.28)
+    _, m = losses.grpo_loss(*args, **kw)
+    np.testing.assert_allclose(m["policy/clip_fraction"], [2 / 4, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(m["policy/clip_high_fraction"], [2 / 4, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(m["policy/clip_low_fraction"], [0.0, 2 / 3], rtol=1e-6)
+    _, tok = losses.grpo_loss(*args, **kw, metric_aggregation="token_mean")
+    assert float(jnp.mean(tok["policy/clip_fraction"])) == pytest.approx(4 / 7)
+
+
+def test_value_clip_fraction_counts_the_tokens_where_the_clipped_error_wins():
+    """old V = 0, R = 1, value_clip_eps 0.5. V = .9 -> V_clip .5: errors .01 vs .25, clipped
+    wins; V = 2 -> .5: 1 vs .25, unclipped wins; V = .3 inside the range: equal errors, not
+    counted; V = 1.2 -> .5: .04 vs .25, clipped wins; a masked V = .9 is not counted: 2 of 4.
+    The loss is 0.5 max(...) per token; only the tokens where the unclipped error wins carry a
+    gradient, V - R."""
+    v = jnp.array([[0.9, 2.0, 0.3, 1.2, 0.9]])
+    mask = jnp.array([[1, 1, 1, 1, 0]])
+
+    def loss(values, aggregation="sequence_mean"):
+        return losses.ppo_value_loss(
+            values,
+            jnp.zeros((1, 5)),
+            jnp.ones((1, 5)),
+            mask,
+            value_clip_eps=0.5,
+            aggregation=aggregation,
+        )
+
+    value, m = loss(v)
+    np.testing.assert_allclose(m["value/clip_fraction"], [2 / 4], rtol=1e-6)
+    np.testing.assert_allclose(m["value/error"], [(0.01 + 1.0 + 0.49 + 0.04) / 4], rtol=1e-5)
+    np.testing.assert_allclose(value, [0.5 * (0.25 + 1.0 + 0.49 + 0.25) / 4], rtol=1e-5)
+    g = jax.grad(lambda x: loss(x, "sequence_sum")[0].sum())(v)
+    np.testing.assert_allclose(g, [[0.0, 1.0, -0.7, 0.0, 0.0]], rtol=1e-5, atol=1e-6)
+
+
 def test_clip_higher_uses_separate_upper_bound():
     """With clip_eps_high = 0.6, rho = e^0.5 = 1.65 > 1.6 is clipped to 1.6; 0.28 bound likewise."""
     logps, a = jnp.array([[0.5]]), jnp.array([[1.0]])

@@ -39,7 +39,14 @@ def _policy():
     return model, model.init(jax.random.key(0))
 
 
-def _run_ppo(steps, **ppo_overrides):
+def toy_gold(tokens, input_mask, loss_mask):
+    """A gold reward that is not the proxy: the fraction of response tokens other than
+    TARGET_TOKEN, i.e. 1 - toy_score on the same response (so gold falls as PPO chases the
+    proxy)."""
+    return 1.0 - toy_score(None, tokens, input_mask, loss_mask)
+
+
+def _run_ppo(steps, seed=0, **ppo_overrides):
     mesh = _mesh((1, 1, 1), jax.devices()[:1])
     policy, policy_params = _policy()
     value_model = tiny_model(heads=("value",))
@@ -64,37 +71,64 @@ def _run_ppo(steps, **ppo_overrides):
             kl_controller=controller,
             config=rl.PPOConfig.from_config(config.ppo),
             eos_id=EOS,
-            gold_fn=lambda *s: toy_score(None, *s),
+            gold_fn=toy_gold,
         )
     )
     batch = sharding.shard_batch(_prompts(32), mesh)
     history = []
     for _ in range(steps):
-        state, metrics = step(state, batch, jax.random.key(0))
+        state, metrics = step(state, batch, jax.random.key(seed))
         history.append(jax.device_get(metrics))
     return state, history
 
 
+@functools.lru_cache
+def _fixed_beta_run():
+    """40 PPO iterations at a fixed beta of 0.05 (shared by the reward test and the KL
+    controller's comparison)."""
+    return _run_ppo(40, kl_control="fixed", kl_coef=0.05)
+
+
 @pytest.mark.slow
 def test_ppo_raises_the_reward():
-    state, history = _run_ppo(40, kl_control="fixed", kl_coef=0.05)
+    """PPO raises the proxy; the gold metric is the gold function (1 - proxy here) on the same
+    samples, so it falls by as much."""
+    state, history = _fixed_beta_run()
     first = np.mean([h["proxy/mean"] for h in history[:3]])
     last = np.mean([h["proxy/mean"] for h in history[-5:]])
     assert last > first + 0.15, (first, last)
-    assert history[-1]["gold/mean"] == pytest.approx(history[-1]["proxy/mean"])
+    for h in history:
+        assert h["gold/mean"] == pytest.approx(1.0 - h["proxy/mean"], abs=1e-6)
+    assert all(h["kl/coef"] == pytest.approx(0.05) for h in history)
     assert int(state.step) == 40
 
 
 @pytest.mark.slow
 def test_adaptive_kl_control_holds_kl_near_target():
-    """Target 1 nat: the controller lowers beta while KL is below target and raises it above;
-    over the last 20 iterations the KL averages within a factor 3 of the target (with a fixed
-    beta of 0.05 it drifts to 3-5 nats on this reward)."""
+    """Target 1 nat, horizon 64 samples, 32 samples per iteration: each iteration's beta is the
+    previous one times 1 + clip(KL - 1, -0.2, 0.2) * 32 / 64 with the KL its rollout measured
+    (Ziegler et al.'s rule, fed by the step). Over the last 20 iterations the KL averages within
+    a factor 2 of the target, where the same run at the fixed initial beta of 0.05 drifts to
+    3-4 nats: the controlled run is more than twice as close (in log ratio) to the target."""
     _, history = _run_ppo(40, kl_control="adaptive", kl_coef=0.05, kl_target=1.0, kl_horizon=64)
-    coefs = [h["kl/coef"] for h in history]
+    coefs = np.array([h["kl/coef"] for h in history])
+    kls = np.array([h["kl/sequence"] for h in history])
+    assert coefs[0] == pytest.approx(0.05)
+    expected = coefs[:-1] * (1 + np.clip(kls[:-1] - 1.0, -0.2, 0.2) * 32 / 64)
+    np.testing.assert_allclose(coefs[1:], expected, rtol=1e-4)
     assert min(coefs) < 0.05 < max(coefs)
-    kl = np.mean([h["kl/sequence"] for h in history[-20:]])
-    assert 1 / 3 < kl < 3.0, kl
+    kl = np.mean(kls[-20:])
+    assert 1 / 2 < kl < 2.0, kl
+    _, fixed = _fixed_beta_run()
+    kl_fixed = np.mean([h["kl/sequence"] for h in fixed[-20:]])
+    assert abs(np.log(kl)) < abs(np.log(kl_fixed)) / 2, (kl, kl_fixed)
+
+
+def constant_score(state, tokens, input_mask, loss_mask):
+    """Every response scores 1: the return of every response token is about 1 (gamma = 1, the
+    score at the last token, a small KL penalty), a target the value head can learn."""
+    del state, input_mask, loss_mask
+    return jnp.ones(tokens.shape[0])
 
 
 def _run_shared_head_ppo(value_coef, steps=6):
@@ -114,7 +148,7 @@ def _run_shared_head_ppo(value_coef, steps=6):
         rl.make_ppo_step(
             policy=policy,
             value_model=None,
-            score_fn=toy_score,
+            score_fn=constant_score,
             tx=tx,
             kl_controller=controller,
             config=rl.PPOConfig.from_config(config.ppo),
@@ -122,21 +156,29 @@ def _run_shared_head_ppo(value_coef, steps=6):
         )
     )
     batch = sharding.shard_batch(_prompts(32), mesh)
+    history = []
     for _ in range(steps):
         state, metrics = step(state, batch, jax.random.key(0))
-    return state, jax.device_get(metrics)
+        history.append(jax.device_get(metrics))
+    return state, history
 
 
 def test_ppo_with_a_value_head_on_the_policy_trains_it_through_the_value_loss():
-    """value_model=None: the policy carries the (zero-initialised) value head. With value_coef 0
-    nothing trains it, so the rollout values stay exactly 0; with value_coef 1 they move."""
+    """value_model=None: the policy carries the (zero-initialised) value head, and every return
+    is about 1. With value_coef 0 nothing trains the head: the rollout values stay exactly 0 and
+    the squared error to the returns stays about 1. With value_coef 1 the values track the
+    returns: after 6 iterations the rollout values average about 1 (0.9-1.1 measured from the
+    4th on) and the squared error is below a tenth of the frozen head's (0.01 vs 0.75)."""
     frozen_state, frozen = _run_shared_head_ppo(value_coef=0.0)
     trained_state, trained = _run_shared_head_ppo(value_coef=1.0)
-    assert float(frozen["value/mean"]) == 0.0
+    assert all(float(h["value/mean"]) == 0.0 for h in frozen)
     assert np.all(np.asarray(frozen_state.params["policy"]["value_head"]) == 0)
-    assert float(trained["value/mean"]) != 0.0
+    assert float(frozen[-1]["value/error"]) > 0.5
+    assert abs(float(trained[-1]["value/mean"]) - 1.0) < 0.25, trained[-1]["value/mean"]
+    assert float(trained[-1]["value/error"]) < 0.1 * float(frozen[-1]["value/error"])
+    assert float(trained[-1]["value/error"]) < 0.2 * float(trained[0]["value/error"])
     assert set(trained_state.params) == {"policy"}
-    assert all(np.isfinite(v) for v in trained.values())
+    assert all(np.isfinite(v) for v in trained[-1].values())
 
 
 def test_shared_value_head_needs_a_policy_with_one():
