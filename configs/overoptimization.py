@@ -12,7 +12,8 @@ shared pool of SFT samples for held-out prompts -> PPO at beta = 0 against sever
 one with a KL penalty) -> functional-form fits, criteria B1-B5, figures and results.md.
 
 default: pool 32 prompts x 2,048 samples; proxies d = 4, 8, 16, 32 (4,096 pairs) and
-256 / 1,024 / 4,096 / 16,384 pairs (d = 16), clean and 25%-flipped labels, 3 seeds; PPO 4 runs.
+256 / 1,024 / 4,096 / 16,384 pairs (d = 16), clean and 25%-flipped labels, 3 seeds; PPO at
+beta = 0 against 3 noisy proxies and at beta = 0.05 against one, 3 seeds each (12 runs).
 runlocal: the same pipeline at toy sizes for the tests (about a minute).
 """
 
@@ -61,6 +62,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         {
             "proxies": ("d8_n4096_f0.25", "d16_n4096_f0.25", "d32_n4096_f0.25"),
             "penalty_kl_coef": 0.05,
+            # runs per proxy: run s against the proxy of seed s (at most proxies.seeds)
+            "seeds": 3,
             "ppo": ppo.get_config("runlocal"),
         }
     )
@@ -84,6 +87,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             steps=30,
         )
         config.rl.proxies = ("d4_n256_f0.25",)
+        config.rl.seeds = 1
         config.rl.penalty_kl_coef = 0.0  # no penalised run
         config.rl.ppo.train.update(steps=4, log_every=2, eval_every=2, checkpoint_every=4)
         config.rl.ppo.rollout.update(num_prompts=128, num_eval_prompts=32)

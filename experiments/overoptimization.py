@@ -14,7 +14,8 @@ Stages, each cached in the workdir so a rerun resumes:
      every proxy; best-of-n for n = 1 .. pool size with the unbiased estimator, bootstrap SEs
      over prompts, and the oracle (gold-selected) curve. Rewards are standardised on the pool.
   5. RL: PPO at beta = 0 against several proxies, evaluated on held-out prompts every few
-     iterations, plus one run with a KL penalty.
+     iterations, plus one run with a KL penalty; `rl.seeds` runs of each (run s against the
+     proxy of seed s), averaged at each evaluation step.
   6. analysis: the fits R_bon(d) = d (alpha - beta d) and R_rl(d) = d (alpha - beta log d) with
      d = sqrt(KL), the criteria B1-B5, figures (PNG + PDF) and results.md / results.json.
 """
@@ -284,15 +285,25 @@ def standardize(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / x.std()
 
 
-def seed_average(curves: list[list[dict]]) -> list[dict]:
-    """Mean over seeds of each point; SE^2 = mean of the prompt-bootstrap SE^2 (shared prompts)
-    + the between-seed variance of the mean."""
+def seed_average(
+    curves: list[list[dict]],
+    *,
+    same: tuple[str, ...] = ("n", "kl_bound"),
+    means: tuple[str, ...] = ("kl_pool",),
+    with_se: tuple[str, ...] = ("proxy", "gold"),
+) -> list[dict]:
+    """Mean over seeds of each point of curves evaluated at the same points (`same` keys are
+    taken from the first seed, `means` averaged); for each `with_se` key, SE^2 = mean of the
+    per-seed SE^2 (over prompts) + the between-seed variance of the mean."""
+    if len({len(curve) for curve in curves}) != 1:
+        raise ValueError(f"seed curves differ in length: {[len(c) for c in curves]}")
     out = []
     for points in zip(*curves):
-        row = {k: points[0][k] for k in ("n", "kl_bound")}
-        if "kl_pool" in points[0]:
-            row["kl_pool"] = float(np.mean([p["kl_pool"] for p in points]))
-        for key in ("proxy", "gold"):
+        row = {k: points[0][k] for k in same}
+        for key in means:
+            if key in points[0]:
+                row[key] = float(np.mean([p[key] for p in points]))
+        for key in with_se:
             values = np.array([p[key] for p in points])
             prompt_var = np.mean([p[f"{key}_se"] ** 2 for p in points])
             seed_var = values.var(ddof=1) / len(values) if len(values) > 1 else 0.0
@@ -363,26 +374,36 @@ def peak_drop(proxies, gold, peak_n: int, last_n: int, *, num_bootstrap: int, se
 # RL against the proxies.
 
 
-def run_rl(config, sft_dir: Path, proxy_dirs: dict, workdir: Path) -> dict[str, Path]:
+def run_rl(config, sft_dir: Path, proxy_dirs: dict, workdir: Path) -> dict[str, list[Path]]:
     """PPO at beta = 0 against each of `rl.proxies` (and at `rl.penalty_kl_coef` against the
-    first), on `config.workers` processes."""
+    first), `rl.seeds` runs each: run s starts from PPO seed `seed + s` and trains against the
+    proxy of seed s, so the seeds vary the policy's sampling and the reward model alike. On
+    `config.workers` processes."""
+    if config.rl.seeds > config.proxies.seeds:
+        raise ValueError(
+            f"rl.seeds={config.rl.seeds} needs as many proxy seeds "
+            f"(proxies.seeds={config.proxies.seeds})"
+        )
     penalised = config.rl.proxies[0]
     plan = [(name, 0.0) for name in config.rl.proxies]
     if config.rl.penalty_kl_coef > 0:
         plan.append((penalised, config.rl.penalty_kl_coef))
     runs, jobs = {}, []
     for name, kl_coef in plan:
-        run_dir = workdir / "rl" / f"{name}_beta{kl_coef:g}"
-        ppo_config = stage_config(
-            config,
-            config.rl.ppo,
-            {"init_from": sft_dir, "rewards.reward_model_from": proxy_dirs[(name, 0)]},
-        )
-        with ppo_config.unlocked():
-            ppo_config.ppo.kl_coef = kl_coef
-        print(f"=== PPO against {name}, beta {kl_coef:g}: {run_dir} ===", flush=True)
-        jobs.append((ppo_config, run_dir))
-        runs[f"{name}, beta {kl_coef:g}"] = run_dir
+        key = f"{name}, beta {kl_coef:g}"
+        runs[key] = []
+        for seed in range(config.rl.seeds):
+            run_dir = workdir / "rl" / f"{name}_beta{kl_coef:g}" / f"seed{seed}"
+            links = {"init_from": sft_dir, "rewards.reward_model_from": proxy_dirs[(name, seed)]}
+            ppo_config = stage_config(config, config.rl.ppo, links)
+            with ppo_config.unlocked():
+                ppo_config.ppo.kl_coef = kl_coef
+                ppo_config.seed = config.seed + seed
+            print(
+                f"=== PPO against {name}, beta {kl_coef:g}, seed {seed}: {run_dir} ===", flush=True
+            )
+            jobs.append((ppo_config, run_dir))
+            runs[key].append(run_dir)
     run_jobs(ppo.run, jobs, workers=config.workers)
     return runs
 
@@ -403,6 +424,12 @@ def rl_curve(run_dir: Path, gold_mean: float, gold_std: float) -> list[dict]:
                 }
             )
     return points
+
+
+def rl_average(curves: list[list[dict]]) -> list[dict]:
+    """The seeds' RL curves averaged at each evaluation step: mean KL and proxy, gold with its
+    SE over prompts and seeds (`seed_average`)."""
+    return seed_average(curves, same=("step",), means=("kl", "proxy"), with_se=("gold",))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -653,7 +680,8 @@ def report(config, curves, oracle, rl, result, workdir: Path, timings: dict, pro
     )
     lines += [
         "",
-        "| RL run | final KL | final gold | peak gold (at KL) | R^2 R_rl | R^2 R_bon |",
+        f"| RL run (mean of {config.rl.seeds} seeds) | final KL | final gold | peak gold (at KL) "
+        "| R^2 R_rl | R^2 R_bon |",
         "|---|---|---|---|---|---|",
     ]
     for name, points in rl.items():
@@ -729,7 +757,10 @@ def run(config, workdir):
     mark = time.perf_counter()
     rl_dirs = run_rl(config, sft_dir, proxy_dirs, workdir)
     gold_mean, gold_std = float(pool["gold"].mean()), float(pool["gold"].std())
-    rl = {name: rl_curve(d, gold_mean, gold_std) for name, d in rl_dirs.items()}
+    rl_seeds = {
+        name: [rl_curve(d, gold_mean, gold_std) for d in dirs] for name, dirs in rl_dirs.items()
+    }
+    rl = {name: rl_average(curves) for name, curves in rl_seeds.items()}
     timings["seconds/rl"] = time.perf_counter() - mark
     timings["seconds/total"] = time.perf_counter() - start
     timings = accumulate_timings(workdir, timings)
@@ -737,7 +768,14 @@ def run(config, workdir):
     figures(config, curves, oracle, rl, workdir)
     (workdir / "results.json").write_text(
         json.dumps(
-            {"best_of_n": curves, "oracle": oracle, "rl": rl, "criteria": result, **timings},
+            {
+                "best_of_n": curves,
+                "oracle": oracle,
+                "rl": rl,
+                "rl_seeds": rl_seeds,
+                "criteria": result,
+                **timings,
+            },
             indent=2,
             default=float,
         )
