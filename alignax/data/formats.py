@@ -26,6 +26,10 @@ different_prompts, bad_ranks, bad_label, inconsistent_k, other_format, too_long.
 counted (blank_line) but are not errors. Records truncated to fit `max_len` are counted
 (`ReadStats.truncated`) and shown by `ReadStats.report()`. A file with no usable record raises
 DataError naming it.
+
+A directory holding a prepared TFDS dataset (`alignax.data.tfds_builders.PreferenceFile`, read by
+its dataset_info.json) is read like a file: `read_examples(directory, split="test")`. Its
+records were validated when it was prepared; TensorFlow is not imported.
 """
 
 from __future__ import annotations
@@ -301,10 +305,36 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
     return Example("comparison", prompt, responses, ranks=ranks, where=where)
 
 
+def is_tfds_directory(path: str | Path) -> bool:
+    """Whether `path` is a prepared TFDS dataset (a directory with dataset_info.json)."""
+    path = Path(path)
+    return path.is_dir() and (path / "dataset_info.json").is_file()
+
+
+def _read_tfds(directory: Path, split: str) -> list[Example]:
+    import tensorflow_datasets as tfds  # heavy: imported only for a prepared dataset
+
+    from alignax.data.tfds_builders import source_to_examples
+
+    builder = tfds.builder_from_directory(directory)
+    if split not in builder.info.splits:
+        raise DataError(
+            f"{directory} (a prepared TFDS dataset) has no split {split!r}; "
+            f"it has {sorted(builder.info.splits)}"
+        )
+    if "prompt" not in builder.info.features:
+        raise DataError(
+            f"{directory} holds tokenized records ({sorted(builder.info.features)}), not text "
+            "preference records: prepare it with alignax.data.tfds_builders.PreferenceFile"
+        )
+    return source_to_examples(builder.as_data_source(split=split))
+
+
 def read_examples(
-    path: str | Path, *, format: str = "auto", on_error: str = "raise"
+    path: str | Path, *, format: str = "auto", on_error: str = "raise", split: str = "train"
 ) -> tuple[list[Example], ReadStats]:
-    """Reads and validates every record of a .jsonl / .parquet file.
+    """Reads and validates every record of a .jsonl / .parquet file, or the `split` of a
+    prepared TFDS dataset directory.
 
     Raises DataError naming file:line on the first bad record, or (on_error="skip") skips it
     and counts it in the returned stats.
@@ -314,6 +344,9 @@ def read_examples(
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error={on_error!r}; allowed: {ON_ERROR}")
     path = Path(path)
+    if is_tfds_directory(path):
+        examples = _read_tfds(path, split)
+        return examples, ReadStats(read=len(examples), kept=len(examples))
     stats = ReadStats()
     examples = []
     records = list(iter_raw_records(path))
@@ -491,10 +524,11 @@ def load_dataset(
     on_error: str = "raise",
     overflow: str = "truncate",
     max_prompt_len: int | None = None,
+    split: str = "train",
 ) -> tuple[dict[str, np.ndarray], ReadStats]:
-    """read_examples + encode_examples: a file to batch arrays, with skip counts per reason.
-    A file with no usable record raises DataError naming it."""
-    examples, stats = read_examples(path, format=format, on_error=on_error)
+    """read_examples + encode_examples: a file (or a TFDS directory's `split`) to batch arrays,
+    with skip counts per reason. A file with no usable record raises DataError naming it."""
+    examples, stats = read_examples(path, format=format, on_error=on_error, split=split)
     if not examples:
         raise DataError(
             f"{path} holds no usable records ({stats.report()}); check the path and the format"

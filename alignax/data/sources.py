@@ -3,14 +3,22 @@ sentencepiece tokenizer, instead of the built-in task.
 
     config.data.path = "/data/ultrafeedback_train.jsonl"   # JSONL / Parquet, see formats.py
     config.data.tokenizer = "/data/spm.model"               # SentencePieceTokenizer.save(...)
+
+`data.path` may also name a prepared TFDS dataset (the version directory that holds
+dataset_info.json, written by alignax.data.tfds_builders.PreferenceFile): training reads its
+"train" split; evaluation reads `data.eval_path` if set (a TFDS directory there gives its "test"
+split), else the dataset's own "test" split if it has one, else a held-out `eval_fraction`.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import ml_collections
 import numpy as np
 
-from alignax.data.formats import load_dataset
+from alignax.data.formats import is_tfds_directory, load_dataset
 from alignax.data.tokenizer import SentencePieceTokenizer
 
 
@@ -39,15 +47,16 @@ def file_comparisons(data_config, *, max_len: int, seed: int):
         raise ValueError("data.tokenizer is required with data.path (a sentencepiece model file)")
     tokenizer = SentencePieceTokenizer.load(data_config.tokenizer)
 
-    def load(path):
+    def load(path, split="train"):
         arrays, stats = load_dataset(
             path,
             tokenizer,
             max_len=max_len,
             format=data_config.format,
             on_error=data_config.on_error,
+            split=split,
         )
-        print(f"{path}: {stats.report()}", flush=True)
+        print(f"{path} [{split}]: {stats.report()}", flush=True)
         if "ranks" not in arrays:
             raise ValueError(f"{path} holds no comparisons (pairs or rankings)")
         order = np.argsort(arrays["ranks"], axis=1, kind="stable")
@@ -58,7 +67,9 @@ def file_comparisons(data_config, *, max_len: int, seed: int):
 
     train = load(data_config.path)
     if data_config.eval_path:
-        return train, load(data_config.eval_path), tokenizer
+        return train, load(data_config.eval_path, split="test"), tokenizer
+    if is_tfds_directory(data_config.path) and _has_split(data_config.path, "test"):
+        return train, load(data_config.path, split="test"), tokenizer
     permutation = np.random.default_rng(seed).permutation(len(train["tokens"]))
     num_eval = max(1, int(round(data_config.eval_fraction * len(permutation))))
     if num_eval >= len(permutation):
@@ -69,3 +80,8 @@ def file_comparisons(data_config, *, max_len: int, seed: int):
     evaluation = {k: v[permutation[:num_eval]] for k, v in train.items()}
     train = {k: v[permutation[num_eval:]] for k, v in train.items()}
     return train, evaluation, tokenizer
+
+
+def _has_split(directory, split: str) -> bool:
+    info = json.loads((Path(directory) / "dataset_info.json").read_text())
+    return any(s.get("name") == split for s in info.get("splits", []))
