@@ -20,7 +20,7 @@ from tests.test_sharding import MESHES, _mesh
 MODEL = dict(d_model=32, num_heads=4, num_kv_heads=2, mlp_dim=64)
 
 
-def _ppo(mesh):
+def _ppo(mesh, score_fn=toy_score):
     policy = tiny_model(**MODEL)
     value_model = tiny_model(heads=("value",), **MODEL)
     params = sharding.init_params(policy, jax.random.key(0), mesh)
@@ -41,7 +41,7 @@ def _ppo(mesh):
     step = rl.make_ppo_step(
         policy=policy,
         value_model=value_model,
-        score_fn=toy_score,
+        score_fn=score_fn,
         tx=tx,
         kl_controller=controller,
         config=config,
@@ -50,13 +50,13 @@ def _ppo(mesh):
     return state, step
 
 
-def _grpo(mesh):
+def _grpo(mesh, score_fn=toy_score):
     policy = tiny_model(**MODEL)
     params = sharding.init_params(policy, jax.random.key(0), mesh)
     tx = optax.sgd(0.1)
     state = TrainState.create(params, tx, mesh, ref_params=params)
     config = rl.GRPOConfig(group_size=2, max_new_tokens=6, num_minibatches=1)
-    step = rl.make_grpo_step(policy=policy, score_fn=toy_score, tx=tx, config=config, eos_id=EOS)
+    step = rl.make_grpo_step(policy=policy, score_fn=score_fn, tx=tx, config=config, eos_id=EOS)
     return state, step
 
 
