@@ -31,13 +31,19 @@ def _flatten_options(batch: dict, key: str) -> jax.Array:
 
 def lm_loss_fn(model: Model):
     """Next-token cross-entropy on the tokens in `loss_mask`, averaged over all such tokens in the
-    batch (pretraining: every real token; SFT: response tokens only)."""
+    batch (pretraining: every real token; SFT: response tokens only). A batch of packed rows
+    (with `segment_ids`) scores each packed sequence as if it were alone in its row."""
 
     def loss_fn(params, state, batch, rng):
         del state
         dropout_rng = rng if model.config.dropout_rate > 0 else None
         logits = model.apply(
-            params, batch["tokens"], batch["input_mask"], heads=("lm",), dropout_rng=dropout_rng
+            params,
+            batch["tokens"],
+            batch["input_mask"],
+            heads=("lm",),
+            dropout_rng=dropout_rng,
+            segment_ids_BxL=batch.get("segment_ids"),
         )["logits"]
         mask = batch["loss_mask"].astype(jnp.float32)
         num_tokens = jnp.maximum(mask.sum(), 1.0)

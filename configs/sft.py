@@ -10,7 +10,9 @@ pretrain: the same model trained from scratch on 16,384 generator texts (loss on
 its result is the base policy of the pipeline.
 arithmetic: the arithmetic task's exact-answer demonstrations, 500 steps: a partly competent
 starting point for GRPO (configs/grpo.py); its held-out pass@k is in the rlvr experiment.
-Presets: runlocal | pretrain | arithmetic | small (10M model, longer).
+Presets: runlocal | pretrain | arithmetic | small (10M model, longer). `--config.sft.pack=True`
+packs several training sequences into each row (`alignax.data.batching.pack_sequences`; each is
+scored as if alone: tests/test_packing.py).
 """
 
 import ml_collections
@@ -33,6 +35,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "num_candidates": 8,  # demonstrations: best-of-8 generator samples by gold reward
             "num_eval_prompts": 128,
             "max_new_tokens": 32,
+            # Pack several training sequences into each row (block-diagonal attention); the
+            # held-out NLL is computed unpacked either way.
+            "pack": False,
         }
     )
     config.train.update(

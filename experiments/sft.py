@@ -15,7 +15,7 @@ import jax
 from alignax import objectives, optim, sharding, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
-from alignax.data.batching import BatchIterator
+from alignax.data.batching import BatchIterator, pack_sequences
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
 from alignax.state import TrainState
@@ -49,7 +49,18 @@ def build_data(config, task):
     else:
         raise ValueError(f"sft.data={s.data!r} is not one of ('pretraining', 'demonstrations')")
     keys = ("tokens", "input_mask", "loss_mask")
-    return {k: train[k] for k in keys}, {k: evaluation[k] for k in keys}
+    train, evaluation = {k: train[k] for k in keys}, {k: evaluation[k] for k in keys}
+    return (pack_rows(train) if s.pack else train), evaluation
+
+
+def pack_rows(arrays: dict) -> dict:
+    """Padded LM rows -> packed rows of the same length (`pack_sequences`), with segment_ids."""
+    real = arrays["input_mask"].astype(bool)
+    return pack_sequences(
+        [row[keep] for row, keep in zip(arrays["tokens"], real, strict=True)],
+        arrays["tokens"].shape[1],
+        loss_masks=[row[keep] for row, keep in zip(arrays["loss_mask"], real, strict=True)],
+    )
 
 
 def run(config, workdir):

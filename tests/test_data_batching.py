@@ -2,10 +2,12 @@
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from alignax.data.batching import BatchIterator, bucket_length, pack_sequences, pad_to_bucket
+from alignax.models import positions_from_segments
 
 
 def dataset(n=10, length=12):
@@ -84,7 +86,9 @@ def test_packing_segments_positions_and_loss_mask():
         packed["tokens"], [[1, 5, 6, 2, 1, 7, 2, 0], [1, 8, 9, 10, 2, 0, 0, 0]]
     )
     np.testing.assert_array_equal(packed["segment_ids"][0], [1, 1, 1, 1, 2, 2, 2, 0])
-    np.testing.assert_array_equal(packed["positions"][0], [0, 1, 2, 3, 0, 1, 2, 0])
+    positions = positions_from_segments(jnp.asarray(packed["segment_ids"]))
+    np.testing.assert_array_equal(positions[0], [0, 1, 2, 3, 0, 1, 2, 0])
+    np.testing.assert_array_equal(positions[1], [0, 1, 2, 3, 4, 0, 1, 2])  # padding: unused
     # The first token of each segment is never a target, so no loss crosses a boundary.
     np.testing.assert_array_equal(packed["loss_mask"][0], [0, 1, 1, 1, 0, 1, 1, 0])
     assert packed["input_mask"].sum() == sum(len(s) for s in seqs)

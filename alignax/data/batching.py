@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SEQUENCE_KEYS = ("tokens", "input_mask", "loss_mask", "segment_ids", "positions")
+SEQUENCE_KEYS = ("tokens", "input_mask", "loss_mask", "segment_ids")
 PROMPT_KEYS = ("prompt_tokens", "prompt_mask")
 
 
@@ -69,11 +69,10 @@ def pack_sequences(
 ) -> dict[str, np.ndarray]:
     """Greedily packs token sequences (each starting with BOS) into rows of `seq_len` (LM only).
 
-    Returns tokens, input_mask, loss_mask, segment_ids (1, 2, ... per sequence in a row; 0 on
-    padding) and positions (restarting at 0 in every segment). A model consuming packed rows
-    must (1) let a token attend only to earlier tokens of the SAME segment (block-diagonal
-    causal mask from segment_ids) and (2) use these positions, not cumsum(input_mask) - 1.
-    The alignax model does neither yet, so packed batches are for models that do.
+    Returns tokens, input_mask, loss_mask and segment_ids (1, 2, ... per sequence in a row; 0 on
+    padding). `Model.apply(..., segment_ids_BxL=...)` (and `objectives.lm_loss_fn` when the
+    batch holds segment_ids) lets a token attend only to earlier tokens of its own segment and
+    restarts positions at 0 in every segment, so each sequence is scored as if it were alone.
     The first token of each segment is never scored (loss_mask 0), so no loss crosses segments.
     Sequences longer than seq_len raise ValueError.
     """
@@ -90,10 +89,7 @@ def pack_sequences(
         rows[-1].append((seq, mask))
         used[-1] += len(seq)
     shape = (len(rows), seq_len)
-    out = {
-        k: np.zeros(shape, np.int32)
-        for k in ("tokens", "input_mask", "loss_mask", "segment_ids", "positions")
-    }
+    out = {k: np.zeros(shape, np.int32) for k in SEQUENCE_KEYS}
     for r, row in enumerate(rows):
         start = 0
         for s, (seq, mask) in enumerate(row, start=1):
@@ -103,7 +99,6 @@ def pack_sequences(
             out["loss_mask"][r, start:end] = mask
             out["loss_mask"][r, start] = 0
             out["segment_ids"][r, start:end] = s
-            out["positions"][r, start:end] = np.arange(len(seq))
             start = end
     return out
 

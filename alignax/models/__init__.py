@@ -33,6 +33,20 @@ def positions_from_mask(input_mask_BxL: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.cumsum(input_mask_BxL.astype(jnp.int32), axis=1) - 1, 0)
 
 
+def positions_from_segments(segment_ids_BxL: jax.Array) -> jax.Array:
+    """Positions of packed rows: 0, 1, ... restarting where the segment id changes."""
+    index_BxL = jnp.broadcast_to(jnp.arange(segment_ids_BxL.shape[1]), segment_ids_BxL.shape)
+    previous_BxL = jnp.pad(segment_ids_BxL[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+    starts_BxL = jnp.where(segment_ids_BxL != previous_BxL, index_BxL, 0)
+    return index_BxL - jax.lax.cummax(starts_BxL, axis=1)
+
+
+def segment_key_mask(segment_ids_BxL: jax.Array) -> jax.Array:
+    """[B, L, L]: query t may see key s of the same (non-padding) segment."""
+    same_BxLxL = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+    return (same_BxLxL & (segment_ids_BxL[:, None, :] > 0)).astype(jnp.int32)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Model:
     """Static description of a model: config, heads, NNX graph and abstract params."""
@@ -59,11 +73,14 @@ class Model:
         *,
         heads: Sequence[str] | None = None,
         dropout_rng: jax.Array | None = None,
+        segment_ids_BxL: jax.Array | None = None,
     ) -> dict[str, jax.Array]:
         """Full-sequence forward. Returns the requested heads' outputs.
 
         Keys: 'logits' [B, L, V] float32 (logits[:, t] predicts tokens[:, t+1]), 'rewards' [B]
         (read at the last real token), 'values' [B, L], 'hidden' [B, L, D] always.
+        `segment_ids_BxL` (packed rows, `alignax.data.batching.pack_sequences`; LM head only):
+        each segment is attended to and positioned as a sequence of its own.
         """
         heads = self.heads if heads is None else tuple(heads)
         if missing := [h for h in heads if h not in self.heads]:
@@ -74,12 +91,14 @@ class Model:
             )
         module = self._module(params)
         input_mask_BxL = input_mask_BxL.astype(jnp.int32)
-        hidden, _ = module.backbone(
-            tokens_BxL,
-            positions_from_mask(input_mask_BxL),
-            input_mask_BxL,
-            dropout_key=dropout_rng,
-        )
+        if segment_ids_BxL is None:
+            positions_BxL, key_mask = positions_from_mask(input_mask_BxL), input_mask_BxL
+        else:
+            if set(heads) - {"lm"}:
+                raise ValueError(f"packed rows (segment_ids) feed the LM head only, not {heads}")
+            positions_BxL = positions_from_segments(segment_ids_BxL)
+            key_mask = segment_key_mask(segment_ids_BxL)
+        hidden, _ = module.backbone(tokens_BxL, positions_BxL, key_mask, dropout_key=dropout_rng)
         out = {"hidden": hidden}
         if "lm" in heads:
             out["logits"] = module.lm_logits(hidden)
@@ -162,5 +181,7 @@ __all__ = [
     "build_model",
     "default_model_config",
     "positions_from_mask",
+    "positions_from_segments",
+    "segment_key_mask",
     "transplant_backbone",
 ]

@@ -5,7 +5,9 @@ onto the mesh). The layers are created with `nnx.vmap` (stacked along a leading 
 run under `lax.scan`, so compile time does not grow with depth.
 
 Positions come from the input mask (`cumsum(mask) - 1`), and attention masks padded keys, so a
-sequence gives the same outputs whether it is left-padded, right-padded or padded more.
+sequence gives the same outputs whether it is left-padded, right-padded or padded more. Packed
+rows (several sequences per row, `segment_ids`) get positions restarting in every segment and a
+block-diagonal causal mask, so each sequence gives the outputs it would alone.
 
 The same forward serves training (a whole sequence, no cache) and decoding (`cache` holds keys and
 values of every layer in fixed slots; `cache_index` is the slot of the first new token).
@@ -114,12 +116,8 @@ class Attention(nnx.Module):
         # bias-free models keep their params tree: Qwen2 has q/k/v biases, GPT-2 all four.
         if c.qkv_bias:
             self.q_bias = nnx.Param(jnp.zeros((h, hd), pdt), out_sharding=("heads", "head_dim"))
-            self.k_bias = nnx.Param(
-                jnp.zeros((k, hd), pdt), out_sharding=("kv_heads", "head_dim")
-            )
-            self.v_bias = nnx.Param(
-                jnp.zeros((k, hd), pdt), out_sharding=("kv_heads", "head_dim")
-            )
+            self.k_bias = nnx.Param(jnp.zeros((k, hd), pdt), out_sharding=("kv_heads", "head_dim"))
+            self.v_bias = nnx.Param(jnp.zeros((k, hd), pdt), out_sharding=("kv_heads", "head_dim"))
         if c.out_bias:
             self.out_bias = nnx.Param(jnp.zeros((d,), pdt), out_sharding=("norm",))
 
@@ -150,9 +148,11 @@ class Attention(nnx.Module):
         scores = jnp.einsum("blkgd,bskd->bkgls", q, k.astype(dt)).astype(jnp.float32)
         scores = scores / math.sqrt(hd)
         key_slots_S = jnp.arange(k.shape[1])
-        allowed_BxLxS = (key_slots_S[None, :] <= query_slots_L[:, None])[None] & (
-            key_mask_BxS[:, None, :] > 0
-        )
+        causal_1xLxS = (key_slots_S[None, :] <= query_slots_L[:, None])[None]
+        # key_mask: [B, S] (which slots hold real tokens) or, for packed rows, [B, L, S] (which
+        # keys each query may see: real tokens of its own segment).
+        key_allowed = key_mask_BxS[:, None, :] if key_mask_BxS.ndim == 2 else key_mask_BxS
+        allowed_BxLxS = causal_1xLxS & (key_allowed > 0)
         scores = jnp.where(allowed_BxLxS[:, None, None], scores, _NEG_INF)
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
         attn = jnp.einsum("bkgls,bskd->blkgd", probs, v.astype(dt)).reshape(b, length, h * hd)
