@@ -40,9 +40,11 @@ def _assert_verifier_counts(values, count):
     np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-4)
 
 
-def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path):
+@pytest.mark.parametrize("preset", ["runlocal", "rloo"])
+def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path, preset):
+    """GRPO, and RLOO (sequence-level REINFORCE: one importance ratio per sample) by preset."""
     config = preset_config(
-        grpo_config, **short_run(**{"train.steps": 6, "init_from": str(arithmetic_sft)})
+        grpo_config, preset, **short_run(**{"train.steps": 6, "init_from": str(arithmetic_sft)})
     )
     summary = grpo.run(config, tmp_path / "grpo")
     # A batch's mean reward is a count over its samples, greedy accuracy one over the problems.
@@ -53,6 +55,9 @@ def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path):
     _assert_verifier_counts([summary["initial_reward_greedy"], summary["reward_greedy"]], problems)
     # The arithmetic SFT policy already answers some held-out problems exactly.
     assert summary["initial_reward_greedy"] > 0
+    logged = [m for m in read_metrics(tmp_path / "grpo") if "policy/clip_fraction" in m]
+    # Only the sequence-level form logs its per-sequence ratio.
+    assert logged and all(("policy/ratio" in m) == (preset == "rloo") for m in logged)
 
 
 def test_ppo_runs_on_arithmetic_with_the_verifier_as_its_reward(arithmetic_sft, tmp_path):

@@ -109,11 +109,11 @@ def _low_token_share(state, tokens, input_mask, loss_mask):
     return jnp.sum((tokens < 16) * loss_mask, -1) / jnp.maximum(jnp.sum(loss_mask, -1), 1)
 
 
-def _online(build):
+def _online(build, **config_overrides):
     from tests.test_rl import _prompts
 
     mesh = _mesh((1, 1, 1), jax.devices()[:1])
-    state, step_fn = build(mesh, score_fn=_low_token_share)
+    state, step_fn = build(mesh, score_fn=_low_token_share, **config_overrides)
     before = jax.device_get(state.params)
     batch = sharding.shard_batch(_prompts(8), mesh)
     state, metrics = steps.jit_step(step_fn, state, batch, mesh)(state, batch, jax.random.key(0))
@@ -127,6 +127,8 @@ CASES = {
     "kto": (_kto, ("loss", "grad_norm")),
     "ppo": (lambda: _online(_ppo), ("loss", "grad_norm", "proxy/mean", "kl/sequence")),
     "grpo": (lambda: _online(_grpo), ("loss", "grad_norm", "proxy/mean")),
+    # Sequence-level REINFORCE with a leave-one-out baseline and the KL in the reward.
+    "rloo": (lambda: _online(_grpo, baseline="rloo"), ("loss", "grad_norm", "proxy/mean")),
 }
 
 

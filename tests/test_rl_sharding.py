@@ -50,12 +50,12 @@ def _ppo(mesh, score_fn=toy_score):
     return state, step
 
 
-def _grpo(mesh, score_fn=toy_score):
+def _grpo(mesh, score_fn=toy_score, **config_overrides):
     policy = tiny_model(**MODEL)
     params = sharding.init_params(policy, jax.random.key(0), mesh)
     tx = optax.sgd(0.1)
     state = TrainState.create(params, tx, mesh, ref_params=params)
-    config = rl.GRPOConfig(group_size=2, max_new_tokens=6, num_minibatches=1)
+    config = rl.GRPOConfig(group_size=2, max_new_tokens=6, num_minibatches=1, **config_overrides)
     step = rl.make_grpo_step(policy=policy, score_fn=score_fn, tx=tx, config=config, eos_id=EOS)
     return state, step
 
