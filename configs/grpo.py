@@ -17,7 +17,7 @@ the same experiment code, the task chosen by the config). Other surrogates:
 
 import ml_collections
 
-from alignax.rl import default_grpo_config
+from alignax.rl import default_grpo_config, default_rollout_config
 from configs.common import base_config
 
 
@@ -26,9 +26,10 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; known: {', '.join(presets)}")
     config = base_config("tiny", task="review" if arg == "review" else "arithmetic")
-    config.rollout = ml_collections.ConfigDict({"num_prompts": 4096, "num_eval_prompts": 256})
+    config.rollout = default_rollout_config()
+    config.rollout.update(num_prompts=4096, num_eval_prompts=256, max_new_tokens=4, group_size=8)
     config.grpo = default_grpo_config()
-    config.grpo.update(group_size=8, max_new_tokens=4, num_minibatches=1)
+    config.grpo.num_minibatches = 1
     if arg == "dr_grpo":
         config.grpo.update(baseline="dr_grpo", aggregation="max_length")
     elif arg in ("rloo", "rloo_token"):  # rloo: sequence-level REINFORCE; rloo_token: per token
@@ -36,7 +37,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     elif arg == "dapo":
         config.grpo.update(aggregation="token_mean", clip_eps_high=0.28, beta=0.0)
     elif arg == "review":  # whole reviews, not answers of a few tokens
-        config.grpo.update(max_new_tokens=32)
+        config.rollout.max_new_tokens = 32
     config.train.update(
         steps=400, batch_size=32, log_every=20, eval_every=200, checkpoint_every=100
     )

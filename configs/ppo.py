@@ -15,7 +15,7 @@ configs/sft.py:arithmetic; the same experiment code, the task chosen by the conf
 
 import ml_collections
 
-from alignax.rl import default_ppo_config
+from alignax.rl import default_ppo_config, default_rollout_config
 from configs.common import base_config
 
 
@@ -38,10 +38,10 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "uncertainty_penalty": 1.0,
         }
     )
-    config.rollout = ml_collections.ConfigDict({"num_prompts": 4096, "num_eval_prompts": 128})
+    config.rollout = default_rollout_config()
+    config.rollout.update(num_prompts=4096, num_eval_prompts=128, max_new_tokens=32)
     config.ppo = default_ppo_config()
     config.ppo.update(
-        max_new_tokens=32,
         kl_target=4.0,
         kl_coef=0.05,
         # Samples over which the adaptive controller corrects (K_beta = batch / horizon per
@@ -53,7 +53,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         ptx_coef=0.5 if arg == "ptx" else 0.0,
     )
     if verifier:  # answers are a few tokens; one nat of KL buys a lot of accuracy
-        config.ppo.update(max_new_tokens=4, kl_target=1.0)
+        config.rollout.max_new_tokens = 4
+        config.ppo.kl_target = 1.0
     config.train.update(steps=100, batch_size=64, log_every=10, eval_every=50, checkpoint_every=25)
     config.optimizer.update(learning_rate=5e-4, warmup_steps=5, schedule="constant")
     config.lock()

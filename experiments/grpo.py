@@ -44,9 +44,10 @@ def run(config, workdir):
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
-    train = task.prompt_dataset(config.rollout.num_prompts, seed=config.seed, split="train")
+    rollout_config = rl.RolloutConfig.from_config(config.rollout)
+    train = task.prompt_dataset(rollout_config.num_prompts, seed=config.seed, split="train")
     evaluation = task.prompt_dataset(
-        config.rollout.num_eval_prompts, seed=config.seed + 1, split="eval"
+        rollout_config.num_eval_prompts, seed=config.seed + 1, split="eval"
     )
     train, evaluation = device_prompts(task, train), device_prompts(task, evaluation)
     model = build_model(config.model, heads=("lm",))
@@ -64,6 +65,7 @@ def run(config, workdir):
         score_fn=score_fn,
         tx=tx,
         config=grpo_config,
+        rollout_config=rollout_config,
         eos_id=task.eos_id,
         score_inputs=task.reward_inputs,
     )
@@ -72,7 +74,7 @@ def run(config, workdir):
     )
 
     def eval_fn(state):
-        kwargs = dict(max_new_tokens=grpo_config.max_new_tokens)
+        kwargs = dict(max_new_tokens=rollout_config.max_new_tokens)
         return {
             "reward/greedy": mean_reward(
                 model, state.params, task, evaluation, rng_eval, temperature=0.0, **kwargs
@@ -99,7 +101,7 @@ def run(config, workdir):
     final = eval_fn(state)
     summary = {
         "baseline": grpo_config.baseline,
-        "group_size": grpo_config.group_size,
+        "group_size": rollout_config.group_size,
         "steps": int(state.step),
         "initial_reward_greedy": initial["reward/greedy"],
         "initial_reward_sampled": initial["reward/sampled"],

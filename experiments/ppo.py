@@ -106,12 +106,13 @@ def run(config, workdir, *, eval_at_start: bool = False):
         source = config.rewards.reward_model_from if from_reward_model else None
         trainable["value"] = initial_params(value_model, config, mesh, rng_init, source=source)
 
-    prompts = task.prompt_dataset(config.rollout.num_prompts, seed=config.seed, split="train")
+    rollout_config = rl.RolloutConfig.from_config(config.rollout)
+    prompts = task.prompt_dataset(rollout_config.num_prompts, seed=config.seed, split="train")
     eval_prompts = task.prompt_dataset(
-        config.rollout.num_eval_prompts, seed=config.seed + 1, split="eval"
+        rollout_config.num_eval_prompts, seed=config.seed + 1, split="eval"
     )
     prompts, eval_prompts = device_prompts(task, prompts), device_prompts(task, eval_prompts)
-    max_new_tokens = config.ppo.max_new_tokens
+    max_new_tokens = rollout_config.max_new_tokens
 
     def gold_fn(tokens, input_mask, loss_mask, **inputs):
         return task.reward(tokens, loss_mask, **inputs)
@@ -124,7 +125,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
     else:
         # Normalised on the initial policy's samples to training prompts.
         normalization_prompts = {
-            k: v[: config.rollout.num_eval_prompts] for k, v in prompts.items()
+            k: v[: rollout_config.num_eval_prompts] for k, v in prompts.items()
         }
         raw = evaluate_policy(
             policy,
@@ -158,7 +159,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
     if config.ppo.ptx_coef > 0:
         # PPO-ptx: one pretraining-distribution text per prompt, from the training split.
         ptx = task.pretraining_dataset(
-            config.rollout.num_prompts, seed=config.seed + 3, split="train"
+            rollout_config.num_prompts, seed=config.seed + 3, split="train"
         )
         data.update({f"ptx_{k}": ptx[k] for k in ("tokens", "input_mask", "loss_mask")})
     ppo_step = rl.make_ppo_step(
@@ -168,6 +169,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
         tx=tx,
         kl_controller=controller,
         config=ppo_config,
+        rollout_config=rollout_config,
         eos_id=task.eos_id,
         gold_fn=gold_fn,
         score_inputs=task.reward_inputs,

@@ -243,7 +243,7 @@ def report(config, tables, combined, answer, kls, timings, prov, workdir: Path) 
         "",
         f"Per seed: SFT ({config.stages.sft.train.steps} steps) -> GRPO "
         f"({config.stages.grpo.train.steps} steps of {config.stages.grpo.train.batch_size} "
-        f"prompts x {config.stages.grpo.grpo.group_size} samples; final KL to SFT "
+        f"prompts x {config.stages.grpo.rollout.group_size} samples; final KL to SFT "
         f"{_cell(kl)} nats). Each policy answers {e.num_problems} distinct held-out problems "
         f"(operand combinations never trained on) with {e.num_samples} samples at temperature 1; "
         "the exact-match checker decides. pass@k is the unbiased estimator "

@@ -30,8 +30,8 @@ def test_grpo_runs_on_the_review_task_with_its_gold_reward(tmp_path):
             **{
                 "train.steps": 3,
                 "train.batch_size": 8,
-                "grpo.group_size": 4,
-                "grpo.max_new_tokens": 8,
+                "rollout.group_size": 4,
+                "rollout.max_new_tokens": 8,
                 "rollout.num_prompts": 64,
                 "rollout.num_eval_prompts": 16,
             }

@@ -50,7 +50,7 @@ def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path, pr
     # A batch's mean reward is a count over its samples, greedy accuracy one over the problems.
     rewards = [m["proxy/mean"] for m in read_metrics(tmp_path / "grpo") if "proxy/mean" in m]
     assert rewards  # logged every log_every steps and at the last
-    _assert_verifier_counts(rewards, config.train.batch_size * config.grpo.group_size)
+    _assert_verifier_counts(rewards, config.train.batch_size * config.rollout.group_size)
     problems = config.rollout.num_eval_prompts
     _assert_verifier_counts([summary["initial_reward_greedy"], summary["reward_greedy"]], problems)
     # The arithmetic SFT policy already answers some held-out problems exactly.

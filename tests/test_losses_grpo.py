@@ -194,6 +194,7 @@ def test_grpo_step_config_names_its_keys():
             score_fn=None,
             tx=optax.sgd(1.0),
             config=rl.GRPOConfig.from_config(config.grpo),
+            rollout_config=rl.RolloutConfig(group_size=2),
             eos_id=2,
         )
 
@@ -227,8 +228,6 @@ def test_grpo_step_traces_each_objective(baseline, loss, key):
     config.grpo.update(
         baseline=baseline,
         loss=loss,
-        group_size=2,
-        max_new_tokens=3,
         num_minibatches=1,
         scale_rewards="batch",
         kl_importance_weighted=True,
@@ -240,6 +239,7 @@ def test_grpo_step_traces_each_objective(baseline, loss, key):
         score_fn=toy_score,
         tx=tx,
         config=rl.GRPOConfig.from_config(config.grpo),
+        rollout_config=rl.RolloutConfig(max_new_tokens=3, group_size=2),
         eos_id=EOS,
     )
     _, metrics = jax.eval_shape(step, state, _prompts(2), jax.random.key(0))

@@ -52,7 +52,7 @@ def _run_ppo(steps, seed=0, **ppo_overrides):
     value_model = tiny_model(heads=("value",))
     value_params = transplant_backbone(policy_params, value_model.init(jax.random.key(1)))
     config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
-    config.ppo.update(max_new_tokens=8, missing_eos_penalty=0.0, **ppo_overrides)
+    config.ppo.update(missing_eos_penalty=0.0, **ppo_overrides)
     controller = rl.kl_controller_from_config(config.ppo)
     tx = optax.adam(3e-3)
     state = TrainState.create(
@@ -70,6 +70,7 @@ def _run_ppo(steps, seed=0, **ppo_overrides):
             tx=tx,
             kl_controller=controller,
             config=rl.PPOConfig.from_config(config.ppo),
+            rollout_config=rl.RolloutConfig(max_new_tokens=8),
             eos_id=EOS,
             gold_fn=toy_gold,
         )
@@ -136,9 +137,7 @@ def _run_shared_head_ppo(value_coef, steps=6):
     policy = tiny_model(heads=("lm", "value"))
     params = policy.init(jax.random.key(0))
     config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
-    config.ppo.update(
-        max_new_tokens=8, missing_eos_penalty=0.0, kl_control="fixed", value_coef=value_coef
-    )
+    config.ppo.update(missing_eos_penalty=0.0, kl_control="fixed", value_coef=value_coef)
     controller = rl.kl_controller_from_config(config.ppo)
     tx = optax.adam(3e-3)
     state = TrainState.create(
@@ -152,6 +151,7 @@ def _run_shared_head_ppo(value_coef, steps=6):
             tx=tx,
             kl_controller=controller,
             config=rl.PPOConfig.from_config(config.ppo),
+            rollout_config=rl.RolloutConfig(max_new_tokens=8),
             eos_id=EOS,
         )
     )
@@ -192,6 +192,7 @@ def test_shared_value_head_needs_a_policy_with_one():
             tx=optax.sgd(1.0),
             kl_controller=rl.kl_controller_from_config(config.ppo),
             config=rl.PPOConfig.from_config(config.ppo),
+            rollout_config=rl.RolloutConfig(max_new_tokens=8),
             eos_id=EOS,
         )
 
@@ -210,7 +211,7 @@ def test_group_methods_raise_the_reward(baseline):
     mesh = _mesh((1, 1, 1), jax.devices()[:1])
     policy, params = _policy()
     config = ml_collections.ConfigDict({"grpo": rl.default_grpo_config()})
-    config.grpo.update(baseline=baseline, group_size=8, max_new_tokens=6, beta=0.0)
+    config.grpo.update(baseline=baseline, beta=0.0)
     tx = optax.adam(1e-2)
     state = TrainState.create(params, tx, mesh, ref_params=params)
     step = jax.jit(
@@ -219,6 +220,7 @@ def test_group_methods_raise_the_reward(baseline):
             score_fn=toy_score,
             tx=tx,
             config=rl.GRPOConfig.from_config(config.grpo),
+            rollout_config=rl.RolloutConfig(max_new_tokens=6, group_size=8),
             eos_id=EOS,
         )
     )
@@ -240,6 +242,7 @@ def test_unknown_group_baseline_is_named():
             score_fn=toy_score,
             tx=optax.sgd(1.0),
             config=rl.GRPOConfig.from_config(config.grpo),
+            rollout_config=rl.RolloutConfig(max_new_tokens=6, group_size=8),
             eos_id=EOS,
         )
 
@@ -269,7 +272,6 @@ def _one_sgd_ppo_step(batch, ptx_coef):
     value_params = transplant_backbone(policy_params, value_model.init(jax.random.key(1)))
     config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
     config.ppo.update(
-        max_new_tokens=6,
         missing_eos_penalty=0.0,
         kl_control="fixed",
         kl_coef=0.1,
@@ -293,6 +295,7 @@ def _one_sgd_ppo_step(batch, ptx_coef):
         tx=tx,
         kl_controller=controller,
         config=rl.PPOConfig.from_config(config.ppo),
+        rollout_config=rl.RolloutConfig(max_new_tokens=6),
         eos_id=EOS,
     )
     new_state, metrics = jax.jit(step)(state, batch, jax.random.key(3))

@@ -18,34 +18,64 @@ from tests.helpers import tiny_model
         ("configs.grpo", ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review")),
     ],
 )
-def test_every_preset_reads_into_its_algorithm_config(module, presets):
+def test_every_preset_reads_into_its_algorithm_and_rollout_configs(module, presets):
     section, cls = ("ppo", rl.PPOConfig) if module.endswith("ppo") else ("grpo", rl.GRPOConfig)
     for preset in presets:
         config = importlib.import_module(module).get_config(preset)
         frozen = cls.from_config(config[section])
         assert dict(config[section].items()) == frozen.__dict__, preset
+        rollout = rl.RolloutConfig.from_config(config.rollout)
+        assert dict(config.rollout.items()) == rollout.__dict__, preset
+        assert (rollout.group_size > 1) == (section == "grpo"), preset
 
 
 @pytest.mark.parametrize(
-    "cls, default, section",
+    "cls, default, section, bad",
     [
-        (rl.PPOConfig, rl.default_ppo_config, "ppo"),
-        (rl.GRPOConfig, rl.default_grpo_config, "grpo"),
+        (rl.PPOConfig, rl.default_ppo_config, "ppo", {"kl_estimator": "nope"}),
+        (rl.GRPOConfig, rl.default_grpo_config, "grpo", {"aggregation": "nope"}),
+        (rl.RolloutConfig, rl.default_rollout_config, "rollout", {"max_new_tokens": 0}),
     ],
 )
-def test_unknown_missing_and_bad_keys_are_named(cls, default, section):
+def test_unknown_missing_and_bad_keys_are_named(cls, default, section, bad):
     assert cls.from_config(default()) == cls()
     extra = default()
     extra.learning_rate = 1.0
     with pytest.raises(ValueError, match=rf"Unknown config key\(s\) {section}\.learning_rate"):
         cls.from_config(extra)
     missing = ml_collections.ConfigDict(dict(default().items()))
-    del missing["epochs"]
-    with pytest.raises(ValueError, match=rf"Missing config key\(s\): {section}\.epochs"):
+    first = next(iter(missing.keys()))
+    del missing[first]
+    with pytest.raises(ValueError, match=rf"Missing config key\(s\): {section}\.{first}"):
         cls.from_config(missing)
-    key = "kl_estimator" if section == "ppo" else "aggregation"
-    with pytest.raises(ValueError, match=rf"{section}\.{key}='nope' is not one of"):
-        cls(**{key: "nope"})
+    ((key, value),) = bad.items()
+    with pytest.raises(ValueError, match=rf"{section}\.{key}={value!r}"):
+        cls(**bad)
+
+
+def test_rollout_group_size_matches_the_algorithm():
+    with pytest.raises(ValueError, match=r"rollout\.group_size=4: PPO samples each prompt once"):
+        rl.make_ppo_step(
+            policy=tiny_model(heads=("lm", "value")),
+            value_model=None,
+            score_fn=None,
+            tx=optax.sgd(1.0),
+            kl_controller=rl.kl_controller_from_config(rl.PPOConfig()),
+            config=rl.PPOConfig(),
+            rollout_config=rl.RolloutConfig(group_size=4),
+            eos_id=2,
+        )
+    with pytest.raises(ValueError, match=r"rollout\.group_size=1: a group baseline needs"):
+        rl.make_grpo_step(
+            policy=tiny_model(),
+            score_fn=None,
+            tx=optax.sgd(1.0),
+            config=rl.GRPOConfig(),
+            rollout_config=rl.RolloutConfig(),
+            eos_id=2,
+        )
+    with pytest.raises(ValueError, match=r"rollout\.temperature=0"):
+        rl.RolloutConfig(temperature=0)
 
 
 def test_the_grpo_surrogates_and_baselines_are_checked_together():
@@ -64,5 +94,6 @@ def test_steps_take_the_frozen_config_not_the_config_dict():
             score_fn=None,
             tx=optax.sgd(1.0),
             config=ml_collections.ConfigDict({"grpo": rl.default_grpo_config()}),
+            rollout_config=rl.RolloutConfig(group_size=2),
             eos_id=2,
         )

@@ -27,7 +27,7 @@ def _ppo(mesh, score_fn=toy_score):
     value = transplant_backbone(params, sharding.init_params(value_model, jax.random.key(1), mesh))
     # The critic starts from the policy's backbone in buffers of its own (the step donates both).
     value = jax.tree.map(lambda x: jnp.array(x, copy=True), value)
-    config = rl.PPOConfig(max_new_tokens=6, missing_eos_penalty=0.0, kl_control="fixed")
+    config = rl.PPOConfig(missing_eos_penalty=0.0, kl_control="fixed")
     controller = rl.kl_controller_from_config(config)
     # SGD: Adam's first step is ~lr * sign(grad), which would blow float32 rounding up.
     tx = optax.sgd(0.1)
@@ -45,6 +45,7 @@ def _ppo(mesh, score_fn=toy_score):
         tx=tx,
         kl_controller=controller,
         config=config,
+        rollout_config=rl.RolloutConfig(max_new_tokens=6),
         eos_id=EOS,
     )
     return state, step
@@ -55,8 +56,15 @@ def _grpo(mesh, score_fn=toy_score, **config_overrides):
     params = sharding.init_params(policy, jax.random.key(0), mesh)
     tx = optax.sgd(0.1)
     state = TrainState.create(params, tx, mesh, ref_params=params)
-    config = rl.GRPOConfig(group_size=2, max_new_tokens=6, num_minibatches=1, **config_overrides)
-    step = rl.make_grpo_step(policy=policy, score_fn=score_fn, tx=tx, config=config, eos_id=EOS)
+    config = rl.GRPOConfig(num_minibatches=1, **config_overrides)
+    step = rl.make_grpo_step(
+        policy=policy,
+        score_fn=score_fn,
+        tx=tx,
+        config=config,
+        rollout_config=rl.RolloutConfig(max_new_tokens=6, group_size=2),
+        eos_id=EOS,
+    )
     return state, step
 
 

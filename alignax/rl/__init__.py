@@ -1,16 +1,19 @@
 """Online RL iterations as single jitted steps: rollout -> score -> advantages -> epochs of
 minibatch updates under `lax.scan`, all on device, with the signature of every train step:
 
-    step = make_ppo_step(policy=..., value_model=..., score_fn=..., tx=..., config=PPOConfig())
-    step = make_grpo_step(policy=..., score_fn=..., tx=..., config=GRPOConfig())
+    step = make_ppo_step(policy=..., value_model=..., score_fn=..., tx=..., config=PPOConfig(),
+                         rollout_config=RolloutConfig())
+    step = make_grpo_step(policy=..., score_fn=..., tx=..., config=GRPOConfig(),
+                          rollout_config=RolloutConfig(group_size=8))
     state, metrics = step(state, prompt_batch, rng)
 
 so the RL loops run in the shared host loop (`alignax.training.train_loop`) like supervised ones.
 
-    rollout.py     sampling and the forward passes a rollout needs (`collect`, response functions)
+    rollout.py     what is sampled (`RolloutConfig`, the `rollout` config section) and the
+                   forward passes a rollout needs (`collect`, response functions)
     advantages.py  KL estimators, KL-penalised rewards, GAE, whitening, group baselines
     kl_control.py  fixed and adaptive KL coefficient controllers
-    common.py      frozen configs, the minibatch-update loop, rollout metrics
+    common.py      the minibatch-update loop, rollout metrics
     ppo.py         PPO / PPO-ptx with a separate critic or a value head on the policy
     grpo.py        GRPO, Dr. GRPO, RLOO and the GSPO / CISPO / SAPO surrogates
 
@@ -22,13 +25,16 @@ given, is only logged (`gold/mean`), which is how proxy-vs-gold over-optimisatio
 
 from alignax.rl.grpo import GROUP_LOSSES, GRPOConfig, default_grpo_config, make_grpo_step
 from alignax.rl.ppo import PPOConfig, default_ppo_config, kl_controller_from_config, make_ppo_step
+from alignax.rl.rollout import RolloutConfig, default_rollout_config
 
 __all__ = [
     "GROUP_LOSSES",
     "GRPOConfig",
     "PPOConfig",
+    "RolloutConfig",
     "default_grpo_config",
     "default_ppo_config",
+    "default_rollout_config",
     "kl_controller_from_config",
     "make_grpo_step",
     "make_ppo_step",

@@ -2,7 +2,8 @@
 prompt, the group as the baseline, no critic; the surrogate is GRPO's clipped one or one of its
 successors (GSPO, CISPO, SAPO; `alignax.losses.grpo`).
 
-    step = make_grpo_step(policy=..., score_fn=..., tx=..., config=GRPOConfig(...), eos_id=...)
+    step = make_grpo_step(policy=..., score_fn=..., tx=..., config=GRPOConfig(...),
+                          rollout_config=RolloutConfig(group_size=8, ...), eos_id=...)
     state, metrics = step(state, prompt_batch, rng)      # state.params: the policy's
 """
 
@@ -22,7 +23,7 @@ from alignax.losses.ppo import AGGREGATIONS
 from alignax.models import Model
 from alignax.rl import advantages as adv
 from alignax.rl.common import minibatch_updates, rollout_metrics
-from alignax.rl.rollout import ResponseFn, collect, policy_response_fn
+from alignax.rl.rollout import ResponseFn, RolloutConfig, collect, policy_response_fn
 from alignax.state import TrainState
 
 # "grpo": group mean, scaled by `scale_rewards`; "dr_grpo": unscaled; "rloo": sequence-level
@@ -34,17 +35,15 @@ BASELINES = ("grpo", "dr_grpo", "rloo", "rloo_token")
 @dataclasses.dataclass(frozen=True)
 class GRPOConfig:
     """Every hyperparameter of `make_grpo_step`; `GRPOConfig.from_config(config.grpo)` reads an
-    experiment's `grpo` section."""
+    experiment's `grpo` section. The group size, length and temperature of the samples are the
+    `rollout` section's (`RolloutConfig`)."""
 
-    group_size: int = 8
     baseline: str = "grpo"  # one of BASELINES
     scale_rewards: str = "group"  # "batch" | "none"; read by baseline "grpo" only
     loss: str = "grpo"  # "gspo" | "cispo" | "sapo"; every baseline but "rloo"
     kl_importance_weighted: bool = False  # k3 times the current/old ratio (TRL 1.16)
     # logged kl / clip fractions: per sequence then batch, or "token_mean" (TRL's logging)
     metric_aggregation: str = "sequence_mean"
-    max_new_tokens: int = 8
-    temperature: float = 1.0
     epochs: int = 1
     num_minibatches: int = 2
     beta: float = 0.04
@@ -76,19 +75,20 @@ def default_grpo_config():
 
 
 # grpo.loss -> builder of `fn(logps, old_logps, ref_logps, advantages, mask) -> (loss_B, metrics)`
-# from a GRPOConfig (GSPO keeps its sequence aggregation; SAPO has no clip range).
+# from a GRPOConfig and the rollout's max_new_tokens (the "max_length" aggregation's constant
+# normaliser; GSPO keeps its sequence aggregation; SAPO has no clip range).
 GROUP_LOSSES = {
-    "grpo": lambda g: functools.partial(
+    "grpo": lambda g, max_new_tokens: functools.partial(
         group_losses.grpo_loss,
         beta=g.beta,
         clip_eps_low=g.clip_eps_low,
         clip_eps_high=g.clip_eps_high,
         aggregation=g.aggregation,
-        max_length=g.max_new_tokens,
+        max_length=max_new_tokens,
         kl_importance_weighted=g.kl_importance_weighted,
         metric_aggregation=g.metric_aggregation,
     ),
-    "gspo": lambda g: functools.partial(
+    "gspo": lambda g, max_new_tokens: functools.partial(
         group_losses.gspo_loss,
         beta=g.beta,
         clip_eps_low=g.clip_eps_low,
@@ -96,48 +96,46 @@ GROUP_LOSSES = {
         kl_importance_weighted=g.kl_importance_weighted,
         metric_aggregation=g.metric_aggregation,
     ),
-    "cispo": lambda g: functools.partial(
+    "cispo": lambda g, max_new_tokens: functools.partial(
         group_losses.cispo_loss,
         beta=g.beta,
         clip_eps_low=None,
         clip_eps_high=g.clip_eps_high,
         aggregation=g.aggregation,
-        max_length=g.max_new_tokens,
+        max_length=max_new_tokens,
         kl_importance_weighted=g.kl_importance_weighted,
         metric_aggregation=g.metric_aggregation,
     ),
-    "sapo": lambda g: functools.partial(
+    "sapo": lambda g, max_new_tokens: functools.partial(
         group_losses.sapo_loss,
         beta=g.beta,
         aggregation=g.aggregation,
-        max_length=g.max_new_tokens,
+        max_length=max_new_tokens,
         kl_importance_weighted=g.kl_importance_weighted,
         metric_aggregation=g.metric_aggregation,
     ),
 }
 
 
-def group_baseline_advantages(rollout, config: GRPOConfig) -> jax.Array:
+def group_baseline_advantages(rollout, config: GRPOConfig, group_size: int) -> jax.Array:
     """One advantage per sequence [B*G] from the group's scores, per `config.baseline`."""
     if config.baseline == "rloo":
         # Ahmadian et al. 2024: the KL penalty is in the sequence reward (k1, summed).
         kl_B = jnp.sum((rollout.logps - rollout.ref_logps) * rollout.response_mask, axis=-1)
-        return adv.rloo_advantages(
-            rollout.scores - config.beta * kl_B, group_size=config.group_size
-        )
+        return adv.rloo_advantages(rollout.scores - config.beta * kl_B, group_size=group_size)
     if config.baseline == "rloo_token":
-        return adv.rloo_advantages(rollout.scores, group_size=config.group_size)
+        return adv.rloo_advantages(rollout.scores, group_size=group_size)
     return adv.grpo_advantages(
         rollout.scores,
-        group_size=config.group_size,
+        group_size=group_size,
         scale_rewards=config.scale_rewards if config.baseline == "grpo" else "none",
     )
 
 
-def grpo_objective(response_fn: ResponseFn, config: GRPOConfig):
+def grpo_objective(response_fn: ResponseFn, config: GRPOConfig, max_new_tokens: int):
     """`loss_fn(params, minibatch) -> (loss, metrics)`: RLOO's sequence-level REINFORCE for
     baseline 'rloo', else the per-token surrogate `config.loss`."""
-    group_loss = GROUP_LOSSES[config.loss](config)
+    group_loss = GROUP_LOSSES[config.loss](config, max_new_tokens)
 
     def loss_fn(params, mb):
         prompt_len = mb["tokens"].shape[1] - mb["mask"].shape[1]
@@ -161,24 +159,30 @@ def make_grpo_step(
     score_fn: Callable[..., jax.Array],
     tx: optax.GradientTransformation,
     config: GRPOConfig,
+    rollout_config: RolloutConfig,
     eos_id: int,
     gold_fn: Callable | None = None,
     score_inputs: tuple[str, ...] = (),
 ):
     """The group iteration `step(state, batch, rng) -> (state, metrics)`: each prompt of the
-    batch is sampled `group_size` times. `score_fn(state, tokens, input_mask, loss_mask,
-    **inputs)` and `gold_fn(tokens, input_mask, loss_mask, **inputs)` (logged only) get the batch
-    entries named in `score_inputs` (e.g. a verifier's `answer_tokens`), repeated like the
-    prompts."""
+    batch is sampled `rollout_config.group_size` times. `score_fn(state, tokens, input_mask,
+    loss_mask, **inputs)` and `gold_fn(tokens, input_mask, loss_mask, **inputs)` (logged only)
+    get the batch entries named in `score_inputs` (e.g. a verifier's `answer_tokens`), repeated
+    like the prompts."""
     if not isinstance(config, GRPOConfig):
         raise TypeError(f"config must be a GRPOConfig (GRPOConfig.from_config), got {type(config)}")
+    group_size = rollout_config.group_size
+    if group_size < 2:
+        raise ValueError(
+            f"rollout.group_size={group_size}: a group baseline needs at least 2 samples per prompt"
+        )
     response_fn = policy_response_fn(policy)
-    loss_fn = grpo_objective(response_fn, config)
+    loss_fn = grpo_objective(response_fn, config, rollout_config.max_new_tokens)
 
     def grpo_step(state: TrainState, batch: dict, rng: jax.Array):
         rng = jax.random.fold_in(rng, state.step)
         rollout_rng, update_rng = jax.random.split(rng)
-        prompts = jax.tree.map(lambda x: jnp.repeat(x, config.group_size, axis=0), batch)
+        prompts = jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=0), batch)
         inputs = {k: prompts[k] for k in score_inputs}
 
         def score(*sequences):
@@ -193,9 +197,9 @@ def make_grpo_step(
             prompts=prompts,
             rng=rollout_rng,
             score_fn=score,
-            max_new_tokens=config.max_new_tokens,
+            max_new_tokens=rollout_config.max_new_tokens,
             eos_id=eos_id,
-            temperature=config.temperature,
+            temperature=rollout_config.temperature,
         )
         data = {
             "tokens": rollout.tokens,
@@ -203,7 +207,7 @@ def make_grpo_step(
             "mask": rollout.response_mask,
             "old_logps": rollout.logps,
             "ref_logps": rollout.ref_logps,
-            "advantages": group_baseline_advantages(rollout, config),
+            "advantages": group_baseline_advantages(rollout, config, group_size),
         }
         params, opt_state, update_metrics = minibatch_updates(
             state.params,
@@ -216,7 +220,7 @@ def make_grpo_step(
             rng=update_rng,
         )
         state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
-        groups = rollout.scores.reshape(-1, config.group_size)
+        groups = rollout.scores.reshape(-1, group_size)
         metrics = {
             **update_metrics,
             **rollout_metrics(rollout, gold_fn, inputs),

@@ -3,7 +3,8 @@ jitted iteration: rollout -> KL-penalised rewards -> GAE -> epochs of clipped mi
 of the policy and its critic, with an optional pretraining term (PPO-ptx).
 
     step = make_ppo_step(policy=..., value_model=..., score_fn=..., tx=...,
-                         kl_controller=kl_controller_from_config(c), config=c, eos_id=...)
+                         kl_controller=kl_controller_from_config(c), config=c,
+                         rollout_config=RolloutConfig(max_new_tokens=...), eos_id=...)
     state, metrics = step(state, prompt_batch, rng)
 
 `state.params` is {'policy': ..., 'value': ...}, or {'policy': ...} with the critic a value head on
@@ -26,7 +27,7 @@ from alignax.models import Model
 from alignax.rl import advantages as adv
 from alignax.rl.common import minibatch_updates, rollout_metrics
 from alignax.rl.kl_control import KLController, make_kl_controller
-from alignax.rl.rollout import ResponseFn, actor_critic_response_fn, collect
+from alignax.rl.rollout import ResponseFn, RolloutConfig, actor_critic_response_fn, collect
 from alignax.state import TrainState
 
 # score_fn(state, tokens, input_mask, loss_mask, **inputs) -> [B], with `inputs` the prompt-batch
@@ -38,10 +39,9 @@ PTX_KEYS = ("ptx_tokens", "ptx_input_mask", "ptx_loss_mask")
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
     """Every hyperparameter of `make_ppo_step` (InstructGPT-style defaults scaled to the tiny
-    task); `PPOConfig.from_config(config.ppo)` reads an experiment's `ppo` section."""
+    task); `PPOConfig.from_config(config.ppo)` reads an experiment's `ppo` section. What is
+    sampled (length, temperature) is the `rollout` section's (`RolloutConfig`)."""
 
-    max_new_tokens: int = 24
-    temperature: float = 1.0
     gamma: float = 1.0
     lam: float = 0.95
     whiten_advantages: bool = True
@@ -128,11 +128,13 @@ def make_ppo_step(
     tx: optax.GradientTransformation,
     kl_controller: KLController,
     config: PPOConfig,
+    rollout_config: RolloutConfig,
     eos_id: int,
     gold_fn: Callable | None = None,
     score_inputs: tuple[str, ...] = (),
 ):
-    """The PPO iteration `step(state, batch, rng) -> (state, metrics)`.
+    """The PPO iteration `step(state, batch, rng) -> (state, metrics)`: one sample per prompt
+    of the batch, `rollout_config.max_new_tokens` tokens at `rollout_config.temperature`.
 
     `value_model=None` means a value head on the policy (built with heads ('lm', 'value')).
     `score_fn` scores the responses; `gold_fn(tokens, input_mask, loss_mask, **inputs)`, when
@@ -140,6 +142,11 @@ def make_ppo_step(
     """
     if not isinstance(config, PPOConfig):
         raise TypeError(f"config must be a PPOConfig (PPOConfig.from_config), got {type(config)}")
+    if rollout_config.group_size != 1:
+        raise ValueError(
+            f"rollout.group_size={rollout_config.group_size}: PPO samples each prompt once (its "
+            "critic is the baseline); group sampling is GRPO / RLOO (experiments/grpo.py)"
+        )
     response_fn = actor_critic_response_fn(policy, value_model)
     loss_fn = ppo_objective(policy, response_fn, config)
 
@@ -160,9 +167,9 @@ def make_ppo_step(
             prompts=batch,
             rng=rollout_rng,
             score_fn=score,
-            max_new_tokens=config.max_new_tokens,
+            max_new_tokens=rollout_config.max_new_tokens,
             eos_id=eos_id,
-            temperature=config.temperature,
+            temperature=rollout_config.temperature,
         )
         kl_coef = state.aux["kl"].kl_coef
         rewards, reward_metrics = adv.kl_penalized_rewards(

@@ -9,15 +9,48 @@ each response token, i.e. V(prefix) estimates the return of generating token t o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from alignax import logprobs
+from alignax import logprobs, schema
 from alignax.models import Model, Params
 from alignax.sampling import sample
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """What an RL experiment samples, the `rollout` section of every PPO / GRPO config:
+    `RolloutConfig.from_config(config.rollout)`. The prompt counts size the task's train and
+    eval prompt sets; the step reads the rest."""
+
+    num_prompts: int = 4096  # training prompts (the task's train split), cycled in batches
+    num_eval_prompts: int = 128  # held-out prompts (eval split) for the periodic evaluation
+    max_new_tokens: int = 24
+    temperature: float = 1.0
+    group_size: int = 1  # samples per prompt: 1 for PPO, G >= 2 for GRPO / RLOO
+
+    def __post_init__(self):
+        for key in ("num_prompts", "num_eval_prompts", "max_new_tokens", "group_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"rollout.{key}={getattr(self, key)!r}: must be at least 1")
+        if not self.temperature > 0:
+            raise ValueError(
+                f"rollout.temperature={self.temperature!r}: must be > 0 (the update's log-probs "
+                "are those of the sampling distribution)"
+            )
+
+    @classmethod
+    def from_config(cls, config, prefix: str = "rollout") -> RolloutConfig:
+        return schema.frozen(cls, config, prefix)
+
+
+def default_rollout_config():
+    """The `rollout` ConfigDict section: every `RolloutConfig` field at its default."""
+    return schema.section(RolloutConfig())
 
 
 class Rollout(NamedTuple):
