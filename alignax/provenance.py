@@ -1,7 +1,14 @@
-"""Where a result came from: the command that wrote it and the commit it ran at."""
+"""Where a result came from: the command that wrote it, the commit it ran at and the machine.
+
+The machine is part of a result: XLA compiles for the CPU it runs on (vector width, fused
+multiply-add), so the same command at the same commit reproduces a number bit for bit on the
+same kind of CPU, and on another kind to the last bits of each operation, which long training
+runs amplify into differences within the reported intervals."""
 
 from __future__ import annotations
 
+import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -29,8 +36,40 @@ def command() -> str:
     return shlex.join(["python", *argv])
 
 
+def machine() -> str:
+    """The processor and accelerator a result was computed on, e.g. 'AMD EPYC (2 cores,
+    AVX-512), jax 0.10.2 on cpu'."""
+    import jax
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    cores = f"{os.cpu_count()} cores" + (f", {vector}" if vector else "")
+    device = jax.devices()[0]
+    where = device.platform if device.platform == "cpu" else f"{device.device_kind}"
+    return f"{model} ({cores}), jax {jax.__version__} on {where}"
+
+
 def provenance() -> dict:
-    """{'command', 'commit' (short hash, or 'unknown' outside a git checkout), 'dirty'}."""
+    """{'command', 'commit' (short hash, or 'unknown' outside a git checkout), 'dirty',
+    'machine'}."""
     commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-    return {"command": command(), "commit": commit, "dirty": dirty}
+    return {"command": command(), "commit": commit, "dirty": dirty, "machine": machine()}
+
+
+def written_by(prov: dict) -> str:
+    """The sentence that opens every results.md: command, commit (and uncommitted changes),
+    machine."""
+    changes = " (with uncommitted changes)" if prov["dirty"] else ""
+    return (
+        f"Written by `{prov['command']}` at commit `{prov['commit']}`{changes} on {prov['machine']}"
+    )

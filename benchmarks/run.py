@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import jax
 
 from alignax.models import build_model
-from alignax.provenance import provenance
+from alignax.provenance import provenance, written_by
 from benchmarks import dpo_step, mfu, sampling
 from benchmarks.common import Shape, interleave, markdown_table
 
@@ -154,11 +153,7 @@ def main():
         text, records[name] = benches[name]()
         print(text + "\n", flush=True)
         sections.append(text)
-    header = (
-        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
-        + (" (with uncommitted changes)" if prov["dirty"] else "")
-        + f" on {os.cpu_count()} CPU cores ({jax.devices()[0].platform}, jax {jax.__version__})."
-    )
+    header = written_by(prov) + "."
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text("\n\n".join(["### Speed", header, *sections]) + "\n")

@@ -44,7 +44,7 @@ from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.parallel import run_jobs
-from alignax.provenance import provenance
+from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
@@ -652,8 +652,7 @@ def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path
     lines = [
         "### DPO reward-KL frontier (Rafailov et al. 2023, Fig. 2) and over-optimisation",
         "",
-        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
-        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        written_by(prov)
         + f"; {len(seeds)} seeds ({', '.join(map(str, seeds))}) on {config.workers} "
         f"process(es); wall time {timings['seconds/total'] / 60:.1f} min, summed over the "
         "invocations that built the workdir (per stage, summed over seeds: "

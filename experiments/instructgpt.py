@@ -42,7 +42,7 @@ from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.models import ModelConfig
 from alignax.parallel import run_jobs
-from alignax.provenance import provenance
+from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, stage_finished
 from alignax.tasks import get_task
@@ -629,8 +629,7 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
     lines = [
         "### InstructGPT / Stiennon et al.: KL-penalised PPO, PPO-ptx and policy size",
         "",
-        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
-        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        written_by(prov)
         + f"; {len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''} ({seeds}) on "
         f"{config.workers} process(es); wall time {timings['seconds/total'] / 60:.1f} min, "
         "summed over the invocations that built the workdir (per stage, summed over seeds: "

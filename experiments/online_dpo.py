@@ -23,7 +23,7 @@ import numpy as np
 from alignax.analysis.policy_eval import evaluate_policy
 from alignax.cli import run_experiment
 from alignax.models import build_model
-from alignax.provenance import provenance
+from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
 from alignax.training import check_model_fits_task, setup, write_summary
@@ -91,7 +91,7 @@ def run(config, workdir):
     lines = [
         "### Online (iterative) DPO",
         "",
-        f"Written by `{prov['command']}` at commit `{prov['commit']}`. Round 0 is the starting "
+        written_by(prov) + ". Round 0 is the starting "
         f"policy; each round's DPO starts from, and is referenced to, the previous round's policy "
         f"and trains on {config.dpo.preferences.num_pairs} fresh pairs of its samples. "
         f"Evaluated on {config.eval.num_prompts} held-out prompts (gold reward ± 1.96 SE).",

@@ -41,7 +41,7 @@ from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.parallel import run_jobs
-from alignax.provenance import provenance
+from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, save_stage, stage_config
 from alignax.sweeps import make_member_scorer, make_reward_model_sweep
@@ -644,8 +644,7 @@ def report(config, curves, oracle, rl, result, workdir: Path, timings: dict, pro
     lines = [
         "### Reward-model over-optimisation (Gao et al. 2022)",
         "",
-        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
-        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        written_by(prov)
         + f"; wall time {timings['seconds/total'] / 60:.1f} min (summed over the invocations "
         "that built the workdir: "
         + ", ".join(

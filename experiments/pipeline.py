@@ -31,7 +31,7 @@ from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.models import build_model
-from alignax.provenance import provenance
+from alignax.provenance import provenance, written_by
 from alignax.sharding import init_params
 from alignax.stages import SHARED_SECTIONS, stage_config
 from alignax.tasks import get_task
@@ -130,8 +130,7 @@ def write_report(
     lines = [
         "### Pipeline: pretrain -> SFT -> reward model -> PPO / DPO",
         "",
-        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
-        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        written_by(prov)
         + f"; {len(tables)} seeds ({seeds}), wall time {timings['seconds/total'] / 60:.1f} min "
         f"({timings['seconds/total'] / 60 / len(tables):.1f} min a seed).",
         "",

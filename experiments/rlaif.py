@@ -31,7 +31,7 @@ from alignax import feedback, labels
 from alignax.analysis import plots
 from alignax.analysis.stats import mean_interval
 from alignax.cli import run_experiment
-from alignax.provenance import provenance
+from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config
 from alignax.tasks import get_task
 from alignax.training import setup, write_summary
@@ -336,9 +336,7 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
     lines = [
         "### AI feedback with targeted human labels (RLAIF / RLTHF)",
         "",
-        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
-        + (" (with uncommitted changes)" if prov["dirty"] else "")
-        + f"; wall time {seconds / 60:.1f} min.",
+        written_by(prov) + f"; wall time {seconds / 60:.1f} min.",
         "",
         f"Pairs: {config.pairs.num_pairs} pairs of SFT samples to training prompts per seed; "
         f"human = {config.labels.annotator} annotator of the gold reward (temperature "

@@ -37,7 +37,7 @@ from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.parallel import run_jobs
-from alignax.provenance import provenance
+from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
 from alignax.tasks import get_task
@@ -235,8 +235,7 @@ def report(config, tables, combined, answer, kls, timings, prov, workdir: Path) 
     lines = [
         "### RLVR on arithmetic: pass@k before and after GRPO",
         "",
-        f"Written by `{prov['command']}` at commit `{prov['commit']}`"
-        + (" (with uncommitted changes)" if prov["dirty"] else "")
+        written_by(prov)
         + f"; {len(tables)} seeds ({seeds}) on {config.workers} process(es); wall time "
         f"{timings['seconds/total'] / 60:.1f} min, summed over the invocations that built the "
         f"workdir (per stage, summed over seeds: {per_stage} min).",

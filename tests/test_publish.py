@@ -1,8 +1,10 @@
 """Results reach the README only through `experiments.publish`, with their provenance."""
 
+import os
+
 import pytest
 
-from alignax.provenance import command, provenance
+from alignax.provenance import command, provenance, written_by
 from experiments.publish import publish
 
 
@@ -44,3 +46,8 @@ def test_provenance_names_a_commit_and_a_runnable_command(monkeypatch):
     assert command() == "python -m experiments.publish x runs/x"
     info = provenance()
     assert len(info["commit"]) == 12 and isinstance(info["dirty"], bool)
+    # The machine is named: a result reproduces bit for bit only on the same kind of CPU.
+    assert f"{os.cpu_count()} cores" in info["machine"] and "jax " in info["machine"]
+    sentence = written_by({**info, "dirty": True})
+    assert sentence.startswith("Written by `python -m experiments.publish x runs/x` at commit")
+    assert sentence.endswith(f"(with uncommitted changes) on {info['machine']}")
