@@ -135,13 +135,18 @@ class Attention(nnx.Module):
             q = apply_rope(q, positions_BxL, c.rope_theta)
             k = apply_rope(k, positions_BxL, c.rope_theta)
         if cache is not None:
-            k = jax.lax.dynamic_update_slice_in_dim(
-                cache["k"], k.astype(cache["k"].dtype), cache_index, axis=1
-            )
-            v = jax.lax.dynamic_update_slice_in_dim(
-                cache["v"], v.astype(cache["v"].dtype), cache_index, axis=1
-            )
-            cache = {"k": k, "v": v}
+            # cache: every layer's keys and values [layers, B, S, kv_heads, head_dim] and this
+            # layer's index; the new entries are written in place (the buffers are loop carries).
+            layer = cache["layer"]
+
+            def write(full, new):
+                start = (layer, 0, cache_index, 0, 0)
+                return jax.lax.dynamic_update_slice(full, new.astype(full.dtype)[None], start)
+
+            k_full, v_full = write(cache["k"], k), write(cache["v"], v)
+            k = jax.lax.dynamic_index_in_dim(k_full, layer, keepdims=False)
+            v = jax.lax.dynamic_index_in_dim(v_full, layer, keepdims=False)
+            cache = {"k": k_full, "v": v_full, "layer": layer}
         b, length, h, hd = q.shape
         groups = h // c.num_kv_heads
         q = q.reshape(b, length, c.num_kv_heads, groups, hd)
@@ -297,6 +302,23 @@ class Transformer(nnx.Module):
                 x, positions_BxL, key_mask_BxS, query_slots_L, layer_cache, cache_index, key
             )
 
+        if cache is not None:
+            # Decoding: the whole cache is a loop carry, so each layer updates its slots in place
+            # instead of the scan slicing out and restacking every layer's cache.
+            def cached_layer(carry, scanned):
+                x, cache_k, cache_v = carry
+                state, index = scanned
+                block = nnx.merge(block_graph, state)
+                layer_cache = {"k": cache_k, "v": cache_v, "layer": index}
+                x, layer_cache = block(
+                    x, positions_BxL, key_mask_BxS, query_slots_L, layer_cache, cache_index, None
+                )
+                return (x, layer_cache["k"], layer_cache["v"]), None
+
+            (x, cache_k, cache_v), _ = jax.lax.scan(
+                cached_layer, (x, cache["k"], cache["v"]), (block_state, jnp.arange(c.num_layers))
+            )
+            return self.final_norm(x), {"k": cache_k, "v": cache_v}
         if c.remat:
             layer = jax.checkpoint(layer)
         x, cache = jax.lax.scan(layer, x, (block_state, cache, layer_keys))
