@@ -17,7 +17,11 @@ import ml_collections
 
 
 def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> None:
-    """Parses --config/--workdir and calls `run(config, workdir)`."""
+    """Parses --config/--workdir and calls `run(config, workdir)` (in a process whose malloc
+    uses transparent huge pages: `alignax.runtime`)."""
+    from alignax.runtime import use_transparent_huge_pages
+
+    use_transparent_huge_pages()
     from absl import app, flags, logging
     from ml_collections import config_flags
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import jax
 
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
+from alignax.runtime import use_transparent_huge_pages
 from benchmarks import dpo_step, mfu, sampling
 from benchmarks.common import Shape, interleave, markdown_table
 
@@ -132,6 +134,7 @@ def bench_mfu(rounds: int, preset: str = "small", batch: int = 8, length: int = 
 
 
 def main():
+    use_transparent_huge_pages()  # both sides run in this process, so both get it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench", help="directory for results.md/.json")
     parser.add_argument("--rounds", type=int, default=7)
@@ -153,7 +156,11 @@ def main():
         text, records[name] = benches[name]()
         print(text + "\n", flush=True)
         sections.append(text)
-    header = written_by(prov) + "."
+    huge_pages = "on" if "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", "") else "off"
+    header = (
+        written_by(prov)
+        + f"; malloc with transparent huge pages (`alignax.runtime`, both sides): {huge_pages}."
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text("\n\n".join(["### Speed", header, *sections]) + "\n")
