@@ -11,9 +11,8 @@ estimator, coverage and greedy accuracy. `model`, `mesh` and `task` apply to bot
 stage's other settings are under `stages.<stage>` (e.g. --config.stages.grpo.train.steps=800).
 
 default: 3 seeds, SFT 500 steps, GRPO 800 steps (32 prompts x 8 samples, learning rate 3e-4),
-128 problems x 64 samples. Estimated, not measured end to end: from single stages timed (CPU
-seconds) on one shared core, SFT ~0.7 min, GRPO ~4.6 min and the evaluation ~0.5 min a seed, so
-~18 min for 3 seeds with --config.workers=1 and ~9 min on 2 cores with the default 2 workers.
+128 problems x 64 samples. Measured end to end: 6.0 min on 2 cores with the default 2 workers
+(the README's results block; 14.2 min with --config.workers=1 on an earlier, slower machine).
 runlocal: the same pipeline at toy sizes for the test (2 seeds, so intervals exist); compile-
 bound (each seed's SFT and GRPO compile their steps): measured ~170 s of CPU from the command
 line, ~90 s in the test suite, whose compilation cache serves the second seed.
