@@ -295,6 +295,9 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
             f"(delete {directory.parent} first)."
         ) from e
     saved_keys = {k.split("/")[1] for k in found if k.startswith("params/")}
+    if _is_lora_policy(saved_keys, found):
+        manager.close()
+        return _restore_lora_policy(directory, step, like_params, found)
     wanted = {k: v for k, v in like_params.items() if k in saved_keys}
     if not wanted:
         manager.close()
@@ -326,3 +329,72 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
     finally:
         manager.close()
     return restored["state"]["params"]
+
+
+def _is_lora_policy(saved_params: set[str], found: dict) -> bool:
+    """A LoRA run's checkpoint: params are adapters only, the base is in ref_params."""
+    from alignax.models.lora import TARGETS
+
+    return (
+        bool(saved_params)
+        and saved_params <= set(TARGETS)
+        and any(k.startswith("ref_params/") for k in found)
+    )
+
+
+def _restore_lora_policy(directory: Path, step: int, like_params, found: dict):
+    """The policy of a LoRA run (alignax/models/lora.py): its base (`ref_params`) with the
+    adapters (`params`) merged in, laid out like `like_params`; the adapters' rank, alpha and
+    targets from the run's config.json."""
+    from alignax.models.lora import LoraConfig, merge
+
+    config_path = directory.parent / "config.json"
+    if not config_path.is_file():
+        raise CheckpointMismatchError(
+            f"{directory} holds LoRA adapters, but {config_path} (their alpha) does not exist"
+        )
+    lora_section = json.loads(config_path.read_text())["lora"]
+    base_keys = {k.split("/")[1] for k in found if k.startswith("ref_params/")}
+    wanted = {k: v for k, v in like_params.items() if k in base_keys}
+    expected = _shapes({"ref_params": wanted})
+    _check_fits(directory / str(step), expected, {k: found[k] for k in expected if k in found})
+    # The adapters are small: restored replicated on the mesh of the params they join.
+    sharding = jax.tree.leaves(wanted)[0].sharding
+    replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    dtype = jax.tree.leaves(wanted)[0].dtype
+    adapters = {}
+    for key, shape in found.items():
+        if key.startswith("params/"):
+            _, target, name = key.split("/")
+            adapters.setdefault(target, {})[name] = jax.ShapeDtypeStruct(
+                shape, dtype, sharding=replicated
+            )
+    like = {"params": adapters, "ref_params": _abstract(wanted)}
+    manager = ocp.CheckpointManager(
+        directory,
+        options=ocp.CheckpointManagerOptions(create=False, read_only=True),
+        item_handlers={"state": ocp.PyTreeCheckpointHandler()},
+    )
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    item=like,
+                    restore_args=jax.tree.map(
+                        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), like
+                    ),
+                    partial_restore=True,
+                )
+            ),
+        )["state"]
+    finally:
+        manager.close()
+    rank = next(iter(adapters.values()))["a"].shape[-1]
+    lora = LoraConfig(
+        rank=rank, alpha=float(lora_section["alpha"]), targets=tuple(sorted(adapters))
+    )
+    merged = jax.jit(lambda base, adapters: merge(base, adapters, lora))(
+        restored["ref_params"], restored["params"]
+    )
+    return {k: merged[k] for k in wanted}

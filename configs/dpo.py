@@ -17,6 +17,7 @@ import ml_collections
 from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
 from alignax.losses.registry import PREFERENCE_LOSSES, default_hyperparameters
+from alignax.models.lora import default_lora_config
 from configs.common import base_config
 
 # Per-loss beta scales differ: SimPO/ORPO/CPO use length-normalised or odds terms.
@@ -42,6 +43,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "eval_kl_to_initial": False,
         }
     )
+    # LoRA adapters (rank > 0): the trained params are the adapters, the reference is the base
+    # without them (no second copy of the weights); see alignax/models/lora.py.
+    config.lora = default_lora_config()
     config.loss = ml_collections.ConfigDict(
         {
             "name": name,

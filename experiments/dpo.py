@@ -23,6 +23,7 @@ from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.data.sources import file_comparisons
 from alignax.models import build_model
+from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
 from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.training import (
@@ -92,9 +93,22 @@ def run(config, workdir, pairs=None):
     tx = optim.make_optimizer(config)
     params = initial_params(model, config, mesh, rng_init)
     # Reference-free losses keep no reference copy; BCO-style losses get their running shift.
-    state = TrainState.create(
-        params, tx, mesh, **objectives.preference_state_slots(config.loss, params)
-    )
+    slots = objectives.preference_state_slots(config.loss, params)
+    lora = LoraConfig.from_config(config.lora) if config.lora.rank > 0 else None
+    if lora is None:
+        state = TrainState.create(params, tx, mesh, **slots)
+        policy_params = lambda state: state.params  # noqa: E731
+    else:
+        # The adapters train; the base rides in ref_params, the reference of every loss.
+        adapters = init_lora(jax.random.fold_in(rng_init, 1), model, lora, mesh=mesh)
+        state = TrainState.create(adapters, tx, mesh, **{**slots, "ref_params": params})
+        merged = jax.jit(lambda base, adapters: merge(base, adapters, lora))
+        policy_params = lambda state: merged(state.ref_params, state.params)  # noqa: E731
+        print(
+            f"[lora] rank {lora.rank}, targets {', '.join(lora.targets)}: "
+            f"{num_lora_params(adapters):,} trained params",
+            flush=True,
+        )
     # Reference-free losses keep no reference in the state; to report their samples' KL to the
     # initial policy, the evaluation keeps a copy of it (the first step donates `params`).
     initial_copy = None
@@ -105,6 +119,8 @@ def run(config, workdir, pairs=None):
             model, params, train, config.train.batch_size
         )
     loss_fn = objectives.preference_loss_fn(model, config.loss)
+    if lora is not None:
+        loss_fn = lora_loss_fn(loss_fn, lora)
     train_step = steps.jit_step(
         objectives.preference_train_step(
             steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
@@ -127,7 +143,7 @@ def run(config, workdir, pairs=None):
             report = summarize(
                 evaluate_policy(
                     model,
-                    state.params,
+                    policy_params(state),
                     task,
                     prompts,
                     rng_eval,

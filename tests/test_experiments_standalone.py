@@ -158,3 +158,54 @@ def test_malformed_preference_file_names_file_and_line(tmp_path):
     )
     with pytest.raises(ValueError, match=r"prefs\.jsonl:7"):
         reward_model.run(config, tmp_path / "rm")
+
+
+def test_dpo_with_lora_trains_adapters_only_and_loads_downstream_merged(tmp_path):
+    """`lora.rank > 0`: the state's params are the adapters, the base rides in ref_params (the
+    reference) and does not change, and a later stage loading the workdir gets the merged
+    policy."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    from alignax.checkpoint import checkpoint_steps, restore_params
+    from alignax.models import build_model
+    from alignax.models.lora import LoraConfig, merge
+    from alignax.sharding import init_params
+    from alignax.stages import stage_model_config
+    from tests.test_sharding import _mesh
+
+    path, spm = _preference_file(tmp_path)
+    overrides = {
+        "data.path": str(path),
+        "data.tokenizer": str(spm),
+        "data.eval_fraction": 0.2,
+        "lora.rank": 4,
+        "lora.targets": ("q", "v", "up"),
+        "optimizer.learning_rate": 1e-2,
+    }
+    config = preset_config(
+        dpo_config, **short_run(**{"train.steps": 30, "train.batch_size": 16}, **overrides)
+    )
+    summary = dpo.run(config, tmp_path / "dpo")
+    assert summary["eval_accuracy"] > 0.5 and summary["eval_margin"] > 0
+
+    checkpoints = tmp_path / "dpo" / "checkpoints"
+    first, *_, last = checkpoint_steps(checkpoints)
+    states = [
+        ocp.PyTreeCheckpointer().restore(checkpoints / str(s) / "state") for s in (first, last)
+    ]
+    assert set(states[-1]["params"]) == {"q", "v", "up"}  # only the adapters train
+    jax.tree.map(np.testing.assert_array_equal, states[0]["ref_params"], states[-1]["ref_params"])
+    base, adapters = states[-1]["ref_params"], states[-1]["params"]
+
+    model = build_model(stage_model_config(tmp_path / "dpo"), heads=("lm",))
+    like = init_params(model, jax.random.key(0), _mesh((1, 1, 1), jax.devices()[:1]))
+    merged = restore_params(checkpoints, like)
+    assert set(merged) == set(like)
+    expected = merge(base, adapters, LoraConfig(rank=4, alpha=16.0, targets=("q", "v", "up")))
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), merged, expected
+    )
+    # The targeted weights moved by the low-rank update; the others are the base's.
+    assert not np.allclose(merged["blocks"]["attn"]["q"], base["blocks"]["attn"]["q"])
+    np.testing.assert_array_equal(merged["blocks"]["attn"]["k"], base["blocks"]["attn"]["k"])
