@@ -1,7 +1,7 @@
 """Every speed comparison in one command, printed as tables and written to `--out`:
 
     pip install -r benchmarks/requirements.txt     # the peers (TRL); optional
-    python -m benchmarks.run --out runs/bench      # about 4 minutes on 2 CPU cores
+    python -m benchmarks.run --out runs/bench      # about 8 minutes on 2 CPU cores
     python -m experiments.publish speed runs/bench # its tables into the README
 
 1. DPO step: alignax against TRL's DPOTrainer (PyTorch), same weights, shape, batch, optimizer.
@@ -9,6 +9,8 @@
    (and alignax without its cache at 64: what the cache saves).
 3. Train-step model FLOPs utilisation of the `small` preset against this machine's measured
    float32 matmul peak.
+4. Scaling (benchmarks/scaling.py): the `small` LM step's time and XLA memory against batch and
+   length; the compile time of every step kind; a PPO iteration split into its parts. No peer.
 
 Cases of a comparison run interleaved (A B A B ... after warm-up; see benchmarks/common.py) and
 are reported as medians with the min-max range; ratios are of medians. Each target prints PASS or
@@ -28,8 +30,9 @@ import jax
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
 from alignax.runtime import use_transparent_huge_pages
-from benchmarks import dpo_step, mfu, sampling
+from benchmarks import dpo_step, mfu, sampling, scaling
 from benchmarks.common import Shape, interleave, markdown_table
+from configs.models import model_config
 
 DPO_TARGET = 1.5  # alignax at least this many times faster than TRL
 SAMPLING_TARGET = 2.0  # than Hugging Face generate
@@ -133,13 +136,50 @@ def bench_mfu(rounds: int, preset: str = "small", batch: int = 8, length: int = 
     }
 
 
+def bench_scaling(rounds: int, preset: str = "small") -> tuple[str, dict]:
+    shapes = [(4, 128), (8, 128), (16, 128), (8, 64), (8, 256)]
+    table, steps_record = scaling.scaling_table(preset, shapes, rounds)
+    programs = {
+        **scaling.offline_steps(preset, batch=8, length=128),
+        **scaling.rl_steps(preset, batch=8, prompt_len=32, new_tokens=32),
+    }
+    compile_text, compile_record, compiled = scaling.compile_table(programs)
+    split_text, split_record = scaling.rl_split(programs, compiled, rounds)
+    lines = [
+        f"Scaling: preset `{preset}` ({model_config(preset).num_layers} layers, d "
+        f"{model_config(preset).d_model}), LM train step with AdamW, float32; memory is XLA's "
+        "accounting of the compiled step (arguments + outputs + temporaries, donations counted "
+        "once).",
+        "",
+        table,
+        "",
+        "Compile time of each step kind (batch 8 x 128 tokens; RL: 8 prompts of 32 tokens, 32 new "
+        "tokens, GRPO in groups of 4), lowering included, no compilation cache:",
+        "",
+        compile_text,
+        "",
+        "A PPO iteration (value head on the policy, 2 epochs of 2 minibatches) split into its "
+        "parts, by difference of nested programs' median times:",
+        "",
+        split_text,
+    ]
+    return "\n".join(lines), {
+        "steps": steps_record,
+        "compile_s": compile_record,
+        "ppo_split_ms": split_record,
+    }
+
+
 def main():
     use_transparent_huge_pages()  # both sides run in this process, so both get it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench", help="directory for results.md/.json")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument(
-        "--only", nargs="+", choices=("dpo", "sampling", "mfu"), default=("dpo", "sampling", "mfu")
+        "--only",
+        nargs="+",
+        choices=("dpo", "sampling", "mfu", "scaling"),
+        default=("dpo", "sampling", "mfu", "scaling"),
     )
     args = parser.parse_args()
     shape = Shape()
@@ -149,6 +189,7 @@ def main():
         "dpo": lambda: bench_dpo(shape, params, args.rounds),
         "sampling": lambda: bench_sampling(shape, params, args.rounds),
         "mfu": lambda: bench_mfu(args.rounds),
+        "scaling": lambda: bench_scaling(args.rounds),
     }
     prov = provenance()
     sections, records = [], {}
