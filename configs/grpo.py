@@ -11,25 +11,31 @@ Presets: runlocal (GRPO) | dr_grpo (unscaled advantages, constant normaliser) | 
 (sequence-level REINFORCE, leave-one-out baseline, KL in the reward) | rloo_token (the GRPO
 per-token objective with a leave-one-out baseline) | dapo (token-mean aggregation, clip-higher,
 no KL) | review (the review task's gold reward, from an SFT policy of configs/sft.py:runlocal;
-the same experiment code, the task chosen by the config). Other surrogates:
---config.grpo.loss=gspo|cispo|sapo.
+the same experiment code, the task chosen by the config) | xpo (XPO: one policy and one
+reference response per prompt judged by the verifier, DPO on the pair plus an exploration term;
+alignax/rl/xpo.py). Other surrogates: --config.grpo.loss=gspo|cispo|sapo.
 """
 
 import ml_collections
 
-from alignax.rl import default_grpo_config, default_rollout_config
+from alignax.rl import default_grpo_config, default_rollout_config, default_xpo_config
 from configs.common import base_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    presets = ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review")
+    presets = ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review", "xpo")
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; known: {', '.join(presets)}")
     config = base_config("tiny", task="review" if arg == "review" else "arithmetic")
+    config.algorithm = "xpo" if arg == "xpo" else "grpo"
     config.rollout = default_rollout_config()
     config.rollout.update(num_prompts=4096, num_eval_prompts=256, max_new_tokens=4, group_size=8)
-    config.grpo = default_grpo_config()
-    config.grpo.num_minibatches = 1
+    if arg == "xpo":  # one policy and one reference response per prompt
+        config.xpo = default_xpo_config()
+        config.rollout.group_size = 1
+    else:
+        config.grpo = default_grpo_config()
+        config.grpo.num_minibatches = 1
     if arg == "dr_grpo":
         config.grpo.update(baseline="dr_grpo", aggregation="max_length")
     elif arg in ("rloo", "rloo_token"):  # rloo: sequence-level REINFORCE; rloo_token: per token

@@ -1,13 +1,16 @@
-"""GRPO / Dr.GRPO / RLOO with a task's own reward: the arithmetic task's exact-match verifier
-(RLVR), or the review task's gold reward (`configs/grpo.py:review`).
+"""GRPO / Dr.GRPO / RLOO, or XPO (`configs/grpo.py:xpo`), with a task's own reward: the
+arithmetic task's exact-match verifier (RLVR), or the review task's gold reward
+(`configs/grpo.py:review`).
 
     python -m experiments.sft --config configs/sft.py:arithmetic --workdir runs/arith_sft
     python -m experiments.grpo --config configs/grpo.py:runlocal --workdir runs/grpo \
         --config.init_from=runs/arith_sft
 
-G samples per prompt, the group's rewards as the baseline (no value model), KL to the starting
-policy via k3. Reports the mean task reward of greedy and sampled responses to held-out prompts
-(on arithmetic: the share of problems answered exactly).
+GRPO family: G samples per prompt, the group's rewards as the baseline (no value model), KL to
+the starting policy via k3. XPO (`config.algorithm = 'xpo'`): one policy and one reference
+response per prompt, the reward as the judge of the pair, DPO on it plus an exploration term
+(alignax/rl/xpo.py). Reports the mean task reward of greedy and sampled responses to held-out
+prompts (on arithmetic: the share of problems answered exactly).
 """
 
 from __future__ import annotations
@@ -55,22 +58,29 @@ def run(config, workdir):
     tx = optim.make_optimizer(config)
     params = initial_params(model, config, mesh, rng_init)
     state = TrainState.create(params, tx, mesh, ref_params=params)
-    grpo_config = rl.GRPOConfig.from_config(config.grpo)
 
     def score_fn(state, tokens, input_mask, loss_mask, **inputs):
         return task_reward(task, tokens, loss_mask, inputs)
 
-    grpo_step = rl.make_grpo_step(
+    common = dict(
         policy=model,
         score_fn=score_fn,
         tx=tx,
-        config=grpo_config,
         rollout_config=rollout_config,
         eos_id=task.eos_id,
         score_inputs=task.reward_inputs,
     )
+    if config.algorithm == "xpo":
+        name = "xpo"
+        online_step = rl.make_xpo_step(config=rl.XPOConfig.from_config(config.xpo), **common)
+    elif config.algorithm == "grpo":
+        grpo_config = rl.GRPOConfig.from_config(config.grpo)
+        name = grpo_config.baseline
+        online_step = rl.make_grpo_step(config=grpo_config, **common)
+    else:
+        raise ValueError(f"algorithm={config.algorithm!r} is not one of ('grpo', 'xpo')")
     train_step = steps.jit_step(
-        grpo_step, state, example_batch(train, config.train.batch_size), mesh
+        online_step, state, example_batch(train, config.train.batch_size), mesh
     )
 
     def eval_fn(state):
@@ -94,13 +104,13 @@ def run(config, workdir):
         workdir=workdir,
         config=config,
         rng=rng_train,
-        name=grpo_config.baseline,
+        name=name,
         eval_fn=eval_fn,
         log_keys=("proxy/mean", "kl/sequence"),
     )
     final = eval_fn(state)
     summary = {
-        "baseline": grpo_config.baseline,
+        "algorithm": name,
         "group_size": rollout_config.group_size,
         "steps": int(state.step),
         "initial_reward_greedy": initial["reward/greedy"],

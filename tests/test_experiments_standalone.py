@@ -40,24 +40,28 @@ def _assert_verifier_counts(values, count):
     np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-4)
 
 
-@pytest.mark.parametrize("preset", ["runlocal", "rloo"])
+@pytest.mark.parametrize("preset", ["runlocal", "rloo", "xpo"])
 def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path, preset):
-    """GRPO, and RLOO (sequence-level REINFORCE: one importance ratio per sample) by preset."""
+    """GRPO, RLOO (sequence-level REINFORCE: one importance ratio per sample) and XPO (pairs of
+    a policy and a reference response) by preset."""
     config = preset_config(
         grpo_config, preset, **short_run(**{"train.steps": 6, "init_from": str(arithmetic_sft)})
     )
     summary = grpo.run(config, tmp_path / "grpo")
     # A batch's mean reward is a count over its samples, greedy accuracy one over the problems.
-    rewards = [m["proxy/mean"] for m in read_metrics(tmp_path / "grpo") if "proxy/mean" in m]
-    assert rewards  # logged every log_every steps and at the last
-    _assert_verifier_counts(rewards, config.train.batch_size * config.rollout.group_size)
+    logged = [m for m in read_metrics(tmp_path / "grpo") if "proxy/mean" in m]
+    assert logged  # logged every log_every steps and at the last
+    samples = config.train.batch_size * config.rollout.group_size
+    _assert_verifier_counts([m["proxy/mean"] for m in logged], samples)
     problems = config.rollout.num_eval_prompts
     _assert_verifier_counts([summary["initial_reward_greedy"], summary["reward_greedy"]], problems)
     # The arithmetic SFT policy already answers some held-out problems exactly.
     assert summary["initial_reward_greedy"] > 0
-    logged = [m for m in read_metrics(tmp_path / "grpo") if "policy/clip_fraction" in m]
-    # Only the sequence-level form logs its per-sequence ratio.
-    assert logged and all(("policy/ratio" in m) == (preset == "rloo") for m in logged)
+    if preset == "xpo":  # the verifier judges each pair: its win rate is a count of pairs
+        wins = [m["xpo/policy_win_rate"] for m in logged]
+        _assert_verifier_counts(wins, config.train.batch_size)
+    else:  # only the sequence-level form logs its per-sequence ratio
+        assert all(("policy/ratio" in m) == (preset == "rloo") for m in logged)
 
 
 def test_ppo_runs_on_arithmetic_with_the_verifier_as_its_reward(arithmetic_sft, tmp_path):

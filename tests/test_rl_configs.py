@@ -15,18 +15,21 @@ from tests.helpers import tiny_model
     "module, presets",
     [
         ("configs.ppo", ("runlocal", "gold", "ptx", "arithmetic")),
-        ("configs.grpo", ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review")),
+        ("configs.grpo", ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review", "xpo")),
     ],
 )
 def test_every_preset_reads_into_its_algorithm_and_rollout_configs(module, presets):
-    section, cls = ("ppo", rl.PPOConfig) if module.endswith("ppo") else ("grpo", rl.GRPOConfig)
+    classes = {"ppo": rl.PPOConfig, "grpo": rl.GRPOConfig, "xpo": rl.XPOConfig}
     for preset in presets:
         config = importlib.import_module(module).get_config(preset)
+        section = config.get("algorithm", "ppo")
+        cls = classes[section]
         frozen = cls.from_config(config[section])
         assert dict(config[section].items()) == frozen.__dict__, preset
         rollout = rl.RolloutConfig.from_config(config.rollout)
         assert dict(config.rollout.items()) == rollout.__dict__, preset
         assert (rollout.group_size > 1) == (section == "grpo"), preset
+        assert not {"grpo", "xpo"} - {section} & set(config), preset  # one algorithm's section
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ so the RL loops run in the shared host loop (`alignax.training.train_loop`) like
     common.py      the minibatch-update loop, rollout metrics
     ppo.py         PPO / PPO-ptx with a separate critic or a value head on the policy
     grpo.py        GRPO, Dr. GRPO, RLOO and the GSPO / CISPO / SAPO surrogates
+    xpo.py         XPO: online DPO on (policy, reference) response pairs with an exploration term
 
 `score_fn(state, tokens, input_mask, loss_mask, **inputs) -> [B]` scores full responses (a reward
 model, a task's reward or a verifier); `inputs` are the prompt-batch entries named in the step's
@@ -26,16 +27,20 @@ given, is only logged (`gold/mean`), which is how proxy-vs-gold over-optimisatio
 from alignax.rl.grpo import GROUP_LOSSES, GRPOConfig, default_grpo_config, make_grpo_step
 from alignax.rl.ppo import PPOConfig, default_ppo_config, kl_controller_from_config, make_ppo_step
 from alignax.rl.rollout import RolloutConfig, default_rollout_config
+from alignax.rl.xpo import XPOConfig, default_xpo_config, make_xpo_step
 
 __all__ = [
     "GROUP_LOSSES",
     "GRPOConfig",
     "PPOConfig",
     "RolloutConfig",
+    "XPOConfig",
     "default_grpo_config",
     "default_ppo_config",
     "default_rollout_config",
+    "default_xpo_config",
     "kl_controller_from_config",
     "make_grpo_step",
     "make_ppo_step",
+    "make_xpo_step",
 ]
