@@ -120,6 +120,25 @@ def _online(build, **config_overrides):
     return before, jax.device_get(state.params), jax.device_get(metrics)
 
 
+def _xpo(mesh, score_fn):
+    from alignax import rl
+    from tests.test_rl import EOS
+
+    policy = tiny_model()
+    params = sharding.init_params(policy, jax.random.key(0), mesh)
+    tx = optax.sgd(0.1)
+    state = TrainState.create(params, tx, mesh, ref_params=params)
+    step = rl.make_xpo_step(
+        policy=policy,
+        score_fn=score_fn,
+        tx=tx,
+        config=rl.XPOConfig(beta=0.5, alpha=0.01),
+        rollout_config=rl.RolloutConfig(max_new_tokens=6),
+        eos_id=EOS,
+    )
+    return state, step
+
+
 CASES = {
     "sft": (_sft, ("loss", "grad_norm")),
     "reward_model": (_reward_model, ("loss", "grad_norm")),
@@ -129,6 +148,7 @@ CASES = {
     "grpo": (lambda: _online(_grpo), ("loss", "grad_norm", "proxy/mean")),
     # Sequence-level REINFORCE with a leave-one-out baseline and the KL in the reward.
     "rloo": (lambda: _online(_grpo, baseline="rloo"), ("loss", "grad_norm", "proxy/mean")),
+    "xpo": (lambda: _online(_xpo), ("loss", "grad_norm", "proxy/mean", "xpo/policy_win_rate")),
 }
 
 
