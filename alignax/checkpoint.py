@@ -294,21 +294,27 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
             f"{str(e).splitlines()[0][:300] if str(e) else ''}). Rerun the stage that wrote it "
             f"(delete {directory.parent} first)."
         ) from e
-    saved_keys = {k.split("/")[1] for k in found if k.startswith("params/")}
-    if _is_lora_policy(saved_keys, found):
-        manager.close()
-        return _restore_lora_policy(directory, step, like_params, found)
-    wanted = {k: v for k, v in like_params.items() if k in saved_keys}
-    if not wanted:
-        manager.close()
-        raise CheckpointMismatchError(
-            f"checkpoint {directory / str(step)} holds none of the params {sorted(like_params)}"
-        )
-    expected = _shapes({"params": wanted})
-    _check_fits(directory / str(step), expected, {k: found[k] for k in expected if k in found})
-    like = {"params": _abstract(wanted)}
     try:
-        restored = manager.restore(
+        saved_keys = {k.split("/")[1] for k in found if k.startswith("params/")}
+        if _is_lora_policy(saved_keys, found):
+            return _restore_lora_policy(manager, directory, step, like_params, found)
+        wanted = {k: v for k, v in like_params.items() if k in saved_keys}
+        if not wanted:
+            raise CheckpointMismatchError(
+                f"checkpoint {directory / str(step)} holds none of the params {sorted(like_params)}"
+            )
+        expected = _shapes({"params": wanted})
+        _check_fits(directory / str(step), expected, {k: found[k] for k in expected if k in found})
+        return _partial_restore(manager, directory, step, {"params": _abstract(wanted)})["params"]
+    finally:
+        manager.close()
+
+
+def _partial_restore(manager, directory: Path, step: int, like: dict) -> dict:
+    """The entries of the checkpoint's state named by `like` (ShapeDtypeStructs with
+    shardings), restored into that layout."""
+    try:
+        return manager.restore(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.PyTreeRestore(
@@ -319,16 +325,13 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
                     partial_restore=True,
                 )
             ),
-        )
+        )["state"]
     except Exception as e:
         raise CheckpointDamagedError(
             f"checkpoint step {step} in {directory} is damaged ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:300] if str(e) else ''}). Rerun the stage that wrote it "
             f"(delete {directory.parent} first)."
         ) from e
-    finally:
-        manager.close()
-    return restored["state"]["params"]
 
 
 def _is_lora_policy(saved_params: set[str], found: dict) -> bool:
@@ -342,7 +345,7 @@ def _is_lora_policy(saved_params: set[str], found: dict) -> bool:
     )
 
 
-def _restore_lora_policy(directory: Path, step: int, like_params, found: dict):
+def _restore_lora_policy(manager, directory: Path, step: int, like_params, found: dict):
     """The policy of a LoRA run (alignax/models/lora.py): its base (`ref_params`) with the
     adapters (`params`) merged in, laid out like `like_params`; the adapters' rank, alpha and
     targets from the run's config.json."""
@@ -370,26 +373,7 @@ def _restore_lora_policy(directory: Path, step: int, like_params, found: dict):
                 shape, dtype, sharding=replicated
             )
     like = {"params": adapters, "ref_params": _abstract(wanted)}
-    manager = ocp.CheckpointManager(
-        directory,
-        options=ocp.CheckpointManagerOptions(create=False, read_only=True),
-        item_handlers={"state": ocp.PyTreeCheckpointHandler()},
-    )
-    try:
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.PyTreeRestore(
-                    item=like,
-                    restore_args=jax.tree.map(
-                        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), like
-                    ),
-                    partial_restore=True,
-                )
-            ),
-        )["state"]
-    finally:
-        manager.close()
+    restored = _partial_restore(manager, directory, step, like)
     rank = next(iter(adapters.values()))["a"].shape[-1]
     lora = LoraConfig(
         rank=rank, alpha=float(lora_section["alpha"]), targets=tuple(sorted(adapters))
