@@ -12,10 +12,11 @@ import optax
 from alignax.rl.rollout import Rollout, full_loss_mask
 
 
-def minibatch_updates(params, opt_state, data, loss_fn, tx, *, epochs, num_minibatches, rng):
+def minibatch_updates(state, data, loss_fn, tx, *, epochs, num_minibatches, rng):
     """`epochs` passes over `data` (dict of [B, ...]) in shuffled minibatches, one optimizer
-    update per minibatch, as nested `lax.scan`s. `loss_fn(params, minibatch) -> (loss, metrics)`.
-    Returns params, opt_state and the mean metrics of the last epoch."""
+    update of `state.params` per minibatch, as nested `lax.scan`s. `loss_fn(params, minibatch)
+    -> (loss, metrics)`. Returns the state one iteration on (params, opt_state, step + 1) and
+    the mean metrics of the last epoch."""
     batch_size = jax.tree.leaves(data)[0].shape[0]
     if batch_size % num_minibatches:
         raise ValueError(
@@ -35,9 +36,10 @@ def minibatch_updates(params, opt_state, data, loss_fn, tx, *, epochs, num_minib
         return jax.lax.scan(minibatch, carry, order)
 
     (params, opt_state), metrics = jax.lax.scan(
-        epoch, (params, opt_state), jax.random.split(rng, epochs)
+        epoch, (state.params, state.opt_state), jax.random.split(rng, epochs)
     )
-    return params, opt_state, jax.tree.map(lambda m: jnp.mean(m[-1]), metrics)
+    state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return state, jax.tree.map(lambda m: jnp.mean(m[-1]), metrics)
 
 
 def rollout_metrics(rollout: Rollout, gold_fn: Callable | None, inputs: dict) -> dict:

@@ -209,9 +209,8 @@ def make_grpo_step(
             "ref_logps": rollout.ref_logps,
             "advantages": group_baseline_advantages(rollout, config, group_size),
         }
-        params, opt_state, update_metrics = minibatch_updates(
-            state.params,
-            state.opt_state,
+        state, update_metrics = minibatch_updates(
+            state,
             data,
             loss_fn,
             tx,
@@ -219,7 +218,6 @@ def make_grpo_step(
             num_minibatches=config.num_minibatches,
             rng=update_rng,
         )
-        state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         groups = rollout.scores.reshape(-1, group_size)
         metrics = {
             **update_metrics,

@@ -198,9 +198,8 @@ def make_ppo_step(
         }
         if config.ptx_coef > 0:
             data.update({k: batch[k] for k in PTX_KEYS})
-        params, opt_state, update_metrics = minibatch_updates(
-            state.params,
-            state.opt_state,
+        state, update_metrics = minibatch_updates(
+            state,
             data,
             loss_fn,
             tx,
@@ -210,12 +209,7 @@ def make_ppo_step(
         )
         observed_kl = jnp.mean(reward_metrics["kl"])
         kl_state = kl_controller.update(state.aux["kl"], observed_kl, rollout.tokens.shape[0])
-        state = state.replace(
-            step=state.step + 1,
-            params=params,
-            opt_state=opt_state,
-            aux={**state.aux, "kl": kl_state},
-        )
+        state = state.replace(aux={**state.aux, "kl": kl_state})
         metrics = {
             **update_metrics,
             **rollout_metrics(rollout, gold_fn, inputs),

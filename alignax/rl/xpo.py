@@ -164,9 +164,8 @@ def make_xpo_step(
             "ours_won": ours.scores > theirs.scores,
             "preferred": (ours.scores != theirs.scores).astype(jnp.float32),
         }
-        params, opt_state, update_metrics = minibatch_updates(
-            state.params,
-            state.opt_state,
+        state, update_metrics = minibatch_updates(
+            state,
             data,
             loss_fn,
             tx,
@@ -174,7 +173,6 @@ def make_xpo_step(
             num_minibatches=config.num_minibatches,
             rng=update_rng,
         )
-        state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         metrics = {
             **update_metrics,
             **rollout_metrics(ours, gold_fn, inputs),
