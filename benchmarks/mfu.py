@@ -44,8 +44,9 @@ def train_step_flops(config, batch: int, length: int) -> float:
     return 6.0 * matmul_params * batch * length + attention
 
 
-def train_step(preset: str, batch: int, length: int):
-    """A zero-argument blocking call of the preset's jitted LM train step, and its model FLOPs."""
+def lm_train_step(preset: str, batch: int, length: int):
+    """The preset's LM train step (AdamW) on random tokens: (model, step_fn, state, batch,
+    mesh). The MFU case and the scaling tables (benchmarks/scaling.py) both time it."""
     model = build_model(model_config(preset))
     mesh = sharding.make_mesh(mesh_config(preset))
     tx = optax.adamw(1e-4)
@@ -56,5 +57,10 @@ def train_step(preset: str, batch: int, length: int):
         {"tokens": tokens.astype(np.int32), "input_mask": ones, "loss_mask": ones}, mesh
     )
     step_fn = steps.make_train_step(objectives.lm_loss_fn(model), tx)
-    run = compiled_step(step_fn, state, data, mesh)
-    return run, train_step_flops(model.config, batch, length)
+    return model, step_fn, state, data, mesh
+
+
+def train_step(preset: str, batch: int, length: int):
+    """A zero-argument blocking call of the preset's jitted LM train step, and its model FLOPs."""
+    model, step_fn, state, data, mesh = lm_train_step(preset, batch, length)
+    return compiled_step(step_fn, state, data, mesh), train_step_flops(model.config, batch, length)

@@ -23,6 +23,7 @@ from alignax.models import build_model
 from alignax.rl.rollout import actor_critic_response_fn, collect
 from alignax.sampling import sample
 from alignax.state import TrainState
+from benchmarks import mfu
 from benchmarks.common import interleave, markdown_table
 from configs import dpo as dpo_config
 from configs import kto as kto_config
@@ -53,18 +54,9 @@ def _mesh(preset: str):
 
 
 def lm_step(preset: str, batch: int, length: int):
-    """(jitted step, state, batch, rng) of the preset's LM train step (AdamW)."""
-    model = build_model(model_config(preset))
-    mesh = _mesh(preset)
-    tx = optax.adamw(1e-4)
-    state = TrainState.create(sharding.init_params(model, jax.random.key(0), mesh), tx, mesh)
-    tokens = _tokens(batch, length, model.config.vocab_size)
-    ones = np.ones_like(tokens)
-    data = sharding.shard_batch({"tokens": tokens, "input_mask": ones, "loss_mask": ones}, mesh)
-    step = steps.jit_step(
-        steps.make_train_step(objectives.lm_loss_fn(model), tx), state, data, mesh
-    )
-    return step, state, data
+    """(jitted step, state, batch) of the preset's LM train step (`mfu.lm_train_step`)."""
+    _, step_fn, state, data, mesh = mfu.lm_train_step(preset, batch, length)
+    return steps.jit_step(step_fn, state, data, mesh), state, data
 
 
 def scaling_table(preset: str, shapes: list[tuple[int, int]], rounds: int) -> tuple[str, list]:
