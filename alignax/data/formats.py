@@ -311,17 +311,22 @@ def is_tfds_directory(path: str | Path) -> bool:
     return path.is_dir() and (path / "dataset_info.json").is_file()
 
 
+def tfds_splits(directory: str | Path) -> list[str]:
+    """The split names of a prepared TFDS dataset, from its dataset_info.json."""
+    info = json.loads((Path(directory) / "dataset_info.json").read_text())
+    return sorted(s["name"] for s in info.get("splits", []))
+
+
 def _read_tfds(directory: Path, split: str) -> list[Example]:
+    if split not in (splits := tfds_splits(directory)):
+        raise DataError(
+            f"{directory} (a prepared TFDS dataset) has no split {split!r}; it has {splits}"
+        )
     import tensorflow_datasets as tfds  # heavy: imported only for a prepared dataset
 
     from alignax.data.tfds_builders import source_to_examples
 
     builder = tfds.builder_from_directory(directory)
-    if split not in builder.info.splits:
-        raise DataError(
-            f"{directory} (a prepared TFDS dataset) has no split {split!r}; "
-            f"it has {sorted(builder.info.splits)}"
-        )
     if "prompt" not in builder.info.features:
         raise DataError(
             f"{directory} holds tokenized records ({sorted(builder.info.features)}), not text "

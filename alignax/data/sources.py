@@ -12,13 +12,10 @@ split), else the dataset's own "test" split if it has one, else a held-out `eval
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import ml_collections
 import numpy as np
 
-from alignax.data.formats import is_tfds_directory, load_dataset
+from alignax.data.formats import is_tfds_directory, load_dataset, tfds_splits
 from alignax.data.tokenizer import SentencePieceTokenizer
 
 
@@ -68,7 +65,7 @@ def file_comparisons(data_config, *, max_len: int, seed: int):
     train = load(data_config.path)
     if data_config.eval_path:
         return train, load(data_config.eval_path, split="test"), tokenizer
-    if is_tfds_directory(data_config.path) and _has_split(data_config.path, "test"):
+    if is_tfds_directory(data_config.path) and "test" in tfds_splits(data_config.path):
         return train, load(data_config.path, split="test"), tokenizer
     permutation = np.random.default_rng(seed).permutation(len(train["tokens"]))
     num_eval = max(1, int(round(data_config.eval_fraction * len(permutation))))
@@ -80,8 +77,3 @@ def file_comparisons(data_config, *, max_len: int, seed: int):
     evaluation = {k: v[permutation[:num_eval]] for k, v in train.items()}
     train = {k: v[permutation[num_eval:]] for k, v in train.items()}
     return train, evaluation, tokenizer
-
-
-def _has_split(directory, split: str) -> bool:
-    info = json.loads((Path(directory) / "dataset_info.json").read_text())
-    return any(s.get("name") == split for s in info.get("splits", []))
