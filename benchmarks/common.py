@@ -89,10 +89,17 @@ def compiled_step(step_fn, state, batch: dict, mesh) -> Callable[[], object]:
     that carries the state from call to call and blocks until the step's loss is ready."""
     rng = jax.random.key(0)
     compiled = steps.jit_step(step_fn, state, batch, mesh).lower(state, batch, rng).compile()
+    return carried(compiled, state, batch, rng)
+
+
+def carried(program, state, batch: dict, rng) -> Callable[[], object]:
+    """A zero-argument call of a compiled train step `program(state, batch, rng) -> (state,
+    metrics)` that donates its state: each call runs on the state the last one returned and
+    blocks until the step's loss is ready."""
     holder = [state]
 
     def run():
-        holder[0], metrics = compiled(holder[0], batch, rng)
+        holder[0], metrics = program(holder[0], batch, rng)
         return jax.block_until_ready(metrics["loss"])
 
     return run

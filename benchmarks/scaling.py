@@ -24,7 +24,7 @@ from alignax.rl.rollout import actor_critic_response_fn, collect
 from alignax.sampling import sample
 from alignax.state import TrainState
 from benchmarks import mfu
-from benchmarks.common import interleave, markdown_table
+from benchmarks.common import carried, interleave, markdown_table
 from configs import dpo as dpo_config
 from configs import kto as kto_config
 from configs import reward_model as reward_model_config
@@ -67,13 +67,7 @@ def scaling_table(preset: str, shapes: list[tuple[int, int]], rounds: int) -> tu
         rng = jax.random.key(0)
         compiled, seconds = compile_seconds(step, state, data, rng)
         memory = compiled.memory_analysis()
-        holder = [state]
-
-        def run(compiled=compiled, holder=holder, data=data, rng=rng):
-            holder[0], metrics = compiled(holder[0], data, rng)
-            jax.block_until_ready(metrics["loss"])
-
-        timing = interleave({"step": run}, rounds=rounds)["step"]
+        timing = interleave({"step": carried(compiled, state, data, rng)}, rounds=rounds)["step"]
         total = memory.argument_size_in_bytes + memory.output_size_in_bytes
         total += memory.temp_size_in_bytes - memory.alias_size_in_bytes
         record = {
@@ -250,17 +244,14 @@ def rl_split(programs: dict, compiled: dict, rounds: int) -> tuple[str, dict]:
         rng = jax.random.key(0)
         program = compiled[name]
         if name == "PPO iteration":  # donates its state: a copy of its own, carried
-            holder = [jax.tree.map(lambda x: jnp.array(x, copy=True), state)]
-
-            def run(program=program, holder=holder, data=data, rng=rng):
-                holder[0], metrics = program(holder[0], data, rng)
-                jax.block_until_ready(metrics)
+            own = jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+            cases[name] = carried(program, own, data, rng)
         else:
 
             def run(program=program, state=state, data=data, rng=rng):
                 jax.block_until_ready(program(state, data, rng))
 
-        cases[name] = run
+            cases[name] = run
     t = {name: timing.median for name, timing in interleave(cases, rounds=rounds).items()}
     parts = {
         "sampling": t["sampling"],
