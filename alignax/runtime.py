@@ -37,12 +37,17 @@ def huge_pages_available() -> bool:
         return False
 
 
+def huge_pages_on() -> bool:
+    """Whether this process was started with a malloc huge-pages tunable."""
+    return "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", "")
+
+
 def use_transparent_huge_pages() -> None:
     """Re-executes this process (same interpreter, same arguments) with the huge-pages tunable
     added to GLIBC_TUNABLES; returns at once where it is set already or unavailable."""
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in tunables or not huge_pages_available():
+    if huge_pages_on() or not huge_pages_available():
         return
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
     env = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, (tunables, HUGE_PAGES_TUNABLE)))}
     sys.stdout.flush()
     sys.stderr.flush()

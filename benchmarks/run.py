@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import jax
 
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
-from alignax.runtime import use_transparent_huge_pages
+from alignax.runtime import huge_pages_on, use_transparent_huge_pages
 from benchmarks import dpo_step, mfu, sampling, scaling
 from benchmarks.common import Shape, interleave, markdown_table
 from configs.models import model_config
@@ -197,7 +196,7 @@ def main():
         text, records[name] = benches[name]()
         print(text + "\n", flush=True)
         sections.append(text)
-    huge_pages = "on" if "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", "") else "off"
+    huge_pages = "on" if huge_pages_on() else "off"
     header = (
         written_by(prov)
         + f"; malloc with transparent huge pages (`alignax.runtime`, both sides): {huge_pages}."
