@@ -9,6 +9,7 @@ Batches are split along their leading dimension over ('data', 'fsdp').
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -95,8 +96,15 @@ def param_shardings(model: Model, mesh: Mesh, abstract_params: Params | None = N
 
 
 def init_params(model: Model, rng: jax.Array, mesh: Mesh) -> Params:
-    """Params created directly in their shards (no full copy on one device first)."""
-    return jax.jit(model.init, out_shardings=param_shardings(model, mesh))(rng)
+    """Params created directly in their shards (no full copy on one device first). The program
+    is compiled once per model and mesh in a process."""
+    key = (model, mesh)
+    if key not in _INIT_PROGRAMS:
+        _INIT_PROGRAMS[key] = jax.jit(model.init, out_shardings=param_shardings(model, mesh))
+    return _INIT_PROGRAMS[key](rng)
+
+
+_INIT_PROGRAMS: dict[tuple, Callable] = {}
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:

@@ -160,7 +160,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.dpo_betas = (0.1,)
         config.variants = ml_collections.ConfigDict({"simpo": config.variants.simpo})
         config.rl.kl_targets = (2.0,)
-        config.rl.ppo.rollout.update(num_prompts=64, num_eval_prompts=eval_prompts)
+        config.rl.ppo.rollout.update(num_prompts=32, num_eval_prompts=eval_prompts)
         config.rl.ppo.train.update(
             steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=4
         )

@@ -11,6 +11,7 @@ jit, so losses and steps are pure functions of params pytrees.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,12 +141,19 @@ class Model:
 
 
 def build_model(config: ml_collections.ConfigDict | ModelConfig, heads: Sequence[str] = ("lm",)):
-    """Builds the static `Model` (no params allocated) from `config.model`."""
+    """The static `Model` (no params allocated) of `config.model` with `heads`. One description
+    gives one `Model` object per process, so the functions compiled for it (`model` is a static
+    argument of jitted functions, compared by identity) are compiled once, not once per stage."""
     if not isinstance(config, ModelConfig):
         config = ModelConfig.from_config(config)
     heads = tuple(heads)
     if bad := [h for h in heads if h not in HEADS]:
         raise ValueError(f"unknown head(s) {bad}; known heads: {HEADS}")
+    return _build_model(config, heads)
+
+
+@functools.lru_cache(maxsize=None)
+def _build_model(config: ModelConfig, heads: tuple[str, ...]) -> Model:
     abstract_module = nnx.eval_shape(lambda: Transformer(config, heads, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract_module)
     logical_axes = nnx.to_pure_dict(nnx.get_partition_spec(abstract_state))
