@@ -122,10 +122,17 @@ def _finite_leaves(tree):
     ]
 
 
-def nonfinite_leaves(tree) -> list[str]:
-    """Paths of the leaves of `tree` that hold a NaN or Inf (one device reduction per leaf)."""
+def finite_flags(tree) -> list[jax.Array]:
+    """Per leaf of `tree`, whether it holds no NaN or Inf: device scalars, dispatched and not
+    waited for (fetch them later, e.g. after the next step is dispatched)."""
+    return _finite_leaves(tree)
+
+
+def nonfinite_leaves(tree, flags: list | None = None) -> list[str]:
+    """Paths of the leaves of `tree` that hold a NaN or Inf (one device reduction per leaf), or
+    that `flags` (`finite_flags` of a tree of the same structure) marks."""
     paths = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-    flags = jax.device_get(_finite_leaves(tree))
+    flags = jax.device_get(_finite_leaves(tree) if flags is None else flags)
     return [path for path, ok in zip(paths, flags) if not ok]
 
 
@@ -151,10 +158,13 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def check_finite(self, state, problem: str, *, where: Path | None = None) -> None:
-        """Raises NonFiniteMetricError naming the first non-finite leaves of `state` after
-        `problem`, and which checkpoint (if any) is still intact."""
-        bad = nonfinite_leaves(state)
+    def check_finite(
+        self, state, problem: str, *, where: Path | None = None, flags: list | None = None
+    ) -> None:
+        """Raises NonFiniteMetricError naming the first non-finite leaves of `state` (or those
+        `flags` marks, see `nonfinite_leaves`) after `problem`, and which checkpoint (if any) is
+        still intact."""
+        bad = nonfinite_leaves(state, flags)
         if not bad:
             return
         latest = self.latest_step()

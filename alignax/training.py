@@ -6,8 +6,9 @@
 `batches` is a resumable iterator (`next()`, `state()`, `restore(state)`), so a killed run that is
 started again with the same command restores the train state and the data position from the
 latest checkpoint and ends where an uninterrupted run would have. Metrics are fetched from the
-device every `train.log_every` steps and before each checkpoint; then the updated state is
-checked too, so a NaN/Inf stops the run and is never saved. An evaluation statistic that is
+device every `train.log_every` steps (after the next step is dispatched, so the device does not
+wait for the host) and before each evaluation and checkpoint; the updated state is checked
+too, so a NaN/Inf stops the run and is never saved or evaluated. An evaluation statistic that is
 undefined (NaN, e.g. a correlation over constant lengths) is reported as such, not as divergence.
 
 `setup` guards the workdir: config validation, a lock against a second writer, and on resume a
@@ -39,6 +40,7 @@ from alignax.checkpoint import (
     Checkpointer,
     check_writable,
     checkpoint_steps,
+    finite_flags,
     restore_params,
 )
 from alignax.metrics import MetricWriter, Progress, check_finite, to_host
@@ -473,37 +475,59 @@ def train_loop(
         drop_metrics_after(workdir / "metrics.jsonl", start)
     writer = MetricWriter(workdir)
     progress = Progress(train.steps, name=name, start_step=start)
-    for step in range(start + 1, train.steps + 1):
-        batch = sharding.shard_batch(next(batches), mesh)
-        state, metrics = step_fn(state, batch, rng)
-        is_last = step == train.steps
-        saving = is_last or (train.checkpoint_every > 0 and step % train.checkpoint_every == 0)
-        if saving or step % train.log_every == 0:
-            host = to_host(metrics)
-            check_finite(host, step)
-            # The metrics describe the state before this step's update: check the update too.
-            _check_state_finite(state, step, checkpointer)
-            writer.write(step, host)
-            progress.update(step, host, log_keys)
-        if eval_fn is not None and (is_last or step % train.eval_every == 0):
-            evaluation = {f"eval/{k}": v for k, v in eval_fn(state).items()}
-            undefined = sorted(k for k, v in evaluation.items() if _undefined(v))
-            if undefined:
-                print(
-                    f"[{name}] step {step}: {', '.join(undefined)} undefined (NaN/Inf, e.g. a "
-                    "statistic of constant values); not logged",
-                    flush=True,
-                )
-            writer.write(step, {k: v for k, v in evaluation.items() if k not in undefined})
-        if saving:
-            checkpointer.save(step, state, batches.state(), config, force=True)
+    # A log step's metrics and the finiteness of its state are computed on the device and
+    # fetched only once the next step is dispatched, so the host never waits with the device
+    # idle; they are fetched at once where the state is used next (evaluated or saved).
+    pending: tuple | None = None  # (step, device metrics, finite flags of the state)
+
+    def fetch_and_log(step, metrics, flags, like):
+        host = to_host(metrics)
+        check_finite(host, step)
+        # The metrics describe the state before this step's update: check the update too
+        # (`like`: a state of the same structure, for the names of the leaves).
+        checkpointer.check_finite(
+            like, f"non-finite state after step {step}: NaN/Inf in", flags=flags
+        )
+        writer.write(step, host)
+        progress.update(step, host, log_keys)
+
+    def evaluate_and_log(step, state):
+        evaluation = {f"eval/{k}": v for k, v in eval_fn(state).items()}
+        undefined = sorted(k for k, v in evaluation.items() if _undefined(v))
+        if undefined:
+            print(
+                f"[{name}] step {step}: {', '.join(undefined)} undefined (NaN/Inf, e.g. a "
+                "statistic of constant values); not logged",
+                flush=True,
+            )
+        writer.write(step, {k: v for k, v in evaluation.items() if k not in undefined})
+
+    try:
+        for step in range(start + 1, train.steps + 1):
+            batch = sharding.shard_batch(next(batches), mesh)
+            state, metrics = step_fn(state, batch, rng)
+            if pending is not None:
+                fetch_and_log(*pending, like=state)
+                pending = None
+            is_last = step == train.steps
+            saving = is_last or (train.checkpoint_every > 0 and step % train.checkpoint_every == 0)
+            evaluating = eval_fn is not None and (is_last or step % train.eval_every == 0)
+            if saving or step % train.log_every == 0:
+                pending = (step, metrics, finite_flags(state))
+            if pending is not None and (saving or evaluating):
+                fetch_and_log(*pending, like=state)
+                pending = None
+            if evaluating:
+                evaluate_and_log(step, state)
+            if saving:
+                checkpointer.save(step, state, batches.state(), config, force=True)
+    except BaseException:
+        if pending is not None:  # killed between a step's dispatch and its fetch: keep its line
+            fetch_and_log(*pending, like=state)
+        raise
     writer.close()
     checkpointer.close()
     return state
-
-
-def _check_state_finite(state, step: int, checkpointer: Checkpointer) -> None:
-    checkpointer.check_finite(state, f"non-finite state after step {step}: NaN/Inf in")
 
 
 def drop_metrics_after(path: Path, step: int) -> None:

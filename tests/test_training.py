@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from alignax import objectives, sharding, steps
+from alignax import objectives, sharding, steps, training
 from alignax.metrics import NonFiniteMetricError, read_metrics
 from alignax.state import TrainState
 from alignax.training import default_train_config, train_loop
@@ -47,7 +47,7 @@ def _config(steps_=6):
     return config
 
 
-def _run(workdir, batches, learning_rate=1e-2):
+def _run(workdir, batches, learning_rate=1e-2, wrap_step=lambda step: step):
     mesh = _mesh((1, 1, 1), jax.devices()[:1])
     model = tiny_model()
     tx = optax.adam(learning_rate)
@@ -57,7 +57,7 @@ def _run(workdir, batches, learning_rate=1e-2):
     )
     return train_loop(
         state=state,
-        step_fn=step,
+        step_fn=wrap_step(step),
         batches=batches,
         mesh=mesh,
         workdir=workdir,
@@ -83,6 +83,33 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert logged == [1, 2, 3, 4, 5, 6]
     evals = [m for m in read_metrics(tmp_path / "full") if "eval/step" in m]
     assert [m["eval/step"] for m in evals] == [3.0, 6.0]
+
+
+def test_a_log_step_is_fetched_after_the_next_step_is_dispatched(tmp_path, monkeypatch):
+    # log every step, evaluate at 3 and 6, save at 2, 4 and 6: the metrics of a step that is
+    # neither evaluated nor saved (1, 5) are fetched once the next step is on the device.
+    events = []
+
+    def wrap_step(step_fn):
+        def step(state, batch, rng):
+            events.append(f"dispatch {int(state.step) + 1}")
+            return step_fn(state, batch, rng)
+
+        return step
+
+    def to_host(metrics):
+        events.append(f"fetch {len([e for e in events if e.startswith('fetch')]) + 1}")
+        return training_to_host(metrics)
+
+    training_to_host = training.to_host
+    monkeypatch.setattr(training, "to_host", to_host)
+    _run(tmp_path, Batches(), wrap_step=wrap_step)
+    assert events == [
+        "dispatch 1", "dispatch 2", "fetch 1", "fetch 2",
+        "dispatch 3", "fetch 3",
+        "dispatch 4", "fetch 4",
+        "dispatch 5", "dispatch 6", "fetch 5", "fetch 6",
+    ]  # fmt: skip
 
 
 def test_nan_stops_the_run_with_step_and_params(tmp_path):

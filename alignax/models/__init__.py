@@ -152,7 +152,7 @@ def build_model(config: ml_collections.ConfigDict | ModelConfig, heads: Sequence
     return _build_model(config, heads)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build_model(config: ModelConfig, heads: tuple[str, ...]) -> Model:
     abstract_module = nnx.eval_shape(lambda: Transformer(config, heads, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract_module)
