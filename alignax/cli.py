@@ -42,7 +42,7 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         logging.set_verbosity(logging.ERROR)  # orbax logs every save and partial restore
-        from alignax.training import config_changes_allowed
+        from alignax.workdir import config_changes_allowed
 
         with config_changes_allowed(allow_flag.value):
             run(config_flag.value, workdir_flag.value)

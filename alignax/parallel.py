@@ -9,7 +9,7 @@ so two independent stages run about twice as fast on two processes as one after 
 which then share one compilation cache). With more, each job runs in a fresh (spawned) process
 pinned to one of this process's cores, so `fn` and its arguments must be picklable (a
 module-level function; ConfigDicts, paths and arrays are), and `--allow_config_change`
-(`alignax.training.config_changes_allowed`) holds in them as it does here. Jobs must not depend
+(`alignax.workdir.config_changes_allowed`) holds in them as it does here. Jobs must not depend
 on each other; an exception in any job is raised here after the others finish, with the job that
 failed named.
 """
@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from alignax.training import config_changes_allowed, config_changes_are_allowed
+from alignax.workdir import config_changes_allowed, config_changes_are_allowed
 
 
 def _pin_to_one_core(cores) -> None:

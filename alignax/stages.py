@@ -1,6 +1,6 @@
 """Reading one stage's result in another: the model a stage trained and its final params.
 
-A stage's workdir holds `config.json` (written by `alignax.training.setup`) and `checkpoints/`.
+A stage's workdir holds `config.json` (written by `alignax.experiment.setup`) and `checkpoints/`.
 A downstream stage rebuilds the upstream model from the upstream config, so a reward model can
 have its own size, independent of the policy it scores.
 
@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 from alignax.checkpoint import Checkpointer, restore_params
 from alignax.models import Model, Params, build_model
 from alignax.sharding import init_params
-from alignax.training import config_changes, upstream_paths, upstream_record
+from alignax.workdir import config_changes, upstream_paths, upstream_record
 
 
 def stage_model_config(workdir: str | Path) -> ml_collections.ConfigDict:

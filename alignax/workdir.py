@@ -1,4 +1,5 @@
-"""What an experiment keeps in its workdir across invocations: compiled programs and wall time.
+"""What an experiment keeps in its workdir across invocations (compiled programs, wall time),
+and the guard that lets only one run, of one config, write it.
 
 An experiment's stages are cached in its workdir, so a killed run resumes where it stopped. Two
 things make that cheap and honest:
@@ -9,14 +10,33 @@ things make that cheap and honest:
 With the cache, a program compiled once (by another seed, another run of the same shapes, or an
 earlier invocation) is read back instead of compiled again. With the ledger, a resumed run
 reports what the whole result cost, not only the part this invocation did.
+
+The guard (`guard_workdir`, called by `alignax.experiment.setup` before anything is compiled)
+takes the workdir's lock against a second writer (`acquire_workdir_lock`: WorkdirLockedError)
+and, on a resume, refuses a changed config (ConfigChangedError, unless `config_changes_allowed`,
+the `--allow_config_change` flag) or a changed upstream stage (StaleUpstreamError; see
+`upstream_paths`, `stage_fingerprint`). It writes config.json and upstream.json and appends the
+start or resume to history.jsonl (docs/failure_behaviour.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import datetime
+import fcntl
+import hashlib
 import json
+import os
+import socket
+import sys
 from pathlib import Path
+from typing import Any
 
 import jax
+import ml_collections
+
+from alignax.checkpoint import check_writable, checkpoint_steps
 
 
 def use_compilation_cache(workdir: Path, min_compile_seconds: float = 0.5) -> None:
@@ -39,3 +59,271 @@ def accumulate_timings(directory: Path, timings: dict[str, float]) -> dict[str, 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(total, indent=2))
     return total
+
+
+# ------------------------------------------------------------------------------ workdir guard
+def guard_workdir(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    allow_config_change: bool | None = None,
+) -> None:
+    """The workdir part of `alignax.experiment.setup`, on process 0: checks that the workdir
+    can be written, takes its lock (`acquire_workdir_lock`), and, when it already holds
+    checkpoints (a resume), refuses a config that differs from the one they were written with
+    (unless `allow_config_change`, default: `config_changes_are_allowed()`) and upstream stages
+    that changed since this stage started from them (`_check_resume`). Writes config.json and
+    upstream.json and appends the start/resume to history.jsonl."""
+    workdir = Path(workdir)
+    if allow_config_change is None:
+        allow_config_change = _ALLOW_CONFIG_CHANGE.get()
+    if jax.process_index() == 0:
+        check_writable(workdir, what="the workdir")
+        acquire_workdir_lock(workdir)
+        upstream = {key: upstream_record(key, path) for key, path in upstream_paths(config).items()}
+        new_config = json.loads(config.to_json_best_effort())
+        steps_done = checkpoint_steps(workdir / "checkpoints")
+        event = {"event": "resume" if steps_done else "start", "time": _now(), "pid": os.getpid()}
+        if steps_done:
+            event["from_step"] = steps_done[-1]
+            event.update(_check_resume(workdir, new_config, upstream, allow_config_change))
+        _append_json_line(workdir / "history.jsonl", event)
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+        (workdir / "upstream.json").write_text(json.dumps(upstream, indent=2))
+
+
+# ------------------------------------------------------------------------------ resume checks
+# Keys that may differ between a run and its resume: they change where and how often things
+# happen, not what is computed.
+_NEUTRAL_TRAIN_KEYS = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")
+_ALLOW_CONFIG_CHANGE = contextvars.ContextVar("allow_config_change", default=False)
+
+
+class ConfigChangedError(ValueError):
+    """A resume with a config other than the one the checkpoints were written with."""
+
+
+class StaleUpstreamError(RuntimeError):
+    """A stage would resume on top of an upstream stage that has changed since it started."""
+
+
+class WorkdirLockedError(RuntimeError):
+    """Another live process is writing the same workdir."""
+
+
+@contextlib.contextmanager
+def config_changes_allowed(allowed: bool = True):
+    """Within the block, `setup` resumes despite config changes (recorded in history.jsonl);
+    the `--allow_config_change` flag of every experiment runs it in this block."""
+    token = _ALLOW_CONFIG_CHANGE.set(allowed)
+    try:
+        yield
+    finally:
+        _ALLOW_CONFIG_CHANGE.reset(token)
+
+
+def config_changes_are_allowed() -> bool:
+    """Whether this context is inside `config_changes_allowed` (processes started by
+    `alignax.parallel.run_jobs` inherit it)."""
+    return _ALLOW_CONFIG_CHANGE.get()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _append_json_line(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def flatten_config(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _neutral(key: str) -> bool:
+    parts = key.split(".")
+    return (
+        "mesh" in parts
+        or parts[-1] == "multihost"
+        or (len(parts) > 1 and parts[-2] == "train" and parts[-1] in _NEUTRAL_TRAIN_KEYS)
+    )
+
+
+def config_changes(old: dict, new: dict) -> dict[str, tuple]:
+    """{key: (old value, new value)} for the keys that change results (not mesh, multihost,
+    nor the train.* logging/checkpoint cadence); missing keys show as None."""
+    old, new = flatten_config(old), flatten_config(new)
+    return {
+        k: (old.get(k), new.get(k))
+        for k in sorted(set(old) | set(new))
+        if not _neutral(k) and old.get(k) != new.get(k)
+    }
+
+
+def upstream_paths(config: ml_collections.ConfigDict) -> dict[str, str]:
+    """{config key: workdir} for every non-empty `init_from` / `*_from` key: the upstream stages
+    this run reads params from."""
+    flat = flatten_config(json.loads(config.to_json_best_effort()))
+    return {
+        k: v
+        for k, v in flat.items()
+        if k.split(".")[-1].endswith("_from") and isinstance(v, str) and v
+    }
+
+
+def stage_fingerprint(workdir: str | Path) -> dict:
+    """{"step": latest checkpoint step, "config_sha256": hash of the stage's config (result
+    keys only) and of its own upstream record}: two runs that could give different params give
+    different fingerprints, through every stage upstream."""
+    workdir = Path(workdir)
+    steps_done = checkpoint_steps(workdir / "checkpoints")
+    if not steps_done:
+        raise FileNotFoundError(
+            f"no checkpoint in {workdir.absolute() / 'checkpoints'}: run the stage that writes "
+            "it first (or fix the path)"
+        )
+    config = flatten_config(_read_json(workdir / "config.json") or {})
+    blob = json.dumps(
+        {
+            "config": {k: v for k, v in config.items() if not _neutral(k)},
+            "upstream": _read_json(workdir / "upstream.json") or {},
+        },
+        sort_keys=True,
+    )
+    return {"step": steps_done[-1], "config_sha256": hashlib.sha256(blob.encode()).hexdigest()}
+
+
+def upstream_record(key: str, path: str) -> dict:
+    """What a stage records about the upstream stage named by config key `key`."""
+    if not Path(path).is_dir():
+        raise FileNotFoundError(
+            f"{key}={path!r}: no such directory; name the workdir of a finished stage "
+            "(nothing is created there)"
+        )
+    try:
+        return {"path": path, **stage_fingerprint(path)}
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{key}={path!r}: {e}") from None
+
+
+def _check_resume(workdir: Path, new_config: dict, upstream: dict, allowed: bool) -> dict:
+    """Refuses a resume whose config or upstream stages changed; returns what history records."""
+    notes = {}
+    old_config = _read_json(workdir / "config.json")
+    if old_config is not None:
+        changes = config_changes(old_config, new_config)
+        if changes and not allowed:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _rows(changes))
+            raise ConfigChangedError(
+                f"{workdir} holds checkpoints written with another config; these keys differ: "
+                f"{shown}. Resuming would mix two experiments. Use a fresh --workdir, run with "
+                f"the original values, or pass --allow_config_change to continue on purpose "
+                f"(recorded in {workdir / 'history.jsonl'})."
+            )
+        if changes:
+            notes["config_changes"] = {k: [a, b] for k, a, b in _rows(changes)}
+            notes["allowed_by"] = "allow_config_change"
+    recorded = _read_json(workdir / "upstream.json")
+    if recorded is None:
+        if upstream:
+            print(
+                f"WARNING: {workdir} has no upstream.json (written by an older alignax): "
+                f"cannot check that {sorted(upstream)} did not change since it started.",
+                file=sys.stderr,
+                flush=True,
+            )
+        return notes
+    for key, now in upstream.items():
+        then = recorded.get(key)
+        if then is None or then.get("path") != now["path"]:
+            continue  # a renamed/added key is a config change, handled above
+        if (then["step"], then["config_sha256"]) != (now["step"], now["config_sha256"]):
+            raise StaleUpstreamError(
+                f"stage {workdir} was built from {key}={now['path']} at step {then['step']} "
+                f"(config {then['config_sha256'][:12]}), but that stage is now at step "
+                f"{now['step']} (config {now['config_sha256'][:12]}): resuming would mix work "
+                f"built on two versions of it. Delete {workdir} to rebuild this stage from the "
+                f"current {now['path']} (or put the old one back)."
+            )
+    return notes
+
+
+def _rows(changes: dict) -> list[tuple]:
+    return [(k, a, b) for k, (a, b) in changes.items()]
+
+
+# ------------------------------------------------------------------------------ workdir lock
+_HELD_LOCKS: dict[Path, Any] = {}
+
+
+def acquire_workdir_lock(workdir: str | Path) -> None:
+    """Takes `<workdir>/.lock` for this process (re-entrant) until it exits; a second live
+    process gets WorkdirLockedError naming the holder. The lock is an flock, which the kernel
+    drops when its holder dies (even by kill -9), so a lock left by a killed run never blocks;
+    on filesystems without flock the pid in the file decides."""
+    path = (Path(workdir) / ".lock").absolute()
+    if path in _HELD_LOCKS:
+        return
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown process"
+        handle.close()
+        raise WorkdirLockedError(
+            f"{Path(workdir)} is in use by another run ({holder}). Two runs writing one workdir "
+            "corrupt its checkpoints and metrics: wait for that run to end or stop it, or use "
+            "another --workdir."
+        ) from None
+    except OSError:  # no flock here (some network filesystems): trust the pid in the file
+        handle.seek(0)
+        holder = _parse_holder(handle.read())
+        if holder and holder.get("host") == socket.gethostname() and _alive(holder.get("pid")):
+            handle.close()
+            raise WorkdirLockedError(
+                f"{Path(workdir)} is in use by another run ({holder}); wait for it to end or "
+                "stop it, or use another --workdir."
+            ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}))
+    handle.flush()
+    _HELD_LOCKS[path] = handle
+
+
+def release_workdir_lock(workdir: str | Path) -> None:
+    handle = _HELD_LOCKS.pop((Path(workdir) / ".lock").absolute(), None)
+    if handle is not None:
+        handle.close()  # closing drops the flock; the file stays (deleting it would race)
+
+
+def _parse_holder(text: str) -> dict | None:
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -22,10 +22,10 @@ from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_curve
 from alignax.analysis.policy_eval import sample_pool, score_in_chunks
 from alignax.cli import run_experiment
+from alignax.experiment import check_model_fits_task, initial_params, setup, write_summary
 from alignax.models import build_model
 from alignax.stages import load_stage_model
 from alignax.tasks import get_task
-from alignax.training import check_model_fits_task, initial_params, setup, write_summary
 
 
 def standardize(values: np.ndarray) -> np.ndarray:

@@ -22,19 +22,19 @@ from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.data.sources import file_comparisons
-from alignax.models import build_model
-from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
-from alignax.state import TrainState
-from alignax.tasks import get_task
-from alignax.training import (
+from alignax.experiment import (
     check_model_fits_task,
     check_model_fits_tokenizer,
     example_batch,
     initial_params,
     setup,
-    train_loop,
     write_summary,
 )
+from alignax.models import build_model
+from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
+from alignax.state import TrainState
+from alignax.tasks import get_task
+from alignax.training import train_loop
 
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
 

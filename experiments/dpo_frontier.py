@@ -42,13 +42,13 @@ from alignax.analysis.policy_eval import evaluate_policy
 from alignax.analysis.stats import mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
+from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.parallel import run_jobs
 from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
-from alignax.training import setup, write_summary
 from alignax.workdir import accumulate_timings, use_compilation_cache
 from experiments import dpo, kto, pipeline, ppo
 

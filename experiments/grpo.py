@@ -21,18 +21,18 @@ from alignax import optim, rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, task_reward
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
-from alignax.models import build_model
-from alignax.state import TrainState
-from alignax.tasks import get_task
-from alignax.tasks.base import device_prompts
-from alignax.training import (
+from alignax.experiment import (
     check_model_fits_task,
     example_batch,
     initial_params,
     setup,
-    train_loop,
     write_summary,
 )
+from alignax.models import build_model
+from alignax.state import TrainState
+from alignax.tasks import get_task
+from alignax.tasks.base import device_prompts
+from alignax.training import train_loop
 
 
 def mean_reward(model, params, task, prompts, rng, *, max_new_tokens, temperature):

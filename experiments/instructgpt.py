@@ -39,6 +39,7 @@ from alignax.analysis.policy_eval import evaluate_policy
 from alignax.analysis.stats import mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
+from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.models import ModelConfig
 from alignax.parallel import run_jobs
@@ -46,12 +47,7 @@ from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, stage_finished
 from alignax.tasks import get_task
-from alignax.training import (
-    setup,
-    stage_fingerprint,
-    write_summary,
-)
-from alignax.workdir import accumulate_timings, use_compilation_cache
+from alignax.workdir import accumulate_timings, stage_fingerprint, use_compilation_cache
 from experiments import pipeline, ppo
 
 # ---------------------------------------------------------------------------------------------

@@ -23,18 +23,18 @@ from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.data.formats import load_dataset
 from alignax.data.tokenizer import SentencePieceTokenizer
-from alignax.models import build_model
-from alignax.state import TrainState
-from alignax.tasks import get_task
-from alignax.training import (
+from alignax.experiment import (
     check_model_fits_task,
     check_model_fits_tokenizer,
     example_batch,
     initial_params,
     setup,
-    train_loop,
     write_summary,
 )
+from alignax.models import build_model
+from alignax.state import TrainState
+from alignax.tasks import get_task
+from alignax.training import train_loop
 
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
 

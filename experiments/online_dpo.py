@@ -22,11 +22,11 @@ import numpy as np
 
 from alignax.analysis.policy_eval import evaluate_policy
 from alignax.cli import run_experiment
+from alignax.experiment import check_model_fits_task, setup, write_summary
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
-from alignax.training import check_model_fits_task, setup, write_summary
 from experiments import dpo
 
 

@@ -38,6 +38,7 @@ from alignax.analysis.fits import fit_form
 from alignax.analysis.policy_eval import sample_pool, score_in_chunks
 from alignax.analysis.stats import spearman
 from alignax.cli import run_experiment
+from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.parallel import run_jobs
@@ -46,7 +47,6 @@ from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, save_stage, stage_config
 from alignax.sweeps import make_member_scorer, make_reward_model_sweep
 from alignax.tasks import get_task
-from alignax.training import setup, write_summary
 from alignax.workdir import accumulate_timings
 from experiments import ppo, sft
 

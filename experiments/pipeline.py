@@ -29,13 +29,13 @@ from alignax.analysis.policy_eval import evaluate_policy
 from alignax.analysis.stats import mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
+from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
 from alignax.sharding import init_params
 from alignax.stages import SHARED_SECTIONS, stage_config
 from alignax.tasks import get_task
-from alignax.training import setup, write_summary
 from experiments import dpo, ppo, reward_model, sft
 
 STAGES = {"pretrain": sft, "sft": sft, "reward_model": reward_model, "ppo": ppo, "dpo": dpo}

@@ -24,6 +24,13 @@ from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
+from alignax.experiment import (
+    check_model_fits_task,
+    example_batch,
+    initial_params,
+    setup,
+    write_summary,
+)
 from alignax.losses.reward import ensemble_rewards, normalize_rewards, reward_normalization
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
@@ -31,15 +38,7 @@ from alignax.stages import load_stage_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.tasks.base import device_prompts
-from alignax.training import (
-    check_model_fits_task,
-    drop_metrics_after,
-    example_batch,
-    initial_params,
-    setup,
-    train_loop,
-    write_summary,
-)
+from alignax.training import drop_metrics_after, train_loop
 
 
 def build_reward(config, mesh):

@@ -21,19 +21,19 @@ from alignax import labels, objectives, optim, steps
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
 from alignax.data.sources import file_comparisons
-from alignax.losses.reward import ensemble_rewards
-from alignax.models import build_model
-from alignax.state import TrainState
-from alignax.tasks import get_task
-from alignax.training import (
+from alignax.experiment import (
     check_model_fits_task,
     check_model_fits_tokenizer,
     example_batch,
     initial_params,
     setup,
-    train_loop,
     write_summary,
 )
+from alignax.losses.reward import ensemble_rewards
+from alignax.models import build_model
+from alignax.state import TrainState
+from alignax.tasks import get_task
+from alignax.training import train_loop
 
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask", "ranks")
 

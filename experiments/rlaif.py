@@ -31,10 +31,10 @@ from alignax import feedback, labels
 from alignax.analysis import plots
 from alignax.analysis.stats import mean_interval
 from alignax.cli import run_experiment
+from alignax.experiment import setup, write_summary
 from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config
 from alignax.tasks import get_task
-from alignax.training import setup, write_summary
 from experiments import dpo, sft
 
 DEBIAS = ("none", *feedback.judges.DEBIAS_AVERAGES)

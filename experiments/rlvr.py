@@ -34,6 +34,7 @@ from alignax.analysis.policy_eval import evaluate_policy, sample_pool
 from alignax.analysis.stats import mean_interval
 from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
+from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.parallel import run_jobs
@@ -41,7 +42,6 @@ from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
 from alignax.tasks import get_task
-from alignax.training import setup, write_summary
 from alignax.workdir import accumulate_timings
 from experiments import grpo, sft
 

@@ -16,18 +16,18 @@ from alignax import objectives, optim, sharding, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator, pack_sequences
-from alignax.metrics import MetricWriter
-from alignax.models import build_model
-from alignax.state import TrainState
-from alignax.tasks import get_task
-from alignax.training import (
+from alignax.experiment import (
     check_model_fits_task,
     example_batch,
     initial_params,
     setup,
-    train_loop,
     write_summary,
 )
+from alignax.metrics import MetricWriter
+from alignax.models import build_model
+from alignax.state import TrainState
+from alignax.tasks import get_task
+from alignax.training import train_loop
 
 
 def build_data(config, task):

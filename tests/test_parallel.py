@@ -6,7 +6,7 @@ import operator
 import pytest
 
 from alignax.parallel import run_jobs
-from alignax.training import config_changes_allowed, config_changes_are_allowed
+from alignax.workdir import config_changes_allowed, config_changes_are_allowed
 
 
 def test_results_in_job_order_in_process_and_on_two_processes():

@@ -31,19 +31,16 @@ from alignax.checkpoint import (
     checkpoint_steps,
     restore_params,
 )
+from alignax.experiment import setup, validate_config, write_summary
 from alignax.metrics import MetricWriter, NonFiniteMetricError, read_metrics
 from alignax.state import TrainState
-from alignax.training import (
+from alignax.training import default_train_config, train_loop
+from alignax.workdir import (
     ConfigChangedError,
     StaleUpstreamError,
     WorkdirLockedError,
     acquire_workdir_lock,
-    default_train_config,
-    setup,
-    train_loop,
     upstream_paths,
-    validate_config,
-    write_summary,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,8 +264,8 @@ def test_cli_flag_allows_config_change(tmp_path):
         "    return ml_collections.ConfigDict({'seed': 0})\n"
     )
     code = (
-        "from alignax.cli import run_experiment; from alignax import training\n"
-        "run_experiment(lambda c, w: print('allowed', training._ALLOW_CONFIG_CHANGE.get()))"
+        "from alignax.cli import run_experiment; from alignax import workdir\n"
+        "run_experiment(lambda c, w: print('allowed', workdir._ALLOW_CONFIG_CHANGE.get()))"
     )
     args = [sys.executable, "-c", code, "--config", str(tmp_path / "tiny_config.py")]
     args += ["--workdir", str(tmp_path / "run")]

@@ -1,0 +1,155 @@
+"""What every experiment script does at its start and end.
+
+    workdir, mesh = setup(config, workdir)   # checks, multi-host init, the mesh, the workdir guard
+    ...                                      # stages, train_loop, evaluations
+    write_summary(workdir, summary)          # summary.json and a table on stdout
+
+`setup` validates the config (`validate_config`) and guards the workdir
+(`alignax.workdir.guard_workdir`: a lock against a second writer, and on resume a refusal of a
+changed config or of a changed upstream stage; docs/failure_behaviour.md). Between the two, an
+experiment checks that the model fits its task and tokenizer (`check_model_fits_task`,
+`check_model_fits_tokenizer`), builds its params (`initial_params`, from `init_from` when set) and
+compiles its step for the shapes of `example_batch`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from alignax import sharding
+from alignax.checkpoint import restore_params
+from alignax.models import Model
+from alignax.workdir import flatten_config, guard_workdir
+
+
+def setup(
+    config: ml_collections.ConfigDict,
+    workdir: str | Path,
+    *,
+    allow_config_change: bool | None = None,
+) -> tuple[Path, Mesh]:
+    """Start of every experiment: checks, multi-host init, the mesh, and the workdir.
+
+    Before anything is compiled it validates the config (`validate_config`), takes the
+    workdir's lock (`acquire_workdir_lock`), and, when the workdir already holds checkpoints
+    (a resume), refuses a config that differs from the one they were written with (unless
+    `allow_config_change`, default: the `--allow_config_change` flag, see
+    `config_changes_allowed`) and refuses upstream stages (`init_from`, `*_from`) that changed
+    since this stage started from them. Writes config.json and upstream.json and appends the
+    start/resume to history.jsonl (`alignax.workdir.guard_workdir`).
+    """
+    validate_config(config)
+    sharding.maybe_initialize_distributed(config.multihost)
+    mesh = sharding.make_mesh(config.mesh)
+    workdir = Path(workdir)
+    guard_workdir(config, workdir, allow_config_change)
+    return workdir, mesh
+
+
+# ------------------------------------------------------------------------------ config checks
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Checks every `train` section (also nested ones, e.g. a pipeline's `stages.sft.train`)
+    and every `eval_fraction`; raises ValueError naming the full key and the allowed values."""
+    flat = flatten_config(json.loads(config.to_json_best_effort()))
+
+    def value(key):
+        return flat[key]
+
+    def need(key, ok, allowed):
+        if not ok:
+            raise ValueError(f"config {key}={value(key)!r}: must be {allowed}")
+
+    def is_int(x):
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    sections = {k.removesuffix(".steps") for k in flat if f".{k}".endswith(".train.steps")}
+    for section in sorted(sections):
+        prefix = f"{section}." if section else ""
+        for leaf in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+            key = prefix + leaf
+            if key in flat:
+                need(key, is_int(value(key)) and value(key) > 0, "a positive integer")
+        if prefix + "keep_checkpoints" in flat:
+            key = prefix + "keep_checkpoints"
+            need(key, is_int(value(key)) and value(key) >= 0, "an integer >= 0")
+        accum = prefix + "grad_accum_steps"
+        if accum in flat:
+            need(accum, is_int(value(accum)) and value(accum) > 0, "a positive integer")
+            if prefix + "batch_size" in flat:
+                need(
+                    accum,
+                    value(prefix + "batch_size") % value(accum) == 0,
+                    f"a divisor of {prefix}batch_size={value(prefix + 'batch_size')}",
+                )
+    for key in flat:
+        if key.split(".")[-1] == "eval_fraction":
+            need(key, isinstance(value(key), float | int) and 0 < value(key) < 1, "in (0, 1)")
+
+
+def check_model_fits_task(model_config, task) -> None:
+    """The model must embed every token id of the task and hold its longest sequence."""
+    if model_config.vocab_size < task.vocab_size:
+        raise ValueError(
+            f"model.vocab_size={model_config.vocab_size} is smaller than the "
+            f"{task.name} task's vocabulary ({task.vocab_size})"
+        )
+    if model_config.max_len < task.seq_len:
+        raise ValueError(
+            f"model.max_len={model_config.max_len} is shorter than the {task.name} "
+            f"task's sequences ({task.seq_len} tokens)"
+        )
+
+
+def check_model_fits_tokenizer(model_config, tokenizer) -> None:
+    if model_config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(
+            f"model.vocab_size={model_config.vocab_size} is smaller than the tokenizer's "
+            f"vocabulary ({tokenizer.vocab_size})"
+        )
+
+
+def initial_params(
+    model: Model,
+    config: ml_collections.ConfigDict,
+    mesh: Mesh,
+    rng: jax.Array,
+    *,
+    source: str | None = None,
+):
+    """Fresh sharded params, with the backbone (and any matching heads) taken from the final
+    checkpoint of the stage in `source` (default `config.init_from`) when one is named."""
+    params = sharding.init_params(model, rng, mesh)
+    source = config.init_from if source is None else source
+    if not source:
+        return params
+    return {**params, **restore_params(Path(source) / "checkpoints", params)}
+
+
+def write_summary(workdir: str | Path, summary: dict) -> None:
+    """<workdir>/summary.json, and the same as a two-column table on stdout. An undefined value
+    (NaN/Inf, e.g. a correlation over constant lengths) is written as null and shown as
+    'undefined'."""
+    if jax.process_index() != 0:
+        return
+    summary = {k: None if _undefined(v) else v for k, v in summary.items()}
+    Path(workdir, "summary.json").write_text(json.dumps(summary, indent=2))
+    width = max(len(k) for k in summary)
+    print(f"\nsummary ({workdir}):")
+    for key, value in summary.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {'undefined' if value is None else shown}")
+
+
+def _undefined(value) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def example_batch(arrays: dict, batch_size: int) -> dict:
+    """The first `batch_size` rows: the shapes a step is compiled for."""
+    return {k: v[:batch_size] for k, v in arrays.items()}
