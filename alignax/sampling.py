@@ -45,6 +45,14 @@ def filter_logits(logits_BxV: jax.Array, *, top_k: int = 0, top_p: float = 1.0) 
     return logits_BxV
 
 
+def geometric_mixture(logits_BxV: jax.Array, ref_logits_BxV: jax.Array, coef) -> jax.Array:
+    """Logits of the per-token geometric mixture pi^(1 - coef) * pi_ref^coef (normalised by the
+    softmax that follows): (1 - coef) log pi + coef log pi_ref. coef = 0 is pi, 1 is pi_ref."""
+    return (1.0 - coef) * jax.nn.log_softmax(logits_BxV, axis=-1) + coef * jax.nn.log_softmax(
+        ref_logits_BxV, axis=-1
+    )
+
+
 def _choose(logits_BxV, rng, temperature, top_k, top_p):
     """Next tokens and their log-probs under softmax(logits / temperature)."""
     if temperature == 0.0:
@@ -84,11 +92,14 @@ def sample(
     top_p: float = 1.0,
     pad_id: int = 0,
     use_cache: bool = True,
+    mixture: tuple[Params, jax.Array | float] | None = None,
 ) -> Samples:
     """Samples up to `max_new_tokens` per prompt. temperature=0 is greedy decoding.
 
     `use_cache=False` recomputes the whole prefix at every step (the reference the KV cache is
-    tested and benchmarked against).
+    tested and benchmarked against). `mixture=(ref_params, coef)` samples from the per-token
+    geometric mixture of the model at `params` and at `ref_params` (`geometric_mixture`, Nash-MD's
+    sampling policy); `logps` are then the mixture's.
     """
     batch, prompt_len = prompt_tokens_BxP.shape
     total = prompt_len + max_new_tokens
@@ -103,21 +114,34 @@ def sample(
     ).astype(jnp.int32)
     mask_BxS = jnp.pad(prompt_mask_BxP, ((0, 0), (0, max_new_tokens)))
     prompt_positions = positions_from_mask(prompt_mask_BxP)
+    # One KV cache per parameter set: the model's, and with `mixture` the reference's.
+    param_sets = (params,) if mixture is None else (params, mixture[0])
+
+    def next_token_logits(logits_of_each):
+        if mixture is None:
+            return logits_of_each[0]
+        return geometric_mixture(*logits_of_each, mixture[1])
+
     if use_cache:
-        cache = model.init_cache(batch, total)
-        logits, cache = model.decode(
-            params, prompt_tokens_BxP, prompt_positions, mask_BxS, cache, 0
-        )
-        next_logits = logits[:, -1]
+        caches, logits_of_each = [], []
+        for p in param_sets:
+            logits, cache = model.decode(
+                p, prompt_tokens_BxP, prompt_positions, mask_BxS, model.init_cache(batch, total), 0
+            )
+            caches.append(cache)
+            logits_of_each.append(logits[:, -1])
+        caches = tuple(caches)
     else:
-        cache = None
-        next_logits = model.apply(params, prompt_tokens_BxP, prompt_mask_BxP, heads=("lm",))[
-            "logits"
-        ][:, -1]
+        caches = None
+        logits_of_each = [
+            model.apply(p, prompt_tokens_BxP, prompt_mask_BxP, heads=("lm",))["logits"][:, -1]
+            for p in param_sets
+        ]
+    next_logits = next_token_logits(logits_of_each)
     next_position_B = prompt_positions[:, -1] + 1
 
     def step(carry, t):
-        tokens_BxS, mask_BxS, cache, next_logits, position_B, done_B = carry
+        tokens_BxS, mask_BxS, caches, next_logits, position_B, done_B = carry
         token_B, logp_B = _choose(
             next_logits, jax.random.fold_in(rng, t), temperature, top_k, top_p
         )
@@ -127,18 +151,29 @@ def sample(
         tokens_BxS = tokens_BxS.at[:, slot].set(token_B)
         mask_BxS = mask_BxS.at[:, slot].set(live_B.astype(jnp.int32))
         if use_cache:
-            logits, cache = model.decode(
-                params, token_B[:, None], position_B[:, None], mask_BxS, cache, slot
-            )
-            next_logits = logits[:, 0]
+            decoded = [
+                model.decode(p, token_B[:, None], position_B[:, None], mask_BxS, cache, slot)
+                for p, cache in zip(param_sets, caches)
+            ]
+            caches = tuple(cache for _, cache in decoded)
+            next_logits = next_token_logits([logits[:, 0] for logits, _ in decoded])
         else:
-            all_logits = model.apply(params, tokens_BxS, mask_BxS, heads=("lm",))["logits"]
-            next_logits = jax.lax.dynamic_index_in_dim(all_logits, slot, axis=1, keepdims=False)
+            next_logits = next_token_logits(
+                [
+                    jax.lax.dynamic_index_in_dim(
+                        model.apply(p, tokens_BxS, mask_BxS, heads=("lm",))["logits"],
+                        slot,
+                        axis=1,
+                        keepdims=False,
+                    )
+                    for p in param_sets
+                ]
+            )
         done_B = done_B | (token_B == eos_id)
-        carry = (tokens_BxS, mask_BxS, cache, next_logits, position_B + 1, done_B)
+        carry = (tokens_BxS, mask_BxS, caches, next_logits, position_B + 1, done_B)
         return carry, (jnp.where(live_B, logp_B, 0.0), live_B)
 
-    init = (tokens_BxS, mask_BxS, cache, next_logits, next_position_B, jnp.zeros(batch, bool))
+    init = (tokens_BxS, mask_BxS, caches, next_logits, next_position_B, jnp.zeros(batch, bool))
     (tokens_BxS, mask_BxS, _, _, _, done_B), (logps_TxB, live_TxB) = jax.lax.scan(
         step, init, jnp.arange(max_new_tokens)
     )

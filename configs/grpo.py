@@ -13,25 +13,35 @@ per-token objective with a leave-one-out baseline) | dapo (token-mean aggregatio
 no KL) | review (the review task's gold reward, from an SFT policy of configs/sft.py:runlocal;
 the same experiment code, the task chosen by the config) | xpo (XPO: one policy and one
 reference response per prompt judged by the verifier, DPO on the pair plus an exploration term;
-alignax/rl/xpo.py). Other surrogates: --config.grpo.loss=gspo|cispo|sapo.
+alignax/rl/xpo.py) | nash_md (Nash-MD: the verifier's preference of a policy response over one
+from the geometric mixture of policy and reference drives a policy gradient, with a KL term;
+alignax/rl/nash_md.py). Other surrogates: --config.grpo.loss=gspo|cispo|sapo.
 """
 
 import ml_collections
 
-from alignax.rl import default_grpo_config, default_rollout_config, default_xpo_config
+from alignax.rl import (
+    default_grpo_config,
+    default_nash_md_config,
+    default_rollout_config,
+    default_xpo_config,
+)
 from configs.common import base_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    presets = ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review", "xpo")
+    presets = ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review", "xpo", "nash_md")
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; known: {', '.join(presets)}")
     config = base_config("tiny", task="review" if arg == "review" else "arithmetic")
-    config.algorithm = "xpo" if arg == "xpo" else "grpo"
+    config.algorithm = arg if arg in ("xpo", "nash_md") else "grpo"
     config.rollout = default_rollout_config()
     config.rollout.update(num_prompts=4096, num_eval_prompts=256, max_new_tokens=4, group_size=8)
     if arg == "xpo":  # one policy and one reference response per prompt
         config.xpo = default_xpo_config()
+        config.rollout.group_size = 1
+    elif arg == "nash_md":  # one policy and one mixture response per prompt
+        config.nash_md = default_nash_md_config()
         config.rollout.group_size = 1
     else:
         config.grpo = default_grpo_config()

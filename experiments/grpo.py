@@ -1,5 +1,5 @@
-"""GRPO / Dr.GRPO / RLOO, or XPO (`configs/grpo.py:xpo`), with a task's own reward: the
-arithmetic task's exact-match verifier (RLVR), or the review task's gold reward
+"""GRPO / Dr.GRPO / RLOO, XPO (`configs/grpo.py:xpo`) or Nash-MD (`:nash_md`), with a task's
+own reward: the arithmetic task's exact-match verifier (RLVR), or the review task's gold reward
 (`configs/grpo.py:review`).
 
     python -m experiments.sft --config configs/sft.py:arithmetic --workdir runs/arith_sft
@@ -9,7 +9,10 @@ arithmetic task's exact-match verifier (RLVR), or the review task's gold reward
 GRPO family: G samples per prompt, the group's rewards as the baseline (no value model), KL to
 the starting policy via k3. XPO (`config.algorithm = 'xpo'`): one policy and one reference
 response per prompt, the reward as the judge of the pair, DPO on it plus an exploration term
-(alignax/rl/xpo.py). Reports the mean task reward of greedy and sampled responses to held-out
+(alignax/rl/xpo.py). Nash-MD (`config.algorithm = 'nash_md'`): one policy response and one from
+the geometric mixture of policy and reference per prompt, the reward's preference between them
+(sigmoid of the difference) as a policy-gradient signal, KL to the reference
+(alignax/rl/nash_md.py). Reports the mean task reward of greedy and sampled responses to held-out
 prompts (on arithmetic: the share of problems answered exactly).
 """
 
@@ -73,12 +76,17 @@ def run(config, workdir):
     if config.algorithm == "xpo":
         name = "xpo"
         online_step = rl.make_xpo_step(config=rl.XPOConfig.from_config(config.xpo), **common)
+    elif config.algorithm == "nash_md":
+        name = "nash_md"
+        online_step = rl.make_nash_md_step(
+            config=rl.NashMDConfig.from_config(config.nash_md), **common
+        )
     elif config.algorithm == "grpo":
         grpo_config = rl.GRPOConfig.from_config(config.grpo)
         name = grpo_config.baseline
         online_step = rl.make_grpo_step(config=grpo_config, **common)
     else:
-        raise ValueError(f"algorithm={config.algorithm!r} is not one of ('grpo', 'xpo')")
+        raise ValueError(f"algorithm={config.algorithm!r} is not one of ('grpo', 'xpo', 'nash_md')")
     train_step = steps.jit_step(
         online_step, state, example_batch(train, config.train.batch_size), mesh
     )

@@ -40,10 +40,11 @@ def _assert_verifier_counts(values, count):
     np.testing.assert_allclose(scaled, np.round(scaled), atol=1e-4)
 
 
-@pytest.mark.parametrize("preset", ["runlocal", "rloo", "xpo"])
+@pytest.mark.parametrize("preset", ["runlocal", "rloo", "xpo", "nash_md"])
 def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path, preset):
-    """GRPO, RLOO (sequence-level REINFORCE: one importance ratio per sample) and XPO (pairs of
-    a policy and a reference response) by preset."""
+    """GRPO, RLOO (sequence-level REINFORCE: one importance ratio per sample), XPO (pairs of
+    a policy and a reference response) and Nash-MD (pairs of a policy and a mixture response)
+    by preset."""
     config = preset_config(
         grpo_config, preset, **short_run(**{"train.steps": 6, "init_from": str(arithmetic_sft)})
     )
@@ -60,6 +61,9 @@ def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path, pr
     if preset == "xpo":  # the verifier judges each pair: its win rate is a count of pairs
         wins = [m["xpo/policy_win_rate"] for m in logged]
         _assert_verifier_counts(wins, config.train.batch_size)
+    elif preset == "nash_md":  # sigmoid(r - r') of 0/1 rewards: 1/2 or sigmoid(+-1) per pair
+        for m in logged:
+            assert 1 - np.exp(-1) / (1 + np.exp(-1)) >= m["nash_md/preference"] >= 1 / (1 + np.e)
     else:  # only the sequence-level form logs its per-sequence ratio
         assert all(("policy/ratio" in m) == (preset == "rloo") for m in logged)
 

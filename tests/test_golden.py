@@ -120,7 +120,8 @@ def _online(build, **config_overrides):
     return before, jax.device_get(state.params), jax.device_get(metrics)
 
 
-def _xpo(mesh, score_fn):
+def _paired(mesh, score_fn, algorithm):
+    """XPO or Nash-MD: a policy response against a reference (XPO) or mixture (Nash-MD) one."""
     from alignax import rl
     from tests.test_rl import EOS
 
@@ -128,11 +129,15 @@ def _xpo(mesh, score_fn):
     params = sharding.init_params(policy, jax.random.key(0), mesh)
     tx = optax.sgd(0.1)
     state = TrainState.create(params, tx, mesh, ref_params=params)
-    step = rl.make_xpo_step(
+    make_step, config = {
+        "xpo": (rl.make_xpo_step, rl.XPOConfig(beta=0.5, alpha=0.01)),
+        "nash_md": (rl.make_nash_md_step, rl.NashMDConfig(beta=0.1, mixture_coef=0.5)),
+    }[algorithm]
+    step = make_step(
         policy=policy,
         score_fn=score_fn,
         tx=tx,
-        config=rl.XPOConfig(beta=0.5, alpha=0.01),
+        config=config,
         rollout_config=rl.RolloutConfig(max_new_tokens=6),
         eos_id=EOS,
     )
@@ -148,7 +153,14 @@ CASES = {
     "grpo": (lambda: _online(_grpo), ("loss", "grad_norm", "proxy/mean")),
     # Sequence-level REINFORCE with a leave-one-out baseline and the KL in the reward.
     "rloo": (lambda: _online(_grpo, baseline="rloo"), ("loss", "grad_norm", "proxy/mean")),
-    "xpo": (lambda: _online(_xpo), ("loss", "grad_norm", "proxy/mean", "xpo/policy_win_rate")),
+    "xpo": (
+        lambda: _online(_paired, algorithm="xpo"),
+        ("loss", "grad_norm", "proxy/mean", "xpo/policy_win_rate"),
+    ),
+    "nash_md": (
+        lambda: _online(_paired, algorithm="nash_md"),
+        ("loss", "grad_norm", "proxy/mean", "nash_md/preference"),
+    ),
 }
 
 

@@ -15,11 +15,19 @@ from tests.helpers import tiny_model
     "module, presets",
     [
         ("configs.ppo", ("runlocal", "gold", "ptx", "arithmetic")),
-        ("configs.grpo", ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review", "xpo")),
+        (
+            "configs.grpo",
+            ("runlocal", "dr_grpo", "rloo", "rloo_token", "dapo", "review", "xpo", "nash_md"),
+        ),
     ],
 )
 def test_every_preset_reads_into_its_algorithm_and_rollout_configs(module, presets):
-    classes = {"ppo": rl.PPOConfig, "grpo": rl.GRPOConfig, "xpo": rl.XPOConfig}
+    classes = {
+        "ppo": rl.PPOConfig,
+        "grpo": rl.GRPOConfig,
+        "xpo": rl.XPOConfig,
+        "nash_md": rl.NashMDConfig,
+    }
     for preset in presets:
         config = importlib.import_module(module).get_config(preset)
         section = config.get("algorithm", "ppo")
@@ -29,7 +37,7 @@ def test_every_preset_reads_into_its_algorithm_and_rollout_configs(module, prese
         rollout = rl.RolloutConfig.from_config(config.rollout)
         assert dict(config.rollout.items()) == rollout.__dict__, preset
         assert (rollout.group_size > 1) == (section == "grpo"), preset
-        assert not {"grpo", "xpo"} - {section} & set(config), preset  # one algorithm's section
+        assert not {"grpo", "xpo", "nash_md"} - {section} & set(config), preset  # one section
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,8 @@ so the RL loops run in the shared host loop (`alignax.training.train_loop`) like
     ppo.py         PPO / PPO-ptx with a separate critic or a value head on the policy
     grpo.py        GRPO, Dr. GRPO, RLOO and the GSPO / CISPO / SAPO surrogates
     xpo.py         XPO: online DPO on (policy, reference) response pairs with an exploration term
+    nash_md.py     Nash-MD: policy gradient on the judge's preference of the policy's response
+                   over one from the geometric mixture of policy and reference
 
 `score_fn(state, tokens, input_mask, loss_mask, **inputs) -> [B]` scores full responses (a reward
 model, a task's reward or a verifier); `inputs` are the prompt-batch entries named in the step's
@@ -25,6 +27,7 @@ given, is only logged (`gold/mean`), which is how proxy-vs-gold over-optimisatio
 """
 
 from alignax.rl.grpo import GROUP_LOSSES, GRPOConfig, default_grpo_config, make_grpo_step
+from alignax.rl.nash_md import NashMDConfig, default_nash_md_config, make_nash_md_step
 from alignax.rl.ppo import PPOConfig, default_ppo_config, kl_controller_from_config, make_ppo_step
 from alignax.rl.rollout import RolloutConfig, default_rollout_config
 from alignax.rl.xpo import XPOConfig, default_xpo_config, make_xpo_step
@@ -32,15 +35,18 @@ from alignax.rl.xpo import XPOConfig, default_xpo_config, make_xpo_step
 __all__ = [
     "GROUP_LOSSES",
     "GRPOConfig",
+    "NashMDConfig",
     "PPOConfig",
     "RolloutConfig",
     "XPOConfig",
     "default_grpo_config",
+    "default_nash_md_config",
     "default_ppo_config",
     "default_rollout_config",
     "default_xpo_config",
     "kl_controller_from_config",
     "make_grpo_step",
+    "make_nash_md_step",
     "make_ppo_step",
     "make_xpo_step",
 ]
