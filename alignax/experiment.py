@@ -137,7 +137,7 @@ def write_summary(workdir: str | Path, summary: dict) -> None:
     'undefined'."""
     if jax.process_index() != 0:
         return
-    summary = {k: None if _undefined(v) else v for k, v in summary.items()}
+    summary = {k: None if is_undefined(v) else v for k, v in summary.items()}
     Path(workdir, "summary.json").write_text(json.dumps(summary, indent=2))
     width = max(len(k) for k in summary)
     print(f"\nsummary ({workdir}):")
@@ -146,7 +146,7 @@ def write_summary(workdir: str | Path, summary: dict) -> None:
         print(f"  {key:<{width}}  {'undefined' if value is None else shown}")
 
 
-def _undefined(value) -> bool:
+def is_undefined(value) -> bool:
     return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 

@@ -28,7 +28,7 @@ from jax.sharding import Mesh
 
 from alignax import sharding
 from alignax.checkpoint import Checkpointer, finite_flags
-from alignax.experiment import _undefined, validate_config
+from alignax.experiment import is_undefined, validate_config
 from alignax.metrics import MetricWriter, Progress, check_finite, to_host
 
 
@@ -99,7 +99,7 @@ def train_loop(
 
     def evaluate_and_log(step, state):
         evaluation = {f"eval/{k}": v for k, v in eval_fn(state).items()}
-        undefined = sorted(k for k, v in evaluation.items() if _undefined(v))
+        undefined = sorted(k for k, v in evaluation.items() if is_undefined(v))
         if undefined:
             print(
                 f"[{name}] step {step}: {', '.join(undefined)} undefined (NaN/Inf, e.g. a "
