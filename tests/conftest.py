@@ -26,6 +26,7 @@ _TEST_XLA_FLAGS = (
 os.environ["XLA_FLAGS"] = " ".join((os.environ.get("XLA_FLAGS", ""), *_TEST_XLA_FLAGS)).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
@@ -33,16 +34,22 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 # One persistent compilation cache for the session: the end-to-end runs build new jitted closures
-# around the same small models, whose programs are identical; later ones read them back.
-# Shared by the xdist workers of one run (the cache is safe for concurrent writers).
-_run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-_cache_dir = (
-    os.path.join(tempfile.gettempdir(), f"alignax-test-xla-{_run_id}")
-    if _run_id
-    else tempfile.mkdtemp(prefix="alignax-test-xla-")
-)
+# around the same small models, whose programs are identical; later ones read them back. The
+# process that starts the run (pytest-xdist's controller, or the only process) creates it and
+# removes it at the end; the xdist workers it spawns inherit its path (the cache is safe for
+# concurrent writers).
+_CACHE_VARIABLE = "ALIGNAX_TEST_XLA_CACHE"
+_owns_cache = _CACHE_VARIABLE not in os.environ
+if _owns_cache:
+    os.environ[_CACHE_VARIABLE] = tempfile.mkdtemp(prefix="alignax-test-xla-")
+_cache_dir = os.environ[_CACHE_VARIABLE]
 jax.config.update("jax_compilation_cache_dir", _cache_dir)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def pytest_sessionfinish(session):
+    if _owns_cache:
+        shutil.rmtree(_cache_dir, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's hook, which reads the groups into node ids
