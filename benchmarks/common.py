@@ -105,14 +105,21 @@ def carried(program, state, batch: dict, rng) -> Callable[[], object]:
     return run
 
 
-def hf_checkpoint(shape: Shape, params) -> str:
-    """A directory holding `params` as a Hugging Face checkpoint (`alignax.models.hf.save_hf`),
-    for the PyTorch peers to load with `from_pretrained`: both sides start from the same weights."""
+def hf_models(shape: Shape, params, count: int = 1) -> list:
+    """`count` Hugging Face PyTorch models holding `params` (written with
+    `alignax.models.hf.save_hf` to a temporary directory, removed once they are loaded, and read
+    with `from_pretrained`): both sides start from the same weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     from alignax.models.hf import save_hf
 
-    directory = tempfile.mkdtemp(prefix="alignax-bench-hf-")
-    save_hf(directory, shape.model_config(), jax.device_get(params))
-    return directory
+    with tempfile.TemporaryDirectory(prefix="alignax-bench-hf-") as directory:
+        save_hf(directory, shape.model_config(), jax.device_get(params))
+        return [
+            AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+            for _ in range(count)
+        ]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -20,7 +20,7 @@ import optax
 from alignax import objectives, sharding, steps
 from alignax.models import build_model
 from alignax.state import TrainState
-from benchmarks.common import Shape, compiled_step, hf_checkpoint
+from benchmarks.common import Shape, compiled_step, hf_models
 
 LEARNING_RATE = 1e-6
 BETA = 0.1
@@ -69,15 +69,15 @@ def trl_step(shape: Shape, params, pairs):
     """The TRL side, or None with the reason when TRL or torch is missing."""
     try:
         import torch
+        import transformers  # noqa: F401 (the peer's availability)
         import trl
-        from transformers import AutoModelForCausalLM
     except ImportError as error:
         return None, f"TRL side skipped: {error} (pip install -r benchmarks/requirements.txt)"
-    directory = hf_checkpoint(shape, params)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
-    ref_model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    model, ref_model = hf_models(shape, params, count=2)
+    # The trainer's output directory (nothing is saved to it).
+    scratch = tempfile.TemporaryDirectory(prefix="alignax-bench-trl-")
     args = trl.DPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="alignax-bench-trl-"),
+        output_dir=scratch.name,
         per_device_train_batch_size=shape.batch,
         learning_rate=LEARNING_RATE,
         adam_beta1=0.9,
@@ -118,6 +118,7 @@ def trl_step(shape: Shape, params, pairs):
         model.zero_grad()
         return float(loss)
 
+    run.output_directory = scratch  # removed when the runner is
     threads = torch.get_num_threads()
     return run, f"TRL {trl.__version__}, torch {torch.__version__} ({threads} threads)"
 

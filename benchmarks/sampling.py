@@ -9,7 +9,7 @@ import numpy as np
 
 from alignax.models import build_model
 from alignax.sampling import sample
-from benchmarks.common import Shape, hf_checkpoint
+from benchmarks.common import Shape, hf_models
 
 
 def prompts(shape: Shape, seed: int = 1) -> np.ndarray:
@@ -44,11 +44,11 @@ def hf_model(shape: Shape, params):
     (None, reason) when torch / transformers are missing."""
     try:
         import torch
-        from transformers import AutoModelForCausalLM
+        import transformers  # noqa: F401 (the peer's availability)
     except ImportError as error:
         return None, f"Hugging Face side skipped: {error}"
-    directory = hf_checkpoint(shape, params)
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    (model,) = hf_models(shape, params)
+    model.eval()
     threads = torch.get_num_threads()
     return model, f"transformers generate, torch {torch.__version__} ({threads} threads)"
 
