@@ -39,7 +39,7 @@ import numpy as np
 
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import mean_interval
+from alignax.analysis.stats import interval_text, mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
@@ -596,10 +596,6 @@ def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) ->
     plots.save(fig, workdir / "figures" / "overoptimization")
 
 
-def _cell(mean: float, half: float) -> str:
-    return f"{mean:.2f}" if np.isnan(half) else f"{mean:.2f} ± {half:.2f}"
-
-
 def trimmed(config) -> str:
     """What the default run leaves out of the papers' protocol, from the config itself."""
     o, over = config.offline, config.overoptimization
@@ -633,7 +629,7 @@ def difference_table(front: dict, pairs: dict, reference: str) -> list[str]:
             continue
         pair = pairs[f"{reference} vs {other}"]
         cells = [
-            _cell(m, h) if b in pair["budgets_compared"] else "-"
+            interval_text((m, h), 2) if b in pair["budgets_compared"] else "-"
             for b, (m, h) in zip(budgets, pair["difference"])
         ]
         lines.append(f"| {other} | " + " | ".join(cells) + f" | {names[pair['verdict']]} |")
@@ -673,7 +669,8 @@ def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path
     ]
     for method, f in front.items():
         cells = [
-            _cell(m, h) + ("" if ok else " *") for (m, h), ok in zip(f["interval"], f["reached"])
+            interval_text((m, h), 2) + ("" if ok else " *")
+            for (m, h), ok in zip(f["interval"], f["reached"])
         ]
         lines.append(f"| {method} | {len(f['runs'])} | " + " | ".join(cells) + " |")
     se = np.median(
@@ -728,7 +725,8 @@ def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path
         )
     lines += [
         "",
-        f"Peak minus final gold over seeds: {_cell(turn['drop'], turn['drop_interval'])}: "
+        "Peak minus final gold over seeds: "
+        f"{interval_text((turn['drop'], turn['drop_interval']), 2)}: "
         + (
             "**gold turns over** with KL (the interval lies above 0)."
             if turn["turns_over"]

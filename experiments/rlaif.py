@@ -29,7 +29,7 @@ import numpy as np
 
 from alignax import feedback, labels
 from alignax.analysis import plots
-from alignax.analysis.stats import mean_interval
+from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
 from alignax.provenance import provenance, written_by
@@ -284,13 +284,6 @@ def aggregate(config, per_seed: list[dict]) -> dict:
     return {"judge": judge, "conditions": rows}
 
 
-def _cell(value: tuple[float, float], digits: int = 3) -> str:
-    mean, half = value
-    return (
-        f"{mean:.{digits}f}" if not np.isfinite(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
-    )
-
-
 def gap_recovered(rows: list[dict]) -> dict[float, float]:
     """Targeted budgets: (gold(p) - gold(0)) / (gold(100) - gold(0)), the share of the gap
     between pure AI and pure human feedback that p% targeted human labels close."""
@@ -347,13 +340,13 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         "",
         "| judge vs | agreement |",
         "|---|---|",
-        f"| gold preference (higher gold wins) | {_cell(judge['gold_agreement'])} |",
-        f"| human labels | {_cell(judge['human_agreement'])} |",
-        f"| (human labels vs gold) | {_cell(judge['human_gold_agreement'])} |",
+        f"| gold preference (higher gold wins) | {interval_text(judge['gold_agreement'])} |",
+        f"| human labels | {interval_text(judge['human_agreement'])} |",
+        f"| (human labels vs gold) | {interval_text(judge['human_gold_agreement'])} |",
         "",
-        f"Position bias of the judge (swap test): logit bias {_cell(judge['logit_bias'])}, "
-        f"P(first shown preferred) {_cell(judge['first_preferred'])}, verdicts consistent "
-        f"under the swap {_cell(judge['consistency'])}.",
+        f"Position bias of the judge (swap test): logit bias {interval_text(judge['logit_bias'])}, "
+        f"P(first shown preferred) {interval_text(judge['first_preferred'])}, verdicts consistent "
+        f"under the swap {interval_text(judge['consistency'])}.",
         "",
         "| human labels | budget | pairs | labels agree with gold | DPO gold reward | KL to SFT "
         "| held-out accuracy | gap closed |",
@@ -363,8 +356,8 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         closed = recovered.get(r["percent"]) if r["routing"] == "targeted" else None
         lines.append(
             f"| {r['routing']} | {r['percent']:g}% | {r['gold_labels']} | "
-            f"{_cell(r['label_gold_agreement'])} | {_cell(r['gold_reward'])} | "
-            f"{_cell(r['kl_to_reference'], 2)} | {_cell(r['eval_accuracy'])} | "
+            f"{interval_text(r['label_gold_agreement'])} | {interval_text(r['gold_reward'])} | "
+            f"{interval_text(r['kl_to_reference'], 2)} | {interval_text(r['eval_accuracy'])} | "
             + ("-" if closed is None else f"{closed:.2f}")
             + " |"
         )

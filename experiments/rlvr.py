@@ -31,7 +31,7 @@ import numpy as np
 from alignax.analysis import plots
 from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
 from alignax.analysis.policy_eval import evaluate_policy, sample_pool
-from alignax.analysis.stats import mean_interval
+from alignax.analysis.stats import interval_text, mean_interval
 from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
@@ -148,11 +148,6 @@ def grpo_final_kl(seed_dir: Path) -> float:
 # Figures and the report.
 
 
-def _cell(mean_half: tuple[float, float], signed: bool = False) -> str:
-    mean, half = mean_half
-    return f"{mean:+.3f} ± {half:.3f}" if signed else f"{mean:.3f} ± {half:.3f}"
-
-
 def crossover_k(ks, mean_changes) -> int | None:
     """The smallest k from which every mean change in pass@k is <= 0 (None if the last is > 0)."""
     crossover = None
@@ -243,7 +238,8 @@ def report(config, tables, combined, answer, kls, timings, prov, workdir: Path) 
         f"Per seed: SFT ({config.stages.sft.train.steps} steps) -> GRPO "
         f"({config.stages.grpo.train.steps} steps of {config.stages.grpo.train.batch_size} "
         f"prompts x {config.stages.grpo.rollout.group_size} samples; final KL to SFT "
-        f"{_cell(kl)} nats). Each policy answers {e.num_problems} distinct held-out problems "
+        f"{interval_text(kl)} nats). Each policy answers {e.num_problems} distinct held-out "
+        "problems "
         f"(operand combinations never trained on) with {e.num_samples} samples at temperature 1; "
         "the exact-match checker decides. pass@k is the unbiased estimator "
         "1 - C(n-c, k) / C(n, k); coverage is the share of problems any of the n samples solves. "
@@ -255,13 +251,15 @@ def report(config, tables, combined, answer, kls, timings, prov, workdir: Path) 
     for k in ks:
         key = f"pass@{k}"
         lines.append(
-            f"| {k} | {_cell(combined['sft'][key])} | {_cell(combined['grpo'][key])} | "
-            f"{_cell(combined['change'][key], signed=True)} |"
+            f"| {k} | {interval_text(combined['sft'][key])} | "
+            f"{interval_text(combined['grpo'][key])} | "
+            f"{interval_text(combined['change'][key], signed=True)} |"
         )
     for key, label in (("coverage", f"coverage (pass@{e.num_samples})"), ("greedy", "greedy")):
         lines.append(
-            f"| {label} | {_cell(combined['sft'][key])} | {_cell(combined['grpo'][key])} | "
-            f"{_cell(combined['change'][key], signed=True)} |"
+            f"| {label} | {interval_text(combined['sft'][key])} | "
+            f"{interval_text(combined['grpo'][key])} | "
+            f"{interval_text(combined['change'][key], signed=True)} |"
         )
     crossover = crossover_k(ks, [combined["change"][f"pass@{k}"][0] for k in ks])
     crossing = (

@@ -17,5 +17,13 @@ def mean_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     return mean, float(sem * stats.t.ppf(0.5 + confidence / 2, len(values) - 1))
 
 
+def interval_text(mean_half: tuple[float, float], digits: int = 3, signed: bool = False) -> str:
+    """'mean ± half' for a table (`mean_interval`'s output); the mean alone when the half-width
+    is undefined (a single seed)."""
+    mean, half = mean_half
+    shown = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    return shown if not np.isfinite(half) else f"{shown} ± {half:.{digits}f}"
+
+
 def spearman(a, b) -> float:
     return float(stats.spearmanr(a, b).statistic)

@@ -1,0 +1,286 @@
+"""Directional Preference Alignment (Wang et al. 2024, "Arithmetic Control of LLMs for Diverse
+User Preferences"): a user's preference is a direction in the space of several rewards; one
+policy per direction, and the Pareto front the directions trace.
+
+    python -m experiments.dpa --config configs/dpa.py --workdir runs/dpa
+
+Stages, each cached in the workdir so a rerun resumes:
+  1. SFT from scratch (`config.sft`), unless `labels.policy_from` names one.
+  2. per seed: `pairs.num_pairs` pairs of SFT samples to training prompts (and
+     `pairs.num_eval_pairs` to held-out prompts), and the score of every response on each of the
+     two `objectives` (principles of alignax.feedback, defined on the gold reward's components),
+     each standardised by its standard deviation over the training pairs' responses.
+  3. per seed and direction theta: the directional reward <w, r> with w = (cos theta, sin theta)
+     (`feedback.directional_reward`), pairs labelled by a Bradley-Terry annotator of it
+     (`label_temperature`), DPO (`config.dpo`) from the SFT policy.
+  4. the SFT policy and every DPO policy answer `evaluation.num_prompts` held-out prompts: the
+     mean raw score on each objective. results.md (command and commit first), results.json and
+     figures/pareto_front.{png,pdf}: means over seeds with 95% intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from alignax import feedback, labels
+from alignax.analysis import plots
+from alignax.analysis.stats import interval_text, mean_interval, spearman
+from alignax.cli import run_experiment
+from alignax.experiment import setup, write_summary
+from alignax.provenance import provenance, written_by
+from alignax.stages import load_stage_model
+from alignax.tasks import get_task
+from experiments.rlaif import chosen_first, run_dpo, sample_pairs, train_policy
+
+
+def direction(degrees: float) -> np.ndarray:
+    """The unit direction at `degrees` from the first objective's axis (cos and sin rounded to
+    12 decimals, so 90 degrees weighs the first objective exactly 0)."""
+    return np.round(feedback.unit_direction(np.radians(degrees)), 12)
+
+
+def objective_scores(task, pairs: dict, principles) -> np.ndarray:
+    """[N, 2, P]: each response's score on each principle."""
+    n = pairs["tokens"].shape[0]
+    flat = lambda k: pairs[k].reshape(2 * n, -1)
+    return feedback.vector_reward_np(task, flat("tokens"), flat("loss_mask"), principles).reshape(
+        n, 2, -1
+    )
+
+
+def directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng) -> np.ndarray:
+    """True where response a is chosen: a Bradley-Terry draw with
+    P(a > b) = sigmoid((<w, r_a / s> - <w, r_b / s>) / temperature)."""
+    standardised = scores_Nx2xP / spread_P
+    w = direction(degrees)
+    reward_a = feedback.directional_reward(standardised[:, 0], w)
+    reward_b = feedback.directional_reward(standardised[:, 1], w)
+    probability = feedback.judges.sigmoid((reward_a - reward_b) / temperature)
+    return rng.random(len(probability)) < probability
+
+
+def policy_scores(config, task, model, params, principles, seed: int) -> dict:
+    """Mean score on each objective (and the gold reward) of the policy's responses to held-out
+    prompts; the same prompts and sampling key for every policy of a seed."""
+    rng = np.random.default_rng([seed, 21])
+    prompts = task.sample_prompts(config.evaluation.num_prompts, rng, split="eval")
+    responses = labels.policy_responses(
+        model,
+        params,
+        task,
+        prompts,
+        jax.random.fold_in(jax.random.key(seed), 21),
+        max_new_tokens=config.labels.max_new_tokens,
+        temperature=config.labels.temperature,
+        chunk_size=min(1024, len(prompts)),
+    )
+    rows = task.encode(prompts, responses)
+    vector = feedback.vector_reward_np(task, rows["tokens"], rows["loss_mask"], principles)
+    gold = task.gold_reward_np(rows["tokens"], rows["loss_mask"])
+    return {
+        "objectives": vector.mean(0).tolist(),
+        "gold_reward": float(np.mean(gold)),
+    }
+
+
+def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
+    """The SFT policy's scores and one DPO run per direction for one seed (cached)."""
+    path = workdir / f"seed_{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    principles = [feedback.principle(n) for n in config.objectives]
+    policy, policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
+    p = config.pairs
+    pairs = sample_pairs(config, task, policy, policy_params, p.num_pairs, seed, "train")
+    held_out = sample_pairs(config, task, policy, policy_params, p.num_eval_pairs, seed, "eval")
+    scores = objective_scores(task, pairs, principles)
+    held_out_scores = objective_scores(task, held_out, principles)
+    spread = scores.reshape(-1, len(principles)).std(0)
+    if not np.all(spread > 0):
+        raise ValueError(
+            f"objectives {tuple(config.objectives)}: a score is constant over the SFT samples "
+            f"(spread {spread.tolist()}); choose principles the policy's samples differ on"
+        )
+    result = {
+        "seed": seed,
+        "spread": spread.tolist(),
+        "sft": policy_scores(config, task, policy, policy_params, principles, seed),
+        "runs": [],
+    }
+    for degrees in config.directions:
+        print(f"\n=== DPO, direction {degrees:g} degrees, seed {seed} ===", flush=True)
+        start = time.perf_counter()
+        label_rng = np.random.default_rng([seed, 17, int(degrees * 100)])
+        train = chosen_first(
+            pairs, directional_labels(scores, spread, degrees, config.label_temperature, label_rng)
+        )
+        evaluation = chosen_first(
+            held_out,
+            directional_labels(
+                held_out_scores, spread, degrees, config.label_temperature, label_rng
+            ),
+        )
+        run_dir = workdir / "dpo" / f"direction_{degrees:g}_s{seed}"
+        summary = run_dpo(config, sft_dir, run_dir, seed, train, evaluation, task)
+        model, params = load_stage_model(run_dir, heads=("lm",), mesh=mesh)
+        result["runs"].append(
+            {
+                "degrees": float(degrees),
+                **policy_scores(config, task, model, params, principles, seed),
+                "kl_to_reference": summary["kl_to_reference"] or float("nan"),
+                "seconds": time.perf_counter() - start,
+            }
+        )
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+
+def aggregate(config, per_seed: list[dict]) -> dict:
+    """Per policy (SFT, then each direction): means over seeds with 95% intervals of each
+    objective, the gold reward and the KL; Spearman's rho of each objective against the angle."""
+
+    def summarise(entries):
+        return {
+            "objectives": [
+                mean_interval([e["objectives"][i] for e in entries])
+                for i in range(len(config.objectives))
+            ],
+            "gold_reward": mean_interval([e["gold_reward"] for e in entries]),
+        }
+
+    rows = []
+    for degrees in config.directions:
+        runs = [next(x for x in r["runs"] if x["degrees"] == degrees) for r in per_seed]
+        row = {"degrees": float(degrees), **summarise(runs)}
+        row["kl_to_reference"] = mean_interval([x["kl_to_reference"] for x in runs])
+        rows.append(row)
+    trend = {}
+    if len(config.directions) >= 3:
+        for i, name in enumerate(config.objectives):
+            trend[name] = spearman(
+                [r["degrees"] for r in rows], [r["objectives"][i][0] for r in rows]
+            )
+    return {"sft": summarise([r["sft"] for r in per_seed]), "directions": rows, "trend": trend}
+
+
+def figure(config, result: dict, workdir: Path) -> None:
+    fig, ax = plots.subplots(1, 1, figsize=(5.2, 4.2))
+    rows = result["directions"]
+    x = [r["objectives"][0][0] for r in rows]
+    y = [r["objectives"][1][0] for r in rows]
+    half = lambda v: 0.0 if not np.isfinite(v[1]) else v[1]  # noqa: E731
+    ax.plot(x, y, "-", color=plots.PALETTE[0], linewidth=1, zorder=1)
+    for i, r in enumerate(rows):
+        ax.errorbar(
+            x[i],
+            y[i],
+            xerr=half(r["objectives"][0]),
+            yerr=half(r["objectives"][1]),
+            fmt="o",
+            color=plots.PALETTE[i % len(plots.PALETTE)],
+            capsize=2,
+            markersize=4,
+            label=f"DPO, direction {r['degrees']:g} deg",
+        )
+    sft = result["sft"]["objectives"]
+    ax.errorbar(
+        sft[0][0],
+        sft[1][0],
+        xerr=half(sft[0]),
+        yerr=half(sft[1]),
+        fmt="s",
+        color="black",
+        capsize=2,
+        markersize=4,
+        label="SFT (start)",
+    )
+    ax.set(xlabel=f"{config.objectives[0]} score", ylabel=f"{config.objectives[1]} score")
+    ax.legend(fontsize=7)
+    ax.set_title("Directional preference alignment: the front across directions\n(held-out "
+                 "prompts, 95% intervals over seeds)", fontsize=9)  # fmt: skip
+    plots.save(fig, workdir / "figures" / "pareto_front")
+
+
+def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> str:
+    first, second = config.objectives
+    lines = [
+        "### Directional preference alignment: the Pareto front",
+        "",
+        written_by(prov) + f"; wall time {seconds / 60:.1f} min.",
+        "",
+        f"Objectives: {first} (x) and {second} (y), principles of the review task's gold reward. "
+        f"Per seed, {config.pairs.num_pairs} pairs of SFT samples labelled by a Bradley-Terry "
+        f"annotator (temperature {config.label_temperature:g}) of the directional reward "
+        "cos(theta) r_1 / s_1 + sin(theta) r_2 / s_2 (s_i: the score's spread over the SFT "
+        f"samples); DPO ({config.dpo.loss.name}, {config.dpo.train.steps} steps) from the SFT "
+        f"policy per direction; scores of each policy's samples on "
+        f"{config.evaluation.num_prompts} held-out prompts. Means over {len(config.seeds)} "
+        "seed(s) with 95% intervals.",
+        "",
+        f"| policy | {first} | {second} | gold reward | KL to SFT |",
+        "|---|---|---|---|---|",
+        f"| SFT | {interval_text(result['sft']['objectives'][0])} | "
+        f"{interval_text(result['sft']['objectives'][1])} | "
+        f"{interval_text(result['sft']['gold_reward'])} | 0 |",
+    ]
+    for r in result["directions"]:
+        lines.append(
+            f"| DPO, {r['degrees']:g} deg | {interval_text(r['objectives'][0])} | "
+            f"{interval_text(r['objectives'][1])} | {interval_text(r['gold_reward'])} | "
+            f"{interval_text(r['kl_to_reference'], 2)} |"
+        )
+    if result["trend"]:
+        lines += [
+            "",
+            "Spearman's rho of each objective's mean against the direction's angle (a front "
+            "traced in order: -1 for the first objective, +1 for the second): "
+            + ", ".join(f"{k} {v:+.2f}" for k, v in result["trend"].items())
+            + ".",
+        ]
+    lines += ["", "![Pareto front](figures/pareto_front.png)"]
+    text = "\n".join(lines) + "\n"
+    (workdir / "results.md").write_text(text)
+    return text
+
+
+def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
+    workdir, mesh = setup(config, workdir)
+    if len(config.objectives) != 2:
+        raise ValueError(f"objectives={tuple(config.objectives)}: a plane needs exactly two")
+    for name in config.objectives:
+        feedback.principle(name)  # raises on an unknown principle, naming the allowed ones
+    task = get_task(config.task_name, config.task)
+    start = time.perf_counter()
+    sft_dir = train_policy(config, workdir)
+    per_seed = [seed_results(config, task, mesh, sft_dir, workdir, s) for s in config.seeds]
+    seconds = time.perf_counter() - start
+    result = aggregate(config, per_seed)
+    (workdir / "results.json").write_text(
+        json.dumps({**result, "per_seed": per_seed, "seconds": seconds}, indent=2, default=float)
+    )
+    figure(config, result, workdir)
+    print(report(config, result, workdir, prov, seconds))
+    summary = {
+        **{
+            f"{name}/direction_{r['degrees']:g}": r["objectives"][i][0]
+            for r in result["directions"]
+            for i, name in enumerate(config.objectives)
+        },
+        "seconds": round(seconds, 1),
+    }
+    write_summary(workdir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)
