@@ -10,8 +10,9 @@ budgets spent on random pairs -> DPO (`dpo`) from the SFT policy on each labelli
 agreement and the downstream gold reward, per budget, over `seeds`, in results.md.
 
 default: 2,048 pairs; budgets 0, 2, 5, 10, 25, 100 %, targeted and random; 3 seeds; DPO 300
-steps of batch 32 per condition (30 DPO runs). The judge is a misspecified constitution: it
-weighs sentiment, repetition and termination like gold but ignores fluency.
+steps of batch 32 per condition (30 DPO runs), and delta learning against a weak SFT of 30 steps
+(3 more). The judge is a misspecified constitution: it weighs sentiment, repetition and
+termination like gold but ignores fluency.
 runlocal: the same pipeline at toy sizes (1-layer model, 64 pairs, budgets 0, 25, 100 %, one
 seed, DPO 4 steps) for the end-to-end test; about 75 s of one CPU core, nearly all compiling.
 """
@@ -60,6 +61,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "random_baseline": True,  # the same budgets on random pairs
         }
     )
+    # Delta learning: pairs of an SFT and a weak policy's samples (the SFT recipe stopped after
+    # `weak_sft_steps`; 0: no delta-learning run), the SFT sample chosen without a label.
+    config.delta = ml_collections.ConfigDict({"weak_sft_steps": 30})
     config.seeds = (0, 1, 2)
     config.dpo = dpo.get_config("runlocal")
     config.dpo.preferences.update(num_eval_prompts=256)
@@ -75,6 +79,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.labels.max_new_tokens = 24
         config.pairs.update(num_pairs=64, num_eval_pairs=8)
         config.routing.budgets = (0, 25, 100)
+        config.delta.weak_sft_steps = 2
         config.seeds = (0,)
         config.dpo.train.update(
             steps=4, batch_size=16, log_every=2, eval_every=4, checkpoint_every=4

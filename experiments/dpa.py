@@ -246,7 +246,6 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
             + ", ".join(f"{k} {v:+.2f}" for k, v in result["trend"].items())
             + ".",
         ]
-    lines += ["", "![Pareto front](figures/pareto_front.png)"]
     text = "\n".join(lines) + "\n"
     (workdir / "results.md").write_text(text)
     return text

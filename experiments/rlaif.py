@@ -13,7 +13,10 @@ Stages, each cached in the workdir so a rerun resumes:
      the human: the least confident (|P - 0.5| smallest, or the most disagreed-on for an
      ensemble) and, as the baseline, random ones. p = 0 is pure AI feedback, p = 100 is pure
      human feedback. DPO (`config.dpo`, experiments/dpo.py) from the SFT policy on each.
-  4. results.md (command and commit first), results.json and figures/: judge-gold agreement,
+  4. delta learning (`delta.weak_sft_steps` > 0): a weak SFT policy (the recipe stopped early);
+     per seed, pairs of an SFT and a weak-SFT sample to the same training prompts, the SFT
+     sample chosen with no label, DPO from the SFT policy: against DPO on human labels.
+  5. results.md (command and commit first), results.json and figures/: judge-gold agreement,
      the labels' agreement with gold per budget, and the DPO policy's gold reward on held-out
      prompts, means over seeds with 95% intervals.
 """
@@ -104,22 +107,35 @@ def describe_judge(j) -> str:
 # Pairs and labels.
 
 
-def sample_pairs(config, task, policy, policy_params, n: int, seed: int, split: str) -> dict:
-    """n unlabelled pairs (a, b) of the policy's samples to prompts of `split`, with gold."""
+def sample_pairs(
+    config, task, policy, policy_params, n: int, seed: int, split: str, rival=None
+) -> dict:
+    """n unlabelled pairs (a, b) of the policy's samples to prompts of `split`, with gold.
+    `rival` = (model, params): response b from that policy instead (delta learning)."""
     rng = np.random.default_rng([seed, 7, split == "eval"])
     prompts = task.sample_prompts(n, rng, split=split)
-    responses = labels.policy_responses(
-        policy,
-        policy_params,
-        task,
-        [p for p in prompts for _ in range(2)],
-        jax.random.fold_in(jax.random.key(seed), split == "eval"),
-        max_new_tokens=config.labels.max_new_tokens,
-        temperature=config.labels.temperature,
-        # One sampler shape for both splits (runlocal: also the evaluations' shape).
-        chunk_size=min(1024, 2 * config.pairs.num_eval_pairs),
-    )
-    pairs = feedback.encode_pairs(task, prompts, responses[0::2], responses[1::2])
+    key = jax.random.fold_in(jax.random.key(seed), split == "eval")
+
+    def responses(model, params, prompts, key):
+        return labels.policy_responses(
+            model,
+            params,
+            task,
+            prompts,
+            key,
+            max_new_tokens=config.labels.max_new_tokens,
+            temperature=config.labels.temperature,
+            # One sampler shape for both splits (runlocal: also the evaluations' shape).
+            chunk_size=min(1024, 2 * config.pairs.num_eval_pairs),
+        )
+
+    if rival is None:
+        both = responses(policy, policy_params, [p for p in prompts for _ in range(2)], key)
+        a, b = both[0::2], both[1::2]
+    else:
+        a = responses(policy, policy_params, prompts, key)
+        b = responses(*rival, prompts, jax.random.fold_in(key, 1))
+    pairs = feedback.encode_pairs(task, prompts, a, b)
     flat = lambda k: pairs[k].reshape(2 * n, -1)
     pairs["gold_reward"] = task.gold_reward_np(flat("tokens"), flat("loss_mask")).reshape(n, 2)
     return pairs
@@ -193,6 +209,26 @@ def train_policy(config, workdir: Path) -> Path:
     return sft_dir
 
 
+def train_weak_policy(config, workdir: Path) -> Path | None:
+    """Delta learning's weak policy: the SFT recipe stopped after `delta.weak_sft_steps` steps
+    (None when 0: no delta-learning run)."""
+    steps = config.delta.weak_sft_steps
+    if steps <= 0:
+        return None
+    weak_dir = workdir / "sft_weak"
+    if not (weak_dir / "summary.json").exists():
+        print(f"\n=== weak SFT ({steps} steps) ===", flush=True)
+        weak = config.sft.copy_and_resolve_references()
+        weak.train.update(
+            steps=steps,
+            log_every=min(weak.train.log_every, steps),
+            eval_every=steps,
+            checkpoint_every=steps,
+        )
+        sft.run(stage_config(config, weak, {}), weak_dir)
+    return weak_dir
+
+
 def run_dpo(config, sft_dir: Path, run_dir: Path, seed: int, train, evaluation, task) -> dict:
     path = run_dir / "summary.json"
     if path.exists():
@@ -203,8 +239,11 @@ def run_dpo(config, sft_dir: Path, run_dir: Path, seed: int, train, evaluation, 
     return dpo.run(dpo_config, run_dir, pairs=(train, evaluation, task))
 
 
-def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
-    """Judge statistics and one DPO run per condition for one seed (cached in seed_<s>.json)."""
+def seed_results(
+    config, task, mesh, sft_dir: Path, workdir: Path, seed: int, weak_dir: Path | None = None
+) -> dict:
+    """Judge statistics and one DPO run per condition for one seed (cached in seed_<s>.json);
+    with `weak_dir`, also the delta-learning run."""
     path = workdir / f"seed_{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -260,8 +299,43 @@ def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) ->
                 "seconds": time.perf_counter() - start,
             }
         )
+    if weak_dir is not None:
+        strong = (policy, policy_params)
+        result["delta"] = delta_run(
+            config, task, mesh, strong, sft_dir, weak_dir, workdir, seed, evaluation
+        )
     path.write_text(json.dumps(result, indent=2))
     return result
+
+
+def delta_run(config, task, mesh, strong, sft_dir, weak_dir, workdir, seed, evaluation) -> dict:
+    """Delta learning (Olmo 3): pairs of a strong (SFT) and a weak policy's samples to the same
+    training prompts as the labelled pairs, the strong one chosen with no label at all, DPO from
+    the SFT policy on them; the same held-out evaluation as every other condition."""
+    weak = load_stage_model(weak_dir, heads=("lm",), mesh=mesh)
+    n = config.pairs.num_pairs
+    pairs = sample_pairs(config, task, *strong, n, seed, "train", rival=weak)
+    gold = pairs["gold_reward"]
+    print(f"\n=== DPO, delta pairs (strong vs weak SFT, no labels), seed {seed} ===", flush=True)
+    start = time.perf_counter()
+    summary = run_dpo(
+        config,
+        sft_dir,
+        workdir / "dpo" / f"delta_s{seed}",
+        seed,
+        chosen_first(pairs, np.ones(n, bool)),
+        evaluation,
+        task,
+    )
+    return {
+        "label_gold_agreement": float(np.mean(gold[:, 0] >= gold[:, 1])),
+        "strong_gold": float(np.mean(gold[:, 0])),
+        "weak_gold": float(np.mean(gold[:, 1])),
+        "gold_reward": summary["gold_reward"],
+        "kl_to_reference": summary["kl_to_reference"] or float("nan"),
+        "eval_accuracy": summary["eval_accuracy"],
+        "seconds": time.perf_counter() - start,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +355,18 @@ def aggregate(config, per_seed: list[dict]) -> dict:
         for key in ("label_gold_agreement", "gold_reward", "kl_to_reference", "eval_accuracy"):
             row[key] = mean_interval([x[key] for x in runs])
         rows.append(row)
-    return {"judge": judge, "conditions": rows}
+    out = {"judge": judge, "conditions": rows}
+    if "delta" in per_seed[0]:
+        delta = {k: mean_interval([r["delta"][k] for r in per_seed]) for k in per_seed[0]["delta"]}
+        human = [
+            next(x for x in r["runs"] if x["routing"] == "targeted" and x["percent"] == 100.0)
+            for r in per_seed
+        ]
+        delta["minus_human_gold_reward"] = mean_interval(
+            [r["delta"]["gold_reward"] - h["gold_reward"] for r, h in zip(per_seed, human)]
+        )
+        out["delta"] = delta
+    return out
 
 
 def gap_recovered(rows: list[dict]) -> dict[float, float]:
@@ -367,6 +452,32 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         " / (gold(100) - gold(0)) for targeted labels: the RLTHF claim is that about 6-7% "
         "targeted human labels match full human labels (gap closed near 1).",
     ]
+    if "delta" in result:
+        d = result["delta"]
+        lines += [
+            "",
+            f"Delta learning (Olmo 3): the same {config.pairs.num_pairs} training prompts, one "
+            f"sample of the SFT policy and one of a weak SFT policy ({config.delta.weak_sft_steps} "
+            "SFT steps) each, the SFT sample chosen with no label at all; DPO as above.",
+            "",
+            "| pairs | labels | labels agree with gold | DPO gold reward | KL to SFT | held-out "
+            "accuracy |",
+            "|---|---|---|---|---|---|",
+            f"| SFT vs weak SFT samples (gold {interval_text(d['strong_gold'])} vs "
+            f"{interval_text(d['weak_gold'])}) | none: the SFT sample | "
+            f"{interval_text(d['label_gold_agreement'])} | {interval_text(d['gold_reward'])} | "
+            f"{interval_text(d['kl_to_reference'], 2)} | {interval_text(d['eval_accuracy'])} |",
+        ]
+        human = next(r for r in rows if r["routing"] == "targeted" and r["percent"] == 100.0)
+        lines += [
+            f"| SFT sample pairs | human (100%) | {interval_text(human['label_gold_agreement'])} "
+            f"| {interval_text(human['gold_reward'])} | "
+            f"{interval_text(human['kl_to_reference'], 2)} | "
+            f"{interval_text(human['eval_accuracy'])} |",
+            "",
+            "Delta minus human-labelled DPO gold reward (paired by seed): "
+            f"{interval_text(d['minus_human_gold_reward'], signed=True)}.",
+        ]
     text = "\n".join(lines) + "\n"
     (workdir / "results.md").write_text(text)
     return text
@@ -382,7 +493,10 @@ def run(config, workdir):
     task = get_task(config.task_name, config.task)
     start = time.perf_counter()
     sft_dir = train_policy(config, workdir)
-    per_seed = [seed_results(config, task, mesh, sft_dir, workdir, s) for s in config.seeds]
+    weak_dir = train_weak_policy(config, workdir)
+    per_seed = [
+        seed_results(config, task, mesh, sft_dir, workdir, s, weak_dir) for s in config.seeds
+    ]
     seconds = time.perf_counter() - start
     result = aggregate(config, per_seed)
     (workdir / "results.json").write_text(
@@ -398,6 +512,7 @@ def run(config, workdir):
     summary = {
         "judge_gold_agreement": result["judge"]["gold_agreement"][0],
         **{f"gold_reward/targeted_{p:g}": g for p, g in targeted.items()},
+        **({"gold_reward/delta": result["delta"]["gold_reward"][0]} if "delta" in result else {}),
         "seconds": round(seconds, 1),
     }
     write_summary(workdir, summary)

@@ -1,12 +1,13 @@
 """End-to-end: experiments/rlaif.py runs its runlocal config (SFT from scratch -> SFT-sample pairs
 -> AI-judge labels with targeted / random human labels -> DPO per condition -> results.md), and
-its numbers obey the identities that define them."""
+its numbers obey the identities that define them; experiments/dpa.py on the same SFT policy."""
 
 import json
 
 import numpy as np
 import pytest
 
+from alignax.metrics import read_metrics
 from configs import rlaif as rlaif_config
 from experiments import rlaif
 
@@ -36,6 +37,17 @@ def test_rlaif_runlocal_reports_every_condition_with_provenance(smoke):
         assert (workdir / "figures" / f"rlaif_budget.{suffix}").stat().st_size > 0
     assert all(np.isfinite(r["gold_reward"][0]) for r in result["conditions"])
     assert summary["gold_reward/targeted_100"] == result["conditions"][2]["gold_reward"][0]
+    # Delta learning: a weak SFT of `delta.weak_sft_steps` steps, one unlabelled DPO run.
+    weak_steps = [m["step"] for m in read_metrics(workdir / "sft_weak") if "loss" in m]
+    assert weak_steps[-1] == config.delta.weak_sft_steps
+    assert (workdir / "dpo" / "delta_s0" / "summary.json").exists()
+    assert summary["gold_reward/delta"] == result["delta"]["gold_reward"][0]
+    (seed,) = result["per_seed"]
+    human = next(r for r in seed["runs"] if r["percent"] == 100.0)
+    assert result["delta"]["minus_human_gold_reward"][0] == pytest.approx(
+        seed["delta"]["gold_reward"] - human["gold_reward"]
+    )
+    assert "Delta learning (Olmo 3)" in text
 
 
 def test_rlaif_label_agreement_identities(smoke):
@@ -69,3 +81,48 @@ def test_rlaif_rerun_reuses_cached_stages(smoke):
     assert {k: v for k, v in again.items() if k != "seconds"} == {
         k: v for k, v in summary.items() if k != "seconds"
     }
+
+
+# ------------------------------------------------------------------------------ directions (DPA)
+def test_direction_labels_follow_one_objective_at_each_axis():
+    """At 0 degrees the labels depend on the first objective only, at 90 on the second only
+    (a cold annotator: the standardised difference decides); 90 degrees weighs the first
+    exactly 0."""
+    from experiments import dpa
+
+    assert dpa.direction(90.0)[0] == 0.0 and dpa.direction(0.0)[1] == 0.0
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(200, 2, 2)) * [3.0, 0.1]  # objectives on different scales
+    spread = scores.reshape(-1, 2).std(0)
+    for degrees, objective in ((0.0, 0), (90.0, 1)):
+        chosen = dpa.directional_labels(scores, spread, degrees, 1e-6, rng)
+        np.testing.assert_array_equal(chosen, scores[:, 0, objective] > scores[:, 1, objective])
+    # At 45 degrees both count, each in units of its spread.
+    standardised = scores / spread
+    chosen = dpa.directional_labels(scores, spread, 45.0, 1e-6, rng)
+    margin = standardised[:, 0].sum(-1) - standardised[:, 1].sum(-1)
+    np.testing.assert_array_equal(chosen, margin > 0)
+
+
+def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
+    """experiments/dpa.py from the RLAIF run's SFT policy: one DPO run per direction, scores on
+    both objectives, the figure, and results.md with its provenance."""
+    from configs import dpa as dpa_config
+    from experiments import dpa
+
+    _, rlaif_dir, _ = smoke
+    config = dpa_config.get_config("runlocal")
+    with config.unlocked():
+        config.labels.policy_from = str(rlaif_dir / "sft")
+    summary = dpa.run(config, tmp_path / "dpa")
+    result = json.loads((tmp_path / "dpa" / "results.json").read_text())
+    assert [r["degrees"] for r in result["directions"]] == list(config.directions)
+    for r in [result["sft"], *result["directions"]]:
+        assert len(r["objectives"]) == 2 and all(np.isfinite(v[0]) for v in r["objectives"])
+    assert summary["sentiment/direction_0"] == result["directions"][0]["objectives"][0][0]
+    text = (tmp_path / "dpa" / "results.md").read_text()
+    assert "Written by `" in text.splitlines()[2]
+    for suffix in ("png", "pdf"):
+        assert (tmp_path / "dpa" / "figures" / f"pareto_front.{suffix}").stat().st_size > 0
+    # No SFT stage of its own: the policy came from the RLAIF run.
+    assert not (tmp_path / "dpa" / "sft").exists()
