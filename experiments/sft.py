@@ -63,11 +63,13 @@ def pack_rows(arrays: dict) -> dict:
     )
 
 
-def run(config, workdir):
+def run(config, workdir, data=None):
+    """`data`: (train, eval) arrays in the LM layout built elsewhere (experiments/
+    critique_revision.py: revised responses) instead of `build_data`."""
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
-    train_data, eval_data = build_data(config, task)
+    train_data, eval_data = build_data(config, task) if data is None else data
     model = build_model(config.model, heads=("lm",))
     rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
     tx = optim.make_optimizer(config)

@@ -279,3 +279,50 @@ def test_self_judge_scores_the_policy_verdict(task, pairs):
     np.testing.assert_allclose(contrastive.scores(pairs), conditioned - plain, atol=1e-5)
     with pytest.raises(ValueError, match="principle_tokens"):
         feedback.SelfJudge(model, params, (), contrastive=True)
+
+
+# ----------------------------------------------------------------------------- revision
+def test_revision_operators_by_hand(task):
+    def revised(text, principles, max_length=12):
+        ids = task.encode_text(text)
+        return task.decode(feedback.revise(ids, principles, max_length=max_length))
+
+    assert revised("the food was not very bad <eos>", ("sentiment",)) == (
+        "the food was very good <eos>"
+    )
+    assert revised("it was awful but not good <eos>", ("sentiment",)) == (
+        "it was great but good <eos>"
+    )
+    # After ". it", "was" would repeat the pair "it was" and is dropped; "it good" is new; the
+    # final "." would repeat "good ." and is dropped.
+    assert revised("it was good . it was good . <eos>", ("non_repetition",)) == (
+        "it was good . it good <eos>"
+    )
+    assert revised("it was good", ("termination",)) == "it was good <eos>"
+    assert revised("it was good", ("termination",), max_length=3) == "it was <eos>"
+    assert revised("it was good", ("sentiment",)) == "it was good"  # no EOS added unasked
+    with pytest.raises(ValueError, match=r"no revision operator for principle\(s\) \['fluency'\]"):
+        feedback.revise([3], ("fluency",), max_length=4)
+
+
+def test_revisions_never_lower_their_principle_and_meet_it(task):
+    """On 512 generator responses: the sentiment revision never lowers S (and raises it often);
+    after all three revisions no repeated pair remains and every response ends."""
+    rng = np.random.default_rng(1)
+    prompts = task.sample_prompts(512, rng, split="train")
+    responses = task.sample_responses(prompts, rng)
+
+    def terms(principles):
+        revised = [feedback.revise(r, principles, max_length=task.seq_len) for r in responses]
+        rows = task.encode(prompts, revised)
+        return task.gold_reward_terms_np(rows["tokens"], rows["loss_mask"])
+
+    original, positive, all_three = (
+        terms(()),
+        terms(("sentiment",)),
+        terms(("sentiment", "non_repetition", "termination")),
+    )
+    assert np.all(positive["sentiment"] >= original["sentiment"])
+    assert np.mean(positive["sentiment"] > original["sentiment"]) > 0.2
+    assert np.all(all_three["repetition"] == 0) and np.all(all_three["no_eos"] == 0)
+    assert np.mean(original["repetition"] > 0) > 0.05  # there was repetition to remove

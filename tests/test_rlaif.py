@@ -1,6 +1,7 @@
 """End-to-end: experiments/rlaif.py runs its runlocal config (SFT from scratch -> SFT-sample pairs
 -> AI-judge labels with targeted / random human labels -> DPO per condition -> results.md), and
-its numbers obey the identities that define them; experiments/dpa.py on the same SFT policy."""
+its numbers obey the identities that define them; experiments/dpa.py and
+experiments/critique_revision.py on the same SFT policy."""
 
 import json
 
@@ -126,3 +127,34 @@ def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
         assert (tmp_path / "dpa" / "figures" / f"pareto_front.{suffix}").stat().st_size > 0
     # No SFT stage of its own: the policy came from the RLAIF run.
     assert not (tmp_path / "dpa" / "sft").exists()
+
+
+# ------------------------------------------------------------------- critique and revision
+def test_critique_revision_runlocal_compares_both_variants(smoke, tmp_path):
+    """experiments/critique_revision.py from the RLAIF run's SFT policy: SFT on the originals
+    and on the revisions, RLAIF from each, one row per policy; the revised data is better by
+    the principles' own measure."""
+    from configs import critique_revision as config_module
+    from experiments import critique_revision
+
+    _, rlaif_dir, _ = smoke
+    config = config_module.get_config("runlocal")
+    with config.unlocked():
+        config.labels.policy_from = str(rlaif_dir / "sft")
+    summary = critique_revision.run(config, tmp_path / "cr")
+    result = json.loads((tmp_path / "cr" / "results.json").read_text())
+    assert list(result["policies"]) == [
+        "SFT (start)",
+        "SFT on the originals",
+        "SFT on the revisions",
+        "SFT + RLAIF on the originals",
+        "SFT + RLAIF on the revisions",
+    ]
+    (seed,) = result["per_seed"]
+    assert seed["data"]["revisions_gold"] > seed["data"]["originals_gold"]
+    assert 0 < seed["data"]["changed"] <= 1
+    for variant in ("originals", "revisions"):
+        steps = [m["step"] for m in read_metrics(tmp_path / "cr" / f"sft_on_{variant}_s0")]
+        assert max(steps) == config.revision.train.steps
+    assert summary["gold_reward/SFT (start)"] == seed["sft"]["gold_reward"]
+    assert "Written by `" in (tmp_path / "cr" / "results.md").read_text().splitlines()[2]

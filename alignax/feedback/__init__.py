@@ -6,6 +6,7 @@ rewards.
     principles.py  review-task principles on the gold reward's components, constitutions,
                    vector and direction-weighted (DPA) rewards, constitution judges
     routing.py     budgets of gold labels for the least-confident pairs, and the random baseline
+    revision.py    critique and revision: responses revised toward a principle (CAI's SL stage)
 """
 
 from alignax.feedback.judges import (
@@ -35,6 +36,7 @@ from alignax.feedback.principles import (
     vector_reward,
     vector_reward_np,
 )
+from alignax.feedback.revision import revise
 from alignax.feedback.routing import (
     budget_count,
     least_confident,
@@ -66,6 +68,7 @@ __all__ = [
     "principle",
     "principle_judge",
     "principle_tokens",
+    "revise",
     "random_pairs",
     "swap",
     "unit_direction",
