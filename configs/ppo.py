@@ -38,6 +38,13 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "uncertainty_penalty": 1.0,
         }
     )
+    # Judge drift alarm (rewards.source='model'): at every evaluation, two responses of the
+    # policy per held-out prompt; the share of the pairs the gold reward separates that the
+    # reward model orders the same way (eval/judge_accuracy); a warning, and the step in the
+    # summary, when it is below `min_accuracy` at `patience` evaluations in a row.
+    config.judge_drift = ml_collections.ConfigDict(
+        {"track": False, "min_accuracy": 0.6, "patience": 2}
+    )
     config.rollout = default_rollout_config()
     config.rollout.update(num_prompts=4096, num_eval_prompts=128, max_new_tokens=32)
     config.ppo = default_ppo_config()

@@ -9,7 +9,9 @@ jitted whole. The value model starts from the reward model's backbone or the pol
 (`rewards.value_init`), or is a value head on the policy itself ('shared').
 Reward-model scores are normalised to mean 0, std 1 on the initial policy's samples. Logs the
 proxy reward, the gold reward, KL and its coefficient, entropy, clip fractions, value error,
-response length and sample texts.
+response length and sample texts; with `judge_drift.track`, the reward model's accuracy on pairs
+of the policy's responses as gold orders them, and an alarm when it falls
+(alignax/feedback/drift.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import functools
 import jax
 import numpy as np
 
-from alignax import optim, rl, steps
+from alignax import feedback, optim, rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
@@ -191,6 +193,22 @@ def run(config, workdir, *, eval_at_start: bool = False):
             state.aux["reward_bias"],
         )
 
+    drift = config.judge_drift
+    alarm = None
+    if drift.track:
+        if reward_fn is None:
+            raise ValueError(
+                "judge_drift.track=True needs rewards.source='model': the alarm checks a "
+                "learned judge against the gold reward"
+            )
+        # Its state is kept in the workdir, so a resumed run goes on from the checks made.
+        alarm_path = workdir / "judge_drift.json"
+        alarm = (
+            feedback.DriftAlarm.load(alarm_path)
+            if alarm_path.exists()
+            else feedback.DriftAlarm(drift.min_accuracy, drift.patience)
+        )
+
     def eval_fn(state):
         result = evaluate_policy(
             policy,
@@ -203,7 +221,38 @@ def run(config, workdir, *, eval_at_start: bool = False):
             proxy_fn=proxy_fn(state),
         )
         writer.write_texts(int(state.step), "samples", result["texts"])
-        return summarize(result)
+        metrics = summarize(result)
+        if alarm is not None:
+            metrics.update(check_judge(state, result))
+        return metrics
+
+    def check_judge(state, first) -> dict:
+        """The reward model against gold on pairs of the policy's responses (the evaluation's
+        and a second one per prompt); warns when the alarm fires."""
+        second = evaluate_policy(
+            policy,
+            state.params["policy"],
+            task,
+            eval_prompts,
+            jax.random.fold_in(rng_eval, 1),
+            max_new_tokens=max_new_tokens,
+            proxy_fn=proxy_fn(state),
+        )
+        accuracy, pairs = feedback.judge_accuracy(
+            np.stack([first["proxy"], second["proxy"]], 1),
+            np.stack([first["gold"], second["gold"]], 1),
+        )
+        step = int(state.step)
+        fired = alarm.update(step, accuracy)
+        alarm.save(alarm_path)
+        if fired:
+            print(
+                f"[ppo] judge drift alarm at step {step}: the reward model orders the policy's "
+                f"response pairs as gold does in {accuracy:.2f} of {pairs} pairs, below "
+                f"{alarm.min_accuracy:g} at {alarm.patience} evaluation(s) in a row",
+                flush=True,
+            )
+        return {"judge_accuracy": accuracy, "judge_pairs": float(pairs)}
 
     batches = BatchIterator(data, batch_size=config.train.batch_size, seed=config.seed)
     if eval_at_start and not checkpoint_steps(workdir / "checkpoints"):
@@ -231,6 +280,8 @@ def run(config, workdir, *, eval_at_start: bool = False):
         "ended_with_eos": final["ended_with_eos"],
         "kl_coef": float(np.asarray(state.aux["kl"].kl_coef)),
     }
+    if alarm is not None:
+        summary.update(judge_accuracy=final["judge_accuracy"], judge_drift_step=alarm.fired_at)
     write_summary(workdir, summary)
     writer.close()
     return summary

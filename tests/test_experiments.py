@@ -200,12 +200,23 @@ def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
             "rollout.num_prompts": 512,
             "rollout.num_eval_prompts": 32,
             "train.checkpoint_every": 4,
+            # The alarm at its strictest: any disagreement with gold fires it.
+            "judge_drift.track": True,
+            "judge_drift.min_accuracy": 1.0,
+            "judge_drift.patience": 1,
         }
     )
     config = preset_config(ppo_config, **overrides)
     full = ppo.run(config, tmp_path / "full")
-    proxy = [m["proxy/mean"] for m in read_metrics(tmp_path / "full") if "proxy/mean" in m]
+    records = read_metrics(tmp_path / "full")
+    proxy = [m["proxy/mean"] for m in records if "proxy/mean" in m]
     assert proxy[-1] > proxy[0]
+    checks = [m for m in records if "eval/judge_accuracy" in m]
+    assert checks and all(0 <= m["eval/judge_accuracy"] <= 1 for m in checks)
+    assert all(0 < m["eval/judge_pairs"] <= 32 for m in checks)
+    low = [m["step"] for m in checks if m["eval/judge_accuracy"] < 1.0]
+    assert full["judge_drift_step"] == (low[0] if low else None)
+    # The alarm's state is in the workdir: the resumed run ends with the same summary.
     resumed = _killed_then_resumed(monkeypatch, ppo, config, tmp_path / "killed", kill_at=11)
     assert resumed == full
     assert full["kl_to_sft"] > 0

@@ -326,3 +326,31 @@ def test_revisions_never_lower_their_principle_and_meet_it(task):
     assert np.mean(positive["sentiment"] > original["sentiment"]) > 0.2
     assert np.all(all_three["repetition"] == 0) and np.all(all_three["no_eos"] == 0)
     assert np.mean(original["repetition"] > 0) > 0.05  # there was repetition to remove
+
+
+# ----------------------------------------------------------------------------- judge drift
+def test_judge_accuracy_by_hand():
+    judge = [[2.0, 1.0], [0.0, 3.0], [1.0, 1.0], [5.0, 4.0], [0.0, 1.0]]
+    verified = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0]]
+    # Pair 4 is a verified tie (left out); pairs 1 and 5 agree, 2 disagrees, 3 is a judge tie.
+    accuracy, pairs = feedback.judge_accuracy(judge, verified)
+    assert pairs == 4 and accuracy == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+    assert np.isnan(feedback.judge_accuracy([[1.0, 2.0]], [[3.0, 3.0]])[0])
+    with pytest.raises(ValueError, match=r"must both be \[N, 2\]"):
+        feedback.judge_accuracy([[1.0, 2.0]], [1.0, 2.0])
+
+
+def test_drift_alarm_fires_once_after_patience_low_checks(tmp_path):
+    alarm = feedback.DriftAlarm(min_accuracy=0.6, patience=2)
+    assert not alarm.update(1, 0.5)
+    assert not alarm.update(2, 0.7)  # resets the run of low checks
+    assert not alarm.update(3, 0.5)
+    assert not alarm.update(4, float("nan"))  # undefined: neither counts nor resets
+    assert not alarm.update(3, 0.1)  # step 3 was checked already
+    assert alarm.update(5, 0.55) and alarm.fired_at == 5
+    assert not alarm.update(6, 0.1) and alarm.fired_at == 5  # fires once
+    alarm.save(tmp_path / "alarm.json")
+    again = feedback.DriftAlarm.load(tmp_path / "alarm.json")
+    assert again == alarm
+    with pytest.raises(ValueError, match="patience=0"):
+        feedback.DriftAlarm(min_accuracy=0.5, patience=0)

@@ -7,8 +7,11 @@ rewards.
                    vector and direction-weighted (DPA) rewards, constitution judges
     routing.py     budgets of gold labels for the least-confident pairs, and the random baseline
     revision.py    critique and revision: responses revised toward a principle (CAI's SL stage)
+    drift.py       a learned judge's accuracy on verifiable pairs of on-policy samples, and an
+                   alarm when it falls
 """
 
+from alignax.feedback.drift import DriftAlarm, judge_accuracy
 from alignax.feedback.judges import (
     Debiased,
     Judge,
@@ -50,6 +53,7 @@ __all__ = [
     "Constitution",
     "ConstitutionJudge",
     "Debiased",
+    "DriftAlarm",
     "Judge",
     "JudgeEnsemble",
     "PositionBiased",
@@ -61,6 +65,7 @@ __all__ = [
     "encode_pairs",
     "gold_constitution",
     "hard_labels",
+    "judge_accuracy",
     "least_confident",
     "merge_labels",
     "most_uncertain",
