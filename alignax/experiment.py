@@ -25,6 +25,8 @@ from jax.sharding import Mesh
 from alignax import sharding
 from alignax.checkpoint import restore_params
 from alignax.models import Model
+from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
+from alignax.state import TrainState
 from alignax.workdir import flatten_config, guard_workdir
 
 
@@ -129,6 +131,28 @@ def initial_params(
     if not source:
         return params
     return {**params, **restore_params(Path(source) / "checkpoints", params)}
+
+
+def trainable_state(config, model: Model, params, tx, mesh: Mesh, rng: jax.Array, loss_fn, **slots):
+    """(state, loss_fn, policy_params) of a stage that trains `params` with `loss_fn(params,
+    state, batch, rng)`: the full params, or with `config.lora.rank > 0` LoRA adapters
+    (alignax/models/lora.py): the adapters train, the base rides in `ref_params` (the reference
+    of any loss that reads one; no second copy) and the loss sees the merged weights; a later
+    stage loading the checkpoint gets the merged policy (`restore_params`). `slots`: other
+    TrainState fields (e.g. `ref_params` of a reference loss). `policy_params(state)` is the
+    policy's full params (merged for LoRA), for evaluation."""
+    lora = LoraConfig.from_config(config.lora) if config.lora.rank > 0 else None
+    if lora is None:
+        return TrainState.create(params, tx, mesh, **slots), loss_fn, lambda state: state.params
+    adapters = init_lora(jax.random.fold_in(rng, 1), model, lora, mesh=mesh)
+    state = TrainState.create(adapters, tx, mesh, **{**slots, "ref_params": params})
+    merged = jax.jit(lambda base, adapters: merge(base, adapters, lora))
+    print(
+        f"[lora] rank {lora.rank}, targets {', '.join(lora.targets)}: "
+        f"{num_lora_params(adapters):,} trained params",
+        flush=True,
+    )
+    return state, lora_loss_fn(loss_fn, lora), lambda state: merged(state.ref_params, state.params)
 
 
 def write_summary(workdir: str | Path, summary: dict) -> None:

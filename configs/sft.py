@@ -12,11 +12,13 @@ arithmetic: the arithmetic task's exact-answer demonstrations, 500 steps: a part
 starting point for GRPO (configs/grpo.py); its held-out pass@k is in the rlvr experiment.
 Presets: runlocal | pretrain | arithmetic | small (10M model, longer). `--config.sft.pack=True`
 packs several training sequences into each row (`alignax.data.batching.pack_sequences`; each is
-scored as if alone: tests/test_packing.py).
+scored as if alone: tests/test_packing.py). `--config.lora.rank=8` trains LoRA adapters only
+(alignax/models/lora.py); later stages that load the workdir get the merged policy.
 """
 
 import ml_collections
 
+from alignax.models.lora import default_lora_config
 from configs.common import base_config
 
 
@@ -55,5 +57,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     if arg == "small":
         config.train.update(steps=2000, eval_every=500, checkpoint_every=500)
         config.optimizer.learning_rate = 5e-4
+    # LoRA adapters (rank > 0): the adapters train, the base stays as it was loaded.
+    config.lora = default_lora_config()
     config.lock()
     return config

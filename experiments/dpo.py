@@ -28,11 +28,10 @@ from alignax.experiment import (
     example_batch,
     initial_params,
     setup,
+    trainable_state,
     write_summary,
 )
 from alignax.models import build_model
-from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
-from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.training import train_loop
 
@@ -94,21 +93,16 @@ def run(config, workdir, pairs=None):
     params = initial_params(model, config, mesh, rng_init)
     # Reference-free losses keep no reference copy; BCO-style losses get their running shift.
     slots = objectives.preference_state_slots(config.loss, params)
-    lora = LoraConfig.from_config(config.lora) if config.lora.rank > 0 else None
-    if lora is None:
-        state = TrainState.create(params, tx, mesh, **slots)
-        policy_params = lambda state: state.params  # noqa: E731
-    else:
-        # The adapters train; the base rides in ref_params, the reference of every loss.
-        adapters = init_lora(jax.random.fold_in(rng_init, 1), model, lora, mesh=mesh)
-        state = TrainState.create(adapters, tx, mesh, **{**slots, "ref_params": params})
-        merged = jax.jit(lambda base, adapters: merge(base, adapters, lora))
-        policy_params = lambda state: merged(state.ref_params, state.params)  # noqa: E731
-        print(
-            f"[lora] rank {lora.rank}, targets {', '.join(lora.targets)}: "
-            f"{num_lora_params(adapters):,} trained params",
-            flush=True,
-        )
+    state, loss_fn, policy_params = trainable_state(
+        config,
+        model,
+        params,
+        tx,
+        mesh,
+        rng_init,
+        objectives.preference_loss_fn(model, config.loss),
+        **slots,
+    )
     # Reference-free losses keep no reference in the state; to report their samples' KL to the
     # initial policy, the evaluation keeps a copy of it (the first step donates `params`).
     initial_copy = None
@@ -118,9 +112,6 @@ def run(config, workdir, pairs=None):
         train["ref_logps"] = precompute_reference_logps(
             model, params, train, config.train.batch_size
         )
-    loss_fn = objectives.preference_loss_fn(model, config.loss)
-    if lora is not None:
-        loss_fn = lora_loss_fn(loss_fn, lora)
     train_step = steps.jit_step(
         objectives.preference_train_step(
             steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),

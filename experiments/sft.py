@@ -21,11 +21,11 @@ from alignax.experiment import (
     example_batch,
     initial_params,
     setup,
+    trainable_state,
     write_summary,
 )
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
-from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.training import train_loop
 
@@ -73,9 +73,11 @@ def run(config, workdir, data=None):
     model = build_model(config.model, heads=("lm",))
     rng_init, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 3)
     tx = optim.make_optimizer(config)
-    state = TrainState.create(initial_params(model, config, mesh, rng_init), tx, mesh)
+    params = initial_params(model, config, mesh, rng_init)
+    state, loss_fn, policy_params = trainable_state(
+        config, model, params, tx, mesh, rng_init, objectives.lm_loss_fn(model)
+    )
     batches = BatchIterator(train_data, batch_size=config.train.batch_size, seed=config.seed)
-    loss_fn = objectives.lm_loss_fn(model)
     train_step = steps.jit_step(
         steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
         state,
@@ -90,7 +92,12 @@ def run(config, workdir, data=None):
     def eval_fn(state):
         metrics = {"nll": float(eval_loss(state, eval_batch, rng_eval)["nll"])}
         result = evaluate_policy(
-            model, state.params, task, prompts, rng_eval, max_new_tokens=config.sft.max_new_tokens
+            model,
+            policy_params(state),
+            task,
+            prompts,
+            rng_eval,
+            max_new_tokens=config.sft.max_new_tokens,
         )
         writer.write_texts(int(state.step), "samples", result["texts"])
         return {**metrics, **{f"policy/{k}": v for k, v in summarize(result).items()}}

@@ -217,3 +217,46 @@ def test_dpo_with_lora_trains_adapters_only_and_loads_downstream_merged(tmp_path
     # The targeted weights moved by the low-rank update; the others are the base's.
     assert not np.allclose(merged["blocks"]["attn"]["q"], base["blocks"]["attn"]["q"])
     np.testing.assert_array_equal(merged["blocks"]["attn"]["k"], base["blocks"]["attn"]["k"])
+
+
+def test_sft_with_lora_trains_adapters_only_and_loads_downstream_merged(tmp_path):
+    """SFT with `lora.rank > 0` from a pretrained policy: only the adapters change, the base is
+    the policy it started from, the loss falls, and the workdir loads as the merged policy."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    from alignax.checkpoint import checkpoint_steps
+    from alignax.models.lora import LoraConfig, merge
+    from alignax.sharding import make_mesh
+    from alignax.stages import load_stage_model
+
+    base_config = preset_config(sft_config, **short_run(**{"train.steps": 10}))
+    sft.run(base_config, tmp_path / "base")
+    overrides = {
+        "train.steps": 20,
+        "init_from": str(tmp_path / "base"),
+        "lora.rank": 4,
+        "lora.targets": ("q", "v"),
+        "optimizer.learning_rate": 1e-2,
+    }
+    sft.run(preset_config(sft_config, **short_run(**overrides)), tmp_path / "lora")
+    losses = [m["loss"] for m in read_metrics(tmp_path / "lora") if "loss" in m]
+    assert losses[-1] < losses[0]
+    checkpoints = tmp_path / "lora" / "checkpoints"
+    state = ocp.PyTreeCheckpointer().restore(
+        checkpoints / str(checkpoint_steps(checkpoints)[-1]) / "state"
+    )
+    assert set(state["params"]) == {"q", "v"}  # only the adapters train
+    mesh = make_mesh(base_config.mesh)
+    _, base = load_stage_model(tmp_path / "base", heads=("lm",), mesh=mesh)
+    jax.tree.map(np.testing.assert_array_equal, state["ref_params"], jax.device_get(base))
+    _, merged = load_stage_model(tmp_path / "lora", heads=("lm",), mesh=mesh)
+    expected = merge(
+        state["ref_params"], state["params"], LoraConfig(rank=4, alpha=16.0, targets=("q", "v"))
+    )
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
+        jax.device_get(merged),
+        expected,
+    )
+    assert not np.allclose(merged["blocks"]["attn"]["q"], base["blocks"]["attn"]["q"])
