@@ -11,6 +11,8 @@
    float32 matmul peak.
 4. Scaling (benchmarks/scaling.py): the `small` LM step's time and XLA memory against batch and
    length; the compile time of every step kind; a PPO iteration split into its parts. No peer.
+5. Memory (benchmarks/memory.py): SmolLM2-135M SFT and DPO steps, full fine-tuning against LoRA,
+   by XLA's accounting of the compiled steps. No peer.
 
 Cases of a comparison run interleaved (A B A B ... after warm-up; see benchmarks/common.py) and
 are reported as medians with the min-max range; ratios are of medians. Each target prints PASS or
@@ -29,7 +31,7 @@ import jax
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
 from alignax.runtime import huge_pages_on, use_transparent_huge_pages
-from benchmarks import dpo_step, mfu, sampling, scaling
+from benchmarks import dpo_step, memory, mfu, sampling, scaling
 from benchmarks.common import Shape, interleave, markdown_table
 from configs.models import model_config
 
@@ -169,6 +171,24 @@ def bench_scaling(rounds: int, preset: str = "small") -> tuple[str, dict]:
     }
 
 
+def bench_memory() -> tuple[str, dict]:
+    table, records = memory.memory_table()
+    config = model_config(memory.PRESET)
+    lines = [
+        f"Training memory of SmolLM2-135M (preset `{memory.PRESET}`: {config.num_layers} layers, "
+        f"d {config.d_model}, GQA {config.num_heads}/{config.num_kv_heads}, vocab "
+        f"{config.vocab_size}, float32, no remat), AdamW; SFT on {memory.BATCH} rows of "
+        f"{memory.LENGTH} tokens, DPO on {memory.BATCH} pairs of {memory.LENGTH}-token sequences "
+        "with the reference forward in the step. XLA's accounting of the compiled step on this "
+        "backend (peak = arguments + outputs + temporaries, donated buffers once); the steps "
+        "are compiled, not run. Full DPO keeps a frozen reference copy; LoRA's base is the "
+        "reference.",
+        "",
+        table,
+    ]
+    return "\n".join(lines), {"memory": records}
+
+
 def main():
     use_transparent_huge_pages()  # both sides run in this process, so both get it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -177,8 +197,8 @@ def main():
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("dpo", "sampling", "mfu", "scaling"),
-        default=("dpo", "sampling", "mfu", "scaling"),
+        choices=("dpo", "sampling", "mfu", "scaling", "memory"),
+        default=("dpo", "sampling", "mfu", "scaling", "memory"),
     )
     args = parser.parse_args()
     shape = Shape()
@@ -189,6 +209,7 @@ def main():
         "sampling": lambda: bench_sampling(shape, params, args.rounds),
         "mfu": lambda: bench_mfu(args.rounds),
         "scaling": lambda: bench_scaling(args.rounds),
+        "memory": bench_memory,
     }
     prov = provenance()
     sections, records = [], {}

@@ -4,6 +4,7 @@ Presets (parameter counts for the LM head; `python -m configs.models` prints the
   tiny        ~0.14M  2 layers, d=64       built-in task on a CPU (tests, CI, the README demo)
   small       ~10M    8 layers, d=256      CPU benchmarks, single GPU
   gpt2_small  ~124M   GPT-2 small shape    one GPU; LayerNorm/GELU/learned positions
+  smollm2_135m ~135M  SmolLM2-135M shape   one GPU or a CPU with LoRA; Llama layout, GQA 9/3
   1b          ~1.1B   Llama-style GQA      GPU/TPU with FSDP, bf16 compute, remat
 `runlocal` is `tiny`.
 """
@@ -46,6 +47,20 @@ _PRESETS = {
         max_len=1024,
         tie_embeddings=True,
     ),
+    # SmolLM2-135M (HuggingFaceTB): the shape of the checkpoint `alignax.models.gguf` and
+    # `alignax.models.hf` import; RoPE theta 100k, RMSNorm eps 1e-5, tied embeddings.
+    "smollm2_135m": dict(
+        vocab_size=49152,
+        d_model=576,
+        num_layers=30,
+        num_heads=9,
+        num_kv_heads=3,
+        mlp_dim=1536,
+        max_len=2048,
+        rope_theta=100000.0,
+        norm_eps=1e-5,
+        tie_embeddings=True,
+    ),
     "1b": dict(
         vocab_size=32000,
         d_model=2048,
@@ -65,6 +80,7 @@ _MESHES = {
     "tiny": dict(data=1, fsdp=1, tensor=1),
     "small": dict(data=-1, fsdp=1, tensor=1),
     "gpt2_small": dict(data=1, fsdp=-1, tensor=1),
+    "smollm2_135m": dict(data=1, fsdp=-1, tensor=1),
     "1b": dict(data=1, fsdp=-1, tensor=1),
 }
 PRESETS = tuple(_PRESETS)

@@ -31,3 +31,17 @@ def test_markdown_table_pads_columns():
         "|-----|-------------|",
         "| xyz | 1           |",
     ]
+
+
+def test_lora_trains_fewer_params_in_less_memory_than_full_fine_tuning():
+    """The memory table on the tiny preset: LoRA trains a fraction of the params, and its DPO
+    step holds no reference copy, so its peak is below full fine-tuning's."""
+    from benchmarks import memory
+
+    _, records = memory.memory_table(preset="tiny")
+    by = {(r["step"], r["setup"]): r for r in records}
+    for step in ("sft", "dpo"):
+        full, lora = by[(step, "full fine-tuning")], by[(step, "LoRA r8, q v")]
+        assert lora["trained_params"] < full["trained_params"] / 5
+        assert lora["arguments_mib"] < full["arguments_mib"]
+        assert lora["peak_mib"] < full["peak_mib"]

@@ -1,0 +1,112 @@
+"""Peak training memory of SmolLM2-135M, with and without LoRA: XLA's own accounting of the
+compiled SFT and DPO steps (`compiled.memory_analysis()`: arguments, outputs and temporaries,
+donated buffers counted once), so exact and machine-independent; the steps are compiled, not run.
+
+    python -m benchmarks.run --only memory
+
+The steps are the experiments' own (`alignax.experiment.trainable_state`, the LM and DPO losses,
+AdamW): full fine-tuning keeps params, two Adam moments and, for DPO, a frozen reference copy;
+LoRA trains adapters only and its base doubles as the DPO reference (no second copy).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from alignax import objectives, sharding, steps
+from alignax.experiment import trainable_state
+from alignax.models import build_model
+from alignax.models.lora import default_lora_config
+from benchmarks.common import markdown_table
+from configs import dpo as dpo_config
+from configs.models import mesh_config, model_config
+
+PRESET = "smollm2_135m"
+BATCH, LENGTH = 4, 512  # SFT rows; DPO: BATCH pairs of LENGTH-token sequences
+SETUPS = (
+    ("full fine-tuning", 0, ()),
+    ("LoRA r8, q v", 8, ("q", "v")),
+    ("LoRA r8, every projection", 8, ("q", "k", "v", "out", "gate", "up", "down")),
+)
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
+def _batch(kind: str, vocab: int, length: int) -> dict:
+    rng = np.random.default_rng(0)
+    shape = (BATCH, length) if kind == "sft" else (BATCH, 2, length)
+    tokens = rng.integers(3, vocab, shape).astype(np.int32)
+    loss_mask = np.ones_like(tokens)
+    loss_mask[..., : length // 2] = 0  # the first half is the prompt
+    batch = {"tokens": tokens, "input_mask": np.ones_like(tokens), "loss_mask": loss_mask}
+    if kind == "dpo":
+        batch["ranks"] = np.tile(np.arange(2, dtype=np.int32), (BATCH, 1))
+    return batch
+
+
+def compiled_step(kind: str, rank: int, targets: tuple[str, ...], preset: str = PRESET):
+    """(compiled step, trained parameter count, seconds to compile) of the SFT or DPO step."""
+    model = build_model(model_config(preset), heads=("lm",))
+    mesh = sharding.make_mesh(mesh_config(preset))
+    params = sharding.init_params(model, jax.random.key(0), mesh)
+    lora = default_lora_config()
+    lora.update(rank=rank, **({"targets": targets} if targets else {}))
+    config = ml_collections.ConfigDict({"lora": lora})
+    tx = optax.adamw(1e-5)
+    if kind == "sft":
+        loss_fn, slots, wrap = objectives.lm_loss_fn(model), {}, lambda step: step
+    else:
+        loss_config = dpo_config.get_config().loss  # sigmoid DPO, beta 0.1
+        loss_fn = objectives.preference_loss_fn(model, loss_config)
+        slots = objectives.preference_state_slots(loss_config, params)
+        wrap = lambda step: objectives.preference_train_step(step, loss_config)  # noqa: E731
+    state, loss_fn, _ = trainable_state(
+        config, model, params, tx, mesh, jax.random.key(1), loss_fn, **slots
+    )
+    length = min(LENGTH, model.config.max_len)
+    batch = sharding.shard_batch(_batch(kind, model.config.vocab_size, length), mesh)
+    step = steps.jit_step(wrap(steps.make_train_step(loss_fn, tx)), state, batch, mesh)
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, jax.random.key(2)).compile()
+    trained = sum(x.size for x in jax.tree.leaves(state.params))
+    return compiled, trained, time.perf_counter() - start
+
+
+def memory_table(preset: str = PRESET) -> tuple[str, list[dict]]:
+    """One row per step (SFT, DPO) and setup (full, LoRA on q and v, LoRA everywhere)."""
+    rows, records = [], []
+    for kind in ("sft", "dpo"):
+        for name, rank, targets in SETUPS:
+            compiled, trained, seconds = compiled_step(kind, rank, targets, preset)
+            m = compiled.memory_analysis()
+            peak = m.argument_size_in_bytes + m.output_size_in_bytes
+            peak += m.temp_size_in_bytes - m.alias_size_in_bytes
+            record = {
+                "step": kind,
+                "setup": name,
+                "trained_params": trained,
+                "arguments_mib": m.argument_size_in_bytes / 2**20,
+                "temp_mib": m.temp_size_in_bytes / 2**20,
+                "peak_mib": peak / 2**20,
+                "compile_s": seconds,
+            }
+            records.append(record)
+            rows.append(
+                [
+                    kind.upper(),
+                    name,
+                    f"{trained / 1e6:.2f}M",
+                    _mib(m.argument_size_in_bytes),
+                    _mib(m.temp_size_in_bytes),
+                    _mib(peak),
+                ]
+            )
+    header = ["step", "setup", "trained params", "state + batch MiB", "temp MiB", "peak MiB"]
+    return markdown_table(header, rows), records
