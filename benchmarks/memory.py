@@ -28,10 +28,15 @@ from configs.models import mesh_config, model_config
 
 PRESET = "smollm2_135m"
 BATCH, LENGTH = 4, 512  # SFT rows; DPO: BATCH pairs of LENGTH-token sequences
+EVERY = ("q", "k", "v", "out", "gate", "up", "down")
+# (name, LoRA rank (0: full fine-tuning), LoRA targets, remat: recompute each layer's
+# activations in the backward pass instead of keeping them)
 SETUPS = (
-    ("full fine-tuning", 0, ()),
-    ("LoRA r8, q v", 8, ("q", "v")),
-    ("LoRA r8, every projection", 8, ("q", "k", "v", "out", "gate", "up", "down")),
+    ("full fine-tuning", 0, (), False),
+    ("LoRA r8, q v", 8, ("q", "v"), False),
+    ("LoRA r8, every projection", 8, EVERY, False),
+    ("full fine-tuning, remat", 0, (), True),
+    ("LoRA r8, q v, remat", 8, ("q", "v"), True),
 )
 
 
@@ -51,9 +56,13 @@ def _batch(kind: str, vocab: int, length: int) -> dict:
     return batch
 
 
-def compiled_step(kind: str, rank: int, targets: tuple[str, ...], preset: str = PRESET):
+def compiled_step(
+    kind: str, rank: int, targets: tuple[str, ...], remat: bool = False, preset: str = PRESET
+):
     """(compiled step, trained parameter count, seconds to compile) of the SFT or DPO step."""
-    model = build_model(model_config(preset), heads=("lm",))
+    shape = model_config(preset)
+    shape.remat = remat
+    model = build_model(shape, heads=("lm",))
     mesh = sharding.make_mesh(mesh_config(preset))
     params = sharding.init_params(model, jax.random.key(0), mesh)
     lora = default_lora_config()
@@ -80,17 +89,18 @@ def compiled_step(kind: str, rank: int, targets: tuple[str, ...], preset: str = 
 
 
 def memory_table(preset: str = PRESET) -> tuple[str, list[dict]]:
-    """One row per step (SFT, DPO) and setup (full, LoRA on q and v, LoRA everywhere)."""
+    """One row per step (SFT, DPO) and setup (`SETUPS`)."""
     rows, records = [], []
     for kind in ("sft", "dpo"):
-        for name, rank, targets in SETUPS:
-            compiled, trained, seconds = compiled_step(kind, rank, targets, preset)
+        for name, rank, targets, remat in SETUPS:
+            compiled, trained, seconds = compiled_step(kind, rank, targets, remat, preset)
             m = compiled.memory_analysis()
             peak = m.argument_size_in_bytes + m.output_size_in_bytes
             peak += m.temp_size_in_bytes - m.alias_size_in_bytes
             record = {
                 "step": kind,
                 "setup": name,
+                "remat": remat,
                 "trained_params": trained,
                 "arguments_mib": m.argument_size_in_bytes / 2**20,
                 "temp_mib": m.temp_size_in_bytes / 2**20,

@@ -177,7 +177,7 @@ def bench_memory() -> tuple[str, dict]:
     lines = [
         f"Training memory of SmolLM2-135M (preset `{memory.PRESET}`: {config.num_layers} layers, "
         f"d {config.d_model}, GQA {config.num_heads}/{config.num_kv_heads}, vocab "
-        f"{config.vocab_size}, float32, no remat), AdamW; SFT on {memory.BATCH} rows of "
+        f"{config.vocab_size}, float32), AdamW; SFT on {memory.BATCH} rows of "
         f"{memory.LENGTH} tokens, DPO on {memory.BATCH} pairs of {memory.LENGTH}-token sequences "
         "with the reference forward in the step. XLA's accounting of the compiled step on this "
         "backend (peak = arguments + outputs + temporaries, donated buffers once); the steps "
