@@ -8,7 +8,8 @@
 (`alignax.workdir.guard_workdir`: a lock against a second writer, and on resume a refusal of a
 changed config or of a changed upstream stage; docs/failure_behaviour.md). Between the two, an
 experiment checks that the model fits its task and tokenizer (`check_model_fits_task`,
-`check_model_fits_tokenizer`), builds its params (`initial_params`, from `init_from` when set) and
+`check_model_fits_tokenizer`), builds its params (`initial_params`, from `init_from` when set)
+and its train state (`trainable_state`: the full params, or LoRA adapters over them) and
 compiles its step for the shapes of `example_batch`.
 """
 
@@ -171,6 +172,7 @@ def write_summary(workdir: str | Path, summary: dict) -> None:
 
 
 def is_undefined(value) -> bool:
+    """None, NaN or Inf: a statistic with no defined value (e.g. a correlation of constants)."""
     return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
