@@ -15,6 +15,7 @@ configs/sft.py:arithmetic; the same experiment code, the task chosen by the conf
 
 import ml_collections
 
+from alignax.models.lora import default_lora_config
 from alignax.rl import default_ppo_config, default_rollout_config
 from configs.common import base_config
 
@@ -45,6 +46,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config.judge_drift = ml_collections.ConfigDict(
         {"track": False, "min_accuracy": 0.6, "patience": 2}
     )
+    # LoRA adapters on the policy (rank > 0): they train; the SFT policy is base and reference.
+    config.lora = default_lora_config()
     config.rollout = default_rollout_config()
     config.rollout.update(num_prompts=4096, num_eval_prompts=128, max_new_tokens=32)
     config.ppo = default_ppo_config()

@@ -36,6 +36,7 @@ from alignax.experiment import (
 from alignax.losses.reward import ensemble_rewards, normalize_rewards, reward_normalization
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
+from alignax.models.lora import LoraConfig, init_lora, merge, num_lora_params
 from alignax.stages import load_stage_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
@@ -97,7 +98,25 @@ def run(config, workdir, *, eval_at_start: bool = False):
     policy = build_model(config.model, heads=("lm", "value") if shared_value else ("lm",))
     policy_params = initial_params(policy, config, mesh, rng_init)
     reward_fn, reward_params, reward_model = build_reward(config, mesh)
-    trainable = {"policy": policy_params}
+    # LoRA (lora.rank > 0): adapters train over the SFT policy, which is also the reference.
+    lora = LoraConfig.from_config(config.lora) if config.lora.rank > 0 else None
+    if lora is not None and shared_value:
+        raise ValueError(
+            "lora.rank > 0 with rewards.value_init='shared': the value head on the policy would "
+            "not train (LoRA adapts the projections only); use 'policy' or 'reward_model'"
+        )
+    if lora is None:
+        trainable = {"policy": policy_params}
+        policy_of = lambda state: state.params["policy"]  # noqa: E731
+    else:
+        trainable = {"policy": init_lora(jax.random.fold_in(rng_init, 1), policy, lora, mesh=mesh)}
+        merged = jax.jit(lambda base, adapters: merge(base, adapters, lora))
+        policy_of = lambda state: merged(state.ref_params, state.params["policy"])  # noqa: E731
+        print(
+            f"[lora] rank {lora.rank}, targets {', '.join(lora.targets)}: "
+            f"{num_lora_params(trainable['policy']):,} trained policy params",
+            flush=True,
+        )
     value_model = None
     if not shared_value:
         # A value model started from the reward model has the reward model's size.
@@ -174,6 +193,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
         eos_id=task.eos_id,
         gold_fn=gold_fn,
         score_inputs=task.reward_inputs,
+        policy_view=None if lora is None else lambda adapters, base: merge(base, adapters, lora),
     )
     train_step = steps.jit_step(ppo_step, state, example_batch(data, config.train.batch_size), mesh)
     writer = MetricWriter(workdir, tensorboard=False)
@@ -212,7 +232,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
     def eval_fn(state):
         result = evaluate_policy(
             policy,
-            state.params["policy"],
+            policy_of(state),
             task,
             eval_prompts,
             rng_eval,
@@ -231,7 +251,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
         and a second one per prompt); warns when the alarm fires."""
         second = evaluate_policy(
             policy,
-            state.params["policy"],
+            policy_of(state),
             task,
             eval_prompts,
             jax.random.fold_in(rng_eval, 1),

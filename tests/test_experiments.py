@@ -222,6 +222,44 @@ def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
     assert full["kl_to_sft"] > 0
 
 
+def test_ppo_with_lora_trains_policy_adapters_over_the_sft_reference(runs, tmp_path):
+    """`lora.rank > 0`: the policy's trained params are adapters, the SFT policy is both base
+    and reference (unchanged), the policy moves off it; a value head on the policy is refused
+    (it would not train)."""
+    import orbax.checkpoint as ocp
+
+    from alignax.checkpoint import checkpoint_steps
+
+    root, _ = runs
+    overrides = short_run(
+        **{
+            "train.steps": 4,
+            "train.batch_size": 32,
+            "init_from": str(root / "sft"),
+            "rewards.reward_model_from": str(root / "rm"),
+            "rollout.num_prompts": 128,
+            "rollout.num_eval_prompts": 32,
+            "lora.rank": 4,
+            "lora.targets": ("q", "v", "up"),
+            "optimizer.learning_rate": 1e-2,
+        }
+    )
+    summary = ppo.run(preset_config(ppo_config, **overrides), tmp_path / "ppo")
+    assert summary["kl_to_sft"] > 0
+    checkpoints = tmp_path / "ppo" / "checkpoints"
+    state = ocp.PyTreeCheckpointer().restore(
+        checkpoints / str(checkpoint_steps(checkpoints)[-1]) / "state"
+    )
+    assert set(state["params"]["policy"]) == {"q", "v", "up"}
+    first = ocp.PyTreeCheckpointer().restore(
+        checkpoints / str(checkpoint_steps(checkpoints)[0]) / "state"
+    )
+    jax.tree.map(np.testing.assert_array_equal, first["ref_params"], state["ref_params"])
+    shared = preset_config(ppo_config, **{**overrides, "rewards.value_init": "shared"})
+    with pytest.raises(ValueError, match="value head on the policy would not train"):
+        ppo.run(shared, tmp_path / "shared")
+
+
 def test_best_of_n_gold_and_proxy_rise_with_n(runs, tmp_path):
     root, _ = runs
     summary = best_of_n.run(

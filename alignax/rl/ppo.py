@@ -132,6 +132,7 @@ def make_ppo_step(
     eos_id: int,
     gold_fn: Callable | None = None,
     score_inputs: tuple[str, ...] = (),
+    policy_view: Callable | None = None,
 ):
     """The PPO iteration `step(state, batch, rng) -> (state, metrics)`: one sample per prompt
     of the batch, `rollout_config.max_new_tokens` tokens at `rollout_config.temperature`.
@@ -139,6 +140,10 @@ def make_ppo_step(
     `value_model=None` means a value head on the policy (built with heads ('lm', 'value')).
     `score_fn` scores the responses; `gold_fn(tokens, input_mask, loss_mask, **inputs)`, when
     given, is only logged (`gold/mean`). Both get the batch entries named in `score_inputs`.
+    `policy_view(trainable, ref_params) -> policy params`: the policy the rollout samples and the
+    loss differentiates, from the trained `state.params['policy']` (LoRA: the reference, which
+    is the base, with the adapters merged in; `alignax.models.lora.merge`). Default: the
+    trained params themselves.
     """
     if not isinstance(config, PPOConfig):
         raise TypeError(f"config must be a PPOConfig (PPOConfig.from_config), got {type(config)}")
@@ -158,10 +163,16 @@ def make_ppo_step(
         def score(*sequences):
             return score_fn(state, *sequences, **inputs)
 
+        def viewed(params):
+            if policy_view is None:
+                return params
+            return {**params, "policy": policy_view(params["policy"], state.ref_params)}
+
+        params = viewed(state.params)
         rollout = collect(
             policy=policy,
-            params=state.params,
-            policy_params=state.params["policy"],
+            params=params,
+            policy_params=params["policy"],
             ref_params=state.ref_params,
             response_fn=response_fn,
             prompts=batch,
@@ -201,7 +212,7 @@ def make_ppo_step(
         state, update_metrics = minibatch_updates(
             state,
             data,
-            loss_fn,
+            loss_fn if policy_view is None else lambda p, mb: loss_fn(viewed(p), mb),
             tx,
             epochs=config.epochs,
             num_minibatches=config.num_minibatches,
