@@ -106,6 +106,12 @@ def comparisons(
         raise ValueError(f"labels.source={labels.source!r}; allowed: {', '.join(SOURCES)}")
     judge = annotator(labels)
     if labels.source == "generator":
+        if not hasattr(task, "comparison_dataset"):
+            raise ValueError(
+                f"labels.source='generator': the {task.name} task has no response generator; "
+                "label a policy's samples (labels.source='policy', labels.policy_from=<SFT "
+                "workdir>)"
+            )
         out = task.comparison_dataset(
             n, seed=seed, annotator=judge, num_responses=num_responses, split=split
         )

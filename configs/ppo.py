@@ -39,12 +39,14 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "uncertainty_penalty": 1.0,
         }
     )
-    # Judge drift alarm (rewards.source='model'): at every evaluation, two responses of the
-    # policy per held-out prompt; the share of the pairs the gold reward separates that the
-    # reward model orders the same way (eval/judge_accuracy); a warning, and the step in the
-    # summary, when it is below `min_accuracy` at `patience` evaluations in a row.
+    # Judge drift alarm (rewards.source='model'): at every evaluation, pairs of a response of
+    # the policy per held-out prompt and either a second one ("samples") or the task's verified
+    # reference response ("reference": the arithmetic task's answer); the share of the pairs the
+    # gold reward (the verifier) separates that the reward model orders the same way
+    # (eval/judge_accuracy); a warning, and the step in the summary, when it is below
+    # `min_accuracy` at `patience` evaluations in a row.
     config.judge_drift = ml_collections.ConfigDict(
-        {"track": False, "min_accuracy": 0.6, "patience": 2}
+        {"track": False, "pairs": "samples", "min_accuracy": 0.6, "patience": 2}
     )
     # LoRA adapters on the policy (rank > 0): they train; the SFT policy is base and reference.
     config.lora = default_lora_config()

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from alignax import feedback, optim, rl, steps
-from alignax.analysis.policy_eval import evaluate_policy, summarize
+from alignax.analysis.policy_eval import evaluate_policy, summarize, task_reward
 from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
 from alignax.data.batching import BatchIterator
@@ -74,6 +74,26 @@ def build_reward(config, mesh):
     return reward_fn, params, model
 
 
+def check_judge_drift_config(drift, reward_source: str, task) -> None:
+    """The `judge_drift` section's errors, before anything is built."""
+    if not drift.track:
+        return
+    if reward_source != "model":
+        raise ValueError(
+            "judge_drift.track=True needs rewards.source='model': the alarm checks a learned "
+            "judge against the gold reward"
+        )
+    if drift.pairs not in ("samples", "reference"):
+        raise ValueError(
+            f"judge_drift.pairs={drift.pairs!r} is not one of ('samples', 'reference')"
+        )
+    if drift.pairs == "reference" and not hasattr(task, "reference_responses"):
+        raise ValueError(
+            f"judge_drift.pairs='reference': the {task.name} task has no verified reference "
+            "responses; use judge_drift.pairs='samples'"
+        )
+
+
 def run(config, workdir, *, eval_at_start: bool = False):
     """PPO from `config.init_from`; returns the summary. With `eval_at_start`, a fresh run also
     evaluates the initial policy (written at step 0, so KL and reward curves start at the SFT
@@ -83,6 +103,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
     check_model_fits_task(config.model, task)
     if not config.init_from:
         raise ValueError("ppo needs config.init_from: the workdir of the SFT policy")
+    check_judge_drift_config(config.judge_drift, config.rewards.source, task)
     rng_init, rng_norm, rng_train, rng_eval = jax.random.split(jax.random.key(config.seed), 4)
     value_init = config.rewards.value_init
     if value_init not in ("reward_model", "policy", "shared"):
@@ -216,11 +237,6 @@ def run(config, workdir, *, eval_at_start: bool = False):
     drift = config.judge_drift
     alarm = None
     if drift.track:
-        if reward_fn is None:
-            raise ValueError(
-                "judge_drift.track=True needs rewards.source='model': the alarm checks a "
-                "learned judge against the gold reward"
-            )
         # Its state is kept in the workdir, so a resumed run goes on from the checks made.
         alarm_path = workdir / "judge_drift.json"
         alarm = (
@@ -247,17 +263,21 @@ def run(config, workdir, *, eval_at_start: bool = False):
         return metrics
 
     def check_judge(state, first) -> dict:
-        """The reward model against gold on pairs of the policy's responses (the evaluation's
-        and a second one per prompt); warns when the alarm fires."""
-        second = evaluate_policy(
-            policy,
-            policy_of(state),
-            task,
-            eval_prompts,
-            jax.random.fold_in(rng_eval, 1),
-            max_new_tokens=max_new_tokens,
-            proxy_fn=proxy_fn(state),
-        )
+        """The reward model against the verifier (gold) on pairs: the evaluation's response to
+        each held-out prompt and a second one of the policy (`judge_drift.pairs='samples'`) or
+        the task's verified reference response ('reference'); warns when the alarm fires."""
+        if drift.pairs == "samples":
+            second = evaluate_policy(
+                policy,
+                policy_of(state),
+                task,
+                eval_prompts,
+                jax.random.fold_in(rng_eval, 1),
+                max_new_tokens=max_new_tokens,
+                proxy_fn=proxy_fn(state),
+            )
+        else:
+            second = score_references(state)
         accuracy, pairs = feedback.judge_accuracy(
             np.stack([first["proxy"], second["proxy"]], 1),
             np.stack([first["gold"], second["gold"]], 1),
@@ -266,13 +286,26 @@ def run(config, workdir, *, eval_at_start: bool = False):
         fired = alarm.update(step, accuracy)
         alarm.save(alarm_path)
         if fired:
+            against = "gold" if drift.pairs == "samples" else "the verifier (against references)"
             print(
                 f"[ppo] judge drift alarm at step {step}: the reward model orders the policy's "
-                f"response pairs as gold does in {accuracy:.2f} of {pairs} pairs, below "
+                f"response pairs as {against} does in {accuracy:.2f} of {pairs} pairs, below "
                 f"{alarm.min_accuracy:g} at {alarm.patience} evaluation(s) in a row",
                 flush=True,
             )
         return {"judge_accuracy": accuracy, "judge_pairs": float(pairs)}
+
+    def score_references(state) -> dict:
+        """Proxy and gold reward of the task's reference response to every held-out prompt."""
+        reference = task.reference_responses(eval_prompts["answer_tokens"], max_new_tokens)
+        response_mask = (reference != task.pad_id).astype(np.int32)
+        tokens = np.concatenate([eval_prompts["prompt_tokens"], reference], 1)
+        input_mask = np.concatenate([eval_prompts["prompt_mask"], response_mask], 1)
+        loss_mask = np.concatenate([np.zeros_like(eval_prompts["prompt_mask"]), response_mask], 1)
+        return {
+            "proxy": np.asarray(proxy_fn(state)(tokens, input_mask)),
+            "gold": np.asarray(task_reward(task, tokens, loss_mask, eval_prompts)),
+        }
 
     batches = BatchIterator(data, batch_size=config.train.batch_size, seed=config.seed)
     if eval_at_start and not checkpoint_steps(workdir / "checkpoints"):

@@ -12,7 +12,8 @@ import json
 import ml_collections
 
 from alignax.tasks.arithmetic import ArithmeticTask, arithmetic_config
-from alignax.tasks.review import Annotator, ReviewTask, review_config
+from alignax.tasks.base import Annotator
+from alignax.tasks.review import ReviewTask, review_config
 
 TASKS = {"review": (ReviewTask, review_config), "arithmetic": (ArithmeticTask, arithmetic_config)}
 

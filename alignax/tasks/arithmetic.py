@@ -19,7 +19,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alignax.tasks.base import check_eval_fraction, check_split, split_of
+from alignax.tasks.base import (
+    Annotator,
+    check_eval_fraction,
+    check_split,
+    comparisons_layout,
+    split_of,
+)
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 CHARS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", *"0123456789", "+", "-", "*", "=")
@@ -141,16 +147,91 @@ class ArithmeticTask:
     def sft_dataset(self, n: int, *, seed: int, split: str = "train") -> dict[str, np.ndarray]:
         """SFT layout: BOS + "a+b=" + answer + EOS, right-padded; loss on answer + EOS."""
         problems = self.sample_problems(n, seed, split=split)
-        tokens = np.zeros((n, self.seq_len), np.int32)
+        return self.encode(
+            [self.encode_text(prompt) for prompt, _ in problems],
+            [[*self.encode_text(answer), EOS_ID] for _, answer in problems],
+        )
+
+    # ------------------------------------------------------------------ comparisons
+    # Pairs of a policy's answers labelled by an annotator of the verifier (alignax/labels.py):
+    # a learned judge of correctness, e.g. for the judge drift alarm (experiments/judge_drift.py).
+
+    def sample_prompts(self, n: int, seed, *, split: str | None = None) -> list[list[int]]:
+        """n prompts ("a<op>b=" as token ids, no BOS) from `split` (`sample_problems`)."""
+        return [
+            self.encode_text(prompt) for prompt, _ in self.sample_problems(n, seed, split=split)
+        ]
+
+    def answer_of(self, prompt: Sequence[int]) -> str:
+        """The exact answer of a prompt's token ids ("12+7=" -> "19")."""
+        text = self.decode(prompt)
+        for i, ch in enumerate(text[1:-1], start=1):  # a leading "-" is not an operator
+            if ch in _OPS and text[:i].isdigit() and text.endswith("="):
+                return str(_OPS[ch](int(text[:i]), int(text[i + 1 : -1])))
+        raise ValueError(f"prompt {text!r} is not of the form a<op>b=")
+
+    def encode_prompts(self, prompts: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """Prompts layout: BOS + prompt, LEFT-padded to `prompt_len`."""
+        tokens = np.zeros((len(prompts), self.prompt_len), np.int32)
+        mask = np.zeros_like(tokens)
+        for i, prompt in enumerate(prompts):
+            row = [BOS_ID, *prompt]
+            if len(row) > self.prompt_len:
+                raise ValueError(f"prompt {i} has {len(row)} tokens > prompt_len={self.prompt_len}")
+            tokens[i, self.prompt_len - len(row) :] = row
+            mask[i, self.prompt_len - len(row) :] = 1
+        return {"prompt_tokens": tokens, "prompt_mask": mask}
+
+    def encode(
+        self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
+    ) -> dict[str, np.ndarray]:
+        """SFT layout of (prompt, response) token ids: BOS + prompt + response, right-padded to
+        `seq_len`; loss on the response (which carries its own EOS, if any)."""
+        tokens = np.zeros((len(prompts), self.seq_len), np.int32)
         input_mask = np.zeros_like(tokens)
         loss_mask = np.zeros_like(tokens)
-        for i, (prompt, answer) in enumerate(problems):
-            p, a = self.encode_text(prompt), self.encode_text(answer)
-            row = [BOS_ID, *p, *a, EOS_ID]
+        for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+            row = [BOS_ID, *prompt, *response]
+            if len(row) > self.seq_len:
+                raise ValueError(
+                    f"text {i} has {len(row)} tokens > seq_len={self.seq_len}: responses of the "
+                    f"arithmetic task are at most answer_len + 1 = {self.answer_len + 1} tokens"
+                )
             tokens[i, : len(row)] = row
             input_mask[i, : len(row)] = 1
-            loss_mask[i, 1 + len(p) : len(row)] = 1
+            loss_mask[i, 1 + len(prompt) : len(row)] = 1
         return {"tokens": tokens, "input_mask": input_mask, "loss_mask": loss_mask}
+
+    def reference_responses(self, answer_tokens: np.ndarray, width: int) -> np.ndarray:
+        """[N, width] the verified responses (each answer's characters + EOS, right-padded with
+        pad) of a prompt batch's `answer_tokens`: what a judge is checked against."""
+        answer = np.asarray(answer_tokens)
+        if width < answer.shape[1] + 1:
+            raise ValueError(
+                f"width={width}: the arithmetic task's answers take up to answer_len + 1 = "
+                f"{answer.shape[1] + 1} tokens with their EOS"
+            )
+        lengths = np.sum(answer != PAD_ID, axis=1)
+        out = np.zeros((len(answer), width), np.int32)
+        out[:, : answer.shape[1]] = answer
+        out[np.arange(len(answer)), lengths] = EOS_ID
+        return out
+
+    def label_comparisons(
+        self,
+        prompts: Sequence[Sequence[int]],
+        responses: Sequence[Sequence[int]],
+        num_responses: int,
+        annotator: Annotator,
+        rng: np.random.Generator,
+    ) -> dict[str, np.ndarray]:
+        """Comparisons layout from N*K (prompt, response) rows, K consecutive rows per prompt,
+        labelled by `annotator` of the verifier's reward (1 for exactly answer + EOS, else 0)."""
+        answer_ids = [[*self.encode_text(self.answer_of(p)), EOS_ID] for p in prompts]
+        gold = np.array([list(r) == a for r, a in zip(responses, answer_ids)], np.float32)
+        return comparisons_layout(
+            self.encode(prompts, responses), gold, num_responses, annotator, rng
+        )
 
     def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
         """Prompts (LEFT-padded BOS + "a+b=") from `split`, with `answer_tokens [N, A]` for the
@@ -160,16 +241,9 @@ class ArithmeticTask:
         dict slices like the other arrays); drop that key before sending a batch to a device.
         """
         problems = self.sample_problems(n, seed, split=split)
-        tokens = np.zeros((n, self.prompt_len), np.int32)
-        mask = np.zeros_like(tokens)
-        for i, (prompt, _) in enumerate(problems):
-            row = [BOS_ID, *self.encode_text(prompt)]
-            tokens[i, self.prompt_len - len(row) :] = row
-            mask[i, self.prompt_len - len(row) :] = 1
         answers = [a for _, a in problems]
         return {
-            "prompt_tokens": tokens,
-            "prompt_mask": mask,
+            **self.encode_prompts([self.encode_text(prompt) for prompt, _ in problems]),
             "answer_tokens": self.encode_answers(answers),
             "answer": np.array(answers, dtype=object),
         }

@@ -11,6 +11,7 @@ prompt itself, so no sampling seed can put an evaluation prompt into a training 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from typing import Protocol
@@ -60,6 +61,88 @@ class Task(Protocol):
         """Left-padded `prompt_tokens`/`prompt_mask` [n, P] from `split`, plus the inputs its
         reward needs (e.g. `answer_tokens`)."""
         ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Annotator:
+    """A simulated labeller of the gold reward.
+
+    kind: "hard" (prefer the higher gold; ties go to the first), "bradley_terry"
+    (P(a > b) = sigmoid((r_a - r_b) / temperature)). Then each label is flipped with probability
+    `flip_rate`. For K-way rankings "hard" sorts by gold and "bradley_terry" samples a
+    Plackett-Luce ranking with scores r / temperature (its pairwise marginals are Bradley-Terry).
+    """
+
+    kind: str = "hard"
+    temperature: float = 1.0
+    flip_rate: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in ("hard", "bradley_terry"):
+            raise ValueError(f"Annotator.kind={self.kind!r}; allowed: 'hard', 'bradley_terry'")
+        if not 0.0 <= self.flip_rate <= 1.0:
+            raise ValueError(f"Annotator.flip_rate={self.flip_rate} must be in [0, 1]")
+        if self.kind == "bradley_terry" and self.temperature <= 0:
+            raise ValueError(f"Annotator.temperature={self.temperature} must be > 0")
+
+    def prefer_first(self, reward_a_N, reward_b_N, rng: np.random.Generator) -> np.ndarray:
+        """[N] bool: True where the annotator prefers a over b."""
+        a, b = np.asarray(reward_a_N, np.float64), np.asarray(reward_b_N, np.float64)
+        if self.kind == "hard":
+            prefer = a >= b
+        else:
+            prefer = rng.random(a.shape) < self._clean_probability(a, b)
+        flip = rng.random(a.shape) < self.flip_rate
+        return prefer ^ flip
+
+    def _clean_probability(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if self.kind == "hard":
+            return (a >= b).astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-(a - b) / self.temperature))
+
+    def preference_probability(self, reward_a_N, reward_b_N) -> np.ndarray:
+        """[N] P(the annotator prefers a over b), flips included: the target a calibrated
+        reward model's sigmoid(r_a - r_b) should match."""
+        a, b = np.asarray(reward_a_N, np.float64), np.asarray(reward_b_N, np.float64)
+        p = self._clean_probability(a, b)
+        return (1.0 - self.flip_rate) * p + self.flip_rate * (1.0 - p)
+
+    def rank(self, rewards_NxK, rng: np.random.Generator) -> np.ndarray:
+        """[N, K] int ranks, 0 = best (hard sort, or Plackett-Luce sample via Gumbel noise)."""
+        r = np.asarray(rewards_NxK, np.float64)
+        if self.kind == "bradley_terry":
+            r = r / self.temperature + rng.gumbel(size=r.shape)
+        order = np.argsort(-r, axis=-1, kind="stable")  # order[i, j] = index of j-th best
+        ranks = np.empty_like(order)
+        np.put_along_axis(ranks, order, np.arange(r.shape[-1])[None, :], axis=-1)
+        return ranks
+
+
+def comparisons_layout(
+    batch: dict[str, np.ndarray],
+    gold_N: np.ndarray,
+    num_responses: int,
+    annotator: Annotator,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """The comparisons layout from N*K encoded rows (K consecutive rows per prompt) and their
+    gold rewards: `tokens`, `input_mask`, `loss_mask` [N, K, L] ordered best first by
+    `annotator`'s labels (for pairs, chosen at index 0), `ranks` [N, K] (0 = best) and
+    `gold_reward` [N, K] (for evaluation; not a model input)."""
+    K = num_responses
+    n = len(gold_N) // K
+    gold = np.asarray(gold_N).reshape(n, K)
+    if K == 2:
+        first = annotator.prefer_first(gold[:, 0], gold[:, 1], rng)
+        ranks = np.stack([~first, first], axis=1).astype(np.int64)
+    else:
+        ranks = annotator.rank(gold, rng)
+    order = np.argsort(ranks, axis=1, kind="stable")  # best first
+    rows = (np.arange(n)[:, None] * K + order).reshape(-1)
+    out = {k: v[rows].reshape(n, K, -1) for k, v in batch.items()}
+    out["ranks"] = np.tile(np.arange(K, dtype=np.int32), (n, 1))
+    out["gold_reward"] = gold[np.arange(n)[:, None], order].astype(np.float32)
+    return out
 
 
 def device_prompts(task: Task, prompts: dict) -> dict[str, np.ndarray]:

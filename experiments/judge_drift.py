@@ -1,0 +1,257 @@
+"""Judge drift on arithmetic: does a learned judge stay honest while a policy is trained on it,
+and does an alarm grounded in a verifier see it go (the Kimi K2 idea of keeping a critic
+grounded in verifiable rewards)?
+
+    python -m experiments.judge_drift --config configs/judge_drift.py --workdir runs/judge_drift
+
+Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `config.seeds`:
+  1. sft           the arithmetic task's exact-answer demonstrations, training problems only
+  2. reward_model  the judge: pairs of SFT answers to training problems, labelled by a
+                   Bradley-Terry annotator of the exact-match verifier, from the SFT policy
+  3. ppo_beta<b>   PPO against the judge at each fixed KL coefficient b in `config.betas`; at every
+                   evaluation the judge scores the policy's answer to each held-out problem and the
+                   verified answer, and its accuracy on the pairs the verifier separates (the
+                   policy's answer is wrong) drives the drift alarm (alignax/feedback/drift.py)
+     verifier      with `verifier_control`, PPO against the verifier itself at betas[0]
+The report (results.md, command and commit first; results.json; figures/judge_drift.{png,pdf})
+gives, per run kind, held-out accuracy (the verifier's reward) at the start, at its best and at
+the end, the judge's accuracy at the start and the end, the step the alarm fired and the
+accuracy lost by then: means over seeds with 95% intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from alignax.analysis import plots
+from alignax.analysis.stats import interval_text, mean_interval
+from alignax.cli import run_experiment
+from alignax.experiment import setup, write_summary
+from alignax.metrics import read_metrics
+from alignax.provenance import provenance, written_by
+from alignax.stages import SHARED_SECTIONS, stage_config
+from experiments import ppo, reward_model, sft
+
+
+def run_names(config) -> list[str]:
+    """The PPO runs of a seed: one per beta against the judge, then the verifier control."""
+    names = [f"ppo_beta{b:g}" for b in config.betas]
+    return names + ["verifier"] * bool(config.verifier_control)
+
+
+def run_label(name: str) -> str:
+    """'ppo_beta0.1' -> 'beta 0.1'."""
+    return "beta " + name.removeprefix("ppo_beta")
+
+
+def seed_stage_config(config, name: str, seed: int, seed_dir: Path):
+    """Stage `name` of one seed: the shared sections, that seed, the links to upstream stages;
+    the PPO runs get their reward source and KL coefficient."""
+    stage = {"sft": "sft", "reward_model": "reward_model"}.get(name, "ppo")
+    links = {
+        "sft": {},
+        "reward_model": {"labels.policy_from": seed_dir / "sft", "init_from": seed_dir / "sft"},
+        "ppo": {
+            "init_from": seed_dir / "sft",
+            "rewards.reward_model_from": seed_dir / "reward_model",
+        },
+    }[stage]
+    shared = tuple(k for k in SHARED_SECTIONS if k != "seed")
+    out = stage_config(config, config.stages[stage], links, shared)
+    with out.unlocked():
+        out.seed = seed
+        if name == "verifier":
+            out.rewards.update(source="gold", reward_model_from="")
+            out.judge_drift.track = False
+            out.ppo.kl_coef = float(config.betas[0])
+        elif stage == "ppo":
+            out.ppo.kl_coef = float(name.removeprefix("ppo_beta"))
+    return out
+
+
+def trajectory(run_dir: Path) -> dict[str, list[float]]:
+    """The evaluations of a PPO run in step order: step, held-out accuracy (gold), the judge's
+    reward (proxy), KL to SFT and, when tracked, the judge's accuracy (nan where undefined)."""
+    rows = {m["step"]: m for m in read_metrics(run_dir) if "eval/gold" in m}
+    steps = sorted(rows)
+    column = lambda key: [float(rows[s].get(key, float("nan"))) for s in steps]  # noqa: E731
+    return {
+        "step": [float(s) for s in steps],
+        "gold": column("eval/gold"),
+        "proxy": column("eval/proxy"),
+        "kl": column("eval/kl"),
+        "judge_accuracy": column("eval/judge_accuracy"),
+    }
+
+
+def run_outcome(curve: dict, summary: dict) -> dict:
+    """One run's numbers: accuracy at the start, best (and its step), at the alarm and the end;
+    the judge's accuracy at the start and the end; the alarm's step (nan when it never fired)."""
+    gold = np.asarray(curve["gold"])
+    best = int(np.argmax(gold))
+    alarm = summary.get("judge_drift_step")
+    at_alarm = float(gold[curve["step"].index(float(alarm))]) if alarm is not None else np.nan
+    return {
+        "gold_start": float(gold[0]),
+        "gold_best": float(gold[best]),
+        "best_step": curve["step"][best],
+        "gold_end": float(gold[-1]),
+        "kl_end": float(curve["kl"][-1]),
+        "judge_start": float(curve["judge_accuracy"][0]),
+        "judge_end": float(curve["judge_accuracy"][-1]),
+        "alarm_step": float(alarm) if alarm is not None else np.nan,
+        "gold_at_alarm": at_alarm,
+    }
+
+
+def train_seed(config, seed: int, seed_dir: Path) -> dict:
+    """Runs (or resumes) every stage of a seed; its PPO runs' curves and outcomes."""
+    out = {}
+    for name in ("sft", "reward_model", *run_names(config)):
+        print(f"\n=== seed {seed}, {name} ===", flush=True)
+        module = {"sft": sft, "reward_model": reward_model}.get(name, ppo)
+        stage_config = seed_stage_config(config, name, seed, seed_dir)
+        if module is ppo:
+            summary = ppo.run(stage_config, seed_dir / name, eval_at_start=True)
+            curve = trajectory(seed_dir / name)
+            out[name] = {"curve": curve, **run_outcome(curve, summary)}
+        else:
+            module.run(stage_config, seed_dir / name)
+    return out
+
+
+OUTCOMES = (
+    "gold_start",
+    "gold_best",
+    "gold_end",
+    "kl_end",
+    "judge_start",
+    "judge_end",
+    "alarm_step",
+    "gold_at_alarm",
+)
+
+
+def aggregate(config, per_seed: dict) -> dict:
+    """Per run: each outcome's mean over seeds with a 95% interval (over the seeds where it is
+    defined), and how many seeds' alarms fired."""
+    out = {}
+    for name in run_names(config):
+        runs = [per_seed[s][name] for s in per_seed]
+        row = {}
+        for key in OUTCOMES:
+            values = [r[key] for r in runs if np.isfinite(r[key])]
+            row[key] = mean_interval(values) if values else (float("nan"), float("nan"))
+        row["alarms"] = sum(np.isfinite(r["alarm_step"]) for r in runs)
+        out[name] = row
+    return out
+
+
+def figure(config, per_seed: dict, workdir: Path) -> None:
+    """Held-out accuracy (left) and the judge's accuracy on verified pairs (right) against the
+    PPO iteration, each seed a line; the alarm threshold and the alarms' steps marked."""
+    fig, (left, right) = plots.subplots(1, 2, figsize=(9.6, 3.6))
+    threshold = config.stages.ppo.judge_drift.min_accuracy
+    for i, name in enumerate(run_names(config)):
+        color = plots.PALETTE[i % len(plots.PALETTE)]
+        label = (
+            "PPO on the verifier" if name == "verifier" else f"PPO on the judge, {run_label(name)}"
+        )
+        for j, seed in enumerate(per_seed):
+            run = per_seed[seed][name]
+            curve = run["curve"]
+            left.plot(curve["step"], curve["gold"], "-", color=color, alpha=0.8,
+                      label=label if j == 0 else None)  # fmt: skip
+            if name == "verifier":
+                continue
+            right.plot(curve["step"], curve["judge_accuracy"], "-", color=color, alpha=0.8,
+                       label=label if j == 0 else None)  # fmt: skip
+            if np.isfinite(run["alarm_step"]):
+                for ax in (left, right):
+                    ax.axvline(run["alarm_step"], color=color, linestyle=":", linewidth=1)
+    right.axhline(threshold, color="black", linestyle="--", linewidth=1, label="alarm threshold")
+    right.plot([], [], ":", color="grey", label="alarm fired")
+    left.set(xlabel="PPO iteration", ylabel="held-out accuracy (verifier)",
+             title="What the policy gets right")  # fmt: skip
+    right.set(xlabel="PPO iteration", ylabel="judge accuracy, policy vs verified answer",
+              ylim=(-0.02, 1.02), title="Whether the judge still knows")  # fmt: skip
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    plots.save(fig, workdir / "figures" / "judge_drift")
+
+
+def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> str:
+    drift = config.stages.ppo.judge_drift
+    seeds = len(config.seeds)
+    lines = [
+        "### Judge drift on arithmetic: a learned judge against the verifier",
+        "",
+        written_by(prov) + f"; wall time {seconds / 60:.1f} min.",
+        "",
+        f"Judge: a reward model on {config.stages.reward_model.reward.num_comparisons:,} pairs of "
+        "SFT answers labelled by a Bradley-Terry annotator of the exact-match verifier. PPO "
+        f"({config.stages.ppo.train.steps} iterations, fixed KL coefficient) against the judge, "
+        "and against the verifier as the control. At every evaluation the judge compares the "
+        f"policy's answer to each of {config.stages.ppo.rollout.num_eval_prompts} held-out "
+        "problems with the verified answer; its accuracy on the pairs where the policy is wrong "
+        f"raises the alarm when below {drift.min_accuracy:g} at {drift.patience} evaluations in a "
+        f"row. Means over {seeds} seed(s) with 95% intervals; accuracy is the verifier's.",
+        "",
+        "| run | accuracy at start | best | end | KL to SFT at end | judge accuracy at start "
+        "| at end | alarms | alarm at iteration | accuracy at the alarm |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in result.items():
+        judged = name != "verifier"
+        label = "verifier (control)" if not judged else f"judge, {run_label(name)}"
+
+        def cell(key, digits=3, row=row):
+            return interval_text(row[key], digits)
+
+        lines.append(
+            f"| {label} | {cell('gold_start')} | {cell('gold_best')} | {cell('gold_end')} | "
+            f"{cell('kl_end', 2)} | "
+            + (
+                f"{cell('judge_start')} | {cell('judge_end')} | {row['alarms']}/{seeds} | "
+                f"{cell('alarm_step', 0)} | {cell('gold_at_alarm')} |"
+                if judged
+                else "– | – | – | – | – |"
+            )
+        )
+    text = "\n".join(lines) + "\n"
+    (workdir / "results.md").write_text(text)
+    return text
+
+
+def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
+    workdir, _ = setup(config, workdir)
+    if not config.betas:
+        raise ValueError("betas=(): at least one PPO run against the judge")
+    start = time.perf_counter()
+    per_seed = {seed: train_seed(config, seed, workdir / f"seed{seed}") for seed in config.seeds}
+    seconds = time.perf_counter() - start
+    result = aggregate(config, per_seed)
+    (workdir / "results.json").write_text(
+        json.dumps(
+            {"runs": result, "per_seed": per_seed, "seconds": seconds}, indent=2, default=float
+        )
+    )
+    figure(config, per_seed, workdir)
+    print(report(config, result, workdir, prov, seconds))
+    summary = {
+        f"{name}/{key}": row[key][0]
+        for name, row in result.items()
+        for key in ("gold_end", "judge_end", "alarm_step")
+    }
+    summary["seconds"] = round(seconds, 1)
+    write_summary(workdir, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    run_experiment(run)
