@@ -147,6 +147,13 @@ def aggregate(config, per_seed: dict) -> dict:
             values = [r[key] for r in runs if np.isfinite(r[key])]
             row[key] = mean_interval(values) if values else (float("nan"), float("nan"))
         row["alarms"] = sum(np.isfinite(r["alarm_step"]) for r in runs)
+        if config.verifier_control and name != "verifier":
+            row["gold_end_vs_verifier"] = mean_interval(
+                [
+                    per_seed[s][name]["gold_end"] - per_seed[s]["verifier"]["gold_end"]
+                    for s in per_seed
+                ]
+            )
         out[name] = row
     return out
 
@@ -222,6 +229,17 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
                 else "– | – | – | – | – |"
             )
         )
+    if "verifier" in result:
+        lines += [
+            "",
+            "Accuracy at the end, against the verifier control (paired by seed): "
+            + ", ".join(
+                f"{run_label(name)} {interval_text(row['gold_end_vs_verifier'], signed=True)}"
+                for name, row in result.items()
+                if name != "verifier"
+            )
+            + ".",
+        ]
     text = "\n".join(lines) + "\n"
     (workdir / "results.md").write_text(text)
     return text

@@ -354,3 +354,58 @@ def test_drift_alarm_fires_once_after_patience_low_checks(tmp_path):
     assert again == alarm
     with pytest.raises(ValueError, match="patience=0"):
         feedback.DriftAlarm(min_accuracy=0.5, patience=0)
+
+
+def test_judge_drift_config_errors_name_the_key():
+    import ml_collections
+
+    from experiments.ppo import check_judge_drift_config
+
+    drift = ml_collections.ConfigDict({"track": True, "pairs": "reference"})
+    review, arithmetic = get_task("review"), get_task("arithmetic")
+    check_judge_drift_config(drift, "model", arithmetic)
+    with pytest.raises(ValueError, match="judge_drift.pairs='reference'.*review task"):
+        check_judge_drift_config(drift, "model", review)
+    with pytest.raises(ValueError, match="needs rewards.source='model'"):
+        check_judge_drift_config(drift, "gold", arithmetic)
+    drift.pairs = "triples"
+    with pytest.raises(ValueError, match="judge_drift.pairs='triples'"):
+        check_judge_drift_config(drift, "model", review)
+    drift.track = False
+    check_judge_drift_config(drift, "gold", review)  # nothing to check when not tracking
+
+
+def test_judge_drift_runlocal_fires_the_alarm_where_the_judge_errs(tmp_path):
+    """experiments/judge_drift.py end to end on arithmetic: SFT -> judge -> PPO against the
+    judge (tracked against verified answers) and against the verifier; with the alarm at its
+    strictest it fires at the first evaluation where the judge prefers a wrong answer, and the
+    report's numbers are the curves'."""
+    import json
+
+    from configs import judge_drift as config_module
+    from experiments import judge_drift
+
+    config = config_module.get_config("runlocal")
+    with config.unlocked():
+        config.stages.ppo.judge_drift.update(min_accuracy=1.0, patience=1)
+    summary = judge_drift.run(config, tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    runs = results["per_seed"]["0"]
+    assert set(runs) == {"ppo_beta0", "ppo_beta0.1", "verifier"}
+    for name in ("ppo_beta0", "ppo_beta0.1"):
+        run, curve = runs[name], runs[name]["curve"]
+        assert curve["step"][0] == 0 and len(curve["step"]) >= 2
+        accuracies = np.array(curve["judge_accuracy"])
+        assert np.all((accuracies >= 0) & (accuracies <= 1))
+        low = [s for s, a in zip(curve["step"], accuracies) if a < 1.0]
+        assert run["alarm_step"] == low[0] if low else np.isnan(run["alarm_step"])
+        assert run["gold_best"] == max(curve["gold"]) and run["gold_end"] == curve["gold"][-1]
+        assert summary[f"{name}/alarm_step"] == run["alarm_step"] or not low
+    assert np.all(np.isnan(runs["verifier"]["curve"]["judge_accuracy"]))  # not tracked
+    verifier = json.loads((tmp_path / "seed0" / "verifier" / "config.json").read_text())
+    assert verifier["rewards"]["source"] == "gold"
+    judge = json.loads((tmp_path / "seed0" / "reward_model" / "config.json").read_text())
+    assert judge["init_from"] == judge["labels"]["policy_from"] == str(tmp_path / "seed0" / "sft")
+    text = (tmp_path / "results.md").read_text()
+    assert "Written by" in text and "| verifier (control) |" in text
+    assert (tmp_path / "figures" / "judge_drift.png").exists()

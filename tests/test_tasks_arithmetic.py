@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from alignax.tasks import ArithmeticTask, arithmetic_config, get_task
+from alignax.tasks import Annotator, ArithmeticTask, arithmetic_config, get_task
 from alignax.tasks.arithmetic import EOS_ID
 
 
@@ -115,3 +115,59 @@ def test_unknown_split_and_bad_fraction_name_the_key(task):
     config.eval_problem_fraction = 1.0
     with pytest.raises(ValueError, match="task.eval_problem_fraction"):
         ArithmeticTask(config)
+
+
+def test_comparisons_are_labelled_by_the_verifier(task):
+    """Pairs of a correct and a wrong answer: the correct one comes first for an annotator that
+    follows the verifier, second when every label is flipped; the rows are BOS + prompt +
+    response with the loss on the response; a pair of equal answers is a verified tie."""
+    prompts = task.sample_prompts(6, seed=0, split="train")
+    problems = task.sample_problems(6, seed=0, split="train")
+    assert [task.decode(p) for p in prompts] == [q for q, _ in problems]
+    answers = [task.answer_of(p) for p in prompts]
+    assert answers == [a for _, a in problems]
+    correct = [[*task.encode_text(a), EOS_ID] for a in answers]
+    wrong = [[*task.encode_text(str(int(a) + 1)), EOS_ID] for a in answers]
+    repeated = [p for p in prompts for _ in range(2)]
+    responses = [r for pair in zip(wrong, correct) for r in pair]  # the wrong one first
+    rng = np.random.default_rng(0)
+    out = task.label_comparisons(repeated, responses, 2, Annotator(kind="hard"), rng)
+    assert out["tokens"].shape == (6, 2, task.seq_len)
+    np.testing.assert_array_equal(out["gold_reward"], np.tile([1.0, 0.0], (6, 1)))
+    for i, prompt in enumerate(prompts):
+        row, loss = out["tokens"][i, 0], out["loss_mask"][i, 0]
+        assert row[0] == task.bos_id and task.decode(row) == task.decode(prompt) + answers[i]
+        assert list(row[loss > 0]) == correct[i]
+    flipped = task.label_comparisons(
+        repeated, responses, 2, Annotator(kind="hard", flip_rate=1.0), rng
+    )
+    np.testing.assert_array_equal(flipped["gold_reward"], np.tile([0.0, 1.0], (6, 1)))
+    ties = task.label_comparisons(repeated, [r for r in correct for _ in range(2)], 2,
+                                  Annotator(kind="hard"), rng)  # fmt: skip
+    np.testing.assert_array_equal(ties["gold_reward"], np.ones((6, 2)))
+    with pytest.raises(ValueError, match="not of the form"):
+        task.answer_of(task.encode_text("12+="))
+    with pytest.raises(ValueError, match="answer_len"):
+        task.encode(prompts[:1], [[3] * 9])
+
+
+def test_reference_responses_are_what_the_verifier_accepts(task):
+    prompts = task.prompt_dataset(64, seed=3, split="eval")
+    width = task.answer_len + 1
+    reference = task.reference_responses(prompts["answer_tokens"], width)
+    mask = (reference != 0).astype(np.int32)
+    tokens = np.concatenate([prompts["prompt_tokens"], reference], 1)
+    loss_mask = np.concatenate([np.zeros_like(prompts["prompt_mask"]), mask], 1)
+    reward = task.reward(tokens, loss_mask, answer_tokens=prompts["answer_tokens"])
+    np.testing.assert_array_equal(np.asarray(reward), np.ones(64))
+    assert [task.decode(r) for r in reference] == list(prompts["answer"])
+    with pytest.raises(ValueError, match="answer_len"):
+        task.reference_responses(prompts["answer_tokens"], width - 1)
+
+
+def test_generator_comparisons_are_refused_on_arithmetic(task):
+    from alignax import labels
+
+    config = labels.default_labels_config(source="generator")
+    with pytest.raises(ValueError, match="labels.source='generator'.*no response generator"):
+        labels.comparisons(config, task, None, 4, seed=0, split="train")

@@ -12,6 +12,7 @@ are exactly the answer's characters followed by EOS (no extra tokens, no missing
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import jax
@@ -165,9 +166,10 @@ class ArithmeticTask:
     def answer_of(self, prompt: Sequence[int]) -> str:
         """The exact answer of a prompt's token ids ("12+7=" -> "19")."""
         text = self.decode(prompt)
-        for i, ch in enumerate(text[1:-1], start=1):  # a leading "-" is not an operator
-            if ch in _OPS and text[:i].isdigit() and text.endswith("="):
-                return str(_OPS[ch](int(text[:i]), int(text[i + 1 : -1])))
+        match = re.fullmatch(r"(\d+)([+*-])(\d+)=", text)
+        if match:
+            a, op, b = match.groups()
+            return str(_OPS[op](int(a), int(b)))
         raise ValueError(f"prompt {text!r} is not of the form a<op>b=")
 
     def encode_prompts(self, prompts: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
