@@ -10,8 +10,8 @@ jitted whole. The value model starts from the reward model's backbone or the pol
 Reward-model scores are normalised to mean 0, std 1 on the initial policy's samples. Logs the
 proxy reward, the gold reward, KL and its coefficient, entropy, clip fractions, value error,
 response length and sample texts; with `judge_drift.track`, the reward model's accuracy on pairs
-of the policy's responses as gold orders them, and an alarm when it falls
-(alignax/feedback/drift.py).
+of the policy's responses (or, `judge_drift.pairs='reference'`, of its response and the task's
+verified one) as gold orders them, and an alarm when it falls (alignax/feedback/drift.py).
 """
 
 from __future__ import annotations
