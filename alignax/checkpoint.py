@@ -278,7 +278,9 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
     like `like_params`: how one stage (SFT, reward model) starts from another's result.
 
     Only the top-level entries of `like_params` that the checkpoint holds are restored (a reward
-    model takes a policy's backbone but not its LM head); the returned dict has just those.
+    model takes a policy's backbone but not its LM head); the returned dict has just those. A
+    LoRA run's checkpoint (adapters in `params`, or in `params['policy']` for an RL run, the base
+    in `ref_params`) restores as the merged policy.
     Reading never creates anything: a missing directory raises FileNotFoundError naming it.
     """
     directory = Path(directory).absolute()
@@ -308,6 +310,13 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
         saved_keys = {k.split("/")[1] for k in found if k.startswith("params/")}
         if _is_lora_policy(saved_keys, found):
             return _restore_lora_policy(manager, directory, step, like_params, found)
+        # An RL run's LoRA policy (PPO): adapters under params/policy, the base in ref_params.
+        policy_keys = {k.split("/")[2] for k in found if k.startswith("params/policy/")}
+        if "policy" in like_params and _is_lora_policy(policy_keys, found):
+            merged = _restore_lora_policy(
+                manager, directory, step, like_params["policy"], found, adapters_at=("policy",)
+            )
+            return {"policy": merged}
         wanted = {k: v for k, v in like_params.items() if k in saved_keys}
         if not wanted:
             raise CheckpointMismatchError(
@@ -355,10 +364,12 @@ def _is_lora_policy(saved_params: set[str], found: dict) -> bool:
     )
 
 
-def _restore_lora_policy(manager, directory: Path, step: int, like_params, found: dict):
+def _restore_lora_policy(
+    manager, directory: Path, step: int, like_params, found: dict, adapters_at: tuple = ()
+):
     """The policy of a LoRA run (alignax/models/lora.py): its base (`ref_params`) with the
-    adapters (`params`) merged in, laid out like `like_params`; the adapters' rank, alpha and
-    targets from the run's config.json."""
+    adapters (`params`, or the entry of `params` at the path `adapters_at`) merged in, laid out
+    like `like_params`; the adapters' rank, alpha and targets from the run's config.json."""
     from alignax.models.lora import LoraConfig, merge
 
     config_path = directory.parent / "config.json"
@@ -375,20 +386,27 @@ def _restore_lora_policy(manager, directory: Path, step: int, like_params, found
     sharding = jax.tree.leaves(wanted)[0].sharding
     replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
     dtype = jax.tree.leaves(wanted)[0].dtype
+    prefix = "/".join(("params", *adapters_at)) + "/"
     adapters = {}
     for key, shape in found.items():
-        if key.startswith("params/"):
-            _, target, name = key.split("/")
+        if key.startswith(prefix):
+            target, name = key.removeprefix(prefix).split("/")
             adapters.setdefault(target, {})[name] = jax.ShapeDtypeStruct(
                 shape, dtype, sharding=replicated
             )
-    like = {"params": adapters, "ref_params": _abstract(wanted)}
+    nested = adapters
+    for key in reversed(adapters_at):
+        nested = {key: nested}
+    like = {"params": nested, "ref_params": _abstract(wanted)}
     restored = _partial_restore(manager, directory, step, like)
+    restored_adapters = restored["params"]
+    for key in adapters_at:
+        restored_adapters = restored_adapters[key]
     rank = next(iter(adapters.values()))["a"].shape[-1]
     lora = LoraConfig(
         rank=rank, alpha=float(lora_section["alpha"]), targets=tuple(sorted(adapters))
     )
     merged = jax.jit(lambda base, adapters: merge(base, adapters, lora))(
-        restored["ref_params"], restored["params"]
+        restored["ref_params"], restored_adapters
     )
     return {k: merged[k] for k in wanted}

@@ -255,6 +255,19 @@ def test_ppo_with_lora_trains_policy_adapters_over_the_sft_reference(runs, tmp_p
         checkpoints / str(checkpoint_steps(checkpoints)[0]) / "state"
     )
     jax.tree.map(np.testing.assert_array_equal, first["ref_params"], state["ref_params"])
+    # Downstream (pipeline, instructgpt) the PPO policy loads merged: the SFT base + adapters.
+    from alignax.models.lora import LoraConfig, merge
+    from alignax.sharding import make_mesh
+    from alignax.stages import load_stage_model
+
+    mesh = make_mesh(preset_config(ppo_config).mesh)
+    _, sft_params = load_stage_model(root / "sft", heads=("lm",), mesh=mesh)
+    loaded = restore_params(checkpoints, {"policy": sft_params})["policy"]
+    lora = LoraConfig(rank=4, alpha=16.0, targets=("q", "up", "v"))
+    expected = merge(state["ref_params"], state["params"]["policy"], lora)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), loaded, expected)
+    moved = lambda a, b: not np.allclose(a, b)  # noqa: E731
+    assert any(jax.tree.leaves(jax.tree.map(moved, loaded, sft_params)))
     shared = preset_config(ppo_config, **{**overrides, "rewards.value_init": "shared"})
     with pytest.raises(ValueError, match="value head on the policy would not train"):
         ppo.run(shared, tmp_path / "shared")
