@@ -33,7 +33,7 @@ from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.provenance import provenance, written_by
-from alignax.stages import SHARED_SECTIONS, stage_config
+from alignax.stages import SHARED_SECTIONS, stage_config, stage_finished
 from experiments import ppo, reward_model, sft
 
 
@@ -114,13 +114,17 @@ def train_seed(config, seed: int, seed_dir: Path) -> dict:
     for name in ("sft", "reward_model", *run_names(config)):
         print(f"\n=== seed {seed}, {name} ===", flush=True)
         module = {"sft": sft, "reward_model": reward_model}.get(name, ppo)
-        stage_config = seed_stage_config(config, name, seed, seed_dir)
-        if module is ppo:
-            summary = ppo.run(stage_config, seed_dir / name, eval_at_start=True)
-            curve = trajectory(seed_dir / name)
-            out[name] = {"curve": curve, **run_outcome(curve, summary)}
+        stage = seed_stage_config(config, name, seed, seed_dir)
+        run_dir = seed_dir / name
+        if stage_finished(stage, run_dir):  # a finished stage of an earlier invocation
+            summary = json.loads((run_dir / "summary.json").read_text())
+        elif module is ppo:
+            summary = ppo.run(stage, run_dir, eval_at_start=True)
         else:
-            module.run(stage_config, seed_dir / name)
+            summary = module.run(stage, run_dir)
+        if module is ppo:
+            curve = trajectory(run_dir)
+            out[name] = {"curve": curve, **run_outcome(curve, summary)}
     return out
 
 
