@@ -3,11 +3,11 @@
 import ml_collections
 
 from alignax.optim import default_optimizer_config
-from alignax.tasks import arithmetic_config, review_config
+from alignax.tasks import arithmetic_config, imdb_config, review_config
 from alignax.training import default_train_config
 from configs.models import mesh_config, model_config
 
-TASK_CONFIGS = {"review": review_config, "arithmetic": arithmetic_config}
+TASK_CONFIGS = {"review": review_config, "arithmetic": arithmetic_config, "imdb": imdb_config}
 
 
 def base_config(model: str = "tiny", task: str = "review") -> ml_collections.ConfigDict:

