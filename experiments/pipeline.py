@@ -122,6 +122,22 @@ def aggregate(tables: dict[int, dict]) -> dict:
     }
 
 
+def _gold_description(config) -> list[str]:
+    """For a task whose gold reward is a learned classifier (IMDb), what it is and how often
+    it is right on reviews it never saw; nothing for the built-in tasks."""
+    task = get_task(config.task_name, config.task)
+    if not hasattr(task, "gold_accuracy"):
+        return []
+    return [
+        f"Task {task.name}: prompts are the first {config.task.prompt_tokens} tokens of held-out "
+        f"reviews, responses up to {config.task.response_tokens} tokens; the gold reward is the "
+        "log-odds of a logistic regression on hashed unigrams and bigrams trained on reviews "
+        f"that give no prompt (held-out accuracy {task.gold_accuracy:.3f} on whole reviews, "
+        f"{task.gold_window_accuracy:.3f} on {config.task.response_tokens}-token continuations).",
+        "",
+    ]
+
+
 def write_report(
     config, workdir: Path, tables: dict, examples: dict, timings: dict, prov: dict
 ) -> dict:
@@ -137,6 +153,7 @@ def write_report(
         f"Each policy answers {config.eval.num_prompts} held-out prompts (never trained on); the "
         "gold reward judges. Mean over seeds ± 95% t-interval.",
         "",
+        *_gold_description(config),
         "| policy | gold reward | win rate vs SFT | KL to SFT (nats) | length |",
         "|---|---|---|---|---|",
     ]

@@ -180,4 +180,5 @@ def test_the_pipeline_runs_on_imdb_reviews(files, tmp_path):
     assert summary["sft/kl_to_sft"] == 0.0
     stage = json.loads((tmp_path / "seed0" / "reward_model" / "config.json").read_text())
     assert stage["task_name"] == "imdb" and stage["labels"]["max_new_tokens"] == 24
-    assert "Written by" in (tmp_path / "results.md").read_text()
+    report = (tmp_path / "results.md").read_text()
+    assert "Written by" in report and "Task imdb" in report and "held-out accuracy" in report
