@@ -173,6 +173,9 @@ def test_the_pipeline_runs_on_imdb_reviews(files, tmp_path):
             max_review_tokens=96,
             num_buckets=4096,
         )
+        # Models over the test tokenizer's 120 pieces (the preset's 4,096 fit the default one).
+        config.model.vocab_size = 128
+        config.stages.reward_model.model.vocab_size = 128
     summary = pipeline.run(config, tmp_path)
     for policy in ("base", "sft", "ppo", "dpo"):
         assert np.isfinite(summary[f"{policy}/gold_reward"])

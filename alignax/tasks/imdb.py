@@ -152,28 +152,33 @@ def classifier_logits(weights, bias, tokens, mask, num_buckets: int):
 
 
 def train_classifier(tokens, mask, labels, *, num_buckets, steps, learning_rate, l2):
-    """(weights [num_buckets], bias) of the logistic regression, full-batch Adam."""
+    """(weights [num_buckets], bias) of the logistic regression, `steps` full-batch Adam steps
+    in one compiled scan."""
     import optax
 
-    buckets, weight = hashed_features(tokens, mask, num_buckets)
-    y = jnp.asarray(labels, jnp.float32)
     tx = optax.adam(learning_rate)
 
-    def loss_fn(params):
+    def loss_fn(params, buckets, weight, y):
         w, b = params
         logits = jnp.sum(w[buckets] * weight, axis=1) + b
         return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y)) + l2 * jnp.sum(w**2)
 
     @jax.jit
-    def step(carry, _):
-        params, opt_state = carry
-        grads = jax.grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), None
+    def train(buckets, weight, y):
+        def step(carry, _):
+            params, opt_state = carry
+            grads = jax.grad(loss_fn)(params, buckets, weight, y)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
 
-    params = (jnp.zeros(num_buckets, jnp.float32), jnp.zeros((), jnp.float32))
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-    return np.asarray(params[0]), float(params[1])
+        params = (jnp.zeros(num_buckets, jnp.float32), jnp.zeros((), jnp.float32))
+        (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+        return params
+
+    weights, bias = train(
+        *hashed_features(tokens, mask, num_buckets), jnp.asarray(labels, jnp.float32)
+    )
+    return np.asarray(weights), float(bias)
 
 
 def _padded(rows: Sequence[Sequence[int]], width: int) -> tuple[np.ndarray, np.ndarray]:
