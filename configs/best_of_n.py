@@ -4,7 +4,9 @@
         --config.init_from=runs/sft --config.rewards.reward_model_from=runs/rm
 
 runlocal: 256 held-out prompts x a pool of 64 samples from the policy; under a minute on 2 CPU
-cores. Prints proxy and gold reward of best-of-n for n = 1..64 (standardised on the policy's
+cores. imdb: the same on the IMDb task, for the SFT policy and reward model of a
+configs/pipeline.py:imdb run (e.g. --config.init_from=runs/imdb/seed0/sft
+--config.rewards.reward_model_from=runs/imdb/seed0/reward_model). Prints proxy and gold reward of best-of-n for n = 1..64 (standardised on the policy's
 samples, with bootstrap standard errors) against KL_bon and plots them with the oracle curve.
 """
 
@@ -14,13 +16,16 @@ from configs.common import base_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    if arg != "runlocal":
-        raise ValueError(f"unknown preset {arg!r}; known: runlocal")
-    config = base_config("tiny")
+    if arg not in ("runlocal", "imdb"):
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, imdb")
+    config = base_config("tiny", task="imdb" if arg == "imdb" else "review")
     # workdir of a reward_model run (the same key as PPO's)
     config.rewards = ml_collections.ConfigDict({"reward_model_from": ""})
     config.best_of_n = ml_collections.ConfigDict(
         {"num_prompts": 256, "pool_size": 64, "max_new_tokens": 32, "num_bootstrap": 1000}
     )
+    if arg == "imdb":  # the policy and reward model of configs/pipeline.py:imdb
+        config.model.update(vocab_size=config.task.spm_vocab_size, max_len=64)
+        config.best_of_n.max_new_tokens = config.task.response_tokens
     config.lock()
     return config

@@ -8,7 +8,8 @@ For every held-out prompt a pool of N samples from the policy is scored by the r
 n = 1 scores 0 on both. For each n <= N the unbiased estimator (alignax.analysis.best_of_n)
 gives proxy and gold of best-of-n with bootstrap standard errors over prompts, against
 KL_bon = log n - (n-1)/n (an upper bound) and its plug-in estimate on the pool; the oracle
-curve selects by gold itself. Writes best_of_n.json, best_of_n.png/.pdf and summary.json.
+curve selects by gold itself. Writes results.md (command and commit first), best_of_n.json,
+figures/best_of_n.{png,pdf} and summary.json.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from alignax.analysis.policy_eval import sample_pool, score_in_chunks
 from alignax.cli import run_experiment
 from alignax.experiment import check_model_fits_task, initial_params, setup, write_summary
 from alignax.models import build_model
+from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model
 from alignax.tasks import get_task
 
@@ -65,6 +67,7 @@ def plot_curves(curves: dict[str, list[dict]], path, title: str) -> None:
 
 
 def run(config, workdir):
+    prov = provenance()  # of the code that runs, before anything can change it
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
@@ -102,15 +105,28 @@ def run(config, workdir):
         "oracle": best_of_n_curve(gold, gold, ns, **curve),
     }
     (workdir / "best_of_n.json").write_text(json.dumps(curves, indent=2))
-    print("|   n | KL_bon bound | KL pool est. | proxy | gold | oracle gold |")
-    print("|---|---|---|---|---|---|")
+    lines = [
+        f"### Best-of-n on the {task.name} task",
+        "",
+        written_by(prov) + ".",
+        "",
+        f"{b.num_prompts} held-out prompts x {b.pool_size} samples of the policy "
+        f"(`{config.init_from}`), each scored by the reward model (`"
+        f"{config.rewards.reward_model_from}`) and the gold reward, both standardised on the "
+        "pool; standard errors from a bootstrap over prompts.",
+        "",
+        "| n | KL_bon bound | KL pool est. | proxy | gold | oracle gold |",
+        "|---|---|---|---|---|---|",
+    ]
     for r, o in zip(curves["reward model"], curves["oracle"]):
-        print(
-            f"| {r['n']:4d} | {r['kl_bound']:.2f} | {r['kl_pool']:.2f} | "
+        lines.append(
+            f"| {r['n']} | {r['kl_bound']:.2f} | {r['kl_pool']:.2f} | "
             f"{r['proxy']:.2f} ± {r['proxy_se']:.2f} | {r['gold']:.2f} ± {r['gold_se']:.2f} | "
             f"{o['gold']:.2f} |"
         )
-    plot_curves(curves, workdir / "best_of_n", "Best-of-n on held-out prompts")
+    (workdir / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot_curves(curves, workdir / "figures" / "best_of_n", "Best-of-n on held-out prompts")
     summary = {
         f"n{r['n']}/{k}": r[k]
         for r in curves["reward model"]

@@ -294,7 +294,9 @@ def test_best_of_n_gold_and_proxy_rise_with_n(runs, tmp_path):
     assert summary["n16/gold"] > 0
     # Repeated responses make the closed form an upper bound of the pool's KL.
     assert 0 < summary["n16/kl_pool"] <= summary["n16/kl_bound"] + 1e-9
-    assert (tmp_path / "best_of_n.png").exists() and (tmp_path / "best_of_n.pdf").exists()
+    figure = tmp_path / "figures" / "best_of_n"
+    assert figure.with_suffix(".png").exists() and figure.with_suffix(".pdf").exists()
+    assert "Written by" in (tmp_path / "results.md").read_text()
 
 
 def test_preference_pairs_are_the_policys_own_samples_on_the_requested_split(runs):
