@@ -1,13 +1,14 @@
-"""Best-of-n against a reward model, scored by gold, on the built-in review task.
+"""Best-of-n against a reward model, scored by gold, on the built-in review task or IMDb.
 
     python -m experiments.best_of_n --config configs/best_of_n.py:runlocal --workdir runs/bon \
         --config.init_from=runs/sft --config.rewards.reward_model_from=runs/rm
 
 runlocal: 256 held-out prompts x a pool of 64 samples from the policy; under a minute on 2 CPU
-cores. imdb: the same on the IMDb task, for the SFT policy and reward model of a
-configs/pipeline.py:imdb run (e.g. --config.init_from=runs/imdb/seed0/sft
---config.rewards.reward_model_from=runs/imdb/seed0/reward_model). Prints proxy and gold reward of best-of-n for n = 1..64 (standardised on the policy's
+cores. Prints proxy and gold reward of best-of-n for n = 1..64 (standardised on the policy's
 samples, with bootstrap standard errors) against KL_bon and plots them with the oracle curve.
+imdb: the same on the IMDb task, for the SFT policy and reward model of a
+configs/pipeline.py:imdb run (e.g. --config.init_from=runs/imdb/seed0/sft
+--config.rewards.reward_model_from=runs/imdb/seed0/reward_model).
 """
 
 import ml_collections
