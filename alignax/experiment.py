@@ -28,7 +28,7 @@ from alignax.checkpoint import restore_params
 from alignax.models import Model
 from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
 from alignax.state import TrainState
-from alignax.workdir import flatten_config, guard_workdir
+from alignax.workdir import flatten_config, guard_workdir, is_pretrained_checkpoint
 
 
 def setup(
@@ -125,13 +125,44 @@ def initial_params(
     *,
     source: str | None = None,
 ):
-    """Fresh sharded params, with the backbone (and any matching heads) taken from the final
-    checkpoint of the stage in `source` (default `config.init_from`) when one is named."""
+    """Fresh sharded params, with the backbone (and any matching heads) taken from `source`
+    (default `config.init_from`) when one is named: the final checkpoint of a stage's workdir,
+    or a pretrained model (a Hugging Face checkpoint directory or a GGUF file) whose shape is
+    `config.model`'s."""
     params = sharding.init_params(model, rng, mesh)
     source = config.init_from if source is None else source
     if not source:
         return params
+    if is_pretrained_checkpoint(source):
+        return {**params, **pretrained_params(source, config.model, mesh, params)}
     return {**params, **restore_params(Path(source) / "checkpoints", params)}
+
+
+# Model-config keys that do not change the shape or meaning of the weights.
+_RUNTIME_KEYS = ("max_len", "dtype", "param_dtype", "remat", "dropout_rate")
+
+
+def pretrained_params(path: str | Path, model_config, mesh: Mesh, like: dict) -> dict:
+    """The entries of `like` (params of `model_config`) that a pretrained checkpoint holds,
+    imported with their sharding; a checkpoint of another shape raises naming every key."""
+    from alignax.models.gguf import load_gguf
+    from alignax.models.hf import load_hf
+
+    load = load_gguf if Path(path).suffix == ".gguf" else load_hf
+    runtime = {k: model_config[k] for k in ("max_len", "dtype", "param_dtype")}
+    imported, params = load(path, mesh=mesh, **runtime)
+    differ = [
+        f"model.{key}={model_config[key]!r} (the checkpoint's: {imported[key]!r})"
+        for key in sorted(imported.keys())
+        if key not in _RUNTIME_KEYS and key in model_config and model_config[key] != imported[key]
+    ]
+    if differ:
+        raise ValueError(
+            f"init_from={str(path)!r} is a model of another shape: "
+            + ", ".join(differ)
+            + " (configs/models.py has presets of the supported checkpoints)"
+        )
+    return {k: params[k] for k in like if k in params}
 
 
 def trainable_state(config, model: Model, params, tx, mesh: Mesh, rng: jax.Array, loss_fn, **slots):

@@ -204,8 +204,24 @@ def stage_fingerprint(workdir: str | Path) -> dict:
     return {"step": steps_done[-1], "config_sha256": hashlib.sha256(blob.encode()).hexdigest()}
 
 
+def is_pretrained_checkpoint(path: str | Path) -> bool:
+    """A GGUF file, or a Hugging Face checkpoint directory (config.json with safetensors)."""
+    path = Path(path)
+    if path.suffix == ".gguf":
+        return path.is_file()
+    return (path / "config.json").is_file() and any(
+        (path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")
+    )
+
+
 def upstream_record(key: str, path: str) -> dict:
-    """What a stage records about the upstream stage named by config key `key`."""
+    """What a stage records about the upstream stage named by config key `key`: a stage's
+    fingerprint, or for a pretrained checkpoint the name, size and modification time of each of
+    its files (a replaced checkpoint is a changed upstream)."""
+    if is_pretrained_checkpoint(path):
+        files = [Path(path)] if Path(path).is_file() else sorted(Path(path).iterdir())
+        stamps = {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()}
+        return {"path": path, "pretrained": stamps}
     if not Path(path).is_dir():
         raise FileNotFoundError(
             f"{key}={path!r}: no such directory; name the workdir of a finished stage "

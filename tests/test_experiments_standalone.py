@@ -260,3 +260,34 @@ def test_sft_with_lora_trains_adapters_only_and_loads_downstream_merged(tmp_path
         expected,
     )
     assert not np.allclose(merged["blocks"]["attn"]["q"], base["blocks"]["attn"]["q"])
+
+
+def test_a_stage_starts_from_a_pretrained_checkpoint_of_its_shape(tmp_path):
+    """`init_from` naming a Hugging Face checkpoint directory: the stage's initial params are the
+    checkpoint's, placed on the mesh; SFT trains from them; a checkpoint of another shape fails
+    naming every differing model key."""
+    import jax
+
+    from alignax.experiment import initial_params
+    from alignax.models import build_model
+    from alignax.models.hf import save_hf
+    from alignax.sharding import init_params, make_mesh
+
+    config = preset_config(sft_config, **short_run(**{"train.steps": 2}))
+    mesh = make_mesh(config.mesh)
+    model = build_model(config.model, heads=("lm",))
+    pretrained = init_params(model, jax.random.key(7), mesh)
+    save_hf(tmp_path / "hf", config.model, pretrained)
+    with config.unlocked():
+        config.init_from = str(tmp_path / "hf")
+    loaded = initial_params(model, config, mesh, jax.random.key(0))
+    jax.tree.map(np.testing.assert_array_equal, loaded, pretrained)
+    summary = sft.run(config, tmp_path / "sft")
+    assert summary["steps"] == 2
+    other = preset_config(
+        sft_config, **{"init_from": str(tmp_path / "hf"), "model.num_layers": 3,
+                       "model.mlp_dim": 128}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"model.mlp_dim=128 \(the checkpoint's: 256\), "
+                       r"model.num_layers=3 \(the checkpoint's: 2\)"):  # fmt: skip
+        sft.run(other, tmp_path / "other")
