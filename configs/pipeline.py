@@ -28,6 +28,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     imdb = arg.startswith("imdb")
     config = stages_parent_config(task="imdb" if imdb else "review")
     config.seeds = (0, 1, 2)
+    # A pretrained checkpoint (Hugging Face directory or GGUF file of `model`'s shape) as the
+    # base policy instead of the pretrain stage; "": pretrain from scratch.
+    config.base_from = ""
     config.stages = ml_collections.ConfigDict(
         {
             "pretrain": sft.get_config("pretrain"),

@@ -4,6 +4,8 @@
 
 Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `config.seeds`:
   1. pretrain      a tiny LM on generator text                    -> the base policy
+                   (skipped with `base_from`: a pretrained checkpoint, a Hugging Face
+                   directory or a GGUF file of `config.model`'s shape, is the base policy)
   2. sft           best-of-8 (by gold) demonstrations              -> the SFT / reference policy
   3. reward_model  Bradley-Terry on annotator-labelled pairs of SFT samples -> the proxy reward
                    (its own model size: `stages.reward_model.model`)
@@ -29,7 +31,7 @@ from alignax.analysis.policy_eval import evaluate_policy
 from alignax.analysis.stats import mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
-from alignax.experiment import setup, write_summary
+from alignax.experiment import pretrained_params, setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
@@ -43,12 +45,20 @@ POLICIES = ("base", "sft", "ppo", "dpo")
 COLUMNS = ("gold_reward", "win_rate_vs_sft", "kl_to_sft", "response_length")
 
 
+def stages(config) -> dict:
+    """The stages this config runs: all of them, or without pretraining when `base_from` names
+    the base policy."""
+    return {k: v for k, v in STAGES.items() if not (k == "pretrain" and config.base_from)}
+
+
 def seed_stage_config(config, name: str, seed: int, workdir: Path):
     """Stage `name` of seed `seed`: the pipeline's shared sections (the reward model keeps its
     own model), that seed, and the links to the stages it builds on."""
+    # (dpo_frontier and instructgpt build their stages here too; their configs have no base_from)
+    base = config.get("base_from") or workdir / "pretrain"
     links = {
         "pretrain": {},
-        "sft": {"init_from": workdir / "pretrain"},
+        "sft": {"init_from": base},
         "reward_model": {"labels.policy_from": workdir / "sft"},
         "ppo": {
             "init_from": workdir / "sft",
@@ -62,7 +72,7 @@ def seed_stage_config(config, name: str, seed: int, workdir: Path):
         shared = tuple(k for k in shared if k != "model")
         # Start from the pretrained backbone when the reward model has the policy's shape.
         if stage.model.to_dict() == config.model.to_dict():
-            links["init_from"] = workdir / "pretrain"
+            links["init_from"] = base
     out = stage_config(config, stage, links, shared)
     with out.unlocked():
         out.seed = seed
@@ -79,7 +89,11 @@ def evaluate(config, seed: int, workdir: Path, mesh):
     model = build_model(config.model, heads=("lm",))
     like = init_params(model, jax.random.key(0), mesh)
     policies = {
-        "base": restore_params(workdir / "pretrain" / "checkpoints", like),
+        "base": (
+            pretrained_params(config.base_from, config.model, mesh, like)
+            if config.base_from
+            else restore_params(workdir / "pretrain" / "checkpoints", like)
+        ),
         "sft": restore_params(workdir / "sft" / "checkpoints", like),
         "ppo": restore_params(workdir / "ppo" / "checkpoints", {"policy": like})["policy"],
         "dpo": restore_params(workdir / "dpo" / "checkpoints", like),
@@ -232,7 +246,7 @@ def run(config, workdir):
     start = time.perf_counter()
     for seed in config.seeds:
         seed_dir = workdir / f"seed{seed}"
-        for name, module in STAGES.items():
+        for name, module in stages(config).items():
             print(f"\n=== seed {seed}, stage {name} ===", flush=True)
             mark = time.perf_counter()
             module.run(seed_stage_config(config, name, seed, seed_dir), seed_dir / name)

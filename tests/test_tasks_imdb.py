@@ -155,12 +155,16 @@ def test_the_gold_classifier_is_cached_per_setting(files, monkeypatch):
         ImdbTask(_config(files, num_buckets=2048))
 
 
-def test_the_pipeline_runs_on_imdb_reviews(files, tmp_path):
-    """configs/pipeline.py:imdb_runlocal end to end on the test's review file: every stage of
-    the pipeline (pretrain, SFT, reward model, PPO, DPO) trains on real-text data and the report
-    scores each policy with the gold classifier on held-out review openings."""
+def test_the_pipeline_runs_on_imdb_reviews_from_a_pretrained_checkpoint(files, tmp_path):
+    """configs/pipeline.py:imdb_runlocal end to end on the test's review file, the base policy a
+    pretrained checkpoint (`base_from`, here one exported by the test) instead of the pretrain
+    stage: SFT, reward model, PPO and DPO train on real-text data and the report scores each
+    policy with the gold classifier on held-out review openings."""
     import json
 
+    from alignax.models import build_model
+    from alignax.models.hf import save_hf
+    from alignax.sharding import init_params, make_mesh
     from configs import pipeline as pipeline_config
     from experiments import pipeline
 
@@ -176,12 +180,18 @@ def test_the_pipeline_runs_on_imdb_reviews(files, tmp_path):
         # Models over the test tokenizer's 120 pieces (the preset's 4,096 fit the default one).
         config.model.vocab_size = 128
         config.stages.reward_model.model.vocab_size = 128
+        model = build_model(config.model, heads=("lm",))
+        pretrained = init_params(model, jax.random.key(3), make_mesh(config.mesh))
+        config.base_from = str(save_hf(tmp_path / "base", config.model, pretrained))
     summary = pipeline.run(config, tmp_path)
+    assert not (tmp_path / "seed0" / "pretrain").exists()
     for policy in ("base", "sft", "ppo", "dpo"):
         assert np.isfinite(summary[f"{policy}/gold_reward"])
         assert summary[f"{policy}/response_length"] <= config.task.response_tokens
     assert summary["sft/kl_to_sft"] == 0.0
     stage = json.loads((tmp_path / "seed0" / "reward_model" / "config.json").read_text())
     assert stage["task_name"] == "imdb" and stage["labels"]["max_new_tokens"] == 24
+    sft_stage = json.loads((tmp_path / "seed0" / "sft" / "config.json").read_text())
+    assert sft_stage["init_from"] == config.base_from
     report = (tmp_path / "results.md").read_text()
     assert "Written by" in report and "Task imdb" in report and "held-out accuracy" in report
