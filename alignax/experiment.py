@@ -151,10 +151,18 @@ def pretrained_params(path: str | Path, model_config, mesh: Mesh, like: dict) ->
     load = load_gguf if Path(path).suffix == ".gguf" else load_hf
     runtime = {k: model_config[k] for k in ("max_len", "dtype", "param_dtype")}
     imported, params = load(path, mesh=mesh, **runtime)
+
+    def same(a, b) -> bool:  # a float stored in float32 (GGUF's norm_eps) matches its config
+        if isinstance(a, float) and isinstance(b, float):
+            return math.isclose(a, b, rel_tol=1e-6)
+        return a == b
+
     differ = [
         f"model.{key}={model_config[key]!r} (the checkpoint's: {imported[key]!r})"
         for key in sorted(imported.keys())
-        if key not in _RUNTIME_KEYS and key in model_config and model_config[key] != imported[key]
+        if key not in _RUNTIME_KEYS
+        and key in model_config
+        and not same(model_config[key], imported[key])
     ]
     if differ:
         raise ValueError(

@@ -123,6 +123,12 @@ def test_written_gguf_imports_exactly(source, tmp_path):
     np.testing.assert_array_equal(
         model.apply(params, tokens, mask)["logits"], model.apply(imported, tokens, mask)["logits"]
     )
+    # As a stage's init_from: the config's norm_eps 1e-5 matches the stored float32 one.
+    from alignax.experiment import pretrained_params
+
+    like = jax.tree.map(np.zeros_like, params)
+    started = pretrained_params(tmp_path / "model.gguf", config, None, like)
+    jax.tree.map(np.testing.assert_array_equal, started, params)
 
 
 def test_quantised_gguf_dequantises_like_gguf(source, tmp_path):
