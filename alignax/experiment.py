@@ -48,7 +48,7 @@ def setup(
     start/resume to history.jsonl (`alignax.workdir.guard_workdir`).
     """
     validate_config(config)
-    sharding.maybe_initialize_distributed(config.multihost)
+    sharding.maybe_initialize_distributed(config)
     mesh = sharding.make_mesh(config.mesh)
     workdir = Path(workdir)
     guard_workdir(config, workdir, allow_config_change)

@@ -39,10 +39,27 @@ def default_mesh_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
 
 
-def maybe_initialize_distributed(multihost: bool) -> None:
-    """Multi-host hook: on a pod slice / multi-node GPU job every process calls this first."""
-    if multihost:
-        jax.distributed.initialize()
+def default_distributed_config() -> ml_collections.ConfigDict:
+    """`config.distributed`, read when `config.multihost` is True. The defaults ("", 0, -1) leave
+    each to `jax.distributed.initialize`: detected on Cloud TPU, SLURM, Open MPI and Kubernetes,
+    the coordinator also from $JAX_COORDINATOR_ADDRESS. Set all three to launch by hand (e.g.
+    two processes on one host: "localhost:12345", 2, and 0 or 1)."""
+    return ml_collections.ConfigDict(
+        {"coordinator_address": "", "num_processes": 0, "process_id": -1}
+    )
+
+
+def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
+    """Multi-host hook: with `config.multihost`, every process of a pod slice / multi-node job
+    joins JAX's distributed runtime (once per process) before anything touches a device."""
+    if not config.multihost or jax.distributed.is_initialized():
+        return
+    given = config.distributed
+    jax.distributed.initialize(
+        coordinator_address=given.coordinator_address or None,
+        num_processes=given.num_processes or None,
+        process_id=given.process_id if given.process_id >= 0 else None,
+    )
 
 
 def make_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:
@@ -116,7 +133,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
-    """Places a host batch (dict of arrays) on the mesh, split along the leading dimension."""
+    """Places a host batch (dict of arrays) on the mesh, split along the leading dimension. Every
+    process of a multi-host job holds the same global batch (the data pipeline is a pure function
+    of the seed and step) and places only the rows of its own devices."""
     batch_size = mesh.shape["data"] * mesh.shape["fsdp"]
     out = {}
     for key, value in batch.items():
@@ -126,5 +145,7 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
                 f"batch[{key!r}] has leading dimension {value.shape[0]}, not divisible by the "
                 f"mesh's data*fsdp = {batch_size}"
             )
-        out[key] = jax.device_put(value, batch_sharding(mesh, value.ndim))
+        out[key] = jax.make_array_from_callback(
+            value.shape, batch_sharding(mesh, value.ndim), lambda index, v=value: v[index]
+        )
     return out

@@ -56,7 +56,7 @@ def load_stage_model(
     return model, restore_params(Path(workdir) / "checkpoints", like)
 
 
-SHARED_SECTIONS = ("seed", "multihost", "task_name", "task", "model", "mesh")
+SHARED_SECTIONS = ("seed", "multihost", "distributed", "task_name", "task", "model", "mesh")
 
 
 def stage_config(

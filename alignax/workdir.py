@@ -156,13 +156,14 @@ def _neutral(key: str) -> bool:
     return (
         "mesh" in parts
         or parts[-1] == "multihost"
+        or "distributed" in parts
         or (len(parts) > 1 and parts[-2] == "train" and parts[-1] in _NEUTRAL_TRAIN_KEYS)
     )
 
 
 def config_changes(old: dict, new: dict) -> dict[str, tuple]:
     """{key: (old value, new value)} for the keys that change results (not mesh, multihost,
-    nor the train.* logging/checkpoint cadence); missing keys show as None."""
+    distributed, nor the train.* logging/checkpoint cadence); missing keys show as None."""
     old, new = flatten_config(old), flatten_config(new)
     return {
         k: (old.get(k), new.get(k))

@@ -3,6 +3,7 @@
 import ml_collections
 
 from alignax.optim import default_optimizer_config
+from alignax.sharding import default_distributed_config
 from alignax.tasks import arithmetic_config, imdb_config, review_config
 from alignax.training import default_train_config
 from configs.models import mesh_config, model_config
@@ -14,6 +15,7 @@ def base_config(model: str = "tiny", task: str = "review") -> ml_collections.Con
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.multihost = False  # True on multi-host TPU pods / multi-node GPU jobs
+    config.distributed = default_distributed_config()  # how processes find each other
     config.task_name = task
     config.task = TASK_CONFIGS[task]()
     config.model = model_config(model)
@@ -32,5 +34,5 @@ def stages_parent_config(
     into each by `alignax.stages.stage_config`); `seed` for an experiment of one seed, without
     it for one that lists its `seeds`."""
     common = base_config(model, task)
-    keys = ("seed",) * seed + ("multihost", "task_name", "task", "model", "mesh")
+    keys = ("seed",) * seed + ("multihost", "distributed", "task_name", "task", "model", "mesh")
     return ml_collections.ConfigDict({key: common[key] for key in keys})
