@@ -122,6 +122,27 @@ def hf_models(shape: Shape, params, count: int = 1) -> list:
         ]
 
 
+def word_tokenizer(vocab: int, *, eos_id: int = 2):
+    """A tokenizer for the peers' trainers over token ids written as words "<id>" (`as_words`,
+    split on whitespace; the brackets keep a special token such as "<1>" from matching inside
+    "<107>"): pad 0, unknown 1, end of sequence `eos_id` (added past the model's vocabulary when
+    `eos_id >= vocab`)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {f"<{i}>": i for i in range(max(vocab, eos_id + 1))}
+    tokenizer = Tokenizer(models.WordLevel(words, unk_token="<1>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<0>", eos_token=f"<{eos_id}>", unk_token="<1>"
+    )
+
+
+def as_words(ids) -> str:
+    """Token ids as the text `word_tokenizer` reads back into them."""
+    return " ".join(f"<{int(i)}>" for i in ids)
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731

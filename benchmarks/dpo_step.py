@@ -20,7 +20,7 @@ import optax
 from alignax import objectives, sharding, steps
 from alignax.models import build_model
 from alignax.state import TrainState
-from benchmarks.common import Shape, compiled_step, hf_models
+from benchmarks.common import Shape, as_words, compiled_step, hf_models, word_tokenizer
 
 LEARNING_RATE = 1e-6
 BETA = 0.1
@@ -125,23 +125,14 @@ def trl_step(shape: Shape, params, pairs):
 
 def _build_trainer(trl, model, ref_model, args, examples):
     import datasets
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast
 
-    vocab = {f"t{i}": i for i in range(model.config.vocab_size)}
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t1")),
-        pad_token="t0",
-        eos_token="t2",
-        unk_token="t1",
-    )
-    text = lambda ids: " ".join(f"t{i}" for i in ids)  # noqa: E731
+    tokenizer = word_tokenizer(model.config.vocab_size)
     dataset = datasets.Dataset.from_list(
         [
             {
-                "prompt": text(e["prompt_ids"]),
-                "chosen": text(e["chosen_ids"]),
-                "rejected": text(e["rejected_ids"]),
+                "prompt": as_words(e["prompt_ids"]),
+                "chosen": as_words(e["chosen_ids"]),
+                "rejected": as_words(e["rejected_ids"]),
             }
             for e in examples
         ]

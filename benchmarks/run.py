@@ -7,11 +7,13 @@
 1. DPO step: alignax against TRL's DPOTrainer (PyTorch), same weights, shape, batch, optimizer.
 2. Sampling with a KV cache: alignax against Hugging Face `generate`, at 64 and 256 new tokens
    (and alignax without its cache at 64: what the cache saves).
-3. Train-step model FLOPs utilisation of the `small` preset against this machine's measured
+3. GRPO iteration (rollout, scoring, update): alignax against TRL's GRPOTrainer, same weights,
+   prompts, group size and loss (benchmarks/grpo_iteration.py). No target: measured only.
+4. Train-step model FLOPs utilisation of the `small` preset against this machine's measured
    float32 matmul peak.
-4. Scaling (benchmarks/scaling.py): the `small` LM step's time and XLA memory against batch and
+5. Scaling (benchmarks/scaling.py): the `small` LM step's time and XLA memory against batch and
    length; the compile time of every step kind; a PPO iteration split into its parts. No peer.
-5. Memory (benchmarks/memory.py): SmolLM2-135M SFT and DPO steps, full fine-tuning against LoRA,
+6. Memory (benchmarks/memory.py): SmolLM2-135M SFT and DPO steps, full fine-tuning against LoRA,
    by XLA's accounting of the compiled steps. No peer.
 
 Cases of a comparison run interleaved (A B A B ... after warm-up; see benchmarks/common.py) and
@@ -31,7 +33,7 @@ import jax
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
 from alignax.runtime import huge_pages_on, use_transparent_huge_pages
-from benchmarks import dpo_step, memory, mfu, sampling, scaling
+from benchmarks import dpo_step, grpo_iteration, memory, mfu, sampling, scaling
 from benchmarks.common import Shape, interleave, markdown_table
 from configs.models import model_config
 
@@ -104,6 +106,29 @@ def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
     ]
     if verdicts:
         lines += ["", "alignax / HF speed-up: " + "; ".join(verdicts)]
+    return "\n".join(lines), record
+
+
+def bench_grpo(shape: Shape, params, rounds: int) -> tuple[str, dict]:
+    prompt_tokens = grpo_iteration.prompts(shape)
+    ours = grpo_iteration.alignax_iteration(shape, params, prompt_tokens)
+    theirs, peer = grpo_iteration.trl_iteration(shape, params, prompt_tokens)
+    cases = {"alignax": ours} | ({"TRL": theirs} if theirs else {})
+    timings = interleave(cases, rounds=rounds)
+    rows = [[name, f"{t.median * 1e3:.0f}", t.spread()] for name, t in timings.items()]
+    record = {"alignax_s": timings["alignax"].median, "peer": peer}
+    lines = [
+        f"GRPO iteration: {shape.describe()}; {len(prompt_tokens)} prompts of "
+        f"{shape.prompt_len} tokens x groups of {grpo_iteration.GROUP}, {shape.response_len} new "
+        f"tokens each; sampling with a KV cache, scoring, group advantages, one AdamW step on "
+        f"the clipped loss with the reference KL (beta {grpo_iteration.BETA}). Peer: {peer}.",
+        "",
+        markdown_table(["side", "median ms", "range ms"], rows),
+    ]
+    if theirs:
+        ratio = timings["TRL"].median / timings["alignax"].median
+        record.update(trl_s=timings["TRL"].median, speedup=ratio)
+        lines += ["", f"alignax / TRL speed-up: {ratio:.2f}x (no target)"]
     return "\n".join(lines), record
 
 
@@ -197,8 +222,8 @@ def main():
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("dpo", "sampling", "mfu", "scaling", "memory"),
-        default=("dpo", "sampling", "mfu", "scaling", "memory"),
+        choices=("dpo", "sampling", "grpo", "mfu", "scaling", "memory"),
+        default=("dpo", "sampling", "grpo", "mfu", "scaling", "memory"),
     )
     args = parser.parse_args()
     shape = Shape()
@@ -207,6 +232,7 @@ def main():
     benches = {
         "dpo": lambda: bench_dpo(shape, params, args.rounds),
         "sampling": lambda: bench_sampling(shape, params, args.rounds),
+        "grpo": lambda: bench_grpo(shape, params, args.rounds),
         "mfu": lambda: bench_mfu(args.rounds),
         "scaling": lambda: bench_scaling(args.rounds),
         "memory": bench_memory,

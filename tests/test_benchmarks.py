@@ -45,3 +45,42 @@ def test_lora_trains_fewer_params_in_less_memory_than_full_fine_tuning():
         assert lora["trained_params"] < full["trained_params"] / 5
         assert lora["arguments_mib"] < full["arguments_mib"]
         assert lora["peak_mib"] < full["peak_mib"]
+
+
+def test_word_tokenizer_reads_back_every_id():
+    """The peers' trainers get token ids as words; none is split by a special token inside it
+    ("<1>" is the unknown token, "<107>" must not read as it)."""
+    import numpy as np
+
+    tokenizer = common.word_tokenizer(300, eos_id=300)
+    ids = np.arange(300)
+    assert tokenizer(common.as_words(ids))["input_ids"] == ids.tolist()
+    assert tokenizer.eos_token_id == 300 and tokenizer.pad_token_id == 0
+
+
+def test_grpo_iteration_runs_on_both_sides_with_the_same_prompts():
+    """At a tiny shape: alignax's iteration returns a finite loss; TRL's generates full-length
+    completions of the benchmark's own prompt ids."""
+    import jax
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("trl", reason="the TRL peer: pip install -r benchmarks/requirements.txt")
+    from alignax.models import build_model
+    from benchmarks import grpo_iteration
+
+    shape = common.Shape(
+        layers=1, d_model=32, heads=2, mlp_dim=64, vocab=300, batch=8, prompt_len=6, response_len=5
+    )
+    params = jax.device_get(build_model(shape.model_config()).init(jax.random.key(0)))
+    prompts = grpo_iteration.prompts(shape)
+    assert prompts.shape == (2, 6)
+    assert np.isfinite(float(grpo_iteration.alignax_iteration(shape, params, prompts)()))
+    theirs, _ = grpo_iteration.trl_iteration(shape, params, prompts)
+    assert np.isfinite(theirs())
+    batch = theirs.trainer._buffered_inputs[0]
+    assert sorted(map(tuple, batch["prompt_ids"].tolist())) == sorted(
+        tuple(p) for p in prompts.tolist() for _ in range(grpo_iteration.GROUP)
+    )
+    assert batch["completion_ids"].shape == (8, 5)
+    assert batch["completion_mask"].sum().item() == 8 * 5  # no completion ended early

@@ -1,0 +1,163 @@
+"""One GRPO iteration on both sides: sample a group of `GROUP` completions for each prompt
+(exactly `response_len` new tokens, temperature 1, KV cache), score them, form group-normalised
+advantages, and take one optimizer step on the clipped GRPO loss (epsilon 0.2 / 0.28,
+sequence-mean aggregation, KL to the reference with beta 0.04, so the reference forward is in
+the iteration); AdamW (lr 1e-6, betas 0.9/0.999, no decay) after global-norm clipping at 1.0.
+The reward is the share of even token ids in a completion (cheap on both sides, so the iteration
+is the model's work).
+
+alignax: `rl.make_grpo_step` (rollout, scoring, advantages and the update in one jitted program;
+its rollout also computes the sampled tokens' log-probs under the current policy, which TRL
+skips with one update per generation). TRL: `GRPOTrainer.training_step` (generation with
+`transformers` generate, rewards, advantages, reference forward, loss, backward) then clipping,
+`optimizer.step()`, the scheduler and `zero_grad()`, as the Trainer's loop runs them. Both start
+from the same weights and prompts.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from alignax import rl, sharding
+from alignax.models import build_model
+from alignax.state import TrainState
+from benchmarks.common import Shape, as_words, compiled_step, word_tokenizer
+
+GROUP = 4
+LEARNING_RATE = 1e-6
+BETA = 0.04
+CLIP_LOW, CLIP_HIGH = 0.2, 0.28
+
+
+def prompts(shape: Shape, seed: int = 2) -> np.ndarray:
+    """`shape.batch // GROUP` prompts, so that an iteration trains on `shape.batch` completions."""
+    rng = np.random.default_rng(seed)
+    count = shape.batch // GROUP
+    return rng.integers(3, shape.vocab, size=(count, shape.prompt_len)).astype(np.int32)
+
+
+def _even_share(state, tokens, input_mask, loss_mask):
+    del state, input_mask
+    even = (tokens % 2 == 0) * loss_mask
+    return jnp.sum(even, -1) / jnp.maximum(jnp.sum(loss_mask, -1), 1)
+
+
+def alignax_iteration(shape: Shape, params, prompt_tokens):
+    """A zero-argument callable running one compiled iteration (blocking)."""
+    model = build_model(shape.model_config())
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1}))
+    tx = optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(LEARNING_RATE, b1=0.9, b2=0.999, weight_decay=0.0),
+    )
+    params = jax.device_put(params, sharding.replicated(mesh))
+    ref_params = jax.tree.map(jnp.copy, params)
+    state = TrainState.create(params, tx, mesh, ref_params=ref_params)
+    step_fn = rl.make_grpo_step(
+        policy=model,
+        score_fn=_even_share,
+        tx=tx,
+        config=rl.GRPOConfig(
+            beta=BETA,
+            clip_eps_low=CLIP_LOW,
+            clip_eps_high=CLIP_HIGH,
+            epochs=1,
+            num_minibatches=1,
+            loss="grpo",
+            aggregation="sequence_mean",
+            scale_rewards="group",
+        ),
+        rollout_config=rl.RolloutConfig(
+            max_new_tokens=shape.response_len, group_size=GROUP, temperature=1.0
+        ),
+        eos_id=-1,  # exactly response_len tokens, like the TRL side
+    )
+    batch = sharding.shard_batch(
+        {"prompt_tokens": prompt_tokens, "prompt_mask": np.ones_like(prompt_tokens)}, mesh
+    )
+    return compiled_step(step_fn, state, batch, mesh)
+
+
+def trl_iteration(shape: Shape, params, prompt_tokens):
+    """The TRL side, or (None, reason) when TRL or torch is missing."""
+    try:
+        import datasets
+        import torch
+        import trl
+    except ImportError as error:
+        return None, f"TRL side skipped: {error} (pip install -r benchmarks/requirements.txt)"
+    from alignax.models.hf import save_hf
+
+    # TRL loads the policy and its reference from a checkpoint directory; kept with the runner.
+    scratch = tempfile.TemporaryDirectory(prefix="alignax-bench-grpo-")
+    checkpoint = Path(scratch.name) / "model"
+    save_hf(checkpoint, shape.model_config(), jax.device_get(params))
+    # An end-of-sequence id outside the model's vocabulary: every completion has all its tokens.
+    tokenizer = word_tokenizer(shape.vocab, eos_id=shape.vocab)
+    args = trl.GRPOConfig(
+        output_dir=str(Path(scratch.name) / "out"),
+        per_device_train_batch_size=shape.batch,
+        num_generations=GROUP,
+        max_completion_length=shape.response_len,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        beta=BETA,
+        epsilon=CLIP_LOW,
+        epsilon_high=CLIP_HIGH,
+        loss_type="grpo",
+        scale_rewards="group",
+        num_iterations=1,
+        learning_rate=LEARNING_RATE,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        lr_scheduler_type="constant",
+        model_init_kwargs={"dtype": torch.float32},
+        shuffle_dataset=False,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        logging_steps=10**9,
+        save_strategy="no",
+        max_steps=10**6,
+    )
+    rows = [{"prompt": as_words(p)} for p in prompt_tokens]
+
+    def even_share(completion_ids, **_):
+        return [float(np.mean(np.asarray(ids) % 2 == 0)) if ids else 0.0 for ids in completion_ids]
+
+    trainer = trl.GRPOTrainer(
+        model=str(checkpoint),
+        reward_funcs=even_share,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
+    trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
+    trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop, replaced here
+    model = trainer.model
+    model.train()
+    # The generation batch as TRL's sampler yields it: each prompt `GROUP` times in a row.
+    inputs = [row for row in rows for _ in range(GROUP)]
+
+    def run():
+        loss = trainer.training_step(model, inputs, None)
+        trainer.accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        model.zero_grad()
+        return float(loss)
+
+    run.output_directory = scratch  # removed when the runner is
+    run.trainer = trainer  # for inspection (tests/test_benchmarks.py)
+    threads = torch.get_num_threads()
+    return run, f"TRL {trl.__version__}, torch {torch.__version__} ({threads} threads)"
