@@ -139,7 +139,7 @@ def initial_params(
 
 
 # Model-config keys that do not change the shape or meaning of the weights.
-_RUNTIME_KEYS = ("max_len", "dtype", "param_dtype", "remat", "dropout_rate")
+_RUNTIME_KEYS = ("max_len", "dtype", "param_dtype", "remat", "remat_policy", "dropout_rate")
 
 
 def pretrained_params(path: str | Path, model_config, mesh: Mesh, like: dict) -> dict:

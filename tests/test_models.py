@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alignax import logprobs
-from alignax.models import ModelConfig, build_model, transplant_backbone
+from alignax.models import ModelConfig, build_model, default_model_config, transplant_backbone
 from tests.helpers import pad_rows, tiny_config, tiny_model
 
 VARIANTS = {
@@ -203,3 +203,41 @@ def test_every_param_has_logical_axes_of_its_rank():
     for axes, p in zip(flat_axes, flat_params):
         assert len(axes) == p.ndim
     assert tuple(model.logical_axes["blocks"]["mlp"]["up"]) == ("layers", "embed", "mlp")
+
+
+def test_remat_policies_keep_the_gradients_and_save_less_memory_in_order():
+    """model.remat recomputes each layer in the backward pass; model.remat_policy chooses what a
+    layer still saves. Every policy gives the gradients of no remat; XLA's temporaries shrink
+    from no remat to "dots" (every matmul output saved) to "dots_no_batch" (not attention's) to
+    "nothing"."""
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 64, (8, 128)))
+
+    def gradients_and_memory(**remat):
+        config = default_model_config()
+        config.update(num_layers=3, d_model=64, mlp_dim=256, max_len=128, **remat)
+        model = build_model(config)
+        params = model.init(jax.random.key(0))
+
+        def loss(params):
+            logits = model.apply(params, tokens, jnp.ones_like(tokens))["logits"]
+            return jax.nn.log_softmax(logits).mean()
+
+        step = jax.jit(jax.value_and_grad(loss))
+        memory = step.lower(params).compile().memory_analysis().temp_size_in_bytes
+        return step(params), memory
+
+    (value, grads), no_remat = gradients_and_memory(remat=False)
+    memory = {}
+    for policy in ("dots", "dots_no_batch", "nothing"):
+        (v, g), memory[policy] = gradients_and_memory(remat=True, remat_policy=policy)
+        assert float(v) == pytest.approx(float(value), rel=1e-6)
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(grads), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert no_remat > memory["dots"] > memory["dots_no_batch"] > memory["nothing"]
+
+
+def test_unknown_remat_policy_is_refused_by_key():
+    config = default_model_config()
+    config.remat_policy = "everything"
+    with pytest.raises(ValueError, match="model.remat_policy='everything'"):
+        build_model(config)

@@ -16,6 +16,7 @@ _CHOICES = {
     "positions": ("learned", "rope"),
     "dtype": tuple(_DTYPES),
     "param_dtype": tuple(_DTYPES),
+    "remat_policy": ("nothing", "dots", "dots_no_batch"),
 }
 
 
@@ -39,7 +40,11 @@ def default_model_config() -> ml_collections.ConfigDict:
             "dtype": "float32",
             "param_dtype": "float32",
             "dropout_rate": 0.0,
+            # Recompute each layer in the backward pass instead of keeping its activations;
+            # `remat_policy` names what a layer still saves: "nothing" (least memory), "dots"
+            # (every matmul output), "dots_no_batch" (the weight matmuls', not attention's).
             "remat": False,
+            "remat_policy": "nothing",
             # Biases for imported checkpoints (Qwen2: qkv_bias; GPT-2: all three).
             "qkv_bias": False,
             "out_bias": False,
@@ -67,6 +72,7 @@ class ModelConfig:
     param_dtype: jnp.dtype
     dropout_rate: float
     remat: bool
+    remat_policy: str
     qkv_bias: bool
     out_bias: bool
     mlp_bias: bool

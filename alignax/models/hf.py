@@ -639,7 +639,9 @@ def save_hf(
                 param_dtype=_dtype_name(c.param_dtype),
             )
         )
-        if described != dataclasses.replace(c, dropout_rate=0.0, remat=False):
+        if described != dataclasses.replace(
+            c, dropout_rate=0.0, remat=False, remat_policy="nothing"
+        ):
             raise ValueError(
                 f"base_config does not describe this model: {described} vs {c} "
                 "(export without base_config to write a generated config.json)"

@@ -24,6 +24,12 @@ from flax import nnx
 
 from alignax.models.config import ModelConfig
 
+# model.remat_policy -> what a rematerialised layer saves for the backward pass.
+REMAT_POLICIES = {
+    "nothing": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 _NEG_INF = -1e30  # finite, so fully masked rows (left padding) give a uniform softmax, not NaN
 
 
@@ -320,7 +326,7 @@ class Transformer(nnx.Module):
             )
             return self.final_norm(x), {"k": cache_k, "v": cache_v}
         if c.remat:
-            layer = jax.checkpoint(layer)
+            layer = jax.checkpoint(layer, policy=REMAT_POLICIES[c.remat_policy])
         x, cache = jax.lax.scan(layer, x, (block_state, cache, layer_keys))
         return self.final_norm(x), cache
 
