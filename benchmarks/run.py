@@ -1,7 +1,7 @@
 """Every speed comparison in one command, printed as tables and written to `--out`:
 
     pip install -r benchmarks/requirements.txt     # the peers (TRL); optional
-    python -m benchmarks.run --out runs/bench      # about 6 minutes on 2 CPU cores
+    python -m benchmarks.run --out runs/bench      # about 5 minutes on 2 CPU cores
     python -m experiments.publish speed runs/bench # its tables into the README
 
 1. DPO step: alignax against TRL's DPOTrainer (PyTorch), same weights, shape, batch, optimizer.
