@@ -1,10 +1,10 @@
 """One GRPO iteration on both sides: sample a group of `GROUP` completions for each prompt
 (exactly `response_len` new tokens, temperature 1, KV cache), score them, form group-normalised
 advantages, and take one optimizer step on the clipped GRPO loss (epsilon 0.2 / 0.28,
-sequence-mean aggregation, KL to the reference with beta 0.04, so the reference forward is in
-the iteration); AdamW (lr 1e-6, betas 0.9/0.999, no decay) after global-norm clipping at 1.0.
-The reward is the share of even token ids in a completion (cheap on both sides, so the iteration
-is the model's work).
+sequence-mean aggregation, the k3 KL to the reference times the importance ratio (TRL's default
+bias correction) with beta 0.04, so the reference forward is in the iteration); AdamW (lr 1e-6,
+betas 0.9/0.999, no decay) after global-norm clipping at 1.0. The reward is the share of even
+token ids in a completion (cheap on both sides, so the iteration is the model's work).
 
 alignax: `rl.make_grpo_step` (rollout, scoring, advantages and the update in one jitted program;
 its rollout also computes the sampled tokens' log-probs under the current policy, which TRL
@@ -73,6 +73,7 @@ def alignax_iteration(shape: Shape, params, prompt_tokens):
             loss="grpo",
             aggregation="sequence_mean",
             scale_rewards="group",
+            kl_importance_weighted=True,  # TRL's use_bias_correction_kl (its default)
         ),
         rollout_config=rl.RolloutConfig(
             max_new_tokens=shape.response_len, group_size=GROUP, temperature=1.0
@@ -113,6 +114,7 @@ def trl_iteration(shape: Shape, params, prompt_tokens):
         epsilon=CLIP_LOW,
         epsilon_high=CLIP_HIGH,
         loss_type="grpo",
+        use_bias_correction_kl=True,
         scale_rewards="group",
         num_iterations=1,
         learning_rate=LEARNING_RATE,
