@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import optax
 
-from alignax import steps
+from alignax import sharding, steps
 from alignax.models import default_model_config
 
 
@@ -54,6 +56,26 @@ class Shape:
             f"{self.d_model // self.heads}, SwiGLU {self.mlp_dim}, vocab {self.vocab}, untied, "
             f"float32"
         )
+
+
+def one_device_mesh():
+    return sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1}))
+
+
+def clipped_adamw(learning_rate: float) -> optax.GradientTransformation:
+    """The peer comparisons' optimizer: AdamW (betas 0.9/0.999, no decay) after global-norm
+    clipping at 1.0, as `trl_training_args` configures the TRL side."""
+    return optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(learning_rate, b1=0.9, b2=0.999, weight_decay=0.0),
+    )
+
+
+def even_token_share(state, tokens, input_mask, loss_mask):
+    """A reward any policy can be scored with: the share of even token ids in the response."""
+    del state, input_mask
+    even = (tokens % 2 == 0) * loss_mask
+    return jnp.sum(even, -1) / jnp.maximum(jnp.sum(loss_mask, -1), 1)
 
 
 @dataclasses.dataclass
@@ -120,6 +142,53 @@ def hf_models(shape: Shape, params, count: int = 1) -> list:
             AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
             for _ in range(count)
         ]
+
+
+def trl_training_args(learning_rate: float) -> dict:
+    """The TrainingArguments every TRL side shares: `clipped_adamw`'s optimizer with a constant
+    schedule, on the CPU in float32, nothing logged or saved."""
+    return dict(
+        learning_rate=learning_rate,
+        adam_beta1=0.9,
+        adam_beta2=0.999,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        lr_scheduler_type="constant",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        logging_steps=10**9,
+        save_strategy="no",
+        max_steps=10**6,
+    )
+
+
+def trl_runner(trainer, model, inputs, scratch: tempfile.TemporaryDirectory):
+    """A zero-argument call of one optimizer step of a TRL trainer on `inputs`, as the Trainer's
+    loop runs it: `training_step` (forwards, loss, backward), clipping, `optimizer.step()`, the
+    scheduler and `zero_grad()`. `scratch` (the trainer's files) is removed with the runner."""
+    trainer.create_optimizer_and_scheduler(num_training_steps=trainer.args.max_steps)
+    trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop, replaced here
+    model.train()
+
+    def run():
+        loss = trainer.training_step(model, inputs, None)
+        trainer.accelerator.clip_grad_norm_(model.parameters(), trainer.args.max_grad_norm)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        model.zero_grad()
+        return float(loss)
+
+    run.output_directory = scratch
+    run.trainer = trainer  # for inspection (tests/test_benchmarks.py)
+    return run
+
+
+def trl_peer() -> str:
+    import torch
+    import trl
+
+    return f"TRL {trl.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 def word_tokenizer(vocab: int, *, eos_id: int = 2):

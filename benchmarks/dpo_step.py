@@ -15,12 +15,22 @@ import tempfile
 import jax
 import ml_collections
 import numpy as np
-import optax
 
 from alignax import objectives, sharding, steps
 from alignax.models import build_model
 from alignax.state import TrainState
-from benchmarks.common import Shape, as_words, compiled_step, hf_models, word_tokenizer
+from benchmarks.common import (
+    Shape,
+    as_words,
+    clipped_adamw,
+    compiled_step,
+    hf_models,
+    one_device_mesh,
+    trl_peer,
+    trl_runner,
+    trl_training_args,
+    word_tokenizer,
+)
 
 LEARNING_RATE = 1e-6
 BETA = 0.1
@@ -39,11 +49,8 @@ def token_pairs(shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
 def alignax_step(shape: Shape, params, pairs):
     """A zero-argument callable running one compiled step (blocking)."""
     model = build_model(shape.model_config())
-    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1}))
-    tx = optax.chain(
-        optax.clip_by_global_norm(1.0),
-        optax.adamw(LEARNING_RATE, b1=0.9, b2=0.999, weight_decay=0.0),
-    )
+    mesh = one_device_mesh()
+    tx = clipped_adamw(LEARNING_RATE)
     loss_config = ml_collections.ConfigDict({"name": "dpo", "hyperparameters": {"beta": BETA}})
     params = jax.device_put(params, sharding.replicated(mesh))
     state = TrainState.create(
@@ -68,8 +75,8 @@ def alignax_step(shape: Shape, params, pairs):
 def trl_step(shape: Shape, params, pairs):
     """The TRL side, or None with the reason when TRL or torch is missing."""
     try:
-        import torch
-        import transformers  # noqa: F401 (the peer's availability)
+        import torch  # noqa: F401 (the peer's availability)
+        import transformers  # noqa: F401
         import trl
     except ImportError as error:
         return None, f"TRL side skipped: {error} (pip install -r benchmarks/requirements.txt)"
@@ -79,21 +86,10 @@ def trl_step(shape: Shape, params, pairs):
     args = trl.DPOConfig(
         output_dir=scratch.name,
         per_device_train_batch_size=shape.batch,
-        learning_rate=LEARNING_RATE,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        lr_scheduler_type="constant",
         beta=BETA,
         loss_type=["sigmoid"],
         max_length=None,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        logging_steps=10**9,
-        save_strategy="no",
-        max_steps=10**6,
+        **trl_training_args(LEARNING_RATE),
     )
     examples = [
         {
@@ -104,23 +100,9 @@ def trl_step(shape: Shape, params, pairs):
         for i in range(shape.batch)
     ]
     trainer = _build_trainer(trl, model, ref_model, args, examples)
-    trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
     collator = trl.trainer.dpo_trainer.DataCollatorForPreference(pad_token_id=0)
     inputs = trainer._prepare_inputs(collator(examples))
-    trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop, which we replace
-    model.train()
-
-    def run():
-        loss = trainer.training_step(model, inputs)
-        trainer.accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
-        model.zero_grad()
-        return float(loss)
-
-    run.output_directory = scratch  # removed when the runner is
-    threads = torch.get_num_threads()
-    return run, f"TRL {trl.__version__}, torch {torch.__version__} ({threads} threads)"
+    return trl_runner(trainer, model, inputs, scratch), trl_peer()
 
 
 def _build_trainer(trl, model, ref_model, args, examples):

@@ -21,14 +21,23 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import optax
 
 from alignax import rl, sharding
 from alignax.models import build_model
 from alignax.state import TrainState
-from benchmarks.common import Shape, as_words, compiled_step, word_tokenizer
+from benchmarks.common import (
+    Shape,
+    as_words,
+    clipped_adamw,
+    compiled_step,
+    even_token_share,
+    one_device_mesh,
+    trl_peer,
+    trl_runner,
+    trl_training_args,
+    word_tokenizer,
+)
 
 GROUP = 4
 LEARNING_RATE = 1e-6
@@ -43,26 +52,17 @@ def prompts(shape: Shape, seed: int = 2) -> np.ndarray:
     return rng.integers(3, shape.vocab, size=(count, shape.prompt_len)).astype(np.int32)
 
 
-def _even_share(state, tokens, input_mask, loss_mask):
-    del state, input_mask
-    even = (tokens % 2 == 0) * loss_mask
-    return jnp.sum(even, -1) / jnp.maximum(jnp.sum(loss_mask, -1), 1)
-
-
 def alignax_iteration(shape: Shape, params, prompt_tokens):
     """A zero-argument callable running one compiled iteration (blocking)."""
     model = build_model(shape.model_config())
-    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": 1, "fsdp": 1, "tensor": 1}))
-    tx = optax.chain(
-        optax.clip_by_global_norm(1.0),
-        optax.adamw(LEARNING_RATE, b1=0.9, b2=0.999, weight_decay=0.0),
-    )
+    mesh = one_device_mesh()
+    tx = clipped_adamw(LEARNING_RATE)
     params = jax.device_put(params, sharding.replicated(mesh))
     ref_params = jax.tree.map(jnp.copy, params)
     state = TrainState.create(params, tx, mesh, ref_params=ref_params)
     step_fn = rl.make_grpo_step(
         policy=model,
-        score_fn=_even_share,
+        score_fn=even_token_share,
         tx=tx,
         config=rl.GRPOConfig(
             beta=BETA,
@@ -117,20 +117,9 @@ def trl_iteration(shape: Shape, params, prompt_tokens):
         use_bias_correction_kl=True,
         scale_rewards="group",
         num_iterations=1,
-        learning_rate=LEARNING_RATE,
-        adam_beta1=0.9,
-        adam_beta2=0.999,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        lr_scheduler_type="constant",
         model_init_kwargs={"dtype": torch.float32},
         shuffle_dataset=False,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        logging_steps=10**9,
-        save_strategy="no",
-        max_steps=10**6,
+        **trl_training_args(LEARNING_RATE),
     )
     rows = [{"prompt": as_words(p)} for p in prompt_tokens]
 
@@ -144,22 +133,6 @@ def trl_iteration(shape: Shape, params, prompt_tokens):
         train_dataset=datasets.Dataset.from_list(rows),
         processing_class=tokenizer,
     )
-    trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
-    trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop, replaced here
-    model = trainer.model
-    model.train()
     # The generation batch as TRL's sampler yields it: each prompt `GROUP` times in a row.
     inputs = [row for row in rows for _ in range(GROUP)]
-
-    def run():
-        loss = trainer.training_step(model, inputs, None)
-        trainer.accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
-        model.zero_grad()
-        return float(loss)
-
-    run.output_directory = scratch  # removed when the runner is
-    run.trainer = trainer  # for inspection (tests/test_benchmarks.py)
-    threads = torch.get_num_threads()
-    return run, f"TRL {trl.__version__}, torch {torch.__version__} ({threads} threads)"
+    return trl_runner(trainer, trainer.model, inputs, scratch), trl_peer()

@@ -46,30 +46,38 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def bench_dpo(shape: Shape, params, rounds: int) -> tuple[str, dict]:
-    pairs = dpo_step.token_pairs(shape)
-    ours = dpo_step.alignax_step(shape, params, pairs)
-    theirs, peer = dpo_step.trl_step(shape, params, pairs)
+def versus_trl(description: str, ours, theirs, peer: str, rounds: int, target=None):
+    """One step against its TRL twin, interleaved: `description` and the peer, the table of
+    medians, and the speed-up with its verdict against `target` (none: measured only)."""
     cases = {"alignax": ours} | ({"TRL": theirs} if theirs else {})
     timings = interleave(cases, rounds=rounds)
     rows = [[name, f"{t.median * 1e3:.0f}", t.spread()] for name, t in timings.items()]
     record = {"alignax_s": timings["alignax"].median, "peer": peer}
     lines = [
-        f"DPO step: {shape.describe()}; {shape.batch} pairs of {shape.prompt_len} prompt + "
-        f"{shape.response_len} response tokens; sigmoid loss, beta {dpo_step.BETA}, AdamW, "
-        f"reference forward in the step. Peer: {peer}.",
+        f"{description} Peer: {peer}.",
         "",
         markdown_table(["side", "median ms", "range ms"], rows),
     ]
     if theirs:
         ratio = timings["TRL"].median / timings["alignax"].median
         record.update(trl_s=timings["TRL"].median, speedup=ratio)
-        lines += [
-            "",
-            f"alignax / TRL speed-up: {ratio:.2f}x (target {DPO_TARGET}x: "
-            f"{_verdict(ratio >= DPO_TARGET)})",
-        ]
+        verdict = (
+            "no target" if target is None else f"target {target}x: {_verdict(ratio >= target)}"
+        )
+        lines += ["", f"alignax / TRL speed-up: {ratio:.2f}x ({verdict})"]
     return "\n".join(lines), record
+
+
+def bench_dpo(shape: Shape, params, rounds: int) -> tuple[str, dict]:
+    pairs = dpo_step.token_pairs(shape)
+    ours = dpo_step.alignax_step(shape, params, pairs)
+    theirs, peer = dpo_step.trl_step(shape, params, pairs)
+    description = (
+        f"DPO step: {shape.describe()}; {shape.batch} pairs of {shape.prompt_len} prompt + "
+        f"{shape.response_len} response tokens; sigmoid loss, beta {dpo_step.BETA}, AdamW, "
+        f"reference forward in the step."
+    )
+    return versus_trl(description, ours, theirs, peer, rounds, target=DPO_TARGET)
 
 
 def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
@@ -113,23 +121,13 @@ def bench_grpo(shape: Shape, params, rounds: int) -> tuple[str, dict]:
     prompt_tokens = grpo_iteration.prompts(shape)
     ours = grpo_iteration.alignax_iteration(shape, params, prompt_tokens)
     theirs, peer = grpo_iteration.trl_iteration(shape, params, prompt_tokens)
-    cases = {"alignax": ours} | ({"TRL": theirs} if theirs else {})
-    timings = interleave(cases, rounds=rounds)
-    rows = [[name, f"{t.median * 1e3:.0f}", t.spread()] for name, t in timings.items()]
-    record = {"alignax_s": timings["alignax"].median, "peer": peer}
-    lines = [
+    description = (
         f"GRPO iteration: {shape.describe()}; {len(prompt_tokens)} prompts of "
         f"{shape.prompt_len} tokens x groups of {grpo_iteration.GROUP}, {shape.response_len} new "
         f"tokens each; sampling with a KV cache, scoring, group advantages, one AdamW step on "
-        f"the clipped loss with the reference KL (beta {grpo_iteration.BETA}). Peer: {peer}.",
-        "",
-        markdown_table(["side", "median ms", "range ms"], rows),
-    ]
-    if theirs:
-        ratio = timings["TRL"].median / timings["alignax"].median
-        record.update(trl_s=timings["TRL"].median, speedup=ratio)
-        lines += ["", f"alignax / TRL speed-up: {ratio:.2f}x (no target)"]
-    return "\n".join(lines), record
+        f"the clipped loss with the reference KL (beta {grpo_iteration.BETA})."
+    )
+    return versus_trl(description, ours, theirs, peer, rounds)
 
 
 def bench_mfu(rounds: int, preset: str = "small", batch: int = 8, length: int = 128):

@@ -24,7 +24,7 @@ from alignax.rl.rollout import actor_critic_response_fn, collect
 from alignax.sampling import sample
 from alignax.state import TrainState
 from benchmarks import mfu
-from benchmarks.common import carried, interleave, markdown_table
+from benchmarks.common import carried, even_token_share, interleave, markdown_table
 from configs import dpo as dpo_config
 from configs import kto as kto_config
 from configs import reward_model as reward_model_config
@@ -144,13 +144,6 @@ def _prompts(model, batch: int, prompt_len: int) -> dict:
     return {"prompt_tokens": tokens, "prompt_mask": np.ones_like(tokens)}
 
 
-def _score(state, tokens, input_mask, loss_mask):
-    """A reward any policy can be scored with: the share of even token ids in the response."""
-    del state, input_mask
-    even = (tokens % 2 == 0) * loss_mask
-    return jnp.sum(even, -1) / jnp.maximum(jnp.sum(loss_mask, -1), 1)
-
-
 def rl_steps(preset: str, batch: int, prompt_len: int, new_tokens: int) -> dict:
     """name -> (jitted iteration, state, prompt batch) for PPO (value head on the policy) and
     GRPO (groups of 4), plus the pieces of the PPO iteration for `rl_split`."""
@@ -167,7 +160,7 @@ def rl_steps(preset: str, batch: int, prompt_len: int, new_tokens: int) -> dict:
     ppo = rl.make_ppo_step(
         policy=policy,
         value_model=None,
-        score_fn=_score,
+        score_fn=even_token_share,
         tx=tx,
         kl_controller=controller,
         config=ppo_config,
@@ -181,7 +174,7 @@ def rl_steps(preset: str, batch: int, prompt_len: int, new_tokens: int) -> dict:
     grpo_state = TrainState.create(grpo_params, tx, mesh, ref_params=grpo_params)
     grpo = rl.make_grpo_step(
         policy=policy,
-        score_fn=_score,
+        score_fn=even_token_share,
         tx=tx,
         config=rl.GRPOConfig(),
         rollout_config=rl.RolloutConfig(max_new_tokens=new_tokens, group_size=group),
@@ -216,7 +209,7 @@ def rl_steps(preset: str, batch: int, prompt_len: int, new_tokens: int) -> dict:
             response_fn=response_fn,
             prompts=prompts,
             rng=rng,
-            score_fn=lambda *s: _score(state, *s),
+            score_fn=lambda *s: even_token_share(state, *s),
             max_new_tokens=new_tokens,
             eos_id=EOS,
         )
