@@ -54,10 +54,10 @@ def test_plan_covers_the_sweeps_once_and_the_size_axis(config):
 
 
 def test_size_axis_ptx_coef_must_be_swept(config):
-    with config.unlocked():
-        config.sweep.size_axis_ptx_coef = 0.3
+    bad = config.copy_and_resolve_references()
+    bad.sweep.size_axis_ptx_coef = 0.3
     with pytest.raises(ValueError, match="size_axis_ptx_coef"):
-        instructgpt.ppo_plan(config)
+        instructgpt.ppo_plan(bad)
 
 
 def test_ptx_base_must_be_a_run(config):
@@ -77,6 +77,51 @@ def test_policy_model_keeps_head_dimension_and_mlp_ratio(config):
     assert instructgpt.policy_model(config.model, 64).to_dict() == config.model.to_dict()
     with pytest.raises(ValueError, match="widths"):
         instructgpt.policy_model(config.model, 40)
+
+
+def test_every_width_trains_its_own_stages_against_the_sweep_widths_reward_model(
+    config, tmp_path, monkeypatch
+):
+    """The size axis's wiring, which the one-width smoke run does not reach: the stages of one
+    seed in order, each at its width, every PPO run from its width's SFT policy and scored by the
+    one reward model of the sweep width (nothing trains: the stage runner records its calls)."""
+    calls = []
+    monkeypatch.setattr(
+        instructgpt,
+        "_run_stage",
+        lambda label, module_run, stage, directory, seed_dir, **kw: calls.append(
+            (label, stage, directory)
+        ),
+    )
+    runs = instructgpt.train_seed(config, 0, tmp_path)
+    assert runs == instructgpt.ppo_plan(config)
+    labels = [label for label, _, _ in calls]
+    upstream = ["seed 0, pretrain d64", "seed 0, sft d64", "seed 0, reward_model"]
+    for width in (32, 128):
+        upstream += [f"seed 0, pretrain d{width}", f"seed 0, sft d{width}"]
+    assert labels[: len(upstream)] == upstream
+    assert labels[len(upstream) :] == [f"seed 0, ppo d{r['width']} {r['name']}" for r in runs]
+    reward_model = tmp_path / "d64" / "reward_model"
+    for (_, stage, directory), run in zip(calls[len(upstream) :], runs):
+        width = run["width"]
+        assert stage.model.d_model == width and stage.seed == 0
+        assert directory == tmp_path / f"d{width}" / "ppo" / run["name"]
+        assert stage.init_from == str(tmp_path / f"d{width}" / "sft")
+        assert stage.rewards.reward_model_from == str(reward_model)
+        assert {k: stage.ppo[k] for k in run["ppo"]} == run["ppo"]
+    for label, stage, directory in calls[: len(upstream)]:
+        width = 64 if label.endswith("reward_model") else int(label.rsplit("d", 1)[1])
+        assert directory.parent == tmp_path / f"d{width}"
+        if label.endswith("reward_model"):
+            continue  # its own model config, whatever the policy widths
+        assert stage.model.d_model == width
+    # A seed outside size_axis_seeds trains the sweep width only.
+    other = config.copy_and_resolve_references()
+    other.size_axis_seeds = (0,)
+    calls.clear()
+    runs = instructgpt.train_seed(other, 1, tmp_path)
+    assert {r["width"] for r in runs} == {64}
+    assert all("d64" in label or label.endswith("reward_model") for label, _, _ in calls)
 
 
 def test_hump_finds_the_peak_and_the_paired_drop():
