@@ -1,6 +1,8 @@
 """KV-cache sampling: cache == recompute, greedy == argmax, EOS handling, filters."""
 
 import functools
+import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +41,30 @@ def test_kv_cache_logits_equal_full_recompute_at_every_step():
             params, tokens[:, t : t + 1], positions[:, t : t + 1], mask, cache, t
         )
         np.testing.assert_allclose(logits[:, 0], full[:, t], atol=1e-5)
+
+
+def test_decoding_reads_the_cache_without_copying_it():
+    """The cache is laid out as the attention products read it (`CACHE_AXES`): a decode step's
+    compiled program transposes no layer's keys or values (a copy of the whole layer at every
+    token, which made the sampler's time grow with the cache's length)."""
+    model, params, prompts, mask = _setup()
+    batch, slots = 3, 32
+    c = model.config
+    layer_elements = batch * c.num_kv_heads * slots * c.head_dim
+    step = jax.jit(
+        lambda p, cache, token: model.decode(
+            p, token, jnp.full((batch, 1), 5), jnp.ones((batch, slots), jnp.int32), cache, 5
+        )
+    )
+    hlo = step.lower(params, model.init_cache(batch, slots), prompts[:, :1]).compile().as_text()
+    transposed = [
+        line
+        for line in hlo.splitlines()
+        if " transpose(" in line
+        and (shape := re.search(r"= f32\[([\d,]+)\]", line))
+        and math.prod(map(int, shape.group(1).split(","))) == layer_elements
+    ]
+    assert not transposed, transposed
 
 
 def test_cached_and_recomputed_sampling_draw_the_same_tokens():

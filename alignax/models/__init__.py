@@ -21,7 +21,7 @@ import ml_collections
 from flax import nnx
 
 from alignax.models.config import ModelConfig, default_model_config
-from alignax.models.transformer import Transformer
+from alignax.models.transformer import CACHE_AXES, Transformer
 
 HEADS = ("lm", "reward", "value")
 HEAD_PARAMS = ("lm_head", "reward_head", "reward_bias", "value_head", "value_bias")
@@ -110,12 +110,16 @@ class Model:
         return out
 
     def init_cache(self, batch_size: int, length: int) -> dict[str, jax.Array]:
-        """Empty KV cache of `length` slots: k, v [layers, B, length, kv_heads, head_dim]."""
+        """Empty KV cache of `length` slots: k [layers, B, kv_heads, length, head_dim] and
+        v [layers, B, kv_heads, head_dim, length] (`CACHE_AXES`)."""
         c = self.config
         if length > c.max_len:
             raise ValueError(f"cache length {length} exceeds model.max_len={c.max_len}")
-        shape = (c.num_layers, batch_size, length, c.num_kv_heads, c.head_dim)
-        return {"k": jnp.zeros(shape, c.dtype), "v": jnp.zeros(shape, c.dtype)}
+        sizes = {"b": batch_size, "k": c.num_kv_heads, "s": length, "d": c.head_dim}
+        return {
+            name: jnp.zeros((c.num_layers, *(sizes[a] for a in axes)), c.dtype)
+            for name, axes in CACHE_AXES.items()
+        }
 
     def decode(
         self,

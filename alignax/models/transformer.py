@@ -30,6 +30,9 @@ REMAT_POLICIES = {
     "dots": jax.checkpoint_policies.dots_saveable,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+# Axes of one layer's KV cache (b batch, k kv heads, s slots, d head_dim): keys with head_dim
+# minor, values with the slots minor, as the two attention products contract them.
+CACHE_AXES = {"k": "bksd", "v": "bkds"}
 _NEG_INF = -1e30  # finite, so fully masked rows (left padding) give a uniform softmax, not NaN
 
 
@@ -141,24 +144,31 @@ class Attention(nnx.Module):
             q = apply_rope(q, positions_BxL, c.rope_theta)
             k = apply_rope(k, positions_BxL, c.rope_theta)
         if cache is not None:
-            # cache: every layer's keys and values [layers, B, S, kv_heads, head_dim] and this
-            # layer's index; the new entries are written in place (the buffers are loop carries).
+            # cache: every layer's keys [layers, B, kv_heads, S, head_dim] and values [layers,
+            # B, kv_heads, head_dim, S] (`CACHE_AXES`) and this layer's index; the new entries are
+            # written in place (the buffers are loop carries). In these layouts both attention
+            # products read the cache as it lies: no transposed copy of it at every token.
             layer = cache["layer"]
 
-            def write(full, new):
-                start = (layer, 0, cache_index, 0, 0)
-                return jax.lax.dynamic_update_slice(full, new.astype(full.dtype)[None], start)
+            def write(full, new_BxLxKxD, axes):
+                new = jnp.einsum(f"bskd->{axes}", new_BxLxKxD.astype(full.dtype))[None]
+                start = tuple(cache_index if a == "s" else 0 for a in axes)
+                full = jax.lax.dynamic_update_slice(full, new, (layer, *start))
+                return full, jax.lax.dynamic_index_in_dim(full, layer, keepdims=False)
 
-            k_full, v_full = write(cache["k"], k), write(cache["v"], v)
-            k = jax.lax.dynamic_index_in_dim(k_full, layer, keepdims=False)
-            v = jax.lax.dynamic_index_in_dim(v_full, layer, keepdims=False)
+            (k_full, k), (v_full, v) = (
+                write(cache[name], new, CACHE_AXES[name]) for name, new in (("k", k), ("v", v))
+            )
             cache = {"k": k_full, "v": v_full, "layer": layer}
+            k_axes, v_axes = CACHE_AXES["k"], CACHE_AXES["v"]
+        else:
+            k_axes = v_axes = "bskd"
         b, length, h, hd = q.shape
         groups = h // c.num_kv_heads
         q = q.reshape(b, length, c.num_kv_heads, groups, hd)
-        scores = jnp.einsum("blkgd,bskd->bkgls", q, k.astype(dt)).astype(jnp.float32)
+        scores = jnp.einsum(f"blkgd,{k_axes}->bkgls", q, k.astype(dt)).astype(jnp.float32)
         scores = scores / math.sqrt(hd)
-        key_slots_S = jnp.arange(k.shape[1])
+        key_slots_S = jnp.arange(k.shape[k_axes.index("s")])
         causal_1xLxS = (key_slots_S[None, :] <= query_slots_L[:, None])[None]
         # key_mask: [B, S] (which slots hold real tokens) or, for packed rows, [B, L, S] (which
         # keys each query may see: real tokens of its own segment).
@@ -166,7 +176,7 @@ class Attention(nnx.Module):
         allowed_BxLxS = causal_1xLxS & (key_allowed > 0)
         scores = jnp.where(allowed_BxLxS[:, None, None], scores, _NEG_INF)
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-        attn = jnp.einsum("bkgls,bskd->blkgd", probs, v.astype(dt)).reshape(b, length, h * hd)
+        attn = jnp.einsum(f"bkgls,{v_axes}->blkgd", probs, v.astype(dt)).reshape(b, length, h * hd)
         out = _dense(attn, self.out[...].astype(dt).reshape(h * hd, -1))
         if c.out_bias:
             out = out + self.out_bias[...].astype(dt)
