@@ -24,8 +24,8 @@ default: TRIMMED from the issue's design to fit the budget (<= 30 min on 2 cores
   Wall time: measured in the published run's results block (README), with the seconds of each
   stage.
 runlocal: the same pipeline at toy sizes for the tests (1 seed, a few steps), at the sweep
-width only: a second width adds its own pretrain, SFT and two PPO programs to compile (81 -> 59 s
-standalone), and its wiring (each width's stages, the sweep width's reward model) is checked in
+width only (about 50 s): a second width adds its own pretrain, SFT and two PPO programs to
+compile (about 20 s more), and its wiring (each width's stages, the sweep width's reward model) is checked in
 tests/test_instructgpt.py without training.
 """
 
