@@ -25,8 +25,8 @@ default: TRIMMED from the issue's design to fit the budget (<= 30 min on 2 cores
   stage.
 runlocal: the same pipeline at toy sizes for the tests (1 seed, a few steps), at the sweep
 width only (about 50 s): a second width adds its own pretrain, SFT and two PPO programs to
-compile (about 20 s more), and its wiring (each width's stages, the sweep width's reward model) is checked in
-tests/test_instructgpt.py without training.
+compile (about 20 s more), and its wiring (each width's stages, the sweep width's reward
+model) is checked in tests/test_instructgpt.py without training.
 """
 
 import ml_collections
