@@ -113,8 +113,10 @@ def _build_trainer(trl, model, ref_model, args, examples):
         [
             {
                 "prompt": as_words(e["prompt_ids"]),
-                "chosen": as_words(e["chosen_ids"]),
-                "rejected": as_words(e["rejected_ids"]),
+                # TRL joins prompt and completion as text: the space keeps the prompt's last
+                # word and the completion's first apart.
+                "chosen": " " + as_words(e["chosen_ids"]),
+                "rejected": " " + as_words(e["rejected_ids"]),
             }
             for e in examples
         ]

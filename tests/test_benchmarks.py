@@ -84,3 +84,33 @@ def test_grpo_iteration_runs_on_both_sides_with_the_same_prompts():
     )
     assert batch["completion_ids"].shape == (8, 5)
     assert batch["completion_mask"].sum().item() == 8 * 5  # no completion ended early
+
+
+def test_dpo_step_trains_trl_on_the_benchmarks_own_pairs():
+    """At a tiny shape: TRL's dataset reads back the pairs' ids (prompt and completion are not
+    merged at their boundary; TRL appends its end of sequence), and its first step's loss is
+    log 2, the sigmoid DPO loss of a policy equal to its reference, as alignax's."""
+    import math
+
+    import jax
+    import pytest
+
+    pytest.importorskip("trl", reason="the TRL peer: pip install -r benchmarks/requirements.txt")
+    from alignax.models import build_model
+    from benchmarks import dpo_step
+
+    shape = common.Shape(
+        layers=1, d_model=32, heads=2, mlp_dim=64, vocab=300, batch=4, prompt_len=6, response_len=5
+    )
+    params = jax.device_get(build_model(shape.model_config()).init(jax.random.key(0)))
+    pairs = dpo_step.token_pairs(shape)
+    theirs, _ = dpo_step.trl_step(shape, params, pairs)
+    dataset = theirs.trainer.train_dataset
+    eos = [theirs.trainer.processing_class.eos_token_id]
+    for i, row in enumerate(dataset):
+        assert row["prompt_ids"] == pairs["prompt"][i].tolist()
+        assert row["chosen_ids"] == pairs["chosen"][i].tolist() + eos
+        assert row["rejected_ids"] == pairs["rejected"][i].tolist() + eos
+    assert math.isclose(float(theirs()), math.log(2), rel_tol=1e-6)
+    ours = dpo_step.alignax_step(shape, params, pairs)
+    assert math.isclose(float(ours()), math.log(2), rel_tol=1e-6)
