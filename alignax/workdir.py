@@ -263,8 +263,15 @@ def _check_resume(workdir: Path, new_config: dict, upstream: dict, allowed: bool
         return notes
     for key, now in upstream.items():
         then = recorded.get(key)
-        if then is None or then.get("path") != now["path"]:
+        if then is None or then.get("path") != now["path"] or then == now:
             continue  # a renamed/added key is a config change, handled above
+        if "pretrained" in then or "pretrained" in now:
+            raise StaleUpstreamError(
+                f"stage {workdir} was built from the pretrained checkpoint {key}={now['path']}, "
+                "whose files changed since (name, size or modification time): resuming would "
+                f"mix work built on two versions of it. Delete {workdir} to rebuild this stage "
+                "from the current files (or put the old ones back)."
+            )
         if (then["step"], then["config_sha256"]) != (now["step"], now["config_sha256"]):
             raise StaleUpstreamError(
                 f"stage {workdir} was built from {key}={now['path']} at step {then['step']} "

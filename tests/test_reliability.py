@@ -173,6 +173,28 @@ def test_unchanged_upstream_resumes_and_a_rebuilt_one_is_detected_through_its_ow
         _run(down, downstream)
 
 
+def test_a_stage_from_a_pretrained_checkpoint_resumes_and_notices_it_replaced(tmp_path):
+    """A pretrained upstream (a GGUF file here) is recorded by its files' stamps, not a stage's
+    step: an unchanged file resumes (it raised KeyError 'step'), a replaced one is refused."""
+    gguf = tmp_path / "base.gguf"
+    gguf.write_bytes(b"GGUF weights")
+    config = _config(steps=4)
+    with config.unlocked():
+        config.init_from = str(gguf)
+    for name in ("same", "replaced"):
+        down = tmp_path / name
+        with pytest.raises(Killed):  # killed after its step-2 checkpoint
+            _run(down, config, batches=Batches(fail_at=3))
+        record = json.loads((down / "upstream.json").read_text())["init_from"]
+        assert record["pretrained"]["base.gguf"][0] == len(b"GGUF weights")
+    _run(tmp_path / "same", config)
+    assert checkpoint_steps(tmp_path / "same" / "checkpoints")[-1] == 4
+    gguf.write_bytes(b"other GGUF weights")
+    with pytest.raises(StaleUpstreamError, match=r"pretrained checkpoint init_from=.*Delete"):
+        _run(tmp_path / "replaced", config)
+    assert checkpoint_steps(tmp_path / "replaced" / "checkpoints") == [2]
+
+
 def test_pipeline_stages_record_every_upstream_they_read():
     from configs import pipeline as pipeline_config
     from experiments.pipeline import seed_stage_config
