@@ -158,7 +158,9 @@ def write_report(
     combined = aggregate(tables)
     seeds = ", ".join(map(str, tables))
     lines = [
-        "### Pipeline: pretrain -> SFT -> reward model -> PPO / DPO",
+        "### Pipeline: "
+        + ("pretrained base" if config.base_from else "pretrain")
+        + " -> SFT -> reward model -> PPO / DPO",
         "",
         written_by(prov)
         + f"; {len(tables)} seeds ({seeds}), wall time {timings['seconds/total'] / 60:.1f} min "
