@@ -266,9 +266,15 @@ def _check_resume(workdir: Path, new_config: dict, upstream: dict, allowed: bool
         if then is None or then.get("path") != now["path"] or then == now:
             continue  # a renamed/added key is a config change, handled above
         if "pretrained" in then or "pretrained" in now:
+            change = (
+                "whose files changed since (name, size or modification time; a reinstall or a "
+                "copy of the same weights changes the time too)"
+                if "pretrained" in then and "pretrained" in now
+                else "which is now another kind of upstream (a stage's workdir or a pretrained "
+                "checkpoint) than when this stage started"
+            )
             raise StaleUpstreamError(
-                f"stage {workdir} was built from the pretrained checkpoint {key}={now['path']}, "
-                "whose files changed since (name, size or modification time): resuming would "
+                f"stage {workdir} was built from {key}={now['path']}, {change}: resuming would "
                 f"mix work built on two versions of it. Delete {workdir} to rebuild this stage "
                 "from the current files (or put the old ones back)."
             )

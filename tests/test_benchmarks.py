@@ -88,8 +88,9 @@ def test_grpo_iteration_runs_on_both_sides_with_the_same_prompts():
 
 def test_dpo_step_trains_trl_on_the_benchmarks_own_pairs():
     """At a tiny shape: TRL's dataset reads back the pairs' ids (prompt and completion are not
-    merged at their boundary; TRL appends its end of sequence), and its first step's loss is
-    log 2, the sigmoid DPO loss of a policy equal to its reference, as alignax's."""
+    merged at their boundary; TRL appends its end of sequence). Both sides' first loss is log 2,
+    the sigmoid DPO loss of a policy equal to its reference whatever the data: this shows only
+    that both steps run from the same start (TRL's timed step takes the collated ids)."""
     import math
 
     import jax

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import instructgpt as config_module
-from experiments import instructgpt
+from experiments import instructgpt, pipeline, ppo
 
 
 @pytest.fixture(scope="module")
@@ -90,38 +90,43 @@ def test_every_width_trains_its_own_stages_against_the_sweep_widths_reward_model
         instructgpt,
         "_run_stage",
         lambda label, module_run, stage, directory, seed_dir, **kw: calls.append(
-            (label, stage, directory)
+            (label, module_run, stage, directory, kw)
         ),
     )
+    sweep = config.sweep_width
+    others = [w for w in config.widths if w != sweep]
+    assert others  # the default preset has a size axis
     runs = instructgpt.train_seed(config, 0, tmp_path)
     assert runs == instructgpt.ppo_plan(config)
-    labels = [label for label, _, _ in calls]
-    upstream = ["seed 0, pretrain d64", "seed 0, sft d64", "seed 0, reward_model"]
-    for width in (32, 128):
+    labels = [call[0] for call in calls]
+    upstream = [f"seed 0, pretrain d{sweep}", f"seed 0, sft d{sweep}", "seed 0, reward_model"]
+    for width in others:
         upstream += [f"seed 0, pretrain d{width}", f"seed 0, sft d{width}"]
     assert labels[: len(upstream)] == upstream
     assert labels[len(upstream) :] == [f"seed 0, ppo d{r['width']} {r['name']}" for r in runs]
-    reward_model = tmp_path / "d64" / "reward_model"
-    for (_, stage, directory), run in zip(calls[len(upstream) :], runs):
+    reward_model = tmp_path / f"d{sweep}" / "reward_model"
+    for (_, module_run, stage, directory, kw), run in zip(calls[len(upstream) :], runs):
         width = run["width"]
+        assert module_run is ppo.run and kw == {"eval_at_start": True}
         assert stage.model.d_model == width and stage.seed == 0
         assert directory == tmp_path / f"d{width}" / "ppo" / run["name"]
         assert stage.init_from == str(tmp_path / f"d{width}" / "sft")
         assert stage.rewards.reward_model_from == str(reward_model)
         assert {k: stage.ppo[k] for k in run["ppo"]} == run["ppo"]
-    for label, stage, directory in calls[: len(upstream)]:
-        width = 64 if label.endswith("reward_model") else int(label.rsplit("d", 1)[1])
-        assert directory.parent == tmp_path / f"d{width}"
-        if label.endswith("reward_model"):
-            continue  # its own model config, whatever the policy widths
-        assert stage.model.d_model == width
+    for label, module_run, stage, directory, _ in calls[: len(upstream)]:
+        kind = label.split(", ")[1].split()[0]
+        assert module_run is pipeline.STAGES[kind].run
+        width = sweep if kind == "reward_model" else int(label.rsplit("d", 1)[1])
+        assert directory == tmp_path / f"d{width}" / kind
+        if kind != "reward_model":  # the reward model has its own model config
+            assert stage.model.d_model == width
     # A seed outside size_axis_seeds trains the sweep width only.
     other = config.copy_and_resolve_references()
     other.size_axis_seeds = (0,)
     calls.clear()
     runs = instructgpt.train_seed(other, 1, tmp_path)
-    assert {r["width"] for r in runs} == {64}
-    assert all("d64" in label or label.endswith("reward_model") for label, _, _ in calls)
+    assert {r["width"] for r in runs} == {sweep}
+    assert all(f"d{sweep}" in c[0] or c[0].endswith("reward_model") for c in calls)
 
 
 def test_hump_finds_the_peak_and_the_paired_drop():

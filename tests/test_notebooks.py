@@ -90,8 +90,9 @@ def rlvr_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def instructgpt_run(tmp_path_factory):
-    """The InstructGPT experiment end to end at toy sizes: the planned PPO runs at every width,
-    the evaluation table, the criteria, the collapse samples and the figures."""
+    """The InstructGPT experiment end to end at toy sizes (the sweep width only; the size axis's
+    wiring is tested in test_instructgpt.py): the planned PPO runs, the evaluation table, the
+    criteria, the collapse samples and the figures."""
     from configs import instructgpt as config_module
     from experiments import instructgpt
 

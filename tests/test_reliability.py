@@ -175,13 +175,14 @@ def test_unchanged_upstream_resumes_and_a_rebuilt_one_is_detected_through_its_ow
 
 def test_a_stage_from_a_pretrained_checkpoint_resumes_and_notices_it_replaced(tmp_path):
     """A pretrained upstream (a GGUF file here) is recorded by its files' stamps, not a stage's
-    step: an unchanged file resumes (it raised KeyError 'step'), a replaced one is refused."""
+    step: an unchanged file resumes (it raised KeyError 'step'); one replaced by another of the
+    same size, or of another size, is refused."""
     gguf = tmp_path / "base.gguf"
     gguf.write_bytes(b"GGUF weights")
     config = _config(steps=4)
     with config.unlocked():
         config.init_from = str(gguf)
-    for name in ("same", "replaced"):
+    for name in ("same", "touched", "replaced"):
         down = tmp_path / name
         with pytest.raises(Killed):  # killed after its step-2 checkpoint
             _run(down, config, batches=Batches(fail_at=3))
@@ -189,10 +190,16 @@ def test_a_stage_from_a_pretrained_checkpoint_resumes_and_notices_it_replaced(tm
         assert record["pretrained"]["base.gguf"][0] == len(b"GGUF weights")
     _run(tmp_path / "same", config)
     assert checkpoint_steps(tmp_path / "same" / "checkpoints")[-1] == 4
+    stat = gguf.stat()
+    gguf.write_bytes(b"GGUF WEIGHTS")  # same size, a later modification time
+    os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(StaleUpstreamError, match=r"init_from=.*whose files changed.*Delete"):
+        _run(tmp_path / "touched", config)
     gguf.write_bytes(b"other GGUF weights")
-    with pytest.raises(StaleUpstreamError, match=r"pretrained checkpoint init_from=.*Delete"):
+    with pytest.raises(StaleUpstreamError, match=r"init_from=.*whose files changed.*Delete"):
         _run(tmp_path / "replaced", config)
-    assert checkpoint_steps(tmp_path / "replaced" / "checkpoints") == [2]
+    for name in ("touched", "replaced"):
+        assert checkpoint_steps(tmp_path / name / "checkpoints") == [2]
 
 
 def test_pipeline_stages_record_every_upstream_they_read():

@@ -195,3 +195,4 @@ def test_the_pipeline_runs_on_imdb_reviews_from_a_pretrained_checkpoint(files, t
     assert sft_stage["init_from"] == config.base_from
     report = (tmp_path / "results.md").read_text()
     assert "Written by" in report and "Task imdb" in report and "held-out accuracy" in report
+    assert report.startswith("### Pipeline: pretrained base -> SFT")
