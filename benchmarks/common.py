@@ -2,7 +2,9 @@
 
 Timing rule: every case of a comparison is compiled and warmed up first, then the cases run in
 turn (A B A B ...) for `rounds` rounds, so that a slow spell of a shared machine hits all of them
-alike; a case's time is the median of its rounds and its spread the min-max range.
+alike; a case's time is the median of its rounds and its spread the min-max range. A speed-up is
+the ratio of two cases' medians; its spread is that of the per-round ratios (`speedup_spread`),
+each round's two times taken back to back.
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ class Timing:
 
     def spread(self) -> str:
         return f"{min(self.seconds) * 1e3:.0f}-{max(self.seconds) * 1e3:.0f}"
+
+
+def speedup_spread(slow: Timing, fast: Timing) -> str:
+    """Quartiles and range of the per-round ratios slow / fast, e.g. 'quartiles 1.55-1.81,
+    range 1.10-2.02': how far one round's comparison can stray from the ratio of medians."""
+    ratios = sorted(s / f for s, f in zip(slow.seconds, fast.seconds, strict=True))
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return f"quartiles {q1:.2f}-{q3:.2f}, range {ratios[0]:.2f}-{ratios[-1]:.2f}"
 
 
 def interleave(cases: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 2):

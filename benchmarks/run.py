@@ -17,9 +17,10 @@
    by XLA's accounting of the compiled steps. No peer.
 
 Cases of a comparison run interleaved (A B A B ... after warm-up; see benchmarks/common.py) and
-are reported as medians with the min-max range; ratios are of medians. Each target prints PASS or
-FAIL. A missing peer is skipped with the reason. Tunix is not compared: its only release pins
-transformers 5.12, which conflicts with the version the checkpoint tests pin.
+are reported as medians with the min-max range; ratios are of medians, with the quartiles and range
+of the per-round ratios. Each target prints PASS or FAIL. A missing peer is skipped with the
+reason. Tunix is not compared: its only release pins transformers 5.12, which conflicts with the
+version the checkpoint tests pin.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from alignax.models import build_model
 from alignax.provenance import provenance, written_by
 from alignax.runtime import huge_pages_on, use_transparent_huge_pages
 from benchmarks import dpo_step, grpo_iteration, memory, mfu, sampling, scaling
-from benchmarks.common import Shape, interleave, markdown_table
+from benchmarks.common import Shape, interleave, markdown_table, speedup_spread
 from configs.models import model_config
 
 DPO_TARGET = 1.5  # alignax at least this many times faster than TRL
@@ -52,7 +53,11 @@ def versus_trl(description: str, ours, theirs, peer: str, rounds: int, target=No
     cases = {"alignax": ours} | ({"TRL": theirs} if theirs else {})
     timings = interleave(cases, rounds=rounds)
     rows = [[name, f"{t.median * 1e3:.0f}", t.spread()] for name, t in timings.items()]
-    record = {"alignax_s": timings["alignax"].median, "peer": peer}
+    record = {
+        "alignax_s": timings["alignax"].median,
+        "peer": peer,
+        "rounds_s": {name: t.seconds for name, t in timings.items()},
+    }
     lines = [
         f"{description} Peer: {peer}.",
         "",
@@ -64,7 +69,8 @@ def versus_trl(description: str, ours, theirs, peer: str, rounds: int, target=No
         verdict = (
             "no target" if target is None else f"target {target}x: {_verdict(ratio >= target)}"
         )
-        lines += ["", f"alignax / TRL speed-up: {ratio:.2f}x ({verdict})"]
+        spread = speedup_spread(timings["TRL"], timings["alignax"])
+        lines += ["", f"alignax / TRL speed-up: {ratio:.2f}x (per round: {spread}; {verdict})"]
     return "\n".join(lines), record
 
 
@@ -102,9 +108,10 @@ def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
         if hf is not None:
             ratio = rate["alignax"] / rate["HF generate"]
             record[str(new_tokens)]["speedup"] = ratio
+            spread = speedup_spread(timings["HF generate"], timings["alignax"])
             verdicts.append(
-                f"{new_tokens} new tokens: {ratio:.2f}x (target {SAMPLING_TARGET}x: "
-                f"{_verdict(ratio >= SAMPLING_TARGET)})"
+                f"{new_tokens} new tokens: {ratio:.2f}x (per round: {spread}; target "
+                f"{SAMPLING_TARGET}x: {_verdict(ratio >= SAMPLING_TARGET)})"
             )
     lines = [
         f"Sampling (KV cache): {shape.describe()}; {shape.batch} prompts of {shape.prompt_len} "
@@ -216,7 +223,7 @@ def main():
     use_transparent_huge_pages()  # both sides run in this process, so both get it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench", help="directory for results.md/.json")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument(
         "--only",
         nargs="+",

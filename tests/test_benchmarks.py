@@ -115,3 +115,10 @@ def test_dpo_step_trains_trl_on_the_benchmarks_own_pairs():
     assert math.isclose(float(theirs()), math.log(2), rel_tol=1e-6)
     ours = dpo_step.alignax_step(shape, params, pairs)
     assert math.isclose(float(ours()), math.log(2), rel_tol=1e-6)
+
+
+def test_speedup_spread_is_of_the_per_round_ratios():
+    slow = common.Timing("slow", [2.0, 3.0, 4.0, 9.0, 6.0])
+    fast = common.Timing("fast", [1.0, 1.0, 1.0, 1.0, 4.0])
+    # Per-round ratios 2, 3, 4, 9, 1.5: sorted 1.5 2 3 4 9, quartiles (inclusive) 2 and 4.
+    assert common.speedup_spread(slow, fast) == "quartiles 2.00-4.00, range 1.50-9.00"
