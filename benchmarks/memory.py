@@ -88,11 +88,16 @@ def compiled_step(
     return compiled, trained, time.perf_counter() - start
 
 
-def memory_table(preset: str = PRESET) -> tuple[str, list[dict]]:
-    """One row per step (SFT, DPO) and setup (`SETUPS`)."""
+def memory_table(preset: str = PRESET, setups: tuple[str, ...] = ()) -> tuple[str, list[dict]]:
+    """One row per step (SFT, DPO) and setup (`SETUPS`, or those of them named in `setups`)."""
+    unknown = set(setups) - {name for name, *_ in SETUPS}
+    if unknown:
+        raise ValueError(f"setups: no setup named {sorted(unknown)} in {[s[0] for s in SETUPS]}")
     rows, records = [], []
     for kind in ("sft", "dpo"):
         for name, rank, targets, remat in SETUPS:
+            if setups and name not in setups:
+                continue
             compiled, trained, seconds = compiled_step(kind, rank, targets, remat, preset)
             m = compiled.memory_analysis()
             peak = m.argument_size_in_bytes + m.output_size_in_bytes

@@ -576,7 +576,13 @@ def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
     )
     right.legend()
     plots.save(fig, workdir / "figures" / "ptx")
+    size_figure(config, combined, workdir)
 
+
+def size_figure(config, combined: dict, workdir: Path) -> None:
+    """Win rate against SFT by policy size (InstructGPT figure 1): base, SFT, PPO and PPO-ptx
+    at every width that has them."""
+    s = config.sweep
     fig, ax = plots.subplots(figsize=(5, 3.4))
     widths = sorted(config.widths)
     params = [num_params(config, w) for w in widths]
@@ -610,6 +616,28 @@ def _pm(value: tuple[float, float], digits: int = 2) -> str:
 
 def _verdict(ok: bool) -> str:
     return f"**{'pass' if ok else 'fail'}**"
+
+
+def size_table(config, combined: dict) -> list[str]:
+    """The report's size table: a row per width that has base, SFT, PPO and PPO-ptx."""
+    s = config.sweep
+    size_ptx = ptx_name(s.ptx_base, s.size_axis_ptx_coef)
+    lines = [
+        "Win rate against SFT by policy size (InstructGPT figure 1):",
+        "",
+        "| d_model (params) | base | SFT | PPO | PPO-ptx | alignment tax PPO / PPO-ptx |",
+        "|---|---|---|---|---|---|",
+    ]
+    for width in sorted(config.widths):
+        row = [combined.get(f"d{width}/{n}") for n in ("base", "sft", s.ptx_base, size_ptx)]
+        if any(r is None for r in row):
+            continue
+        lines.append(
+            f"| {width} ({num_params(config, width) / 1e3:.0f}k) | "
+            + " | ".join(_pm(r["win_rate_vs_sft"]) for r in row)
+            + f" | {_pm(row[2]['alignment_tax'], 3)} / {_pm(row[3]['alignment_tax'], 3)} |"
+        )
+    return lines
 
 
 def report(config, combined, result, samples, timings, prov, workdir: Path) -> str:
@@ -660,23 +688,7 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
             f"{_pm(r['kl_to_sft'])} | {_pm(r['pretraining_nll'], 3)} | "
             f"{_pm(r['alignment_tax'], 3)} | {_pm(r['response_length'], 1)} |"
         )
-    size_ptx = ptx_name(s.ptx_base, s.size_axis_ptx_coef)
-    lines += [
-        "",
-        "Win rate against SFT by policy size (InstructGPT figure 1):",
-        "",
-        "| d_model (params) | base | SFT | PPO | PPO-ptx | alignment tax PPO / PPO-ptx |",
-        "|---|---|---|---|---|---|",
-    ]
-    for width in sorted(config.widths):
-        row = [combined.get(f"d{width}/{n}") for n in ("base", "sft", s.ptx_base, size_ptx)]
-        if any(r is None for r in row):
-            continue
-        lines.append(
-            f"| {width} ({num_params(config, width) / 1e3:.0f}k) | "
-            + " | ".join(_pm(r["win_rate_vs_sft"]) for r in row)
-            + f" | {_pm(row[2]['alignment_tax'], 3)} / {_pm(row[3]['alignment_tax'], 3)} |"
-        )
+    lines += ["", *size_table(config, combined)]
     a3 = result["A3"]["targets"]
     a3_text = "; ".join(
         f"target {t}: rollouts {v['rollout_kl_after_warmup']:.2f} ({v['rollout_error']:+.0%}), "

@@ -38,7 +38,11 @@ def test_lora_trains_fewer_params_in_less_memory_than_full_fine_tuning():
     step holds no reference copy, so its peak is below full fine-tuning's."""
     from benchmarks import memory
 
-    _, records = memory.memory_table(preset="tiny")
+    compared = ("full fine-tuning", "LoRA r8, q v")
+    _, records = memory.memory_table(preset="tiny", setups=compared)
+    assert {(r["step"], r["setup"]) for r in records} == {
+        (step, setup) for step in ("sft", "dpo") for setup in compared
+    }
     by = {(r["step"], r["setup"]): r for r in records}
     for step in ("sft", "dpo"):
         full, lora = by[(step, "full fine-tuning")], by[(step, "LoRA r8, q v")]

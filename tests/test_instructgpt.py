@@ -129,6 +129,53 @@ def test_every_width_trains_its_own_stages_against_the_sweep_widths_reward_model
     assert all(f"d{sweep}" in c[0] or c[0].endswith("reward_model") for c in calls)
 
 
+def test_size_table_and_figure_show_every_width_that_has_all_four_policies(
+    config, tmp_path, monkeypatch
+):
+    """The size axis's analysis, which the one-width smoke run does not reach: one table row and
+    one point per policy for every width with base, SFT, PPO and PPO-ptx; a width missing one is
+    left out of the table (the figure still shows what it has)."""
+    s = config.sweep
+    policies = ["base", "sft", s.ptx_base, instructgpt.ptx_name(s.ptx_base, s.size_axis_ptx_coef)]
+    widths = sorted(config.widths)
+    assert len(widths) == 3
+    combined = {
+        f"d{w}/{name}": {
+            "win_rate_vs_sft": (0.1 * i + w / 1000, 0.01),
+            "alignment_tax": (0.001 * w, 0.002),
+        }
+        for w in widths
+        for i, name in enumerate(policies)
+    }
+    del combined[f"d{widths[0]}/{policies[3]}"]  # the smallest width lacks PPO-ptx
+    lines = instructgpt.size_table(config, combined)
+    rows = [line for line in lines if line.startswith(f"| {widths[1]} (")]
+    params = instructgpt.num_params(config, widths[1]) / 1e3
+    tax = f"{0.001 * widths[1]:.3f} ± 0.002"
+    assert rows == [
+        f"| {widths[1]} ({params:.0f}k) | "
+        + " | ".join(f"{0.1 * i + widths[1] / 1000:.2f} ± 0.01" for i in range(4))
+        + f" | {tax} / {tax} |"
+    ]
+    assert [line.split(" (")[0] for line in lines[4:]] == [f"| {w}" for w in widths[1:]]
+
+    drawn = {}
+
+    def record(fig, path):
+        (ax,) = fig.axes
+        drawn.update({c.get_label(): c.lines[0].get_xydata().tolist() for c in ax.containers})
+        return []
+
+    monkeypatch.setattr(instructgpt.plots, "save", record)
+    instructgpt.size_figure(config, combined, tmp_path)
+    sizes = [instructgpt.num_params(config, w) for w in widths]
+    win = {key: r["win_rate_vs_sft"][0] for key, r in combined.items()}
+    assert drawn["PPO"] == [[n, win[f"d{w}/{policies[2]}"]] for n, w in zip(sizes, widths)]
+    assert drawn["PPO-ptx"] == [
+        [n, win[f"d{w}/{policies[3]}"]] for n, w in zip(sizes[1:], widths[1:])
+    ]
+
+
 def test_hump_finds_the_peak_and_the_paired_drop():
     # Two seeds; the mean curve is (0, 1, 2, 1): peak at index 2, drops 1.5 and 0.5 -> mean 1.0,
     # half-width t_{0.975, 1} * std([1.5, 0.5], ddof=1) / sqrt(2) = 12.706 * 0.5.
