@@ -90,9 +90,10 @@ def compiled_step(
 
 def memory_table(preset: str = PRESET, setups: tuple[str, ...] = ()) -> tuple[str, list[dict]]:
     """One row per step (SFT, DPO) and setup (`SETUPS`, or those of them named in `setups`)."""
-    unknown = set(setups) - {name for name, *_ in SETUPS}
+    names = [name for name, *_ in SETUPS]
+    unknown = set(setups) - set(names)
     if unknown:
-        raise ValueError(f"setups: no setup named {sorted(unknown)} in {[s[0] for s in SETUPS]}")
+        raise ValueError(f"setups: no setup named {sorted(unknown)} in {names}")
     rows, records = [], []
     for kind in ("sft", "dpo"):
         for name, rank, targets, remat in SETUPS:

@@ -579,16 +579,20 @@ def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
     size_figure(config, combined, workdir)
 
 
+def size_axis_policies(config) -> list[tuple[str, str]]:
+    """(policy name, label) of the four policies the size axis compares at every width."""
+    s = config.sweep
+    size_ptx = ptx_name(s.ptx_base, s.size_axis_ptx_coef)
+    return [("base", "base"), ("sft", "SFT"), (s.ptx_base, "PPO"), (size_ptx, "PPO-ptx")]
+
+
 def size_figure(config, combined: dict, workdir: Path) -> None:
     """Win rate against SFT by policy size (InstructGPT figure 1): base, SFT, PPO and PPO-ptx
     at every width that has them."""
-    s = config.sweep
     fig, ax = plots.subplots(figsize=(5, 3.4))
     widths = sorted(config.widths)
     params = [num_params(config, w) for w in widths]
-    size_ptx = ptx_name(s.ptx_base, s.size_axis_ptx_coef)
-    series = [("base", "base"), ("sft", "SFT"), (s.ptx_base, "PPO"), (size_ptx, "PPO-ptx")]
-    for i, (name, label) in enumerate(series):
+    for i, (name, label) in enumerate(size_axis_policies(config)):
         points = [combined.get(f"d{w}/{name}") for w in widths]
         ax.errorbar(
             [p for p, r in zip(params, points) if r],
@@ -620,8 +624,7 @@ def _verdict(ok: bool) -> str:
 
 def size_table(config, combined: dict) -> list[str]:
     """The report's size table: a row per width that has base, SFT, PPO and PPO-ptx."""
-    s = config.sweep
-    size_ptx = ptx_name(s.ptx_base, s.size_axis_ptx_coef)
+    names = [name for name, _ in size_axis_policies(config)]
     lines = [
         "Win rate against SFT by policy size (InstructGPT figure 1):",
         "",
@@ -629,7 +632,7 @@ def size_table(config, combined: dict) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for width in sorted(config.widths):
-        row = [combined.get(f"d{width}/{n}") for n in ("base", "sft", s.ptx_base, size_ptx)]
+        row = [combined.get(f"d{width}/{n}") for n in names]
         if any(r is None for r in row):
             continue
         lines.append(
