@@ -489,6 +489,85 @@ def test_wpo_weight_is_a_capped_constant():
     np.testing.assert_array_equal(g, [0.0])
 
 
+# Two pairs for WPO's weightings: a_c + a_r = 0.3 + 0.2 = 0.5 (a pair likelier than the policy's
+# typical sample: the variants differ) and -0.2 - 0.3 = -0.5 (below the cap: they agree).
+WPO_PAIRS = dict(chosen_wpo_logps=[0.3, -0.2], rejected_wpo_logps=[0.2, -0.3])
+
+
+@pytest.mark.parametrize(
+    "weighting, weights",
+    [("clamped", [1.0, math.exp(-0.5)]), ("unclamped", [math.exp(0.5), math.exp(-0.5)])],
+)
+def test_wpo_weightings_by_hand(weighting, weights):
+    """WPO = w * DPO with DPO = -log s(beta h) = -log s(0.5) for both pairs and
+    "clamped" (TRL <= 0.28): w = min(e^(a_c + a_r), 1) = [1, e^-0.5];
+    "unclamped" (TRL >= 0.29): w = e^a_c e^a_r = [e^0.5, e^-0.5]. The weights carry no gradient:
+    d loss / d policy_chosen is w times DPO's."""
+    fn = losses.get_preference_loss("wpo")
+    logps = _logps(batch=2, **WPO_PAIRS)
+    loss, metrics = fn(logps, beta=BETA, weighting=weighting)
+    np.testing.assert_allclose(metrics["wpo/weight"], weights, rtol=1e-6)
+    np.testing.assert_allclose(loss, [w * -ls(0.5) for w in weights], rtol=1e-6)
+    grad = jax.grad(lambda lp: fn(lp, beta=BETA, weighting=weighting)[0].sum())(logps)
+    # d(-log s(beta h)) / d policy_chosen = -beta s(-beta h) = -0.5 s(-0.5)
+    np.testing.assert_allclose(
+        grad.policy_chosen, [w * -0.5 * sig(-0.5) for w in weights], rtol=1e-6
+    )
+    np.testing.assert_array_equal(grad.chosen_wpo_logps, [0.0, 0.0])
+
+
+def test_wpo_default_weighting_is_clamped():
+    """Leaving `weighting` out gives the clamped weights, so earlier WPO runs are unchanged."""
+    logps = _logps(batch=2, **WPO_PAIRS)
+    default, _ = losses.get_preference_loss("wpo")(logps, beta=BETA)
+    clamped, _ = losses.get_preference_loss("wpo")(logps, beta=BETA, weighting="clamped")
+    np.testing.assert_array_equal(default, clamped)
+    assert losses.validate_hyperparameters("wpo", beta=0.1, weighting="unclamped") is None
+
+
+def _wpo_config(*overrides):
+    """configs/dpo.py:wpo with `--config.<key>=<value>` overrides, parsed as the experiment
+    command line parses them (ml_collections' config flag)."""
+    from pathlib import Path
+
+    from absl import flags
+    from ml_collections import config_flags
+
+    path = Path(__file__).parents[1] / "configs" / "dpo.py"
+    argv = ["test", f"--config={path}:wpo", *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file(
+        "config", flag_values=flag_values, lock_config=True, sys_argv=argv
+    )
+    flag_values(argv)
+    return flag_values.config
+
+
+def test_wpo_weighting_is_a_config_key():
+    """configs/dpo.py:wpo declares loss.hyperparameters.weighting = "clamped";
+    `--config.loss.hyperparameters.weighting=unclamped` reaches the loss (the unclamped hand
+    value, with the config's beta = 0.1: -log s(0.1 h) = -log s(0.1)); an unknown value is
+    refused when the loss function is built, naming the allowed values."""
+    from alignax import objectives
+    from tests.helpers import tiny_model
+
+    assert _wpo_config().loss.hyperparameters.weighting == "clamped"
+    config = _wpo_config("--config.loss.hyperparameters.weighting=unclamped")
+    hyperparameters = dict(config.loss.hyperparameters)
+    assert hyperparameters == {"beta": 0.1, "label_smoothing": 0.0, "weighting": "unclamped"}
+    loss, _ = losses.get_preference_loss("wpo")(_logps(batch=2, **WPO_PAIRS), **hyperparameters)
+    np.testing.assert_allclose(
+        loss, [math.exp(0.5) * -ls(0.1), math.exp(-0.5) * -ls(0.1)], rtol=1e-6
+    )
+    config = _wpo_config("--config.loss.hyperparameters.weighting=capped")
+    with pytest.raises(
+        ValueError, match=r"weighting must be one of \('clamped', 'unclamped'\), got 'capped'"
+    ):
+        objectives.preference_loss_fn(tiny_model(), config.loss)
+    with pytest.raises(ValueError, match="wpo_weights: weighting must be one of"):
+        dpo.wpo_weights(jnp.zeros(1), jnp.zeros(1), weighting="capped")
+
+
 def test_mpo_is_the_weighted_sum_of_its_components():
     """mpo_loss = 0.8 DPO + 0.2 BCO(delta) + 1.0 SFT, and equals the generic weighted sum of the
     registered dpo, bco_pair and sft losses."""

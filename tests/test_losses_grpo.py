@@ -149,6 +149,66 @@ def test_rloo_is_sequence_level_reinforce_by_hand():
     np.testing.assert_allclose(g_token, [[-0.75, -0.75, 0.0], [0.5, 0.5, 0.0]], rtol=1e-6)
 
 
+# Three sequences of two scored tokens: summed log-ratios 0.2, 0.4 and -0.3 to the old policy.
+RLOO_LOGPS = jnp.array([[0.1, 0.1, 5.0], [0.3, 0.1, 5.0], [-0.1, -0.2, 5.0]])
+RLOO_ADVANTAGES = jnp.array([2.0, 2.0, -1.0])
+RLOO_MASK = jnp.array([[1, 1, 0]] * 3)
+
+
+def _rloo_by_hand(eps_low, eps_high):
+    """-min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) for each RLOO_* sequence."""
+    out = []
+    for log_ratio, a in zip((0.2, 0.4, -0.3), (2.0, 2.0, -1.0)):
+        rho = math.exp(log_ratio)
+        out.append(-min(rho * a, min(max(rho, 1 - eps_low), 1 + eps_high) * a))
+    return out
+
+
+def test_rloo_upper_clip_uses_clip_eps_high_by_hand():
+    """rho = e^0.2 = 1.221 with A = 2 lies inside [0.8, 1.28]: unclipped, -2 e^0.2 = -2.443
+    (the symmetric range would clip it to -2.4); rho = e^0.4 = 1.492 is clipped at 1 + 0.28:
+    -2.56 (symmetric: -2.4); rho = e^-0.3 = 0.741 with A = -1 is clipped at 1 - 0.2: 0.8 (the
+    lower bound stays clip_eps_low). Leaving clip_eps_high out keeps the symmetric range."""
+    old = jnp.zeros((3, 3))
+    loss, m = losses.rloo_loss(
+        RLOO_LOGPS, old, RLOO_ADVANTAGES, RLOO_MASK, clip_eps_low=0.2, clip_eps_high=0.28
+    )
+    np.testing.assert_allclose(loss, [-2 * math.exp(0.2), -2.56, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(loss, _rloo_by_hand(0.2, 0.28), rtol=1e-6)
+    np.testing.assert_array_equal(m["policy/clip_high_fraction"], [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(m["policy/clip_low_fraction"], [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(m["policy/clip_fraction"], [0.0, 1.0, 1.0])
+    symmetric, _ = losses.rloo_loss(RLOO_LOGPS, old, RLOO_ADVANTAGES, RLOO_MASK)
+    np.testing.assert_allclose(symmetric, [-2.4, -2.4, 0.8], rtol=1e-6)
+    with pytest.raises(ValueError, match="rloo_loss: clip_eps_high must be > 0"):
+        losses.rloo_loss(RLOO_LOGPS, None, RLOO_ADVANTAGES, RLOO_MASK, clip_eps_high=0.0)
+
+
+@pytest.mark.parametrize("clip_eps_high, clipped_high", [(0.2, 2 / 3), (0.28, 1 / 3)])
+def test_rloo_objective_passes_grpo_clip_eps_high(clip_eps_high, clipped_high):
+    """The GRPO step's objective with baseline 'rloo' clips the sequence ratio to
+    [1 - grpo.clip_eps_low, 1 + grpo.clip_eps_high] (a stand-in policy returns its params as the
+    log-probs, so the minibatch loss is the mean of the hand values): e^0.2 is clipped at 1.2,
+    not at 1.28."""
+    from alignax import rl
+    from alignax.rl.grpo import grpo_objective
+
+    config = rl.GRPOConfig(baseline="rloo", clip_eps_low=0.2, clip_eps_high=clip_eps_high)
+    response_fn = lambda params, tokens, input_mask, prompt_len: {"logps": params}
+    loss_fn = grpo_objective(response_fn, config, max_new_tokens=3)
+    minibatch = {
+        "tokens": jnp.zeros((3, 5), jnp.int32),  # 2 prompt tokens, 3 response tokens
+        "input_mask": jnp.ones((3, 5), jnp.int32),
+        "mask": RLOO_MASK,
+        "old_logps": jnp.zeros((3, 3)),
+        "ref_logps": jnp.zeros((3, 3)),
+        "advantages": RLOO_ADVANTAGES,
+    }
+    loss, metrics = loss_fn(RLOO_LOGPS, minibatch)
+    np.testing.assert_allclose(loss, np.mean(_rloo_by_hand(0.2, clip_eps_high)), rtol=1e-6)
+    assert float(metrics["policy/clip_high_fraction"]) == pytest.approx(clipped_high)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_new_group_losses_finite_at_log_ratios_of_1e4(dtype):
     """GSPO, CISPO, SAPO, RLOO (and GRPO's importance-weighted KL) have finite losses and

@@ -1005,17 +1005,29 @@ def ld_dpo_loss(
     )
 
 
-def wpo_weights(chosen_wpo_logps: jax.Array, rejected_wpo_logps: jax.Array) -> jax.Array:
-    """WPO pair weights, [B], constants (no gradient):
+def wpo_weights(
+    chosen_wpo_logps: jax.Array, rejected_wpo_logps: jax.Array, *, weighting: str = "clamped"
+) -> jax.Array:
+    """WPO pair weights, [B], constants (no gradient), from the chosen and rejected responses'
+    per-token-normalised log-probabilities under the current policy
 
-        w = min(exp(a_c + a_r), 1),   a = (1 / n) sum_t [log p(y_t) - log sum_v p(v)^2]
+        a = (1 / n) sum_t [log p(y_t) - log sum_v p(v)^2]      (Zhou et al. 2024, eq. 6, the
+                                                                "sampling-aligned" weight)
 
-    the product of the chosen and rejected responses' per-token-normalised probabilities under
-    the current policy (Zhou et al. 2024, eq. 6, the "sampling-aligned" weight; TRL's
-    `use_weighting`). On-policy pairs get weights near 1, off-policy ones less.
+    weighting (two published implementations of the pair weight exp(a_c) exp(a_r)):
+      "clamped" (default): w = min(exp(a_c + a_r), 1), capped at 1, as TRL's `use_weighting`
+        up to 0.28 (checked against 0.27.2's `DPOTrainer.concatenated_forward`).
+      "unclamped": w = exp(a_c) exp(a_r), not capped, as TRL's `use_weighting` from 0.29 (the
+        DPOTrainer refactor, huggingface/trl#3906) on, 1.x included; a pair the policy finds
+        likelier than a typical sample of its own (a > 0) weighs more than 1.
+
+    On-policy pairs get weights near 1, off-policy ones less.
     """
+    check_hyperparameters("wpo_weights", weighting=weighting)
     a = as_float(chosen_wpo_logps) + as_float(rejected_wpo_logps)
-    return jax.lax.stop_gradient(jnp.exp(jnp.minimum(a, 0.0)))
+    if weighting == "clamped":
+        a = jnp.minimum(a, 0.0)
+    return jax.lax.stop_gradient(jnp.exp(a))
 
 
 @register("wpo", paper="Zhou et al. 2024, WPO (weighted DPO)", inputs=("wpo",))
@@ -1029,10 +1041,11 @@ def wpo_loss(
     rejected_wpo_logps: jax.Array,
     beta: float,
     label_smoothing: float = 0.0,
+    weighting: str = "clamped",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """WPO: DPO with each pair weighted by how likely the current policy is to produce it.
 
-        loss = w * dpo_loss,   w = wpo_weights(a_c, a_r)  (a constant: see `wpo_weights`)
+        loss = w * dpo_loss,   w = wpo_weights(a_c, a_r, weighting=weighting)  (a constant)
 
     Zhou et al. 2024, "WPO: Enhancing RLHF with Weighted Preference Optimization" (TRL's
     `use_weighting=True`). Simulates on-policy learning from off-policy preference data.
@@ -1040,6 +1053,9 @@ def wpo_loss(
     Args:
       chosen_wpo_logps, rejected_wpo_logps: [B] per-token means of
         log p(y_t) - logsumexp_v(2 log p(v)) under the policy (`PreferenceLogps` "wpo").
+      weighting: "clamped" (w = min(exp(a_c + a_r), 1): TRL <= 0.28, the default) or
+        "unclamped" (w = exp(a_c) exp(a_r): TRL >= 0.29 and 1.x); see `wpo_weights`. A config
+        picks it with `--config.loss.hyperparameters.weighting=unclamped` (configs/dpo.py:wpo).
 
     Example:
       >>> z = jnp.zeros(1)
@@ -1047,8 +1063,14 @@ def wpo_loss(
       ...     rejected_wpo_logps=jnp.array([-0.5]), beta=0.1)
       >>> float(loss[0])  # e^-1 log 2
       0.2549...
+      >>> loss, m = wpo_loss(z, z, z, z, chosen_wpo_logps=jnp.array([0.5]),
+      ...     rejected_wpo_logps=jnp.array([0.25]), beta=0.1, weighting="unclamped")
+      >>> float(loss[0])  # e^0.75 log 2 (clamped: 1 * log 2)
+      1.46739...
     """
-    check_hyperparameters("wpo_loss", beta=beta, label_smoothing=label_smoothing)
+    check_hyperparameters(
+        "wpo_loss", beta=beta, label_smoothing=label_smoothing, weighting=weighting
+    )
     loss, metrics = dpo_loss(
         policy_chosen_logps,
         policy_rejected_logps,
@@ -1057,7 +1079,7 @@ def wpo_loss(
         beta=beta,
         label_smoothing=label_smoothing,
     )
-    weights = wpo_weights(chosen_wpo_logps, rejected_wpo_logps)
+    weights = wpo_weights(chosen_wpo_logps, rejected_wpo_logps, weighting=weighting)
     return weights * loss, {**metrics, "wpo/weight": weights}
 
 

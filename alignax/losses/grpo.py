@@ -370,39 +370,53 @@ def rloo_loss(
     advantages_B: jax.Array,
     mask_BxT: jax.Array,
     *,
-    clip_eps: float = 0.2,
+    clip_eps_low: float = 0.2,
+    clip_eps_high: float | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """RLOO: REINFORCE on the whole-sequence log-prob with a leave-one-out baseline.
 
         rho_i  = exp(sum_t (logp_t - old_logp_t))                (one ratio per sequence)
-        loss_i = -min(rho_i A_i, clip(rho_i, 1 - eps, 1 + eps) A_i)
+        loss_i = -min(rho_i A_i, clip(rho_i, 1 - e_low, 1 + e_high) A_i)
 
     with A_i = R_i - mean_{j != i} R_j (`alignax.rl.advantages.rloo_advantages`) of the
     KL-penalised sequence rewards R = r - beta * sum_t (logp_old - ref) (the KL is in the reward,
     not the loss). Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization
-    for Learning from Human Feedback in LLMs" (Kool et al. 2019's baseline); TRL's RLOOTrainer.
+    for Learning from Human Feedback in LLMs" (Kool et al. 2019's baseline); TRL's RLOOTrainer,
+    whose clip range is [1 - epsilon, 1 + epsilon_high] (epsilon_high defaults to epsilon).
     On-policy (one update, old_logps_BxT=None) the gradient is -A grad log pi(y|x); the clip
     only matters for several updates per rollout. The per-token form (GRPO's objective with a
     leave-one-out baseline) is `grpo_loss` with `rloo_advantages` (rl.py's baseline "rloo_token").
+
+    Args:
+      logps_BxT, old_logps_BxT, mask_BxT: as `grpo_loss`.
+      advantages_B: [B] per-sequence advantages.
+      clip_eps_low, clip_eps_high: clip range of the sequence ratio (clip_eps_high defaults to
+        clip_eps_low: symmetric, as Ahmadian et al. 2024).
+
+    Returns:
+      (loss [B], metrics) with per-example `policy/clip_fraction`, `policy/clip_low_fraction`,
+      `policy/clip_high_fraction` (0 or 1: whether the sequence was clipped) and `policy/ratio`.
 
     Example:
       >>> loss, _ = rloo_loss(jnp.zeros((1, 3)), None, jnp.array([1.5]), jnp.ones((1, 3)))
       >>> float(loss[0])  # rho = 1: -A (not divided by the length)
       -1.5
     """
-    check_hyperparameters("rloo_loss", clip_eps=clip_eps)
+    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    check_hyperparameters("rloo_loss", clip_eps_low=clip_eps_low, clip_eps_high=clip_eps_high)
     if jnp.ndim(advantages_B) != 1:
         raise ValueError(f"rloo_loss: advantages_B must be [B], got {jnp.shape(advantages_B)}")
     logps, old, _, mask = _inputs(logps_BxT, old_logps_BxT, advantages_B, mask_BxT)
     ratio = _capped_ratio(jnp.sum(logps - old, axis=-1))
     advantage = jax.lax.stop_gradient(as_float(advantages_B))
     unclipped = ratio * advantage
-    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantage
+    clipped = jnp.clip(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high) * advantage
     loss = -jnp.minimum(unclipped, clipped)
-    was_clipped = ((ratio < 1.0 - clip_eps) & (advantage < 0)) | (
-        (ratio > 1.0 + clip_eps) & (advantage > 0)
-    )
+    clipped_low = (ratio < 1.0 - clip_eps_low) & (advantage < 0)
+    clipped_high = (ratio > 1.0 + clip_eps_high) & (advantage > 0)
     return loss, {
-        "policy/clip_fraction": was_clipped.astype(jnp.float32),
+        "policy/clip_fraction": (clipped_low | clipped_high).astype(jnp.float32),
+        "policy/clip_low_fraction": clipped_low.astype(jnp.float32),
+        "policy/clip_high_fraction": clipped_high.astype(jnp.float32),
         "policy/ratio": ratio,
     }

@@ -230,8 +230,9 @@ def whiten(
       eps: added to the variance.
 
     Example:
-      >>> whiten(jnp.array([1.0, 3.0]), jnp.ones(2)).round(3).tolist()
-      [-0.707, 0.707]
+      >>> x = whiten(jnp.array([1.0, 3.0]), jnp.ones(2))  # mean 2, unbiased variance 2
+      >>> [round(v, 6) for v in x.tolist()]  # +-1 / sqrt(2), to float32's precision
+      [-0.707107, 0.707107]
     """
     mean, var = masked_mean_var(x, mask)
     out = (as_float(x) - mean) * jax.lax.rsqrt(var + eps)

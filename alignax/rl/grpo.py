@@ -48,6 +48,8 @@ class GRPOConfig:
     num_minibatches: int = 2
     beta: float = 0.04
     clip_eps_low: float = 0.2
+    # The upper clip of every clipped objective, RLOO's sequence ratio included; configs/grpo.py's
+    # rloo and rloo_token presets set it to clip_eps_low (symmetric, Ahmadian et al. 2024).
     clip_eps_high: float = 0.28
     aggregation: str = "sequence_mean"  # "token_mean" (DAPO), "max_length" (Dr. GRPO)
 
@@ -142,7 +144,12 @@ def grpo_objective(response_fn: ResponseFn, config: GRPOConfig, max_new_tokens: 
         logps = response_fn(params, mb["tokens"], mb["input_mask"], prompt_len)["logps"]
         if config.baseline == "rloo":
             loss_B, metrics = group_losses.rloo_loss(
-                logps, mb["old_logps"], mb["advantages"], mb["mask"], clip_eps=config.clip_eps_low
+                logps,
+                mb["old_logps"],
+                mb["advantages"],
+                mb["mask"],
+                clip_eps_low=config.clip_eps_low,
+                clip_eps_high=config.clip_eps_high,
             )
         else:
             loss_B, metrics = group_loss(
