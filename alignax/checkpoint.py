@@ -13,17 +13,26 @@ the first mismatched key and both shapes.
 Failures (docs/failure_behaviour.md):
 - a directory that cannot be written fails when the Checkpointer is made, naming the path and
   the cause; a save that fails (disk full) raises CheckpointWriteError naming the step, the path
-  and the cause;
+  and the cause, removes its partial step directory and keeps the earlier steps; orbax's own
+  reports of that error (four tracebacks through its threads) are not printed;
 - a state with a NaN/Inf is never saved (NonFiniteMetricError names the first bad leaf);
-- a damaged checkpoint (truncated array file, broken metadata, missing item) is moved aside to
-  `damaged-<step>` with a warning naming the step, and the previous intact one is restored; if
-  none is intact, CheckpointDamagedError names the steps and the fix.
+- a damaged checkpoint (truncated array file, broken, empty or missing metadata, missing item)
+  is moved aside to `damaged-<step>` with a warning naming the step, and the previous intact one
+  is restored; if none is intact, CheckpointDamagedError names the steps and the fix.
+
+`restore_params` reads only the `state` item of a step (not its data position or config), so
+orbax has no other item to warn about.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+import logging
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,15 +93,60 @@ def checkpoint_steps(directory: str | Path) -> list[int]:
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def _os_error(error: BaseException) -> OSError | None:
-    """The first OSError in an exception's cause/context chain (orbax wraps them)."""
+# Tensorstore (orbax's array writer) reports an OS error as a ValueError whose text ends in the
+# errno, e.g. "RESOURCE_EXHAUSTED: Error writing ... No space left on device [os_error_code='28']".
+_TENSORSTORE_ERRNO = re.compile(r"\[os_error_code='?(\d+)'?\]")
+
+
+def _os_errno(error: BaseException | None) -> int | None:
+    """The errno of the first OS error in an exception's cause/context chain (orbax wraps
+    them): an OSError, or a tensorstore error naming its `os_error_code`."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno is not None:
-            return error
+            return error.errno
+        if match := _TENSORSTORE_ERRNO.search(str(error)):
+            return int(match.group(1))
         error = error.__cause__ or error.__context__
     return None
+
+
+class _DropReportsOfWriteErrors(logging.Filter):
+    """Drops orbax's log records of a write that failed with an OS error. Each failed save logs
+    the same error four times with its whole asyncio traceback (about 450 lines for a full
+    disk); `Checkpointer.save` raises one CheckpointWriteError naming the step, the path and
+    the cause instead. Other records, and reports of other errors, pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exception = record.exc_info[1] if record.exc_info else None
+        return exception is None or _os_errno(exception) is None
+
+
+@contextlib.contextmanager
+def _quiet_write_error_reports():
+    """Within: orbax's reports of a failed write are dropped (see _DropReportsOfWriteErrors),
+    and so is the "Event loop is closed" that tensorstore raises, unraisably, when the writes
+    still pending after the first failure finish and find orbax's event loop gone."""
+    # Orbax logs through absl.logging; asyncio reports the tasks orbax abandons.
+    loggers = [logging.getLogger("absl"), logging.getLogger("asyncio")]
+    log_filter = _DropReportsOfWriteErrors()
+    previous_hook = sys.unraisablehook
+
+    def unraisable_hook(unraisable):
+        error = unraisable.exc_value
+        if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
+            previous_hook(unraisable)
+
+    for logger in loggers:
+        logger.addFilter(log_filter)
+    sys.unraisablehook = unraisable_hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        for logger in loggers:
+            logger.removeFilter(log_filter)
 
 
 def check_writable(directory: str | Path, *, what: str = "checkpoints") -> Path:
@@ -158,26 +212,29 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def check_finite(
-        self, state, problem: str, *, where: Path | None = None, flags: list | None = None
-    ) -> None:
+    def check_finite(self, state, problem: str, *, flags: list | None = None) -> None:
         """Raises NonFiniteMetricError naming the first non-finite leaves of `state` (or those
         `flags` marks, see `nonfinite_leaves`) after `problem`, and which checkpoint (if any) is
         still intact."""
         bad = nonfinite_leaves(state, flags)
         if not bad:
             return
-        latest = self.latest_step()
-        place = f" in {where}" if where is not None else ""
         raise NonFiniteMetricError(
             f"{problem} {', '.join(bad[:3])}"
             + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
             + ". Lower the learning rate or check the inputs; "
-            + (
-                f"the latest checkpoint (step {latest}){place} is intact."
-                if latest is not None
-                else "no checkpoint was written."
-            )
+            + self.resume_note()
+        )
+
+    def resume_note(self) -> str:
+        """Where a rerun of a run stopped now would start: the latest checkpoint, which is intact
+        (`save` refuses a non-finite state), or the beginning when none was written yet."""
+        latest = self.latest_step()
+        if latest is None:
+            return f"no checkpoint was written to {self.directory} yet: a rerun starts over."
+        return (
+            f"the latest checkpoint (step {latest}) in {self.directory} is intact: a rerun "
+            "resumes from it."
         )
 
     def save(
@@ -192,32 +249,53 @@ class Checkpointer:
             return False
         if step in self.manager.all_steps():
             return False
-        self.check_finite(
-            state, f"not saving step {step}: the state holds NaN/Inf at", where=self.directory
-        )
+        self.check_finite(state, f"not saving step {step}: the state holds NaN/Inf at")
         config_json = {} if config is None else json.loads(config.to_json_best_effort())
-        try:
-            saved = self.manager.save(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(state),
-                    data=ocp.args.JsonSave(data_state or {}),
-                    config=ocp.args.JsonSave(config_json),
-                ),
-                force=True,
-            )
-            self.manager.wait_until_finished()
-        except Exception as e:
-            cause = _os_error(e)
-            if cause is None:
-                raise
+        failure = None
+        with _quiet_write_error_reports():
+            try:
+                saved = self.manager.save(
+                    step,
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(state),
+                        data=ocp.args.JsonSave(data_state or {}),
+                        config=ocp.args.JsonSave(config_json),
+                    ),
+                    force=True,
+                )
+                self.manager.wait_until_finished()
+            except Exception as e:
+                if _os_errno(e) is None:
+                    raise
+                failure = e
+                # Orbax's abandoned asyncio tasks hold the same error and report it when they
+                # are collected: collect them here, where those reports are dropped.
+                gc.collect()
+        if failure is not None:
+            code = _os_errno(failure)
+            self._remove_partial(step)
+            # Orbax's list of steps may have dropped the ones this save was to replace.
+            self.manager.reload()
+            detail = str(failure).splitlines()[0][:300] or type(failure).__name__
+            # The cause keeps its message but not its traceback: orbax's runs through its
+            # background threads and asyncio, dozens of lines that say nothing more.
             raise CheckpointWriteError(
-                cause.errno,
+                code,
                 f"could not write checkpoint step {step} to {self.directory}: "
-                f"{os.strerror(cause.errno)} ({cause}). Free disk space or use another "
-                f"--workdir; earlier checkpoints {self.manager.all_steps()} are untouched.",
-            ) from e
+                f"{os.strerror(code)}. Free disk space or use another --workdir, then rerun "
+                f"(it resumes); earlier checkpoints {checkpoint_steps(self.directory)} are "
+                f"untouched and the partial step {step} was removed. ({detail})",
+            ) from failure.with_traceback(None)
         return saved
+
+    def _remove_partial(self, step: int) -> None:
+        """Removes what a failed save of `step` left: orbax's temporary directory (which the next
+        save of that step would otherwise trip over and which holds the space a full disk
+        lacks)."""
+        if jax.process_index() != 0:
+            return
+        for partial in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
 
     def restore_latest(self, like_state) -> tuple[Any, dict] | None:
         """(state, data_state) of the latest intact checkpoint laid out like `like_state`, or
@@ -254,11 +332,8 @@ class Checkpointer:
         return None
 
     def restore(self, step: int, like_state) -> tuple[Any, dict]:
-        _check_fits(
-            self.directory / str(step),
-            _shapes(like_state),
-            _shapes(self.manager.item_metadata(step)["state"]),
-        )
+        step_dir = self.directory / str(step)
+        _check_fits(step_dir, _shapes(like_state), _state_shapes(step_dir))
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
@@ -292,65 +367,80 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
             f"no checkpoint{'' if step is None else f' step {step}'} in {directory}: run the "
             "stage that writes it first (or fix the path)"
         )
-    manager = ocp.CheckpointManager(
-        directory,
-        options=ocp.CheckpointManagerOptions(create=False, read_only=True),
-        item_handlers={"state": ocp.PyTreeCheckpointHandler()},
-    )
+    # Only the `state` item is read (its metadata, then the entries asked for): a
+    # CheckpointManager would read every item of the step and warn about each one it is not
+    # given a handler for (the data position, the config), once per restore.
+    step_dir = directory / str(step)
     try:
-        found = _shapes(manager.item_metadata(step)["state"])
-    except Exception as e:
-        manager.close()
+        found = _state_shapes(step_dir)
+    except CheckpointDamagedError as e:
         raise CheckpointDamagedError(
-            f"checkpoint step {step} in {directory} cannot be read ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:300] if str(e) else ''}). Rerun the stage that wrote it "
-            f"(delete {directory.parent} first)."
+            f"checkpoint step {step} in {directory} is damaged: {e} Rerun the stage that wrote "
+            f"it (delete {directory.parent} first)."
+        ) from e.__cause__
+    saved_keys = {k.split("/")[1] for k in found if k.startswith("params/")}
+    if _is_lora_policy(saved_keys, found):
+        return _restore_lora_policy(directory, step, like_params, found)
+    # An RL run's LoRA policy (PPO): adapters under params/policy, the base in ref_params.
+    policy_keys = {k.split("/")[2] for k in found if k.startswith("params/policy/")}
+    if "policy" in like_params and _is_lora_policy(policy_keys, found):
+        merged = _restore_lora_policy(
+            directory, step, like_params["policy"], found, adapters_at=("policy",)
+        )
+        return {"policy": merged}
+    wanted = {k: v for k, v in like_params.items() if k in saved_keys}
+    if not wanted:
+        raise CheckpointMismatchError(
+            f"checkpoint {step_dir} holds none of the params {sorted(like_params)}"
+        )
+    expected = _shapes({"params": wanted})
+    _check_fits(step_dir, expected, {k: found[k] for k in expected if k in found})
+    return _partial_restore(directory, step, {"params": _abstract(wanted)})["params"]
+
+
+def _state_shapes(step_dir: Path) -> dict[str, tuple]:
+    """The shape of every array in the `state` item of a checkpoint step, from its metadata
+    (`state/_METADATA`) alone. A missing, empty or unreadable metadata file is damage
+    (CheckpointDamagedError), not a checkpoint of another config: read through a
+    CheckpointManager, a missing file reads as a state holding no arrays."""
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        shapes = _shapes(handler.metadata(step_dir / "state"))
+    except Exception as e:  # FileNotFoundError, JSONDecodeError, KeyError, ...
+        raise CheckpointDamagedError(
+            f"the metadata of {step_dir / 'state'} cannot be read "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''})."
         ) from e
-    try:
-        saved_keys = {k.split("/")[1] for k in found if k.startswith("params/")}
-        if _is_lora_policy(saved_keys, found):
-            return _restore_lora_policy(manager, directory, step, like_params, found)
-        # An RL run's LoRA policy (PPO): adapters under params/policy, the base in ref_params.
-        policy_keys = {k.split("/")[2] for k in found if k.startswith("params/policy/")}
-        if "policy" in like_params and _is_lora_policy(policy_keys, found):
-            merged = _restore_lora_policy(
-                manager, directory, step, like_params["policy"], found, adapters_at=("policy",)
-            )
-            return {"policy": merged}
-        wanted = {k: v for k, v in like_params.items() if k in saved_keys}
-        if not wanted:
-            raise CheckpointMismatchError(
-                f"checkpoint {directory / str(step)} holds none of the params {sorted(like_params)}"
-            )
-        expected = _shapes({"params": wanted})
-        _check_fits(directory / str(step), expected, {k: found[k] for k in expected if k in found})
-        return _partial_restore(manager, directory, step, {"params": _abstract(wanted)})["params"]
     finally:
-        manager.close()
+        handler.close()
+    if not shapes:
+        raise CheckpointDamagedError(f"the metadata of {step_dir / 'state'} lists no arrays.")
+    return shapes
 
 
-def _partial_restore(manager, directory: Path, step: int, like: dict) -> dict:
+def _partial_restore(directory: Path, step: int, like: dict) -> dict:
     """The entries of the checkpoint's state named by `like` (ShapeDtypeStructs with
-    shardings), restored into that layout."""
+    shardings), restored into that layout from the `state` item alone."""
+    checkpointer = ocp.PyTreeCheckpointer()
     try:
-        return manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.PyTreeRestore(
-                    item=like,
-                    restore_args=jax.tree.map(
-                        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), like
-                    ),
-                    partial_restore=True,
-                )
+        return checkpointer.restore(
+            directory / str(step) / "state",
+            args=ocp.args.PyTreeRestore(
+                item=like,
+                restore_args=jax.tree.map(
+                    lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding), like
+                ),
+                partial_restore=True,
             ),
-        )["state"]
+        )
     except Exception as e:
         raise CheckpointDamagedError(
             f"checkpoint step {step} in {directory} is damaged ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:300] if str(e) else ''}). Rerun the stage that wrote it "
             f"(delete {directory.parent} first)."
         ) from e
+    finally:
+        checkpointer.close()
 
 
 def _is_lora_policy(saved_params: set[str], found: dict) -> bool:
@@ -365,7 +455,7 @@ def _is_lora_policy(saved_params: set[str], found: dict) -> bool:
 
 
 def _restore_lora_policy(
-    manager, directory: Path, step: int, like_params, found: dict, adapters_at: tuple = ()
+    directory: Path, step: int, like_params, found: dict, adapters_at: tuple = ()
 ):
     """The policy of a LoRA run (alignax/models/lora.py): its base (`ref_params`) with the
     adapters (`params`, or the entry of `params` at the path `adapters_at`) merged in, laid out
@@ -398,7 +488,7 @@ def _restore_lora_policy(
     for key in reversed(adapters_at):
         nested = {key: nested}
     like = {"params": nested, "ref_params": _abstract(wanted)}
-    restored = _partial_restore(manager, directory, step, like)
+    restored = _partial_restore(directory, step, like)
     restored_adapters = restored["params"]
     for key in adapters_at:
         restored_adapters = restored_adapters[key]

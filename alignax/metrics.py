@@ -26,13 +26,15 @@ def to_host(metrics: dict) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in host.items()}
 
 
-def check_finite(metrics: dict[str, float], step: int) -> None:
+def check_finite(metrics: dict[str, float], step: int, *, resume_note: str) -> None:
+    """Raises NonFiniteMetricError naming every NaN/Inf metric of `step`; `resume_note` says
+    what a rerun resumes from (`Checkpointer.resume_note`: a checkpoint, or none yet)."""
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise NonFiniteMetricError(
             f"non-finite value at step {step}: "
             + ", ".join(f"{k}={metrics[k]}" for k in bad)
-            + ". Lower the learning rate or check the inputs; the last checkpoint is intact."
+            + f". Lower the learning rate or check the inputs; {resume_note}"
         )
 
 

@@ -28,6 +28,7 @@ from jax.sharding import Mesh
 
 from alignax import sharding
 from alignax.checkpoint import Checkpointer, finite_flags
+from alignax.data.batching import BatchIterator
 from alignax.experiment import is_undefined, validate_config
 from alignax.metrics import MetricWriter, Progress, check_finite, to_host
 
@@ -44,6 +45,19 @@ def default_train_config() -> ml_collections.ConfigDict:
             "keep_checkpoints": 2,
         }
     )
+
+
+def train_batches(config: ml_collections.ConfigDict, arrays: dict, *, unit: str) -> BatchIterator:
+    """A stage's training batches: `config.train.batch_size` rows of `arrays` at a time,
+    shuffled with `config.seed`. A batch larger than the data is refused, naming the key and
+    the data's size in `unit`s (e.g. "pairs")."""
+    size = len(next(iter(arrays.values())))
+    if config.train.batch_size > size:
+        raise ValueError(
+            f"config train.batch_size={config.train.batch_size} is more than the stage's "
+            f"{size} training {unit}: lower it or give the stage more data"
+        )
+    return BatchIterator(arrays, batch_size=config.train.batch_size, seed=config.seed)
 
 
 def train_loop(
@@ -88,7 +102,7 @@ def train_loop(
 
     def fetch_and_log(step, metrics, flags, like):
         host = to_host(metrics)
-        check_finite(host, step)
+        check_finite(host, step, resume_note=checkpointer.resume_note())
         # The metrics describe the state before this step's update: check the update too
         # (`like`: a state of the same structure, for the names of the leaves).
         checkpointer.check_finite(

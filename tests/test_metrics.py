@@ -18,10 +18,10 @@ from alignax.metrics import (
 
 def test_nan_guard_names_the_step_and_metric():
     with pytest.raises(NonFiniteMetricError, match=r"step 12: .*loss=nan"):
-        check_finite({"loss": float("nan"), "kl": 0.1}, 12)
+        check_finite({"loss": float("nan"), "kl": 0.1}, 12, resume_note="none")
     with pytest.raises(NonFiniteMetricError, match=r"grad_norm=inf"):
-        check_finite({"grad_norm": float("inf")}, 3)
-    check_finite({"loss": 1.0}, 1)
+        check_finite({"grad_norm": float("inf")}, 3, resume_note="none")
+    check_finite({"loss": 1.0}, 1, resume_note="none")
 
 
 def test_writer_appends_jsonl_and_tensorboard(tmp_path):

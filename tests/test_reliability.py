@@ -8,8 +8,10 @@ exercised in milliseconds per step.
 
 import errno
 import json
+import logging
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +29,7 @@ from alignax import sharding
 from alignax.checkpoint import (
     CheckpointDamagedError,
     Checkpointer,
+    CheckpointMismatchError,
     CheckpointWriteError,
     checkpoint_steps,
     restore_params,
@@ -242,6 +245,38 @@ def test_nan_training_metric_still_stops_the_run(tmp_path):
         _run(tmp_path, config)
 
 
+class NanBatches(Batches):
+    """Batch `nan_at` (0-based) holds a NaN: that step's loss is NaN."""
+
+    def __init__(self, nan_at):
+        super().__init__()
+        self.nan_at = nan_at
+
+    def __next__(self):
+        batch = super().__next__()
+        if self.index - 1 == self.nan_at:
+            batch["x"][0, 0] = np.nan
+        return batch
+
+
+def test_nan_metric_names_the_checkpoint_a_rerun_resumes_from_or_none(tmp_path):
+    # A NaN loss at step 1, before any save: there is no checkpoint to call intact.
+    with pytest.raises(NonFiniteMetricError, match=r"step 1: loss=nan") as error:
+        _run(tmp_path / "fresh", batches=NanBatches(nan_at=0))
+    assert checkpoint_steps(tmp_path / "fresh" / "checkpoints") == []
+    assert "intact" not in str(error.value)
+    assert "no checkpoint was written" in str(error.value)
+    # A NaN loss at step 3, after the save of step 2: that one is named, and it is intact.
+    with pytest.raises(NonFiniteMetricError, match=r"step 3: loss=nan") as error:
+        _run(tmp_path / "later", batches=NanBatches(nan_at=2))
+    assert checkpoint_steps(tmp_path / "later" / "checkpoints") == [2]
+    assert "the latest checkpoint (step 2) in " in str(error.value)
+    restored, _ = Checkpointer(tmp_path / "later" / "checkpoints", save_every=1).restore_latest(
+        _like()
+    )
+    assert int(restored.step) == 2 and np.isfinite(np.asarray(restored.params["w"])).all()
+
+
 # ------------------------------------------------------------------------------ undefined stats
 def test_undefined_evaluation_statistic_is_reported_not_fatal(tmp_path, capsys):
     def eval_fn(state):  # a correlation over responses of one length is undefined
@@ -372,7 +407,18 @@ def _delete_state(step_dir):
     shutil.rmtree(step_dir / "state")
 
 
-@pytest.mark.parametrize("damage", [_truncate_arrays, _zero_metadata, _delete_state])
+def _delete_metadata(step_dir):
+    (step_dir / "state" / "_METADATA").unlink()
+
+
+def _empty_metadata(step_dir):
+    (step_dir / "state" / "_METADATA").write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_truncate_arrays, _zero_metadata, _delete_metadata, _empty_metadata, _delete_state],
+)
 def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys, damage):
     like = _two_checkpoints(tmp_path)
     damage(tmp_path / "2")
@@ -384,12 +430,43 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys, 
     assert checkpointer.save(2, state.replace(step=jnp.int32(2)), force=True)  # step 2 redone
 
 
+@pytest.mark.parametrize("damage", [_delete_metadata, _empty_metadata])
+def test_params_of_a_step_without_metadata_are_damaged_not_another_config(tmp_path, damage):
+    # Read as "holds no params" this was a CheckpointMismatchError, whose advice (a fresh
+    # workdir) throws away the intact step 1.
+    _two_checkpoints(tmp_path)
+    damage(tmp_path / "2")
+    with pytest.raises(CheckpointDamagedError, match=rf"step 2 in {tmp_path} is damaged"):
+        restore_params(tmp_path, {"w": jnp.zeros(4)})
+    assert float(restore_params(tmp_path, {"w": jnp.zeros(4)}, step=1)["w"][0]) == 1.0
+    assert not issubclass(CheckpointDamagedError, CheckpointMismatchError)
+
+
 def test_no_intact_checkpoint_fails_naming_the_steps_and_the_fix(tmp_path):
     like = _two_checkpoints(tmp_path)
     for step in ("1", "2"):
         _truncate_arrays(tmp_path / step)
     with pytest.raises(CheckpointDamagedError, match=r"steps \[2, 1\] are damaged.*Delete"):
         Checkpointer(tmp_path, save_every=1).restore_latest(like)
+
+
+def test_restoring_params_does_not_warn_about_the_items_it_skips(tmp_path, caplog, capfd):
+    # A stage's checkpoint also holds its data position and config; a stage that takes its
+    # params asks for nothing else, and orbax's "Item ... was found in the checkpoint, but
+    # could not be restored" (one per skipped item and per read) is not printed.
+    like = _two_checkpoints(tmp_path)
+    with caplog.at_level(logging.DEBUG):
+        params = restore_params(tmp_path, {"w": jnp.zeros(4)})
+    assert float(params["w"][0]) == 2.0  # the latest step's params
+    assert set(params) == {"w"}
+    printed = [r.getMessage() for r in caplog.records] + capfd.readouterr().err.splitlines()
+    assert not [line for line in printed if "was found in the checkpoint" in line]
+    # The full restore of a run (state, data position, config) stays quiet too.
+    with caplog.at_level(logging.DEBUG):
+        caplog.clear()
+        state, _ = Checkpointer(tmp_path, save_every=1).restore_latest(like)
+    assert int(state.step) == 2
+    assert not [r for r in caplog.records if "was found in the checkpoint" in r.getMessage()]
 
 
 # ------------------------------------------------------------------------------ unwritable / full
@@ -433,6 +510,46 @@ def test_disk_full_fails_within_seconds_naming_the_path_and_cause(tmp_path, monk
         checkpointer.save(2, state.replace(step=jnp.int32(2)), force=True)
     assert time.perf_counter() - start < 5
     assert checkpoint_steps(tmp_path) == [1]
+
+
+def test_disk_full_in_the_array_writer_is_one_error_and_leaves_no_partial_step(
+    tmp_path, monkeypatch, caplog, capfd
+):
+    """A full disk as orbax meets it: tensorstore's write raises a ValueError whose text ends in
+    the errno (`RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']`, taken
+    from a save on a 3 MB tmpfs), in orbax's background threads, which log it four times with
+    its whole asyncio traceback (~450 lines) and leave `3.orbax-checkpoint-tmp` behind."""
+    from orbax.checkpoint._src.serialization import serialization
+
+    like = _two_checkpoints(tmp_path)
+    # keep=2: a finished step 3 would retire step 1; a failed one must not.
+    checkpointer = Checkpointer(tmp_path, save_every=1, keep=2)
+
+    async def full_disk(rslices_on_host, tensorstore_spec, **kwargs):
+        ocdbt = f"{tmp_path}/3.orbax-checkpoint-tmp/state.orbax-checkpoint-tmp/ocdbt.process_0"
+        raise ValueError(
+            f'RESOURCE_EXHAUSTED: Error writing "params.w/0" in OCDBT database at local file '
+            f'"{ocdbt}/": Failed writing: "{ocdbt}/d/292042f715ccda7b93b03d760e24ea9e": Failed '
+            "to write 1466802 bytes to file 14: No space left on device [os_error_code='28']"
+        )
+
+    monkeypatch.setattr(serialization, "async_serialize_from_host", full_disk)
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG), pytest.raises(CheckpointWriteError) as error:
+        checkpointer.save(3, like.replace(step=jnp.int32(3)), force=True)
+    assert error.value.errno == errno.ENOSPC
+    assert f"step 3 to {tmp_path}: No space left on device" in str(error.value)
+    # No partial step left, the earlier checkpoints all there.
+    assert not list(tmp_path.glob("3*"))
+    assert checkpoint_steps(tmp_path) == [1, 2]
+    assert "earlier checkpoints [1, 2] are untouched" in str(error.value)
+    # One error, not a wall of traces: orbax's reports of it are not printed.
+    assert not [r for r in caplog.records if r.exc_info]
+    assert "Traceback" not in capfd.readouterr().err
+    # With space again, the same checkpointer saves step 3 and retires step 1 (keep=2).
+    monkeypatch.undo()
+    assert checkpointer.save(3, like.replace(step=jnp.int32(3)), force=True)
+    assert checkpoint_steps(tmp_path) == [2, 3]
 
 
 def test_disk_full_on_metrics_names_the_file(tmp_path):
@@ -502,6 +619,56 @@ def test_missing_init_from_fails_and_creates_nothing(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         restore_params(tmp_path / "nowhere" / "checkpoints", {"w": jnp.zeros(4)})
     assert not (tmp_path / "nowhere").exists()
+
+
+# ------------------------------------------------------------------------------ pretrained files
+def test_a_truncated_safetensors_file_is_named_with_the_tensor_cut_off(tmp_path):
+    from alignax.models.hf import load_hf, save_hf
+    from tests.helpers import tiny_config, tiny_model
+
+    model = tiny_model()
+    save_hf(tmp_path, tiny_config(), jax.tree.map(jnp.zeros_like, model.abstract_params))
+    path = tmp_path / "model.safetensors"
+    data = path.read_bytes()
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    header.pop("__metadata__")
+    last = max(header, key=lambda k: header[k]["data_offsets"][1])
+    start, end = header[last]["data_offsets"]
+    # An interrupted copy that stops where the last tensor begins (was: "cannot reshape array
+    # of size 0 into shape (32,)", naming neither the file nor the tensor).
+    path.write_bytes(data[: len(data) - (end - start)])
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} is truncated: tensor '{last}'"):
+        load_hf(tmp_path)
+    path.write_bytes(data[:5])  # cut inside the header
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} is truncated"):
+        load_hf(tmp_path)
+
+
+def test_a_gguf_path_that_is_not_gguf_or_is_cut_short_is_named(tmp_path):
+    gguf = pytest.importorskip("gguf", reason="test-only dependency (requirements-test.txt)")
+    from alignax.models.gguf import load_gguf
+
+    text = tmp_path / "model.gguf"
+    text.write_text("a model card, saved under the wrong name\n")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(text))} is not a GGUF file"):
+        load_gguf(text)  # was: "GGUF magic invalid"
+
+    path = tmp_path / "cut.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("token_embd.weight", np.ones((8, 16), np.float32))
+    writer.add_tensor("output_norm.weight", np.ones(16, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 16 * 4])  # without output_norm's 16 float32s
+    pattern = rf"{re.escape(str(path))} is truncated: tensor 'output_norm.weight'"
+    with pytest.raises(ValueError, match=pattern):
+        load_gguf(path)
+    path.write_bytes(data[:30])  # cut inside the header
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} .*truncated"):
+        load_gguf(path)
 
 
 # ------------------------------------------------------------------------------ data files

@@ -68,10 +68,52 @@ def permute_for_gguf(weight: np.ndarray, heads: int) -> np.ndarray:
     return weight.reshape(heads, 2, rows // heads // 2, -1).swapaxes(1, 2).reshape(weight.shape)
 
 
+class _TruncatedTensor(ValueError):
+    """A GGUF file ends before the data of one of its tensors."""
+
+
 def _reader(path: str | Path):
+    """A `gguf.GGUFReader` of `path`; a file that is not GGUF, or is cut short, raises
+    ValueError naming it (and the first tensor cut off), where the reader's own errors name
+    neither (e.g. "GGUF magic invalid", "cannot reshape array of size 0 into shape (64,)")."""
     import gguf  # requirements-test.txt
 
-    return gguf.GGUFReader(str(path))
+    path = Path(path)
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ValueError(
+            f"{path} is not a GGUF file: it starts with {magic!r}, not b'GGUF' (a Hugging Face "
+            "checkpoint is given as its directory)"
+        )
+
+    class CheckedReader(gguf.GGUFReader):
+        def _build_tensors(self, start_offs, fields):
+            # Tensor data past the end of the file: name the first tensor cut off (the reader
+            # would fail on it with a reshape error naming neither the file nor the tensor).
+            for field in fields:
+                _, name, _, dims, raw_type, offset = field.parts
+                kind = gguf.GGMLQuantizationType(raw_type[0])
+                block_size, type_size = gguf.GGML_QUANT_SIZES[kind]
+                n_bytes = int(np.prod(dims)) * type_size // block_size
+                end = int(start_offs) + int(offset[0]) + n_bytes
+                if end > len(self.data):
+                    raise _TruncatedTensor(
+                        f"{path} is truncated: tensor {bytes(name).decode()!r} ends at byte "
+                        f"{end}, the file has {len(self.data)}. Download or copy it again."
+                    )
+            super()._build_tensors(start_offs, fields)
+
+    try:
+        return CheckedReader(str(path))
+    except _TruncatedTensor:
+        raise
+    except (ValueError, IndexError, KeyError) as e:
+        # The header (metadata, tensor list) is cut short or garbled.
+        raise ValueError(
+            f"{path} is not a readable GGUF file: its header is truncated or damaged "
+            f"({type(e).__name__}: {e}). Download or copy it again."
+        ) from e
 
 
 def _field(reader, key: str, default=None):

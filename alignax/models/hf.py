@@ -90,22 +90,24 @@ class SafetensorsCheckpoint:
                 raise FileNotFoundError(
                     f"{directory}: no model.safetensors.index.json and no *.safetensors file"
                 )
-        self._entries: dict[str, tuple[np.memmap, dict]] = {}
+        self._entries: dict[str, tuple[np.ndarray, dict]] = {}
         for name in files:
             path = directory / name
-            with open(path, "rb") as f:
-                header_size = int.from_bytes(f.read(8), "little")
-                header = json.loads(f.read(header_size))
-            data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_size)
-            for key, entry in header.items():
-                if key == "__metadata__":
-                    continue
+            header, offset, data_size = _read_safetensors_header(path)
+            data = (
+                np.memmap(path, dtype=np.uint8, mode="r", offset=offset)
+                if data_size
+                else np.zeros(0, np.uint8)  # np.memmap refuses an empty range
+            )
+            tensors = {key: entry for key, entry in header.items() if key != "__metadata__"}
+            for key, entry in tensors.items():
                 if entry["dtype"] not in _ST_DTYPES:
                     raise ValueError(
                         f"{path}: tensor {key!r} has dtype {entry['dtype']}; "
                         f"supported: {sorted(_ST_DTYPES)}"
                     )
-                self._entries[key] = (data, entry)
+            _check_extents(path, tensors, data_size)
+            self._entries.update({key: (data, entry) for key, entry in tensors.items()})
 
     def keys(self) -> list[str]:
         return sorted(self._entries)
@@ -122,6 +124,60 @@ class SafetensorsCheckpoint:
         data, entry = self._entries[name]
         start, end = entry["data_offsets"]
         return data[start:end].view(_ST_DTYPES[entry["dtype"]]).reshape(entry["shape"])
+
+
+def _read_safetensors_header(path: Path) -> tuple[dict, int, int]:
+    """(header, offset and size in bytes of the data after it) of a safetensors file; a file
+    too short for its header, or whose header is not JSON, raises ValueError naming it."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header_size = int.from_bytes(f.read(8), "little") if size >= 8 else None
+        if header_size is None or 8 + header_size > size:
+            raise ValueError(
+                f"{path} is truncated (or not a safetensors file): it has {size} bytes, "
+                + (
+                    "fewer than the 8 that give the header's size"
+                    if header_size is None
+                    else f"its header alone needs {8 + header_size}"
+                )
+                + ". Download or copy it again."
+            )
+        try:
+            header = json.loads(f.read(header_size))
+        except ValueError as e:
+            raise ValueError(
+                f"{path} is not a safetensors file: its header is not JSON ({e})"
+            ) from e
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a safetensors file: its header is not a JSON object")
+    return header, 8 + header_size, size - 8 - header_size
+
+
+def _check_extents(path: Path, tensors: dict[str, dict], data_size: int) -> None:
+    """Refuses (ValueError naming the file and a tensor) tensors whose bytes disagree with their
+    shape and dtype, or run past the end of the data (a truncated download or copy: the tensor
+    named is the first one cut, in file order)."""
+    for key, entry in tensors.items():
+        start, end = entry["data_offsets"]
+        itemsize = _ST_DTYPES[entry["dtype"]].itemsize
+        needed = int(np.prod(entry["shape"], dtype=np.int64)) * itemsize
+        if end - start != needed:
+            raise ValueError(
+                f"{path}: tensor {key!r} is damaged: shape {entry['shape']} of {entry['dtype']} "
+                f"needs {needed} bytes, its offsets give {end - start}"
+            )
+    cut = sorted(
+        (entry["data_offsets"][0], key)
+        for key, entry in tensors.items()
+        if entry["data_offsets"][1] > data_size
+    )
+    if cut:
+        key = cut[0][1]
+        raise ValueError(
+            f"{path} is truncated: tensor {key!r} (bytes {tensors[key]['data_offsets']} of the "
+            f"data) and {len(cut) - 1} after it run past the end of the file, which holds "
+            f"{data_size} bytes of data. Download or copy the file again."
+        )
 
 
 def write_safetensors(path: str | Path, tensors: dict[str, np.ndarray]) -> int:
