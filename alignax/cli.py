@@ -11,7 +11,10 @@ history.jsonl in the workdir records.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import ml_collections
 
@@ -42,9 +45,57 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         logging.set_verbosity(logging.ERROR)  # orbax logs every save and partial restore
-        from alignax.workdir import config_changes_allowed
+        from alignax.workdir import config_changes_allowed, discard_unused_workdirs_on_error
 
-        with config_changes_allowed(allow_flag.value):
+        with config_changes_allowed(allow_flag.value), discard_unused_workdirs_on_error():
             run(config_flag.value, workdir_flag.value)
 
-    app.run(main)
+    def parse_flags(argv):
+        try:
+            return flags.FLAGS(argv)
+        except (KeyError, AttributeError):  # ml_collections: an override of a missing key
+            message = unknown_override(argv)
+            if message is None:
+                raise
+            sys.exit(f"error: {message}")
+
+    app.run(main, flags_parser=parse_flags)
+
+
+def unknown_override(argv: list[str]) -> str | None:
+    """For the first `--config.<key>=...` of `argv` whose key the config does not have: a
+    message naming the override, the config file and the first missing part of the key (and
+    the top-level section of that name, when the parent sets it for every stage); None if
+    every override names a key of the config."""
+    source = next(
+        (a.split("=", 1)[1] if "=" in a else argv[i + 1])
+        for i, a in enumerate(argv)
+        if a.split("=", 1)[0] == "--config"
+    )
+    config = load_config(source)
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        key = arg.removeprefix("--config.").split("=", 1)[0]
+        parts, node = key.split("."), config
+        for i, part in enumerate(parts):
+            if isinstance(node, ml_collections.ConfigDict) and part in node:
+                node = node[part]
+                continue
+            missing = ".".join(parts[: i + 1])
+            message = f"--config.{key}: {source} has no key {missing!r}"
+            shared = next((k for k in (part, f"{part}s") if i > 0 and k in config), None)
+            if shared:  # e.g. stages.sft.model -> model, stages.sft.seed -> seeds
+                rest = ".".join([shared, *parts[i + 1 :]])
+                message += f"; the top-level {shared!r} applies to every stage: --config.{rest}"
+            return message
+    return None
+
+
+def load_config(source: str) -> ml_collections.ConfigDict:
+    """The config of `path.py[:arg]`, as `--config` reads it (without overrides)."""
+    path, _, arg = source.partition(":")
+    spec = importlib.util.spec_from_file_location(f"_config_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()

@@ -57,8 +57,9 @@ def setup(
 
 # ------------------------------------------------------------------------------ config checks
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks every `train` section (also nested ones, e.g. a pipeline's `stages.sft.train`)
-    and every `eval_fraction`; raises ValueError naming the full key and the allowed values."""
+    """Checks every `train` and `optimizer` section (also nested ones, e.g. a pipeline's
+    `stages.sft.train`), every `eval_fraction` and every list of `seeds`; raises ValueError
+    naming the full key and the allowed values."""
     flat = flatten_config(json.loads(config.to_json_best_effort()))
 
     def value(key):
@@ -93,6 +94,36 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for key in flat:
         if key.split(".")[-1] == "eval_fraction":
             need(key, isinstance(value(key), float | int) and 0 < value(key) < 1, "in (0, 1)")
+        if key.split(".")[-1] == "seeds" and isinstance(value(key), list):
+            repeated = sorted({s for s in value(key) if value(key).count(s) > 1})
+            need(key, not repeated, f"seeds without repeats (repeated: {repeated})")
+    _validate_optimizers(flat, need)
+
+
+def _validate_optimizers(flat: dict, need) -> None:
+    """Every `optimizer` section (alignax.optim): a learning rate that descends, a schedule
+    that exists, Adam's betas in [0, 1), no negative decay or warm-up, a positive clip."""
+
+    def number(x):
+        return isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x)
+
+    rules = {
+        "learning_rate": (lambda x: number(x) and x > 0, "a finite number > 0"),
+        "warmup_steps": (
+            lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0,
+            "an integer >= 0",
+        ),
+        "schedule": (lambda x: x in ("cosine", "constant"), "one of ('cosine', 'constant')"),
+        "weight_decay": (lambda x: number(x) and x >= 0, "a finite number >= 0"),
+        "b1": (lambda x: number(x) and 0 <= x < 1, "in [0, 1)"),
+        "b2": (lambda x: number(x) and 0 <= x < 1, "in [0, 1)"),
+        "grad_clip": (lambda x: number(x) and x > 0, "a finite number > 0"),
+    }
+    for key, x in flat.items():
+        *sections, leaf = key.split(".")
+        if sections and sections[-1] == "optimizer" and leaf in rules:
+            ok, allowed = rules[leaf]
+            need(key, ok(x), allowed)
 
 
 def check_model_fits_task(model_config, task) -> None:
@@ -152,17 +183,12 @@ def pretrained_params(path: str | Path, model_config, mesh: Mesh, like: dict) ->
     runtime = {k: model_config[k] for k in ("max_len", "dtype", "param_dtype")}
     imported, params = load(path, mesh=mesh, **runtime)
 
-    def same(a, b) -> bool:  # a float stored in float32 (GGUF's norm_eps) matches its config
-        if isinstance(a, float) and isinstance(b, float):
-            return math.isclose(a, b, rel_tol=1e-6)
-        return a == b
-
     differ = [
         f"model.{key}={model_config[key]!r} (the checkpoint's: {imported[key]!r})"
         for key in sorted(imported.keys())
         if key not in _RUNTIME_KEYS
         and key in model_config
-        and not same(model_config[key], imported[key])
+        and not same_model_setting(model_config[key], imported[key])
     ]
     if differ:
         raise ValueError(
@@ -171,6 +197,14 @@ def pretrained_params(path: str | Path, model_config, mesh: Mesh, like: dict) ->
             + " (configs/models.py has presets of the supported checkpoints)"
         )
     return {k: params[k] for k in like if k in params}
+
+
+def same_model_setting(a, b) -> bool:
+    """Whether two values of a model-config key agree; a float up to a relative 1e-6 (GGUF
+    stores norm_eps in float32)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-6)
+    return a == b
 
 
 def trainable_state(config, model: Model, params, tx, mesh: Mesh, rng: jax.Array, loss_fn, **slots):

@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 from alignax.checkpoint import Checkpointer, restore_params
 from alignax.models import Model, Params, build_model
 from alignax.sharding import init_params
-from alignax.workdir import config_changes, upstream_paths, upstream_record
+from alignax.workdir import resume_changes, upstream_paths, upstream_record, upstream_unchanged
 
 
 def stage_model_config(workdir: str | Path) -> ml_collections.ConfigDict:
@@ -59,23 +59,54 @@ def load_stage_model(
 SHARED_SECTIONS = ("seed", "multihost", "distributed", "task_name", "task", "model", "mesh")
 
 
+def stage_section(
+    config: ml_collections.ConfigDict, *, own: tuple[str, ...] = ()
+) -> ml_collections.ConfigDict:
+    """A stage's section in a multi-stage config: the stage's own config without the sections
+    its parent sets for every stage (SHARED_SECTIONS), except those in `own` (e.g. a reward
+    model's own `model`). A section the parent sets is not there to override, so an override of
+    it (`--config.stages.sft.model.d_model=128`) fails naming the key instead of being replaced
+    by the parent's (alignax.cli points at the parent's key)."""
+    section = config.copy_and_resolve_references()
+    with section.unlocked():
+        for key in SHARED_SECTIONS:
+            if key not in own and key in section:
+                del section[key]
+    section.lock()
+    return section
+
+
 def stage_config(
     parent: ml_collections.ConfigDict,
     stage: ml_collections.ConfigDict,
     links: dict[str, str | Path],
     shared: tuple[str, ...] = SHARED_SECTIONS,
+    *,
+    name: str = "the stage",
 ) -> ml_collections.ConfigDict:
-    """A copy of `stage` with the `shared` sections of `parent` and the dotted keys of `links`
-    (e.g. {"init_from": ..., "rewards.reward_model_from": ...}) set."""
+    """A copy of `stage` (built with `stage_section`) with the `shared` sections of `parent`
+    and the dotted keys of `links` (e.g. {"init_from": ..., "rewards.reward_model_from": ...})
+    set. A link the stage's section already sets otherwise (an override) is refused, naming
+    `name`.key: the experiment decides which stage a stage builds on."""
     config = stage.copy_and_resolve_references()
     with config.unlocked():
         for key in shared:
+            if key in config:  # it would be overwritten, and an override of it ignored
+                raise ValueError(
+                    f"config {name}.{key}: the parent's {key!r} is set for every stage; build the "
+                    "stage's section with alignax.stages.stage_section"
+                )
             config[key] = parent[key]
         for key, value in links.items():
             node = config
             *sections, leaf = key.split(".")
             for section in sections:
                 node = node[section]
+            if node.get(leaf) not in ("", None, str(value)):
+                raise ValueError(
+                    f"config {name}.{key}={node[leaf]!r}: this experiment sets it to "
+                    f"{str(value)!r} (the stage this one builds on); it cannot be overridden"
+                )
             node[leaf] = str(value)
     return config
 
@@ -104,12 +135,11 @@ def stage_finished(stage_config: ml_collections.ConfigDict, workdir: str | Path)
     """Whether the stage in `workdir` completed with this very config on these very upstream
     stages (its summary.json is a run's last write): a multi-stage experiment run again skips it.
     Anything else (no summary, another config, a changed upstream stage) goes through the stage's
-    own resume checks."""
+    own resume checks. An upstream that moved with its contents unchanged (a copied workdir) is
+    no change."""
     workdir = Path(workdir)
     if not (workdir / "summary.json").is_file():
         return False
-    old = json.loads((workdir / "config.json").read_text())
-    if config_changes(old, json.loads(stage_config.to_json_best_effort())):
-        return False
     upstream = {k: upstream_record(k, v) for k, v in upstream_paths(stage_config).items()}
-    return json.loads((workdir / "upstream.json").read_text()) == upstream
+    changes, _ = resume_changes(workdir, json.loads(stage_config.to_json_best_effort()), upstream)
+    return not changes and upstream_unchanged(workdir, upstream)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from alignax import objectives
@@ -56,7 +57,20 @@ def make_reward_model_sweep(
         (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(steps))
         return params, losses
 
-    return jax.jit(jax.vmap(train_one))
+    train = jax.jit(jax.vmap(train_one))
+    available = len(pairs["tokens"])
+
+    def checked(params, swap, num_pairs, rng):
+        # Out-of-range indices would be clamped inside jit: a member asking for more pairs than
+        # there are would train on the last pair over and over.
+        counts = np.asarray(num_pairs)
+        if counts.min() < 1 or counts.max() > available:
+            raise ValueError(
+                f"num_pairs {counts.tolist()}: each must be in [1, {available}] (the pairs given)"
+            )
+        return train(params, swap, num_pairs, rng)
+
+    return checked
 
 
 def make_member_scorer(model: Model):

@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -77,7 +78,10 @@ def guard_workdir(
     if allow_config_change is None:
         allow_config_change = _ALLOW_CONFIG_CHANGE.get()
     if jax.process_index() == 0:
+        created = _topmost_missing(workdir)
         check_writable(workdir, what="the workdir")
+        if created is not None:
+            _CREATED_WORKDIRS.append(created)
         acquire_workdir_lock(workdir)
         upstream = {key: upstream_record(key, path) for key, path in upstream_paths(config).items()}
         new_config = json.loads(config.to_json_best_effort())
@@ -89,6 +93,101 @@ def guard_workdir(
         _append_json_line(workdir / "history.jsonl", event)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
         (workdir / "upstream.json").write_text(json.dumps(upstream, indent=2))
+
+
+# ------------------------------------------------------------------------------ study caches
+def _plain(value):
+    """`value` as JSON reads it back (tuples as lists, keys as strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _key_path(path: Path) -> Path:
+    return path.with_name(path.name + ".key.json")
+
+
+def cache_is_current(path: str | Path, key: dict) -> bool:
+    """Whether the cached artefact at `path` (a file or a directory a study computed) was made
+    from `key` (the config values and upstream records it depends on), so that a study run again
+    may reuse it. False when it does not exist. One made from another key (or by an alignax that
+    kept no key) raises ConfigChangedError naming the keys that differ, unless config changes
+    are allowed (`config_changes_allowed`): then False, and the caller makes it again."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    made_from = _read_json(_key_path(path))
+    changes = config_changes(made_from or {}, _plain(key)) if made_from is not None else None
+    if changes == {}:
+        return True
+    if config_changes_are_allowed():
+        print(f"[cache] {path} was made from another config: making it again", flush=True)
+        return False
+    shown = (
+        "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _rows(changes))
+        if changes
+        else "it records no config (written by an older alignax)"
+    )
+    raise ConfigChangedError(
+        f"{path} was made from another config than this run's ({shown}); reusing it would mix "
+        "two experiments. Use a fresh --workdir, delete it to make it again, or pass "
+        "--allow_config_change to make it again on purpose."
+    )
+
+
+def record_cache_key(path: str | Path, key: dict) -> None:
+    """Records what the artefact at `path` was made from (<path>.key.json), after writing it."""
+    _key_path(Path(path)).write_text(json.dumps(_plain(key), indent=2, sort_keys=True))
+
+
+def cache_digest(key: dict) -> str:
+    """A short hash of `key`: how a downstream artefact's key names an upstream one."""
+    return hashlib.sha256(json.dumps(_plain(key), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------ failed starts
+# Directories `guard_workdir` created in this process, outermost first.
+_CREATED_WORKDIRS: list[Path] = []
+# What `guard_workdir` and the compilation cache write before anything is computed.
+_BOOKKEEPING = ("config.json", "upstream.json", "history.jsonl", ".lock")
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost directory of `path` (itself included) that does not exist yet."""
+    path, missing = Path(path).absolute(), None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def _unused(directory: Path) -> bool:
+    """Whether `directory` holds nothing but a start's bookkeeping (and compiled programs)."""
+    for path in directory.rglob("*"):
+        rel = path.relative_to(directory)
+        if path.is_file() and path.name not in _BOOKKEEPING and "xla_cache" not in rel.parts:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def discard_unused_workdirs_on_error():
+    """A run that fails inside the block (a config or data error found after `setup`) leaves
+    no workdir behind that it created and wrote nothing into but its start's bookkeeping
+    (config.json, upstream.json, history.jsonl, the lock, compiled programs), so a rerun starts
+    clean. A workdir that existed before, or that holds anything computed (a checkpoint,
+    metrics, a result), is kept as it is. Every experiment's command line runs in this block."""
+    mark = len(_CREATED_WORKDIRS)
+    try:
+        yield
+    except BaseException:
+        for directory in reversed(_CREATED_WORKDIRS[mark:]):
+            if directory.is_dir() and _unused(directory):
+                for lock in directory.rglob(".lock"):
+                    release_workdir_lock(lock.parent)
+                shutil.rmtree(directory, ignore_errors=True)
+        raise
+    finally:
+        del _CREATED_WORKDIRS[mark:]
 
 
 # ------------------------------------------------------------------------------ resume checks
@@ -176,17 +275,25 @@ def upstream_paths(config: ml_collections.ConfigDict) -> dict[str, str]:
     """{config key: workdir} for every non-empty `init_from` / `*_from` key: the upstream stages
     this run reads params from."""
     flat = flatten_config(json.loads(config.to_json_best_effort()))
-    return {
-        k: v
-        for k, v in flat.items()
-        if k.split(".")[-1].endswith("_from") and isinstance(v, str) and v
-    }
+    return {k: v for k, v in flat.items() if _is_link(k) and isinstance(v, str) and v}
+
+
+def _is_link(key: str) -> bool:
+    """`init_from` and every `*_from` key: where an upstream stage lives, not what it holds."""
+    return key.split(".")[-1].endswith("_from")
+
+
+def _identity(record: dict) -> dict:
+    """An upstream record without its path: what the upstream holds, wherever it lies."""
+    return {k: v for k, v in record.items() if k != "path"}
 
 
 def stage_fingerprint(workdir: str | Path) -> dict:
     """{"step": latest checkpoint step, "config_sha256": hash of the stage's config (result
-    keys only) and of its own upstream record}: two runs that could give different params give
-    different fingerprints, through every stage upstream."""
+    keys only) and of its own upstream records}: two runs that could give different params give
+    different fingerprints, through every stage upstream. Paths are left out (the upstream
+    stages enter by their own fingerprints), so a copied or moved chain of stages keeps its
+    fingerprints."""
     workdir = Path(workdir)
     steps_done = checkpoint_steps(workdir / "checkpoints")
     if not steps_done:
@@ -197,8 +304,11 @@ def stage_fingerprint(workdir: str | Path) -> dict:
     config = flatten_config(_read_json(workdir / "config.json") or {})
     blob = json.dumps(
         {
-            "config": {k: v for k, v in config.items() if not _neutral(k)},
-            "upstream": _read_json(workdir / "upstream.json") or {},
+            "config": {k: v for k, v in config.items() if not (_neutral(k) or _is_link(k))},
+            "upstream": {
+                key: _identity(record)
+                for key, record in (_read_json(workdir / "upstream.json") or {}).items()
+            },
         },
         sort_keys=True,
     )
@@ -234,24 +344,70 @@ def upstream_record(key: str, path: str) -> dict:
         raise FileNotFoundError(f"{key}={path!r}: {e}") from None
 
 
+def resume_changes(workdir: Path, new_config: dict, upstream: dict) -> tuple[dict, dict]:
+    """(changes, moved): the result keys whose values differ between the config the workdir was
+    written with and `new_config` (`config_changes`), less the upstream links that only moved: a
+    `*_from` path that changed while the upstream it names holds what the recorded one held (a
+    copied or moved workdir). `upstream` is `{key: upstream_record(...)}` of the new config."""
+    changes = config_changes(_read_json(workdir / "config.json") or {}, new_config)
+    recorded = _read_json(workdir / "upstream.json") or {}
+    moved = {
+        key: change
+        for key, change in changes.items()
+        if key in upstream
+        and key in recorded
+        and _identity(recorded[key]) == _identity(upstream[key])
+    }
+    return {k: v for k, v in changes.items() if k not in moved}, moved
+
+
+def upstream_unchanged(workdir: Path, upstream: dict) -> bool:
+    """Whether every upstream the workdir recorded holds what it held (wherever it lies now)."""
+    recorded = _read_json(workdir / "upstream.json")
+    return recorded is not None and {k: _identity(v) for k, v in recorded.items()} == {
+        k: _identity(v) for k, v in upstream.items()
+    }
+
+
+def check_config_unchanged(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+    """Refuses (ConfigChangedError) what the stage's own `guard_workdir` would refuse of its
+    config, before a multi-stage run starts: the stage in `workdir` holds checkpoints written
+    with other values of keys that change results. Links (`*_from`) are left to that guard,
+    which can tell a moved upstream from another one once the upstream stages exist."""
+    workdir = Path(workdir)
+    if not checkpoint_steps(workdir / "checkpoints") or config_changes_are_allowed():
+        return
+    old = _read_json(workdir / "config.json") or {}
+    changes = config_changes(old, json.loads(config.to_json_best_effort()))
+    changes = {k: v for k, v in changes.items() if not _is_link(k)}
+    if changes:
+        raise _config_changed_error(workdir, changes)
+
+
+def _config_changed_error(workdir: Path, changes: dict) -> ConfigChangedError:
+    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _rows(changes))
+    return ConfigChangedError(
+        f"{workdir} holds checkpoints written with another config; these keys differ: "
+        f"{shown}. Resuming would mix two experiments. Use a fresh --workdir, run with "
+        f"the original values, or pass --allow_config_change to continue on purpose "
+        f"(recorded in {workdir / 'history.jsonl'})."
+    )
+
+
 def _check_resume(workdir: Path, new_config: dict, upstream: dict, allowed: bool) -> dict:
     """Refuses a resume whose config or upstream stages changed; returns what history records."""
     notes = {}
     old_config = _read_json(workdir / "config.json")
+    recorded = _read_json(workdir / "upstream.json")
     if old_config is not None:
-        changes = config_changes(old_config, new_config)
+        changes, moved = resume_changes(workdir, new_config, upstream)
+        if moved:
+            notes["moved_upstream"] = {k: [a, b] for k, a, b in _rows(moved)}
         if changes and not allowed:
-            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _rows(changes))
-            raise ConfigChangedError(
-                f"{workdir} holds checkpoints written with another config; these keys differ: "
-                f"{shown}. Resuming would mix two experiments. Use a fresh --workdir, run with "
-                f"the original values, or pass --allow_config_change to continue on purpose "
-                f"(recorded in {workdir / 'history.jsonl'})."
-            )
+            raise _config_changed_error(workdir, changes)
         if changes:
             notes["config_changes"] = {k: [a, b] for k, a, b in _rows(changes)}
             notes["allowed_by"] = "allow_config_change"
-    recorded = _read_json(workdir / "upstream.json")
     if recorded is None:
         if upstream:
             print(
@@ -263,8 +419,13 @@ def _check_resume(workdir: Path, new_config: dict, upstream: dict, allowed: bool
         return notes
     for key, now in upstream.items():
         then = recorded.get(key)
-        if then is None or then.get("path") != now["path"] or then == now:
-            continue  # a renamed/added key is a config change, handled above
+        # A key with no record is a config change, handled above. A changed path is checked
+        # like an unchanged one: what the stage was built on must still be what it reads.
+        if then is None or _identity(then) == _identity(now):
+            continue
+        source = f"{key}={now['path']}"
+        if then["path"] != now["path"]:
+            source = f"{key}={then['path']} (now {now['path']})"
         if "pretrained" in then or "pretrained" in now:
             change = (
                 "whose files changed since (name, size or modification time; a reinstall or a "
@@ -274,13 +435,13 @@ def _check_resume(workdir: Path, new_config: dict, upstream: dict, allowed: bool
                 "checkpoint) than when this stage started"
             )
             raise StaleUpstreamError(
-                f"stage {workdir} was built from {key}={now['path']}, {change}: resuming would "
+                f"stage {workdir} was built from {source}, {change}: resuming would "
                 f"mix work built on two versions of it. Delete {workdir} to rebuild this stage "
                 "from the current files (or put the old ones back)."
             )
         if (then["step"], then["config_sha256"]) != (now["step"], now["config_sha256"]):
             raise StaleUpstreamError(
-                f"stage {workdir} was built from {key}={now['path']} at step {then['step']} "
+                f"stage {workdir} was built from {source} at step {then['step']} "
                 f"(config {then['config_sha256'][:12]}), but that stage is now at step "
                 f"{now['step']} (config {now['config_sha256'][:12]}): resuming would mix work "
                 f"built on two versions of it. Delete {workdir} to rebuild this stage from the "

@@ -32,6 +32,7 @@ one KL target) for the end-to-end test.
 import ml_collections
 
 from alignax.losses.registry import default_hyperparameters
+from alignax.stages import stage_section
 from configs import dpo, kto, ppo, reward_model, sft
 from configs.common import stages_parent_config
 
@@ -57,9 +58,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.workers = 1 if small else 2  # processes the seeds run on, one core each
     config.stages = ml_collections.ConfigDict(
         {
-            "pretrain": sft.get_config("pretrain"),
-            "sft": sft.get_config("runlocal"),
-            "reward_model": reward_model.get_config("runlocal"),
+            "pretrain": stage_section(sft.get_config("pretrain")),
+            "sft": stage_section(sft.get_config("runlocal")),
+            "reward_model": stage_section(reward_model.get_config("runlocal"), own=("model",)),
         }
     )
     # Half the pipeline's pretraining and SFT steps (trimmed to fit the budget).
@@ -71,7 +72,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # ---- offline runs: one template; the loss is set per run.
     # 1,024 pairs, batch 32: 32 steps an epoch; every offline run 2 epochs, evaluated every 8 steps.
     num_pairs, batch_size, steps, eval_every, eval_prompts = 1024, 32, 64, 8, 128
-    config.offline = dpo.get_config("runlocal")
+    config.offline = stage_section(dpo.get_config("runlocal"))
     config.offline.preferences.update(
         num_pairs=num_pairs,
         num_eval_pairs=64,
@@ -97,7 +98,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     )
     # KTO on the same pairs, each split into a desirable and an undesirable example: twice the
     # examples at twice the batch, so the same sequences per step and the same passes.
-    config.kto = kto.get_config("runlocal")
+    config.kto = stage_section(kto.get_config("runlocal"))
     config.kto.unpaired.update(
         num_pairs=num_pairs, num_eval_pairs=64, num_eval_prompts=eval_prompts
     )
@@ -112,7 +113,11 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
 
     # ---- PPO: adaptive KL coefficient steered to each target, reward model or gold.
     config.rl = ml_collections.ConfigDict(
-        {"kl_targets": (2.0, 8.0), "reward_sources": ("model", "gold"), "ppo": ppo.get_config()}
+        {
+            "kl_targets": (2.0, 8.0),
+            "reward_sources": ("model", "gold"),
+            "ppo": stage_section(ppo.get_config()),
+        }
     )
     config.rl.ppo.rewards.value_init = "policy"  # the same value model for both reward sources
     # A horizon of two iterations' samples: the coefficient moves up to 10% an iteration, so it

@@ -31,6 +31,7 @@ model) is checked in tests/test_instructgpt.py without training.
 
 import ml_collections
 
+from alignax.stages import stage_section
 from configs import ppo, reward_model, sft
 from configs.common import stages_parent_config
 
@@ -48,10 +49,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.size_axis_seeds = (0, 1, 2)  # seeds that also train the other widths
     config.stages = ml_collections.ConfigDict(
         {
-            "pretrain": sft.get_config("pretrain"),
-            "sft": sft.get_config("runlocal"),
-            "reward_model": reward_model.get_config("runlocal"),
-            "ppo": ppo.get_config("runlocal"),
+            "pretrain": stage_section(sft.get_config("pretrain")),
+            "sft": stage_section(sft.get_config("runlocal")),
+            "reward_model": stage_section(reward_model.get_config("runlocal"), own=("model",)),
+            "ppo": stage_section(ppo.get_config("runlocal")),
         }
     )
     config.sweep = ml_collections.ConfigDict(

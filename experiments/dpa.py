@@ -186,7 +186,7 @@ def figure(config, result: dict, workdir: Path) -> None:
             xerr=half(r["objectives"][0]),
             yerr=half(r["objectives"][1]),
             fmt="o",
-            color=plots.PALETTE[i % len(plots.PALETTE)],
+            color=plots.series_color(i),
             capsize=2,
             markersize=4,
             label=f"DPO, direction {r['degrees']:g} deg",

@@ -20,7 +20,6 @@ import numpy as np
 from alignax import labels, objectives, optim, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
-from alignax.data.batching import BatchIterator
 from alignax.data.sources import file_comparisons
 from alignax.experiment import (
     check_model_fits_task,
@@ -33,7 +32,7 @@ from alignax.experiment import (
 )
 from alignax.models import build_model
 from alignax.tasks import get_task
-from alignax.training import train_loop
+from alignax.training import train_batches, train_loop
 
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
 
@@ -112,6 +111,7 @@ def run(config, workdir, pairs=None):
         train["ref_logps"] = precompute_reference_logps(
             model, params, train, config.train.batch_size
         )
+    batches = train_batches(config, train, unit="pairs")
     train_step = steps.jit_step(
         objectives.preference_train_step(
             steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
@@ -149,7 +149,6 @@ def run(config, workdir, pairs=None):
             **{f"policy/{k}": v for k, v in report.items()},
         }
 
-    batches = BatchIterator(train, batch_size=config.train.batch_size, seed=config.seed)
     state = train_loop(
         state=state,
         step_fn=train_step,

@@ -577,7 +577,7 @@ def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) ->
     fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
     for j, (seed, result) in enumerate(seeds.items()):
         o = result["overoptimization"]
-        color = plots.PALETTE[j % len(plots.PALETTE)]
+        color = plots.series_color(j)
         kl = [max(p["kl"], 0.0) for p in o["points"]]
         gold = [p["gold"] for p in o["points"]]
         epochs = [p["step"] / steps_per_epoch for p in o["points"]]

@@ -23,7 +23,6 @@ import jax
 from alignax import optim, rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, task_reward
 from alignax.cli import run_experiment
-from alignax.data.batching import BatchIterator
 from alignax.experiment import (
     check_model_fits_task,
     example_batch,
@@ -35,7 +34,7 @@ from alignax.models import build_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.tasks.base import device_prompts
-from alignax.training import train_loop
+from alignax.training import train_batches, train_loop
 
 
 def mean_reward(model, params, task, prompts, rng, *, max_new_tokens, temperature):
@@ -87,6 +86,7 @@ def run(config, workdir):
         online_step = rl.make_grpo_step(config=grpo_config, **common)
     else:
         raise ValueError(f"algorithm={config.algorithm!r} is not one of ('grpo', 'xpo', 'nash_md')")
+    batches = train_batches(config, train, unit="prompts")
     train_step = steps.jit_step(
         online_step, state, example_batch(train, config.train.batch_size), mesh
     )
@@ -103,7 +103,6 @@ def run(config, workdir):
         }
 
     initial = eval_fn(state)
-    batches = BatchIterator(train, batch_size=config.train.batch_size, seed=config.seed)
     state = train_loop(
         state=state,
         step_fn=train_step,

@@ -36,7 +36,7 @@ import numpy as np
 from alignax import logprobs
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import mean_interval
+from alignax.analysis.stats import interval_text, mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
@@ -502,7 +502,7 @@ def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
     groups = [(f"beta{b:g}", f"beta = {b:g}") for b in s.fixed_betas]
     groups += [(f"target{t:g}", f"adaptive, target {t:g}") for t in s.kl_targets]
     for i, (name, label) in enumerate(groups):
-        color = plots.PALETTE[i % len(plots.PALETTE)]
+        color = plots.series_color(i)
         style = "o-" if name.startswith("beta") else "s--"
         ev = mean_curves[name]["eval"]
         d = np.sqrt(np.maximum([p["kl"] for p in ev], 0.0))
@@ -565,7 +565,7 @@ def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
             xerr=np.nan_to_num(r["alignment_tax"][1]),
             yerr=np.nan_to_num(r["win_rate_vs_sft"][1]),
             fmt="o",
-            color=plots.PALETTE[i % len(plots.PALETTE)],
+            color=plots.series_color(i),
             capsize=2,
             label=f"gamma = {g:g}",
         )
@@ -599,7 +599,7 @@ def size_figure(config, combined: dict, workdir: Path) -> None:
             [r["win_rate_vs_sft"][0] for r in points if r],
             yerr=np.nan_to_num([r["win_rate_vs_sft"][1] for r in points if r]),
             fmt="o-",
-            color=plots.PALETTE[i],
+            color=plots.series_color(i),
             capsize=2,
             label=label,
         )
@@ -614,8 +614,7 @@ def size_figure(config, combined: dict, workdir: Path) -> None:
 
 
 def _pm(value: tuple[float, float], digits: int = 2) -> str:
-    mean, half = value
-    return f"{mean:.{digits}f}" + ("" if np.isnan(half) else f" ± {half:.{digits}f}")
+    return interval_text(value, digits)
 
 
 def _verdict(ok: bool) -> str:

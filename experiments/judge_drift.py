@@ -168,7 +168,7 @@ def figure(config, per_seed: dict, workdir: Path) -> None:
     fig, (left, right) = plots.subplots(1, 2, figsize=(9.6, 3.6))
     threshold = config.stages.ppo.judge_drift.min_accuracy
     for i, name in enumerate(run_names(config)):
-        color = plots.PALETTE[i % len(plots.PALETTE)]
+        color = plots.series_color(i)
         label = (
             "PPO on the verifier" if name == "verifier" else f"PPO on the judge, {run_label(name)}"
         )

@@ -20,7 +20,6 @@ import numpy as np
 from alignax import labels, objectives, optim, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
-from alignax.data.batching import BatchIterator
 from alignax.data.formats import load_dataset
 from alignax.data.tokenizer import SentencePieceTokenizer
 from alignax.experiment import (
@@ -34,7 +33,7 @@ from alignax.experiment import (
 from alignax.models import build_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
-from alignax.training import train_loop
+from alignax.training import train_batches, train_loop
 
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
 
@@ -136,6 +135,7 @@ def run(config, workdir):
         params, tx, mesh, **objectives.preference_state_slots(config.loss, params)
     )
     loss_fn = objectives.unpaired_loss_fn(model, config.loss)
+    batches = train_batches(config, train, unit="examples (desirable and undesirable)")
     train_step = steps.jit_step(
         objectives.preference_train_step(
             steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
@@ -174,7 +174,6 @@ def run(config, workdir):
         }
 
     initial = eval_fn(state)
-    batches = BatchIterator(train, batch_size=config.train.batch_size, seed=config.seed)
     state = train_loop(
         state=state,
         step_fn=train_step,

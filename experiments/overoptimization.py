@@ -23,6 +23,7 @@ Stages, each cached in the workdir so a rerun resumes:
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -47,7 +48,13 @@ from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, save_stage, stage_config
 from alignax.sweeps import make_member_scorer, make_reward_model_sweep
 from alignax.tasks import get_task
-from alignax.workdir import accumulate_timings
+from alignax.workdir import (
+    accumulate_timings,
+    cache_digest,
+    cache_is_current,
+    record_cache_key,
+    stage_fingerprint,
+)
 from experiments import ppo, sft
 
 # ---------------------------------------------------------------------------------------------
@@ -80,14 +87,34 @@ def reward_model_config(policy_model: ml_collections.ConfigDict, size: int):
     return config
 
 
+def num_comparisons(p: ml_collections.ConfigDict) -> int:
+    return max(max(p.data_sizes), p.size_sweep_pairs)
+
+
+def comparisons_key(config, sft_dir: Path) -> dict:
+    """What the comparisons depend on: the labels, their number and noise levels, the task,
+    the seed and the SFT policy (by its fingerprint)."""
+    labels_config = {k: v for k, v in config.labels.to_dict().items() if k != "policy_from"}
+    return {
+        "labels": labels_config,
+        "count": num_comparisons(config.proxies),
+        "noise": config.proxies.noise,
+        "seed": config.seed,
+        "task": {"name": config.task_name, **config.task.to_dict()},
+        "sft": stage_fingerprint(sft_dir),
+    }
+
+
 def build_comparisons(config, task, mesh, sft_dir: Path, workdir: Path) -> dict[str, np.ndarray]:
     """The largest data set of SFT-sample pairs, clean labels first, and `flipped` [N, F]: for
-    each noise level, which labels the noisy annotator flips (the same pairs and clean draws)."""
+    each noise level, which labels the noisy annotator flips (the same pairs and clean draws).
+    Cached in <workdir>/comparisons.npz, reused only when made from this config."""
     path = workdir / "comparisons.npz"
-    if path.exists():
+    key = comparisons_key(config, sft_dir)
+    if cache_is_current(path, key):
         return dict(np.load(path))
     p = config.proxies
-    count = max(max(p.data_sizes), p.size_sweep_pairs)
+    count = num_comparisons(p)
     clean = labels.comparisons(
         _with(config.labels, flip_rate=0.0, policy_from=str(sft_dir)),
         task,
@@ -105,6 +132,7 @@ def build_comparisons(config, task, mesh, sft_dir: Path, workdir: Path) -> dict[
         "flipped": flipped,
     }
     np.savez(path, **data)
+    record_cache_key(path, key)
     return data
 
 
@@ -165,19 +193,34 @@ def train_proxy_size(config, size: int, members: list[dict], comparisons: dict) 
         flush=True,
     )
     for i, m in enumerate(members):
+        shutil.rmtree(m["dir"], ignore_errors=True)  # absent, or made from another config
         save_stage(
             m["dir"],
             model_config,
             jax.tree.map(lambda x, i=i: x[i], trained),
             step=p.steps,
-            extra={"proxy": {k: m[k] for k in ("name", "size", "pairs", "flip", "seed")}},
+            extra={"proxy": m["key"]},
         )
+        record_cache_key(m["dir"], m["key"])
 
 
-def train_proxies(config, comparisons: dict, workdir: Path) -> dict[str, Path]:
+def proxy_key(config, member: dict, comparisons: str) -> dict:
+    """What a proxy depends on: its place in the grid and seed, its architecture, its training
+    and the comparisons it reads (`comparisons`: their key's digest)."""
+    p = config.proxies
+    return {
+        **{k: member[k] for k in ("name", "size", "pairs", "flip", "seed")},
+        "model": reward_model_config(config.model, member["size"]).to_dict(),
+        "training": {k: p[k] for k in ("steps", "batch_size", "learning_rate", "weight_decay")},
+        "study_seed": config.seed,
+        "comparisons": comparisons,
+    }
+
+
+def train_proxies(config, comparisons: dict, comparisons_digest: str, workdir: Path):
     """Trains every proxy (one vmapped run per size, sizes on `config.workers` processes) and
-    saves each as a stage in <workdir>/proxies/<name>; sizes whose proxies all exist are
-    skipped."""
+    saves each as a stage in <workdir>/proxies/<name>; returns {(name, seed): its directory}.
+    A size whose proxies were all made from this config (`proxy_key`) is not trained again."""
     p = config.proxies
     grid = proxy_grid(p)
     dirs, jobs = {}, []
@@ -188,8 +231,10 @@ def train_proxies(config, comparisons: dict, workdir: Path) -> dict[str, Path]:
             if g["size"] == size
             for s in range(p.seeds)
         ]
+        for m in members:
+            m["key"] = proxy_key(config, m, comparisons_digest)
         dirs.update({(m["name"], m["seed"]): m["dir"] for m in members})
-        if not all((m["dir"] / "config.json").exists() for m in members):
+        if not all([cache_is_current(m["dir"], m["key"]) for m in members]):
             jobs.append((config, size, members, comparisons))
     # The costliest first, so that the last job to start is a short one.
     jobs.sort(key=lambda job: -(job[1] ** 2) * len(job[2]))
@@ -219,11 +264,24 @@ def sample_prompts(config, sft_dir: Path, prompts: dict, first: int) -> dict[str
     )
 
 
+def pool_key(config, sft_dir: Path) -> dict:
+    """What the pool depends on: its prompts and samples, the task, the seed, the SFT policy."""
+    c = config.pool
+    return {
+        "pool": {k: c[k] for k in ("num_prompts", "pool_size", "max_new_tokens")},
+        "seed": config.seed,
+        "task": {"name": config.task_name, **config.task.to_dict()},
+        "sft": stage_fingerprint(sft_dir),
+    }
+
+
 def build_pool(config, task, sft_dir: Path, workdir: Path) -> dict[str, np.ndarray]:
     """`pool_size` SFT samples for each of `num_prompts` held-out prompts, with their gold
-    reward, sampled on `config.workers` processes; cached in <workdir>/pool.npz."""
+    reward, sampled on `config.workers` processes; cached in <workdir>/pool.npz, reused only
+    when made from this config (`pool_key`)."""
     path = workdir / "pool.npz"
-    if path.exists():
+    key = pool_key(config, sft_dir)
+    if cache_is_current(path, key):
         return dict(np.load(path))
     c = config.pool
     prompts = task.prompt_dataset(c.num_prompts, seed=config.seed + 50, split="eval")
@@ -241,6 +299,7 @@ def build_pool(config, task, sft_dir: Path, workdir: Path) -> dict[str, np.ndarr
         flush=True,
     )
     np.savez(path, **pool)
+    record_cache_key(path, key)
     return pool
 
 
@@ -256,15 +315,15 @@ def score_members(member_dirs: list[Path], tokens: np.ndarray, mask: np.ndarray,
     )
 
 
-def score_pool(config, pool: dict, proxy_dirs: dict, workdir: Path) -> dict[tuple, np.ndarray]:
-    """Every proxy's scores of the pool [prompts, pool], cached per proxy; one job per proxy
-    size on `config.workers` processes."""
+def score_pool(config, pool: dict, pool_digest: str, proxy_dirs: dict) -> dict[tuple, np.ndarray]:
+    """Every proxy's scores of the pool [prompts, pool], cached per proxy (reused only for this
+    pool, `pool_digest`, and this proxy); one job per proxy size on `config.workers` processes."""
     shape = pool["gold"].shape
     out = {}
     by_size: dict[int, list] = {}
     for key, directory in proxy_dirs.items():
         cached = directory / "pool_scores.npy"
-        if cached.exists():
+        if cache_is_current(cached, _scores_key(pool_digest, directory)):
             out[key] = np.load(cached)
         else:
             size = json.loads((directory / "config.json").read_text())["model"]["d_model"]
@@ -277,8 +336,13 @@ def score_pool(config, pool: dict, proxy_dirs: dict, workdir: Path) -> dict[tupl
     for (_, members), scores in zip(groups, run_jobs(score_members, jobs, workers=config.workers)):
         for (key, directory), row in zip(members, scores):
             np.save(directory / "pool_scores.npy", row.reshape(shape))
+            record_cache_key(directory / "pool_scores.npy", _scores_key(pool_digest, directory))
             out[key] = row.reshape(shape)
     return out
+
+
+def _scores_key(pool_digest: str, proxy_dir: Path) -> dict:
+    return {"pool": pool_digest, "proxy": stage_fingerprint(proxy_dir)}
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -379,11 +443,6 @@ def run_rl(config, sft_dir: Path, proxy_dirs: dict, workdir: Path) -> dict[str, 
     first), `rl.seeds` runs each: run s starts from PPO seed `seed + s` and trains against the
     proxy of seed s, so the seeds vary the policy's sampling and the reward model alike. On
     `config.workers` processes."""
-    if config.rl.seeds > config.proxies.seeds:
-        raise ValueError(
-            f"rl.seeds={config.rl.seeds} needs as many proxy seeds "
-            f"(proxies.seeds={config.proxies.seeds})"
-        )
     penalised = config.rl.proxies[0]
     plan = [(name, 0.0) for name in config.rl.proxies]
     if config.rl.penalty_kl_coef > 0:
@@ -577,7 +636,7 @@ def figures(config, curves: dict, oracle: list[dict], rl: dict, workdir: Path) -
         ]
         for ax, (title, members) in zip(axes, sweeps):
             for i, (value, name) in enumerate(members):
-                color = plots.PALETTE[i]
+                color = plots.series_color(i)
                 rows = curves[name]
                 ax.errorbar(
                     x(rows),
@@ -607,7 +666,7 @@ def figures(config, curves: dict, oracle: list[dict], rl: dict, workdir: Path) -
     if rl:
         fig, ax = plots.subplots(figsize=(4.8, 3.4))
         for i, (name, points) in enumerate(rl.items()):
-            color = plots.PALETTE[i]
+            color = plots.series_color(i)
             d = x(points, "kl")
             ax.errorbar(
                 d,
@@ -730,8 +789,26 @@ def report(config, curves, oracle, rl, result, workdir: Path, timings: dict, pro
     return text
 
 
+def check_plan(config) -> None:
+    """What would otherwise fail after the compute: the RL runs' proxies must be in the grid,
+    with a proxy seed for every RL seed."""
+    names = [g["name"] for g in proxy_grid(config.proxies)]
+    unknown = [name for name in config.rl.proxies if name not in names]
+    if unknown:
+        raise ValueError(
+            f"config rl.proxies names {unknown}, which the proxy grid does not train; "
+            f"it trains {names}"
+        )
+    if config.rl.seeds > config.proxies.seeds:
+        raise ValueError(
+            f"config rl.seeds={config.rl.seeds} needs as many proxy seeds "
+            f"(proxies.seeds={config.proxies.seeds})"
+        )
+
+
 def run(config, workdir):
     prov = provenance()  # of the code that runs, before anything can change it
+    check_plan(config)
     workdir, mesh = setup(config, workdir)
     task = get_task(config.task_name, config.task)
     timings = {}
@@ -746,11 +823,13 @@ def run(config, workdir):
     sft_dir = workdir / config.policy_stages[-1]
     mark = time.perf_counter()
     comparisons = build_comparisons(config, task, mesh, sft_dir, workdir)
-    proxy_dirs = train_proxies(config, comparisons, workdir)
+    proxy_dirs = train_proxies(
+        config, comparisons, cache_digest(comparisons_key(config, sft_dir)), workdir
+    )
     timings["seconds/proxies"] = time.perf_counter() - mark
     mark = time.perf_counter()
     pool = build_pool(config, task, sft_dir, workdir)
-    scores = score_pool(config, pool, proxy_dirs, workdir)
+    scores = score_pool(config, pool, cache_digest(pool_key(config, sft_dir)), proxy_dirs)
     curves, oracle = best_of_n_curves(config, pool, scores)
     timings["seconds/best_of_n"] = time.perf_counter() - mark
     mark = time.perf_counter()

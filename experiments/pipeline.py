@@ -28,16 +28,17 @@ import numpy as np
 
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import mean_interval
+from alignax.analysis.stats import interval_text, mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
-from alignax.experiment import pretrained_params, setup, write_summary
+from alignax.experiment import pretrained_params, setup, validate_config, write_summary
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.provenance import provenance, written_by
 from alignax.sharding import init_params
 from alignax.stages import SHARED_SECTIONS, stage_config
 from alignax.tasks import get_task
+from alignax.workdir import check_config_unchanged
 from experiments import dpo, ppo, reward_model, sft
 
 STAGES = {"pretrain": sft, "sft": sft, "reward_model": reward_model, "ppo": ppo, "dpo": dpo}
@@ -73,7 +74,7 @@ def seed_stage_config(config, name: str, seed: int, workdir: Path):
         # Start from the pretrained backbone when the reward model has the policy's shape.
         if stage.model.to_dict() == config.model.to_dict():
             links["init_from"] = base
-    out = stage_config(config, stage, links, shared)
+    out = stage_config(config, stage, links, shared, name=f"stages.{name}")
     with out.unlocked():
         out.seed = seed
     return out
@@ -174,7 +175,7 @@ def write_report(
         "|---|---|---|---|---|",
     ]
     for name in POLICIES:
-        cells = [f"{m:.2f} ± {h:.2f}" for m, h in (combined[name][c] for c in COLUMNS)]
+        cells = [interval_text(combined[name][c], 2) for c in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     reward_models = {
         s: json.loads((workdir / f"seed{s}" / "reward_model" / "summary.json").read_text())
@@ -187,7 +188,7 @@ def write_report(
     lines += [
         "",
         "Reward model (held-out pairs of SFT samples): "
-        + ", ".join(f"{k.replace('_', ' ')} {m:.2f} ± {h:.2f}" for k, (m, h) in rm.items())
+        + ", ".join(f"{k.replace('_', ' ')} {interval_text(v, 2)}" for k, v in rm.items())
         + ".",
         "",
         f"Example responses (seed {next(iter(tables))}, first held-out prompt):",
@@ -241,8 +242,28 @@ def plot(workdir: Path, tables: dict, combined: dict) -> None:
     plots.save(fig, workdir / "figures" / "pipeline")
 
 
+def plan(config, workdir: Path) -> dict[int, dict]:
+    """seed -> stage name -> the stage's config, for every stage of the run, built and checked
+    before anything runs: a refused link override, or a stage that holds checkpoints of another
+    config (which its own start would refuse), stops the run before it writes or computes
+    anything."""
+    validate_config(config)
+    stage_configs = {
+        seed: {
+            name: seed_stage_config(config, name, seed, workdir / f"seed{seed}")
+            for name in stages(config)
+        }
+        for seed in config.seeds
+    }
+    for seed, configs in stage_configs.items():
+        for name, stage in configs.items():
+            check_config_unchanged(stage, workdir / f"seed{seed}" / name)
+    return stage_configs
+
+
 def run(config, workdir):
     prov = provenance()  # of the code that runs, before anything can change it
+    stage_configs = plan(config, Path(workdir))
     workdir, mesh = setup(config, workdir)
     timings, tables, examples = {}, {}, {}
     start = time.perf_counter()
@@ -251,7 +272,7 @@ def run(config, workdir):
         for name, module in stages(config).items():
             print(f"\n=== seed {seed}, stage {name} ===", flush=True)
             mark = time.perf_counter()
-            module.run(seed_stage_config(config, name, seed, seed_dir), seed_dir / name)
+            module.run(stage_configs[seed][name], seed_dir / name)
             key = f"seconds/{name}"
             timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - mark, 1)
         tables[seed], seed_examples = evaluate(config, seed, seed_dir, mesh)

@@ -25,7 +25,6 @@ from alignax import feedback, optim, rl, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize, task_reward
 from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
-from alignax.data.batching import BatchIterator
 from alignax.experiment import (
     check_model_fits_task,
     example_batch,
@@ -41,7 +40,7 @@ from alignax.stages import load_stage_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
 from alignax.tasks.base import device_prompts
-from alignax.training import drop_metrics_after, train_loop
+from alignax.training import drop_metrics_after, train_batches, train_loop
 
 
 def build_reward(config, mesh):
@@ -216,6 +215,7 @@ def run(config, workdir, *, eval_at_start: bool = False):
         score_inputs=task.reward_inputs,
         policy_view=None if lora is None else lambda adapters, base: merge(base, adapters, lora),
     )
+    batches = train_batches(config, data, unit="prompts")
     train_step = steps.jit_step(ppo_step, state, example_batch(data, config.train.batch_size), mesh)
     writer = MetricWriter(workdir, tensorboard=False)
 
@@ -307,7 +307,6 @@ def run(config, workdir, *, eval_at_start: bool = False):
             "gold": np.asarray(task_reward(task, tokens, loss_mask, eval_prompts)),
         }
 
-    batches = BatchIterator(data, batch_size=config.train.batch_size, seed=config.seed)
     if eval_at_start and not checkpoint_steps(workdir / "checkpoints"):
         drop_metrics_after(workdir / "metrics.jsonl", -1)  # lines of a run killed before step 1
         writer.write(0, {f"eval/{k}": v for k, v in eval_fn(state).items()})

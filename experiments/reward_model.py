@@ -19,7 +19,6 @@ import numpy as np
 
 from alignax import labels, objectives, optim, steps
 from alignax.cli import run_experiment
-from alignax.data.batching import BatchIterator
 from alignax.data.sources import file_comparisons
 from alignax.experiment import (
     check_model_fits_task,
@@ -33,7 +32,7 @@ from alignax.losses.reward import ensemble_rewards
 from alignax.models import build_model
 from alignax.state import TrainState
 from alignax.tasks import get_task
-from alignax.training import train_loop
+from alignax.training import train_batches, train_loop
 
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask", "ranks")
 
@@ -160,6 +159,7 @@ def run(config, workdir):
         loss_fn = objectives.ensemble_loss_fn(loss_fn)
     tx = optim.make_optimizer(config, stacked_members=members > 1)
     state = TrainState.create(params, tx, mesh)
+    batches = train_batches(config, train_inputs, unit="comparisons")
     train_step = steps.jit_step(
         steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
         state,
@@ -167,7 +167,6 @@ def run(config, workdir):
         mesh,
     )
     evaluate = make_evaluator(model, evaluation, members, config.reward.uncertainty_penalty)
-    batches = BatchIterator(train_inputs, batch_size=config.train.batch_size, seed=config.seed)
     state = train_loop(
         state=state,
         step_fn=train_step,

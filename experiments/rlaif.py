@@ -395,7 +395,7 @@ def figure(rows: list[dict], workdir: Path) -> None:
                 [r[key][0] for r in mine],
                 yerr=[0.0 if not np.isfinite(r[key][1]) else r[key][1] for r in mine],
                 fmt="o-",
-                color=plots.PALETTE[i],
+                color=plots.series_color(i),
                 capsize=2,
                 markersize=3,
                 label=f"{routing} human labels",

@@ -163,7 +163,7 @@ def figures(config, tables: dict, combined: dict, workdir: Path) -> None:
     labels = {"sft": "before (SFT)", "grpo": "after (GRPO)"}
     fig, ax = plots.subplots(figsize=(4.8, 3.4))
     for i, name in enumerate(POLICIES):
-        color = plots.PALETTE[i]
+        color = plots.series_color(i)
         for table in tables.values():
             ax.plot(ks, [table[name][f"pass@{k}"] for k in ks], "-", color=color, alpha=0.25)
         ax.errorbar(

@@ -15,7 +15,7 @@ import jax
 from alignax import objectives, optim, sharding, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.cli import run_experiment
-from alignax.data.batching import BatchIterator, pack_sequences
+from alignax.data.batching import pack_sequences
 from alignax.experiment import (
     check_model_fits_task,
     example_batch,
@@ -27,7 +27,7 @@ from alignax.experiment import (
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
 from alignax.tasks import get_task
-from alignax.training import train_loop
+from alignax.training import train_batches, train_loop
 
 
 def build_data(config, task):
@@ -77,7 +77,7 @@ def run(config, workdir, data=None):
     state, loss_fn, policy_params = trainable_state(
         config, model, params, tx, mesh, rng_init, objectives.lm_loss_fn(model)
     )
-    batches = BatchIterator(train_data, batch_size=config.train.batch_size, seed=config.seed)
+    batches = train_batches(config, train_data, unit="examples")
     train_step = steps.jit_step(
         steps.make_train_step(loss_fn, tx, grad_accum_steps=config.train.grad_accum_steps),
         state,

@@ -1,13 +1,18 @@
-"""The over-optimisation experiment's RL seeds: the plan pairs run s with the proxy of seed s, and
-the seeds' curves average point by point with SEs over prompts and seeds."""
+"""The over-optimisation experiment: the plan pairs RL run s with the proxy of seed s, the seeds'
+curves average point by point with SEs over prompts and seeds, a plan that cannot finish is
+refused before the compute, and cached artefacts are reused only for the config that made them."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from alignax.analysis import plots
+from alignax.workdir import ConfigChangedError, record_cache_key
 from configs import overoptimization as config_module
 from experiments import overoptimization
+from tests.helpers import preset_config
 
 
 def test_rl_average_by_hand():
@@ -47,7 +52,50 @@ def test_rl_plan_pairs_each_seed_with_its_own_proxy(monkeypatch, tmp_path):
             assert Path(ppo_config.rewards.reward_model_from) == proxies[(name, s)]
             assert ppo_config.seed == config.seed + s
             assert ppo_config.ppo.kl_coef == float(beta)
-    with config.unlocked():
-        config.rl.seeds = config.proxies.seeds + 1
-    with pytest.raises(ValueError, match=r"rl\.seeds=4 needs as many proxy seeds"):
-        overoptimization.run_rl(config, tmp_path / "sft", proxies, tmp_path)
+
+
+# ------------------------------------------------------------------------------ the plan
+def test_a_plan_that_would_fail_after_the_compute_is_refused_first():
+    config = preset_config(config_module, **{"rl.proxies": ("d16_n4096_f0.25",)})
+    with pytest.raises(ValueError, match=r"rl\.proxies names \['d16_n4096_f0.25'\].*d4_n256"):
+        overoptimization.check_plan(config)
+    config = preset_config(config_module, **{"rl.seeds": 2})
+    with pytest.raises(ValueError, match=r"rl\.seeds=2 needs as many proxy seeds"):
+        overoptimization.check_plan(config)
+    overoptimization.check_plan(config_module.get_config("runlocal"))
+
+
+def test_figures_take_a_sweep_longer_than_the_palette(tmp_path):
+    sizes = tuple(range(4, 48, 4))  # 11 reward-model sizes
+    config = preset_config(config_module, **{"proxies.sizes": sizes})
+    rows = [dict(kl_bound=k, gold=0.1 * k, gold_se=0.01, proxy=0.2 * k) for k in (0.0, 1.0)]
+    names = {g["name"] for g in overoptimization.proxy_grid(config.proxies)}
+    assert len(names) > len(plots.PALETTE)
+    overoptimization.figures(config, {n: rows for n in names}, rows, {}, tmp_path)
+    assert (tmp_path / "figures" / "best_of_n_noise0.png").exists()
+
+
+# ------------------------------------------------------------------------------ caches
+def _fake_sft(directory: Path) -> Path:
+    """What a finished SFT stage leaves that the caches' keys read (its fingerprint)."""
+    (directory / "checkpoints" / "20").mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({"train": {"steps": 20}}))
+    return directory
+
+
+def test_cached_comparisons_are_reused_only_for_the_config_that_made_them(tmp_path, monkeypatch):
+    """Extending the data sweep needs more pairs than the cache holds: the cached 256 were
+    reused for "n512" proxies."""
+    sft_dir = _fake_sft(tmp_path / "sft")
+    config = config_module.get_config("runlocal")
+    made = {"tokens": np.zeros((3, 2, 4), np.int32)}
+    np.savez(tmp_path / "comparisons.npz", **made)
+    record_cache_key(
+        tmp_path / "comparisons.npz", overoptimization.comparisons_key(config, sft_dir)
+    )
+    monkeypatch.setattr(overoptimization.labels, "comparisons", None)  # nothing is sampled
+    cached = overoptimization.build_comparisons(config, None, None, sft_dir, tmp_path)
+    assert cached["tokens"].shape == (3, 2, 4)
+    extended = preset_config(config_module, **{"proxies.data_sizes": (128, 256, 512)})
+    with pytest.raises(ConfigChangedError, match=r"comparisons\.npz.*count: 256 -> 512"):
+        overoptimization.build_comparisons(extended, None, None, sft_dir, tmp_path)

@@ -90,3 +90,11 @@ def test_bandit_sweep_reaches_the_kl_regularised_optimum_for_every_beta():
         assert tv.max() < 0.02, (float(beta), tv)
     kl = (policies * (jnp.log(policies) - ref_logps)).sum(-1).mean(-1)
     assert kl[0] > kl[1] > kl[2] > 0
+
+
+@pytest.mark.parametrize("count", [N + 1, 0])
+def test_a_member_asking_for_pairs_that_are_not_there_is_refused(sweep, count):
+    # Inside jit an index past the data is clamped: the member would train on the last pair.
+    _, _, train, (params, swap, num_pairs, rngs), _, _ = sweep
+    with pytest.raises(ValueError, match=rf"num_pairs \[{N}, {count}, 1\].*\[1, {N}\]"):
+        train(params, swap, num_pairs.at[1].set(count), rngs)

@@ -22,6 +22,13 @@ PALETTE = (
     "#000000",  # black
 )
 
+
+def series_color(i: int) -> str:
+    """The colour of the `i`-th series of a figure: the palette, cycled past its 8 colours (a
+    sweep of any length plots)."""
+    return PALETTE[i % len(PALETTE)]
+
+
 STYLE = {
     "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
     "axes.spines.top": False,
