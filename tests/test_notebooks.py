@@ -176,23 +176,49 @@ def dpo_frontier_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    """What the README's main command writes (experiments.pipeline), at a handful of steps."""
+    from configs import pipeline as config_module
+    from experiments import pipeline
+
+    workdir = tmp_path_factory.mktemp("pipeline")
+    pipeline.run(config_module.get_config("smoke"), workdir)
+    return workdir
+
+
+# The workdir each notebook reads (ALIGNAX_WORKDIR): the run of its experiment.
+RUNS = {
+    "walkthrough.ipynb": "pipeline_run",
+    "overoptimization.ipynb": "overoptimization_run",
+    "rlvr.ipynb": "rlvr_run",
+    "instructgpt.ipynb": "instructgpt_run",
+    "dpo_frontier.ipynb": "dpo_frontier_run",
+}
+
+
+def test_every_notebook_reads_a_run_made_by_the_tests():
+    # Never what happens to be in runs/.
+    assert set(RUNS) == {path.name for path in NOTEBOOKS}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path, monkeypatch, request):
+def test_notebook_runs(path, monkeypatch, request, capsys):
+    """Every code cell runs, in order, in one namespace, from notebooks/ (where Jupyter starts
+    a notebook), on the workdir of its experiment's run."""
     matplotlib.use("Agg")
-    monkeypatch.chdir(ROOT)
-    if path.name == "overoptimization.ipynb":
-        monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("overoptimization_run")))
-    if path.name == "rlvr.ipynb":
-        monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("rlvr_run")))
-    if path.name == "instructgpt.ipynb":
-        monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("instructgpt_run")))
-    if path.name == "dpo_frontier.ipynb":
-        monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue("dpo_frontier_run")))
+    monkeypatch.chdir(ROOT / "notebooks")
+    monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue(RUNS[path.name])))
     namespace = {}
     for cell in json.loads(path.read_text())["cells"]:
         if cell["cell_type"] == "code":
             exec(compile("".join(cell["source"]), f"{path.name}", "exec"), namespace)
     if path.name == "walkthrough.ipynb":
+        # The pipeline's results and the PPO curve of its first seed are shown; the run has one
+        # seed, so its intervals are undefined (and say so).
+        shown = capsys.readouterr().out
+        assert "### Pipeline: pretrain -> SFT" in shown and "PPO (seed 0) iteration" in shown
+        assert "± undefined" in shown and "± nan" not in shown
         # The DPO cell's learned policy must match the closed form it prints next to it.
         jax = namespace["jax"]
         learned = jax.nn.softmax(namespace["logits"])

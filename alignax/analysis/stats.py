@@ -18,11 +18,15 @@ def mean_interval(values, confidence: float = 0.95) -> tuple[float, float]:
 
 
 def interval_text(mean_half: tuple[float, float], digits: int = 3, signed: bool = False) -> str:
-    """'mean ± half' for a table (`mean_interval`'s output); the mean alone when the half-width
-    is undefined (a single seed)."""
+    """'mean ± half' for a table (`mean_interval`'s output); 'mean ± undefined' when the
+    half-width is undefined (a single seed).
+
+    >>> interval_text((1.0, 0.25), digits=2), interval_text((1.0, float("nan")), digits=2)
+    ('1.00 ± 0.25', '1.00 ± undefined')
+    """
     mean, half = mean_half
     shown = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
-    return shown if not np.isfinite(half) else f"{shown} ± {half:.{digits}f}"
+    return f"{shown} ± {half:.{digits}f}" if np.isfinite(half) else f"{shown} ± undefined"
 
 
 def spearman(a, b) -> float:
