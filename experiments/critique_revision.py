@@ -33,8 +33,9 @@ from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
 from alignax.provenance import provenance, written_by
-from alignax.stages import load_stage_model, stage_config
+from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
+from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
 from experiments import rlaif, sft
 from experiments.dpa import policy_scores
 
@@ -78,12 +79,12 @@ def gold_of(task, rows: dict) -> float:
 
 def sft_on(config, sft_dir: Path, run_dir: Path, seed: int, train: dict, evaluation: dict):
     """SFT from the SFT policy on `train` (LM layout), `revision.train` steps (cached)."""
-    if (run_dir / "summary.json").exists():
-        return
     stage = stage_config(config, config.sft, {"init_from": sft_dir})
     with stage.unlocked():
         stage.train = config.revision.train.copy_and_resolve_references()
         stage.seed = seed
+    if stage_finished(stage, run_dir):
+        return
     keys = ("tokens", "input_mask", "loss_mask")
     sft.run(stage, run_dir, data=({k: train[k] for k in keys}, {k: evaluation[k] for k in keys}))
 
@@ -101,7 +102,8 @@ def rlaif_from(config, task, mesh, judge, policy_dir: Path, run_dir: Path, seed:
 
 def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
     path = workdir / f"seed_{seed}.json"
-    if path.exists():
+    key = seed_result_key(config, seed, sft=sft_dir)
+    if cache_is_current(path, key):
         return json.loads(path.read_text())
     principles = [feedback.principle(n) for n in config.revision.principles]
 
@@ -135,6 +137,7 @@ def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) ->
             "seconds": time.perf_counter() - start,
         }
     path.write_text(json.dumps(result, indent=2))
+    record_cache_key(path, key)
     return result
 
 

@@ -35,6 +35,7 @@ from alignax.experiment import setup, write_summary
 from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model
 from alignax.tasks import get_task
+from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
 from experiments.rlaif import chosen_first, run_dpo, sample_pairs, train_policy
 
 
@@ -91,7 +92,8 @@ def policy_scores(config, task, model, params, principles, seed: int) -> dict:
 def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
     """The SFT policy's scores and one DPO run per direction for one seed (cached)."""
     path = workdir / f"seed_{seed}.json"
-    if path.exists():
+    key = seed_result_key(config, seed, sft=sft_dir)
+    if cache_is_current(path, key):
         return json.loads(path.read_text())
     principles = [feedback.principle(n) for n in config.objectives]
     policy, policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
@@ -137,6 +139,7 @@ def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) ->
             }
         )
     path.write_text(json.dumps(result, indent=2))
+    record_cache_key(path, key)
     return result
 
 

@@ -49,7 +49,7 @@ from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
-from alignax.workdir import accumulate_timings, use_compilation_cache
+from alignax.workdir import accumulate_timings, stage_fingerprint, use_compilation_cache
 from experiments import dpo, kto, pipeline, ppo
 
 BASE_STAGES = ("pretrain", "sft", "reward_model")
@@ -342,10 +342,18 @@ def overoptimization_seed(config, task, mesh, seed: int, seed_dir: Path, run: Ru
     peak, final = peak_and_final(points)
     cache = run_dir / "reevaluation.json"
     wanted = {"peak": peak["step"], "final": final["step"]}
+    # The evaluated checkpoints of this very run and SFT policy (their fingerprints).
+    key = {
+        **wanted,
+        "run": stage_fingerprint(run_dir),
+        "sft": stage_fingerprint(seed_dir / "sft"),
+        "settings": config.overoptimization.to_dict(),
+    }
+    key = json.loads(json.dumps(key))
     cached = json.loads(cache.read_text()) if cache.exists() else None
-    if cached is None or cached["steps"] != wanted:
+    if cached is None or cached.get("key") != key:
         samples = evaluate_checkpoints(config, task, mesh, seed, seed_dir, run_dir, wanted)
-        cached = {"steps": wanted, "samples": samples}
+        cached = {"key": key, "samples": samples}
         cache.write_text(json.dumps(cached))
     gold = {k: np.array(v["gold"]) for k, v in cached["samples"].items()}
     drop = gold["peak"] - gold["final"]  # paired by prompt and sampling key

@@ -36,8 +36,9 @@ from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
 from alignax.provenance import provenance, written_by
-from alignax.stages import load_stage_model, stage_config
+from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
+from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
 from experiments import dpo, sft
 
 DEBIAS = ("none", *feedback.judges.DEBIAS_AVERAGES)
@@ -203,9 +204,10 @@ def train_policy(config, workdir: Path) -> Path:
     if config.labels.policy_from:
         return Path(config.labels.policy_from)
     sft_dir = workdir / "sft"
-    if not (sft_dir / "summary.json").exists():
+    stage = stage_config(config, config.sft, {})
+    if not stage_finished(stage, sft_dir):
         print("\n=== SFT ===", flush=True)
-        sft.run(stage_config(config, config.sft, {}), sft_dir)
+        sft.run(stage, sft_dir)
     return sft_dir
 
 
@@ -216,26 +218,26 @@ def train_weak_policy(config, workdir: Path) -> Path | None:
     if steps <= 0:
         return None
     weak_dir = workdir / "sft_weak"
-    if not (weak_dir / "summary.json").exists():
+    weak = config.sft.copy_and_resolve_references()
+    weak.train.update(
+        steps=steps,
+        log_every=min(weak.train.log_every, steps),
+        eval_every=steps,
+        checkpoint_every=steps,
+    )
+    stage = stage_config(config, weak, {})
+    if not stage_finished(stage, weak_dir):
         print(f"\n=== weak SFT ({steps} steps) ===", flush=True)
-        weak = config.sft.copy_and_resolve_references()
-        weak.train.update(
-            steps=steps,
-            log_every=min(weak.train.log_every, steps),
-            eval_every=steps,
-            checkpoint_every=steps,
-        )
-        sft.run(stage_config(config, weak, {}), weak_dir)
+        sft.run(stage, weak_dir)
     return weak_dir
 
 
 def run_dpo(config, sft_dir: Path, run_dir: Path, seed: int, train, evaluation, task) -> dict:
-    path = run_dir / "summary.json"
-    if path.exists():
-        return json.loads(path.read_text())
     dpo_config = stage_config(config, config.dpo, {"init_from": sft_dir})
     with dpo_config.unlocked():
         dpo_config.seed = seed
+    if stage_finished(dpo_config, run_dir):
+        return json.loads((run_dir / "summary.json").read_text())
     return dpo.run(dpo_config, run_dir, pairs=(train, evaluation, task))
 
 
@@ -245,7 +247,8 @@ def seed_results(
     """Judge statistics and one DPO run per condition for one seed (cached in seed_<s>.json);
     with `weak_dir`, also the delta-learning run."""
     path = workdir / f"seed_{seed}.json"
-    if path.exists():
+    key = seed_result_key(config, seed, sft=sft_dir, weak=weak_dir)
+    if cache_is_current(path, key):
         return json.loads(path.read_text())
     policy, policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
     judge, uncertainty = build_judge(config.judge, task, mesh, sft_dir)
@@ -305,6 +308,7 @@ def seed_results(
             config, task, mesh, strong, sft_dir, weak_dir, workdir, seed, evaluation
         )
     path.write_text(json.dumps(result, indent=2))
+    record_cache_key(path, key)
     return result
 
 

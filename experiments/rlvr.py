@@ -32,7 +32,6 @@ from alignax.analysis import plots
 from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
 from alignax.analysis.policy_eval import evaluate_policy, sample_pool
 from alignax.analysis.stats import interval_text, mean_interval
-from alignax.checkpoint import checkpoint_steps
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
@@ -42,7 +41,7 @@ from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
 from alignax.tasks import get_task
-from alignax.workdir import accumulate_timings
+from alignax.workdir import accumulate_timings, stage_fingerprint
 from experiments import grpo, sft
 
 STAGES = {"sft": sft, "grpo": grpo}
@@ -76,10 +75,11 @@ def held_out_problems(task, num_problems: int) -> dict[str, np.ndarray]:
 
 def evaluate_seed(config, task, problems, seed: int, seed_dir: Path, mesh) -> dict:
     """Which samples are correct [P, n] and greedy correctness [P] for each policy; from the cache
-    when it was written with the same evaluation settings on the same final checkpoints."""
-    steps = {name: checkpoint_steps(seed_dir / name / "checkpoints")[-1] for name in POLICIES}
+    when it was written with the same evaluation settings on the same stages (their
+    fingerprints: checkpoint step, config and upstream)."""
+    stages = {name: stage_fingerprint(seed_dir / name) for name in POLICIES}
     path = seed_dir / "eval.npz"
-    settings = json.dumps({**config.eval.to_dict(), "checkpoint_steps": steps}, sort_keys=True)
+    settings = json.dumps({**config.eval.to_dict(), "stages": stages}, sort_keys=True)
     if path.exists():
         cached = dict(np.load(path, allow_pickle=False))
         if str(cached.pop("settings")) == settings:
