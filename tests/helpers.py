@@ -1,9 +1,17 @@
-"""Shared test fixtures: a tiny model config and random padded batches."""
+"""Shared test helpers: a tiny model config, random padded batches, the fake-device meshes and a
+toy RL task (its reward, prompts, policy and PPO / GRPO iterations)."""
 
+import functools
+
+import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
 
-from alignax.models import build_model, default_model_config
+from alignax import rl, sharding
+from alignax.models import build_model, default_model_config, transplant_backbone
+from alignax.state import TrainState
 
 
 def tiny_config(**overrides):
@@ -54,3 +62,91 @@ def preset_config(module, preset="runlocal", **overrides):
 def short_run(**extra):
     """Overrides for a short end-to-end run: log and checkpoint often, evaluate only at the end."""
     return {"train.log_every": 5, "train.eval_every": 1000, "train.checkpoint_every": 5, **extra}
+
+
+# ------------------------------------------------------------------------------ meshes
+# The fake-device meshes the sharded tests compare with one device: (data, fsdp, tensor).
+MESH_SHAPES = [(8, 1, 1), (2, 4, 1), (2, 2, 2)]
+
+
+def mesh_of(shape, devices=None):
+    config = ml_collections.ConfigDict(dict(zip(sharding.MESH_AXES, shape)))
+    return sharding.make_mesh(config, devices)
+
+
+# ------------------------------------------------------------------------------ a toy RL task
+# A reward the policy can chase on the tiny model; the PPO and GRPO iterations of the RL tests.
+TARGET_TOKEN = 7
+EOS = 2
+
+
+def toy_score(state, tokens, input_mask, loss_mask):
+    """Fraction of response tokens equal to TARGET_TOKEN (a reward the policy can chase)."""
+    del state, input_mask
+    hits = (tokens == TARGET_TOKEN) * loss_mask
+    return jnp.sum(hits, -1) / jnp.maximum(jnp.sum(loss_mask, -1), 1)
+
+
+def toy_prompts(batch):
+    rng = np.random.default_rng(0)
+    rows = [list(rng.integers(3, 32, size=rng.integers(1, 4))) for _ in range(batch)]
+    tokens, mask = pad_rows(rows, 3, side="left")
+    return {"prompt_tokens": np.asarray(tokens), "prompt_mask": np.asarray(mask)}
+
+
+@functools.lru_cache
+def toy_policy():
+    model = tiny_model()
+    return model, model.init(jax.random.key(0))
+
+
+# Heads and widths that the tensor axis (2) divides.
+SHARDABLE_MODEL = dict(d_model=32, num_heads=4, num_kv_heads=2, mlp_dim=64)
+
+
+def toy_ppo(mesh, score_fn=toy_score):
+    policy = tiny_model(**SHARDABLE_MODEL)
+    value_model = tiny_model(heads=("value",), **SHARDABLE_MODEL)
+    params = sharding.init_params(policy, jax.random.key(0), mesh)
+    value = transplant_backbone(params, sharding.init_params(value_model, jax.random.key(1), mesh))
+    # The critic starts from the policy's backbone in buffers of its own (the step donates both).
+    value = jax.tree.map(lambda x: jnp.array(x, copy=True), value)
+    config = rl.PPOConfig(missing_eos_penalty=0.0, kl_control="fixed")
+    controller = rl.kl_controller_from_config(config)
+    # SGD: Adam's first step is ~lr * sign(grad), which would blow float32 rounding up.
+    tx = optax.sgd(0.1)
+    state = TrainState.create(
+        {"policy": params, "value": value},
+        tx,
+        mesh,
+        ref_params=params,
+        aux={"kl": controller.init()},
+    )
+    step = rl.make_ppo_step(
+        policy=policy,
+        value_model=value_model,
+        score_fn=score_fn,
+        tx=tx,
+        kl_controller=controller,
+        config=config,
+        rollout_config=rl.RolloutConfig(max_new_tokens=6),
+        eos_id=EOS,
+    )
+    return state, step
+
+
+def toy_grpo(mesh, score_fn=toy_score, **config_overrides):
+    policy = tiny_model(**SHARDABLE_MODEL)
+    params = sharding.init_params(policy, jax.random.key(0), mesh)
+    tx = optax.sgd(0.1)
+    state = TrainState.create(params, tx, mesh, ref_params=params)
+    config = rl.GRPOConfig(num_minibatches=1, **config_overrides)
+    step = rl.make_grpo_step(
+        policy=policy,
+        score_fn=score_fn,
+        tx=tx,
+        config=config,
+        rollout_config=rl.RolloutConfig(max_new_tokens=6, group_size=2),
+        eos_id=EOS,
+    )
+    return state, step

@@ -8,8 +8,7 @@ import pytest
 from alignax import objectives, sharding, steps
 from alignax.checkpoint import Checkpointer, CheckpointMismatchError
 from alignax.state import TrainState
-from tests.helpers import pad_rows, tiny_model
-from tests.test_sharding import _mesh
+from tests.helpers import mesh_of, pad_rows, tiny_model
 
 
 def _batches(n):
@@ -54,7 +53,7 @@ def _assert_trees_equal(a, b):
 
 
 def test_round_trip_restores_state_and_data_position(tmp_path):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     _, _, state = _fresh(mesh)
     ckpt = Checkpointer(tmp_path, save_every=5)
     assert ckpt.restore_latest(state) is None
@@ -67,7 +66,7 @@ def test_round_trip_restores_state_and_data_position(tmp_path):
 
 def test_resume_continues_bit_for_bit(tmp_path):
     """3 steps, save, restore in a new Checkpointer, 3 more == 6 uninterrupted steps."""
-    mesh = _mesh((2, 2, 2))
+    mesh = mesh_of((2, 2, 2))
     batches = _batches(6)
     model, tx, state = _fresh(mesh)
     uninterrupted = _run(state, model, tx, mesh, batches)
@@ -84,7 +83,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
 
 
 def test_restore_onto_a_different_mesh(tmp_path):
-    mesh_a, mesh_b = _mesh((8, 1, 1)), _mesh((2, 2, 2))
+    mesh_a, mesh_b = mesh_of((8, 1, 1)), mesh_of((2, 2, 2))
     _, _, state = _fresh(mesh_a)
     Checkpointer(tmp_path, save_every=1).save(1, state)
     _, _, like = _fresh(mesh_b)
@@ -95,7 +94,7 @@ def test_restore_onto_a_different_mesh(tmp_path):
 
 
 def test_checkpoint_from_another_config_names_the_key_and_shapes(tmp_path):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     _, _, state = _fresh(mesh)
     Checkpointer(tmp_path, save_every=1).save(1, state)
     _, _, other = _fresh(mesh, mlp_dim=128)
@@ -106,7 +105,7 @@ def test_checkpoint_from_another_config_names_the_key_and_shapes(tmp_path):
 
 
 def test_keeps_only_the_last_k(tmp_path):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     _, _, state = _fresh(mesh)
     ckpt = Checkpointer(tmp_path, save_every=1, keep=2)
     for step in (1, 2, 3):

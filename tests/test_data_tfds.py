@@ -14,7 +14,6 @@ from alignax.data.tfds_builders import (
     ReviewPairs,
     ReviewPairsConfig,
     source_to_arrays,
-    source_to_examples,
 )
 
 
@@ -36,7 +35,7 @@ def test_preference_file_round_trip_without_tensorflow(tmp_path):
         download_config=tfds.download.DownloadConfig(manual_dir=tmp_path / "manual")
     )
     source = builder.as_data_source(split="train")
-    examples = sorted(source_to_examples(source), key=lambda e: e.prompt)
+    examples = sorted(formats.source_to_examples(source), key=lambda e: e.prompt)
     expected, _ = formats.read_examples(tmp_path / "manual" / "train.jsonl", on_error="skip")
     assert [(e.prompt, e.responses, e.ranks) for e in examples] == [
         (e.prompt, e.responses, e.ranks) for e in expected

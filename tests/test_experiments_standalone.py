@@ -19,7 +19,7 @@ from configs import ppo as ppo_config
 from configs import reward_model as reward_model_config
 from configs import sft as sft_config
 from experiments import dpo, grpo, ppo, reward_model, sft
-from tests.helpers import preset_config, short_run
+from tests.helpers import mesh_of, preset_config, short_run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,6 @@ def test_dpo_with_lora_trains_adapters_only_and_loads_downstream_merged(tmp_path
     from alignax.models.lora import LoraConfig, merge
     from alignax.sharding import init_params
     from alignax.stages import stage_model_config
-    from tests.test_sharding import _mesh
 
     path, spm = _preference_file(tmp_path)
     overrides = {
@@ -207,7 +206,7 @@ def test_dpo_with_lora_trains_adapters_only_and_loads_downstream_merged(tmp_path
     base, adapters = states[-1]["ref_params"], states[-1]["params"]
 
     model = build_model(stage_model_config(tmp_path / "dpo"), heads=("lm",))
-    like = init_params(model, jax.random.key(0), _mesh((1, 1, 1), jax.devices()[:1]))
+    like = init_params(model, jax.random.key(0), mesh_of((1, 1, 1), jax.devices()[:1]))
     merged = restore_params(checkpoints, like)
     assert set(merged) == set(like)
     expected = merge(base, adapters, LoraConfig(rank=4, alpha=16.0, targets=("q", "v", "up")))

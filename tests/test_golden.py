@@ -20,14 +20,12 @@ import numpy as np
 import optax
 import pytest
 
-from alignax import objectives, sharding, steps
+from alignax import objectives, rl, sharding, steps
 from alignax.state import TrainState
 from configs import dpo as dpo_config
 from configs import kto as kto_config
 from configs import reward_model as reward_model_config
-from tests.helpers import pad_rows, tiny_model
-from tests.test_rl_sharding import _grpo, _ppo
-from tests.test_sharding import _mesh
+from tests.helpers import EOS, mesh_of, pad_rows, tiny_model, toy_grpo, toy_ppo, toy_prompts
 
 GOLDEN = Path(__file__).with_name("golden_one_step.json")
 WRITE = os.environ.get("ALIGNAX_WRITE_GOLDEN") == "1"
@@ -52,7 +50,7 @@ def _options(n: int, k: int, length: int, seed: int):
 
 
 def _offline_step(loss_fn, params, batch, **slots):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     tx = optax.sgd(0.1)
     state = TrainState.create(params, tx, mesh, **slots)
     before = jax.device_get(state.params)
@@ -110,21 +108,16 @@ def _low_token_share(state, tokens, input_mask, loss_mask):
 
 
 def _online(build, **config_overrides):
-    from tests.test_rl import _prompts
-
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     state, step_fn = build(mesh, score_fn=_low_token_share, **config_overrides)
     before = jax.device_get(state.params)
-    batch = sharding.shard_batch(_prompts(8), mesh)
+    batch = sharding.shard_batch(toy_prompts(8), mesh)
     state, metrics = steps.jit_step(step_fn, state, batch, mesh)(state, batch, jax.random.key(0))
     return before, jax.device_get(state.params), jax.device_get(metrics)
 
 
 def _paired(mesh, score_fn, algorithm):
     """XPO or Nash-MD: a policy response against a reference (XPO) or mixture (Nash-MD) one."""
-    from alignax import rl
-    from tests.test_rl import EOS
-
     policy = tiny_model()
     params = sharding.init_params(policy, jax.random.key(0), mesh)
     tx = optax.sgd(0.1)
@@ -149,10 +142,10 @@ CASES = {
     "reward_model": (_reward_model, ("loss", "grad_norm")),
     "dpo": (_dpo, ("loss", "grad_norm", "kl/chosen")),
     "kto": (_kto, ("loss", "grad_norm")),
-    "ppo": (lambda: _online(_ppo), ("loss", "grad_norm", "proxy/mean", "kl/sequence")),
-    "grpo": (lambda: _online(_grpo), ("loss", "grad_norm", "proxy/mean")),
+    "ppo": (lambda: _online(toy_ppo), ("loss", "grad_norm", "proxy/mean", "kl/sequence")),
+    "grpo": (lambda: _online(toy_grpo), ("loss", "grad_norm", "proxy/mean")),
     # Sequence-level REINFORCE with a leave-one-out baseline and the KL in the reward.
-    "rloo": (lambda: _online(_grpo, baseline="rloo"), ("loss", "grad_norm", "proxy/mean")),
+    "rloo": (lambda: _online(toy_grpo, baseline="rloo"), ("loss", "grad_norm", "proxy/mean")),
     "xpo": (
         lambda: _online(_paired, algorithm="xpo"),
         ("loss", "grad_norm", "proxy/mean", "xpo/policy_win_rate"),

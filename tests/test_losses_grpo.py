@@ -6,11 +6,15 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
 import pytest
 from jax.test_util import check_grads
 
-from alignax import losses
+from alignax import losses, rl
+from alignax.state import TrainState
+from tests.helpers import EOS, toy_policy, toy_prompts, toy_score
 
 
 def sig(x):
@@ -276,14 +280,7 @@ def test_grpo_step_config_names_its_keys():
 def test_grpo_step_traces_each_objective(baseline, loss, key):
     """make_grpo_step wires each (baseline, loss) choice through a whole iteration (traced
     abstractly, no compile): the metrics are those of the chosen loss."""
-    import ml_collections
-    import optax
-
-    from alignax import rl
-    from alignax.state import TrainState
-    from tests.test_rl import EOS, _policy, _prompts, toy_score
-
-    policy, params = _policy()
+    policy, params = toy_policy()
     config = ml_collections.ConfigDict({"grpo": rl.default_grpo_config()})
     config.grpo.update(
         baseline=baseline,
@@ -302,7 +299,7 @@ def test_grpo_step_traces_each_objective(baseline, loss, key):
         rollout_config=rl.RolloutConfig(max_new_tokens=3, group_size=2),
         eos_id=EOS,
     )
-    _, metrics = jax.eval_shape(step, state, _prompts(2), jax.random.key(0))
+    _, metrics = jax.eval_shape(step, state, toy_prompts(2), jax.random.key(0))
     assert key in metrics
     if loss == "sapo":
         assert "policy/clip_fraction" not in metrics

@@ -9,8 +9,7 @@ import pytest
 from alignax import objectives
 from alignax.losses.registry import default_hyperparameters
 from alignax.state import TrainState
-from tests.helpers import pad_rows, tiny_model
-from tests.test_sharding import _mesh
+from tests.helpers import mesh_of, pad_rows, tiny_model
 
 
 def _pairs():
@@ -27,7 +26,7 @@ def _pairs():
 
 
 def _state(model, seed_policy=0, seed_ref=1):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     import optax
 
     return TrainState.create(

@@ -1,4 +1,4 @@
-"""Reliability (issue 15): every failure either recovers correctly or stops with a message that
+"""Reliability: every failure either recovers correctly or stops with a message that
 names the cause and the fix; no silent wrong results, no lost work. docs/failure_behaviour.md.
 
 Each test reproduces one probe of the issue. The runs use a 4-parameter "model" (a quadratic

@@ -12,31 +12,15 @@ import pytest
 from alignax import rl, sharding
 from alignax.models import transplant_backbone
 from alignax.state import TrainState
-from tests.helpers import pad_rows, tiny_model
-from tests.test_sharding import _mesh
-
-TARGET_TOKEN = 7
-EOS = 2
-
-
-def toy_score(state, tokens, input_mask, loss_mask):
-    """Fraction of response tokens equal to TARGET_TOKEN (a reward the policy can chase)."""
-    del state, input_mask
-    hits = (tokens == TARGET_TOKEN) * loss_mask
-    return jnp.sum(hits, -1) / jnp.maximum(jnp.sum(loss_mask, -1), 1)
-
-
-def _prompts(batch):
-    rng = np.random.default_rng(0)
-    rows = [list(rng.integers(3, 32, size=rng.integers(1, 4))) for _ in range(batch)]
-    tokens, mask = pad_rows(rows, 3, side="left")
-    return {"prompt_tokens": np.asarray(tokens), "prompt_mask": np.asarray(mask)}
-
-
-@functools.lru_cache
-def _policy():
-    model = tiny_model()
-    return model, model.init(jax.random.key(0))
+from tests.helpers import (
+    EOS,
+    mesh_of,
+    pad_rows,
+    tiny_model,
+    toy_policy,
+    toy_prompts,
+    toy_score,
+)
 
 
 def toy_gold(tokens, input_mask, loss_mask):
@@ -47,8 +31,8 @@ def toy_gold(tokens, input_mask, loss_mask):
 
 
 def _run_ppo(steps, seed=0, **ppo_overrides):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
-    policy, policy_params = _policy()
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
+    policy, policy_params = toy_policy()
     value_model = tiny_model(heads=("value",))
     value_params = transplant_backbone(policy_params, value_model.init(jax.random.key(1)))
     config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
@@ -75,7 +59,7 @@ def _run_ppo(steps, seed=0, **ppo_overrides):
             gold_fn=toy_gold,
         )
     )
-    batch = sharding.shard_batch(_prompts(32), mesh)
+    batch = sharding.shard_batch(toy_prompts(32), mesh)
     history = []
     for _ in range(steps):
         state, metrics = step(state, batch, jax.random.key(seed))
@@ -133,7 +117,7 @@ def constant_score(state, tokens, input_mask, loss_mask):
 
 
 def _run_shared_head_ppo(value_coef, steps=6):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     policy = tiny_model(heads=("lm", "value"))
     params = policy.init(jax.random.key(0))
     config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
@@ -155,7 +139,7 @@ def _run_shared_head_ppo(value_coef, steps=6):
             eos_id=EOS,
         )
     )
-    batch = sharding.shard_batch(_prompts(32), mesh)
+    batch = sharding.shard_batch(toy_prompts(32), mesh)
     history = []
     for _ in range(steps):
         state, metrics = step(state, batch, jax.random.key(0))
@@ -182,7 +166,7 @@ def test_ppo_with_a_value_head_on_the_policy_trains_it_through_the_value_loss():
 
 
 def test_shared_value_head_needs_a_policy_with_one():
-    policy, _ = _policy()
+    policy, _ = toy_policy()
     config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
     with pytest.raises(ValueError, match="value head"):
         rl.make_ppo_step(
@@ -201,15 +185,15 @@ def test_ppo_step_metrics_are_finite_and_the_reference_is_untouched():
     state, history = _run_ppo(2)
     for name, value in history[-1].items():
         assert np.isfinite(value), name
-    policy, params = _policy()
+    policy, params = toy_policy()
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), state.ref_params, params)
     assert not np.allclose(state.params["policy"]["embed"], params["embed"])
 
 
 @pytest.mark.parametrize("baseline", ["grpo", "rloo"])
 def test_group_methods_raise_the_reward(baseline):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
-    policy, params = _policy()
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
+    policy, params = toy_policy()
     config = ml_collections.ConfigDict({"grpo": rl.default_grpo_config()})
     config.grpo.update(baseline=baseline, beta=0.0)
     tx = optax.adam(1e-2)
@@ -224,7 +208,7 @@ def test_group_methods_raise_the_reward(baseline):
             eos_id=EOS,
         )
     )
-    batch = sharding.shard_batch(_prompts(8), mesh)
+    batch = sharding.shard_batch(toy_prompts(8), mesh)
     rewards = []
     for _ in range(15):
         state, metrics = step(state, batch, jax.random.key(0))
@@ -233,7 +217,7 @@ def test_group_methods_raise_the_reward(baseline):
 
 
 def test_unknown_group_baseline_is_named():
-    policy, _ = _policy()
+    policy, _ = toy_policy()
     config = ml_collections.ConfigDict({"grpo": rl.default_grpo_config()})
     config.grpo.baseline = "mean"
     with pytest.raises(ValueError, match=r"grpo\.baseline"):
@@ -256,7 +240,7 @@ def _ptx_batch(batch_size, length=10):
     loss_mask = np.asarray(input_mask).copy()
     loss_mask[:, 0] = 0
     return {
-        **_prompts(batch_size),
+        **toy_prompts(batch_size),
         "ptx_tokens": np.asarray(tokens),
         "ptx_input_mask": np.asarray(input_mask),
         "ptx_loss_mask": loss_mask,
@@ -266,8 +250,8 @@ def _ptx_batch(batch_size, length=10):
 def _one_sgd_ppo_step(batch, ptx_coef):
     """One PPO iteration (one epoch, one minibatch) with SGD at learning rate 1, so the update
     is minus the gradient of the PPO(-ptx) loss."""
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
-    policy, policy_params = _policy()
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
+    policy, policy_params = toy_policy()
     value_model = tiny_model(heads=("value",))
     value_params = transplant_backbone(policy_params, value_model.init(jax.random.key(1)))
     config = ml_collections.ConfigDict({"ppo": rl.default_ppo_config()})
@@ -305,7 +289,7 @@ def _one_sgd_ppo_step(batch, ptx_coef):
 def _ptx_nll_reference(params, batch):
     """Mean over rows of each row's per-token NLL of its loss-masked tokens, written out from
     log_softmax with explicit next-token indexing (independent of alignax.logprobs)."""
-    policy, _ = _policy()
+    policy, _ = toy_policy()
     logits = policy.apply(params, batch["ptx_tokens"], batch["ptx_input_mask"])["logits"]
     logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
     next_tokens = jnp.asarray(batch["ptx_tokens"])[:, 1:]
@@ -322,7 +306,7 @@ def test_ppo_ptx_adds_exactly_gamma_times_the_pretraining_nll_gradient():
     batch = _ptx_batch(8)
     plain, _ = _one_sgd_ppo_step(batch, 0.0)
     with_ptx, metrics = _one_sgd_ppo_step(batch, gamma)
-    _, params = _policy()
+    _, params = toy_policy()
     grad_nll = jax.grad(_ptx_nll_reference)(params, batch)
     expected = jax.tree.map(lambda g: -gamma * g, grad_nll)
     difference = jax.tree.map(lambda a, b: a - b, with_ptx["policy"], plain["policy"])

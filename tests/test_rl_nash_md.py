@@ -12,8 +12,7 @@ from alignax import rl, sharding
 from alignax.rl.nash_md import nash_md_loss
 from alignax.sampling import geometric_mixture, sample
 from alignax.state import TrainState
-from tests.test_rl import EOS, _policy, _prompts, toy_score
-from tests.test_sharding import _mesh
+from tests.helpers import EOS, mesh_of, toy_policy, toy_prompts, toy_score
 
 
 def test_nash_md_loss_by_hand():
@@ -59,9 +58,9 @@ def test_finite_at_extreme_log_probs(dtype):
 
 
 def test_mixture_sampler_draws_from_the_normalised_geometric_mean():
-    policy, params = _policy()
+    policy, params = toy_policy()
     ref_params = policy.init(jax.random.key(1))
-    prompts = _prompts(8)
+    prompts = toy_prompts(8)
     tokens, mask = jnp.asarray(prompts["prompt_tokens"]), jnp.asarray(prompts["prompt_mask"])
 
     def draw(coef=None, p=params, key=3):
@@ -99,7 +98,7 @@ def test_bad_nash_md_config_is_named():
         rl.NashMDConfig(beta=-1)
     with pytest.raises(ValueError, match=r"rollout\.group_size=2: Nash-MD pairs"):
         rl.make_nash_md_step(
-            policy=_policy()[0],
+            policy=toy_policy()[0],
             score_fn=toy_score,
             tx=optax.sgd(0.1),
             config=rl.NashMDConfig(),
@@ -109,8 +108,8 @@ def test_bad_nash_md_config_is_named():
 
 
 def test_nash_md_iterations_raise_the_reward_against_the_mixture():
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
-    policy, params = _policy()
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
+    policy, params = toy_policy()
     tx = optax.adam(1e-2)
     state = TrainState.create(params, tx, mesh, ref_params=params)
     step = jax.jit(
@@ -123,7 +122,7 @@ def test_nash_md_iterations_raise_the_reward_against_the_mixture():
             eos_id=EOS,
         )
     )
-    batch = sharding.shard_batch(_prompts(32), mesh)
+    batch = sharding.shard_batch(toy_prompts(32), mesh)
     history = []
     for _ in range(15):
         state, metrics = step(state, batch, jax.random.key(0))

@@ -12,8 +12,7 @@ from alignax import rl, sharding
 from alignax.losses.dpo import dpo_loss
 from alignax.rl.xpo import xpo_loss
 from alignax.state import TrainState
-from tests.test_rl import EOS, _policy, _prompts, toy_score
-from tests.test_sharding import _mesh
+from tests.helpers import EOS, mesh_of, toy_policy, toy_prompts, toy_score
 
 
 def test_xpo_loss_by_hand():
@@ -53,7 +52,7 @@ def test_bad_xpo_config_is_named():
         rl.XPOConfig(alpha=-1)
     with pytest.raises(ValueError, match=r"rollout\.group_size=2: XPO pairs"):
         rl.make_xpo_step(
-            policy=_policy()[0],
+            policy=toy_policy()[0],
             score_fn=toy_score,
             tx=optax.sgd(0.1),
             config=rl.XPOConfig(),
@@ -63,8 +62,8 @@ def test_bad_xpo_config_is_named():
 
 
 def test_xpo_iterations_raise_the_reward_against_the_reference():
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
-    policy, params = _policy()
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
+    policy, params = toy_policy()
     config = ml_collections.ConfigDict({"xpo": rl.default_xpo_config()})
     config.xpo.update(beta=0.5, alpha=1e-3)
     tx = optax.adam(1e-2)
@@ -79,7 +78,7 @@ def test_xpo_iterations_raise_the_reward_against_the_reference():
             eos_id=EOS,
         )
     )
-    batch = sharding.shard_batch(_prompts(32), mesh)
+    batch = sharding.shard_batch(toy_prompts(32), mesh)
     history = []
     for _ in range(15):
         state, metrics = step(state, batch, jax.random.key(0))

@@ -3,7 +3,6 @@
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -11,14 +10,7 @@ from jax.sharding import PartitionSpec as P
 
 from alignax import objectives, sharding, steps
 from alignax.state import TrainState
-from tests.helpers import pad_rows, tiny_model
-
-MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2)]
-
-
-def _mesh(shape, devices=None):
-    config = ml_collections.ConfigDict(dict(zip(sharding.MESH_AXES, shape)))
-    return sharding.make_mesh(config, devices)
+from tests.helpers import MESH_SHAPES, mesh_of, pad_rows, tiny_model
 
 
 def _batch():
@@ -34,7 +26,7 @@ def _batch():
 
 @functools.lru_cache
 def _single_device_result():
-    return _train_one_step(_mesh((1, 1, 1), jax.devices()[:1]))
+    return _train_one_step(mesh_of((1, 1, 1), jax.devices()[:1]))
 
 
 def _train_one_step(mesh):
@@ -55,10 +47,10 @@ def _train_one_step(mesh):
     return model, np.asarray(logits), jax.device_get(state.params), float(metrics["loss"]), state
 
 
-@pytest.mark.parametrize("shape", MESHES)
+@pytest.mark.parametrize("shape", MESH_SHAPES)
 def test_forward_and_gradient_step_match_single_device(shape):
     _, logits_1, params_1, loss_1, _ = _single_device_result()
-    _, logits_n, params_n, loss_n, _ = _train_one_step(_mesh(shape))
+    _, logits_n, params_n, loss_n, _ = _train_one_step(mesh_of(shape))
     np.testing.assert_allclose(logits_n, logits_1, atol=1e-5, rtol=1e-5)
     assert loss_n == pytest.approx(loss_1, rel=1e-6)
     jax.tree.map(
@@ -67,7 +59,7 @@ def test_forward_and_gradient_step_match_single_device(shape):
 
 
 def test_params_are_sharded_as_the_rules_say():
-    mesh = _mesh((2, 2, 2))
+    mesh = mesh_of((2, 2, 2))
     *_, state = _train_one_step(mesh)
     p = state.params
     assert p["embed"].sharding.spec == P("tensor", "fsdp")  # vocab x embed
@@ -81,31 +73,31 @@ def test_params_are_sharded_as_the_rules_say():
 
 
 def test_indivisible_dimension_is_replicated_not_an_error():
-    mesh = _mesh((1, 1, 8))
+    mesh = mesh_of((1, 1, 8))
     spec = sharding.logical_to_mesh(P("embed", "kv_heads", "head_dim"), (32, 2, 8), mesh)
     assert spec == P("fsdp", None, None)  # fsdp has size 1 here; 2 kv heads can't split 8 ways
 
 
 def test_a_mesh_smaller_than_the_host_takes_its_first_devices():
-    mesh = _mesh((1, 2, 1))
+    mesh = mesh_of((1, 2, 1))
     assert mesh.devices.shape == (1, 2, 1)
     assert list(mesh.devices.flat) == jax.devices()[:2]
 
 
 def test_bad_mesh_shapes_fail_clearly():
     with pytest.raises(ValueError, match="needs 12 devices"):
-        _mesh((3, 4, 1))
+        mesh_of((3, 4, 1))
     with pytest.raises(ValueError, match="at most one"):
-        _mesh((-1, -1, 1))
+        mesh_of((-1, -1, 1))
 
 
 def test_batch_not_divisible_by_data_axes_is_refused():
     with pytest.raises(ValueError, match=r"batch\['tokens'\]"):
-        sharding.shard_batch({"tokens": np.zeros((6, 4), np.int32)}, _mesh((8, 1, 1)))
+        sharding.shard_batch({"tokens": np.zeros((6, 4), np.int32)}, mesh_of((8, 1, 1)))
 
 
 def test_batch_is_split_over_data_and_fsdp():
-    mesh = _mesh((2, 4, 1))
+    mesh = mesh_of((2, 4, 1))
     batch = sharding.shard_batch({"tokens": np.arange(16).reshape(8, 2)}, mesh)
     assert batch["tokens"].sharding.spec == P(("data", "fsdp"), None)
     assert batch["tokens"].addressable_shards[0].data.shape == (1, 2)
@@ -134,7 +126,7 @@ def test_large_presets_split_their_params_over_fsdp_and_tensor(preset, mesh_shap
     from configs.models import model_config
 
     model = build_model(model_config(preset))
-    mesh = _mesh(mesh_shape)
+    mesh = mesh_of(mesh_shape)
     total = per_device = 0
     for spec, leaf in zip(
         jax.tree.leaves(sharding.param_shardings(model, mesh)),

@@ -8,12 +8,11 @@ import pytest
 
 from alignax import logprobs, objectives, optim, sharding, steps
 from alignax.state import TrainState
-from tests.helpers import pad_rows, tiny_model
-from tests.test_sharding import _mesh
+from tests.helpers import mesh_of, pad_rows, tiny_model
 
 
 def _setup(grad_accum_steps=1, trace_counter=None):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     model = tiny_model()
     params = sharding.init_params(model, jax.random.key(0), mesh)
     tx = optax.sgd(0.1)
@@ -91,7 +90,7 @@ def test_stacked_ensemble_trains_each_member_as_its_own_run():
 
     config = ConfigDict({"optimizer": optim.default_optimizer_config(), "train": {"steps": 10}})
     config.optimizer.update(grad_clip=1e-3, warmup_steps=0, schedule="constant")
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     model = tiny_model()
     _, _, _, batch = _setup()
     members = [sharding.init_params(model, jax.random.key(i), mesh) for i in (1, 2)]

@@ -10,8 +10,7 @@ from alignax import objectives, sharding, steps, training
 from alignax.metrics import NonFiniteMetricError, read_metrics
 from alignax.state import TrainState
 from alignax.training import default_train_config, train_loop
-from tests.helpers import pad_rows, tiny_model
-from tests.test_sharding import _mesh
+from tests.helpers import mesh_of, pad_rows, tiny_model
 
 
 class Batches:
@@ -48,7 +47,7 @@ def _config(steps_=6):
 
 
 def _run(workdir, batches, learning_rate=1e-2, wrap_step=lambda step: step):
-    mesh = _mesh((1, 1, 1), jax.devices()[:1])
+    mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     model = tiny_model()
     tx = optax.adam(learning_rate)
     state = TrainState.create(sharding.init_params(model, jax.random.key(0), mesh), tx, mesh)
