@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from alignax.metrics import NonFiniteMetricError
+from alignax.models.lora import TARGETS, LoraConfig, merge
 
 
 class CheckpointMismatchError(ValueError):
@@ -445,8 +446,6 @@ def _partial_restore(directory: Path, step: int, like: dict) -> dict:
 
 def _is_lora_policy(saved_params: set[str], found: dict) -> bool:
     """A LoRA run's checkpoint: params are adapters only, the base is in ref_params."""
-    from alignax.models.lora import TARGETS
-
     return (
         bool(saved_params)
         and saved_params <= set(TARGETS)
@@ -460,8 +459,6 @@ def _restore_lora_policy(
     """The policy of a LoRA run (alignax/models/lora.py): its base (`ref_params`) with the
     adapters (`params`, or the entry of `params` at the path `adapters_at`) merged in, laid out
     like `like_params`; the adapters' rank, alpha and targets from the run's config.json."""
-    from alignax.models.lora import LoraConfig, merge
-
     config_path = directory.parent / "config.json"
     if not config_path.is_file():
         raise CheckpointMismatchError(

@@ -22,6 +22,8 @@ import ml_collections
 def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> None:
     """Parses --config/--workdir and calls `run(config, workdir)` (in a process whose malloc
     uses transparent huge pages: `alignax.runtime`)."""
+    # This re-executes the process (malloc reads its tunables at start): what is imported below
+    # is imported once, in the process that runs.
     from alignax.runtime import use_transparent_huge_pages
 
     use_transparent_huge_pages()

@@ -26,6 +26,8 @@ from jax.sharding import Mesh
 from alignax import sharding
 from alignax.checkpoint import restore_params
 from alignax.models import Model
+from alignax.models.gguf import load_gguf
+from alignax.models.hf import load_hf
 from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
 from alignax.state import TrainState
 from alignax.workdir import flatten_config, guard_workdir, is_pretrained_checkpoint
@@ -176,9 +178,6 @@ _RUNTIME_KEYS = ("max_len", "dtype", "param_dtype", "remat", "remat_policy", "dr
 def pretrained_params(path: str | Path, model_config, mesh: Mesh, like: dict) -> dict:
     """The entries of `like` (params of `model_config`) that a pretrained checkpoint holds,
     imported with their sharding; a checkpoint of another shape raises naming every key."""
-    from alignax.models.gguf import load_gguf
-    from alignax.models.hf import load_hf
-
     load = load_gguf if Path(path).suffix == ".gguf" else load_hf
     runtime = {k: model_config[k] for k in ("max_len", "dtype", "param_dtype")}
     imported, params = load(path, mesh=mesh, **runtime)

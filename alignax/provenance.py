@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,8 +41,6 @@ def command() -> str:
 def machine() -> str:
     """The processor and accelerator a result was computed on, e.g. 'AMD EPYC (2 cores,
     AVX-512), jax 0.10.2 on cpu'."""
-    import jax
-
     model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from alignax.data import formats
+from alignax.tasks import get_task
+
 
 def ascii_histogram(values: Sequence[float], *, bins: int = 12, width: int = 40) -> str:
     values = np.asarray(values, np.float64)
@@ -35,8 +38,6 @@ def _quantiles(values) -> str:
 
 
 def describe_file(path: str, *, format: str = "auto", on_error: str = "skip") -> str:
-    from alignax.data import formats
-
     examples, stats = formats.read_examples(path, format=format, on_error=on_error)
     lines = [f"file: {path}", stats.report()]
     if not examples:
@@ -77,8 +78,6 @@ def describe_file(path: str, *, format: str = "auto", on_error: str = "skip") ->
 
 
 def describe_review(*, num_samples: int = 4096, seed: int = 0) -> str:
-    from alignax.tasks import get_task
-
     if num_samples <= 0:
         raise ValueError(f"num_samples={num_samples}: must be a positive integer")
     task = get_task("review")

@@ -324,8 +324,6 @@ def _read_tfds(directory: Path, split: str) -> list[Example]:
         )
     import tensorflow_datasets as tfds  # heavy: imported only for a prepared dataset
 
-    from alignax.data.tfds_builders import source_to_examples
-
     builder = tfds.builder_from_directory(directory)
     if "prompt" not in builder.info.features:
         raise DataError(
@@ -333,6 +331,29 @@ def _read_tfds(directory: Path, split: str) -> list[Example]:
             "preference records: prepare it with alignax.data.tfds_builders.PreferenceFile"
         )
     return source_to_examples(builder.as_data_source(split=split))
+
+
+def source_to_examples(source) -> list[Example]:
+    """PreferenceFile records (a prepared TFDS dataset's) back as Examples (for encode_examples)."""
+    out = []
+    for i in range(len(source)):
+        r = source[i]
+        text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
+        responses = tuple(text(x) for x in r["responses"])
+        label, answer = int(r["label"]), text(r["answer"])
+        kind = "comparison" if len(responses) > 1 else "unpaired" if label >= 0 else "verifiable"
+        out.append(
+            Example(
+                kind,
+                text(r["prompt"]),
+                responses,
+                ranks=tuple(int(x) for x in r["ranks"]),
+                label=label,
+                answer=answer,
+                where=text(r["where"]),
+            )
+        )
+    return out
 
 
 def read_examples(

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import tokenizers
+
 
 def _token_text(value: Any) -> str | None:
     """A special token as stored: a string, or a serialised AddedToken {"content": ...}."""
@@ -94,8 +96,6 @@ class HFTokenizer:
                 f"{path} not found: only fast (tokenizer.json) tokenizers are supported; convert "
                 "a sentencepiece tokenizer.model with transformers' AutoTokenizer.save_pretrained"
             )
-        import tokenizers  # test/real-model dependency (requirements-test.txt)
-
         config = _read_json(directory / "tokenizer_config.json")
         special_map = _read_json(directory / "special_tokens_map.json")
         special = {}

@@ -37,6 +37,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from alignax.data import formats
+from alignax.tasks import Annotator, get_task, review_config
 
 
 class _ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -139,8 +140,6 @@ class ReviewPairs(_ArrayRecordBuilder):
     BUILDER_CONFIGS = [ReviewPairsConfig(name="default")]
 
     def _task(self):
-        from alignax.tasks import get_task, review_config
-
         config = review_config()
         config.seed = self.builder_config.task_seed
         return get_task("review", config)
@@ -169,8 +168,6 @@ class ReviewPairs(_ArrayRecordBuilder):
         }
 
     def _generate_examples(self, n: int, seed: int):
-        from alignax.tasks import Annotator
-
         config = self.builder_config
         annotator = Annotator(config.annotator_kind, config.annotator_temperature, config.flip_rate)
         data = self._task().comparison_dataset(
@@ -184,26 +181,3 @@ def source_to_arrays(source) -> dict[str, np.ndarray]:
     """Stacks every record of a tensor-only data source (e.g. ReviewPairs) into arrays."""
     records = [source[i] for i in range(len(source))]
     return {k: np.stack([r[k] for r in records]) for k in records[0]} if records else {}
-
-
-def source_to_examples(source) -> list[formats.Example]:
-    """PreferenceFile records back as alignax.data.formats.Example (for encode_examples)."""
-    out = []
-    for i in range(len(source)):
-        r = source[i]
-        text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
-        responses = tuple(text(x) for x in r["responses"])
-        label, answer = int(r["label"]), text(r["answer"])
-        kind = "comparison" if len(responses) > 1 else "unpaired" if label >= 0 else "verifiable"
-        out.append(
-            formats.Example(
-                kind,
-                text(r["prompt"]),
-                responses,
-                ranks=tuple(int(x) for x in r["ranks"]),
-                label=label,
-                answer=answer,
-                where=text(r["where"]),
-            )
-        )
-    return out

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import sentencepiece as spm
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 OVERFLOW_POLICIES = ("truncate", "error", "skip")
@@ -94,8 +95,6 @@ class SentencePieceTokenizer:
     pad_id, bos_id, eos_id, unk_id = PAD_ID, BOS_ID, EOS_ID, 3
 
     def __init__(self, model_proto: bytes):
-        import sentencepiece as spm
-
         self.model_proto = model_proto
         self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
         ids = (self._sp.pad_id(), self._sp.bos_id(), self._sp.eos_id())
@@ -113,8 +112,6 @@ class SentencePieceTokenizer:
         seed_sentencepiece_size: int = 100_000,
     ) -> SentencePieceTokenizer:
         """Trains on an iterator of texts, in memory (nothing is written until `save`)."""
-        import sentencepiece as spm
-
         if model_type not in ("bpe", "unigram"):
             raise ValueError(f"model_type={model_type!r}; allowed: 'bpe', 'unigram'")
         writer = io.BytesIO()

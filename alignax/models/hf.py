@@ -43,6 +43,7 @@ from jax.sharding import Mesh
 
 from alignax.models import Params, build_model, default_model_config
 from alignax.models.config import ModelConfig
+from alignax.sharding import param_shardings
 
 LLAMA_TYPES = ("llama", "mistral", "qwen2")
 GPT2_TYPES = ("gpt2",)
@@ -604,8 +605,6 @@ def params_from_tensors(
     at a time: a `SafetensorsCheckpoint`, or the GGUF reader's view in `alignax.models.gguf`.
     Every tensor must be used (a stray one means the config does not describe the checkpoint).
     """
-    from alignax.sharding import param_shardings  # alignax.sharding imports alignax.models
-
     model = build_model(model_config)
     c = model.config
     shardings = param_shardings(model, mesh) if mesh is not None else None

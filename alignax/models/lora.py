@@ -29,6 +29,7 @@ import ml_collections
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from alignax.models import Model, Params
+from alignax.sharding import logical_to_mesh
 
 # Target name -> (path in params, number of input dims after the layer axis).
 TARGETS = {
@@ -100,8 +101,6 @@ def _shapes(model: Model, lora: LoraConfig) -> dict[str, tuple[tuple, tuple, tup
 
 def lora_shardings(model: Model, lora: LoraConfig, mesh: Mesh) -> Params:
     """NamedShardings of the adapters, from the base weights' logical axes."""
-    from alignax.sharding import logical_to_mesh  # alignax.sharding imports alignax.models
-
     return {
         target: {
             name: NamedSharding(mesh, logical_to_mesh(spec, shape, mesh))

@@ -39,7 +39,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
+from alignax.data.hf_tokenizer import HFTokenizer
+from alignax.data.tokenizer import SentencePieceTokenizer
+from alignax.models.gguf import gguf_tokenizer
 from alignax.tasks.base import (
     Annotator,
     check_eval_fraction,
@@ -117,15 +121,9 @@ def load_tokenizer(path: str | Path):
     """A checkpoint directory's tokenizer.json, a GGUF file's tokenizer or a sentencepiece model."""
     where = Path(path)
     if where.is_dir():
-        from alignax.data.hf_tokenizer import HFTokenizer
-
         return HFTokenizer.load(where)
     if where.suffix == ".gguf":
-        from alignax.models.gguf import gguf_tokenizer
-
         return gguf_tokenizer(where)
-    from alignax.data.tokenizer import SentencePieceTokenizer
-
     return SentencePieceTokenizer.load(where)
 
 
@@ -154,8 +152,6 @@ def classifier_logits(weights, bias, tokens, mask, num_buckets: int):
 def train_classifier(tokens, mask, labels, *, num_buckets, steps, learning_rate, l2):
     """(weights [num_buckets], bias) of the logistic regression, `steps` full-batch Adam steps
     in one compiled scan."""
-    import optax
-
     tx = optax.adam(learning_rate)
 
     def loss_fn(params, buckets, weight, y):
@@ -252,8 +248,6 @@ class ImdbTask:
 
     def _trained_tokenizer(self, data_digest: str, texts: list[str], roles: list[str]) -> Path:
         """A sentencepiece BPE trained on the training reviews, cached by data and size."""
-        from alignax.data.tokenizer import SentencePieceTokenizer
-
         size = self.config.spm_vocab_size
         path = self.cache / f"imdb-spm{size}-{data_digest[:16]}.model"
         if not path.is_file():
