@@ -1,4 +1,4 @@
-"""Critique and revision (Constitutional AI's supervised stage) on the review task (issue 14).
+"""Critique and revision (Constitutional AI's supervised stage) on the review task.
 
     python -m experiments.critique_revision --config configs/critique_revision.py \
         --workdir runs/critique_revision

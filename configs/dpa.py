@@ -1,4 +1,4 @@
-"""Directional Preference Alignment on the review task: a Pareto front of policies (issue 14).
+"""Directional Preference Alignment on the review task: a Pareto front of policies.
 
     python -m experiments.dpa --config configs/dpa.py --workdir runs/dpa
     python -m experiments.dpa --config configs/dpa.py:runlocal --workdir runs/dpa_smoke

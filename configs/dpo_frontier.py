@@ -20,11 +20,9 @@ every offline run 64 steps of batch 32 (2 epochs; KTO 64 steps of batch 64 over 
 examples), one hyperparameter setting per variant (DPO: 5 betas), one optimizer for all; PPO 30
 iterations of 32 prompts at KL targets 2 and 8 only; evaluations every 8 steps (PPO: 3
 iterations) on 128 held-out prompts, one sample each; the over-optimisation run 192 steps (6
-epochs), its peak and last policy evaluated again on 512 prompts.
-Measured: 15.2 min wall on 2 cores (stage minutes summed over seeds: pretrain 2.0, SFT 1.0,
-reward model 2.0, pairs 0.4, DPO with the long run 6.8, the 5 variants 5.2, KTO 1.7, PPO against
-the reward model 3.2 and against gold 2.3, re-evaluation 0.3); seeds 0 and 1 run side by side,
-then seed 2, which reads the programs they compiled from <workdir>/xla_cache.
+epochs), its peak and last policy evaluated again on 512 prompts. Seeds 0 and 1 run side by
+side, then seed 2, which reads the programs they compiled from <workdir>/xla_cache; the wall
+time of each stage is in the published run's results block (README).
 runlocal: the same experiment at toy sizes (one seed; one DPO beta, SimPO as the only variant,
 one KL target) for the end-to-end test.
 """

@@ -1,4 +1,4 @@
-"""InstructGPT / Stiennon et al. curves on the built-in review task (issue 9, section 1).
+"""InstructGPT / Stiennon et al. curves on the built-in review task.
 
     python -m experiments.instructgpt --config configs/instructgpt.py --workdir runs/instructgpt
     python -m experiments.instructgpt --config configs/instructgpt.py:runlocal \
@@ -10,8 +10,8 @@ SFT samples, then PPO runs: fixed beta in `sweep.fixed_betas`, adaptive KL with 
 other widths PPO / PPO-ptx for the size axis. Evaluation on held-out prompts (gold reward, win
 rate vs SFT, KL) and held-out pretraining text (the alignment tax); criteria A1-A4 and PTX.
 
-default: TRIMMED from the issue's design to fit the budget (<= 30 min on 2 cores, the seeds on
-`workers` processes):
+default: trimmed from the papers' design to fit 30 minutes on 2 cores (the seeds on `workers`
+processes):
   - the beta / target / ptx sweeps (4 + 3 + 5 PPO runs; ptx gamma 0 is the target-4 run) run at
     the middle policy width (d_model 64, the pipeline's tiny policy) over 3 seeds;
   - the size axis (d_model 32 / 64 / 128; base, SFT, PPO and PPO-ptx win rates) runs PPO
@@ -24,9 +24,9 @@ default: TRIMMED from the issue's design to fit the budget (<= 30 min on 2 cores
   Wall time: measured in the published run's results block (README), with the seconds of each
   stage.
 runlocal: the same pipeline at toy sizes for the tests (1 seed, a few steps), at the sweep
-width only (about 50 s): a second width adds its own pretrain, SFT and two PPO programs to
-compile (about 20 s more), and its wiring (each width's stages, the sweep width's reward
-model) is checked in tests/test_instructgpt.py without training.
+width only: a second width would add its own pretrain, SFT and two PPO programs to compile, and
+its wiring (each width's stages, the sweep width's reward model) is checked in
+tests/test_instructgpt.py without training.
 """
 
 import ml_collections

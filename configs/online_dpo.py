@@ -7,7 +7,7 @@ current policy's samples and runs DPO from that policy, which is also the round'
 
 runlocal: tiny model, 3 rounds of 1,024 pairs x 100 DPO steps (batch 32) from the SFT policy;
 every round's policy is scored on 256 held-out prompts (gold reward, KL to the SFT policy and to
-its round's reference). Measured: 92 s on 2 CPU cores (after 28 s for the SFT policy).
+its round's reference); its time is in the README's Experiments table.
 Settings of each round's DPO stage are under `dpo` (e.g.
 --config.dpo.loss.hyperparameters.beta=0.2); the model, mesh and task are the experiment's own.
 """

@@ -1,4 +1,4 @@
-"""RLAIF with targeted human feedback on the built-in review task (issue 14).
+"""RLAIF with targeted human feedback on the built-in review task.
 
     python -m experiments.rlaif --config configs/rlaif.py --workdir runs/rlaif
     python -m experiments.rlaif --config configs/rlaif.py:runlocal --workdir runs/rlaif_smoke
@@ -14,7 +14,7 @@ steps of batch 32 per condition (30 DPO runs), and delta learning against a weak
 (3 more). The judge is a misspecified constitution: it weighs sentiment, repetition and
 termination like gold but ignores fluency.
 runlocal: the same pipeline at toy sizes (1-layer model, 64 pairs, budgets 0, 25, 100 %, one
-seed, DPO 4 steps) for the end-to-end test; about 75 s of one CPU core, nearly all compiling.
+seed, DPO 4 steps) for the end-to-end test, nearly all of it compiling.
 """
 
 import ml_collections
