@@ -14,8 +14,8 @@ import jax.numpy as jnp
 
 from alignax import logprobs
 from alignax.losses import registry
-from alignax.losses.dpo import PreferenceLogps
 from alignax.losses.kto import UnpairedLogps
+from alignax.losses.pairwise import PreferenceLogps
 from alignax.losses.reward import bradley_terry_loss, pairwise_ranking_loss, plackett_luce_loss
 from alignax.losses.spec import LossSpec
 from alignax.models import Model

@@ -8,7 +8,7 @@ The preset is a loss name from `alignax.losses.PREFERENCE_LOSSES` ('runlocal' = 
 hyperparameters are declared under `loss.hyperparameters` with the loss's defaults, so
 `--config.loss.hyperparameters.beta=0.05` works and a key the loss does not take is an error.
 WPO's weights: `configs/dpo.py:wpo --config.loss.hyperparameters.weighting=unclamped` (TRL >= 0.29)
-or "clamped" (the default, TRL <= 0.28); see `alignax.losses.dpo.wpo_weights`.
+or "clamped" (the default, TRL <= 0.28); see `alignax.losses.dpo_extensions.wpo_weights`.
 runlocal: tiny model, 4,096 pairs, 300 steps of batch 32; about a minute on 2 CPU cores. Expect
 the held-out implicit-reward accuracy above 0.5 and the margin growing; the gold reward of samples
 rises above the initial policy's while the KL to the reference grows.

@@ -68,6 +68,7 @@ def test_modules_with_examples_are_found():
     test below run nothing)."""
     assert {
         "alignax.losses.dpo",
+        "alignax.losses.dpo_extensions",
         "alignax.losses.grpo",
         "alignax.rl.advantages",
         "alignax.rl.kl_control",

@@ -10,7 +10,7 @@ import pytest
 from jax.test_util import check_grads
 
 from alignax import losses
-from alignax.losses import PreferenceLogps, dpo
+from alignax.losses import PreferenceLogps
 
 # One pair used for the hand-computed values: u_c = -1 - (-1.5) = 0.5, u_r = -2 - (-1.5) = -0.5,
 # h = u_c - u_r = 1, beta = 0.5 so beta h = 0.5, beta u_c = 0.25, beta u_r = -0.25.
@@ -380,13 +380,13 @@ NLL_PC, NLL_N = jnp.array([-2.0, -9.0]), jnp.array([1.0, 3.0])
 def test_chosen_nll_sequence_and_token_conventions_by_hand():
     """'sequence' averages per response then over the batch; 'token' (TRL) is one mean over all
     chosen tokens of the batch: sum(-pc) / sum(n) = 11 / 4."""
-    seq = dpo.chosen_nll(NLL_PC, NLL_N, "sequence")
-    tok = dpo.chosen_nll(NLL_PC, NLL_N, "token")
+    seq = losses.chosen_nll(NLL_PC, NLL_N, "sequence")
+    tok = losses.chosen_nll(NLL_PC, NLL_N, "token")
     np.testing.assert_allclose(seq, [2.0, 3.0])
     np.testing.assert_allclose(tok, [2 * 2.0 / 4, 2 * 9.0 / 4])
     assert float(jnp.mean(tok)) == pytest.approx(11 / 4)
     with pytest.raises(ValueError, match="nll_reduction must be one of"):
-        dpo.chosen_nll(NLL_PC, NLL_N, "batch")
+        losses.chosen_nll(NLL_PC, NLL_N, "batch")
 
 
 @pytest.mark.parametrize("name", ["rpo", "cpo", "orpo"])
@@ -408,7 +408,7 @@ def test_ipo_summed_and_length_normalised_forms():
     margins 6 summed over lengths 3 and 2 -> (6 - 2)^2 vs (2 - 0 - 2)^2 with beta = 0.25."""
     pc, zero = jnp.array([6.0]), jnp.zeros(1)
     summed, _ = losses.ipo_loss(pc, zero, zero, zero, beta=0.25)
-    averaged, _ = dpo.length_normalized_ipo_loss(
+    averaged, _ = losses.length_normalized_ipo_loss(
         pc,
         zero,
         zero,
@@ -433,11 +433,11 @@ def test_f_dpo_divergences_by_hand():
         "alpha": -ls(0.5 * (math.exp(0.25) - math.exp(-0.25)) / 0.5),
     }
     for divergence, value in expected.items():
-        loss, _ = dpo.f_dpo_loss(*args, beta=BETA, divergence=divergence, divergence_alpha=0.5)
+        loss, _ = losses.f_dpo_loss(*args, beta=BETA, divergence=divergence, divergence_alpha=0.5)
         np.testing.assert_allclose(loss, [value], rtol=1e-6, err_msg=divergence)
     # alpha = 1 is the forward KL.
-    a1, _ = dpo.f_dpo_loss(*args, beta=BETA, divergence="alpha", divergence_alpha=1.0)
-    fwd, _ = dpo.f_dpo_loss(*args, beta=BETA, divergence="forward_kl")
+    a1, _ = losses.f_dpo_loss(*args, beta=BETA, divergence="alpha", divergence_alpha=1.0)
+    fwd, _ = losses.f_dpo_loss(*args, beta=BETA, divergence="forward_kl")
     np.testing.assert_allclose(a1, fwd, rtol=1e-6)
 
 
@@ -461,11 +461,11 @@ def test_alphapo_by_hand_and_simpo_limit():
     r = 1 - e^(-a pibar): r_c = 1 - e, r_r = 1 - e^2, loss = -log s(e^2 - e). a = 0 is SimPO."""
     pc, pr, n = jnp.array([-2.0]), jnp.array([-4.0]), jnp.array([2.0])
     kw = dict(chosen_lengths=n, rejected_lengths=n, beta=1.0, gamma=0.0)
-    loss, m = dpo.alphapo_loss(pc, pr, reward_alpha=1.0, **kw)
+    loss, m = losses.alphapo_loss(pc, pr, reward_alpha=1.0, **kw)
     np.testing.assert_allclose(loss, [-ls(math.e**2 - math.e)], rtol=1e-5)
     np.testing.assert_allclose(m["rewards/chosen"], [1 - math.e], rtol=1e-6)
-    zero, _ = dpo.alphapo_loss(pc, pr, reward_alpha=0.0, **kw)
-    tiny, _ = dpo.alphapo_loss(pc, pr, reward_alpha=1e-4, **kw)
+    zero, _ = losses.alphapo_loss(pc, pr, reward_alpha=0.0, **kw)
+    tiny, _ = losses.alphapo_loss(pc, pr, reward_alpha=1e-4, **kw)
     simpo, _ = losses.simpo_loss(pc, pr, **kw)
     np.testing.assert_allclose(zero, simpo)
     np.testing.assert_allclose(tiny, simpo, rtol=1e-3)
@@ -484,8 +484,8 @@ def test_ld_dpo_alpha_one_is_dpo_and_alpha_zero_uses_public_parts():
 
 def test_wpo_weight_is_a_capped_constant():
     """WPO weights exp(a_c + a_r) are capped at 1 and carry no gradient."""
-    np.testing.assert_allclose(dpo.wpo_weights(jnp.array([0.3]), jnp.array([0.2])), [1.0])
-    g = jax.grad(lambda a: dpo.wpo_weights(a, jnp.array([-1.0])).sum())(jnp.array([-1.0]))
+    np.testing.assert_allclose(losses.wpo_weights(jnp.array([0.3]), jnp.array([0.2])), [1.0])
+    g = jax.grad(lambda a: losses.wpo_weights(a, jnp.array([-1.0])).sum())(jnp.array([-1.0]))
     np.testing.assert_array_equal(g, [0.0])
 
 
@@ -565,7 +565,7 @@ def test_wpo_weighting_is_a_config_key():
     ):
         objectives.preference_loss_fn(tiny_model(), config.loss)
     with pytest.raises(ValueError, match="wpo_weights: weighting must be one of"):
-        dpo.wpo_weights(jnp.zeros(1), jnp.zeros(1), weighting="capped")
+        losses.wpo_weights(jnp.zeros(1), jnp.zeros(1), weighting="capped")
 
 
 def test_mpo_is_the_weighted_sum_of_its_components():

@@ -57,7 +57,7 @@ def test_command_prints_the_table_and_loss_modules_import_alone():
     """`python -m alignax.losses` prints one row per registered loss; importing a loss module
     first (before the registry) works: no import cycle."""
     code = (
-        "import alignax.losses.dpo, alignax.losses.kto; import runpy; "
+        "import alignax.losses.dpo_extensions, alignax.losses.kto; import runpy; "
         "runpy.run_module('alignax.losses', run_name='__main__')"
     )
     out = subprocess.run(

@@ -1,40 +1,33 @@
 """Pure preference-learning objectives: `(inputs..., *, hyperparameters) -> (loss_B, metrics)`.
 
-Reward models (reward.py), the offline pairwise DPO family (dpo.py) and the unpaired losses
-(kto.py), registered by decorator (spec.py) so a trainer calls every member the same way
-(registry.py; `python -m alignax.losses` prints the table), PPO (ppo.py) and the group
-policy-gradient family GRPO / GSPO / CISPO / SAPO / RLOO (grpo.py). Advantages, KL
-estimators and KL controllers live in `alignax.rl` (advantages.py, kl_control.py).
+Reward models (reward.py), the offline pairwise losses (their shared inputs, notation and
+metrics in pairwise.py; by family: dpo.py, regression.py, reference_free.py,
+dpo_extensions.py) and the unpaired losses (kto.py), registered by decorator (spec.py) so a
+trainer calls every member the same way (registry.py; `python -m alignax.losses` prints the
+table), PPO (ppo.py) and the group policy-gradient family GRPO / GSPO / CISPO / SAPO / RLOO
+(grpo.py). Advantages, KL estimators and KL controllers live in `alignax.rl` (advantages.py,
+kl_control.py).
 """
 
 from alignax.losses.dpo import (
-    PreferenceLogps,
-    alphapo_loss,
     aot_loss,
     aot_unpaired_loss,
-    apo_down_loss,
-    apo_zero_loss,
     bco_pair_loss,
-    chosen_nll,
-    cpo_loss,
     discopop_loss,
     dpo_loss,
     exo_loss,
-    f_dpo_loss,
-    hinge_loss,
-    ipo_loss,
-    ld_dpo_loss,
     length_normalized_dpo_loss,
-    length_normalized_ipo_loss,
-    mpo_loss,
     nca_loss,
-    orpo_loss,
     reference_free_dpo_loss,
     robust_dpo_loss,
     rpo_loss,
+)
+from alignax.losses.dpo_extensions import (
+    alphapo_loss,
+    f_dpo_loss,
+    ld_dpo_loss,
+    mpo_loss,
     sft_loss,
-    simpo_loss,
-    sppo_hard_loss,
     wpo_loss,
     wpo_weights,
 )
@@ -52,6 +45,7 @@ from alignax.losses.kto import (
     bco_loss,
     kto_loss,
 )
+from alignax.losses.pairwise import PreferenceLogps, chosen_nll
 from alignax.losses.ppo import (
     AGGREGATIONS,
     aggregate_tokens,
@@ -59,6 +53,7 @@ from alignax.losses.ppo import (
     ppo_policy_loss,
     ppo_value_loss,
 )
+from alignax.losses.reference_free import cpo_loss, orpo_loss, simpo_loss
 from alignax.losses.registry import (
     PREFERENCE_LOSSES,
     REFERENCE_FREE_LOSSES,
@@ -68,6 +63,14 @@ from alignax.losses.registry import (
     get_unpaired_loss,
     validate_hyperparameters,
     weighted_preference_loss,
+)
+from alignax.losses.regression import (
+    apo_down_loss,
+    apo_zero_loss,
+    hinge_loss,
+    ipo_loss,
+    length_normalized_ipo_loss,
+    sppo_hard_loss,
 )
 from alignax.losses.reward import (
     ENSEMBLE_METHODS,

@@ -69,7 +69,8 @@ _NON_NEGATIVE = (
 # String-valued options: name -> allowed values.
 NLL_REDUCTIONS = ("sequence", "token")
 METRIC_AGGREGATIONS = ("sequence_mean", "token_mean")
-# WPO's pair weight (alignax.losses.dpo.wpo_weights): capped at 1 (TRL <= 0.28) or not (>= 0.29).
+# WPO's pair weight (alignax.losses.dpo_extensions.wpo_weights): capped at 1 (TRL <= 0.28) or
+# not (>= 0.29).
 WPO_WEIGHTINGS = ("clamped", "unclamped")
 CHOICES = {
     "nll_reduction": NLL_REDUCTIONS,

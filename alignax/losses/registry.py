@@ -20,9 +20,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 
-# Importing the loss modules registers their losses.
-from alignax.losses import dpo as _dpo  # noqa: F401
-from alignax.losses import kto as _kto  # noqa: F401
+# Importing the loss modules registers their losses (FAMILIES below orders them).
+from alignax.losses import dpo as _dpo
+from alignax.losses import dpo_extensions as _dpo_extensions
+from alignax.losses import kto as _kto
+from alignax.losses import reference_free as _reference_free
+from alignax.losses import regression as _regression
 from alignax.losses.checks import (  # noqa: F401  (re-exported)
     check_hyperparameters,
     require_label_smoothing,
@@ -31,8 +34,16 @@ from alignax.losses.checks import (  # noqa: F401  (re-exported)
 )
 from alignax.losses.spec import SPECS, LossSpec
 
-PREFERENCE_LOSSES = tuple(name for name, spec in SPECS.items() if spec.kind == "pairwise")
-UNPAIRED_LOSSES = tuple(name for name, spec in SPECS.items() if spec.kind == "unpaired")
+# The registry's order: by family, as the README's table lists them (whatever order the
+# modules were imported in), then as each module defines its losses.
+FAMILIES = (_dpo, _regression, _reference_free, _dpo_extensions, _kto)
+_FAMILY_INDEX = {family.__name__: i for i, family in enumerate(FAMILIES)}
+ORDERED_SPECS = dict(
+    sorted(SPECS.items(), key=lambda item: _FAMILY_INDEX[item[1].fn.__module__])  # stable
+)
+
+PREFERENCE_LOSSES = tuple(n for n, spec in ORDERED_SPECS.items() if spec.kind == "pairwise")
+UNPAIRED_LOSSES = tuple(n for n, spec in ORDERED_SPECS.items() if spec.kind == "unpaired")
 
 # Losses that never read the reference log-probs: the trainer skips the reference forward and
 # keeps no reference weights.
@@ -232,7 +243,7 @@ def table() -> str:
         "| name | kind | paper | needs reference | needs lengths | other inputs |",
         "|---|---|---|---|---|---|",
     ]
-    for name, spec in SPECS.items():
+    for name, spec in ORDERED_SPECS.items():
         other = ", ".join(spec.inputs + ((f"aux:{spec.aux}",) if spec.aux else ())) or "-"
         rows.append(
             f"| {name} | {spec.kind} | {spec.paper} | {'yes' if spec.reference else 'no'} | "
