@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from alignax.sampling import sample
 from alignax.stages import load_stage_model
-from alignax.tasks import Annotator
+from alignax.tasks import Annotator, require
 
 SOURCES = ("policy", "generator")
 
@@ -106,12 +106,13 @@ def comparisons(
         raise ValueError(f"labels.source={labels.source!r}; allowed: {', '.join(SOURCES)}")
     judge = annotator(labels)
     if labels.source == "generator":
-        if not hasattr(task, "comparison_dataset"):
-            raise ValueError(
-                f"labels.source='generator': the {task.name} task has no response generator; "
-                "label a policy's samples (labels.source='policy', labels.policy_from=<SFT "
-                "workdir>)"
-            )
+        require(
+            task,
+            "generator_comparisons",
+            by="labels.source='generator'",
+            hint="Label a policy's samples (labels.source='policy', labels.policy_from=<SFT "
+            "workdir>)",
+        )
         out = task.comparison_dataset(
             n, seed=seed, annotator=judge, num_responses=num_responses, split=split
         )

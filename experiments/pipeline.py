@@ -141,16 +141,9 @@ def _gold_description(config) -> list[str]:
     """For a task whose gold reward is a learned classifier (IMDb), what it is and how often
     it is right on reviews it never saw; nothing for the built-in tasks."""
     task = get_task(config.task_name, config.task)
-    if not hasattr(task, "gold_accuracy"):
+    if "learned_gold" not in task.capabilities:
         return []
-    return [
-        f"Task {task.name}: prompts are the first {config.task.prompt_tokens} tokens of held-out "
-        f"reviews, responses up to {config.task.response_tokens} tokens; the gold reward is the "
-        "log-odds of a logistic regression on hashed unigrams and bigrams trained on reviews "
-        f"that give no prompt (held-out accuracy {task.gold_accuracy:.3f} on whole reviews, "
-        f"{task.gold_window_accuracy:.3f} on {config.task.response_tokens}-token continuations).",
-        "",
-    ]
+    return [task.describe_gold(), ""]
 
 
 def write_report(

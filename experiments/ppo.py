@@ -38,7 +38,7 @@ from alignax.models import build_model
 from alignax.models.lora import LoraConfig, init_lora, merge, num_lora_params
 from alignax.stages import load_stage_model
 from alignax.state import TrainState
-from alignax.tasks import get_task
+from alignax.tasks import get_task, require
 from alignax.tasks.base import device_prompts
 from alignax.training import drop_metrics_after, train_batches, train_loop
 
@@ -86,10 +86,12 @@ def check_judge_drift_config(drift, reward_source: str, task) -> None:
         raise ValueError(
             f"judge_drift.pairs={drift.pairs!r} is not one of ('samples', 'reference')"
         )
-    if drift.pairs == "reference" and not hasattr(task, "reference_responses"):
-        raise ValueError(
-            f"judge_drift.pairs='reference': the {task.name} task has no verified reference "
-            "responses; use judge_drift.pairs='samples'"
+    if drift.pairs == "reference":
+        require(
+            task,
+            "verified_references",
+            by="judge_drift.pairs='reference'",
+            hint="Use judge_drift.pairs='samples'",
         )
 
 

@@ -26,7 +26,7 @@ from alignax.experiment import (
 )
 from alignax.metrics import MetricWriter
 from alignax.models import build_model
-from alignax.tasks import get_task
+from alignax.tasks import get_task, require
 from alignax.training import train_batches, train_loop
 
 
@@ -34,14 +34,20 @@ def build_data(config, task):
     """(train, eval) arrays in the LM layout."""
     s = config.sft
     if s.data == "pretraining":
+        require(task, "pretraining_text", by="sft.data='pretraining'")
         train = task.pretraining_dataset(s.num_examples, seed=config.seed)
         evaluation = task.pretraining_dataset(
             s.num_eval_examples, seed=config.seed + 1, split="eval"
         )
     elif s.data == "demonstrations":
-        # The review task's demonstrations are best-of-n generator samples by gold reward; the
-        # arithmetic task's are the exact answers.
-        best_of = {"num_candidates": s.num_candidates} if config.task_name == "review" else {}
+        require(task, "demonstrations", by="sft.data='demonstrations'")
+        # Demonstrations chosen by gold among `sft.num_candidates` candidates where the task
+        # makes them so (the review task's); otherwise the task's own (arithmetic: the answers).
+        best_of = (
+            {"num_candidates": s.num_candidates}
+            if "best_of_n_demonstrations" in task.capabilities
+            else {}
+        )
         train = task.sft_dataset(s.num_examples, seed=config.seed, **best_of)
         evaluation = task.sft_dataset(
             s.num_eval_examples, seed=config.seed + 1, split="eval", **best_of

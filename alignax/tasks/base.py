@@ -38,10 +38,42 @@ def check_eval_fraction(eval_fraction: float, key: str) -> None:
         raise ValueError(f"{key}={eval_fraction} must be in (0, 1)")
 
 
+# What a task can provide beyond the interface every task has, by name: a task lists its own in
+# `capabilities`, and a stage that needs one asks for it with `require` (never with hasattr or
+# the task's name), which names what is missing.
+CAPABILITIES = {
+    "demonstrations": "demonstrations for SFT (sft_dataset)",
+    "best_of_n_demonstrations": "demonstrations chosen by the gold reward among candidates "
+    "(sft_dataset(num_candidates=...))",
+    "pretraining_text": "text to pretrain on (pretraining_dataset)",
+    "generator_comparisons": "comparisons of its own generator's responses (comparison_dataset)",
+    "verified_references": "the verified answer to each prompt (reference_responses)",
+    "learned_gold": "a gold reward that is a learned classifier, described with its held-out "
+    "accuracy (describe_gold)",
+}
+
+
+def require(task: Task, *needed: str, by: str, hint: str = "") -> None:
+    """Raises ValueError when `task` lacks a capability in `needed`, naming it, what needs it
+    (`by`, e.g. a config key and value) and, when given, what to do instead (`hint`)."""
+    unknown = [c for c in needed if c not in CAPABILITIES]
+    if unknown:
+        raise ValueError(f"unknown task capabilities {unknown}; known: {sorted(CAPABILITIES)}")
+    missing = [c for c in needed if c not in task.capabilities]
+    if missing:
+        what = "; ".join(f"{c}: {CAPABILITIES[c]}" for c in missing)
+        raise ValueError(
+            f"{by} needs what the {task.name} task does not provide ({what}); it provides "
+            f"{sorted(task.capabilities) or 'none of them'}" + (f". {hint}" if hint else "")
+        )
+
+
 class Task(Protocol):
-    """The interface experiments rely on (the review and arithmetic tasks implement it)."""
+    """The interface experiments rely on (the review, arithmetic and imdb tasks implement it);
+    `capabilities` names what else the task provides (CAPABILITIES)."""
 
     name: str
+    capabilities: frozenset[str]
     vocab_size: int
     pad_id: int
     bos_id: int

@@ -196,6 +196,7 @@ def _file_digest(path: Path) -> str:
 
 class ImdbTask:
     name = "imdb"
+    capabilities = frozenset({"demonstrations", "pretraining_text", "learned_gold"})
     reward_inputs: tuple[str, ...] = ()  # the gold classifier reads the sequence alone
 
     def __init__(self, config: ml_collections.ConfigDict | None = None):
@@ -328,6 +329,17 @@ class ImdbTask:
 
     def gold_reward_np(self, tokens_BxL, response_mask_BxL) -> np.ndarray:
         return np.asarray(self._reward(tokens_BxL, response_mask_BxL))
+
+    def describe_gold(self) -> str:
+        """What the gold reward is and how often it is right on reviews it never saw."""
+        c = self.config
+        return (
+            f"Task {self.name}: prompts are the first {c.prompt_tokens} tokens of held-out "
+            f"reviews, responses up to {c.response_tokens} tokens; the gold reward is the "
+            "log-odds of a logistic regression on hashed unigrams and bigrams trained on reviews "
+            f"that give no prompt (held-out accuracy {self.gold_accuracy:.3f} on whole reviews, "
+            f"{self.gold_window_accuracy:.3f} on {c.response_tokens}-token continuations)."
+        )
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of token ids, special tokens left out; an id beyond the tokenizer's

@@ -175,6 +175,14 @@ class ReviewTask:
     """The synthetic review language: generator, exact likelihood, gold reward, datasets."""
 
     name = "review"
+    capabilities = frozenset(
+        {
+            "demonstrations",
+            "best_of_n_demonstrations",
+            "pretraining_text",
+            "generator_comparisons",
+        }
+    )
     pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
     vocab_size = VOCAB_SIZE
     words = WORDS
