@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from alignax import labels
 from alignax.tasks import Annotator, ArithmeticTask, arithmetic_config, get_task
 from alignax.tasks.arithmetic import EOS_ID
 
@@ -166,8 +167,8 @@ def test_reference_responses_are_what_the_verifier_accepts(task):
 
 
 def test_generator_comparisons_are_refused_on_arithmetic(task):
-    from alignax import labels
-
     config = labels.default_labels_config(source="generator")
-    with pytest.raises(ValueError, match="labels.source='generator'.*no response generator"):
+    with pytest.raises(
+        ValueError, match="labels.source='generator' needs .*generator_comparisons.*policy's"
+    ):
         labels.comparisons(config, task, None, 4, seed=0, split="train")
