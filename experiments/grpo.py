@@ -72,20 +72,7 @@ def run(config, workdir):
         eos_id=task.eos_id,
         score_inputs=task.reward_inputs,
     )
-    if config.algorithm == "xpo":
-        name = "xpo"
-        online_step = rl.make_xpo_step(config=rl.XPOConfig.from_config(config.xpo), **common)
-    elif config.algorithm == "nash_md":
-        name = "nash_md"
-        online_step = rl.make_nash_md_step(
-            config=rl.NashMDConfig.from_config(config.nash_md), **common
-        )
-    elif config.algorithm == "grpo":
-        grpo_config = rl.GRPOConfig.from_config(config.grpo)
-        name = grpo_config.baseline
-        online_step = rl.make_grpo_step(config=grpo_config, **common)
-    else:
-        raise ValueError(f"algorithm={config.algorithm!r} is not one of ('grpo', 'xpo', 'nash_md')")
+    name, online_step = rl.online_step(config.algorithm, config, **common)
     batches = train_batches(config, train, unit="prompts")
     train_step = steps.jit_step(
         online_step, state, example_batch(train, config.train.batch_size), mesh

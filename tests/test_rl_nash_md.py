@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from alignax import rl, sharding
-from alignax.rl.nash_md import nash_md_loss
+from alignax.losses import nash_md_loss
 from alignax.sampling import geometric_mixture, sample
 from alignax.state import TrainState
 from tests.helpers import EOS, mesh_of, toy_policy, toy_prompts, toy_score

@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from alignax import rl, sharding
+from alignax.losses import xpo_loss
 from alignax.losses.dpo import dpo_loss
-from alignax.rl.xpo import xpo_loss
 from alignax.state import TrainState
 from tests.helpers import EOS, mesh_of, toy_policy, toy_prompts, toy_score
 

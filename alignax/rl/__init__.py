@@ -19,6 +19,7 @@ so the RL loops run in the shared host loop (`alignax.training.train_loop`) like
     xpo.py         XPO: online DPO on (policy, reference) response pairs with an exploration term
     nash_md.py     Nash-MD: policy gradient on the judge's preference of the policy's response
                    over one from the geometric mixture of policy and reference
+    algorithms.py  the online algorithms a config names (`algorithm`): GRPO family, XPO, Nash-MD
 
 `score_fn(state, tokens, input_mask, loss_mask, **inputs) -> [B]` scores full responses (a reward
 model, a task's reward or a verifier); `inputs` are the prompt-batch entries named in the step's
@@ -26,6 +27,7 @@ model, a task's reward or a verifier); `inputs` are the prompt-batch entries nam
 given, is only logged (`gold/mean`), which is how proxy-vs-gold over-optimisation is watched.
 """
 
+from alignax.rl.algorithms import ONLINE_ALGORITHMS, online_step
 from alignax.rl.grpo import GROUP_LOSSES, GRPOConfig, default_grpo_config, make_grpo_step
 from alignax.rl.nash_md import NashMDConfig, default_nash_md_config, make_nash_md_step
 from alignax.rl.ppo import PPOConfig, default_ppo_config, kl_controller_from_config, make_ppo_step
@@ -34,6 +36,7 @@ from alignax.rl.xpo import XPOConfig, default_xpo_config, make_xpo_step
 
 __all__ = [
     "GROUP_LOSSES",
+    "ONLINE_ALGORITHMS",
     "GRPOConfig",
     "NashMDConfig",
     "PPOConfig",
@@ -49,4 +52,5 @@ __all__ = [
     "make_nash_md_step",
     "make_ppo_step",
     "make_xpo_step",
+    "online_step",
 ]

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from alignax import schema
+from alignax.losses.online import nash_md_loss
 from alignax.models import Model
 from alignax.rl.common import minibatch_updates, rollout_metrics
 from alignax.rl.rollout import RolloutConfig, collect, policy_response_fn
@@ -64,27 +65,6 @@ class NashMDConfig:
 def default_nash_md_config():
     """The `nash_md` ConfigDict section: every `NashMDConfig` field at its default."""
     return schema.section(NashMDConfig())
-
-
-def nash_md_loss(
-    logps_BxT: jax.Array,
-    ref_logps_BxT: jax.Array,
-    mask_BxT: jax.Array,
-    preference_B: jax.Array,
-    *,
-    beta: float,
-) -> tuple[jax.Array, dict]:
-    """Per-sequence Nash-MD loss [B] of the policy's responses: `logps_BxT` (differentiated),
-    `ref_logps_BxT`, `mask_BxT` (response tokens) and `preference_B` = P(y > y'), the judge's
-    probability that the policy's response beats the mixture's."""
-    sequence_logp_B = jnp.sum(logps_BxT * mask_BxT, -1)
-    log_ratio_BxT = jax.lax.stop_gradient(logps_BxT - ref_logps_BxT) * mask_BxT
-    kl_term_B = jnp.sum(log_ratio_BxT * logps_BxT, -1)
-    score_B = (preference_B - 0.5) * sequence_logp_B
-    return beta * kl_term_B - score_B, {
-        "nash_md/score": score_B,
-        "nash_md/kl": jnp.sum(log_ratio_BxT, -1),
-    }
 
 
 def make_nash_md_step(

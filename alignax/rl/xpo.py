@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from alignax import schema
-from alignax.losses.dpo import dpo_loss
+from alignax.losses.online import xpo_loss
 from alignax.models import Model
 from alignax.rl.common import minibatch_updates, rollout_metrics
 from alignax.rl.rollout import RolloutConfig, collect, policy_response_fn
@@ -58,32 +58,6 @@ class XPOConfig:
 def default_xpo_config():
     """The `xpo` ConfigDict section: every `XPOConfig` field at its default."""
     return schema.section(XPOConfig())
-
-
-def xpo_loss(
-    policy_chosen_B: jax.Array,
-    policy_rejected_B: jax.Array,
-    ref_chosen_B: jax.Array,
-    ref_rejected_B: jax.Array,
-    policy_of_ref_sample_B: jax.Array,
-    preferred_B: jax.Array,
-    *,
-    beta: float,
-    alpha: float,
-) -> tuple[jax.Array, dict]:
-    """Per-pair XPO loss [B] from sequence log-probs: DPO's sigmoid loss on the judged pair where
-    `preferred_B` (1: the pair has a preference, 0: a tie, no DPO term) plus
-    `alpha * policy_of_ref_sample_B` (the policy's log-prob of the reference's response)."""
-    dpo_B, dpo_metrics = dpo_loss(
-        policy_chosen_B, policy_rejected_B, ref_chosen_B, ref_rejected_B, beta=beta
-    )
-    dpo_B = dpo_B * preferred_B
-    loss_B = dpo_B + alpha * policy_of_ref_sample_B
-    return loss_B, {
-        "xpo/dpo_loss": dpo_B,
-        "xpo/exploration": policy_of_ref_sample_B,
-        "rewards/margin": dpo_metrics["rewards/margin"],
-    }
 
 
 def make_xpo_step(
