@@ -290,6 +290,11 @@ def upstream_paths(config: ml_collections.ConfigDict) -> dict[str, str]:
     return {k: v for k, v in flat.items() if _is_link(k) and isinstance(v, str) and v}
 
 
+# 2: paths left out of the hash (so a copied workdir keeps its fingerprints). A record without a
+# format was written by an alignax that hashed paths too: only its step can be checked.
+FINGERPRINT_FORMAT = 2
+
+
 def _is_link(key: str) -> bool:
     """`init_from` and every `*_from` key: where an upstream stage lives, not what it holds."""
     return key.split(".")[-1].endswith("_from")
@@ -324,7 +329,22 @@ def stage_fingerprint(workdir: str | Path) -> dict:
         },
         sort_keys=True,
     )
-    return {"step": steps_done[-1], "config_sha256": hashlib.sha256(blob.encode()).hexdigest()}
+    return {
+        "step": steps_done[-1],
+        "config_sha256": hashlib.sha256(blob.encode()).hexdigest(),
+        "format": FINGERPRINT_FORMAT,
+    }
+
+
+def _legacy_record_holds(then: dict, now: dict) -> bool:
+    """Whether `then`, an upstream record of an older format, is consistent with `now`: the same
+    upstream path and step (its hash cannot be compared)."""
+    return (
+        "config_sha256" in then
+        and "format" not in then
+        and then.get("path") == now.get("path")
+        and then.get("step") == now.get("step")
+    )
 
 
 def is_pretrained_checkpoint(path: str | Path) -> bool:
@@ -434,6 +454,14 @@ def _check_resume(workdir: Path, new_config: dict, upstream: dict, allowed: bool
         # A key with no record is a config change, handled above. A changed path is checked
         # like an unchanged one: what the stage was built on must still be what it reads.
         if then is None or _identity(then) == _identity(now):
+            continue
+        if _legacy_record_holds(then, now):
+            print(
+                f"WARNING: {workdir}/upstream.json was written by an older alignax: {key} is "
+                f"checked by its step ({now['step']}) only; from now on, fully.",
+                file=sys.stderr,
+                flush=True,
+            )
             continue
         source = f"{key}={now['path']}"
         if then["path"] != now["path"]:

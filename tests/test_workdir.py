@@ -158,3 +158,23 @@ def test_a_seeds_cached_results_depend_on_the_config_and_stages_but_not_on_the_s
     assert seed_result_key(study, 0, sft=tmp_path / "sft", weak=None) != key
     _stage(tmp_path / "sft", _config(), step=3, allow_config_change=True)  # the SFT stage moved on
     assert seed_result_key(study, 1, sft=tmp_path / "sft", weak=None) != key
+
+
+def test_a_record_of_an_older_fingerprint_format_is_checked_by_its_step(tmp_path, capsys):
+    """upstream.json written before paths left the hash: the same upstream step resumes (with a
+    warning), another step is stale; the resume rewrites the record in the current format."""
+    _stage(tmp_path / "sft", _config())
+    _stage(tmp_path / "ppo", _config(init_from=str(tmp_path / "sft")))
+    records = tmp_path / "ppo" / "upstream.json"
+    old = json.loads(records.read_text())
+    old["init_from"].pop("format")
+    old["init_from"]["config_sha256"] = "0" * 64  # hashed with the paths
+    records.write_text(json.dumps(old))
+    setup(_config(init_from=str(tmp_path / "sft")), tmp_path / "ppo")
+    warning = capsys.readouterr().err
+    assert "written by an older alignax: init_from is checked by its step" in warning
+    assert json.loads(records.read_text())["init_from"]["format"] == 2
+    records.write_text(json.dumps(old))
+    _stage(tmp_path / "sft", _config(), step=3, allow_config_change=True)
+    with pytest.raises(StaleUpstreamError, match="at step 2"):
+        setup(_config(init_from=str(tmp_path / "sft")), tmp_path / "ppo")
