@@ -150,6 +150,13 @@ def _quiet_write_error_reports():
             logger.removeFilter(log_filter)
 
 
+def _error_summary(error: BaseException) -> str:
+    """'Type: the first line of its message' (at most 300 characters of it): an exception in a
+    one-line report (orbax's and tensorstore's messages run to many lines)."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
+
+
 def check_writable(directory: str | Path, *, what: str = "checkpoints") -> Path:
     """Creates `directory` if needed and writes a probe file in it: a directory that cannot be
     written fails here, in milliseconds, instead of in a save minutes later."""
@@ -277,7 +284,7 @@ class Checkpointer:
             self._remove_partial(step)
             # Orbax's list of steps may have dropped the ones this save was to replace.
             self.manager.reload()
-            detail = str(failure).splitlines()[0][:300] or type(failure).__name__
+            detail = _error_summary(failure)
             # The cause keeps its message but not its traceback: orbax's runs through its
             # background threads and asyncio, dozens of lines that say nothing more.
             raise CheckpointWriteError(
@@ -311,7 +318,7 @@ class Checkpointer:
             except CheckpointMismatchError:
                 raise
             except Exception as e:  # orbax / tensorstore raise many types for a damaged file
-                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                reason = _error_summary(e)
                 damaged.append((step, reason))
                 moved = self.directory / f"damaged-{step}"
                 print(
@@ -409,8 +416,7 @@ def _state_shapes(step_dir: Path) -> dict[str, tuple]:
         shapes = _shapes(handler.metadata(step_dir / "state"))
     except Exception as e:  # FileNotFoundError, JSONDecodeError, KeyError, ...
         raise CheckpointDamagedError(
-            f"the metadata of {step_dir / 'state'} cannot be read "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''})."
+            f"the metadata of {step_dir / 'state'} cannot be read ({_error_summary(e)})."
         ) from e
     finally:
         handler.close()
@@ -436,8 +442,8 @@ def _partial_restore(directory: Path, step: int, like: dict) -> dict:
         )
     except Exception as e:
         raise CheckpointDamagedError(
-            f"checkpoint step {step} in {directory} is damaged ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:300] if str(e) else ''}). Rerun the stage that wrote it "
+            f"checkpoint step {step} in {directory} is damaged ({_error_summary(e)}). Rerun the "
+            "stage that wrote it "
             f"(delete {directory.parent} first)."
         ) from e
     finally:

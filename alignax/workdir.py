@@ -121,11 +121,7 @@ def cache_is_current(path: str | Path, key: dict) -> bool:
     if config_changes_are_allowed():
         print(f"[cache] {path} was made from another config: making it again", flush=True)
         return False
-    shown = (
-        "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _rows(changes))
-        if changes
-        else "it records no config (written by an older alignax)"
-    )
+    shown = _shown(changes) if changes else "it records no config (written by an older alignax)"
     raise ConfigChangedError(
         f"{path} was made from another config than this run's ({shown}); reusing it would mix "
         "two experiments. Use a fresh --workdir, delete it to make it again, or pass "
@@ -417,10 +413,9 @@ def check_config_unchanged(config: ml_collections.ConfigDict, workdir: str | Pat
 
 
 def _config_changed_error(workdir: Path, changes: dict) -> ConfigChangedError:
-    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _rows(changes))
     return ConfigChangedError(
         f"{workdir} holds checkpoints written with another config; these keys differ: "
-        f"{shown}. Resuming would mix two experiments. Use a fresh --workdir, run with "
+        f"{_shown(changes)}. Resuming would mix two experiments. Use a fresh --workdir, run with "
         f"the original values, or pass --allow_config_change to continue on purpose "
         f"(recorded in {workdir / 'history.jsonl'})."
     )
@@ -492,6 +487,11 @@ def _check_resume(workdir: Path, new_config: dict, upstream: dict, allowed: bool
 
 def _rows(changes: dict) -> list[tuple]:
     return [(k, a, b) for k, (a, b) in changes.items()]
+
+
+def _shown(changes: dict) -> str:
+    """'key: old -> new; ...' of `config_changes`' output, for a message."""
+    return "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in _rows(changes))
 
 
 # ------------------------------------------------------------------------------ workdir lock

@@ -105,12 +105,13 @@ def comparisons_key(config, sft_dir: Path) -> dict:
     }
 
 
-def build_comparisons(config, task, mesh, sft_dir: Path, workdir: Path) -> dict[str, np.ndarray]:
+def build_comparisons(
+    config, task, mesh, sft_dir: Path, workdir: Path, key: dict
+) -> dict[str, np.ndarray]:
     """The largest data set of SFT-sample pairs, clean labels first, and `flipped` [N, F]: for
     each noise level, which labels the noisy annotator flips (the same pairs and clean draws).
-    Cached in <workdir>/comparisons.npz, reused only when made from this config."""
+    Cached in <workdir>/comparisons.npz, reused only when made from `key` (`comparisons_key`)."""
     path = workdir / "comparisons.npz"
-    key = comparisons_key(config, sft_dir)
     if cache_is_current(path, key):
         return dict(np.load(path))
     p = config.proxies
@@ -275,12 +276,11 @@ def pool_key(config, sft_dir: Path) -> dict:
     }
 
 
-def build_pool(config, task, sft_dir: Path, workdir: Path) -> dict[str, np.ndarray]:
+def build_pool(config, task, sft_dir: Path, workdir: Path, key: dict) -> dict[str, np.ndarray]:
     """`pool_size` SFT samples for each of `num_prompts` held-out prompts, with their gold
     reward, sampled on `config.workers` processes; cached in <workdir>/pool.npz, reused only
-    when made from this config (`pool_key`)."""
+    when made from `key` (`pool_key`)."""
     path = workdir / "pool.npz"
-    key = pool_key(config, sft_dir)
     if cache_is_current(path, key):
         return dict(np.load(path))
     c = config.pool
@@ -321,9 +321,13 @@ def score_pool(config, pool: dict, pool_digest: str, proxy_dirs: dict) -> dict[t
     shape = pool["gold"].shape
     out = {}
     by_size: dict[int, list] = {}
+    made_from = {
+        directory: {"pool": pool_digest, "proxy": stage_fingerprint(directory)}
+        for directory in proxy_dirs.values()
+    }
     for key, directory in proxy_dirs.items():
         cached = directory / "pool_scores.npy"
-        if cache_is_current(cached, _scores_key(pool_digest, directory)):
+        if cache_is_current(cached, made_from[directory]):
             out[key] = np.load(cached)
         else:
             size = json.loads((directory / "config.json").read_text())["model"]["d_model"]
@@ -336,13 +340,9 @@ def score_pool(config, pool: dict, pool_digest: str, proxy_dirs: dict) -> dict[t
     for (_, members), scores in zip(groups, run_jobs(score_members, jobs, workers=config.workers)):
         for (key, directory), row in zip(members, scores):
             np.save(directory / "pool_scores.npy", row.reshape(shape))
-            record_cache_key(directory / "pool_scores.npy", _scores_key(pool_digest, directory))
+            record_cache_key(directory / "pool_scores.npy", made_from[directory])
             out[key] = row.reshape(shape)
     return out
-
-
-def _scores_key(pool_digest: str, proxy_dir: Path) -> dict:
-    return {"pool": pool_digest, "proxy": stage_fingerprint(proxy_dir)}
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -822,14 +822,14 @@ def run(config, workdir):
     timings["seconds/policy"] = time.perf_counter() - start
     sft_dir = workdir / config.policy_stages[-1]
     mark = time.perf_counter()
-    comparisons = build_comparisons(config, task, mesh, sft_dir, workdir)
-    proxy_dirs = train_proxies(
-        config, comparisons, cache_digest(comparisons_key(config, sft_dir)), workdir
-    )
+    comparisons_made_from = comparisons_key(config, sft_dir)
+    comparisons = build_comparisons(config, task, mesh, sft_dir, workdir, comparisons_made_from)
+    proxy_dirs = train_proxies(config, comparisons, cache_digest(comparisons_made_from), workdir)
     timings["seconds/proxies"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    pool = build_pool(config, task, sft_dir, workdir)
-    scores = score_pool(config, pool, cache_digest(pool_key(config, sft_dir)), proxy_dirs)
+    pool_made_from = pool_key(config, sft_dir)
+    pool = build_pool(config, task, sft_dir, workdir, pool_made_from)
+    scores = score_pool(config, pool, cache_digest(pool_made_from), proxy_dirs)
     curves, oracle = best_of_n_curves(config, pool, scores)
     timings["seconds/best_of_n"] = time.perf_counter() - mark
     mark = time.perf_counter()

@@ -90,12 +90,18 @@ def test_cached_comparisons_are_reused_only_for_the_config_that_made_them(tmp_pa
     config = config_module.get_config("runlocal")
     made = {"tokens": np.zeros((3, 2, 4), np.int32)}
     np.savez(tmp_path / "comparisons.npz", **made)
-    record_cache_key(
-        tmp_path / "comparisons.npz", overoptimization.comparisons_key(config, sft_dir)
-    )
+    key = overoptimization.comparisons_key(config, sft_dir)
+    record_cache_key(tmp_path / "comparisons.npz", key)
     monkeypatch.setattr(overoptimization.labels, "comparisons", None)  # nothing is sampled
-    cached = overoptimization.build_comparisons(config, None, None, sft_dir, tmp_path)
+    cached = overoptimization.build_comparisons(config, None, None, sft_dir, tmp_path, key)
     assert cached["tokens"].shape == (3, 2, 4)
     extended = preset_config(config_module, **{"proxies.data_sizes": (128, 256, 512)})
     with pytest.raises(ConfigChangedError, match=r"comparisons\.npz.*count: 256 -> 512"):
-        overoptimization.build_comparisons(extended, None, None, sft_dir, tmp_path)
+        overoptimization.build_comparisons(
+            extended,
+            None,
+            None,
+            sft_dir,
+            tmp_path,
+            overoptimization.comparisons_key(extended, sft_dir),
+        )
