@@ -1,16 +1,15 @@
-"""What every experiment script does at its start and end.
+"""What every experiment does at its start and end.
 
     workdir, mesh = setup(config, workdir)   # checks, multi-host init, the mesh, the workdir guard
-    ...                                      # stages, train_loop, evaluations
+    ...                                      # stages, evaluations
     write_summary(workdir, summary)          # summary.json and a table on stdout
 
 `setup` validates the config (`validate_config`) and guards the workdir
 (`alignax.workdir.guard_workdir`: a lock against a second writer, and on resume a refusal of a
-changed config or of a changed upstream stage; docs/failure_behaviour.md). Between the two, an
-experiment checks that the model fits its task and tokenizer (`check_model_fits_task`,
-`check_model_fits_tokenizer`), builds its params (`initial_params`, from `init_from` when set)
-and its train state (`trainable_state`: the full params, or LoRA adapters over them) and
-compiles its step for the shapes of `example_batch`.
+changed config or of a changed upstream stage; docs/failure_behaviour.md). A training stage
+(alignax/workflows/) checks that the model fits its task and tokenizer
+(`check_model_fits_task`, `check_model_fits_tokenizer`), builds its params (`initial_params`,
+from `init_from` when set) and compiles its step for the shapes of `example_batch`.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ from alignax.checkpoint import restore_params
 from alignax.models import Model
 from alignax.models.gguf import load_gguf
 from alignax.models.hf import load_hf
-from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
-from alignax.state import TrainState
 from alignax.workdir import flatten_config, guard_workdir, is_pretrained_checkpoint
 
 
@@ -204,28 +201,6 @@ def same_model_setting(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-6)
     return a == b
-
-
-def trainable_state(config, model: Model, params, tx, mesh: Mesh, rng: jax.Array, loss_fn, **slots):
-    """(state, loss_fn, policy_params) of a stage that trains `params` with `loss_fn(params,
-    state, batch, rng)`: the full params, or with `config.lora.rank > 0` LoRA adapters
-    (alignax/models/lora.py): the adapters train, the base rides in `ref_params` (the reference
-    of any loss that reads one; no second copy) and the loss sees the merged weights; a later
-    stage loading the checkpoint gets the merged policy (`restore_params`). `slots`: other
-    TrainState fields (e.g. `ref_params` of a reference loss). `policy_params(state)` is the
-    policy's full params (merged for LoRA), for evaluation."""
-    lora = LoraConfig.from_config(config.lora) if config.lora.rank > 0 else None
-    if lora is None:
-        return TrainState.create(params, tx, mesh, **slots), loss_fn, lambda state: state.params
-    adapters = init_lora(jax.random.fold_in(rng, 1), model, lora, mesh=mesh)
-    state = TrainState.create(adapters, tx, mesh, **{**slots, "ref_params": params})
-    merged = jax.jit(lambda base, adapters: merge(base, adapters, lora))
-    print(
-        f"[lora] rank {lora.rank}, targets {', '.join(lora.targets)}: "
-        f"{num_lora_params(adapters):,} trained params",
-        flush=True,
-    )
-    return state, lora_loss_fn(loss_fn, lora), lambda state: merged(state.ref_params, state.params)
 
 
 def write_summary(workdir: str | Path, summary: dict) -> None:

@@ -72,11 +72,14 @@ def train_loop(
     name: str,
     eval_fn: Callable | None = None,
     log_keys: tuple[str, ...] = ("loss",),
+    evaluate_at_start: bool = False,
 ):
     """Runs `config.train.steps` steps of `step_fn(state, batch, rng) -> (state, metrics)`.
 
     `eval_fn(state) -> dict[str, float]` runs every `train.eval_every` steps and at the end; its
-    metrics are written under `eval/`.
+    metrics are written under `eval/`, and a `texts` entry (a list of sample texts) to
+    samples.jsonl. With `evaluate_at_start`, a fresh run also evaluates the starting state, at
+    step 0.
     """
     validate_config(config)
     train = config.train
@@ -91,8 +94,10 @@ def train_loop(
         print(f"[{name}] resumed from step {int(state.step)} in {workdir}", flush=True)
     start = int(state.step)
     if jax.process_index() == 0:
-        # Lines past the checkpoint were written by the killed run and are about to be redone.
-        drop_metrics_after(workdir / "metrics.jsonl", start)
+        # Lines past the checkpoint were written by the killed run and are about to be redone
+        # (all of them, when it was killed before its first checkpoint).
+        for log in ("metrics.jsonl", "samples.jsonl"):
+            drop_metrics_after(workdir / log, start if start > 0 else -1)
     writer = MetricWriter(workdir)
     progress = Progress(train.steps, name=name, start_step=start)
     # A log step's metrics and the finiteness of its state are computed on the device and
@@ -112,7 +117,10 @@ def train_loop(
         progress.update(step, host, log_keys)
 
     def evaluate_and_log(step, state):
-        evaluation = {f"eval/{k}": v for k, v in eval_fn(state).items()}
+        result = eval_fn(state)
+        if "texts" in result:
+            writer.write_texts(step, "samples", result["texts"])
+        evaluation = {f"eval/{k}": v for k, v in result.items() if k != "texts"}
         undefined = sorted(k for k, v in evaluation.items() if is_undefined(v))
         if undefined:
             print(
@@ -122,6 +130,8 @@ def train_loop(
             )
         writer.write(step, {k: v for k, v in evaluation.items() if k not in undefined})
 
+    if evaluate_at_start and eval_fn is not None and start == 0:
+        evaluate_and_log(0, state)
     try:
         for step in range(start + 1, train.steps + 1):
             batch = sharding.shard_batch(next(batches), mesh)

@@ -4,9 +4,10 @@ donated buffers counted once), so exact and machine-independent; the steps are c
 
     python -m benchmarks.run --only memory
 
-The steps are the experiments' own (`alignax.experiment.trainable_state`, the LM and DPO losses,
-AdamW): full fine-tuning keeps params, two Adam moments and, for DPO, a frozen reference copy;
-LoRA trains adapters only and its base doubles as the DPO reference (no second copy).
+The steps are the stages' own (`alignax.workflows.runner.trainable_state`, the LM and DPO
+losses, AdamW): full fine-tuning keeps params, two Adam moments and, for DPO, a frozen
+reference copy; LoRA trains adapters only and its base doubles as the DPO reference (no second
+copy).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 import optax
 
 from alignax import objectives, sharding, steps
-from alignax.experiment import trainable_state
 from alignax.models import build_model
-from alignax.models.lora import default_lora_config
+from alignax.models.lora import default_lora_config, lora_loss_fn
+from alignax.workflows.runner import trainable_state
 from benchmarks.common import markdown_table
 from configs import dpo as dpo_config
 from configs.models import mesh_config, model_config
@@ -76,9 +77,9 @@ def compiled_step(
         loss_fn = objectives.preference_loss_fn(model, loss_config)
         slots = objectives.preference_state_slots(loss_config, params)
         wrap = lambda step: objectives.preference_train_step(step, loss_config)  # noqa: E731
-    state, loss_fn, _ = trainable_state(
-        config, model, params, tx, mesh, jax.random.key(1), loss_fn, **slots
-    )
+    state, lora = trainable_state(config, model, params, tx, mesh, jax.random.key(1), slots=slots)
+    if lora is not None:
+        loss_fn = lora_loss_fn(loss_fn, lora)
     length = min(LENGTH, model.config.max_len)
     batch = sharding.shard_batch(_batch(kind, model.config.vocab_size, length), mesh)
     step = steps.jit_step(wrap(steps.make_train_step(loss_fn, tx)), state, batch, mesh)

@@ -20,6 +20,7 @@ alignax/rl/nash_md.py). Other surrogates: --config.grpo.loss=gspo|cispo|sapo.
 
 import ml_collections
 
+from alignax.models.lora import default_lora_config
 from alignax.rl import (
     default_grpo_config,
     default_nash_md_config,
@@ -58,5 +59,6 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         steps=400, batch_size=32, log_every=20, eval_every=200, checkpoint_every=100
     )
     config.optimizer.update(learning_rate=3e-4, warmup_steps=5, schedule="constant")
+    config.lora = default_lora_config()
     config.lock()
     return config

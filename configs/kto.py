@@ -20,6 +20,7 @@ import ml_collections
 from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
 from alignax.losses.registry import UNPAIRED_LOSSES, default_hyperparameters
+from alignax.models.lora import default_lora_config
 from configs.common import base_config
 
 
@@ -45,5 +46,6 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     )
     config.optimizer.update(learning_rate=5e-4, warmup_steps=20, schedule="constant")
     config.data = default_data_config()
+    config.lora = default_lora_config()
     config.lock()
     return config

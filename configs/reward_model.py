@@ -17,6 +17,7 @@ import ml_collections
 
 from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
+from alignax.models.lora import default_lora_config
 from configs.common import base_config
 
 
@@ -47,5 +48,6 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config.optimizer.update(learning_rate=1e-3, warmup_steps=20)
     # Real data: --config.data.path=prefs.jsonl --config.data.tokenizer=spm.model (see README).
     config.data = default_data_config()
+    config.lora = default_lora_config()
     config.lock()
     return config

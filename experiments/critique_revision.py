@@ -36,7 +36,8 @@ from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
 from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
-from experiments import rlaif, sft
+from alignax.workflows import sft
+from experiments import rlaif
 from experiments.dpa import policy_scores
 
 VARIANTS = ("originals", "revisions")

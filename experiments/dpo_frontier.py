@@ -5,13 +5,13 @@ overoptimization in direct alignment algorithms").
     python -m experiments.dpo_frontier --config configs/dpo_frontier.py --workdir runs/dpo_frontier
 
 For every seed in `config.seeds`, in <workdir>/seed<k>/ (every stage cached, so a rerun resumes):
-  1. pretrain -> SFT -> reward model: the first stages of experiments/pipeline.py.
+  1. pretrain -> SFT -> reward model: the first stages of the RLHF graph (alignax.study).
   2. offline runs, all on ONE set of pairs of SFT samples to training prompts, labelled by the
      simulated annotator: DPO at each beta in `dpo_betas`, the `variants` (IPO, cDPO, SimPO,
-     ORPO, preferred-FT = NLL on the chosen responses of the same pairs) through
-     experiments/dpo.py, and KTO (each pair split into a desirable and an undesirable example)
-     through experiments/kto.py; same optimizer, same passes over the pairs.
-  3. PPO (experiments/ppo.py) at each KL target of `rl.kl_targets` (adaptive KL coefficient),
+     ORPO, preferred-FT = NLL on the chosen responses of the same pairs) through the dpo stage,
+     and KTO (each pair split into a desirable and an undesirable example) through the kto
+     stage (alignax/workflows/); same optimizer, same passes over the pairs.
+  3. PPO (the ppo stage) at each KL target of `rl.kl_targets` (adaptive KL coefficient),
      against the reward model and against the gold reward itself.
   4. over-optimisation: DPO at `overoptimization.beta` for `overoptimization.steps` (several
      epochs over the same pairs). Its first `offline.train.steps` steps are that beta's frontier
@@ -48,12 +48,13 @@ from alignax.parallel import run_jobs
 from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config, stage_finished
+from alignax.study import RLHF_STAGES, rlhf_stage_config
 from alignax.tasks import get_task
 from alignax.workdir import accumulate_timings, stage_fingerprint, use_compilation_cache
-from experiments import dpo, kto, pipeline, ppo
+from alignax.workflows import ppo, preference, unpaired
 
 BASE_STAGES = ("pretrain", "sft", "reward_model")
-RUNNERS = {"dpo": dpo, "kto": kto, "ppo": ppo}
+RUNNERS = {"dpo": preference, "kto": unpaired, "ppo": ppo}
 # Where each runner logs its evaluation: the metric prefix of gold, its SE and the KL.
 EVAL_PREFIX = {"dpo": "eval/policy/", "kto": "eval/policy/", "ppo": "eval/"}
 REWARD_SOURCES = {"model": "PPO (RM)", "gold": "PPO (gold)"}
@@ -390,10 +391,10 @@ def run_seed(config, seed: int, workdir: Path) -> tuple[dict, dict]:
 
     # A stage or run that finished with the same config on the same upstream is not run again.
     for name in BASE_STAGES:
-        stage = pipeline.seed_stage_config(config, name, seed, seed_dir)
+        stage = rlhf_stage_config(config, name, seed, seed_dir)
         if not stage_finished(stage, seed_dir / name):
             print(f"\n=== seed {seed}, stage {name} ===", flush=True)
-            timed(name, pipeline.STAGES[name].run, stage, seed_dir / name)
+            timed(name, RLHF_STAGES[name].run, stage, seed_dir / name)
     runs = plan(config)
     pairs = None  # one set for every paired loss (KTO draws the same ones with its own runner)
     trajectories = {}
@@ -405,7 +406,7 @@ def run_seed(config, seed: int, workdir: Path) -> tuple[dict, dict]:
             if run.runner == "dpo":
                 if pairs is None:
                     first = run_config(config, runs[0], seed, seed_dir)
-                    pairs = timed("pairs", dpo.build_pairs, first, mesh)
+                    pairs = timed("pairs", preference.build_pairs, first, mesh)
                 extra = {"pairs": (dict(pairs[0]), pairs[1], pairs[2])}
             timed(timing_key(run), RUNNERS[run.runner].run, stage, seed_dir / run.name, **extra)
         trajectories[run.name] = trajectory(seed_dir / run.name, run.runner, run.frontier_steps)

@@ -4,7 +4,7 @@ adaptive KL penalties, PPO-ptx and the alignment tax, and win rates over policy 
     python -m experiments.instructgpt --config configs/instructgpt.py --workdir runs/instructgpt
 
 For every seed in `config.seeds` (each stage in <workdir>/seed<k>/..., cached, so a rerun
-resumes), built on experiments/pipeline.py's stages:
+resumes), built on the RLHF stage graph (alignax.study.RLHF_STAGES):
   1. pretrain -> SFT for every policy width in `config.widths` (d<width>/pretrain, d<width>/sft).
   2. reward_model: one per seed, on pairs of samples of the SFT policy of width
      `config.sweep_width` (InstructGPT trains one reward model for all policy sizes).
@@ -36,7 +36,7 @@ import numpy as np
 from alignax import logprobs
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import interval_text, mean_interval
+from alignax.analysis.stats import interval_text, mean_interval, win_rate
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
@@ -46,9 +46,10 @@ from alignax.parallel import run_jobs
 from alignax.provenance import provenance, written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, stage_finished
+from alignax.study import RLHF_STAGES, rlhf_stage_config
 from alignax.tasks import get_task
 from alignax.workdir import accumulate_timings, stage_fingerprint, use_compilation_cache
-from experiments import pipeline, ppo
+from alignax.workflows import ppo
 
 # ---------------------------------------------------------------------------------------------
 # The plan: which models and PPO runs.
@@ -140,7 +141,7 @@ def width_dir(seed_dir: Path, width: int) -> Path:
 def ppo_stage(config, run: dict, seed: int, seed_dir: Path) -> ml_collections.ConfigDict:
     """The pipeline's PPO stage for `run`: from that width's SFT policy, against the seed's
     reward model (trained at the sweep width)."""
-    cfg = pipeline.seed_stage_config(
+    cfg = rlhf_stage_config(
         width_config(config, run["width"]), "ppo", seed, width_dir(seed_dir, run["width"])
     )
     with cfg.unlocked():
@@ -171,16 +172,16 @@ def train_seed(config, seed: int, seed_dir: Path) -> list[dict]:
     for width in widths:
         parent, directory = width_config(config, width), width_dir(seed_dir, width)
         for name in ("pretrain", "sft"):
-            stage = pipeline.seed_stage_config(parent, name, seed, directory)
-            module = pipeline.STAGES[name]
+            stage = rlhf_stage_config(parent, name, seed, directory)
+            module = RLHF_STAGES[name]
             _run_stage(
                 f"seed {seed}, {name} d{width}", module.run, stage, directory / name, seed_dir
             )
         if width == config.sweep_width:
-            stage = pipeline.seed_stage_config(parent, "reward_model", seed, directory)
+            stage = rlhf_stage_config(parent, "reward_model", seed, directory)
             _run_stage(
                 f"seed {seed}, reward_model",
-                pipeline.STAGES["reward_model"].run,
+                RLHF_STAGES["reward_model"].run,
                 stage,
                 directory / "reward_model",
                 seed_dir,
@@ -194,7 +195,7 @@ def train_seed(config, seed: int, seed_dir: Path) -> list[dict]:
             ppo_stage(config, run, seed, seed_dir),
             directory,
             seed_dir,
-            eval_at_start=True,
+            evaluate_at_start=True,
         )
     return runs
 
@@ -260,7 +261,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path, runs: list[dict], mesh) -> 
     table = {
         key: {
             "gold_reward": float(r["gold"].mean()),
-            "win_rate_vs_sft": pipeline._win_rate(r["gold"], reference),
+            "win_rate_vs_sft": win_rate(r["gold"], reference),
             "kl_to_sft": float(r["kl"].mean()),
             "response_length": float(r["length"].mean()),
             "ended_with_eos": float(r["ended_with_eos"].mean()),

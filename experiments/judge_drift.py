@@ -22,7 +22,6 @@ accuracy lost by then: means over seeds with 95% intervals.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +29,10 @@ import numpy as np
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
-from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
-from alignax.provenance import provenance, written_by
-from alignax.stages import SHARED_SECTIONS, stage_config, stage_finished
-from experiments import ppo, reward_model, sft
+from alignax.provenance import written_by
+from alignax.study import PlannedStage, Study, run_study, seed_stage_config
+from alignax.workflows import ppo, reward_model, sft
 
 
 def run_names(config) -> list[str]:
@@ -48,7 +46,7 @@ def run_label(name: str) -> str:
     return "beta " + name.removeprefix("ppo_beta")
 
 
-def seed_stage_config(config, name: str, seed: int, seed_dir: Path):
+def stage_of_seed(config, name: str, seed: int, seed_dir: Path):
     """Stage `name` of one seed: the shared sections, that seed, the links to upstream stages;
     the PPO runs get their reward source and KL coefficient."""
     stage = {"sft": "sft", "reward_model": "reward_model"}.get(name, "ppo")
@@ -60,10 +58,8 @@ def seed_stage_config(config, name: str, seed: int, seed_dir: Path):
             "rewards.reward_model_from": seed_dir / "reward_model",
         },
     }[stage]
-    shared = tuple(k for k in SHARED_SECTIONS if k != "seed")
-    out = stage_config(config, config.stages[stage], links, shared)
+    out = seed_stage_config(config, stage, seed, links)
     with out.unlocked():
-        out.seed = seed
         if name == "verifier":
             out.rewards.update(source="gold", reward_model_from="")
             out.judge_drift.track = False
@@ -108,23 +104,32 @@ def run_outcome(curve: dict, summary: dict) -> dict:
     }
 
 
-def train_seed(config, seed: int, seed_dir: Path) -> dict:
-    """Runs (or resumes) every stage of a seed; its PPO runs' curves and outcomes."""
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    """SFT, the judge, then the PPO runs (each evaluated at step 0 too)."""
+    if not config.betas:
+        raise ValueError("betas=(): at least one PPO run against the judge")
+    planned = [
+        PlannedStage(name, module.KIND, stage_of_seed(config, name, seed, seed_dir))
+        for name, module in (("sft", sft), ("reward_model", reward_model))
+    ]
+    return planned + [
+        PlannedStage(
+            name,
+            ppo.KIND,
+            stage_of_seed(config, name, seed, seed_dir),
+            {"evaluate_at_start": True},
+        )
+        for name in run_names(config)
+    ]
+
+
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    """Every PPO run's curve and outcomes."""
     out = {}
-    for name in ("sft", "reward_model", *run_names(config)):
-        print(f"\n=== seed {seed}, {name} ===", flush=True)
-        module = {"sft": sft, "reward_model": reward_model}.get(name, ppo)
-        stage = seed_stage_config(config, name, seed, seed_dir)
-        run_dir = seed_dir / name
-        if stage_finished(stage, run_dir):  # a finished stage of an earlier invocation
-            summary = json.loads((run_dir / "summary.json").read_text())
-        elif module is ppo:
-            summary = ppo.run(stage, run_dir, eval_at_start=True)
-        else:
-            summary = module.run(stage, run_dir)
-        if module is ppo:
-            curve = trajectory(run_dir)
-            out[name] = {"curve": curve, **run_outcome(curve, summary)}
+    for name in run_names(config):
+        curve = trajectory(seed_dir / name)
+        summary = json.loads((seed_dir / name / "summary.json").read_text())
+        out[name] = {"curve": curve, **run_outcome(curve, summary)}
     return out
 
 
@@ -195,13 +200,19 @@ def figure(config, per_seed: dict, workdir: Path) -> None:
     plots.save(fig, workdir / "figures" / "judge_drift")
 
 
-def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> str:
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    figure(config, seeds, workdir)
+    return {"runs": aggregate(config, seeds), "per_seed": seeds}
+
+
+def report(config, results: dict, timings: dict, prov: dict) -> str:
     drift = config.stages.ppo.judge_drift
     seeds = len(config.seeds)
+    result = results["runs"]
     lines = [
         "### Judge drift on arithmetic: a learned judge against the verifier",
         "",
-        written_by(prov) + f"; wall time {seconds / 60:.1f} min.",
+        written_by(prov) + f"; wall time {timings['seconds/total'] / 60:.1f} min.",
         "",
         f"Judge: a reward model on {config.stages.reward_model.reward.num_comparisons:,} pairs of "
         "SFT answers labelled by a Bradley-Terry annotator of the exact-match verifier. PPO "
@@ -244,35 +255,24 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
             )
             + ".",
         ]
-    text = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(text)
-    return text
+    return "\n".join(lines) + "\n"
+
+
+def summarize(results: dict) -> dict:
+    return {
+        f"{name}/{key}": row[key][0]
+        for name, row in results["runs"].items()
+        for key in ("gold_end", "judge_end", "alarm_step")
+    }
+
+
+STUDY = Study(
+    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
+)
 
 
 def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    workdir, _ = setup(config, workdir)
-    if not config.betas:
-        raise ValueError("betas=(): at least one PPO run against the judge")
-    start = time.perf_counter()
-    per_seed = {seed: train_seed(config, seed, workdir / f"seed{seed}") for seed in config.seeds}
-    seconds = time.perf_counter() - start
-    result = aggregate(config, per_seed)
-    (workdir / "results.json").write_text(
-        json.dumps(
-            {"runs": result, "per_seed": per_seed, "seconds": seconds}, indent=2, default=float
-        )
-    )
-    figure(config, per_seed, workdir)
-    print(report(config, result, workdir, prov, seconds))
-    summary = {
-        f"{name}/{key}": row[key][0]
-        for name, row in result.items()
-        for key in ("gold_end", "judge_end", "alarm_step")
-    }
-    summary["seconds"] = round(seconds, 1)
-    write_summary(workdir, summary)
-    return summary
+    return run_study(STUDY, config, workdir)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ al. 2023 and Xiong et al. 2024; with one round it is offline DPO on SFT samples)
     python -m experiments.online_dpo --config configs/online_dpo.py --workdir runs/online_dpo \
         --config.init_from=runs/sft
 
-Each round is a DPO stage in <workdir>/round<r> (experiments/dpo.py, resumable, skipped when
+Each round is a DPO stage in <workdir>/round<r> (the dpo stage, resumable, skipped when
 finished). Every policy (the start and each round's) then answers the same held-out prompts:
 gold reward, KL to the starting policy and to the round's reference. results.md / results.json
 name the command and commit.
@@ -27,7 +27,7 @@ from alignax.models import build_model
 from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
-from experiments import dpo
+from alignax.workflows import preference
 
 
 def round_config(config, round_index: int, start: Path):
@@ -54,7 +54,7 @@ def run(config, workdir):
         stage, round_dir = round_config(config, r, policies[-1]), workdir / f"round{r}"
         if not stage_finished(stage, round_dir):
             print(f"\n=== round {r} of {config.rounds}: DPO from {policies[-1]} ===", flush=True)
-            dpo.run(stage, round_dir)
+            preference.run(stage, round_dir)
         policies.append(round_dir)
 
     model = build_model(config.model, heads=("lm",))

@@ -5,7 +5,7 @@
         --workdir runs/overopt
 
 Stages, each cached in the workdir so a rerun resumes:
-  1. pretrain -> SFT (`policy_stages`): the initial policy (experiments/sft.py).
+  1. pretrain -> SFT (`policy_stages`): the initial policy (the sft stage).
   2. comparisons: pairs of SFT samples to training prompts, labelled by a Bradley-Terry annotator
      of the gold reward; the noisy condition flips a share of the same labels.
   3. proxies: Bradley-Terry reward models of several sizes and data sizes, clean and noisy,
@@ -55,7 +55,7 @@ from alignax.workdir import (
     record_cache_key,
     stage_fingerprint,
 )
-from experiments import ppo, sft
+from alignax.workflows import ppo, sft
 
 # ---------------------------------------------------------------------------------------------
 # Proxies: which reward models, and how they are trained.

@@ -20,72 +20,41 @@ commit that wrote it; results.json has every seed's numbers; figures/ the plots.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import interval_text, mean_interval
+from alignax.analysis.stats import interval_text, mean_interval, win_rate
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
-from alignax.experiment import pretrained_params, setup, validate_config, write_summary
+from alignax.experiment import pretrained_params
 from alignax.metrics import read_metrics
 from alignax.models import build_model
-from alignax.provenance import provenance, written_by
-from alignax.sharding import init_params
-from alignax.stages import SHARED_SECTIONS, stage_config
+from alignax.provenance import written_by
+from alignax.sharding import init_params, make_mesh
+from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, run_study
 from alignax.tasks import get_task
-from alignax.workdir import check_config_unchanged
-from experiments import dpo, ppo, reward_model, sft
 
-STAGES = {"pretrain": sft, "sft": sft, "reward_model": reward_model, "ppo": ppo, "dpo": dpo}
 POLICIES = ("base", "sft", "ppo", "dpo")
 COLUMNS = ("gold_reward", "win_rate_vs_sft", "kl_to_sft", "response_length")
 
 
-def stages(config) -> dict:
-    """The stages this config runs: all of them, or without pretraining when `base_from` names
-    the base policy."""
-    return {k: v for k, v in STAGES.items() if not (k == "pretrain" and config.base_from)}
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    """The stages of one seed: all of `RLHF_STAGES`, or without pretraining when `base_from`
+    names the base policy."""
+    names = [k for k in RLHF_STAGES if not (k == "pretrain" and config.base_from)]
+    return [
+        PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
+        for name in names
+    ]
 
 
-def seed_stage_config(config, name: str, seed: int, workdir: Path):
-    """Stage `name` of seed `seed`: the pipeline's shared sections (the reward model keeps its
-    own model), that seed, and the links to the stages it builds on."""
-    # (dpo_frontier and instructgpt build their stages here too; their configs have no base_from)
-    base = config.get("base_from") or workdir / "pretrain"
-    links = {
-        "pretrain": {},
-        "sft": {"init_from": base},
-        "reward_model": {"labels.policy_from": workdir / "sft"},
-        "ppo": {
-            "init_from": workdir / "sft",
-            "rewards.reward_model_from": workdir / "reward_model",
-        },
-        "dpo": {"init_from": workdir / "sft", "labels.policy_from": workdir / "sft"},
-    }[name]
-    stage = config.stages[name]
-    shared = tuple(k for k in SHARED_SECTIONS if k != "seed")
-    if name == "reward_model":
-        shared = tuple(k for k in shared if k != "model")
-        # Start from the pretrained backbone when the reward model has the policy's shape.
-        if stage.model.to_dict() == config.model.to_dict():
-            links["init_from"] = base
-    out = stage_config(config, stage, links, shared, name=f"stages.{name}")
-    with out.unlocked():
-        out.seed = seed
-    return out
-
-
-def _win_rate(gold, baseline_gold):
-    return float(np.mean((gold > baseline_gold) + 0.5 * (gold == baseline_gold)))
-
-
-def evaluate(config, seed: int, workdir: Path, mesh):
-    """Gold reward, win rate vs SFT, KL to SFT and length of every policy, on held-out prompts."""
+def evaluate_seed(config, seed: int, seed_dir: Path):
+    """Gold reward, win rate vs SFT, KL to SFT and length of every policy, on held-out prompts;
+    and each policy's response to the first prompt."""
+    mesh = make_mesh(config.mesh)
     task = get_task(config.task_name, config.task)
     model = build_model(config.model, heads=("lm",))
     like = init_params(model, jax.random.key(0), mesh)
@@ -93,11 +62,11 @@ def evaluate(config, seed: int, workdir: Path, mesh):
         "base": (
             pretrained_params(config.base_from, config.model, mesh, like)
             if config.base_from
-            else restore_params(workdir / "pretrain" / "checkpoints", like)
+            else restore_params(seed_dir / "pretrain" / "checkpoints", like)
         ),
-        "sft": restore_params(workdir / "sft" / "checkpoints", like),
-        "ppo": restore_params(workdir / "ppo" / "checkpoints", {"policy": like})["policy"],
-        "dpo": restore_params(workdir / "dpo" / "checkpoints", like),
+        "sft": restore_params(seed_dir / "sft" / "checkpoints", like),
+        "ppo": restore_params(seed_dir / "ppo" / "checkpoints", {"policy": like})["policy"],
+        "dpo": restore_params(seed_dir / "dpo" / "checkpoints", like),
     }
     prompts = task.prompt_dataset(config.eval.num_prompts, seed=seed + 100, split="eval")
     rng = jax.random.key(seed + 100)
@@ -116,7 +85,7 @@ def evaluate(config, seed: int, workdir: Path, mesh):
     table = {
         name: {
             "gold_reward": float(r["gold"].mean()),
-            "win_rate_vs_sft": _win_rate(r["gold"], results["sft"]["gold"]),
+            "win_rate_vs_sft": win_rate(r["gold"], results["sft"]["gold"]),
             "kl_to_sft": float(r["kl"].mean()),
             "response_length": float(r["length"].mean()),
             "ended_with_eos": float(r["ended_with_eos"].mean()),
@@ -137,6 +106,27 @@ def aggregate(tables: dict[int, dict]) -> dict:
     }
 
 
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    """Every seed's table, their means with 95% intervals, the reward models' held-out metrics,
+    the example responses of the first seed; the figure."""
+    tables = {seed: table for seed, (table, _) in seeds.items()}
+    combined = aggregate(tables)
+    reward_models = [
+        json.loads((workdir / f"seed{s}" / "reward_model" / "summary.json").read_text())
+        for s in tables
+    ]
+    plot(workdir, tables, combined)
+    return {
+        "seeds": tables,
+        "combined": combined,
+        "reward_model": {
+            key: mean_interval([rm[key] for rm in reward_models])
+            for key in ("accuracy", "gold_accuracy", "gold_spearman", "calibration_error")
+        },
+        "examples": next(iter(seeds.values()))[1],
+    }
+
+
 def _gold_description(config) -> list[str]:
     """For a task whose gold reward is a learned classifier (IMDb), what it is and how often
     it is right on reviews it never saw; nothing for the built-in tasks."""
@@ -146,10 +136,8 @@ def _gold_description(config) -> list[str]:
     return [task.describe_gold(), ""]
 
 
-def write_report(
-    config, workdir: Path, tables: dict, examples: dict, timings: dict, prov: dict
-) -> dict:
-    combined = aggregate(tables)
+def report(config, results: dict, timings: dict, prov: dict) -> str:
+    tables, combined = results["seeds"], results["combined"]
     seeds = ", ".join(map(str, tables))
     lines = [
         "### Pipeline: "
@@ -170,28 +158,20 @@ def write_report(
     for name in POLICIES:
         cells = [interval_text(combined[name][c], 2) for c in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    reward_models = {
-        s: json.loads((workdir / f"seed{s}" / "reward_model" / "summary.json").read_text())
-        for s in tables
-    }
-    rm = {
-        key: mean_interval([reward_models[s][key] for s in tables])
-        for key in ("accuracy", "gold_accuracy", "gold_spearman", "calibration_error")
-    }
     lines += [
         "",
         "Reward model (held-out pairs of SFT samples): "
-        + ", ".join(f"{k.replace('_', ' ')} {interval_text(v, 2)}" for k, v in rm.items())
+        + ", ".join(
+            f"{k.replace('_', ' ')} {interval_text(v, 2)}"
+            for k, v in results["reward_model"].items()
+        )
         + ".",
         "",
         f"Example responses (seed {next(iter(tables))}, first held-out prompt):",
         "",
     ]
-    lines += [f"- **{name}**: {text}" for name, text in examples.items()]
-    (workdir / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    plot(workdir, tables, combined)
-    return combined
+    lines += [f"- **{name}**: {text}" for name, text in results["examples"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def plot(workdir: Path, tables: dict, combined: dict) -> None:
@@ -235,52 +215,21 @@ def plot(workdir: Path, tables: dict, combined: dict) -> None:
     plots.save(fig, workdir / "figures" / "pipeline")
 
 
-def plan(config, workdir: Path) -> dict[int, dict]:
-    """seed -> stage name -> the stage's config, for every stage of the run, built and checked
-    before anything runs: a refused link override, or a stage that holds checkpoints of another
-    config (which its own start would refuse), stops the run before it writes or computes
-    anything."""
-    validate_config(config)
-    stage_configs = {
-        seed: {
-            name: seed_stage_config(config, name, seed, workdir / f"seed{seed}")
-            for name in stages(config)
-        }
-        for seed in config.seeds
+def summarize(results: dict) -> dict:
+    return {
+        f"{policy}/{key}": mean
+        for policy, row in results["combined"].items()
+        for key, (mean, _) in row.items()
     }
-    for seed, configs in stage_configs.items():
-        for name, stage in configs.items():
-            check_config_unchanged(stage, workdir / f"seed{seed}" / name)
-    return stage_configs
+
+
+STUDY = Study(
+    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
+)
 
 
 def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    stage_configs = plan(config, Path(workdir))
-    workdir, mesh = setup(config, workdir)
-    timings, tables, examples = {}, {}, {}
-    start = time.perf_counter()
-    for seed in config.seeds:
-        seed_dir = workdir / f"seed{seed}"
-        for name, module in stages(config).items():
-            print(f"\n=== seed {seed}, stage {name} ===", flush=True)
-            mark = time.perf_counter()
-            module.run(stage_configs[seed][name], seed_dir / name)
-            key = f"seconds/{name}"
-            timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - mark, 1)
-        tables[seed], seed_examples = evaluate(config, seed, seed_dir, mesh)
-        examples = examples or seed_examples
-    timings["seconds/total"] = round(time.perf_counter() - start, 1)
-    combined = write_report(config, workdir, tables, examples, timings, prov)
-    (workdir / "results.json").write_text(json.dumps({"seeds": tables, **timings}, indent=2))
-    summary = {
-        f"{policy}/{key}": mean
-        for policy, row in combined.items()
-        for key, (mean, _) in row.items()
-    }
-    summary.update(timings)
-    write_summary(workdir, summary)
-    return summary
+    return run_study(STUDY, config, workdir)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,14 @@ random pairs, and against full gold labels.
     python -m experiments.rlaif --config configs/rlaif.py --workdir runs/rlaif
 
 Stages, each cached in the workdir so a rerun resumes:
-  1. SFT from scratch (`config.sft`, experiments/sft.py), unless `labels.policy_from` names one.
+  1. SFT from scratch (`config.sft`, the sft stage), unless `labels.policy_from` names one.
   2. per seed: `pairs.num_pairs` pairs (a, b) of SFT samples to training prompts, and
      `pairs.num_eval_pairs` to held-out prompts; the human annotator's labels (`labels`,
      a Bradley-Terry annotator of the gold reward) and the judge's P(a > b) (`judge`).
   3. per seed and budget p: the judge's hard labels with floor(p N / 100) pairs relabelled by
      the human: the least confident (|P - 0.5| smallest, or the most disagreed-on for an
      ensemble) and, as the baseline, random ones. p = 0 is pure AI feedback, p = 100 is pure
-     human feedback. DPO (`config.dpo`, experiments/dpo.py) from the SFT policy on each.
+     human feedback. DPO (`config.dpo`, the dpo stage) from the SFT policy on each.
   4. delta learning (`delta.weak_sft_steps` > 0): a weak SFT policy (the recipe stopped early);
      per seed, pairs of an SFT and a weak-SFT sample to the same training prompts, the SFT
      sample chosen with no label, DPO from the SFT policy: against DPO on human labels.
@@ -39,7 +39,7 @@ from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
 from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
-from experiments import dpo, sft
+from alignax.workflows import preference, sft
 
 DEBIAS = ("none", *feedback.judges.DEBIAS_AVERAGES)
 ROUTING = ("confidence", "disagreement")
@@ -145,7 +145,9 @@ def sample_pairs(
 def chosen_first(pairs: dict, a_chosen) -> dict:
     """DPO's layout: the chosen response at index 0."""
     order = np.where(np.asarray(a_chosen)[:, None], [0, 1], [1, 0])
-    return {k: np.take_along_axis(pairs[k], order[:, :, None], axis=1) for k in dpo.MODEL_INPUTS}
+    return {
+        k: np.take_along_axis(pairs[k], order[:, :, None], axis=1) for k in preference.MODEL_INPUTS
+    }
 
 
 def label_pairs(config, task, judge, uncertainty, pairs: dict, seed: int) -> dict:
@@ -238,7 +240,7 @@ def run_dpo(config, sft_dir: Path, run_dir: Path, seed: int, train, evaluation, 
         dpo_config.seed = seed
     if stage_finished(dpo_config, run_dir):
         return json.loads((run_dir / "summary.json").read_text())
-    return dpo.run(dpo_config, run_dir, pairs=(train, evaluation, task))
+    return preference.run(dpo_config, run_dir, pairs=(train, evaluation, task))
 
 
 def seed_results(

@@ -4,7 +4,7 @@
 
 Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `config.seeds`:
   1. sft   the arithmetic task's exact-answer demonstrations, training problems only
-  2. grpo  GRPO from the SFT policy with the task's exact-match verifier (experiments/grpo.py)
+  2. grpo  GRPO from the SFT policy with the task's exact-match verifier (the grpo stage)
   3. eval  for the SFT and the GRPO policy: `eval.num_samples` samples at temperature 1 on
            each of `eval.num_problems` distinct held-out problems (an operand combination of the
            eval split is never in training), verified by the task's checker; pass@k for
@@ -22,7 +22,6 @@ matches or exceeds the RL model's.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import jax
@@ -33,30 +32,28 @@ from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
 from alignax.analysis.policy_eval import evaluate_policy, sample_pool
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
-from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.models import build_model
-from alignax.parallel import run_jobs
-from alignax.provenance import provenance, written_by
+from alignax.provenance import written_by
 from alignax.sharding import make_mesh
-from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
+from alignax.stages import load_stage_model
+from alignax.study import PlannedStage, Study, run_study, seed_stage_config
 from alignax.tasks import get_task
-from alignax.workdir import accumulate_timings, stage_fingerprint
-from experiments import grpo, sft
+from alignax.workdir import stage_fingerprint
+from alignax.workflows import online, sft
 
-STAGES = {"sft": sft, "grpo": grpo}
+STAGES = {"sft": sft.KIND, "grpo": online.KIND}
 POLICIES = ("sft", "grpo")
 # Seeds of the held-out problem draw and of the evaluation samples, apart from the training ones.
 EVAL_SEED_OFFSET = 100
 
 
-def seed_stage_config(config, name: str, seed: int, seed_dir: Path):
-    links = {"sft": {}, "grpo": {"init_from": seed_dir / "sft"}}[name]
-    shared = tuple(k for k in SHARED_SECTIONS if k != "seed")
-    out = stage_config(config, config.stages[name], links, shared)
-    with out.unlocked():
-        out.seed = seed
-    return out
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    links = {"sft": {}, "grpo": {"init_from": seed_dir / "sft"}}
+    return [
+        PlannedStage(name, kind, seed_stage_config(config, name, seed, links[name]))
+        for name, kind in STAGES.items()
+    ]
 
 
 def held_out_problems(task, num_problems: int) -> dict[str, np.ndarray]:
@@ -73,10 +70,10 @@ def held_out_problems(task, num_problems: int) -> dict[str, np.ndarray]:
     return {k: v[rows] for k, v in draw.items()}
 
 
-def evaluate_seed(config, task, problems, seed: int, seed_dir: Path, mesh) -> dict:
-    """Which samples are correct [P, n] and greedy correctness [P] for each policy; from the cache
-    when it was written with the same evaluation settings on the same stages (their
-    fingerprints: checkpoint step, config and upstream)."""
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    """Which samples are correct [P, n] and greedy correctness [P] for each policy on the
+    held-out problems; from the cache when it was written with the same evaluation settings on
+    the same stages (their fingerprints: checkpoint step, config and upstream)."""
     stages = {name: stage_fingerprint(seed_dir / name) for name in POLICIES}
     path = seed_dir / "eval.npz"
     settings = json.dumps({**config.eval.to_dict(), "stages": stages}, sort_keys=True)
@@ -85,6 +82,9 @@ def evaluate_seed(config, task, problems, seed: int, seed_dir: Path, mesh) -> di
         if str(cached.pop("settings")) == settings:
             return cached
     e = config.eval
+    mesh = make_mesh(config.mesh)
+    task = get_task(config.task_name, config.task)
+    problems = held_out_problems(task, e.num_problems)
     model = build_model(config.model, heads=("lm",))
     prompts = {k: v for k, v in problems.items() if k != "answer"}
     # The same key for both policies: paired draws, so the change is measured with less noise.
@@ -220,8 +220,10 @@ def figures(config, tables: dict, combined: dict, workdir: Path) -> None:
     plots.save(fig, workdir / "figures" / "pass_at_k_change")
 
 
-def report(config, tables, combined, answer, kls, timings, prov, workdir: Path) -> str:
+def report(config, results: dict, timings: dict, prov: dict) -> str:
     e, ks = config.eval, config.eval.ks
+    tables, combined, answer = results["seeds"], results["combined"], results["answer"]
+    kls = results["grpo_final_kl"]
     seeds = ", ".join(map(str, tables))
     per_stage = ", ".join(
         f"{k.split('/')[1]} {v / 60:.1f}" for k, v in timings.items() if k != "seconds/total"
@@ -273,9 +275,7 @@ def report(config, tables, combined, answer, kls, timings, prov, workdir: Path) 
         "",
         f"Rule: {answer['rule']}",
     ]
-    text = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(text)
-    return text
+    return "\n".join(lines) + "\n"
 
 
 def task_prompts(task, problems: dict) -> list[str]:
@@ -286,71 +286,47 @@ def task_prompts(task, problems: dict) -> list[str]:
     ]
 
 
-def run_seed(config, seed: int, seed_dir: Path, problems: dict) -> tuple[dict, dict]:
-    """SFT -> GRPO -> pass@k evaluation for one seed (a job for `run_jobs`): the evaluation
-    outcomes and the seconds each stage took."""
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    """Per seed and across seeds (mean, 95% interval): pass@k, coverage and greedy accuracy of
+    both policies and their paired change; the answer by `classify_change`; the figures."""
     task = get_task(config.task_name, config.task)
-    timings = {}
-    for name, module in STAGES.items():
-        print(f"\n=== seed {seed}, stage {name} ===", flush=True)
-        mark = time.perf_counter()
-        module.run(seed_stage_config(config, name, seed, seed_dir), seed_dir / name)
-        timings[f"seconds/{name}"] = time.perf_counter() - mark
-    print(f"\n=== seed {seed}, pass@k evaluation ===", flush=True)
-    mark = time.perf_counter()
-    mesh = make_mesh(config.mesh)
-    outcomes = evaluate_seed(config, task, problems, seed, seed_dir, mesh)
-    timings["seconds/eval"] = time.perf_counter() - mark
-    return outcomes, timings
-
-
-def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    workdir, _ = setup(config, workdir)
-    task = get_task(config.task_name, config.task)
-    problems = held_out_problems(task, config.eval.num_problems)
-    start = time.perf_counter()
-    jobs = [(config, seed, workdir / f"seed{seed}", problems) for seed in config.seeds]
-    done = run_jobs(run_seed, jobs, workers=config.workers)
-    outcomes = {seed: o for seed, (o, _) in zip(config.seeds, done)}
-    # Stage seconds are summed over seeds (on `workers` processes they overlap in wall time).
-    timings = {k: sum(t[k] for _, t in done) for k in done[0][1]}
-    tables = {seed: seed_table(config, o) for seed, o in outcomes.items()}
-    kls = [grpo_final_kl(workdir / f"seed{seed}") for seed in config.seeds]
-    timings["seconds/total"] = time.perf_counter() - start
-    timings = accumulate_timings(workdir, timings)
+    tables = {seed: seed_table(config, outcomes) for seed, outcomes in seeds.items()}
     combined = aggregate(tables)
-    largest = max(config.eval.ks)
+    ks = list(config.eval.ks)
     answer = classify_change(
-        combined["change"]["pass@1"], combined["change"][f"pass@{largest}"], largest_k=largest
+        combined["change"]["pass@1"], combined["change"][f"pass@{max(ks)}"], largest_k=max(ks)
     )
     figures(config, tables, combined, workdir)
-    results = {
-        "ks": list(config.eval.ks),
+    return {
+        "ks": ks,
         "num_samples": config.eval.num_samples,
-        "problems": task_prompts(task, problems),
+        "problems": task_prompts(task, held_out_problems(task, config.eval.num_problems)),
         "seeds": {str(s): t for s, t in tables.items()},
         "combined": combined,
         "answer": answer,
-        "crossover_k": crossover_k(
-            config.eval.ks, [combined["change"][f"pass@{k}"][0] for k in config.eval.ks]
-        ),
-        "grpo_final_kl": kls,
+        "crossover_k": crossover_k(ks, [combined["change"][f"pass@{k}"][0] for k in ks]),
+        "grpo_final_kl": [grpo_final_kl(workdir / f"seed{seed}") for seed in seeds],
         "per_problem_correct": {
             str(s): {name: c[f"{name}_correct"].sum(1).tolist() for name in POLICIES}
-            for s, c in outcomes.items()
+            for s, c in seeds.items()
         },
-        **timings,
     }
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
-    print(report(config, tables, combined, answer, kls, timings, prov, workdir))
-    summary = {
-        "verdict": answer["verdict"],
-        **{f"change/{k}": mean for k, (mean, _) in combined["change"].items()},
-        **{k: round(v, 1) for k, v in timings.items()},
+
+
+def summarize(results: dict) -> dict:
+    return {
+        "verdict": results["answer"]["verdict"],
+        **{f"change/{k}": mean for k, (mean, _) in results["combined"]["change"].items()},
     }
-    write_summary(workdir, summary)
-    return summary
+
+
+STUDY = Study(
+    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
+)
+
+
+def run(config, workdir):
+    return run_study(STUDY, config, workdir)
 
 
 if __name__ == "__main__":

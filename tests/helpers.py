@@ -1,5 +1,6 @@
-"""Shared test helpers: a tiny model config, random padded batches, the fake-device meshes and a
-toy RL task (its reward, prompts, policy and PPO / GRPO iterations)."""
+"""Shared test helpers: a tiny model config, random padded batches, configs of short runs, a
+simulated kill, the fake-device meshes and a toy RL task (its reward, prompts, policy and PPO /
+GRPO iterations)."""
 
 import functools
 
@@ -8,8 +9,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pytest
 
 from alignax import rl, sharding
+from alignax.data.batching import BatchIterator
 from alignax.models import build_model, default_model_config, transplant_backbone
 from alignax.state import TrainState
 
@@ -62,6 +65,25 @@ def preset_config(module, preset="runlocal", **overrides):
 def short_run(**extra):
     """Overrides for a short end-to-end run: log and checkpoint often, evaluate only at the end."""
     return {"train.log_every": 5, "train.eval_every": 1000, "train.checkpoint_every": 5, **extra}
+
+
+def killed_then_resumed(monkeypatch, run, kill_at: int):
+    """Calls `run()` with the data iterator dying at batch `kill_at` (a simulated kill: a
+    KeyboardInterrupt, as SIGINT would raise), then calls it again and returns its result."""
+    original = BatchIterator.__next__
+    calls = {"n": 0}
+
+    def dying_next(self):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self)
+
+    monkeypatch.setattr(BatchIterator, "__next__", dying_next)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(BatchIterator, "__next__", original)
+    return run()
 
 
 # ------------------------------------------------------------------------------ meshes

@@ -14,6 +14,7 @@ import pytest
 from alignax.cli import unknown_override
 from alignax.experiment import validate_config
 from alignax.stages import stage_config, stage_section
+from alignax.study import plan_seeds, rlhf_stage_config
 from alignax.training import train_batches
 from alignax.workdir import ConfigChangedError
 from configs import pipeline as pipeline_config
@@ -67,9 +68,9 @@ def test_a_stage_section_has_no_copy_of_what_the_parent_sets():
 def test_the_parents_model_applies_to_every_stage_but_the_reward_model(tmp_path):
     config = preset_config(pipeline_config, **{"model.d_model": 128})
     for name in ("pretrain", "sft", "ppo", "dpo"):
-        stage = pipeline.seed_stage_config(config, name, 1, tmp_path)
+        stage = rlhf_stage_config(config, name, 1, tmp_path)
         assert stage.model.d_model == 128 and stage.seed == 1
-    reward_model = pipeline.seed_stage_config(config, "reward_model", 1, tmp_path)
+    reward_model = rlhf_stage_config(config, "reward_model", 1, tmp_path)
     assert reward_model.model.d_model == config.stages.reward_model.model.d_model != 128
 
 
@@ -85,7 +86,7 @@ def test_a_section_that_keeps_a_parent_section_is_refused():
 def test_an_override_of_a_link_is_refused_naming_the_key(tmp_path):
     config = preset_config(pipeline_config, **{"stages.sft.init_from": "/elsewhere"})
     with pytest.raises(ValueError, match=r"config stages\.sft\.init_from='/elsewhere'"):
-        pipeline.plan(config, tmp_path)
+        plan_seeds(pipeline.STUDY, config, tmp_path)
     assert not tmp_path.joinpath("config.json").exists()
 
 
@@ -165,7 +166,7 @@ def test_a_refused_pipeline_rerun_leaves_its_config_json_as_it_was(tmp_path):
     config = pipeline_config.get_config()
     sft_dir = tmp_path / "seed0" / "sft"
     (sft_dir / "checkpoints" / "20").mkdir(parents=True)
-    stage = pipeline.seed_stage_config(config, "sft", 0, tmp_path / "seed0")
+    stage = rlhf_stage_config(config, "sft", 0, tmp_path / "seed0")
     (sft_dir / "config.json").write_text(stage.to_json_best_effort())
     (tmp_path / "config.json").write_text(config.to_json_best_effort())
     before = (tmp_path / "config.json").read_text()

@@ -131,8 +131,8 @@ def test_a_tfds_dataset_without_a_test_split_holds_out_a_fraction(tmp_path):
 
 
 def test_reward_model_trains_from_a_prepared_tfds_dataset(tmp_path):
+    from alignax.workflows import reward_model
     from configs import reward_model as reward_model_config
-    from experiments import reward_model
     from tests.helpers import preset_config, short_run
 
     directory, _, spm = _prepared_preference_dataset(tmp_path, with_test=True)

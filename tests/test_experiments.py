@@ -12,13 +12,14 @@ import pytest
 from alignax.checkpoint import restore_params
 from alignax.metrics import read_metrics
 from alignax.stages import stage_finished
+from alignax.workflows import ppo, preference, reward_model, sft
 from configs import best_of_n as best_of_n_config
 from configs import dpo as dpo_config
 from configs import ppo as ppo_config
 from configs import reward_model as reward_model_config
 from configs import sft as sft_config
-from experiments import best_of_n, dpo, ppo, reward_model, sft
-from tests.helpers import preset_config, short_run
+from experiments import best_of_n
+from tests.helpers import killed_then_resumed, preset_config, short_run
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,26 +70,6 @@ def runs(tmp_path_factory):
     return root, rm_summary
 
 
-def _killed_then_resumed(monkeypatch, module, config, workdir, kill_at):
-    """Runs `module.run` with the data iterator dying at batch `kill_at`, then runs it again."""
-    from alignax.data.batching import BatchIterator
-
-    original = BatchIterator.__next__
-    calls = {"n": 0}
-
-    def dying_next(self):
-        calls["n"] += 1
-        if calls["n"] == kill_at:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self)
-
-    monkeypatch.setattr(BatchIterator, "__next__", dying_next)
-    with pytest.raises(KeyboardInterrupt):
-        module.run(config, workdir)
-    monkeypatch.setattr(BatchIterator, "__next__", original)
-    return module.run(config, workdir)
-
-
 def _same_params(dir_a, dir_b, like):
     a = restore_params(Path(dir_a) / "checkpoints", like)
     b = restore_params(Path(dir_b) / "checkpoints", like)
@@ -104,7 +85,9 @@ def test_sft_learns_and_resumes_to_the_uninterrupted_result(runs, tmp_path, monk
         ),
     )
     full = sft.run(config, tmp_path / "full")
-    resumed = _killed_then_resumed(monkeypatch, sft, config, tmp_path / "killed", kill_at=8)
+    resumed = killed_then_resumed(
+        monkeypatch, lambda: sft.run(config, tmp_path / "killed"), kill_at=8
+    )
     assert resumed == full
     from alignax.models import build_model
     from alignax.sharding import init_params, make_mesh
@@ -149,7 +132,7 @@ def test_dpo_implicit_margin_grows(runs, tmp_path):
     """The held-out implicit-reward margin starts at exactly 0 (policy = reference) and DPO makes
     it positive, ranking held-out pairs above chance."""
     root, _ = runs
-    summary = dpo.run(
+    summary = preference.run(
         preset_config(dpo_config, **short_run(**{"train.steps": 40, **_from_sft(root, 1280)})),
         tmp_path,
     )
@@ -168,7 +151,7 @@ def test_ipo_preset_trains_with_the_ipo_objective(runs, tmp_path):
     root, _ = runs
     beta = 0.25
     overrides = {"train.steps": 5, "train.log_every": 1, "loss.hyperparameters.beta": beta}
-    summary = dpo.run(
+    summary = preference.run(
         preset_config(dpo_config, "ipo", **short_run(**overrides, **_from_sft(root, 160))),
         tmp_path,
     )
@@ -217,7 +200,9 @@ def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
     low = [m["step"] for m in checks if m["eval/judge_accuracy"] < 1.0]
     assert full["judge_drift_step"] == (low[0] if low else None)
     # The alarm's state is in the workdir: the resumed run ends with the same summary.
-    resumed = _killed_then_resumed(monkeypatch, ppo, config, tmp_path / "killed", kill_at=11)
+    resumed = killed_then_resumed(
+        monkeypatch, lambda: ppo.run(config, tmp_path / "killed"), kill_at=11
+    )
     assert resumed == full
     assert full["kl_to_sft"] > 0
 

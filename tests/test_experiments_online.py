@@ -11,9 +11,10 @@ import pytest
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.stages import save_stage
+from alignax.workflows import online
 from configs import grpo as grpo_config
 from configs import online_dpo as online_dpo_config
-from experiments import grpo, online_dpo
+from experiments import online_dpo
 from tests.helpers import preset_config, short_run
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def test_grpo_runs_on_the_review_task_with_its_gold_reward(tmp_path):
             }
         ),
     )
-    summary = grpo.run(config, tmp_path)
+    summary = online.run(config, tmp_path)
     metrics = [m for m in read_metrics(tmp_path) if "proxy/mean" in m]
     rewards = np.array([m["proxy/mean"] for m in metrics]) * 32
     assert np.any(np.abs(rewards - np.round(rewards)) > 1e-3)  # not a count of exact answers

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from alignax.metrics import read_metrics
+from alignax.workflows import online, ppo, preference, reward_model, sft
 from configs import dpo as dpo_config
 from configs import grpo as grpo_config
 from configs import ppo as ppo_config
 from configs import reward_model as reward_model_config
 from configs import sft as sft_config
-from experiments import dpo, grpo, ppo, reward_model, sft
 from tests.helpers import mesh_of, preset_config, short_run
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path, pr
     config = preset_config(
         grpo_config, preset, **short_run(**{"train.steps": 6, "init_from": str(arithmetic_sft)})
     )
-    summary = grpo.run(config, tmp_path / "grpo")
+    summary = online.run(config, tmp_path / "grpo")
     # A batch's mean reward is a count over its samples, greedy accuracy one over the problems.
     logged = [m for m in read_metrics(tmp_path / "grpo") if "proxy/mean" in m]
     assert logged  # logged every log_every steps and at the last
@@ -107,7 +107,7 @@ def test_missing_stage_checkpoint_names_the_directory(tmp_path):
     nowhere = str(tmp_path / "nowhere")
     config = preset_config(dpo_config, **{"init_from": nowhere, "labels.policy_from": nowhere})
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        dpo.run(config, tmp_path / "dpo")
+        preference.run(config, tmp_path / "dpo")
 
 
 def _preference_file(tmp_path):
@@ -147,7 +147,7 @@ def test_reward_model_and_dpo_train_on_a_local_preference_file(tmp_path):
     )
     assert rm["accuracy"] > 0.8  # the sentiment words separate chosen from rejected
     assert "gold_accuracy" not in rm  # real data has no gold reward
-    summary = dpo.run(
+    summary = preference.run(
         preset_config(
             dpo_config, **short_run(**{"train.steps": 20, "train.batch_size": 16}, **data)
         ),
@@ -193,7 +193,7 @@ def test_dpo_with_lora_trains_adapters_only_and_loads_downstream_merged(tmp_path
     config = preset_config(
         dpo_config, **short_run(**{"train.steps": 30, "train.batch_size": 16}, **overrides)
     )
-    summary = dpo.run(config, tmp_path / "dpo")
+    summary = preference.run(config, tmp_path / "dpo")
     assert summary["eval_accuracy"] > 0.5 and summary["eval_margin"] > 0
 
     checkpoints = tmp_path / "dpo" / "checkpoints"

@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from alignax.study import RLHF_STAGES
+from alignax.workflows import ppo
 from configs import instructgpt as config_module
-from experiments import instructgpt, pipeline, ppo
+from experiments import instructgpt
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,7 @@ def test_every_width_trains_its_own_stages_against_the_sweep_widths_reward_model
     reward_model = tmp_path / f"d{sweep}" / "reward_model"
     for (_, module_run, stage, directory, kw), run in zip(calls[len(upstream) :], runs):
         width = run["width"]
-        assert module_run is ppo.run and kw == {"eval_at_start": True}
+        assert module_run is ppo.run and kw == {"evaluate_at_start": True}
         assert stage.model.d_model == width and stage.seed == 0
         assert directory == tmp_path / f"d{width}" / "ppo" / run["name"]
         assert stage.init_from == str(tmp_path / f"d{width}" / "sft")
@@ -115,7 +117,7 @@ def test_every_width_trains_its_own_stages_against_the_sweep_widths_reward_model
         assert {k: stage.ppo[k] for k in run["ppo"]} == run["ppo"]
     for label, module_run, stage, directory, _ in calls[: len(upstream)]:
         kind = label.split(", ")[1].split()[0]
-        assert module_run is pipeline.STAGES[kind].run
+        assert module_run is RLHF_STAGES[kind].run
         width = sweep if kind == "reward_model" else int(label.rsplit("d", 1)[1])
         assert directory == tmp_path / f"d{width}" / kind
         if kind != "reward_model":  # the reward model has its own model config

@@ -1,13 +1,14 @@
-"""The KTO workflow (experiments/kto.py): unpaired examples from annotated pairs and from a KTO
-file, mismatched pairs for the reference point, and an end-to-end run on runlocal settings."""
+"""The KTO workflow (alignax/workflows/unpaired.py): unpaired examples from annotated pairs and
+from a KTO file, mismatched pairs for the reference point, and an end-to-end run on runlocal
+settings."""
 
 import json
 
 import numpy as np
 import pytest
 
+from alignax.workflows import unpaired
 from configs import kto as kto_config
-from experiments import kto
 from tests.helpers import preset_config, short_run
 
 
@@ -15,7 +16,7 @@ def test_unpair_splits_pairs_into_labelled_examples():
     """Pair n becomes rows 2n (chosen, label 1) and 2n + 1 (rejected, label 0)."""
     tokens = np.arange(2 * 2 * 3).reshape(2, 2, 3)
     pairs = {"tokens": tokens, "input_mask": tokens > 0, "loss_mask": tokens % 2}
-    out = kto.unpair(pairs)
+    out = unpaired.unpair(pairs)
     np.testing.assert_array_equal(out["tokens"], tokens.reshape(4, 3))
     np.testing.assert_array_equal(out["label"], [1, 0, 1, 0])
 
@@ -30,7 +31,7 @@ def test_mismatched_pairs_join_a_prompt_with_another_completion():
         "loss_mask": np.array([[0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 0, 0]]),
         "label": np.array([1, 0]),
     }
-    out = kto.with_mismatched_pairs(examples, seed=0)
+    out = unpaired.with_mismatched_pairs(examples, seed=0)
     np.testing.assert_array_equal(out["kl_tokens"], [[1, 5, 2, 0, 0, 0], [1, 8, 9, 6, 7, 2]])
     np.testing.assert_array_equal(out["kl_loss_mask"], [[0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]])
     np.testing.assert_array_equal(out["kl_input_mask"], [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
@@ -62,7 +63,7 @@ def test_kto_file_gives_labelled_examples(tmp_path):
             "data.eval_fraction": 0.25,
         },
     )
-    train, evaluation, task = kto.build_examples(config, mesh=None)
+    train, evaluation, task = unpaired.build_examples(config, mesh=None)
     assert task is None and len(train["label"]) == 30 and len(evaluation["label"]) == 10
     assert 0 < train["label"].mean() < 1
     assert np.all(train["kl_loss_mask"].sum(1) > 0)
@@ -91,6 +92,6 @@ def test_kto_end_to_end_on_runlocal_settings(tmp_path):
         "optimizer.learning_rate": 3e-3,
         "optimizer.warmup_steps": 1,
     }
-    summary = kto.run(preset_config(kto_config, **short_run(**overrides)), tmp_path)
+    summary = unpaired.run(preset_config(kto_config, **short_run(**overrides)), tmp_path)
     assert summary["initial_eval_loss"] == pytest.approx(0.5, abs=1e-6)
     assert summary["eval_loss"] < 0.5 and summary["eval_margin"] > 0, summary

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from alignax import logprobs, objectives
 from alignax.data.batching import pack_sequences
+from alignax.workflows import sft
 from configs import sft as sft_config
-from experiments import sft
 from tests.helpers import pad_rows, tiny_model
 
 SEQ_LEN = 16

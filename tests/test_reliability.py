@@ -206,15 +206,15 @@ def test_a_stage_from_a_pretrained_checkpoint_resumes_and_notices_it_replaced(tm
 
 
 def test_pipeline_stages_record_every_upstream_they_read():
+    from alignax.study import rlhf_stage_config
     from configs import pipeline as pipeline_config
-    from experiments.pipeline import seed_stage_config
 
     config, root = pipeline_config.get_config(), Path("runs/p")
-    ppo = upstream_paths(seed_stage_config(config, "ppo", 0, root))
+    ppo = upstream_paths(rlhf_stage_config(config, "ppo", 0, root))
     assert ppo == {"init_from": "runs/p/sft", "rewards.reward_model_from": "runs/p/reward_model"}
-    dpo = upstream_paths(seed_stage_config(config, "dpo", 0, root))
+    dpo = upstream_paths(rlhf_stage_config(config, "dpo", 0, root))
     assert dpo == {"init_from": "runs/p/sft", "labels.policy_from": "runs/p/sft"}
-    assert upstream_paths(seed_stage_config(config, "pretrain", 0, root)) == {}
+    assert upstream_paths(rlhf_stage_config(config, "pretrain", 0, root)) == {}
 
 
 # ------------------------------------------------------------------------------ NaN guard

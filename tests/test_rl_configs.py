@@ -116,11 +116,11 @@ def test_an_online_algorithm_is_looked_up_by_name_and_an_unknown_one_refused():
     common = dict(
         policy=tiny_model(),
         score_fn=lambda state, tokens, input_mask, loss_mask: tokens.sum(-1) * 0.0,
-        tx=optax.sgd(0.1),
         rollout_config=rl.RolloutConfig(max_new_tokens=4, group_size=2),
         eos_id=2,
     )
-    label, step = rl.online_step("grpo", config, **common)
-    assert label == "rloo" and callable(step)  # the GRPO family is labelled by its baseline
+    label, make_step = rl.online_step("grpo", config, **common)
+    assert label == "rloo"  # the GRPO family is labelled by its baseline
+    assert callable(make_step(tx=optax.sgd(0.1), policy_view=None))
     with pytest.raises(ValueError, match=r"config algorithm='reinforce' is not one of \('grpo'"):
         rl.online_step("reinforce", config, **common)

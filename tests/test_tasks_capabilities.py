@@ -7,8 +7,8 @@ import inspect
 import pytest
 
 from alignax.tasks import CAPABILITIES, TASKS, get_task, require
+from alignax.workflows import sft
 from configs import sft as sft_config
-from experiments import sft
 from tests.helpers import preset_config
 
 # The method each capability stands for.

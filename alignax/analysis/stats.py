@@ -31,3 +31,10 @@ def interval_text(mean_half: tuple[float, float], digits: int = 3, signed: bool 
 
 def spearman(a, b) -> float:
     return float(stats.spearmanr(a, b).statistic)
+
+
+def win_rate(values, baseline) -> float:
+    """How often `values` beat `baseline` (paired, e.g. gold of two policies' responses to the
+    same prompts), ties counting half."""
+    values, baseline = np.asarray(values), np.asarray(baseline)
+    return float(np.mean((values > baseline) + 0.5 * (values == baseline)))

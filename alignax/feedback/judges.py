@@ -102,7 +102,7 @@ class RewardModelJudge:
 
     @classmethod
     def from_stage(cls, workdir: str | Path, *, mesh: Mesh, **kwargs) -> RewardModelJudge:
-        """The judge of the reward-model stage in `workdir` (experiments/reward_model.py)."""
+        """The judge of the reward-model stage in `workdir` (alignax/workflows/reward_model.py)."""
         model, params = load_stage_model(workdir, heads=("reward",), mesh=mesh)
         return cls(model, params, **kwargs)
 

@@ -2,8 +2,9 @@
 each with its config class (read from the config section of the same name), its step builder
 and how its runs are labelled (the GRPO family by its baseline: grpo, rloo, ...).
 
-    label, step = online_step(config.algorithm, config, policy=..., score_fn=..., tx=...,
-                              rollout_config=..., eos_id=..., score_inputs=...)
+    label, make_step = online_step(config.algorithm, config, policy=..., score_fn=...,
+                                   rollout_config=..., eos_id=..., score_inputs=...)
+    step = make_step(tx=tx, policy_view=None)   # the optimizer and LoRA view are the runner's
 
 A new algorithm with the iteration's signature is one entry here; what it checks of its own
 config (a group size, ...) lives in its config class. PPO, which also trains a critic, is built
@@ -40,11 +41,16 @@ ONLINE_ALGORITHMS = {
 def online_step(
     algorithm: str, config: ml_collections.ConfigDict, **common
 ) -> tuple[str, Callable]:
-    """(label, step) of the online algorithm `algorithm`, configured by `config[algorithm]`;
-    `common` are the step builder's other arguments. An unknown name is refused naming the
-    config key and the registered ones."""
+    """(label, make_step) of the online algorithm `algorithm`, configured by
+    `config[algorithm]`: `make_step(tx=..., policy_view=...)` builds its step with `common`, the
+    step builder's other arguments. An unknown name is refused naming the config key and the
+    registered ones."""
     if algorithm not in ONLINE_ALGORITHMS:
         raise ValueError(f"config algorithm={algorithm!r} is not one of {tuple(ONLINE_ALGORITHMS)}")
     entry = ONLINE_ALGORITHMS[algorithm]
     section = entry.config_class.from_config(config[algorithm])
-    return entry.label(section), entry.make_step(config=section, **common)
+
+    def make_step(**late):
+        return entry.make_step(config=section, **common, **late)
+
+    return entry.label(section), make_step

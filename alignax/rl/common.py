@@ -12,11 +12,24 @@ import optax
 from alignax.rl.rollout import Rollout, full_loss_mask
 
 
-def minibatch_updates(state, data, loss_fn, tx, *, epochs, num_minibatches, rng):
+def current_policy(state, policy_view: Callable | None):
+    """The policy's full params in `state`: `state.params`, or `policy_view(state.params,
+    state.ref_params)` when the trained params are a view of it (LoRA adapters over the base in
+    `ref_params`; alignax.workflows.runner)."""
+    return state.params if policy_view is None else policy_view(state.params, state.ref_params)
+
+
+def minibatch_updates(
+    state, data, loss_fn, tx, *, epochs, num_minibatches, rng, policy_view: Callable | None = None
+):
     """`epochs` passes over `data` (dict of [B, ...]) in shuffled minibatches, one optimizer
     update of `state.params` per minibatch, as nested `lax.scan`s. `loss_fn(params, minibatch)
-    -> (loss, metrics)`. Returns the state one iteration on (params, opt_state, step + 1) and
-    the mean metrics of the last epoch."""
+    -> (loss, metrics)` of the policy's full params (through `policy_view`, see
+    `current_policy`). Returns the state one iteration on (params, opt_state, step + 1) and the
+    mean metrics of the last epoch."""
+    if policy_view is not None:
+        policy_loss, ref_params = loss_fn, state.ref_params
+        loss_fn = lambda trained, mb: policy_loss(policy_view(trained, ref_params), mb)  # noqa: E731
     batch_size = jax.tree.leaves(data)[0].shape[0]
     if batch_size % num_minibatches:
         raise ValueError(

@@ -22,7 +22,7 @@ from alignax.losses import grpo as group_losses
 from alignax.losses.ppo import AGGREGATIONS
 from alignax.models import Model
 from alignax.rl import advantages as adv
-from alignax.rl.common import minibatch_updates, rollout_metrics
+from alignax.rl.common import current_policy, minibatch_updates, rollout_metrics
 from alignax.rl.rollout import ResponseFn, RolloutConfig, collect, policy_response_fn
 from alignax.state import TrainState
 
@@ -170,12 +170,13 @@ def make_grpo_step(
     eos_id: int,
     gold_fn: Callable | None = None,
     score_inputs: tuple[str, ...] = (),
+    policy_view: Callable | None = None,
 ):
     """The group iteration `step(state, batch, rng) -> (state, metrics)`: each prompt of the
     batch is sampled `rollout_config.group_size` times. `score_fn(state, tokens, input_mask,
     loss_mask, **inputs)` and `gold_fn(tokens, input_mask, loss_mask, **inputs)` (logged only)
     get the batch entries named in `score_inputs` (e.g. a verifier's `answer_tokens`), repeated
-    like the prompts."""
+    like the prompts. `policy_view`: see `alignax.rl.common.current_policy`."""
     if not isinstance(config, GRPOConfig):
         raise TypeError(f"config must be a GRPOConfig (GRPOConfig.from_config), got {type(config)}")
     group_size = rollout_config.group_size
@@ -195,10 +196,11 @@ def make_grpo_step(
         def score(*sequences):
             return score_fn(state, *sequences, **inputs)
 
+        policy_params = current_policy(state, policy_view)
         rollout = collect(
             policy=policy,
-            params=state.params,
-            policy_params=state.params,
+            params=policy_params,
+            policy_params=policy_params,
             ref_params=state.ref_params,
             response_fn=response_fn,
             prompts=prompts,
@@ -224,6 +226,7 @@ def make_grpo_step(
             epochs=config.epochs,
             num_minibatches=config.num_minibatches,
             rng=update_rng,
+            policy_view=policy_view,
         )
         groups = rollout.scores.reshape(-1, group_size)
         metrics = {

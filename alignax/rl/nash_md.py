@@ -36,7 +36,7 @@ import optax
 from alignax import schema
 from alignax.losses.online import nash_md_loss
 from alignax.models import Model
-from alignax.rl.common import minibatch_updates, rollout_metrics
+from alignax.rl.common import current_policy, minibatch_updates, rollout_metrics
 from alignax.rl.rollout import RolloutConfig, collect, policy_response_fn
 from alignax.sampling import sample
 from alignax.state import TrainState
@@ -77,9 +77,11 @@ def make_nash_md_step(
     eos_id: int,
     gold_fn: Callable | None = None,
     score_inputs: tuple[str, ...] = (),
+    policy_view: Callable | None = None,
 ):
     """The Nash-MD iteration `step(state, batch, rng) -> (state, metrics)`; `score_fn(state,
-    tokens, input_mask, loss_mask, **inputs)` scores each response (higher is preferred)."""
+    tokens, input_mask, loss_mask, **inputs)` scores each response (higher is preferred).
+    `policy_view`: see `alignax.rl.common.current_policy`."""
     if not isinstance(config, NashMDConfig):
         raise TypeError(
             f"config must be a NashMDConfig (NashMDConfig.from_config), got {type(config)}"
@@ -107,10 +109,11 @@ def make_nash_md_step(
         def score(*sequences):
             return score_fn(state, *sequences, **inputs)
 
+        policy_params = current_policy(state, policy_view)
         ours = collect(
             policy=policy,
-            params=state.params,
-            policy_params=state.params,
+            params=policy_params,
+            policy_params=policy_params,
             ref_params=state.ref_params,
             response_fn=response_fn,
             prompts=batch,
@@ -122,7 +125,7 @@ def make_nash_md_step(
         )
         opponent = sample(
             policy,
-            state.params,
+            policy_params,
             batch["prompt_tokens"],
             batch["prompt_mask"],
             mixture_rng,
@@ -149,6 +152,7 @@ def make_nash_md_step(
             epochs=config.epochs,
             num_minibatches=config.num_minibatches,
             rng=update_rng,
+            policy_view=policy_view,
         )
         metrics = {
             **update_metrics,

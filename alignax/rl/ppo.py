@@ -150,7 +150,7 @@ def make_ppo_step(
     if rollout_config.group_size != 1:
         raise ValueError(
             f"rollout.group_size={rollout_config.group_size}: PPO samples each prompt once (its "
-            "critic is the baseline); group sampling is GRPO / RLOO (experiments/grpo.py)"
+            "critic is the baseline); group sampling is GRPO / RLOO (configs/grpo.py)"
         )
     response_fn = actor_critic_response_fn(policy, value_model)
     loss_fn = ppo_objective(policy, response_fn, config)

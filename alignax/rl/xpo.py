@@ -30,7 +30,7 @@ import optax
 from alignax import schema
 from alignax.losses.online import xpo_loss
 from alignax.models import Model
-from alignax.rl.common import minibatch_updates, rollout_metrics
+from alignax.rl.common import current_policy, minibatch_updates, rollout_metrics
 from alignax.rl.rollout import RolloutConfig, collect, policy_response_fn
 from alignax.state import TrainState
 
@@ -70,9 +70,11 @@ def make_xpo_step(
     eos_id: int,
     gold_fn: Callable | None = None,
     score_inputs: tuple[str, ...] = (),
+    policy_view: Callable | None = None,
 ):
     """The XPO iteration `step(state, batch, rng) -> (state, metrics)`; `score_fn(state, tokens,
-    input_mask, loss_mask, **inputs)` judges each response (higher is preferred)."""
+    input_mask, loss_mask, **inputs)` judges each response (higher is preferred).
+    `policy_view`: see `alignax.rl.common.current_policy`."""
     if not isinstance(config, XPOConfig):
         raise TypeError(f"config must be an XPOConfig (XPOConfig.from_config), got {type(config)}")
     if rollout_config.group_size != 1:
@@ -110,10 +112,12 @@ def make_xpo_step(
         def score(*sequences):
             return score_fn(state, *sequences, **inputs)
 
+        policy_params = current_policy(state, policy_view)
+
         def rollout_of(sampling_params, key):
             return collect(
                 policy=policy,
-                params=state.params,
+                params=policy_params,
                 policy_params=sampling_params,
                 ref_params=state.ref_params,
                 response_fn=response_fn,
@@ -125,7 +129,7 @@ def make_xpo_step(
                 temperature=rollout_config.temperature,
             )
 
-        ours, theirs = rollout_of(state.params, ours_rng), rollout_of(state.ref_params, ref_rng)
+        ours, theirs = rollout_of(policy_params, ours_rng), rollout_of(state.ref_params, ref_rng)
         data = {
             "ours_tokens": ours.tokens,
             "ours_input_mask": ours.input_mask,
@@ -146,6 +150,7 @@ def make_xpo_step(
             epochs=config.epochs,
             num_minibatches=config.num_minibatches,
             rng=update_rng,
+            policy_view=policy_view,
         )
         metrics = {
             **update_metrics,

@@ -1,0 +1,178 @@
+"""DPO and its offline family (IPO, cDPO, SimPO, ORPO, ...) on preference pairs, by loss name.
+
+The policy and the reference both start from `init_from` (the SFT stage), and the pairs are
+that policy's samples (`labels.policy_from`), labelled by a simulated annotator, or a file's
+(`data.path`); the reference forward runs inside the same jitted step, or once before training
+(`preferences.precompute_reference`). Reports held-out implicit-reward accuracy and margin, and
+the gold reward, KL to the reference and length of sampled responses.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from alignax import labels, objectives, steps
+from alignax.analysis.policy_eval import evaluate_policy, summarize
+from alignax.data.sources import file_comparisons
+from alignax.experiment import check_model_fits_task, check_model_fits_tokenizer, initial_params
+from alignax.models import build_model
+from alignax.tasks import get_task
+from alignax.workflows.runner import Context, Stage, StageKind, run_stage
+
+MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
+
+
+def build_pairs(config, mesh):
+    """(train, evaluation, task): pairs from `config.data.path` (task None), else simulated
+    annotators labelling responses of the policy in `labels.policy_from` (or of the task's
+    generator) to training prompts; evaluation pairs use held-out prompts."""
+    if config.data.path:
+        train, evaluation, tokenizer = file_comparisons(
+            config.data, max_len=config.model.max_len, seed=config.seed
+        )
+        check_model_fits_tokenizer(config.model, tokenizer)
+        if train["tokens"].shape[1] != 2:
+            raise ValueError(
+                f"{config.data.path}: DPO needs pairs, the file holds "
+                f"{train['tokens'].shape[1]}-way rankings"
+            )
+        return ({k: train[k] for k in MODEL_INPUTS}, {k: evaluation[k] for k in MODEL_INPUTS}, None)
+    task = get_task(config.task_name, config.task)
+    check_model_fits_task(config.model, task)
+    p = config.preferences
+
+    def pairs(num, seed, split):
+        out = labels.comparisons(config.labels, task, mesh, num, seed=seed, split=split)
+        return {k: out[k] for k in MODEL_INPUTS}
+
+    train = pairs(p.num_pairs, config.seed, "train")
+    return train, pairs(p.num_eval_pairs, config.seed + 1, "eval"), task
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _option_logps(model, params, batch):
+    return objectives.option_logps(model, params, batch)[0]
+
+
+def precompute_reference_logps(model, ref_params, pairs: dict, batch_size: int) -> np.ndarray:
+    """Reference log-probs of every pair, [N, 2], computed once before training (so each step
+    runs one forward pass instead of two)."""
+    chunks = [
+        np.asarray(
+            _option_logps(model, ref_params, {k: v[i : i + batch_size] for k, v in pairs.items()})
+        )
+        for i in range(0, len(pairs["tokens"]), batch_size)
+    ]
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def offline_evaluation(
+    model, loss_fn, evaluation: dict, rng, *, task, prompts, max_new_tokens, reference
+):
+    """`evaluate(state, policy) -> (held-out loss metrics, sampled-response metrics)` of an
+    offline stage: its loss on the held-out rows, and the gold reward, KL to `reference(state)`
+    and length of the policy's responses to `prompts` (none without a task: a file's data has
+    no gold reward)."""
+    eval_loss = jax.jit(steps.make_eval_step(loss_fn))
+
+    def evaluate(state, policy):
+        held_out = jax.device_get(eval_loss(state.replace(params=policy), evaluation, rng))
+        if prompts is None:
+            return held_out, {}
+        result = evaluate_policy(
+            model,
+            policy,
+            task,
+            prompts,
+            rng,
+            ref_params=reference(state),
+            max_new_tokens=max_new_tokens,
+        )
+        return held_out, {f"policy/{k}": v for k, v in summarize(result).items()}
+
+    return evaluate
+
+
+def build(config, ctx: Context, pairs=None) -> Stage:
+    """`pairs`: (train, evaluation, task) labelled elsewhere (experiments/rlaif.py) instead of
+    `build_pairs`."""
+    train, evaluation, task = build_pairs(config, ctx.mesh) if pairs is None else pairs
+    model = build_model(config.model, heads=("lm",))
+    params = initial_params(model, config, ctx.mesh, ctx.rngs["init"])
+    # Reference-free losses keep no reference copy; BCO-style losses get their running shift.
+    slots = objectives.preference_state_slots(config.loss, params)
+    # Reference-free losses keep no reference in the state; to report their samples' KL to the
+    # initial policy, the evaluation keeps a copy of it (the first step donates `params`).
+    initial_copy = None
+    kl_to_initial = config.preferences.eval_kl_to_initial and config.lora.rank == 0
+    if "ref_params" not in slots and kl_to_initial:
+        initial_copy = jax.tree.map(lambda x: jnp.array(x, copy=True), params)
+    if config.preferences.precompute_reference:
+        train = dict(train)
+        train["ref_logps"] = precompute_reference_logps(
+            model, params, train, config.train.batch_size
+        )
+    loss_fn = objectives.preference_loss_fn(model, config.loss)
+    p = config.preferences
+    offline = offline_evaluation(
+        model,
+        loss_fn,
+        evaluation,
+        ctx.rngs["eval"],
+        task=task,
+        prompts=None
+        if task is None
+        else task.prompt_dataset(p.num_eval_prompts, seed=config.seed + 2, split="eval"),
+        max_new_tokens=p.max_new_tokens,
+        reference=lambda state: initial_copy if state.ref_params is None else state.ref_params,
+    )
+
+    def evaluate(state, policy):
+        held_out, samples = offline(state, policy)
+        return {
+            "loss": float(held_out["loss"]),
+            "accuracy": float(held_out["rewards/accuracy"]),
+            "margin": float(held_out["rewards/margin"]),
+            **samples,
+        }
+
+    def summarize_run(final, initial, state):
+        summary = {
+            "loss_name": config.loss.name,
+            "steps": int(state.step),
+            "eval_accuracy": final["accuracy"],
+            "eval_margin": final["margin"],
+        }
+        if task is not None:
+            summary.update(
+                gold_reward=final["policy/gold"],
+                # None for reference-free losses, unless preferences.eval_kl_to_initial
+                kl_to_reference=final.get("policy/kl"),
+                response_length=final["policy/length"],
+            )
+        return summary
+
+    return Stage(
+        label=config.loss.name,
+        model=model,
+        params=params,
+        train=train,
+        unit="pairs",
+        loss_fn=loss_fn,
+        wrap_step=lambda step: objectives.preference_train_step(step, config.loss),
+        slots=slots,
+        evaluate=evaluate,
+        summarize=summarize_run,
+        log_keys=("loss", "rewards/accuracy", "rewards/margin"),
+    )
+
+
+KIND = StageKind("dpo", build)
+
+
+def run(config, workdir, pairs=None) -> dict:
+    return run_stage(KIND, config, workdir, pairs=pairs)

@@ -1,0 +1,156 @@
+"""The Stage contract (alignax/workflows/): every registered stage kind trains through the one
+runner, so LoRA, remat, bf16 compute and kill/resume hold for each of them. Parametrised over
+the registry: a stage registered without a case here fails `test_every_stage_kind_is_covered`."""
+
+import math
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from alignax.checkpoint import checkpoint_steps
+from alignax.workflows import STAGES, run_stage
+from configs import dpo, grpo, kto, ppo, reward_model, sft
+from tests.helpers import killed_then_resumed, preset_config
+
+STEPS = 3
+TRAIN = {
+    "train.steps": STEPS,
+    "train.batch_size": 8,
+    "train.log_every": 1,
+    "train.eval_every": 1000,
+    "train.checkpoint_every": 1,
+    "model.remat": True,
+    "model.dtype": "bfloat16",
+}
+LORA = {"lora.rank": 2, "lora.targets": ("q", "v")}
+LABELS = {"labels.source": "generator", "labels.max_new_tokens": 4}
+
+
+def _config(kind: str, sft_dir) -> tuple:
+    """(config of a tiny run of `kind` with LoRA where the stage allows it, whether it does)."""
+    cases = {
+        "sft": (
+            sft,
+            "runlocal",
+            {
+                "sft.num_examples": 32,
+                "sft.num_eval_examples": 8,
+                "sft.num_eval_prompts": 4,
+                "sft.max_new_tokens": 4,
+            },
+        ),
+        "reward_model": (
+            reward_model,
+            "runlocal",
+            {
+                **LABELS,
+                "reward.num_comparisons": 16,
+                "reward.num_eval_comparisons": 8,
+            },
+        ),
+        "dpo": (
+            dpo,
+            "runlocal",
+            {
+                **LABELS,
+                "preferences.num_pairs": 16,
+                "preferences.num_eval_pairs": 8,
+                "preferences.num_eval_prompts": 4,
+                "preferences.max_new_tokens": 4,
+            },
+        ),
+        "kto": (
+            kto,
+            "runlocal",
+            {
+                **LABELS,
+                "unpaired.num_pairs": 8,
+                "unpaired.num_eval_pairs": 4,
+                "unpaired.num_eval_prompts": 4,
+                "unpaired.max_new_tokens": 4,
+            },
+        ),
+        "grpo": (
+            grpo,
+            "review",
+            {
+                "rollout.num_prompts": 16,
+                "rollout.num_eval_prompts": 4,
+                "rollout.max_new_tokens": 4,
+                "rollout.group_size": 2,
+                "train.batch_size": 4,
+            },
+        ),
+        "ppo": (
+            ppo,
+            "runlocal",
+            {
+                "init_from": str(sft_dir),
+                "rewards.source": "gold",
+                "rewards.value_init": "policy",
+                "rollout.num_prompts": 16,
+                "rollout.num_eval_prompts": 4,
+                "rollout.max_new_tokens": 4,
+                "train.batch_size": 4,
+            },
+        ),
+    }
+    module, preset, overrides = cases[kind]
+    lora = kind != "reward_model"  # a reward model's new head would not train under LoRA
+    return preset_config(module, preset, **{**TRAIN, **overrides, **(LORA if lora else {})}), lora
+
+
+@pytest.fixture(scope="module")
+def sft_dir(tmp_path_factory):
+    """A policy for the stages that need one to start from (PPO)."""
+    directory = tmp_path_factory.mktemp("sft")
+    config, _ = _config("sft", None)
+    with config.unlocked():
+        config.lora.rank = 0
+        config.train.steps = 1
+    run_stage(STAGES["sft"], config, directory)
+    return directory
+
+
+def test_every_stage_kind_is_covered():
+    assert set(STAGES) == {"sft", "reward_model", "dpo", "kto", "grpo", "ppo"}
+
+
+def _final_state(workdir):
+    directory = workdir / "checkpoints"
+    return ocp.PyTreeCheckpointer().restore(
+        directory / str(checkpoint_steps(directory)[-1]) / "state"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_lora_remat_and_bf16_train_and_a_killed_run_resumes_to_the_same_state(
+    name, sft_dir, tmp_path, monkeypatch
+):
+    kind = STAGES[name]
+    config, lora = _config(name, sft_dir)
+    full = run_stage(kind, config, tmp_path / "full")
+    resumed = killed_then_resumed(
+        monkeypatch, lambda: run_stage(kind, config, tmp_path / "resumed"), kill_at=3
+    )
+    assert full["steps"] == resumed["steps"] == STEPS
+    numbers = [v for v in full.values() if isinstance(v, float)]
+    assert numbers and all(math.isfinite(v) for v in numbers)
+    state, again = _final_state(tmp_path / "full"), _final_state(tmp_path / "resumed")
+    jax.tree.map(np.testing.assert_array_equal, state["params"], again["params"])
+    assert full == resumed
+    if lora:  # only the adapters train, over the base in ref_params, and they moved
+        adapters = state["params"]["policy"] if name == "ppo" else state["params"]
+        assert set(adapters) == {"q", "v"}
+        assert "ref_params" in state
+        assert np.any(np.asarray(adapters["q"]["b"]) != 0)
+
+
+def test_a_stage_that_lora_cannot_train_refuses_naming_the_key(sft_dir, tmp_path):
+    config, _ = _config("reward_model", sft_dir)
+    with config.unlocked():
+        config.lora.rank = 2
+    with pytest.raises(ValueError, match=r"config lora\.rank=2: .*reward head would not train"):
+        run_stage(STAGES["reward_model"], config, tmp_path / "rm")
