@@ -12,7 +12,7 @@ Stages, each cached in the workdir so a rerun resumes:
      `revision.principles` in turn (`alignax.feedback.revise`).
   3. per seed and variant (the originals, the revisions): SFT from the SFT policy on them
      (`revision.train`), then RLAIF from that policy: pairs of its samples labelled by the AI
-     judge (`judge`, as in experiments/rlaif.py), DPO (`config.dpo`).
+     judge (`judge`, as in experiments/runs.py), DPO (`config.dpo`).
   4. every policy answers `evaluation.num_prompts` held-out prompts (the same prompts and key
      for all of a seed): gold reward and each principle's score. results.md (command and commit
      first) and results.json: means over seeds with 95% intervals, and the paired differences
@@ -32,13 +32,12 @@ from alignax import feedback, labels
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
+from alignax.feedback import runs
 from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
 from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
 from alignax.workflows import sft
-from experiments import rlaif
-from experiments.dpa import policy_scores
 
 VARIANTS = ("originals", "revisions")
 
@@ -94,11 +93,11 @@ def rlaif_from(config, task, mesh, judge, policy_dir: Path, run_dir: Path, seed:
     """Pairs of the policy's samples labelled by the judge, DPO from the policy (cached)."""
     model, params = load_stage_model(policy_dir, heads=("lm",), mesh=mesh)
     p = config.pairs
-    pairs = rlaif.sample_pairs(config, task, model, params, p.num_pairs, seed, "train")
-    held_out = rlaif.sample_pairs(config, task, model, params, p.num_eval_pairs, seed, "eval")
-    train = rlaif.chosen_first(pairs, feedback.hard_labels(judge(pairs)))
-    evaluation = rlaif.chosen_first(held_out, feedback.hard_labels(judge(held_out)))
-    return rlaif.run_dpo(config, policy_dir, run_dir, seed, train, evaluation, task)
+    pairs = runs.sample_pairs(config, task, model, params, p.num_pairs, seed, "train")
+    held_out = runs.sample_pairs(config, task, model, params, p.num_eval_pairs, seed, "eval")
+    train = runs.chosen_first(pairs, feedback.hard_labels(judge(pairs)))
+    evaluation = runs.chosen_first(held_out, feedback.hard_labels(judge(held_out)))
+    return runs.run_dpo(config, policy_dir, run_dir, seed, train, evaluation, task)
 
 
 def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
@@ -110,11 +109,11 @@ def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) ->
 
     def scores(directory: Path) -> dict:
         model, params = load_stage_model(directory, heads=("lm",), mesh=mesh)
-        return policy_scores(config, task, model, params, principles, seed)
+        return runs.policy_scores(config, task, model, params, principles, seed)
 
     policy, params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
     data = revision_data(config, task, policy, params, seed)
-    judge, _ = rlaif.build_judge(config.judge, task, mesh, sft_dir)
+    judge, _ = runs.build_judge(config.judge, task, mesh, sft_dir)
     result = {
         "seed": seed,
         "data": {
@@ -194,7 +193,7 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         f"{interval_text(data['revisions_gold'])}); SFT from the SFT policy on each "
         f"({r.train.steps} steps of batch {r.train.batch_size}); RLAIF from each: "
         f"{config.pairs.num_pairs} pairs of its samples labelled by the judge "
-        f"({rlaif.describe_judge(config.judge)}), DPO ({config.dpo.train.steps} steps). Each "
+        f"({runs.describe_judge(config.judge)}), DPO ({config.dpo.train.steps} steps). Each "
         f"policy's samples on {config.evaluation.num_prompts} held-out prompts; means over "
         f"{len(config.seeds)} seed(s) with 95% intervals.",
         "",
@@ -225,7 +224,7 @@ def run(config, workdir):
     feedback.revise([], config.revision.principles, max_length=1)  # names an unknown principle
     task = get_task(config.task_name, config.task)
     start = time.perf_counter()
-    sft_dir = rlaif.train_policy(config, workdir)
+    sft_dir = runs.train_policy(config, workdir)
     per_seed = [seed_results(config, task, mesh, sft_dir, workdir, s) for s in config.seeds]
     seconds = time.perf_counter() - start
     result = aggregate(config, per_seed)

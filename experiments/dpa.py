@@ -24,19 +24,18 @@ import json
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from alignax import feedback, labels
+from alignax import feedback
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval, spearman
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
+from alignax.feedback import runs
 from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model
 from alignax.tasks import get_task
 from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
-from experiments.rlaif import chosen_first, run_dpo, sample_pairs, train_policy
 
 
 def direction(degrees: float) -> np.ndarray:
@@ -65,30 +64,6 @@ def directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng) -> np.
     return rng.random(len(probability)) < probability
 
 
-def policy_scores(config, task, model, params, principles, seed: int) -> dict:
-    """Mean score on each objective (and the gold reward) of the policy's responses to held-out
-    prompts; the same prompts and sampling key for every policy of a seed."""
-    rng = np.random.default_rng([seed, 21])
-    prompts = task.sample_prompts(config.evaluation.num_prompts, rng, split="eval")
-    responses = labels.policy_responses(
-        model,
-        params,
-        task,
-        prompts,
-        jax.random.fold_in(jax.random.key(seed), 21),
-        max_new_tokens=config.labels.max_new_tokens,
-        temperature=config.labels.temperature,
-        chunk_size=min(1024, len(prompts)),
-    )
-    rows = task.encode(prompts, responses)
-    vector = feedback.vector_reward_np(task, rows["tokens"], rows["loss_mask"], principles)
-    gold = task.gold_reward_np(rows["tokens"], rows["loss_mask"])
-    return {
-        "objectives": vector.mean(0).tolist(),
-        "gold_reward": float(np.mean(gold)),
-    }
-
-
 def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
     """The SFT policy's scores and one DPO run per direction for one seed (cached)."""
     path = workdir / f"seed_{seed}.json"
@@ -98,8 +73,10 @@ def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) ->
     principles = [feedback.principle(n) for n in config.objectives]
     policy, policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
     p = config.pairs
-    pairs = sample_pairs(config, task, policy, policy_params, p.num_pairs, seed, "train")
-    held_out = sample_pairs(config, task, policy, policy_params, p.num_eval_pairs, seed, "eval")
+    pairs = runs.sample_pairs(config, task, policy, policy_params, p.num_pairs, seed, "train")
+    held_out = runs.sample_pairs(
+        config, task, policy, policy_params, p.num_eval_pairs, seed, "eval"
+    )
     scores = objective_scores(task, pairs, principles)
     held_out_scores = objective_scores(task, held_out, principles)
     spread = scores.reshape(-1, len(principles)).std(0)
@@ -111,29 +88,29 @@ def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) ->
     result = {
         "seed": seed,
         "spread": spread.tolist(),
-        "sft": policy_scores(config, task, policy, policy_params, principles, seed),
+        "sft": runs.policy_scores(config, task, policy, policy_params, principles, seed),
         "runs": [],
     }
     for degrees in config.directions:
         print(f"\n=== DPO, direction {degrees:g} degrees, seed {seed} ===", flush=True)
         start = time.perf_counter()
         label_rng = np.random.default_rng([seed, 17, int(degrees * 100)])
-        train = chosen_first(
+        train = runs.chosen_first(
             pairs, directional_labels(scores, spread, degrees, config.label_temperature, label_rng)
         )
-        evaluation = chosen_first(
+        evaluation = runs.chosen_first(
             held_out,
             directional_labels(
                 held_out_scores, spread, degrees, config.label_temperature, label_rng
             ),
         )
         run_dir = workdir / "dpo" / f"direction_{degrees:g}_s{seed}"
-        summary = run_dpo(config, sft_dir, run_dir, seed, train, evaluation, task)
+        summary = runs.run_dpo(config, sft_dir, run_dir, seed, train, evaluation, task)
         model, params = load_stage_model(run_dir, heads=("lm",), mesh=mesh)
         result["runs"].append(
             {
                 "degrees": float(degrees),
-                **policy_scores(config, task, model, params, principles, seed),
+                **runs.policy_scores(config, task, model, params, principles, seed),
                 "kl_to_reference": summary["kl_to_reference"] or float("nan"),
                 "seconds": time.perf_counter() - start,
             }
@@ -263,7 +240,7 @@ def run(config, workdir):
         feedback.principle(name)  # raises on an unknown principle, naming the allowed ones
     task = get_task(config.task_name, config.task)
     start = time.perf_counter()
-    sft_dir = train_policy(config, workdir)
+    sft_dir = runs.train_policy(config, workdir)
     per_seed = [seed_results(config, task, mesh, sft_dir, workdir, s) for s in config.seeds]
     seconds = time.perf_counter() - start
     result = aggregate(config, per_seed)

@@ -27,7 +27,6 @@ import json
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from alignax import feedback, labels
@@ -35,138 +34,17 @@ from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.experiment import setup, write_summary
+from alignax.feedback import runs
 from alignax.provenance import provenance, written_by
 from alignax.stages import load_stage_model, stage_config, stage_finished
 from alignax.tasks import get_task
 from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
-from alignax.workflows import preference, sft
+from alignax.workflows import sft
 
-DEBIAS = ("none", *feedback.judges.DEBIAS_AVERAGES)
 ROUTING = ("confidence", "disagreement")
 
 # ---------------------------------------------------------------------------------------------
-# The judge.
-
-
-def build_judge(j, task, mesh, policy_dir: Path):
-    """(judge, uncertainty or None) from the `judge` config section: the base judge, with the
-    injected position bias and the debiasing applied to it (to each member of an ensemble)."""
-    if j.debias not in DEBIAS:
-        raise ValueError(f"judge.debias={j.debias!r}; allowed: {DEBIAS}")
-    if len(j.principles) != len(j.weights):
-        raise ValueError(
-            f"judge.principles has {len(j.principles)} entries and judge.weights "
-            f"{len(j.weights)}; they must pair up"
-        )
-
-    def wrap(judge):
-        if j.position_bias:
-            judge = feedback.PositionBiased(judge, j.position_bias)
-        return judge if j.debias == "none" else feedback.Debiased(judge, j.debias)
-
-    if j.kind == "constitution":
-        constitution = feedback.Constitution.of(j.principles, j.weights)
-        return wrap(feedback.ConstitutionJudge(task, constitution, j.temperature)), None
-    if j.kind == "principle_ensemble":
-        members = tuple(
-            wrap(feedback.principle_judge(task, n, j.temperature)) for n in j.principles
-        )
-        ensemble = feedback.JudgeEnsemble(members, tuple(j.weights))
-        return ensemble, ensemble.disagreement
-    if j.kind == "self":
-        model, params = load_stage_model(policy_dir, heads=("lm",), mesh=mesh)
-        cue = sum(
-            (feedback.principle_tokens(task, feedback.principle(n)) for n in j.principles), ()
-        )
-        judge = feedback.SelfJudge(
-            model, params, cue, temperature=j.temperature, contrastive=j.self_contrastive
-        )
-        return wrap(judge), None
-    if j.kind == "reward_model":
-        if not j.reward_model_from:
-            raise ValueError("judge.kind='reward_model' needs judge.reward_model_from (a workdir)")
-        judge = feedback.RewardModelJudge.from_stage(
-            j.reward_model_from, mesh=mesh, temperature=j.temperature
-        )
-        return wrap(judge), None
-    raise ValueError(
-        f"judge.kind={j.kind!r}; allowed: constitution, principle_ensemble, self, reward_model"
-    )
-
-
-def describe_judge(j) -> str:
-    weighted = ", ".join(f"{w:g} x {n}" for n, w in zip(j.principles, j.weights))
-    text = f"{j.kind} ({weighted}; temperature {j.temperature:g})"
-    if j.position_bias:
-        text += f", injected position bias {j.position_bias:+g} (logit)"
-    if j.debias != "none":
-        text += f", debiased by {j.debias} averaging of both orders"
-    return text
-
-
-# ---------------------------------------------------------------------------------------------
-# Pairs and labels.
-
-
-def sample_pairs(
-    config, task, policy, policy_params, n: int, seed: int, split: str, rival=None
-) -> dict:
-    """n unlabelled pairs (a, b) of the policy's samples to prompts of `split`, with gold.
-    `rival` = (model, params): response b from that policy instead (delta learning)."""
-    rng = np.random.default_rng([seed, 7, split == "eval"])
-    prompts = task.sample_prompts(n, rng, split=split)
-    key = jax.random.fold_in(jax.random.key(seed), split == "eval")
-
-    def responses(model, params, prompts, key):
-        return labels.policy_responses(
-            model,
-            params,
-            task,
-            prompts,
-            key,
-            max_new_tokens=config.labels.max_new_tokens,
-            temperature=config.labels.temperature,
-            # One sampler shape for both splits (runlocal: also the evaluations' shape).
-            chunk_size=min(1024, 2 * config.pairs.num_eval_pairs),
-        )
-
-    if rival is None:
-        both = responses(policy, policy_params, [p for p in prompts for _ in range(2)], key)
-        a, b = both[0::2], both[1::2]
-    else:
-        a = responses(policy, policy_params, prompts, key)
-        b = responses(*rival, prompts, jax.random.fold_in(key, 1))
-    pairs = feedback.encode_pairs(task, prompts, a, b)
-    flat = lambda k: pairs[k].reshape(2 * n, -1)
-    pairs["gold_reward"] = task.gold_reward_np(flat("tokens"), flat("loss_mask")).reshape(n, 2)
-    return pairs
-
-
-def chosen_first(pairs: dict, a_chosen) -> dict:
-    """DPO's layout: the chosen response at index 0."""
-    order = np.where(np.asarray(a_chosen)[:, None], [0, 1], [1, 0])
-    return {
-        k: np.take_along_axis(pairs[k], order[:, :, None], axis=1) for k in preference.MODEL_INPUTS
-    }
-
-
-def label_pairs(config, task, judge, uncertainty, pairs: dict, seed: int) -> dict:
-    """The human's and the judge's labels of `pairs` (True = a chosen), the judge's
-    probabilities and the routing priority."""
-    gold = pairs["gold_reward"]
-    human = labels.annotator(config.labels).prefer_first(
-        gold[:, 0], gold[:, 1], np.random.default_rng([seed, 9])
-    )
-    probability = judge(pairs)
-    out = {
-        "human": human,
-        "gold": gold[:, 0] >= gold[:, 1],
-        "probability": probability,
-        "judge": feedback.hard_labels(probability),
-    }
-    if uncertainty is not None:
-        out["uncertainty"] = uncertainty(pairs)
-    return out
+# Labels.
 
 
 def conditions(config) -> list[tuple[str, float]]:
@@ -202,17 +80,6 @@ def routed_labels(config, labelled: dict, routing: str, percent: float, seed: in
 # Runs.
 
 
-def train_policy(config, workdir: Path) -> Path:
-    if config.labels.policy_from:
-        return Path(config.labels.policy_from)
-    sft_dir = workdir / "sft"
-    stage = stage_config(config, config.sft, {})
-    if not stage_finished(stage, sft_dir):
-        print("\n=== SFT ===", flush=True)
-        sft.run(stage, sft_dir)
-    return sft_dir
-
-
 def train_weak_policy(config, workdir: Path) -> Path | None:
     """Delta learning's weak policy: the SFT recipe stopped after `delta.weak_sft_steps` steps
     (None when 0: no delta-learning run)."""
@@ -234,15 +101,6 @@ def train_weak_policy(config, workdir: Path) -> Path | None:
     return weak_dir
 
 
-def run_dpo(config, sft_dir: Path, run_dir: Path, seed: int, train, evaluation, task) -> dict:
-    dpo_config = stage_config(config, config.dpo, {"init_from": sft_dir})
-    with dpo_config.unlocked():
-        dpo_config.seed = seed
-    if stage_finished(dpo_config, run_dir):
-        return json.loads((run_dir / "summary.json").read_text())
-    return preference.run(dpo_config, run_dir, pairs=(train, evaluation, task))
-
-
 def seed_results(
     config, task, mesh, sft_dir: Path, workdir: Path, seed: int, weak_dir: Path | None = None
 ) -> dict:
@@ -253,19 +111,21 @@ def seed_results(
     if cache_is_current(path, key):
         return json.loads(path.read_text())
     policy, policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
-    judge, uncertainty = build_judge(config.judge, task, mesh, sft_dir)
+    judge, uncertainty = runs.build_judge(config.judge, task, mesh, sft_dir)
     p = config.pairs
-    pairs = sample_pairs(config, task, policy, policy_params, p.num_pairs, seed, "train")
-    held_out = sample_pairs(config, task, policy, policy_params, p.num_eval_pairs, seed, "eval")
+    pairs = runs.sample_pairs(config, task, policy, policy_params, p.num_pairs, seed, "train")
+    held_out = runs.sample_pairs(
+        config, task, policy, policy_params, p.num_eval_pairs, seed, "eval"
+    )
     start = time.perf_counter()
-    labelled = label_pairs(config, task, judge, uncertainty, pairs, seed)
+    labelled = runs.label_pairs(config, task, judge, uncertainty, pairs, seed)
     judge_seconds = time.perf_counter() - start
     human_eval = labels.annotator(config.labels).prefer_first(
         held_out["gold_reward"][:, 0],
         held_out["gold_reward"][:, 1],
         np.random.default_rng([seed, 10]),
     )
-    evaluation = chosen_first(held_out, human_eval)
+    evaluation = runs.chosen_first(held_out, human_eval)
     result = {
         "seed": seed,
         "judge": {
@@ -282,12 +142,12 @@ def seed_results(
         name = f"{routing}_{percent:g}_s{seed}"
         print(f"\n=== DPO, {routing} {percent:g}% gold labels, seed {seed} ===", flush=True)
         start = time.perf_counter()
-        summary = run_dpo(
+        summary = runs.run_dpo(
             config,
             sft_dir,
             workdir / "dpo" / name,
             seed,
-            chosen_first(pairs, merged),
+            runs.chosen_first(pairs, merged),
             evaluation,
             task,
         )
@@ -320,16 +180,16 @@ def delta_run(config, task, mesh, strong, sft_dir, weak_dir, workdir, seed, eval
     the SFT policy on them; the same held-out evaluation as every other condition."""
     weak = load_stage_model(weak_dir, heads=("lm",), mesh=mesh)
     n = config.pairs.num_pairs
-    pairs = sample_pairs(config, task, *strong, n, seed, "train", rival=weak)
+    pairs = runs.sample_pairs(config, task, *strong, n, seed, "train", rival=weak)
     gold = pairs["gold_reward"]
     print(f"\n=== DPO, delta pairs (strong vs weak SFT, no labels), seed {seed} ===", flush=True)
     start = time.perf_counter()
-    summary = run_dpo(
+    summary = runs.run_dpo(
         config,
         sft_dir,
         workdir / "dpo" / f"delta_s{seed}",
         seed,
-        chosen_first(pairs, np.ones(n, bool)),
+        runs.chosen_first(pairs, np.ones(n, bool)),
         evaluation,
         task,
     )
@@ -424,7 +284,7 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         "",
         f"Pairs: {config.pairs.num_pairs} pairs of SFT samples to training prompts per seed; "
         f"human = {config.labels.annotator} annotator of the gold reward (temperature "
-        f"{config.labels.annotator_temperature:g}); judge = {describe_judge(config.judge)}. "
+        f"{config.labels.annotator_temperature:g}); judge = {runs.describe_judge(config.judge)}. "
         f"DPO ({config.dpo.loss.name}, {config.dpo.train.steps} steps) from the SFT policy; "
         f"gold reward of its samples on {config.dpo.preferences.num_eval_prompts} held-out "
         f"prompts. Means over {len(config.seeds)} seed(s) with 95% intervals.",
@@ -498,7 +358,7 @@ def run(config, workdir):
         feedback.budget_count(1, p)  # raises on a budget outside [0, 100]
     task = get_task(config.task_name, config.task)
     start = time.perf_counter()
-    sft_dir = train_policy(config, workdir)
+    sft_dir = runs.train_policy(config, workdir)
     weak_dir = train_weak_policy(config, workdir)
     per_seed = [
         seed_results(config, task, mesh, sft_dir, workdir, s, weak_dir) for s in config.seeds

@@ -9,6 +9,8 @@ rewards.
     revision.py    critique and revision: responses revised toward a principle (CAI's SL stage)
     drift.py       a learned judge's accuracy on verifiable pairs of on-policy samples, and an
                    alarm when it falls
+    runs.py        what the AI-feedback studies share: a judge from its config section, pairs of
+                   a policy's samples and their labels, the SFT policy, a DPO run on the pairs
 """
 
 from alignax.feedback.drift import DriftAlarm, judge_accuracy
