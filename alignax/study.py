@@ -17,8 +17,11 @@ the same for every study:
   computes), then `setup` guards the study's workdir;
 - seeds run one after another or as parallel jobs (`config.workers`, alignax.parallel), each in
   <workdir>/seed<k>, a finished stage skipped (`stage_finished`: same config, same upstream);
-- the seconds of every stage and evaluation, summed over seeds, go to the timings ledger
-  (<workdir>/timings.json, summed over the invocations that built the workdir);
+- compiled programs are kept in <workdir>/xla_cache, in every process;
+- the seconds of every stage and evaluation go to the seed's timings ledger as each ends
+  (<seed_dir>/timings.json, so a killed and resumed study still counts what it finished), the
+  wall time to the study's (<workdir>/timings.json); the report gets them summed over seeds and
+  over the invocations that built the workdir;
 - provenance (command, commit, machine) is taken before anything runs, and goes with the timings
   into results.json; results.md and summary.json are written and the report is printed.
 """
@@ -39,19 +42,24 @@ from alignax.experiment import setup, validate_config, write_summary
 from alignax.parallel import run_jobs
 from alignax.provenance import provenance
 from alignax.stages import SHARED_SECTIONS, stage_config, stage_finished
-from alignax.workdir import accumulate_timings, check_config_unchanged
+from alignax.workdir import accumulate_timings, check_config_unchanged, use_compilation_cache
 from alignax.workflows import ppo, preference, reward_model, sft
 from alignax.workflows.runner import StageKind, run_stage
 
 
 @dataclasses.dataclass(frozen=True)
 class PlannedStage:
-    """One stage of one seed: it runs `kind` with `config` in <seed_dir>/<name>."""
+    """One stage of one seed: it runs `kind` with `config` in <seed_dir>/<name> (a name may be
+    a path: "d64/ppo/beta0"); its seconds count under `seconds/<group>` (default: its name).
+    `inputs()`, when given, is called just before the stage runs (not when it is skipped) for
+    more keywords of its builder (e.g. pairs labelled once and shared by several stages)."""
 
     name: str
     kind: StageKind
     config: ml_collections.ConfigDict
     options: dict = dataclasses.field(default_factory=dict)  # run_stage keywords
+    group: str = ""
+    inputs: Callable[[], dict] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +82,13 @@ def run_study(study: Study, config: ml_collections.ConfigDict, workdir: str | Pa
     start = time.perf_counter()
     jobs = [(study, config, seed, workdir / f"seed{seed}", plans[seed]) for seed in config.seeds]
     done = run_jobs(run_seed, jobs, workers=config.get("workers", 1))
-    seeds = {seed: result for seed, (result, _) in zip(config.seeds, done, strict=True)}
-    # Seconds summed over seeds (on several workers they overlap in wall time).
-    timings = {key: sum(t[key] for _, t in done) for key in done[0][1]}
-    timings["seconds/total"] = time.perf_counter() - start
-    timings = accumulate_timings(workdir, timings)
+    seeds = dict(zip(config.seeds, done, strict=True))
+    timings = accumulate_timings(workdir, {"seconds/total": time.perf_counter() - start})
+    # Stage seconds summed over seeds (on several workers they overlap in wall time).
+    for seed in config.seeds:
+        ledger = json.loads((workdir / f"seed{seed}" / "timings.json").read_text())
+        for key, seconds in ledger.items():
+            timings[key] = timings.get(key, 0.0) + seconds
     results = study.analyse(config, seeds, workdir)
     text = study.report(config, results, timings, prov)
     if jax.process_index() == 0:
@@ -108,23 +118,25 @@ def plan_seeds(study: Study, config, workdir: Path) -> dict[int, list[PlannedSta
 
 
 def run_seed(study: Study, config, seed: int, seed_dir: Path, planned: list[PlannedStage]):
-    """(evaluation, seconds by stage) of one seed: its stages in order, each skipped when it
-    finished with the same config on the same upstream stages, then the study's evaluation."""
-    timings = {}
+    """One seed (a job for `run_jobs`): its stages in order, each skipped when it finished with
+    the same config on the same upstream stages, then the study's evaluation of the seed."""
+    use_compilation_cache(seed_dir.parent)  # in this process (a worker's is its own)
     for stage in planned:
         directory = seed_dir / stage.name
-        mark = time.perf_counter()
         if stage_finished(stage.config, directory):
-            print(f"\n=== seed {seed}, stage {stage.name}: finished, skipped ===", flush=True)
-        else:
-            print(f"\n=== seed {seed}, stage {stage.name} ===", flush=True)
-            run_stage(stage.kind, stage.config, directory, **stage.options)
-        timings[f"seconds/{stage.name}"] = time.perf_counter() - mark
+            print(f"\n=== seed {seed}, {stage.name}: finished, skipped ===", flush=True)
+            continue
+        print(f"\n=== seed {seed}, {stage.name} ===", flush=True)
+        mark = time.perf_counter()
+        inputs = stage.inputs() if stage.inputs is not None else {}
+        run_stage(stage.kind, stage.config, directory, **stage.options, **inputs)
+        seconds = {f"seconds/{stage.group or stage.name}": time.perf_counter() - mark}
+        accumulate_timings(seed_dir, seconds)
     print(f"\n=== seed {seed}, evaluation ===", flush=True)
     mark = time.perf_counter()
     evaluation = study.evaluate_seed(config, seed, seed_dir)
-    timings["seconds/eval"] = time.perf_counter() - mark
-    return evaluation, timings
+    accumulate_timings(seed_dir, {"seconds/eval": time.perf_counter() - mark})
+    return evaluation
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ wall time), figures/ (PNG + PDF) and timings.json.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import time
 from pathlib import Path
 
 import jax
@@ -42,15 +42,13 @@ from alignax.analysis.policy_eval import evaluate_policy
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
-from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
-from alignax.parallel import run_jobs
-from alignax.provenance import provenance, written_by
+from alignax.provenance import written_by
 from alignax.sharding import make_mesh
-from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config, stage_finished
-from alignax.study import RLHF_STAGES, rlhf_stage_config
+from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
+from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, run_study
 from alignax.tasks import get_task
-from alignax.workdir import accumulate_timings, stage_fingerprint, use_compilation_cache
+from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo, preference, unpaired
 
 BASE_STAGES = ("pretrain", "sft", "reward_model")
@@ -75,7 +73,7 @@ class Run:
     frontier_steps: int | None = None  # evaluations past this step are not frontier points
 
 
-def plan(config) -> list[Run]:
+def runs_of(config) -> list[Run]:
     """Every run of one seed, in the order they are trained."""
     offline_steps = config.offline.train.steps
     over = config.overoptimization
@@ -374,47 +372,54 @@ def overoptimization_seed(config, task, mesh, seed: int, seed_dir: Path, run: Ru
     }
 
 
-def run_seed(config, seed: int, workdir: Path) -> tuple[dict, dict]:
-    """Every stage and run of one seed (a job for `run_jobs`): the seed's trajectories and
-    over-optimisation result, and the seconds each kind of stage took."""
-    use_compilation_cache(workdir)  # in this process (a worker's is its own)
-    seed_dir = workdir / f"seed{seed}"
-    task = get_task(config.task_name, config.task)
-    mesh = make_mesh(config.mesh)
-    timings: dict[str, float] = {}
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    """The stages of one seed: pretrain, SFT and the reward model, then every run of
+    `runs_of`; the DPO-family runs share one set of pairs, labelled once."""
+    check_same_data(config)
+    runs = runs_of(config)
+    planned = [
+        PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
+        for name in BASE_STAGES
+    ]
+    # The pairs of the first run (every paired loss's; KTO draws the same ones itself).
+    pairs = functools.partial(shared_pairs, run_config(config, runs[0], seed, seed_dir))
+    return planned + [
+        PlannedStage(
+            run.name,
+            RUNNERS[run.runner].KIND,
+            run_config(config, run, seed, seed_dir),
+            group=timing_key(run),
+            inputs=pairs if run.runner == "dpo" else None,
+        )
+        for run in runs
+    ]
 
-    def timed(key, fn, *args, **kwargs):
-        mark = time.perf_counter()
-        out = fn(*args, **kwargs)
-        timings[f"seconds/{key}"] = timings.get(f"seconds/{key}", 0.0) + time.perf_counter() - mark
-        return out
 
-    # A stage or run that finished with the same config on the same upstream is not run again.
-    for name in BASE_STAGES:
-        stage = rlhf_stage_config(config, name, seed, seed_dir)
-        if not stage_finished(stage, seed_dir / name):
-            print(f"\n=== seed {seed}, stage {name} ===", flush=True)
-            timed(name, RLHF_STAGES[name].run, stage, seed_dir / name)
-    runs = plan(config)
-    pairs = None  # one set for every paired loss (KTO draws the same ones with its own runner)
-    trajectories = {}
-    for run in runs:
-        stage = run_config(config, run, seed, seed_dir)
-        if not stage_finished(stage, seed_dir / run.name):
-            print(f"\n=== seed {seed}, {run.name} ({run.method}) ===", flush=True)
-            extra = {}
-            if run.runner == "dpo":
-                if pairs is None:
-                    first = run_config(config, runs[0], seed, seed_dir)
-                    pairs = timed("pairs", preference.build_pairs, first, mesh)
-                extra = {"pairs": (dict(pairs[0]), pairs[1], pairs[2])}
-            timed(timing_key(run), RUNNERS[run.runner].run, stage, seed_dir / run.name, **extra)
-        trajectories[run.name] = trajectory(seed_dir / run.name, run.runner, run.frontier_steps)
+_PAIRS: dict[str, tuple] = {}  # the labelled pairs of a seed, made once per process
+
+
+def shared_pairs(stage_config) -> dict:
+    """{'pairs': (train, evaluation, task)} of `stage_config` (its seed's SFT samples, labelled),
+    labelled at its first call in this process and reused by the seed's other DPO runs."""
+    key = stage_config.to_json_best_effort()
+    if key not in _PAIRS:
+        _PAIRS[key] = preference.build_pairs(stage_config, make_mesh(stage_config.mesh))
+    train, evaluation, task = _PAIRS[key]
+    return {"pairs": (dict(train), evaluation, task)}
+
+
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    """Every run's trajectory and the long DPO run's over-optimisation result."""
+    runs = runs_of(config)
     over_run = next(r for r in runs if r.frontier_steps is not None)
-    over = timed(
-        "reevaluation", overoptimization_seed, config, task, mesh, seed, seed_dir, over_run
-    )
-    return {"trajectories": trajectories, "overoptimization": over}, timings
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    return {
+        "trajectories": {
+            run.name: trajectory(seed_dir / run.name, run.runner, run.frontier_steps)
+            for run in runs
+        },
+        "overoptimization": overoptimization_seed(config, task, mesh, seed, seed_dir, over_run),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,7 +650,9 @@ def difference_table(front: dict, pairs: dict, reference: str) -> list[str]:
     return lines
 
 
-def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path) -> str:
+def report(config, results: dict, timings: dict, prov: dict) -> str:
+    seeds, front = results["seeds"], results["frontiers"]
+    pairs, turn = results["comparisons"], results["overoptimization"]
     budgets = list(config.budgets)
     over = config.overoptimization
     steps_per_epoch = config.offline.preferences.num_pairs / config.offline.train.batch_size
@@ -744,52 +751,41 @@ def report(config, runs, seeds, front, pairs, turn, timings, prov, workdir: Path
         + f" Within seeds, {turn['seeds_turning_over']} of {len(seeds)} show a drop above 0 by "
         "more than 1.96 SE over prompts.",
     ]
-    text = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(text)
-    return text
+    return "\n".join(lines) + "\n"
+
+
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    """The frontiers at the KL budgets, their pairwise comparisons, the dominant methods and
+    the over-optimisation turn-over across seeds; the figures."""
+    runs = runs_of(config)
+    front = frontiers(config, runs, seeds)
+    pairs = comparisons(front)
+    figures(config, runs, seeds, front, workdir)
+    return {
+        "seeds": seeds,
+        "frontiers": front,
+        "comparisons": pairs,
+        "dominant": dominant(front, pairs),
+        "overoptimization": turnover(seeds),
+    }
+
+
+def summarize(results: dict) -> dict:
+    return {
+        "dominant": ", ".join(results["dominant"]) or "none",
+        "dpo_vs_ppo_rm": results["comparisons"].get("DPO vs PPO (RM)", {}).get("verdict", "n/a"),
+        "overoptimization_drop": results["overoptimization"]["drop"],
+        "turns_over": results["overoptimization"]["turns_over"],
+    }
+
+
+STUDY = Study(
+    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
+)
 
 
 def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    workdir, _ = setup(config, workdir)
-    runs = plan(config)
-    check_same_data(config)
-    start = time.perf_counter()
-    jobs = [(config, seed, workdir) for seed in config.seeds]
-    done = run_jobs(run_seed, jobs, workers=config.workers)
-    seeds = {seed: result for seed, (result, _) in zip(config.seeds, done)}
-    # Stage seconds are summed over seeds (on `workers` processes they overlap in wall time).
-    timings = {k: sum(t.get(k, 0.0) for _, t in done) for k in done[0][1]}
-    timings["seconds/total"] = time.perf_counter() - start
-    timings = accumulate_timings(workdir, timings)
-    front = frontiers(config, runs, seeds)
-    pairs = comparisons(front)
-    turn = turnover(seeds)
-    figures(config, runs, seeds, front, workdir)
-    (workdir / "results.json").write_text(
-        json.dumps(
-            {
-                "seeds": seeds,
-                "frontiers": front,
-                "comparisons": pairs,
-                "dominant": dominant(front, pairs),
-                "overoptimization": turn,
-                **timings,
-            },
-            indent=2,
-            default=float,
-        )
-    )
-    print(report(config, runs, seeds, front, pairs, turn, timings, prov, workdir))
-    summary = {
-        "dominant": ", ".join(dominant(front, pairs)) or "none",
-        "dpo_vs_ppo_rm": pairs.get("DPO vs PPO (RM)", {}).get("verdict", "n/a"),
-        "overoptimization_drop": turn["drop"],
-        "turns_over": turn["turns_over"],
-        **{k: round(v, 1) for k, v in timings.items()},
-    }
-    write_summary(workdir, summary)
-    return summary
+    return run_study(STUDY, config, workdir)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ provenance; results.json with every number; timings.json with the wall time by s
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import jax
@@ -39,16 +38,14 @@ from alignax.analysis.policy_eval import evaluate_policy
 from alignax.analysis.stats import interval_text, mean_interval, win_rate
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
-from alignax.experiment import setup, write_summary
 from alignax.metrics import read_metrics
 from alignax.models import ModelConfig
-from alignax.parallel import run_jobs
-from alignax.provenance import provenance, written_by
+from alignax.provenance import written_by
 from alignax.sharding import make_mesh
-from alignax.stages import load_stage_model, stage_finished
-from alignax.study import RLHF_STAGES, rlhf_stage_config
+from alignax.stages import load_stage_model
+from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, run_study
 from alignax.tasks import get_task
-from alignax.workdir import accumulate_timings, stage_fingerprint, use_compilation_cache
+from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo
 
 # ---------------------------------------------------------------------------------------------
@@ -152,52 +149,46 @@ def ppo_stage(config, run: dict, seed: int, seed_dir: Path) -> ml_collections.Co
     return cfg
 
 
-def _run_stage(label: str, module_run, stage_config, directory: Path, seed_dir: Path, **kwargs):
-    """Runs a stage unless it finished already; its seconds go to <seed_dir>/timings.json as it
-    ends (a run killed and resumed still reports what every finished stage cost)."""
-    if stage_finished(stage_config, directory):
-        return
-    print(f"\n=== {label} ===", flush=True)
-    mark = time.perf_counter()
-    module_run(stage_config, directory, **kwargs)
-    kind = label.split(",")[-1].split()[0]
-    accumulate_timings(seed_dir, {f"seconds/{kind}": time.perf_counter() - mark})
-
-
-def train_seed(config, seed: int, seed_dir: Path) -> list[dict]:
-    """Every stage of one seed; returns the PPO runs it holds."""
-    widths = [config.sweep_width] + [w for w in config.widths if w != config.sweep_width]
-    if seed not in config.size_axis_seeds:
-        widths = [config.sweep_width]
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    """Every stage of one seed: pretrain and SFT at each width of the seed (the sweep width
+    only, for a seed outside `size_axis_seeds`), the reward model at the sweep width, then the
+    PPO runs at those widths (each evaluated at step 0 too)."""
+    widths = seed_widths(config, seed)
+    planned = []
     for width in widths:
         parent, directory = width_config(config, width), width_dir(seed_dir, width)
-        for name in ("pretrain", "sft"):
-            stage = rlhf_stage_config(parent, name, seed, directory)
-            module = RLHF_STAGES[name]
-            _run_stage(
-                f"seed {seed}, {name} d{width}", module.run, stage, directory / name, seed_dir
+        names = ("pretrain", "sft") + ("reward_model",) * (width == config.sweep_width)
+        planned += [
+            PlannedStage(
+                f"d{width}/{name}",
+                RLHF_STAGES[name].KIND,
+                rlhf_stage_config(parent, name, seed, directory),
+                group=name,
             )
-        if width == config.sweep_width:
-            stage = rlhf_stage_config(parent, "reward_model", seed, directory)
-            _run_stage(
-                f"seed {seed}, reward_model",
-                RLHF_STAGES["reward_model"].run,
-                stage,
-                directory / "reward_model",
-                seed_dir,
-            )
-    runs = [r for r in ppo_plan(config) if r["width"] in widths]
-    for run in runs:
-        directory = width_dir(seed_dir, run["width"]) / "ppo" / run["name"]
-        _run_stage(
-            f"seed {seed}, ppo d{run['width']} {run['name']}",
-            ppo.run,
+            for name in names
+        ]
+    return planned + [
+        PlannedStage(
+            f"d{run['width']}/ppo/{run['name']}",
+            ppo.KIND,
             ppo_stage(config, run, seed, seed_dir),
-            directory,
-            seed_dir,
-            evaluate_at_start=True,
+            {"evaluate_at_start": True},
+            group="ppo",
         )
-    return runs
+        for run in seed_runs(config, seed)
+    ]
+
+
+def seed_widths(config, seed: int) -> list[int]:
+    """The widths a seed trains: the sweep width first, and the others on the size-axis seeds."""
+    if seed not in config.size_axis_seeds:
+        return [config.sweep_width]
+    return [config.sweep_width] + [w for w in config.widths if w != config.sweep_width]
+
+
+def seed_runs(config, seed: int) -> list[dict]:
+    """The PPO runs of a seed."""
+    return [r for r in ppo_plan(config) if r["width"] in seed_widths(config, seed)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,10 +202,11 @@ def pretraining_nll(model, params, texts: dict) -> float:
     return -jnp.sum(seq["sum"]) / jnp.maximum(jnp.sum(seq["count"]), 1.0)
 
 
-def evaluate_seed(config, seed: int, seed_dir: Path, runs: list[dict], mesh) -> dict:
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """policy key ('d<width>/<policy>') -> {gold_reward, win_rate_vs_sft, kl_to_sft,
     response_length, ended_with_eos, pretraining_nll, alignment_tax}; cached per seed."""
     path = seed_dir / "evaluation.json"
+    runs, mesh = seed_runs(config, seed), make_mesh(config.mesh)
     widths = sorted({r["width"] for r in runs} | {config.sweep_width})
     stages = [width_dir(seed_dir, w) / n for w in widths for n in ("pretrain", "sft")]
     stages += [width_dir(seed_dir, r["width"]) / "ppo" / r["name"] for r in runs]
@@ -614,10 +606,6 @@ def size_figure(config, combined: dict, workdir: Path) -> None:
     plots.save(fig, workdir / "figures" / "sizes")
 
 
-def _pm(value: tuple[float, float], digits: int = 2) -> str:
-    return interval_text(value, digits)
-
-
 def _verdict(ok: bool) -> str:
     return f"**{'pass' if ok else 'fail'}**"
 
@@ -637,14 +625,16 @@ def size_table(config, combined: dict) -> list[str]:
             continue
         lines.append(
             f"| {width} ({num_params(config, width) / 1e3:.0f}k) | "
-            + " | ".join(_pm(r["win_rate_vs_sft"]) for r in row)
-            + f" | {_pm(row[2]['alignment_tax'], 3)} / {_pm(row[3]['alignment_tax'], 3)} |"
+            + " | ".join(interval_text(r["win_rate_vs_sft"], 2) for r in row)
+            + f" | {interval_text(row[2]['alignment_tax'], 3)} / "
+            f"{interval_text(row[3]['alignment_tax'], 3)} |"
         )
     return lines
 
 
-def report(config, combined, result, samples, timings, prov, workdir: Path) -> str:
+def report(config, results: dict, timings: dict, prov: dict) -> str:
     s, c = config.sweep, config.criteria
+    combined, result, samples = results["combined"], results["criteria"], results["samples"]
     sweep = f"d{config.sweep_width}"
     seeds = ", ".join(map(str, config.seeds))
     stage_times = ", ".join(
@@ -687,9 +677,10 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
     for name in order:
         r = combined[f"{sweep}/{name}"]
         lines.append(
-            f"| {name} | {_pm(r['gold_reward'])} | {_pm(r['win_rate_vs_sft'])} | "
-            f"{_pm(r['kl_to_sft'])} | {_pm(r['pretraining_nll'], 3)} | "
-            f"{_pm(r['alignment_tax'], 3)} | {_pm(r['response_length'], 1)} |"
+            f"| {name} | {interval_text(r['gold_reward'], 2)} | "
+            f"{interval_text(r['win_rate_vs_sft'], 2)} | "
+            f"{interval_text(r['kl_to_sft'], 2)} | {interval_text(r['pretraining_nll'], 3)} | "
+            f"{interval_text(r['alignment_tax'], 3)} | {interval_text(r['response_length'], 1)} |"
         )
     lines += ["", *size_table(config, combined)]
     a3 = result["A3"]["targets"]
@@ -710,7 +701,8 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
         lines.append(
             f"| A1 gold rises then falls at beta = 0 | {_verdict(a1['pass'])}: rises "
             f"{a1['rise']:+.2f} to its peak at step {a1['peak_step']}, then falls "
-            f"{_pm((a1['drop'], a1['drop_ci']))} (paired over seeds) by step {a1['final_step']}; "
+            f"{interval_text((a1['drop'], a1['drop_ci']), 2)} (paired over seeds) by step "
+            f"{a1['final_step']}; "
             f"within seeds, {a1['seeds_falling']} of {len(config.seeds)} fall by more than 1.96 "
             f"SE; proxy rises past the peak: {a1['proxy_rises_past_peak']} |"
         )
@@ -722,7 +714,7 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
         f"{c.kl_warmup_fraction:.0%} of steps) | {_verdict(result['A3']['pass'])}: {a3_text} |",
         f"| A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate | "
         f"{_verdict(result['A4']['pass'])}: {result['A4']['best_run']} "
-        f"{_pm((result['A4']['win_rate'], result['A4']['win_rate_ci']))} |",
+        f"{interval_text((result['A4']['win_rate'], result['A4']['win_rate_ci']), 2)} |",
         f"| PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} for <= "
         f"{c.max_win_rate_drop * 100:.0f} points of win rate | {_verdict(ptx['pass'])}: tax of "
         f"{s.ptx_base} {ptx['tax'][0.0]:.3f} nats/token; {ptx_text} |",
@@ -740,43 +732,19 @@ def report(config, combined, result, samples, timings, prov, workdir: Path) -> s
                 f"{point['kl']:.1f}):"
             )
             lines += [f"  - {text}" for text in point["texts"]]
-    text = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(text)
-    return text
+    return "\n".join(lines) + "\n"
 
 
-def run_seed(config, seed: int, seed_dir: Path) -> tuple[list[dict], dict]:
-    """Trains and evaluates one seed (a job for `run_jobs`): its PPO runs and its table."""
-    use_compilation_cache(seed_dir.parent)  # in this process (a worker's is its own)
-    runs = train_seed(config, seed, seed_dir)
-    mark = time.perf_counter()
-    table = evaluate_seed(config, seed, seed_dir, runs, make_mesh(config.mesh))
-    accumulate_timings(seed_dir, {"seconds/evaluation": time.perf_counter() - mark})
-    return runs, table
-
-
-def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    workdir, _ = setup(config, workdir)
-    start = time.perf_counter()
-    jobs = [(config, seed, workdir / f"seed{seed}") for seed in config.seeds]
-    done = run_jobs(run_seed, jobs, workers=config.workers)
-    tables, curves = {}, {}
-    for seed, (runs, table) in zip(config.seeds, done):
-        tables[seed] = table
-        for run in runs:
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    """Every seed's table and their means, the criteria, the PPO runs' curves (per seed and
+    their mean), the samples of the beta = 0 run; the figures."""
+    curves = {}
+    for seed in config.seeds:
+        for run in seed_runs(config, seed):
             if run["width"] == config.sweep_width:
                 directory = width_dir(workdir / f"seed{seed}", run["width"]) / "ppo" / run["name"]
                 curves.setdefault(run["name"], []).append(run_curves(directory))
-    # Wall time over the invocations that built the workdir; stage seconds summed over seeds
-    # (on `workers` processes they overlap in wall time).
-    timings = accumulate_timings(workdir, {"seconds/total": time.perf_counter() - start})
-    for seed in config.seeds:
-        ledger = json.loads((workdir / f"seed{seed}" / "timings.json").read_text())
-        for key, seconds in ledger.items():
-            timings[key] = timings.get(key, 0.0) + seconds
-    combined = aggregate(tables)
-    result = criteria(config, combined, curves)
+    combined = aggregate(seeds)
     mean_curves = {
         name: {
             "eval": seed_mean_curve([c["eval"] for c in runs], ("kl", "gold", "proxy")),
@@ -785,28 +753,28 @@ def run(config, workdir):
         for name, runs in curves.items()
     }
     beta0 = width_dir(workdir / f"seed{config.seeds[0]}", config.sweep_width) / "ppo" / "beta0"
-    samples = collapse_samples(beta0, config.eval.num_samples) if beta0.is_dir() else {}
     figures(config, combined, mean_curves, workdir)
-    (workdir / "results.json").write_text(
-        json.dumps(
-            {
-                "seeds": {str(k): v for k, v in tables.items()},
-                "combined": combined,
-                "criteria": result,
-                "curves": curves,
-                "mean_curves": mean_curves,
-                "samples": samples,
-                **timings,
-            },
-            indent=2,
-            default=float,
-        )
-    )
-    print(report(config, combined, result, samples, timings, prov, workdir))
-    summary = {f"{k}_pass": v["pass"] for k, v in result.items()}
-    summary.update({k: round(v, 1) for k, v in timings.items()})
-    write_summary(workdir, summary)
-    return summary
+    return {
+        "seeds": {str(k): v for k, v in seeds.items()},
+        "combined": combined,
+        "criteria": criteria(config, combined, curves),
+        "curves": curves,
+        "mean_curves": mean_curves,
+        "samples": collapse_samples(beta0, config.eval.num_samples) if beta0.is_dir() else {},
+    }
+
+
+def summarize(results: dict) -> dict:
+    return {f"{k}_pass": v["pass"] for k, v in results["criteria"].items()}
+
+
+STUDY = Study(
+    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
+)
+
+
+def run(config, workdir):
+    return run_study(STUDY, config, workdir)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def test_peak_and_final_take_the_first_highest_gold_and_the_last_point():
 
 def test_plan_has_every_method_and_one_long_dpo_run():
     config = config_module.get_config("default")
-    runs = frontier.plan(config)
+    runs = frontier.runs_of(config)
     assert set(frontier.methods(runs)) == {
         "DPO",
         "IPO",
@@ -105,7 +105,7 @@ def test_plan_has_every_method_and_one_long_dpo_run():
 
 def test_run_config_links_the_seed_stages(tmp_path):
     config = config_module.get_config("runlocal")
-    runs = {r.name: r for r in frontier.plan(config)}
+    runs = {r.name: r for r in frontier.runs_of(config)}
     simpo = frontier.run_config(config, runs["simpo"], 3, tmp_path)
     assert simpo.seed == 3 and simpo.loss.name == "simpo"
     assert simpo.init_from == simpo.labels.policy_from == str(tmp_path / "sft")
@@ -123,7 +123,7 @@ def test_config_errors_name_the_key():
     with config.unlocked():
         config.overoptimization.beta = 0.3
     with pytest.raises(ValueError, match="overoptimization.beta"):
-        frontier.plan(config)
+        frontier.runs_of(config)
     config = config_module.get_config("runlocal")
     config.kto.train.steps = 3
     with pytest.raises(ValueError, match="kto.train.steps"):

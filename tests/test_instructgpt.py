@@ -81,54 +81,37 @@ def test_policy_model_keeps_head_dimension_and_mlp_ratio(config):
         instructgpt.policy_model(config.model, 40)
 
 
-def test_every_width_trains_its_own_stages_against_the_sweep_widths_reward_model(
-    config, tmp_path, monkeypatch
-):
-    """The size axis's wiring, which the one-width smoke run does not reach: the stages of one
-    seed in order, each at its width, every PPO run from its width's SFT policy and scored by the
-    one reward model of the sweep width (nothing trains: the stage runner records its calls)."""
-    calls = []
-    monkeypatch.setattr(
-        instructgpt,
-        "_run_stage",
-        lambda label, module_run, stage, directory, seed_dir, **kw: calls.append(
-            (label, module_run, stage, directory, kw)
-        ),
-    )
+def test_every_width_trains_its_own_stages_against_the_sweep_widths_reward_model(config, tmp_path):
+    """The size axis's wiring, which the one-width smoke run does not reach: the planned stages
+    of one seed in order, each at its width, every PPO run from its width's SFT policy and
+    scored by the one reward model of the sweep width."""
     sweep = config.sweep_width
     others = [w for w in config.widths if w != sweep]
     assert others  # the default preset has a size axis
-    runs = instructgpt.train_seed(config, 0, tmp_path)
-    assert runs == instructgpt.ppo_plan(config)
-    labels = [call[0] for call in calls]
-    upstream = [f"seed 0, pretrain d{sweep}", f"seed 0, sft d{sweep}", "seed 0, reward_model"]
+    planned = instructgpt.plan(config, 0, tmp_path)
+    runs = instructgpt.ppo_plan(config)
+    upstream = [f"d{sweep}/pretrain", f"d{sweep}/sft", f"d{sweep}/reward_model"]
     for width in others:
-        upstream += [f"seed 0, pretrain d{width}", f"seed 0, sft d{width}"]
-    assert labels[: len(upstream)] == upstream
-    assert labels[len(upstream) :] == [f"seed 0, ppo d{r['width']} {r['name']}" for r in runs]
+        upstream += [f"d{width}/pretrain", f"d{width}/sft"]
+    assert [p.name for p in planned] == upstream + [f"d{r['width']}/ppo/{r['name']}" for r in runs]
     reward_model = tmp_path / f"d{sweep}" / "reward_model"
-    for (_, module_run, stage, directory, kw), run in zip(calls[len(upstream) :], runs):
-        width = run["width"]
-        assert module_run is ppo.run and kw == {"evaluate_at_start": True}
-        assert stage.model.d_model == width and stage.seed == 0
-        assert directory == tmp_path / f"d{width}" / "ppo" / run["name"]
-        assert stage.init_from == str(tmp_path / f"d{width}" / "sft")
-        assert stage.rewards.reward_model_from == str(reward_model)
-        assert {k: stage.ppo[k] for k in run["ppo"]} == run["ppo"]
-    for label, module_run, stage, directory, _ in calls[: len(upstream)]:
-        kind = label.split(", ")[1].split()[0]
-        assert module_run is RLHF_STAGES[kind].run
-        width = sweep if kind == "reward_model" else int(label.rsplit("d", 1)[1])
-        assert directory == tmp_path / f"d{width}" / kind
+    for stage, run in zip(planned[len(upstream) :], runs, strict=True):
+        width, c = run["width"], stage.config
+        assert stage.kind is ppo.KIND and stage.group == "ppo"
+        assert stage.options == {"evaluate_at_start": True}
+        assert c.model.d_model == width and c.seed == 0
+        assert c.init_from == str(tmp_path / f"d{width}" / "sft")
+        assert c.rewards.reward_model_from == str(reward_model)
+        assert {k: c.ppo[k] for k in run["ppo"]} == run["ppo"]
+    for stage in planned[: len(upstream)]:
+        width, kind = stage.name.split("/")
+        assert stage.kind is RLHF_STAGES[kind].KIND and stage.group == kind
         if kind != "reward_model":  # the reward model has its own model config
-            assert stage.model.d_model == width
+            assert stage.config.model.d_model == int(width.removeprefix("d"))
     # A seed outside size_axis_seeds trains the sweep width only.
     other = config.copy_and_resolve_references()
     other.size_axis_seeds = (0,)
-    calls.clear()
-    runs = instructgpt.train_seed(other, 1, tmp_path)
-    assert {r["width"] for r in runs} == {sweep}
-    assert all(f"d{sweep}" in c[0] or c[0].endswith("reward_model") for c in calls)
+    assert {p.name.split("/")[0] for p in instructgpt.plan(other, 1, tmp_path)} == {f"d{sweep}"}
 
 
 def test_size_table_and_figure_show_every_width_that_has_all_four_policies(
