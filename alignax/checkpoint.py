@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from alignax.metrics import NonFiniteMetricError
-from alignax.models.lora import TARGETS, LoraConfig, merge
+from alignax.models.lora import HEADS, TARGETS, LoraConfig, merge
 
 
 class CheckpointMismatchError(ValueError):
@@ -451,10 +451,11 @@ def _partial_restore(directory: Path, step: int, like: dict) -> dict:
 
 
 def _is_lora_policy(saved_params: set[str], found: dict) -> bool:
-    """A LoRA run's checkpoint: params are adapters only, the base is in ref_params."""
+    """A LoRA run's checkpoint: params are adapters (and heads trained in full) only, the base
+    is in ref_params."""
     return (
-        bool(saved_params)
-        and saved_params <= set(TARGETS)
+        bool(saved_params - {HEADS})
+        and saved_params <= {*TARGETS, HEADS}
         and any(k.startswith("ref_params/") for k in found)
     )
 
@@ -495,9 +496,11 @@ def _restore_lora_policy(
     restored_adapters = restored["params"]
     for key in adapters_at:
         restored_adapters = restored_adapters[key]
-    rank = next(iter(adapters.values()))["a"].shape[-1]
+    targets = tuple(sorted(k for k in adapters if k != HEADS))
     lora = LoraConfig(
-        rank=rank, alpha=float(lora_section["alpha"]), targets=tuple(sorted(adapters))
+        rank=adapters[targets[0]]["a"].shape[-1],
+        alpha=float(lora_section["alpha"]),
+        targets=targets,
     )
     merged = jax.jit(lambda base, adapters: merge(base, adapters, lora))(
         restored["ref_params"], restored_adapters

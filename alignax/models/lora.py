@@ -16,6 +16,10 @@ Each target weight W of shape [layers, *in, *out] (q, k, v: [L, d | heads, head_
 B [L, rank, *out]; W' = W + (alpha / rank) * A @ B. A starts N(0, 1/fan_in), B at zero.
 `merge` runs inside the caller's jit: the merged weights are temporaries of the step (the
 forward of a scanned layer stack reads them like the base weights), never a stored copy.
+
+A head the base does not have (a reward model's `reward_head`) cannot be adapted from zero: it
+trains in full beside the adapters, as `adapters[HEADS] = {name: array}`, and `merge` puts it
+in place of the base's (PEFT's `modules_to_save`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ TARGETS = {
     "up": (("blocks", "mlp", "up"), 1),
     "down": (("blocks", "mlp", "down"), 1),
 }
+
+
+# The entry of the adapters that holds params trained in full (new heads), not adapters.
+HEADS = "heads"
 
 
 def default_lora_config() -> ml_collections.ConfigDict:
@@ -145,10 +153,14 @@ def delta(adapter: Params, scale: float) -> jax.Array:
 
 
 def merge(params: Params, adapters: Params, lora: LoraConfig) -> Params:
-    """`params` with W + (alpha / rank) A @ B on every adapted weight (others shared, not
-    copied). Pure: call it inside the step's jit, or once to export merged weights."""
+    """`params` with W + (alpha / rank) A @ B on every adapted weight and the fully trained
+    `adapters[HEADS]` in place (others shared, not copied). Pure: call it inside the step's jit,
+    or once to export merged weights."""
     merged = jax.tree.map(lambda x: x, params)  # new dicts, same leaves
+    merged.update(adapters.get(HEADS, {}))
     for target, adapter in adapters.items():
+        if target == HEADS:
+            continue
         path, _ = TARGETS[target]
         parent = merged
         for key in path[:-1]:
@@ -175,6 +187,7 @@ def num_lora_params(adapters: Params) -> int:
 
 
 __all__ = [
+    "HEADS",
     "TARGETS",
     "LoraConfig",
     "default_lora_config",

@@ -156,9 +156,12 @@ def build(config, ctx: Context) -> Stage:
         },
         log_keys=("loss", "rewards/accuracy"),
         stacked_members=members > 1,
+        # Under LoRA the new reward head trains in full beside the adapters.
+        lora_heads=tuple(k for k in params if k.startswith("reward_")),
         lora_refusal=(
-            "LoRA adapts the backbone's projections, and a reward model's new reward head "
-            "would not train; train it in full (lora.rank=0)"
+            "an ensemble (reward.ensemble_size > 1) stacks full members; train it with lora.rank=0"
+            if members > 1
+            else None
         ),
     )
 

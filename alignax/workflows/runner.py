@@ -37,7 +37,14 @@ from jax.sharding import Mesh
 from alignax import optim, steps
 from alignax.experiment import example_batch, setup, write_summary
 from alignax.models import Model, Params
-from alignax.models.lora import LoraConfig, init_lora, lora_loss_fn, merge, num_lora_params
+from alignax.models.lora import (
+    HEADS,
+    LoraConfig,
+    init_lora,
+    lora_loss_fn,
+    merge,
+    num_lora_params,
+)
 from alignax.state import TrainState
 from alignax.training import train_batches, train_loop
 
@@ -82,6 +89,8 @@ class Stage:
     # Where the policy sits in `params` (PPO: "policy", beside its value model); None: all.
     policy_key: str | None = None
     stacked_members: bool = False  # params stacked on axis 0 (an ensemble), one optimizer each
+    # Params that train in full under LoRA beside the adapters: a head the base does not have.
+    lora_heads: tuple[str, ...] = ()
     # Why LoRA cannot train this stage as configured (None: it can); refused naming lora.rank.
     lora_refusal: str | None = None
 
@@ -120,7 +129,15 @@ def run_stage(
     if config.lora.rank > 0 and stage.lora_refusal is not None:
         raise ValueError(f"config lora.rank={config.lora.rank}: {stage.lora_refusal}")
     state, lora = trainable_state(
-        config, stage.model, stage.params, tx, mesh, rngs["init"], stage.policy_key, stage.slots
+        config,
+        stage.model,
+        stage.params,
+        tx,
+        mesh,
+        rngs["init"],
+        policy_key=stage.policy_key,
+        slots=stage.slots,
+        heads=stage.lora_heads,
     )
     view = None if lora is None else functools.partial(_merged, lora=lora)
     if stage.loss_fn is not None:
@@ -168,19 +185,24 @@ def trainable_state(
     tx,
     mesh: Mesh,
     rng: jax.Array,
+    *,
     policy_key: str | None = None,
     slots: dict | None = None,
+    heads: tuple[str, ...] = (),
 ) -> tuple[TrainState, LoraConfig | None]:
     """(train state, LoRA config or None): `params` with `slots` (other TrainState fields), or
     with `config.lora.rank > 0` LoRA adapters (alignax/models/lora.py) in place of the policy's
     params (`params[policy_key]`, or all of them), whose base rides in `ref_params` (no second
-    copy; a later stage loading the checkpoint gets the merged policy)."""
+    copy; a later stage loading the checkpoint gets the merged policy); the base's `heads` train
+    in full beside the adapters."""
     slots = slots or {}
     if config.lora.rank == 0:
         return TrainState.create(params, tx, mesh, **slots), None
     lora = LoraConfig.from_config(config.lora)
     base = params if policy_key is None else params[policy_key]
     adapters = init_lora(jax.random.fold_in(rng, 1), model, lora, mesh=mesh)
+    if heads:
+        adapters[HEADS] = {name: base[name] for name in heads}
     trained = adapters if policy_key is None else {**params, policy_key: adapters}
     state = TrainState.create(trained, tx, mesh, **{**slots, "ref_params": base})
     print(
