@@ -1,8 +1,8 @@
 """The one way a study runs: its stages for every seed, then its analysis and report.
 
-    STUDY = Study(plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report,
-                  summarize=summarize)                       # module-level, in the study script
-    summary = run_study(STUDY, config, workdir)
+    run = Study.of(__name__).run          # at the end of a study script that defines plan,
+                                          # evaluate_seed, analyse, report and summarize
+    summary = run(config, workdir)        # = run_study(study, config, workdir)
 
 A study declares what is its own: `plan(config, seed, seed_dir)`, the stages of one seed in the
 order they run (each a `PlannedStage`: name, kind, config with its links to the stages before it,
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +73,19 @@ class Study:
     analyse: Callable[[ml_collections.ConfigDict, dict, Path], dict]
     report: Callable[[ml_collections.ConfigDict, dict, dict, dict], str]
     summarize: Callable[[dict], dict]
+
+    @classmethod
+    def of(cls, module_name: str) -> Study:
+        """The study a module declares by its functions of these names."""
+        module = sys.modules[module_name]
+        fields = [f.name for f in dataclasses.fields(cls)]
+        missing = [name for name in fields if not callable(getattr(module, name, None))]
+        if missing:
+            raise TypeError(f"{module_name} declares no {', '.join(missing)} (see alignax.study)")
+        return cls(**{name: getattr(module, name) for name in fields})
+
+    def run(self, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+        return run_study(self, config, workdir)
 
 
 def run_study(study: Study, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:

@@ -46,7 +46,7 @@ from alignax.metrics import read_metrics
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
-from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, run_study
+from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config
 from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo, preference, unpaired
@@ -779,13 +779,7 @@ def summarize(results: dict) -> dict:
     }
 
 
-STUDY = Study(
-    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
-)
-
-
-def run(config, workdir):
-    return run_study(STUDY, config, workdir)
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

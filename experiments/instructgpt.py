@@ -43,7 +43,7 @@ from alignax.models import ModelConfig
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
-from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, run_study
+from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config
 from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo
@@ -768,13 +768,7 @@ def summarize(results: dict) -> dict:
     return {f"{k}_pass": v["pass"] for k, v in results["criteria"].items()}
 
 
-STUDY = Study(
-    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
-)
-
-
-def run(config, workdir):
-    return run_study(STUDY, config, workdir)
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

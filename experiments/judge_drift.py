@@ -31,7 +31,7 @@ from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.provenance import written_by
-from alignax.study import PlannedStage, Study, run_study, seed_stage_config
+from alignax.study import PlannedStage, Study, seed_stage_config
 from alignax.workflows import ppo, reward_model, sft
 
 
@@ -266,13 +266,7 @@ def summarize(results: dict) -> dict:
     }
 
 
-STUDY = Study(
-    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
-)
-
-
-def run(config, workdir):
-    return run_study(STUDY, config, workdir)
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

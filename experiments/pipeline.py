@@ -34,7 +34,7 @@ from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.provenance import written_by
 from alignax.sharding import init_params, make_mesh
-from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, run_study
+from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config
 from alignax.tasks import get_task
 
 POLICIES = ("base", "sft", "ppo", "dpo")
@@ -223,13 +223,7 @@ def summarize(results: dict) -> dict:
     }
 
 
-STUDY = Study(
-    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
-)
-
-
-def run(config, workdir):
-    return run_study(STUDY, config, workdir)
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

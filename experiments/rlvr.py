@@ -37,7 +37,7 @@ from alignax.models import build_model
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
-from alignax.study import PlannedStage, Study, run_study, seed_stage_config
+from alignax.study import PlannedStage, Study, seed_stage_config
 from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import online, sft
@@ -320,13 +320,7 @@ def summarize(results: dict) -> dict:
     }
 
 
-STUDY = Study(
-    plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report, summarize=summarize
-)
-
-
-def run(config, workdir):
-    return run_study(STUDY, config, workdir)
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

@@ -38,8 +38,7 @@ def summarize(results):
     return {"mean_nll": sum(results["nll"].values()) / len(results["nll"])}
 
 
-TOY = Study(plan=plan, evaluate_seed=evaluate_seed, analyse=analyse, report=report,
-            summarize=summarize)  # fmt: skip
+TOY = Study.of(__name__)
 
 
 def _config(steps=2):
