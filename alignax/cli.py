@@ -64,11 +64,25 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
     app.run(main, flags_parser=parse_flags)
 
 
+# Keys renamed to one spelling per concept (docs/config_keys.md): old ending -> new ending.
+RENAMED = {
+    "sft.num_eval_prompts": "eval.num_prompts",
+    "sft.max_new_tokens": "eval.max_new_tokens",
+    "preferences.num_eval_prompts": "eval.num_prompts",
+    "preferences.max_new_tokens": "eval.max_new_tokens",
+    "unpaired.num_eval_prompts": "eval.num_prompts",
+    "unpaired.max_new_tokens": "eval.max_new_tokens",
+    "rollout.num_eval_prompts": "eval.num_prompts",
+    "evaluation.num_prompts": "eval.num_prompts",
+}
+
+
 def unknown_override(argv: list[str]) -> str | None:
     """For the first `--config.<key>=...` of `argv` whose key the config does not have: a
-    message naming the override, the config file and the first missing part of the key (and
-    the top-level section of that name, when the parent sets it for every stage); None if
-    every override names a key of the config."""
+    message naming the override, the config file and the first missing part of the key (the
+    new key, when it is an old spelling of a renamed one; the top-level section of that name,
+    when the parent sets it for every stage); None if every override names a key of the
+    config."""
     source = next(
         (a.split("=", 1)[1] if "=" in a else argv[i + 1])
         for i, a in enumerate(argv)
@@ -86,6 +100,10 @@ def unknown_override(argv: list[str]) -> str | None:
                 continue
             missing = ".".join(parts[: i + 1])
             message = f"--config.{key}: {source} has no key {missing!r}"
+            old = next((o for o in RENAMED if key == o or key.endswith(f".{o}")), None)
+            if old is not None:
+                new = key.removesuffix(old) + RENAMED[old]
+                return f"{message}: renamed, use --config.{new} (docs/config_keys.md)"
             shared = next((k for k in (part, f"{part}s") if i > 0 and k in config), None)
             if shared:  # e.g. stages.sft.model -> model, stages.sft.seed -> seeds
                 rest = ".".join([shared, *parts[i + 1 :]])

@@ -56,9 +56,9 @@ def setup(
 
 # ------------------------------------------------------------------------------ config checks
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks every `train` and `optimizer` section (also nested ones, e.g. a pipeline's
-    `stages.sft.train`), every `eval_fraction` and every list of `seeds`; raises ValueError
-    naming the full key and the allowed values."""
+    """Checks every `train`, `optimizer` and `eval` section (also nested ones, e.g. a
+    pipeline's `stages.sft.train`), every `eval_fraction` and every list of `seeds`; raises
+    ValueError naming the full key and the allowed values."""
     flat = flatten_config(json.loads(config.to_json_best_effort()))
 
     def value(key):
@@ -91,6 +91,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                     f"a divisor of {prefix}batch_size={value(prefix + 'batch_size')}",
                 )
     for key in flat:
+        if f".{key}".endswith(".eval.num_prompts") or f".{key}".endswith(".eval.max_new_tokens"):
+            need(key, is_int(value(key)) and value(key) >= 0, "an integer >= 0")
         if key.split(".")[-1] == "eval_fraction":
             need(key, isinstance(value(key), float | int) and 0 < value(key) < 1, "in (0, 1)")
         if key.split(".")[-1] == "seeds" and isinstance(value(key), list):

@@ -27,6 +27,16 @@ def base_config(model: str = "tiny", task: str = "review") -> ml_collections.Con
     return config
 
 
+def eval_config(num_prompts: int, max_new_tokens: int | None = None) -> ml_collections.ConfigDict:
+    """A stage's `eval` section: how many held-out prompts its policy answers at every
+    evaluation and, for the offline stages, how long the answers may be (the online stages
+    answer at `rollout.max_new_tokens`, their training length). docs/config_keys.md."""
+    section = {"num_prompts": num_prompts}
+    if max_new_tokens is not None:
+        section["max_new_tokens"] = max_new_tokens
+    return ml_collections.ConfigDict(section)
+
+
 def stages_parent_config(
     model: str = "tiny", task: str = "review", *, seed: bool = False
 ) -> ml_collections.ConfigDict:

@@ -42,9 +42,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "train": train,
         }
     )
-    config.evaluation = ml_collections.ConfigDict({"num_prompts": 256})
+    config.eval = ml_collections.ConfigDict({"num_prompts": 256})
     if small:
-        config.evaluation.num_prompts = 16
+        config.eval.num_prompts = 16
         config.revision.update(num_examples=64, num_eval_examples=16)
         config.revision.train.update(steps=4, batch_size=16, log_every=2, eval_every=4)
         config.revision.train.checkpoint_every = 4

@@ -40,9 +40,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # Temperature of the annotator of the directional reward (in units of the standardised
     # scores: 1 = a one-spread difference is preferred with probability 0.73).
     config.label_temperature = 0.5
-    config.evaluation = ml_collections.ConfigDict({"num_prompts": 256})
+    config.eval = ml_collections.ConfigDict({"num_prompts": 256})
     if small:
         config.directions = (0.0, 90.0)
-        config.evaluation.num_prompts = 16
+        config.eval.num_prompts = 16
     config.lock()
     return config

@@ -20,7 +20,7 @@ from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
 from alignax.losses.registry import PREFERENCE_LOSSES, default_hyperparameters
 from alignax.models.lora import default_lora_config
-from configs.common import base_config
+from configs.common import base_config, eval_config
 
 # Per-loss beta scales differ: SimPO/ORPO/CPO use length-normalised or odds terms.
 _BETA = {"simpo": 2.0, "orpo": 0.1, "cpo": 0.1, "ipo": 0.1}
@@ -36,8 +36,6 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         {
             "num_pairs": 4096,
             "num_eval_pairs": 256,
-            "num_eval_prompts": 128,
-            "max_new_tokens": 32,
             # Reference log-probs computed once before training instead of in every step.
             "precompute_reference": False,
             # Reference-free losses (SimPO, ORPO, sft, ...): also report the KL of samples to the
@@ -45,6 +43,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "eval_kl_to_initial": False,
         }
     )
+    config.eval = eval_config(num_prompts=128, max_new_tokens=32)
     # LoRA adapters (rank > 0): the trained params are the adapters, the reference is the base
     # without them (no second copy of the weights); see alignax/models/lora.py.
     config.lora = default_lora_config()

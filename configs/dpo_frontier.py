@@ -74,9 +74,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.offline.preferences.update(
         num_pairs=num_pairs,
         num_eval_pairs=64,
-        num_eval_prompts=eval_prompts,
         eval_kl_to_initial=True,  # SimPO, ORPO, preferred-FT keep no reference of their own
     )
+    config.offline.eval.num_prompts = eval_prompts
     config.offline.train.update(
         steps=steps,
         batch_size=batch_size,
@@ -97,9 +97,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # KTO on the same pairs, each split into a desirable and an undesirable example: twice the
     # examples at twice the batch, so the same sequences per step and the same passes.
     config.kto = stage_section(kto.get_config("runlocal"))
-    config.kto.unpaired.update(
-        num_pairs=num_pairs, num_eval_pairs=64, num_eval_prompts=eval_prompts
-    )
+    config.kto.unpaired.update(num_pairs=num_pairs, num_eval_pairs=64)
+    config.kto.eval.num_prompts = eval_prompts
     config.kto.train.update(
         steps=steps,
         batch_size=2 * batch_size,
@@ -121,7 +120,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # A horizon of two iterations' samples: the coefficient moves up to 10% an iteration, so it
     # can steer the KL to its target within a short run.
     config.rl.ppo.ppo.update(kl_coef=0.1, kl_horizon=64)
-    config.rl.ppo.rollout.num_eval_prompts = eval_prompts
+    config.rl.ppo.eval.num_prompts = eval_prompts
     config.rl.ppo.train.update(
         steps=30, batch_size=32, log_every=3, eval_every=3, checkpoint_every=30
     )
@@ -137,21 +136,21 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
 
     if small:
         config.stages.pretrain.train.update(steps=10, log_every=10, eval_every=10)
-        config.stages.pretrain.sft.update(num_examples=512, num_eval_prompts=16)
+        config.stages.pretrain.sft.num_examples = 512
+        config.stages.pretrain.eval.num_prompts = 16
         config.stages.sft.train.update(steps=20, log_every=10, eval_every=20)
-        config.stages.sft.sft.update(num_examples=256, num_eval_prompts=16)
+        config.stages.sft.sft.num_examples = 256
+        config.stages.sft.eval.num_prompts = 16
         config.budgets = (0.5, 1.0)
         num_pairs, batch_size, steps, eval_every, eval_prompts = 64, 16, 8, 4, 16
         config.stages.reward_model.reward.update(num_comparisons=num_pairs, num_eval_comparisons=32)
         config.stages.reward_model.train.update(
             steps=8, log_every=4, eval_every=8, checkpoint_every=8
         )
-        config.offline.preferences.update(
-            num_pairs=num_pairs, num_eval_pairs=16, num_eval_prompts=eval_prompts
-        )
-        config.kto.unpaired.update(
-            num_pairs=num_pairs, num_eval_pairs=16, num_eval_prompts=eval_prompts
-        )
+        config.offline.preferences.update(num_pairs=num_pairs, num_eval_pairs=16)
+        config.kto.unpaired.update(num_pairs=num_pairs, num_eval_pairs=16)
+        for section in (config.offline, config.kto, config.rl.ppo):
+            section.eval.num_prompts = eval_prompts
         for section, batch in ((config.offline, batch_size), (config.kto, 2 * batch_size)):
             section.train.update(
                 steps=steps,
@@ -163,7 +162,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.dpo_betas = (0.1,)
         config.variants = ml_collections.ConfigDict({"simpo": config.variants.simpo})
         config.rl.kl_targets = (2.0,)
-        config.rl.ppo.rollout.update(num_prompts=32, num_eval_prompts=eval_prompts)
+        config.rl.ppo.rollout.num_prompts = 32
         config.rl.ppo.train.update(
             steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=4
         )

@@ -27,7 +27,7 @@ from alignax.rl import (
     default_rollout_config,
     default_xpo_config,
 )
-from configs.common import base_config
+from configs.common import base_config, eval_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
@@ -37,7 +37,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config = base_config("tiny", task="review" if arg == "review" else "arithmetic")
     config.algorithm = arg if arg in ("xpo", "nash_md") else "grpo"
     config.rollout = default_rollout_config()
-    config.rollout.update(num_prompts=4096, num_eval_prompts=256, max_new_tokens=4, group_size=8)
+    config.rollout.update(num_prompts=4096, max_new_tokens=4, group_size=8)
+    config.eval = eval_config(num_prompts=256)
     if arg == "xpo":  # one policy and one reference response per prompt
         config.xpo = default_xpo_config()
         config.rollout.group_size = 1

@@ -109,12 +109,15 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         # dominates a toy run).
         config.eval.update(num_prompts=32, num_pretraining_texts=64)
         st.pretrain.train.update(steps=20, log_every=10, eval_every=20, checkpoint_every=20)
-        st.pretrain.sft.update(num_examples=1024, num_eval_examples=64, num_eval_prompts=32)
+        st.pretrain.sft.update(num_examples=1024, num_eval_examples=64)
+        st.pretrain.eval.num_prompts = 32
         st.sft.train.update(steps=20, log_every=10, eval_every=20, checkpoint_every=20)
-        st.sft.sft.update(num_examples=128, num_eval_examples=64, num_eval_prompts=32)
+        st.sft.sft.update(num_examples=128, num_eval_examples=64)
+        st.sft.eval.num_prompts = 32
         st.reward_model.train.update(steps=20, log_every=10, eval_every=20, checkpoint_every=20)
         st.reward_model.reward.update(num_comparisons=256, num_eval_comparisons=64)
         st.ppo.train.update(steps=4, log_every=1, eval_every=2, checkpoint_every=4, batch_size=32)
-        st.ppo.rollout.update(num_prompts=64, num_eval_prompts=32)
+        st.ppo.rollout.num_prompts = 64
+        st.ppo.eval.num_prompts = 32
     config.lock()
     return config

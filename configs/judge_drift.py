@@ -47,15 +47,17 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     st.ppo.rewards.update(source="model", value_init="policy")
     st.ppo.ppo.update(kl_control="fixed")
     st.ppo.judge_drift.update(track=True, pairs="reference", min_accuracy=0.5, patience=2)
-    st.ppo.rollout.update(num_eval_prompts=256)
+    st.ppo.eval.num_prompts = 256
     st.ppo.train.update(steps=100, log_every=10, eval_every=10, checkpoint_every=50)
     if arg == "runlocal":
         config.seeds = (0,)
-        st.sft.sft.update(num_examples=512, num_eval_examples=64, num_eval_prompts=32)
+        st.sft.sft.update(num_examples=512, num_eval_examples=64)
+        st.sft.eval.num_prompts = 32
         st.sft.train.update(steps=20, log_every=10, eval_every=20, checkpoint_every=20)
         st.reward_model.reward.update(num_comparisons=256, num_eval_comparisons=64)
         st.reward_model.train.update(steps=20, log_every=10, eval_every=20, checkpoint_every=20)
-        st.ppo.rollout.update(num_prompts=64, num_eval_prompts=32)
+        st.ppo.rollout.num_prompts = 64
+        st.ppo.eval.num_prompts = 32
         st.ppo.train.update(steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=4)
     config.lock()
     return config

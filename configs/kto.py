@@ -21,7 +21,7 @@ from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
 from alignax.losses.registry import UNPAIRED_LOSSES, default_hyperparameters
 from alignax.models.lora import default_lora_config
-from configs.common import base_config
+from configs.common import base_config, eval_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
@@ -34,10 +34,10 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         {
             "num_pairs": 2048,  # annotated pairs, each split into two unpaired examples
             "num_eval_pairs": 128,
-            "num_eval_prompts": 128,  # sampled and scored by gold (0: skip)
-            "max_new_tokens": 32,
         }
     )
+    # Held-out prompts sampled and scored by gold at every evaluation (0: skip).
+    config.eval = eval_config(num_prompts=128, max_new_tokens=32)
     config.loss = ml_collections.ConfigDict(
         {"name": name, "hyperparameters": default_hyperparameters(name, beta=0.1)}
     )

@@ -73,7 +73,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     )
     config.rl.ppo.ppo.update(kl_control="fixed", kl_coef=0.0)
     config.rl.ppo.train.update(steps=150, log_every=5, eval_every=10, checkpoint_every=50)
-    config.rl.ppo.rollout.num_eval_prompts = 256
+    config.rl.ppo.eval.num_prompts = 256
     config.rl.ppo.optimizer.learning_rate = 3e-4
     config.rl.ppo.rewards.value_init = "policy"
     if small:
@@ -94,7 +94,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.rl.seeds = 1
         config.rl.penalty_kl_coef = 0.0  # no penalised run
         config.rl.ppo.train.update(steps=4, log_every=2, eval_every=2, checkpoint_every=4)
-        config.rl.ppo.rollout.update(num_prompts=128, num_eval_prompts=32)
+        config.rl.ppo.rollout.num_prompts = 128
+        config.rl.ppo.eval.num_prompts = 32
         config.rl.ppo.train.batch_size = 32
     config.lock()
     return config

@@ -65,11 +65,11 @@ def real_data(config: ml_collections.ConfigDict, *, small: bool) -> None:
     st.reward_model.model.update(vocab_size=vocab, max_len=64)
     for section in (
         config.eval,
-        st.sft.sft,
+        st.sft.eval,
         st.reward_model.labels,
         st.ppo.rollout,
         st.dpo.labels,
-        st.dpo.preferences,
+        st.dpo.eval,
     ):
         section.max_new_tokens = new_tokens
     if small:
@@ -84,11 +84,13 @@ def few_steps(config: ml_collections.ConfigDict) -> None:
     config.eval.num_prompts = 32
     for name in ("pretrain", "sft", "reward_model", "dpo"):
         st[name].train.update(steps=4, log_every=2, eval_every=4, checkpoint_every=4)
-    st.pretrain.sft.update(num_examples=128, num_eval_examples=32, num_eval_prompts=16)
-    st.sft.sft.update(num_examples=64, num_eval_examples=32, num_eval_prompts=16)
+    st.pretrain.sft.update(num_examples=128, num_eval_examples=32)
+    st.sft.sft.update(num_examples=64, num_eval_examples=32)
     st.reward_model.reward.update(num_comparisons=64, num_eval_comparisons=32)
-    st.dpo.preferences.update(num_pairs=64, num_eval_pairs=32, num_eval_prompts=16)
-    st.ppo.rollout.update(num_prompts=64, num_eval_prompts=16)
+    st.dpo.preferences.update(num_pairs=64, num_eval_pairs=32)
+    st.ppo.rollout.num_prompts = 64
+    for name in ("pretrain", "sft", "dpo", "ppo"):
+        st[name].eval.num_prompts = 16
     st.ppo.train.update(steps=2, batch_size=16, log_every=1, eval_every=2, checkpoint_every=2)
 
 
@@ -122,7 +124,9 @@ def from_smollm2(config: ml_collections.ConfigDict) -> None:
         st[name].train.update(steps=n, batch_size=8, log_every=5, eval_every=n, checkpoint_every=n)
         st[name].optimizer.update(warmup_steps=5, schedule="constant")
     st.sft.optimizer.learning_rate = 3e-4
-    st.sft.sft.update(num_examples=320, num_eval_examples=32, num_eval_prompts=16)
+    st.sft.sft.update(num_examples=320, num_eval_examples=32)
+    for name in ("sft", "dpo", "ppo"):
+        st[name].eval.num_prompts = 16
     # Few labels, so nearly noiseless annotators (the gold log-odds difference / 0.1).
     st.reward_model.labels.annotator_temperature = 0.1
     st.dpo.labels.annotator_temperature = 0.1
@@ -132,11 +136,11 @@ def from_smollm2(config: ml_collections.ConfigDict) -> None:
     st.reward_model.optimizer.learning_rate = 1e-4
     st.reward_model.reward.update(num_comparisons=1024, num_eval_comparisons=128)
     st.dpo.optimizer.learning_rate = 3e-4
-    st.dpo.preferences.update(num_pairs=320, num_eval_pairs=32, num_eval_prompts=16)
+    st.dpo.preferences.update(num_pairs=320, num_eval_pairs=32)
     # PPO: 30 iterations of 16 prompts, 2 epochs each (at 20 x 1 and lr 3e-4 the policy moved
     # 0.3 nats from SFT).
     st.ppo.optimizer.learning_rate = 5e-4
-    st.ppo.rollout.update(num_prompts=480, num_eval_prompts=16)
+    st.ppo.rollout.num_prompts = 480
     # The adaptive KL controller (target 4) needs a horizon short against the run's 480 samples
     # to act: at the default 500 beta stayed near 0.05 and the held-out KL ended at 21 +- 12;
     # seed 0 probes from the published SFT policy and reward model: beta 0.2 / horizon 48 ended

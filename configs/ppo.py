@@ -17,7 +17,7 @@ import ml_collections
 
 from alignax.models.lora import default_lora_config
 from alignax.rl import default_ppo_config, default_rollout_config
-from configs.common import base_config
+from configs.common import base_config, eval_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
@@ -51,7 +51,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     # LoRA adapters on the policy (rank > 0): they train; the SFT policy is base and reference.
     config.lora = default_lora_config()
     config.rollout = default_rollout_config()
-    config.rollout.update(num_prompts=4096, num_eval_prompts=128, max_new_tokens=32)
+    config.rollout.update(num_prompts=4096, max_new_tokens=32)
+    config.eval = eval_config(num_prompts=128)
     config.ppo = default_ppo_config()
     config.ppo.update(
         kl_target=4.0,

@@ -67,16 +67,15 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.delta = ml_collections.ConfigDict({"weak_sft_steps": 30})
     config.seeds = (0, 1, 2)
     config.dpo = stage_section(dpo.get_config("runlocal"))
-    config.dpo.preferences.update(num_eval_prompts=256)
+    config.dpo.eval.num_prompts = 256
     config.dpo.train.update(log_every=50, eval_every=300, checkpoint_every=300)
     if small:
         # One layer: the run is compile-bound, and compile time grows with depth.
         config.model.num_layers = 1
         config.sft.train.update(steps=20, batch_size=16, log_every=10, eval_every=20)
         # Every sampler call has 16 prompts and 24 new tokens: one compiled shape.
-        config.sft.sft.update(
-            num_examples=128, num_eval_examples=16, num_eval_prompts=16, max_new_tokens=24
-        )
+        config.sft.sft.update(num_examples=128, num_eval_examples=16)
+        config.sft.eval.update(num_prompts=16, max_new_tokens=24)
         config.labels.max_new_tokens = 24
         config.pairs.update(num_pairs=64, num_eval_pairs=8)
         config.routing.budgets = (0, 25, 100)
@@ -85,6 +84,6 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.dpo.train.update(
             steps=4, batch_size=16, log_every=2, eval_every=4, checkpoint_every=4
         )
-        config.dpo.preferences.update(num_eval_prompts=16, max_new_tokens=24)
+        config.dpo.eval.update(num_prompts=16, max_new_tokens=24)
     config.lock()
     return config

@@ -52,11 +52,13 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.seeds = (0, 1)
         config.workers = 1
         config.stages.sft.train.update(steps=40, log_every=20, eval_every=40)
-        config.stages.sft.sft.update(num_examples=512, num_eval_examples=64, num_eval_prompts=32)
+        config.stages.sft.sft.update(num_examples=512, num_eval_examples=64)
+        config.stages.sft.eval.num_prompts = 32
         config.stages.grpo.train.update(
             steps=4, log_every=2, eval_every=4, checkpoint_every=4, batch_size=8
         )
-        config.stages.grpo.rollout.update(num_prompts=64, num_eval_prompts=32)
+        config.stages.grpo.rollout.num_prompts = 64
+        config.stages.grpo.eval.num_prompts = 32
         config.eval.update(num_problems=16, num_samples=32)
     config.lock()
     return config

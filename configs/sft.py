@@ -19,7 +19,7 @@ scored as if alone: tests/test_packing.py). `--config.lora.rank=8` trains LoRA a
 import ml_collections
 
 from alignax.models.lora import default_lora_config
-from configs.common import base_config
+from configs.common import base_config, eval_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
@@ -35,13 +35,12 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "num_examples": 16384 if arg == "pretrain" else 2048,
             "num_eval_examples": 256,
             "num_candidates": 8,  # demonstrations: best-of-8 generator samples by gold reward
-            "num_eval_prompts": 128,
-            "max_new_tokens": 32,
             # Pack several training sequences into each row (block-diagonal attention); the
             # held-out NLL is computed unpacked either way.
             "pack": False,
         }
     )
+    config.eval = eval_config(num_prompts=128, max_new_tokens=32)
     config.train.update(
         steps=600 if arg == "pretrain" else 300,
         batch_size=32,
@@ -51,7 +50,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     )
     config.optimizer.update(learning_rate=3e-3 if arg == "pretrain" else 1e-3, warmup_steps=30)
     if arg == "arithmetic":
-        config.sft.update(max_new_tokens=4, num_examples=8192)
+        config.sft.num_examples = 8192
+        config.eval.max_new_tokens = 4
         config.train.update(steps=500, eval_every=500)
         config.optimizer.learning_rate = 3e-3
     if arg == "small":

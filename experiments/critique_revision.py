@@ -194,7 +194,7 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         f"({r.train.steps} steps of batch {r.train.batch_size}); RLAIF from each: "
         f"{config.pairs.num_pairs} pairs of its samples labelled by the judge "
         f"({runs.describe_judge(config.judge)}), DPO ({config.dpo.train.steps} steps). Each "
-        f"policy's samples on {config.evaluation.num_prompts} held-out prompts; means over "
+        f"policy's samples on {config.eval.num_prompts} held-out prompts; means over "
         f"{len(config.seeds)} seed(s) with 95% intervals.",
         "",
         "| policy | gold reward | " + " | ".join(names) + " |",

@@ -203,7 +203,7 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         "cos(theta) r_1 / s_1 + sin(theta) r_2 / s_2 (s_i: the score's spread over the SFT "
         f"samples); DPO ({config.dpo.loss.name}, {config.dpo.train.steps} steps) from the SFT "
         f"policy per direction; scores of each policy's samples on "
-        f"{config.evaluation.num_prompts} held-out prompts. Means over {len(config.seeds)} "
+        f"{config.eval.num_prompts} held-out prompts. Means over {len(config.seeds)} "
         "seed(s) with 95% intervals.",
         "",
         f"| policy | {first} | {second} | gold reward | KL to SFT |",

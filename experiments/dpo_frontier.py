@@ -165,20 +165,20 @@ def check_same_data(config) -> None:
             2 * offline.train.batch_size,
         ),
         "kto.train.steps": (unpaired.train.steps, "offline.train.steps", offline.train.steps),
-        "kto.unpaired.num_eval_prompts": (
-            unpaired.unpaired.num_eval_prompts,
-            "offline.preferences.num_eval_prompts",
-            offline.preferences.num_eval_prompts,
+        "kto.eval.num_prompts": (
+            unpaired.eval.num_prompts,
+            "offline.eval.num_prompts",
+            offline.eval.num_prompts,
         ),
         "stages.reward_model.reward.num_comparisons": (
             config.stages.reward_model.reward.num_comparisons,
             "offline.preferences.num_pairs",
             offline.preferences.num_pairs,
         ),
-        "rl.ppo.rollout.num_eval_prompts": (
-            config.rl.ppo.rollout.num_eval_prompts,
-            "offline.preferences.num_eval_prompts",
-            offline.preferences.num_eval_prompts,
+        "rl.ppo.eval.num_prompts": (
+            config.rl.ppo.eval.num_prompts,
+            "offline.eval.num_prompts",
+            offline.eval.num_prompts,
         ),
     }
     for section in ("kto.labels", "stages.reward_model.labels"):
@@ -325,7 +325,7 @@ def evaluate_checkpoints(
         config.overoptimization.num_prompts, seed=seed + PROMPT_SEED_OFFSET, split="eval"
     )
     rng = jax.random.key(seed + PROMPT_SEED_OFFSET)
-    kwargs = dict(max_new_tokens=config.offline.preferences.max_new_tokens, ref_params=sft_params)
+    kwargs = dict(max_new_tokens=config.offline.eval.max_new_tokens, ref_params=sft_params)
     out = {"sft": evaluate_policy(model, sft_params, task, prompts, rng, **kwargs)}
     for label, step in at_steps.items():
         params = restore_params(run_dir / "checkpoints", sft_params, step=step)
@@ -620,7 +620,7 @@ def trimmed(config) -> str:
         f"PPO {config.rl.ppo.train.steps} iterations of {config.rl.ppo.train.batch_size} prompts "
         f"at KL targets {', '.join(f'{t:g}' for t in config.rl.kl_targets)} only; evaluation "
         f"every {o.train.eval_every} steps (PPO every {config.rl.ppo.train.eval_every} "
-        f"iterations) on {o.preferences.num_eval_prompts} held-out prompts, one sample each; "
+        f"iterations) on {o.eval.num_prompts} held-out prompts, one sample each; "
         f"over-optimisation run {over.steps} steps."
     )
 

@@ -218,7 +218,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "SFT answers labelled by a Bradley-Terry annotator of the exact-match verifier. PPO "
         f"({config.stages.ppo.train.steps} iterations, fixed KL coefficient) against the judge, "
         "and against the verifier as the control. At every evaluation the judge compares the "
-        f"policy's answer to each of {config.stages.ppo.rollout.num_eval_prompts} held-out "
+        f"policy's answer to each of {config.stages.ppo.eval.num_prompts} held-out "
         "problems with the verified answer; its accuracy on the pairs where the policy is wrong "
         f"raises the alarm when below {drift.min_accuracy:g} at {drift.patience} evaluations in a "
         f"row. Means over {seeds} seed(s) with 95% intervals; accuracy is the verifier's.",

@@ -286,7 +286,7 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         f"human = {config.labels.annotator} annotator of the gold reward (temperature "
         f"{config.labels.annotator_temperature:g}); judge = {runs.describe_judge(config.judge)}. "
         f"DPO ({config.dpo.loss.name}, {config.dpo.train.steps} steps) from the SFT policy; "
-        f"gold reward of its samples on {config.dpo.preferences.num_eval_prompts} held-out "
+        f"gold reward of its samples on {config.dpo.eval.num_prompts} held-out "
         f"prompts. Means over {len(config.seeds)} seed(s) with 95% intervals.",
         "",
         "| judge vs | agreement |",

@@ -100,6 +100,12 @@ def test_an_override_of_a_link_is_refused_naming_the_key(tmp_path):
         ),
         ("stages.sft.seed=7", "no key 'stages.sft.seed'; the top-level 'seeds' applies"),
         ("stages.sft.train.stepz=7", "no key 'stages.sft.train.stepz'"),
+        (  # an old spelling names the one key of its concept
+            "stages.sft.sft.num_eval_prompts=8",
+            "renamed, use --config.stages.sft.eval.num_prompts",
+        ),
+        ("stages.ppo.rollout.num_eval_prompts=8", "use --config.stages.ppo.eval.num_prompts"),
+        ("stages.dpo.preferences.max_new_tokens=8", "use --config.stages.dpo.eval.max_new_tokens"),
     ],
 )
 def test_an_override_of_a_missing_key_names_it(override, message):

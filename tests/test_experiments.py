@@ -181,7 +181,7 @@ def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
             "init_from": str(root / "sft"),
             "rewards.reward_model_from": str(root / "rm"),
             "rollout.num_prompts": 512,
-            "rollout.num_eval_prompts": 32,
+            "eval.num_prompts": 32,
             "train.checkpoint_every": 4,
             # The alarm at its strictest: any disagreement with gold fires it.
             "judge_drift.track": True,
@@ -223,7 +223,7 @@ def test_ppo_with_lora_trains_policy_adapters_over_the_sft_reference(runs, tmp_p
             "init_from": str(root / "sft"),
             "rewards.reward_model_from": str(root / "rm"),
             "rollout.num_prompts": 128,
-            "rollout.num_eval_prompts": 32,
+            "eval.num_prompts": 32,
             "lora.rank": 4,
             "lora.targets": ("q", "v", "up"),
             "optimizer.learning_rate": 1e-2,

@@ -54,7 +54,7 @@ def test_grpo_on_arithmetic_runs_from_an_sft_policy(arithmetic_sft, tmp_path, pr
     assert logged  # logged every log_every steps and at the last
     samples = config.train.batch_size * config.rollout.group_size
     _assert_verifier_counts([m["proxy/mean"] for m in logged], samples)
-    problems = config.rollout.num_eval_prompts
+    problems = config.eval.num_prompts
     _assert_verifier_counts([summary["initial_reward_greedy"], summary["reward_greedy"]], problems)
     # The arithmetic SFT policy already answers some held-out problems exactly.
     assert summary["initial_reward_greedy"] > 0
@@ -81,7 +81,7 @@ def test_ppo_runs_on_arithmetic_with_the_verifier_as_its_reward(arithmetic_sft, 
     metrics = [m for m in read_metrics(tmp_path / "ppo") if "proxy/mean" in m]
     assert metrics and all(m["proxy/mean"] == m["gold/mean"] for m in metrics)
     _assert_verifier_counts([m["proxy/mean"] for m in metrics], config.train.batch_size)
-    _assert_verifier_counts([summary["gold_reward"]], config.rollout.num_eval_prompts)
+    _assert_verifier_counts([summary["gold_reward"]], config.eval.num_prompts)
     assert summary["steps"] == 4 and summary["kl_to_sft"] != 0 and summary["gold_reward"] > 0
 
 

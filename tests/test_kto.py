@@ -84,8 +84,8 @@ def test_kto_end_to_end_on_runlocal_settings(tmp_path):
         "model.mlp_dim": 64,
         "unpaired.num_pairs": 128,
         "unpaired.num_eval_pairs": 32,
-        "unpaired.num_eval_prompts": 0,  # no sampling: the test checks the loss
-        "unpaired.max_new_tokens": 8,
+        "eval.num_prompts": 0,  # no sampling: the test checks the loss
+        "eval.max_new_tokens": 8,
         "train.steps": 30,
         "train.checkpoint_every": 30,
         "train.batch_size": 16,

@@ -30,7 +30,7 @@ _FLAGS = [
     "--config.train.checkpoint_every=2",
     "--config.sft.num_examples=128",
     "--config.sft.num_eval_examples=32",
-    "--config.sft.num_eval_prompts=16",
+    "--config.eval.num_prompts=16",
     "--config.mesh.data=2",
 ]
 

@@ -49,7 +49,7 @@ def _config(steps=2):
             "train.steps": steps, "train.batch_size": 8, "train.log_every": 1,
             "train.eval_every": 1000, "train.checkpoint_every": steps,
             "sft.num_examples": 16, "sft.num_eval_examples": 8,
-            "sft.num_eval_prompts": 4, "sft.max_new_tokens": 4,
+            "eval.num_prompts": 4, "eval.max_new_tokens": 4,
         },
     )  # fmt: skip
     config.stages = ml_collections.ConfigDict({"sft": stage_section(stage)})

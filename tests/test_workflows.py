@@ -39,8 +39,8 @@ def _config(kind: str, sft_dir):
             {
                 "sft.num_examples": 32,
                 "sft.num_eval_examples": 8,
-                "sft.num_eval_prompts": 4,
-                "sft.max_new_tokens": 4,
+                "eval.num_prompts": 4,
+                "eval.max_new_tokens": 4,
             },
         ),
         "reward_model": (
@@ -59,8 +59,8 @@ def _config(kind: str, sft_dir):
                 **LABELS,
                 "preferences.num_pairs": 16,
                 "preferences.num_eval_pairs": 8,
-                "preferences.num_eval_prompts": 4,
-                "preferences.max_new_tokens": 4,
+                "eval.num_prompts": 4,
+                "eval.max_new_tokens": 4,
             },
         ),
         "kto": (
@@ -70,8 +70,8 @@ def _config(kind: str, sft_dir):
                 **LABELS,
                 "unpaired.num_pairs": 8,
                 "unpaired.num_eval_pairs": 4,
-                "unpaired.num_eval_prompts": 4,
-                "unpaired.max_new_tokens": 4,
+                "eval.num_prompts": 4,
+                "eval.max_new_tokens": 4,
             },
         ),
         "grpo": (
@@ -79,7 +79,7 @@ def _config(kind: str, sft_dir):
             "review",
             {
                 "rollout.num_prompts": 16,
-                "rollout.num_eval_prompts": 4,
+                "eval.num_prompts": 4,
                 "rollout.max_new_tokens": 4,
                 "rollout.group_size": 2,
                 "train.batch_size": 4,
@@ -93,7 +93,7 @@ def _config(kind: str, sft_dir):
                 "rewards.source": "gold",
                 "rewards.value_init": "policy",
                 "rollout.num_prompts": 16,
-                "rollout.num_eval_prompts": 4,
+                "eval.num_prompts": 4,
                 "rollout.max_new_tokens": 4,
                 "train.batch_size": 4,
             },

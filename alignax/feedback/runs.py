@@ -174,7 +174,7 @@ def policy_scores(config, task, model, params, principles, seed: int) -> dict:
     """Mean score on each objective (and the gold reward) of the policy's responses to held-out
     prompts; the same prompts and sampling key for every policy of a seed."""
     rng = np.random.default_rng([seed, 21])
-    prompts = task.sample_prompts(config.evaluation.num_prompts, rng, split="eval")
+    prompts = task.sample_prompts(config.eval.num_prompts, rng, split="eval")
     responses = labels.policy_responses(
         model,
         params,

@@ -24,17 +24,16 @@ from alignax.sampling import sample
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
     """What an RL experiment samples, the `rollout` section of every PPO / GRPO config:
-    `RolloutConfig.from_config(config.rollout)`. The prompt counts size the task's train and
-    eval prompt sets; the step reads the rest."""
+    `RolloutConfig.from_config(config.rollout)`. `num_prompts` sizes the task's train prompt set
+    (the held-out one is the stage's `eval.num_prompts`); the step reads the rest."""
 
     num_prompts: int = 4096  # training prompts (the task's train split), cycled in batches
-    num_eval_prompts: int = 128  # held-out prompts (eval split) for the periodic evaluation
     max_new_tokens: int = 24
     temperature: float = 1.0
     group_size: int = 1  # samples per prompt: 1 for PPO, G >= 2 for GRPO / RLOO
 
     def __post_init__(self):
-        for key in ("num_prompts", "num_eval_prompts", "max_new_tokens", "group_size"):
+        for key in ("num_prompts", "max_new_tokens", "group_size"):
             if getattr(self, key) < 1:
                 raise ValueError(f"rollout.{key}={getattr(self, key)!r}: must be at least 1")
         if not self.temperature > 0:

@@ -35,9 +35,7 @@ def build(config, ctx: Context) -> Stage:
     check_model_fits_task(config.model, task)
     rollout_config = rl.RolloutConfig.from_config(config.rollout)
     train = task.prompt_dataset(rollout_config.num_prompts, seed=config.seed, split="train")
-    evaluation = task.prompt_dataset(
-        rollout_config.num_eval_prompts, seed=config.seed + 1, split="eval"
-    )
+    evaluation = task.prompt_dataset(config.eval.num_prompts, seed=config.seed + 1, split="eval")
     train, evaluation = device_prompts(task, train), device_prompts(task, evaluation)
     model = build_model(config.model, heads=("lm",))
     params = initial_params(model, config, ctx.mesh, ctx.rngs["init"])

@@ -120,9 +120,7 @@ def build(config, ctx: Context) -> Stage:
 
     rollout_config = rl.RolloutConfig.from_config(config.rollout)
     prompts = task.prompt_dataset(rollout_config.num_prompts, seed=config.seed, split="train")
-    eval_prompts = task.prompt_dataset(
-        rollout_config.num_eval_prompts, seed=config.seed + 1, split="eval"
-    )
+    eval_prompts = task.prompt_dataset(config.eval.num_prompts, seed=config.seed + 1, split="eval")
     prompts, eval_prompts = device_prompts(task, prompts), device_prompts(task, eval_prompts)
     max_new_tokens = rollout_config.max_new_tokens
 
@@ -136,9 +134,7 @@ def build(config, ctx: Context) -> Stage:
             return gold_fn(tokens, input_mask, loss_mask, **inputs)
     else:
         # Normalised on the initial policy's samples to training prompts.
-        normalization_prompts = {
-            k: v[: rollout_config.num_eval_prompts] for k, v in prompts.items()
-        }
+        normalization_prompts = {k: v[: config.eval.num_prompts] for k, v in prompts.items()}
         raw = evaluate_policy(
             policy,
             policy_params,

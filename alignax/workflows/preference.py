@@ -117,7 +117,7 @@ def build(config, ctx: Context, pairs=None) -> Stage:
             model, params, train, config.train.batch_size
         )
     loss_fn = objectives.preference_loss_fn(model, config.loss)
-    p = config.preferences
+    e = config.eval
     offline = offline_evaluation(
         model,
         loss_fn,
@@ -126,8 +126,8 @@ def build(config, ctx: Context, pairs=None) -> Stage:
         task=task,
         prompts=None
         if task is None
-        else task.prompt_dataset(p.num_eval_prompts, seed=config.seed + 2, split="eval"),
-        max_new_tokens=p.max_new_tokens,
+        else task.prompt_dataset(e.num_prompts, seed=config.seed + 2, split="eval"),
+        max_new_tokens=e.max_new_tokens,
         reference=lambda state: initial_copy if state.ref_params is None else state.ref_params,
     )
 

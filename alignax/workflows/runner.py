@@ -4,16 +4,16 @@
     summary = run_stage(KIND, config, workdir)      # and the runner runs it
 
 A workflow's `build(config, ctx, **inputs) -> Stage` (`ctx`: the mesh, the random streams and
-the workdir, a `Context`) turns its config (and what a caller
-hands it in `inputs`, e.g. pairs labelled elsewhere) into what only it knows: the model and its
-initial params, the training rows, its loss (or, for an online algorithm, its step), its
-evaluation and its summary. The runner owns the rest, the same for every stage:
+the workdir, a `Context`) turns its config, and what a caller hands it in `inputs` (e.g. pairs
+labelled elsewhere), into what only it knows: the model and its initial params, the training
+rows, its loss (or, for an online algorithm, its step), its evaluation and its summary. The
+runner owns the rest, the same for every stage:
 
 - `setup` (config checks, multi-host, the mesh, the workdir guard) before anything is built;
 - the seed's random streams, split by the names the kind declares (`rng_streams`);
-- LoRA (`config.lora.rank > 0`) through one policy view: the adapters train, the base rides in
-  `ref_params` (the reference of any loss or algorithm that reads one), and the loss, the step
-  and the evaluation see the merged policy;
+- LoRA (`config.lora.rank > 0`) through one policy view: the adapters (and a head the base
+  lacks, in full) train, the base rides in `ref_params` (the reference of any loss or algorithm
+  that reads one), and the loss, the step and the evaluation see the merged policy;
 - the optimizer, the train state, the jitted step and the shuffled batches;
 - the host loop (`alignax.training.train_loop`: resume, metrics and sample texts through one
   writer, checkpoints, progress), the final evaluation and summary.json.

@@ -68,12 +68,17 @@ def build(config, ctx: Context, data=None) -> Stage:
     loss_fn = objectives.lm_loss_fn(model)
     eval_batch = sharding.shard_batch(eval_data, ctx.mesh)
     eval_loss = jax.jit(steps.make_eval_step(loss_fn))
-    prompts = task.prompt_dataset(config.sft.num_eval_prompts, seed=config.seed + 2, split="eval")
+    prompts = task.prompt_dataset(config.eval.num_prompts, seed=config.seed + 2, split="eval")
 
     def evaluate(state, policy):
         nll = float(eval_loss(state.replace(params=policy), eval_batch, ctx.rngs["eval"])["nll"])
         result = evaluate_policy(
-            model, policy, task, prompts, ctx.rngs["eval"], max_new_tokens=config.sft.max_new_tokens
+            model,
+            policy,
+            task,
+            prompts,
+            ctx.rngs["eval"],
+            max_new_tokens=config.eval.max_new_tokens,
         )
         policy_metrics = {f"policy/{k}": v for k, v in summarize(result).items()}
         return {"nll": nll, **policy_metrics, "texts": result["texts"]}

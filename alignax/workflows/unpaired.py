@@ -116,19 +116,19 @@ def build(config, ctx: Context) -> Stage:
     model = build_model(config.model, heads=("lm",))
     params = initial_params(model, config, ctx.mesh, ctx.rngs["init"])
     loss_fn = objectives.unpaired_loss_fn(model, config.loss)
-    u = config.unpaired
+    e = config.eval
     # Samples scored by gold: the built-in task only (0 prompts: skipped).
-    sample_gold = task is not None and u.num_eval_prompts > 0
+    sample_gold = task is not None and e.num_prompts > 0
     offline = offline_evaluation(
         model,
         loss_fn,
         evaluation,
         ctx.rngs["eval"],
         task=task,
-        prompts=task.prompt_dataset(u.num_eval_prompts, seed=config.seed + 2, split="eval")
+        prompts=task.prompt_dataset(e.num_prompts, seed=config.seed + 2, split="eval")
         if sample_gold
         else None,
-        max_new_tokens=u.max_new_tokens,
+        max_new_tokens=e.max_new_tokens,
         reference=lambda state: state.ref_params,
     )
 
