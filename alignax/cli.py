@@ -74,6 +74,12 @@ RENAMED = {
     "unpaired.max_new_tokens": "eval.max_new_tokens",
     "rollout.num_eval_prompts": "eval.num_prompts",
     "evaluation.num_prompts": "eval.num_prompts",
+    "preferences.num_pairs": "pairs.num_pairs",
+    "preferences.num_eval_pairs": "pairs.num_eval_pairs",
+    "unpaired.num_pairs": "pairs.num_pairs",
+    "unpaired.num_eval_pairs": "pairs.num_eval_pairs",
+    "reward.num_comparisons": "pairs.num_pairs",
+    "reward.num_eval_comparisons": "pairs.num_eval_pairs",
 }
 
 

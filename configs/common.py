@@ -37,6 +37,13 @@ def eval_config(num_prompts: int, max_new_tokens: int | None = None) -> ml_colle
     return ml_collections.ConfigDict(section)
 
 
+def pairs_config(num_pairs: int, num_eval_pairs: int) -> ml_collections.ConfigDict:
+    """A stage's `pairs` section: how many labelled comparisons it trains on (pairs, or K-way
+    rankings with a reward model's `reward.num_responses`) and how many of held-out prompts it
+    reports on. docs/config_keys.md."""
+    return ml_collections.ConfigDict({"num_pairs": num_pairs, "num_eval_pairs": num_eval_pairs})
+
+
 def stages_parent_config(
     model: str = "tiny", task: str = "review", *, seed: bool = False
 ) -> ml_collections.ConfigDict:

@@ -20,7 +20,7 @@ from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
 from alignax.losses.registry import PREFERENCE_LOSSES, default_hyperparameters
 from alignax.models.lora import default_lora_config
-from configs.common import base_config, eval_config
+from configs.common import base_config, eval_config, pairs_config
 
 # Per-loss beta scales differ: SimPO/ORPO/CPO use length-normalised or odds terms.
 _BETA = {"simpo": 2.0, "orpo": 0.1, "cpo": 0.1, "ipo": 0.1}
@@ -32,10 +32,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {arg!r}; known: runlocal, {', '.join(PREFERENCE_LOSSES)}")
     config = base_config("tiny")
     config.labels = default_labels_config()
+    config.pairs = pairs_config(num_pairs=4096, num_eval_pairs=256)
     config.preferences = ml_collections.ConfigDict(
         {
-            "num_pairs": 4096,
-            "num_eval_pairs": 256,
             # Reference log-probs computed once before training instead of in every step.
             "precompute_reference": False,
             # Reference-free losses (SimPO, ORPO, sft, ...): also report the KL of samples to the

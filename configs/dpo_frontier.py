@@ -71,11 +71,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # 1,024 pairs, batch 32: 32 steps an epoch; every offline run 2 epochs, evaluated every 8 steps.
     num_pairs, batch_size, steps, eval_every, eval_prompts = 1024, 32, 64, 8, 128
     config.offline = stage_section(dpo.get_config("runlocal"))
-    config.offline.preferences.update(
-        num_pairs=num_pairs,
-        num_eval_pairs=64,
-        eval_kl_to_initial=True,  # SimPO, ORPO, preferred-FT keep no reference of their own
-    )
+    config.offline.pairs.update(num_pairs=num_pairs, num_eval_pairs=64)
+    # SimPO, ORPO, preferred-FT keep no reference of their own.
+    config.offline.preferences.eval_kl_to_initial = True
     config.offline.eval.num_prompts = eval_prompts
     config.offline.train.update(
         steps=steps,
@@ -97,7 +95,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # KTO on the same pairs, each split into a desirable and an undesirable example: twice the
     # examples at twice the batch, so the same sequences per step and the same passes.
     config.kto = stage_section(kto.get_config("runlocal"))
-    config.kto.unpaired.update(num_pairs=num_pairs, num_eval_pairs=64)
+    config.kto.pairs.update(num_pairs=num_pairs, num_eval_pairs=64)
     config.kto.eval.num_prompts = eval_prompts
     config.kto.train.update(
         steps=steps,
@@ -126,7 +124,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     )
     # The reward model learns from the very pairs the offline methods learn from (same seed,
     # number and annotator: labels.comparisons draws the same ones), 3 epochs.
-    config.stages.reward_model.reward.update(num_comparisons=num_pairs, num_eval_comparisons=256)
+    config.stages.reward_model.pairs.update(num_pairs=num_pairs, num_eval_pairs=256)
     config.stages.reward_model.train.update(steps=96, eval_every=96, checkpoint_every=96)
 
     # ---- over-optimisation: one beta for several epochs over the same pairs.
@@ -143,12 +141,12 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.stages.sft.eval.num_prompts = 16
         config.budgets = (0.5, 1.0)
         num_pairs, batch_size, steps, eval_every, eval_prompts = 64, 16, 8, 4, 16
-        config.stages.reward_model.reward.update(num_comparisons=num_pairs, num_eval_comparisons=32)
+        config.stages.reward_model.pairs.update(num_pairs=num_pairs, num_eval_pairs=32)
         config.stages.reward_model.train.update(
             steps=8, log_every=4, eval_every=8, checkpoint_every=8
         )
-        config.offline.preferences.update(num_pairs=num_pairs, num_eval_pairs=16)
-        config.kto.unpaired.update(num_pairs=num_pairs, num_eval_pairs=16)
+        for section in (config.offline, config.kto):
+            section.pairs.update(num_pairs=num_pairs, num_eval_pairs=16)
         for section in (config.offline, config.kto, config.rl.ppo):
             section.eval.num_prompts = eval_prompts
         for section, batch in ((config.offline, batch_size), (config.kto, 2 * batch_size)):

@@ -87,7 +87,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # Shorter upstream stages than the pipeline's (pretrain 600 steps, RM 4,096 pairs x 400).
     st.pretrain.train.update(steps=300, eval_every=300, checkpoint_every=300)
     st.sft.train.update(steps=200, eval_every=200, checkpoint_every=200)
-    st.reward_model.reward.update(num_comparisons=2048, num_eval_comparisons=256)
+    st.reward_model.pairs.update(num_pairs=2048, num_eval_pairs=256)
     st.reward_model.train.update(steps=300, eval_every=300, checkpoint_every=300)
     # Short PPO runs: 60 iterations of 32 prompts (0.2 s each on one core, against 0.45 s for
     # 64) at a higher learning rate than the pipeline's. Adaptive KL (A3): the horizon is a
@@ -115,7 +115,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         st.sft.sft.update(num_examples=128, num_eval_examples=64)
         st.sft.eval.num_prompts = 32
         st.reward_model.train.update(steps=20, log_every=10, eval_every=20, checkpoint_every=20)
-        st.reward_model.reward.update(num_comparisons=256, num_eval_comparisons=64)
+        st.reward_model.pairs.update(num_pairs=256, num_eval_pairs=64)
         st.ppo.train.update(steps=4, log_every=1, eval_every=2, checkpoint_every=4, batch_size=32)
         st.ppo.rollout.num_prompts = 64
         st.ppo.eval.num_prompts = 32

@@ -42,7 +42,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # Answers are at most answer_len + 1 = 4 tokens; a verified answer is preferred with
     # probability sigmoid(1 / 0.25) = 0.98, a pair of equal correctness is a coin flip.
     st.reward_model.labels.update(max_new_tokens=4, annotator_temperature=0.25)
-    st.reward_model.reward.update(num_comparisons=16384, num_eval_comparisons=512)
+    st.reward_model.pairs.update(num_pairs=16384, num_eval_pairs=512)
     st.reward_model.train.update(steps=1500, log_every=250, eval_every=1500, checkpoint_every=500)
     st.ppo.rewards.update(source="model", value_init="policy")
     st.ppo.ppo.update(kl_control="fixed")
@@ -54,7 +54,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         st.sft.sft.update(num_examples=512, num_eval_examples=64)
         st.sft.eval.num_prompts = 32
         st.sft.train.update(steps=20, log_every=10, eval_every=20, checkpoint_every=20)
-        st.reward_model.reward.update(num_comparisons=256, num_eval_comparisons=64)
+        st.reward_model.pairs.update(num_pairs=256, num_eval_pairs=64)
         st.reward_model.train.update(steps=20, log_every=10, eval_every=20, checkpoint_every=20)
         st.ppo.rollout.num_prompts = 64
         st.ppo.eval.num_prompts = 32

@@ -21,7 +21,7 @@ from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
 from alignax.losses.registry import UNPAIRED_LOSSES, default_hyperparameters
 from alignax.models.lora import default_lora_config
-from configs.common import base_config, eval_config
+from configs.common import base_config, eval_config, pairs_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
@@ -30,12 +30,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {arg!r}; known: runlocal, {', '.join(UNPAIRED_LOSSES)}")
     config = base_config("tiny")
     config.labels = default_labels_config()
-    config.unpaired = ml_collections.ConfigDict(
-        {
-            "num_pairs": 2048,  # annotated pairs, each split into two unpaired examples
-            "num_eval_pairs": 128,
-        }
-    )
+    # Annotated pairs, each split into a desirable and an undesirable example.
+    config.pairs = pairs_config(num_pairs=2048, num_eval_pairs=128)
     # Held-out prompts sampled and scored by gold at every evaluation (0: skip).
     config.eval = eval_config(num_prompts=128, max_new_tokens=32)
     config.loss = ml_collections.ConfigDict(

@@ -26,7 +26,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config.init_from = ""  # workdir of the SFT policy: round 1's start, reference and sampler
     config.rounds = 3
     config.dpo = stage_section(dpo.get_config("runlocal"))
-    config.dpo.preferences.update(num_pairs=1024, num_eval_pairs=128)
+    config.dpo.pairs.update(num_pairs=1024, num_eval_pairs=128)
     config.dpo.eval.num_prompts = 128
     config.dpo.train.update(steps=100, log_every=25, eval_every=100, checkpoint_every=100)
     config.eval = ml_collections.ConfigDict({"num_prompts": 256, "max_new_tokens": 32})

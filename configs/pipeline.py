@@ -86,8 +86,8 @@ def few_steps(config: ml_collections.ConfigDict) -> None:
         st[name].train.update(steps=4, log_every=2, eval_every=4, checkpoint_every=4)
     st.pretrain.sft.update(num_examples=128, num_eval_examples=32)
     st.sft.sft.update(num_examples=64, num_eval_examples=32)
-    st.reward_model.reward.update(num_comparisons=64, num_eval_comparisons=32)
-    st.dpo.preferences.update(num_pairs=64, num_eval_pairs=32)
+    st.reward_model.pairs.update(num_pairs=64, num_eval_pairs=32)
+    st.dpo.pairs.update(num_pairs=64, num_eval_pairs=32)
     st.ppo.rollout.num_prompts = 64
     for name in ("pretrain", "sft", "dpo", "ppo"):
         st[name].eval.num_prompts = 16
@@ -134,9 +134,9 @@ def from_smollm2(config: ml_collections.ConfigDict) -> None:
     # epoch: on 320 pairs it memorised them (train accuracy 1) and stayed at chance held out
     # (gold Spearman 0.08); on 1,024 its held-out gold Spearman was 0.34.
     st.reward_model.optimizer.learning_rate = 1e-4
-    st.reward_model.reward.update(num_comparisons=1024, num_eval_comparisons=128)
+    st.reward_model.pairs.update(num_pairs=1024, num_eval_pairs=128)
     st.dpo.optimizer.learning_rate = 3e-4
-    st.dpo.preferences.update(num_pairs=320, num_eval_pairs=32)
+    st.dpo.pairs.update(num_pairs=320, num_eval_pairs=32)
     # PPO: 30 iterations of 16 prompts, 2 epochs each (at 20 x 1 and lr 3e-4 the policy moved
     # 0.3 nats from SFT).
     st.ppo.optimizer.learning_rate = 5e-4

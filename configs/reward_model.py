@@ -18,7 +18,7 @@ import ml_collections
 from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
 from alignax.models.lora import default_lora_config
-from configs.common import base_config
+from configs.common import base_config, pairs_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
@@ -26,10 +26,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {arg!r}; known: runlocal, kway, noisy, ensemble")
     config = base_config("tiny")
     config.labels = default_labels_config(flip_rate=0.25 if arg == "noisy" else 0.0)
+    config.pairs = pairs_config(num_pairs=4096, num_eval_pairs=512)
     config.reward = ml_collections.ConfigDict(
         {
-            "num_comparisons": 4096,
-            "num_eval_comparisons": 512,
             "num_responses": 4 if arg == "kway" else 2,
             "ensemble_size": 4 if arg == "ensemble" else 1,  # members trained in one step
             "uncertainty_penalty": 1.0,  # lambda of the mean-minus-std ensemble reward

@@ -154,10 +154,10 @@ def check_same_data(config) -> None:
     as many held-out prompts."""
     offline, unpaired = config.offline, config.kto
     same = {
-        "kto.unpaired.num_pairs": (
-            unpaired.unpaired.num_pairs,
-            "offline.preferences.num_pairs",
-            offline.preferences.num_pairs,
+        "kto.pairs.num_pairs": (
+            unpaired.pairs.num_pairs,
+            "offline.pairs.num_pairs",
+            offline.pairs.num_pairs,
         ),
         "kto.train.batch_size": (
             unpaired.train.batch_size,
@@ -170,10 +170,10 @@ def check_same_data(config) -> None:
             "offline.eval.num_prompts",
             offline.eval.num_prompts,
         ),
-        "stages.reward_model.reward.num_comparisons": (
-            config.stages.reward_model.reward.num_comparisons,
-            "offline.preferences.num_pairs",
-            offline.preferences.num_pairs,
+        "stages.reward_model.pairs.num_pairs": (
+            config.stages.reward_model.pairs.num_pairs,
+            "offline.pairs.num_pairs",
+            offline.pairs.num_pairs,
         ),
         "rl.ppo.eval.num_prompts": (
             config.rl.ppo.eval.num_prompts,
@@ -587,7 +587,7 @@ def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) ->
 
     # Over-optimisation: gold against KL and against epochs along the long run.
     over = config.overoptimization
-    steps_per_epoch = config.offline.preferences.num_pairs / config.offline.train.batch_size
+    steps_per_epoch = config.offline.pairs.num_pairs / config.offline.train.batch_size
     fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
     for j, (seed, result) in enumerate(seeds.items()):
         o = result["overoptimization"]
@@ -613,9 +613,9 @@ def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) ->
 def trimmed(config) -> str:
     """What the default run leaves out of the papers' protocol, from the config itself."""
     o, over = config.offline, config.overoptimization
-    epochs = o.train.steps * o.train.batch_size / o.preferences.num_pairs
+    epochs = o.train.steps * o.train.batch_size / o.pairs.num_pairs
     return (
-        f"{o.preferences.num_pairs} pairs; every offline run {o.train.steps} steps of batch "
+        f"{o.pairs.num_pairs} pairs; every offline run {o.train.steps} steps of batch "
         f"{o.train.batch_size} ({epochs:g} epochs); one run per variant at one hyperparameter; "
         f"PPO {config.rl.ppo.train.steps} iterations of {config.rl.ppo.train.batch_size} prompts "
         f"at KL targets {', '.join(f'{t:g}' for t in config.rl.kl_targets)} only; evaluation "
@@ -655,7 +655,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     pairs, turn = results["comparisons"], results["overoptimization"]
     budgets = list(config.budgets)
     over = config.overoptimization
-    steps_per_epoch = config.offline.preferences.num_pairs / config.offline.train.batch_size
+    steps_per_epoch = config.offline.pairs.num_pairs / config.offline.train.batch_size
     stage_times = ", ".join(
         f"{k.split('/')[1].replace('_', '-')} {v / 60:.1f}"
         for k, v in timings.items()

@@ -214,7 +214,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         written_by(prov) + f"; wall time {timings['seconds/total'] / 60:.1f} min.",
         "",
-        f"Judge: a reward model on {config.stages.reward_model.reward.num_comparisons:,} pairs of "
+        f"Judge: a reward model on {config.stages.reward_model.pairs.num_pairs:,} pairs of "
         "SFT answers labelled by a Bradley-Terry annotator of the exact-match verifier. PPO "
         f"({config.stages.ppo.train.steps} iterations, fixed KL coefficient) against the judge, "
         "and against the verifier as the control. At every evaluation the judge compares the "

@@ -93,7 +93,7 @@ def run(config, workdir):
         "",
         written_by(prov) + ". Round 0 is the starting "
         f"policy; each round's DPO starts from, and is referenced to, the previous round's policy "
-        f"and trains on {config.dpo.preferences.num_pairs} fresh pairs of its samples. "
+        f"and trains on {config.dpo.pairs.num_pairs} fresh pairs of its samples. "
         f"Evaluated on {config.eval.num_prompts} held-out prompts (gold reward ± 1.96 SE).",
         "",
         "| round | gold reward | KL to start (nats) | KL to its reference | length |",

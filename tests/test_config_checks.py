@@ -106,6 +106,7 @@ def test_an_override_of_a_link_is_refused_naming_the_key(tmp_path):
         ),
         ("stages.ppo.rollout.num_eval_prompts=8", "use --config.stages.ppo.eval.num_prompts"),
         ("stages.dpo.preferences.max_new_tokens=8", "use --config.stages.dpo.eval.max_new_tokens"),
+        ("stages.reward_model.reward.num_comparisons=8", "use --config.stages.reward_model.pairs"),
     ],
 )
 def test_an_override_of_a_missing_key_names_it(override, message):

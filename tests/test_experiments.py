@@ -60,8 +60,8 @@ def runs(tmp_path_factory):
                     "labels.policy_from": str(root / "sft"),
                     # Labelled pairs are sampled from the SFT policy: the preset's 4,096 would be
                     # most of this fixture's time for 150 steps of 32.
-                    "reward.num_comparisons": 2048,
-                    "reward.num_eval_comparisons": 256,
+                    "pairs.num_pairs": 2048,
+                    "pairs.num_eval_pairs": 256,
                 }
             ),
         ),
@@ -123,8 +123,8 @@ def _from_sft(root, num_pairs):
     return {
         "init_from": str(root / "sft"),
         "labels.policy_from": str(root / "sft"),
-        "preferences.num_pairs": num_pairs,
-        "preferences.num_eval_pairs": 128,
+        "pairs.num_pairs": num_pairs,
+        "pairs.num_eval_pairs": 128,
     }
 
 

@@ -82,8 +82,8 @@ def test_kto_end_to_end_on_runlocal_settings(tmp_path):
         "model.num_heads": 2,
         "model.num_kv_heads": 1,
         "model.mlp_dim": 64,
-        "unpaired.num_pairs": 128,
-        "unpaired.num_eval_pairs": 32,
+        "pairs.num_pairs": 128,
+        "pairs.num_eval_pairs": 32,
         "eval.num_prompts": 0,  # no sampling: the test checks the loss
         "eval.max_new_tokens": 8,
         "train.steps": 30,

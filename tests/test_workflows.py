@@ -48,8 +48,8 @@ def _config(kind: str, sft_dir):
             "runlocal",
             {
                 **LABELS,
-                "reward.num_comparisons": 16,
-                "reward.num_eval_comparisons": 8,
+                "pairs.num_pairs": 16,
+                "pairs.num_eval_pairs": 8,
             },
         ),
         "dpo": (
@@ -57,8 +57,8 @@ def _config(kind: str, sft_dir):
             "runlocal",
             {
                 **LABELS,
-                "preferences.num_pairs": 16,
-                "preferences.num_eval_pairs": 8,
+                "pairs.num_pairs": 16,
+                "pairs.num_eval_pairs": 8,
                 "eval.num_prompts": 4,
                 "eval.max_new_tokens": 4,
             },
@@ -68,8 +68,8 @@ def _config(kind: str, sft_dir):
             "runlocal",
             {
                 **LABELS,
-                "unpaired.num_pairs": 8,
-                "unpaired.num_eval_pairs": 4,
+                "pairs.num_pairs": 8,
+                "pairs.num_eval_pairs": 4,
                 "eval.num_prompts": 4,
                 "eval.max_new_tokens": 4,
             },

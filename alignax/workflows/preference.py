@@ -43,7 +43,7 @@ def build_pairs(config, mesh):
         return ({k: train[k] for k in MODEL_INPUTS}, {k: evaluation[k] for k in MODEL_INPUTS}, None)
     task = get_task(config.task_name, config.task)
     check_model_fits_task(config.model, task)
-    p = config.preferences
+    p = config.pairs
 
     def pairs(num, seed, split):
         out = labels.comparisons(config.labels, task, mesh, num, seed=seed, split=split)

@@ -44,13 +44,13 @@ def build_data(config, mesh):
         config.labels,
         task,
         mesh,
-        r.num_comparisons,
+        config.pairs.num_pairs,
         seed=config.seed,
         split="train",
         num_responses=r.num_responses,
     )
     evaluation = labels.comparisons(
-        config.labels, task, mesh, r.num_eval_comparisons, seed=config.seed + 1, split="eval"
+        config.labels, task, mesh, config.pairs.num_eval_pairs, seed=config.seed + 1, split="eval"
     )
     return train, evaluation
 

@@ -95,7 +95,7 @@ def build_examples(config, mesh):
     else:
         task = get_task(config.task_name, config.task)
         check_model_fits_task(config.model, task)
-        u = config.unpaired
+        u = config.pairs
 
         def examples(num, seed, split):
             return unpair(
