@@ -124,14 +124,20 @@ class _DropReportsOfWriteErrors(logging.Filter):
         return exception is None or _os_errno(exception) is None
 
 
+_WRITE_ERROR_FILTER = _DropReportsOfWriteErrors()
+
+
 @contextlib.contextmanager
 def _quiet_write_error_reports():
-    """Within: orbax's reports of a failed write are dropped (see _DropReportsOfWriteErrors),
-    and so is the "Event loop is closed" that tensorstore raises, unraisably, when the writes
-    still pending after the first failure finish and find orbax's event loop gone."""
+    """From the first save on: orbax's reports of a failed write are dropped (see
+    _DropReportsOfWriteErrors; the filter stays, since orbax's background threads may report
+    the failure after the save has returned); within: so is the "Event loop is closed" that
+    tensorstore raises, unraisably, when the writes still pending after the first failure
+    finish and find orbax's event loop gone."""
     # Orbax logs through absl.logging; asyncio reports the tasks orbax abandons.
-    loggers = [logging.getLogger("absl"), logging.getLogger("asyncio")]
-    log_filter = _DropReportsOfWriteErrors()
+    for logger in (logging.getLogger("absl"), logging.getLogger("asyncio")):
+        if _WRITE_ERROR_FILTER not in logger.filters:
+            logger.addFilter(_WRITE_ERROR_FILTER)
     previous_hook = sys.unraisablehook
 
     def unraisable_hook(unraisable):
@@ -139,15 +145,11 @@ def _quiet_write_error_reports():
         if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"):
             previous_hook(unraisable)
 
-    for logger in loggers:
-        logger.addFilter(log_filter)
     sys.unraisablehook = unraisable_hook
     try:
         yield
     finally:
         sys.unraisablehook = previous_hook
-        for logger in loggers:
-            logger.removeFilter(log_filter)
 
 
 def _error_summary(error: BaseException) -> str:
