@@ -1,27 +1,31 @@
-"""The one way a study runs: its stages for every seed, then its analysis and report.
+"""The one way a study runs: its stages, then its analysis and report.
 
-    run = Study.of(__name__).run          # at the end of a study script that defines plan,
-                                          # evaluate_seed, analyse, report and summarize
+    run = Study.of(__name__).run          # at the end of a study script
     summary = run(config, workdir)        # = run_study(study, config, workdir)
 
-A study declares what is its own: `plan(config, seed, seed_dir)`, the stages of one seed in the
-order they run (each a `PlannedStage`: name, kind, config with its links to the stages before it,
-and run options); `evaluate_seed(config, seed, seed_dir)`, what it measures of one seed's
-policies (a picklable value); `analyse(config, seeds, workdir)`, the results across seeds (what
-results.json holds, figures written on the way); `report(config, results, timings, prov)`, the
-text of results.md; `summarize(results)`, the numbers of summary.json. The runner owns the rest,
-the same for every study:
+Most studies are shaped by seeds. Such a study script declares what is its own:
+`plan(config, seed, seed_dir)`, the stages of one seed in the order they run (each a
+`PlannedStage`: name, kind, config with its links to the stages before it, and run options);
+optionally `shared(config, workdir)`, stages that every seed builds on, run once in the workdir
+before the seeds (e.g. one SFT policy whose samples each seed labels); `evaluate_seed(config,
+seed, seed_dir)`, what it measures of one seed's policies (a picklable value); `analyse(config,
+seeds, workdir)`, the results across seeds (what results.json holds, figures written on the
+way); `report(config, results, timings, prov)`, the text of results.md; `summarize(results)`,
+the numbers of summary.json. A study of another shape (e.g. one sweep of reward models trained
+as a single vmapped run) declares `prepare(config, workdir)` (every check and plan before
+anything runs) and `measure(config, workdir, plan)` (the work, returning its measurements)
+instead of `plan` and `evaluate_seed`. The runner owns the rest, the same for every study:
 
-- every stage config of every seed is built and checked before anything runs (a refused link
-  override, or a workdir holding checkpoints of another config, stops the study before it
-  computes), then `setup` guards the study's workdir;
+- everything a study can check is checked before anything runs: every stage config of every
+  seed is built and checked (a refused link override, or a workdir holding checkpoints of
+  another config, stops the study before it computes), then `setup` guards the workdir;
 - seeds run one after another or as parallel jobs (`config.workers`, alignax.parallel), each in
   <workdir>/seed<k>, a finished stage skipped (`stage_finished`: same config, same upstream);
 - compiled programs are kept in <workdir>/xla_cache, in every process;
-- the seconds of every stage and evaluation go to the seed's timings ledger as each ends
-  (<seed_dir>/timings.json, so a killed and resumed study still counts what it finished), the
-  wall time to the study's (<workdir>/timings.json); the report gets them summed over seeds and
-  over the invocations that built the workdir;
+- the seconds of every stage and evaluation go to a timings ledger as each ends (a seed's in
+  <seed_dir>/timings.json, the shared stages' and a study's own phases in
+  <workdir>/timings.json, so a killed and resumed study still counts what it finished); the
+  report gets them summed over seeds and over the invocations that built the workdir;
 - provenance (command, commit, machine) is taken before anything runs, and goes with the timings
   into results.json; results.md and summary.json are written and the report is printed.
 """
@@ -29,6 +33,7 @@ the same for every study:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -50,10 +55,11 @@ from alignax.workflows.runner import StageKind, run_stage
 
 @dataclasses.dataclass(frozen=True)
 class PlannedStage:
-    """One stage of one seed: it runs `kind` with `config` in <seed_dir>/<name> (a name may be
-    a path: "d64/ppo/beta0"); its seconds count under `seconds/<group>` (default: its name).
-    `inputs()`, when given, is called just before the stage runs (not when it is skipped) for
-    more keywords of its builder (e.g. pairs labelled once and shared by several stages)."""
+    """One stage: it runs `kind` with `config` in <seed_dir>/<name> (a shared stage: in
+    <workdir>/<name>; a name may be a path: "d64/ppo/beta0"); its seconds count under
+    `seconds/<group>` (default: its name). `inputs()`, when given, is called just before the
+    stage runs (not when it is skipped) for more keywords of its builder (e.g. pairs labelled
+    once and shared by several stages)."""
 
     name: str
     kind: StageKind
@@ -65,12 +71,15 @@ class PlannedStage:
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """What a study declares (see the module docstring). Its functions must be module-level
+    """What a study declares (see the module docstring): `prepare(config, workdir) -> plan`,
+    `measure(config, workdir, plan) -> (measurements, stage seconds not in the workdir's
+    ledger)`, `analyse`, `report` and `summarize`. A study of seeds gets `prepare` and `measure`
+    from its `plan`, `shared` and `evaluate_seed`. Its functions must be module-level
     (picklable), so that seeds can run as jobs on other processes."""
 
-    plan: Callable[[ml_collections.ConfigDict, int, Path], list[PlannedStage]]
-    evaluate_seed: Callable[[ml_collections.ConfigDict, int, Path], Any]
-    analyse: Callable[[ml_collections.ConfigDict, dict, Path], dict]
+    prepare: Callable[[ml_collections.ConfigDict, Path], Any]
+    measure: Callable[[ml_collections.ConfigDict, Path, Any], tuple[Any, dict]]
+    analyse: Callable[[ml_collections.ConfigDict, Any, Path], dict]
     report: Callable[[ml_collections.ConfigDict, dict, dict, dict], str]
     summarize: Callable[[dict], dict]
 
@@ -78,11 +87,18 @@ class Study:
     def of(cls, module_name: str) -> Study:
         """The study a module declares by its functions of these names."""
         module = sys.modules[module_name]
-        fields = [f.name for f in dataclasses.fields(cls)]
-        missing = [name for name in fields if not callable(getattr(module, name, None))]
+        seeded = callable(getattr(module, "plan", None))
+        own = ("plan", "evaluate_seed") if seeded else ("prepare", "measure")
+        names = (*own, "analyse", "report", "summarize")
+        missing = [name for name in names if not callable(getattr(module, name, None))]
         if missing:
             raise TypeError(f"{module_name} declares no {', '.join(missing)} (see alignax.study)")
-        return cls(**{name: getattr(module, name) for name in fields})
+        functions = {name: getattr(module, name) for name in names}
+        if seeded:
+            shared = getattr(module, "shared", None)
+            functions["prepare"] = functools.partial(plan_seeds, functions.pop("plan"), shared)
+            functions["measure"] = functools.partial(run_seeds, functions.pop("evaluate_seed"))
+        return cls(**functions)
 
     def run(self, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         return run_study(self, config, workdir)
@@ -91,19 +107,16 @@ class Study:
 def run_study(study: Study, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     """Runs `study` per `config` in `workdir` and returns its summary."""
     prov = provenance()  # of the code that runs, before anything can change it
-    plans = plan_seeds(study, config, Path(workdir))
+    validate_config(config)
+    plan = study.prepare(config, Path(workdir))
     workdir, _ = setup(config, workdir)
+    use_compilation_cache(workdir)
     start = time.perf_counter()
-    jobs = [(study, config, seed, workdir / f"seed{seed}", plans[seed]) for seed in config.seeds]
-    done = run_jobs(run_seed, jobs, workers=config.get("workers", 1))
-    seeds = dict(zip(config.seeds, done, strict=True))
+    measurements, seconds = study.measure(config, workdir, plan)
     timings = accumulate_timings(workdir, {"seconds/total": time.perf_counter() - start})
-    # Stage seconds summed over seeds (on several workers they overlap in wall time).
-    for seed in config.seeds:
-        ledger = json.loads((workdir / f"seed{seed}" / "timings.json").read_text())
-        for key, seconds in ledger.items():
-            timings[key] = timings.get(key, 0.0) + seconds
-    results = study.analyse(config, seeds, workdir)
+    for key, value in seconds.items():
+        timings[key] = timings.get(key, 0.0) + value
+    results = study.analyse(config, measurements, workdir)
     text = study.report(config, results, timings, prov)
     if jax.process_index() == 0:
         (workdir / "results.md").write_text(text)
@@ -120,37 +133,131 @@ def _plain(value):
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
-def plan_seeds(study: Study, config, workdir: Path) -> dict[int, list[PlannedStage]]:
-    """seed -> its planned stages, every one built and checked against what its workdir already
-    holds before anything runs."""
-    validate_config(config)
-    plans = {seed: study.plan(config, seed, workdir / f"seed{seed}") for seed in config.seeds}
-    for seed, planned in plans.items():
+@dataclasses.dataclass(frozen=True)
+class SeedPlan:
+    """A study of seeds, planned: the stages shared by every seed, then each seed's."""
+
+    shared: list[PlannedStage]
+    seeds: dict[int, list[PlannedStage]]
+
+
+def plan_seeds(plan: Callable, shared: Callable | None, config, workdir: Path) -> SeedPlan:
+    """Every stage planned and checked against what its directory already holds."""
+    out = SeedPlan(
+        shared=shared(config, workdir) if shared else [],
+        seeds={seed: plan(config, seed, workdir / f"seed{seed}") for seed in config.seeds},
+    )
+    for stage in out.shared:
+        check_config_unchanged(stage.config, workdir / stage.name)
+    for seed, planned in out.seeds.items():
         for stage in planned:
             check_config_unchanged(stage.config, workdir / f"seed{seed}" / stage.name)
-    return plans
+    return out
 
 
-def run_seed(study: Study, config, seed: int, seed_dir: Path, planned: list[PlannedStage]):
+def run_seeds(evaluate_seed: Callable, config, workdir: Path, plan: SeedPlan) -> tuple[dict, dict]:
+    """The shared stages, then every seed (in order, or as `config.workers` parallel jobs):
+    ({seed: its evaluation}, stage seconds summed over the seeds' ledgers)."""
+    for stage in plan.shared:
+        run_planned(stage, workdir, workdir, "shared")
+    jobs = [
+        (evaluate_seed, config, seed, workdir / f"seed{seed}", plan.seeds[seed])
+        for seed in config.seeds
+    ]
+    done = run_jobs(run_seed, jobs, workers=config.get("workers", 1))
+    seconds: dict[str, float] = {}
+    for seed in config.seeds:
+        ledger = json.loads((workdir / f"seed{seed}" / "timings.json").read_text())
+        for key, value in ledger.items():
+            seconds[key] = seconds.get(key, 0.0) + value
+    return dict(zip(config.seeds, done, strict=True)), seconds
+
+
+def run_seed(evaluate_seed: Callable, config, seed: int, seed_dir: Path, planned: list):
     """One seed (a job for `run_jobs`): its stages in order, each skipped when it finished with
     the same config on the same upstream stages, then the study's evaluation of the seed."""
     use_compilation_cache(seed_dir.parent)  # in this process (a worker's is its own)
     for stage in planned:
-        directory = seed_dir / stage.name
-        if stage_finished(stage.config, directory):
-            print(f"\n=== seed {seed}, {stage.name}: finished, skipped ===", flush=True)
-            continue
-        print(f"\n=== seed {seed}, {stage.name} ===", flush=True)
-        mark = time.perf_counter()
-        inputs = stage.inputs() if stage.inputs is not None else {}
-        run_stage(stage.kind, stage.config, directory, **stage.options, **inputs)
-        seconds = {f"seconds/{stage.group or stage.name}": time.perf_counter() - mark}
-        accumulate_timings(seed_dir, seconds)
+        run_planned(stage, seed_dir, seed_dir, f"seed {seed}")
     print(f"\n=== seed {seed}, evaluation ===", flush=True)
     mark = time.perf_counter()
-    evaluation = study.evaluate_seed(config, seed, seed_dir)
+    evaluation = evaluate_seed(config, seed, seed_dir)
     accumulate_timings(seed_dir, {"seconds/eval": time.perf_counter() - mark})
     return evaluation
+
+
+def run_planned(stage: PlannedStage, parent: Path, ledger: Path | None, label: str) -> None:
+    """Runs `stage` in <parent>/<name> unless it finished there with the same config and
+    upstream; its seconds go to the ledger in `ledger` (none: the caller times it)."""
+    directory = parent / stage.name
+    if stage_finished(stage.config, directory):
+        print(f"\n=== {label}, {stage.name}: finished, skipped ===", flush=True)
+        return
+    print(f"\n=== {label}, {stage.name} ===", flush=True)
+    mark = time.perf_counter()
+    inputs = stage.inputs() if stage.inputs is not None else {}
+    run_stage(stage.kind, stage.config, directory, **stage.options, **inputs)
+    if ledger is not None:
+        seconds = time.perf_counter() - mark
+        accumulate_timings(ledger, {f"seconds/{stage.group or stage.name}": seconds})
+
+
+def with_inputs_from(
+    config: ml_collections.ConfigDict, made_from: dict
+) -> ml_collections.ConfigDict:
+    """`config` with an `inputs_from` section: what the builder inputs a study hands the stage
+    (`PlannedStage.inputs`, e.g. pairs it labelled) are made from: the parent's config sections
+    they read, and `*_from` links to the stages they sample (kept as upstream stages, with their
+    fingerprints). A change there is then a change of the stage: a rerun neither skips it nor
+    resumes it silently."""
+    out = config.copy_and_resolve_references()
+    plain = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in made_from.items()}
+    with out.unlocked():
+        out.inputs_from = ml_collections.ConfigDict(
+            {k: str(v) if isinstance(v, Path) else v for k, v in plain.items()}
+        )
+    return out
+
+
+_MADE: dict[tuple, Any] = {}
+
+
+def made_once(make: Callable, config: ml_collections.ConfigDict, *args) -> Any:
+    """`make(config, *args)`, computed at its first call in this process and reused after, for
+    equal configs and arguments: e.g. the labelled pairs that several stages of a seed train on
+    and its evaluation reads."""
+    key = (make.__module__, make.__qualname__, config.to_json_best_effort(), *map(str, args))
+    if key not in _MADE:
+        _MADE[key] = make(config, *args)
+    return _MADE[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# What every study's report writes the same way.
+
+
+def wall_time_text(timings: dict) -> str:
+    """The report's words on time: the wall time and each stage's minutes, summed over seeds
+    and over the invocations that built the workdir."""
+    stages = ", ".join(
+        f"{key.removeprefix('seconds/').replace('_', ' ')} {seconds / 60:.1f}"
+        for key, seconds in timings.items()
+        if key != "seconds/total"
+    )
+    return (
+        f"wall time {timings['seconds/total'] / 60:.1f} min, summed over the invocations that "
+        f"built the workdir (by stage, summed over seeds: {stages} min)"
+    )
+
+
+def verdict(passed: bool) -> str:
+    return f"**{'pass' if passed else 'fail'}**"
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    """A markdown table's lines."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -134,18 +134,6 @@ def record_cache_key(path: str | Path, key: dict) -> None:
     _key_path(Path(path)).write_text(json.dumps(_plain(key), indent=2, sort_keys=True))
 
 
-def seed_result_key(config: ml_collections.ConfigDict, seed: int, **stages: Path | None) -> dict:
-    """The key of one seed's cached results in a study (`cache_is_current`): the study's config
-    less `seeds` and `workers` (which seeds run, and where, not what one computes), the seed,
-    and the fingerprints of the stages it reads (`stages`: name -> workdir, or None)."""
-    study = json.loads(config.to_json_best_effort())
-    return {
-        "config": {k: v for k, v in study.items() if k not in ("seeds", "workers")},
-        "seed": seed,
-        "stages": {k: stage_fingerprint(v) for k, v in stages.items() if v is not None},
-    }
-
-
 def cache_digest(key: dict) -> str:
     """A short hash of `key`: how a downstream artefact's key names an upstream one."""
     return hashlib.sha256(json.dumps(_plain(key), sort_keys=True).encode()).hexdigest()[:16]

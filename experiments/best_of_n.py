@@ -8,31 +8,29 @@ For every held-out prompt a pool of N samples from the policy is scored by the r
 n = 1 scores 0 on both. For each n <= N the unbiased estimator (alignax.analysis.best_of_n)
 gives proxy and gold of best-of-n with bootstrap standard errors over prompts, against
 KL_bon = log n - (n-1)/n (an upper bound) and its plug-in estimate on the pool; the oracle
-curve selects by gold itself. Writes results.md (command and commit first), best_of_n.json,
-figures/best_of_n.{png,pdf} and summary.json.
+curve selects by gold itself. On the Study runner (alignax/study.py): writes results.md (command
+and commit first), results.json (the curves), figures/best_of_n.{png,pdf} and summary.json.
 """
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import jax
 import numpy as np
 
 from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_curve
+from alignax.analysis.overoptimization import standardize
 from alignax.analysis.policy_eval import sample_pool, score_in_chunks
 from alignax.cli import run_experiment
-from alignax.experiment import check_model_fits_task, initial_params, setup, write_summary
+from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
-from alignax.provenance import provenance, written_by
+from alignax.provenance import written_by
+from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
+from alignax.study import Study
 from alignax.tasks import get_task
-
-
-def standardize(values: np.ndarray) -> np.ndarray:
-    """In units of the spread of the policy's own samples, centred on their mean."""
-    return (values - values.mean()) / values.std()
 
 
 def powers_of_two(pool_size: int) -> list[int]:
@@ -66,17 +64,20 @@ def plot_curves(curves: dict[str, list[dict]], path, title: str) -> None:
     plots.save(fig, path)
 
 
-def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    workdir, mesh = setup(config, workdir)
-    task = get_task(config.task_name, config.task)
-    check_model_fits_task(config.model, task)
-    b = config.best_of_n
+def prepare(config, workdir: Path) -> None:
+    check_model_fits_task(config.model, get_task(config.task_name, config.task))
     if not (config.init_from and config.rewards.reward_model_from):
         raise ValueError(
             "best_of_n needs config.init_from (policy) and "
             "config.rewards.reward_model_from (reward model workdirs)"
         )
+
+
+def measure(config, workdir: Path, plan: None) -> tuple[dict, dict]:
+    """The pool of the policy's samples to held-out prompts, scored by the reward model and the
+    gold reward (both standardised on the pool); best-of-n by each, and by gold (the oracle)."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    b = config.best_of_n
     policy = build_model(config.model, heads=("lm",))
     rng = jax.random.key(config.seed)
     policy_params = initial_params(policy, config, mesh, rng)
@@ -104,9 +105,18 @@ def run(config, workdir):
         "reward model": best_of_n_curve(proxy, gold, ns, **curve),
         "oracle": best_of_n_curve(gold, gold, ns, **curve),
     }
-    (workdir / "best_of_n.json").write_text(json.dumps(curves, indent=2))
+    return curves, {}
+
+
+def analyse(config, curves: dict, workdir: Path) -> dict:
+    plot_curves(curves, workdir / "figures" / "best_of_n", "Best-of-n on held-out prompts")
+    return {"task": get_task(config.task_name, config.task).name, "curves": curves}
+
+
+def report(config, results: dict, timings: dict, prov: dict) -> str:
+    b, curves = config.best_of_n, results["curves"]
     lines = [
-        f"### Best-of-n on the {task.name} task",
+        f"### Best-of-n on the {results['task']} task",
         "",
         written_by(prov) + ".",
         "",
@@ -124,16 +134,18 @@ def run(config, workdir):
             f"{r['proxy']:.2f} ± {r['proxy_se']:.2f} | {r['gold']:.2f} ± {r['gold_se']:.2f} | "
             f"{o['gold']:.2f} |"
         )
-    (workdir / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    plot_curves(curves, workdir / "figures" / "best_of_n", "Best-of-n on held-out prompts")
-    summary = {
+    return "\n".join(lines) + "\n"
+
+
+def summarize(results: dict) -> dict:
+    return {
         f"n{r['n']}/{k}": r[k]
-        for r in curves["reward model"]
+        for r in results["curves"]["reward model"]
         for k in ("kl_bound", "kl_pool", "proxy", "proxy_se", "gold", "gold_se")
     }
-    write_summary(workdir, summary)
-    return summary
+
+
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

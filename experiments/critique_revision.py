@@ -5,15 +5,16 @@ responses unrevised, each followed by RLAIF.
     python -m experiments.critique_revision --config configs/critique_revision.py \
         --workdir runs/critique_revision
 
-Stages, each cached in the workdir so a rerun resumes:
-  1. SFT from scratch (`config.sft`), unless `labels.policy_from` names one.
+On the Study runner (alignax/study.py: a finished stage is skipped, so a rerun resumes):
+  1. SFT from scratch (`config.sft`, <workdir>/sft), unless `labels.policy_from` names one.
   2. per seed: the SFT policy's responses to `revision.num_examples` training prompts (and
      `revision.num_eval_examples` held-out ones, the SFT runs' NLL set), each revised toward
      `revision.principles` in turn (`alignax.feedback.revise`).
   3. per seed and variant (the originals, the revisions): SFT from the SFT policy on them
      (`revision.train`), then RLAIF from that policy: pairs of its samples labelled by the AI
-     judge (`judge`, as in experiments/runs.py), DPO (`config.dpo`).
-  4. every policy answers `evaluation.num_prompts` held-out prompts (the same prompts and key
+     judge (`judge`, alignax/feedback/runs.py), DPO (`config.dpo`); in <workdir>/seed<k>/
+     sft_on_<variant> and seed<k>/dpo/<variant>.
+  4. every policy answers `eval.num_prompts` held-out prompts (the same prompts and key
      for all of a seed): gold reward and each principle's score. results.md (command and commit
      first) and results.json: means over seeds with 95% intervals, and the paired differences
      revisions minus originals.
@@ -21,8 +22,7 @@ Stages, each cached in the workdir so a rerun resumes:
 
 from __future__ import annotations
 
-import json
-import time
+import functools
 from pathlib import Path
 
 import jax
@@ -31,12 +31,12 @@ import numpy as np
 from alignax import feedback, labels
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
-from alignax.experiment import setup, write_summary
 from alignax.feedback import runs
-from alignax.provenance import provenance, written_by
-from alignax.stages import load_stage_model, stage_config, stage_finished
+from alignax.provenance import written_by
+from alignax.sharding import make_mesh
+from alignax.stages import load_stage_model, stage_config
+from alignax.study import PlannedStage, Study, made_once, with_inputs_from
 from alignax.tasks import get_task
-from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
 from alignax.workflows import sft
 
 VARIANTS = ("originals", "revisions")
@@ -77,67 +77,93 @@ def gold_of(task, rows: dict) -> float:
     return float(np.mean(task.gold_reward_np(rows["tokens"], rows["loss_mask"])))
 
 
-def sft_on(config, sft_dir: Path, run_dir: Path, seed: int, train: dict, evaluation: dict):
-    """SFT from the SFT policy on `train` (LM layout), `revision.train` steps (cached)."""
-    stage = stage_config(config, config.sft, {"init_from": sft_dir})
-    with stage.unlocked():
-        stage.train = config.revision.train.copy_and_resolve_references()
-        stage.seed = seed
-    if stage_finished(stage, run_dir):
-        return
+# ---------------------------------------------------------------------------------------------
+# The plan: one SFT policy for every seed; per seed and variant, SFT on it, then RLAIF.
+
+
+def shared(config, workdir: Path) -> list[PlannedStage]:
+    """The SFT policy, unless `labels.policy_from` names one."""
+    feedback.revise([], config.revision.principles, max_length=1)  # names an unknown principle
+    return runs.sft_stages(config)
+
+
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    """Per variant: SFT from the SFT policy on the originals or the revisions
+    (`revision.train` steps; sft_on_<variant>), then RLAIF from it (dpo/<variant>)."""
+    policy = runs.policy_dir(config, seed_dir.parent)
+    stages = []
+    for variant in VARIANTS:
+        sft_on = stage_config(config, config.sft, {"init_from": policy})
+        with sft_on.unlocked():
+            sft_on.train = config.revision.train.copy_and_resolve_references()
+            sft_on.seed = seed
+        sft_on = with_inputs_from(sft_on, {"labels": config.labels, "revision": config.revision})
+        data = functools.partial(variant_data, config, seed, policy, variant)
+        stages.append(PlannedStage(f"sft_on_{variant}", sft.KIND, sft_on, inputs=data))
+        start = seed_dir / f"sft_on_{variant}"
+        pairs = functools.partial(judged_pairs, config, seed, policy, start)
+        judged = {"labels": config.labels, "pairs": config.pairs, "judge": config.judge}
+        judged["judge_policy_from"] = policy
+        stages.append(runs.dpo_stage(config, f"dpo/{variant}", start, seed, pairs, judged))
+    return stages
+
+
+def variant_data(config, seed: int, policy: Path, variant: str) -> dict:
+    """The SFT stage's data: the variant's training and held-out rows in the LM layout."""
+    data = made_once(revisions, config, seed, policy)
     keys = ("tokens", "input_mask", "loss_mask")
-    sft.run(stage, run_dir, data=({k: train[k] for k in keys}, {k: evaluation[k] for k in keys}))
+    rows = [{k: data[split][variant][k] for k in keys} for split in ("train", "eval")]
+    return {"data": tuple(rows)}
 
 
-def rlaif_from(config, task, mesh, judge, policy_dir: Path, run_dir: Path, seed: int) -> dict:
-    """Pairs of the policy's samples labelled by the judge, DPO from the policy (cached)."""
-    model, params = load_stage_model(policy_dir, heads=("lm",), mesh=mesh)
+def revisions(config, seed: int, policy: Path) -> dict:
+    """`revision_data` of the SFT policy, made once per process (`made_once`)."""
+    task = get_task(config.task_name, config.task)
+    model, params = load_stage_model(policy, heads=("lm",), mesh=make_mesh(config.mesh))
+    return {"task": task, **revision_data(config, task, model, params, seed)}
+
+
+def judged_pairs(config, seed: int, policy: Path, start: Path) -> dict:
+    """RLAIF's pairs: samples of the policy in `start`, labelled by the judge (built on the SFT
+    policy `policy`)."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    judge, _ = runs.build_judge(config.judge, task, mesh, policy)
+    model, params = load_stage_model(start, heads=("lm",), mesh=mesh)
     p = config.pairs
     pairs = runs.sample_pairs(config, task, model, params, p.num_pairs, seed, "train")
     held_out = runs.sample_pairs(config, task, model, params, p.num_eval_pairs, seed, "eval")
     train = runs.chosen_first(pairs, feedback.hard_labels(judge(pairs)))
     evaluation = runs.chosen_first(held_out, feedback.hard_labels(judge(held_out)))
-    return runs.run_dpo(config, policy_dir, run_dir, seed, train, evaluation, task)
+    return {"pairs": (train, evaluation, task)}
 
 
-def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
-    path = workdir / f"seed_{seed}.json"
-    key = seed_result_key(config, seed, sft=sft_dir)
-    if cache_is_current(path, key):
-        return json.loads(path.read_text())
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    """The revised data's statistics, and every policy's scores on held-out prompts."""
+    mesh = make_mesh(config.mesh)
     principles = [feedback.principle(n) for n in config.revision.principles]
+    policy = runs.policy_dir(config, seed_dir.parent)
+    data = made_once(revisions, config, seed, policy)
+    task = data["task"]
 
     def scores(directory: Path) -> dict:
         model, params = load_stage_model(directory, heads=("lm",), mesh=mesh)
         return runs.policy_scores(config, task, model, params, principles, seed)
 
-    policy, params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
-    data = revision_data(config, task, policy, params, seed)
-    judge, _ = runs.build_judge(config.judge, task, mesh, sft_dir)
     result = {
         "seed": seed,
         "data": {
             "changed": data["train"]["changed"],
             **{f"{v}_gold": gold_of(task, data["train"][v]) for v in VARIANTS},
         },
-        "sft": scores(sft_dir),
+        "sft": scores(policy),
     }
     for variant in VARIANTS:
-        start = time.perf_counter()
-        stage_dir = workdir / f"sft_on_{variant}_s{seed}"
-        print(f"\n=== SFT on the {variant}, seed {seed} ===", flush=True)
-        sft_on(config, sft_dir, stage_dir, seed, data["train"][variant], data["eval"][variant])
-        print(f"\n=== RLAIF from SFT on the {variant}, seed {seed} ===", flush=True)
-        rlaif_dir = workdir / "dpo" / f"{variant}_s{seed}"
-        summary = rlaif_from(config, task, mesh, judge, stage_dir, rlaif_dir, seed)
+        rlaif_dir = seed_dir / "dpo" / variant
         result[variant] = {
-            "sft": scores(stage_dir),
+            "sft": scores(seed_dir / f"sft_on_{variant}"),
             "rlaif": scores(rlaif_dir),
-            "rlaif_kl": summary["kl_to_reference"] or float("nan"),
-            "seconds": time.perf_counter() - start,
+            "rlaif_kl": runs.stage_summary(rlaif_dir)["kl_to_reference"] or float("nan"),
         }
-    path.write_text(json.dumps(result, indent=2))
-    record_cache_key(path, key)
     return result
 
 
@@ -177,14 +203,14 @@ def aggregate(config, per_seed: list[dict]) -> dict:
     return {"policies": policies, "difference": difference, "data": data}
 
 
-def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> str:
+def report(config, result: dict, timings: dict, prov: dict) -> str:
     r = config.revision
     names = list(r.principles)
     data = result["data"]
     lines = [
         "### Critique and revision, then RLAIF (Constitutional AI)",
         "",
-        written_by(prov) + f"; wall time {seconds / 60:.1f} min.",
+        written_by(prov) + f"; wall time {timings['seconds/total'] / 60:.1f} min.",
         "",
         f"Per seed, the SFT policy's responses to {r.num_examples} training prompts, revised "
         f"toward {', '.join(names)} (alignax/feedback/revision.py; "
@@ -213,31 +239,19 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
         f"{interval_text(d['sft'], signed=True)}, after RLAIF "
         f"{interval_text(d['rlaif'], signed=True)}.",
     ]
-    text = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(text)
-    return text
+    return "\n".join(lines) + "\n"
 
 
-def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    workdir, mesh = setup(config, workdir)
-    feedback.revise([], config.revision.principles, max_length=1)  # names an unknown principle
-    task = get_task(config.task_name, config.task)
-    start = time.perf_counter()
-    sft_dir = runs.train_policy(config, workdir)
-    per_seed = [seed_results(config, task, mesh, sft_dir, workdir, s) for s in config.seeds]
-    seconds = time.perf_counter() - start
-    result = aggregate(config, per_seed)
-    (workdir / "results.json").write_text(
-        json.dumps({**result, "per_seed": per_seed, "seconds": seconds}, indent=2, default=float)
-    )
-    print(report(config, result, workdir, prov, seconds))
-    summary = {
-        **{f"gold_reward/{name}": p["gold_reward"][0] for name, p in result["policies"].items()},
-        "seconds": round(seconds, 1),
-    }
-    write_summary(workdir, summary)
-    return summary
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    per_seed = [seeds[seed] for seed in config.seeds]
+    return {**aggregate(config, per_seed), "per_seed": per_seed}
+
+
+def summarize(result: dict) -> dict:
+    return {f"gold_reward/{name}": p["gold_reward"][0] for name, p in result["policies"].items()}
+
+
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

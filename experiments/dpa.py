@@ -4,24 +4,24 @@ policy per direction, and the Pareto front the directions trace.
 
     python -m experiments.dpa --config configs/dpa.py --workdir runs/dpa
 
-Stages, each cached in the workdir so a rerun resumes:
-  1. SFT from scratch (`config.sft`), unless `labels.policy_from` names one.
+On the Study runner (alignax/study.py: a finished stage is skipped, so a rerun resumes):
+  1. SFT from scratch (`config.sft`, <workdir>/sft), unless `labels.policy_from` names one.
   2. per seed: `pairs.num_pairs` pairs of SFT samples to training prompts (and
      `pairs.num_eval_pairs` to held-out prompts), and the score of every response on each of the
      two `objectives` (principles of alignax.feedback, defined on the gold reward's components),
      each standardised by its standard deviation over the training pairs' responses.
   3. per seed and direction theta: the directional reward <w, r> with w = (cos theta, sin theta)
      (`feedback.directional_reward`), pairs labelled by a Bradley-Terry annotator of it
-     (`label_temperature`), DPO (`config.dpo`) from the SFT policy.
-  4. the SFT policy and every DPO policy answer `evaluation.num_prompts` held-out prompts: the
+     (`label_temperature`), DPO (`config.dpo`) from the SFT policy
+     (<workdir>/seed<k>/dpo/direction_<theta>).
+  4. the SFT policy and every DPO policy answer `eval.num_prompts` held-out prompts: the
      mean raw score on each objective. results.md (command and commit first), results.json and
      figures/pareto_front.{png,pdf}: means over seeds with 95% intervals.
 """
 
 from __future__ import annotations
 
-import json
-import time
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,12 @@ from alignax import feedback
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval, spearman
 from alignax.cli import run_experiment
-from alignax.experiment import setup, write_summary
 from alignax.feedback import runs
-from alignax.provenance import provenance, written_by
+from alignax.provenance import written_by
+from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
+from alignax.study import PlannedStage, Study, made_once
 from alignax.tasks import get_task
-from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
 
 
 def direction(degrees: float) -> np.ndarray:
@@ -64,59 +64,106 @@ def directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng) -> np.
     return rng.random(len(probability)) < probability
 
 
-def seed_results(config, task, mesh, sft_dir: Path, workdir: Path, seed: int) -> dict:
-    """The SFT policy's scores and one DPO run per direction for one seed (cached)."""
-    path = workdir / f"seed_{seed}.json"
-    key = seed_result_key(config, seed, sft=sft_dir)
-    if cache_is_current(path, key):
-        return json.loads(path.read_text())
+# ---------------------------------------------------------------------------------------------
+# The plan: one SFT policy for every seed; per seed, DPO toward every direction.
+
+
+def shared(config, workdir: Path) -> list[PlannedStage]:
+    """The SFT policy, unless `labels.policy_from` names one."""
+    if len(config.objectives) != 2:
+        raise ValueError(f"objectives={tuple(config.objectives)}: a plane needs exactly two")
+    for name in config.objectives:
+        feedback.principle(name)  # raises on an unknown principle, naming the allowed ones
+    return runs.sft_stages(config)
+
+
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    policy = runs.policy_dir(config, seed_dir.parent)
+    made_from = {
+        "labels": config.labels,
+        "pairs": config.pairs,
+        "objectives": list(config.objectives),
+        "label_temperature": config.label_temperature,
+    }
+    return [
+        runs.dpo_stage(
+            config,
+            f"dpo/direction_{degrees:g}",
+            policy,
+            seed,
+            functools.partial(direction_pairs, config, seed, policy, degrees),
+            made_from,
+        )
+        for degrees in config.directions
+    ]
+
+
+def scored_pairs(config, seed: int, policy: Path) -> dict:
+    """The seed's pairs of SFT samples (training and held-out prompts) with every response's
+    score on each objective, and the scores' spread over the training pairs. Made once per
+    process (`made_once`)."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     principles = [feedback.principle(n) for n in config.objectives]
-    policy, policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
+    model, params = load_stage_model(policy, heads=("lm",), mesh=mesh)
     p = config.pairs
-    pairs = runs.sample_pairs(config, task, policy, policy_params, p.num_pairs, seed, "train")
-    held_out = runs.sample_pairs(
-        config, task, policy, policy_params, p.num_eval_pairs, seed, "eval"
-    )
+    pairs = runs.sample_pairs(config, task, model, params, p.num_pairs, seed, "train")
+    held_out = runs.sample_pairs(config, task, model, params, p.num_eval_pairs, seed, "eval")
     scores = objective_scores(task, pairs, principles)
-    held_out_scores = objective_scores(task, held_out, principles)
     spread = scores.reshape(-1, len(principles)).std(0)
     if not np.all(spread > 0):
         raise ValueError(
             f"objectives {tuple(config.objectives)}: a score is constant over the SFT samples "
             f"(spread {spread.tolist()}); choose principles the policy's samples differ on"
         )
+    return {
+        "task": task,
+        "pairs": pairs,
+        "held_out": held_out,
+        "scores": scores,
+        "held_out_scores": objective_scores(task, held_out, principles),
+        "spread": spread,
+    }
+
+
+def direction_pairs(config, seed: int, policy: Path, degrees: float) -> dict:
+    """The DPO stage's pairs toward one direction: training and held-out pairs labelled by the
+    annotator of the directional reward."""
+    d = made_once(scored_pairs, config, seed, policy)
+    rng = np.random.default_rng([seed, 17, int(degrees * 100)])
+    label = lambda scores: directional_labels(  # noqa: E731
+        scores, d["spread"], degrees, config.label_temperature, rng
+    )
+    train = runs.chosen_first(d["pairs"], label(d["scores"]))
+    evaluation = runs.chosen_first(d["held_out"], label(d["held_out_scores"]))
+    return {"pairs": (train, evaluation, d["task"])}
+
+
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    """The SFT policy's and every DPO policy's scores on held-out prompts, and the DPO runs'
+    KL to the SFT policy."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    principles = [feedback.principle(n) for n in config.objectives]
+    policy = runs.policy_dir(config, seed_dir.parent)
+
+    def scores(directory: Path) -> dict:
+        model, params = load_stage_model(directory, heads=("lm",), mesh=mesh)
+        return runs.policy_scores(config, task, model, params, principles, seed)
+
     result = {
         "seed": seed,
-        "spread": spread.tolist(),
-        "sft": runs.policy_scores(config, task, policy, policy_params, principles, seed),
+        "spread": made_once(scored_pairs, config, seed, policy)["spread"].tolist(),
+        "sft": scores(policy),
         "runs": [],
     }
     for degrees in config.directions:
-        print(f"\n=== DPO, direction {degrees:g} degrees, seed {seed} ===", flush=True)
-        start = time.perf_counter()
-        label_rng = np.random.default_rng([seed, 17, int(degrees * 100)])
-        train = runs.chosen_first(
-            pairs, directional_labels(scores, spread, degrees, config.label_temperature, label_rng)
-        )
-        evaluation = runs.chosen_first(
-            held_out,
-            directional_labels(
-                held_out_scores, spread, degrees, config.label_temperature, label_rng
-            ),
-        )
-        run_dir = workdir / "dpo" / f"direction_{degrees:g}_s{seed}"
-        summary = runs.run_dpo(config, sft_dir, run_dir, seed, train, evaluation, task)
-        model, params = load_stage_model(run_dir, heads=("lm",), mesh=mesh)
+        run_dir = seed_dir / "dpo" / f"direction_{degrees:g}"
         result["runs"].append(
             {
                 "degrees": float(degrees),
-                **runs.policy_scores(config, task, model, params, principles, seed),
-                "kl_to_reference": summary["kl_to_reference"] or float("nan"),
-                "seconds": time.perf_counter() - start,
+                **scores(run_dir),
+                "kl_to_reference": runs.stage_summary(run_dir)["kl_to_reference"] or float("nan"),
             }
         )
-    path.write_text(json.dumps(result, indent=2))
-    record_cache_key(path, key)
     return result
 
 
@@ -190,12 +237,12 @@ def figure(config, result: dict, workdir: Path) -> None:
     plots.save(fig, workdir / "figures" / "pareto_front")
 
 
-def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> str:
+def report(config, result: dict, timings: dict, prov: dict) -> str:
     first, second = config.objectives
     lines = [
         "### Directional preference alignment: the Pareto front",
         "",
-        written_by(prov) + f"; wall time {seconds / 60:.1f} min.",
+        written_by(prov) + f"; wall time {timings['seconds/total'] / 60:.1f} min.",
         "",
         f"Objectives: {first} (x) and {second} (y), principles of the review task's gold reward. "
         f"Per seed, {config.pairs.num_pairs} pairs of SFT samples labelled by a Bradley-Terry "
@@ -226,39 +273,25 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
             + ", ".join(f"{k} {v:+.2f}" for k, v in result["trend"].items())
             + ".",
         ]
-    text = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(text)
-    return text
+    return "\n".join(lines) + "\n"
 
 
-def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    workdir, mesh = setup(config, workdir)
-    if len(config.objectives) != 2:
-        raise ValueError(f"objectives={tuple(config.objectives)}: a plane needs exactly two")
-    for name in config.objectives:
-        feedback.principle(name)  # raises on an unknown principle, naming the allowed ones
-    task = get_task(config.task_name, config.task)
-    start = time.perf_counter()
-    sft_dir = runs.train_policy(config, workdir)
-    per_seed = [seed_results(config, task, mesh, sft_dir, workdir, s) for s in config.seeds]
-    seconds = time.perf_counter() - start
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    per_seed = [seeds[seed] for seed in config.seeds]
     result = aggregate(config, per_seed)
-    (workdir / "results.json").write_text(
-        json.dumps({**result, "per_seed": per_seed, "seconds": seconds}, indent=2, default=float)
-    )
     figure(config, result, workdir)
-    print(report(config, result, workdir, prov, seconds))
-    summary = {
-        **{
-            f"{name}/direction_{r['degrees']:g}": r["objectives"][i][0]
-            for r in result["directions"]
-            for i, name in enumerate(config.objectives)
-        },
-        "seconds": round(seconds, 1),
+    return {**result, "objectives": list(config.objectives), "per_seed": per_seed}
+
+
+def summarize(result: dict) -> dict:
+    return {
+        f"{name}/direction_{r['degrees']:g}": r["objectives"][i][0]
+        for r in result["directions"]
+        for i, name in enumerate(result["objectives"])
     }
-    write_summary(workdir, summary)
-    return summary
+
+
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from alignax.metrics import read_metrics
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
-from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config
+from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, wall_time_text
 from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo, preference, unpaired
@@ -656,19 +656,11 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     budgets = list(config.budgets)
     over = config.overoptimization
     steps_per_epoch = config.offline.pairs.num_pairs / config.offline.train.batch_size
-    stage_times = ", ".join(
-        f"{k.split('/')[1].replace('_', '-')} {v / 60:.1f}"
-        for k, v in timings.items()
-        if k != "seconds/total"
-    )
     lines = [
         "### DPO reward-KL frontier (Rafailov et al. 2023, Fig. 2) and over-optimisation",
         "",
-        written_by(prov)
-        + f"; {len(seeds)} seeds ({', '.join(map(str, seeds))}) on {config.workers} "
-        f"process(es); wall time {timings['seconds/total'] / 60:.1f} min, summed over the "
-        "invocations that built the workdir (per stage, summed over seeds: "
-        f"{stage_times} min).",
+        f"{written_by(prov)}; {len(seeds)} seeds ({', '.join(map(str, seeds))}) on "
+        f"{config.workers} process(es); {wall_time_text(timings)}.",
         "",
         "Every method starts from the same SFT policy and learns from the same pairs of its "
         "samples (annotator-labelled; PPO: the reward model trained on such pairs, or gold). "

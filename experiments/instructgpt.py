@@ -43,7 +43,14 @@ from alignax.models import ModelConfig
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
-from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config
+from alignax.study import (
+    RLHF_STAGES,
+    PlannedStage,
+    Study,
+    rlhf_stage_config,
+    verdict,
+    wall_time_text,
+)
 from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo
@@ -606,10 +613,6 @@ def size_figure(config, combined: dict, workdir: Path) -> None:
     plots.save(fig, workdir / "figures" / "sizes")
 
 
-def _verdict(ok: bool) -> str:
-    return f"**{'pass' if ok else 'fail'}**"
-
-
 def size_table(config, combined: dict) -> list[str]:
     """The report's size table: a row per width that has base, SFT, PPO and PPO-ptx."""
     names = [name for name, _ in size_axis_policies(config)]
@@ -637,20 +640,12 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     combined, result, samples = results["combined"], results["criteria"], results["samples"]
     sweep = f"d{config.sweep_width}"
     seeds = ", ".join(map(str, config.seeds))
-    stage_times = ", ".join(
-        f"{k.split('/')[1].replace('_', ' ')} {v / 60:.1f}"
-        for k, v in timings.items()
-        if k != "seconds/total"
-    )
     ppo_stage = config.stages.ppo
     lines = [
         "### InstructGPT / Stiennon et al.: KL-penalised PPO, PPO-ptx and policy size",
         "",
-        written_by(prov)
-        + f"; {len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''} ({seeds}) on "
-        f"{config.workers} process(es); wall time {timings['seconds/total'] / 60:.1f} min, "
-        "summed over the invocations that built the workdir (per stage, summed over seeds: "
-        f"{stage_times} min).",
+        f"{written_by(prov)}; {len(config.seeds)} seed{'s' if len(config.seeds) > 1 else ''} "
+        f"({seeds}) on {config.workers} process(es); {wall_time_text(timings)}.",
         "",
         f"Trimmed from the full design to fit the budget: the beta / target / ptx sweeps run at "
         f"one policy size (d_model {config.sweep_width}); the size axis "
@@ -699,7 +694,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     if "A1" in result:
         a1 = result["A1"]
         lines.append(
-            f"| A1 gold rises then falls at beta = 0 | {_verdict(a1['pass'])}: rises "
+            f"| A1 gold rises then falls at beta = 0 | {verdict(a1['pass'])}: rises "
             f"{a1['rise']:+.2f} to its peak at step {a1['peak_step']}, then falls "
             f"{interval_text((a1['drop'], a1['drop_ci']), 2)} (paired over seeds) by step "
             f"{a1['final_step']}; "
@@ -707,16 +702,16 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
             f"SE; proxy rises past the peak: {a1['proxy_rises_past_peak']} |"
         )
     lines += [
-        f"| A2 larger beta, lower final KL | {_verdict(a2['pass'])}: "
+        f"| A2 larger beta, lower final KL | {verdict(a2['pass'])}: "
         + ", ".join(f"beta {b:g}: {k:.2f}" for b, k in zip(a2["betas"], a2["final_kl"]))
         + " nats |",
         f"| A3 adaptive KL within {c.kl_tolerance:.0%} of target after warm-up (first "
-        f"{c.kl_warmup_fraction:.0%} of steps) | {_verdict(result['A3']['pass'])}: {a3_text} |",
+        f"{c.kl_warmup_fraction:.0%} of steps) | {verdict(result['A3']['pass'])}: {a3_text} |",
         f"| A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate | "
-        f"{_verdict(result['A4']['pass'])}: {result['A4']['best_run']} "
+        f"{verdict(result['A4']['pass'])}: {result['A4']['best_run']} "
         f"{interval_text((result['A4']['win_rate'], result['A4']['win_rate_ci']), 2)} |",
         f"| PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} for <= "
-        f"{c.max_win_rate_drop * 100:.0f} points of win rate | {_verdict(ptx['pass'])}: tax of "
+        f"{c.max_win_rate_drop * 100:.0f} points of win rate | {verdict(ptx['pass'])}: tax of "
         f"{s.ptx_base} {ptx['tax'][0.0]:.3f} nats/token; {ptx_text} |",
     ]
     if samples:

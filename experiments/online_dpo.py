@@ -6,15 +6,14 @@ al. 2023 and Xiong et al. 2024; with one round it is offline DPO on SFT samples)
     python -m experiments.online_dpo --config configs/online_dpo.py --workdir runs/online_dpo \
         --config.init_from=runs/sft
 
-Each round is a DPO stage in <workdir>/round<r> (the dpo stage, resumable, skipped when
-finished). Every policy (the start and each round's) then answers the same held-out prompts:
-gold reward, KL to the starting policy and to the round's reference. results.md / results.json
-name the command and commit.
+On the Study runner (alignax/study.py): each round is a DPO stage in <workdir>/round<r> (the
+dpo stage, resumable, skipped when finished). Every policy (the start and each round's) then
+answers the same held-out prompts: gold reward, KL to the starting policy and to the round's
+reference. results.md / results.json name the command and commit.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -22,11 +21,14 @@ import numpy as np
 
 from alignax.analysis.policy_eval import evaluate_policy
 from alignax.cli import run_experiment
-from alignax.experiment import check_model_fits_task, setup, write_summary
+from alignax.experiment import check_model_fits_task
 from alignax.models import build_model
-from alignax.provenance import provenance, written_by
-from alignax.stages import load_stage_model, stage_config, stage_finished
+from alignax.provenance import written_by
+from alignax.sharding import make_mesh
+from alignax.stages import load_stage_model, stage_config
+from alignax.study import PlannedStage, Study, run_planned
 from alignax.tasks import get_task
+from alignax.workdir import check_config_unchanged
 from alignax.workflows import preference
 
 
@@ -40,25 +42,32 @@ def round_config(config, round_index: int, start: Path):
     return stage
 
 
-def run(config, workdir):
-    prov = provenance()
-    workdir, mesh = setup(config, workdir)
+def prepare(config, workdir: Path) -> list[PlannedStage]:
+    """The rounds, round r from round r - 1's policy (round 1 from `init_from`)."""
     if not config.init_from:
         raise ValueError("online_dpo needs config.init_from: the workdir of the SFT policy")
     if config.rounds < 1:
         raise ValueError(f"rounds={config.rounds} must be at least 1")
-    task = get_task(config.task_name, config.task)
-    check_model_fits_task(config.model, task)
-    policies = [Path(config.init_from)]
-    for r in range(1, config.rounds + 1):
-        stage, round_dir = round_config(config, r, policies[-1]), workdir / f"round{r}"
-        if not stage_finished(stage, round_dir):
-            print(f"\n=== round {r} of {config.rounds}: DPO from {policies[-1]} ===", flush=True)
-            preference.run(stage, round_dir)
-        policies.append(round_dir)
+    check_model_fits_task(config.model, get_task(config.task_name, config.task))
+    starts = [Path(config.init_from)] + [workdir / f"round{r}" for r in range(1, config.rounds)]
+    rounds = [
+        PlannedStage(f"round{r}", preference.KIND, round_config(config, r, start), group="dpo")
+        for r, start in enumerate(starts, start=1)
+    ]
+    for stage in rounds:
+        check_config_unchanged(stage.config, workdir / stage.name)
+    return rounds
 
+
+def measure(config, workdir: Path, rounds: list[PlannedStage]) -> tuple[list[dict], dict]:
+    """Every round, then every policy (the start and each round's) on the same held-out prompts:
+    gold reward, KL to the start and to the round's reference, length."""
+    for stage in rounds:
+        run_planned(stage, workdir, workdir, "online DPO")
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     model = build_model(config.model, heads=("lm",))
     prompts = task.prompt_dataset(config.eval.num_prompts, seed=config.seed + 1, split="eval")
+    policies = [Path(config.init_from)] + [workdir / stage.name for stage in rounds]
     params = [load_stage_model(p, heads=("lm",), mesh=mesh)[1] for p in policies]
     rng = jax.random.key(config.seed)
 
@@ -87,7 +96,14 @@ def run(config, workdir):
                 "length": float(np.mean(to_start["length"])),
             }
         )
-    (workdir / "results.json").write_text(json.dumps({"rounds": rows, **prov}, indent=2))
+    return rows, {}
+
+
+def analyse(config, rows: list[dict], workdir: Path) -> dict:
+    return {"rounds": rows}
+
+
+def report(config, results: dict, timings: dict, prov: dict) -> str:
     lines = [
         "### Online (iterative) DPO",
         "",
@@ -102,15 +118,19 @@ def run(config, workdir):
     lines += [
         f"| {row['round']} | {row['gold']:.2f} ± {1.96 * row['gold_se']:.2f} | "
         f"{row['kl_to_start']:.2f} | {row['kl_to_reference']:.2f} | {row['length']:.1f} |"
-        for row in rows
+        for row in results["rounds"]
     ]
-    text = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(text)
-    print(text)
+    return "\n".join(lines) + "\n"
+
+
+def summarize(results: dict) -> dict:
+    rows = results["rounds"]
     summary = {f"round{row['round']}/gold": row["gold"] for row in rows}
     summary.update({f"round{row['round']}/kl_to_start": row["kl_to_start"] for row in rows})
-    write_summary(workdir, summary)
     return summary
+
+
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

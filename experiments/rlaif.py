@@ -4,18 +4,21 @@ random pairs, and against full gold labels.
 
     python -m experiments.rlaif --config configs/rlaif.py --workdir runs/rlaif
 
-Stages, each cached in the workdir so a rerun resumes:
-  1. SFT from scratch (`config.sft`, the sft stage), unless `labels.policy_from` names one.
+On the Study runner (alignax/study.py: a finished stage is skipped, so a rerun resumes):
+  1. SFT from scratch (`config.sft`, the sft stage, <workdir>/sft), unless
+     `labels.policy_from` names one.
   2. per seed: `pairs.num_pairs` pairs (a, b) of SFT samples to training prompts, and
      `pairs.num_eval_pairs` to held-out prompts; the human annotator's labels (`labels`,
      a Bradley-Terry annotator of the gold reward) and the judge's P(a > b) (`judge`).
   3. per seed and budget p: the judge's hard labels with floor(p N / 100) pairs relabelled by
      the human: the least confident (|P - 0.5| smallest, or the most disagreed-on for an
      ensemble) and, as the baseline, random ones. p = 0 is pure AI feedback, p = 100 is pure
-     human feedback. DPO (`config.dpo`, the dpo stage) from the SFT policy on each.
+     human feedback. DPO (`config.dpo`, the dpo stage) from the SFT policy on each
+     (<workdir>/seed<k>/dpo/<routing>_<budget>).
   4. delta learning (`delta.weak_sft_steps` > 0): a weak SFT policy (the recipe stopped early);
      per seed, pairs of an SFT and a weak-SFT sample to the same training prompts, the SFT
-     sample chosen with no label, DPO from the SFT policy: against DPO on human labels.
+     sample chosen with no label, DPO from the SFT policy (seed<k>/dpo/delta): against
+     DPO on human labels.
   5. results.md (command and commit first), results.json and figures/: judge-gold agreement,
      the labels' agreement with gold per budget, and the DPO policy's gold reward on held-out
      prompts, means over seeds with 95% intervals.
@@ -23,7 +26,7 @@ Stages, each cached in the workdir so a rerun resumes:
 
 from __future__ import annotations
 
-import json
+import functools
 import time
 from pathlib import Path
 
@@ -33,12 +36,12 @@ from alignax import feedback, labels
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
-from alignax.experiment import setup, write_summary
 from alignax.feedback import runs
-from alignax.provenance import provenance, written_by
-from alignax.stages import load_stage_model, stage_config, stage_finished
+from alignax.provenance import written_by
+from alignax.sharding import make_mesh
+from alignax.stages import load_stage_model, stage_config
+from alignax.study import PlannedStage, Study, made_once
 from alignax.tasks import get_task
-from alignax.workdir import cache_is_current, record_cache_key, seed_result_key
 from alignax.workflows import sft
 
 ROUTING = ("confidence", "disagreement")
@@ -77,46 +80,65 @@ def routed_labels(config, labelled: dict, routing: str, percent: float, seed: in
 
 
 # ---------------------------------------------------------------------------------------------
-# Runs.
+# The plan: one SFT policy (and a weak one) for every seed; per seed, DPO on every labelling.
 
 
-def train_weak_policy(config, workdir: Path) -> Path | None:
-    """Delta learning's weak policy: the SFT recipe stopped after `delta.weak_sft_steps` steps
-    (None when 0: no delta-learning run)."""
+def shared(config, workdir: Path) -> list[PlannedStage]:
+    """The SFT policy (unless `labels.policy_from` names one) and delta learning's weak policy:
+    the SFT recipe stopped after `delta.weak_sft_steps` steps (none when 0)."""
+    if config.routing.by not in ROUTING:
+        raise ValueError(f"routing.by={config.routing.by!r}; allowed: {ROUTING}")
+    for p in config.routing.budgets:
+        feedback.budget_count(1, p)  # raises on a budget outside [0, 100]
+    stages = runs.sft_stages(config)
     steps = config.delta.weak_sft_steps
-    if steps <= 0:
-        return None
-    weak_dir = workdir / "sft_weak"
-    weak = config.sft.copy_and_resolve_references()
-    weak.train.update(
-        steps=steps,
-        log_every=min(weak.train.log_every, steps),
-        eval_every=steps,
-        checkpoint_every=steps,
-    )
-    stage = stage_config(config, weak, {})
-    if not stage_finished(stage, weak_dir):
-        print(f"\n=== weak SFT ({steps} steps) ===", flush=True)
-        sft.run(stage, weak_dir)
-    return weak_dir
+    if steps > 0:
+        weak = config.sft.copy_and_resolve_references()
+        weak.train.update(
+            steps=steps,
+            log_every=min(weak.train.log_every, steps),
+            eval_every=steps,
+            checkpoint_every=steps,
+        )
+        stages.append(PlannedStage("sft_weak", sft.KIND, stage_config(config, weak, {})))
+    return stages
 
 
-def seed_results(
-    config, task, mesh, sft_dir: Path, workdir: Path, seed: int, weak_dir: Path | None = None
-) -> dict:
-    """Judge statistics and one DPO run per condition for one seed (cached in seed_<s>.json);
-    with `weak_dir`, also the delta-learning run."""
-    path = workdir / f"seed_{seed}.json"
-    key = seed_result_key(config, seed, sft=sft_dir, weak=weak_dir)
-    if cache_is_current(path, key):
-        return json.loads(path.read_text())
-    policy, policy_params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
-    judge, uncertainty = runs.build_judge(config.judge, task, mesh, sft_dir)
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    """One DPO run per condition (`conditions`) from the SFT policy, and the delta-learning run;
+    all on the seed's pairs, sampled and labelled once."""
+    policy = runs.policy_dir(config, seed_dir.parent)
+    sampled = {"labels": config.labels, "pairs": config.pairs}
+    labelled = {**sampled, "judge": config.judge, "routing_by": config.routing.by}
+    stages = [
+        runs.dpo_stage(
+            config,
+            f"dpo/{routing}_{percent:g}",
+            policy,
+            seed,
+            functools.partial(condition_pairs, config, seed, policy, routing, percent),
+            labelled,
+        )
+        for routing, percent in conditions(config)
+    ]
+    if config.delta.weak_sft_steps > 0:
+        weak = seed_dir.parent / "sft_weak"
+        pairs = functools.partial(delta_pairs, config, seed, policy, weak)
+        made_from = {**sampled, "weak_policy_from": weak}
+        stages.append(runs.dpo_stage(config, "dpo/delta", policy, seed, pairs, made_from))
+    return stages
+
+
+def labelled_pairs(config, seed: int, policy: Path) -> dict:
+    """The seed's pairs of SFT samples to training prompts with the human's and the judge's
+    labels, the judge's statistics, and the held-out pairs labelled by the human (every
+    condition's evaluation). Made once per process (`made_once`)."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    model, params = load_stage_model(policy, heads=("lm",), mesh=mesh)
+    judge, uncertainty = runs.build_judge(config.judge, task, mesh, policy)
     p = config.pairs
-    pairs = runs.sample_pairs(config, task, policy, policy_params, p.num_pairs, seed, "train")
-    held_out = runs.sample_pairs(
-        config, task, policy, policy_params, p.num_eval_pairs, seed, "eval"
-    )
+    pairs = runs.sample_pairs(config, task, model, params, p.num_pairs, seed, "train")
+    held_out = runs.sample_pairs(config, task, model, params, p.num_eval_pairs, seed, "eval")
     start = time.perf_counter()
     labelled = runs.label_pairs(config, task, judge, uncertainty, pairs, seed)
     judge_seconds = time.perf_counter() - start
@@ -125,32 +147,60 @@ def seed_results(
         held_out["gold_reward"][:, 1],
         np.random.default_rng([seed, 10]),
     )
-    evaluation = runs.chosen_first(held_out, human_eval)
-    result = {
-        "seed": seed,
-        "judge": {
-            "gold_agreement": float(np.mean(labelled["judge"] == labelled["gold"])),
-            "human_agreement": float(np.mean(labelled["judge"] == labelled["human"])),
-            "human_gold_agreement": float(np.mean(labelled["human"] == labelled["gold"])),
-            "seconds": judge_seconds,
-            **feedback.position_bias(judge, pairs),
-        },
-        "runs": [],
+    statistics = {
+        "gold_agreement": float(np.mean(labelled["judge"] == labelled["gold"])),
+        "human_agreement": float(np.mean(labelled["judge"] == labelled["human"])),
+        "human_gold_agreement": float(np.mean(labelled["human"] == labelled["gold"])),
+        "seconds": judge_seconds,
+        **feedback.position_bias(judge, pairs),
     }
+    return {
+        "task": task,
+        "pairs": pairs,
+        "labelled": labelled,
+        "judge": statistics,
+        "evaluation": runs.chosen_first(held_out, human_eval),
+    }
+
+
+def condition_pairs(config, seed: int, policy: Path, routing: str, percent: float) -> dict:
+    """The DPO stage's pairs under one condition: the judge's labels with the budget's pairs
+    relabelled by the human."""
+    data = made_once(labelled_pairs, config, seed, policy)
+    merged, _ = routed_labels(config, data["labelled"], routing, percent, seed)
+    train = runs.chosen_first(data["pairs"], merged)
+    return {"pairs": (train, data["evaluation"], data["task"])}
+
+
+def strong_weak_pairs(config, seed: int, policy: Path, weak: Path) -> dict:
+    """Delta learning's pairs (Olmo 3): a strong (SFT) and a weak policy's samples to the same
+    training prompts as the labelled pairs, with their gold reward."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    strong = load_stage_model(policy, heads=("lm",), mesh=mesh)
+    rival = load_stage_model(weak, heads=("lm",), mesh=mesh)
+    n = config.pairs.num_pairs
+    return runs.sample_pairs(config, task, *strong, n, seed, "train", rival=rival)
+
+
+def delta_pairs(config, seed: int, policy: Path, weak: Path) -> dict:
+    """The delta-learning stage's pairs: the strong sample chosen with no label at all; the same
+    held-out evaluation as every other condition."""
+    pairs = made_once(strong_weak_pairs, config, seed, policy, weak)
+    data = made_once(labelled_pairs, config, seed, policy)
+    train = runs.chosen_first(pairs, np.ones(len(pairs["gold_reward"]), bool))
+    return {"pairs": (train, data["evaluation"], data["task"])}
+
+
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    """The judge's statistics, and per condition its labels' agreement and the DPO policy's
+    held-out results; the delta-learning run's."""
+    policy = runs.policy_dir(config, seed_dir.parent)
+    data = made_once(labelled_pairs, config, seed, policy)
+    labelled = data["labelled"]
+    result = {"seed": seed, "judge": data["judge"], "runs": []}
     for routing, percent in conditions(config):
         merged, selected = routed_labels(config, labelled, routing, percent, seed)
-        name = f"{routing}_{percent:g}_s{seed}"
-        print(f"\n=== DPO, {routing} {percent:g}% gold labels, seed {seed} ===", flush=True)
-        start = time.perf_counter()
-        summary = runs.run_dpo(
-            config,
-            sft_dir,
-            workdir / "dpo" / name,
-            seed,
-            runs.chosen_first(pairs, merged),
-            evaluation,
-            task,
-        )
+        summary = runs.stage_summary(seed_dir / "dpo" / f"{routing}_{percent:g}")
         result["runs"].append(
             {
                 "routing": routing,
@@ -158,49 +208,27 @@ def seed_results(
                 "gold_labels": int(len(selected)),
                 "label_gold_agreement": float(np.mean(merged == labelled["gold"])),
                 "label_human_agreement": float(np.mean(merged == labelled["human"])),
-                "gold_reward": summary["gold_reward"],
-                "kl_to_reference": summary["kl_to_reference"] or float("nan"),
-                "eval_accuracy": summary["eval_accuracy"],
-                "seconds": time.perf_counter() - start,
+                **dpo_results(summary),
             }
         )
-    if weak_dir is not None:
-        strong = (policy, policy_params)
-        result["delta"] = delta_run(
-            config, task, mesh, strong, sft_dir, weak_dir, workdir, seed, evaluation
-        )
-    path.write_text(json.dumps(result, indent=2))
-    record_cache_key(path, key)
+    if config.delta.weak_sft_steps > 0:
+        gold = made_once(strong_weak_pairs, config, seed, policy, seed_dir.parent / "sft_weak")[
+            "gold_reward"
+        ]
+        result["delta"] = {
+            "label_gold_agreement": float(np.mean(gold[:, 0] >= gold[:, 1])),
+            "strong_gold": float(np.mean(gold[:, 0])),
+            "weak_gold": float(np.mean(gold[:, 1])),
+            **dpo_results(runs.stage_summary(seed_dir / "dpo" / "delta")),
+        }
     return result
 
 
-def delta_run(config, task, mesh, strong, sft_dir, weak_dir, workdir, seed, evaluation) -> dict:
-    """Delta learning (Olmo 3): pairs of a strong (SFT) and a weak policy's samples to the same
-    training prompts as the labelled pairs, the strong one chosen with no label at all, DPO from
-    the SFT policy on them; the same held-out evaluation as every other condition."""
-    weak = load_stage_model(weak_dir, heads=("lm",), mesh=mesh)
-    n = config.pairs.num_pairs
-    pairs = runs.sample_pairs(config, task, *strong, n, seed, "train", rival=weak)
-    gold = pairs["gold_reward"]
-    print(f"\n=== DPO, delta pairs (strong vs weak SFT, no labels), seed {seed} ===", flush=True)
-    start = time.perf_counter()
-    summary = runs.run_dpo(
-        config,
-        sft_dir,
-        workdir / "dpo" / f"delta_s{seed}",
-        seed,
-        runs.chosen_first(pairs, np.ones(n, bool)),
-        evaluation,
-        task,
-    )
+def dpo_results(summary: dict) -> dict:
     return {
-        "label_gold_agreement": float(np.mean(gold[:, 0] >= gold[:, 1])),
-        "strong_gold": float(np.mean(gold[:, 0])),
-        "weak_gold": float(np.mean(gold[:, 1])),
         "gold_reward": summary["gold_reward"],
         "kl_to_reference": summary["kl_to_reference"] or float("nan"),
         "eval_accuracy": summary["eval_accuracy"],
-        "seconds": time.perf_counter() - start,
     }
 
 
@@ -274,13 +302,13 @@ def figure(rows: list[dict], workdir: Path) -> None:
     plots.save(fig, workdir / "figures" / "rlaif_budget")
 
 
-def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> str:
+def report(config, result: dict, timings: dict, prov: dict) -> str:
     judge, rows = result["judge"], result["conditions"]
     recovered = gap_recovered(rows)
     lines = [
         "### AI feedback with targeted human labels (RLAIF / RLTHF)",
         "",
-        written_by(prov) + f"; wall time {seconds / 60:.1f} min.",
+        written_by(prov) + f"; wall time {timings['seconds/total'] / 60:.1f} min.",
         "",
         f"Pairs: {config.pairs.num_pairs} pairs of SFT samples to training prompts per seed; "
         f"human = {config.labels.annotator} annotator of the gold reward (temperature "
@@ -344,45 +372,30 @@ def report(config, result: dict, workdir: Path, prov: dict, seconds: float) -> s
             "Delta minus human-labelled DPO gold reward (paired by seed): "
             f"{interval_text(d['minus_human_gold_reward'], signed=True)}.",
         ]
-    text = "\n".join(lines) + "\n"
-    (workdir / "results.md").write_text(text)
-    return text
+    return "\n".join(lines) + "\n"
 
 
-def run(config, workdir):
-    prov = provenance()  # of the code that runs, before anything can change it
-    workdir, mesh = setup(config, workdir)
-    if config.routing.by not in ROUTING:
-        raise ValueError(f"routing.by={config.routing.by!r}; allowed: {ROUTING}")
-    for p in config.routing.budgets:
-        feedback.budget_count(1, p)  # raises on a budget outside [0, 100]
-    task = get_task(config.task_name, config.task)
-    start = time.perf_counter()
-    sft_dir = runs.train_policy(config, workdir)
-    weak_dir = train_weak_policy(config, workdir)
-    per_seed = [
-        seed_results(config, task, mesh, sft_dir, workdir, s, weak_dir) for s in config.seeds
-    ]
-    seconds = time.perf_counter() - start
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    per_seed = [seeds[seed] for seed in config.seeds]
     result = aggregate(config, per_seed)
-    (workdir / "results.json").write_text(
-        json.dumps({**result, "per_seed": per_seed, "seconds": seconds}, indent=2, default=float)
-    )
     figure(result["conditions"], workdir)
-    print(report(config, result, workdir, prov, seconds))
+    return {**result, "per_seed": per_seed}
+
+
+def summarize(result: dict) -> dict:
     targeted = {
         r["percent"]: r["gold_reward"][0]
         for r in result["conditions"]
         if r["routing"] == "targeted"
     }
-    summary = {
+    return {
         "judge_gold_agreement": result["judge"]["gold_agreement"][0],
         **{f"gold_reward/targeted_{p:g}": g for p, g in targeted.items()},
         **({"gold_reward/delta": result["delta"]["gold_reward"][0]} if "delta" in result else {}),
-        "seconds": round(seconds, 1),
     }
-    write_summary(workdir, summary)
-    return summary
+
+
+run = Study.of(__name__).run
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from alignax.models import build_model
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
-from alignax.study import PlannedStage, Study, seed_stage_config
+from alignax.study import PlannedStage, Study, seed_stage_config, wall_time_text
 from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import online, sft
@@ -225,17 +225,12 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     tables, combined, answer = results["seeds"], results["combined"], results["answer"]
     kls = results["grpo_final_kl"]
     seeds = ", ".join(map(str, tables))
-    per_stage = ", ".join(
-        f"{k.split('/')[1]} {v / 60:.1f}" for k, v in timings.items() if k != "seconds/total"
-    )
     kl = mean_interval(kls)
     lines = [
         "### RLVR on arithmetic: pass@k before and after GRPO",
         "",
-        written_by(prov)
-        + f"; {len(tables)} seeds ({seeds}) on {config.workers} process(es); wall time "
-        f"{timings['seconds/total'] / 60:.1f} min, summed over the invocations that built the "
-        f"workdir (per stage, summed over seeds: {per_stage} min).",
+        f"{written_by(prov)}; {len(tables)} seeds ({seeds}) on {config.workers} process(es); "
+        f"{wall_time_text(timings)}.",
         "",
         f"Per seed: SFT ({config.stages.sft.train.steps} steps) -> GRPO "
         f"({config.stages.grpo.train.steps} steps of {config.stages.grpo.train.batch_size} "

@@ -14,7 +14,7 @@ import pytest
 from alignax.cli import unknown_override
 from alignax.experiment import validate_config
 from alignax.stages import stage_config, stage_section
-from alignax.study import Study, plan_seeds, rlhf_stage_config
+from alignax.study import Study, rlhf_stage_config
 from alignax.training import train_batches
 from alignax.workdir import ConfigChangedError
 from configs import pipeline as pipeline_config
@@ -86,7 +86,7 @@ def test_a_section_that_keeps_a_parent_section_is_refused():
 def test_an_override_of_a_link_is_refused_naming_the_key(tmp_path):
     config = preset_config(pipeline_config, **{"stages.sft.init_from": "/elsewhere"})
     with pytest.raises(ValueError, match=r"config stages\.sft\.init_from='/elsewhere'"):
-        plan_seeds(Study.of(pipeline.__name__), config, tmp_path)
+        Study.of(pipeline.__name__).prepare(config, tmp_path)
     assert not tmp_path.joinpath("config.json").exists()
 
 

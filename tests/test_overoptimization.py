@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alignax import proxies
 from alignax.analysis import plots
+from alignax.analysis.overoptimization import rl_average
 from alignax.workdir import ConfigChangedError, record_cache_key
 from configs import overoptimization as config_module
 from experiments import overoptimization
@@ -24,34 +26,28 @@ def test_rl_average_by_hand():
         {"step": 0, "kl": 0.0, "gold": 0.0, "gold_se": 0.0, "proxy": 0.0},
         {"step": 10, "kl": 6.0, "gold": 0.0, "gold_se": 0.4, "proxy": 3.0},
     ]
-    start, end = overoptimization.rl_average([a, b])
+    start, end = rl_average([a, b])
     assert start["gold"] == 0 and start["gold_se"] == 0
     assert (end["step"], end["kl"], end["proxy"], end["gold"]) == (10, 5.0, 2.5, 0.5)
     # prompt variance: (0.09 + 0.16) / 2; between seeds: var([1, 0], ddof=1) / 2 = 0.25
     assert end["gold_se"] == pytest.approx(np.sqrt(0.125 + 0.25))
     assert end["gold_seeds"] == [1.0, 0.0]
     with pytest.raises(ValueError, match="differ in length"):
-        overoptimization.rl_average([a, b[:1]])
+        rl_average([a, b[:1]])
 
 
-def test_rl_plan_pairs_each_seed_with_its_own_proxy(monkeypatch, tmp_path):
+def test_rl_plan_pairs_each_seed_with_its_own_proxy(tmp_path):
     config = config_module.get_config()
-    jobs = []
-    monkeypatch.setattr(overoptimization, "run_jobs", lambda fn, j, workers: jobs.extend(j))
-    proxies = {
-        (name, s): tmp_path / f"{name}_s{s}"
-        for name in config.rl.proxies
-        for s in range(config.proxies.seeds)
-    }
-    runs = overoptimization.run_rl(config, tmp_path / "sft", proxies, tmp_path)
-    assert len(jobs) == len(runs) * config.rl.seeds == 12
-    for key, dirs in runs.items():
+    runs = overoptimization.rl_stages(config, tmp_path)
+    assert sum(len(stages) for stages in runs.values()) == len(runs) * config.rl.seeds == 12
+    for key, stages in runs.items():
         name, beta = key.split(", beta ")
-        for s, run_dir in enumerate(dirs):
-            ppo_config, job_dir = next(j for j in jobs if j[1] == run_dir)
-            assert Path(ppo_config.rewards.reward_model_from) == proxies[(name, s)]
-            assert ppo_config.seed == config.seed + s
-            assert ppo_config.ppo.kl_coef == float(beta)
+        for s, stage in enumerate(stages):
+            proxy = tmp_path / "proxies" / f"{name}_s{s}"
+            assert Path(stage.config.rewards.reward_model_from) == proxy
+            assert Path(stage.config.init_from) == tmp_path / config.policy_stages[-1]
+            assert stage.config.seed == config.seed + s
+            assert stage.config.ppo.kl_coef == float(beta)
 
 
 # ------------------------------------------------------------------------------ the plan
@@ -69,7 +65,7 @@ def test_figures_take_a_sweep_longer_than_the_palette(tmp_path):
     sizes = tuple(range(4, 48, 4))  # 11 reward-model sizes
     config = preset_config(config_module, **{"proxies.sizes": sizes})
     rows = [dict(kl_bound=k, gold=0.1 * k, gold_se=0.01, proxy=0.2 * k) for k in (0.0, 1.0)]
-    names = {g["name"] for g in overoptimization.proxy_grid(config.proxies)}
+    names = {g["name"] for g in proxies.proxy_grid(config.proxies)}
     assert len(names) > len(plots.PALETTE)
     overoptimization.figures(config, {n: rows for n in names}, rows, {}, tmp_path)
     assert (tmp_path / "figures" / "best_of_n_noise0.png").exists()
@@ -90,18 +86,18 @@ def test_cached_comparisons_are_reused_only_for_the_config_that_made_them(tmp_pa
     config = config_module.get_config("runlocal")
     made = {"tokens": np.zeros((3, 2, 4), np.int32)}
     np.savez(tmp_path / "comparisons.npz", **made)
-    key = overoptimization.comparisons_key(config, sft_dir)
+    key = proxies.comparisons_key(config, sft_dir)
     record_cache_key(tmp_path / "comparisons.npz", key)
-    monkeypatch.setattr(overoptimization.labels, "comparisons", None)  # nothing is sampled
-    cached = overoptimization.build_comparisons(config, None, None, sft_dir, tmp_path, key)
+    monkeypatch.setattr(proxies.labels, "comparisons", None)  # nothing is sampled
+    cached = proxies.build_comparisons(config, None, None, sft_dir, tmp_path, key)
     assert cached["tokens"].shape == (3, 2, 4)
     extended = preset_config(config_module, **{"proxies.data_sizes": (128, 256, 512)})
     with pytest.raises(ConfigChangedError, match=r"comparisons\.npz.*count: 256 -> 512"):
-        overoptimization.build_comparisons(
+        proxies.build_comparisons(
             extended,
             None,
             None,
             sft_dir,
             tmp_path,
-            overoptimization.comparisons_key(extended, sft_dir),
+            proxies.comparisons_key(extended, sft_dir),
         )

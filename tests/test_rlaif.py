@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from alignax.metrics import read_metrics
+from alignax.workdir import ConfigChangedError
 from configs import rlaif as rlaif_config
 from experiments import rlaif
 
@@ -41,7 +42,7 @@ def test_rlaif_runlocal_reports_every_condition_with_provenance(smoke):
     # Delta learning: a weak SFT of `delta.weak_sft_steps` steps, one unlabelled DPO run.
     weak_steps = [m["step"] for m in read_metrics(workdir / "sft_weak") if "loss" in m]
     assert weak_steps[-1] == config.delta.weak_sft_steps
-    assert (workdir / "dpo" / "delta_s0" / "summary.json").exists()
+    assert (workdir / "seed0" / "dpo" / "delta" / "summary.json").exists()
     assert summary["gold_reward/delta"] == result["delta"]["gold_reward"][0]
     (seed,) = result["per_seed"]
     human = next(r for r in seed["runs"] if r["percent"] == 100.0)
@@ -79,9 +80,21 @@ def test_rlaif_rerun_reuses_cached_stages(smoke):
     again = rlaif.run(config, workdir)
     after = json.loads((workdir / "results.json").read_text())
     assert after["conditions"] == json.loads(before)["conditions"]
-    assert {k: v for k, v in again.items() if k != "seconds"} == {
-        k: v for k, v in summary.items() if k != "seconds"
+    assert {k: v for k, v in again.items() if not k.startswith("seconds")} == {
+        k: v for k, v in summary.items() if not k.startswith("seconds")
     }
+
+
+def test_a_rerun_with_other_labels_is_refused_not_skipped(smoke):
+    """The DPO stages train on pairs the study labels outside their configs; a rerun whose judge
+    differs must not find them finished (nor resume them silently): refused before anything
+    runs, naming the key."""
+    config, workdir, _ = smoke
+    changed = config.copy_and_resolve_references()
+    changed.judge.temperature = 2.0
+    with pytest.raises(ConfigChangedError, match=r"inputs_from\.judge\.temperature"):
+        rlaif.run(changed, workdir)
+    assert json.loads((workdir / "config.json").read_text())["judge"]["temperature"] == 1.0
 
 
 # ------------------------------------------------------------------------------ directions (DPA)
@@ -154,7 +167,7 @@ def test_critique_revision_runlocal_compares_both_variants(smoke, tmp_path):
     assert seed["data"]["revisions_gold"] > seed["data"]["originals_gold"]
     assert 0 < seed["data"]["changed"] <= 1
     for variant in ("originals", "revisions"):
-        steps = [m["step"] for m in read_metrics(tmp_path / "cr" / f"sft_on_{variant}_s0")]
+        steps = [m["step"] for m in read_metrics(tmp_path / "cr" / "seed0" / f"sft_on_{variant}")]
         assert max(steps) == config.revision.train.steps
     assert summary["gold_reward/SFT (start)"] == seed["sft"]["gold_reward"]
     assert "Written by `" in (tmp_path / "cr" / "results.md").read_text().splitlines()[2]

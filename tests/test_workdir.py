@@ -25,7 +25,6 @@ from alignax.workdir import (
     discard_unused_workdirs_on_error,
     record_cache_key,
     release_workdir_lock,
-    seed_result_key,
 )
 
 
@@ -143,21 +142,6 @@ def test_a_cache_is_reused_only_when_made_from_the_same_key(tmp_path):
         assert not cache_is_current(path, {"pool": {"num_prompts": 64}, "seed": (0, 1)})
     assert cache_digest(key) == cache_digest({"seed": [0, 1], "pool": {"num_prompts": 32}})
     assert cache_digest(key) != cache_digest({"pool": {"num_prompts": 64}, "seed": (0, 1)})
-
-
-def test_a_seeds_cached_results_depend_on_the_config_and_stages_but_not_on_the_seed_list(
-    tmp_path,
-):
-    _stage(tmp_path / "sft", _config())
-    study = ml_collections.ConfigDict({"seeds": (0, 1), "workers": 2, "pairs": {"num": 64}})
-    key = seed_result_key(study, 1, sft=tmp_path / "sft", weak=None)
-    more_seeds = ml_collections.ConfigDict({"seeds": (0, 1, 2), "workers": 1, "pairs": {"num": 64}})
-    assert seed_result_key(more_seeds, 1, sft=tmp_path / "sft", weak=None) == key
-    more_pairs = ml_collections.ConfigDict({"seeds": (0, 1), "workers": 2, "pairs": {"num": 128}})
-    assert seed_result_key(more_pairs, 1, sft=tmp_path / "sft", weak=None) != key
-    assert seed_result_key(study, 0, sft=tmp_path / "sft", weak=None) != key
-    _stage(tmp_path / "sft", _config(), step=3, allow_config_change=True)  # the SFT stage moved on
-    assert seed_result_key(study, 1, sft=tmp_path / "sft", weak=None) != key
 
 
 def test_a_record_of_an_older_fingerprint_format_is_checked_by_its_step(tmp_path, capsys):

@@ -43,6 +43,16 @@ STYLE = {
 }
 
 
+def gold_and_proxy(ax, x, points: list[dict], *, color: str, label: str) -> None:
+    """The over-optimisation figures' series: gold (a solid line with 1.96 SE error bars, from
+    each point's `gold` and `gold_se`) and the proxy (dashed, fainter) against `x`."""
+    gold, half = [p["gold"] for p in points], [1.96 * p["gold_se"] for p in points]
+    ax.errorbar(
+        x, gold, yerr=half, fmt="o-", color=color, markersize=3, capsize=2, label=f"gold, {label}"
+    )
+    ax.plot(x, [p["proxy"] for p in points], "--", color=color, alpha=0.6, label=f"proxy, {label}")
+
+
 def subplots(*args, **kwargs):
     """`plt.subplots` under the project's style."""
     with plt.rc_context(STYLE):

@@ -7,6 +7,7 @@ from, a DPO run on labelled pairs, and a policy's scores on every objective.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -31,7 +32,8 @@ from alignax.feedback.principles import (
     principle_tokens,
     vector_reward_np,
 )
-from alignax.stages import load_stage_model, stage_config, stage_finished
+from alignax.stages import load_stage_model, stage_config
+from alignax.study import PlannedStage, with_inputs_from
 from alignax.workflows import preference, sft
 
 DEBIAS = ("none", *judges.DEBIAS_AVERAGES)
@@ -150,24 +152,32 @@ def label_pairs(config, task, judge, uncertainty, pairs: dict, seed: int) -> dic
     return out
 
 
-def train_policy(config, workdir: Path) -> Path:
+def policy_dir(config, workdir: Path) -> Path:
+    """The SFT policy a study's pairs come from: `labels.policy_from`, else its own SFT stage."""
+    return Path(config.labels.policy_from) if config.labels.policy_from else workdir / "sft"
+
+
+def sft_stages(config) -> list[PlannedStage]:
+    """The study's SFT stage from scratch (`config.sft`), shared by its seeds; none when
+    `labels.policy_from` names a policy."""
     if config.labels.policy_from:
-        return Path(config.labels.policy_from)
-    sft_dir = workdir / "sft"
-    stage = stage_config(config, config.sft, {})
-    if not stage_finished(stage, sft_dir):
-        print("\n=== SFT ===", flush=True)
-        sft.run(stage, sft_dir)
-    return sft_dir
+        return []
+    return [PlannedStage("sft", sft.KIND, stage_config(config, config.sft, {}))]
 
 
-def run_dpo(config, sft_dir: Path, run_dir: Path, seed: int, train, evaluation, task) -> dict:
-    dpo_config = stage_config(config, config.dpo, {"init_from": sft_dir})
-    with dpo_config.unlocked():
-        dpo_config.seed = seed
-    if stage_finished(dpo_config, run_dir):
-        return json.loads((run_dir / "summary.json").read_text())
-    return preference.run(dpo_config, run_dir, pairs=(train, evaluation, task))
+def dpo_stage(config, name: str, policy: Path, seed: int, pairs: Callable[[], dict], made_from):
+    """DPO (`config.dpo`) of seed `seed` from `policy` on the pairs `pairs()` returns (the
+    builder's `pairs` keyword), made from `made_from` (`alignax.study.with_inputs_from`): a
+    stage of the study's seed."""
+    stage = stage_config(config, config.dpo, {"init_from": policy})
+    with stage.unlocked():
+        stage.seed = seed
+    stage = with_inputs_from(stage, made_from)
+    return PlannedStage(name, preference.KIND, stage, group="dpo", inputs=pairs)
+
+
+def stage_summary(directory: Path) -> dict:
+    return json.loads((directory / "summary.json").read_text())
 
 
 def policy_scores(config, task, model, params, principles, seed: int) -> dict:

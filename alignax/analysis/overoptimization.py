@@ -1,0 +1,209 @@
+"""The analysis of reward-model over-optimisation (Gao et al. 2022): gold and proxy reward
+against the distance from the initial policy, for best-of-n over a pool of samples (per proxy,
+averaged over the proxy's seeds, with SEs over prompts and seeds) and for RL runs; where gold
+peaks and how far it falls after.
+
+Rewards are standardised on the pool (the initial policy's samples), so n = 1 and the initial
+policy sit at 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from alignax.analysis.best_of_n import best_of_n_curve, best_of_n_per_prompt
+from alignax.analysis.fits import fit_form
+from alignax.metrics import read_metrics
+
+
+def standardize(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / x.std()
+
+
+def seed_average(
+    curves: list[list[dict]],
+    *,
+    same: tuple[str, ...] = ("n", "kl_bound"),
+    means: tuple[str, ...] = ("kl_pool",),
+    with_se: tuple[str, ...] = ("proxy", "gold"),
+) -> list[dict]:
+    """Mean over seeds of each point of curves evaluated at the same points (`same` keys are
+    taken from the first seed, `means` averaged); for each `with_se` key, SE^2 = mean of the
+    per-seed SE^2 (over prompts) + the between-seed variance of the mean."""
+    if len({len(curve) for curve in curves}) != 1:
+        raise ValueError(f"seed curves differ in length: {[len(c) for c in curves]}")
+    out = []
+    for points in zip(*curves):
+        row = {k: points[0][k] for k in same}
+        for key in means:
+            if key in points[0]:
+                row[key] = float(np.mean([p[key] for p in points]))
+        for key in with_se:
+            values = np.array([p[key] for p in points])
+            prompt_var = np.mean([p[f"{key}_se"] ** 2 for p in points])
+            seed_var = values.var(ddof=1) / len(values) if len(values) > 1 else 0.0
+            row[key] = float(values.mean())
+            row[f"{key}_se"] = float(np.sqrt(prompt_var + seed_var))
+            row[f"{key}_seeds"] = values.tolist()
+        out.append(row)
+    return out
+
+
+def best_of_n_curves(
+    pool: dict, scores: dict, *, num_bootstrap: int, seed: int
+) -> tuple[dict, list[dict]]:
+    """({proxy name: its best-of-n curve, averaged over its seeds}, the oracle's curve) for
+    n = 1, 2, 4, ... up to the pool size, from the pool (`gold`, `response_ids`) and each
+    proxy's scores of it ({(name, seed): [prompts, pool]}). The last point of each curve also
+    holds the paired drop from its peak, and each reward model's own turn-over (SE over
+    prompts only, as Gao et al. look at one reward model)."""
+    gold = standardize(pool["gold"])
+    ns = [2**k for k in range(int(np.log2(gold.shape[1])) + 1)]
+    kwargs = dict(num_bootstrap=num_bootstrap, seed=seed)
+    per_seed: dict[str, list] = {}
+    proxies: dict[str, list] = {}
+    for (name, _), proxy in sorted(scores.items()):
+        proxies.setdefault(name, []).append(standardize(proxy))
+        curve = best_of_n_curve(
+            proxies[name][-1], gold, ns, response_ids=pool["response_ids"], **kwargs
+        )
+        per_seed.setdefault(name, []).append(curve)
+    curves = {name: seed_average(c) for name, c in per_seed.items()}
+    for name, curve in curves.items():
+        peak_n = curve[int(np.argmax([r["gold"] for r in curve]))]["n"]
+        drop, se = peak_drop(proxies[name], gold, peak_n, ns[-1], **kwargs)
+        curve[-1].update(drop_from_peak=drop, drop_from_peak_se=se)
+        models = []
+        for proxy, own in zip(proxies[name], per_seed[name]):
+            own_peak = int(np.argmax([r["gold"] for r in own]))
+            own_drop, own_se = peak_drop([proxy], gold, own[own_peak]["n"], ns[-1], **kwargs)
+            models.append(
+                {
+                    "peak_n": own[own_peak]["n"],
+                    "drop": own_drop,
+                    "drop_se": own_se,
+                    "turned_over": 0 < own_peak < len(own) - 1
+                    and own_drop >= 3 * own_se
+                    and own[-1]["proxy"] > own[own_peak]["proxy"],
+                }
+            )
+        curve[-1]["per_model"] = models
+    oracle = best_of_n_curve(gold, gold, ns, response_ids=pool["response_ids"], **kwargs)
+    return curves, oracle
+
+
+def peak_drop(proxies, gold, peak_n: int, last_n: int, *, num_bootstrap: int, seed: int):
+    """Gold at the peak n minus gold at the largest n, paired (same prompts, same reward models),
+    averaged over seeds: (drop, SE) with SE^2 = prompt-bootstrap variance + between-seed
+    variance of the mean. Pairing removes the prompt and seed effects the two points share."""
+    diffs = np.stack(
+        [
+            best_of_n_per_prompt(proxy, gold, peak_n)[1]
+            - best_of_n_per_prompt(proxy, gold, last_n)[1]
+            for proxy in proxies
+        ]
+    )  # [seeds, prompts]
+    per_prompt = diffs.mean(0)
+    rng = np.random.default_rng(seed)
+    resamples = rng.integers(0, len(per_prompt), size=(num_bootstrap, len(per_prompt)))
+    prompt_var = per_prompt[resamples].mean(1).var()
+    seed_var = diffs.mean(1).var(ddof=1) / len(diffs) if len(diffs) > 1 else 0.0
+    return float(per_prompt.mean()), float(np.sqrt(prompt_var + seed_var))
+
+
+def rl_curve(run_dir: Path, gold_mean: float, gold_std: float) -> list[dict]:
+    """Held-out evaluations of a PPO run: sqrt(KL), gold (standardised like the pool) and proxy,
+    with the initial policy at d = 0."""
+    points = [{"step": 0, "kl": 0.0, "gold": 0.0, "gold_se": 0.0, "proxy": 0.0}]
+    for m in read_metrics(run_dir):
+        if "eval/gold" in m:
+            points.append(
+                {
+                    "step": m["step"],
+                    "kl": max(m["eval/kl"], 0.0),
+                    "gold": (m["eval/gold"] - gold_mean) / gold_std,
+                    "gold_se": m["eval/gold_se"] / gold_std,
+                    "proxy": m["eval/proxy"],
+                }
+            )
+    return points
+
+
+def rl_average(curves: list[list[dict]]) -> list[dict]:
+    """The seeds' RL curves averaged at each evaluation step: mean KL and proxy, gold with its
+    SE over prompts and seeds (`seed_average`)."""
+    return seed_average(curves, same=("step",), means=("kl", "proxy"), with_se=("gold",))
+
+
+def hump(curve: list[dict]) -> dict:
+    """Where gold peaks, and how far below the peak it ends in standard errors: of the paired
+    drop where the curve has one (best-of-n), else of the final point (RL)."""
+    gold = np.array([r["gold"] for r in curve])
+    proxy = np.array([r["proxy"] for r in curve])
+    peak = int(np.argmax(gold))
+    last = curve[-1]
+    se = last.get("drop_from_peak_se", last["gold_se"])
+    return {
+        "peak_index": peak,
+        "peak_gold": float(gold[peak]),
+        "interior_peak": 0 < peak < len(gold) - 1,
+        "final_drop_in_se": float((gold[peak] - gold[-1]) / max(se, 1e-12)),
+        "proxy_rises_past_peak": bool(proxy[-1] > proxy[peak]),
+    }
+
+
+def best_of_n_fit(curve: list[dict], fit_below_n: int = 256) -> dict:
+    """Gao et al.'s best-of-n form R_bon(d) = d (alpha - beta d), d = sqrt(KL_bon), fitted to a
+    best-of-n curve: its coefficients, R^2 and residual at the largest n; and, where the curve
+    reaches past `fit_below_n` with >= 3 points below it, the form fitted on n <= `fit_below_n`
+    extrapolated to the largest n ('extrapolation': predicted, measured, error in SE)."""
+    d = np.sqrt([r["kl_bound"] for r in curve])
+    gold = np.array([r["gold"] for r in curve])
+    fit = fit_form(d, gold, "bon")
+    out = {
+        "alpha": fit.alpha,
+        "beta": fit.beta,
+        "r2": fit.r2,
+        "residual_at_largest_n": float(gold[-1] - fit.predict(d[-1:])[0]),
+    }
+    train = np.array([r["n"] for r in curve]) <= fit_below_n
+    if train.sum() >= 3 and not train.all():
+        predicted = float(fit_form(d[train], gold[train], "bon").predict(d[-1:])[0])
+        out["extrapolation"] = {
+            "fit_on": f"n <= {fit_below_n}",
+            "predicted_gold_at_largest_n": predicted,
+            "measured": float(gold[-1]),
+            "error_in_se": float((predicted - gold[-1]) / max(curve[-1]["gold_se"], 1e-12)),
+        }
+    return out
+
+
+def rl_fit(points: list[dict]) -> dict:
+    """An RL curve's hump, the R^2 of Gao et al.'s RL form R_rl(d) = d (alpha - beta log d)
+    and of the best-of-n form, and where it ends."""
+    d = np.sqrt([q["kl"] for q in points])
+    gold = np.array([q["gold"] for q in points])
+    return {
+        "hump": hump(points),
+        "r2_rl_form": fit_form(d, gold, "rl").r2,
+        "r2_bon_form": fit_form(d, gold, "bon").r2,
+        "final_kl": float(points[-1]["kl"]),
+        "final_gold": float(gold[-1]),
+    }
+
+
+def gold_at_same_kl(run: list[dict], reference: list[dict]) -> dict:
+    """Where `run` ends against the `reference` curve at the same sqrt(KL) (interpolated): is a
+    KL penalty more than early stopping of the unpenalised run?"""
+    d = np.sqrt([q["kl"] for q in reference])
+    order = np.argsort(d)
+    end = run[-1]
+    on_curve = float(np.interp(np.sqrt(end["kl"]), d[order], [reference[i]["gold"] for i in order]))
+    return {
+        "final_sqrt_kl": float(np.sqrt(end["kl"])),
+        "final_gold": end["gold"],
+        "beta0_gold_at_same_kl": on_curve,
+        "difference_in_se": float((end["gold"] - on_curve) / max(end["gold_se"], 1e-12)),
+    }
