@@ -86,6 +86,20 @@ def read_metrics(workdir: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def logged_curve(
+    workdir: str | Path, fields: dict[str, str], *, max_step: int | None = None
+) -> list[dict]:
+    """A curve a run logged, by step: {"step", name: line[key] for name, key in `fields`} from
+    every metrics line that holds the first key (the last line of a step wins: a resumed run
+    writes it again), steps past `max_step` left out."""
+    first = next(iter(fields.values()))
+    points = {}
+    for line in read_metrics(workdir):
+        if first in line and (max_step is None or line["step"] <= max_step):
+            points[line["step"]] = {"step": line["step"], **{k: line[v] for k, v in fields.items()}}
+    return [points[step] for step in sorted(points)]
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     if seconds >= 3600:

@@ -20,10 +20,10 @@ For every seed in `config.seeds`, in <workdir>/seed<k>/ (every stage cached, so 
 Every run evaluates every `train.eval_every` steps: the gold reward of samples to held-out
 prompts and their KL to the SFT policy (alignax.analysis.policy_eval.evaluate_policy). A run is
 a trajectory of (KL, gold) points; a method's frontier is the upper concave envelope of its
-runs' points and the SFT policy's (KL 0), read at fixed KL budgets per seed (`frontier_at`);
-the mean over seeds has a 95% t-interval, and `dominance` decides between two methods from
-their per-seed differences. Writes results.json, results.md (tables, the ordering, provenance,
-wall time), figures/ (PNG + PDF) and timings.json.
+runs' points and the SFT policy's (KL 0), read at fixed KL budgets per seed; the mean over
+seeds has a 95% t-interval, and a rule decides between two methods from their per-seed
+differences (alignax/analysis/frontier.py). Writes results.json, results.md (tables, the
+ordering, provenance, wall time), figures/ (PNG + PDF) and timings.json.
 """
 
 from __future__ import annotations
@@ -38,11 +38,18 @@ import ml_collections
 import numpy as np
 
 from alignax.analysis import plots
+from alignax.analysis.frontier import (
+    difference_intervals,
+    dominance,
+    frontier_at,
+    peak_and_final,
+    upper_envelope,
+)
 from alignax.analysis.policy_eval import evaluate_policy
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
-from alignax.metrics import read_metrics
+from alignax.metrics import logged_curve
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
@@ -217,98 +224,10 @@ def run_config(config, run: Run, seed: int, seed_dir: Path) -> ml_collections.Co
 
 
 def trajectory(run_dir: Path, runner: str, max_step: int | None = None) -> list[dict]:
-    """The run's evaluations, in step order: step, KL to the SFT policy, gold and its SE. The
-    last step is evaluated twice by the runners (in the loop and at the end): kept once."""
-    prefix = EVAL_PREFIX[runner]
-    points = {}
-    for m in read_metrics(run_dir):
-        if f"{prefix}gold" in m and (max_step is None or m["step"] <= max_step):
-            points[m["step"]] = {
-                "step": m["step"],
-                "kl": m[f"{prefix}kl"],
-                "gold": m[f"{prefix}gold"],
-                "gold_se": m[f"{prefix}gold_se"],
-            }
-    return [points[s] for s in sorted(points)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Frontiers (pure functions, unit-tested).
-
-
-def upper_envelope(kl, gold) -> tuple[np.ndarray, np.ndarray]:
-    """The upper concave envelope of the points (kl_i, gold_i): its vertices by increasing KL.
-
-    Answering each prompt with policy 1 with probability lam and policy 2 otherwise gives gold
-    lam g1 + (1 - lam) g2 at KL at most lam KL1 + (1 - lam) KL2 (KL is convex), so every point
-    of the envelope is reached or beaten by a mixture of a method's runs. Negative KL estimates
-    (Monte Carlo noise around 0) count as 0.
-    """
-    kl = np.maximum(np.asarray(kl, np.float64), 0.0)
-    gold = np.asarray(gold, np.float64)
-    if kl.shape != gold.shape or kl.size == 0:
-        raise ValueError(f"upper_envelope: kl {kl.shape} and gold {gold.shape}, non-empty")
-    hull: list[tuple[float, float]] = []
-    for i in np.lexsort((-gold, kl)):  # by KL; at equal KL the highest gold first
-        x, y = float(kl[i]), float(gold[i])
-        if hull and hull[-1][0] == x:
-            continue
-        # Drop the last vertex while it lies on or below the chord from the one before to here.
-        while len(hull) >= 2:
-            (x0, y0), (x1, y1) = hull[-2], hull[-1]
-            if (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0) >= 0:
-                hull.pop()
-            else:
-                break
-        hull.append((x, y))
-    vertices = np.array(hull)
-    return vertices[:, 0], vertices[:, 1]
-
-
-def frontier_at(kl, gold, budgets) -> np.ndarray:
-    """The best gold within each KL budget B on the upper envelope of the points: the envelope's
-    maximum over KL <= B (linear between vertices). Beyond the largest KL of the points this is
-    the envelope's maximum (more budget cannot hurt); below the smallest KL it is undefined
-    (nan)."""
-    x, y = upper_envelope(kl, gold)
-    peak = int(np.argmax(y))  # the envelope is concave: rising up to here, falling after
-    out = []
-    for budget in np.asarray(budgets, np.float64):
-        if budget < x[0]:
-            out.append(np.nan)
-        elif budget >= x[peak]:
-            out.append(y[peak])
-        else:
-            out.append(np.interp(budget, x[: peak + 1], y[: peak + 1]))
-    return np.array(out)
-
-
-def difference_intervals(first, second) -> list[tuple[float, float]]:
-    """(mean, 95% t half-width) over seeds of first - second at each budget; inputs
-    [seeds, budgets], paired by seed (same SFT policy, pairs and reward model)."""
-    diff = np.asarray(first, np.float64) - np.asarray(second, np.float64)
-    return [mean_interval(diff[:, j]) for j in range(diff.shape[1])]
-
-
-def dominance(intervals: list[tuple[float, float]]) -> str:
-    """The rule that decides between two frontiers from (mean, half-width) of first - second at
-    the budgets where both are defined:
-      'first' : the interval lies above 0 at one budget or more and below 0 at none;
-      'second': the same with the signs swapped;
-      'cross' : the interval lies above 0 at some budget and below at another;
-      'none'  : otherwise (not separated by this many seeds, or no budget to compare).
-    An interval that is nan (one seed) excludes nothing."""
-    above = any(m - h > 0 for m, h in intervals)
-    below = any(m + h < 0 for m, h in intervals)
-    if above and below:
-        return "cross"
-    return "first" if above else "second" if below else "none"
-
-
-def peak_and_final(points: list[dict]) -> tuple[dict, dict]:
-    """The evaluated step with the highest gold (the first of equals) and the last one."""
-    gold = [p["gold"] for p in points]
-    return points[int(np.argmax(gold))], points[-1]
+    """The run's evaluations, in step order: step, gold, KL to the SFT policy, gold's SE."""
+    p = EVAL_PREFIX[runner]
+    fields = {"gold": f"{p}gold", "kl": f"{p}kl", "gold_se": f"{p}gold_se"}
+    return logged_curve(run_dir, fields, max_step=max_step)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,10 +35,10 @@ import numpy as np
 from alignax import logprobs
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import interval_text, mean_interval, win_rate
+from alignax.analysis.stats import interval_text, mean_interval, seed_means, win_rate
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
-from alignax.metrics import read_metrics
+from alignax.metrics import logged_curve
 from alignax.models import ModelConfig
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
@@ -279,25 +279,9 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 def run_curves(run_dir: Path) -> dict:
     """A PPO run's held-out evaluations ('eval': step, kl, gold, gold_se, proxy; step 0 is the
     SFT policy) and training rollouts ('train': step, kl, kl_coef, proxy, gold)."""
-    evals, train = {}, {}
-    for m in read_metrics(run_dir):
-        if "eval/gold" in m:  # the last line of a step wins (a resumed run rewrites it)
-            evals[m["step"]] = {
-                "step": m["step"],
-                "kl": m["eval/kl"],
-                "gold": m["eval/gold"],
-                "gold_se": m["eval/gold_se"],
-                "proxy": m["eval/proxy"],
-            }
-        if "kl/sequence" in m:
-            train[m["step"]] = {
-                "step": m["step"],
-                "kl": m["kl/sequence"],
-                "kl_coef": m["kl/coef"],
-                "proxy": m["proxy/mean"],
-                "gold": m["gold/mean"],
-            }
-    return {"eval": [evals[s] for s in sorted(evals)], "train": [train[s] for s in sorted(train)]}
+    evals = {k: f"eval/{k}" for k in ("gold", "kl", "gold_se", "proxy")}
+    train = {"kl": "kl/sequence", "kl_coef": "kl/coef", "proxy": "proxy/mean", "gold": "gold/mean"}
+    return {"eval": logged_curve(run_dir, evals), "train": logged_curve(run_dir, train)}
 
 
 def seed_mean_curve(curves: list[list[dict]], keys: tuple[str, ...]) -> list[dict]:
@@ -459,17 +443,6 @@ def _names(config, groups: tuple[str, ...]) -> list[str]:
         for r in ppo_plan(config)
         if r["width"] == config.sweep_width and r["group"] in groups
     ]
-
-
-def aggregate(tables: dict[int, dict]) -> dict:
-    """policy key -> metric -> (mean, 95% half-width) over the seeds that have it."""
-    keys = sorted({k for t in tables.values() for k in t})
-    out = {}
-    for key in keys:
-        rows = [t[key] for t in tables.values() if key in t]
-        out[key] = {m: mean_interval([r[m] for r in rows]) for m in rows[0]}
-        out[key]["seeds"] = len(rows)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -739,7 +712,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
             if run["width"] == config.sweep_width:
                 directory = width_dir(workdir / f"seed{seed}", run["width"]) / "ppo" / run["name"]
                 curves.setdefault(run["name"], []).append(run_curves(directory))
-    combined = aggregate(seeds)
+    combined = seed_means(seeds)
     mean_curves = {
         name: {
             "eval": seed_mean_curve([c["eval"] for c in runs], ("kl", "gold", "proxy")),

@@ -26,7 +26,7 @@ import jax
 
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import interval_text, mean_interval, win_rate
+from alignax.analysis.stats import interval_text, mean_interval, seed_means, win_rate
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.experiment import pretrained_params
@@ -95,22 +95,11 @@ def evaluate_seed(config, seed: int, seed_dir: Path):
     return table, {name: r["texts"][0] for name, r in results.items()}
 
 
-def aggregate(tables: dict[int, dict]) -> dict:
-    """policy -> metric -> (mean, 95% half-width) over seeds."""
-    return {
-        policy: {
-            key: mean_interval([tables[s][policy][key] for s in tables])
-            for key in tables[next(iter(tables))][policy]
-        }
-        for policy in POLICIES
-    }
-
-
 def analyse(config, seeds: dict, workdir: Path) -> dict:
     """Every seed's table, their means with 95% intervals, the reward models' held-out metrics,
     the example responses of the first seed; the figure."""
     tables = {seed: table for seed, (table, _) in seeds.items()}
-    combined = aggregate(tables)
+    combined = seed_means(tables)
     reward_models = [
         json.loads((workdir / f"seed{s}" / "reward_model" / "summary.json").read_text())
         for s in tables

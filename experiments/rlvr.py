@@ -30,7 +30,7 @@ import numpy as np
 from alignax.analysis import plots
 from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
 from alignax.analysis.policy_eval import evaluate_policy, sample_pool
-from alignax.analysis.stats import interval_text, mean_interval
+from alignax.analysis.stats import interval_text, mean_interval, seed_means
 from alignax.cli import run_experiment
 from alignax.metrics import read_metrics
 from alignax.models import build_model
@@ -125,17 +125,11 @@ def seed_table(config, outcomes: dict) -> dict:
 def aggregate(tables: dict) -> dict:
     """policy (and "change" = grpo - sft, paired within each seed) -> metric -> (mean, 95%
     half-width) over seeds."""
-    seeds = list(tables)
-    metrics = list(tables[seeds[0]]["sft"])
-    out = {
-        name: {m: mean_interval([tables[s][name][m] for s in seeds]) for m in metrics}
-        for name in POLICIES
+    change = {
+        seed: {"change": {m: t["grpo"][m] - t["sft"][m] for m in t["sft"]}}
+        for seed, t in tables.items()
     }
-    out["change"] = {
-        m: mean_interval([tables[s]["grpo"][m] - tables[s]["sft"][m] for s in seeds])
-        for m in metrics
-    }
-    return out
+    return {**seed_means(tables), **seed_means(change)}
 
 
 def grpo_final_kl(seed_dir: Path) -> float:

@@ -4,6 +4,13 @@ plan; the experiment end to end is the `dpo_frontier_run` fixture of test_notebo
 import numpy as np
 import pytest
 
+from alignax.analysis.frontier import (
+    difference_intervals,
+    dominance,
+    frontier_at,
+    peak_and_final,
+    upper_envelope,
+)
 from configs import dpo_frontier as config_module
 from experiments import dpo_frontier as frontier
 
@@ -11,14 +18,14 @@ from experiments import dpo_frontier as frontier
 def test_upper_envelope_drops_points_under_a_chord():
     # (1, 0.4) lies under the chord from (0, 0) to (2, 1) (0.5 there): not a vertex. (3, 0.9)
     # is under no chord: the envelope falls after (2, 1).
-    x, y = frontier.upper_envelope([0, 1, 2, 3], [0.0, 0.4, 1.0, 0.9])
+    x, y = upper_envelope([0, 1, 2, 3], [0.0, 0.4, 1.0, 0.9])
     np.testing.assert_allclose(x, [0, 2, 3])
     np.testing.assert_allclose(y, [0.0, 1.0, 0.9])
 
 
 def test_upper_envelope_keeps_the_best_of_equal_kl_and_clips_negative_kl():
     # Two points at KL 1: only the higher one; KL -0.2 (Monte Carlo noise) counts as 0.
-    x, y = frontier.upper_envelope([-0.2, 1, 1, 4], [0.1, 0.2, 0.7, 1.0])
+    x, y = upper_envelope([-0.2, 1, 1, 4], [0.1, 0.2, 0.7, 1.0])
     np.testing.assert_allclose(x, [0, 1, 4])
     np.testing.assert_allclose(y, [0.1, 0.7, 1.0])
 
@@ -26,7 +33,7 @@ def test_upper_envelope_keeps_the_best_of_equal_kl_and_clips_negative_kl():
 def test_upper_envelope_is_concave_and_above_every_point():
     rng = np.random.default_rng(0)
     kl, gold = rng.uniform(0, 10, 40), rng.normal(size=40)
-    x, y = frontier.upper_envelope(kl, gold)
+    x, y = upper_envelope(kl, gold)
     slopes = np.diff(y) / np.diff(x)
     assert np.all(np.diff(slopes) < 0)  # strictly decreasing slopes: concave
     assert np.all(np.interp(kl, x, y) >= gold - 1e-12)
@@ -35,25 +42,25 @@ def test_upper_envelope_is_concave_and_above_every_point():
 def test_frontier_at_interpolates_then_keeps_the_peak():
     # Envelope (0, 0) - (2, 1) - (3, 0.9): rising slope 1/2, then falling.
     kl, gold = [0, 1, 2, 3], [0.0, 0.4, 1.0, 0.9]
-    values = frontier.frontier_at(kl, gold, [0.5, 1.0, 2.0, 2.5, 8.0])
+    values = frontier_at(kl, gold, [0.5, 1.0, 2.0, 2.5, 8.0])
     # Within 2.5 or 8 nats the best is the peak, 1.0, not the envelope's 0.95 at 2.5.
     np.testing.assert_allclose(values, [0.25, 0.5, 1.0, 1.0, 1.0])
 
 
 def test_frontier_at_is_undefined_below_the_smallest_kl():
-    values = frontier.frontier_at([1.0, 2.0], [0.0, 1.0], [0.5, 1.5])
+    values = frontier_at([1.0, 2.0], [0.0, 1.0], [0.5, 1.5])
     assert np.isnan(values[0]) and values[1] == pytest.approx(0.5)
 
 
 def test_frontier_of_a_single_point_is_that_point_within_any_larger_budget():
-    np.testing.assert_allclose(frontier.frontier_at([0.0], [0.3], [0.0, 5.0]), [0.3, 0.3])
+    np.testing.assert_allclose(frontier_at([0.0], [0.3], [0.0, 5.0]), [0.3, 0.3])
 
 
 def test_difference_intervals_are_paired_by_seed():
     # The seeds shift both methods alike: the difference is exactly 0.1 with no spread.
     first = [[1.1, 2.1], [5.1, 0.1], [-3.9, 4.1]]
     second = [[1.0, 2.0], [5.0, 0.0], [-4.0, 4.0]]
-    for mean, half in frontier.difference_intervals(first, second):
+    for mean, half in difference_intervals(first, second):
         assert mean == pytest.approx(0.1) and half == pytest.approx(0.0, abs=1e-12)
 
 
@@ -71,12 +78,12 @@ def test_difference_intervals_are_paired_by_seed():
     ],
 )
 def test_dominance_rule(intervals, verdict):
-    assert frontier.dominance(intervals) == verdict
+    assert dominance(intervals) == verdict
 
 
 def test_peak_and_final_take_the_first_highest_gold_and_the_last_point():
     points = [{"step": s, "gold": g} for s, g in [(4, 0.1), (8, 0.5), (12, 0.5), (16, 0.2)]]
-    peak, final = frontier.peak_and_final(points)
+    peak, final = peak_and_final(points)
     assert peak["step"] == 8 and final["step"] == 16
 
 

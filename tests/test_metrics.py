@@ -11,6 +11,7 @@ from alignax.metrics import (
     NonFiniteMetricError,
     Progress,
     check_finite,
+    logged_curve,
     read_metrics,
     to_host,
 )
@@ -45,3 +46,20 @@ def test_progress_line_shows_rate_and_eta():
     assert "step 50/100 (50%)" in line and "steps/s" in line and "ETA" in line
     assert "loss=0.25" in line
     assert stream.getvalue().strip() == line.strip()
+
+
+def test_a_logged_curve_keeps_the_last_line_of_a_step_and_stops_at_max_step(tmp_path):
+    lines = [
+        {"step": 0, "eval/gold": 0.1, "eval/kl": 0.0},
+        {"step": 5, "loss": 1.0},  # a training line: no eval/gold, not a point
+        {"step": 10, "eval/gold": 0.2, "eval/kl": 1.0},
+        {"step": 10, "eval/gold": 0.3, "eval/kl": 1.5},  # written again by a resumed run
+        {"step": 20, "eval/gold": 0.4, "eval/kl": 2.0},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(m) for m in lines) + "\n")
+    fields = {"gold": "eval/gold", "kl": "eval/kl"}
+    assert logged_curve(tmp_path, fields, max_step=10) == [
+        {"step": 0, "gold": 0.1, "kl": 0.0},
+        {"step": 10, "gold": 0.3, "kl": 1.5},
+    ]
+    assert [p["step"] for p in logged_curve(tmp_path, fields)] == [0, 10, 20]

@@ -15,7 +15,7 @@ import numpy as np
 
 from alignax.analysis.best_of_n import best_of_n_curve, best_of_n_per_prompt
 from alignax.analysis.fits import fit_form
-from alignax.metrics import read_metrics
+from alignax.metrics import logged_curve
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -114,20 +114,26 @@ def peak_drop(proxies, gold, peak_n: int, last_n: int, *, num_bootstrap: int, se
 
 
 def rl_curve(run_dir: Path, gold_mean: float, gold_std: float) -> list[dict]:
-    """Held-out evaluations of a PPO run: sqrt(KL), gold (standardised like the pool) and proxy,
-    with the initial policy at d = 0."""
+    """Held-out evaluations of a PPO run: KL (negative estimates clipped to 0), gold
+    (standardised like the pool, by `gold_mean` and `gold_std`) and proxy, with the initial
+    policy at d = 0."""
+    fields = {
+        "gold": "eval/gold",
+        "kl": "eval/kl",
+        "gold_se": "eval/gold_se",
+        "proxy": "eval/proxy",
+    }
     points = [{"step": 0, "kl": 0.0, "gold": 0.0, "gold_se": 0.0, "proxy": 0.0}]
-    for m in read_metrics(run_dir):
-        if "eval/gold" in m:
-            points.append(
-                {
-                    "step": m["step"],
-                    "kl": max(m["eval/kl"], 0.0),
-                    "gold": (m["eval/gold"] - gold_mean) / gold_std,
-                    "gold_se": m["eval/gold_se"] / gold_std,
-                    "proxy": m["eval/proxy"],
-                }
-            )
+    for p in logged_curve(run_dir, fields):
+        points.append(
+            {
+                "step": p["step"],
+                "kl": max(p["kl"], 0.0),
+                "gold": (p["gold"] - gold_mean) / gold_std,
+                "gold_se": p["gold_se"] / gold_std,
+                "proxy": p["proxy"],
+            }
+        )
     return points
 
 

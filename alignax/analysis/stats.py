@@ -17,6 +17,21 @@ def mean_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     return mean, float(sem * stats.t.ppf(0.5 + confidence / 2, len(values) - 1))
 
 
+def seed_means(tables: dict) -> dict:
+    """{row: {metric: (mean, 95% t half-width)}} of the seeds' tables ({seed: {row: {metric:
+    value}}}), each row over the seeds that have it, rows in the order they first appear.
+
+    >>> seed_means({0: {"sft": {"gold": 1.0}}, 1: {"sft": {"gold": 3.0}, "ppo": {"gold": 2.0}}})
+    {'sft': {'gold': (2.0, 12.706204736174694)}, 'ppo': {'gold': (2.0, nan)}}
+    """
+    rows = dict.fromkeys(row for table in tables.values() for row in table)
+    out = {}
+    for row in rows:
+        have = [table[row] for table in tables.values() if row in table]
+        out[row] = {metric: mean_interval([h[metric] for h in have]) for metric in have[0]}
+    return out
+
+
 def interval_text(mean_half: tuple[float, float], digits: int = 3, signed: bool = False) -> str:
     """'mean ± half' for a table (`mean_interval`'s output); 'mean ± undefined' when the
     half-width is undefined (a single seed).

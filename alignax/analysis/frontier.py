@@ -1,0 +1,89 @@
+"""Reward-KL frontiers (Rafailov et al. 2023, Fig. 2): a method's best gold reward within each
+KL budget, from the (KL, gold) points its runs reach, and the rule that decides between two
+methods from their per-seed differences.
+
+    kl, gold = upper_envelope(points_kl, points_gold)   # reachable by mixing the policies
+    best = frontier_at(points_kl, points_gold, budgets)  # per budget, nan below the first KL
+    verdict = dominance(difference_intervals(first, second))  # first / second / cross / none
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alignax.analysis.stats import mean_interval
+
+
+def upper_envelope(kl, gold) -> tuple[np.ndarray, np.ndarray]:
+    """The upper concave envelope of the points (kl_i, gold_i): its vertices by increasing KL.
+
+    Answering each prompt with policy 1 with probability lam and policy 2 otherwise gives gold
+    lam g1 + (1 - lam) g2 at KL at most lam KL1 + (1 - lam) KL2 (KL is convex), so every point
+    of the envelope is reached or beaten by a mixture of a method's runs. Negative KL estimates
+    (Monte Carlo noise around 0) count as 0.
+    """
+    kl = np.maximum(np.asarray(kl, np.float64), 0.0)
+    gold = np.asarray(gold, np.float64)
+    if kl.shape != gold.shape or kl.size == 0:
+        raise ValueError(f"upper_envelope: kl {kl.shape} and gold {gold.shape}, non-empty")
+    hull: list[tuple[float, float]] = []
+    for i in np.lexsort((-gold, kl)):  # by KL; at equal KL the highest gold first
+        x, y = float(kl[i]), float(gold[i])
+        if hull and hull[-1][0] == x:
+            continue
+        # Drop the last vertex while it lies on or below the chord from the one before to here.
+        while len(hull) >= 2:
+            (x0, y0), (x1, y1) = hull[-2], hull[-1]
+            if (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append((x, y))
+    vertices = np.array(hull)
+    return vertices[:, 0], vertices[:, 1]
+
+
+def frontier_at(kl, gold, budgets) -> np.ndarray:
+    """The best gold within each KL budget B on the upper envelope of the points: the envelope's
+    maximum over KL <= B (linear between vertices). Beyond the largest KL of the points this is
+    the envelope's maximum (more budget cannot hurt); below the smallest KL it is undefined
+    (nan)."""
+    x, y = upper_envelope(kl, gold)
+    peak = int(np.argmax(y))  # the envelope is concave: rising up to here, falling after
+    out = []
+    for budget in np.asarray(budgets, np.float64):
+        if budget < x[0]:
+            out.append(np.nan)
+        elif budget >= x[peak]:
+            out.append(y[peak])
+        else:
+            out.append(np.interp(budget, x[: peak + 1], y[: peak + 1]))
+    return np.array(out)
+
+
+def difference_intervals(first, second) -> list[tuple[float, float]]:
+    """(mean, 95% t half-width) over seeds of first - second at each budget; inputs
+    [seeds, budgets], paired by seed (same SFT policy, pairs and reward model)."""
+    diff = np.asarray(first, np.float64) - np.asarray(second, np.float64)
+    return [mean_interval(diff[:, j]) for j in range(diff.shape[1])]
+
+
+def dominance(intervals: list[tuple[float, float]]) -> str:
+    """The rule that decides between two frontiers from (mean, half-width) of first - second at
+    the budgets where both are defined:
+      'first' : the interval lies above 0 at one budget or more and below 0 at none;
+      'second': the same with the signs swapped;
+      'cross' : the interval lies above 0 at some budget and below at another;
+      'none'  : otherwise (not separated by this many seeds, or no budget to compare).
+    An interval that is nan (one seed) excludes nothing."""
+    above = any(m - h > 0 for m, h in intervals)
+    below = any(m + h < 0 for m, h in intervals)
+    if above and below:
+        return "cross"
+    return "first" if above else "second" if below else "none"
+
+
+def peak_and_final(points: list[dict]) -> tuple[dict, dict]:
+    """The evaluated step with the highest gold (the first of equals) and the last one."""
+    gold = [p["gold"] for p in points]
+    return points[int(np.argmax(gold))], points[-1]
