@@ -330,7 +330,7 @@ def unpaired_loss_fn(policy: Model, loss_config):
     if spec.kind != "unpaired":
         raise ValueError(
             f"loss.name={loss_config.name!r} is not an unpaired loss; one of "
-            f"{registry.UNPAIRED_LOSSES}"
+            f"{registry.registered('unpaired')}"
         )
     hyperparameters = dict(loss_config.hyperparameters)
     registry.validate_hyperparameters(loss_config.name, **hyperparameters)

@@ -4,7 +4,7 @@
         --config.init_from=runs/sft --config.labels.policy_from=runs/sft
     python -m experiments.dpo --config configs/dpo.py:ipo --workdir runs/ipo --config.init_from=...
 
-The preset is a loss name from `alignax.losses.PREFERENCE_LOSSES` ('runlocal' = 'dpo'); its
+The preset is the name of a registered pairwise loss ('runlocal' = 'dpo'); its
 hyperparameters are declared under `loss.hyperparameters` with the loss's defaults, so
 `--config.loss.hyperparameters.beta=0.05` works and a key the loss does not take is an error.
 WPO's weights: `configs/dpo.py:wpo --config.loss.hyperparameters.weighting=unclamped` (TRL >= 0.29)
@@ -18,7 +18,7 @@ import ml_collections
 
 from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
-from alignax.losses.registry import PREFERENCE_LOSSES, default_hyperparameters
+from alignax.losses.registry import default_hyperparameters, registered
 from alignax.models.lora import default_lora_config
 from configs.common import base_config, eval_config, pairs_config
 
@@ -28,8 +28,9 @@ _BETA = {"simpo": 2.0, "orpo": 0.1, "cpo": 0.1, "ipo": 0.1}
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     name = "dpo" if arg == "runlocal" else arg
-    if name not in PREFERENCE_LOSSES:
-        raise ValueError(f"unknown preset {arg!r}; known: runlocal, {', '.join(PREFERENCE_LOSSES)}")
+    if name not in registered("pairwise"):
+        known = ", ".join(registered("pairwise"))
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, {known}")
     config = base_config("tiny")
     config.labels = default_labels_config()
     config.pairs = pairs_config(num_pairs=4096, num_eval_pairs=256)

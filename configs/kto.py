@@ -8,7 +8,7 @@ examples.
     python -m experiments.kto --config configs/kto.py --workdir runs/kto_file \
         --config.data.path=kto.jsonl --config.data.tokenizer=spm.model
 
-The preset is a loss name from `alignax.losses.UNPAIRED_LOSSES` ('runlocal' = 'kto'); its
+The preset is a loss name from the registered unpaired losses ('runlocal' = 'kto'); its
 hyperparameters are declared under `loss.hyperparameters` with the loss's defaults. With the
 built-in task, the simulated annotator's pairs of the SFT policy's samples are split into a
 desirable (chosen) and an undesirable (rejected) example each, as KTO's paper does with
@@ -19,15 +19,16 @@ import ml_collections
 
 from alignax.data.sources import default_data_config
 from alignax.labels import default_labels_config
-from alignax.losses.registry import UNPAIRED_LOSSES, default_hyperparameters
+from alignax.losses.registry import default_hyperparameters, registered
 from alignax.models.lora import default_lora_config
 from configs.common import base_config, eval_config, pairs_config
 
 
 def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     name = "kto" if arg == "runlocal" else arg
-    if name not in UNPAIRED_LOSSES:
-        raise ValueError(f"unknown preset {arg!r}; known: runlocal, {', '.join(UNPAIRED_LOSSES)}")
+    if name not in registered("unpaired"):
+        known = ", ".join(registered("unpaired"))
+        raise ValueError(f"unknown preset {arg!r}; known: runlocal, {known}")
     config = base_config("tiny")
     config.labels = default_labels_config()
     # Annotated pairs, each split into a desirable and an undesirable example.

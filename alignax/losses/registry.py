@@ -42,6 +42,16 @@ ORDERED_SPECS = dict(
     sorted(SPECS.items(), key=lambda item: _FAMILY_INDEX[item[1].fn.__module__])  # stable
 )
 
+
+def registered(kind: str) -> tuple[str, ...]:
+    """The registered losses of `kind` ("pairwise" | "unpaired"): the families' in their order,
+    then any registered since (a loss defined in a user's module, imported before its config is
+    built)."""
+    names = (*ORDERED_SPECS, *(n for n in SPECS if n not in ORDERED_SPECS))
+    return tuple(n for n in names if SPECS[n].kind == kind)
+
+
+# The built-in losses (the README's table).
 PREFERENCE_LOSSES = tuple(n for n, spec in ORDERED_SPECS.items() if spec.kind == "pairwise")
 UNPAIRED_LOSSES = tuple(n for n, spec in ORDERED_SPECS.items() if spec.kind == "unpaired")
 
@@ -76,8 +86,8 @@ def get_spec(name: str) -> LossSpec:
     """
     if name not in SPECS:
         raise ValueError(
-            f"unknown preference loss {name!r}; known losses: {', '.join(PREFERENCE_LOSSES)}; "
-            f"unpaired: {', '.join(UNPAIRED_LOSSES)}"
+            f"unknown preference loss {name!r}; known losses: {', '.join(registered('pairwise'))}; "
+            f"unpaired: {', '.join(registered('unpaired'))}"
         )
     return SPECS[name]
 
@@ -105,7 +115,9 @@ def get_preference_loss(name: str) -> Callable:
     """
     spec = get_spec(name)
     if spec.kind != "pairwise":
-        raise ValueError(f"{name!r} is an unpaired loss; pairwise: {', '.join(PREFERENCE_LOSSES)}")
+        raise ValueError(
+            f"{name!r} is an unpaired loss; pairwise: {', '.join(registered('pairwise'))}"
+        )
 
     def loss_fn(logps, **hyperparameters):
         args = (logps.policy_chosen, logps.policy_rejected)
@@ -130,7 +142,9 @@ def get_unpaired_loss(name: str) -> Callable:
     """
     spec = get_spec(name)
     if spec.kind != "unpaired":
-        raise ValueError(f"{name!r} is a pairwise loss; unpaired: {', '.join(UNPAIRED_LOSSES)}")
+        raise ValueError(
+            f"{name!r} is a pairwise loss; unpaired: {', '.join(registered('unpaired'))}"
+        )
 
     def loss_fn(logps, **hyperparameters):
         args = (logps.policy, logps.ref, logps.labels)
