@@ -16,6 +16,7 @@ from alignax.losses import dpo_loss
 from alignax.losses.pairwise import PreferenceLogps
 from alignax.losses.registry import get_preference_loss, registered
 from alignax.losses.spec import SPECS
+from alignax.metrics import read_metrics
 from alignax.stages import stage_section
 from alignax.workflows import preference
 from configs import dpo as dpo_config
@@ -76,6 +77,22 @@ def test_the_loss_example_registers_a_loss_a_dpo_stage_trains_with(
     summary = preference.run(config, tmp_path / "dpo_margin")
     assert summary["loss_name"] == "dpo_margin" and summary["steps"] == 2
     assert np.isfinite(summary["eval_accuracy"])
+
+
+def test_the_stage_example_trains_resumes_and_learns(monkeypatch, tmp_path):
+    module = example("stage", monkeypatch)
+    config = preset_config(
+        sft_config,
+        **{
+            "sft.num_examples": 64, "sft.num_eval_examples": 16,
+            "train.steps": 6, "train.batch_size": 16, "train.log_every": 1,
+            "train.eval_every": 3, "train.checkpoint_every": 3,
+        },
+    )  # fmt: skip
+    summary = module.run(config, tmp_path / "text_lm")
+    nll = [m["eval/nll"] for m in read_metrics(tmp_path / "text_lm") if "eval/nll" in m]
+    assert summary["steps"] == 6 and summary["nll"] == nll[-1] < nll[0]
+    assert module.run(config, tmp_path / "text_lm")["nll"] == summary["nll"]  # finished: resumed
 
 
 def test_the_study_example_runs_and_reports(monkeypatch, tmp_path):
