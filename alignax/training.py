@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from alignax import sharding
 from alignax.checkpoint import Checkpointer, finite_flags
 from alignax.data.batching import BatchIterator
-from alignax.experiment import is_undefined, validate_config
+from alignax.experiment import is_undefined
 from alignax.metrics import MetricWriter, Progress, check_finite, to_host
 
 
@@ -79,9 +79,8 @@ def train_loop(
     `eval_fn(state) -> dict[str, float]` runs every `train.eval_every` steps and at the end; its
     metrics are written under `eval/`, and a `texts` entry (a list of sample texts) to
     samples.jsonl. With `evaluate_at_start`, a fresh run also evaluates the starting state, at
-    step 0.
+    step 0. `config` is checked by the caller (`alignax.experiment.setup`).
     """
-    validate_config(config)
     train = config.train
     workdir = Path(workdir)
     checkpointer = Checkpointer(
