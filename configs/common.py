@@ -4,11 +4,9 @@ import ml_collections
 
 from alignax.optim import default_optimizer_config
 from alignax.sharding import default_distributed_config
-from alignax.tasks import arithmetic_config, imdb_config, review_config
+from alignax.tasks import TASKS
 from alignax.training import default_train_config
 from configs.models import mesh_config, model_config
-
-TASK_CONFIGS = {"review": review_config, "arithmetic": arithmetic_config, "imdb": imdb_config}
 
 
 def base_config(model: str = "tiny", task: str = "review") -> ml_collections.ConfigDict:
@@ -17,7 +15,9 @@ def base_config(model: str = "tiny", task: str = "review") -> ml_collections.Con
     config.multihost = False  # True on multi-host TPU pods / multi-node GPU jobs
     config.distributed = default_distributed_config()  # how processes find each other
     config.task_name = task
-    config.task = TASK_CONFIGS[task]()
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; allowed: {sorted(TASKS)}")
+    config.task = TASKS[task][1]()  # the task's default config section
     config.model = model_config(model)
     config.mesh = mesh_config(model)
     config.optimizer = default_optimizer_config()
