@@ -34,8 +34,8 @@ import numpy as np
 
 from alignax import logprobs
 from alignax.analysis import plots
-from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import interval_text, mean_interval, seed_means, win_rate
+from alignax.analysis.policy_eval import evaluate_policy, versus_sft
+from alignax.analysis.stats import interval_text, mean_interval, seed_means
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import logged_curve
@@ -259,11 +259,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     reference = raw[f"d{config.sweep_width}/sft"]["gold"]
     table = {
         key: {
-            "gold_reward": float(r["gold"].mean()),
-            "win_rate_vs_sft": win_rate(r["gold"], reference),
-            "kl_to_sft": float(r["kl"].mean()),
-            "response_length": float(r["length"].mean()),
-            "ended_with_eos": float(r["ended_with_eos"].mean()),
+            **versus_sft(r, reference),
             "pretraining_nll": r["pretraining_nll"],
             "alignment_tax": r["pretraining_nll"]
             - raw[f"{key.split('/')[0]}/sft"]["pretraining_nll"],

@@ -25,8 +25,8 @@ from pathlib import Path
 import jax
 
 from alignax.analysis import plots
-from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import interval_text, mean_interval, seed_means, win_rate
+from alignax.analysis.policy_eval import evaluate_policy, versus_sft
+from alignax.analysis.stats import interval_text, mean_interval, seed_means
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.experiment import pretrained_params
@@ -82,16 +82,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path):
         )
         for name, params in policies.items()
     }
-    table = {
-        name: {
-            "gold_reward": float(r["gold"].mean()),
-            "win_rate_vs_sft": win_rate(r["gold"], results["sft"]["gold"]),
-            "kl_to_sft": float(r["kl"].mean()),
-            "response_length": float(r["length"].mean()),
-            "ended_with_eos": float(r["ended_with_eos"].mean()),
-        }
-        for name, r in results.items()
-    }
+    table = {name: versus_sft(r, results["sft"]["gold"]) for name, r in results.items()}
     return table, {name: r["texts"][0] for name, r in results.items()}
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
+from alignax.analysis.stats import win_rate
 from alignax.models import Model, Params
 from alignax.rl.rollout import response_outputs
 from alignax.sampling import sample
@@ -90,6 +91,19 @@ def summarize(result: dict) -> dict[str, float]:
         if key in result:
             out[f"{key}_se"] = float(np.std(result[key]) / np.sqrt(len(result[key])))
     return out
+
+
+def versus_sft(result: dict, sft_gold) -> dict[str, float]:
+    """A policy's row in the studies' tables, from its `evaluate_policy` result (KL to the SFT
+    policy, `ref_params`) and the SFT policy's gold on the same prompts and key: mean gold, win
+    rate against SFT (gold decides, ties count half), KL, length, share ended with EOS."""
+    return {
+        "gold_reward": float(result["gold"].mean()),
+        "win_rate_vs_sft": win_rate(result["gold"], sft_gold),
+        "kl_to_sft": float(result["kl"].mean()),
+        "response_length": float(result["length"].mean()),
+        "ended_with_eos": float(result["ended_with_eos"].mean()),
+    }
 
 
 def _chunks(arrays: dict, chunk_size: int):
