@@ -12,14 +12,17 @@ import ml_collections
 import numpy as np
 import pytest
 
+from alignax import tasks
 from alignax.losses import dpo_loss
 from alignax.losses.pairwise import PreferenceLogps
 from alignax.losses.registry import get_preference_loss, registered
 from alignax.losses.spec import SPECS
 from alignax.metrics import read_metrics
 from alignax.stages import stage_section
+from alignax.workflows import online as grpo_workflow
 from alignax.workflows import preference
 from configs import dpo as dpo_config
+from configs import grpo as grpo_config
 from configs import sft as sft_config
 from configs.common import stages_parent_config
 from tests.helpers import preset_config
@@ -77,6 +80,40 @@ def test_the_loss_example_registers_a_loss_a_dpo_stage_trains_with(
     summary = preference.run(config, tmp_path / "dpo_margin")
     assert summary["loss_name"] == "dpo_margin" and summary["steps"] == 2
     assert np.isfinite(summary["eval_accuracy"])
+
+
+def test_the_task_example_splits_rewards_and_trains_grpo(monkeypatch, tmp_path):
+    monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))  # the example registers in here
+    module = example("task", monkeypatch)
+    task = tasks.get_task("counting")
+    assert isinstance(task, module.CountingTask)
+    # Disjoint splits for any seeds: a prompt's split is its own.
+    train = task.prompt_dataset(64, seed=0, split="train")["prompt_tokens"][:, 1]
+    held_out = task.prompt_dataset(64, seed=1, split="eval")["prompt_tokens"][:, 1]
+    assert not set(train.tolist()) & set(held_out.tolist())
+    # The reward by hand: the right answer in place, then one number off, then after padding.
+    prompts = task.prompt_dataset(2, seed=0, split="train")
+    target = prompts["target_tokens"]
+    tokens = np.concatenate([prompts["prompt_tokens"], target, np.full((2, 1), task.eos_id)], 1)
+    mask = np.concatenate([np.zeros((2, 4)), np.ones((2, 4))], 1)
+    np.testing.assert_allclose(task.reward(tokens, mask, target_tokens=target), [1.0, 1.0])
+    tokens[1, 5] += 1
+    np.testing.assert_allclose(task.reward(tokens, mask, target_tokens=target), [1.0, 2 / 3])
+    assert task.decode(tokens[0]).endswith("<eos>")
+    # Any stage that needs only the protocol runs on it from its config: GRPO.
+    config = preset_config(
+        grpo_config,
+        "runlocal",
+        **{
+            "rollout.num_prompts": 16, "rollout.group_size": 2, "rollout.max_new_tokens": 4,
+            "eval.num_prompts": 8, "train.steps": 2, "train.batch_size": 4,
+            "train.log_every": 1, "train.eval_every": 2, "train.checkpoint_every": 2,
+        },
+    )  # fmt: skip
+    with config.unlocked():
+        config.task_name, config.task = "counting", module.counting_config()
+    summary = grpo_workflow.run(config, tmp_path / "grpo")
+    assert summary["steps"] == 2 and 0 <= summary["reward_sampled"] <= 1
 
 
 def test_the_stage_example_trains_resumes_and_learns(monkeypatch, tmp_path):
