@@ -12,12 +12,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from alignax import tasks
+from alignax import schema, tasks
 from alignax.losses import dpo_loss
 from alignax.losses.pairwise import PreferenceLogps
 from alignax.losses.registry import get_preference_loss, registered
 from alignax.losses.spec import SPECS
 from alignax.metrics import read_metrics
+from alignax.rl import algorithms
 from alignax.stages import stage_section
 from alignax.workflows import online as grpo_workflow
 from alignax.workflows import preference
@@ -114,6 +115,29 @@ def test_the_task_example_splits_rewards_and_trains_grpo(monkeypatch, tmp_path):
         config.task_name, config.task = "counting", module.counting_config()
     summary = grpo_workflow.run(config, tmp_path / "grpo")
     assert summary["steps"] == 2 and 0 <= summary["reward_sampled"] <= 1
+
+
+def test_the_rl_example_is_an_algorithm_the_grpo_stage_trains(monkeypatch, tmp_path):
+    monkeypatch.setattr(algorithms, "ONLINE_ALGORITHMS", dict(algorithms.ONLINE_ALGORITHMS))
+    module = example("rl", monkeypatch)
+    tiny = {
+        "rollout.num_prompts": 16, "rollout.max_new_tokens": 4, "eval.num_prompts": 8,
+        "train.steps": 2, "train.batch_size": 8, "train.log_every": 1,
+        "train.eval_every": 2, "train.checkpoint_every": 2,
+    }  # fmt: skip
+    config = preset_config(grpo_config, "review", **tiny, **{"rollout.group_size": 1})
+    with config.unlocked():
+        config.algorithm = "reinforce"
+        config.reinforce = schema.section(module.ReinforceConfig())
+    summary = grpo_workflow.run(config, tmp_path / "reinforce")
+    assert summary["algorithm"] == "reinforce" and summary["steps"] == 2
+    lines = [m for m in read_metrics(tmp_path / "reinforce") if "grad_norm" in m]
+    assert len(lines) == 2 and all(m["grad_norm"] > 0 for m in lines)
+    # Its checks are its own: a group is refused, naming the key.
+    with config.unlocked():
+        config.rollout.group_size = 2
+    with pytest.raises(ValueError, match=r"rollout\.group_size=2: REINFORCE"):
+        grpo_workflow.run(config, tmp_path / "grouped")
 
 
 def test_the_stage_example_trains_resumes_and_learns(monkeypatch, tmp_path):
