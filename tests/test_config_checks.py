@@ -182,3 +182,13 @@ def test_a_refused_pipeline_rerun_leaves_its_config_json_as_it_was(tmp_path):
         pipeline.run(changed, tmp_path)
     assert (tmp_path / "config.json").read_text() == before
     assert json.loads(before)["stages"]["sft"]["train"]["steps"] != 30
+
+
+def test_a_task_name_switched_without_its_section_is_refused_naming_both():
+    """`--config.task_name=arithmetic` on a review preset keeps the review task's `task`
+    section; the task is refused naming the key and what to use, not built from wrong keys."""
+    from alignax.tasks import get_task
+
+    config = preset_config(sft_config, **{"task_name": "arithmetic"})
+    with pytest.raises(ValueError, match=r"task_name='arithmetic', but config\.task holds"):
+        get_task(config.task_name, config.task)

@@ -32,11 +32,19 @@ def _cached(name: str, config_json: str):
 
 
 def get_task(name: str, config: ml_collections.ConfigDict | None = None):
-    """The task called `name` (one of TASKS), built once per distinct config."""
+    """The task called `name` (one of TASKS), built once per distinct config. A config section
+    of another task (a preset's `task` kept under another `task_name`) is refused, naming both."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; allowed: {sorted(TASKS)}")
+    defaults = TASKS[name][1]()
     if config is None:
-        config = TASKS[name][1]()
+        config = defaults
+    elif set(config) != set(defaults):
+        raise ValueError(
+            f"config task_name={name!r}, but config.task holds another task's keys "
+            f"({', '.join(sorted(config))}; the {name} task reads {', '.join(sorted(defaults))}): "
+            f"use a preset built for {name!r} (configs/common.base_config(task={name!r}))"
+        )
     return _cached(name, config.to_json(sort_keys=True))
 
 
