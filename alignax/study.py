@@ -254,12 +254,6 @@ def verdict(passed: bool) -> str:
     return f"**{'pass' if passed else 'fail'}**"
 
 
-def table(header: list[str], rows: list[list]) -> list[str]:
-    """A markdown table's lines."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-
-
 # ---------------------------------------------------------------------------------------------
 # The RLHF stage graph that the pipeline, the DPO frontier and the InstructGPT study share.
 

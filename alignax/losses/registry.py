@@ -52,8 +52,8 @@ def registered(kind: str) -> tuple[str, ...]:
 
 
 # The built-in losses (the README's table).
-PREFERENCE_LOSSES = tuple(n for n, spec in ORDERED_SPECS.items() if spec.kind == "pairwise")
-UNPAIRED_LOSSES = tuple(n for n, spec in ORDERED_SPECS.items() if spec.kind == "unpaired")
+PREFERENCE_LOSSES = registered("pairwise")
+UNPAIRED_LOSSES = registered("unpaired")
 
 # Losses that never read the reference log-probs: the trainer skips the reference forward and
 # keeps no reference weights.
