@@ -4,7 +4,7 @@ import ml_collections
 
 from alignax.optim import default_optimizer_config
 from alignax.sharding import default_distributed_config
-from alignax.tasks import TASKS
+from alignax.tasks import default_task_config
 from alignax.training import default_train_config
 from configs.models import mesh_config, model_config
 
@@ -15,9 +15,7 @@ def base_config(model: str = "tiny", task: str = "review") -> ml_collections.Con
     config.multihost = False  # True on multi-host TPU pods / multi-node GPU jobs
     config.distributed = default_distributed_config()  # how processes find each other
     config.task_name = task
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; allowed: {sorted(TASKS)}")
-    config.task = TASKS[task][1]()  # the task's default config section
+    config.task = default_task_config(task)
     config.model = model_config(model)
     config.mesh = mesh_config(model)
     config.optimizer = default_optimizer_config()

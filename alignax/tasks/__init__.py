@@ -31,12 +31,17 @@ def _cached(name: str, config_json: str):
     return TASKS[name][0](ml_collections.ConfigDict(json.loads(config_json)))
 
 
+def default_task_config(name: str) -> ml_collections.ConfigDict:
+    """The config section of the task called `name` (one of TASKS), at its defaults."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; allowed: {sorted(TASKS)}")
+    return TASKS[name][1]()
+
+
 def get_task(name: str, config: ml_collections.ConfigDict | None = None):
     """The task called `name` (one of TASKS), built once per distinct config. A config section
     of another task (a preset's `task` kept under another `task_name`) is refused, naming both."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; allowed: {sorted(TASKS)}")
-    defaults = TASKS[name][1]()
+    defaults = default_task_config(name)
     if config is None:
         config = defaults
     elif set(config) != set(defaults):
@@ -55,6 +60,7 @@ __all__ = [
     "ImdbTask",
     "ReviewTask",
     "arithmetic_config",
+    "default_task_config",
     "get_task",
     "imdb_config",
     "require",
