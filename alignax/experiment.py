@@ -205,6 +205,11 @@ def same_model_setting(a, b) -> bool:
     return a == b
 
 
+def read_summary(workdir: str | Path) -> dict:
+    """A finished run's <workdir>/summary.json (`write_summary`; an undefined value is None)."""
+    return json.loads(Path(workdir, "summary.json").read_text())
+
+
 def write_summary(workdir: str | Path, summary: dict) -> None:
     """<workdir>/summary.json, and the same as a two-column table on stdout. An undefined value
     (NaN/Inf, e.g. a correlation over constant lengths) is written as null and shown as

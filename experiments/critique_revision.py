@@ -31,6 +31,7 @@ import numpy as np
 from alignax import feedback, labels
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
+from alignax.experiment import read_summary
 from alignax.feedback import runs
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
@@ -162,7 +163,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         result[variant] = {
             "sft": scores(seed_dir / f"sft_on_{variant}"),
             "rlaif": scores(rlaif_dir),
-            "rlaif_kl": runs.stage_summary(rlaif_dir)["kl_to_reference"] or float("nan"),
+            "rlaif_kl": read_summary(rlaif_dir)["kl_to_reference"] or float("nan"),
         }
     return result
 

@@ -30,6 +30,7 @@ from alignax import feedback
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval, spearman
 from alignax.cli import run_experiment
+from alignax.experiment import read_summary
 from alignax.feedback import runs
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
@@ -161,7 +162,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
             {
                 "degrees": float(degrees),
                 **scores(run_dir),
-                "kl_to_reference": runs.stage_summary(run_dir)["kl_to_reference"] or float("nan"),
+                "kl_to_reference": read_summary(run_dir)["kl_to_reference"] or float("nan"),
             }
         )
     return result

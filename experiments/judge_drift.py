@@ -21,7 +21,6 @@ accuracy lost by then: means over seeds with 95% intervals.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ import numpy as np
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
+from alignax.experiment import read_summary
 from alignax.metrics import read_metrics
 from alignax.provenance import written_by
 from alignax.study import PlannedStage, Study, seed_stage_config
@@ -128,7 +128,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     out = {}
     for name in run_names(config):
         curve = trajectory(seed_dir / name)
-        summary = json.loads((seed_dir / name / "summary.json").read_text())
+        summary = read_summary(seed_dir / name)
         out[name] = {"curve": curve, **run_outcome(curve, summary)}
     return out
 

@@ -19,7 +19,6 @@ commit that wrote it; results.json has every seed's numbers; figures/ the plots.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
@@ -29,7 +28,7 @@ from alignax.analysis.policy_eval import evaluate_policy, versus_sft
 from alignax.analysis.stats import interval_text, mean_interval, seed_means
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
-from alignax.experiment import pretrained_params
+from alignax.experiment import pretrained_params, read_summary
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.provenance import written_by
@@ -91,10 +90,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     the example responses of the first seed; the figure."""
     tables = {seed: table for seed, (table, _) in seeds.items()}
     combined = seed_means(tables)
-    reward_models = [
-        json.loads((workdir / f"seed{s}" / "reward_model" / "summary.json").read_text())
-        for s in tables
-    ]
+    reward_models = [read_summary(workdir / f"seed{s}" / "reward_model") for s in tables]
     plot(workdir, tables, combined)
     return {
         "seeds": tables,

@@ -36,6 +36,7 @@ from alignax import feedback, labels
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
+from alignax.experiment import read_summary
 from alignax.feedback import runs
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
@@ -200,7 +201,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     result = {"seed": seed, "judge": data["judge"], "runs": []}
     for routing, percent in conditions(config):
         merged, selected = routed_labels(config, labelled, routing, percent, seed)
-        summary = runs.stage_summary(seed_dir / "dpo" / f"{routing}_{percent:g}")
+        summary = read_summary(seed_dir / "dpo" / f"{routing}_{percent:g}")
         result["runs"].append(
             {
                 "routing": routing,
@@ -219,7 +220,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
             "label_gold_agreement": float(np.mean(gold[:, 0] >= gold[:, 1])),
             "strong_gold": float(np.mean(gold[:, 0])),
             "weak_gold": float(np.mean(gold[:, 1])),
-            **dpo_results(runs.stage_summary(seed_dir / "dpo" / "delta")),
+            **dpo_results(read_summary(seed_dir / "dpo" / "delta")),
         }
     return result
 

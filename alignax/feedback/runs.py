@@ -6,7 +6,6 @@ from, a DPO run on labelled pairs, and a policy's scores on every objective.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -174,10 +173,6 @@ def dpo_stage(config, name: str, policy: Path, seed: int, pairs: Callable[[], di
         stage.seed = seed
     stage = with_inputs_from(stage, made_from)
     return PlannedStage(name, preference.KIND, stage, group="dpo", inputs=pairs)
-
-
-def stage_summary(directory: Path) -> dict:
-    return json.loads((directory / "summary.json").read_text())
 
 
 def policy_scores(config, task, model, params, principles, seed: int) -> dict:
