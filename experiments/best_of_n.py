@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from alignax.analysis import plots
-from alignax.analysis.best_of_n import best_of_n_curve
+from alignax.analysis.best_of_n import best_of_n_curve, powers_of_two
 from alignax.analysis.overoptimization import standardize
 from alignax.analysis.policy_eval import sample_pool, score_in_chunks
 from alignax.cli import run_experiment
@@ -31,10 +31,6 @@ from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.study import Study
 from alignax.tasks import get_task
-
-
-def powers_of_two(pool_size: int) -> list[int]:
-    return [2**k for k in range(int(np.log2(pool_size)) + 1)]
 
 
 def plot_curves(curves: dict[str, list[dict]], path, title: str) -> None:

@@ -53,7 +53,14 @@ from alignax.metrics import logged_curve
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
-from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, wall_time_text
+from alignax.study import (
+    RLHF_STAGES,
+    PlannedStage,
+    Study,
+    made_once,
+    rlhf_stage_config,
+    wall_time_text,
+)
 from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo, preference, unpaired
@@ -314,16 +321,14 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
     ]
 
 
-_PAIRS: dict[str, tuple] = {}  # the labelled pairs of a seed, made once per process
+def labelled_pairs(stage_config) -> tuple:
+    return preference.build_pairs(stage_config, make_mesh(stage_config.mesh))
 
 
 def shared_pairs(stage_config) -> dict:
     """{'pairs': (train, evaluation, task)} of `stage_config` (its seed's SFT samples, labelled),
     labelled at its first call in this process and reused by the seed's other DPO runs."""
-    key = stage_config.to_json_best_effort()
-    if key not in _PAIRS:
-        _PAIRS[key] = preference.build_pairs(stage_config, make_mesh(stage_config.mesh))
-    train, evaluation, task = _PAIRS[key]
+    train, evaluation, task = made_once(labelled_pairs, stage_config)
     return {"pairs": (dict(train), evaluation, task)}
 
 

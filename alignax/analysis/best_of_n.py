@@ -17,6 +17,11 @@ import math
 import numpy as np
 
 
+def powers_of_two(pool_size: int) -> list[int]:
+    """The n a best-of-n curve is read at: 1, 2, 4, ... up to `pool_size`."""
+    return [2**k for k in range(int(np.log2(pool_size)) + 1)]
+
+
 def best_of_n_kl(n: int | np.ndarray) -> np.ndarray:
     """KL(best-of-n || base) = log n - (n - 1) / n, in nats."""
     n = np.asarray(n, dtype=np.float64)

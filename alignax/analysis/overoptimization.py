@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alignax.analysis.best_of_n import best_of_n_curve, best_of_n_per_prompt
+from alignax.analysis.best_of_n import best_of_n_curve, best_of_n_per_prompt, powers_of_two
 from alignax.analysis.fits import fit_form
 from alignax.metrics import logged_curve
 
@@ -60,7 +60,7 @@ def best_of_n_curves(
     holds the paired drop from its peak, and each reward model's own turn-over (SE over
     prompts only, as Gao et al. look at one reward model)."""
     gold = standardize(pool["gold"])
-    ns = [2**k for k in range(int(np.log2(gold.shape[1])) + 1)]
+    ns = powers_of_two(gold.shape[1])
     kwargs = dict(num_bootstrap=num_bootstrap, seed=seed)
     per_seed: dict[str, list] = {}
     proxies: dict[str, list] = {}
