@@ -8,6 +8,7 @@ Batches are split along their leading dimension over ('data', 'fsdp').
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -112,6 +113,16 @@ def param_shardings(model: Model, mesh: Mesh, abstract_params: Params | None = N
     )
 
 
+def abstract_params(model: Model, mesh: Mesh) -> Params:
+    """`model`'s params as ShapeDtypeStructs laid out on `mesh`: what a step is compiled for
+    ahead of time, on devices this process need not have (a TPU slice's)."""
+    return jax.tree.map(
+        lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+        model.abstract_params,
+        param_shardings(model, mesh),
+    )
+
+
 def init_params(model: Model, rng: jax.Array, mesh: Mesh) -> Params:
     """Params created directly in their shards (no full copy on one device first). The program
     is compiled once per model and mesh in a process."""
@@ -132,20 +143,54 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def batch_shardings(shapes: dict[str, tuple[int, ...]], mesh: Mesh) -> dict[str, NamedSharding]:
+    """The sharding of each batch entry (split along its leading dimension over data x fsdp),
+    after checking that the rows split evenly over the mesh's devices and over the processes
+    that hold them: every process must place the same number of rows (on a pod slice, each host
+    feeds its own chips). Errors name the batch entry and the mesh."""
+    return {key: _checked_batch_sharding(key, tuple(shape), mesh) for key, shape in shapes.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _checked_batch_sharding(key: str, shape: tuple[int, ...], mesh: Mesh) -> NamedSharding:
+    batch_size = mesh.shape["data"] * mesh.shape["fsdp"]
+    if shape[0] % batch_size:
+        raise ValueError(
+            f"batch[{key!r}] has leading dimension {shape[0]}, not divisible by the "
+            f"mesh's data*fsdp = {batch_size} (mesh {dict(mesh.shape)})"
+        )
+    sharding = batch_sharding(mesh, len(shape))
+    rows: dict[int, set[int]] = {}
+    for device, index in sharding.devices_indices_map(shape).items():
+        rows.setdefault(device.process_index, set()).update(range(*index[0].indices(shape[0])))
+    counts = {process: len(held) for process, held in rows.items()}
+    if len(set(counts.values())) > 1:
+        raise ValueError(
+            f"batch[{key!r}] ({shape[0]} rows) splits unevenly over the processes of mesh "
+            f"{dict(mesh.shape)}: rows per process {counts}"
+        )
+    return sharding
+
+
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
     """Places a host batch (dict of arrays) on the mesh, split along the leading dimension. Every
     process of a multi-host job holds the same global batch (the data pipeline is a pure function
     of the seed and step) and places only the rows of its own devices."""
-    batch_size = mesh.shape["data"] * mesh.shape["fsdp"]
-    out = {}
-    for key, value in batch.items():
-        value = np.asarray(value)
-        if value.shape[0] % batch_size:
-            raise ValueError(
-                f"batch[{key!r}] has leading dimension {value.shape[0]}, not divisible by the "
-                f"mesh's data*fsdp = {batch_size}"
-            )
-        out[key] = jax.make_array_from_callback(
-            value.shape, batch_sharding(mesh, value.ndim), lambda index, v=value: v[index]
+    batch = {key: np.asarray(value) for key, value in batch.items()}
+    shardings = batch_shardings({key: value.shape for key, value in batch.items()}, mesh)
+    return {
+        key: jax.make_array_from_callback(
+            value.shape, shardings[key], lambda index, v=value: v[index]
         )
-    return out
+        for key, value in batch.items()
+    }
+
+
+def abstract_batch(batch: dict, mesh: Mesh) -> dict:
+    """`shard_batch`'s layout as ShapeDtypeStructs (the same checks): a batch to compile for."""
+    batch = {key: np.asarray(value) for key, value in batch.items()}
+    shardings = batch_shardings({key: value.shape for key, value in batch.items()}, mesh)
+    return {
+        key: jax.ShapeDtypeStruct(value.shape, value.dtype, sharding=shardings[key])
+        for key, value in batch.items()
+    }

@@ -35,26 +35,32 @@ class TrainState:
         """Step 0 with the optimizer state sharded like `params`; every other leaf not already
         laid out on `mesh` (step, aux) is replicated on it."""
         replicated = NamedSharding(mesh, PartitionSpec())
-        # Moments take their param's sharding; counters and other non-param leaves replicate.
-        opt_shardings = optax.tree_map_params(
-            tx,
-            lambda _, param_sharding: param_sharding,
-            jax.eval_shape(tx.init, params),
-            jax.tree.map(lambda x: x.sharding, params),
-            transform_non_params=lambda _: replicated,
-        )
-        opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+        opt_state = jax.jit(tx.init, out_shardings=_opt_shardings(tx, params, mesh))(params)
         # Frozen slots get buffers of their own: a reference policy that starts as the trained
         # params must survive the step donating (and overwriting) the params.
         slots = {k: jax.tree.map(lambda x: jnp.array(x, copy=True), v) for k, v in slots.items()}
         state = cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, **slots)
+        return jax.tree.map(
+            lambda x: x if _on_mesh(x, mesh) else jax.device_put(x, replicated), state
+        )
 
-        def place(x):
-            sharding = getattr(x, "sharding", None)
-            on_mesh = isinstance(sharding, NamedSharding) and sharding.mesh == mesh
-            return x if on_mesh else jax.device_put(x, replicated)
+    @classmethod
+    def abstract(
+        cls, params: Params, tx: optax.GradientTransformation, mesh: Mesh, **slots
+    ) -> TrainState:
+        """The shapes, dtypes and shardings `create` gives, as `jax.ShapeDtypeStruct`s, from
+        params that are themselves ShapeDtypeStructs with shardings: a state to compile a step
+        for ahead of time (e.g. for a TPU slice's devices) without allocating it."""
+        replicated = NamedSharding(mesh, PartitionSpec())
 
-        return jax.tree.map(place, state)
+        def shape(x, sharding):
+            return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x), sharding=sharding)
+
+        opt_state = jax.tree.map(
+            shape, jax.eval_shape(tx.init, params), _opt_shardings(tx, params, mesh)
+        )
+        state = cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state, **slots)
+        return jax.tree.map(lambda x: x if _on_mesh(x, mesh) else shape(x, replicated), state)
 
     def apply_gradients(self, grads: Params, tx: optax.GradientTransformation) -> TrainState:
         updates, opt_state = tx.update(grads, self.opt_state, self.params)
@@ -63,6 +69,23 @@ class TrainState:
             params=optax.apply_updates(self.params, updates),
             opt_state=opt_state,
         )
+
+
+def _on_mesh(x, mesh: Mesh) -> bool:
+    sharding = getattr(x, "sharding", None)
+    return isinstance(sharding, NamedSharding) and sharding.mesh == mesh
+
+
+def _opt_shardings(tx: optax.GradientTransformation, params: Params, mesh: Mesh):
+    """The optimizer state's shardings: moments take their param's sharding; counters and other
+    non-param leaves replicate."""
+    return optax.tree_map_params(
+        tx,
+        lambda _, param_sharding: param_sharding,
+        jax.eval_shape(tx.init, params),
+        jax.tree.map(lambda x: x.sharding, params),
+        transform_non_params=lambda _: NamedSharding(mesh, PartitionSpec()),
+    )
 
 
 def state_shardings(state: TrainState):

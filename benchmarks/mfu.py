@@ -2,7 +2,8 @@
 
 Model FLOPs of one step: 6 x (matmul parameters: every weight but the embedding table) x tokens
 for the dense layers, plus 12 x layers x batch x length^2 x d_model for attention's two
-products (forward and backward), as in the PaLM paper's appendix B.
+products (forward and backward), as in the PaLM paper's appendix B; a frozen forward is a third
+of that (`forward_flops`), the count every benchmark uses.
 """
 
 from __future__ import annotations
@@ -35,13 +36,20 @@ def matmul_flops(n: int) -> float:
     return 2.0 * n**3
 
 
-def train_step_flops(config, batch: int, length: int) -> float:
+def forward_flops(config, rows: int, length: int) -> float:
+    """Model FLOPs of one forward pass over `rows` sequences of `length` tokens: 2 x matmul
+    parameters x tokens, plus 4 x layers x rows x length^2 x d_model for attention's two
+    products. A trained forward and backward is three forwards (`train_step_flops`)."""
     c = config
     embed = c.vocab_size * c.d_model
     # An untied embedding table is only gathered from; a tied one is also the LM head.
     matmul_params = c.num_params() - (0 if c.tie_embeddings else embed)
-    attention = 12.0 * c.num_layers * batch * length**2 * c.d_model
-    return 6.0 * matmul_params * batch * length + attention
+    attention = 4.0 * c.num_layers * rows * length**2 * c.d_model
+    return 2.0 * matmul_params * rows * length + attention
+
+
+def train_step_flops(config, batch: int, length: int) -> float:
+    return 3.0 * forward_flops(config, batch, length)
 
 
 def lm_train_step(preset: str, batch: int, length: int):

@@ -170,10 +170,7 @@ def bench_mfu(rounds: int, preset: str = "small", batch: int = 8, length: int = 
 def bench_scaling(rounds: int, preset: str = "small") -> tuple[str, dict]:
     shapes = [(4, 128), (8, 128), (16, 128), (8, 64), (8, 256)]
     table, steps_record = scaling.scaling_table(preset, shapes, rounds)
-    programs = {
-        **scaling.offline_steps(preset, batch=8, length=128),
-        **scaling.rl_steps(preset, batch=8, prompt_len=32, new_tokens=32),
-    }
+    programs = scaling.step_programs(preset, batch=8, length=128, prompt_len=32, new_tokens=32)
     compile_text, compile_record, compiled = scaling.compile_table(programs)
     split_text, split_record = scaling.rl_split(programs, compiled, rounds)
     lines = [

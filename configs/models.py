@@ -6,6 +6,7 @@ Presets (parameter counts for the LM head; `python -m configs.models` prints the
   gpt2_small  ~124M   GPT-2 small shape    one GPU; LayerNorm/GELU/learned positions
   smollm2_135m ~135M  SmolLM2-135M shape   one GPU or a CPU with LoRA; Llama layout, GQA 9/3
   1b          ~1.1B   Llama-style GQA      GPU/TPU with FSDP, bf16 compute, remat
+  llama3_8b   ~8.0B   Llama-3-8B shape     TPU slices / GPU nodes with FSDP, bf16, remat
 `runlocal` is `tiny`.
 """
 
@@ -73,6 +74,22 @@ _PRESETS = {
         dtype="bfloat16",
         remat=True,
     ),
+    # The shape of Meta's Llama-3-8B (GQA 32/8, vocab 128,256, RoPE theta 500k, untied): what
+    # `python -m benchmarks.aot` compiles for TPU slices beside `1b`.
+    "llama3_8b": dict(
+        vocab_size=128256,
+        d_model=4096,
+        num_layers=32,
+        num_heads=32,
+        num_kv_heads=8,
+        mlp_dim=14336,
+        max_len=8192,
+        rope_theta=500000.0,
+        norm_eps=1e-5,
+        tie_embeddings=False,
+        dtype="bfloat16",
+        remat=True,
+    ),
 }
 _MESHES = {
     # One device: the tiny model's batches are too small to split (on a CPU host with fake
@@ -82,6 +99,7 @@ _MESHES = {
     "gpt2_small": dict(data=1, fsdp=-1, tensor=1),
     "smollm2_135m": dict(data=1, fsdp=-1, tensor=1),
     "1b": dict(data=1, fsdp=-1, tensor=1),
+    "llama3_8b": dict(data=1, fsdp=-1, tensor=1),
 }
 PRESETS = tuple(_PRESETS)
 

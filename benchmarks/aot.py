@@ -1,0 +1,460 @@
+"""Pod scale without a pod: alignax's steps compiled ahead of time for real TPU slices, from a CPU.
+
+    pip install libtpu==0.0.42.1                       # in requirements-test.txt
+    python -m benchmarks.aot --preset 1b --topology v5e:16x16
+    python -m benchmarks.aot --out runs/aot            # every preset x slice: the README's table
+    python -m experiments.publish aot runs/aot
+
+libtpu describes a slice's chips and hosts (`jax.experimental.topologies`) without owning one, and
+XLA's TPU compiler compiles for them. Each step is the stages' own program (benchmarks/programs.py:
+SFT, the Bradley-Terry reward model, DPO, the PPO and GRPO iterations scored by a reward model of
+the policy's shape, sampling), built on a mesh of the slice's devices with the parameters sharded
+by `alignax.sharding`'s rules and the batch split over data x fsdp: the same checks as a run,
+including that every host of the slice places the same number of rows. For each compiled step:
+
+- per-chip memory from XLA's accounting (`memory_analysis()`: arguments + outputs + temporaries,
+  donated buffers counted once) against the chip's HBM;
+- model FLOPs per step, counted as `benchmarks/mfu.py` counts (a trained forward is three
+  forwards), and the step time they would take at the chip's peak bf16 rate and an assumed model
+  FLOPs utilisation (`ASSUMED_MFU`); sampling decodes one token at a time and is bound by memory
+  bandwidth, not FLOPs, so the RL rows' estimates are lower bounds;
+- the collectives XLA inserted, read from the compiled HLO: count and bytes of the results of
+  all-gather, reduce-scatter, all-reduce and the rest (all-to-all, collective-permute) per chip
+  and step, with each op inside a loop (the layers' scan, the decoding loop) counted once per trip.
+
+Nothing here runs on a TPU: a compile proves the program is valid for the slice and gives XLA's
+memory plan, not a measured time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+
+from alignax import sharding
+from alignax.models import ModelConfig
+from alignax.provenance import provenance, written_by
+from benchmarks.common import markdown_table
+from benchmarks.mfu import forward_flops, train_step_flops
+from benchmarks.programs import Placement, offline_programs, rl_programs
+from configs.models import mesh_config, model_config
+
+GIB = 2**30
+ASSUMED_MFU = 0.4
+PRESETS = ("1b", "llama3_8b")
+TOPOLOGIES = ("v5e:4x4", "v5p:4x4x4", "v5e:16x16", "v6e:16x16")
+STEPS = ("SFT", "reward model", "DPO", "PPO iteration", "GRPO iteration", "sampling")
+
+
+@dataclasses.dataclass(frozen=True)
+class Chip:
+    """One JAX device of a slice, from the Cloud TPU documentation of each generation."""
+
+    hbm_bytes: float
+    bf16_flops: float
+
+
+# By `device.device_kind`. A v4 chip's two TensorCores are two JAX devices in these topologies,
+# each with half the chip's 32 GiB and 275 TFLOP/s; v5p's two are one device (megacore).
+CHIPS = {
+    "TPU v4": Chip(16 * GIB, 137.5e12),
+    "TPU v5 lite": Chip(16 * GIB, 197e12),
+    "TPU v5": Chip(95 * GIB, 459e12),
+    "TPU v6 lite": Chip(32 * GIB, 918e12),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    """Global batch of every step (the same on every slice, so a bigger slice holds less of it
+    per chip): `batch` sequences (SFT), pairs (reward model, DPO) or prompts (PPO, GRPO,
+    sampling; GRPO samples `group` completions of each) of `length` tokens, or of `prompt_len`
+    prompt tokens and `new_tokens` sampled ones."""
+
+    batch: int = 256
+    length: int = 2048
+    prompt_len: int = 512
+    new_tokens: int = 512
+    group: int = 4
+
+    def describe(self) -> str:
+        return (
+            f"global batch {self.batch}: SFT {self.batch} sequences x {self.length} tokens; "
+            f"reward model and DPO {self.batch} pairs x {self.length}; PPO and sampling "
+            f"{self.batch} prompts of {self.prompt_len} tokens + {self.new_tokens} new; GRPO "
+            f"{self.batch} prompts x {self.group} samples"
+        )
+
+
+def slice_devices(topology: str) -> list:
+    """The devices of a TPU slice named like `v5e:16x16` (generation:chips per dimension)."""
+    from jax.experimental import topologies
+
+    try:
+        return list(topologies.get_topology_desc(topology_name=topology, platform="tpu").devices)
+    except Exception as error:  # libtpu missing, or a name it does not know
+        raise ValueError(
+            f"--topology {topology!r}: libtpu cannot describe it ({error}). Install libtpu "
+            "(requirements-test.txt pins it) and name a slice as generation:shape, e.g. "
+            "v5e:16x16, v5p:4x4x4, v6e:4x4"
+        ) from None
+
+
+def step_programs(config: ml_collections.ConfigDict, place: Placement, shapes: Shapes) -> dict:
+    """`STEPS` -> (jitted program, abstract state, abstract batch) on `place`'s mesh."""
+    offline = offline_programs(config, place, shapes.batch, shapes.length, kto=False)
+    rl = rl_programs(
+        config,
+        place,
+        shapes.batch,
+        shapes.prompt_len,
+        shapes.new_tokens,
+        group=shapes.group,
+        grpo_prompts=shapes.batch,
+        reward_model=True,
+    )
+    return {
+        "SFT": offline["SFT"],
+        "reward model": offline["reward model (Bradley-Terry)"],
+        "DPO": offline["DPO"],
+        "PPO iteration": rl["PPO iteration"],
+        "GRPO iteration": rl["GRPO iteration"],
+        "sampling": rl["sampling"],
+    }
+
+
+def step_flops(step: str, config: ModelConfig, shapes: Shapes) -> float:
+    """Model FLOPs of one step. RL: sampling is a forward over prompt + response; the rollout
+    adds the policy's (with its value head), the reference's and the reward model's forwards;
+    PPO trains 2 epochs on every sample, GRPO 1 (their configs' defaults)."""
+    b, t = shapes.batch, shapes.length
+    rl_length = shapes.prompt_len + shapes.new_tokens
+    if step == "SFT":
+        return train_step_flops(config, b, t)
+    if step == "reward model":
+        return train_step_flops(config, 2 * b, t)
+    if step == "DPO":
+        return train_step_flops(config, 2 * b, t) + forward_flops(config, 2 * b, t)
+    if step == "sampling":
+        return forward_flops(config, b, rl_length)
+    rows, epochs = (b, 2) if step == "PPO iteration" else (b * shapes.group, 1)
+    return 4 * forward_flops(config, rows, rl_length) + epochs * train_step_flops(
+        config, rows, rl_length
+    )
+
+
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2}
+_BYTES.update({"s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8})
+_ARRAY = re.compile(r"\b([a-z]+[0-9]*(?:e[0-9]m[0-9][a-z]*)?)\[([0-9,]*)\]")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%[\w.\-]+ = (.*?) ([a-z][a-z0-9\-]*)\((.*)$")
+_COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
+
+
+def _result_bytes(result_type: str) -> int:
+    total = 0
+    for dtype, dims in _ARRAY.findall(result_type):
+        size = math.prod(int(d) for d in dims.split(",") if d)
+        total += size * _BYTES.get(dtype, 1 if dtype.startswith("f8") else 0)
+    return total
+
+
+def _computations(hlo: str) -> tuple[dict[str, list[str]], str]:
+    """Instruction lines of each computation of an HLO module's text, and the entry's name."""
+    computations, entry, name = {}, None, None
+    for line in hlo.splitlines():
+        header = re.match(r"^(ENTRY )?%([\w.\-]+) .*\{$", line)
+        if header:
+            name = header.group(2)
+            computations[name] = []
+            entry = name if header.group(1) else entry
+        elif line.startswith("}"):
+            name = None
+        elif name is not None:
+            computations[name].append(line)
+    if entry is None:
+        raise ValueError("HLO text has no ENTRY computation")
+    return computations, entry
+
+
+def _trip_count(condition: list[str]) -> int | None:
+    """N for a loop whose condition is `counter < N` (a scan's), else None."""
+    root = [line for line in condition if line.lstrip().startswith("ROOT")]
+    values = {int(v) for v in re.findall(r"constant\((\d+)\)", "\n".join(condition))}
+    if len(root) == 1 and "compare(" in root[0] and "direction=LT" in root[0] and len(values) == 1:
+        return values.pop()
+    return None
+
+
+def collectives(hlo: str) -> dict:
+    """{kind: {'count', 'bytes'}} of the collectives one execution of a compiled program runs
+    (per device), from its optimised HLO text: each op's result bytes, ops inside a while loop
+    times the loop's trip count (read from its `counter < N` condition; a loop of unknown count
+    counts once and sets 'unknown_loops'). An all-reduce inside a fusion XLA named
+    all-reduce-scatter counts as a reduce-scatter."""
+    computations, entry = _computations(hlo)
+    memo: dict[str, dict] = {}
+    unknown = [0]
+
+    def total(name: str) -> dict:
+        if name in memo:
+            return memo[name]
+        out = {kind: {"count": 0, "bytes": 0} for kind in _COLLECTIVES}
+        for line in computations.get(name, []):
+            match = _INSTRUCTION.match(line)
+            if not match:
+                continue
+            result_type, opcode, rest = match.groups()
+            kind = opcode.removesuffix("-start")
+            if kind in _COLLECTIVES:
+                if kind == "all-reduce" and name.startswith("all-reduce-scatter"):
+                    kind = "reduce-scatter"
+                out[kind]["count"] += 1
+                out[kind]["bytes"] += _result_bytes(result_type)
+            callees = []
+            if opcode == "while":
+                body = re.search(r"body=%([\w.\-]+)", rest).group(1)
+                condition = re.search(r"condition=%([\w.\-]+)", rest).group(1)
+                trips = _trip_count(computations.get(condition, []))
+                if trips is None:
+                    unknown[0] += 1
+                callees.append((body, trips or 1))
+            else:
+                for key in ("calls", "true_computation", "false_computation"):
+                    callees += [(c, 1) for c in re.findall(rf"{key}=%([\w.\-]+)", rest)]
+                branches = re.search(r"branch_computations=\{([^}]*)\}", rest)
+                if branches:
+                    callees += [(c, 1) for c in re.findall(r"%([\w.\-]+)", branches.group(1))]
+            for callee, times in callees:
+                for kind, inner in total(callee).items():
+                    out[kind]["count"] += times * inner["count"]
+                    out[kind]["bytes"] += times * inner["bytes"]
+        memo[name] = out
+        return out
+
+    result = total(entry)
+    return {**result, "unknown_loops": unknown[0]}
+
+
+def peak_bytes(memory) -> int:
+    """Peak device memory of a compiled program by XLA's accounting, donations counted once."""
+    return (
+        memory.argument_size_in_bytes
+        + memory.output_size_in_bytes
+        + memory.temp_size_in_bytes
+        - memory.alias_size_in_bytes
+    )
+
+
+def compile_steps(
+    preset: str,
+    topology: str,
+    *,
+    shapes: Shapes = Shapes(),
+    steps: tuple[str, ...] = STEPS,
+    mesh: dict | None = None,
+    remat_policy: str | None = None,
+    progress=print,
+) -> list[dict]:
+    """Compiles `steps` of `preset` for the slice `topology`; one record per step."""
+    devices = slice_devices(topology)
+    kind = devices[0].device_kind
+    if kind not in CHIPS:
+        raise ValueError(
+            f"--topology {topology!r}: no chip specs for {kind!r} (known: {sorted(CHIPS)})"
+        )
+    chip = CHIPS[kind]
+    config = model_config(preset)
+    if remat_policy is not None:
+        config.update(remat=True, remat_policy=remat_policy)
+    frozen = ModelConfig.from_config(config)
+    mesh_spec = mesh_config(preset)
+    mesh_spec.update(mesh or {})
+    device_mesh = sharding.make_mesh(mesh_spec, devices)
+    if device_mesh.size != len(devices):
+        raise ValueError(
+            f"mesh {dict(device_mesh.shape)} uses {device_mesh.size} of the {len(devices)} chips "
+            f"of {topology}: a slice's program runs on every chip (give --mesh a -1 axis)"
+        )
+    place = Placement(device_mesh, abstract=True)
+    programs = step_programs(config, place, shapes)
+    hosts = len({d.process_index for d in devices})
+    records = []
+    for step in steps:
+        program, state, batch = programs[step]
+        start = time.perf_counter()
+        compiled = program.lower(state, batch, place.rng()).compile()
+        seconds = time.perf_counter() - start
+        peak = peak_bytes(compiled.memory_analysis())
+        flops = step_flops(step, frozen, shapes)
+        record = {
+            "preset": preset,
+            "step": step,
+            "topology": topology,
+            "chip": kind,
+            "chips": len(devices),
+            "hosts": hosts,
+            "mesh": dict(device_mesh.shape),
+            "remat": frozen.remat_policy if frozen.remat else "off",
+            "peak_bytes": peak,
+            "hbm_bytes": chip.hbm_bytes,
+            "fits": peak <= chip.hbm_bytes,
+            "model_flops": flops,
+            "estimated_ms": flops / (len(devices) * chip.bf16_flops * ASSUMED_MFU) * 1e3,
+            "collectives": collectives(compiled.as_text()),
+            "compile_s": seconds,
+        }
+        records.append(record)
+        verdict = "fits" if record["fits"] else "DOES NOT FIT"
+        progress(
+            f"[aot] {preset} {step} on {topology}: peak {peak / GIB:.1f} of "
+            f"{chip.hbm_bytes / GIB:.0f} GiB per chip ({verdict}), compiled in {seconds:.0f} s"
+        )
+    return records
+
+
+def _collective_text(entry: dict) -> str:
+    return f"{entry['count']} / {entry['bytes'] / GIB:.2f}" if entry["count"] else "0"
+
+
+def tables(records: list[dict], shapes: Shapes) -> str:
+    """The results block: every compiled step, then the smallest compiled slice each fits."""
+    rows = []
+    for r in records:
+        c = r["collectives"]
+        other = {
+            "count": c["all-to-all"]["count"] + c["collective-permute"]["count"],
+            "bytes": c["all-to-all"]["bytes"] + c["collective-permute"]["bytes"],
+        }
+        mesh = r["mesh"]
+        rows.append(
+            [
+                r["preset"],
+                r["step"],
+                f"{r['topology']} ({r['chips']} chips, {r['hosts']} host"
+                + ("s)" if r["hosts"] > 1 else ")"),
+                f"{mesh['data']} x {mesh['fsdp']} x {mesh['tensor']}",
+                r["remat"],
+                f"{r['peak_bytes'] / GIB:.1f} / {r['hbm_bytes'] / GIB:.0f}",
+                "yes" if r["fits"] else "**no**",
+                f"{r['model_flops'] / 1e12:,.0f}",
+                f"{r['estimated_ms']:,.0f}",
+                _collective_text(c["all-gather"]),
+                _collective_text(c["reduce-scatter"]),
+                _collective_text(c["all-reduce"]),
+                _collective_text(other),
+            ]
+        )
+    header = [
+        "preset",
+        "step",
+        "slice",
+        "mesh (data x fsdp x tensor)",
+        "remat",
+        "peak / HBM GiB per chip",
+        "fits",
+        "model TFLOP",
+        f"est. ms at {ASSUMED_MFU:.0%} MFU",
+        "all-gather n / GiB",
+        "reduce-scatter n / GiB",
+        "all-reduce n / GiB",
+        "other n / GiB",
+    ]
+    smallest = []
+    for preset in dict.fromkeys(r["preset"] for r in records):
+        for step in dict.fromkeys(r["step"] for r in records):
+            fitting = [
+                r for r in records if r["preset"] == preset and r["step"] == step and r["fits"]
+            ]
+            best = min(fitting, key=lambda r: (r["chips"], r["peak_bytes"]), default=None)
+            where = (
+                f"{best['topology']} ({best['chips']} chips, {best['peak_bytes'] / GIB:.1f} GiB)"
+                if best
+                else "none of those compiled"
+            )
+            smallest.append([preset, step, where])
+    unknown = sum(r["collectives"]["unknown_loops"] for r in records)
+    return "\n".join(
+        [
+            f"Shapes: {shapes.describe()}; parameters float32 with bf16 compute, AdamW; PPO and "
+            "GRPO score with a Bradley-Terry reward model of the policy's shape; the preset's mesh "
+            "(FSDP over every chip). Memory is XLA's plan per chip (arguments + outputs + "
+            "temporaries, donations once) against the chip's HBM; model FLOPs per step are "
+            "counted as in the MFU benchmark, and the time is what they take on the slice at the "
+            f"chip's peak bf16 rate and an assumed {ASSUMED_MFU:.0%} MFU (the RL rows decode "
+            "one token at a time, bound by memory bandwidth: their times are lower bounds). "
+            "Collectives are per chip and step, loop trips counted"
+            + (f" ({unknown} loops of unknown trip count counted once)" if unknown else "")
+            + ".",
+            "",
+            markdown_table(header, rows),
+            "",
+            "The smallest slice compiled here on which each step fits:",
+            "",
+            markdown_table(["preset", "step", "smallest slice that fits"], smallest),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", nargs="+", default=PRESETS, choices=PRESETS + ("tiny", "small"))
+    parser.add_argument("--topology", nargs="+", default=TOPOLOGIES)
+    parser.add_argument("--steps", nargs="+", default=STEPS, choices=STEPS)
+    parser.add_argument(
+        "--mesh",
+        help="data,fsdp,tensor (one may be -1: the rest of the chips); default: the preset's",
+    )
+    parser.add_argument("--remat-policy", choices=("nothing", "dots", "dots_no_batch"))
+    parser.add_argument("--batch", type=int, default=Shapes.batch, help="global batch")
+    parser.add_argument("--out", default="runs/aot", help="directory for results.md/.json")
+    args = parser.parse_args(argv)
+    mesh = None
+    if args.mesh:
+        try:
+            data, fsdp, tensor = (int(x) for x in args.mesh.split(","))
+        except ValueError:
+            parser.error(f"--mesh {args.mesh!r}: expected data,fsdp,tensor, e.g. 1,-1,1")
+        mesh = {"data": data, "fsdp": fsdp, "tensor": tensor}
+    shapes = Shapes(batch=args.batch)
+    prov = provenance()
+    records = []
+    for preset in args.preset:
+        for topology in args.topology:
+            records += compile_steps(
+                preset,
+                topology,
+                shapes=shapes,
+                steps=tuple(args.steps),
+                mesh=mesh,
+                remat_policy=args.remat_policy,
+                progress=lambda line: print(line, flush=True),
+            )
+    text = "\n\n".join(
+        [
+            "### TPU slices, compiled ahead of time",
+            written_by(prov) + f", libtpu compiling for the slices (jax {jax.__version__}).",
+            tables(records, shapes),
+        ]
+    )
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text + "\n")
+    (out / "results.json").write_text(
+        json.dumps(
+            {"provenance": prov, "shapes": dataclasses.asdict(shapes), "steps": records}, indent=1
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
