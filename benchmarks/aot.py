@@ -53,6 +53,9 @@ ASSUMED_MFU = 0.4
 PRESETS = ("1b", "llama3_8b")
 TOPOLOGIES = ("v5e:4x4", "v5p:4x4x4", "v5e:16x16", "v6e:16x16")
 STEPS = ("SFT", "reward model", "DPO", "PPO iteration", "GRPO iteration", "sampling")
+# Steps whose batch a stage can split with `train.grad_accum_steps`; one that does not fit is
+# compiled again with 2, 4, ... slices while each slice still gives every chip a row.
+ACCUMULATING = ("SFT", "reward model", "DPO")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +112,14 @@ def slice_devices(topology: str) -> list:
         ) from None
 
 
-def step_programs(config: ml_collections.ConfigDict, place: Placement, shapes: Shapes) -> dict:
-    """`STEPS` -> (jitted program, abstract state, abstract batch) on `place`'s mesh."""
-    offline = offline_programs(config, place, shapes.batch, shapes.length, kto=False)
+def step_programs(
+    config: ml_collections.ConfigDict, place: Placement, shapes: Shapes, grad_accum_steps: int = 1
+) -> dict:
+    """`STEPS` -> (jitted program, abstract state, abstract batch) on `place`'s mesh; the
+    training steps accumulate gradients over `grad_accum_steps` slices of the batch."""
+    offline = offline_programs(
+        config, place, shapes.batch, shapes.length, kto=False, grad_accum_steps=grad_accum_steps
+    )
     rl = rl_programs(
         config,
         place,
@@ -244,6 +252,18 @@ def collectives(hlo: str) -> dict:
     return {**result, "unknown_loops": unknown[0]}
 
 
+def out_of_memory(message: str) -> dict:
+    """{'temp_bytes', 'available_bytes'} from the TPU compiler's refusal of a program whose
+    temporaries exceed the chip's HBM; any other compile error is raised."""
+    match = re.search(r"HLO temporaries \(([\d.]+)G\) exceeds available HBM \(([\d.]+)G\)", message)
+    if "RESOURCE_EXHAUSTED" not in message or match is None:
+        raise RuntimeError(f"the TPU compile failed: {message}")
+    return {
+        "temp_bytes": float(match.group(1)) * GIB,
+        "available_bytes": float(match.group(2)) * GIB,
+    }
+
+
 def peak_bytes(memory) -> int:
     """Peak device memory of a compiled program by XLA's accounting, donations counted once."""
     return (
@@ -285,44 +305,93 @@ def compile_steps(
             f"of {topology}: a slice's program runs on every chip (give --mesh a -1 axis)"
         )
     place = Placement(device_mesh, abstract=True)
-    programs = step_programs(config, place, shapes)
     hosts = len({d.process_index for d in devices})
+    programs = {1: step_programs(config, place, shapes)}
     records = []
     for step in steps:
-        program, state, batch = programs[step]
-        start = time.perf_counter()
-        compiled = program.lower(state, batch, place.rng()).compile()
-        seconds = time.perf_counter() - start
-        peak = peak_bytes(compiled.memory_analysis())
-        flops = step_flops(step, frozen, shapes)
-        record = {
-            "preset": preset,
-            "step": step,
-            "topology": topology,
-            "chip": kind,
-            "chips": len(devices),
-            "hosts": hosts,
-            "mesh": dict(device_mesh.shape),
-            "remat": frozen.remat_policy if frozen.remat else "off",
-            "peak_bytes": peak,
-            "hbm_bytes": chip.hbm_bytes,
-            "fits": peak <= chip.hbm_bytes,
-            "model_flops": flops,
-            "estimated_ms": flops / (len(devices) * chip.bf16_flops * ASSUMED_MFU) * 1e3,
-            "collectives": collectives(compiled.as_text()),
-            "compile_s": seconds,
-        }
-        records.append(record)
-        verdict = "fits" if record["fits"] else "DOES NOT FIT"
-        progress(
-            f"[aot] {preset} {step} on {topology}: peak {peak / GIB:.1f} of "
-            f"{chip.hbm_bytes / GIB:.0f} GiB per chip ({verdict}), compiled in {seconds:.0f} s"
+        record = _compiled(programs[1][step], place, chip)
+        record.update(
+            preset=preset,
+            step=step,
+            topology=topology,
+            chip=kind,
+            chips=len(devices),
+            hosts=hosts,
+            mesh=dict(device_mesh.shape),
+            remat=frozen.remat_policy if frozen.remat else "off",
+            model_flops=step_flops(step, frozen, shapes),
+            accumulated=None,
         )
+        record["estimated_ms"] = (
+            record["model_flops"] / (len(devices) * chip.bf16_flops * ASSUMED_MFU) * 1e3
+        )
+        progress(f"[aot] {preset} {step} on {topology}: {_memory_text(record)}")
+        accum = 2
+        while not record["fits"] and step in ACCUMULATING and shapes.batch // accum >= len(devices):
+            if accum not in programs:
+                programs[accum] = step_programs(config, place, shapes, grad_accum_steps=accum)
+            attempt = _compiled(programs[accum][step], place, chip)
+            progress(f"[aot]   with gradient accumulation {accum}: {_memory_text(attempt)}")
+            if attempt["fits"]:
+                record["accumulated"] = {"steps": accum, "peak_bytes": attempt["peak_bytes"]}
+                break
+            accum *= 2
+        records.append(record)
     return records
+
+
+def _compiled(program: tuple, place: Placement, chip: Chip) -> dict:
+    """Compiles one (jitted program, state, batch): XLA's per-chip memory plan and the
+    collectives, or, where the TPU compiler refuses it for want of HBM, its temporaries."""
+    fn, state, batch = program
+    start = time.perf_counter()
+    try:
+        compiled = fn.lower(state, batch, place.rng()).compile()
+    except jax.errors.JaxRuntimeError as error:
+        compiled, refusal = None, out_of_memory(str(error))
+    seconds = time.perf_counter() - start
+    if compiled is None:
+        peak, found = refusal["temp_bytes"], None
+    else:
+        peak, found = peak_bytes(compiled.memory_analysis()), collectives(compiled.as_text())
+    return {
+        # XLA's plan; where the TPU compiler refused the program, its temporaries alone.
+        "peak_bytes": peak,
+        "refused": compiled is None,
+        "hbm_bytes": chip.hbm_bytes,
+        "fits": compiled is not None and peak <= chip.hbm_bytes,
+        "collectives": found,
+        "compile_s": seconds,
+    }
+
+
+def _memory_text(record: dict) -> str:
+    what = "temporaries alone (compile refused)" if record["refused"] else "peak"
+    verdict = "fits" if record["fits"] else "DOES NOT FIT"
+    return (
+        f"{what} {record['peak_bytes'] / GIB:.1f} of {record['hbm_bytes'] / GIB:.0f} GiB per "
+        f"chip ({verdict}), {record['compile_s']:.0f} s"
+    )
 
 
 def _collective_text(entry: dict) -> str:
     return f"{entry['count']} / {entry['bytes'] / GIB:.2f}" if entry["count"] else "0"
+
+
+def _accumulated_text(record: dict) -> str:
+    if record["fits"] or record["step"] not in ACCUMULATING:
+        return "-"
+    found = record["accumulated"]
+    if found is None:
+        return "**no**"
+    return f"{found['steps']} slices ({found['peak_bytes'] / GIB:.1f} GiB)"
+
+
+def _smallest(records: list[dict], fits) -> str:
+    best = min(
+        (r for r in records if fits(r)), key=lambda r: (r["chips"], r["peak_bytes"]), default=None
+    )
+    return f"{best['topology']} ({best['chips']} chips)" if best else "none compiled here"
 
 
 def tables(records: list[dict], shapes: Shapes) -> str:
@@ -330,27 +399,33 @@ def tables(records: list[dict], shapes: Shapes) -> str:
     rows = []
     for r in records:
         c = r["collectives"]
-        other = {
-            "count": c["all-to-all"]["count"] + c["collective-permute"]["count"],
-            "bytes": c["all-to-all"]["bytes"] + c["collective-permute"]["bytes"],
-        }
+        if c is None:
+            collective_texts = ["-"] * 4
+        else:
+            other = {
+                key: c["all-to-all"][key] + c["collective-permute"][key]
+                for key in ("count", "bytes")
+            }
+            collective_texts = [
+                _collective_text(entry)
+                for entry in (c["all-gather"], c["reduce-scatter"], c["all-reduce"], other)
+            ]
+        memory = f"{r['peak_bytes'] / GIB:.1f} / {r['hbm_bytes'] / GIB:.0f}"
         mesh = r["mesh"]
+        hosts = f"{r['hosts']} host" + ("s" if r["hosts"] > 1 else "")
         rows.append(
             [
                 r["preset"],
                 r["step"],
-                f"{r['topology']} ({r['chips']} chips, {r['hosts']} host"
-                + ("s)" if r["hosts"] > 1 else ")"),
+                f"{r['topology']} ({r['chips']} chips, {hosts})",
                 f"{mesh['data']} x {mesh['fsdp']} x {mesh['tensor']}",
                 r["remat"],
-                f"{r['peak_bytes'] / GIB:.1f} / {r['hbm_bytes'] / GIB:.0f}",
+                f"> {memory} (refused)" if r["refused"] else memory,
                 "yes" if r["fits"] else "**no**",
+                _accumulated_text(r),
                 f"{r['model_flops'] / 1e12:,.0f}",
                 f"{r['estimated_ms']:,.0f}",
-                _collective_text(c["all-gather"]),
-                _collective_text(c["reduce-scatter"]),
-                _collective_text(c["all-reduce"]),
-                _collective_text(other),
+                *collective_texts,
             ]
         )
     header = [
@@ -361,6 +436,7 @@ def tables(records: list[dict], shapes: Shapes) -> str:
         "remat",
         "peak / HBM GiB per chip",
         "fits",
+        "fits with gradient accumulation",
         "model TFLOP",
         f"est. ms at {ASSUMED_MFU:.0%} MFU",
         "all-gather n / GiB",
@@ -371,35 +447,38 @@ def tables(records: list[dict], shapes: Shapes) -> str:
     smallest = []
     for preset in dict.fromkeys(r["preset"] for r in records):
         for step in dict.fromkeys(r["step"] for r in records):
-            fitting = [
-                r for r in records if r["preset"] == preset and r["step"] == step and r["fits"]
-            ]
-            best = min(fitting, key=lambda r: (r["chips"], r["peak_bytes"]), default=None)
-            where = (
-                f"{best['topology']} ({best['chips']} chips, {best['peak_bytes'] / GIB:.1f} GiB)"
-                if best
-                else "none of those compiled"
+            mine = [r for r in records if r["preset"] == preset and r["step"] == step]
+            smallest.append(
+                [
+                    preset,
+                    step,
+                    _smallest(mine, lambda r: r["fits"]),
+                    _smallest(mine, lambda r: r["fits"] or r["accumulated"] is not None),
+                ]
             )
-            smallest.append([preset, step, where])
-    unknown = sum(r["collectives"]["unknown_loops"] for r in records)
+    unknown = sum(r["collectives"]["unknown_loops"] for r in records if r["collectives"])
     return "\n".join(
         [
             f"Shapes: {shapes.describe()}; parameters float32 with bf16 compute, AdamW; PPO and "
             "GRPO score with a Bradley-Terry reward model of the policy's shape; the preset's mesh "
             "(FSDP over every chip). Memory is XLA's plan per chip (arguments + outputs + "
-            "temporaries, donations once) against the chip's HBM; model FLOPs per step are "
-            "counted as in the MFU benchmark, and the time is what they take on the slice at the "
-            f"chip's peak bf16 rate and an assumed {ASSUMED_MFU:.0%} MFU (the RL rows decode "
-            "one token at a time, bound by memory bandwidth: their times are lower bounds). "
-            "Collectives are per chip and step, loop trips counted"
+            "temporaries, donations once) against the chip's HBM; where XLA's TPU compiler "
+            "refused a program for running out of HBM, its temporaries alone, marked refused. A "
+            "training step that does not fit is compiled again with its batch split into 2, 4, "
+            "... slices of gradient accumulation (`train.grad_accum_steps`) while every chip "
+            "still gets a row. Model FLOPs per step are counted as in the MFU benchmark, and the "
+            "time is what they take on the slice at the chip's peak bf16 rate and an assumed "
+            f"{ASSUMED_MFU:.0%} MFU (the RL rows decode one token at a time, bound by memory "
+            "bandwidth: their times are lower bounds). Collectives are per chip and step (count / "
+            "GiB of their results), each op in a loop counted once per trip"
             + (f" ({unknown} loops of unknown trip count counted once)" if unknown else "")
-            + ".",
+            + "; other = all-to-all and collective-permute.",
             "",
             markdown_table(header, rows),
             "",
             "The smallest slice compiled here on which each step fits:",
             "",
-            markdown_table(["preset", "step", "smallest slice that fits"], smallest),
+            markdown_table(["preset", "step", "as is", "with gradient accumulation"], smallest),
         ]
     )
 

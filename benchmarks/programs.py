@@ -87,10 +87,12 @@ def offline_programs(
     length: int,
     *,
     kto: bool = True,
+    grad_accum_steps: int = 1,
 ) -> dict:
     """The supervised, reward-model and preference steps (AdamW) on `batch` sequences (SFT),
     pairs (reward model, DPO) or labelled sequences with their mismatched KL pairs (KTO) of
-    `length` tokens."""
+    `length` tokens, accumulating gradients over `grad_accum_steps` slices of the batch (as
+    `train.grad_accum_steps` does in a stage)."""
     tx = optax.adamw(1e-4)
     out = {}
     policy = build_model(model_config)
@@ -100,7 +102,8 @@ def offline_programs(
     def add(name, loss_fn, params, data, **slots):
         state = place.state(params, tx, **slots)
         data = place.batch(data)
-        step = steps.jit_step(steps.make_train_step(loss_fn, tx), state, data, place.mesh)
+        step_fn = steps.make_train_step(loss_fn, tx, grad_accum_steps=grad_accum_steps)
+        step = steps.jit_step(step_fn, state, data, place.mesh)
         out[name] = (step, state, data)
 
     lm = {k: v[:, 0] for k, v in comparisons(vocab, batch, length, k=1).items() if k != "ranks"}
