@@ -2,8 +2,9 @@
 
 The machine is part of a result: XLA compiles for the CPU it runs on (vector width, fused
 multiply-add), so the same command at the same commit reproduces a number bit for bit on the
-same kind of CPU, and on another kind to the last bits of each operation, which long training
-runs amplify into differences within the reported intervals."""
+host it names, and on another host, even one sold under the same name, only to the last bits of
+each operation, which long training runs amplify into differences that the reported intervals
+must cover. `machine()` names the CPU precisely enough to tell such hosts apart."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import jax
@@ -38,24 +40,56 @@ def command() -> str:
     return shlex.join(["python", *argv])
 
 
-def machine() -> str:
-    """The processor and accelerator a result was computed on, e.g. 'AMD EPYC (2 cores,
-    AVX-512), jax 0.10.2 on cpu'."""
-    model, flags = platform.processor() or platform.machine(), set()
+def _cpu_info() -> dict[str, str]:
+    """The first processor's entries of /proc/cpuinfo (empty where there is none)."""
+    info: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break
             key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
+            info[key.strip()] = value.strip()
     except OSError:
         pass
+    return info
+
+
+def _caches() -> str:
+    """The unified caches, e.g. 'L2 1024K, L3 32768K' (empty where sysfs does not say)."""
+    sizes = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind = (index / "level").read_text().strip(), (index / "type").read_text()
+            if kind.strip() == "Unified":
+                sizes.append(f"L{level} {(index / 'size').read_text().strip()}")
+        except OSError:
+            continue
+    return ", ".join(sizes)
+
+
+def machine() -> str:
+    """The processor and accelerator a result was computed on, precisely enough to tell two
+    hosts of one name apart: e.g. 'AMD EPYC (family 25 model 17 stepping 1; L2 1024K, L3
+    32768K; 2 cores, AVX-512; CPU flags #3f2a91c0), jax 0.10.2 on cpu'. The flags' checksum
+    stands for the instruction-set features XLA compiles for."""
+    info = _cpu_info()
+    model = info.get("model name") or platform.processor() or platform.machine()
+    flags = set(info.get("flags", "").split())
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
-    cores = f"{os.cpu_count()} cores" + (f", {vector}" if vector else "")
+    parts = []
+    if "cpu family" in info:
+        parts.append(
+            f"family {info['cpu family']} model {info.get('model', '?')} "
+            f"stepping {info.get('stepping', '?')}"
+        )
+    if _caches():
+        parts.append(_caches())
+    parts.append(f"{os.cpu_count()} cores" + (f", {vector}" if vector else ""))
+    if flags:
+        parts.append(f"CPU flags #{zlib.crc32(' '.join(sorted(flags)).encode()):08x}")
     device = jax.devices()[0]
     where = device.platform if device.platform == "cpu" else f"{device.device_kind}"
-    return f"{model} ({cores}), jax {jax.__version__} on {where}"
+    return f"{model} ({'; '.join(parts)}), jax {jax.__version__} on {where}"
 
 
 def provenance() -> dict:

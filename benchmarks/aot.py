@@ -30,13 +30,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
+import multiprocessing
 import os
 import re
 import resource
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import jax
@@ -49,6 +53,10 @@ from benchmarks.common import markdown_table
 from benchmarks.mfu import forward_flops, train_step_flops
 from benchmarks.programs import Placement, offline_programs, rl_programs
 from configs.models import mesh_config, model_config
+
+# libtpu takes a lock file so that one process owns a host's TPU; here no process owns one, and
+# each compile runs in a process of its own (`compile_isolated`) beside the one describing slices.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 GIB = 2**30
 ASSUMED_MFU = 0.4
@@ -276,6 +284,106 @@ def peak_bytes(memory) -> int:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Slice:
+    """A preset laid out on a slice: its devices, their chip, the model and the mesh."""
+
+    devices: list
+    kind: str  # the devices' `device_kind`
+    chip: Chip
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+
+    @property
+    def hosts(self) -> int:
+        return len({d.process_index for d in self.devices})
+
+
+def slice_setup(
+    preset: str, topology: str, mesh: dict | None = None, remat_policy: str | None = None
+) -> Slice:
+    devices = slice_devices(topology)
+    kind = devices[0].device_kind
+    if kind not in CHIPS:
+        raise ValueError(
+            f"--topology {topology!r}: no chip specs for {kind!r} (known: {sorted(CHIPS)})"
+        )
+    config = model_config(preset)
+    if remat_policy is not None:
+        config.update(remat=True, remat_policy=remat_policy)
+    ModelConfig.from_config(config)  # a bad override fails here, naming its key
+    mesh_spec = mesh_config(preset)
+    mesh_spec.update(mesh or {})
+    device_mesh = sharding.make_mesh(mesh_spec, devices)
+    if device_mesh.size != len(devices):
+        raise ValueError(
+            f"mesh {dict(device_mesh.shape)} uses {device_mesh.size} of the {len(devices)} chips "
+            f"of {topology}: a slice's program runs on every chip (give --mesh a -1 axis)"
+        )
+    return Slice(devices, kind, CHIPS[kind], config, device_mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One compile: a step of a preset on a slice, its batch in `grad_accum_steps` slices."""
+
+    preset: str
+    topology: str
+    step: str
+    shapes: Shapes
+    grad_accum_steps: int = 1
+    mesh: tuple[tuple[str, int], ...] = ()
+    remat_policy: str | None = None
+
+    def run(self) -> dict:
+        """Builds the step on the slice and compiles it (in the child process of `compile`)."""
+        where = slice_setup(self.preset, self.topology, dict(self.mesh), self.remat_policy)
+        place = Placement(where.mesh, abstract=True)
+        programs = step_programs(where.config, place, self.shapes, self.grad_accum_steps)
+        fn, state, batch = programs[self.step]
+        start = time.perf_counter()
+        try:
+            compiled = fn.lower(state, batch, place.rng()).compile()
+        except jax.errors.JaxRuntimeError as error:
+            compiled, refusal = None, out_of_memory(str(error))
+        seconds = time.perf_counter() - start
+        if compiled is None:
+            peak, found = refusal["temp_bytes"], None
+        else:
+            peak, found = peak_bytes(compiled.memory_analysis()), collectives(compiled.as_text())
+        return {
+            # XLA's plan; where the TPU compiler refused the program, its temporaries alone.
+            "peak_bytes": peak,
+            "refused": compiled is None,
+            "crashed": False,
+            "fits": compiled is not None and peak <= where.chip.hbm_bytes,
+            "collectives": found,
+            "compile_s": seconds,
+        }
+
+
+def compile_isolated(job: Job, attempts: int = 2) -> dict:
+    """`job.run()` in a fresh process, so that a crash of XLA's TPU compiler costs one compile,
+    not the table: libtpu 0.0.42.1 overflowed a compiler thread's stack (SIGSEGV) on 1b's SFT
+    step with 8 or 16 slices of gradient accumulation, on some runs and not others, even with
+    the stack limit lifted. A job that crashes `attempts` times is recorded as crashed."""
+    context = multiprocessing.get_context("spawn")
+    for _ in range(attempts):
+        with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
+            try:
+                return pool.submit(job.run).result()
+            except BrokenProcessPool:
+                continue
+    return {
+        "peak_bytes": None,
+        "refused": False,
+        "crashed": True,
+        "fits": False,
+        "collectives": None,
+        "compile_s": None,
+    }
+
+
 def compile_steps(
     preset: str,
     topology: str,
@@ -286,53 +394,45 @@ def compile_steps(
     remat_policy: str | None = None,
     progress=print,
 ) -> list[dict]:
-    """Compiles `steps` of `preset` for the slice `topology`; one record per step."""
-    devices = slice_devices(topology)
-    kind = devices[0].device_kind
-    if kind not in CHIPS:
-        raise ValueError(
-            f"--topology {topology!r}: no chip specs for {kind!r} (known: {sorted(CHIPS)})"
-        )
-    chip = CHIPS[kind]
-    config = model_config(preset)
-    if remat_policy is not None:
-        config.update(remat=True, remat_policy=remat_policy)
-    frozen = ModelConfig.from_config(config)
-    mesh_spec = mesh_config(preset)
-    mesh_spec.update(mesh or {})
-    device_mesh = sharding.make_mesh(mesh_spec, devices)
-    if device_mesh.size != len(devices):
-        raise ValueError(
-            f"mesh {dict(device_mesh.shape)} uses {device_mesh.size} of the {len(devices)} chips "
-            f"of {topology}: a slice's program runs on every chip (give --mesh a -1 axis)"
-        )
-    place = Placement(device_mesh, abstract=True)
-    hosts = len({d.process_index for d in devices})
-    programs = {1: step_programs(config, place, shapes)}
+    """Compiles `steps` of `preset` for the slice `topology`, each in a process of its own
+    (`compile`); one record per step."""
+    where = slice_setup(preset, topology, mesh, remat_policy)
+    frozen = ModelConfig.from_config(where.config)
+    chips, chip = len(where.devices), where.chip
+    job = functools.partial(
+        Job,
+        preset,
+        topology,
+        shapes=shapes,
+        mesh=tuple(sorted((mesh or {}).items())),
+        remat_policy=remat_policy,
+    )
     records = []
     for step in steps:
-        record = _compiled(programs[1][step], place, chip)
+        record = compile_isolated(job(step))
         record.update(
             preset=preset,
             step=step,
             topology=topology,
-            chip=kind,
-            chips=len(devices),
-            hosts=hosts,
-            mesh=dict(device_mesh.shape),
+            chip=where.kind,
+            chips=chips,
+            hosts=where.hosts,
+            mesh=dict(where.mesh.shape),
             remat=frozen.remat_policy if frozen.remat else "off",
+            hbm_bytes=chip.hbm_bytes,
             model_flops=step_flops(step, frozen, shapes),
             accumulated=None,
         )
         record["estimated_ms"] = (
-            record["model_flops"] / (len(devices) * chip.bf16_flops * ASSUMED_MFU) * 1e3
+            record["model_flops"] / (chips * chip.bf16_flops * ASSUMED_MFU) * 1e3
         )
         progress(f"[aot] {preset} {step} on {topology}: {_memory_text(record)}")
         accum = 2
-        while not record["fits"] and step in ACCUMULATING and shapes.batch // accum >= len(devices):
-            if accum not in programs:
-                programs[accum] = step_programs(config, place, shapes, grad_accum_steps=accum)
-            attempt = _compiled(programs[accum][step], place, chip)
+        while not record["fits"] and step in ACCUMULATING and shapes.batch // accum >= chips:
+            attempt = {
+                **compile_isolated(job(step, grad_accum_steps=accum)),
+                "hbm_bytes": chip.hbm_bytes,
+            }
             progress(f"[aot]   with gradient accumulation {accum}: {_memory_text(attempt)}")
             if attempt["fits"]:
                 record["accumulated"] = {"steps": accum, "peak_bytes": attempt["peak_bytes"]}
@@ -342,32 +442,9 @@ def compile_steps(
     return records
 
 
-def _compiled(program: tuple, place: Placement, chip: Chip) -> dict:
-    """Compiles one (jitted program, state, batch): XLA's per-chip memory plan and the
-    collectives, or, where the TPU compiler refuses it for want of HBM, its temporaries."""
-    fn, state, batch = program
-    start = time.perf_counter()
-    try:
-        compiled = fn.lower(state, batch, place.rng()).compile()
-    except jax.errors.JaxRuntimeError as error:
-        compiled, refusal = None, out_of_memory(str(error))
-    seconds = time.perf_counter() - start
-    if compiled is None:
-        peak, found = refusal["temp_bytes"], None
-    else:
-        peak, found = peak_bytes(compiled.memory_analysis()), collectives(compiled.as_text())
-    return {
-        # XLA's plan; where the TPU compiler refused the program, its temporaries alone.
-        "peak_bytes": peak,
-        "refused": compiled is None,
-        "hbm_bytes": chip.hbm_bytes,
-        "fits": compiled is not None and peak <= chip.hbm_bytes,
-        "collectives": found,
-        "compile_s": seconds,
-    }
-
-
 def _memory_text(record: dict) -> str:
+    if record["crashed"]:
+        return "XLA's TPU compiler crashed on every attempt"
     what = "temporaries alone (compile refused)" if record["refused"] else "peak"
     verdict = "fits" if record["fits"] else "DOES NOT FIT"
     return (
@@ -412,7 +489,10 @@ def tables(records: list[dict], shapes: Shapes) -> str:
                 _collective_text(entry)
                 for entry in (c["all-gather"], c["reduce-scatter"], c["all-reduce"], other)
             ]
-        memory = f"{r['peak_bytes'] / GIB:.1f} / {r['hbm_bytes'] / GIB:.0f}"
+        if r["crashed"]:
+            memory = "compiler crashed"
+        else:
+            memory = f"{r['peak_bytes'] / GIB:.1f} / {r['hbm_bytes'] / GIB:.0f}"
         mesh = r["mesh"]
         hosts = f"{r['hosts']} host" + ("s" if r["hosts"] > 1 else "")
         rows.append(
@@ -486,21 +566,19 @@ def tables(records: list[dict], shapes: Shapes) -> str:
 
 
 def raise_stack_limit() -> None:
-    """Restarts this command with the stack size limit raised to the hard limit: XLA's TPU
-    compiler sizes its worker threads' stacks from it, and the 8 MiB default overflows on
-    large programs (1b's SFT step with 8 slices of gradient accumulation crashed with SIGSEGV
-    on a stack overflow; it compiles with the limit lifted). Threads take their stack size at
-    process start, so the limit has to be set before this process begins: hence the restart."""
+    """Lifts this process's soft stack size limit to the hard one before any compile starts:
+    the compiles' child processes start with it, and XLA's TPU compiler overflowed its threads'
+    stacks under the 8 MiB default more often than without a limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if soft == hard:
-        return
-    resource.setrlimit(resource.RLIMIT_STACK, (hard, hard))
-    os.execv(sys.executable, [sys.executable, "-m", "benchmarks.aot", *sys.argv[1:]])
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_STACK, (hard, hard))
 
 
 def main(argv: list[str] | None = None) -> None:
-    if argv is None:
-        raise_stack_limit()
+    raise_stack_limit()
+    # The slices are described and compiled for by libtpu; nothing needs a TPU backend.
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    jax.config.update("jax_platforms", os.environ["JAX_PLATFORMS"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", nargs="+", default=PRESETS, choices=PRESETS + ("tiny", "small"))
     parser.add_argument("--topology", nargs="+", default=TOPOLOGIES)

@@ -3,6 +3,7 @@ module, the model-FLOP count by hand, abstract states laid out as real ones, and
 the tiny preset's steps compiled for a v5e slice and the multi-host batch checks."""
 
 import importlib.util
+import re
 
 import jax
 import jax.numpy as jnp
@@ -178,3 +179,30 @@ def test_multi_host_batches_are_checked_at_compile_time():
 def test_an_unknown_topology_names_the_flag():
     with pytest.raises(ValueError, match=r"--topology 'v9z:1x1'"):
         aot.slice_devices("v9z:1x1")
+
+
+class CrashingJob(aot.Job):
+    def run(self) -> dict:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSEGV)  # as XLA's TPU compiler does on a stack overflow
+
+
+def test_a_compiler_crash_costs_one_compile_not_the_table():
+    record = aot.compile_isolated(CrashingJob("tiny", "v5e:2x2", "DPO", TINY), attempts=2)
+    assert record["crashed"] and not record["fits"] and record["peak_bytes"] is None
+    record.update(
+        preset="tiny",
+        step="DPO",
+        topology="v5e:2x2",
+        chips=4,
+        hosts=1,
+        mesh={"data": 1, "fsdp": 4, "tensor": 1},
+        remat="off",
+        hbm_bytes=16 * aot.GIB,
+        model_flops=1e9,
+        estimated_ms=0.1,
+        accumulated=None,
+    )
+    assert re.search(r"\|\s*compiler crashed\s*\|", aot.tables([record], TINY))

@@ -1,6 +1,8 @@
 """Results reach the README only through `experiments.publish`, with their provenance."""
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -46,8 +48,11 @@ def test_provenance_names_a_commit_and_a_runnable_command(monkeypatch):
     assert command() == "python -m experiments.publish x runs/x"
     info = provenance()
     assert len(info["commit"]) == 12 and isinstance(info["dirty"], bool)
-    # The machine is named: a result reproduces bit for bit only on the same kind of CPU.
+    # The machine is named precisely: a result reproduces bit for bit only on the host it names.
     assert f"{os.cpu_count()} cores" in info["machine"] and "jax " in info["machine"]
+    if Path("/proc/cpuinfo").exists():
+        assert re.search(r"family \d+ model \d+ stepping \d+", info["machine"])
+        assert re.search(r"CPU flags #[0-9a-f]{8}", info["machine"])
     sentence = written_by({**info, "dirty": True})
     assert sentence.startswith("Written by `python -m experiments.publish x runs/x` at commit")
     assert sentence.endswith(f"(with uncommitted changes) on {info['machine']}")
