@@ -69,12 +69,20 @@ def make_eval_step(loss_fn: LossFn):
 
 def jit_step(step_fn, state: TrainState, batch: dict, mesh: Mesh, *, returns_state: bool = True):
     """Compiles `step_fn(state, batch, rng)` once: state keeps its shardings (and is donated),
-    the batch is split over (data, fsdp), the key and the metrics are replicated."""
+    the batch is split over (data, fsdp), the key and the metrics are replicated; the step is
+    traced under the mesh's axes (activations stay split over the batch axes)."""
     state_sh = state_shardings(state)
     batch_sh = {k: sharding.batch_sharding(mesh, jnp.ndim(v)) for k, v in batch.items()}
     rep = sharding.replicated(mesh)
+
+    def on_mesh(state, batch, rng):
+        # Traced under the mesh's axes, so the model keeps activations split over the batch
+        # axes (`sharding.batch_split`).
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return step_fn(state, batch, rng)
+
     return jax.jit(
-        step_fn,
+        on_mesh,
         in_shardings=(state_sh, batch_sh, rep),
         out_shardings=(state_sh, rep) if returns_state else rep,
         donate_argnums=(0,) if returns_state else (),

@@ -137,3 +137,27 @@ def test_large_presets_split_their_params_over_fsdp_and_tensor(preset, mesh_shap
         total += leaf.size
         per_device += leaf.size / math.prod(mesh.shape[a] for a in axes)
     assert per_device / total <= fraction * 1.03
+
+
+def test_batch_split_keeps_activations_on_the_batch_axes_only_when_traced_for_a_mesh():
+    mesh = mesh_of((2, 4, 1), jax.devices())
+    x = np.zeros((16, 3), np.float32)
+
+    replicated = jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding.replicated(mesh))
+
+    def spec_of(fn):
+        return jax.jit(fn).lower(replicated).compile().output_shardings.spec
+
+    def on_mesh(fn):
+        def traced(x):
+            with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+                return fn(x)
+
+        return traced
+
+    assert spec_of(on_mesh(lambda x: sharding.batch_split(x + 1)))[0] == ("data", "fsdp")
+    assert spec_of(lambda x: sharding.batch_split(x + 1)) == P()
+    # Off a mesh, or with rows that do not divide over data x fsdp, nothing is constrained.
+    assert sharding.batch_split(x) is x
+    odd = np.zeros((6, 3), np.float32)
+    assert on_mesh(sharding.batch_split)(odd) is odd

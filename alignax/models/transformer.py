@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from alignax.models.config import ModelConfig
+from alignax.sharding import batch_split
 
 # model.remat_policy -> what a rematerialised layer saves for the backward pass.
 REMAT_POLICIES = {
@@ -307,6 +308,7 @@ class Transformer(nnx.Module):
         x = self.embed[...].astype(c.dtype)[tokens_BxL]
         if c.positions == "learned":
             x = x + self.position_embed[...].astype(c.dtype)[positions_BxL]
+        x = batch_split(x)
         query_slots_L = cache_index + jnp.arange(tokens_BxL.shape[1])
         block_graph, block_state = nnx.split(self.blocks)
         layer_keys = None if dropout_key is None else jax.random.split(dropout_key, c.num_layers)
@@ -314,9 +316,10 @@ class Transformer(nnx.Module):
         def layer(x, scanned):
             state, layer_cache, key = scanned
             block = nnx.merge(block_graph, state)
-            return block(
+            x, layer_cache = block(
                 x, positions_BxL, key_mask_BxS, query_slots_L, layer_cache, cache_index, key
             )
+            return batch_split(x), layer_cache
 
         if cache is not None:
             # Decoding: the whole cache is a loop carry, so each layer updates its slots in place
@@ -342,7 +345,8 @@ class Transformer(nnx.Module):
 
     def lm_logits(self, hidden_BxLxD):
         kernel = self.embed[...].T if self.config.tie_embeddings else self.lm_head[...]
-        return _dense(hidden_BxLxD, kernel.astype(self.config.dtype)).astype(jnp.float32)
+        logits = _dense(hidden_BxLxD, kernel.astype(self.config.dtype)).astype(jnp.float32)
+        return batch_split(logits)
 
     def reward(self, hidden_BxLxD, input_mask_BxL):
         """Scalar reward read at the last real token of each sequence."""
