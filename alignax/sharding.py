@@ -3,7 +3,8 @@
 Parameters carry logical axis names (set in alignax/models/transformer.py); `LOGICAL_RULES` is
 the one place that maps them onto mesh axes. A dimension whose size the mesh axis does not divide
 is replicated instead (e.g. 2 kv-heads on a tensor axis of 4), so every preset runs on every mesh.
-Batches are split along their leading dimension over ('data', 'fsdp').
+Batches are split along their leading dimension over ('data', 'fsdp'), and so are the model's
+activations in a step compiled by `steps.jit_step` (`batch_split`), whatever the weights' split.
 """
 
 from __future__ import annotations
