@@ -419,6 +419,7 @@ def compile_steps(
             hosts=where.hosts,
             mesh=dict(where.mesh.shape),
             remat=frozen.remat_policy if frozen.remat else "off",
+            dtypes=(jax.numpy.dtype(frozen.param_dtype).name, jax.numpy.dtype(frozen.dtype).name),
             hbm_bytes=chip.hbm_bytes,
             model_flops=step_flops(step, frozen, shapes),
             accumulated=None,
@@ -471,6 +472,14 @@ def _smallest(records: list[dict], fits) -> str:
         (r for r in records if fits(r)), key=lambda r: (r["chips"], r["peak_bytes"]), default=None
     )
     return f"{best['topology']} ({best['chips']} chips)" if best else "none compiled here"
+
+
+def _dtypes_text(records: list[dict]) -> str:
+    kinds = {tuple(r["dtypes"]) for r in records}
+    if len(kinds) > 1:
+        return "parameters and compute in each preset's dtypes"
+    (params, compute), short = kinds.pop(), {"bfloat16": "bf16", "float32": "float32"}
+    return f"parameters {params} with {short.get(compute, compute)} compute"
 
 
 def tables(records: list[dict], shapes: Shapes) -> str:
@@ -541,9 +550,14 @@ def tables(records: list[dict], shapes: Shapes) -> str:
     unknown = sum(r["collectives"]["unknown_loops"] for r in records if r["collectives"])
     return "\n".join(
         [
-            f"Shapes: {shapes.describe()}; parameters float32 with bf16 compute, AdamW; PPO and "
-            "GRPO score with a Bradley-Terry reward model of the policy's shape; the preset's mesh "
-            "(FSDP over every chip). Memory is XLA's plan per chip (arguments + outputs + "
+            f"Shapes: {shapes.describe()}; {_dtypes_text(records)}, AdamW; PPO and "
+            "GRPO score with a Bradley-Terry reward model of the policy's shape; "
+            + (
+                "the preset's mesh (FSDP over every chip)"
+                if all(r["mesh"]["fsdp"] == r["chips"] for r in records)
+                else "the mesh of each row"
+            )
+            + ". Memory is XLA's plan per chip (arguments + outputs + "
             "temporaries, donations once) against the chip's HBM; where XLA's TPU compiler "
             "refused a program for running out of HBM, its temporaries alone, marked refused. A "
             "training step that does not fit is compiled again with its batch split into 2, 4, "

@@ -146,6 +146,7 @@ def test_tiny_dpo_step_and_ppo_iteration_compile_for_a_v5e_slice():
         assert record["collectives"]["unknown_loops"] == 0
     text = aot.tables(records, TINY)
     assert "v5e:2x2 (4 chips, 1 host)" in text and "1 x 4 x 1" in text
+    assert "parameters float32 with float32 compute" in text
 
 
 @needs_libtpu
@@ -213,6 +214,7 @@ def test_a_compiler_crash_costs_one_compile_not_the_table():
         hosts=1,
         mesh={"data": 1, "fsdp": 4, "tensor": 1},
         remat="off",
+        dtypes=("float32", "float32"),
         hbm_bytes=16 * aot.GIB,
         model_flops=1e9,
         estimated_ms=0.1,
