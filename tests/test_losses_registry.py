@@ -3,6 +3,7 @@ finite losses and gradients of every registered loss at margins of +-1e4 (float3
 
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -136,3 +137,10 @@ def test_every_loss_is_finite_at_margins_of_1e4(dtype):
             assert value.dtype == dt and np.isfinite(value), key
             for g in jax.tree.leaves(grads):
                 assert np.all(np.isfinite(g)), key
+
+
+def test_the_readme_loss_table_is_the_registry_table():
+    """The README's table of offline losses is what `python -m alignax.losses` prints: a loss
+    registered, renamed or re-described without re-pasting it fails here."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert registry.table().strip() in readme
