@@ -336,7 +336,7 @@ class Job:
     remat_policy: str | None = None
 
     def run(self) -> dict:
-        """Builds the step on the slice and compiles it (in the child process of `compile`)."""
+        """Builds the step on the slice and compiles it (in the child process of `compile_isolated`)."""
         where = slice_setup(self.preset, self.topology, dict(self.mesh), self.remat_policy)
         place = Placement(where.mesh, abstract=True)
         programs = step_programs(where.config, place, self.shapes, self.grad_accum_steps)
@@ -395,7 +395,7 @@ def compile_steps(
     progress=print,
 ) -> list[dict]:
     """Compiles `steps` of `preset` for the slice `topology`, each in a process of its own
-    (`compile`); one record per step."""
+    (`compile_isolated`); one record per step."""
     where = slice_setup(preset, topology, mesh, remat_policy)
     frozen = ModelConfig.from_config(where.config)
     chips, chip = len(where.devices), where.chip
