@@ -32,7 +32,6 @@ from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
 from alignax.analysis.policy_eval import evaluate_policy, sample_pool
 from alignax.analysis.stats import interval_text, mean_interval, seed_means
 from alignax.cli import run_experiment
-from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
@@ -76,7 +75,10 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     the same stages (their fingerprints: checkpoint step, config and upstream)."""
     stages = {name: stage_fingerprint(seed_dir / name) for name in POLICIES}
     path = seed_dir / "eval.npz"
-    settings = json.dumps({**config.eval.to_dict(), "stages": stages}, sort_keys=True)
+    outputs = ("correct", "greedy", "held-out kl")  # what the cache holds
+    settings = json.dumps(
+        {**config.eval.to_dict(), "stages": stages, "outputs": outputs}, sort_keys=True
+    )
     if path.exists():
         cached = dict(np.load(path, allow_pickle=False))
         if str(cached.pop("settings")) == settings:
@@ -89,12 +91,12 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     prompts = {k: v for k, v in problems.items() if k != "answer"}
     # The same key for both policies: paired draws, so the change is measured with less noise.
     rng = jax.random.fold_in(jax.random.key(seed), EVAL_SEED_OFFSET)
-    out = {}
+    out, params = {}, {}
     for name in POLICIES:
-        params = load_stage_model(seed_dir / name, heads=("lm",), mesh=mesh)[1]
+        params[name] = load_stage_model(seed_dir / name, heads=("lm",), mesh=mesh)[1]
         pool = sample_pool(
             model,
-            params,
+            params[name],
             task,
             prompts,
             rng,
@@ -103,9 +105,26 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         )
         out[f"{name}_correct"] = pool["gold"] > 0.5  # the verifier's reward is 1 or 0
         greedy = evaluate_policy(
-            model, params, task, prompts, rng, max_new_tokens=e.max_new_tokens, temperature=0.0
+            model,
+            params[name],
+            task,
+            prompts,
+            rng,
+            max_new_tokens=e.max_new_tokens,
+            temperature=0.0,
         )
         out[f"{name}_greedy"] = greedy["gold"].astype(np.float64)
+    # GRPO's KL to SFT on the held-out problems (one temperature-1 sample each, the k1 estimate
+    # of the sequence KL), not on its last training batch.
+    out["grpo_kl"] = evaluate_policy(
+        model,
+        params["grpo"],
+        task,
+        prompts,
+        jax.random.fold_in(rng, 1),
+        max_new_tokens=e.max_new_tokens,
+        ref_params=params["sft"],
+    )["kl"]
     np.savez(path, settings=settings, **out)
     return out
 
@@ -132,10 +151,10 @@ def aggregate(tables: dict) -> dict:
     return {**seed_means(tables), **seed_means(change)}
 
 
-def grpo_final_kl(seed_dir: Path) -> float:
-    """The last logged sequence KL of GRPO's rollouts to the SFT policy (training prompts)."""
-    logged = [m["kl/sequence"] for m in read_metrics(seed_dir / "grpo") if "kl/sequence" in m]
-    return float(logged[-1]) if logged else float("nan")
+def held_out_kl(outcomes: dict) -> dict:
+    """GRPO's KL to SFT on the held-out problems: mean and standard error over problems."""
+    kl = np.asarray(outcomes["grpo_kl"], np.float64)
+    return {"mean": float(kl.mean()), "se": float(kl.std(ddof=1) / np.sqrt(len(kl)))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,9 +236,8 @@ def figures(config, tables: dict, combined: dict, workdir: Path) -> None:
 def report(config, results: dict, timings: dict, prov: dict) -> str:
     e, ks = config.eval, config.eval.ks
     tables, combined, answer = results["seeds"], results["combined"], results["answer"]
-    kls = results["grpo_final_kl"]
     seeds = ", ".join(map(str, tables))
-    kl = mean_interval(kls)
+    kl = mean_interval([seed["mean"] for seed in results["grpo_held_out_kl"].values()])
     lines = [
         "### RLVR on arithmetic: pass@k before and after GRPO",
         "",
@@ -228,8 +246,9 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         f"Per seed: SFT ({config.stages.sft.train.steps} steps) -> GRPO "
         f"({config.stages.grpo.train.steps} steps of {config.stages.grpo.train.batch_size} "
-        f"prompts x {config.stages.grpo.rollout.group_size} samples; final KL to SFT "
-        f"{interval_text(kl)} nats). Each policy answers {e.num_problems} distinct held-out "
+        f"prompts x {config.stages.grpo.rollout.group_size} samples; KL to SFT on the held-out "
+        f"problems {interval_text(kl)} nats, one sample per problem). Each policy answers "
+        f"{e.num_problems} distinct held-out "
         "problems "
         f"(operand combinations never trained on) with {e.num_samples} samples at temperature 1; "
         "the exact-match checker decides. pass@k is the unbiased estimator "
@@ -294,7 +313,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         "combined": combined,
         "answer": answer,
         "crossover_k": crossover_k(ks, [combined["change"][f"pass@{k}"][0] for k in ks]),
-        "grpo_final_kl": [grpo_final_kl(workdir / f"seed{seed}") for seed in seeds],
+        "grpo_held_out_kl": {str(s): held_out_kl(c) for s, c in seeds.items()},
         "per_problem_correct": {
             str(s): {name: c[f"{name}_correct"].sum(1).tolist() for name in POLICIES}
             for s, c in seeds.items()

@@ -57,6 +57,11 @@ def rlvr_run(tmp_path_factory):
     ks, n = results["ks"], results["num_samples"]
     assert ks == list(config.eval.ks) and n >= 2 * max(ks)
     assert len(results["problems"]) == len(set(results["problems"])) == config.eval.num_problems
+    # GRPO's KL to SFT is measured on the held-out problems, with its SE over them.
+    kls = results["grpo_held_out_kl"]
+    assert set(kls) == {str(s) for s in config.seeds}
+    assert all(np.isfinite(k["mean"]) and k["se"] > 0 for k in kls.values())
+    assert "KL to SFT on the held-out problems" in (workdir / "results.md").read_text()
     task = get_task(config.task_name, config.task)
     for problem in results["problems"]:  # held out: every operand combination is an eval one
         a, op, b = re.fullmatch(r"(\d+)([-+*])(\d+)=", problem).groups()
