@@ -46,7 +46,7 @@ from alignax.analysis.frontier import (
     upper_envelope,
 )
 from alignax.analysis.policy_eval import evaluate_policy
-from alignax.analysis.stats import interval_text, mean_interval
+from alignax.analysis.stats import interval_text, mean_interval, standard_error
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import logged_curve
@@ -293,7 +293,7 @@ def overoptimization_seed(config, task, mesh, seed: int, seed_dir: Path, run: Ru
             "peak_kl": float(np.mean(cached["samples"]["peak"]["kl"])),
             "final_kl": float(np.mean(cached["samples"]["final"]["kl"])),
             "drop": float(drop.mean()),
-            "drop_se": float(drop.std(ddof=1) / np.sqrt(len(drop))),
+            "drop_se": standard_error(drop),
         },
     }
 

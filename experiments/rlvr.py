@@ -30,7 +30,7 @@ import numpy as np
 from alignax.analysis import plots
 from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
 from alignax.analysis.policy_eval import evaluate_policy, sample_pool
-from alignax.analysis.stats import interval_text, mean_interval, seed_means
+from alignax.analysis.stats import interval_text, mean_interval, seed_means, standard_error
 from alignax.cli import run_experiment
 from alignax.models import build_model
 from alignax.provenance import written_by
@@ -154,7 +154,7 @@ def aggregate(tables: dict) -> dict:
 def held_out_kl(outcomes: dict) -> dict:
     """GRPO's KL to SFT on the held-out problems: mean and standard error over problems."""
     kl = np.asarray(outcomes["grpo_kl"], np.float64)
-    return {"mean": float(kl.mean()), "se": float(kl.std(ddof=1) / np.sqrt(len(kl)))}
+    return {"mean": float(kl.mean()), "se": standard_error(kl)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from alignax.analysis.fits import fit_form
-from alignax.analysis.stats import mean_interval
+from alignax.analysis.stats import mean_interval, standard_error
 
 
 @pytest.mark.parametrize("form", ["bon", "rl"])
@@ -33,6 +33,11 @@ def test_a_worse_form_has_lower_r2():
     d = np.linspace(0.2, 4, 20)
     quadratic = d * (1.0 - 0.3 * d)
     assert fit_form(d, quadratic, "bon").r2 > fit_form(d, quadratic, "rl").r2
+
+
+def test_standard_error_by_hand():
+    # 1, 2, 3, 4: sample variance 5/3, so SE = sqrt(5/3) / 2.
+    assert standard_error([1.0, 2.0, 3.0, 4.0]) == pytest.approx(np.sqrt(5 / 3) / 2, rel=1e-12)
 
 
 def test_mean_interval_is_the_student_t_interval():

@@ -6,6 +6,12 @@ import numpy as np
 from scipy import stats
 
 
+def standard_error(values) -> float:
+    """Standard error of the mean of independent values (sample standard deviation / sqrt n)."""
+    values = np.asarray(values, np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values)))
+
+
 def mean_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     """(mean, half-width of the Student-t `confidence` interval) over independent runs (seeds);
     half-width nan for a single run."""
@@ -13,7 +19,7 @@ def mean_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     mean = float(values.mean())
     if len(values) < 2:
         return mean, float("nan")
-    sem = values.std(ddof=1) / np.sqrt(len(values))
+    sem = standard_error(values)
     return mean, float(sem * stats.t.ppf(0.5 + confidence / 2, len(values) - 1))
 
 
