@@ -82,8 +82,9 @@ def machine() -> str:
             f"family {info['cpu family']} model {info.get('model', '?')} "
             f"stepping {info.get('stepping', '?')}"
         )
-    if _caches():
-        parts.append(_caches())
+    caches = _caches()
+    if caches:
+        parts.append(caches)
     parts.append(f"{os.cpu_count()} cores" + (f", {vector}" if vector else ""))
     if flags:
         parts.append(f"CPU flags #{zlib.crc32(' '.join(sorted(flags)).encode()):08x}")

@@ -289,10 +289,17 @@ class Slice:
     """A preset laid out on a slice: its devices, their chip, the model and the mesh."""
 
     devices: list
-    kind: str  # the devices' `device_kind`
-    chip: Chip
     config: ml_collections.ConfigDict
+    model: ModelConfig  # `config`, validated
     mesh: jax.sharding.Mesh
+
+    @property
+    def kind(self) -> str:
+        return self.devices[0].device_kind
+
+    @property
+    def chip(self) -> Chip:
+        return CHIPS[self.kind]
 
     @property
     def hosts(self) -> int:
@@ -311,7 +318,7 @@ def slice_setup(
     config = model_config(preset)
     if remat_policy is not None:
         config.update(remat=True, remat_policy=remat_policy)
-    ModelConfig.from_config(config)  # a bad override fails here, naming its key
+    model = ModelConfig.from_config(config)  # a bad override fails here, naming its key
     mesh_spec = mesh_config(preset)
     mesh_spec.update(mesh or {})
     device_mesh = sharding.make_mesh(mesh_spec, devices)
@@ -320,7 +327,7 @@ def slice_setup(
             f"mesh {dict(device_mesh.shape)} uses {device_mesh.size} of the {len(devices)} chips "
             f"of {topology}: a slice's program runs on every chip (give --mesh a -1 axis)"
         )
-    return Slice(devices, kind, CHIPS[kind], config, device_mesh)
+    return Slice(devices, config, model, device_mesh)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,7 +343,7 @@ class Job:
     remat_policy: str | None = None
 
     def run(self) -> dict:
-        """Builds the step on the slice and compiles it (in the child process of `compile_isolated`)."""
+        """Builds the step on the slice and compiles it (in `compile_isolated`'s child)."""
         where = slice_setup(self.preset, self.topology, dict(self.mesh), self.remat_policy)
         place = Placement(where.mesh, abstract=True)
         programs = step_programs(where.config, place, self.shapes, self.grad_accum_steps)
@@ -397,7 +404,6 @@ def compile_steps(
     """Compiles `steps` of `preset` for the slice `topology`, each in a process of its own
     (`compile_isolated`); one record per step."""
     where = slice_setup(preset, topology, mesh, remat_policy)
-    frozen = ModelConfig.from_config(where.config)
     chips, chip = len(where.devices), where.chip
     job = functools.partial(
         Job,
@@ -418,10 +424,13 @@ def compile_steps(
             chips=chips,
             hosts=where.hosts,
             mesh=dict(where.mesh.shape),
-            remat=frozen.remat_policy if frozen.remat else "off",
-            dtypes=(jax.numpy.dtype(frozen.param_dtype).name, jax.numpy.dtype(frozen.dtype).name),
+            remat=where.model.remat_policy if where.model.remat else "off",
+            dtypes=(
+                jax.numpy.dtype(where.model.param_dtype).name,
+                jax.numpy.dtype(where.model.dtype).name,
+            ),
             hbm_bytes=chip.hbm_bytes,
-            model_flops=step_flops(step, frozen, shapes),
+            model_flops=step_flops(step, where.model, shapes),
             accumulated=None,
         )
         record["estimated_ms"] = (
