@@ -51,6 +51,7 @@ from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import logged_curve
 from alignax.provenance import written_by
+from alignax.rl import describe_reward
 from alignax.sharding import make_mesh
 from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
 from alignax.study import (
@@ -70,6 +71,8 @@ RUNNERS = {"dpo": preference, "kto": unpaired, "ppo": ppo}
 # Where each runner logs its evaluation: the metric prefix of gold, its SE and the KL.
 EVAL_PREFIX = {"dpo": "eval/policy/", "kto": "eval/policy/", "ppo": "eval/"}
 REWARD_SOURCES = {"model": "PPO (RM)", "gold": "PPO (gold)"}
+# The last evaluation's fields in the report's table of how each method's policies end.
+ENDING = ("kl", "gold", "length", "ended")
 # The fresh held-out prompts of the SFT baseline and the over-optimisation re-evaluation: seed +
 # this (the runners evaluate on seed + 1 and seed + 2, the pipeline on seed + 100).
 PROMPT_SEED_OFFSET = 300
@@ -231,9 +234,16 @@ def run_config(config, run: Run, seed: int, seed_dir: Path) -> ml_collections.Co
 
 
 def trajectory(run_dir: Path, runner: str, max_step: int | None = None) -> list[dict]:
-    """The run's evaluations, in step order: step, gold, KL to the SFT policy, gold's SE."""
+    """The run's evaluations, in step order: step, gold, KL to the SFT policy, gold's SE,
+    response length and the share of responses that ended with EOS."""
     p = EVAL_PREFIX[runner]
-    fields = {"gold": f"{p}gold", "kl": f"{p}kl", "gold_se": f"{p}gold_se"}
+    fields = {
+        "gold": f"{p}gold",
+        "kl": f"{p}kl",
+        "gold_se": f"{p}gold_se",
+        "length": f"{p}length",
+        "ended": f"{p}ended_with_eos",
+    }
     return logged_curve(run_dir, fields, max_step=max_step)
 
 
@@ -375,6 +385,21 @@ def frontiers(config, runs: list[Run], seeds: dict) -> dict:
             "interval": [mean_interval(np.array(values)[:, j]) for j in range(len(budgets))],
             "envelopes": envelopes,
         }
+    return out
+
+
+def endings(runs: list[Run], seeds: dict) -> dict:
+    """Per method, the last evaluation of its runs (mean over its runs per seed, then over
+    seeds with a 95% interval): KL, gold, response length and the share ended with EOS; how
+    each method's policies end, next to the frontier that does not show it."""
+    out = {}
+    for method in methods(runs):
+        names = [r.name for r in runs if r.method == method]
+        per_seed = [
+            {k: np.mean([result["trajectories"][n][-1][k] for n in names]) for k in ENDING}
+            for result in seeds.values()
+        ]
+        out[method] = {k: mean_interval([row[k] for row in per_seed]) for k in ENDING}
     return out
 
 
@@ -616,8 +641,18 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "evaluated on the same held-out prompts with the same sampling key, PPO on another draw "
         "of held-out prompts, and the SFT point (KL 0) on a third, larger draw. Every method "
         "has one hyperparameter setting and the same optimizer: a method whose best learning "
-        "rate is another is shown at this one.",
+        "rate is another is shown at this one. " + describe_reward(config.rl.ppo.ppo),
+        "",
+        "Where each method's runs end (their last evaluation, mean over a method's runs per "
+        "seed, then over seeds ± 95% t-interval); ended: the share of responses that end with "
+        "EOS rather than at the length cap (gold punishes a response that never ends):",
+        "",
+        "| method | KL to SFT | gold | length | ended |",
+        "|---|---|---|---|---|",
     ]
+    for method, row in results["endings"].items():
+        cells = [interval_text(row[k], d) for k, d in zip(ENDING, (1, 2, 1, 2))]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Ordering by mean gold within each budget:", ""]
     for j, b in enumerate(budgets):
         order = sorted(front, key=lambda m: -front[m]["interval"][j][0])
@@ -681,6 +716,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         "seeds": seeds,
         "frontiers": front,
         "comparisons": pairs,
+        "endings": endings(runs, seeds),
         "dominant": dominant(front, pairs),
         "overoptimization": turnover(seeds),
     }

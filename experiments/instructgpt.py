@@ -41,6 +41,7 @@ from alignax.cli import run_experiment
 from alignax.metrics import logged_curve
 from alignax.models import ModelConfig
 from alignax.provenance import written_by
+from alignax.rl import describe_reward
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.study import (
@@ -210,8 +211,8 @@ def pretraining_nll(model, params, texts: dict) -> float:
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
-    """policy key ('d<width>/<policy>') -> {gold_reward, win_rate_vs_sft, kl_to_sft,
-    response_length, ended_with_eos, pretraining_nll, alignment_tax}; cached per seed."""
+    """policy key ('d<width>/<policy>') -> its `versus_sft` row (against the sweep width's SFT
+    policy) with pretraining_nll and alignment_tax; cached per seed."""
     path = seed_dir / "evaluation.json"
     runs, mesh = seed_runs(config, seed), make_mesh(config.mesh)
     widths = sorted({r["width"] for r in runs} | {config.sweep_width})
@@ -256,10 +257,10 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
             )
             result["pretraining_nll"] = float(nll(params))
             raw[f"d{width}/{name}"] = result
-    reference = raw[f"d{config.sweep_width}/sft"]["gold"]
+    rows = versus_sft(raw, reference=f"d{config.sweep_width}/sft")
     table = {
         key: {
-            **versus_sft(r, reference),
+            **rows[key],
             "pretraining_nll": r["pretraining_nll"],
             "alignment_tax": r["pretraining_nll"]
             - raw[f"{key.split('/')[0]}/sft"]["pretraining_nll"],
@@ -629,11 +630,15 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"judges; win rate against the SFT policy of d_model {config.sweep_width} (ties half); "
         "KL to the policy's own SFT start; alignment tax = per-token NLL of "
         f"{config.eval.num_pretraining_texts} held-out pretraining texts minus the SFT "
-        "policy's. Mean over seeds ± 95% t-interval.",
+        "policy's; gold at SFT's length: mean gold adjusted to that SFT policy's mean length "
+        "(one gold-on-length slope pooled within policies); ended: the share of responses that "
+        "end with EOS rather than at the length cap. "
+        + describe_reward(config.stages.ppo.ppo)
+        + " Mean over seeds ± 95% t-interval.",
         "",
-        "| policy | gold reward | win rate vs SFT | KL to SFT (nats) | pretraining NLL | "
-        "alignment tax | length |",
-        "|---|---|---|---|---|---|---|",
+        "| policy | gold reward | gold at SFT's length | win rate vs SFT | KL to SFT (nats) | "
+        "pretraining NLL | alignment tax | length | ended |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     order = ["base", "sft"] + [
         r["name"] for r in ppo_plan(config) if r["width"] == config.sweep_width
@@ -642,9 +647,11 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         r = combined[f"{sweep}/{name}"]
         lines.append(
             f"| {name} | {interval_text(r['gold_reward'], 2)} | "
+            f"{interval_text(r['gold_length_controlled'], 2)} | "
             f"{interval_text(r['win_rate_vs_sft'], 2)} | "
             f"{interval_text(r['kl_to_sft'], 2)} | {interval_text(r['pretraining_nll'], 3)} | "
-            f"{interval_text(r['alignment_tax'], 3)} | {interval_text(r['response_length'], 1)} |"
+            f"{interval_text(r['alignment_tax'], 3)} | {interval_text(r['response_length'], 1)} | "
+            f"{interval_text(r['ended_with_eos'], 2)} |"
         )
     lines += ["", *size_table(config, combined)]
     a3 = result["A3"]["targets"]

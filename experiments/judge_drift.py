@@ -31,6 +31,7 @@ from alignax.cli import run_experiment
 from alignax.experiment import read_summary
 from alignax.metrics import read_metrics
 from alignax.provenance import written_by
+from alignax.rl import describe_reward
 from alignax.study import PlannedStage, Study, seed_stage_config
 from alignax.workflows import ppo, reward_model, sft
 
@@ -221,7 +222,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"policy's answer to each of {config.stages.ppo.eval.num_prompts} held-out "
         "problems with the verified answer; its accuracy on the pairs where the policy is wrong "
         f"raises the alarm when below {drift.min_accuracy:g} at {drift.patience} evaluations in a "
-        f"row. Means over {seeds} seed(s) with 95% intervals; accuracy is the verifier's.",
+        f"row. Means over {seeds} seed(s) with 95% intervals; accuracy is the verifier's. "
+        + describe_reward(config.stages.ppo.ppo),
         "",
         "| run | accuracy at start | best | end | KL to SFT at end | judge accuracy at start "
         "| at end | alarms | alarm at iteration | accuracy at the alarm |",

@@ -53,6 +53,7 @@ from alignax.proxies import (
     score_pool,
     train_proxies,
 )
+from alignax.rl import describe_reward
 from alignax.sharding import make_mesh
 from alignax.stages import stage_config
 from alignax.study import PlannedStage, Study, run_planned, verdict, wall_time_text
@@ -307,6 +308,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{oracle[-1]['gold']:.2f} | - | - | - |"
     )
     lines += [
+        "",
+        describe_reward(config.rl.ppo.ppo),
         "",
         f"| RL run (mean of {config.rl.seeds} seeds) | final KL | final gold | peak gold (at KL) "
         "| R^2 R_rl | R^2 R_bon |",

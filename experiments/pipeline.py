@@ -12,8 +12,10 @@ Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `c
   4. ppo           PPO against the reward model, KL to SFT         (from SFT)
   5. dpo           DPO on pairs of SFT samples                     (from SFT)
 Evaluation: for base, SFT, PPO and DPO, samples on held-out prompts scored by the gold reward;
-win rate against SFT (gold decides, ties count half), KL to SFT and response length. The table
-in <workdir>/results.md gives the mean over seeds with a 95% t-interval, and the command and
+win rate against SFT (gold decides, ties count half), KL to SFT, response length, the share of
+responses that end (EOS) and gold adjusted to SFT's length (policy_eval.length_controlled_gold);
+the report says what PPO's reward holds besides the KL penalty (alignax.rl.describe_reward).
+The table in <workdir>/results.md gives the mean over seeds with a 95% t-interval, and the command and
 commit that wrote it; results.json has every seed's numbers; figures/ the plots.
 """
 
@@ -32,12 +34,20 @@ from alignax.experiment import pretrained_params, read_summary
 from alignax.metrics import read_metrics
 from alignax.models import build_model
 from alignax.provenance import written_by
+from alignax.rl import describe_reward
 from alignax.sharding import init_params, make_mesh
 from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config
 from alignax.tasks import get_task
 
 POLICIES = ("base", "sft", "ppo", "dpo")
-COLUMNS = ("gold_reward", "win_rate_vs_sft", "kl_to_sft", "response_length")
+COLUMNS = (
+    "gold_reward",
+    "gold_length_controlled",
+    "win_rate_vs_sft",
+    "kl_to_sft",
+    "response_length",
+    "ended_with_eos",
+)
 
 
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
@@ -51,8 +61,8 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path):
-    """Gold reward, win rate vs SFT, KL to SFT and length of every policy, on held-out prompts;
-    and each policy's response to the first prompt."""
+    """Every policy's row of `versus_sft` on held-out prompts, and each policy's response to the
+    first prompt."""
     mesh = make_mesh(config.mesh)
     task = get_task(config.task_name, config.task)
     model = build_model(config.model, heads=("lm",))
@@ -81,8 +91,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path):
         )
         for name, params in policies.items()
     }
-    table = {name: versus_sft(r, results["sft"]["gold"]) for name, r in results.items()}
-    return table, {name: r["texts"][0] for name, r in results.items()}
+    return versus_sft(results), {name: r["texts"][0] for name, r in results.items()}
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:
@@ -125,11 +134,15 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"({timings['seconds/total'] / 60 / len(tables):.1f} min a seed).",
         "",
         f"Each policy answers {config.eval.num_prompts} held-out prompts (never trained on); the "
-        "gold reward judges. Mean over seeds ± 95% t-interval.",
+        "gold reward judges. Mean over seeds ± 95% t-interval. Gold at SFT's length: each "
+        "policy's mean gold adjusted to the SFT policy's mean length (one gold-on-length slope "
+        "pooled within policies); ended: the share of responses that end with EOS rather than "
+        "at the length cap. " + describe_reward(config.stages.ppo.ppo),
         "",
         *_gold_description(config),
-        "| policy | gold reward | win rate vs SFT | KL to SFT (nats) | length |",
-        "|---|---|---|---|---|",
+        "| policy | gold reward | gold at SFT's length | win rate vs SFT | KL to SFT (nats) "
+        "| length | ended |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in POLICIES:
         cells = [interval_text(combined[name][c], 2) for c in COLUMNS]

@@ -1,10 +1,13 @@
-"""Functional-form fits (Gao et al. 2022) and intervals: exact recovery, peaks, t-intervals."""
+"""Functional-form fits (Gao et al. 2022), intervals, and the studies' policy table: exact
+recovery, peaks, t-intervals, length-controlled gold by hand."""
 
 import numpy as np
 import pytest
 
 from alignax.analysis.fits import fit_form
+from alignax.analysis.policy_eval import length_controlled_gold, versus_sft
 from alignax.analysis.stats import mean_interval, standard_error
+from alignax.rl import PPOConfig, default_ppo_config, describe_reward
 
 
 @pytest.mark.parametrize("form", ["bon", "rl"])
@@ -45,3 +48,59 @@ def test_mean_interval_is_the_student_t_interval():
     # sd 1, sem 1/sqrt(3), t(0.975, 2) = 4.3027
     assert mean == 2.0 and half == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
     assert np.isnan(mean_interval([1.0])[1])
+
+
+def _policy(gold, length, ended=None):
+    gold, length = np.asarray(gold, float), np.asarray(length, float)
+    return {
+        "gold": gold,
+        "length": length,
+        "kl": np.zeros_like(gold),
+        "ended_with_eos": np.ones_like(gold) if ended is None else np.asarray(ended, float),
+    }
+
+
+def test_length_controlled_gold_removes_a_pure_length_effect():
+    """Gold = intercept + 0.5 * length in every policy: adjusted to SFT's mean length (10),
+    each policy keeps only its intercept's difference."""
+    sft = _policy(1.0 + 0.5 * np.array([8, 10, 12]), [8, 10, 12])
+    longer = _policy(1.0 + 0.5 * np.array([18, 20, 22]), [18, 20, 22])
+    better = _policy(2.0 + 0.5 * np.array([9, 11, 13]), [9, 11, 13])
+    out = length_controlled_gold({"sft": sft, "longer": longer, "better": better})
+    assert out == pytest.approx({"sft": 6.0, "longer": 6.0, "better": 7.0})
+    # The raw means: the longer policy looks 5 better than SFT.
+    assert longer["gold"].mean() - sft["gold"].mean() == pytest.approx(5.0)
+
+
+def test_length_controlled_gold_pools_the_slope_within_policies():
+    """Slopes 1 (within a) and 0 (within b) pool to (1*2 + 0*2) / (2 + 2) = 0.5 by hand; a
+    difference between policies' means does not enter the slope."""
+    a = _policy([0.0, 2.0], [0.0, 2.0])  # within-policy slope 1, mean length 1
+    b = _policy([5.0, 5.0], [9.0, 11.0])  # slope 0, mean length 10
+    out = length_controlled_gold({"a": a, "b": b}, reference="a")
+    assert out["a"] == pytest.approx(1.0)
+    assert out["b"] == pytest.approx(5.0 - 0.5 * (10.0 - 1.0))
+
+
+def test_length_controlled_gold_without_length_variation_is_the_mean():
+    out = length_controlled_gold({"sft": _policy([1.0, 3.0], [5, 5]), "x": _policy([4.0], [7])})
+    assert out == pytest.approx({"sft": 2.0, "x": 4.0})
+
+
+def test_versus_sft_rows():
+    sft = _policy([0.0, 1.0, 2.0, 3.0], [4, 4, 4, 4])
+    ppo = _policy([1.0, 1.0, 2.0, 0.0], [4, 4, 4, 8], ended=[1, 1, 1, 0])
+    rows = versus_sft({"sft": sft, "ppo": ppo})
+    assert rows["sft"]["win_rate_vs_sft"] == 0.5
+    assert rows["ppo"]["win_rate_vs_sft"] == pytest.approx((1 + 0.5 + 0.5 + 0) / 4)
+    assert rows["ppo"]["ended_with_eos"] == 0.75
+    assert rows["ppo"]["response_length"] == 5.0
+    assert rows["ppo"]["gold_reward"] == 1.0
+
+
+def test_ppo_reward_shaping_is_off_by_default_and_reported_when_on():
+    section = default_ppo_config()
+    assert PPOConfig.from_config(section).missing_eos_penalty == 0.0
+    assert "no other shaping" in describe_reward(section)
+    section.missing_eos_penalty = 1.5
+    assert "loses 1.5" in describe_reward(section)

@@ -545,7 +545,9 @@ def test_disk_full_in_the_array_writer_is_one_error_and_leaves_no_partial_step(
     assert "earlier checkpoints [1, 2] are untouched" in str(error.value)
     # One error, not a wall of traces: orbax's reports of it are not printed.
     assert not [r for r in caplog.records if r.exc_info]
-    assert "Traceback" not in capfd.readouterr().err
+    # (Checked by the error's own text: a background thread of an earlier test in the same
+    # worker may print an unrelated traceback, e.g. asyncio's "Event loop is closed".)
+    assert "RESOURCE_EXHAUSTED" not in capfd.readouterr().err
     # With space again, the same checkpointer saves step 3 and retires step 1 (keep=2).
     monkeypatch.undo()
     assert checkpointer.save(3, like.replace(step=jnp.int32(3)), force=True)

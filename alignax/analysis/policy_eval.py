@@ -93,16 +93,45 @@ def summarize(result: dict) -> dict[str, float]:
     return out
 
 
-def versus_sft(result: dict, sft_gold) -> dict[str, float]:
-    """A policy's row in the studies' tables, from its `evaluate_policy` result (KL to the SFT
-    policy, `ref_params`) and the SFT policy's gold on the same prompts and key: mean gold, win
-    rate against SFT (gold decides, ties count half), KL, length, share ended with EOS."""
+def versus_sft(results: dict[str, dict], reference: str = "sft") -> dict[str, dict[str, float]]:
+    """The studies' policy table, from `evaluate_policy` results of several policies on the same
+    prompts with the same key (KL to the reference policy, `ref_params`): per policy, mean gold,
+    win rate against the reference (gold decides, ties count half), KL, length, share ended with
+    EOS, and the length-controlled gold (`length_controlled_gold`)."""
+    controlled = length_controlled_gold(results, reference)
+    sft = results[reference]
     return {
-        "gold_reward": float(result["gold"].mean()),
-        "win_rate_vs_sft": win_rate(result["gold"], sft_gold),
-        "kl_to_sft": float(result["kl"].mean()),
-        "response_length": float(result["length"].mean()),
-        "ended_with_eos": float(result["ended_with_eos"].mean()),
+        name: {
+            "gold_reward": float(r["gold"].mean()),
+            "gold_length_controlled": controlled[name],
+            "win_rate_vs_sft": win_rate(r["gold"], sft["gold"]),
+            "kl_to_sft": float(r["kl"].mean()),
+            "response_length": float(r["length"].mean()),
+            "ended_with_eos": float(r["ended_with_eos"].mean()),
+        }
+        for name, r in results.items()
+    }
+
+
+def length_controlled_gold(results: dict[str, dict], reference: str = "sft") -> dict[str, float]:
+    """Each policy's mean gold adjusted to the reference policy's mean response length: the
+    adjusted means of an analysis of covariance, gold ~ policy + slope * length, with one slope
+    pooled within policies over every policy in `results`:
+    mean_gold_p - slope * (mean_length_p - mean_length_reference).
+
+    A policy that is better only by answering longer (or, where the gold reward punishes a
+    response that never ends, only by ending) keeps less of its lead here. With no length
+    variation within any policy the slope is undefined and the raw means are returned."""
+    centred = {
+        name: (r["length"] - r["length"].mean(), r["gold"] - r["gold"].mean())
+        for name, r in results.items()
+    }
+    spread = sum(float(np.sum(x * x)) for x, _ in centred.values())
+    slope = sum(float(np.sum(x * y)) for x, y in centred.values()) / spread if spread else 0.0
+    target = float(results[reference]["length"].mean())
+    return {
+        name: float(r["gold"].mean() - slope * (r["length"].mean() - target))
+        for name, r in results.items()
     }
 
 

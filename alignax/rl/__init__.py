@@ -30,7 +30,13 @@ given, is only logged (`gold/mean`), which is how proxy-vs-gold over-optimisatio
 from alignax.rl.algorithms import ONLINE_ALGORITHMS, online_step
 from alignax.rl.grpo import GROUP_LOSSES, GRPOConfig, default_grpo_config, make_grpo_step
 from alignax.rl.nash_md import NashMDConfig, default_nash_md_config, make_nash_md_step
-from alignax.rl.ppo import PPOConfig, default_ppo_config, kl_controller_from_config, make_ppo_step
+from alignax.rl.ppo import (
+    PPOConfig,
+    default_ppo_config,
+    describe_reward,
+    kl_controller_from_config,
+    make_ppo_step,
+)
 from alignax.rl.rollout import RolloutConfig, default_rollout_config
 from alignax.rl.xpo import XPOConfig, default_xpo_config, make_xpo_step
 
@@ -47,6 +53,7 @@ __all__ = [
     "default_ppo_config",
     "default_rollout_config",
     "default_xpo_config",
+    "describe_reward",
     "kl_controller_from_config",
     "make_grpo_step",
     "make_nash_md_step",

@@ -52,7 +52,7 @@ class PPOConfig:
     value_coef: float = 0.1
     entropy_coef: float = 0.0
     ptx_coef: float = 0.0  # > 0: the batch carries a pretraining batch (`PTX_KEYS`), PPO-ptx
-    missing_eos_penalty: float = 1.0
+    missing_eos_penalty: float = 0.0  # shaping, off by default: see `describe_reward`
     kl_estimator: str = "k1"
     kl_control: str = "adaptive"  # or "fixed"
     kl_coef: float = 0.05  # initial beta
@@ -66,6 +66,19 @@ class PPOConfig:
     @classmethod
     def from_config(cls, config, prefix: str = "ppo") -> PPOConfig:
         return schema.frozen(cls, config, prefix)
+
+
+def describe_reward(section) -> str:
+    """One sentence for a report: what a PPO run (its `ppo` section) optimises besides the
+    reward and the KL penalty. Shaping is off by default (`missing_eos_penalty = 0`, as in TRL):
+    a study that turns it on gives PPO a term no other method gets, and its report says so."""
+    penalty = section.missing_eos_penalty
+    if not penalty:
+        return "PPO's reward: the score minus the KL penalty, no other shaping."
+    return (
+        f"PPO's reward is shaped: a response without EOS loses {penalty:g} "
+        "(`ppo.missing_eos_penalty`), a term no other method gets."
+    )
 
 
 def default_ppo_config():
