@@ -119,7 +119,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{b.num_prompts} held-out prompts x {b.pool_size} samples of the policy "
         f"(`{config.init_from}`), each scored by the reward model (`"
         f"{config.rewards.reward_model_from}`) and the gold reward, both standardised on the "
-        "pool; standard errors from a bootstrap over prompts.",
+        "pool; ± 95% intervals (1.96 SE, the SE from a bootstrap over prompts).",
         "",
         "| n | KL_bon bound | KL pool est. | proxy | gold | oracle gold |",
         "|---|---|---|---|---|---|",
@@ -127,7 +127,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     for r, o in zip(curves["reward model"], curves["oracle"]):
         lines.append(
             f"| {r['n']} | {r['kl_bound']:.2f} | {r['kl_pool']:.2f} | "
-            f"{r['proxy']:.2f} ± {r['proxy_se']:.2f} | {r['gold']:.2f} ± {r['gold_se']:.2f} | "
+            f"{r['proxy']:.2f} ± {1.96 * r['proxy_se']:.2f} | "
+            f"{r['gold']:.2f} ± {1.96 * r['gold_se']:.2f} | "
             f"{o['gold']:.2f} |"
         )
     return "\n".join(lines) + "\n"

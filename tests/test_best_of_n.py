@@ -82,3 +82,19 @@ def test_curve_standard_errors_shrink_with_more_prompts_and_match_the_mean():
     assert 1.5 < few[1]["gold_se"] / many[1]["gold_se"] < 6
     per_prompt_std = np.std(gold.mean(1))
     assert many[0]["gold_se"] == pytest.approx(per_prompt_std / np.sqrt(400), rel=0.2)
+
+
+def test_best_of_n_report_prints_95_percent_intervals():
+    """One interval convention in every table: ± 1.96 SE, as the text says."""
+    from configs.best_of_n import get_config
+    from experiments.best_of_n import report
+
+    row = {"n": 4, "kl_bound": 0.64, "kl_pool": 0.6, "proxy": 1.0, "proxy_se": 0.1}
+    curves = {
+        "reward model": [{**row, "gold": 0.5, "gold_se": 0.05}],
+        "oracle": [{**row, "gold": 1.2, "gold_se": 0.0}],
+    }
+    prov = {"command": "cmd", "commit": "abc", "dirty": False, "machine": "here"}
+    text = report(get_config(), {"task": "review", "curves": curves}, {}, prov)
+    assert "95% intervals (1.96 SE" in text
+    assert "| 4 | 0.64 | 0.60 | 1.00 ± 0.20 | 0.50 ± 0.10 | 1.20 |" in text
