@@ -13,7 +13,7 @@ accuracy on pairs of the policy's answer and the verified answer to held-out pro
 (`judge_drift.pairs='reference'`) feeds the drift alarm (alignax/feedback/drift.py).
 
 default: SFT 500 steps, 16,384 comparisons (the judge trained 1,500 steps), PPO 100 iterations of
-64 problems evaluated every 10 on 256 held-out problems, betas 0 and 0.1, 3 seeds.
+256 problems evaluated every 10 on 256 held-out problems, betas 0 and 0.1, 3 seeds.
 runlocal: the same pipeline at toy sizes for the end-to-end test (1 seed, a few steps).
 """
 

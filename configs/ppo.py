@@ -10,7 +10,8 @@ the SFT policy settles near its target; the gold reward rises with it until the 
 over-optimised.
 Presets: runlocal | gold (optimise the gold reward itself: no reward model) | ptx (PPO-ptx) |
 arithmetic (the arithmetic task's exact-match verifier as the reward, from an SFT policy of
-configs/sft.py:arithmetic; the same experiment code, the task chosen by the config).
+configs/sft.py:arithmetic, 256 problems an iteration; the same experiment code, the task chosen
+by the config).
 """
 
 import ml_collections
@@ -65,10 +66,14 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         kl_horizon=500,
         ptx_coef=0.5 if arg == "ptx" else 0.0,
     )
+    config.train.update(steps=100, batch_size=64, log_every=10, eval_every=50, checkpoint_every=25)
     if verifier:  # answers are a few tokens; one nat of KL buys a lot of accuracy
         config.rollout.max_new_tokens = 4
         config.ppo.kl_target = 1.0
-    config.train.update(steps=100, batch_size=64, log_every=10, eval_every=50, checkpoint_every=25)
+        # A 0/1 reward needs many samples per update: with 64 prompts an iteration (minibatches
+        # of 32 answers) Adam's steps follow the noise and held-out accuracy falls even against
+        # the verifier itself; 256, the samples per step of the GRPO study (configs/rlvr.py).
+        config.train.batch_size = 256
     config.optimizer.update(learning_rate=5e-4, warmup_steps=5, schedule="constant")
     config.lock()
     return config

@@ -12,11 +12,16 @@ Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `c
                    evaluation the judge scores the policy's answer to each held-out problem and the
                    verified answer, and its accuracy on the pairs the verifier separates (the
                    policy's answer is wrong) drives the drift alarm (alignax/feedback/drift.py)
-     verifier      with `verifier_control`, PPO against the verifier itself at betas[0]
-The report (results.md, command and commit first; results.json; figures/judge_drift.{png,pdf})
-gives, per run kind, held-out accuracy (the verifier's reward) at the start, at its best and at
-the end, the judge's accuracy at the start and the end, the step the alarm fired and the
-accuracy lost by then: means over seeds with 95% intervals.
+     verifier      with `verifier_control`, PPO against the verifier itself at betas[0], the
+                   judge watched the same way but never optimised: the control
+The alarm's threshold is calibrated on the control, cross-fitted over seeds: seed k's threshold
+is the lowest judge accuracy any other seed's control run showed (`calibrated_thresholds`), and
+the alarms of seed k's runs, its control included (a false alarm), are read off their logged
+curves at that threshold with the configured patience. The in-run alarm at the configured
+`judge_drift.min_accuracy` is reported beside it. The report (results.md, command and commit
+first; results.json; figures/judge_drift.{png,pdf}) gives, per run kind, held-out accuracy (the
+verifier's reward) at the start, at its best and at the end, the judge's accuracy at the start
+and the end, the alarms and the step they fired: means over seeds with 95% intervals.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alignax import feedback
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
@@ -61,9 +67,8 @@ def stage_of_seed(config, name: str, seed: int, seed_dir: Path):
     }[stage]
     out = seed_stage_config(config, stage, seed, links)
     with out.unlocked():
-        if name == "verifier":
-            out.rewards.update(source="gold", reward_model_from="")
-            out.judge_drift.track = False
+        if name == "verifier":  # the judge stays in rewards.reward_model_from, watched only
+            out.rewards.source = "gold"
             out.ppo.kl_coef = float(config.betas[0])
         elif stage == "ppo":
             out.ppo.kl_coef = float(name.removeprefix("ppo_beta"))
@@ -85,13 +90,40 @@ def trajectory(run_dir: Path) -> dict[str, list[float]]:
     }
 
 
-def run_outcome(curve: dict, summary: dict) -> dict:
+def alarm_step(curve: dict, min_accuracy: float, patience: int) -> float:
+    """The step at which `feedback.DriftAlarm(min_accuracy, patience)` fires on the run's logged
+    judge accuracies (nan when it never does): the in-run alarm, replayed at another threshold."""
+    alarm = feedback.DriftAlarm(min_accuracy, patience)
+    for step, accuracy in zip(curve["step"], curve["judge_accuracy"]):
+        if alarm.update(int(step), accuracy):
+            return float(step)
+    return float("nan")
+
+
+def calibrated_thresholds(config, control_curves: dict) -> dict:
+    """Seed -> alarm threshold: the lowest judge accuracy seen on the control runs (PPO on the
+    verifier, the judge only watched) of every other seed, so a seed's own control measures the
+    false-alarm rate honestly. With one seed there is nothing to calibrate on: the configured
+    `judge_drift.min_accuracy`."""
+    configured = config.stages.ppo.judge_drift.min_accuracy
+    lowest = {
+        seed: float(np.nanmin(curve["judge_accuracy"])) for seed, curve in control_curves.items()
+    }
+    return {
+        seed: min((v for other, v in lowest.items() if other != seed), default=configured)
+        for seed in control_curves
+    }
+
+
+def run_outcome(curve: dict, summary: dict, threshold: float, patience: int) -> dict:
     """One run's numbers: accuracy at the start, best (and its step), at the alarm and the end;
-    the judge's accuracy at the start and the end; the alarm's step (nan when it never fired)."""
+    the judge's accuracy at the start and the end; the step the in-run alarm fired at the
+    configured threshold and the step it fires at the calibrated `threshold` (nan: never)."""
     gold = np.asarray(curve["gold"])
     best = int(np.argmax(gold))
     alarm = summary.get("judge_drift_step")
-    at_alarm = float(gold[curve["step"].index(float(alarm))]) if alarm is not None else np.nan
+    calibrated = alarm_step(curve, threshold, patience)
+    at_alarm = float(gold[curve["step"].index(calibrated)]) if np.isfinite(calibrated) else np.nan
     return {
         "gold_start": float(gold[0]),
         "gold_best": float(gold[best]),
@@ -100,7 +132,9 @@ def run_outcome(curve: dict, summary: dict) -> dict:
         "kl_end": float(curve["kl"][-1]),
         "judge_start": float(curve["judge_accuracy"][0]),
         "judge_end": float(curve["judge_accuracy"][-1]),
-        "alarm_step": float(alarm) if alarm is not None else np.nan,
+        "alarm_step_configured": float(alarm) if alarm is not None else np.nan,
+        "alarm_step": calibrated,
+        "threshold": threshold,
         "gold_at_alarm": at_alarm,
     }
 
@@ -125,13 +159,33 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
-    """Every PPO run's curve and outcomes."""
-    out = {}
-    for name in run_names(config):
-        curve = trajectory(seed_dir / name)
-        summary = read_summary(seed_dir / name)
-        out[name] = {"curve": curve, **run_outcome(curve, summary)}
-    return out
+    """Every PPO run's curve and run summary (the outcomes need every seed's control)."""
+    return {
+        name: {"curve": trajectory(seed_dir / name), "summary": read_summary(seed_dir / name)}
+        for name in run_names(config)
+    }
+
+
+def outcomes(config, per_seed: dict) -> dict:
+    """Seed -> run -> its curve and `run_outcome`, at the seed's calibrated threshold (the
+    configured one without a control)."""
+    patience = config.stages.ppo.judge_drift.patience
+    if config.verifier_control:
+        thresholds = calibrated_thresholds(
+            config, {s: runs["verifier"]["curve"] for s, runs in per_seed.items()}
+        )
+    else:
+        thresholds = dict.fromkeys(per_seed, config.stages.ppo.judge_drift.min_accuracy)
+    return {
+        seed: {
+            name: {
+                "curve": run["curve"],
+                **run_outcome(run["curve"], run["summary"], thresholds[seed], patience),
+            }
+            for name, run in runs.items()
+        }
+        for seed, runs in per_seed.items()
+    }
 
 
 OUTCOMES = (
@@ -143,6 +197,7 @@ OUTCOMES = (
     "judge_end",
     "alarm_step",
     "gold_at_alarm",
+    "threshold",
 )
 
 
@@ -157,6 +212,7 @@ def aggregate(config, per_seed: dict) -> dict:
             values = [r[key] for r in runs if np.isfinite(r[key])]
             row[key] = mean_interval(values) if values else (float("nan"), float("nan"))
         row["alarms"] = sum(np.isfinite(r["alarm_step"]) for r in runs)
+        row["alarms_configured"] = sum(np.isfinite(r["alarm_step_configured"]) for r in runs)
         if config.verifier_control and name != "verifier":
             row["gold_end_vs_verifier"] = mean_interval(
                 [
@@ -170,7 +226,8 @@ def aggregate(config, per_seed: dict) -> dict:
 
 def figure(config, per_seed: dict, workdir: Path) -> None:
     """Held-out accuracy (left) and the judge's accuracy on verified pairs (right) against the
-    PPO iteration, each seed a line; the alarm threshold and the alarms' steps marked."""
+    PPO iteration, each seed a line; the configured and calibrated thresholds and the steps of
+    the calibrated alarms marked."""
     fig, (left, right) = plots.subplots(1, 2, figsize=(9.6, 3.6))
     threshold = config.stages.ppo.judge_drift.min_accuracy
     for i, name in enumerate(run_names(config)):
@@ -183,15 +240,18 @@ def figure(config, per_seed: dict, workdir: Path) -> None:
             curve = run["curve"]
             left.plot(curve["step"], curve["gold"], "-", color=color, alpha=0.8,
                       label=label if j == 0 else None)  # fmt: skip
-            if name == "verifier":
-                continue
             right.plot(curve["step"], curve["judge_accuracy"], "-", color=color, alpha=0.8,
                        label=label if j == 0 else None)  # fmt: skip
             if np.isfinite(run["alarm_step"]):
                 for ax in (left, right):
                     ax.axvline(run["alarm_step"], color=color, linestyle=":", linewidth=1)
-    right.axhline(threshold, color="black", linestyle="--", linewidth=1, label="alarm threshold")
-    right.plot([], [], ":", color="grey", label="alarm fired")
+    right.axhline(threshold, color="black", linestyle="--", linewidth=1,
+                  label="configured threshold")  # fmt: skip
+    calibrated = sorted({runs[name]["threshold"] for runs in per_seed.values()})
+    for k, value in enumerate(calibrated):
+        right.axhline(value, color="grey", linestyle="-.", linewidth=1,
+                      label="calibrated thresholds (per seed)" if k == 0 else None)  # fmt: skip
+    right.plot([], [], ":", color="grey", label="alarm fired (calibrated)")
     left.set(xlabel="PPO iteration", ylabel="held-out accuracy (verifier)",
              title="What the policy gets right")  # fmt: skip
     right.set(xlabel="PPO iteration", ylabel="judge accuracy, policy vs verified answer",
@@ -202,8 +262,9 @@ def figure(config, per_seed: dict, workdir: Path) -> None:
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:
-    figure(config, seeds, workdir)
-    return {"runs": aggregate(config, seeds), "per_seed": seeds}
+    per_seed = outcomes(config, seeds)
+    figure(config, per_seed, workdir)
+    return {"runs": aggregate(config, per_seed), "per_seed": per_seed}
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
@@ -221,30 +282,30 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "and against the verifier as the control. At every evaluation the judge compares the "
         f"policy's answer to each of {config.stages.ppo.eval.num_prompts} held-out "
         "problems with the verified answer; its accuracy on the pairs where the policy is wrong "
-        f"raises the alarm when below {drift.min_accuracy:g} at {drift.patience} evaluations in a "
-        f"row. Means over {seeds} seed(s) with 95% intervals; accuracy is the verifier's. "
-        + describe_reward(config.stages.ppo.ppo),
+        f"raises the alarm when below the threshold at {drift.patience} evaluations in a row. "
+        "The control watches the judge the same way without optimising it, and calibrates the "
+        "threshold: each seed's is the lowest judge accuracy the other seeds' control runs "
+        f"showed ({threshold_text(results['per_seed'])}), so the control's own alarms are "
+        "false alarms at a threshold it did not set. Beside it, the in-run alarm at the "
+        f"configured {drift.min_accuracy:g}. Means over {seeds} seed(s) with 95% intervals; "
+        "accuracy is the verifier's. " + describe_reward(config.stages.ppo.ppo),
         "",
         "| run | accuracy at start | best | end | KL to SFT at end | judge accuracy at start "
-        "| at end | alarms | alarm at iteration | accuracy at the alarm |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| at end | alarms | alarm at iteration | accuracy at the alarm "
+        f"| alarms at {drift.min_accuracy:g} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in result.items():
-        judged = name != "verifier"
-        label = "verifier (control)" if not judged else f"judge, {run_label(name)}"
+        label = "verifier (control)" if name == "verifier" else f"judge, {run_label(name)}"
 
         def cell(key, digits=3, row=row):
             return interval_text(row[key], digits)
 
         lines.append(
             f"| {label} | {cell('gold_start')} | {cell('gold_best')} | {cell('gold_end')} | "
-            f"{cell('kl_end', 2)} | "
-            + (
-                f"{cell('judge_start')} | {cell('judge_end')} | {row['alarms']}/{seeds} | "
-                f"{cell('alarm_step', 0)} | {cell('gold_at_alarm')} |"
-                if judged
-                else "– | – | – | – | – |"
-            )
+            f"{cell('kl_end', 2)} | {cell('judge_start')} | {cell('judge_end')} | "
+            f"{row['alarms']}/{seeds} | {cell('alarm_step', 0)} | {cell('gold_at_alarm')} | "
+            f"{row['alarms_configured']}/{seeds} |"
         )
     if "verifier" in result:
         lines += [
@@ -258,6 +319,14 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
             + ".",
         ]
     return "\n".join(lines) + "\n"
+
+
+def threshold_text(per_seed: dict) -> str:
+    """'seed 0: 0.41, seed 1: 0.38, ...': each seed's alarm threshold."""
+    return ", ".join(
+        f"seed {seed}: {next(iter(runs.values()))['threshold']:.3f}"
+        for seed, runs in per_seed.items()
+    )
 
 
 def summarize(results: dict) -> dict:

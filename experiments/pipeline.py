@@ -15,8 +15,8 @@ Evaluation: for base, SFT, PPO and DPO, samples on held-out prompts scored by th
 win rate against SFT (gold decides, ties count half), KL to SFT, response length, the share of
 responses that end (EOS) and gold adjusted to SFT's length (policy_eval.length_controlled_gold);
 the report says what PPO's reward holds besides the KL penalty (alignax.rl.describe_reward).
-The table in <workdir>/results.md gives the mean over seeds with a 95% t-interval, and the command and
-commit that wrote it; results.json has every seed's numbers; figures/ the plots.
+The table in <workdir>/results.md gives the mean over seeds with a 95% t-interval, and the
+command and commit that wrote it; results.json has every seed's numbers; figures/ the plots.
 """
 
 from __future__ import annotations

@@ -363,16 +363,46 @@ def test_judge_drift_config_errors_name_the_key():
 
     drift = ml_collections.ConfigDict({"track": True, "pairs": "reference"})
     review, arithmetic = get_task("review"), get_task("arithmetic")
-    check_judge_drift_config(drift, "model", arithmetic)
+
+    def rewards(source, judge="runs/rm"):
+        return ml_collections.ConfigDict({"source": source, "reward_model_from": judge})
+
+    check_judge_drift_config(drift, rewards("model"), arithmetic)
+    check_judge_drift_config(drift, rewards("gold"), arithmetic)  # a control watches the judge
     with pytest.raises(ValueError, match="judge_drift.pairs='reference'.*review task"):
-        check_judge_drift_config(drift, "model", review)
-    with pytest.raises(ValueError, match="needs rewards.source='model'"):
-        check_judge_drift_config(drift, "gold", arithmetic)
+        check_judge_drift_config(drift, rewards("model"), review)
+    with pytest.raises(ValueError, match="needs a judge: rewards.reward_model_from"):
+        check_judge_drift_config(drift, rewards("gold", judge=""), arithmetic)
     drift.pairs = "triples"
     with pytest.raises(ValueError, match="judge_drift.pairs='triples'"):
-        check_judge_drift_config(drift, "model", review)
+        check_judge_drift_config(drift, rewards("model"), review)
     drift.track = False
-    check_judge_drift_config(drift, "gold", review)  # nothing to check when not tracking
+    check_judge_drift_config(drift, rewards("gold", judge=""), review)  # nothing to check
+    # A judge given to a gold run that does not watch it would be an ignored override.
+    with pytest.raises(ValueError, match="read only to watch the judge: set judge_drift.track"):
+        check_judge_drift_config(drift, rewards("gold"), review)
+
+
+def test_judge_drift_alarms_replay_at_a_threshold_calibrated_on_other_seeds():
+    """Each seed's threshold is the lowest judge accuracy of the OTHER seeds' controls; the
+    alarm replayed on a logged curve fires where DriftAlarm would (patience counted by hand)."""
+    import ml_collections
+
+    from experiments.judge_drift import alarm_step, calibrated_thresholds
+
+    config = ml_collections.ConfigDict({"stages": {"ppo": {"judge_drift": {"min_accuracy": 0.5}}}})
+    nan = float("nan")
+    controls = {
+        0: {"judge_accuracy": [0.6, 0.4, nan]},
+        1: {"judge_accuracy": [0.7, 0.3]},
+        2: {"judge_accuracy": [0.5, 0.45]},
+    }
+    assert calibrated_thresholds(config, controls) == {0: 0.3, 1: 0.4, 2: 0.3}
+    assert calibrated_thresholds(config, {0: controls[0]}) == {0: 0.5}  # nothing to calibrate on
+    curve = {"step": [0, 10, 20, 30, 40], "judge_accuracy": [0.6, 0.2, 0.5, 0.2, 0.1]}
+    assert alarm_step(curve, 0.3, patience=1) == 10
+    assert alarm_step(curve, 0.3, patience=2) == 40  # 10 alone; 30 and 40 in a row
+    assert np.isnan(alarm_step(curve, 0.05, patience=1))
 
 
 def test_judge_drift_runlocal_fires_the_alarm_where_the_judge_errs(tmp_path):
@@ -401,9 +431,13 @@ def test_judge_drift_runlocal_fires_the_alarm_where_the_judge_errs(tmp_path):
         assert run["alarm_step"] == low[0] if low else np.isnan(run["alarm_step"])
         assert run["gold_best"] == max(curve["gold"]) and run["gold_end"] == curve["gold"][-1]
         assert summary[f"{name}/alarm_step"] == run["alarm_step"] or not low
-    assert np.all(np.isnan(runs["verifier"]["curve"]["judge_accuracy"]))  # not tracked
+    # The control watches the judge without optimising it.
+    watched = np.array(runs["verifier"]["curve"]["judge_accuracy"])
+    assert np.all((watched >= 0) & (watched <= 1))
     verifier = json.loads((tmp_path / "seed0" / "verifier" / "config.json").read_text())
     assert verifier["rewards"]["source"] == "gold"
+    assert verifier["rewards"]["reward_model_from"] == str(tmp_path / "seed0" / "reward_model")
+    assert runs["verifier"]["threshold"] == 1.0  # one seed: the configured threshold
     judge = json.loads((tmp_path / "seed0" / "reward_model" / "config.json").read_text())
     assert judge["init_from"] == judge["labels"]["policy_from"] == str(tmp_path / "seed0" / "sft")
     text = (tmp_path / "results.md").read_text()

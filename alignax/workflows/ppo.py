@@ -8,7 +8,9 @@ are normalised to mean 0, std 1 on the initial policy's samples. Logs the proxy 
 reward, KL and its coefficient, entropy, clip fractions, value error, response length and sample
 texts; with `judge_drift.track`, the reward model's accuracy on pairs of the policy's responses
 (or, `judge_drift.pairs='reference'`, of its response and the task's verified one) as gold
-orders them, and an alarm when it falls (alignax/feedback/drift.py).
+orders them, and an alarm when it falls (alignax/feedback/drift.py). A run on the gold reward
+can watch a judge it does not optimise (`rewards.reward_model_from` with
+`judge_drift.track`): the control that calibrates the alarm.
 """
 
 from __future__ import annotations
@@ -32,15 +34,17 @@ VALUE_INITS = ("reward_model", "policy", "shared")
 
 
 def build_reward(config, mesh):
-    """(reward_fn(params, tokens, input_mask) -> [B], params, reward model), or Nones for the
-    gold reward, per `config.rewards`. The reward model is built from its own run's config (its
-    size need not be the policy's). An ensemble reward model (members stacked on axis 0) is
-    combined by `rewards.ensemble_method` (mean, min, mean_minus_std, mean_minus_var)."""
+    """(reward_fn(params, tokens, input_mask) -> [B], params, reward model) of the reward model
+    in `config.rewards`, or Nones when there is none: the reward model PPO optimises
+    (source 'model') or, with source 'gold' and `judge_drift.track`, the judge it only watches
+    (a control run). The reward model is built from its own run's config (its size need not be
+    the policy's). An ensemble reward model (members stacked on axis 0) is combined by
+    `rewards.ensemble_method` (mean, min, mean_minus_std, mean_minus_var)."""
     r = config.rewards
-    if r.source == "gold":
-        return None, None, None
-    if r.source != "model":
+    if r.source not in ("model", "gold"):
         raise ValueError(f"rewards.source={r.source!r} is not one of ('model', 'gold')")
+    if r.source == "gold" and not r.reward_model_from:
+        return None, None, None
     if not r.reward_model_from:
         raise ValueError(
             "rewards.source='model' needs rewards.reward_model_from (the workdir "
@@ -73,17 +77,24 @@ def check_config(config, task) -> None:
             "rewards.value_init='reward_model' needs a single reward model; use "
             "'policy' or 'shared' with rewards.ensemble_size > 1"
         )
-    check_judge_drift_config(config.judge_drift, config.rewards.source, task)
+    check_judge_drift_config(config.judge_drift, config.rewards, task)
 
 
-def check_judge_drift_config(drift, reward_source: str, task) -> None:
-    """The `judge_drift` section's errors, before anything is built."""
+def check_judge_drift_config(drift, rewards, task) -> None:
+    """The `judge_drift` section's errors (with the `rewards` section it reads), before anything
+    is built. A run on the gold reward may watch a judge it does not optimise (a control): its
+    `rewards.reward_model_from` is then read only by the judge check."""
+    if rewards.source == "gold" and rewards.reward_model_from and not drift.track:
+        raise ValueError(
+            f"rewards.reward_model_from={rewards.reward_model_from!r} with rewards.source='gold' "
+            "is read only to watch the judge: set judge_drift.track=True, or clear it"
+        )
     if not drift.track:
         return
-    if reward_source != "model":
+    if not rewards.reward_model_from:
         raise ValueError(
-            "judge_drift.track=True needs rewards.source='model': the alarm checks a learned "
-            "judge against the gold reward"
+            "judge_drift.track=True needs a judge: rewards.reward_model_from (optimised with "
+            "rewards.source='model', watched only with 'gold')"
         )
     if drift.pairs not in ("samples", "reference"):
         raise ValueError(
@@ -127,12 +138,8 @@ def build(config, ctx: Context) -> Stage:
     def gold_fn(tokens, input_mask, loss_mask, **inputs):
         return task.reward(tokens, loss_mask, **inputs)
 
-    if reward_fn is None:
-        aux_reward = {}
-
-        def score_fn(state, tokens, input_mask, loss_mask, **inputs):
-            return gold_fn(tokens, input_mask, loss_mask, **inputs)
-    else:
+    aux_reward = {}
+    if reward_fn is not None:
         # Normalised on the initial policy's samples to training prompts.
         normalization_prompts = {k: v[: config.eval.num_prompts] for k, v in prompts.items()}
         raw = evaluate_policy(
@@ -146,6 +153,12 @@ def build(config, ctx: Context) -> Stage:
         )["proxy"]
         gain, bias = reward_normalization(raw)
         aux_reward = {"reward_gain": gain, "reward_bias": bias}
+
+    if config.rewards.source == "gold":  # a reward model here is a watched judge only
+
+        def score_fn(state, tokens, input_mask, loss_mask, **inputs):
+            return gold_fn(tokens, input_mask, loss_mask, **inputs)
+    else:
 
         def score_fn(state, tokens, input_mask, loss_mask, **inputs):
             del inputs  # a reward model reads the sequence alone
