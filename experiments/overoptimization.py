@@ -39,7 +39,7 @@ from alignax.analysis.overoptimization import (
     rl_curve,
     rl_fit,
 )
-from alignax.analysis.stats import spearman
+from alignax.analysis.stats import interval_text, spearman
 from alignax.cli import run_experiment
 from alignax.parallel import run_jobs
 from alignax.provenance import written_by
@@ -309,7 +309,9 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     )
     lines += [
         "",
-        describe_reward(config.rl.ppo.ppo),
+        describe_reward(config.rl.ppo.ppo)
+        + " Final KL: mean over seeds ± 95% t-interval; final gold: ± 1.96 SE over prompts and "
+        "seeds.",
         "",
         f"| RL run (mean of {config.rl.seeds} seeds) | final KL | final gold | peak gold (at KL) "
         "| R^2 R_rl | R^2 R_bon |",
@@ -319,7 +321,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         b = result["B5"][name]
         peak = points[b["hump"]["peak_index"]]
         lines.append(
-            f"| PPO vs {name} | {b['final_kl']:.1f} | {b['final_gold']:.2f} | "
+            f"| PPO vs {name} | {interval_text((b['final_kl'], b['final_kl_half_width']), 1)} | "
+            f"{b['final_gold']:.2f} ± {1.96 * b['final_gold_se']:.2f} | "
             f"{peak['gold']:.2f} ({peak['kl']:.1f}) | {b['r2_rl_form']:.3f} | "
             f"{b['r2_bon_form']:.3f} |"
         )

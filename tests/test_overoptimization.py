@@ -10,7 +10,7 @@ import pytest
 
 from alignax import proxies
 from alignax.analysis import plots
-from alignax.analysis.overoptimization import rl_average
+from alignax.analysis.overoptimization import rl_average, rl_fit
 from alignax.workdir import ConfigChangedError, record_cache_key
 from configs import overoptimization as config_module
 from experiments import overoptimization
@@ -31,7 +31,11 @@ def test_rl_average_by_hand():
     assert (end["step"], end["kl"], end["proxy"], end["gold"]) == (10, 5.0, 2.5, 0.5)
     # prompt variance: (0.09 + 0.16) / 2; between seeds: var([1, 0], ddof=1) / 2 = 0.25
     assert end["gold_se"] == pytest.approx(np.sqrt(0.125 + 0.25))
-    assert end["gold_seeds"] == [1.0, 0.0]
+    assert end["gold_seeds"] == [1.0, 0.0] and end["kl_seeds"] == [4.0, 6.0]
+    fit = rl_fit([start, {**end, "step": 5, "kl": 1.0, "gold": 0.8}, end])
+    # KL 4 and 6: mean 5, SE 1, t(0.975, 1 dof) = 12.706
+    assert fit["final_kl"] == 5.0 and fit["final_kl_half_width"] == pytest.approx(12.7062, 1e-4)
+    assert fit["final_gold_se"] == end["gold_se"]
     with pytest.raises(ValueError, match="differ in length"):
         rl_average([a, b[:1]])
 

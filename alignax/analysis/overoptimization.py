@@ -15,6 +15,7 @@ import numpy as np
 
 from alignax.analysis.best_of_n import best_of_n_curve, best_of_n_per_prompt, powers_of_two
 from alignax.analysis.fits import fit_form
+from alignax.analysis.stats import mean_interval
 from alignax.metrics import logged_curve
 
 
@@ -138,9 +139,12 @@ def rl_curve(run_dir: Path, gold_mean: float, gold_std: float) -> list[dict]:
 
 
 def rl_average(curves: list[list[dict]]) -> list[dict]:
-    """The seeds' RL curves averaged at each evaluation step: mean KL and proxy, gold with its
-    SE over prompts and seeds (`seed_average`)."""
-    return seed_average(curves, same=("step",), means=("kl", "proxy"), with_se=("gold",))
+    """The seeds' RL curves averaged at each evaluation step: mean KL (with the seeds' values,
+    `kl_seeds`) and proxy, gold with its SE over prompts and seeds (`seed_average`)."""
+    out = seed_average(curves, same=("step",), means=("kl", "proxy"), with_se=("gold",))
+    for row, points in zip(out, zip(*curves)):
+        row["kl_seeds"] = [p["kl"] for p in points]
+    return out
 
 
 def hump(curve: list[dict]) -> dict:
@@ -187,8 +191,10 @@ def best_of_n_fit(curve: list[dict], fit_below_n: int = 256) -> dict:
 
 
 def rl_fit(points: list[dict]) -> dict:
-    """An RL curve's hump, the R^2 of Gao et al.'s RL form R_rl(d) = d (alpha - beta log d)
-    and of the best-of-n form, and where it ends."""
+    """An RL curve (`rl_average`'s) hump, the R^2 of Gao et al.'s RL form
+    R_rl(d) = d (alpha - beta log d) and of the best-of-n form, and where it ends: final KL
+    with the 95% t-interval over seeds (`final_kl_half_width`), final gold with its SE over
+    prompts and seeds."""
     d = np.sqrt([q["kl"] for q in points])
     gold = np.array([q["gold"] for q in points])
     return {
@@ -196,7 +202,9 @@ def rl_fit(points: list[dict]) -> dict:
         "r2_rl_form": fit_form(d, gold, "rl").r2,
         "r2_bon_form": fit_form(d, gold, "bon").r2,
         "final_kl": float(points[-1]["kl"]),
+        "final_kl_half_width": mean_interval(points[-1]["kl_seeds"])[1],
         "final_gold": float(gold[-1]),
+        "final_gold_se": float(points[-1]["gold_se"]),
     }
 
 
