@@ -298,8 +298,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     for name, row in result.items():
         label = "verifier (control)" if name == "verifier" else f"judge, {run_label(name)}"
 
-        def cell(key, digits=3, row=row):
-            return interval_text(row[key], digits)
+        def cell(key, digits=3, row=row):  # "–" where no seed defines it (no alarm fired)
+            return interval_text(row[key], digits) if np.isfinite(row[key][0]) else "–"
 
         lines.append(
             f"| {label} | {cell('gold_start')} | {cell('gold_best')} | {cell('gold_end')} | "
