@@ -337,26 +337,35 @@ def within(value: float, target: float, tolerance: float) -> bool:
 def ptx_tradeoff(
     tax: dict, win_rate: dict, *, min_tax_cut: float, max_win_rate_drop: float
 ) -> dict:
-    """Per gamma > 0 against gamma = 0: the share of the alignment tax removed,
-    1 - tax(gamma) / tax(0), and the win-rate points lost, win(0) - win(gamma); 'pass' when
-    some gamma removes >= `min_tax_cut` for <= `max_win_rate_drop`."""
-    if tax[0.0] <= 0:
-        raise ValueError(f"PPO without ptx has no alignment tax ({tax[0.0]:.4f}) to cut")
-    rows = {
-        gamma: {
-            "tax_cut": 1.0 - tax[gamma] / tax[0.0],
-            "win_rate_drop": win_rate[0.0] - win_rate[gamma],
+    """Per gamma > 0 against gamma = 0, from per-seed values ({gamma: [one per seed]}, the seeds
+    in one order): the share of the mean alignment tax removed, 1 - tax(gamma) / tax(0), and the
+    win-rate points lost, win(0) - win(gamma) paired by seed, with its 95% t-interval. A gamma is
+    'ok' when it removes >= `min_tax_cut` and the whole interval of the loss lies at or below
+    `max_win_rate_drop` (non-inferiority: with one seed there is no interval, so never);
+    'pass' when some gamma is."""
+    base_tax = float(np.mean(tax[0.0]))
+    if base_tax <= 0:
+        raise ValueError(f"PPO without ptx has no alignment tax ({base_tax:.4f}) to cut")
+    rows = {}
+    for gamma in sorted(tax):
+        if gamma <= 0:
+            continue
+        drop, half = mean_interval(np.asarray(win_rate[0.0]) - np.asarray(win_rate[gamma]))
+        cut = 1.0 - float(np.mean(tax[gamma])) / base_tax
+        rows[gamma] = {
+            "tax_cut": cut,
+            "win_rate_drop": drop,
+            "win_rate_drop_half_width": half,
+            "ok": bool(
+                cut >= min_tax_cut and np.isfinite(half) and drop + half <= max_win_rate_drop
+            ),
         }
-        for gamma in sorted(tax)
-        if gamma > 0
-    }
-    for row in rows.values():
-        row["ok"] = row["tax_cut"] >= min_tax_cut and row["win_rate_drop"] <= max_win_rate_drop
     return {"by_gamma": rows, "pass": any(r["ok"] for r in rows.values())}
 
 
-def criteria(config, table: dict, curves: dict) -> dict:
-    """A1-A4 and PTX from the seed-aggregated table and the per-seed curves of the sweep runs."""
+def criteria(config, table: dict, curves: dict, seeds: dict) -> dict:
+    """A1-A4 and PTX from the seed-aggregated table, the seeds' tables (PTX pairs by seed) and
+    the per-seed curves of the sweep runs."""
     c, s = config.criteria, config.sweep
     sweep = f"d{config.sweep_width}"
     out = {}
@@ -417,16 +426,21 @@ def criteria(config, table: dict, curves: dict) -> dict:
         "win_rate_ci": half,
         "pass": win >= c.min_win_rate,
     }
-    # PTX: some gamma cuts the alignment tax of its gamma = 0 run by half for <= 5 points.
+    # PTX: some gamma cuts the alignment tax of its gamma = 0 run by half while its 95% interval
+    # of the win-rate points lost (paired by seed) stays within 5.
     gammas = sorted({0.0, *map(float, s.ptx_coefs)})
-    rows = {g: table[f"{sweep}/{ptx_name(s.ptx_base, g)}"] for g in gammas}
+    keys = {g: f"{sweep}/{ptx_name(s.ptx_base, g)}" for g in gammas}
+    per_seed = {
+        metric: {g: [seeds[seed][keys[g]][metric] for seed in seeds] for g in gammas}
+        for metric in ("alignment_tax", "win_rate_vs_sft")
+    }
     out["PTX"] = {
         "base": s.ptx_base,
-        "tax": {g: rows[g]["alignment_tax"][0] for g in gammas},
-        "win_rate": {g: rows[g]["win_rate_vs_sft"][0] for g in gammas},
+        "tax": {g: table[keys[g]]["alignment_tax"][0] for g in gammas},
+        "win_rate": {g: table[keys[g]]["win_rate_vs_sft"][0] for g in gammas},
         **ptx_tradeoff(
-            {g: rows[g]["alignment_tax"][0] for g in gammas},
-            {g: rows[g]["win_rate_vs_sft"][0] for g in gammas},
+            per_seed["alignment_tax"],
+            per_seed["win_rate_vs_sft"],
             min_tax_cut=c.min_tax_cut,
             max_win_rate_drop=c.max_win_rate_drop,
         ),
@@ -662,7 +676,9 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     )
     ptx = result["PTX"]
     ptx_text = "; ".join(
-        f"gamma {g:g}: tax cut {v['tax_cut']:.0%}, win rate {-v['win_rate_drop'] * 100:+.1f} points"
+        f"gamma {g:g}: tax cut {v['tax_cut']:.0%}, win rate "
+        + interval_text((-100 * v["win_rate_drop"], 100 * v["win_rate_drop_half_width"]), 1, True)
+        + " points"
         for g, v in ptx["by_gamma"].items()
     )
     a2 = result["A2"]
@@ -686,8 +702,9 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"| A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate | "
         f"{verdict(result['A4']['pass'])}: {result['A4']['best_run']} "
         f"{interval_text((result['A4']['win_rate'], result['A4']['win_rate_ci']), 2)} |",
-        f"| PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} for <= "
-        f"{c.max_win_rate_drop * 100:.0f} points of win rate | {verdict(ptx['pass'])}: tax of "
+        f"| PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} while the 95% interval of the "
+        f"win rate lost (paired by seed) stays within {c.max_win_rate_drop * 100:.0f} points | "
+        f"{verdict(ptx['pass'])}: tax of "
         f"{s.ptx_base} {ptx['tax'][0.0]:.3f} nats/token; {ptx_text} |",
     ]
     if samples:
@@ -728,7 +745,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     return {
         "seeds": {str(k): v for k, v in seeds.items()},
         "combined": combined,
-        "criteria": criteria(config, combined, curves),
+        "criteria": criteria(config, combined, curves, seeds),
         "curves": curves,
         "mean_curves": mean_curves,
         "samples": collapse_samples(beta0, config.eval.num_samples) if beta0.is_dir() else {},

@@ -193,19 +193,34 @@ def test_monotonicity_and_tolerance():
 
 
 def test_ptx_tradeoff_hand_computed():
-    tax = {0.0: 0.2, 0.5: 0.15, 2.0: 0.08, 8.0: 0.02}
-    win = {0.0: 0.80, 0.5: 0.79, 2.0: 0.77, 8.0: 0.70}
+    """Per-seed values, two seeds; the tax cut from the means, the win rate lost paired by seed
+    with its t-interval (one degree of freedom: t = 12.706)."""
+    tax = {0.0: [0.18, 0.22], 0.5: [0.14, 0.16], 2.0: [0.07, 0.09], 8.0: [0.02, 0.02]}
+    win = {0.0: [0.80, 0.80], 0.5: [0.79, 0.79], 2.0: [0.77, 0.77], 8.0: [0.70, 0.70]}
     out = instructgpt.ptx_tradeoff(tax, win, min_tax_cut=0.5, max_win_rate_drop=0.05)
     rows = out["by_gamma"]
     assert rows[0.5]["tax_cut"] == pytest.approx(0.25) and not rows[0.5]["ok"]
     assert rows[2.0]["tax_cut"] == pytest.approx(0.6)
     assert rows[2.0]["win_rate_drop"] == pytest.approx(0.03) and rows[2.0]["ok"]
+    assert rows[2.0]["win_rate_drop_half_width"] == pytest.approx(0.0)
     assert rows[8.0]["tax_cut"] == pytest.approx(0.9) and not rows[8.0]["ok"]  # 10 points
     assert out["pass"]
+    # The same mean loss, spread over seeds: 0.03 ± 12.706 * 0.01, beyond 5 points.
+    spread = {**win, 2.0: [0.78, 0.76]}
+    noisy = instructgpt.ptx_tradeoff(tax, spread, min_tax_cut=0.5, max_win_rate_drop=0.05)
+    assert noisy["by_gamma"][2.0]["win_rate_drop"] == pytest.approx(0.03)
+    assert noisy["by_gamma"][2.0]["win_rate_drop_half_width"] == pytest.approx(0.127062, 1e-4)
+    assert not noisy["pass"]
+    one_seed = {g: v[:1] for g, v in win.items()}
+    assert not instructgpt.ptx_tradeoff(
+        {g: v[:1] for g, v in tax.items()}, one_seed, min_tax_cut=0.5, max_win_rate_drop=0.05
+    )["pass"]  # no interval with one seed
     strict = instructgpt.ptx_tradeoff(tax, win, min_tax_cut=0.7, max_win_rate_drop=0.05)
     assert not strict["pass"]
     with pytest.raises(ValueError, match="no alignment tax"):
-        instructgpt.ptx_tradeoff({0.0: -0.01, 2.0: 0.0}, win, min_tax_cut=0.5, max_win_rate_drop=1)
+        instructgpt.ptx_tradeoff(
+            {0.0: [-0.01], 2.0: [0.0]}, win, min_tax_cut=0.5, max_win_rate_drop=1
+        )
 
 
 def _write_run(directory, lines, samples=()):

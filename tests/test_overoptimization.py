@@ -10,7 +10,7 @@ import pytest
 
 from alignax import proxies
 from alignax.analysis import plots
-from alignax.analysis.overoptimization import rl_average, rl_fit
+from alignax.analysis.overoptimization import gold_at_same_kl, rl_average, rl_fit
 from alignax.workdir import ConfigChangedError, record_cache_key
 from configs import overoptimization as config_module
 from experiments import overoptimization
@@ -38,6 +38,19 @@ def test_rl_average_by_hand():
     assert fit["final_gold_se"] == end["gold_se"]
     with pytest.raises(ValueError, match="differ in length"):
         rl_average([a, b[:1]])
+
+
+def test_gold_at_same_kl_combines_both_runs_ses():
+    """The penalised run ends at sqrt(KL) 2, halfway between the reference's points at 1 and 3:
+    gold 0.5 and SE 0.4 there by interpolation; the difference 0.5 over sqrt(0.3^2 + 0.4^2)."""
+    reference = [
+        {"kl": 1.0, "gold": 0.0, "gold_se": 0.2},
+        {"kl": 9.0, "gold": 1.0, "gold_se": 0.6},
+    ]
+    out = gold_at_same_kl([{"kl": 4.0, "gold": 1.0, "gold_se": 0.3}], reference)
+    assert out["beta0_gold_at_same_kl"] == pytest.approx(0.5)
+    assert out["beta0_gold_se_at_same_kl"] == pytest.approx(0.4)
+    assert out["difference_in_se"] == pytest.approx(0.5 / 0.5)
 
 
 def test_rl_plan_pairs_each_seed_with_its_own_proxy(tmp_path):

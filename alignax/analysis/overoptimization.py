@@ -209,15 +209,20 @@ def rl_fit(points: list[dict]) -> dict:
 
 
 def gold_at_same_kl(run: list[dict], reference: list[dict]) -> dict:
-    """Where `run` ends against the `reference` curve at the same sqrt(KL) (interpolated): is a
-    KL penalty more than early stopping of the unpenalised run?"""
+    """Where `run` ends against the `reference` curve at the same sqrt(KL) (gold and its SE
+    interpolated): is a KL penalty more than early stopping of the unpenalised run? The
+    difference is in units of both SEs combined, sqrt(SE_run^2 + SE_reference^2)."""
     d = np.sqrt([q["kl"] for q in reference])
     order = np.argsort(d)
     end = run[-1]
-    on_curve = float(np.interp(np.sqrt(end["kl"]), d[order], [reference[i]["gold"] for i in order]))
+    at = np.sqrt(end["kl"])
+    on_curve = float(np.interp(at, d[order], [reference[i]["gold"] for i in order]))
+    on_curve_se = float(np.interp(at, d[order], [reference[i]["gold_se"] for i in order]))
+    se = float(np.hypot(end["gold_se"], on_curve_se))
     return {
-        "final_sqrt_kl": float(np.sqrt(end["kl"])),
+        "final_sqrt_kl": float(at),
         "final_gold": end["gold"],
         "beta0_gold_at_same_kl": on_curve,
-        "difference_in_se": float((end["gold"] - on_curve) / max(end["gold_se"], 1e-12)),
+        "beta0_gold_se_at_same_kl": on_curve_se,
+        "difference_in_se": float((end["gold"] - on_curve) / max(se, 1e-12)),
     }
