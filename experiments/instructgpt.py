@@ -35,7 +35,7 @@ import numpy as np
 from alignax import logprobs
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import evaluate_policy, versus_sft
-from alignax.analysis.stats import interval_text, mean_interval, seed_means
+from alignax.analysis.stats import interval_text, mean_interval, seed_means, win_rate
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import logged_curve
@@ -55,6 +55,10 @@ from alignax.study import (
 from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo
+
+# Held-out prompts of the evaluation are drawn with seed + 100, the pretraining texts with seed +
+# 200; A4's chosen run is measured again on a draw with seed + this.
+FRESH_PROMPT_OFFSET = 300
 
 # ---------------------------------------------------------------------------------------------
 # The plan: which models and PPO runs.
@@ -273,6 +277,34 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     return table
 
 
+def fresh_win_rates(config, workdir: Path, name: str) -> list[float]:
+    """Per seed, the win rate against the SFT policy of the sweep width of PPO run `name`'s
+    final policy, on a fresh draw of held-out prompts with a fresh sampling key (seed +
+    `FRESH_PROMPT_OFFSET`): a run chosen as the best on the evaluation, measured again where it
+    was not chosen."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    rates = []
+    for seed in config.seeds:
+        directory = width_dir(workdir / f"seed{seed}", config.sweep_width)
+        model, sft = load_stage_model(directory / "sft", heads=("lm",), mesh=mesh)
+        chosen = restore_params(directory / "ppo" / name / "checkpoints", {"policy": sft})
+        offset = seed + FRESH_PROMPT_OFFSET
+        prompts = task.prompt_dataset(config.eval.num_prompts, seed=offset, split="eval")
+        gold = [
+            evaluate_policy(
+                model,
+                params,
+                task,
+                prompts,
+                jax.random.key(offset),
+                max_new_tokens=config.eval.max_new_tokens,
+            )["gold"]
+            for params in (chosen["policy"], sft)
+        ]
+        rates.append(win_rate(*gold))
+    return rates
+
+
 def run_curves(run_dir: Path) -> dict:
     """A PPO run's held-out evaluations ('eval': step, kl, gold, gold_se, proxy; step 0 is the
     SFT policy) and training rollouts ('train': step, kl, kl_coef, proxy, gold)."""
@@ -335,7 +367,7 @@ def within(value: float, target: float, tolerance: float) -> bool:
 
 
 def ptx_tradeoff(
-    tax: dict, win_rate: dict, *, min_tax_cut: float, max_win_rate_drop: float
+    tax: dict, win_rates: dict, *, min_tax_cut: float, max_win_rate_drop: float
 ) -> dict:
     """Per gamma > 0 against gamma = 0, from per-seed values ({gamma: [one per seed]}, the seeds
     in one order): the share of the mean alignment tax removed, 1 - tax(gamma) / tax(0), and the
@@ -350,7 +382,7 @@ def ptx_tradeoff(
     for gamma in sorted(tax):
         if gamma <= 0:
             continue
-        drop, half = mean_interval(np.asarray(win_rate[0.0]) - np.asarray(win_rate[gamma]))
+        drop, half = mean_interval(np.asarray(win_rates[0.0]) - np.asarray(win_rates[gamma]))
         cut = 1.0 - float(np.mean(tax[gamma])) / base_tax
         rows[gamma] = {
             "tax_cut": cut,
@@ -363,9 +395,10 @@ def ptx_tradeoff(
     return {"by_gamma": rows, "pass": any(r["ok"] for r in rows.values())}
 
 
-def criteria(config, table: dict, curves: dict, seeds: dict) -> dict:
-    """A1-A4 and PTX from the seed-aggregated table, the seeds' tables (PTX pairs by seed) and
-    the per-seed curves of the sweep runs."""
+def criteria(config, table: dict, curves: dict, seeds: dict, fresh_win_rates) -> dict:
+    """A1-A4 and PTX from the seed-aggregated table, the seeds' tables (PTX pairs by seed), the
+    per-seed curves of the sweep runs and `fresh_win_rates(run name) -> [one per seed]` (A4's
+    chosen run measured again on fresh prompts)."""
     c, s = config.criteria, config.sweep
     sweep = f"d{config.sweep_width}"
     out = {}
@@ -416,15 +449,19 @@ def criteria(config, table: dict, curves: dict, seeds: dict) -> dict:
         "warmup_steps": config.criteria.kl_warmup_fraction,
         "pass": all(v["ok"] for v in a3.values()),
     }
-    # A4: the best PPO run (fixed or adaptive KL, no ptx) against SFT.
+    # A4: the best PPO run (fixed or adaptive KL, no ptx) against SFT, chosen on the evaluation
+    # and judged on fresh prompts (the maximum of noisy evaluations is biased up).
     candidates = {r: table[f"{sweep}/{r}"] for r in _names(config, ("fixed", "adaptive"))}
     best = max(candidates, key=lambda r: candidates[r]["win_rate_vs_sft"][0])
     win, half = candidates[best]["win_rate_vs_sft"]
+    fresh, fresh_half = mean_interval(fresh_win_rates(best))
     out["A4"] = {
         "best_run": best,
         "win_rate": win,
         "win_rate_ci": half,
-        "pass": win >= c.min_win_rate,
+        "fresh_win_rate": fresh,
+        "fresh_win_rate_ci": fresh_half,
+        "pass": fresh >= c.min_win_rate,
     }
     # PTX: some gamma cuts the alignment tax of its gamma = 0 run by half while its 95% interval
     # of the win-rate points lost (paired by seed) stays within 5.
@@ -699,9 +736,13 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         + " nats |",
         f"| A3 adaptive KL within {c.kl_tolerance:.0%} of target after warm-up (first "
         f"{c.kl_warmup_fraction:.0%} of steps) | {verdict(result['A3']['pass'])}: {a3_text} |",
-        f"| A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate | "
+        f"| A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate (chosen on the "
+        "evaluation, judged on fresh prompts) | "
         f"{verdict(result['A4']['pass'])}: {result['A4']['best_run']} "
-        f"{interval_text((result['A4']['win_rate'], result['A4']['win_rate_ci']), 2)} |",
+        f"{interval_text((result['A4']['fresh_win_rate'], result['A4']['fresh_win_rate_ci']), 2)}"
+        " on fresh prompts ("
+        f"{interval_text((result['A4']['win_rate'], result['A4']['win_rate_ci']), 2)} on the "
+        "evaluation that chose it) |",
         f"| PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} while the 95% interval of the "
         f"win rate lost (paired by seed) stays within {c.max_win_rate_drop * 100:.0f} points | "
         f"{verdict(ptx['pass'])}: tax of "
@@ -745,7 +786,9 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     return {
         "seeds": {str(k): v for k, v in seeds.items()},
         "combined": combined,
-        "criteria": criteria(config, combined, curves, seeds),
+        "criteria": criteria(
+            config, combined, curves, seeds, lambda name: fresh_win_rates(config, workdir, name)
+        ),
         "curves": curves,
         "mean_curves": mean_curves,
         "samples": collapse_samples(beta0, config.eval.num_samples) if beta0.is_dir() else {},

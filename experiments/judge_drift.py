@@ -15,9 +15,10 @@ Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `c
      verifier      with `verifier_control`, PPO against the verifier itself at betas[0], the
                    judge watched the same way but never optimised: the control
 The alarm's threshold is calibrated on the control, cross-fitted over seeds: seed k's threshold
-is the lowest judge accuracy any other seed's control run showed (`calibrated_thresholds`), and
-the alarms of seed k's runs, its control included (a false alarm), are read off their logged
-curves at that threshold with the configured patience. The in-run alarm at the configured
+is the lowest judge accuracy any other seed's control run showed
+(`feedback.calibrated_thresholds`), and the alarms of seed k's runs, its control included (a
+false alarm), are replayed on their logged curves at that threshold with the configured patience
+(`feedback.first_alarm`). The in-run alarm at the configured
 `judge_drift.min_accuracy` is reported beside it. The report (results.md, command and commit
 first; results.json; figures/judge_drift.{png,pdf}) gives, per run kind, held-out accuracy (the
 verifier's reward) at the start, at its best and at the end, the judge's accuracy at the start
@@ -90,31 +91,6 @@ def trajectory(run_dir: Path) -> dict[str, list[float]]:
     }
 
 
-def alarm_step(curve: dict, min_accuracy: float, patience: int) -> float:
-    """The step at which `feedback.DriftAlarm(min_accuracy, patience)` fires on the run's logged
-    judge accuracies (nan when it never does): the in-run alarm, replayed at another threshold."""
-    alarm = feedback.DriftAlarm(min_accuracy, patience)
-    for step, accuracy in zip(curve["step"], curve["judge_accuracy"]):
-        if alarm.update(int(step), accuracy):
-            return float(step)
-    return float("nan")
-
-
-def calibrated_thresholds(config, control_curves: dict) -> dict:
-    """Seed -> alarm threshold: the lowest judge accuracy seen on the control runs (PPO on the
-    verifier, the judge only watched) of every other seed, so a seed's own control measures the
-    false-alarm rate honestly. With one seed there is nothing to calibrate on: the configured
-    `judge_drift.min_accuracy`."""
-    configured = config.stages.ppo.judge_drift.min_accuracy
-    lowest = {
-        seed: float(np.nanmin(curve["judge_accuracy"])) for seed, curve in control_curves.items()
-    }
-    return {
-        seed: min((v for other, v in lowest.items() if other != seed), default=configured)
-        for seed in control_curves
-    }
-
-
 def run_outcome(curve: dict, summary: dict, threshold: float, patience: int) -> dict:
     """One run's numbers: accuracy at the start, best (and its step), at the alarm and the end;
     the judge's accuracy at the start and the end; the step the in-run alarm fired at the
@@ -122,7 +98,7 @@ def run_outcome(curve: dict, summary: dict, threshold: float, patience: int) -> 
     gold = np.asarray(curve["gold"])
     best = int(np.argmax(gold))
     alarm = summary.get("judge_drift_step")
-    calibrated = alarm_step(curve, threshold, patience)
+    calibrated = feedback.first_alarm(curve["step"], curve["judge_accuracy"], threshold, patience)
     at_alarm = float(gold[curve["step"].index(calibrated)]) if np.isfinite(calibrated) else np.nan
     return {
         "gold_start": float(gold[0]),
@@ -170,12 +146,14 @@ def outcomes(config, per_seed: dict) -> dict:
     """Seed -> run -> its curve and `run_outcome`, at the seed's calibrated threshold (the
     configured one without a control)."""
     patience = config.stages.ppo.judge_drift.patience
+    configured = config.stages.ppo.judge_drift.min_accuracy
     if config.verifier_control:
-        thresholds = calibrated_thresholds(
-            config, {s: runs["verifier"]["curve"] for s, runs in per_seed.items()}
+        thresholds = feedback.calibrated_thresholds(
+            {s: runs["verifier"]["curve"]["judge_accuracy"] for s, runs in per_seed.items()},
+            default=configured,
         )
     else:
-        thresholds = dict.fromkeys(per_seed, config.stages.ppo.judge_drift.min_accuracy)
+        thresholds = dict.fromkeys(per_seed, configured)
     return {
         seed: {
             name: {

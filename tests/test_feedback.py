@@ -383,26 +383,17 @@ def test_judge_drift_config_errors_name_the_key():
         check_judge_drift_config(drift, rewards("gold"), review)
 
 
-def test_judge_drift_alarms_replay_at_a_threshold_calibrated_on_other_seeds():
+def test_drift_alarm_calibrated_on_other_seeds_and_replayed():
     """Each seed's threshold is the lowest judge accuracy of the OTHER seeds' controls; the
     alarm replayed on a logged curve fires where DriftAlarm would (patience counted by hand)."""
-    import ml_collections
-
-    from experiments.judge_drift import alarm_step, calibrated_thresholds
-
-    config = ml_collections.ConfigDict({"stages": {"ppo": {"judge_drift": {"min_accuracy": 0.5}}}})
     nan = float("nan")
-    controls = {
-        0: {"judge_accuracy": [0.6, 0.4, nan]},
-        1: {"judge_accuracy": [0.7, 0.3]},
-        2: {"judge_accuracy": [0.5, 0.45]},
-    }
-    assert calibrated_thresholds(config, controls) == {0: 0.3, 1: 0.4, 2: 0.3}
-    assert calibrated_thresholds(config, {0: controls[0]}) == {0: 0.5}  # nothing to calibrate on
-    curve = {"step": [0, 10, 20, 30, 40], "judge_accuracy": [0.6, 0.2, 0.5, 0.2, 0.1]}
-    assert alarm_step(curve, 0.3, patience=1) == 10
-    assert alarm_step(curve, 0.3, patience=2) == 40  # 10 alone; 30 and 40 in a row
-    assert np.isnan(alarm_step(curve, 0.05, patience=1))
+    controls = {0: [0.6, 0.4, nan], 1: [0.7, 0.3], 2: [0.5, 0.45]}
+    assert feedback.calibrated_thresholds(controls, default=0.5) == {0: 0.3, 1: 0.4, 2: 0.3}
+    assert feedback.calibrated_thresholds({0: controls[0]}, default=0.5) == {0: 0.5}
+    steps, accuracies = [0, 10, 20, 30, 40], [0.6, 0.2, 0.5, 0.2, 0.1]
+    assert feedback.first_alarm(steps, accuracies, 0.3, patience=1) == 10
+    assert feedback.first_alarm(steps, accuracies, 0.3, patience=2) == 40  # 30 and 40 in a row
+    assert np.isnan(feedback.first_alarm(steps, accuracies, 0.05, patience=1))
 
 
 def test_judge_drift_runlocal_fires_the_alarm_where_the_judge_errs(tmp_path):

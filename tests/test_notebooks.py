@@ -121,6 +121,9 @@ def instructgpt_run(tmp_path_factory):
         for curve in runs:  # every held-out curve starts at the SFT policy
             assert curve["eval"][0]["step"] == 0 and curve["eval"][0]["kl"] == 0
             assert curve["train"][-1]["step"] == config.stages.ppo.train.steps
+    a4 = results["criteria"]["A4"]  # chosen on the evaluation, judged on fresh prompts
+    assert 0 <= a4["fresh_win_rate"] <= 1
+    assert a4["pass"] == (a4["fresh_win_rate"] >= config.criteria.min_win_rate)
     ptx = results["criteria"]["PTX"]
     for gamma, row in ptx["by_gamma"].items():
         assert abs(row["tax_cut"] - (1 - ptx["tax"][gamma] / ptx["tax"]["0.0"])) < 1e-9

@@ -13,7 +13,12 @@ rewards.
                    a policy's samples and their labels, the SFT policy, a DPO run on the pairs
 """
 
-from alignax.feedback.drift import DriftAlarm, judge_accuracy
+from alignax.feedback.drift import (
+    DriftAlarm,
+    calibrated_thresholds,
+    first_alarm,
+    judge_accuracy,
+)
 from alignax.feedback.judges import (
     Debiased,
     Judge,
@@ -63,8 +68,10 @@ __all__ = [
     "RewardModelJudge",
     "SelfJudge",
     "budget_count",
+    "calibrated_thresholds",
     "directional_reward",
     "encode_pairs",
+    "first_alarm",
     "gold_constitution",
     "hard_labels",
     "judge_accuracy",

@@ -12,6 +12,11 @@ the judge still orders them as the verifier does:
     alarm = DriftAlarm(min_accuracy=0.6, patience=2)
     if alarm.update(step, accuracy): ...        # True once, at the check that fires it
     alarm.save(path); alarm = DriftAlarm.load(path)   # across a resume
+
+Calibration: a control run (the policy trained on the verifier, the judge only watched) shows
+how low the judge's accuracy goes when nobody optimises against it; `calibrated_thresholds`
+sets each seed's threshold from the other seeds' controls, and `first_alarm` replays the alarm
+on a run's logged accuracies at that threshold (the control's own alarms are false alarms).
 """
 
 from __future__ import annotations
@@ -79,3 +84,24 @@ class DriftAlarm:
     @classmethod
     def load(cls, path: str | Path) -> DriftAlarm:
         return cls(**json.loads(Path(path).read_text()))
+
+
+def first_alarm(steps, accuracies, min_accuracy: float, patience: int) -> float:
+    """The step at which `DriftAlarm(min_accuracy, patience)` fires on logged checks (nan when
+    it never does): the in-run alarm replayed at another threshold."""
+    alarm = DriftAlarm(min_accuracy, patience)
+    for step, accuracy in zip(steps, accuracies):
+        if alarm.update(int(step), accuracy):
+            return float(step)
+    return float("nan")
+
+
+def calibrated_thresholds(control_accuracies: dict, default: float) -> dict:
+    """Seed -> alarm threshold: the lowest judge accuracy (nan: undefined, skipped) that the
+    control runs of every OTHER seed showed, so that a seed's own control measures the
+    false-alarm rate at a threshold it did not set; `default` with no other seed."""
+    lowest = {seed: float(np.nanmin(acc)) for seed, acc in control_accuracies.items()}
+    return {
+        seed: min((v for other, v in lowest.items() if other != seed), default=default)
+        for seed in control_accuracies
+    }
