@@ -12,8 +12,8 @@ On the Study runner (alignax/study.py: a finished stage is skipped, so a rerun r
      each standardised by its standard deviation over the training pairs' responses.
   3. per seed and direction theta: the directional reward <w, r> with w = (cos theta, sin theta)
      (`feedback.directional_reward`), pairs labelled by a Bradley-Terry annotator of it
-     (`label_temperature`), DPO (`config.dpo`) from the SFT policy
-     (<workdir>/seed<k>/dpo/direction_<theta>).
+     (`label_temperature`; a pair it ties on is a coin flip, and the share of tied pairs is
+     reported), DPO (`config.dpo`) from the SFT policy (<workdir>/seed<k>/dpo/direction_<theta>).
   4. the SFT policy and every DPO policy answer `eval.num_prompts` held-out prompts: the
      mean raw score on each objective. results.md (command and commit first), results.json and
      figures/pareto_front.{png,pdf}: means over seeds with 95% intervals.
@@ -54,14 +54,26 @@ def objective_scores(task, pairs: dict, principles) -> np.ndarray:
     )
 
 
+def directional_margin(scores_Nx2xP, spread_P, degrees) -> np.ndarray:
+    """[N]: <w, r_a / s> - <w, r_b / s>, the directional reward's difference within each pair."""
+    standardised = scores_Nx2xP / spread_P
+    w = direction(degrees)
+    return feedback.directional_reward(standardised[:, 0], w) - feedback.directional_reward(
+        standardised[:, 1], w
+    )
+
+
+def tied(scores_Nx2xP, spread_P, degrees) -> np.ndarray:
+    """[N] bool: pairs the directional reward cannot order (equal to 1e-9). At 90 degrees only
+    the second objective counts, and two responses with no repeated bigram tie on it."""
+    return np.abs(directional_margin(scores_Nx2xP, spread_P, degrees)) <= 1e-9
+
+
 def directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng) -> np.ndarray:
     """True where response a is chosen: a Bradley-Terry draw with
     P(a > b) = sigmoid((<w, r_a / s> - <w, r_b / s>) / temperature)."""
-    standardised = scores_Nx2xP / spread_P
-    w = direction(degrees)
-    reward_a = feedback.directional_reward(standardised[:, 0], w)
-    reward_b = feedback.directional_reward(standardised[:, 1], w)
-    probability = feedback.judges.sigmoid((reward_a - reward_b) / temperature)
+    margin = directional_margin(scores_Nx2xP, spread_P, degrees)
+    probability = feedback.judges.sigmoid(margin / temperature)
     return rng.random(len(probability)) < probability
 
 
@@ -128,7 +140,8 @@ def scored_pairs(config, seed: int, policy: Path) -> dict:
 
 def direction_pairs(config, seed: int, policy: Path, degrees: float) -> dict:
     """The DPO stage's pairs toward one direction: training and held-out pairs labelled by the
-    annotator of the directional reward."""
+    annotator of the directional reward (a pair it ties on gets a coin flip; their share is
+    reported, `tied`)."""
     d = made_once(scored_pairs, config, seed, policy)
     rng = np.random.default_rng([seed, 17, int(degrees * 100)])
     label = lambda scores: directional_labels(  # noqa: E731
@@ -150,12 +163,8 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         model, params = load_stage_model(directory, heads=("lm",), mesh=mesh)
         return runs.policy_scores(config, task, model, params, principles, seed)
 
-    result = {
-        "seed": seed,
-        "spread": made_once(scored_pairs, config, seed, policy)["spread"].tolist(),
-        "sft": scores(policy),
-        "runs": [],
-    }
+    pairs = made_once(scored_pairs, config, seed, policy)
+    result = {"seed": seed, "spread": pairs["spread"].tolist(), "sft": scores(policy), "runs": []}
     for degrees in config.directions:
         run_dir = seed_dir / "dpo" / f"direction_{degrees:g}"
         result["runs"].append(
@@ -163,6 +172,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
                 "degrees": float(degrees),
                 **scores(run_dir),
                 "kl_to_reference": read_summary(run_dir)["kl_to_reference"] or float("nan"),
+                "tied_share": float(tied(pairs["scores"], pairs["spread"], degrees).mean()),
             }
         )
     return result
@@ -190,6 +200,7 @@ def aggregate(config, per_seed: list[dict]) -> dict:
         runs = [next(x for x in r["runs"] if x["degrees"] == degrees) for r in per_seed]
         row = {"degrees": float(degrees), **summarise(runs)}
         row["kl_to_reference"] = mean_interval([x["kl_to_reference"] for x in runs])
+        row["tied_share"] = mean_interval([x["tied_share"] for x in runs])
         rows.append(row)
     trend = {}
     if len(config.directions) >= 3:
@@ -251,20 +262,22 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
         "cos(theta) r_1 / s_1 + sin(theta) r_2 / s_2 (s_i: the score's spread over the SFT "
         f"samples); DPO ({config.dpo.loss.name}, {config.dpo.train.steps} steps) from the SFT "
         f"policy per direction; scores of each policy's samples on "
-        f"{config.eval.num_prompts} held-out prompts. Means over {len(config.seeds)} "
-        "seed(s) with 95% intervals.",
+        f"{config.eval.num_prompts} held-out prompts. Tied: the share of training pairs the "
+        "directional reward cannot order, whose label is a coin flip (at 90 degrees every pair "
+        "of responses without a repeated bigram). Means over "
+        f"{len(config.seeds)} seed(s) with 95% intervals.",
         "",
-        f"| policy | {first} | {second} | gold reward | KL to SFT |",
-        "|---|---|---|---|---|",
+        f"| policy | {first} | {second} | gold reward | KL to SFT | tied pairs |",
+        "|---|---|---|---|---|---|",
         f"| SFT | {interval_text(result['sft']['objectives'][0])} | "
         f"{interval_text(result['sft']['objectives'][1])} | "
-        f"{interval_text(result['sft']['gold_reward'])} | 0 |",
+        f"{interval_text(result['sft']['gold_reward'])} | 0 | – |",
     ]
     for r in result["directions"]:
         lines.append(
             f"| DPO, {r['degrees']:g} deg | {interval_text(r['objectives'][0])} | "
             f"{interval_text(r['objectives'][1])} | {interval_text(r['gold_reward'])} | "
-            f"{interval_text(r['kl_to_reference'], 2)} |"
+            f"{interval_text(r['kl_to_reference'], 2)} | {interval_text(r['tied_share'], 2)} |"
         )
     if result["trend"]:
         lines += [

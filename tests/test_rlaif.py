@@ -118,6 +118,25 @@ def test_direction_labels_follow_one_objective_at_each_axis():
     np.testing.assert_array_equal(chosen, margin > 0)
 
 
+def test_direction_ties_are_pairs_the_direction_cannot_order():
+    """At 90 degrees only the second objective counts: a pair equal on it is tied whatever the
+    first says; at 0 degrees the same pair is ordered."""
+    from experiments import dpa
+
+    scores = np.array(
+        [
+            [[1.0, 0.0], [3.0, 0.0]],  # equal second objective
+            [[1.0, 0.2], [1.0, 0.0]],  # equal first objective
+            [[2.0, 0.5], [2.0, 0.5]],  # identical
+        ]
+    )
+    spread = np.array([1.0, 0.5])
+    np.testing.assert_array_equal(dpa.tied(scores, spread, 90.0), [True, False, True])
+    np.testing.assert_array_equal(dpa.tied(scores, spread, 0.0), [False, True, True])
+    margin = dpa.directional_margin(scores, spread, 90.0)
+    np.testing.assert_allclose(margin, [0.0, 0.4, 0.0], atol=1e-12)
+
+
 def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
     """experiments/dpa.py from the RLAIF run's SFT policy: one DPO run per direction, scores on
     both objectives, the figure, and results.md with its provenance."""
@@ -134,6 +153,7 @@ def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
     for r in [result["sft"], *result["directions"]]:
         assert len(r["objectives"]) == 2 and all(np.isfinite(v[0]) for v in r["objectives"])
     assert summary["sentiment/direction_0"] == result["directions"][0]["objectives"][0][0]
+    assert all(0 <= r["tied_share"][0] <= 1 for r in result["directions"])
     text = (tmp_path / "dpa" / "results.md").read_text()
     assert "Written by `" in text.splitlines()[2]
     for suffix in ("png", "pdf"):
