@@ -2,12 +2,11 @@
 
 XLA reads the flag when the backend starts, so it must be set before jax is imported.
 
-The suite runs on two processes (`python -m pytest -n 2 tests`, pytest-xdist with
-`--dist loadgroup`): each test module stays on one process, except the notebooks, whose runs are
-independent and are spread. The costly fixtures of a module (the end-to-end runs) are
-session-scoped: a process may run other modules' tests between two of a module's, and a
-module-scoped fixture would be torn down and built again (the pretrain -> SFT -> reward-model
-chain was built twice).
+The suite runs on two processes (`python -m pytest -n 2 tests`, pytest-xdist): each test module
+stays on one process (`ModuleScheduling`), except the notebooks, whose runs are independent and
+are spread. The costly fixtures of a module (the end-to-end runs) are session-scoped: a process
+may run other modules' tests between two of a module's, and a module-scoped fixture would be torn
+down and built again.
 """
 
 import os
@@ -31,6 +30,7 @@ import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from xdist.scheduler import LoadScopeScheduling  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 # One persistent compilation cache for the session: the end-to-end runs build new jitted closures
@@ -52,11 +52,18 @@ def pytest_sessionfinish(session):
         shutil.rmtree(_cache_dir, ignore_errors=True)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's hook, which reads the groups into node ids
-def pytest_collection_modifyitems(config, items):
-    """One xdist group per test module (its fixtures are built once), and one per notebook test
-    (each has its own experiment run)."""
-    for item in items:
-        module = item.module.__name__
-        group = item.nodeid if module.endswith("test_notebooks") else module
-        item.add_marker(pytest.mark.xdist_group(group))
+class ModuleScheduling(LoadScopeScheduling):
+    """pytest-xdist's scope scheduling with one scope per test module, and one per notebook test
+    (each has its own experiment run). It reads only node ids: xdist's own `--dist loadgroup`
+    marks them by setting `item._nodeid`, which pytest 9 no longer reads, and every module's
+    session fixtures were silently built on both processes (the pretrain -> SFT -> reward-model
+    chain of tests/test_experiments.py among them)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return nodeid if module.endswith("test_notebooks.py") else module
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent without it (-p no:xdist)
+def pytest_xdist_make_scheduler(config, log):
+    return ModuleScheduling(config, log)
