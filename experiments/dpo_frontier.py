@@ -33,7 +33,6 @@ import functools
 import json
 from pathlib import Path
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -45,7 +44,7 @@ from alignax.analysis.frontier import (
     peak_and_final,
     upper_envelope,
 )
-from alignax.analysis.policy_eval import evaluate_policy
+from alignax.analysis.policy_eval import FRESH_SEED_OFFSET, evaluate_policy, held_out_draw
 from alignax.analysis.stats import interval_text, mean_interval, standard_error
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
@@ -73,9 +72,6 @@ EVAL_PREFIX = {"dpo": "eval/policy/", "kto": "eval/policy/", "ppo": "eval/"}
 REWARD_SOURCES = {"model": "PPO (RM)", "gold": "PPO (gold)"}
 # The last evaluation's fields in the report's table of how each method's policies end.
 ENDING = ("kl", "gold", "length", "ended")
-# The fresh held-out prompts of the SFT baseline and the over-optimisation re-evaluation: seed +
-# this (the runners evaluate on seed + 1 and seed + 2, the pipeline on seed + 100).
-PROMPT_SEED_OFFSET = 300
 
 # ---------------------------------------------------------------------------------------------
 # The runs of one seed.
@@ -257,10 +253,9 @@ def evaluate_checkpoints(
     """Gold and KL to SFT of the SFT policy and of `run_dir`'s checkpoints at `at_steps`
     {label: step}, per prompt, on one new draw of held-out prompts with one sampling key: paired."""
     model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
-    prompts = task.prompt_dataset(
-        config.overoptimization.num_prompts, seed=seed + PROMPT_SEED_OFFSET, split="eval"
+    prompts, rng = held_out_draw(
+        task, config.overoptimization.num_prompts, seed + FRESH_SEED_OFFSET
     )
-    rng = jax.random.key(seed + PROMPT_SEED_OFFSET)
     kwargs = dict(max_new_tokens=config.offline.eval.max_new_tokens, ref_params=sft_params)
     out = {"sft": evaluate_policy(model, sft_params, task, prompts, rng, **kwargs)}
     for label, step in at_steps.items():

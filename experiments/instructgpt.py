@@ -34,7 +34,13 @@ import numpy as np
 
 from alignax import logprobs
 from alignax.analysis import plots
-from alignax.analysis.policy_eval import evaluate_policy, versus_sft
+from alignax.analysis.policy_eval import (
+    EVAL_SEED_OFFSET,
+    FRESH_SEED_OFFSET,
+    evaluate_policy,
+    held_out_draw,
+    versus_sft,
+)
 from alignax.analysis.stats import interval_text, mean_interval, seed_means, win_rate
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
@@ -56,9 +62,8 @@ from alignax.tasks import get_task
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo
 
-# Held-out prompts of the evaluation are drawn with seed + 100, the pretraining texts with seed +
-# 200; A4's chosen run is measured again on a draw with seed + this.
-FRESH_PROMPT_OFFSET = 300
+# The evaluation's held-out pretraining texts are drawn with seed + this.
+PRETRAINING_TEXT_OFFSET = 200
 
 # ---------------------------------------------------------------------------------------------
 # The plan: which models and PPO runs.
@@ -230,12 +235,11 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         if cached.get("stages") == fingerprints and cached.get("eval") == evaluation:
             return cached["table"]
     task = get_task(config.task_name, config.task)
-    prompts = task.prompt_dataset(config.eval.num_prompts, seed=seed + 100, split="eval")
+    prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + EVAL_SEED_OFFSET)
     texts = task.pretraining_dataset(
-        config.eval.num_pretraining_texts, seed=seed + 200, split="eval"
+        config.eval.num_pretraining_texts, seed=seed + PRETRAINING_TEXT_OFFSET, split="eval"
     )
     texts = {k: jnp.asarray(texts[k]) for k in ("tokens", "input_mask", "loss_mask")}
-    rng = jax.random.key(seed + 100)
     raw = {}
     for width in widths:
         directory = width_dir(seed_dir, width)
@@ -279,25 +283,18 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 
 def fresh_win_rates(config, workdir: Path, name: str) -> list[float]:
     """Per seed, the win rate against the SFT policy of the sweep width of PPO run `name`'s
-    final policy, on a fresh draw of held-out prompts with a fresh sampling key (seed +
-    `FRESH_PROMPT_OFFSET`): a run chosen as the best on the evaluation, measured again where it
-    was not chosen."""
+    final policy, on a fresh draw of held-out prompts with a fresh sampling key: a run chosen as
+    the best on the evaluation, measured again where it was not chosen."""
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     rates = []
     for seed in config.seeds:
         directory = width_dir(workdir / f"seed{seed}", config.sweep_width)
         model, sft = load_stage_model(directory / "sft", heads=("lm",), mesh=mesh)
         chosen = restore_params(directory / "ppo" / name / "checkpoints", {"policy": sft})
-        offset = seed + FRESH_PROMPT_OFFSET
-        prompts = task.prompt_dataset(config.eval.num_prompts, seed=offset, split="eval")
+        prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + FRESH_SEED_OFFSET)
         gold = [
             evaluate_policy(
-                model,
-                params,
-                task,
-                prompts,
-                jax.random.key(offset),
-                max_new_tokens=config.eval.max_new_tokens,
+                model, params, task, prompts, rng, max_new_tokens=config.eval.max_new_tokens
             )["gold"]
             for params in (chosen["policy"], sft)
         ]

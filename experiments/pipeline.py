@@ -26,7 +26,12 @@ from pathlib import Path
 import jax
 
 from alignax.analysis import plots
-from alignax.analysis.policy_eval import evaluate_policy, versus_sft
+from alignax.analysis.policy_eval import (
+    EVAL_SEED_OFFSET,
+    evaluate_policy,
+    held_out_draw,
+    versus_sft,
+)
 from alignax.analysis.stats import interval_text, mean_interval, seed_means
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
@@ -77,8 +82,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path):
         "ppo": restore_params(seed_dir / "ppo" / "checkpoints", {"policy": like})["policy"],
         "dpo": restore_params(seed_dir / "dpo" / "checkpoints", like),
     }
-    prompts = task.prompt_dataset(config.eval.num_prompts, seed=seed + 100, split="eval")
-    rng = jax.random.key(seed + 100)
+    prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + EVAL_SEED_OFFSET)
     results = {
         name: evaluate_policy(
             model,

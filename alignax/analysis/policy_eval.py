@@ -13,6 +13,12 @@ from alignax.models import Model, Params
 from alignax.rl.rollout import response_outputs
 from alignax.sampling import sample
 
+# The studies draw their held-out prompts and sampling key from seed + EVAL_SEED_OFFSET (the stage
+# runners evaluate on seed + 1 and seed + 2), and measure a point chosen on that evaluation again
+# on a fresh draw, seed + FRESH_SEED_OFFSET.
+EVAL_SEED_OFFSET = 100
+FRESH_SEED_OFFSET = 300
+
 
 def task_reward(task, tokens, loss_mask, prompts: dict) -> jax.Array:
     """The task's own reward of full sequences, given the prompt-batch entries it needs
@@ -24,6 +30,12 @@ def task_reward(task, tokens, loss_mask, prompts: dict) -> jax.Array:
 @functools.lru_cache(maxsize=16)
 def _jitted_reward(task):
     return jax.jit(lambda tokens, mask, inputs: task.reward(tokens, mask, **inputs))
+
+
+def held_out_draw(task, num_prompts: int, seed: int) -> tuple[dict, jax.Array]:
+    """`num_prompts` held-out prompts and one sampling key, both drawn from `seed`: evaluating
+    several policies on one draw pairs their samples prompt by prompt."""
+    return task.prompt_dataset(num_prompts, seed=seed, split="eval"), jax.random.key(seed)
 
 
 def evaluate_policy(
