@@ -28,7 +28,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
     small = arg == "runlocal"
     # SFT, pairs, the judge and DPO as in the RLAIF experiment (its labels at 0% human).
-    base = rlaif.get_config(arg)
+    base = rlaif.feedback_config(arg)
     config = ml_collections.ConfigDict(
         {key: base[key] for key in base if key not in ("routing", "delta")}
     )

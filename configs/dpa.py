@@ -27,7 +27,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
     small = arg == "runlocal"
     # The SFT stage, the sampling of pairs and DPO as in the RLAIF experiment.
-    base = rlaif.get_config(arg)
+    base = rlaif.feedback_config(arg)
     config = ml_collections.ConfigDict(
         {
             key: base[key]

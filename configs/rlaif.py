@@ -9,10 +9,11 @@ sure of) relabelled by the simulated human annotator of the gold reward (`labels
 budgets spent on random pairs -> DPO (`dpo`) from the SFT policy on each labelling -> judge-gold
 agreement and the downstream gold reward, per budget, over `seeds`, in results.md.
 
-default: 2,048 pairs; budgets 0, 2, 5, 10, 25, 100 %, targeted and random; 3 seeds; DPO 300
-steps of batch 32 per condition (30 DPO runs), and delta learning against a weak SFT of 30 steps
-(3 more). The judge is a misspecified constitution: it weighs sentiment, repetition and
-termination like gold but ignores fluency.
+default: 2,048 pairs; budgets 0, 2, 5, 10, 25, 100 %, targeted and random; 5 seeds; DPO 300
+steps of batch 32 per condition (50 DPO runs), and delta learning against a weak SFT of 30 steps
+(5 more). The judge is a misspecified constitution: it weighs sentiment, repetition and
+termination like gold but ignores fluency; its labels are drawn from its probabilities, as the
+human's are from the gold annotator's.
 runlocal: the same pipeline at toy sizes (1-layer model, 64 pairs, budgets 0, 25, 100 %, one
 seed, DPO 4 steps) for the end-to-end test, nearly all of it compiling.
 """
@@ -28,6 +29,33 @@ JUDGES = ("constitution", "principle_ensemble", "self", "reward_model")
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
+    config = feedback_config(arg)
+    # Matched label noise: the judge's labels are drawn from its P(a > b), as the human's are
+    # from the gold annotator's (a judge's argmax labels would be noise-free where the human's
+    # are not).
+    config.judge.sample_labels = True
+    config.routing = ml_collections.ConfigDict(
+        {
+            "by": "confidence",  # | "disagreement" (principle_ensemble only)
+            "budgets": (0, 2, 5, 10, 25, 100),  # % of pairs relabelled by the human annotator
+            "random_baseline": True,  # the same budgets on random pairs
+        }
+    )
+    # Delta learning: pairs of an SFT and a weak policy's samples (the SFT recipe stopped after
+    # `weak_sft_steps`; 0: no delta-learning run), the SFT sample chosen without a label.
+    config.delta = ml_collections.ConfigDict({"weak_sft_steps": 30})
+    if arg == "runlocal":
+        config.routing.budgets = (0, 25, 100)
+        config.delta.weak_sft_steps = 2
+    else:
+        config.seeds = (0, 1, 2, 3, 4)
+    config.lock()
+    return config
+
+
+def feedback_config(arg: str) -> ml_collections.ConfigDict:
+    """What the AI-feedback studies share (unlocked): the SFT stage, the simulated human, the
+    pairs, the judge (its argmax labels), DPO and three seeds."""
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
     small = arg == "runlocal"
@@ -53,18 +81,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "reward_model_from": "",
             "position_bias": 0.0,  # injected logit bias towards the first-shown response
             "debias": "none",  # | "probability" | "logit": average both orders
+            # Labels drawn from P(a > b) (True) or its argmax (False).
+            "sample_labels": False,
         }
     )
-    config.routing = ml_collections.ConfigDict(
-        {
-            "by": "confidence",  # | "disagreement" (principle_ensemble only)
-            "budgets": (0, 2, 5, 10, 25, 100),  # % of pairs relabelled by the human annotator
-            "random_baseline": True,  # the same budgets on random pairs
-        }
-    )
-    # Delta learning: pairs of an SFT and a weak policy's samples (the SFT recipe stopped after
-    # `weak_sft_steps`; 0: no delta-learning run), the SFT sample chosen without a label.
-    config.delta = ml_collections.ConfigDict({"weak_sft_steps": 30})
     config.seeds = (0, 1, 2)
     config.dpo = stage_section(dpo.get_config("runlocal"))
     config.dpo.eval.num_prompts = 256
@@ -78,12 +98,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.sft.eval.update(num_prompts=16, max_new_tokens=24)
         config.labels.max_new_tokens = 24
         config.pairs.update(num_pairs=64, num_eval_pairs=8)
-        config.routing.budgets = (0, 25, 100)
-        config.delta.weak_sft_steps = 2
         config.seeds = (0,)
         config.dpo.train.update(
             steps=4, batch_size=16, log_every=2, eval_every=4, checkpoint_every=4
         )
         config.dpo.eval.update(num_prompts=16, max_new_tokens=24)
-    config.lock()
     return config

@@ -133,8 +133,13 @@ def judged_pairs(config, seed: int, policy: Path, start: Path) -> dict:
     p = config.pairs
     pairs = runs.sample_pairs(config, task, model, params, p.num_pairs, seed, "train")
     held_out = runs.sample_pairs(config, task, model, params, p.num_eval_pairs, seed, "eval")
-    train = runs.chosen_first(pairs, feedback.hard_labels(judge(pairs)))
-    evaluation = runs.chosen_first(held_out, feedback.hard_labels(judge(held_out)))
+    train, evaluation = (
+        runs.chosen_first(
+            data,
+            runs.judge_labels(config.judge, judge(data), np.random.default_rng([seed, 11, i])),
+        )
+        for i, data in enumerate((pairs, held_out))
+    )
     return {"pairs": (train, evaluation, task)}
 
 

@@ -10,8 +10,9 @@ On the Study runner (alignax/study.py: a finished stage is skipped, so a rerun r
   2. per seed: `pairs.num_pairs` pairs (a, b) of SFT samples to training prompts, and
      `pairs.num_eval_pairs` to held-out prompts; the human annotator's labels (`labels`,
      a Bradley-Terry annotator of the gold reward) and the judge's P(a > b) (`judge`).
-  3. per seed and budget p: the judge's hard labels with floor(p N / 100) pairs relabelled by
-     the human: the least confident (|P - 0.5| smallest, or the most disagreed-on for an
+  3. per seed and budget p: the judge's labels (drawn from its P(a > b) with
+     `judge.sample_labels`, else its argmax) with floor(p N / 100) pairs relabelled by the
+     human: the least confident (|P - 0.5| smallest, or the most disagreed-on for an
      ensemble) and, as the baseline, random ones. p = 0 is pure AI feedback, p = 100 is pure
      human feedback. DPO (`config.dpo`, the dpo stage) from the SFT policy on each
      (<workdir>/seed<k>/dpo/<routing>_<budget>).
@@ -21,7 +22,9 @@ On the Study runner (alignax/study.py: a finished stage is skipped, so a rerun r
      DPO on human labels.
   5. results.md (command and commit first), results.json and figures/: judge-gold agreement,
      the labels' agreement with gold per budget, and the DPO policy's gold reward on held-out
-     prompts, means over seeds with 95% intervals.
+     prompts, means over seeds with 95% intervals; differences paired by seed from pure AI and
+     pure human feedback and between targeted and random labels, and which budgets close the
+     gap (`closes_gap`).
 """
 
 from __future__ import annotations
@@ -238,40 +241,55 @@ def dpo_results(summary: dict) -> dict:
 
 
 def aggregate(config, per_seed: list[dict]) -> dict:
-    """Means over seeds with 95% intervals of the judge statistics and of every condition."""
+    """Means over seeds with 95% intervals of the judge statistics and of every condition, and
+    the per-seed (paired) differences of each condition's gold reward from pure AI feedback
+    (targeted 0%), from pure human feedback (targeted 100%) and, for targeted budgets, from the
+    random labels of the same budget."""
     judge = {k: mean_interval([r["judge"][k] for r in per_seed]) for k in per_seed[0]["judge"]}
+
+    def gold(routing: str, percent: float) -> np.ndarray:
+        return np.array([condition_run(r, routing, percent)["gold_reward"] for r in per_seed])
+
     rows = []
     for routing, percent in conditions(config):
-        runs = [
-            next(x for x in r["runs"] if x["routing"] == routing and x["percent"] == percent)
-            for r in per_seed
-        ]
+        runs = [condition_run(r, routing, percent) for r in per_seed]
         row = {"routing": routing, "percent": percent, "gold_labels": runs[0]["gold_labels"]}
         for key in ("label_gold_agreement", "gold_reward", "kl_to_reference", "eval_accuracy"):
             row[key] = mean_interval([x[key] for x in runs])
+        mine = gold(routing, percent)
+        for name, other in (("ai", ("targeted", 0.0)), ("human", ("targeted", 100.0))):
+            if other in conditions(config):
+                row[f"minus_{name}"] = mean_interval(mine - gold(*other))
+        if routing == "targeted" and ("random", percent) in conditions(config):
+            row["minus_random"] = mean_interval(mine - gold("random", percent))
         rows.append(row)
     out = {"judge": judge, "conditions": rows}
     if "delta" in per_seed[0]:
         delta = {k: mean_interval([r["delta"][k] for r in per_seed]) for k in per_seed[0]["delta"]}
-        human = [
-            next(x for x in r["runs"] if x["routing"] == "targeted" and x["percent"] == 100.0)
-            for r in per_seed
-        ]
         delta["minus_human_gold_reward"] = mean_interval(
-            [r["delta"]["gold_reward"] - h["gold_reward"] for r, h in zip(per_seed, human)]
+            np.array([r["delta"]["gold_reward"] for r in per_seed]) - gold("targeted", 100.0)
         )
         out["delta"] = delta
     return out
 
 
-def gap_recovered(rows: list[dict]) -> dict[float, float]:
-    """Targeted budgets: (gold(p) - gold(0)) / (gold(100) - gold(0)), the share of the gap
-    between pure AI and pure human feedback that p% targeted human labels close."""
-    targeted = {r["percent"]: r["gold_reward"][0] for r in rows if r["routing"] == "targeted"}
-    if 0.0 not in targeted or 100.0 not in targeted or targeted[100.0] == targeted[0.0]:
-        return {}
-    gap = targeted[100.0] - targeted[0.0]
-    return {p: (g - targeted[0.0]) / gap for p, g in targeted.items()}
+def condition_run(seed_result: dict, routing: str, percent: float) -> dict:
+    return next(
+        x for x in seed_result["runs"] if x["routing"] == routing and x["percent"] == percent
+    )
+
+
+def closes_gap(row: dict) -> bool | None:
+    """The criterion, stated before the run: p% targeted human labels close the gap between
+    pure AI and pure human feedback when their gold reward is above pure AI feedback's (the
+    paired interval excludes 0) and not below pure human feedback's (the paired interval
+    reaches 0). None where an interval is missing or undefined (one seed)."""
+    if "minus_ai" not in row or "minus_human" not in row:
+        return None
+    (ai, ai_half), (human, human_half) = row["minus_ai"], row["minus_human"]
+    if not (np.isfinite(ai_half) and np.isfinite(human_half)):
+        return None
+    return bool(ai - ai_half > 0 and human + human_half >= 0)
 
 
 def figure(rows: list[dict], workdir: Path) -> None:
@@ -305,7 +323,6 @@ def figure(rows: list[dict], workdir: Path) -> None:
 
 def report(config, result: dict, timings: dict, prov: dict) -> str:
     judge, rows = result["judge"], result["conditions"]
-    recovered = gap_recovered(rows)
     lines = [
         "### AI feedback with targeted human labels (RLAIF / RLTHF)",
         "",
@@ -329,24 +346,39 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
         f"under the swap {interval_text(judge['consistency'])}.",
         "",
         "| human labels | budget | pairs | labels agree with gold | DPO gold reward | KL to SFT "
-        "| held-out accuracy | gap closed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| held-out accuracy | gold - AI only | gold - human only | targeted - random |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def paired(row: dict, key: str) -> str:
+        return interval_text(row[key], signed=True) if key in row else "-"
+
     for r in rows:
-        closed = recovered.get(r["percent"]) if r["routing"] == "targeted" else None
         lines.append(
             f"| {r['routing']} | {r['percent']:g}% | {r['gold_labels']} | "
             f"{interval_text(r['label_gold_agreement'])} | {interval_text(r['gold_reward'])} | "
             f"{interval_text(r['kl_to_reference'], 2)} | {interval_text(r['eval_accuracy'])} | "
-            + ("-" if closed is None else f"{closed:.2f}")
-            + " |"
+            f"{paired(r, 'minus_ai')} | {paired(r, 'minus_human')} | "
+            f"{paired(r, 'minus_random')} |"
         )
+    closing = {r["percent"]: closes_gap(r) for r in rows if r["routing"] == "targeted"}
+    closing = {p: c for p, c in closing.items() if c is not None and 0 < p < 100}
     lines += [
         "",
-        "0% is pure AI feedback and 100% pure human feedback. 'gap closed' = (gold(p) - gold(0))"
-        " / (gold(100) - gold(0)) for targeted labels: the RLTHF claim is that about 6-7% "
-        "targeted human labels match full human labels (gap closed near 1).",
+        "0% is pure AI feedback and 100% pure human feedback; the last three columns are "
+        "differences of DPO gold reward paired by seed (each seed's runs share its SFT policy, "
+        "pairs and prompts). The RLTHF claim is that a few % targeted human labels match full "
+        "human labels. Criterion, stated before the run: a budget closes the gap when its gold "
+        "is above AI only (interval above 0) and not below human only (interval reaching 0).",
     ]
+    if closing:
+        closed = [f"{p:g}%" for p, c in closing.items() if c]
+        lines += [
+            "",
+            "Budgets that close the gap: "
+            + (", ".join(closed) if closed else "none")
+            + f" (of {', '.join(f'{p:g}%' for p in closing)}).",
+        ]
     if "delta" in result:
         d = result["delta"]
         lines += [

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from alignax.analysis.stats import mean_interval
+from alignax.feedback.runs import judge_labels
 from alignax.metrics import read_metrics
 from alignax.workdir import ConfigChangedError
 from configs import rlaif as rlaif_config
@@ -95,6 +97,60 @@ def test_a_rerun_with_other_labels_is_refused_not_skipped(smoke):
     with pytest.raises(ConfigChangedError, match=r"inputs_from\.judge\.temperature"):
         rlaif.run(changed, workdir)
     assert json.loads((workdir / "config.json").read_text())["judge"]["temperature"] == 1.0
+
+
+def test_paired_differences_and_the_gap_criterion_by_hand():
+    """Each condition's gold minus AI only / human only / random is the mean of the per-seed
+    differences with its t-interval; a budget closes the gap when it is above AI only and not
+    below human only, with one seed undecided."""
+    config = rlaif_config.get_config("runlocal")
+    gold = {  # three seeds; seed 2 shifts every condition alike (paired: it cancels)
+        ("targeted", 0.0): [0.0, 0.1, 5.0],
+        ("targeted", 25.0): [0.5, 0.7, 5.6],
+        ("targeted", 100.0): [0.6, 0.6, 5.6],
+        ("random", 25.0): [0.1, 0.2, 5.0],
+    }
+
+    def seed(i):
+        runs = [
+            {"routing": r, "percent": p, "gold_reward": g[i], "gold_labels": 0}
+            | {k: 0.0 for k in ("label_gold_agreement", "kl_to_reference", "eval_accuracy")}
+            for (r, p), g in gold.items()
+        ]
+        return {"judge": {"gold_agreement": 0.8}, "runs": runs}
+
+    rows = {
+        (r["routing"], r["percent"]): r
+        for r in rlaif.aggregate(config, [seed(i) for i in range(3)])["conditions"]
+    }
+    row = rows[("targeted", 25.0)]
+    for key, diffs in (
+        ("minus_ai", [0.5, 0.6, 0.6]),
+        ("minus_human", [-0.1, 0.1, 0.0]),
+        ("minus_random", [0.4, 0.5, 0.6]),
+    ):
+        assert row[key] == pytest.approx(mean_interval(diffs))
+    assert "minus_random" not in rows[("random", 25.0)]
+    assert rlaif.closes_gap(row) is True
+    assert rlaif.closes_gap(rows[("random", 25.0)]) is False  # not above AI only
+    assert rlaif.closes_gap(rows[("targeted", 0.0)]) is False
+    assert rlaif.closes_gap({"minus_ai": (1.0, float("nan")), "minus_human": (0.0, 1.0)}) is None
+    below = {"minus_ai": (1.0, 0.5), "minus_human": (-1.0, 0.5)}
+    assert rlaif.closes_gap(below) is False
+
+
+def test_judge_labels_are_its_argmax_or_draws_from_its_probability():
+    probability = np.array([0.0, 0.3, 0.5, 0.7, 1.0] * 2000)
+    config = rlaif_config.get_config("runlocal").judge
+    argmax = config.copy_and_resolve_references()
+    argmax.sample_labels = False
+    np.testing.assert_array_equal(
+        judge_labels(argmax, probability, np.random.default_rng(0)), probability >= 0.5
+    )
+    assert config.sample_labels
+    drawn = judge_labels(config, probability, np.random.default_rng(0))
+    for p in (0.0, 0.3, 0.5, 0.7, 1.0):
+        assert drawn[probability == p].mean() == pytest.approx(p, abs=0.03)
 
 
 # ------------------------------------------------------------------------------ directions (DPA)

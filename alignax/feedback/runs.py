@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 
 from alignax import labels
@@ -87,6 +88,8 @@ def describe_judge(j) -> str:
         text += f", injected position bias {j.position_bias:+g} (logit)"
     if j.debias != "none":
         text += f", debiased by {j.debias} averaging of both orders"
+    if j.sample_labels:
+        text += ", labels drawn from its probability"
     return text
 
 
@@ -144,11 +147,17 @@ def label_pairs(config, task, judge, uncertainty, pairs: dict, seed: int) -> dic
         "human": human,
         "gold": gold[:, 0] >= gold[:, 1],
         "probability": probability,
-        "judge": hard_labels(probability),
+        "judge": judge_labels(config.judge, probability, np.random.default_rng([seed, 11])),
     }
     if uncertainty is not None:
         out["uncertainty"] = uncertainty(pairs)
     return out
+
+
+def judge_labels(judge: ml_collections.ConfigDict, probability, rng: np.random.Generator):
+    """The judge's labels (True = a chosen) from its P(a > b): drawn from it with
+    `judge.sample_labels`, else its argmax."""
+    return hard_labels(probability, rng if judge.sample_labels else None)
 
 
 def policy_dir(config, workdir: Path) -> Path:
