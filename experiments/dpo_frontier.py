@@ -398,10 +398,11 @@ def endings(runs: list[Run], seeds: dict) -> dict:
     return out
 
 
-def comparisons(front: dict) -> dict:
+def comparisons(front: dict, margin: float) -> dict:
     """Every ordered pair of methods: first - second at each budget where both frontiers are
     defined in every seed (a method whose runs stopped short of a budget counts with its best
-    gold within it: what it reached), and the verdict of `dominance`."""
+    gold within it: what it reached), and the verdict of `dominance` with non-inferiority
+    margin `margin`."""
     out = {}
     for a in front:
         for b in front:
@@ -410,7 +411,7 @@ def comparisons(front: dict) -> dict:
             values = np.asarray(front[a]["per_seed"]) - np.asarray(front[b]["per_seed"])
             both = [i for i in range(values.shape[1]) if np.all(np.isfinite(values[:, i]))]
             intervals = difference_intervals(front[a]["per_seed"], front[b]["per_seed"])
-            verdict = dominance([intervals[i] for i in both])
+            verdict = dominance(values[:, both], margin)
             out[f"{a} vs {b}"] = {
                 "budgets_compared": [front[a]["budgets"][i] for i in both],
                 "difference": intervals,
@@ -655,11 +656,14 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     top = dominant(front, pairs)
     lines += [
         "",
-        "Rule: A's frontier dominates B's when A - B (per seed, then mean ± 95% t-interval), "
-        "at the budgets where both are defined in every seed (a method that stopped short of a "
-        "budget counts with its best gold within it), lies above 0 at one budget or more and "
-        "below 0 at none; they cross when it lies above 0 at one budget and below at another; "
-        "otherwise they are not separated by this many seeds.",
+        "Rule, stated before the run: A's frontier dominates B's when A - B (per seed, then "
+        "mean ± t-interval), at the K budgets where both are defined in every seed (a method "
+        "that stopped short of a budget counts with its best gold within it), is non-inferior "
+        "at every budget (the 95% interval's lower end above "
+        f"-{config.non_inferiority_margin:g}, the margin) and above 0 at one budget or more "
+        "with the interval at 1 - 0.05/K (Bonferroni over the budgets); they cross when A - B "
+        "is above 0 at one budget and below at another (both corrected); otherwise they are not "
+        "separated by this many seeds. The table shows 95% intervals.",
         "",
         f"**Dominates every other frontier: {', '.join(top) if top else 'none'}.**",
     ]
@@ -705,7 +709,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     the over-optimisation turn-over across seeds; the figures."""
     runs = runs_of(config)
     front = frontiers(config, runs, seeds)
-    pairs = comparisons(front)
+    pairs = comparisons(front, config.non_inferiority_margin)
     figures(config, runs, seeds, front, workdir)
     return {
         "seeds": seeds,

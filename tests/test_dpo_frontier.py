@@ -11,6 +11,7 @@ from alignax.analysis.frontier import (
     peak_and_final,
     upper_envelope,
 )
+from alignax.analysis.stats import mean_interval
 from configs import dpo_frontier as config_module
 from experiments import dpo_frontier as frontier
 
@@ -65,20 +66,34 @@ def test_difference_intervals_are_paired_by_seed():
 
 
 @pytest.mark.parametrize(
-    "intervals, verdict",
+    "differences, verdict",
     [
-        ([(0.3, 0.1), (0.2, 0.5)], "first"),  # above everywhere, significant at one budget
-        ([(-0.3, 0.1), (-0.2, 0.5)], "second"),
-        ([(0.3, 0.1), (-0.3, 0.1)], "cross"),
-        ([(0.3, 0.1), (-0.1, 0.5)], "first"),  # significantly ahead at one, behind at none
-        ([(0.1, 0.3), (-0.3, 0.1)], "second"),  # ahead in the mean at one, significantly behind
-        ([(0.3, 0.5), (0.2, 0.5)], "none"),  # ahead everywhere, never significant
-        ([(0.3, float("nan"))], "none"),  # one seed: no interval
-        ([], "none"),  # no budget where both are defined
+        # Three seeds, two budgets: per-seed first - second.
+        ([[0.5, 0.3], [0.5, 0.2], [0.5, 0.1]], "first"),  # superior at one, non-inferior at all
+        ([[-0.5, -0.3], [-0.5, -0.2], [-0.5, -0.1]], "second"),
+        ([[0.5, -0.5], [0.5, -0.5], [0.5, -0.5]], "cross"),
+        # Superior at the first budget, but the second's interval reaches below -0.1.
+        ([[0.5, 0.3], [0.5, -0.2], [0.5, 0.1]], "none"),
+        # Ahead at both, never significant: the spread is too wide.
+        ([[0.5, 0.4], [-0.1, -0.2], [0.4, 0.5]], "none"),
+        ([[0.3, 0.1]], "none"),  # one seed: no interval
+        ([[], [], []], "none"),  # no budget where both are defined
     ],
 )
-def test_dominance_rule(intervals, verdict):
-    assert dominance(intervals) == verdict
+def test_dominance_rule(differences, verdict):
+    assert dominance(differences, margin=0.1) == verdict
+
+
+def test_dominance_corrects_for_the_number_of_budgets():
+    """A difference above 0 at 95% (t = 5.3 on 2 df) but not at 97.5% (t needs 6.2): 'first'
+    with one budget, 'none' with a second budget beside it (Bonferroni: 1 - 0.05/2)."""
+    significant = np.array([0.15, 0.25, 0.30])
+    for confidence, above in ((0.95, True), (0.975, False)):
+        mean, half = mean_interval(significant, confidence)
+        assert (mean - half > 0) is above
+    one = significant[:, None]
+    assert dominance(one, margin=0.1) == "first"
+    assert dominance(np.concatenate([one, np.zeros((3, 1))], axis=1), margin=0.1) == "none"
 
 
 def test_peak_and_final_take_the_first_highest_gold_and_the_last_point():
@@ -158,7 +173,7 @@ def test_comparisons_use_every_budget_where_both_frontiers_are_defined():
     # compared, the first is not.
     a = {"budgets": [1, 2, 4], "per_seed": [[1.0, 1.2, 1.5], [1.1, 1.3, 1.6]]}
     b = {"budgets": [1, 2, 4], "per_seed": [[np.nan, 1.0, 1.0], [0.9, 1.1, 1.1]]}
-    pairs = frontier.comparisons({"A": a, "B": b})
+    pairs = frontier.comparisons({"A": a, "B": b}, margin=0.1)
     assert pairs["A vs B"]["budgets_compared"] == [2, 4]
     assert pairs["A vs B"]["verdict"] == "first" and pairs["B vs A"]["verdict"] == "second"
     rows = frontier.difference_table({"A": a, "B": b}, pairs, "A")

@@ -4,7 +4,7 @@ methods from their per-seed differences.
 
     kl, gold = upper_envelope(points_kl, points_gold)   # reachable by mixing the policies
     best = frontier_at(points_kl, points_gold, budgets)  # per budget, nan below the first KL
-    verdict = dominance(difference_intervals(first, second))  # first / second / cross / none
+    verdict = dominance(first - second, margin)  # [seeds, budgets] -> first/second/cross/none
 """
 
 from __future__ import annotations
@@ -68,19 +68,32 @@ def difference_intervals(first, second) -> list[tuple[float, float]]:
     return [mean_interval(diff[:, j]) for j in range(diff.shape[1])]
 
 
-def dominance(intervals: list[tuple[float, float]]) -> str:
-    """The rule that decides between two frontiers from (mean, half-width) of first - second at
-    the budgets where both are defined:
-      'first' : the interval lies above 0 at one budget or more and below 0 at none;
-      'second': the same with the signs swapped;
-      'cross' : the interval lies above 0 at some budget and below at another;
+def dominance(differences, margin: float, confidence: float = 0.95) -> str:
+    """The rule that decides between two frontiers from `differences` [seeds, budgets], first -
+    second per seed at the budgets where both are defined (paired by seed):
+      'first' : non-inferior at every budget (the `confidence` t-interval's lower end above
+                -`margin`) and superior at one budget or more (the lower end of the interval at
+                1 - (1 - confidence) / budgets, Bonferroni over the budgets, above 0);
+      'second': the same with the roles swapped;
+      'cross' : superior (corrected) at some budget and inferior (corrected) at another;
       'none'  : otherwise (not separated by this many seeds, or no budget to compare).
-    An interval that is nan (one seed) excludes nothing."""
-    above = any(m - h > 0 for m, h in intervals)
-    below = any(m + h < 0 for m, h in intervals)
+    With one seed no interval is defined: 'none'."""
+    diff = np.asarray(differences, np.float64)
+    if diff.ndim != 2 or diff.shape[1] == 0 or diff.shape[0] < 2:
+        return "none"
+    budgets = diff.shape[1]
+    corrected = 1.0 - (1.0 - confidence) / budgets
+    plain = [mean_interval(diff[:, j], confidence) for j in range(budgets)]
+    strict = [mean_interval(diff[:, j], corrected) for j in range(budgets)]
+    above = any(m - h > 0 for m, h in strict)
+    below = any(m + h < 0 for m, h in strict)
     if above and below:
         return "cross"
-    return "first" if above else "second" if below else "none"
+    if above and all(m - h > -margin for m, h in plain):
+        return "first"
+    if below and all(m + h < margin for m, h in plain):
+        return "second"
+    return "none"
 
 
 def peak_and_final(points: list[dict]) -> tuple[dict, dict]:
