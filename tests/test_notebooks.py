@@ -179,7 +179,7 @@ def dpo_frontier_run(tmp_path_factory):
         assert (workdir / "figures" / f"{name}.png").exists()
         assert (workdir / "figures" / f"{name}.pdf").exists()
     text = (workdir / "results.md").read_text()
-    assert "Written by" in text and "Rule:" in text
+    assert "Written by" in text and "Rule, stated before the run:" in text
     assert summary["seconds/total"] > 0
     return workdir
 
