@@ -24,6 +24,7 @@ provenance; results.json with every number; timings.json with the wall time by s
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -64,6 +65,8 @@ from alignax.workflows import ppo
 
 # The evaluation's held-out pretraining texts are drawn with seed + this.
 PRETRAINING_TEXT_OFFSET = 200
+# The run whose gold should rise, peak and fall (A1): PPO at a fixed beta of 0.
+A1_RUN = "beta0"
 
 # ---------------------------------------------------------------------------------------------
 # The plan: which models and PPO runs.
@@ -163,6 +166,13 @@ def ppo_stage(config, run: dict, seed: int, seed_dir: Path) -> ml_collections.Co
             width_dir(seed_dir, config.sweep_width) / "reward_model"
         )
         cfg.ppo.update(run["ppo"])
+        if run["name"] == A1_RUN:
+            # Every evaluated step is kept, to evaluate A1's peak again on fresh prompts.
+            train = cfg.train
+            train.update(
+                checkpoint_every=train.eval_every,
+                keep_checkpoints=train.steps // train.eval_every + 1,
+            )
     return cfg
 
 
@@ -281,25 +291,31 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     return table
 
 
-def fresh_win_rates(config, workdir: Path, name: str) -> list[float]:
-    """Per seed, the win rate against the SFT policy of the sweep width of PPO run `name`'s
-    final policy, on a fresh draw of held-out prompts with a fresh sampling key: a run chosen as
-    the best on the evaluation, measured again where it was not chosen."""
+def fresh_gold(config, workdir: Path, name: str, steps: tuple) -> list[dict]:
+    """Per seed, the gold reward per prompt of the SFT policy ('sft') and of PPO run `name`'s
+    policy at each of `steps` (None: its last checkpoint), the sweep width, one sample per prompt
+    of a fresh draw of held-out prompts with a fresh sampling key (paired): points chosen on the
+    evaluation, measured again where they were not chosen."""
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
-    rates = []
+    out = []
     for seed in config.seeds:
         directory = width_dir(workdir / f"seed{seed}", config.sweep_width)
         model, sft = load_stage_model(directory / "sft", heads=("lm",), mesh=mesh)
-        chosen = restore_params(directory / "ppo" / name / "checkpoints", {"policy": sft})
+        checkpoints = directory / "ppo" / name / "checkpoints"
+        policies = {"sft": sft}
+        for step in steps:
+            policies[step] = restore_params(checkpoints, {"policy": sft}, step=step)["policy"]
         prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + FRESH_SEED_OFFSET)
-        gold = [
-            evaluate_policy(
-                model, params, task, prompts, rng, max_new_tokens=config.eval.max_new_tokens
-            )["gold"]
-            for params in (chosen["policy"], sft)
-        ]
-        rates.append(win_rate(*gold))
-    return rates
+        max_new_tokens = config.eval.max_new_tokens
+        out.append(
+            {
+                label: evaluate_policy(
+                    model, params, task, prompts, rng, max_new_tokens=max_new_tokens
+                )["gold"]
+                for label, params in policies.items()
+            }
+        )
+    return out
 
 
 def run_curves(run_dir: Path) -> dict:
@@ -392,28 +408,16 @@ def ptx_tradeoff(
     return {"by_gamma": rows, "pass": any(r["ok"] for r in rows.values())}
 
 
-def criteria(config, table: dict, curves: dict, seeds: dict, fresh_win_rates) -> dict:
+def criteria(config, table: dict, curves: dict, seeds: dict, fresh_gold) -> dict:
     """A1-A4 and PTX from the seed-aggregated table, the seeds' tables (PTX pairs by seed), the
-    per-seed curves of the sweep runs and `fresh_win_rates(run name) -> [one per seed]` (A4's
-    chosen run measured again on fresh prompts)."""
+    per-seed curves of the sweep runs and `fresh_gold(run name, steps)` (`fresh_gold`'s per-seed
+    gold on fresh prompts: A1's peak and A4's chosen run measured again where they were not
+    chosen)."""
     c, s = config.criteria, config.sweep
     sweep = f"d{config.sweep_width}"
     out = {}
-    # A1: at beta = 0 the held-out gold rises, peaks inside the run and falls by the end.
-    beta0 = curves.get("beta0")
-    if beta0 is not None:
-        gold = np.array([[p["gold"] for p in run["eval"]] for run in beta0])
-        gold_se = np.array([[p["gold_se"] for p in run["eval"]] for run in beta0])
-        proxy = np.array([[p["proxy"] for p in run["eval"]] for run in beta0]).mean(0)
-        h = hump(gold, gold_se)
-        steps = [p["step"] for p in beta0[0]["eval"]]
-        out["A1"] = {
-            **h,
-            "peak_step": steps[h["peak_index"]],
-            "final_step": steps[-1],
-            "proxy_rises_past_peak": bool(proxy[-1] > proxy[h["peak_index"]]),
-            "pass": h["interior_peak"] and h["rise"] > 0 and h["falls"],
-        }
+    if A1_RUN in curves:
+        out["A1"] = rise_and_fall(curves[A1_RUN], functools.partial(fresh_gold, A1_RUN))
     # A2: a larger fixed beta ends at a lower KL (held-out evaluation, mean over seeds).
     betas = sorted(s.fixed_betas)
     final_kl = [table[f"{sweep}/beta{b:g}"]["kl_to_sft"][0] for b in betas]
@@ -451,7 +455,9 @@ def criteria(config, table: dict, curves: dict, seeds: dict, fresh_win_rates) ->
     candidates = {r: table[f"{sweep}/{r}"] for r in _names(config, ("fixed", "adaptive"))}
     best = max(candidates, key=lambda r: candidates[r]["win_rate_vs_sft"][0])
     win, half = candidates[best]["win_rate_vs_sft"]
-    fresh, fresh_half = mean_interval(fresh_win_rates(best))
+    fresh, fresh_half = mean_interval(
+        [win_rate(g[None], g["sft"]) for g in fresh_gold(best, (None,))]
+    )
     out["A4"] = {
         "best_run": best,
         "win_rate": win,
@@ -480,6 +486,41 @@ def criteria(config, table: dict, curves: dict, seeds: dict, fresh_win_rates) ->
         ),
     }
     return out
+
+
+def rise_and_fall(runs: list[dict], fresh_gold) -> dict:
+    """A1: at beta = 0 the held-out gold rises, peaks inside the run and falls by the end. The
+    peak is chosen on the evaluations (`runs`: one curve per seed); the rise from SFT to it and
+    the fall from it to the end are measured again on fresh prompts, `fresh_gold(steps)` (per
+    seed, gold per prompt of 'sft' and of each step), paired by prompt and over seeds."""
+    gold = np.array([[p["gold"] for p in run["eval"]] for run in runs])
+    gold_se = np.array([[p["gold_se"] for p in run["eval"]] for run in runs])
+    proxy = np.array([[p["proxy"] for p in run["eval"]] for run in runs]).mean(0)
+    h = hump(gold, gold_se)
+    steps = [p["step"] for p in runs[0]["eval"]]
+    peak, final = steps[h["peak_index"]], steps[-1]
+    out = {
+        **h,
+        "peak_step": peak,
+        "final_step": final,
+        "proxy_rises_past_peak": bool(proxy[-1] > proxy[h["peak_index"]]),
+        "pass": False,
+    }
+    if not h["interior_peak"]:
+        return out
+    fresh = fresh_gold((peak, final))
+    rise = mean_interval([np.mean(g[peak] - g["sft"]) for g in fresh])
+    drop = mean_interval([np.mean(g[peak] - g[final]) for g in fresh])
+    # A single seed has no interval: then the drop only has to be positive.
+    falls = bool(drop[0] - np.nan_to_num(drop[1]) > 0)
+    return {
+        **out,
+        "fresh_rise": rise[0],
+        "fresh_rise_ci": rise[1],
+        "fresh_drop": drop[0],
+        "fresh_drop_ci": drop[1],
+        "pass": bool(rise[0] > 0 and falls),
+    }
 
 
 def _names(config, groups: tuple[str, ...]) -> list[str]:
@@ -719,11 +760,19 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     lines += ["", "| criterion | outcome |", "|---|---|"]
     if "A1" in result:
         a1 = result["A1"]
+        fresh = (
+            f"; on fresh prompts it rises "
+            f"{interval_text((a1['fresh_rise'], a1['fresh_rise_ci']), 2, signed=True)} from SFT "
+            f"to that step and falls {interval_text((a1['fresh_drop'], a1['fresh_drop_ci']), 2)}"
+            " (paired over seeds)"
+            if "fresh_drop" in a1
+            else "; no interior peak to evaluate again"
+        )
         lines.append(
-            f"| A1 gold rises then falls at beta = 0 | {verdict(a1['pass'])}: rises "
-            f"{a1['rise']:+.2f} to its peak at step {a1['peak_step']}, then falls "
+            f"| A1 gold rises then falls at beta = 0 | {verdict(a1['pass'])}: on the evaluations "
+            f"it rises {a1['rise']:+.2f} to its peak at step {a1['peak_step']}, then falls "
             f"{interval_text((a1['drop'], a1['drop_ci']), 2)} (paired over seeds) by step "
-            f"{a1['final_step']}; "
+            f"{a1['final_step']}{fresh}; "
             f"within seeds, {a1['seeds_falling']} of {len(config.seeds)} fall by more than 1.96 "
             f"SE; proxy rises past the peak: {a1['proxy_rises_past_peak']} |"
         )
@@ -778,13 +827,17 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         }
         for name, runs in curves.items()
     }
-    beta0 = width_dir(workdir / f"seed{config.seeds[0]}", config.sweep_width) / "ppo" / "beta0"
+    beta0 = width_dir(workdir / f"seed{config.seeds[0]}", config.sweep_width) / "ppo" / A1_RUN
     figures(config, combined, mean_curves, workdir)
     return {
         "seeds": {str(k): v for k, v in seeds.items()},
         "combined": combined,
         "criteria": criteria(
-            config, combined, curves, seeds, lambda name: fresh_win_rates(config, workdir, name)
+            config,
+            combined,
+            curves,
+            seeds,
+            functools.partial(fresh_gold, config, workdir),
         ),
         "curves": curves,
         "mean_curves": mean_curves,

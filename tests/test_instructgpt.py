@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from alignax.analysis.stats import mean_interval
 from alignax.study import RLHF_STAGES
 from alignax.workflows import ppo
 from configs import instructgpt as config_module
@@ -183,6 +184,45 @@ def test_hump_counts_the_seeds_whose_own_drop_is_significant():
     gold = np.array([[0.0, 1.0, 2.5, 1.0], [0.0, 1.0, 1.5, 1.0]])
     assert instructgpt.hump(gold, np.full_like(gold, 0.3))["seeds_falling"] == 1
     assert instructgpt.hump(gold, np.full_like(gold, 0.1))["seeds_falling"] == 2
+
+
+def test_a1_chooses_the_peak_on_the_evaluations_and_judges_it_on_fresh_prompts():
+    """The peak step comes from the evaluation curves; the verdict from the fresh gold: a peak
+    that the evaluations overrate (fresh gold no higher than at the end) fails."""
+
+    def runs(curves):
+        return [
+            {
+                "eval": [
+                    {"step": 10 * i, "gold": g, "gold_se": 0.1, "proxy": i} for i, g in enumerate(c)
+                ]
+            }
+            for c in curves
+        ]
+
+    evaluated = runs([[0.0, 1.0, 0.2], [0.0, 1.2, 0.3], [0.1, 0.9, 0.2]])
+    asked = []
+
+    def fresh(rise, drop):
+        def gold(steps):
+            asked.append(steps)
+            sft = np.zeros(4)
+            return [
+                {"sft": sft, 10: sft + rise + k, 20: sft + rise - drop} for k in (0.0, 0.1, 0.2)
+            ]
+
+        return gold
+
+    a1 = instructgpt.rise_and_fall(evaluated, fresh(0.5, 0.4))
+    assert asked == [(10, 20)] and a1["peak_step"] == 10 and a1["final_step"] == 20
+    assert a1["fresh_rise"] == pytest.approx(0.6) and a1["fresh_drop"] == pytest.approx(0.5)
+    assert a1["fresh_drop_ci"] == pytest.approx(mean_interval([0.4, 0.5, 0.6])[1])
+    assert a1["pass"]
+    assert not instructgpt.rise_and_fall(evaluated, fresh(0.5, -0.3))["pass"]  # no fall
+    assert not instructgpt.rise_and_fall(evaluated, fresh(-0.5, 0.4))["pass"]  # no rise
+    # No interior peak: nothing to evaluate again, and it fails.
+    rising = instructgpt.rise_and_fall(runs([[0.0, 0.5, 1.0], [0.0, 0.6, 1.1]]), None)
+    assert not rising["pass"] and "fresh_drop" not in rising
 
 
 def test_monotonicity_and_tolerance():
