@@ -32,7 +32,8 @@ def seed_average(
 ) -> list[dict]:
     """Mean over seeds of each point of curves evaluated at the same points (`same` keys are
     taken from the first seed, `means` averaged); for each `with_se` key, SE^2 = mean of the
-    per-seed SE^2 (over prompts) + the between-seed variance of the mean."""
+    per-seed SE^2 (over prompts) + the between-seed variance of the mean. Every averaged key
+    keeps the seeds' values as `<key>_seeds`."""
     if len({len(curve) for curve in curves}) != 1:
         raise ValueError(f"seed curves differ in length: {[len(c) for c in curves]}")
     out = []
@@ -40,7 +41,8 @@ def seed_average(
         row = {k: points[0][k] for k in same}
         for key in means:
             if key in points[0]:
-                row[key] = float(np.mean([p[key] for p in points]))
+                row[f"{key}_seeds"] = [p[key] for p in points]
+                row[key] = float(np.mean(row[f"{key}_seeds"]))
         for key in with_se:
             values = np.array([p[key] for p in points])
             prompt_var = np.mean([p[f"{key}_se"] ** 2 for p in points])
@@ -139,12 +141,9 @@ def rl_curve(run_dir: Path, gold_mean: float, gold_std: float) -> list[dict]:
 
 
 def rl_average(curves: list[list[dict]]) -> list[dict]:
-    """The seeds' RL curves averaged at each evaluation step: mean KL (with the seeds' values,
-    `kl_seeds`) and proxy, gold with its SE over prompts and seeds (`seed_average`)."""
-    out = seed_average(curves, same=("step",), means=("kl", "proxy"), with_se=("gold",))
-    for row, points in zip(out, zip(*curves)):
-        row["kl_seeds"] = [p["kl"] for p in points]
-    return out
+    """The seeds' RL curves averaged at each evaluation step: mean KL and proxy, gold with its SE
+    over prompts and seeds, each with the seeds' values (`seed_average`)."""
+    return seed_average(curves, same=("step",), means=("kl", "proxy"), with_se=("gold",))
 
 
 def hump(curve: list[dict]) -> dict:
