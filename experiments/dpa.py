@@ -28,7 +28,7 @@ import numpy as np
 
 from alignax import feedback
 from alignax.analysis import plots
-from alignax.analysis.stats import interval_text, mean_interval, spearman
+from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.experiment import read_summary
 from alignax.feedback import runs
@@ -184,7 +184,8 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 
 def aggregate(config, per_seed: list[dict]) -> dict:
     """Per policy (SFT, then each direction): means over seeds with 95% intervals of each
-    objective, the gold reward and the KL; Spearman's rho of each objective against the angle."""
+    objective, the gold reward and the KL; the paired change of each objective from one
+    direction to the next (`direction_steps`)."""
 
     def summarise(entries):
         return {
@@ -202,13 +203,37 @@ def aggregate(config, per_seed: list[dict]) -> dict:
         row["kl_to_reference"] = mean_interval([x["kl_to_reference"] for x in runs])
         row["tied_share"] = mean_interval([x["tied_share"] for x in runs])
         rows.append(row)
-    trend = {}
-    if len(config.directions) >= 3:
-        for i, name in enumerate(config.objectives):
-            trend[name] = spearman(
-                [r["degrees"] for r in rows], [r["objectives"][i][0] for r in rows]
-            )
-    return {"sft": summarise([r["sft"] for r in per_seed]), "directions": rows, "trend": trend}
+    return {
+        "sft": summarise([r["sft"] for r in per_seed]),
+        "directions": rows,
+        "steps": direction_steps(config, per_seed),
+    }
+
+
+def direction_steps(config, per_seed: list[dict]) -> list[dict]:
+    """Each step between adjacent directions: the change of each objective (later minus
+    earlier), paired by seed (the runs of a seed share its SFT policy and pairs), with its 95%
+    t-interval; `in_order` when the step lowers the first objective and raises the second, both
+    intervals excluding 0 (a front traced in order, tested step by step)."""
+    objectives = {
+        degrees: np.array(
+            [next(x for x in r["runs"] if x["degrees"] == degrees)["objectives"] for r in per_seed]
+        )
+        for degrees in config.directions
+    }
+    steps = []
+    for earlier, later in zip(config.directions, config.directions[1:]):
+        change = objectives[later] - objectives[earlier]  # [seeds, objectives]
+        first, second = (mean_interval(change[:, i]) for i in range(2))
+        steps.append(
+            {
+                "from": float(earlier),
+                "to": float(later),
+                "change": [first, second],
+                "in_order": bool(first[0] + first[1] < 0 and second[0] - second[1] > 0),
+            }
+        )
+    return steps
 
 
 def figure(config, result: dict, workdir: Path) -> None:
@@ -279,14 +304,24 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
             f"{interval_text(r['objectives'][1])} | {interval_text(r['gold_reward'])} | "
             f"{interval_text(r['kl_to_reference'], 2)} | {interval_text(r['tied_share'], 2)} |"
         )
-    if result["trend"]:
+    if result["steps"]:
         lines += [
             "",
-            "Spearman's rho of each objective's mean against the direction's angle (a front "
-            "traced in order: -1 for the first objective, +1 for the second): "
-            + ", ".join(f"{k} {v:+.2f}" for k, v in result["trend"].items())
-            + ".",
+            "From each direction to the next, the change of each objective's mean, paired by "
+            "seed (95% intervals); in order: the step lowers the first objective and raises the "
+            "second, both intervals excluding 0.",
+            "",
+            f"| step | change in {first} | change in {second} | in order |",
+            "|---|---|---|---|",
         ]
+        for step in result["steps"]:
+            a, b = step["change"]
+            lines.append(
+                f"| {step['from']:g} -> {step['to']:g} deg | {interval_text(a, signed=True)} | "
+                f"{interval_text(b, signed=True)} | {'yes' if step['in_order'] else 'not shown'} |"
+            )
+        shown = sum(step["in_order"] for step in result["steps"])
+        lines += ["", f"Steps in order: {shown} of {len(result['steps'])}."]
     return "\n".join(lines) + "\n"
 
 

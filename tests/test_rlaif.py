@@ -5,6 +5,7 @@ experiments/critique_revision.py on the same SFT policy."""
 
 import json
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -191,6 +192,30 @@ def test_direction_ties_are_pairs_the_direction_cannot_order():
     np.testing.assert_array_equal(dpa.tied(scores, spread, 0.0), [False, True, True])
     margin = dpa.directional_margin(scores, spread, 90.0)
     np.testing.assert_allclose(margin, [0.0, 0.4, 0.0], atol=1e-12)
+
+
+def test_direction_steps_are_paired_by_seed_and_in_order_only_when_both_intervals_say_so():
+    """Three directions, three seeds. A seed offset shared by every direction cancels; the
+    first step lowers objective 1 and raises objective 2 in every seed (in order), the second
+    raises objective 2 in one seed only (not shown)."""
+    from experiments import dpa
+
+    config = ml_collections.ConfigDict({"directions": (0.0, 45.0, 90.0)})
+    by_direction = {  # per seed: [objective 1, objective 2]
+        0.0: [[2.0, 0.0], [3.0, 1.0], [2.5, 0.5]],
+        45.0: [[1.0, 1.0], [2.1, 2.0], [1.4, 1.6]],
+        90.0: [[0.0, 1.0], [1.0, 2.5], [0.5, 1.5]],
+    }
+    per_seed = [
+        {"runs": [{"degrees": d, "objectives": v[k]} for d, v in by_direction.items()]}
+        for k in range(3)
+    ]
+    first, second = dpa.direction_steps(config, per_seed)
+    assert (first["from"], first["to"], second["from"], second["to"]) == (0, 45, 45, 90)
+    assert first["change"][0] == pytest.approx(mean_interval([-1.0, -0.9, -1.1]))
+    assert first["change"][1] == pytest.approx(mean_interval([1.0, 1.0, 1.1]))
+    assert first["in_order"] and not second["in_order"]
+    assert second["change"][1] == pytest.approx(mean_interval([0.0, 0.5, -0.1]))
 
 
 def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
