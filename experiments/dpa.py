@@ -198,7 +198,7 @@ def aggregate(config, per_seed: list[dict]) -> dict:
 
     rows = []
     for degrees in config.directions:
-        runs = [next(x for x in r["runs"] if x["degrees"] == degrees) for r in per_seed]
+        runs = [direction_run(r, degrees) for r in per_seed]
         row = {"degrees": float(degrees), **summarise(runs)}
         row["kl_to_reference"] = mean_interval([x["kl_to_reference"] for x in runs])
         row["tied_share"] = mean_interval([x["tied_share"] for x in runs])
@@ -210,15 +210,17 @@ def aggregate(config, per_seed: list[dict]) -> dict:
     }
 
 
+def direction_run(seed_result: dict, degrees: float) -> dict:
+    return next(x for x in seed_result["runs"] if x["degrees"] == degrees)
+
+
 def direction_steps(config, per_seed: list[dict]) -> list[dict]:
     """Each step between adjacent directions: the change of each objective (later minus
     earlier), paired by seed (the runs of a seed share its SFT policy and pairs), with its 95%
     t-interval; `in_order` when the step lowers the first objective and raises the second, both
     intervals excluding 0 (a front traced in order, tested step by step)."""
     objectives = {
-        degrees: np.array(
-            [next(x for x in r["runs"] if x["degrees"] == degrees)["objectives"] for r in per_seed]
-        )
+        degrees: np.array([direction_run(r, degrees)["objectives"] for r in per_seed])
         for degrees in config.directions
     }
     steps = []

@@ -250,17 +250,18 @@ def aggregate(config, per_seed: list[dict]) -> dict:
     def gold(routing: str, percent: float) -> np.ndarray:
         return np.array([condition_run(r, routing, percent)["gold_reward"] for r in per_seed])
 
+    planned = conditions(config)
     rows = []
-    for routing, percent in conditions(config):
+    for routing, percent in planned:
         runs = [condition_run(r, routing, percent) for r in per_seed]
         row = {"routing": routing, "percent": percent, "gold_labels": runs[0]["gold_labels"]}
         for key in ("label_gold_agreement", "gold_reward", "kl_to_reference", "eval_accuracy"):
             row[key] = mean_interval([x[key] for x in runs])
         mine = gold(routing, percent)
         for name, other in (("ai", ("targeted", 0.0)), ("human", ("targeted", 100.0))):
-            if other in conditions(config):
+            if other in planned:
                 row[f"minus_{name}"] = mean_interval(mine - gold(*other))
-        if routing == "targeted" and ("random", percent) in conditions(config):
+        if routing == "targeted" and ("random", percent) in planned:
             row["minus_random"] = mean_interval(mine - gold("random", percent))
         rows.append(row)
     out = {"judge": judge, "conditions": rows}

@@ -29,7 +29,7 @@ import numpy as np
 
 from alignax.analysis import plots
 from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
-from alignax.analysis.policy_eval import evaluate_policy, sample_pool
+from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, evaluate_policy, sample_pool
 from alignax.analysis.stats import interval_text, mean_interval, seed_means, standard_error
 from alignax.cli import run_experiment
 from alignax.models import build_model
@@ -43,8 +43,6 @@ from alignax.workflows import online, sft
 
 STAGES = {"sft": sft.KIND, "grpo": online.KIND}
 POLICIES = ("sft", "grpo")
-# Seeds of the held-out problem draw and of the evaluation samples, apart from the training ones.
-EVAL_SEED_OFFSET = 100
 
 
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
