@@ -31,6 +31,7 @@ import os
 import shutil
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,17 @@ def cache_is_current(path: str | Path, key: dict) -> bool:
 def record_cache_key(path: str | Path, key: dict) -> None:
     """Records what the artefact at `path` was made from (<path>.key.json), after writing it."""
     _key_path(Path(path)).write_text(json.dumps(_plain(key), indent=2, sort_keys=True))
+
+
+def cached_json(path: Path, key: dict, compute: Callable[[], Any]) -> Any:
+    """`compute()` (a JSON-plain result), kept in `path` with what it was made from, `key` (by
+    `record_cache_key`): read back while `cache_is_current(path, key)`, else made and written."""
+    if cache_is_current(path, key):
+        return json.loads(Path(path).read_text())
+    result = compute()
+    Path(path).write_text(json.dumps(result))
+    record_cache_key(path, key)
+    return result
 
 
 def cache_digest(key: dict) -> str:

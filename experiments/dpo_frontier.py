@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import ml_collections
@@ -38,21 +37,21 @@ import numpy as np
 
 from alignax.analysis import plots
 from alignax.analysis.frontier import (
-    difference_intervals,
-    dominance,
-    frontier_at,
+    comparisons,
+    dominant,
+    endings,
+    method_frontiers,
     peak_and_final,
-    upper_envelope,
 )
-from alignax.analysis.policy_eval import FRESH_SEED_OFFSET, evaluate_policy, held_out_draw
+from alignax.analysis.policy_eval import on_fresh_prompts
+from alignax.analysis.report import intervals, table
 from alignax.analysis.stats import interval_text, mean_interval, standard_error
-from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import logged_curve
 from alignax.provenance import written_by
 from alignax.rl import describe_reward
 from alignax.sharding import make_mesh
-from alignax.stages import SHARED_SECTIONS, load_stage_model, stage_config
+from alignax.stages import SHARED_SECTIONS, stage_config
 from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
@@ -62,7 +61,6 @@ from alignax.study import (
     wall_time_text,
 )
 from alignax.tasks import get_task
-from alignax.workdir import stage_fingerprint
 from alignax.workflows import ppo, preference, unpaired
 
 BASE_STAGES = ("pretrain", "sft", "reward_model")
@@ -70,6 +68,15 @@ RUNNERS = {"dpo": preference, "kto": unpaired, "ppo": ppo}
 # Where each runner logs its evaluation: the metric prefix of gold, its SE and the KL.
 EVAL_PREFIX = {"dpo": "eval/policy/", "kto": "eval/policy/", "ppo": "eval/"}
 REWARD_SOURCES = {"model": "PPO (RM)", "gold": "PPO (gold)"}
+# Keys that must equal factor x another key: every method learns from the same data.
+SAME_DATA = {
+    "kto.pairs.num_pairs": ("offline.pairs.num_pairs", 1),
+    "kto.train.batch_size": ("offline.train.batch_size", 2),
+    "kto.train.steps": ("offline.train.steps", 1),
+    "kto.eval.num_prompts": ("offline.eval.num_prompts", 1),
+    "stages.reward_model.pairs.num_pairs": ("offline.pairs.num_pairs", 1),
+    "rl.ppo.eval.num_prompts": ("offline.eval.num_prompts", 1),
+}
 # The last evaluation's fields in the report's table of how each method's policies end.
 ENDING = ("kl", "gold", "length", "ended")
 
@@ -156,53 +163,28 @@ def timing_key(run: Run) -> str:
     return {"DPO": "dpo"}.get(run.method, "variants" if run.runner == "dpo" else run.runner)
 
 
-def methods(runs: list[Run]) -> list[str]:
-    return list(dict.fromkeys(r.method for r in runs))
-
-
 def check_same_data(config) -> None:
     """KTO sees the offline runs' pairs (each split in two), the same number of passes, the same
     sequences per step; the reward model learns from the same pairs (labels.comparisons draws
     the same ones for the same seed, number and labels section); every method is evaluated on
     as many held-out prompts."""
-    offline, unpaired = config.offline, config.kto
-    same = {
-        "kto.pairs.num_pairs": (
-            unpaired.pairs.num_pairs,
-            "offline.pairs.num_pairs",
-            offline.pairs.num_pairs,
-        ),
-        "kto.train.batch_size": (
-            unpaired.train.batch_size,
-            "2 x offline.train.batch_size",
-            2 * offline.train.batch_size,
-        ),
-        "kto.train.steps": (unpaired.train.steps, "offline.train.steps", offline.train.steps),
-        "kto.eval.num_prompts": (
-            unpaired.eval.num_prompts,
-            "offline.eval.num_prompts",
-            offline.eval.num_prompts,
-        ),
-        "stages.reward_model.pairs.num_pairs": (
-            config.stages.reward_model.pairs.num_pairs,
-            "offline.pairs.num_pairs",
-            offline.pairs.num_pairs,
-        ),
-        "rl.ppo.eval.num_prompts": (
-            config.rl.ppo.eval.num_prompts,
-            "offline.eval.num_prompts",
-            offline.eval.num_prompts,
-        ),
-    }
+
+    def value(key: str):
+        return functools.reduce(lambda node, part: node[part], key.split("."), config)
+
     for section in ("kto.labels", "stages.reward_model.labels"):
-        node = config
-        for part in section.split("."):
-            node = node[part]
-        if node.to_dict() != {**offline.labels.to_dict(), "policy_from": node.policy_from}:
+        labels = value(section)
+        if labels.to_dict() != {
+            **config.offline.labels.to_dict(),
+            "policy_from": labels.policy_from,
+        }:
             raise ValueError(f"{section} must equal offline.labels (the same annotator and pairs)")
-    for key, (value, other, expected) in same.items():
-        if value != expected:
-            raise ValueError(f"{key}={value} must equal {other}={expected}")
+    for key, (other, factor) in SAME_DATA.items():
+        if value(key) != factor * value(other):
+            times = f"{factor} x " if factor != 1 else ""
+            raise ValueError(
+                f"{key}={value(key)} must equal {times}{other}={factor * value(other)}"
+            )
 
 
 def run_config(config, run: Run, seed: int, seed_dir: Path) -> ml_collections.ConfigDict:
@@ -247,45 +229,24 @@ def trajectory(run_dir: Path, runner: str, max_step: int | None = None) -> list[
 # One seed.
 
 
-def evaluate_checkpoints(
-    config, task, mesh, seed: int, seed_dir: Path, run_dir: Path, at_steps: dict
-) -> dict:
-    """Gold and KL to SFT of the SFT policy and of `run_dir`'s checkpoints at `at_steps`
-    {label: step}, per prompt, on one new draw of held-out prompts with one sampling key: paired."""
-    model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
-    prompts, rng = held_out_draw(
-        task, config.overoptimization.num_prompts, seed + FRESH_SEED_OFFSET
-    )
-    kwargs = dict(max_new_tokens=config.offline.eval.max_new_tokens, ref_params=sft_params)
-    out = {"sft": evaluate_policy(model, sft_params, task, prompts, rng, **kwargs)}
-    for label, step in at_steps.items():
-        params = restore_params(run_dir / "checkpoints", sft_params, step=step)
-        out[label] = evaluate_policy(model, params, task, prompts, rng, **kwargs)
-    return {k: {"gold": v["gold"].tolist(), "kl": v["kl"].tolist()} for k, v in out.items()}
-
-
 def overoptimization_seed(config, task, mesh, seed: int, seed_dir: Path, run: Run) -> dict:
-    """The long DPO run's trajectory, its peak and final evaluation, and both re-evaluated on
-    fresh prompts (cached in <run>/reevaluation.json)."""
+    """The long DPO run's trajectory, its peak and final evaluation, and both evaluated again on
+    fresh prompts with the SFT policy, paired (`policy_eval.on_fresh_prompts`)."""
     run_dir = seed_dir / run.name
     points = trajectory(run_dir, run.runner)
     peak, final = peak_and_final(points)
-    cache = run_dir / "reevaluation.json"
-    wanted = {"peak": peak["step"], "final": final["step"]}
-    # The evaluated checkpoints of this very run and SFT policy (their fingerprints).
-    key = {
-        **wanted,
-        "run": stage_fingerprint(run_dir),
-        "sft": stage_fingerprint(seed_dir / "sft"),
-        "settings": config.overoptimization.to_dict(),
-    }
-    key = json.loads(json.dumps(key))
-    cached = json.loads(cache.read_text()) if cache.exists() else None
-    if cached is None or cached.get("key") != key:
-        samples = evaluate_checkpoints(config, task, mesh, seed, seed_dir, run_dir, wanted)
-        cached = {"key": key, "samples": samples}
-        cache.write_text(json.dumps(cached))
-    gold = {k: np.array(v["gold"]) for k, v in cached["samples"].items()}
+    fresh = on_fresh_prompts(
+        seed_dir / "sft",
+        run_dir,
+        {"peak": peak["step"], "final": final["step"]},
+        task=task,
+        seed=seed,
+        num_prompts=config.overoptimization.num_prompts,
+        max_new_tokens=config.offline.eval.max_new_tokens,
+        mesh=mesh,
+        cache=run_dir / "fresh_peak_final.json",
+    )
+    gold = {k: v["gold"] for k, v in fresh.items()}
     drop = gold["peak"] - gold["final"]  # paired by prompt and sampling key
     return {
         "points": points,
@@ -295,8 +256,8 @@ def overoptimization_seed(config, task, mesh, seed: int, seed_dir: Path, run: Ru
             "sft_gold": float(gold["sft"].mean()),
             "peak_gold": float(gold["peak"].mean()),
             "final_gold": float(gold["final"].mean()),
-            "peak_kl": float(np.mean(cached["samples"]["peak"]["kl"])),
-            "final_kl": float(np.mean(cached["samples"]["final"]["kl"])),
+            "peak_kl": float(np.mean(fresh["peak"]["kl"])),
+            "final_kl": float(np.mean(fresh["final"]["kl"])),
             "drop": float(drop.mean()),
             "drop_se": standard_error(drop),
         },
@@ -355,76 +316,12 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 # Across seeds.
 
 
-def frontiers(config, runs: list[Run], seeds: dict) -> dict:
-    """Per method: the envelope points and gold at each budget per seed, whether each seed's
-    runs reached the budget, and the mean with its 95% interval."""
-    budgets = list(config.budgets)
+def method_runs(runs: list[Run]) -> dict[str, list[str]]:
+    """{method: the names of its runs}, methods in the order their first run is trained."""
     out = {}
-    for method in methods(runs):
-        names = [r.name for r in runs if r.method == method]
-        values, reached, envelopes = [], [], []
-        for result in seeds.values():
-            points = [p for n in names for p in result["trajectories"][n]]
-            # Every run starts at the SFT policy: KL 0 and its gold (re-evaluated, many prompts).
-            kl = [0.0] + [p["kl"] for p in points]
-            gold = [result["overoptimization"]["reevaluated"]["sft_gold"]]
-            gold += [p["gold"] for p in points]
-            values.append(frontier_at(kl, gold, budgets).tolist())
-            reached.append([max(kl) >= b for b in budgets])
-            envelopes.append([list(v) for v in upper_envelope(kl, gold)])
-        out[method] = {
-            "runs": names,
-            "budgets": budgets,
-            "per_seed": values,
-            "reached": np.all(reached, axis=0).tolist(),
-            "interval": [mean_interval(np.array(values)[:, j]) for j in range(len(budgets))],
-            "envelopes": envelopes,
-        }
+    for r in runs:
+        out.setdefault(r.method, []).append(r.name)
     return out
-
-
-def endings(runs: list[Run], seeds: dict) -> dict:
-    """Per method, the last evaluation of its runs (mean over its runs per seed, then over
-    seeds with a 95% interval): KL, gold, response length and the share ended with EOS; how
-    each method's policies end, next to the frontier that does not show it."""
-    out = {}
-    for method in methods(runs):
-        names = [r.name for r in runs if r.method == method]
-        per_seed = [
-            {k: np.mean([result["trajectories"][n][-1][k] for n in names]) for k in ENDING}
-            for result in seeds.values()
-        ]
-        out[method] = {k: mean_interval([row[k] for row in per_seed]) for k in ENDING}
-    return out
-
-
-def comparisons(front: dict, margin: float) -> dict:
-    """Every ordered pair of methods: first - second at each budget where both frontiers are
-    defined in every seed (a method whose runs stopped short of a budget counts with its best
-    gold within it: what it reached), and the verdict of `dominance` with non-inferiority
-    margin `margin`."""
-    out = {}
-    for a in front:
-        for b in front:
-            if a == b:
-                continue
-            values = np.asarray(front[a]["per_seed"]) - np.asarray(front[b]["per_seed"])
-            both = [i for i in range(values.shape[1]) if np.all(np.isfinite(values[:, i]))]
-            intervals = difference_intervals(front[a]["per_seed"], front[b]["per_seed"])
-            verdict = dominance(values[:, both], margin)
-            out[f"{a} vs {b}"] = {
-                "budgets_compared": [front[a]["budgets"][i] for i in both],
-                "difference": intervals,
-                "verdict": verdict,
-            }
-    return out
-
-
-def dominant(front: dict, pairs: dict) -> list[str]:
-    """The methods whose frontier dominates every other method's (by `dominance`)."""
-    return [
-        a for a in front if all(pairs[f"{a} vs {b}"]["verdict"] == "first" for b in front if b != a)
-    ]
 
 
 def turnover(seeds: dict) -> dict:
@@ -477,17 +374,9 @@ def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) ->
         )
         x, y = front[method]["envelopes"][0]
         left.plot(x, y, color=style["color"], linestyle=style["linestyle"], label=method)
-        mean = [m for m, _ in front[method]["interval"]]
-        half = [0.0 if np.isnan(h) else h for _, h in front[method]["interval"]]
-        right.errorbar(
-            np.array(config.budgets) * (1 + 0.03 * (i - len(front) / 2)),
-            mean,
-            yerr=half,
-            capsize=2,
-            markersize=4,
-            linewidth=1,
-            label=method,
-            **style,
+        x = np.array(config.budgets) * (1 + 0.03 * (i - len(front) / 2))
+        plots.intervals(
+            right, x, front[method]["interval"], markersize=4, linewidth=1, label=method, **style
         )
     cut = 2 * max(config.budgets)
     left.set_xlim(-0.02 * cut, cut)
@@ -579,20 +468,16 @@ def difference_table(front: dict, pairs: dict, reference: str) -> list[str]:
         "cross": "cross",
         "none": "not separated",
     }
-    lines = [
-        f"| {reference} minus | " + " | ".join(f"KL ≤ {b:g}" for b in budgets) + " | verdict |",
-        "|---|" + "---|" * len(budgets) + "---|",
-    ]
+    rows = []
     for other in front:
-        if other == reference:
-            continue
-        pair = pairs[f"{reference} vs {other}"]
-        cells = [
-            interval_text((m, h), 2) if b in pair["budgets_compared"] else "-"
-            for b, (m, h) in zip(budgets, pair["difference"])
-        ]
-        lines.append(f"| {other} | " + " | ".join(cells) + f" | {names[pair['verdict']]} |")
-    return lines
+        if other != reference:
+            pair = pairs[f"{reference} vs {other}"]
+            cells = [
+                interval_text(d, 2) if b in pair["budgets_compared"] else "-"
+                for b, d in zip(budgets, pair["difference"])
+            ]
+            rows.append([other, *cells, names[pair["verdict"]]])
+    return table([f"{reference} minus", *(f"KL ≤ {b:g}" for b in budgets), "verdict"], rows)
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
@@ -617,15 +502,13 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         f"Trimmed to fit the CPU budget: {trimmed(config)}",
         "",
-        "| method | runs | " + " | ".join(f"KL ≤ {b:g}" for b in budgets) + " |",
-        "|---|---|" + "---|" * len(budgets),
     ]
-    for method, f in front.items():
-        cells = [
-            interval_text((m, h), 2) + ("" if ok else " *")
-            for (m, h), ok in zip(f["interval"], f["reached"])
-        ]
-        lines.append(f"| {method} | {len(f['runs'])} | " + " | ".join(cells) + " |")
+    rows = [
+        [method, len(f["runs"])]
+        + [interval_text(v, 2) + ("" if ok else " *") for v, ok in zip(f["interval"], f["reached"])]
+        for method, f in front.items()
+    ]
+    lines += table(["method", "runs", *(f"KL ≤ {b:g}" for b in budgets)], rows)
     se = np.median(
         [p["gold_se"] for r in seeds.values() for t in r["trajectories"].values() for p in t]
     )
@@ -643,17 +526,15 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "seed, then over seeds ± 95% t-interval); ended: the share of responses that end with "
         "EOS rather than at the length cap (gold punishes a response that never ends):",
         "",
-        "| method | KL to SFT | gold | length | ended |",
-        "|---|---|---|---|---|",
     ]
-    for method, row in results["endings"].items():
-        cells = [interval_text(row[k], d) for k, d in zip(ENDING, (1, 2, 1, 2))]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    columns = list(zip(ENDING, (1, 2, 1, 2)))
+    rows = [[method, *intervals(row, columns)] for method, row in results["endings"].items()]
+    lines += table(["method", "KL to SFT", "gold", "length", "ended"], rows)
     lines += ["", "Ordering by mean gold within each budget:", ""]
     for j, b in enumerate(budgets):
         order = sorted(front, key=lambda m: -front[m]["interval"][j][0])
         lines.append(f"- KL ≤ {b:g}: " + " > ".join(order))
-    top = dominant(front, pairs)
+    top = results["dominant"]
     lines += [
         "",
         "Rule, stated before the run: A's frontier dominates B's when A - B (per seed, then "
@@ -677,18 +558,19 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{over.num_prompts} fresh held-out prompts with the same sampling key (paired), so the "
         "drop is not inflated by picking the maximum of noisy evaluations.",
         "",
-        "| seed | peak epoch | KL at peak | final KL | gold: SFT | peak | final "
-        "| peak - final (± 1.96 SE over prompts) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for seed, result in seeds.items():
         o = result["overoptimization"]
         r = o["reevaluated"]
-        lines.append(
-            f"| {seed} | {o['peak']['step'] / steps_per_epoch:.2f} | {r['peak_kl']:.1f} | "
-            f"{r['final_kl']:.1f} | {r['sft_gold']:.2f} | {r['peak_gold']:.2f} | "
-            f"{r['final_gold']:.2f} | {r['drop']:.2f} ± {1.96 * r['drop_se']:.2f} |"
+        rows.append(
+            [seed, f"{o['peak']['step'] / steps_per_epoch:.2f}"]
+            + [f"{r[k]:.1f}" for k in ("peak_kl", "final_kl")]
+            + [f"{r[k]:.2f}" for k in ("sft_gold", "peak_gold", "final_gold")]
+            + [f"{r['drop']:.2f} ± {1.96 * r['drop_se']:.2f}"]
         )
+    header = ["seed", "peak epoch", "KL at peak", "final KL", "gold: SFT", "peak", "final"]
+    lines += table([*header, "peak - final (± 1.96 SE over prompts)"], rows)
     lines += [
         "",
         "Peak minus final gold over seeds: "
@@ -708,14 +590,16 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     """The frontiers at the KL budgets, their pairwise comparisons, the dominant methods and
     the over-optimisation turn-over across seeds; the figures."""
     runs = runs_of(config)
-    front = frontiers(config, runs, seeds)
+    trajectories = [r["trajectories"] for r in seeds.values()]
+    start = [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
+    front = method_frontiers(method_runs(runs), trajectories, start, config.budgets)
     pairs = comparisons(front, config.non_inferiority_margin)
     figures(config, runs, seeds, front, workdir)
     return {
         "seeds": seeds,
         "frontiers": front,
         "comparisons": pairs,
-        "endings": endings(runs, seeds),
+        "endings": endings(method_runs(runs), trajectories, ENDING),
         "dominant": dominant(front, pairs),
         "overoptimization": turnover(seeds),
     }

@@ -33,20 +33,34 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alignax import logprobs
 from alignax.analysis import plots
+from alignax.analysis.kl_penalty import (
+    kl_tracking,
+    ptx_tradeoff,
+    rise_and_fall,
+    strictly_decreasing,
+)
 from alignax.analysis.policy_eval import (
     EVAL_SEED_OFFSET,
-    FRESH_SEED_OFFSET,
     evaluate_policy,
     held_out_draw,
+    on_fresh_prompts,
+    pretraining_nll,
     versus_sft,
 )
-from alignax.analysis.stats import interval_text, mean_interval, seed_means, win_rate
+from alignax.analysis.report import intervals, table
+from alignax.analysis.stats import (
+    interval_text,
+    mean_interval,
+    seed_mean_curve,
+    seed_means,
+    win_rate,
+)
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.metrics import logged_curve
 from alignax.models import ModelConfig
+from alignax.models.config import at_width
 from alignax.provenance import written_by
 from alignax.rl import describe_reward
 from alignax.sharding import make_mesh
@@ -60,11 +74,22 @@ from alignax.study import (
     wall_time_text,
 )
 from alignax.tasks import get_task
-from alignax.workdir import stage_fingerprint
+from alignax.workdir import cached_json, stage_fingerprint
 from alignax.workflows import ppo
 
 # The evaluation's held-out pretraining texts are drawn with seed + this.
 PRETRAINING_TEXT_OFFSET = 200
+# The columns of the report's policy table: (metric, digits).
+COLUMNS = (
+    ("gold_reward", 2),
+    ("gold_length_controlled", 2),
+    ("win_rate_vs_sft", 2),
+    ("kl_to_sft", 2),
+    ("pretraining_nll", 3),
+    ("alignment_tax", 3),
+    ("response_length", 1),
+    ("ended_with_eos", 2),
+)
 # The run whose gold should rise, peak and fall (A1): PPO at a fixed beta of 0.
 A1_RUN = "beta0"
 
@@ -72,30 +97,11 @@ A1_RUN = "beta0"
 # The plan: which models and PPO runs.
 
 
-def policy_model(model: ml_collections.ConfigDict, width: int) -> ml_collections.ConfigDict:
-    """`model` at d_model = `width`, with its head dimension and MLP ratio kept."""
-    out = model.copy_and_resolve_references()
-    head_dim = model.d_model // model.num_heads
-    if width % head_dim:
-        raise ValueError(
-            f"widths: {width} is not a multiple of the head dimension {head_dim} of config.model"
-        )
-    heads = width // head_dim
-    kv_ratio = model.num_heads // model.num_kv_heads
-    out.update(
-        d_model=width,
-        num_heads=heads,
-        num_kv_heads=max(1, heads // kv_ratio),
-        mlp_dim=model.mlp_dim * width // model.d_model,
-    )
-    return out
-
-
 def width_config(config, width: int) -> ml_collections.ConfigDict:
     """The experiment config with `model` at `width`: the parent of that width's stages."""
     out = config.copy_and_resolve_references()
     with out.unlocked():
-        out.model = policy_model(config.model, width)
+        out.model = at_width(config.model, width)
     return out
 
 
@@ -222,29 +228,22 @@ def seed_runs(config, seed: int) -> list[dict]:
 # Evaluation.
 
 
-def pretraining_nll(model, params, texts: dict) -> float:
-    """Per-token NLL of held-out pretraining-distribution texts (all scored tokens pooled)."""
-    logits = model.apply(params, texts["tokens"], texts["input_mask"], heads=("lm",))["logits"]
-    seq = logprobs.sequence_logps(logits, texts["tokens"], texts["loss_mask"])
-    return -jnp.sum(seq["sum"]) / jnp.maximum(jnp.sum(seq["count"]), 1.0)
-
-
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """policy key ('d<width>/<policy>') -> its `versus_sft` row (against the sweep width's SFT
-    policy) with pretraining_nll and alignment_tax; cached per seed."""
-    path = seed_dir / "evaluation.json"
-    runs, mesh = seed_runs(config, seed), make_mesh(config.mesh)
+    policy) with pretraining_nll and alignment_tax; cached per seed for exactly these stages at
+    exactly these checkpoints and configs."""
+    runs = seed_runs(config, seed)
     widths = sorted({r["width"] for r in runs} | {config.sweep_width})
     stages = [width_dir(seed_dir, w) / n for w in widths for n in ("pretrain", "sft")]
     stages += [width_dir(seed_dir, r["width"]) / "ppo" / r["name"] for r in runs]
-    # The cache holds for exactly these stages at exactly these checkpoints and configs.
-    fingerprints = {str(d): stage_fingerprint(d) for d in stages}
-    evaluation = json.loads(config.eval.to_json())
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if cached.get("stages") == fingerprints and cached.get("eval") == evaluation:
-            return cached["table"]
-    task = get_task(config.task_name, config.task)
+    fingerprints = {str(d.relative_to(seed_dir)): stage_fingerprint(d) for d in stages}
+    key = {"stages": fingerprints, "eval": config.eval.to_dict()}
+    measure = functools.partial(evaluation_table, config, seed, seed_dir, runs, widths)
+    return cached_json(seed_dir / "evaluation.json", key, measure)
+
+
+def evaluation_table(config, seed: int, seed_dir: Path, runs: list, widths: list) -> dict:
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + EVAL_SEED_OFFSET)
     texts = task.pretraining_dataset(
         config.eval.num_pretraining_texts, seed=seed + PRETRAINING_TEXT_OFFSET, split="eval"
@@ -276,7 +275,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
             result["pretraining_nll"] = float(nll(params))
             raw[f"d{width}/{name}"] = result
     rows = versus_sft(raw, reference=f"d{config.sweep_width}/sft")
-    table = {
+    return {
         key: {
             **rows[key],
             "pretraining_nll": r["pretraining_nll"],
@@ -285,36 +284,30 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         }
         for key, r in raw.items()
     }
-    path.write_text(
-        json.dumps({"stages": fingerprints, "eval": evaluation, "table": table}, indent=2)
-    )
-    return table
 
 
-def fresh_gold(config, workdir: Path, name: str, steps: tuple) -> list[dict]:
-    """Per seed, the gold reward per prompt of the SFT policy ('sft') and of PPO run `name`'s
-    policy at each of `steps` (None: its last checkpoint), the sweep width, one sample per prompt
-    of a fresh draw of held-out prompts with a fresh sampling key (paired): points chosen on the
-    evaluation, measured again where they were not chosen."""
+def fresh_gold(config, workdir: Path, name: str, steps: dict) -> list[dict]:
+    """Per seed, the gold reward per prompt of the SFT policy ('sft') and of PPO run `name` at
+    `steps` ({label: step}, None: its last checkpoint), the sweep width, on a fresh draw of
+    held-out prompts (`policy_eval.on_fresh_prompts`, cached in the run's directory)."""
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     out = []
     for seed in config.seeds:
         directory = width_dir(workdir / f"seed{seed}", config.sweep_width)
-        model, sft = load_stage_model(directory / "sft", heads=("lm",), mesh=mesh)
-        checkpoints = directory / "ppo" / name / "checkpoints"
-        policies = {"sft": sft}
-        for step in steps:
-            policies[step] = restore_params(checkpoints, {"policy": sft}, step=step)["policy"]
-        prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + FRESH_SEED_OFFSET)
-        max_new_tokens = config.eval.max_new_tokens
-        out.append(
-            {
-                label: evaluate_policy(
-                    model, params, task, prompts, rng, max_new_tokens=max_new_tokens
-                )["gold"]
-                for label, params in policies.items()
-            }
+        run_dir = directory / "ppo" / name
+        fresh = on_fresh_prompts(
+            directory / "sft",
+            run_dir,
+            steps,
+            task=task,
+            seed=seed,
+            num_prompts=config.eval.num_prompts,
+            max_new_tokens=config.eval.max_new_tokens,
+            mesh=mesh,
+            params_at="policy",
+            cache=run_dir / f"fresh_{'_'.join(steps)}.json",
         )
+        out.append({label: r["gold"] for label, r in fresh.items()})
     return out
 
 
@@ -326,86 +319,8 @@ def run_curves(run_dir: Path) -> dict:
     return {"eval": logged_curve(run_dir, evals), "train": logged_curve(run_dir, train)}
 
 
-def seed_mean_curve(curves: list[list[dict]], keys: tuple[str, ...]) -> list[dict]:
-    """Pointwise mean and 95% t-interval over seeds of curves logged at the same steps (steps
-    missing from some seed are dropped)."""
-    steps = sorted(set.intersection(*({p["step"] for p in c} for c in curves)))
-    by_step = [{p["step"]: p for p in c} for c in curves]
-    out = []
-    for step in steps:
-        row = {"step": step}
-        for key in keys:
-            mean, half = mean_interval([c[step][key] for c in by_step])
-            row[key], row[f"{key}_ci"] = mean, half
-        out.append(row)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # Criteria (pure functions of the numbers; tests/test_instructgpt.py).
-
-
-def hump(gold_by_seed: np.ndarray, se_by_seed: np.ndarray | None = None) -> dict:
-    """Gold [seeds, points] along training: the peak of the seed-mean curve, and the paired
-    drop from it to the end per seed, with its 95% t-interval. With the evaluations' standard
-    errors (same shape), also the number of seeds whose own drop exceeds 1.96 times
-    sqrt(SE_peak^2 + SE_end^2) (conservative: both are evaluated on the same prompts)."""
-    gold_by_seed = np.asarray(gold_by_seed, np.float64)
-    mean = gold_by_seed.mean(0)
-    peak = int(np.argmax(mean))
-    drops = gold_by_seed[:, peak] - gold_by_seed[:, -1]
-    drop, half = mean_interval(drops)
-    seeds_falling = None
-    if se_by_seed is not None:
-        se = np.asarray(se_by_seed, np.float64)
-        seeds_falling = int(np.sum(drops - 1.96 * np.hypot(se[:, peak], se[:, -1]) > 0))
-    return {
-        "seeds_falling": seeds_falling,
-        "peak_index": peak,
-        "interior_peak": 0 < peak < len(mean) - 1,
-        "rise": float(mean[peak] - mean[0]),
-        "drop": drop,
-        "drop_ci": half,
-        # A single seed has no interval: then the drop only has to be positive.
-        "falls": bool(drop - (0.0 if np.isnan(half) else half) > 0),
-    }
-
-
-def strictly_decreasing(values) -> bool:
-    return bool(np.all(np.diff(np.asarray(values, np.float64)) < 0))
-
-
-def within(value: float, target: float, tolerance: float) -> bool:
-    return abs(value / target - 1.0) <= tolerance
-
-
-def ptx_tradeoff(
-    tax: dict, win_rates: dict, *, min_tax_cut: float, max_win_rate_drop: float
-) -> dict:
-    """Per gamma > 0 against gamma = 0, from per-seed values ({gamma: [one per seed]}, the seeds
-    in one order): the share of the mean alignment tax removed, 1 - tax(gamma) / tax(0), and the
-    win-rate points lost, win(0) - win(gamma) paired by seed, with its 95% t-interval. A gamma is
-    'ok' when it removes >= `min_tax_cut` and the whole interval of the loss lies at or below
-    `max_win_rate_drop` (non-inferiority: with one seed there is no interval, so never);
-    'pass' when some gamma is."""
-    base_tax = float(np.mean(tax[0.0]))
-    if base_tax <= 0:
-        raise ValueError(f"PPO without ptx has no alignment tax ({base_tax:.4f}) to cut")
-    rows = {}
-    for gamma in sorted(tax):
-        if gamma <= 0:
-            continue
-        drop, half = mean_interval(np.asarray(win_rates[0.0]) - np.asarray(win_rates[gamma]))
-        cut = 1.0 - float(np.mean(tax[gamma])) / base_tax
-        rows[gamma] = {
-            "tax_cut": cut,
-            "win_rate_drop": drop,
-            "win_rate_drop_half_width": half,
-            "ok": bool(
-                cut >= min_tax_cut and np.isfinite(half) and drop + half <= max_win_rate_drop
-            ),
-        }
-    return {"by_gamma": rows, "pass": any(r["ok"] for r in rows.values())}
 
 
 def criteria(config, table: dict, curves: dict, seeds: dict, fresh_gold) -> dict:
@@ -417,37 +332,26 @@ def criteria(config, table: dict, curves: dict, seeds: dict, fresh_gold) -> dict
     sweep = f"d{config.sweep_width}"
     out = {}
     if A1_RUN in curves:
-        out["A1"] = rise_and_fall(curves[A1_RUN], functools.partial(fresh_gold, A1_RUN))
+        evals = [c["eval"] for c in curves[A1_RUN]]
+        out["A1"] = rise_and_fall(evals, functools.partial(fresh_gold, A1_RUN))
     # A2: a larger fixed beta ends at a lower KL (held-out evaluation, mean over seeds).
     betas = sorted(s.fixed_betas)
     final_kl = [table[f"{sweep}/beta{b:g}"]["kl_to_sft"][0] for b in betas]
-    out["A2"] = {
-        "betas": betas,
-        "final_kl": final_kl,
-        "pass": strictly_decreasing(final_kl),
-    }
-    # A3: the adaptive controller holds KL within `kl_tolerance` of its target after warm-up:
-    # its own measurement (training rollouts, mean over steps past warm-up) and the held-out KL.
-    a3 = {}
-    for target in s.kl_targets:
-        runs = curves[f"target{target:g}"]
-        last = max(p["step"] for p in runs[0]["train"])
-        warm = config.criteria.kl_warmup_fraction * last
-        rollout = float(
-            np.mean([np.mean([p["kl"] for p in r["train"] if p["step"] > warm]) for r in runs])
+    out["A2"] = {"betas": betas, "final_kl": final_kl, "pass": strictly_decreasing(final_kl)}
+    # A3: the adaptive controller holds KL within `kl_tolerance` of its target after warm-up.
+    a3 = {
+        f"{t:g}": kl_tracking(
+            [c["train"] for c in curves[f"target{t:g}"]],
+            table[f"{sweep}/target{t:g}"]["kl_to_sft"][0],
+            t,
+            tolerance=c.kl_tolerance,
+            warmup_fraction=c.kl_warmup_fraction,
         )
-        held_out = table[f"{sweep}/target{target:g}"]["kl_to_sft"][0]
-        a3[f"{target:g}"] = {
-            "rollout_kl_after_warmup": rollout,
-            "held_out_final_kl": held_out,
-            "rollout_error": rollout / target - 1.0,
-            "held_out_error": held_out / target - 1.0,
-            "ok": within(rollout, target, c.kl_tolerance)
-            and within(held_out, target, c.kl_tolerance),
-        }
+        for t in s.kl_targets
+    }
     out["A3"] = {
         "targets": a3,
-        "warmup_steps": config.criteria.kl_warmup_fraction,
+        "warmup_steps": c.kl_warmup_fraction,
         "pass": all(v["ok"] for v in a3.values()),
     }
     # A4: the best PPO run (fixed or adaptive KL, no ptx) against SFT, chosen on the evaluation
@@ -456,7 +360,7 @@ def criteria(config, table: dict, curves: dict, seeds: dict, fresh_gold) -> dict
     best = max(candidates, key=lambda r: candidates[r]["win_rate_vs_sft"][0])
     win, half = candidates[best]["win_rate_vs_sft"]
     fresh, fresh_half = mean_interval(
-        [win_rate(g[None], g["sft"]) for g in fresh_gold(best, (None,))]
+        [win_rate(g["final"], g["sft"]) for g in fresh_gold(best, {"final": None})]
     )
     out["A4"] = {
         "best_run": best,
@@ -488,41 +392,6 @@ def criteria(config, table: dict, curves: dict, seeds: dict, fresh_gold) -> dict
     return out
 
 
-def rise_and_fall(runs: list[dict], fresh_gold) -> dict:
-    """A1: at beta = 0 the held-out gold rises, peaks inside the run and falls by the end. The
-    peak is chosen on the evaluations (`runs`: one curve per seed); the rise from SFT to it and
-    the fall from it to the end are measured again on fresh prompts, `fresh_gold(steps)` (per
-    seed, gold per prompt of 'sft' and of each step), paired by prompt and over seeds."""
-    gold = np.array([[p["gold"] for p in run["eval"]] for run in runs])
-    gold_se = np.array([[p["gold_se"] for p in run["eval"]] for run in runs])
-    proxy = np.array([[p["proxy"] for p in run["eval"]] for run in runs]).mean(0)
-    h = hump(gold, gold_se)
-    steps = [p["step"] for p in runs[0]["eval"]]
-    peak, final = steps[h["peak_index"]], steps[-1]
-    out = {
-        **h,
-        "peak_step": peak,
-        "final_step": final,
-        "proxy_rises_past_peak": bool(proxy[-1] > proxy[h["peak_index"]]),
-        "pass": False,
-    }
-    if not h["interior_peak"]:
-        return out
-    fresh = fresh_gold((peak, final))
-    rise = mean_interval([np.mean(g[peak] - g["sft"]) for g in fresh])
-    drop = mean_interval([np.mean(g[peak] - g[final]) for g in fresh])
-    # A single seed has no interval: then the drop only has to be positive.
-    falls = bool(drop[0] - np.nan_to_num(drop[1]) > 0)
-    return {
-        **out,
-        "fresh_rise": rise[0],
-        "fresh_rise_ci": rise[1],
-        "fresh_drop": drop[0],
-        "fresh_drop_ci": drop[1],
-        "pass": bool(rise[0] > 0 and falls),
-    }
-
-
 def _names(config, groups: tuple[str, ...]) -> list[str]:
     return [
         r["name"]
@@ -551,43 +420,31 @@ def collapse_samples(run_dir: Path, num_texts: int) -> dict[str, dict]:
 
 
 def num_params(config, width: int) -> int:
-    return ModelConfig.from_config(policy_model(config.model, width)).num_params()
+    return ModelConfig.from_config(at_width(config.model, width)).num_params()
 
 
 def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
     s = config.sweep
-    sweep = f"d{config.sweep_width}"
     fig, axes = plots.subplots(1, 3, figsize=(13, 3.6))
     groups = [(f"beta{b:g}", f"beta = {b:g}") for b in s.fixed_betas]
     groups += [(f"target{t:g}", f"adaptive, target {t:g}") for t in s.kl_targets]
+    sqrt_kl = "sqrt(KL(pi || pi_SFT)) (nats^1/2)"
     for i, (name, label) in enumerate(groups):
         color = plots.series_color(i)
         style = "o-" if name.startswith("beta") else "s--"
         ev = mean_curves[name]["eval"]
         d = np.sqrt(np.maximum([p["kl"] for p in ev], 0.0))
         for ax, key in zip(axes[:2], ("gold", "proxy")):
-            ax.errorbar(
-                d,
-                [p[key] for p in ev],
-                yerr=np.nan_to_num([p[f"{key}_ci"] for p in ev]),
-                fmt=style,
-                color=color,
-                markersize=3,
-                capsize=2,
-                label=label,
-            )
+            points = [(p[key], p[f"{key}_ci"]) for p in ev]
+            plots.intervals(ax, d, points, fmt=style, color=color, markersize=3, label=label)
         tr = mean_curves[name]["train"]
         axes[2].plot([p["step"] for p in tr], [p["kl"] for p in tr], style[1:], color=color)
         axes[2].plot([], [], style, color=color, label=label)
         if name.startswith("target"):
             axes[2].axhline(float(name[len("target") :]), color=color, linewidth=0.6, alpha=0.6)
-    axes[0].set(
-        xlabel="sqrt(KL(pi || pi_SFT)) (nats^1/2)",
-        ylabel="gold reward (held-out)",
-        title="Gold",
-    )
+    axes[0].set(xlabel=sqrt_kl, ylabel="gold reward (held-out)", title="Gold")
     axes[1].set(
-        xlabel="sqrt(KL(pi || pi_SFT)) (nats^1/2)",
+        xlabel=sqrt_kl,
         ylabel="proxy reward (normalised on SFT samples)",
         title="Proxy (reward model)",
     )
@@ -602,15 +459,11 @@ def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
 
     fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
     gammas = sorted({0.0, *map(float, s.ptx_coefs)})
-    rows = [combined[f"{sweep}/{ptx_name(s.ptx_base, g)}"] for g in gammas]
+    rows = [combined[f"d{config.sweep_width}/{ptx_name(s.ptx_base, g)}"] for g in gammas]
     x = np.arange(len(gammas))
-    left.bar(
-        x,
-        [r["alignment_tax"][0] for r in rows],
-        yerr=np.nan_to_num([r["alignment_tax"][1] for r in rows]),
-        capsize=3,
-        color=plots.PALETTE[3],
-    )
+    tax = [r["alignment_tax"] for r in rows]
+    halves = np.nan_to_num([h for _, h in tax])
+    left.bar(x, [m for m, _ in tax], yerr=halves, capsize=3, color=plots.PALETTE[3])
     left.set_xticks(x, [f"{g:g}" for g in gammas])
     left.set(
         xlabel="ptx coefficient gamma",
@@ -618,14 +471,13 @@ def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
         title="Alignment tax (held-out pretraining text)",
     )
     for i, (g, r) in enumerate(zip(gammas, rows)):
-        right.errorbar(
-            r["alignment_tax"][0],
-            r["win_rate_vs_sft"][0],
-            xerr=np.nan_to_num(r["alignment_tax"][1]),
-            yerr=np.nan_to_num(r["win_rate_vs_sft"][1]),
+        plots.intervals(
+            right,
+            [r["alignment_tax"][0]],
+            [r["win_rate_vs_sft"]],
+            xerr=np.nan_to_num([r["alignment_tax"][1]]),
             fmt="o",
             color=plots.series_color(i),
-            capsize=2,
             label=f"gamma = {g:g}",
         )
     right.set(
@@ -652,16 +504,10 @@ def size_figure(config, combined: dict, workdir: Path) -> None:
     widths = sorted(config.widths)
     params = [num_params(config, w) for w in widths]
     for i, (name, label) in enumerate(size_axis_policies(config)):
-        points = [combined.get(f"d{w}/{name}") for w in widths]
-        ax.errorbar(
-            [p for p, r in zip(params, points) if r],
-            [r["win_rate_vs_sft"][0] for r in points if r],
-            yerr=np.nan_to_num([r["win_rate_vs_sft"][1] for r in points if r]),
-            fmt="o-",
-            color=plots.series_color(i),
-            capsize=2,
-            label=label,
-        )
+        have = [(p, combined.get(f"d{w}/{name}")) for p, w in zip(params, widths)]
+        have = [(p, r) for p, r in have if r]
+        x, points = [p for p, _ in have], [r["win_rate_vs_sft"] for _, r in have]
+        plots.intervals(ax, x, points, fmt="o-", color=plots.series_color(i), label=label)
     ax.set_xscale("log")
     ax.set(
         xlabel="policy parameters",
@@ -674,28 +520,81 @@ def size_figure(config, combined: dict, workdir: Path) -> None:
 
 def size_table(config, combined: dict) -> list[str]:
     """The report's size table: a row per width that has base, SFT, PPO and PPO-ptx."""
-    names = [name for name, _ in size_axis_policies(config)]
-    lines = [
-        "Win rate against SFT by policy size (InstructGPT figure 1):",
-        "",
-        "| d_model (params) | base | SFT | PPO | PPO-ptx | alignment tax PPO / PPO-ptx |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for width in sorted(config.widths):
-        row = [combined.get(f"d{width}/{n}") for n in names]
-        if any(r is None for r in row):
-            continue
-        lines.append(
-            f"| {width} ({num_params(config, width) / 1e3:.0f}k) | "
-            + " | ".join(interval_text(r["win_rate_vs_sft"], 2) for r in row)
-            + f" | {interval_text(row[2]['alignment_tax'], 3)} / "
-            f"{interval_text(row[3]['alignment_tax'], 3)} |"
+        row = [combined.get(f"d{width}/{n}") for n, _ in size_axis_policies(config)]
+        if all(row):
+            taxes = " / ".join(interval_text(r["alignment_tax"], 3) for r in row[2:])
+            wins = [interval_text(r["win_rate_vs_sft"], 2) for r in row]
+            rows.append([f"{width} ({num_params(config, width) / 1e3:.0f}k)", *wins, taxes])
+    header = ("d_model (params)", "base", "SFT", "PPO", "PPO-ptx", "alignment tax PPO / PPO-ptx")
+    intro = ["Win rate against SFT by policy size (InstructGPT figure 1):", ""]
+    return intro + table(header, rows)
+
+
+def criteria_rows(config, result: dict) -> list[tuple[str, str]]:
+    """(criterion, outcome) of A1-A4 and PTX for the report."""
+    c, rows = config.criteria, []
+    if "A1" in result:
+        a1 = result["A1"]
+        fresh = (
+            f"; on fresh prompts it rises "
+            f"{interval_text((a1['fresh_rise'], a1['fresh_rise_ci']), 2, signed=True)} from SFT "
+            f"to that step and falls {interval_text((a1['fresh_drop'], a1['fresh_drop_ci']), 2)}"
+            " (paired over seeds)"
+            if "fresh_drop" in a1
+            else "; no interior peak to evaluate again"
         )
-    return lines
+        rows.append(
+            (
+                "A1 gold rises then falls at beta = 0",
+                f"{verdict(a1['pass'])}: on the evaluations it rises {a1['rise']:+.2f} to its "
+                f"peak at step {a1['peak_step']}, then falls "
+                f"{interval_text((a1['drop'], a1['drop_ci']), 2)} (paired over seeds) by step "
+                f"{a1['final_step']}{fresh}; within seeds, {a1['seeds_falling']} of "
+                f"{len(config.seeds)} fall by more than 1.96 SE; proxy rises past the peak: "
+                f"{a1['proxy_rises_past_peak']}",
+            )
+        )
+    a2, a3, a4, ptx = (result[k] for k in ("A2", "A3", "A4", "PTX"))
+    a3_text = "; ".join(
+        f"target {t}: rollouts {v['rollout_kl_after_warmup']:.2f} ({v['rollout_error']:+.0%}), "
+        f"held-out {v['held_out_final_kl']:.2f} ({v['held_out_error']:+.0%})"
+        for t, v in a3["targets"].items()
+    )
+    ptx_text = "; ".join(
+        f"gamma {g:g}: tax cut {v['tax_cut']:.0%}, win rate "
+        + interval_text((-100 * v["win_rate_drop"], 100 * v["win_rate_drop_half_width"]), 1, True)
+        + " points"
+        for g, v in ptx["by_gamma"].items()
+    )
+    kls = ", ".join(f"beta {b:g}: {k:.2f}" for b, k in zip(a2["betas"], a2["final_kl"]))
+    fresh_win = interval_text((a4["fresh_win_rate"], a4["fresh_win_rate_ci"]), 2)
+    return rows + [
+        ("A2 larger beta, lower final KL", f"{verdict(a2['pass'])}: {kls} nats"),
+        (
+            f"A3 adaptive KL within {c.kl_tolerance:.0%} of target after warm-up (first "
+            f"{c.kl_warmup_fraction:.0%} of steps)",
+            f"{verdict(a3['pass'])}: {a3_text}",
+        ),
+        (
+            f"A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate (chosen on the "
+            "evaluation, judged on fresh prompts)",
+            f"{verdict(a4['pass'])}: {a4['best_run']} {fresh_win} on fresh prompts "
+            f"({interval_text((a4['win_rate'], a4['win_rate_ci']), 2)} on the evaluation that "
+            "chose it)",
+        ),
+        (
+            f"PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} while the 95% interval of the "
+            f"win rate lost (paired by seed) stays within {c.max_win_rate_drop * 100:.0f} points",
+            f"{verdict(ptx['pass'])}: tax of {config.sweep.ptx_base} {ptx['tax'][0.0]:.3f} "
+            f"nats/token; {ptx_text}",
+        ),
+    ]
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
-    s, c = config.sweep, config.criteria
+    s = config.sweep
     combined, result, samples = results["combined"], results["criteria"], results["samples"]
     sweep = f"d{config.sweep_width}"
     seeds = ", ".join(map(str, config.seeds))
@@ -725,75 +624,13 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         + describe_reward(config.stages.ppo.ppo)
         + " Mean over seeds ± 95% t-interval.",
         "",
-        "| policy | gold reward | gold at SFT's length | win rate vs SFT | KL to SFT (nats) | "
-        "pretraining NLL | alignment tax | length | ended |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    order = ["base", "sft"] + [
-        r["name"] for r in ppo_plan(config) if r["width"] == config.sweep_width
-    ]
-    for name in order:
-        r = combined[f"{sweep}/{name}"]
-        lines.append(
-            f"| {name} | {interval_text(r['gold_reward'], 2)} | "
-            f"{interval_text(r['gold_length_controlled'], 2)} | "
-            f"{interval_text(r['win_rate_vs_sft'], 2)} | "
-            f"{interval_text(r['kl_to_sft'], 2)} | {interval_text(r['pretraining_nll'], 3)} | "
-            f"{interval_text(r['alignment_tax'], 3)} | {interval_text(r['response_length'], 1)} | "
-            f"{interval_text(r['ended_with_eos'], 2)} |"
-        )
+    order = ["base", "sft"] + _names(config, ("fixed", "adaptive", "ptx"))
+    header = ("policy", "gold reward", "gold at SFT's length", "win rate vs SFT")
+    header += ("KL to SFT (nats)", "pretraining NLL", "alignment tax", "length", "ended")
+    lines += table(header, ([n, *intervals(combined[f"{sweep}/{n}"], COLUMNS)] for n in order))
     lines += ["", *size_table(config, combined)]
-    a3 = result["A3"]["targets"]
-    a3_text = "; ".join(
-        f"target {t}: rollouts {v['rollout_kl_after_warmup']:.2f} ({v['rollout_error']:+.0%}), "
-        f"held-out {v['held_out_final_kl']:.2f} ({v['held_out_error']:+.0%})"
-        for t, v in a3.items()
-    )
-    ptx = result["PTX"]
-    ptx_text = "; ".join(
-        f"gamma {g:g}: tax cut {v['tax_cut']:.0%}, win rate "
-        + interval_text((-100 * v["win_rate_drop"], 100 * v["win_rate_drop_half_width"]), 1, True)
-        + " points"
-        for g, v in ptx["by_gamma"].items()
-    )
-    a2 = result["A2"]
-    lines += ["", "| criterion | outcome |", "|---|---|"]
-    if "A1" in result:
-        a1 = result["A1"]
-        fresh = (
-            f"; on fresh prompts it rises "
-            f"{interval_text((a1['fresh_rise'], a1['fresh_rise_ci']), 2, signed=True)} from SFT "
-            f"to that step and falls {interval_text((a1['fresh_drop'], a1['fresh_drop_ci']), 2)}"
-            " (paired over seeds)"
-            if "fresh_drop" in a1
-            else "; no interior peak to evaluate again"
-        )
-        lines.append(
-            f"| A1 gold rises then falls at beta = 0 | {verdict(a1['pass'])}: on the evaluations "
-            f"it rises {a1['rise']:+.2f} to its peak at step {a1['peak_step']}, then falls "
-            f"{interval_text((a1['drop'], a1['drop_ci']), 2)} (paired over seeds) by step "
-            f"{a1['final_step']}{fresh}; "
-            f"within seeds, {a1['seeds_falling']} of {len(config.seeds)} fall by more than 1.96 "
-            f"SE; proxy rises past the peak: {a1['proxy_rises_past_peak']} |"
-        )
-    lines += [
-        f"| A2 larger beta, lower final KL | {verdict(a2['pass'])}: "
-        + ", ".join(f"beta {b:g}: {k:.2f}" for b, k in zip(a2["betas"], a2["final_kl"]))
-        + " nats |",
-        f"| A3 adaptive KL within {c.kl_tolerance:.0%} of target after warm-up (first "
-        f"{c.kl_warmup_fraction:.0%} of steps) | {verdict(result['A3']['pass'])}: {a3_text} |",
-        f"| A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate (chosen on the "
-        "evaluation, judged on fresh prompts) | "
-        f"{verdict(result['A4']['pass'])}: {result['A4']['best_run']} "
-        f"{interval_text((result['A4']['fresh_win_rate'], result['A4']['fresh_win_rate_ci']), 2)}"
-        " on fresh prompts ("
-        f"{interval_text((result['A4']['win_rate'], result['A4']['win_rate_ci']), 2)} on the "
-        "evaluation that chose it) |",
-        f"| PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} while the 95% interval of the "
-        f"win rate lost (paired by seed) stays within {c.max_win_rate_drop * 100:.0f} points | "
-        f"{verdict(ptx['pass'])}: tax of "
-        f"{s.ptx_base} {ptx['tax'][0.0]:.3f} nats/token; {ptx_text} |",
-    ]
+    lines += ["", *table(("criterion", "outcome"), criteria_rows(config, result))]
     if samples:
         lines += [
             "",

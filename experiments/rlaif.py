@@ -304,16 +304,9 @@ def figure(rows: list[dict], workdir: Path) -> None:
             )
         x = [r["percent"] for r in mine]
         for ax, key in zip(axes, ("gold_reward", "label_gold_agreement")):
-            ax.errorbar(
-                x,
-                [r[key][0] for r in mine],
-                yerr=[0.0 if not np.isfinite(r[key][1]) else r[key][1] for r in mine],
-                fmt="o-",
-                color=plots.series_color(i),
-                capsize=2,
-                markersize=3,
-                label=f"{routing} human labels",
-            )
+            label, color = f"{routing} human labels", plots.series_color(i)
+            points = [r[key] for r in mine]
+            plots.intervals(ax, x, points, fmt="o-", color=color, markersize=3, label=label)
     for ax, label in zip(axes, ("gold reward of the DPO policy", "labels agreeing with gold")):
         ax.set_xscale("symlog", linthresh=1.0)
         ax.set(xlabel="human-label budget (% of pairs)", ylabel=label)

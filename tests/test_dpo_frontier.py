@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 
 from alignax.analysis.frontier import (
+    comparisons,
     difference_intervals,
     dominance,
+    endings,
     frontier_at,
+    method_frontiers,
     peak_and_final,
     upper_envelope,
 )
@@ -105,7 +108,7 @@ def test_peak_and_final_take_the_first_highest_gold_and_the_last_point():
 def test_plan_has_every_method_and_one_long_dpo_run():
     config = config_module.get_config("default")
     runs = frontier.runs_of(config)
-    assert set(frontier.methods(runs)) == {
+    assert set(frontier.method_runs(runs)) == {
         "DPO",
         "IPO",
         "cDPO",
@@ -173,8 +176,25 @@ def test_comparisons_use_every_budget_where_both_frontiers_are_defined():
     # compared, the first is not.
     a = {"budgets": [1, 2, 4], "per_seed": [[1.0, 1.2, 1.5], [1.1, 1.3, 1.6]]}
     b = {"budgets": [1, 2, 4], "per_seed": [[np.nan, 1.0, 1.0], [0.9, 1.1, 1.1]]}
-    pairs = frontier.comparisons({"A": a, "B": b}, margin=0.1)
+    pairs = comparisons({"A": a, "B": b}, margin=0.1)
     assert pairs["A vs B"]["budgets_compared"] == [2, 4]
     assert pairs["A vs B"]["verdict"] == "first" and pairs["B vs A"]["verdict"] == "second"
     rows = frontier.difference_table({"A": a, "B": b}, pairs, "A")
     assert rows[-1].startswith("| B | - | 0.20 ± 0.00 | 0.50 ± 0.00 | A dominates")
+
+
+def test_method_frontiers_pool_a_methods_runs_and_start_at_the_sft_point():
+    """One method of two runs over two seeds; each seed's frontier is the envelope of both runs'
+    points and (0, the start's gold); endings average the runs' last points, then the seeds."""
+    seeds = [
+        {"a": [{"kl": 2.0, "gold": 1.0}], "b": [{"kl": 4.0, "gold": 1.2}]},
+        {"a": [{"kl": 2.0, "gold": 0.6}], "b": [{"kl": 1.0, "gold": 0.8}]},
+    ]
+    front = method_frontiers({"M": ["a", "b"]}, seeds, [0.0, 0.4], budgets=[1, 2, 8])["M"]
+    # Seed 0: envelope (0, 0), (2, 1.0), (4, 1.2): 0.5 at KL 1, 1.0 at 2, 1.2 within 8.
+    # Seed 1: (0, 0.4), (1, 0.8), then (2, 0.6) falls: 0.8 at 1, 0.8 within 2 and 8.
+    np.testing.assert_allclose(front["per_seed"], [[0.5, 1.0, 1.2], [0.8, 0.8, 0.8]])
+    assert front["reached"] == [True, True, False]
+    assert front["interval"][0] == mean_interval([0.5, 0.8])
+    ends = endings({"M": ["a", "b"]}, seeds, ("kl", "gold"))["M"]
+    assert ends["kl"] == mean_interval([3.0, 1.5]) and ends["gold"][0] == pytest.approx(0.9)

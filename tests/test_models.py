@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from alignax import logprobs
 from alignax.models import ModelConfig, build_model, default_model_config, transplant_backbone
+from alignax.models.config import at_width
 from tests.helpers import pad_rows, tiny_config, tiny_model
 
 VARIANTS = {
@@ -241,3 +242,17 @@ def test_unknown_remat_policy_is_refused_by_key():
     config.remat_policy = "everything"
     with pytest.raises(ValueError, match="model.remat_policy='everything'"):
         build_model(config)
+
+
+def test_at_width_keeps_head_dimension_kv_ratio_and_mlp_ratio():
+    model = default_model_config()  # d_model 64, 4 heads of 16, mlp 256
+    model.num_kv_heads = 2
+    for width in (32, 128):
+        m = at_width(model, width)
+        assert m.d_model == width and m.d_model // m.num_heads == 16
+        assert m.num_heads // m.num_kv_heads == 2
+        assert m.mlp_dim * model.d_model == model.mlp_dim * width
+    assert at_width(model, 16).num_kv_heads == 1  # one head: at least one key/value head
+    assert at_width(model, 64).to_dict() == model.to_dict()
+    with pytest.raises(ValueError, match="head dimension 16"):
+        at_width(model, 40)

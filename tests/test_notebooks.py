@@ -153,7 +153,7 @@ def dpo_frontier_run(tmp_path_factory):
     summary = dpo_frontier.run(config, workdir)
     results = json.loads((workdir / "results.json").read_text())
     runs = dpo_frontier.runs_of(config)
-    assert set(results["frontiers"]) == set(dpo_frontier.methods(runs))
+    assert set(results["frontiers"]) == set(dpo_frontier.method_runs(runs))
     long_run = f"dpo_beta{config.overoptimization.beta:g}"
     for seed in results["seeds"].values():
         for run in runs:

@@ -21,6 +21,7 @@ from alignax.workdir import (
     accumulate_timings,
     cache_digest,
     cache_is_current,
+    cached_json,
     config_changes_allowed,
     discard_unused_workdirs_on_error,
     record_cache_key,
@@ -162,3 +163,23 @@ def test_a_record_of_an_older_fingerprint_format_is_checked_by_its_step(tmp_path
     _stage(tmp_path / "sft", _config(), step=3, allow_config_change=True)
     with pytest.raises(StaleUpstreamError, match="at step 2"):
         setup(_config(init_from=str(tmp_path / "sft")), tmp_path / "ppo")
+
+
+def test_cached_json_reads_back_for_its_key_and_refuses_another(tmp_path):
+    path, calls = tmp_path / "cache.json", []
+
+    def compute(value):
+        calls.append(value)
+        return {"value": value}
+
+    key = {"run": {"step": 3}, "steps": (1, 2)}  # a tuple keys like the list JSON gives back
+    assert cached_json(path, key, lambda: compute(1)) == {"value": 1}
+    same = {"run": {"step": 3}, "steps": [1, 2]}
+    assert cached_json(path, same, lambda: compute(2)) == {"value": 1}
+    other = {"run": {"step": 4}, "steps": [1, 2]}
+    with pytest.raises(ConfigChangedError, match="run.step"):
+        cached_json(path, other, lambda: compute(3))
+    with config_changes_allowed(True):
+        assert cached_json(path, other, lambda: compute(3)) == {"value": 3}
+    assert calls == [1, 3]
+    assert cached_json(path, other, lambda: compute(4)) == {"value": 3}

@@ -100,3 +100,71 @@ def peak_and_final(points: list[dict]) -> tuple[dict, dict]:
     """The evaluated step with the highest gold (the first of equals) and the last one."""
     gold = [p["gold"] for p in points]
     return points[int(np.argmax(gold))], points[-1]
+
+
+def method_frontiers(
+    methods: dict[str, list[str]], trajectories: list[dict], start_gold: list[float], budgets
+) -> dict:
+    """Per method ({method: its run names}), from every seed's `trajectories` ({run name: its
+    evaluations, points with kl and gold}) and the gold of the policy every run starts from
+    (KL 0, one per seed): the envelope points and the frontier at `budgets` per seed, whether
+    every seed's runs reached each budget, and the mean over seeds with its 95% interval."""
+    budgets = list(budgets)
+    out = {}
+    for method, names in methods.items():
+        values, reached, envelopes = [], [], []
+        for runs, start in zip(trajectories, start_gold):
+            points = [p for n in names for p in runs[n]]
+            kl, gold = [0.0] + [p["kl"] for p in points], [start] + [p["gold"] for p in points]
+            values.append(frontier_at(kl, gold, budgets).tolist())
+            reached.append([max(kl) >= b for b in budgets])
+            envelopes.append([list(v) for v in upper_envelope(kl, gold)])
+        out[method] = {
+            "runs": names,
+            "budgets": budgets,
+            "per_seed": values,
+            "reached": np.all(reached, axis=0).tolist(),
+            "interval": [mean_interval(np.array(values)[:, j]) for j in range(len(budgets))],
+            "envelopes": envelopes,
+        }
+    return out
+
+
+def endings(methods: dict[str, list[str]], trajectories: list[dict], fields) -> dict:
+    """Per method, the last evaluation of its runs (mean over its runs per seed, then over seeds
+    with a 95% interval) of each of `fields`: how its policies end, next to the frontier that
+    does not show it."""
+    out = {}
+    for method, names in methods.items():
+        per_seed = [
+            {k: np.mean([runs[n][-1][k] for n in names]) for k in fields} for runs in trajectories
+        ]
+        out[method] = {k: mean_interval([row[k] for row in per_seed]) for k in fields}
+    return out
+
+
+def comparisons(front: dict, margin: float) -> dict:
+    """Every ordered pair of `method_frontiers`: first - second at each budget where both are
+    defined in every seed (a method whose runs stopped short of a budget counts with its best
+    gold within it: what it reached), their 95% intervals, and the verdict of `dominance` with
+    non-inferiority margin `margin`."""
+    out = {}
+    for a in front:
+        for b in front:
+            if a == b:
+                continue
+            values = np.asarray(front[a]["per_seed"]) - np.asarray(front[b]["per_seed"])
+            both = [i for i in range(values.shape[1]) if np.all(np.isfinite(values[:, i]))]
+            out[f"{a} vs {b}"] = {
+                "budgets_compared": [front[a]["budgets"][i] for i in both],
+                "difference": difference_intervals(front[a]["per_seed"], front[b]["per_seed"]),
+                "verdict": dominance(values[:, both], margin),
+            }
+    return out
+
+
+def dominant(front: dict, pairs: dict) -> list[str]:
+    """The methods whose frontier dominates every other method's (`comparisons`' verdicts)."""
+    return [
+        a for a in front if all(pairs[f"{a} vs {b}"]["verdict"] == "first" for b in front if b != a)
+    ]

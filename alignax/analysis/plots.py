@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -51,6 +52,17 @@ def gold_and_proxy(ax, x, points: list[dict], *, color: str, label: str) -> None
         x, gold, yerr=half, fmt="o-", color=color, markersize=3, capsize=2, label=f"gold, {label}"
     )
     ax.plot(x, [p["proxy"] for p in points], "--", color=color, alpha=0.6, label=f"proxy, {label}")
+
+
+def intervals(ax, x, values, *, xerr=None, **kwargs) -> None:
+    """Means with their 95% half-widths as error bars: `values` [(mean, half)] at `x` (an
+    undefined half-width, one seed, draws no bar); `xerr` the same for x when x is also a mean."""
+    kwargs = {"capsize": 2, **kwargs}
+    ax.errorbar(x, [m for m, _ in values], yerr=_halves(values), xerr=xerr, **kwargs)
+
+
+def _halves(values) -> np.ndarray:
+    return np.nan_to_num(np.array([h for _, h in values], np.float64))
 
 
 def subplots(*args, **kwargs):

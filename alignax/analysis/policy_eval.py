@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
+from alignax import logprobs
 from alignax.analysis.stats import win_rate
+from alignax.checkpoint import restore_params
 from alignax.models import Model, Params
 from alignax.rl.rollout import response_outputs
 from alignax.sampling import sample
+from alignax.stages import load_stage_model
+from alignax.workdir import cached_json, stage_fingerprint
 
 # The studies draw their held-out prompts and sampling key from seed + EVAL_SEED_OFFSET (the stage
 # runners evaluate on seed + 1 and seed + 2), and measure a point chosen on that evaluation again
@@ -93,6 +100,62 @@ def evaluate_policy(
 @functools.partial(jax.jit, static_argnames=("model", "prompt_len"))
 def _response_logps(model: Model, params: Params, tokens, input_mask, prompt_len: int):
     return response_outputs(model, params, tokens, input_mask, prompt_len)["logps"]
+
+
+def on_fresh_prompts(
+    sft_dir: Path,
+    run_dir: Path,
+    steps: dict[str, int | None],
+    *,
+    task,
+    seed: int,
+    num_prompts: int,
+    max_new_tokens: int,
+    mesh: Mesh,
+    cache: Path,
+    params_at: str | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """A point chosen on a study's evaluations (a peak, a best run), measured again where it was
+    not chosen: the SFT policy of `sft_dir` ('sft') and the checkpoints of the run in `run_dir`
+    at `steps` ({label: step}; None: the latest) each answer `num_prompts` held-out prompts of the
+    fresh draw of `seed` (seed + FRESH_SEED_OFFSET) with one sampling key, so every policy's
+    samples pair prompt by prompt. Returns {label: {'gold': [N], 'kl': [N]}} (KL to the SFT
+    policy). `params_at`: the checkpoint entry holding the policy ('policy' for an RL run).
+    The result is kept in `cache` (a JSON file) for exactly these checkpoints of this run, this
+    SFT policy and these settings, and read back on the next call."""
+
+    def measure() -> dict:
+        model, sft = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
+        like = sft if params_at is None else {params_at: sft}
+        policies = {"sft": sft}
+        for label, step in steps.items():
+            params = restore_params(run_dir / "checkpoints", like, step=step)
+            policies[label] = params if params_at is None else params[params_at]
+        prompts, rng = held_out_draw(task, num_prompts, seed + FRESH_SEED_OFFSET)
+        out = {}
+        for label, params in policies.items():
+            r = evaluate_policy(
+                model, params, task, prompts, rng, max_new_tokens=max_new_tokens, ref_params=sft
+            )
+            out[label] = {"gold": r["gold"].tolist(), "kl": r["kl"].tolist()}
+        return out
+
+    key = {
+        "steps": steps,
+        "run": stage_fingerprint(run_dir),
+        "sft": stage_fingerprint(sft_dir),
+        "settings": [seed, num_prompts, max_new_tokens],
+    }
+    result = cached_json(cache, key, measure)
+    return {k: {m: np.asarray(v) for m, v in r.items()} for k, r in result.items()}
+
+
+def pretraining_nll(model: Model, params: Params, texts: dict) -> jax.Array:
+    """Per-token NLL of pretraining-distribution texts (tokens, input_mask, loss_mask; every
+    scored token pooled): the alignment tax of a policy is its NLL minus its SFT policy's."""
+    logits = model.apply(params, texts["tokens"], texts["input_mask"], heads=("lm",))["logits"]
+    seq = logprobs.sequence_logps(logits, texts["tokens"], texts["loss_mask"])
+    return -jnp.sum(seq["sum"]) / jnp.maximum(jnp.sum(seq["count"]), 1.0)
 
 
 def summarize(result: dict) -> dict[str, float]:

@@ -38,6 +38,20 @@ def seed_means(tables: dict) -> dict:
     return out
 
 
+def seed_mean_curve(curves: list[list[dict]], keys: tuple[str, ...]) -> list[dict]:
+    """Pointwise mean and 95% t half-width (`<key>_ci`) over seeds of curves logged at the same
+    steps; a step missing from some seed is dropped."""
+    steps = sorted(set.intersection(*({p["step"] for p in c} for c in curves)))
+    by_step = [{p["step"]: p for p in c} for c in curves]
+    out = []
+    for step in steps:
+        row = {"step": step}
+        for key in keys:
+            row[key], row[f"{key}_ci"] = mean_interval([c[step][key] for c in by_step])
+        out.append(row)
+    return out
+
+
 def interval_text(mean_half: tuple[float, float], digits: int = 3, signed: bool = False) -> str:
     """'mean ± half' for a table (`mean_interval`'s output); 'mean ± undefined' when the
     half-width is undefined (a single seed).

@@ -53,6 +53,25 @@ def default_model_config() -> ml_collections.ConfigDict:
     )
 
 
+def at_width(model: ml_collections.ConfigDict, width: int) -> ml_collections.ConfigDict:
+    """`model` at d_model = `width`, keeping its head dimension, its ratio of query to key/value
+    heads and its MLP ratio: one family of models over sizes (a study's size axis)."""
+    head_dim = model.d_model // model.num_heads
+    if width % head_dim:
+        raise ValueError(
+            f"width {width} is not a multiple of the head dimension {head_dim} of config.model"
+        )
+    heads = width // head_dim
+    out = model.copy_and_resolve_references()
+    out.update(
+        d_model=width,
+        num_heads=heads,
+        num_kv_heads=max(1, heads // (model.num_heads // model.num_kv_heads)),
+        mlp_dim=model.mlp_dim * width // model.d_model,
+    )
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int
