@@ -47,10 +47,21 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         logging.set_verbosity(logging.ERROR)  # orbax logs every save and partial restore
+        from alignax.experiment import checkpoint_shape
         from alignax.workdir import config_changes_allowed, discard_unused_workdirs_on_error
 
+        config = config_flag.value
+        overridden = {
+            a.removeprefix("--config.").split("=", 1)[0]
+            for a in sys.argv
+            if a.startswith("--config.")
+        }
+        try:
+            checkpoint_shape(config, overridden)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
         with config_changes_allowed(allow_flag.value), discard_unused_workdirs_on_error():
-            run(config_flag.value, workdir_flag.value)
+            run(config, workdir_flag.value)
 
     def parse_flags(argv):
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from pathlib import Path
 
 import jax
@@ -25,8 +26,8 @@ from jax.sharding import Mesh
 from alignax import sharding
 from alignax.checkpoint import restore_params
 from alignax.models import Model
-from alignax.models.gguf import load_gguf
-from alignax.models.hf import load_hf
+from alignax.models.gguf import load_gguf, read_gguf_config
+from alignax.models.hf import load_hf, model_config_from_hf, read_hf_config
 from alignax.workdir import flatten_config, guard_workdir, is_pretrained_checkpoint
 
 
@@ -172,6 +173,30 @@ def initial_params(
 
 # Model-config keys that do not change the shape or meaning of the weights.
 _RUNTIME_KEYS = ("max_len", "dtype", "param_dtype", "remat", "remat_policy", "dropout_rate")
+
+
+def checkpoint_shape(config: ml_collections.ConfigDict, overridden: Collection[str]) -> None:
+    """Sets `config.model`'s shape from the pretrained checkpoint that `config.init_from` names
+    (an HF directory or a GGUF file), so that a preset need not spell out a checkpoint's shape;
+    a key in `overridden` (set on the command line, `model.<key>`) that disagrees with the
+    checkpoint raises naming it. Run-time keys (max_len, dtypes, remat) stay the config's."""
+    source = config.get("init_from") or ""
+    if not source or not is_pretrained_checkpoint(source) or "model" not in config:
+        return
+    runtime = {k: config.model[k] for k in ("max_len", "dtype", "param_dtype")}
+    if Path(source).suffix == ".gguf":
+        shape = read_gguf_config(source, **runtime)
+    else:
+        shape = model_config_from_hf(read_hf_config(source), **runtime)
+    for key, value in shape.items():
+        if key in _RUNTIME_KEYS or key not in config.model:
+            continue
+        if f"model.{key}" in overridden and not same_model_setting(config.model[key], value):
+            raise ValueError(
+                f"--config.model.{key}={config.model[key]!r} disagrees with the checkpoint "
+                f"init_from={source!r} ({key}={value!r}); leave it out to take the checkpoint's"
+            )
+        config.model[key] = value
 
 
 def pretrained_params(path: str | Path, model_config, mesh: Mesh, like: dict) -> dict:

@@ -49,6 +49,26 @@ def test_chat_messages_take_last_assistant_turn_as_response(tmp_path):
     assert ex.responses == ("d", "e")
 
 
+def test_prompt_as_chat_turns_trls_conversational_format(tmp_path):
+    """`prompt` as a list of turns with one assistant turn each for chosen and rejected (TRL's
+    conversational preference format), in every format that has a prompt; a malformed turn
+    list names its line."""
+    user = [{"role": "user", "content": "a b"}]
+    record = {
+        "prompt": user,
+        "chosen": [{"role": "assistant", "content": "c"}],
+        "rejected": [{"role": "assistant", "content": "d"}],
+    }
+    unpaired = {"prompt": user, "completion": "c", "label": 1}
+    examples, _ = read_examples(write_jsonl(tmp_path / "c.jsonl", [record]))
+    assert (examples[0].prompt, examples[0].responses) == ("a b", ("c", "d"))
+    examples, _ = read_examples(write_jsonl(tmp_path / "u.jsonl", [unpaired]))
+    assert examples[0].prompt == "a b" and examples[0].label == 1
+    bad = {**record, "prompt": [{"role": "user"}]}
+    with pytest.raises(DataError, match=r"b.jsonl:2: field 'prompt' must be text or a list"):
+        read_examples(write_jsonl(tmp_path / "b.jsonl", [record, bad]))
+
+
 def test_hh_transcripts_split_at_last_common_assistant_turn():
     prompt = "\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:"
     # Both responses start with the same word: the split must still be at the turn marker.

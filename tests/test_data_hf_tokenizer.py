@@ -104,3 +104,62 @@ def test_missing_files_raise(tmp_path):
     """A directory without tokenizer.json raises FileNotFoundError naming the file."""
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         HFTokenizer.load(tmp_path)
+
+
+def test_dpo_from_an_hf_checkpoint_with_its_tokenizer_on_a_chat_file(tmp_path):
+    """The workflow of a user's own model and data: a checkpoint directory (a tiny random Llama
+    and its tokenizer) named by `init_from` and `data.tokenizer`, a JSONL file in TRL's
+    conversational format (prompt turns, one assistant turn each for chosen and rejected); the
+    model's shape comes from the checkpoint (`checkpoint_shape`), not the preset."""
+    import json
+
+    import jax
+
+    from alignax.data.sources import load_tokenizer
+    from alignax.experiment import checkpoint_shape
+    from alignax.models import build_model
+    from alignax.models.hf import save_hf
+    from alignax.sharding import init_params, make_mesh
+    from alignax.workflows import preference
+    from configs import dpo as dpo_config
+    from tests.helpers import preset_config, short_run, tiny_config
+
+    checkpoint = tmp_path / "checkpoint"
+    _save_tokenizer(checkpoint, pad=True)
+    tokenizer = load_tokenizer(checkpoint)
+    assert isinstance(tokenizer, HFTokenizer) and tokenizer.vocab_size == 300
+    shape = tiny_config(vocab_size=300, d_model=32, num_heads=2, num_kv_heads=1, mlp_dim=64)
+    model = build_model(shape, heads=("lm",))
+    records = [
+        {
+            "prompt": [{"role": "user", "content": f"Was movie {i} good?"}],
+            "chosen": [{"role": "assistant", "content": "It was wonderful."}],
+            "rejected": [{"role": "assistant", "content": "I did not like the ending."}],
+        }
+        for i in range(24)
+    ]
+    data = tmp_path / "prefs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = preset_config(
+        dpo_config,
+        **short_run(**{"train.steps": 2, "train.batch_size": 4}),
+        **{
+            "init_from": str(checkpoint),
+            "data.path": str(data),
+            "data.tokenizer": str(checkpoint),
+            "data.eval_fraction": 0.25,
+        },
+    )
+    save_hf(checkpoint, shape, init_params(model, jax.random.key(0), make_mesh(config.mesh)))
+    assert config.model.vocab_size != 300  # the preset's own shape, until the checkpoint's
+    checkpoint_shape(config, overridden=set())
+    assert (config.model.vocab_size, config.model.d_model, config.model.num_kv_heads) == (
+        300,
+        32,
+        1,
+    )
+    summary = preference.run(config, tmp_path / "dpo")
+    assert summary["steps"] == 2 and 0 <= summary["eval_accuracy"] <= 1
+    config.model.d_model = 64
+    with pytest.raises(ValueError, match=r"--config.model.d_model=64 disagrees"):
+        checkpoint_shape(config, overridden={"model.d_model"})

@@ -103,6 +103,33 @@ def test_unknown_config_key_fails_with_its_name(tmp_path):
     assert out.returncode != 0 and "stepz" in out.stderr
 
 
+def test_command_line_model_key_that_disagrees_with_init_from_fails_naming_it(tmp_path):
+    """`init_from` naming a pretrained checkpoint sets the model's shape (checkpoint_shape); an
+    explicit `--config.model.<key>` that disagrees fails before anything runs."""
+    import jax
+
+    from alignax.models import build_model
+    from alignax.models.hf import save_hf
+    from alignax.sharding import init_params, make_mesh
+
+    config = preset_config(sft_config)
+    model = build_model(config.model, heads=("lm",))
+    params = init_params(model, jax.random.key(0), make_mesh(config.mesh))
+    save_hf(tmp_path / "hf", config.model, params)
+    out = _cli(
+        "experiments.sft",
+        "--config",
+        "configs/sft.py:runlocal",
+        "--workdir",
+        str(tmp_path / "run"),
+        f"--config.init_from={tmp_path / 'hf'}",
+        f"--config.model.d_model={2 * config.model.d_model}",
+    )
+    assert out.returncode != 0
+    assert f"--config.model.d_model={2 * config.model.d_model} disagrees" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_stage_checkpoint_names_the_directory(tmp_path):
     nowhere = str(tmp_path / "nowhere")
     config = preset_config(dpo_config, **{"init_from": nowhere, "labels.policy_from": nowhere})

@@ -206,6 +206,18 @@ def render_messages(messages: Sequence[dict]) -> str:
     return "".join(parts) + ASSISTANT_MARKER
 
 
+def _prompt(record: dict) -> str:
+    """The `prompt` field: text, or chat turns (TRL's conversational format)."""
+    if isinstance(record.get("prompt"), list):
+        turns = record["prompt"]
+        if not turns or not all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in turns
+        ):
+            raise _Bad("wrong_type", "field 'prompt' must be text or a list of {role, content}")
+        return render_messages(turns)
+    return _field(record, "prompt")
+
+
 def _split_messages(messages: list, key: str) -> tuple[list, str]:
     if not messages or not all(
         isinstance(m, dict) and "role" in m and "content" in m for m in messages
@@ -246,9 +258,9 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
             turns_r, rejected = _split_messages(_field(record, "rejected", list), "rejected")
             if turns_c != turns_r:
                 raise _Bad("different_prompts", "chosen and rejected have different earlier turns")
-            prompt = render_messages(turns_c) if turns_c else _field(record, "prompt")
+            prompt = render_messages(turns_c) if turns_c else _prompt(record)
         else:
-            prompt = _field(record, "prompt")
+            prompt = _prompt(record)
             chosen = _response(_field(record, "chosen"), "chosen")
             rejected = _response(_field(record, "rejected"), "rejected")
         responses = (chosen, rejected)
@@ -260,7 +272,7 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
         responses = (_response(chosen, "chosen"), _response(rejected, "rejected"))
         ranks = (0, 1)
     elif fmt == "rankings":
-        prompt = _field(record, "prompt")
+        prompt = _prompt(record)
         completions = _field(record, "completions", list)
         ranks = _field(record, "ranks", list)
         if len(completions) < 2 or len(ranks) != len(completions):
@@ -277,7 +289,7 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
         )
         ranks = tuple(ranks)
     elif fmt == "unpaired":
-        prompt = _field(record, "prompt")
+        prompt = _prompt(record)
         completion = _response(_field(record, "completion"), "completion")
         label = record.get("label", None)
         if label in (True, 1, "1", "true", "True"):
@@ -288,7 +300,7 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
             raise _Bad("bad_label", f"label {label!r} is not one of 1/0/true/false")
         return Example("unpaired", prompt, (completion,), label=label, where=where)
     elif fmt == "verifiable":
-        prompt = _field(record, "prompt")
+        prompt = _prompt(record)
         answer = record.get("answer")
         if isinstance(answer, int | float) and not isinstance(answer, bool):
             answer = str(answer)

@@ -1,8 +1,8 @@
 """Where a workflow's comparisons come from: a local preference file (real data) with its
-sentencepiece tokenizer, instead of the built-in task.
+tokenizer, instead of the built-in task.
 
     config.data.path = "/data/ultrafeedback_train.jsonl"   # JSONL / Parquet, see formats.py
-    config.data.tokenizer = "/data/spm.model"               # SentencePieceTokenizer.save(...)
+    config.data.tokenizer = "/models/smollm2.gguf"          # or an HF directory, or spm.model
 
 `data.path` may also name a prepared TFDS dataset (the version directory that holds
 dataset_info.json, written by alignax.data.tfds_builders.PreferenceFile): training reads its
@@ -12,11 +12,15 @@ split), else the dataset's own "test" split if it has one, else a held-out `eval
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ml_collections
 import numpy as np
 
 from alignax.data.formats import is_tfds_directory, load_dataset, tfds_splits
+from alignax.data.hf_tokenizer import HFTokenizer
 from alignax.data.tokenizer import SentencePieceTokenizer
+from alignax.models.gguf import gguf_tokenizer
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -25,11 +29,24 @@ def default_data_config() -> ml_collections.ConfigDict:
             "path": "",  # '' = the built-in task; else a local preference file
             "eval_path": "",  # '' = hold out eval_fraction of `path`
             "eval_fraction": 0.05,
-            "tokenizer": "",  # a sentencepiece model file (required with `path`)
+            # Required with `path`: a checkpoint's own (an HF directory with tokenizer.json, a
+            # GGUF file) or a sentencepiece model file.
+            "tokenizer": "",
             "format": "auto",
             "on_error": "raise",  # or "skip": malformed records are counted and reported
         }
     )
+
+
+def load_tokenizer(path: str | Path):
+    """A checkpoint directory's tokenizer.json (with its chat template), a GGUF file's tokenizer
+    or a sentencepiece model file."""
+    where = Path(path)
+    if where.is_dir():
+        return HFTokenizer.load(where)
+    if where.suffix == ".gguf":
+        return gguf_tokenizer(where)
+    return SentencePieceTokenizer.load(where)
 
 
 def file_comparisons(data_config, *, max_len: int, seed: int):
@@ -41,8 +58,11 @@ def file_comparisons(data_config, *, max_len: int, seed: int):
     if not 0 < data_config.eval_fraction < 1:
         raise ValueError(f"data.eval_fraction={data_config.eval_fraction!r}: must be in (0, 1)")
     if not data_config.tokenizer:
-        raise ValueError("data.tokenizer is required with data.path (a sentencepiece model file)")
-    tokenizer = SentencePieceTokenizer.load(data_config.tokenizer)
+        raise ValueError(
+            "data.tokenizer is required with data.path (an HF checkpoint directory, a GGUF file "
+            "or a sentencepiece model file)"
+        )
+    tokenizer = load_tokenizer(data_config.tokenizer)
 
     def load(path, split="train"):
         arrays, stats = load_dataset(

@@ -207,6 +207,11 @@ def model_config_from_gguf(
     return config
 
 
+def read_gguf_config(path: str | Path, **runtime) -> ml_collections.ConfigDict:
+    """The `config.model` of a GGUF file, from its metadata alone (no tensor is read)."""
+    return model_config_from_gguf(_reader(path), **runtime)
+
+
 def load_gguf(
     path: str | Path,
     *,

@@ -41,9 +41,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from alignax.data.hf_tokenizer import HFTokenizer
+from alignax.data.sources import load_tokenizer
 from alignax.data.tokenizer import SentencePieceTokenizer
-from alignax.models.gguf import gguf_tokenizer
 from alignax.tasks.base import (
     Annotator,
     check_eval_fraction,
@@ -115,16 +114,6 @@ def read_reviews(path: Path) -> tuple[list[str], np.ndarray]:
     if not texts:
         raise ValueError(f"{path}: no rows with source 'imdb'")
     return texts, np.array(labels, np.int32)
-
-
-def load_tokenizer(path: str | Path):
-    """A checkpoint directory's tokenizer.json, a GGUF file's tokenizer or a sentencepiece model."""
-    where = Path(path)
-    if where.is_dir():
-        return HFTokenizer.load(where)
-    if where.suffix == ".gguf":
-        return gguf_tokenizer(where)
-    return SentencePieceTokenizer.load(where)
 
 
 def hashed_features(tokens, mask, num_buckets: int, xp=jnp):
