@@ -78,12 +78,15 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # SimPO, ORPO, preferred-FT keep no reference of their own.
     config.offline.preferences.eval_kl_to_initial = True
     config.offline.eval.num_prompts = eval_prompts
+    # Every evaluated checkpoint is kept (the over-optimisation run's too: 3 x steps), to
+    # measure the frontier vertices and the peak again on fresh prompts.
     config.offline.train.update(
         steps=steps,
         batch_size=batch_size,
         log_every=eval_every,
         eval_every=eval_every,
-        checkpoint_every=steps,
+        checkpoint_every=eval_every,
+        keep_checkpoints=3 * steps // eval_every + 1,
     )
     config.dpo_betas = (0.05, 0.1, 0.5, 1.0, 5.0)
     config.variants = ml_collections.ConfigDict(
@@ -105,7 +108,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         batch_size=2 * batch_size,
         log_every=eval_every,
         eval_every=eval_every,
-        checkpoint_every=steps,
+        checkpoint_every=eval_every,
+        keep_checkpoints=steps // eval_every + 1,
     )
     config.kto.optimizer = config.offline.optimizer.copy_and_resolve_references()
 
@@ -123,7 +127,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.rl.ppo.ppo.update(kl_coef=0.1, kl_horizon=64)
     config.rl.ppo.eval.num_prompts = eval_prompts
     config.rl.ppo.train.update(
-        steps=30, batch_size=32, log_every=3, eval_every=3, checkpoint_every=30
+        steps=30, batch_size=32, log_every=3, eval_every=3, checkpoint_every=3, keep_checkpoints=11
     )
     # The reward model learns from the very pairs the offline methods learn from (same seed,
     # number and annotator: labels.comparisons draws the same ones), 3 epochs.
@@ -158,14 +162,15 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
                 batch_size=batch,
                 log_every=eval_every,
                 eval_every=eval_every,
-                checkpoint_every=steps,
+                checkpoint_every=eval_every,
+                keep_checkpoints=2 * steps // eval_every + 1,
             )
         config.dpo_betas = (0.1,)
         config.variants = ml_collections.ConfigDict({"simpo": config.variants.simpo})
         config.rl.kl_targets = (2.0,)
         config.rl.ppo.rollout.num_prompts = 32
         config.rl.ppo.train.update(
-            steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=4
+            steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=2
         )
         config.overoptimization.update(steps=2 * steps, num_prompts=32)
     config.lock()

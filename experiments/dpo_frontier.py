@@ -17,12 +17,15 @@ For every seed in `config.seeds`, in <workdir>/seed<k>/ (every stage cached, so 
      epochs over the same pairs). Its first `offline.train.steps` steps are that beta's frontier
      run (the same run under the constant learning rate). The peak checkpoint (by the in-run
      evaluation) and the final one are evaluated again on fresh held-out prompts, paired.
-Every run evaluates every `train.eval_every` steps: the gold reward of samples to held-out
-prompts and their KL to the SFT policy (alignax.analysis.policy_eval.evaluate_policy). A run is
-a trajectory of (KL, gold) points; a method's frontier is the upper concave envelope of its
-runs' points and the SFT policy's (KL 0), read at fixed KL budgets per seed; the mean over
-seeds has a 95% t-interval, and a rule decides between two methods from their per-seed
-differences (alignax/analysis/frontier.py). Writes results.json, results.md (tables, the
+Every run evaluates every `train.eval_every` steps, keeping that step's checkpoint: the gold
+reward of samples to held-out prompts and their KL to the SFT policy
+(alignax.analysis.policy_eval.evaluate_policy). A run is a trajectory of (KL, gold) points; a
+method's envelope is the upper concave envelope of its runs' points and the SFT policy's (KL 0).
+Its vertices, chosen on those evaluations, are measured again on the fresh draw of
+`overoptimization.num_prompts` prompts (one sampling key for every method and the SFT policy),
+and the frontier is the envelope of the fresh measurements, read at fixed KL budgets per seed;
+the mean over seeds has a 95% t-interval, and a rule decides between two methods from their
+per-seed differences (alignax/analysis/frontier.py). Writes results.json, results.md (tables, the
 ordering, provenance, wall time), figures/ (PNG + PDF) and timings.json.
 """
 
@@ -40,6 +43,7 @@ from alignax.analysis.frontier import (
     comparisons,
     dominant,
     endings,
+    frontier_vertices,
     method_frontiers,
     peak_and_final,
 )
@@ -122,13 +126,7 @@ def runs_of(config) -> list[Run]:
     for beta in config.dpo_betas:
         overrides = [("loss.hyperparameters.beta", float(beta))]
         if beta == over.beta:
-            # Every evaluated step is kept, to evaluate the peak again (over-optimisation).
-            evals = over.steps // config.offline.train.eval_every
-            overrides += [
-                ("train.steps", over.steps),
-                ("train.checkpoint_every", config.offline.train.eval_every),
-                ("train.keep_checkpoints", evals + 1),
-            ]
+            overrides.append(("train.steps", over.steps))
         runs.append(
             Run(
                 f"dpo_beta{beta:g}",
@@ -208,6 +206,20 @@ def run_config(config, run: Run, seed: int, seed_dir: Path) -> ml_collections.Co
             if isinstance(value, ml_collections.ConfigDict):
                 value = value.copy_and_resolve_references()
             node[leaf] = value
+    # Every evaluated step's checkpoint is kept: frontier vertices and the over-optimisation
+    # peak are chosen on the in-run evaluations and measured again on fresh prompts.
+    section = {"dpo": "offline", "kto": "kto", "ppo": "rl.ppo"}[run.runner]
+    train = out.train
+    if train.checkpoint_every != train.eval_every:
+        raise ValueError(
+            f"{section}.train.checkpoint_every={train.checkpoint_every} must equal "
+            f"train.eval_every={train.eval_every}: every evaluated checkpoint is kept"
+        )
+    if train.keep_checkpoints < train.steps // train.eval_every + 1:
+        raise ValueError(
+            f"{section}.train.keep_checkpoints={train.keep_checkpoints}: run {run.name} keeps "
+            f"{train.steps // train.eval_every + 1} (every evaluated step of {train.steps})"
+        )
     return out
 
 
@@ -299,17 +311,51 @@ def shared_pairs(stage_config) -> dict:
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
-    """Every run's trajectory and the long DPO run's over-optimisation result."""
+    """Every run's trajectory, the long DPO run's over-optimisation result, and each method's
+    frontier vertices measured again on the fresh draw."""
     runs = runs_of(config)
     over_run = next(r for r in runs if r.frontier_steps is not None)
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
-    return {
-        "trajectories": {
-            run.name: trajectory(seed_dir / run.name, run.runner, run.frontier_steps)
-            for run in runs
-        },
-        "overoptimization": overoptimization_seed(config, task, mesh, seed, seed_dir, over_run),
+    trajectories = {
+        run.name: trajectory(seed_dir / run.name, run.runner, run.frontier_steps) for run in runs
     }
+    over = overoptimization_seed(config, task, mesh, seed, seed_dir, over_run)
+    fresh = functools.partial(on_fresh_prompts, task=task, seed=seed, mesh=mesh)
+    return {
+        "trajectories": trajectories,
+        "overoptimization": over,
+        "vertices": vertices_seed(config, runs, trajectories, over, seed_dir, fresh),
+    }
+
+
+def vertices_seed(config, runs, trajectories, over, seed_dir: Path, fresh) -> dict:
+    """{method: its frontier vertices (`frontier_vertices` of its runs' evaluations and the SFT
+    point), each with run, step, the in-run kl and gold and the fresh ones (`fresh_kl`,
+    `fresh_gold`: the same fresh prompts and sampling key as the over-optimisation re-evaluation,
+    so every method's vertices and the SFT policy pair prompt by prompt)}."""
+    start = over["reevaluated"]["sft_gold"]
+    out = {}
+    for method, names in method_runs(runs).items():
+        points = [{**p, "run": n} for n in names for p in trajectories[n]]
+        out[method] = frontier_vertices(points, start, config.budgets)
+    by_run = {r.name: r for r in runs}
+    for name in {v["run"] for vertices in out.values() for v in vertices}:
+        steps = {str(v["step"]): v["step"] for vs in out.values() for v in vs if v["run"] == name}
+        measured = fresh(
+            seed_dir / "sft",
+            seed_dir / name,
+            dict(sorted(steps.items(), key=lambda kv: kv[1])),
+            num_prompts=config.overoptimization.num_prompts,
+            max_new_tokens=config.offline.eval.max_new_tokens,
+            params_at="policy" if by_run[name].runner == "ppo" else None,
+            cache=seed_dir / name / "fresh_vertices.json",
+        )
+        for vertices in out.values():
+            for v in vertices:
+                if v["run"] == name:
+                    v["fresh_kl"] = float(np.mean(measured[str(v["step"])]["kl"]))
+                    v["fresh_gold"] = float(np.mean(measured[str(v["step"])]["gold"]))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,7 +402,9 @@ def _style(i: int, method: str) -> dict:
     }
 
 
-def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) -> None:
+def figures(config, runs: list[Run], seeds: dict, in_run: dict, front: dict, workdir) -> None:
+    """Left: one seed's in-run evaluations and envelopes; right: the frontiers read from the
+    vertices measured again on fresh prompts, over seeds."""
     seed0 = next(iter(seeds))
     fig, (left, right) = plots.subplots(1, 2, figsize=(10, 3.8))
     for i, method in enumerate(front):
@@ -372,7 +420,7 @@ def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) ->
             color=style["color"],
             marker=style["marker"],
         )
-        x, y = front[method]["envelopes"][0]
+        x, y = in_run[method]["envelopes"][0]
         left.plot(x, y, color=style["color"], linestyle=style["linestyle"], label=method)
         x = np.array(config.budgets) * (1 + 0.03 * (i - len(front) / 2))
         plots.intervals(
@@ -383,13 +431,13 @@ def figures(config, runs: list[Run], seeds: dict, front: dict, workdir: Path) ->
     left.set(
         xlabel=f"KL(pi || pi_SFT) (nats, held-out prompts; axis cut at {cut:g})",
         ylabel="gold reward",
-        title=f"Evaluations and envelopes (seed {seed0})",
+        title=f"In-run evaluations and envelopes (seed {seed0})",
     )
     right.set_xscale("log", base=2)
     right.set(
         xlabel="KL budget (nats)",
         ylabel=f"best gold within budget (mean, 95% CI, {len(seeds)} seed(s))",
-        title="Frontier at fixed KL budgets",
+        title="Frontier at fixed KL budgets (vertices measured again, fresh prompts)",
     )
     right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
     plots.save(fig, workdir / "figures" / "frontier")
@@ -480,6 +528,15 @@ def difference_table(front: dict, pairs: dict, reference: str) -> list[str]:
     return table([f"{reference} minus", *(f"KL ≤ {b:g}" for b in budgets), "verdict"], rows)
 
 
+def frontier_table(front: dict, budgets: list) -> list[str]:
+    rows = [
+        [method, len(f["runs"])]
+        + [interval_text(v, 2) + ("" if ok else " *") for v, ok in zip(f["interval"], f["reached"])]
+        for method, f in front.items()
+    ]
+    return table(["method", "runs", *(f"KL ≤ {b:g}" for b in budgets)], rows)
+
+
 def report(config, results: dict, timings: dict, prov: dict) -> str:
     seeds, front = results["seeds"], results["frontiers"]
     pairs, turn = results["comparisons"], results["overoptimization"]
@@ -495,32 +552,35 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "Every method starts from the same SFT policy and learns from the same pairs of its "
         "samples (annotator-labelled; PPO: the reward model trained on such pairs, or gold). "
         "Each run is evaluated along training (gold reward and KL to SFT of one sample per "
-        "held-out prompt); a method's frontier is the upper concave envelope of its points and "
-        "the SFT policy's (reachable by mixing its policies), read at fixed KL budgets. Mean "
-        "over seeds ± 95% t-interval; * = not every seed's runs reached that KL (the value is "
-        "the best at a smaller KL).",
+        "held-out prompt); a method's envelope is the upper concave envelope of its points and "
+        "the SFT policy's (reachable by mixing its policies). The envelope's vertices are chosen "
+        "on those in-run evaluations, then every vertex (a checkpoint) is measured again on "
+        f"{over.num_prompts} fresh held-out prompts with one sampling key shared by every method "
+        "and the SFT policy (paired), and the frontier is the envelope of those fresh "
+        "measurements, read at fixed KL budgets: the in-run envelope is a maximum over noisy "
+        "evaluations and overstates a method with more runs and evaluations. Mean over seeds ± "
+        "95% t-interval; * = not every seed's fresh vertices reach that KL (the value is the "
+        "best at a smaller KL).",
         "",
         f"Trimmed to fit the CPU budget: {trimmed(config)}",
         "",
+        *frontier_table(front, budgets),
+        "",
     ]
-    rows = [
-        [method, len(f["runs"])]
-        + [interval_text(v, 2) + ("" if ok else " *") for v, ok in zip(f["interval"], f["reached"])]
-        for method, f in front.items()
-    ]
-    lines += table(["method", "runs", *(f"KL ≤ {b:g}" for b in budgets)], rows)
     se = np.median(
         [p["gold_se"] for r in seeds.values() for t in r["trajectories"].values() for p in t]
     )
+    vertices = [len(vs) for r in seeds.values() for vs in r["vertices"].values()]
     lines += [
+        "The same frontiers read from the in-run evaluations (median gold SE of one evaluation "
+        f"{se:.3f}; the offline methods evaluated on one draw of held-out prompts, PPO on "
+        f"another; {np.mean(vertices):.1f} vertices a method and seed on average were measured "
+        "again):",
         "",
-        "Caveats: an envelope is a maximum over noisy evaluations (median gold SE of one "
-        f"evaluation {se:.3f}), so a method with more runs and evaluations (DPO: one run per "
-        "beta; PPO: one per KL target) is favoured by up to a few SEs. The offline methods are "
-        "evaluated on the same held-out prompts with the same sampling key, PPO on another draw "
-        "of held-out prompts, and the SFT point (KL 0) on a third, larger draw. Every method "
-        "has one hyperparameter setting and the same optimizer: a method whose best learning "
-        "rate is another is shown at this one. " + describe_reward(config.rl.ppo.ppo),
+        *frontier_table(results["in_run_frontiers"], budgets),
+        "",
+        "Every method has one hyperparameter setting and the same optimizer: a method whose "
+        "best learning rate is another is shown at this one. " + describe_reward(config.rl.ppo.ppo),
         "",
         "Where each method's runs end (their last evaluation, mean over a method's runs per "
         "seed, then over seeds ± 95% t-interval); ended: the share of responses that end with "
@@ -592,12 +652,21 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     runs = runs_of(config)
     trajectories = [r["trajectories"] for r in seeds.values()]
     start = [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
-    front = method_frontiers(method_runs(runs), trajectories, start, config.budgets)
+    in_run = method_frontiers(method_runs(runs), trajectories, start, config.budgets)
+    # The frontier read from the vertices' fresh measurements: each method's own "run".
+    fresh = [
+        {m: [{"kl": v["fresh_kl"], "gold": v["fresh_gold"]} for v in vs] for m, vs in r.items()}
+        for r in (s["vertices"] for s in seeds.values())
+    ]
+    front = method_frontiers({m: [m] for m in in_run}, fresh, start, config.budgets)
+    for method, f in front.items():
+        f["runs"] = in_run[method]["runs"]
     pairs = comparisons(front, config.non_inferiority_margin)
-    figures(config, runs, seeds, front, workdir)
+    figures(config, runs, seeds, in_run, front, workdir)
     return {
         "seeds": seeds,
         "frontiers": front,
+        "in_run_frontiers": in_run,
         "comparisons": pairs,
         "endings": endings(method_runs(runs), trajectories, ENDING),
         "dominant": dominant(front, pairs),

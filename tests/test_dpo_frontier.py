@@ -10,6 +10,7 @@ from alignax.analysis.frontier import (
     dominance,
     endings,
     frontier_at,
+    frontier_vertices,
     method_frontiers,
     peak_and_final,
     upper_envelope,
@@ -155,6 +156,27 @@ def test_config_errors_name_the_key():
         frontier.check_same_data(config)
 
 
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("rl.ppo.train.checkpoint_every", 4, r"rl.ppo.train.checkpoint_every=4 must equal"),
+        ("offline.train.keep_checkpoints", 2, r"offline.train.keep_checkpoints=2: run dpo_beta"),
+    ],
+)
+def test_every_evaluated_checkpoint_must_be_kept(tmp_path, key, value, message):
+    """The vertices and the peak are measured again from their checkpoints: an override that
+    would drop one is refused naming the key, not overwritten."""
+    config = config_module.get_config("runlocal")
+    *sections, leaf = key.split(".")
+    node = config
+    for section in sections:
+        node = node[section]
+    node[leaf] = value
+    with pytest.raises(ValueError, match=message):
+        for run in frontier.runs_of(config):
+            frontier.run_config(config, run, 0, tmp_path)
+
+
 def test_turnover_over_seeds_and_within_each_seed():
     def seed(drop, se):
         return {"overoptimization": {"reevaluated": {"drop": drop, "drop_se": se}}}
@@ -198,3 +220,19 @@ def test_method_frontiers_pool_a_methods_runs_and_start_at_the_sft_point():
     assert front["interval"][0] == mean_interval([0.5, 0.8])
     ends = endings({"M": ["a", "b"]}, seeds, ("kl", "gold"))["M"]
     assert ends["kl"] == mean_interval([3.0, 1.5]) and ends["gold"][0] == pytest.approx(0.9)
+
+
+def test_frontier_vertices_are_the_envelope_points_the_budgets_read():
+    """Points (KL, gold) from (0, 0.1): (1, 0.3) lies under the chord from (0.5, 0.6) to
+    (2, 1.0); (3, 1.2) is the first vertex past the largest budget 2, (5, 1.3) is not read;
+    (-0.1, 0.2) counts at KL 0 and, above the start, is a vertex."""
+    points = [
+        {"kl": k, "gold": g, "step": i}
+        for i, (k, g) in enumerate(
+            [(-0.1, 0.2), (0.5, 0.6), (1, 0.3), (2, 1.0), (3, 1.2), (5, 1.3)]
+        )
+    ]
+    chosen = frontier_vertices(points, 0.1, budgets=[1, 2])
+    assert [p["step"] for p in chosen] == [0, 1, 3, 4]
+    # Past the last point: every vertex is read.
+    assert [p["step"] for p in frontier_vertices(points, 0.1, budgets=[8])] == [0, 1, 3, 4, 5]

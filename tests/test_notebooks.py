@@ -166,9 +166,13 @@ def dpo_frontier_run(tmp_path_factory):
         assert all(p["gold"] <= over["peak"]["gold"] for p in over["points"])
         if over["peak"]["step"] == over["final"]["step"]:  # one checkpoint evaluated twice
             assert over["reevaluated"]["drop"] == 0
-    for front in results["frontiers"].values():
-        for values in front["per_seed"]:  # more KL budget never lowers the best gold
-            assert all(b >= a - 1e-12 for a, b in zip(values, values[1:]))
+    for fronts in (results["frontiers"], results["in_run_frontiers"]):
+        for front in fronts.values():
+            for values in front["per_seed"]:  # more KL budget never lowers the best gold
+                assert all(b >= a - 1e-12 for a, b in zip(values, values[1:]))
+    for seed in results["seeds"].values():  # every method's vertices measured again, fresh
+        for method, vertices in seed["vertices"].items():
+            assert vertices and all(np.isfinite(v["fresh_gold"]) for v in vertices), method
     assert results["comparisons"]["DPO vs PPO (RM)"]["verdict"] in (
         "first",
         "second",

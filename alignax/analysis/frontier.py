@@ -5,6 +5,7 @@ methods from their per-seed differences.
     kl, gold = upper_envelope(points_kl, points_gold)   # reachable by mixing the policies
     best = frontier_at(points_kl, points_gold, budgets)  # per budget, nan below the first KL
     verdict = dominance(first - second, margin)  # [seeds, budgets] -> first/second/cross/none
+    chosen = frontier_vertices(points, start_gold, budgets)  # to measure again, fresh
 """
 
 from __future__ import annotations
@@ -168,3 +169,17 @@ def dominant(front: dict, pairs: dict) -> list[str]:
     return [
         a for a in front if all(pairs[f"{a} vs {b}"]["verdict"] == "first" for b in front if b != a)
     ]
+
+
+def frontier_vertices(points: list[dict], start_gold: float, budgets) -> list[dict]:
+    """The `points` (dicts with kl and gold, any other keys kept) that are vertices of the upper
+    envelope of them and the start (KL 0, `start_gold`) and that the frontier at `budgets`
+    reads: every vertex up to the largest budget and the first one past it. A frontier read
+    from these points' own evaluations is a maximum over noisy numbers (biased up): measure the
+    vertices again on fresh prompts and read the frontier from those measurements."""
+    kl = [0.0] + [p["kl"] for p in points]
+    x, y = upper_envelope(kl, [start_gold] + [p["gold"] for p in points])
+    past = x[x > max(budgets)]
+    limit = past.min() if len(past) else np.inf
+    vertices = {(float(a), float(b)) for a, b in zip(x, y) if a <= limit}
+    return [p for p in points if (max(float(p["kl"]), 0.0), float(p["gold"])) in vertices]
