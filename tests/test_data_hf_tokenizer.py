@@ -142,7 +142,7 @@ def test_dpo_from_an_hf_checkpoint_with_its_tokenizer_on_a_chat_file(tmp_path):
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
     config = preset_config(
         dpo_config,
-        **short_run(**{"train.steps": 2, "train.batch_size": 4}),
+        **short_run(**{"train.steps": 12, "train.batch_size": 8}),
         **{
             "init_from": str(checkpoint),
             "data.path": str(data),
@@ -159,7 +159,40 @@ def test_dpo_from_an_hf_checkpoint_with_its_tokenizer_on_a_chat_file(tmp_path):
         1,
     )
     summary = preference.run(config, tmp_path / "dpo")
-    assert summary["steps"] == 2 and 0 <= summary["eval_accuracy"] <= 1
+    # One chosen and one rejected answer throughout: DPO learns to rank them.
+    assert summary["steps"] == 12 and summary["eval_accuracy"] == 1.0
+    assert summary["eval_margin"] > 0
     config.model.d_model = 64
     with pytest.raises(ValueError, match=r"--config.model.d_model=64 disagrees"):
         checkpoint_shape(config, overridden={"model.d_model"})
+
+
+def test_chat_turns_are_written_with_the_checkpoints_template(saved, tmp_path):
+    """A conversational record encoded with a checkpoint's tokenizer: BOS + the template's
+    prompt (generation prompt included) + its writing of the reply + EOS, which is transformers'
+    own `apply_chat_template(..., tokenize=True)` of the whole chat followed by EOS; the loss
+    covers the reply as the template writes it (end-of-turn marks included)."""
+    import json
+
+    import numpy as np
+
+    from alignax.data.formats import load_dataset
+
+    reference, tokenizer = saved
+    prompt = MESSAGES
+    reply = {"role": "assistant", "content": "Yes, truly wonderful."}
+    record = {"prompt": prompt, "chosen": [reply], "rejected": [{**reply, "content": "No."}]}
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    batch, _ = load_dataset(path, tokenizer, max_len=96)
+    mask = batch["input_mask"][0, 0] > 0
+    tokens = batch["tokens"][0, 0][mask].tolist()
+    whole = list(reference.apply_chat_template([*prompt, reply], return_dict=False))
+    assert tokens == [*whole, tokenizer.eos_id]
+    prompt_ids = reference.apply_chat_template(
+        prompt, add_generation_prompt=True, return_dict=False
+    )
+    loss = batch["loss_mask"][0, 0][mask]
+    np.testing.assert_array_equal(
+        loss, [0] * len(prompt_ids) + [1] * (len(tokens) - len(prompt_ids))
+    )

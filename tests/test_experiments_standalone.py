@@ -1,8 +1,8 @@
-"""End-to-end runs that need none of test_experiments.py's chained stages (their own xdist group,
-so they run beside that chain): GRPO and PPO from an arithmetic SFT policy, the reward model and
-DPO on a local preference file, and bad input (an unknown config key, a missing stage, a
-malformed file) failing with its name. Online runs from a fresh policy:
-test_experiments_online.py."""
+"""End-to-end runs that need none of test_experiments.py's chained stages (their own module, so
+they run beside that chain): GRPO and PPO from an arithmetic SFT policy, the reward model on a
+local preference file, and bad input (an unknown config key, a model key that disagrees with its
+checkpoint, a missing stage, a malformed file) failing with its name. Online runs from a fresh
+policy: test_experiments_online.py."""
 
 import json
 import subprocess
@@ -163,7 +163,7 @@ def _preference_file(tmp_path):
     return path, tmp_path / "spm.model"
 
 
-def test_reward_model_and_dpo_train_on_a_local_preference_file(tmp_path):
+def test_reward_model_trains_on_a_local_preference_file(tmp_path):
     path, spm = _preference_file(tmp_path)
     data = {"data.path": str(path), "data.tokenizer": str(spm), "data.eval_fraction": 0.2}
     rm = reward_model.run(
@@ -174,13 +174,7 @@ def test_reward_model_and_dpo_train_on_a_local_preference_file(tmp_path):
     )
     assert rm["accuracy"] > 0.8  # the sentiment words separate chosen from rejected
     assert "gold_accuracy" not in rm  # real data has no gold reward
-    summary = preference.run(
-        preset_config(
-            dpo_config, **short_run(**{"train.steps": 20, "train.batch_size": 16}, **data)
-        ),
-        tmp_path / "dpo",
-    )
-    assert summary["eval_accuracy"] > 0.5 and summary["eval_margin"] > 0
+    # DPO on a local file: tests/test_data_hf_tokenizer.py (a checkpoint's own tokenizer).
 
 
 def test_malformed_preference_file_names_file_and_line(tmp_path):

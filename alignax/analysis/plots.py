@@ -57,12 +57,8 @@ def gold_and_proxy(ax, x, points: list[dict], *, color: str, label: str) -> None
 def intervals(ax, x, values, *, xerr=None, **kwargs) -> None:
     """Means with their 95% half-widths as error bars: `values` [(mean, half)] at `x` (an
     undefined half-width, one seed, draws no bar); `xerr` the same for x when x is also a mean."""
-    kwargs = {"capsize": 2, **kwargs}
-    ax.errorbar(x, [m for m, _ in values], yerr=_halves(values), xerr=xerr, **kwargs)
-
-
-def _halves(values) -> np.ndarray:
-    return np.nan_to_num(np.array([h for _, h in values], np.float64))
+    halves = np.nan_to_num(np.array([h for _, h in values], np.float64))
+    ax.errorbar(x, [m for m, _ in values], yerr=halves, xerr=xerr, **{"capsize": 2, **kwargs})
 
 
 def subplots(*args, **kwargs):

@@ -1,4 +1,4 @@
-"""The pieces of a study's results.md: markdown tables and criteria rows."""
+"""The pieces of a study's results.md: markdown tables and their interval cells."""
 
 from __future__ import annotations
 

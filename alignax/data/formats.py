@@ -10,7 +10,8 @@ one, so a stray record is blamed at its own line, even when it is the first):
                  {role, content}: the last assistant turn is the response, the earlier turns the
                  prompt (a single user turn is used verbatim; more turns are rendered in the
                  "\\n\\nHuman: ...\\n\\nAssistant:" transcript style). Detected when "prompt" is
-                 present or chosen is a list.
+                 present or chosen is a list. `prompt` may itself be a list of chat turns, with
+                 one assistant turn in chosen and in rejected (TRL's conversational format).
 - "transcripts": {chosen, rejected} full HH-RLHF-style transcripts "\\n\\nHuman: ...\\n\\nAssistant:
                  ..."; the prompt is the longest common prefix ending at an "\\n\\nAssistant:" turn
                  marker, the responses are the rest.
@@ -22,10 +23,17 @@ Bad input never passes silently: each problem raises `DataError` naming file:lin
 Parquet rows are numbered from 1 too), or with `on_error="skip"` is skipped and counted by
 reason in the returned `ReadStats`. Reasons: malformed_json, invalid_utf8, not_an_object,
 missing_field, wrong_type, empty_response, identical_responses, no_turn_boundary,
-different_prompts, bad_ranks, bad_label, inconsistent_k, other_format, too_long. Blank lines are
-counted (blank_line) but are not errors. Records truncated to fit `max_len` are counted
-(`ReadStats.truncated`) and shown by `ReadStats.report()`. A file with no usable record raises
-DataError naming it.
+different_prompts, bad_ranks, bad_label, inconsistent_k, other_format, too_long, chat_template.
+Blank lines are counted (blank_line) but are not errors. Records truncated to fit `max_len` are
+counted (`ReadStats.truncated`) and shown by `ReadStats.report()`. A file with no usable record
+raises DataError naming it.
+
+Chat turns and a tokenizer with a chat template (a checkpoint's, `HFTokenizer`): the prompt is
+the template's rendering up to the assistant's reply (with the generation prompt) and each
+response the template's writing of the reply with its end-of-turn marks (`chat_texts`); the
+layout adds BOS and EOS as for any text (a leading BOS in the template is not repeated, and the
+reply is cut before an EOS token the template writes). Without a template, the turns are plain
+text as above.
 
 A directory holding a prepared TFDS dataset (`alignax.data.tfds_builders.PreferenceFile`, read by
 its dataset_info.json) is read like a file: `read_examples(directory, split="test")`. Its
@@ -43,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from alignax.data.hf_tokenizer import HFTokenizer
 from alignax.data.tokenizer import (
     OVERFLOW_POLICIES,
     DataError,
@@ -76,6 +85,9 @@ class Example:
     label: int = -1  # unpaired
     answer: str = ""  # verifiable
     where: str = ""  # "file:line"
+    # The prompt's chat turns when the record gives them: a tokenizer with a chat template
+    # writes the prompt and each response with it (`encode_examples`), else `prompt` (plain).
+    messages: tuple[dict, ...] = ()
 
 
 @dataclasses.dataclass
@@ -206,16 +218,17 @@ def render_messages(messages: Sequence[dict]) -> str:
     return "".join(parts) + ASSISTANT_MARKER
 
 
-def _prompt(record: dict) -> str:
-    """The `prompt` field: text, or chat turns (TRL's conversational format)."""
+def _prompt(record: dict) -> tuple[str, tuple[dict, ...]]:
+    """The `prompt` field: text, or chat turns (TRL's conversational format), as (the text, the
+    turns or ())."""
     if isinstance(record.get("prompt"), list):
         turns = record["prompt"]
         if not turns or not all(
             isinstance(m, dict) and "role" in m and "content" in m for m in turns
         ):
             raise _Bad("wrong_type", "field 'prompt' must be text or a list of {role, content}")
-        return render_messages(turns)
-    return _field(record, "prompt")
+        return render_messages(turns), tuple(turns)
+    return _field(record, "prompt"), ()
 
 
 def _split_messages(messages: list, key: str) -> tuple[list, str]:
@@ -258,21 +271,24 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
             turns_r, rejected = _split_messages(_field(record, "rejected", list), "rejected")
             if turns_c != turns_r:
                 raise _Bad("different_prompts", "chosen and rejected have different earlier turns")
-            prompt = render_messages(turns_c) if turns_c else _prompt(record)
+            prompt, messages = (
+                (render_messages(turns_c), tuple(turns_c)) if turns_c else _prompt(record)
+            )
         else:
-            prompt = _prompt(record)
+            prompt, messages = _prompt(record)
             chosen = _response(_field(record, "chosen"), "chosen")
             rejected = _response(_field(record, "rejected"), "rejected")
         responses = (chosen, rejected)
         ranks = (0, 1)
     elif fmt == "transcripts":
+        messages = ()
         prompt, chosen, rejected = split_transcripts(
             _field(record, "chosen"), _field(record, "rejected")
         )
         responses = (_response(chosen, "chosen"), _response(rejected, "rejected"))
         ranks = (0, 1)
     elif fmt == "rankings":
-        prompt = _prompt(record)
+        prompt, messages = _prompt(record)
         completions = _field(record, "completions", list)
         ranks = _field(record, "ranks", list)
         if len(completions) < 2 or len(ranks) != len(completions):
@@ -289,7 +305,7 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
         )
         ranks = tuple(ranks)
     elif fmt == "unpaired":
-        prompt = _prompt(record)
+        prompt, messages = _prompt(record)
         completion = _response(_field(record, "completion"), "completion")
         label = record.get("label", None)
         if label in (True, 1, "1", "true", "True"):
@@ -298,9 +314,11 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
             label = 0
         else:
             raise _Bad("bad_label", f"label {label!r} is not one of 1/0/true/false")
-        return Example("unpaired", prompt, (completion,), label=label, where=where)
+        return Example(
+            "unpaired", prompt, (completion,), label=label, where=where, messages=messages
+        )
     elif fmt == "verifiable":
-        prompt = _prompt(record)
+        prompt, messages = _prompt(record)
         answer = record.get("answer")
         if isinstance(answer, int | float) and not isinstance(answer, bool):
             answer = str(answer)
@@ -309,12 +327,12 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
                 "empty_response" if answer is not None else "missing_field",
                 f"field 'answer' must be a non-empty string, got {answer!r}",
             )
-        return Example("verifiable", prompt, answer=answer, where=where)
+        return Example("verifiable", prompt, answer=answer, where=where, messages=messages)
     else:
         raise ValueError(f"format={fmt!r}; allowed: 'auto', {FORMATS}")
     if len(set(responses)) < len(responses):
         raise _Bad("identical_responses", "two responses are identical")
-    return Example("comparison", prompt, responses, ranks=ranks, where=where)
+    return Example("comparison", prompt, responses, ranks=ranks, where=where, messages=messages)
 
 
 def is_tfds_directory(path: str | Path) -> bool:
@@ -452,6 +470,15 @@ def _pad(rows: list[np.ndarray], length: int, *, left: bool = False) -> np.ndarr
     return out
 
 
+def chat_texts(tokenizer: Tokenizer, example: Example) -> tuple[str, tuple[str, ...]]:
+    """The prompt and responses to encode: written with the tokenizer's chat template when the
+    record gave chat turns and the tokenizer has a template (a checkpoint's), else as read."""
+    if example.messages and isinstance(tokenizer, HFTokenizer) and tokenizer.chat_template:
+        replies = tuple(tokenizer.chat_reply(example.messages, r) for r in example.responses)
+        return tokenizer.chat_prompt(example.messages), replies
+    return example.prompt, example.responses
+
+
 def encode_examples(
     examples: Sequence[Example],
     tokenizer: Tokenizer,
@@ -489,8 +516,13 @@ def encode_examples(
             raise DataError(f"{where}: {message} [{reason}]")
 
     for ex in examples:
+        try:
+            prompt, responses = chat_texts(tokenizer, ex)
+        except ValueError as e:
+            bad("chat_template", ex.where, str(e))
+            continue
         if kind == "verifiable":
-            ids = tokenizer.encode(ex.prompt)
+            ids = tokenizer.encode(prompt)
             if 1 + len(ids) > max_prompt_len and overflow != "truncate":
                 bad("too_long", ex.where, f"prompt of {1 + len(ids)} tokens > {max_prompt_len}")
                 continue
@@ -513,8 +545,8 @@ def encode_examples(
         try:
             encoded = encode_chat_group(
                 tokenizer,
-                ex.prompt,
-                ex.responses,
+                prompt,
+                responses,
                 max_len=max_len,
                 max_prompt_len=max_prompt_len,
                 overflow="error" if overflow == "skip" else overflow,

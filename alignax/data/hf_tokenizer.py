@@ -148,6 +148,28 @@ class HFTokenizer:
             self.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
         )
 
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        """The chat rendered up to the assistant's reply (with the generation prompt), without a
+        leading BOS token: alignax's sequence layout writes BOS itself."""
+        text = self.apply_chat_template(messages, add_generation_prompt=True)
+        bos = self.special_tokens.get("bos_token")
+        return text[len(bos) :] if bos and text.startswith(bos) else text
+
+    def chat_reply(self, messages: Sequence[dict[str, str]], reply: str) -> str:
+        """The assistant's `reply` to `messages` as the template writes it after `chat_prompt`
+        (with its end-of-turn marks), cut before the EOS token: the layout appends EOS."""
+        prompt = self.apply_chat_template(messages, add_generation_prompt=True)
+        turn = {"role": "assistant", "content": reply}
+        full = self.apply_chat_template([*messages, turn], add_generation_prompt=False)
+        if not full.startswith(prompt):
+            raise ValueError(
+                "chat template: the chat with the reply does not begin with the chat rendered "
+                "for generation; a template that rewrites earlier turns is not supported"
+            )
+        written = full[len(prompt) :]
+        eos = self.special_tokens.get("eos_token")
+        return written[: written.index(eos)] if eos and eos in written else written
+
 
 _TEMPLATES: dict[str, Any] = {}
 
