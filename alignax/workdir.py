@@ -74,7 +74,8 @@ def guard_workdir(
     checkpoints (a resume), refuses a config that differs from the one they were written with
     (unless `allow_config_change`, default: `config_changes_are_allowed()`) and upstream stages
     that changed since this stage started from them (`_check_resume`). Writes config.json and
-    upstream.json and appends the start/resume to history.jsonl."""
+    upstream.json and appends the start/resume to history.jsonl, saying so when the run before
+    it never wrote its summary (it raised, or was killed: out of memory leaves no trace else)."""
     workdir = Path(workdir)
     if allow_config_change is None:
         allow_config_change = _ALLOW_CONFIG_CHANGE.get()
@@ -88,6 +89,17 @@ def guard_workdir(
         new_config = json.loads(config.to_json_best_effort())
         steps_done = checkpoint_steps(workdir / "checkpoints")
         event = {"event": "resume" if steps_done else "start", "time": _now(), "pid": os.getpid()}
+        unfinished = _unfinished_run(workdir)
+        if unfinished is not None:
+            then = "resuming from step " + str(steps_done[-1]) if steps_done else "starting again"
+            print(
+                f"[workdir] {workdir}: the previous run (pid {unfinished['pid']}, "
+                f"{unfinished['event']} at {unfinished['time']}) wrote no summary.json: it "
+                "stopped on an error or was killed (out of memory, a signal, the machine); "
+                f"{then}",
+                flush=True,
+            )
+            event["after_unfinished_run"] = unfinished["time"]
         if steps_done:
             event["from_step"] = steps_done[-1]
             event.update(_check_resume(workdir, new_config, upstream, allow_config_change))
@@ -232,6 +244,22 @@ def config_changes_are_allowed() -> bool:
     """Whether this context is inside `config_changes_allowed` (processes started by
     `alignax.parallel.run_jobs` inherit it)."""
     return _ALLOW_CONFIG_CHANGE.get()
+
+
+def _unfinished_run(workdir: Path) -> dict | None:
+    """The last start/resume recorded in history.jsonl when no summary.json was written after
+    it (the run raised, or was killed where nothing in it could record that), else None."""
+    path = workdir / "history.jsonl"
+    runs = [
+        e
+        for e in map(json.loads, path.read_text().splitlines() if path.is_file() else [])
+        if e.get("event") in ("start", "resume")
+    ]
+    if not runs:
+        return None
+    started = datetime.datetime.fromisoformat(runs[-1]["time"]).timestamp()
+    summary = workdir / "summary.json"
+    return None if summary.is_file() and summary.stat().st_mtime >= started else runs[-1]
 
 
 def _now() -> str:

@@ -128,6 +128,25 @@ def test_a_failed_run_keeps_what_it_computed_and_what_was_there(tmp_path):
     assert (existing / "notes.txt").read_text() == "mine" and (existing / "config.json").exists()
 
 
+def test_a_run_that_never_wrote_its_summary_is_reported_on_the_next_start(tmp_path, capsys):
+    """A run killed where nothing in it can record that (out of memory: the kernel's kill) leaves
+    a start and no summary.json; the next run says so and history.jsonl keeps it. A finished
+    run, resumed and finished again, is not reported."""
+    workdir = tmp_path / "sft"
+    setup(_config(), workdir)  # started, then "killed": no summary.json
+    release_workdir_lock(workdir)
+    capsys.readouterr()
+    _stage(workdir, _config())
+    out = capsys.readouterr().out
+    assert "wrote no summary.json: it stopped on an error or was killed" in out
+    assert "starting again" in out
+    first, second = _history(workdir)
+    assert second["after_unfinished_run"] == first["time"]
+    _stage(workdir, _config())  # after a finished run: a plain resume
+    assert "wrote no summary.json" not in capsys.readouterr().out
+    assert "after_unfinished_run" not in _history(workdir)[-1]
+
+
 # ------------------------------------------------------------------------------ study caches
 def test_a_cache_is_reused_only_when_made_from_the_same_key(tmp_path):
     path, key = tmp_path / "pool.npz", {"pool": {"num_prompts": 32}, "seed": (0, 1)}
