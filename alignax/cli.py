@@ -51,11 +51,7 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
         from alignax.workdir import config_changes_allowed, discard_unused_workdirs_on_error
 
         config = config_flag.value
-        overridden = {
-            a.removeprefix("--config.").split("=", 1)[0]
-            for a in sys.argv
-            if a.startswith("--config.")
-        }
+        overridden = set(override_keys(sys.argv))
         try:
             checkpoint_shape(config, overridden)
         except ValueError as e:
@@ -94,6 +90,11 @@ RENAMED = {
 }
 
 
+def override_keys(argv: list[str]) -> list[str]:
+    """The keys of `argv`'s `--config.<key>=...` overrides, in order."""
+    return [a.removeprefix("--config.").split("=", 1)[0] for a in argv if a.startswith("--config.")]
+
+
 def unknown_override(argv: list[str]) -> str | None:
     """For the first `--config.<key>=...` of `argv` whose key the config does not have: a
     message naming the override, the config file and the first missing part of the key (the
@@ -106,10 +107,7 @@ def unknown_override(argv: list[str]) -> str | None:
         if a.split("=", 1)[0] == "--config"
     )
     config = load_config(source)
-    for arg in argv:
-        if not arg.startswith("--config."):
-            continue
-        key = arg.removeprefix("--config.").split("=", 1)[0]
+    for key in override_keys(argv):
         parts, node = key.split("."), config
         for i, part in enumerate(parts):
             if isinstance(node, ml_collections.ConfigDict) and part in node:

@@ -338,23 +338,23 @@ def vertices_seed(config, runs, trajectories, over, seed_dir: Path, fresh) -> di
     for method, names in method_runs(runs).items():
         points = [{**p, "run": n} for n in names for p in trajectories[n]]
         out[method] = frontier_vertices(points, start, config.budgets)
-    by_run = {r.name: r for r in runs}
-    for name in {v["run"] for vertices in out.values() for v in vertices}:
-        steps = {str(v["step"]): v["step"] for vs in out.values() for v in vs if v["run"] == name}
+    runner = {r.name: r.runner for r in runs}
+    by_run: dict[str, list[dict]] = {}
+    for v in (v for vertices in out.values() for v in vertices):
+        by_run.setdefault(v["run"], []).append(v)
+    for name, vertices in by_run.items():
         measured = fresh(
             seed_dir / "sft",
             seed_dir / name,
-            dict(sorted(steps.items(), key=lambda kv: kv[1])),
+            {str(s): s for s in sorted({v["step"] for v in vertices})},
             num_prompts=config.overoptimization.num_prompts,
             max_new_tokens=config.offline.eval.max_new_tokens,
-            params_at="policy" if by_run[name].runner == "ppo" else None,
+            params_at="policy" if runner[name] == "ppo" else None,
             cache=seed_dir / name / "fresh_vertices.json",
         )
-        for vertices in out.values():
-            for v in vertices:
-                if v["run"] == name:
-                    v["fresh_kl"] = float(np.mean(measured[str(v["step"])]["kl"]))
-                    v["fresh_gold"] = float(np.mean(measured[str(v["step"])]["gold"]))
+        for v in vertices:
+            v["fresh_kl"] = float(np.mean(measured[str(v["step"])]["kl"]))
+            v["fresh_gold"] = float(np.mean(measured[str(v["step"])]["gold"]))
     return out
 
 
