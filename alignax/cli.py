@@ -1,7 +1,7 @@
 """Command line of every experiment script:
 
     python -m experiments.<name> --config configs/<name>.py:<preset> --workdir runs/<dir> \
-        [--config.train.steps=200 ...]
+        [--config.train.steps=200 ...] [--model=small]
 
 The config is locked, so an override of a key that does not exist fails with the key's name.
 Running the same command again on the same workdir resumes from the latest checkpoint; a resume
@@ -36,6 +36,13 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
     workdir_flag = flags.DEFINE_string(
         "workdir", None, "output directory (config.json, metrics.jsonl, checkpoints, plots)"
     )
+    model_flag = flags.DEFINE_string(
+        "model",
+        None,
+        "a model preset (alignax/models/presets.py: tiny, small, gpt2_small, smollm2_135m, 1b, "
+        "llama3_8b): config.model and config.mesh become the preset's, except the keys "
+        "--config.model.<key> / --config.mesh.<key> set",
+    )
     allow_flag = flags.DEFINE_bool(
         "allow_config_change",
         False,
@@ -53,6 +60,8 @@ def run_experiment(run: Callable[[ml_collections.ConfigDict, str], dict]) -> Non
         config = config_flag.value
         overridden = set(override_keys(sys.argv))
         try:
+            if model_flag.value is not None:
+                overridden |= apply_model_preset(config, model_flag.value, overridden)
             checkpoint_shape(config, overridden)
         except ValueError as e:
             sys.exit(f"error: {e}")
@@ -88,6 +97,25 @@ RENAMED = {
     "reward.num_comparisons": "pairs.num_pairs",
     "reward.num_eval_comparisons": "pairs.num_eval_pairs",
 }
+
+
+def apply_model_preset(
+    config: ml_collections.ConfigDict, preset: str, overridden: set[str]
+) -> set[str]:
+    """Sets `config.model` and `config.mesh` to `preset`'s (alignax.models.presets), except the
+    keys in `overridden` (`model.<key>`, `mesh.<key>`, set on the command line); returns the keys
+    it set, which a checkpoint named by `init_from` must then agree with."""
+    from alignax.models.presets import mesh_config, model_config
+
+    if "model" not in config:
+        raise ValueError(f"--model={preset}: this config has no model section")
+    set_keys = set()
+    for section, values in (("model", model_config(preset)), ("mesh", mesh_config(preset))):
+        for key, value in values.items():
+            if f"{section}.{key}" not in overridden and key in config[section]:
+                config[section][key] = value
+                set_keys.add(f"{section}.{key}")
+    return set_keys
 
 
 def override_keys(argv: list[str]) -> list[str]:

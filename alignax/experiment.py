@@ -176,24 +176,29 @@ _RUNTIME_KEYS = ("max_len", "dtype", "param_dtype", "remat", "remat_policy", "dr
 
 
 def checkpoint_shape(config: ml_collections.ConfigDict, overridden: Collection[str]) -> None:
-    """Sets `config.model`'s shape from the pretrained checkpoint that `config.init_from` names
-    (an HF directory or a GGUF file), so that a preset need not spell out a checkpoint's shape;
+    """Sets `config.model`'s shape from the checkpoint that `config.init_from` names (an HF
+    directory, a GGUF file, or a stage's workdir), so that a preset need not spell out its shape;
     a key in `overridden` (set on the command line, `model.<key>`) that disagrees with the
     checkpoint raises naming it. Run-time keys (max_len, dtypes, remat) stay the config's."""
     source = config.get("init_from") or ""
-    if not source or not is_pretrained_checkpoint(source) or "model" not in config:
+    if not source or "model" not in config:
         return
     runtime = {k: config.model[k] for k in ("max_len", "dtype", "param_dtype")}
-    if Path(source).suffix == ".gguf":
+    if is_pretrained_checkpoint(source) and Path(source).suffix == ".gguf":
         shape = read_gguf_config(source, **runtime)
-    else:
+    elif is_pretrained_checkpoint(source):
         shape = model_config_from_hf(read_hf_config(source), **runtime)
+    elif (Path(source) / "config.json").is_file():  # a stage's workdir: the model it trained
+        shape = json.loads((Path(source) / "config.json").read_text()).get("model", {})
+    else:
+        return
     for key, value in shape.items():
         if key in _RUNTIME_KEYS or key not in config.model:
             continue
         if f"model.{key}" in overridden and not same_model_setting(config.model[key], value):
             raise ValueError(
-                f"--config.model.{key}={config.model[key]!r} disagrees with the checkpoint "
+                f"model.{key}={config.model[key]!r} (set on the command line: "
+                f"--config.model.{key} or --model) disagrees with the checkpoint "
                 f"init_from={source!r} ({key}={value!r}); leave it out to take the checkpoint's"
             )
         config.model[key] = value
@@ -217,7 +222,7 @@ def pretrained_params(path: str | Path, model_config, mesh: Mesh, like: dict) ->
         raise ValueError(
             f"init_from={str(path)!r} is a model of another shape: "
             + ", ".join(differ)
-            + " (configs/models.py has presets of the supported checkpoints)"
+            + " (alignax/models/presets.py has presets of the supported checkpoints)"
         )
     return {k: params[k] for k in like if k in params}
 

@@ -48,11 +48,11 @@ import ml_collections
 
 from alignax import sharding
 from alignax.models import ModelConfig
+from alignax.models.presets import mesh_config, model_config
 from alignax.provenance import provenance, written_by
 from benchmarks.common import markdown_table
 from benchmarks.mfu import forward_flops, train_step_flops
 from benchmarks.programs import Placement, offline_programs, rl_programs
-from configs.models import mesh_config, model_config
 
 # libtpu takes a lock file so that one process owns a host's TPU; here no process owns one, and
 # each compile runs in a process of its own (`compile_isolated`) beside the one describing slices.

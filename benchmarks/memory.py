@@ -22,10 +22,10 @@ import optax
 from alignax import objectives, sharding, steps
 from alignax.models import build_model
 from alignax.models.lora import default_lora_config, lora_loss_fn
+from alignax.models.presets import mesh_config, model_config
 from alignax.workflows.runner import trainable_state
 from benchmarks.common import markdown_table
 from configs import dpo as dpo_config
-from configs.models import mesh_config, model_config
 
 PRESET = "smollm2_135m"
 BATCH, LENGTH = 4, 512  # SFT rows; DPO: BATCH pairs of LENGTH-token sequences

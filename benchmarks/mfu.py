@@ -15,9 +15,9 @@ import optax
 
 from alignax import objectives, sharding, steps
 from alignax.models import build_model
+from alignax.models.presets import mesh_config, model_config
 from alignax.state import TrainState
 from benchmarks.common import compiled_step
-from configs.models import mesh_config, model_config
 
 PEAK_SIZES = (512, 1024, 2048)
 

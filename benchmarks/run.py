@@ -32,11 +32,11 @@ from pathlib import Path
 import jax
 
 from alignax.models import build_model
+from alignax.models.presets import model_config
 from alignax.provenance import provenance, written_by
 from alignax.runtime import huge_pages_on, use_transparent_huge_pages
 from benchmarks import dpo_step, grpo_iteration, memory, mfu, sampling, scaling
 from benchmarks.common import Shape, interleave, markdown_table, speedup_spread
-from configs.models import model_config
 
 DPO_TARGET = 1.5  # alignax at least this many times faster than TRL
 SAMPLING_TARGET = 2.0  # than Hugging Face generate

@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 
 from alignax import sharding, steps
+from alignax.models.presets import mesh_config, model_config
 from benchmarks import mfu
 from benchmarks.common import carried, interleave, markdown_table
 from benchmarks.programs import Placement, offline_programs, rl_programs
-from configs.models import mesh_config, model_config
 
 
 def _mib(n: float) -> str:

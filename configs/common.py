@@ -2,11 +2,11 @@
 
 import ml_collections
 
+from alignax.models.presets import mesh_config, model_config
 from alignax.optim import default_optimizer_config
 from alignax.sharding import default_distributed_config
 from alignax.tasks import default_task_config
 from alignax.training import default_train_config
-from configs.models import mesh_config, model_config
 
 
 def base_config(model: str = "tiny", task: str = "review") -> ml_collections.ConfigDict:

@@ -105,9 +105,12 @@ def test_unknown_config_key_fails_with_its_name(tmp_path):
 
 def test_command_line_model_key_that_disagrees_with_init_from_fails_naming_it(tmp_path):
     """`init_from` naming a pretrained checkpoint sets the model's shape (checkpoint_shape); an
-    explicit `--config.model.<key>` that disagrees fails before anything runs."""
+    explicit `--config.model.<key>`, or a `--model` preset, that disagrees fails before anything
+    runs."""
     import jax
 
+    from alignax.cli import apply_model_preset
+    from alignax.experiment import checkpoint_shape
     from alignax.models import build_model
     from alignax.models.hf import save_hf
     from alignax.sharding import init_params, make_mesh
@@ -126,8 +129,29 @@ def test_command_line_model_key_that_disagrees_with_init_from_fails_naming_it(tm
         f"--config.model.d_model={2 * config.model.d_model}",
     )
     assert out.returncode != 0
-    assert f"--config.model.d_model={2 * config.model.d_model} disagrees" in out.stderr
+    assert f"model.d_model={2 * config.model.d_model} (set on the command line" in out.stderr
     assert not (tmp_path / "run").exists()
+    # A preset named by --model that disagrees with the checkpoint (alignax.cli does this).
+    config = preset_config(sft_config, init_from=str(tmp_path / "hf"))
+    with pytest.raises(ValueError, match=r"model.d_model=256 \(set on the command line"):
+        checkpoint_shape(config, apply_model_preset(config, "small", set()))
+
+
+def test_a_model_preset_sets_the_shape_and_mesh_except_the_keys_given():
+    from alignax.cli import apply_model_preset
+    from alignax.models.presets import model_config
+
+    config = preset_config(sft_config)
+    set_keys = apply_model_preset(config, "smollm2_135m", {"model.max_len"})
+    preset = model_config("smollm2_135m")
+    assert (config.model.d_model, config.model.num_kv_heads) == (
+        preset.d_model,
+        preset.num_kv_heads,
+    )
+    assert config.model.max_len == preset_config(sft_config).model.max_len  # given: kept
+    assert config.mesh.fsdp == -1 and "model.max_len" not in set_keys and "mesh.fsdp" in set_keys
+    with pytest.raises(ValueError, match="unknown model preset 'huge'"):
+        apply_model_preset(config, "huge", set())
 
 
 def test_missing_stage_checkpoint_names_the_directory(tmp_path):

@@ -17,8 +17,8 @@ import pytest
 
 from alignax.checkpoint import restore_params
 from alignax.models import build_model
+from alignax.models.presets import mesh_config, model_config
 from alignax.sharding import init_params, make_mesh
-from configs.models import mesh_config, model_config
 
 pytestmark = pytest.mark.slow
 

@@ -117,13 +117,13 @@ def test_batch_is_split_over_data_and_fsdp():
     ],
 )
 def test_large_presets_split_their_params_over_fsdp_and_tensor(preset, mesh_shape, fraction):
-    """The GPU/TPU model presets (configs/models.py) on FSDP x tensor meshes of 8 devices: each
-    device holds about 1/8 of the params (norm scales and indivisible dimensions replicated),
-    from the shapes alone (nothing is allocated)."""
+    """The GPU/TPU model presets (alignax/models/presets.py) on FSDP x tensor meshes of 8
+    devices: each device holds about 1/8 of the params (norm scales and indivisible dimensions
+    replicated), from the shapes alone (nothing is allocated)."""
     import math
 
     from alignax.models import build_model
-    from configs.models import model_config
+    from alignax.models.presets import model_config
 
     model = build_model(model_config(preset))
     mesh = mesh_of(mesh_shape)
