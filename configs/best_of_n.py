@@ -11,10 +11,14 @@ configs/pipeline.py:imdb run (e.g. --config.init_from=runs/imdb/seed0/sft
 --config.rewards.reward_model_from=runs/imdb/seed0/reward_model). imdb_smollm2: for a
 configs/pipeline.py:imdb_smollm2 run (SmolLM2-135M policy and reward model): 64 prompts x 32
 samples, about 4 minutes on 2 CPU cores.
+Your data: the held-out prompts of a file (`--config.data.path`, `--config.data.tokenizer`),
+with a verifier as the gold reward (`--config.data.verifier`; README, "Your model and your
+data").
 """
 
 import ml_collections
 
+from alignax.data.sources import default_data_config
 from configs.common import base_config
 
 
@@ -28,6 +32,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     config.best_of_n = ml_collections.ConfigDict(
         {"num_prompts": 256, "pool_size": 64, "max_new_tokens": 32, "num_bootstrap": 1000}
     )
+    config.data = default_data_config(verifier=True)
     if arg.startswith("imdb"):  # the policy and reward model of configs/pipeline.py:imdb
         config.model.update(vocab_size=config.task.spm_vocab_size, max_len=64)
         config.best_of_n.max_new_tokens = config.task.response_tokens

@@ -20,6 +20,7 @@ alignax/rl/nash_md.py). Other surrogates: --config.grpo.loss=gspo|cispo|sapo.
 
 import ml_collections
 
+from alignax.data.sources import default_data_config
 from alignax.models.lora import default_lora_config
 from alignax.rl import (
     default_grpo_config,
@@ -61,5 +62,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     )
     config.optimizer.update(learning_rate=3e-4, warmup_steps=5, schedule="constant")
     config.lora = default_lora_config()
+    # Your data (README, 'Your model and your data'): --config.data.path=file.jsonl
+    # --config.data.tokenizer=<checkpoint> [--config.data.verifier=exact|regex|module:function].
+    config.data = default_data_config(verifier=True)
     config.lock()
     return config

@@ -16,6 +16,7 @@ by the config).
 
 import ml_collections
 
+from alignax.data.sources import default_data_config
 from alignax.models.lora import default_lora_config
 from alignax.rl import default_ppo_config, default_rollout_config
 from configs.common import base_config, eval_config
@@ -51,6 +52,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     )
     # LoRA adapters on the policy (rank > 0): they train; the SFT policy is base and reference.
     config.lora = default_lora_config()
+    # Your data (README, 'Your model and your data'): --config.data.path=file.jsonl
+    # --config.data.tokenizer=<checkpoint> [--config.data.verifier=exact|regex|module:function].
+    config.data = default_data_config(verifier=True)
     config.rollout = default_rollout_config()
     config.rollout.update(num_prompts=4096, max_new_tokens=32)
     config.eval = eval_config(num_prompts=128)

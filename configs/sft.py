@@ -18,6 +18,7 @@ scored as if alone: tests/test_packing.py). `--config.lora.rank=8` trains LoRA a
 
 import ml_collections
 
+from alignax.data.sources import default_data_config
 from alignax.models.lora import default_lora_config
 from configs.common import base_config, eval_config
 
@@ -59,5 +60,8 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         config.optimizer.learning_rate = 5e-4
     # LoRA adapters (rank > 0): the adapters train, the base stays as it was loaded.
     config.lora = default_lora_config()
+    # Your data (README, 'Your model and your data'): --config.data.path=file.jsonl
+    # --config.data.tokenizer=<checkpoint> [--config.data.verifier=exact|regex|module:function].
+    config.data = default_data_config(verifier=True)
     config.lock()
     return config

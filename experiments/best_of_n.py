@@ -3,13 +3,15 @@
     python -m experiments.best_of_n --config configs/best_of_n.py:runlocal --workdir runs/bon \
         --config.init_from=runs/sft --config.rewards.reward_model_from=runs/rm
 
-For every held-out prompt a pool of N samples from the policy is scored by the reward model
-(proxy) and the gold reward; both are standardised on the pool (the policy's own samples), so
-n = 1 scores 0 on both. For each n <= N the unbiased estimator (alignax.analysis.best_of_n)
-gives proxy and gold of best-of-n with bootstrap standard errors over prompts, against
-KL_bon = log n - (n-1)/n (an upper bound) and its plug-in estimate on the pool; the oracle
-curve selects by gold itself. On the Study runner (alignax/study.py): writes results.md (command
-and commit first), results.json (the curves), figures/best_of_n.{png,pdf} and summary.json.
+For every held-out prompt (the built-in task's, or a data file's with its verifier as the gold
+reward: `data.path`, `data.verifier`) a pool of N samples from the policy is scored by the
+reward model (proxy) and the gold reward; both are standardised on the pool (the policy's own
+samples), so n = 1 scores 0 on both. For each n <= N the unbiased estimator
+(alignax.analysis.best_of_n) gives proxy and gold of best-of-n with bootstrap standard errors
+over prompts, against KL_bon = log n - (n-1)/n (an upper bound) and its plug-in estimate on the
+pool; the oracle curve selects by gold itself. On the Study runner (alignax/study.py): writes
+results.md (command and commit first), results.json (the curves), figures/best_of_n.{png,pdf}
+and summary.json.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.study import Study
-from alignax.tasks import get_task
+from alignax.tasks import require, stage_task
 
 
 def plot_curves(curves: dict[str, list[dict]], path, title: str) -> None:
@@ -61,7 +63,14 @@ def plot_curves(curves: dict[str, list[dict]], path, title: str) -> None:
 
 
 def prepare(config, workdir: Path) -> None:
-    check_model_fits_task(config.model, get_task(config.task_name, config.task))
+    task = stage_task(config)
+    check_model_fits_task(config.model, task)
+    require(
+        task,
+        "gold_reward",
+        by="best_of_n (the gold reward of the responses it selects)",
+        hint="Declare a verifier of the data file (data.verifier)",
+    )
     if not (config.init_from and config.rewards.reward_model_from):
         raise ValueError(
             "best_of_n needs config.init_from (policy) and "
@@ -72,7 +81,7 @@ def prepare(config, workdir: Path) -> None:
 def measure(config, workdir: Path, plan: None) -> tuple[dict, dict]:
     """The pool of the policy's samples to held-out prompts, scored by the reward model and the
     gold reward (both standardised on the pool); best-of-n by each, and by gold (the oracle)."""
-    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    task, mesh = stage_task(config), make_mesh(config.mesh)
     b = config.best_of_n
     policy = build_model(config.model, heads=("lm",))
     rng = jax.random.key(config.seed)
@@ -101,12 +110,14 @@ def measure(config, workdir: Path, plan: None) -> tuple[dict, dict]:
         "reward model": best_of_n_curve(proxy, gold, ns, **curve),
         "oracle": best_of_n_curve(gold, gold, ns, **curve),
     }
-    return curves, {}
+    # A data file may hold fewer held-out prompts than best_of_n.num_prompts.
+    return {"curves": curves, "num_prompts": len(prompts["prompt_tokens"])}, {}
 
 
-def analyse(config, curves: dict, workdir: Path) -> dict:
+def analyse(config, measured: dict, workdir: Path) -> dict:
+    curves = measured["curves"]
     plot_curves(curves, workdir / "figures" / "best_of_n", "Best-of-n on held-out prompts")
-    return {"task": get_task(config.task_name, config.task).name, "curves": curves}
+    return {"task": stage_task(config).name, **measured}
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
@@ -116,7 +127,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         written_by(prov) + ".",
         "",
-        f"{b.num_prompts} held-out prompts x {b.pool_size} samples of the policy "
+        f"{results['num_prompts']} held-out prompts x {b.pool_size} "
+        "samples of the policy "
         f"(`{config.init_from}`), each scored by the reward model (`"
         f"{config.rewards.reward_model_from}`) and the gold reward, both standardised on the "
         "pool; ± 95% intervals (1.96 SE, the SE from a bootstrap over prompts).",

@@ -172,3 +172,43 @@ def toy_grpo(mesh, score_fn=toy_score, **config_overrides):
         eos_id=EOS,
     )
     return state, step
+
+
+CHATML = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+CORPUS = [
+    "The movie was wonderful, truly wonderful.",
+    "I did not like the ending at all; 10/10 would not watch again.",
+    "Naïve café reviews — with unicode!",
+] * 20
+
+
+def save_chat_tokenizer(directory, *, pad=True):
+    """A byte-level BPE tokenizer with a ChatML template, saved by transformers in `directory`
+    as a checkpoint's (tokenizer.json, tokenizer_config.json); returns transformers' own."""
+    import transformers
+    from tokenizers import Tokenizer as RawTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    raw = RawTokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    specials = ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    raw.train_from_iterator(CORPUS, trainer)
+    hf = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>" if pad else None,
+    )
+    hf.chat_template = CHATML
+    hf.save_pretrained(directory)
+    return transformers.AutoTokenizer.from_pretrained(directory)

@@ -95,6 +95,6 @@ def test_best_of_n_report_prints_95_percent_intervals():
         "oracle": [{**row, "gold": 1.2, "gold_se": 0.0}],
     }
     prov = {"command": "cmd", "commit": "abc", "dirty": False, "machine": "here"}
-    text = report(get_config(), {"task": "review", "curves": curves}, {}, prov)
+    text = report(get_config(), {"task": "review", "curves": curves, "num_prompts": 256}, {}, prov)
     assert "95% intervals (1.96 SE" in text
     assert "| 4 | 0.64 | 0.60 | 1.00 ± 0.20 | 0.50 ± 0.10 | 1.20 |" in text

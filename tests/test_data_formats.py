@@ -108,6 +108,60 @@ def test_parquet_is_read_like_jsonl(tmp_path):
         read_examples(tmp_path / "p.parquet")
 
 
+def test_a_hub_download_is_read_by_directory_or_pattern_naming_each_shard(tmp_path):
+    """The layout of a dataset downloaded from a hub: Parquet shards of each split under data/
+    (UltraFeedback-binarized: train_prefs-0000k-of-0000n.parquet with prompt, chosen and
+    rejected as chat turns, and more columns), or gzipped JSONL transcripts (HH-RLHF)."""
+    pa = pytest.importorskip("pyarrow")
+    import gzip
+
+    import pyarrow.parquet as pq
+
+    def turns(prompt, reply):
+        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+
+    data = tmp_path / "ultrafeedback" / "data"
+    data.mkdir(parents=True)
+    for split, shards in (("train_prefs", 2), ("test_prefs", 1)):
+        for k in range(shards):
+            prompts = [f"{split} {k} {i}" for i in range(3)]
+            table = pa.table(
+                {
+                    "prompt": prompts,
+                    "prompt_id": [str(i) for i in range(3)],
+                    "chosen": [turns(p, "good") for p in prompts],
+                    "rejected": [turns(p, "bad") for p in prompts],
+                    "score_chosen": [8.0] * 3,
+                }
+            )
+            pq.write_table(table, data / f"{split}-{k:05d}-of-{shards:05d}.parquet")
+    train, _ = read_examples(data / "train_prefs-*.parquet")
+    assert [e.prompt for e in train] == [f"train_prefs {k} {i}" for k in (0, 1) for i in range(3)]
+    assert train[4].where == f"{data}/train_prefs-00001-of-00002.parquet:2"
+    assert train[0].responses == ("good", "bad")
+    everything, _ = read_examples(tmp_path / "ultrafeedback")  # every shard of every split
+    assert len(everything) == 9
+    hh = tmp_path / "hh" / "helpful-base"
+    hh.mkdir(parents=True)
+    with gzip.open(hh / "train.jsonl.gz", "wt") as f:
+        f.write(
+            json.dumps(
+                {
+                    "chosen": "\n\nHuman: hi\n\nAssistant: hello",
+                    "rejected": "\n\nHuman: hi\n\nAssistant: go",
+                }
+            )
+            + "\n"
+        )
+        f.write('{"chosen": \n')
+    with pytest.raises(DataError, match=r"train\.jsonl\.gz:2: malformed JSON"):
+        read_examples(tmp_path / "hh")
+    with pytest.raises(DataError, match=r"nothing-\*\.parquet: no data files"):
+        read_examples(hh / "nothing-*.parquet")
+    with pytest.raises(FileNotFoundError, match="no such file or directory"):
+        read_examples(hh / "train.jsonl")
+
+
 GOOD = {"prompt": "a", "chosen": "b", "rejected": "c"}
 
 

@@ -118,3 +118,11 @@ def test_cached_comparisons_are_reused_only_for_the_config_that_made_them(tmp_pa
             tmp_path,
             proxies.comparisons_key(extended, sft_dir),
         )
+
+
+def test_standardize_on_hand_cases_and_without_spread():
+    from alignax.analysis.overoptimization import standardize
+
+    np.testing.assert_allclose(standardize(np.array([1.0, 2.0, 3.0])), [-(1.5**0.5), 0, 1.5**0.5])
+    # A verifier that nothing satisfies: no spread, every choice as good (zeros, not NaN).
+    np.testing.assert_array_equal(standardize(np.array([[2.0, 2.0], [2.0, 2.0]])), 0.0)

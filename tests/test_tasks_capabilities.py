@@ -13,6 +13,7 @@ from tests.helpers import preset_config
 
 # The method each capability stands for.
 METHODS = {
+    "gold_reward": "reward",
     "demonstrations": "sft_dataset",
     "pretraining_text": "pretraining_dataset",
     "generator_comparisons": "comparison_dataset",
@@ -38,7 +39,8 @@ def test_a_missing_capability_is_named_with_what_needs_it():
     with pytest.raises(
         ValueError,
         match=r"labels.source='generator' needs what the arithmetic task does not provide "
-        r"\(generator_comparisons: .*\); it provides \['demonstrations', 'verified_references'\]"
+        r"\(generator_comparisons: .*\); it provides "
+        r"\['demonstrations', 'gold_reward', 'verified_references'\]"
         r"\. Label a policy's samples",
     ):
         require(

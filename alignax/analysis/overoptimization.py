@@ -20,7 +20,10 @@ from alignax.metrics import logged_curve
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / x.std()
+    """`x` less its mean, in units of its standard deviation; all zeros when it has no spread
+    (a verifier that no response satisfies): every choice among the values is as good."""
+    spread = x.std()
+    return (x - x.mean()) / (spread if spread > 0 else 1.0)
 
 
 def seed_average(

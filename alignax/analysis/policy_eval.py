@@ -60,9 +60,10 @@ def evaluate_policy(
 ) -> dict:
     """Samples one response per prompt and scores it.
 
-    Returns per-sample arrays 'gold' [N] (and 'proxy' with `proxy_fn(tokens, input_mask) -> [N]`,
-    'kl' [N] = log pi(y|x) - log pi_ref(y|x) with `ref_params`, the Monte Carlo k1 estimate of the
-    sequence KL), 'length' [N], 'ended_with_eos' [N], and 'texts' (the first `num_texts`).
+    Returns per-sample arrays 'gold' [N] (when the task has a 'gold_reward'; a data file's
+    without a verifier has none), 'proxy' with `proxy_fn(tokens, input_mask) -> [N]`, 'kl' [N] =
+    log pi(y|x) - log pi_ref(y|x) with `ref_params` (the Monte Carlo k1 estimate of the sequence
+    KL), 'length' [N], 'ended_with_eos' [N], and 'texts' (the first `num_texts`).
     """
     out = sample(
         model,
@@ -77,7 +78,6 @@ def evaluate_policy(
     prompt_len = prompts["prompt_tokens"].shape[1]
     response_mask = np.asarray(out.loss_mask[:, prompt_len:])
     result = {
-        "gold": np.asarray(task_reward(task, out.tokens, out.loss_mask, prompts)),
         "length": response_mask.sum(1),
         "ended_with_eos": np.asarray(out.ended_with_eos, np.float32),
         "texts": [
@@ -87,6 +87,8 @@ def evaluate_policy(
             )
         ],
     }
+    if "gold_reward" in task.capabilities:
+        result["gold"] = np.asarray(task_reward(task, out.tokens, out.loss_mask, prompts))
     if proxy_fn is not None:
         result["proxy"] = np.asarray(proxy_fn(out.tokens, out.input_mask))
     if ref_params is not None:

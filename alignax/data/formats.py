@@ -1,4 +1,6 @@
-"""Preference-data files (JSONL, Parquet) in the common formats, validated, into batch arrays.
+"""Preference-data files (JSONL, gzipped JSONL, Parquet; one file, a directory of shards as a
+hub download lays them out, or a glob pattern) in the common formats, validated, into batch
+arrays.
 
     examples, stats = read_examples("train.jsonl")                  # format auto-detected
     batch, stats = load_dataset("train.jsonl", tokenizer, max_len=512, on_error="skip")
@@ -17,7 +19,14 @@ one, so a stray record is blamed at its own line, even when it is the first):
                  marker, the responses are the rest.
 - "rankings":    {prompt, completions, ranks} K-way rankings, ranks 0 = best.
 - "unpaired":    {prompt, completion, label} (KTO; label 1/true = desirable).
+- "completions": {prompt, completion} demonstrations for SFT (TRL's prompt-completion format);
+                 the completion may be a list holding one assistant turn.
+- "conversations": {messages} demonstrations for SFT (TRL's conversational format), ending
+                 with an assistant turn: the loss is on every assistant turn (as the chat
+                 template writes it), the other turns are context (`conversation_pieces`).
 - "verifiable":  {prompt, answer}.
+- "prompts":     {prompt} alone (PPO, GRPO: the policy answers; any other format's prompts serve
+                 too, see alignax.tasks.file).
 
 Bad input never passes silently: each problem raises `DataError` naming file:line (1-based;
 Parquet rows are numbered from 1 too), or with `on_error="skip"` is skipped and counted by
@@ -44,6 +53,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import glob
+import gzip
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -60,8 +71,18 @@ from alignax.data.tokenizer import (
     encode_chat_group,
 )
 
-FORMATS = ("pairs", "transcripts", "rankings", "unpaired", "verifiable")
+FORMATS = (
+    "pairs",
+    "transcripts",
+    "rankings",
+    "unpaired",
+    "completions",
+    "conversations",
+    "verifiable",
+    "prompts",
+)
 ON_ERROR = ("raise", "skip")
+PROMPT_KINDS = ("verifiable", "prompt")  # examples that give a prompt to answer, no response
 ASSISTANT_MARKER = "\n\nAssistant:"
 _ROLE_NAMES = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
 
@@ -88,6 +109,8 @@ class Example:
     # The prompt's chat turns when the record gives them: a tokenizer with a chat template
     # writes the prompt and each response with it (`encode_examples`), else `prompt` (plain).
     messages: tuple[dict, ...] = ()
+    # The record as read, for what a verifier compares with (alignax.tasks.file).
+    record: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 @dataclasses.dataclass
@@ -138,8 +161,9 @@ class ReadStats:
 
 # ---------------------------------------------------------------------------- raw records
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object or _Bad) for each non-blank line."""
-    with open(path, "rb") as f:
+    """(line number, parsed object or _Bad) for each non-blank line (gzip-compressed when the
+    name ends in .gz, as HH-RLHF's files on the hub are)."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
                 text = raw.decode("utf-8")
@@ -172,6 +196,29 @@ def iter_raw_records(path: str | Path) -> Iterator[tuple[int, Any]]:
     return _iter_jsonl(path)
 
 
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The files `path` names: itself, a directory's data files (DATA_SUFFIXES, in every
+    subdirectory, sorted: the shards of a dataset downloaded from a hub), or the matches of a
+    glob pattern (`ultrafeedback/data/train_prefs-*.parquet`)."""
+    where = Path(path)
+    if where.is_file():
+        return [where]
+    if where.is_dir():
+        files = sorted(
+            f for f in where.rglob("*") if f.is_file() and f.name.endswith(DATA_SUFFIXES)
+        )
+    elif any(c in str(path) for c in "*?["):  # a glob pattern
+        files = sorted(Path(f) for f in glob.glob(str(path), recursive=True) if Path(f).is_file())
+    else:
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if not files:
+        raise DataError(f"{path}: no data files ({', '.join(DATA_SUFFIXES)}) there")
+    return files
+
+
 # ---------------------------------------------------------------------------- parsing
 def detect_format(record: dict) -> str:
     """The format whose keys `record` has (see module docstring)."""
@@ -182,13 +229,20 @@ def detect_format(record: dict) -> str:
         return "rankings"
     if {"completion", "label"} <= keys:
         return "unpaired"
+    if {"prompt", "completion"} <= keys:
+        return "completions"
+    if "messages" in keys:
+        return "conversations"
     if {"prompt", "answer"} <= keys:
         return "verifiable"
+    if "prompt" in keys:
+        return "prompts"
     raise _Bad(
         "missing_field",
         f"cannot detect the format from keys {sorted(keys)}; expected one of "
         "{prompt, chosen, rejected}, {chosen, rejected}, {prompt, completions, ranks}, "
-        "{prompt, completion, label}, {prompt, answer}",
+        "{prompt, completion, label}, {prompt, completion}, {messages}, {prompt, answer}, "
+        "{prompt}",
     )
 
 
@@ -315,8 +369,43 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
         else:
             raise _Bad("bad_label", f"label {label!r} is not one of 1/0/true/false")
         return Example(
-            "unpaired", prompt, (completion,), label=label, where=where, messages=messages
+            "unpaired",
+            prompt,
+            (completion,),
+            label=label,
+            where=where,
+            messages=messages,
+            record=record,
         )
+    elif fmt == "completions":
+        prompt, messages = _prompt(record)
+        completion = record.get("completion")
+        if isinstance(completion, list):
+            if len(completion) != 1:
+                raise _Bad("wrong_type", "field 'completion' must be text or one assistant turn")
+            _, completion = _split_messages(completion, "completion")
+        else:
+            completion = _response(_field(record, "completion"), "completion")
+        return Example(
+            "demonstration", prompt, (completion,), where=where, messages=messages, record=record
+        )
+    elif fmt == "conversations":
+        turns, reply = _split_messages(_field(record, "messages", list), "messages")
+        if not turns:
+            raise _Bad("missing_field", "field 'messages' holds no turn before the reply")
+        return Example(
+            "demonstration",
+            render_messages(turns),
+            (reply,),
+            where=where,
+            messages=tuple(turns),
+            record=record,
+        )
+    elif fmt == "prompts":
+        prompt, messages = _prompt(record)
+        if not prompt.strip():
+            raise _Bad("empty_response", "field 'prompt' is empty")
+        return Example("prompt", prompt, where=where, messages=messages, record=record)
     elif fmt == "verifiable":
         prompt, messages = _prompt(record)
         answer = record.get("answer")
@@ -327,12 +416,16 @@ def parse_record(record: Any, fmt: str, where: str) -> Example:
                 "empty_response" if answer is not None else "missing_field",
                 f"field 'answer' must be a non-empty string, got {answer!r}",
             )
-        return Example("verifiable", prompt, answer=answer, where=where, messages=messages)
+        return Example(
+            "verifiable", prompt, answer=answer, where=where, messages=messages, record=record
+        )
     else:
         raise ValueError(f"format={fmt!r}; allowed: 'auto', {FORMATS}")
     if len(set(responses)) < len(responses):
         raise _Bad("identical_responses", "two responses are identical")
-    return Example("comparison", prompt, responses, ranks=ranks, where=where, messages=messages)
+    return Example(
+        "comparison", prompt, responses, ranks=ranks, where=where, messages=messages, record=record
+    )
 
 
 def is_tfds_directory(path: str | Path) -> bool:
@@ -371,7 +464,12 @@ def source_to_examples(source) -> list[Example]:
         text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
         responses = tuple(text(x) for x in r["responses"])
         label, answer = int(r["label"]), text(r["answer"])
-        kind = "comparison" if len(responses) > 1 else "unpaired" if label >= 0 else "verifiable"
+        if len(responses) > 1:
+            kind = "comparison"
+        elif responses:
+            kind = "unpaired" if label >= 0 else "demonstration"
+        else:
+            kind = "verifiable" if answer else "prompt"
         out.append(
             Example(
                 kind,
@@ -381,6 +479,7 @@ def source_to_examples(source) -> list[Example]:
                 label=label,
                 answer=answer,
                 where=text(r["where"]),
+                record={"answer": answer},  # what a verifier compares with
             )
         )
     return out
@@ -389,8 +488,9 @@ def source_to_examples(source) -> list[Example]:
 def read_examples(
     path: str | Path, *, format: str = "auto", on_error: str = "raise", split: str = "train"
 ) -> tuple[list[Example], ReadStats]:
-    """Reads and validates every record of a .jsonl / .parquet file, or the `split` of a
-    prepared TFDS dataset directory.
+    """Reads and validates every record of a .jsonl / .parquet file, of the files a directory or
+    glob pattern names (`data_files`: a hub download's shards), or of the `split` of a prepared
+    TFDS dataset directory.
 
     Raises DataError naming file:line on the first bad record, or (on_error="skip") skips it
     and counts it in the returned stats.
@@ -405,10 +505,13 @@ def read_examples(
         return examples, ReadStats(read=len(examples), kept=len(examples))
     stats = ReadStats()
     examples = []
-    records = list(iter_raw_records(path))
+    records = [
+        (f"{file}:{number}", record)
+        for file in data_files(path)
+        for number, record in iter_raw_records(file)
+    ]
     fmt = _majority_format(records) if format == "auto" else format
-    for number, record in records:
-        where = f"{path}:{number}"
+    for where, record in records:
         if record is None:
             stats.blank_lines += 1
             continue
@@ -426,7 +529,8 @@ def read_examples(
                 examples.append(parse_record(record, fmt, where))
             except _Bad:
                 other = _detected(record)
-                if format == "auto" and other not in (None, fmt):
+                # A record with a prompt alone lacks the fields of the file's format.
+                if format == "auto" and other not in (None, fmt, "prompts"):
                     raise _Bad(
                         "other_format",
                         f"record has the keys of format {other!r}, but most records of this "
@@ -479,6 +583,70 @@ def chat_texts(tokenizer: Tokenizer, example: Example) -> tuple[str, tuple[str, 
     return example.prompt, example.responses
 
 
+def conversation_pieces(tokenizer: Tokenizer, example: Example) -> list[tuple[str, bool]]:
+    """A demonstration with assistant turns before its reply, as (text, scored) pieces: every
+    assistant turn is scored (the template's writing of it, end-of-turn marks included; the
+    last is cut before its EOS, which the layout appends), the rest is context. Written with the
+    tokenizer's chat template, else as an "\n\nHuman: ...\n\nAssistant: ..." transcript."""
+    turns = [*example.messages, {"role": "assistant", "content": example.responses[0]}]
+    if not (isinstance(tokenizer, HFTokenizer) and tokenizer.chat_template):
+        pieces = []
+        for turn in turns:
+            if turn["role"] == "assistant":
+                pieces += [(ASSISTANT_MARKER, False), (f" {turn['content']}", True)]
+            else:
+                role = _ROLE_NAMES.get(turn["role"], turn["role"])
+                pieces.append((f"\n\n{role}: {turn['content']}", False))
+        return pieces
+    pieces, written = [], ""
+    for i, turn in enumerate(turns):
+        if turn["role"] != "assistant":
+            continue
+        before = tokenizer.chat_prompt(turns[:i])
+        last = i == len(turns) - 1
+        reply = (
+            tokenizer.chat_reply(turns[:i], turn["content"])
+            if last
+            else tokenizer.chat_prompt(turns[: i + 1], add_generation_prompt=False)[len(before) :]
+        )
+        if not before.startswith(written):
+            raise ValueError(
+                "chat template: a later turn's rendering does not begin with the earlier "
+                "turns'; a template that rewrites earlier turns is not supported"
+            )
+        pieces += [(before[len(written) :], False), (reply, True)]
+        written = before + reply
+    return pieces
+
+
+def _conversation_layout(
+    tokenizer: Tokenizer, example: Example, max_len: int, overflow: str
+) -> dict:
+    """BOS + the pieces + EOS, the loss on the scored pieces and EOS, cut to `max_len` at the
+    end (keeps the conversation's start; overflow="truncate"); TooLongError when it does not fit
+    (other policies) or no scored token fits."""
+    tokens, loss = [tokenizer.bos_id], [0]
+    for text, scored in conversation_pieces(tokenizer, example):
+        ids = tokenizer.encode(text)
+        tokens += ids
+        loss += [int(scored)] * len(ids)
+    tokens.append(tokenizer.eos_id)
+    loss.append(1)
+    truncated = len(tokens) > max_len
+    if truncated and overflow != "truncate":
+        raise TooLongError(f"conversation of {len(tokens)} tokens > max_len={max_len}")
+    tokens, loss = tokens[:max_len], loss[:max_len]
+    if not any(loss):
+        raise TooLongError(f"no assistant token within max_len={max_len}")
+    return {
+        "tokens": np.array(tokens, np.int32),
+        "input_mask": np.ones(len(tokens), np.int32),
+        "loss_mask": np.array(loss, np.int32),
+        "truncated": truncated,
+        "prompt_truncated": False,
+    }
+
+
 def encode_examples(
     examples: Sequence[Example],
     tokenizer: Tokenizer,
@@ -491,10 +659,12 @@ def encode_examples(
 ) -> tuple[dict[str, np.ndarray], ReadStats]:
     """Tokenizes validated examples (all of one kind) into the batch layouts of conventions.md.
 
-    comparison: tokens/input_mask/loss_mask [N, K, max_len], ranks [N, K];
-    unpaired:   tokens/input_mask/loss_mask [N, max_len], label [N];
-    verifiable: prompt_tokens/prompt_mask [N, P] LEFT-padded (P = max_prompt_len, prompts keep
-                their end), answer [N] (object array of strings, host-side).
+    comparison:    tokens/input_mask/loss_mask [N, K, max_len], ranks [N, K];
+    unpaired:      tokens/input_mask/loss_mask [N, max_len], label [N];
+    demonstration: tokens/input_mask/loss_mask [N, max_len];
+    verifiable:    prompt_tokens/prompt_mask [N, P] LEFT-padded (P = max_prompt_len, prompts keep
+                   their end), answer [N] (object array of strings, host-side);
+    prompt:        prompt_tokens/prompt_mask [N, P] as for verifiable.
     Texts that do not fit: see `alignax.data.tokenizer` (overflow) -- "error" raises DataError
     naming file:line, "skip" counts too_long, "truncate" truncates and raises (or, with
     on_error="skip", counts) only when no response token fits.
@@ -521,7 +691,7 @@ def encode_examples(
         except ValueError as e:
             bad("chat_template", ex.where, str(e))
             continue
-        if kind == "verifiable":
+        if kind in PROMPT_KINDS:
             ids = tokenizer.encode(prompt)
             if 1 + len(ids) > max_prompt_len and overflow != "truncate":
                 bad("too_long", ex.where, f"prompt of {1 + len(ids)} tokens > {max_prompt_len}")
@@ -542,17 +712,26 @@ def encode_examples(
                     f"{len(ex.responses)} responses, earlier records have {num_responses}",
                 )
                 continue
+        multi_turn = kind == "demonstration" and any(
+            m.get("role") == "assistant" for m in ex.messages
+        )
         try:
-            encoded = encode_chat_group(
-                tokenizer,
-                prompt,
-                responses,
-                max_len=max_len,
-                max_prompt_len=max_prompt_len,
-                overflow="error" if overflow == "skip" else overflow,
-            )
+            if multi_turn:
+                encoded = [_conversation_layout(tokenizer, ex, max_len, overflow)]
+            else:
+                encoded = encode_chat_group(
+                    tokenizer,
+                    prompt,
+                    responses,
+                    max_len=max_len,
+                    max_prompt_len=max_prompt_len,
+                    overflow="error" if overflow == "skip" else overflow,
+                )
         except TooLongError as e:
             bad("too_long", ex.where, str(e))
+            continue
+        except ValueError as e:  # a chat template that rewrites earlier turns
+            bad("chat_template", ex.where, str(e))
             continue
         cut = [
             name
@@ -565,16 +744,19 @@ def encode_examples(
         extra.append(ex.ranks if kind == "comparison" else ex.label)
     stats.kept = len(rows)
 
-    if kind == "verifiable":
-        return {
+    if kind in PROMPT_KINDS:
+        batch = {
             "prompt_tokens": _pad(rows, max_prompt_len, left=True),
             "prompt_mask": _pad([np.ones_like(r) for r in rows], max_prompt_len, left=True),
-            "answer": np.array(extra, dtype=object),
-        }, stats
+        }
+        if kind == "verifiable":
+            batch["answer"] = np.array(extra, dtype=object)
+        return batch, stats
     keys = ("tokens", "input_mask", "loss_mask")
-    if kind == "unpaired":
+    if kind in ("unpaired", "demonstration"):
         batch = {k: _pad([enc[0][k] for enc in rows], max_len) for k in keys}
-        batch["label"] = np.array(extra, np.int32)
+        if kind == "unpaired":
+            batch["label"] = np.array(extra, np.int32)
         return batch, stats
     k = num_responses or 2
     batch = {

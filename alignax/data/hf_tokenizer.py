@@ -107,6 +107,19 @@ class HFTokenizer:
             chat_template=_chat_template(directory, config),
         )
 
+    def save(self, directory: str | Path) -> Path:
+        """Writes tokenizer.json and tokenizer_config.json (special tokens, chat template), the
+        files `load` and transformers' AutoTokenizer read."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._tokenizer.save(str(directory / "tokenizer.json"))
+        config = {k: v for k, v in self.special_tokens.items() if v is not None}
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        if self.chat_template is not None:
+            config["chat_template"] = self.chat_template
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+        return directory
+
     @property
     def vocab_size(self) -> int:
         return int(self._tokenizer.get_vocab_size(with_added_tokens=True))
@@ -148,10 +161,12 @@ class HFTokenizer:
             self.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
         )
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+    def chat_prompt(
+        self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True
+    ) -> str:
         """The chat rendered up to the assistant's reply (with the generation prompt), without a
         leading BOS token: alignax's sequence layout writes BOS itself."""
-        text = self.apply_chat_template(messages, add_generation_prompt=True)
+        text = self.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
         bos = self.special_tokens.get("bos_token")
         return text[len(bos) :] if bos and text.startswith(bos) else text
 

@@ -5,6 +5,7 @@ task = alignax.tasks.get_task("review")        # ReviewTask with the default con
 task = alignax.tasks.get_task("arithmetic", config)
 require(task, "pretraining_text", by="sft.data='pretraining'")   # what a stage needs beyond
                                                                    # every task's interface
+task = alignax.tasks.stage_task(config)  # a stage's: its data file's (FileTask) or get_task's
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ml_collections
 
 from alignax.tasks.arithmetic import ArithmeticTask, arithmetic_config
 from alignax.tasks.base import CAPABILITIES, Annotator, require
+from alignax.tasks.file import FileTask
 from alignax.tasks.imdb import ImdbTask, imdb_config
 from alignax.tasks.review import ReviewTask, review_config
 
@@ -53,9 +55,23 @@ def get_task(name: str, config: ml_collections.ConfigDict | None = None):
     return _cached(name, config.to_json(sort_keys=True))
 
 
+@functools.lru_cache(maxsize=4)
+def _file_task(data_json: str, max_len: int, seed: int) -> FileTask:
+    return FileTask(ml_collections.ConfigDict(json.loads(data_json)), max_len=max_len, seed=seed)
+
+
+def stage_task(config: ml_collections.ConfigDict):
+    """The task a stage works in: the FileTask of `config.data` when it names a file (the
+    user's prompts, demonstrations and verifier), else the built-in task `get_task` gives."""
+    if "data" in config and config.data.path:
+        return _file_task(config.data.to_json(sort_keys=True), config.model.max_len, config.seed)
+    return get_task(config.task_name, config.task)
+
+
 __all__ = [
     "CAPABILITIES",
     "Annotator",
+    "FileTask",
     "ArithmeticTask",
     "ImdbTask",
     "ReviewTask",
@@ -65,4 +81,5 @@ __all__ = [
     "imdb_config",
     "require",
     "review_config",
+    "stage_task",
 ]

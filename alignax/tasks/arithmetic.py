@@ -55,7 +55,7 @@ def _check(text: str, answer: str) -> float:
 
 class ArithmeticTask:
     name = "arithmetic"
-    capabilities = frozenset({"demonstrations", "verified_references"})
+    capabilities = frozenset({"gold_reward", "demonstrations", "verified_references"})
     pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
     vocab_size = VOCAB_SIZE
 

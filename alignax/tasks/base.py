@@ -42,6 +42,8 @@ def check_eval_fraction(eval_fraction: float, key: str) -> None:
 # `capabilities`, and a stage that needs one asks for it with `require` (never with hasattr or
 # the task's name), which names what is missing.
 CAPABILITIES = {
+    "gold_reward": "a reward of responses that plays the role of human judgement (reward): "
+    "every built-in task's; a data file's with a verifier (data.verifier)",
     "demonstrations": "demonstrations for SFT (sft_dataset)",
     "best_of_n_demonstrations": "demonstrations chosen by the gold reward among candidates "
     "(sft_dataset(num_candidates=...))",
@@ -86,7 +88,8 @@ class Task(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
     def reward(self, tokens_BxL, response_mask_BxL, **inputs):
-        """[B] jittable reward of full sequences, scored on the tokens under the mask."""
+        """[B] jittable reward of full sequences, scored on the tokens under the mask (tasks
+        with the 'gold_reward' capability)."""
         ...
 
     def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:

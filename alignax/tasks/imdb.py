@@ -185,7 +185,7 @@ def _file_digest(path: Path) -> str:
 
 class ImdbTask:
     name = "imdb"
-    capabilities = frozenset({"demonstrations", "pretraining_text", "learned_gold"})
+    capabilities = frozenset({"gold_reward", "demonstrations", "pretraining_text", "learned_gold"})
     reward_inputs: tuple[str, ...] = ()  # the gold classifier reads the sequence alone
 
     def __init__(self, config: ml_collections.ConfigDict | None = None):

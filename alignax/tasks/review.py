@@ -177,6 +177,7 @@ class ReviewTask:
     name = "review"
     capabilities = frozenset(
         {
+            "gold_reward",
             "demonstrations",
             "best_of_n_demonstrations",
             "pretraining_text",

@@ -1,6 +1,7 @@
 """The online algorithms of `alignax.rl.algorithms` (the GRPO family with RLOO, XPO, Nash-MD)
-with a task's own reward: the arithmetic task's exact-match verifier (RLVR), or the review
-task's gold reward.
+with a task's own reward: the arithmetic task's exact-match verifier (RLVR), the review task's
+gold reward, or the verifier a data file's config declares (`data.path`, `data.verifier`;
+alignax/tasks/file.py).
 
 GRPO family: G samples per prompt, the group's rewards as the baseline (no value model), KL to
 the starting policy via k3. XPO: one policy and one reference response per prompt, the reward as
@@ -17,7 +18,7 @@ from alignax import rl
 from alignax.analysis.policy_eval import evaluate_policy, task_reward
 from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
-from alignax.tasks import get_task
+from alignax.tasks import require, stage_task
 from alignax.tasks.base import device_prompts
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
 
@@ -31,8 +32,14 @@ def mean_reward(model, params, task, prompts, rng, *, max_new_tokens, temperatur
 
 
 def build(config, ctx: Context) -> Stage:
-    task = get_task(config.task_name, config.task)
+    task = stage_task(config)
     check_model_fits_task(config.model, task)
+    require(
+        task,
+        "gold_reward",
+        by=f"algorithm={config.algorithm!r} (trained on the task's reward)",
+        hint="Declare a verifier of the data file (data.verifier)",
+    )
     rollout_config = rl.RolloutConfig.from_config(config.rollout)
     train = task.prompt_dataset(rollout_config.num_prompts, seed=config.seed, split="train")
     evaluation = task.prompt_dataset(config.eval.num_prompts, seed=config.seed + 1, split="eval")

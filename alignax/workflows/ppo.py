@@ -26,7 +26,7 @@ from alignax.experiment import check_model_fits_task, initial_params
 from alignax.losses.reward import ensemble_rewards, normalize_rewards, reward_normalization
 from alignax.models import build_model
 from alignax.stages import load_stage_model
-from alignax.tasks import get_task, require
+from alignax.tasks import require, stage_task
 from alignax.tasks.base import device_prompts
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
 
@@ -77,6 +77,15 @@ def check_config(config, task) -> None:
             "rewards.value_init='reward_model' needs a single reward model; use "
             "'policy' or 'shared' with rewards.ensemble_size > 1"
         )
+    if config.rewards.source == "gold" or config.judge_drift.track:
+        require(
+            task,
+            "gold_reward",
+            by=f"rewards.source={config.rewards.source!r}"
+            if config.rewards.source == "gold"
+            else "judge_drift.track=True",
+            hint="Declare a verifier of the data file (data.verifier)",
+        )
     check_judge_drift_config(config.judge_drift, config.rewards, task)
 
 
@@ -110,7 +119,7 @@ def check_judge_drift_config(drift, rewards, task) -> None:
 
 
 def build(config, ctx: Context) -> Stage:
-    task = get_task(config.task_name, config.task)
+    task = stage_task(config)
     check_model_fits_task(config.model, task)
     check_config(config, task)
     mesh, rngs = ctx.mesh, ctx.rngs
@@ -137,6 +146,8 @@ def build(config, ctx: Context) -> Stage:
 
     def gold_fn(tokens, input_mask, loss_mask, **inputs):
         return task.reward(tokens, loss_mask, **inputs)
+
+    has_gold = "gold_reward" in task.capabilities  # a data file's needs a verifier
 
     aux_reward = {}
     if reward_fn is not None:
@@ -185,7 +196,7 @@ def build(config, ctx: Context) -> Stage:
             config=ppo_config,
             rollout_config=rollout_config,
             eos_id=task.eos_id,
-            gold_fn=gold_fn,
+            gold_fn=gold_fn if has_gold else None,
             score_inputs=task.reward_inputs,
             policy_view=view,
         )
@@ -226,13 +237,14 @@ def build(config, ctx: Context) -> Stage:
     def summarize_run(final, initial, state):
         summary = {
             "steps": int(state.step),
-            "gold_reward": final["gold"],
-            "proxy_reward": final.get("proxy", final["gold"]),
+            "proxy_reward": final["proxy"] if "proxy" in final else final["gold"],
             "kl_to_sft": final["kl"],
             "response_length": final["length"],
             "ended_with_eos": final["ended_with_eos"],
             "kl_coef": float(np.asarray(state.aux["kl"].kl_coef)),
         }
+        if has_gold:
+            summary["gold_reward"] = final["gold"]
         if judge.alarm is not None:
             summary.update(
                 judge_accuracy=final["judge_accuracy"], judge_drift_step=judge.alarm.fired_at

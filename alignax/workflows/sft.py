@@ -2,7 +2,9 @@
 
 With `sft.data = 'demonstrations'` the loss covers response tokens only (prompt masked); with
 'pretraining' it covers every token of generator text. Evaluates held-out NLL and the gold reward
-of sampled responses (their texts go to samples.jsonl).
+of sampled responses (their texts go to samples.jsonl). With `data.path`, the demonstrations are
+a file's ({prompt, completion} or {messages} records; alignax/tasks/file.py), and the gold reward
+its verifier's (`data.verifier`), if it declares one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.data.batching import pack_sequences
 from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
-from alignax.tasks import get_task, require
+from alignax.tasks import require, stage_task
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
 
 LM_INPUTS = ("tokens", "input_mask", "loss_mask")
@@ -61,7 +63,7 @@ def pack_rows(arrays: dict) -> dict:
 def build(config, ctx: Context, data=None) -> Stage:
     """`data`: (train, eval) arrays in the LM layout built elsewhere (experiments/
     critique_revision.py: revised responses) instead of `build_data`."""
-    task = get_task(config.task_name, config.task)
+    task = stage_task(config)
     check_model_fits_task(config.model, task)
     train_data, eval_data = build_data(config, task) if data is None else data
     model = build_model(config.model, heads=("lm",))
@@ -84,13 +86,15 @@ def build(config, ctx: Context, data=None) -> Stage:
         return {"nll": nll, **policy_metrics, "texts": result["texts"]}
 
     def summarize_run(final, initial, state):
-        return {
+        summary = {
             "steps": int(state.step),
             "eval_nll": final["nll"],
-            "gold_reward": final["policy/gold"],
             "response_length": final["policy/length"],
             "ended_with_eos": final["policy/ended_with_eos"],
         }
+        if "policy/gold" in final:  # a data file without a verifier has no gold reward
+            summary["gold_reward"] = final["policy/gold"]
+        return summary
 
     return Stage(
         label=config.sft.data,

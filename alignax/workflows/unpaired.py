@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from alignax import labels, objectives
+from alignax.data.batching import pad_to_bucket
 from alignax.data.formats import load_dataset
-from alignax.data.tokenizer import SentencePieceTokenizer
+from alignax.data.sources import PAD_MULTIPLE, data_tokenizer, held_out_split
 from alignax.experiment import check_model_fits_task, check_model_fits_tokenizer, initial_params
 from alignax.models import build_model
 from alignax.tasks import get_task
@@ -57,33 +58,27 @@ def with_mismatched_pairs(examples: dict, seed: int) -> dict:
 
 def _file_examples(config):
     data = config.data
-    if not data.tokenizer:
-        raise ValueError("data.tokenizer is required with data.path (a sentencepiece model file)")
-    tokenizer = SentencePieceTokenizer.load(data.tokenizer)
+    tokenizer = data_tokenizer(data)
     check_model_fits_tokenizer(config.model, tokenizer)
 
-    def load(path):
+    def load(path, split="train"):
         arrays, stats = load_dataset(
             path,
             tokenizer,
             max_len=config.model.max_len,
             format="unpaired",
             on_error=data.on_error,
+            split=split,
         )
-        print(f"{path}: {stats.report()}", flush=True)
+        print(f"{path} [{split}]: {stats.report()}", flush=True)
+        arrays = pad_to_bucket(arrays, multiple=PAD_MULTIPLE)
         return {k: arrays[k] for k in (*MODEL_INPUTS, "label")}
 
     train = load(data.path)
     if data.eval_path:
-        return train, load(data.eval_path)
-    order = np.random.default_rng(config.seed).permutation(len(train["label"]))
-    num_eval = max(1, int(round(data.eval_fraction * len(order))))
-    if num_eval >= len(order):
-        raise ValueError(f"{data.path}: too few examples to hold out data.eval_fraction")
-    return (
-        {k: v[order[num_eval:]] for k, v in train.items()},
-        {k: v[order[:num_eval]] for k, v in train.items()},
-    )
+        return train, load(data.eval_path, split="test")
+    keep, held_out = held_out_split(len(train["label"]), data, config.seed)
+    return {k: v[keep] for k, v in train.items()}, {k: v[held_out] for k, v in train.items()}
 
 
 def build_examples(config, mesh):
