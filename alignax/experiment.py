@@ -176,11 +176,13 @@ _RUNTIME_KEYS = ("max_len", "dtype", "param_dtype", "remat", "remat_policy", "dr
 
 
 def checkpoint_shape(config: ml_collections.ConfigDict, overridden: Collection[str]) -> None:
-    """Sets `config.model`'s shape from the checkpoint that `config.init_from` names (an HF
-    directory, a GGUF file, or a stage's workdir), so that a preset need not spell out its shape;
-    a key in `overridden` (set on the command line, `model.<key>`) that disagrees with the
-    checkpoint raises naming it. Run-time keys (max_len, dtypes, remat) stay the config's."""
-    source = config.get("init_from") or ""
+    """Sets `config.model`'s shape from the checkpoint that `config.init_from` (a multi-stage
+    run's: `config.base_from`) names (an HF directory, a GGUF file, or a stage's workdir), so
+    that a preset need not spell out its shape; a key in `overridden` (set on the command line,
+    `model.<key>`) that disagrees with the checkpoint raises naming it. Run-time keys (max_len,
+    dtypes, remat) stay the config's."""
+    link = "init_from" if config.get("init_from") else "base_from"
+    source = config.get(link) or ""
     if not source or "model" not in config:
         return
     runtime = {k: config.model[k] for k in ("max_len", "dtype", "param_dtype")}
@@ -199,7 +201,7 @@ def checkpoint_shape(config: ml_collections.ConfigDict, overridden: Collection[s
             raise ValueError(
                 f"model.{key}={config.model[key]!r} (set on the command line: "
                 f"--config.model.{key} or --model) disagrees with the checkpoint "
-                f"init_from={source!r} ({key}={value!r}); leave it out to take the checkpoint's"
+                f"{link}={source!r} ({key}={value!r}); leave it out to take the checkpoint's"
             )
         config.model[key] = value
 

@@ -135,6 +135,15 @@ def test_command_line_model_key_that_disagrees_with_init_from_fails_naming_it(tm
     config = preset_config(sft_config, init_from=str(tmp_path / "hf"))
     with pytest.raises(ValueError, match=r"model.d_model=256 \(set on the command line"):
         checkpoint_shape(config, apply_model_preset(config, "small", set()))
+    # A pipeline's base policy sets the shape as init_from does.
+    from configs import pipeline as pipeline_config
+
+    pipeline = pipeline_config.get_config()
+    with pipeline.unlocked():
+        pipeline.base_from = str(tmp_path / "hf")
+        pipeline.model.d_model = 2 * config.model.d_model
+    checkpoint_shape(pipeline, overridden=set())
+    assert pipeline.model.d_model == preset_config(sft_config).model.d_model
 
 
 def test_a_model_preset_sets_the_shape_and_mesh_except_the_keys_given():
