@@ -59,7 +59,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         steps=300, batch_size=32, log_every=50, eval_every=150, checkpoint_every=150
     )
     config.optimizer.update(learning_rate=5e-4, warmup_steps=20, schedule="constant")
-    # Real data: --config.data.path=prefs.jsonl --config.data.tokenizer=spm.model (see README).
-    config.data = default_data_config()
+    # Your data (README, 'Your model and your data'): --config.data.path=prefs.jsonl
+    # --config.data.tokenizer=<checkpoint>; a file of prompts with --config.data.verifier=...
+    # labels pairs of the policy's samples (labels.policy_from) by the verifier.
+    config.data = default_data_config(verifier=True)
     config.lock()
     return config

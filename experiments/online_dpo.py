@@ -6,6 +6,10 @@ al. 2023 and Xiong et al. 2024; with one round it is offline DPO on SFT samples)
     python -m experiments.online_dpo --config configs/online_dpo.py --workdir runs/online_dpo \
         --config.init_from=runs/sft
 
+Your data: the prompts of a file with its verifier as the annotator's gold reward
+(`--config.dpo.data.path=math.jsonl --config.dpo.data.tokenizer=<checkpoint>
+--config.dpo.data.verifier=...`; README, "Your model and your data").
+
 On the Study runner (alignax/study.py): each round is a DPO stage in <workdir>/round<r> (the
 dpo stage, resumable, skipped when finished). Every policy (the start and each round's) then
 answers the same held-out prompts: gold reward, KL to the starting policy and to the round's
@@ -27,7 +31,7 @@ from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, stage_config
 from alignax.study import PlannedStage, Study, run_planned
-from alignax.tasks import get_task
+from alignax.tasks import require, stage_task
 from alignax.workdir import check_config_unchanged
 from alignax.workflows import preference
 
@@ -48,7 +52,9 @@ def prepare(config, workdir: Path) -> list[PlannedStage]:
         raise ValueError("online_dpo needs config.init_from: the workdir of the SFT policy")
     if config.rounds < 1:
         raise ValueError(f"rounds={config.rounds} must be at least 1")
-    check_model_fits_task(config.model, get_task(config.task_name, config.task))
+    task = stage_task(round_config(config, 1, Path(config.init_from)))
+    check_model_fits_task(config.model, task)
+    require(task, "gold_reward", by="online DPO", hint="Declare a verifier (--config.dpo.data.*)")
     starts = [Path(config.init_from)] + [workdir / f"round{r}" for r in range(1, config.rounds)]
     rounds = [
         PlannedStage(f"round{r}", preference.KIND, round_config(config, r, start), group="dpo")
@@ -64,7 +70,8 @@ def measure(config, workdir: Path, rounds: list[PlannedStage]) -> tuple[list[dic
     gold reward, KL to the start and to the round's reference, length."""
     for stage in rounds:
         run_planned(stage, workdir, workdir, "online DPO")
-    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    task = stage_task(round_config(config, 1, Path(config.init_from)))
+    mesh = make_mesh(config.mesh)
     model = build_model(config.model, heads=("lm",))
     prompts = task.prompt_dataset(config.eval.num_prompts, seed=config.seed + 1, split="eval")
     policies = [Path(config.init_from)] + [workdir / stage.name for stage in rounds]

@@ -108,7 +108,7 @@ def test_experiments_read_a_prepared_tfds_dataset(tmp_path):
     assert formats.is_tfds_directory(directory) and not formats.is_tfds_directory(manual)
     data = default_data_config()
     data.path, data.tokenizer = str(directory), str(spm)
-    train, evaluation, tokenizer = file_comparisons(data, max_len=24, seed=0)
+    train, evaluation, tokenizer = file_comparisons(data, max_len=24)
     # The same records as the source files, tokenized alike; the test split is the evaluation.
     for arrays, name in ((train, "train.jsonl"), (evaluation, "test.jsonl")):
         direct, _ = formats.load_dataset(manual / name, tokenizer, max_len=24)
@@ -125,7 +125,7 @@ def test_a_tfds_dataset_without_a_test_split_holds_out_a_fraction(tmp_path):
     directory, _, spm = _prepared_preference_dataset(tmp_path, with_test=False)
     data = default_data_config()
     data.path, data.tokenizer, data.eval_fraction = str(directory), str(spm), 0.25
-    train, evaluation, _ = file_comparisons(data, max_len=24, seed=0)
+    train, evaluation, _ = file_comparisons(data, max_len=24)
     assert (len(train["tokens"]), len(evaluation["tokens"])) == (9, 3)
     assert not set(_rows(train)) & set(_rows(evaluation))
 

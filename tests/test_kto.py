@@ -38,14 +38,15 @@ def test_mismatched_pairs_join_a_prompt_with_another_completion():
 
 
 def test_kto_file_gives_labelled_examples(tmp_path):
-    """A {prompt, completion, label} JSONL file is read as unpaired examples with its labels."""
+    """A {prompt, completion, label} JSONL file is read as unpaired examples with its labels;
+    a quarter of its prompts (5 of 20) are held out with both their completions."""
     from alignax.data.tokenizer import SentencePieceTokenizer
 
     rng = np.random.default_rng(0)
     words = {1: ["great", "lovely", "superb"], 0: ["awful", "boring", "dull"]}
     records = [
         {
-            "prompt": "the film",
+            "prompt": f"the film {i // 2}",  # 20 prompts, a good and a bad completion each
             "completion": f"was {words[i % 2][rng.integers(3)]}.",
             "label": bool(i % 2),
         }

@@ -15,7 +15,7 @@ import pytest
 
 from alignax.data.formats import DataError, load_dataset, read_examples
 from alignax.data.sources import default_data_config
-from alignax.tasks import FileTask
+from alignax.tasks.file import FileTask
 from tests.helpers import save_chat_tokenizer, tiny_config
 
 transformers = pytest.importorskip(
@@ -201,6 +201,7 @@ def test_best_of_n_on_a_files_prompts_with_its_verifier_as_gold(readme_runs, tmp
     """Best-of-n from the README's SFT policy and reward model on the held-out prompts of the
     arithmetic file, a verifier named by import path (here the response's length) scoring what
     each n selects (the oracle selects by it)."""
+    from alignax.data.sources import file_examples
     from alignax.experiment import checkpoint_shape
     from configs import best_of_n as best_of_n_config
     from experiments import best_of_n
@@ -225,11 +226,52 @@ def test_best_of_n_on_a_files_prompts_with_its_verifier_as_gold(readme_runs, tmp
     checkpoint_shape(config, overridden=set())  # the SFT stage's shape
     summary = best_of_n.run(config, tmp_path / "bon")
     results = json.loads((tmp_path / "bon" / "results.json").read_text())
-    assert results["task"] == "file" and results["num_prompts"] == 2  # 5% of 40, held out
+    held_out = file_examples(config.data)[1]  # the records of 5% of the file's prompts
+    assert results["task"] == "file" and results["num_prompts"] == len(held_out) > 0
     assert summary["n1/proxy"] == pytest.approx(0.0, abs=1e-6)  # standardised on the pool
     oracle = [row["gold"] for row in results["curves"]["oracle"]]
     assert np.isfinite(oracle).all() and oracle[-1] > oracle[0]  # the verifier's scores vary
     assert oracle == sorted(oracle)  # selecting by the verifier never loses gold
+
+
+def test_online_dpo_labels_its_samples_of_a_files_prompts_by_the_verifier(readme_runs, tmp_path):
+    """A file of prompts (no pairs) with a verifier: each round samples pairs of the policy's
+    responses to the file's training prompts and the annotator labels them by the verifier
+    (here the response's length); the rounds' policies are scored on the held-out prompts."""
+    from alignax.experiment import checkpoint_shape
+    from configs import online_dpo as online_dpo_config
+    from experiments import online_dpo
+    from tests.helpers import preset_config
+
+    directory, _ = readme_runs
+    config = preset_config(
+        online_dpo_config,
+        **{
+            "init_from": str(directory / "runs" / "mine" / "sft"),
+            "rounds": 1,
+            "model.max_len": 256,
+            "dpo.data.path": str(directory / "math.jsonl"),
+            "dpo.data.tokenizer": str(directory / "checkpoint"),
+            "dpo.data.verifier": "tests.test_your_data:score_length",
+            "dpo.pairs.num_pairs": 32,
+            "dpo.pairs.num_eval_pairs": 8,
+            "dpo.labels.max_new_tokens": 8,
+            "dpo.eval.num_prompts": 4,
+            "dpo.eval.max_new_tokens": 8,
+            "dpo.train.steps": 4,
+            "dpo.train.batch_size": 8,
+            "dpo.train.eval_every": 4,
+            "dpo.train.checkpoint_every": 4,
+            "eval.num_prompts": 8,
+            "eval.max_new_tokens": 8,
+        },
+    )
+    checkpoint_shape(config, overridden=set())  # the SFT stage's shape
+    summary = online_dpo.run(config, tmp_path / "online_dpo")
+    dpo = json.loads((tmp_path / "online_dpo" / "round1" / "summary.json").read_text())
+    assert dpo["steps"] == 4 and np.isfinite(dpo["eval_accuracy"])
+    assert np.isfinite(dpo["gold_reward"])  # the verifier's score of held-out samples
+    assert np.isfinite(summary["round0/gold"]) and np.isfinite(summary["round1/gold"])
 
 
 # ------------------------------------------------------------------ the file task's parts
@@ -310,11 +352,9 @@ def test_a_files_rows_are_padded_to_its_longest_not_to_max_len(tmp_path, checkpo
     from alignax.data.sources import PAD_MULTIPLE, file_comparisons
 
     write_files(tmp_path)
-    task = FileTask(
-        _data_config(tmp_path / "chats.jsonl", checkpoint_tokenizer), max_len=512, seed=0
-    )
+    task = FileTask(_data_config(tmp_path / "chats.jsonl", checkpoint_tokenizer), max_len=512)
     pairs, _, _ = file_comparisons(
-        _data_config(tmp_path / "prefs.jsonl", checkpoint_tokenizer), max_len=512, seed=0
+        _data_config(tmp_path / "prefs.jsonl", checkpoint_tokenizer), max_len=512
     )
     for batch in (task.sft_dataset(100, seed=0), pairs):
         longest = int(batch["input_mask"].sum(-1).max())
@@ -340,6 +380,25 @@ def _math_file(path, answers=("4", "6", "9", "12", "15", "7", "8", "10")):
     records = [{"prompt": f"question {i}", "answer": a} for i, a in enumerate(answers)]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def test_a_file_holds_out_a_fraction_of_its_prompts_with_every_record_of_each(tmp_path):
+    """The held-out records are those of round(eval_fraction x distinct prompts) prompts, chosen
+    by a stable hash of their text: no seed enters, and a prompt's records stay together (KTO's
+    desirable and undesirable completions of one prompt)."""
+    from alignax.data.sources import file_examples
+
+    write_files(tmp_path)
+    config = default_data_config()
+    config.update(path=str(tmp_path / "labels.jsonl"), eval_fraction=0.1)
+    train, evaluation = file_examples(config)
+    held_out = {e.prompt for e in evaluation}
+    assert len(held_out) == 4 and len(evaluation) == 8  # 10% of 40 prompts, 2 records each
+    assert not held_out & {e.prompt for e in train} and len(train) == 72
+    assert [e.where for e in file_examples(config)[1]] == [e.where for e in evaluation]
+    config.eval_fraction = 0.99
+    with pytest.raises(ValueError, match=r"holds 40 distinct prompts: too few to hold out"):
+        file_examples(config)
 
 
 def score_length(response, record):
@@ -385,6 +444,11 @@ def test_verifiers_on_hand_cases(verifier, response, record, expected):
         ({"verifier": "regex"}, r"data.verifier='regex' needs data.answer_pattern"),
         ({"verifier": "regex", "answer_pattern": "("}, r"data.answer_pattern='\(': "),
         ({"verifier": "no_such_module:f"}, r"data.verifier='no_such_module:f' cannot be imported"),
+        ({"answer_pattern": "x"}, r"data.answer_pattern='x' is read by data.verifier='regex' only"),
+        (
+            {"verifier": "m:f", "answer_field": "y"},
+            r"data.answer_field='y' is read by data.verifier='exact' or 'regex' only",
+        ),
     ],
 )
 def test_a_bad_verifier_is_refused_naming_the_key(verifier, message):
@@ -402,7 +466,7 @@ def test_a_record_without_the_answer_field_is_named(tmp_path, checkpoint_tokeniz
         f.write(json.dumps({"prompt": "question 9", "solution": "3"}) + "\n")
     config = _data_config(path, checkpoint_tokenizer, verifier="exact")
     with pytest.raises(ValueError, match=r"math\.jsonl:9: .*field 'answer'"):
-        FileTask(config, max_len=64, seed=0)
+        FileTask(config, max_len=64)
 
 
 def test_prompt_batches_index_their_records_and_the_verifier_scores_inside_jit(
@@ -411,12 +475,15 @@ def test_prompt_batches_index_their_records_and_the_verifier_scores_inside_jit(
     config = _data_config(
         _math_file(tmp_path / "math.jsonl"), checkpoint_tokenizer, verifier="exact"
     )
-    task = FileTask(config, max_len=64, seed=0)
+    task = FileTask(config, max_len=64)
     assert task.capabilities == {"gold_reward"}  # prompts and answers, no demonstrations
     train = task.prompt_dataset(100, seed=1, split="train")
     evaluation = task.prompt_dataset(100, seed=1, split="eval")
     assert len(train["record"]) == 6 and len(evaluation["record"]) == 2  # all, not 100
     assert not set(train["record"]) & set(evaluation["record"])
+    # The same held-out prompts for any stage's seed (`file_examples`).
+    again = FileTask(config, max_len=64).prompt_dataset(100, seed=7, split="eval")
+    assert sorted(again["record"]) == sorted(evaluation["record"])
     assert (train["prompt_mask"].sum(1) > 0).all() and train["prompt_mask"][:, -1].all()
     assert train["prompt_mask"][:, 0].any()  # padded to the longest prompt, no wider
     for row, index in zip(train["prompt_tokens"], train["record"]):
@@ -443,7 +510,7 @@ def test_a_file_without_a_verifier_has_no_reward_and_grpo_refuses_it(
     from tests.helpers import preset_config
 
     path = _math_file(tmp_path / "math.jsonl")
-    task = FileTask(_data_config(path, checkpoint_tokenizer), max_len=64, seed=0)
+    task = FileTask(_data_config(path, checkpoint_tokenizer), max_len=64)
     assert "gold_reward" not in task.capabilities
     config = preset_config(
         grpo_config,

@@ -7,20 +7,28 @@ tokenizer, instead of the built-in task.
 `data.path` may also name a prepared TFDS dataset (the version directory that holds
 dataset_info.json, written by alignax.data.tfds_builders.PreferenceFile): training reads its
 "train" split; evaluation reads `data.eval_path` if set (a TFDS directory there gives its "test"
-split), else the dataset's own "test" split if it has one, else a held-out `eval_fraction`.
+split), else the dataset's own "test" split if it has one, else the records of a held-out
+`eval_fraction` of the prompts (`file_examples`: by a stable hash of each prompt).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 
 from alignax.data.batching import pad_to_bucket
-from alignax.data.formats import is_tfds_directory, load_dataset, tfds_splits
+from alignax.data.formats import (
+    Example,
+    encode_examples,
+    is_tfds_directory,
+    read_examples,
+    tfds_splits,
+)
 from alignax.data.hf_tokenizer import HFTokenizer
-from alignax.data.tokenizer import SentencePieceTokenizer
+from alignax.data.tokenizer import DataError, SentencePieceTokenizer
 from alignax.models.gguf import gguf_tokenizer
 
 # A file's records are padded to its longest (rounded up to this), not to model.max_len: padding
@@ -54,19 +62,61 @@ def default_data_config(*, verifier: bool = False) -> ml_collections.ConfigDict:
     return section
 
 
-def held_out_split(num_records: int, data_config, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows, held-out rows) of a file of `num_records`: `data.eval_fraction` of them,
-    drawn with `seed`, held out for evaluation."""
-    if not 0 < data_config.eval_fraction < 1:
-        raise ValueError(f"data.eval_fraction={data_config.eval_fraction!r}: must be in (0, 1)")
-    permutation = np.random.default_rng(seed).permutation(num_records)
-    num_eval = max(1, int(round(data_config.eval_fraction * num_records)))
-    if num_eval >= num_records:
-        raise ValueError(
-            f"{data_config.path} holds {num_records} records: too few to hold out "
-            f"data.eval_fraction={data_config.eval_fraction} and train on the rest"
+def file_examples(data_config) -> tuple[list[Example], list[Example]]:
+    """(training, evaluation) records of `data.path`: evaluation reads `data.eval_path` if set,
+    else a prepared TFDS dataset's own "test" split if it has one, else the records of the
+    held-out `data.eval_fraction` of the file's distinct prompts: those first in the order of a
+    stable hash of their text. So the split is the same for every stage, seed and loader of a
+    file (no round or seed trains on another's held-out prompts), and every record of a prompt
+    is on one side."""
+
+    def read(path, split="train"):
+        examples, stats = read_examples(
+            path, format=data_config.format, on_error=data_config.on_error, split=split
         )
-    return permutation[num_eval:], permutation[:num_eval]
+        print(f"{path} [{split}]: {stats.report()}", flush=True)
+        if not examples:
+            raise DataError(f"{path} holds no usable records ({stats.report()})")
+        return examples
+
+    records = read(data_config.path)
+    if data_config.eval_path:
+        return records, read(data_config.eval_path, split="test")
+    if is_tfds_directory(data_config.path) and "test" in tfds_splits(data_config.path):
+        return records, read(data_config.path, split="test")
+    fraction = data_config.eval_fraction
+    if not 0 < fraction < 1:
+        raise ValueError(f"data.eval_fraction={fraction!r}: must be in (0, 1)")
+    prompts = sorted({e.prompt for e in records}, key=_stable_hash)
+    num_eval = max(1, round(fraction * len(prompts)))
+    if num_eval >= len(prompts):
+        raise ValueError(
+            f"{data_config.path} holds {len(prompts)} distinct prompts: too few to hold out "
+            f"data.eval_fraction={fraction} of them and train on the rest (or give "
+            "data.eval_path)"
+        )
+    held_out = set(prompts[:num_eval])
+    return (
+        [e for e in records if e.prompt not in held_out],
+        [e for e in records if e.prompt in held_out],
+    )
+
+
+def _stable_hash(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+
+
+def encode_file_examples(examples, tokenizer, data_config, *, max_len: int, what: str) -> dict:
+    """`examples` of a file in the batch layout (`encode_examples`), padded to the longest row
+    (PAD_MULTIPLE), not to `max_len`; `what` names them in the report."""
+    arrays, stats = encode_examples(
+        examples, tokenizer, max_len=max_len, on_error=data_config.on_error
+    )
+    if stats.truncated or stats.skipped:
+        print(f"{data_config.path} ({what}): {stats.report()}", flush=True)
+    if not stats.kept:
+        raise DataError(f"{data_config.path} ({what}): no record fits max_len={max_len}")
+    return pad_to_bucket(arrays, multiple=PAD_MULTIPLE)
 
 
 def load_tokenizer(path: str | Path):
@@ -90,41 +140,25 @@ def data_tokenizer(data_config):
     return load_tokenizer(data_config.tokenizer)
 
 
-def file_comparisons(data_config, *, max_len: int, seed: int):
-    """(train, evaluation) comparison arrays [N, K, L] (+ ranks) and the tokenizer, from files.
+def file_comparisons(data_config, *, max_len: int):
+    """(train, evaluation) comparison arrays [N, K, L] (+ ranks) and the tokenizer, from files
+    (`file_examples`).
 
     Options are reordered best-first, so pairs have the chosen response at index 0 as the
     built-in task's comparisons do.
     """
     tokenizer = data_tokenizer(data_config)
 
-    def load(path, split="train"):
-        arrays, stats = load_dataset(
-            path,
-            tokenizer,
-            max_len=max_len,
-            format=data_config.format,
-            on_error=data_config.on_error,
-            split=split,
-        )
-        print(f"{path} [{split}]: {stats.report()}", flush=True)
-        if "ranks" not in arrays:
-            raise ValueError(f"{path} holds no comparisons (pairs or rankings)")
-        arrays = pad_to_bucket(arrays, multiple=PAD_MULTIPLE)  # not max_len: the file's longest
+    def encode(examples, what):
+        examples = [e for e in examples if e.kind == "comparison"]
+        if not examples:
+            raise ValueError(f"{data_config.path} holds no comparisons (pairs or rankings)")
+        arrays = encode_file_examples(examples, tokenizer, data_config, max_len=max_len, what=what)
         order = np.argsort(arrays["ranks"], axis=1, kind="stable")
         return {
             k: np.take_along_axis(v, order.reshape(order.shape + (1,) * (v.ndim - 2)), 1)
             for k, v in arrays.items()
         }
 
-    train = load(data_config.path)
-    if data_config.eval_path:
-        return train, load(data_config.eval_path, split="test"), tokenizer
-    if is_tfds_directory(data_config.path) and "test" in tfds_splits(data_config.path):
-        return train, load(data_config.path, split="test"), tokenizer
-    keep, held_out = held_out_split(len(train["tokens"]), data_config, seed)
-    return (
-        {k: v[keep] for k, v in train.items()},
-        {k: v[held_out] for k, v in train.items()},
-        tokenizer,
-    )
+    train, evaluation = file_examples(data_config)
+    return encode(train, "training"), encode(evaluation, "evaluation"), tokenizer

@@ -17,7 +17,6 @@ import ml_collections
 
 from alignax.tasks.arithmetic import ArithmeticTask, arithmetic_config
 from alignax.tasks.base import CAPABILITIES, Annotator, require
-from alignax.tasks.file import FileTask
 from alignax.tasks.imdb import ImdbTask, imdb_config
 from alignax.tasks.review import ReviewTask, review_config
 
@@ -56,22 +55,25 @@ def get_task(name: str, config: ml_collections.ConfigDict | None = None):
 
 
 @functools.lru_cache(maxsize=4)
-def _file_task(data_json: str, max_len: int, seed: int) -> FileTask:
-    return FileTask(ml_collections.ConfigDict(json.loads(data_json)), max_len=max_len, seed=seed)
+def _file_task(data_json: str, max_len: int):
+    # Imported here: alignax.tasks.file reads files through alignax.data, which splits a file's
+    # prompts with alignax.tasks.base.
+    from alignax.tasks.file import FileTask
+
+    return FileTask(ml_collections.ConfigDict(json.loads(data_json)), max_len=max_len)
 
 
 def stage_task(config: ml_collections.ConfigDict):
     """The task a stage works in: the FileTask of `config.data` when it names a file (the
     user's prompts, demonstrations and verifier), else the built-in task `get_task` gives."""
     if "data" in config and config.data.path:
-        return _file_task(config.data.to_json(sort_keys=True), config.model.max_len, config.seed)
+        return _file_task(config.data.to_json(sort_keys=True), config.model.max_len)
     return get_task(config.task_name, config.task)
 
 
 __all__ = [
     "CAPABILITIES",
     "Annotator",
-    "FileTask",
     "ArithmeticTask",
     "ImdbTask",
     "ReviewTask",

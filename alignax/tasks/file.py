@@ -11,9 +11,9 @@ its reward (RLVR).
 
 Records are read and validated by `alignax.data.formats` (file:line errors); chat turns are
 written with the tokenizer's chat template when it has one (prompts end with the generation
-prompt). Training prompts are the file's minus a held-out `data.eval_fraction` (or all of them,
-with `data.eval_path`, or a prepared TFDS dataset's test split, for evaluation), split as the
-comparisons of `alignax.data.sources` are.
+prompt). Training prompts are the file's minus a held-out `data.eval_fraction` of its prompts
+(or all of them, with `data.eval_path`, or a prepared TFDS dataset's test split, for
+evaluation): `alignax.data.sources.file_examples`, the one split of every file loader.
 
 Verifiers score a response's text (special tokens dropped, surrounding white space stripped)
 against the record's `answer_field`: 'exact' is 1 when they are equal; 'regex' takes the first
@@ -33,22 +33,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignax.data.batching import pad_to_bucket
-from alignax.data.formats import (
-    Example,
-    encode_examples,
-    is_tfds_directory,
-    read_examples,
-    tfds_splits,
-)
-from alignax.data.sources import PAD_MULTIPLE, data_tokenizer, held_out_split
+from alignax.data.formats import Example, encode_examples
+from alignax.data.sources import data_tokenizer, encode_file_examples, file_examples
+from alignax.tasks.base import comparisons_layout
 
 VERIFIERS = ("", "exact", "regex")  # or 'package.module:function'
+LM_KEYS = ("tokens", "input_mask", "loss_mask")
 
 
 def verifier_from_config(data_config) -> Callable[[str, dict], float] | None:
     """The config's verifier as `score(response, record) -> float` (None without one)."""
     kind, field = data_config.verifier, data_config.answer_field
+    # Keys that only some verifiers read: set for another, they would be ignored.
+    for key, default, readers in (
+        ("answer_pattern", "", ("regex",)),
+        ("answer_field", "answer", ("exact", "regex")),
+    ):
+        if data_config[key] != default and kind not in readers:
+            raise ValueError(
+                f"data.{key}={data_config[key]!r} is read by data.verifier="
+                f"{' or '.join(map(repr, readers))} only, not data.verifier={kind!r}"
+            )
     if kind == "":
         return None
 
@@ -94,29 +99,14 @@ class FileTask:
     name = "file"
     reward_inputs: tuple[str, ...] = ("record",)  # the index of the prompt's record
 
-    def __init__(self, data_config, *, max_len: int, seed: int):
+    def __init__(self, data_config, *, max_len: int):
         self.tokenizer = data_tokenizer(data_config)
         self.vocab_size = self.tokenizer.vocab_size
         self.pad_id = 0
         self.bos_id, self.eos_id = self.tokenizer.bos_id, self.tokenizer.eos_id
         self.seq_len = max_len
         self._data, self._max_len = data_config, max_len
-
-        def read(path, split="train"):
-            examples, stats = read_examples(
-                path, format=data_config.format, on_error=data_config.on_error, split=split
-            )
-            print(f"{path} [{split}]: {stats.report()}", flush=True)
-            return examples
-
-        train = read(data_config.path)
-        if data_config.eval_path:
-            evaluation = read(data_config.eval_path, split="test")
-        elif is_tfds_directory(data_config.path) and "test" in tfds_splits(data_config.path):
-            evaluation = read(data_config.path, split="test")
-        else:
-            keep, held_out = held_out_split(len(train), data_config, seed)
-            train, evaluation = [train[i] for i in keep], [train[i] for i in held_out]
+        train, evaluation = file_examples(data_config)
         self.records = [*train, *evaluation]  # a prompt batch's `record` indexes this list
         self._splits = {
             "train": np.arange(len(train)),
@@ -132,7 +122,7 @@ class FileTask:
                         f"field {field!r} (data.answer_field), which the record lacks"
                     )
         has = {
-            "demonstrations": any(e.kind == "demonstration" for e in self.records),
+            "demonstrations": self.holds("demonstration"),
             "gold_reward": self._score is not None,
         }
         self.capabilities = frozenset(name for name, present in has.items() if present)
@@ -142,10 +132,13 @@ class FileTask:
         return self.tokenizer.encode(text)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(ids)
+        """The text of `ids`; ids past the tokenizer's vocabulary (a model's embedding is often
+        padded beyond it, and a policy may sample there) are left out."""
+        return self.tokenizer.decode([int(i) for i in ids if 0 <= int(i) < self.vocab_size])
 
     # -------------------------------------------------------------- datasets
-    def _draw(self, n: int, seed: int, split: str, kinds: Sequence[str] | None) -> np.ndarray:
+    def _rows(self, split: str, kinds: Sequence[str] | None = None) -> np.ndarray:
+        """The indices of `split`'s records (of `kinds`, if given); raises when there are none."""
         if split not in self._splits:
             raise ValueError(f"split={split!r}; allowed: {sorted(self._splits)}")
         rows = self._splits[split]
@@ -156,37 +149,85 @@ class FileTask:
                 f"{self._data.path}: no {'/'.join(kinds or ['record'])} records in the {split} "
                 "split (data.eval_path, data.eval_fraction)"
             )
+        return rows
+
+    def _draw(self, n: int, seed: int, split: str, kinds: Sequence[str] | None) -> np.ndarray:
+        """Up to `n` of `_rows(split, kinds)`, in an order drawn with `seed`."""
+        rows = self._rows(split, kinds)
         return rows[np.random.default_rng(seed).permutation(len(rows))[:n]]
+
+    def holds(self, kind: str) -> bool:
+        """Whether the file holds records of `kind` (alignax.data.formats.Example.kind)."""
+        return any(e.kind == kind for e in self.records)
 
     def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
         """Up to `n` prompts of `split` (every record's prompt), left-padded to the longest
         (at most half of max_len; longer prompts keep their end), and `record` [n]."""
         rows = self._draw(n, seed, split, kinds=None)
+        return {**self.encode_prompts(rows), "record": rows.astype(np.int32)}
+
+    def encode_prompts(self, records: Sequence[int]) -> dict[str, np.ndarray]:
+        """The prompts of `records` (indices into `self.records`): BOS + the prompt (as the chat
+        template writes it, with the generation prompt), left-padded to the longest."""
         prompts = [
             Example("prompt", r.prompt, where=r.where, messages=r.messages)
-            for r in (self.records[i] for i in rows)
+            for r in (self.records[int(i)] for i in records)
         ]
         batch, _ = encode_examples(prompts, self.tokenizer, max_len=self._max_len)
         width = int(batch["prompt_mask"].sum(1).max())
-        return {
-            "prompt_tokens": batch["prompt_tokens"][:, -width:],
-            "prompt_mask": batch["prompt_mask"][:, -width:],
-            "record": rows.astype(np.int32),
-        }
+        return {k: batch[k][:, -width:] for k in ("prompt_tokens", "prompt_mask")}
+
+    # -------------------------------------------------------------- labelling (alignax.labels)
+    def sample_prompts(self, n: int, seed, *, split: str) -> list[int]:
+        """`n` prompts of `split` for `alignax.labels`, as record indices (`encode_prompts`
+        and `label_comparisons` read them): drawn with replacement when the split holds fewer."""
+        rows = self._rows(split)
+        rng = np.random.default_rng(seed)
+        return [int(i) for i in rng.choice(rows, size=n, replace=n > len(rows))]
+
+    def label_comparisons(
+        self,
+        prompts: Sequence[int],
+        responses: Sequence[Sequence[int]],
+        num_responses: int,
+        annotator,
+        rng: np.random.Generator,
+    ) -> dict[str, np.ndarray]:
+        """Comparisons layout from N*K (record index, response ids) rows, K consecutive rows
+        per prompt, labelled by `annotator` of the verifier's score of each response."""
+        if self._score is None:
+            raise ValueError(
+                f"labelling samples of {self._data.path}'s prompts needs a verifier (data.verifier)"
+            )
+        encoded = self.encode_prompts(prompts)
+        rows, gold = [], []
+        for tokens, mask, response, i in zip(
+            encoded["prompt_tokens"], encoded["prompt_mask"], responses, prompts, strict=True
+        ):
+            rows.append([*tokens[mask > 0], *response])
+            gold.append(self.verify(self.decode(response), int(i)))
+        width = max(map(len, rows))
+        batch = {k: np.zeros((len(rows), width), np.int32) for k in LM_KEYS}
+        for j, (row, prompt_mask) in enumerate(zip(rows, encoded["prompt_mask"], strict=True)):
+            prompt_len = int(prompt_mask.sum())
+            batch["tokens"][j, : len(row)] = row
+            batch["input_mask"][j, : len(row)] = 1
+            batch["loss_mask"][j, prompt_len : len(row)] = 1
+        return comparisons_layout(
+            batch, np.asarray(gold, np.float32), num_responses, annotator, rng
+        )
 
     def sft_dataset(self, n: int, *, seed: int, split: str = "train") -> dict[str, np.ndarray]:
         """Up to `n` demonstrations of `split` in the LM layout (loss on the assistant's turns),
-        padded to the longest (rounded up to PAD_MULTIPLE)."""
+        padded to the longest (`encode_file_examples`)."""
         rows = self._draw(n, seed, split, kinds=("demonstration",))
-        batch, stats = encode_examples(
+        return encode_file_examples(
             [self.records[i] for i in rows],
             self.tokenizer,
+            self._data,
             max_len=self._max_len,
-            on_error=self._data.on_error,
+            what=f"{split} demonstrations",
         )
-        if stats.truncated:
-            print(f"{self._data.path} [{split}]: {stats.report()}", flush=True)
-        return pad_to_bucket(batch, multiple=PAD_MULTIPLE)
 
     # -------------------------------------------------------------- the verifier
     def verify(self, response: str, record: int) -> float:

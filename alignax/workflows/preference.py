@@ -2,7 +2,8 @@
 
 The policy and the reference both start from `init_from` (the SFT stage), and the pairs are
 that policy's samples (`labels.policy_from`), labelled by a simulated annotator, or a file's
-(`data.path`); the reference forward runs inside the same jitted step, or once before training
+(`data.path`: its pairs, or its prompts with the policy's samples labelled by its verifier);
+the reference forward runs inside the same jitted step, or once before training
 (`preferences.precompute_reference`). Reports held-out implicit-reward accuracy and margin, and
 the gold reward, KL to the reference and length of sampled responses.
 """
@@ -18,31 +19,38 @@ import numpy as np
 from alignax import labels, objectives, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.data.sources import file_comparisons
-from alignax.experiment import check_model_fits_task, check_model_fits_tokenizer, initial_params
+from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
-from alignax.tasks import get_task
+from alignax.tasks import require, stage_task
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
 
 MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
 
 
 def build_pairs(config, mesh):
-    """(train, evaluation, task): pairs from `config.data.path` (task None), else simulated
-    annotators labelling responses of the policy in `labels.policy_from` (or of the task's
-    generator) to training prompts; evaluation pairs use held-out prompts."""
-    if config.data.path:
-        train, evaluation, tokenizer = file_comparisons(
-            config.data, max_len=config.model.max_len, seed=config.seed
-        )
-        check_model_fits_tokenizer(config.model, tokenizer)
+    """(train, evaluation, task): the pairs of the file `config.data.path` when it holds
+    comparisons; else responses of the policy in `labels.policy_from` (or of the task's
+    generator) to training prompts, labelled by a simulated annotator of the task's gold reward
+    -- a file of prompts labels them by its verifier (`data.verifier`); evaluation pairs use
+    held-out prompts. The task (a data file's, `stage_task`) gives the held-out prompts the
+    evaluation samples."""
+    task = stage_task(config)
+    check_model_fits_task(config.model, task)
+    if config.data.path and task.holds("comparison"):
+        train, evaluation, _ = file_comparisons(config.data, max_len=config.model.max_len)
         if train["tokens"].shape[1] != 2:
             raise ValueError(
                 f"{config.data.path}: DPO needs pairs, the file holds "
                 f"{train['tokens'].shape[1]}-way rankings"
             )
-        return ({k: train[k] for k in MODEL_INPUTS}, {k: evaluation[k] for k in MODEL_INPUTS}, None)
-    task = get_task(config.task_name, config.task)
-    check_model_fits_task(config.model, task)
+        return ({k: train[k] for k in MODEL_INPUTS}, {k: evaluation[k] for k in MODEL_INPUTS}, task)
+    if config.data.path:
+        require(
+            task,
+            "gold_reward",
+            by=f"DPO on the prompts of {config.data.path} (no pairs in it)",
+            hint="Declare a verifier (data.verifier) to label the policy's samples",
+        )
     p = config.pairs
 
     def pairs(num, seed, split):
@@ -75,8 +83,8 @@ def offline_evaluation(
 ):
     """`evaluate(state, policy) -> (held-out loss metrics, sampled-response metrics)` of an
     offline stage: its loss on the held-out rows, and the gold reward, KL to `reference(state)`
-    and length of the policy's responses to `prompts` (none without a task: a file's data has
-    no gold reward)."""
+    and length of the policy's responses to `prompts` (none without prompts; no gold reward for
+    a data file without a verifier)."""
     eval_loss = jax.jit(steps.make_eval_step(loss_fn))
 
     def evaluate(state, policy):
@@ -149,11 +157,12 @@ def build(config, ctx: Context, pairs=None) -> Stage:
         }
         if task is not None:
             summary.update(
-                gold_reward=final["policy/gold"],
                 # None for reference-free losses, unless preferences.eval_kl_to_initial
                 kl_to_reference=final.get("policy/kl"),
                 response_length=final["policy/length"],
             )
+        if "policy/gold" in final:  # a data file without a verifier has no gold reward
+            summary["gold_reward"] = final["policy/gold"]
         return summary
 
     return Stage(

@@ -32,9 +32,7 @@ def build_data(config, mesh):
     annotators labelling responses (of the policy in `labels.policy_from`, or the task's
     generator) to training prompts and, for evaluation, to held-out prompts."""
     if config.data.path:
-        train, evaluation, tokenizer = file_comparisons(
-            config.data, max_len=config.model.max_len, seed=config.seed
-        )
+        train, evaluation, tokenizer = file_comparisons(config.data, max_len=config.model.max_len)
         check_model_fits_tokenizer(config.model, tokenizer)
         return train, evaluation
     task = get_task(config.task_name, config.task)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from alignax import labels, objectives
-from alignax.data.batching import pad_to_bucket
-from alignax.data.formats import load_dataset
-from alignax.data.sources import PAD_MULTIPLE, data_tokenizer, held_out_split
+from alignax.data.sources import data_tokenizer, encode_file_examples, file_examples
 from alignax.experiment import check_model_fits_task, check_model_fits_tokenizer, initial_params
 from alignax.models import build_model
 from alignax.tasks import get_task
@@ -57,28 +55,21 @@ def with_mismatched_pairs(examples: dict, seed: int) -> dict:
 
 
 def _file_examples(config):
-    data = config.data
-    tokenizer = data_tokenizer(data)
+    """(train, evaluation) unpaired examples of `data.path` (`file_examples`' split)."""
+    tokenizer = data_tokenizer(config.data)
     check_model_fits_tokenizer(config.model, tokenizer)
 
-    def load(path, split="train"):
-        arrays, stats = load_dataset(
-            path,
-            tokenizer,
-            max_len=config.model.max_len,
-            format="unpaired",
-            on_error=data.on_error,
-            split=split,
+    def encode(examples, what):
+        examples = [e for e in examples if e.kind == "unpaired"]
+        if not examples:
+            raise ValueError(f"{config.data.path} holds no {{prompt, completion, label}} records")
+        arrays = encode_file_examples(
+            examples, tokenizer, config.data, max_len=config.model.max_len, what=what
         )
-        print(f"{path} [{split}]: {stats.report()}", flush=True)
-        arrays = pad_to_bucket(arrays, multiple=PAD_MULTIPLE)
         return {k: arrays[k] for k in (*MODEL_INPUTS, "label")}
 
-    train = load(data.path)
-    if data.eval_path:
-        return train, load(data.eval_path, split="test")
-    keep, held_out = held_out_split(len(train["label"]), data, config.seed)
-    return {k: v[keep] for k, v in train.items()}, {k: v[held_out] for k, v in train.items()}
+    train, evaluation = file_examples(config.data)
+    return encode(train, "training"), encode(evaluation, "evaluation")
 
 
 def build_examples(config, mesh):
