@@ -165,7 +165,10 @@ def test_the_readme_block_trains_every_stage_on_your_files(readme_runs):
     # Prompted with the template (its special tokens are not decoded): user turn, assistant.
     assert re.match(r"user\nWas movie \d+ good\?\nassistant\n", samples[-1]["texts"][0])
     assert summaries["runs/mine/rm"]["steps"] == 20
-    assert summaries["runs/mine/dpo"]["eval_accuracy"] >= 0.5
+    dpo = summaries["runs/mine/dpo"]
+    assert dpo["eval_accuracy"] >= 0.5
+    # DPO samples the file's held-out prompts too: KL to its reference, no gold (no verifier).
+    assert np.isfinite(dpo["kl_to_reference"]) and "gold_reward" not in dpo
     assert summaries["runs/mine/kto"]["steps"] == 20
     grpo = summaries["runs/mine/grpo"]
     assert grpo["steps"] == 10 and 0 <= grpo["reward_sampled"] <= 1  # the regex verifier's

@@ -33,14 +33,15 @@ from alignax.models.gguf import gguf_tokenizer
 
 # A file's records are padded to its longest (rounded up to this), not to model.max_len: padding
 # every row has costs a step its compute and nothing else (DPO from SmolLM2 on short chats at
-# max_len 256: 20 s a step, 8x the work of the rows' own length).
+# max_len 256: 20 s a step padded to max_len, 3.4 s padded to the longest).
 PAD_MULTIPLE = 16
 
 
 def default_data_config(*, verifier: bool = False) -> ml_collections.ConfigDict:
     """The `data` section: a local file instead of the built-in task. With `verifier`, for the
-    stages that score a policy's answers (SFT's evaluation, PPO, the GRPO family): the verifier
-    of the file's records (alignax/tasks/file.py)."""
+    stages that score a policy's answers (SFT's and DPO's evaluations, DPO's labels of samples
+    of a file of prompts, PPO, the GRPO family, best-of-n): the verifier of the file's records
+    (alignax/tasks/file.py)."""
     section = ml_collections.ConfigDict(
         {
             "path": "",  # '' = the built-in task; else a local preference file
