@@ -186,10 +186,11 @@ def checkpoint_shape(config: ml_collections.ConfigDict, overridden: Collection[s
     if not source or "model" not in config:
         return
     runtime = {k: config.model[k] for k in ("max_len", "dtype", "param_dtype")}
-    if is_pretrained_checkpoint(source) and Path(source).suffix == ".gguf":
-        shape = read_gguf_config(source, **runtime)
-    elif is_pretrained_checkpoint(source):
-        shape = model_config_from_hf(read_hf_config(source), **runtime)
+    if is_pretrained_checkpoint(source):
+        if Path(source).suffix == ".gguf":
+            shape = read_gguf_config(source, **runtime)
+        else:
+            shape = model_config_from_hf(read_hf_config(source), **runtime)
     elif (Path(source) / "config.json").is_file():  # a stage's workdir: the model it trained
         shape = json.loads((Path(source) / "config.json").read_text()).get("model", {})
     else:

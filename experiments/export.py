@@ -28,23 +28,20 @@ def export(workdir: str | Path, out: str | Path) -> Path:
     import jax
     import ml_collections
 
-    from alignax.checkpoint import restore_params
     from alignax.data.hf_tokenizer import HFTokenizer
     from alignax.data.sources import load_tokenizer
-    from alignax.models import build_model
     from alignax.models.hf import save_hf
-    from alignax.sharding import init_params, make_mesh
-    from alignax.stages import stage_model_config
+    from alignax.sharding import make_mesh
+    from alignax.stages import load_stage_model
 
     workdir, out = Path(workdir), Path(out)
     config = json.loads((workdir / "config.json").read_text())
-    model = build_model(stage_model_config(workdir), heads=("lm",))
-    mesh = make_mesh(ml_collections.ConfigDict(config["mesh"]))
-    like = init_params(model, jax.random.key(0), mesh)
-    if "ppo" in config:  # PPO keeps the policy beside its value model
-        params = restore_params(workdir / "checkpoints", {"policy": like})["policy"]
-    else:
-        params = restore_params(workdir / "checkpoints", like)
+    model, params = load_stage_model(
+        workdir,
+        heads=("lm",),
+        mesh=make_mesh(ml_collections.ConfigDict(config["mesh"])),
+        params_at="policy" if "ppo" in config else None,  # PPO keeps a value model beside it
+    )
     save_hf(out, model.config, jax.device_get(params))
     source = config.get("data", {}).get("tokenizer", "")
     tokenizer = load_tokenizer(source) if source else None

@@ -1,4 +1,5 @@
-"""Batching: resumable deterministic iteration, bucketed padding, LM packing."""
+"""Batching: resumable deterministic iteration, bucketed padding, LM packing; the LM and prompts
+layouts every task builds its batches in."""
 
 import json
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from alignax.data.batching import BatchIterator, bucket_length, pack_sequences, pad_to_bucket
+from alignax.data.layouts import LM_KEYS, lm_layout, prompt_layout
 from alignax.models import positions_from_segments
 
 
@@ -92,3 +94,21 @@ def test_packing_segments_positions_and_loss_mask():
     # The first token of each segment is never a target, so no loss crosses a boundary.
     np.testing.assert_array_equal(packed["loss_mask"][0], [0, 1, 1, 1, 0, 1, 1, 0])
     assert packed["input_mask"].sum() == sum(len(s) for s in seqs)
+
+
+def test_lm_layout_puts_the_loss_on_the_response_only():
+    batch = lm_layout([([1, 5, 6], [7, 2]), ([1, 9], [])], width=6, pad_id=3)
+    np.testing.assert_array_equal(batch["tokens"], [[1, 5, 6, 7, 2, 3], [1, 9, 3, 3, 3, 3]])
+    np.testing.assert_array_equal(batch["input_mask"], [[1, 1, 1, 1, 1, 0], [1, 1, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(batch["loss_mask"], [[0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0]])
+    assert tuple(batch) == LM_KEYS
+
+
+def test_prompt_layout_left_pads_and_a_long_row_is_named():
+    batch = prompt_layout([[1, 5, 6], [1]], width=4, pad_id=3)
+    np.testing.assert_array_equal(batch["prompt_tokens"], [[3, 1, 5, 6], [3, 3, 3, 1]])
+    np.testing.assert_array_equal(batch["prompt_mask"], [[0, 1, 1, 1], [0, 0, 0, 1]])
+    with pytest.raises(ValueError, match=r"prompt 1 has 5 tokens > 4 \(prompt_len\)"):
+        prompt_layout([[1], [1, 2, 3, 4, 5]], width=4, hint=" (prompt_len)")
+    with pytest.raises(ValueError, match="text 0 has 3 tokens > 2"):
+        lm_layout([([1, 2], [3])], width=2)

@@ -200,6 +200,27 @@ def test_the_exported_policy_loads_in_transformers_with_the_same_logits(readme_r
     np.testing.assert_allclose(np.asarray(ours), reference, atol=2e-4, rtol=1e-4)
 
 
+def test_a_ppo_stage_exports_its_policy_not_its_value_model(readme_runs, tmp_path):
+    from alignax.models.presets import mesh_config
+    from alignax.sharding import make_mesh
+    from alignax.stages import load_stage_model
+    from experiments.export import export
+
+    directory, _ = readme_runs
+    ppo, mesh = directory / "runs/mine/ppo", make_mesh(mesh_config("tiny"))
+    model, params = load_stage_model(ppo, heads=("lm",), mesh=mesh, params_at="policy")
+    _, sft = load_stage_model(directory / "runs/mine/sft", heads=("lm",), mesh=mesh)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(export(ppo, tmp_path / "ppo_hf"))
+    ids = np.array([[1, 17, 42, 99, 5]], np.int32)
+    logits = lambda p: model.apply(p, jnp.asarray(ids), jnp.ones_like(ids), heads=("lm",))["logits"]
+    import torch
+
+    with torch.no_grad():
+        reference = theirs(torch.tensor(ids, dtype=torch.long)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(logits(params)), reference, atol=2e-4, rtol=1e-4)
+    assert not np.allclose(logits(sft), reference, atol=1e-3)  # PPO's policy, not its start
+
+
 def test_best_of_n_on_a_files_prompts_with_its_verifier_as_gold(readme_runs, tmp_path):
     """Best-of-n from the README's SFT policy and reward model on the held-out prompts of the
     arithmetic file, a verifier named by import path (here the response's length) scoring what

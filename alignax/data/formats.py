@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from alignax.data.hf_tokenizer import HFTokenizer
+from alignax.data.layouts import LM_KEYS
 from alignax.data.tokenizer import (
     OVERFLOW_POLICIES,
     DataError,
@@ -752,16 +753,15 @@ def encode_examples(
         if kind == "verifiable":
             batch["answer"] = np.array(extra, dtype=object)
         return batch, stats
-    keys = ("tokens", "input_mask", "loss_mask")
     if kind in ("unpaired", "demonstration"):
-        batch = {k: _pad([enc[0][k] for enc in rows], max_len) for k in keys}
+        batch = {k: _pad([enc[0][k] for enc in rows], max_len) for k in LM_KEYS}
         if kind == "unpaired":
             batch["label"] = np.array(extra, np.int32)
         return batch, stats
     k = num_responses or 2
     batch = {
         key: _pad([e[key] for enc in rows for e in enc], max_len).reshape(len(rows), k, max_len)
-        for key in keys
+        for key in LM_KEYS
     }
     batch["ranks"] = np.array(extra, np.int32).reshape(len(rows), k)
     return batch, stats

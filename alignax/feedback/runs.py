@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 
 from alignax import labels
+from alignax.data.layouts import LM_KEYS
 from alignax.feedback import judges
 from alignax.feedback.judges import (
     Debiased,
@@ -130,9 +131,7 @@ def sample_pairs(
 def chosen_first(pairs: dict, a_chosen) -> dict:
     """DPO's layout: the chosen response at index 0."""
     order = np.where(np.asarray(a_chosen)[:, None], [0, 1], [1, 0])
-    return {
-        k: np.take_along_axis(pairs[k], order[:, :, None], axis=1) for k in preference.MODEL_INPUTS
-    }
+    return {k: np.take_along_axis(pairs[k], order[:, :, None], axis=1) for k in LM_KEYS}
 
 
 def label_pairs(config, task, judge, uncertainty, pairs: dict, seed: int) -> dict:

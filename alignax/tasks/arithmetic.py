@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from alignax.data.layouts import lm_layout, prompt_layout
 from alignax.tasks.base import (
     Annotator,
     check_eval_fraction,
@@ -175,35 +176,20 @@ class ArithmeticTask:
 
     def encode_prompts(self, prompts: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Prompts layout: BOS + prompt, LEFT-padded to `prompt_len`."""
-        tokens = np.zeros((len(prompts), self.prompt_len), np.int32)
-        mask = np.zeros_like(tokens)
-        for i, prompt in enumerate(prompts):
-            row = [BOS_ID, *prompt]
-            if len(row) > self.prompt_len:
-                raise ValueError(f"prompt {i} has {len(row)} tokens > prompt_len={self.prompt_len}")
-            tokens[i, self.prompt_len - len(row) :] = row
-            mask[i, self.prompt_len - len(row) :] = 1
-        return {"prompt_tokens": tokens, "prompt_mask": mask}
+        rows = [[BOS_ID, *prompt] for prompt in prompts]
+        return prompt_layout(rows, self.prompt_len, hint=" (prompt_len)")
 
     def encode(
         self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
     ) -> dict[str, np.ndarray]:
         """SFT layout of (prompt, response) token ids: BOS + prompt + response, right-padded to
         `seq_len`; loss on the response (which carries its own EOS, if any)."""
-        tokens = np.zeros((len(prompts), self.seq_len), np.int32)
-        input_mask = np.zeros_like(tokens)
-        loss_mask = np.zeros_like(tokens)
-        for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
-            row = [BOS_ID, *prompt, *response]
-            if len(row) > self.seq_len:
-                raise ValueError(
-                    f"text {i} has {len(row)} tokens > seq_len={self.seq_len}: responses of the "
-                    f"arithmetic task are at most answer_len + 1 = {self.answer_len + 1} tokens"
-                )
-            tokens[i, : len(row)] = row
-            input_mask[i, : len(row)] = 1
-            loss_mask[i, 1 + len(prompt) : len(row)] = 1
-        return {"tokens": tokens, "input_mask": input_mask, "loss_mask": loss_mask}
+        rows = [([BOS_ID, *p], r) for p, r in zip(prompts, responses, strict=True)]
+        hint = (
+            f" (seq_len): responses of the arithmetic task are at most answer_len + 1 = "
+            f"{self.answer_len + 1} tokens"
+        )
+        return lm_layout(rows, self.seq_len, hint=hint)
 
     def reference_responses(self, answer_tokens: np.ndarray, width: int) -> np.ndarray:
         """[N, width] the verified responses (each answer's characters + EOS, right-padded with

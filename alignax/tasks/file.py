@@ -34,11 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignax.data.formats import Example, encode_examples
+from alignax.data.layouts import lm_layout
 from alignax.data.sources import data_tokenizer, encode_file_examples, file_examples
 from alignax.tasks.base import comparisons_layout
 
 VERIFIERS = ("", "exact", "regex")  # or 'package.module:function'
-LM_KEYS = ("tokens", "input_mask", "loss_mask")
 
 
 def verifier_from_config(data_config) -> Callable[[str, dict], float] | None:
@@ -200,19 +200,14 @@ class FileTask:
                 f"labelling samples of {self._data.path}'s prompts needs a verifier (data.verifier)"
             )
         encoded = self.encode_prompts(prompts)
-        rows, gold = [], []
-        for tokens, mask, response, i in zip(
-            encoded["prompt_tokens"], encoded["prompt_mask"], responses, prompts, strict=True
-        ):
-            rows.append([*tokens[mask > 0], *response])
-            gold.append(self.verify(self.decode(response), int(i)))
-        width = max(map(len, rows))
-        batch = {k: np.zeros((len(rows), width), np.int32) for k in LM_KEYS}
-        for j, (row, prompt_mask) in enumerate(zip(rows, encoded["prompt_mask"], strict=True)):
-            prompt_len = int(prompt_mask.sum())
-            batch["tokens"][j, : len(row)] = row
-            batch["input_mask"][j, : len(row)] = 1
-            batch["loss_mask"][j, prompt_len : len(row)] = 1
+        rows = [
+            (tokens[mask > 0], response)
+            for tokens, mask, response in zip(
+                encoded["prompt_tokens"], encoded["prompt_mask"], responses, strict=True
+            )
+        ]
+        gold = [self.verify(self.decode(r), int(i)) for r, i in zip(responses, prompts)]
+        batch = lm_layout(rows, max(len(p) + len(r) for p, r in rows))
         return comparisons_layout(
             batch, np.asarray(gold, np.float32), num_responses, annotator, rng
         )

@@ -41,6 +41,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from alignax.data.layouts import lm_layout, prompt_layout
 from alignax.data.sources import load_tokenizer
 from alignax.data.tokenizer import SentencePieceTokenizer
 from alignax.tasks.base import (
@@ -362,32 +363,16 @@ class ImdbTask:
     def encode_prompts(self, prompts: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Prompts layout: BOS + prompt, LEFT-padded to `max_prompt_tokens`."""
         width = self.max_prompt_tokens
-        tokens = np.full((len(prompts), width), self.pad_id, np.int32)
-        mask = np.zeros((len(prompts), width), np.int32)
-        for i, prompt in enumerate(prompts):
-            row = [self.bos_id, *prompt]
-            if len(row) > width:
-                raise ValueError(f"prompt {i} has {len(row)} tokens > {width}")
-            tokens[i, width - len(row) :], mask[i, width - len(row) :] = row, 1
-        return {"prompt_tokens": tokens, "prompt_mask": mask}
+        rows = [[self.bos_id, *prompt] for prompt in prompts]
+        return prompt_layout(rows, width, pad_id=self.pad_id)
 
     def encode(
         self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
     ) -> dict[str, np.ndarray]:
         """LM layout: BOS + prompt + response, right-padded to `seq_len`; loss on the response."""
-        tokens = np.full((len(prompts), self.seq_len), self.pad_id, np.int32)
-        input_mask = np.zeros_like(tokens)
-        loss_mask = np.zeros_like(tokens)
-        for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
-            row = [self.bos_id, *prompt, *response]
-            if len(row) > self.seq_len:
-                raise ValueError(
-                    f"text {i} has {len(row)} tokens > seq_len={self.seq_len} (task.prompt_tokens "
-                    "+ task.response_tokens + 1)"
-                )
-            tokens[i, : len(row)], input_mask[i, : len(row)] = row, 1
-            loss_mask[i, 1 + len(prompt) : len(row)] = 1
-        return {"tokens": tokens, "input_mask": input_mask, "loss_mask": loss_mask}
+        rows = [([self.bos_id, *p], r) for p, r in zip(prompts, responses, strict=True)]
+        hint = " (seq_len = task.prompt_tokens + task.response_tokens + 1)"
+        return lm_layout(rows, self.seq_len, pad_id=self.pad_id, hint=hint)
 
     def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
         return self.encode_prompts(self.sample_prompts(n, seed, split=split))

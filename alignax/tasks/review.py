@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from alignax.data.layouts import lm_layout, prompt_layout
 from alignax.tasks.base import (
     Annotator,
     check_eval_fraction,
@@ -371,31 +372,12 @@ class ReviewTask:
         Responses carry their own EOS (generator samples do, unless capped).
         """
         seq_len = self.seq_len if seq_len is None else seq_len
-        n = len(prompts)
-        tokens = np.zeros((n, seq_len), np.int32)
-        input_mask = np.zeros((n, seq_len), np.int32)
-        loss_mask = np.zeros((n, seq_len), np.int32)
-        for i, (p, r) in enumerate(zip(prompts, responses)):
-            row = [BOS_ID, *p, *r]
-            if len(row) > seq_len:
-                raise ValueError(f"text {i} has {len(row)} tokens > seq_len={seq_len}")
-            tokens[i, : len(row)] = row
-            input_mask[i, : len(row)] = 1
-            loss_mask[i, 1 + len(p) : len(row)] = 1
-        return {"tokens": tokens, "input_mask": input_mask, "loss_mask": loss_mask}
+        rows = [([BOS_ID, *p], r) for p, r in zip(prompts, responses, strict=True)]
+        return lm_layout(rows, seq_len, hint=" (seq_len)")
 
     def encode_prompts(self, prompts: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Prompts layout: BOS + prompt, LEFT-padded to `max_prompt_tokens`."""
-        width = self.max_prompt_tokens
-        tokens = np.zeros((len(prompts), width), np.int32)
-        mask = np.zeros((len(prompts), width), np.int32)
-        for i, p in enumerate(prompts):
-            row = [BOS_ID, *p]
-            if len(row) > width:
-                raise ValueError(f"prompt {i} has {len(row)} tokens > {width}")
-            tokens[i, width - len(row) :] = row
-            mask[i, width - len(row) :] = 1
-        return {"prompt_tokens": tokens, "prompt_mask": mask}
+        return prompt_layout([[BOS_ID, *p] for p in prompts], self.max_prompt_tokens)
 
     # ------------------------------------------------------------------ gold reward (jax)
     def gold_reward_terms(self, tokens_BxL: jax.Array, response_mask_BxL: jax.Array) -> dict:

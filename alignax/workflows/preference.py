@@ -18,13 +18,12 @@ import numpy as np
 
 from alignax import labels, objectives, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
+from alignax.data.layouts import LM_KEYS
 from alignax.data.sources import file_comparisons
 from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
 from alignax.tasks import require, stage_task
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
-
-MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
 
 
 def build_pairs(config, mesh):
@@ -43,7 +42,7 @@ def build_pairs(config, mesh):
                 f"{config.data.path}: DPO needs pairs, the file holds "
                 f"{train['tokens'].shape[1]}-way rankings"
             )
-        return ({k: train[k] for k in MODEL_INPUTS}, {k: evaluation[k] for k in MODEL_INPUTS}, task)
+        return ({k: train[k] for k in LM_KEYS}, {k: evaluation[k] for k in LM_KEYS}, task)
     if config.data.path:
         require(
             task,
@@ -55,7 +54,7 @@ def build_pairs(config, mesh):
 
     def pairs(num, seed, split):
         out = labels.comparisons(config.labels, task, mesh, num, seed=seed, split=split)
-        return {k: out[k] for k in MODEL_INPUTS}
+        return {k: out[k] for k in LM_KEYS}
 
     train = pairs(p.num_pairs, config.seed, "train")
     return train, pairs(p.num_eval_pairs, config.seed + 1, "eval"), task

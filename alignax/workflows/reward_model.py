@@ -17,6 +17,7 @@ import numpy as np
 
 from alignax import labels, objectives
 from alignax.analysis.stats import spearman
+from alignax.data.layouts import LM_KEYS
 from alignax.data.sources import file_comparisons
 from alignax.experiment import check_model_fits_task, check_model_fits_tokenizer, initial_params
 from alignax.losses.reward import ensemble_rewards
@@ -24,7 +25,7 @@ from alignax.models import build_model
 from alignax.tasks import get_task
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
 
-MODEL_INPUTS = ("tokens", "input_mask", "loss_mask", "ranks")
+MODEL_INPUTS = (*LM_KEYS, "ranks")
 
 
 def build_data(config, mesh):

@@ -14,12 +14,11 @@ import jax
 from alignax import objectives, sharding, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.data.batching import pack_sequences
+from alignax.data.layouts import LM_KEYS
 from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
 from alignax.tasks import require, stage_task
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
-
-LM_INPUTS = ("tokens", "input_mask", "loss_mask")
 
 
 def build_data(config, task):
@@ -46,7 +45,7 @@ def build_data(config, task):
         )
     else:
         raise ValueError(f"sft.data={s.data!r} is not one of ('pretraining', 'demonstrations')")
-    train, evaluation = {k: train[k] for k in LM_INPUTS}, {k: evaluation[k] for k in LM_INPUTS}
+    train, evaluation = {k: train[k] for k in LM_KEYS}, {k: evaluation[k] for k in LM_KEYS}
     return (pack_rows(train) if s.pack else train), evaluation
 
 

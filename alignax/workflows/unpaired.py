@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from alignax import labels, objectives
+from alignax.data.layouts import LM_KEYS
 from alignax.data.sources import data_tokenizer, encode_file_examples, file_examples
 from alignax.experiment import check_model_fits_task, check_model_fits_tokenizer, initial_params
 from alignax.models import build_model
@@ -21,14 +22,12 @@ from alignax.tasks import get_task
 from alignax.workflows.preference import offline_evaluation
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
 
-MODEL_INPUTS = ("tokens", "input_mask", "loss_mask")
-
 
 def unpair(pairs: dict) -> dict:
     """Comparisons [N, 2, L] (chosen first) -> unpaired examples [2N, L] with `label` 1 for the
     chosen and 0 for the rejected response, interleaved (chosen_0, rejected_0, chosen_1, ...)."""
     n = pairs["tokens"].shape[0]
-    out = {k: np.asarray(pairs[k]).reshape(2 * n, -1) for k in MODEL_INPUTS}
+    out = {k: np.asarray(pairs[k]).reshape(2 * n, -1) for k in LM_KEYS}
     out["label"] = np.tile(np.array([1, 0], np.int32), n)
     return out
 
@@ -37,12 +36,12 @@ def with_mismatched_pairs(examples: dict, seed: int) -> dict:
     """Adds `kl_tokens`, `kl_input_mask`, `kl_loss_mask`: example i's prompt followed by the
     completion of example (i + k) mod N for a seeded k in [1, N), right-padded to the same width
     (completions cut at the width). KTO estimates its reference point on these."""
-    tokens, input_mask, loss_mask = (np.asarray(examples[k]) for k in MODEL_INPUTS)
+    tokens, input_mask, loss_mask = (np.asarray(examples[k]) for k in LM_KEYS)
     n, width = tokens.shape
     if n < 2:
         raise ValueError(f"KTO's mismatched pairs need at least 2 examples, got {n}")
     offset = int(np.random.default_rng(seed).integers(1, n))
-    out = {f"kl_{k}": np.zeros_like(np.asarray(examples[k])) for k in MODEL_INPUTS}
+    out = {f"kl_{k}": np.zeros_like(np.asarray(examples[k])) for k in LM_KEYS}
     for i in range(n):
         j = (i + offset) % n
         prompt = tokens[i][(input_mask[i] > 0) & (loss_mask[i] == 0)]
@@ -66,7 +65,7 @@ def _file_examples(config):
         arrays = encode_file_examples(
             examples, tokenizer, config.data, max_len=config.model.max_len, what=what
         )
-        return {k: arrays[k] for k in (*MODEL_INPUTS, "label")}
+        return {k: arrays[k] for k in (*LM_KEYS, "label")}
 
     train, evaluation = file_examples(config.data)
     return encode(train, "training"), encode(evaluation, "evaluation")
