@@ -146,3 +146,33 @@ def test_reward_model_trains_from_a_prepared_tfds_dataset(tmp_path):
     )
     assert summary["steps"] == 40
     assert summary["accuracy"] >= 0.8  # on the 5 test-split pairs: the words separate them
+
+
+def test_a_prepared_chat_file_keeps_its_turns_for_the_template_and_its_record(tmp_path):
+    """Chat records come back as chat turns, so a checkpoint's template writes them as it writes
+    the JSONL file's; the record comes back whole, for a verifier."""
+    from alignax.data.sources import load_tokenizer
+    from tests.helpers import save_chat_tokenizer
+
+    save_chat_tokenizer(tmp_path / "checkpoint")
+    tokenizer = load_tokenizer(str(tmp_path / "checkpoint"))
+    user = lambda text: [{"role": "user", "content": text}]
+    reply = lambda text: [{"role": "assistant", "content": text}]
+    records = [
+        {"prompt": user(f"q{i}"), "chosen": reply("yes"), "rejected": reply("no"), "id": i}
+        for i in range(3)
+    ]
+    (tmp_path / "manual").mkdir()
+    (tmp_path / "manual" / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    builder = PreferenceFile(
+        config=PreferenceFileConfig(name="chat", path=str(tmp_path / "manual" / "chat.jsonl")),
+        data_dir=tmp_path / "tfds",
+    )
+    builder.download_and_prepare()
+    prepared, _ = formats.load_dataset(builder.data_dir, tokenizer, max_len=48)
+    direct, _ = formats.load_dataset(tmp_path / "manual" / "chat.jsonl", tokenizer, max_len=48)
+    assert _rows(prepared) == _rows(direct)  # (a plain-text prompt is tokenized otherwise)
+    examples = formats.read_examples(builder.data_dir)[0]
+    assert {e.record["id"]: e.messages for e in examples} == {
+        i: tuple(user(f"q{i}")) for i in range(3)
+    }

@@ -480,7 +480,9 @@ def source_to_examples(source) -> list[Example]:
                 label=label,
                 answer=answer,
                 where=text(r["where"]),
-                record={"answer": answer},  # what a verifier compares with
+                # Datasets prepared before version 1.1.0 kept neither (plain prompts then).
+                messages=tuple(json.loads(text(r["messages"]))) if "messages" in r else (),
+                record=json.loads(text(r["record"])) if "record" in r else {"answer": answer},
             )
         )
     return out

@@ -12,8 +12,10 @@
 `PreferenceFile` validates its input file with alignax.data.formats (bad records raise DataError
 naming file:line, or are skipped and counted with `on_error="skip"`), and stores every record in
 one schema: prompt (text), responses (list of text), ranks (list of int, comparisons), label
-(int, unpaired; -1 otherwise), answer (text, verifiable). Tokenization happens after loading,
-so one prepared dataset serves any tokenizer and max length. The input path may be given
+(int, unpaired; -1 otherwise), answer (text, verifiable), messages (the prompt's chat turns as
+JSON text, "[]" for a plain prompt) and record (the record as read, JSON text, for a verifier).
+Tokenization happens after loading, so one prepared dataset serves any tokenizer (a chat
+template writes the turns then, as for a JSONL file) and max length. The input path may be given
 directly in the config or as a file name under the download manager's `manual_dir`.
 
 `ReviewPairs` stores the built-in review task's labelled comparisons already tokenized
@@ -30,6 +32,7 @@ is not installed here, and the file is where it would look anyway.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +67,8 @@ class PreferenceFileConfig(tfds.core.BuilderConfig):
 class PreferenceFile(_ArrayRecordBuilder):
     """Preference / ranking / KTO / verifiable records from a local file."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.1.0": "messages and record: the chat turns and the record as read"}
     BUILDER_CONFIGS = [PreferenceFileConfig(name="default")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Point PreferenceFileConfig.path at a .jsonl or .parquet file."
 
@@ -78,6 +82,8 @@ class PreferenceFile(_ArrayRecordBuilder):
                     "label": np.int32,
                     "answer": tfds.features.Text(),
                     "where": tfds.features.Text(),
+                    "messages": tfds.features.Text(),
+                    "record": tfds.features.Text(),
                 }
             ),
         )
@@ -116,6 +122,8 @@ class PreferenceFile(_ArrayRecordBuilder):
                     "label": ex.label,
                     "answer": ex.answer,
                     "where": ex.where,
+                    "messages": json.dumps(list(ex.messages)),
+                    "record": json.dumps(ex.record, default=str),
                 },
             )
 
