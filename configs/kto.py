@@ -42,7 +42,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         steps=300, batch_size=32, log_every=50, eval_every=150, checkpoint_every=150
     )
     config.optimizer.update(learning_rate=5e-4, warmup_steps=20, schedule="constant")
-    config.data = default_data_config()
+    config.data = default_data_config(verifier=True)
     config.lora = default_lora_config()
     config.lock()
     return config

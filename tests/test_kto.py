@@ -65,7 +65,10 @@ def test_kto_file_gives_labelled_examples(tmp_path):
         },
     )
     train, evaluation, task = unpaired.build_examples(config, mesh=None)
-    assert task is None and len(train["label"]) == 30 and len(evaluation["label"]) == 10
+    assert len(train["label"]) == 30 and len(evaluation["label"]) == 10
+    # The file is the task: its held-out prompts are what the evaluation samples.
+    held_out = {task.records[i].prompt for i in task.sample_prompts(50, 0, split="eval")}
+    assert len(held_out) == 5 and held_out <= {r["prompt"] for r in records}
     assert 0 < train["label"].mean() < 1
     assert np.all(train["kl_loss_mask"].sum(1) > 0)
 

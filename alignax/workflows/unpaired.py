@@ -5,8 +5,9 @@ Examples come from a KTO file ({prompt, completion, label} records, `config.data
 the built-in task: the simulated annotator's pairs of the policy's samples, each split into its
 chosen (desirable) and rejected (undesirable) response. KTO's reference point z0 is estimated on
 mismatched pairs (one example's prompt with another's completion), built once here. Reports the
-held-out loss and implicit-reward margin (desirable minus undesirable), and the gold reward and
-KL to the reference of sampled responses, before and after training.
+held-out loss and implicit-reward margin (desirable minus undesirable), and the KL to the
+reference, length and gold reward (where the task has one: a file with a verifier) of responses
+sampled on held-out prompts (a file's: `alignax.tasks.stage_task`), before and after training.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from alignax.data.layouts import LM_KEYS
 from alignax.data.sources import data_tokenizer, encode_file_examples, file_examples
 from alignax.experiment import check_model_fits_task, check_model_fits_tokenizer, initial_params
 from alignax.models import build_model
-from alignax.tasks import get_task
+from alignax.tasks import stage_task
 from alignax.workflows.preference import offline_evaluation
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
 
@@ -72,14 +73,13 @@ def _file_examples(config):
 
 
 def build_examples(config, mesh):
-    """(train, evaluation, task) unpaired examples with their mismatched pairs; task is None for
-    a file."""
+    """(train, evaluation, task) unpaired examples with their mismatched pairs; the task (a data
+    file's, `stage_task`) gives the held-out prompts the evaluation samples."""
+    task = stage_task(config)
+    check_model_fits_task(config.model, task)
     if config.data.path:
         train, evaluation = _file_examples(config)
-        task = None
     else:
-        task = get_task(config.task_name, config.task)
-        check_model_fits_task(config.model, task)
         u = config.pairs
 
         def examples(num, seed, split):
@@ -102,8 +102,7 @@ def build(config, ctx: Context) -> Stage:
     params = initial_params(model, config, ctx.mesh, ctx.rngs["init"])
     loss_fn = objectives.unpaired_loss_fn(model, config.loss)
     e = config.eval
-    # Samples scored by gold: the built-in task only (0 prompts: skipped).
-    sample_gold = task is not None and e.num_prompts > 0
+    sampled = e.num_prompts > 0  # 0 prompts: no samples
     offline = offline_evaluation(
         model,
         loss_fn,
@@ -111,7 +110,7 @@ def build(config, ctx: Context) -> Stage:
         ctx.rngs["eval"],
         task=task,
         prompts=task.prompt_dataset(e.num_prompts, seed=config.seed + 2, split="eval")
-        if sample_gold
+        if sampled
         else None,
         max_new_tokens=e.max_new_tokens,
         reference=lambda state: state.ref_params,
@@ -133,11 +132,13 @@ def build(config, ctx: Context) -> Stage:
             "eval_loss": final["loss"],
             "eval_margin": final["margin"],
         }
-        if sample_gold:
+        if sampled:
             summary.update(
-                initial_gold_reward=initial["policy/gold"],
-                gold_reward=final["policy/gold"],
-                kl_to_reference=final["policy/kl"],
+                kl_to_reference=final["policy/kl"], response_length=final["policy/length"]
+            )
+        if "policy/gold" in final:  # a data file without a verifier has no gold reward
+            summary.update(
+                initial_gold_reward=initial["policy/gold"], gold_reward=final["policy/gold"]
             )
         return summary
 
