@@ -37,10 +37,13 @@ def test_mismatched_pairs_join_a_prompt_with_another_completion():
     np.testing.assert_array_equal(out["kl_input_mask"], [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
 
 
-def test_kto_file_gives_labelled_examples(tmp_path):
-    """A {prompt, completion, label} JSONL file is read as unpaired examples with its labels;
-    a quarter of its prompts (5 of 20) are held out with both their completions."""
+def test_kto_file_gives_labelled_examples(tmp_path, monkeypatch):
+    """A {prompt, completion, label} JSONL file is read, once, as unpaired examples with its
+    labels; a quarter of its prompts (5 of 20) are held out with both their completions."""
+    from alignax.data import sources
     from alignax.data.tokenizer import SentencePieceTokenizer
+
+    read_examples = sources.read_examples
 
     rng = np.random.default_rng(0)
     words = {1: ["great", "lovely", "superb"], 0: ["awful", "boring", "dull"]}
@@ -64,7 +67,12 @@ def test_kto_file_gives_labelled_examples(tmp_path):
             "data.eval_fraction": 0.25,
         },
     )
+    reads = []
+    monkeypatch.setattr(
+        sources, "read_examples", lambda *a, **k: reads.append(a) or read_examples(*a, **k)
+    )
     train, evaluation, task = unpaired.build_examples(config, mesh=None)
+    assert len(reads) == 1  # the task reads the file; the examples are its records
     assert len(train["label"]) == 30 and len(evaluation["label"]) == 10
     # The file is the task: its held-out prompts are what the evaluation samples.
     held_out = {task.records[i].prompt for i in task.sample_prompts(50, 0, split="eval")}

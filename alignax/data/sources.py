@@ -141,25 +141,41 @@ def data_tokenizer(data_config):
     return load_tokenizer(data_config.tokenizer)
 
 
+# What each kind of record a workflow trains on is, for the error when a file holds none.
+_RECORDS = {
+    "comparison": "comparisons (pairs or rankings)",
+    "unpaired": "{prompt, completion, label} records",
+}
+
+
+def encode_records(examples, tokenizer, data_config, *, kind: str, max_len: int, what: str):
+    """The `kind` records among `examples` in the batch layout (`encode_file_examples`);
+    comparisons' options reordered best-first, so pairs have the chosen response at index 0 as
+    the built-in task's comparisons do."""
+    examples = [e for e in examples if e.kind == kind]
+    if not examples:
+        raise ValueError(f"{data_config.path} holds no {_RECORDS[kind]} ({what})")
+    arrays = encode_file_examples(examples, tokenizer, data_config, max_len=max_len, what=what)
+    if kind != "comparison":
+        return arrays
+    order = np.argsort(arrays["ranks"], axis=1, kind="stable")
+    return {
+        k: np.take_along_axis(v, order.reshape(order.shape + (1,) * (v.ndim - 2)), 1)
+        for k, v in arrays.items()
+    }
+
+
 def file_comparisons(data_config, *, max_len: int):
-    """(train, evaluation) comparison arrays [N, K, L] (+ ranks) and the tokenizer, from files
-    (`file_examples`).
-
-    Options are reordered best-first, so pairs have the chosen response at index 0 as the
-    built-in task's comparisons do.
-    """
+    """(train, evaluation) comparison arrays [N, K, L] (+ ranks), best-first (`encode_records`),
+    and the tokenizer, from files (`file_examples`)."""
     tokenizer = data_tokenizer(data_config)
-
-    def encode(examples, what):
-        examples = [e for e in examples if e.kind == "comparison"]
-        if not examples:
-            raise ValueError(f"{data_config.path} holds no comparisons (pairs or rankings)")
-        arrays = encode_file_examples(examples, tokenizer, data_config, max_len=max_len, what=what)
-        order = np.argsort(arrays["ranks"], axis=1, kind="stable")
-        return {
-            k: np.take_along_axis(v, order.reshape(order.shape + (1,) * (v.ndim - 2)), 1)
-            for k, v in arrays.items()
-        }
-
     train, evaluation = file_examples(data_config)
-    return encode(train, "training"), encode(evaluation, "evaluation"), tokenizer
+    return (
+        *(
+            encode_records(
+                examples, tokenizer, data_config, kind="comparison", max_len=max_len, what=what
+            )
+            for examples, what in ((train, "training"), (evaluation, "evaluation"))
+        ),
+        tokenizer,
+    )

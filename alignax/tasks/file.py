@@ -35,7 +35,12 @@ import numpy as np
 
 from alignax.data.formats import Example, encode_examples
 from alignax.data.layouts import lm_layout
-from alignax.data.sources import data_tokenizer, encode_file_examples, file_examples
+from alignax.data.sources import (
+    data_tokenizer,
+    encode_file_examples,
+    encode_records,
+    file_examples,
+)
 from alignax.tasks.base import comparisons_layout
 
 VERIFIERS = ("", "exact", "regex")  # or 'package.module:function'
@@ -159,6 +164,19 @@ class FileTask:
     def holds(self, kind: str) -> bool:
         """Whether the file holds records of `kind` (alignax.data.formats.Example.kind)."""
         return any(e.kind == kind for e in self.records)
+
+    def encoded(self, kind: str, split: str) -> dict[str, np.ndarray]:
+        """Every `kind` record of `split` in the batch layout a workflow trains on
+        (`alignax.data.sources.encode_records`: comparisons best-first), with the task's
+        tokenizer: the file is read once, by this task."""
+        return encode_records(
+            [self.records[i] for i in self._rows(split)],
+            self.tokenizer,
+            self._data,
+            kind=kind,
+            max_len=self._max_len,
+            what="training" if split == "train" else "evaluation",
+        )
 
     def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
         """Up to `n` prompts of `split` (every record's prompt), left-padded to the longest

@@ -19,7 +19,6 @@ import numpy as np
 from alignax import labels, objectives, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.data.layouts import LM_KEYS
-from alignax.data.sources import file_comparisons
 from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
 from alignax.tasks import require, stage_task
@@ -36,7 +35,7 @@ def build_pairs(config, mesh):
     task = stage_task(config)
     check_model_fits_task(config.model, task)
     if config.data.path and task.holds("comparison"):
-        train, evaluation, _ = file_comparisons(config.data, max_len=config.model.max_len)
+        train, evaluation = (task.encoded("comparison", split) for split in ("train", "eval"))
         if train["tokens"].shape[1] != 2:
             raise ValueError(
                 f"{config.data.path}: DPO needs pairs, the file holds "

@@ -16,8 +16,7 @@ import numpy as np
 
 from alignax import labels, objectives
 from alignax.data.layouts import LM_KEYS
-from alignax.data.sources import data_tokenizer, encode_file_examples, file_examples
-from alignax.experiment import check_model_fits_task, check_model_fits_tokenizer, initial_params
+from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
 from alignax.tasks import stage_task
 from alignax.workflows.preference import offline_evaluation
@@ -54,31 +53,16 @@ def with_mismatched_pairs(examples: dict, seed: int) -> dict:
     return {**examples, **out}
 
 
-def _file_examples(config):
-    """(train, evaluation) unpaired examples of `data.path` (`file_examples`' split)."""
-    tokenizer = data_tokenizer(config.data)
-    check_model_fits_tokenizer(config.model, tokenizer)
-
-    def encode(examples, what):
-        examples = [e for e in examples if e.kind == "unpaired"]
-        if not examples:
-            raise ValueError(f"{config.data.path} holds no {{prompt, completion, label}} records")
-        arrays = encode_file_examples(
-            examples, tokenizer, config.data, max_len=config.model.max_len, what=what
-        )
-        return {k: arrays[k] for k in (*LM_KEYS, "label")}
-
-    train, evaluation = file_examples(config.data)
-    return encode(train, "training"), encode(evaluation, "evaluation")
-
-
 def build_examples(config, mesh):
     """(train, evaluation, task) unpaired examples with their mismatched pairs; the task (a data
     file's, `stage_task`) gives the held-out prompts the evaluation samples."""
     task = stage_task(config)
     check_model_fits_task(config.model, task)
     if config.data.path:
-        train, evaluation = _file_examples(config)
+        train, evaluation = (
+            {k: v for k, v in task.encoded("unpaired", split).items() if k in (*LM_KEYS, "label")}
+            for split in ("train", "eval")
+        )
     else:
         u = config.pairs
 
