@@ -11,9 +11,13 @@ s_i over the training pairs' responses) -> DPO (`dpo`) from the SFT policy -> ea
 score on both objectives over held-out prompts, means over `seeds` with 95% intervals, and the
 front they trace (figures/pareto_front.png).
 
+Pairs the directional reward ties on are dropped (`drop_ties`); the directions are also compared
+at one KL to the SFT policy (`matched_kl`), read off each run's kept checkpoints.
+
 default: sentiment against non-repetition (chasing sentiment repeats positive words), 5
-directions from 0 to 90 degrees, 2,048 pairs, DPO 300 steps of batch 32, 3 seeds (15 DPO runs).
-runlocal: the same pipeline at toy sizes (1-layer model, 64 pairs, directions 0 and 90, one seed,
+directions from 0 to 90 degrees, 2,048 pairs, DPO 300 steps of batch 32 evaluated and kept every
+50, 5 seeds (25 DPO runs).
+runlocal: the same pipeline at toy sizes (1-layer model, 512 pairs, directions 0 and 90, one seed,
 DPO 4 steps) for the end-to-end test.
 """
 
@@ -41,8 +45,22 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     # scores: 1 = a one-spread difference is preferred with probability 0.73).
     config.label_temperature = 0.5
     config.eval = ml_collections.ConfigDict({"num_prompts": 256})
+    config.seeds = (0, 1, 2, 3, 4)
+    # A pair the directional reward cannot order (at 90 degrees: two responses without a
+    # repeated bigram) is dropped rather than labelled by a coin flip.
+    config.drop_ties = True
+    # The directions compared at one KL to the SFT policy (nats, chosen before the run, below
+    # every direction's final KL): each direction's scores where its training first reaches it,
+    # linear between the checkpoints kept at every evaluation (`dpo.train.eval_every`).
+    config.matched_kl = 4.0
+    config.dpo.train.update(eval_every=50, checkpoint_every=50, keep_checkpoints=6)
     if small:
         config.directions = (0.0, 90.0)
         config.eval.num_prompts = 16
+        config.seeds = (0,)
+        # The toy SFT policy rarely repeats a bigram, so most pairs tie at 90 degrees and leave.
+        config.pairs.update(num_pairs=512, num_eval_pairs=64)
+        config.matched_kl = 0.05
+        config.dpo.train.update(eval_every=2, checkpoint_every=2, keep_checkpoints=2)
     config.lock()
     return config

@@ -12,11 +12,15 @@ On the Study runner (alignax/study.py: a finished stage is skipped, so a rerun r
      each standardised by its standard deviation over the training pairs' responses.
   3. per seed and direction theta: the directional reward <w, r> with w = (cos theta, sin theta)
      (`feedback.directional_reward`), pairs labelled by a Bradley-Terry annotator of it
-     (`label_temperature`; a pair it ties on is a coin flip, and the share of tied pairs is
-     reported), DPO (`config.dpo`) from the SFT policy (<workdir>/seed<k>/dpo/direction_<theta>).
-  4. the SFT policy and every DPO policy answer `eval.num_prompts` held-out prompts: the
-     mean raw score on each objective. results.md (command and commit first), results.json and
-     figures/pareto_front.{png,pdf}: means over seeds with 95% intervals.
+     (`label_temperature`; the pairs it ties on are dropped with `drop_ties`, else labelled by a
+     coin flip; their share is reported), DPO (`config.dpo`) from the SFT policy
+     (<workdir>/seed<k>/dpo/direction_<theta>), a checkpoint kept at every evaluation.
+  4. the SFT policy and every kept checkpoint of every DPO run answer `eval.num_prompts`
+     held-out prompts: the mean raw score on each objective, with the run's KL to the SFT
+     policy at that step. Each direction is read at its final step and at `matched_kl` nats
+     (where its training first reaches it, linear between checkpoints). results.md (command and
+     commit first), results.json and figures/pareto_front.{png,pdf}: means over seeds with 95%
+     intervals.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ import numpy as np
 from alignax import feedback
 from alignax.analysis import plots
 from alignax.analysis.stats import interval_text, mean_interval
+from alignax.checkpoint import checkpoint_steps, restore_params
 from alignax.cli import run_experiment
 from alignax.experiment import read_summary
 from alignax.feedback import runs
+from alignax.metrics import logged_curve
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
@@ -85,6 +91,16 @@ def shared(config, workdir: Path) -> list[PlannedStage]:
     """The SFT policy, unless `labels.policy_from` names one."""
     if len(config.objectives) != 2:
         raise ValueError(f"objectives={tuple(config.objectives)}: a plane needs exactly two")
+    if not config.matched_kl > 0:
+        raise ValueError(f"matched_kl={config.matched_kl}: a KL budget in nats, > 0")
+    train = config.dpo.train
+    kept = train.steps // train.eval_every  # one checkpoint per evaluated step
+    if train.checkpoint_every != train.eval_every or train.keep_checkpoints < kept:
+        raise ValueError(
+            "dpo.train.checkpoint_every must equal dpo.train.eval_every and "
+            f"dpo.train.keep_checkpoints be >= {kept}: each direction is read at matched KL "
+            "from the checkpoints of its evaluated steps"
+        )
     for name in config.objectives:
         feedback.principle(name)  # raises on an unknown principle, naming the allowed ones
     return runs.sft_stages(config)
@@ -138,44 +154,83 @@ def scored_pairs(config, seed: int, policy: Path) -> dict:
     }
 
 
+def labelled_pairs(pairs, scores_Nx2xP, spread_P, degrees, temperature, rng, *, drop_ties):
+    """`pairs` in DPO's layout (chosen first), labelled by the annotator of the directional
+    reward (`directional_labels`); the pairs it ties on (`tied`) dropped with `drop_ties`."""
+    chosen = runs.chosen_first(
+        pairs, directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng)
+    )
+    if not drop_ties:
+        return chosen
+    kept = ~tied(scores_Nx2xP, spread_P, degrees)
+    return {k: v[kept] for k, v in chosen.items()}
+
+
 def direction_pairs(config, seed: int, policy: Path, degrees: float) -> dict:
     """The DPO stage's pairs toward one direction: training and held-out pairs labelled by the
-    annotator of the directional reward (a pair it ties on gets a coin flip; their share is
-    reported, `tied`)."""
+    annotator of the directional reward, ties dropped with `drop_ties` (`labelled_pairs`)."""
     d = made_once(scored_pairs, config, seed, policy)
     rng = np.random.default_rng([seed, 17, int(degrees * 100)])
-    label = lambda scores: directional_labels(  # noqa: E731
-        scores, d["spread"], degrees, config.label_temperature, rng
+    train, evaluation = (
+        labelled_pairs(
+            pairs,
+            scores,
+            d["spread"],
+            degrees,
+            config.label_temperature,
+            rng,
+            drop_ties=config.drop_ties,
+        )
+        for pairs, scores in ((d["pairs"], d["scores"]), (d["held_out"], d["held_out_scores"]))
     )
-    train = runs.chosen_first(d["pairs"], label(d["scores"]))
-    evaluation = runs.chosen_first(d["held_out"], label(d["held_out_scores"]))
     return {"pairs": (train, evaluation, d["task"])}
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
-    """The SFT policy's and every DPO policy's scores on held-out prompts, and the DPO runs'
-    KL to the SFT policy."""
+    """The SFT policy's scores on held-out prompts; for every DPO run, the scores and KL to the
+    SFT policy at its final step, its trajectory (the SFT policy at KL 0, then every kept
+    checkpoint) and its point at `matched_kl` (`at_kl`)."""
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     principles = [feedback.principle(n) for n in config.objectives]
     policy = runs.policy_dir(config, seed_dir.parent)
-
-    def scores(directory: Path) -> dict:
-        model, params = load_stage_model(directory, heads=("lm",), mesh=mesh)
-        return runs.policy_scores(config, task, model, params, principles, seed)
+    model, sft = load_stage_model(policy, heads=("lm",), mesh=mesh)
+    scores = lambda params: runs.policy_scores(config, task, model, params, principles, seed)  # noqa: E731
 
     pairs = made_once(scored_pairs, config, seed, policy)
-    result = {"seed": seed, "spread": pairs["spread"].tolist(), "sft": scores(policy), "runs": []}
+    result = {"seed": seed, "spread": pairs["spread"].tolist(), "sft": scores(sft), "runs": []}
     for degrees in config.directions:
         run_dir = seed_dir / "dpo" / f"direction_{degrees:g}"
+        kl = {p["step"]: p["kl"] for p in logged_curve(run_dir, {"kl": "eval/policy/kl"})}
+        points = [{"step": 0, "kl": 0.0, **result["sft"]}]
+        for step in checkpoint_steps(run_dir / "checkpoints"):
+            params = restore_params(run_dir / "checkpoints", sft, step=step)
+            points.append({"step": step, "kl": kl[step], **scores(params)})
         result["runs"].append(
             {
                 "degrees": float(degrees),
-                **scores(run_dir),
+                **{k: points[-1][k] for k in ("objectives", "gold_reward")},
                 "kl_to_reference": read_summary(run_dir)["kl_to_reference"] or float("nan"),
                 "tied_share": float(tied(pairs["scores"], pairs["spread"], degrees).mean()),
+                "trajectory": points,
+                "matched": at_kl(points, config.matched_kl),
             }
         )
     return result
+
+
+def at_kl(points: list[dict], budget: float) -> dict | None:
+    """The objectives, gold reward and step where a trajectory's KL first reaches `budget`,
+    linear between the two points around it; None when it never does."""
+    around = next(((a, b) for a, b in zip(points, points[1:]) if a["kl"] < budget <= b["kl"]), None)
+    if around is None:
+        return None
+    a, b = around
+    t = (budget - a["kl"]) / (b["kl"] - a["kl"])
+    return {
+        "step": a["step"] + t * (b["step"] - a["step"]),
+        "objectives": [x + t * (y - x) for x, y in zip(a["objectives"], b["objectives"])],
+        "gold_reward": a["gold_reward"] + t * (b["gold_reward"] - a["gold_reward"]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,17 +251,40 @@ def aggregate(config, per_seed: list[dict]) -> dict:
             "gold_reward": mean_interval([e["gold_reward"] for e in entries]),
         }
 
-    rows = []
+    rows, matched = [], []
     for degrees in config.directions:
         runs = [direction_run(r, degrees) for r in per_seed]
         row = {"degrees": float(degrees), **summarise(runs)}
         row["kl_to_reference"] = mean_interval([x["kl_to_reference"] for x in runs])
         row["tied_share"] = mean_interval([x["tied_share"] for x in runs])
         rows.append(row)
+        reached = [x["matched"] for x in runs if x["matched"] is not None]
+        matched.append(
+            {
+                "degrees": float(degrees),
+                "seeds_reached": len(reached),
+                **(
+                    {
+                        **summarise(reached),
+                        "step": mean_interval([x["step"] for x in reached]),
+                    }
+                    if len(reached) == len(runs)
+                    else {}
+                ),
+            }
+        )
+    every_seed = all(m["seeds_reached"] == len(per_seed) for m in matched)
     return {
         "sft": summarise([r["sft"] for r in per_seed]),
         "directions": rows,
-        "steps": direction_steps(config, per_seed),
+        "steps": direction_steps(config.directions, per_seed),
+        "matched_kl": {
+            "budget": float(config.matched_kl),
+            "directions": matched,
+            "steps": direction_steps(config.directions, per_seed, at_matched_kl)
+            if every_seed
+            else [],
+        },
     }
 
 
@@ -214,17 +292,26 @@ def direction_run(seed_result: dict, degrees: float) -> dict:
     return next(x for x in seed_result["runs"] if x["degrees"] == degrees)
 
 
-def direction_steps(config, per_seed: list[dict]) -> list[dict]:
+def at_final_step(run: dict) -> list[float]:
+    return run["objectives"]
+
+
+def at_matched_kl(run: dict) -> list[float]:
+    return run["matched"]["objectives"]
+
+
+def direction_steps(directions, per_seed: list[dict], objectives_of=at_final_step) -> list[dict]:
     """Each step between adjacent directions: the change of each objective (later minus
-    earlier), paired by seed (the runs of a seed share its SFT policy and pairs), with its 95%
-    t-interval; `in_order` when the step lowers the first objective and raises the second, both
-    intervals excluding 0 (a front traced in order, tested step by step)."""
+    earlier; `objectives_of` a run: at its final step, or `at_matched_kl`), paired by seed (the
+    runs of a seed share its SFT policy and pairs), with its 95% t-interval; `in_order` when the
+    step lowers the first objective and raises the second, both intervals excluding 0 (a front
+    traced in order, tested step by step)."""
     objectives = {
-        degrees: np.array([direction_run(r, degrees)["objectives"] for r in per_seed])
-        for degrees in config.directions
+        degrees: np.array([objectives_of(direction_run(r, degrees)) for r in per_seed])
+        for degrees in directions
     }
     steps = []
-    for earlier, later in zip(config.directions, config.directions[1:]):
+    for earlier, later in zip(directions, directions[1:]):
         change = objectives[later] - objectives[earlier]  # [seeds, objectives]
         first, second = (mean_interval(change[:, i]) for i in range(2))
         steps.append(
@@ -257,6 +344,17 @@ def figure(config, result: dict, workdir: Path) -> None:
             markersize=4,
             label=f"DPO, direction {r['degrees']:g} deg",
         )
+    matched = [r for r in result["matched_kl"]["directions"] if "objectives" in r]
+    ax.plot(
+        [r["objectives"][0][0] for r in matched],
+        [r["objectives"][1][0] for r in matched],
+        "o--",
+        color=plots.PALETTE[0],
+        markerfacecolor="white",
+        linewidth=1,
+        markersize=4,
+        label=f"the same at KL {result['matched_kl']['budget']:g} nats",
+    )
     sft = result["sft"]["objectives"]
     ax.errorbar(
         sft[0][0],
@@ -278,6 +376,9 @@ def figure(config, result: dict, workdir: Path) -> None:
 
 def report(config, result: dict, timings: dict, prov: dict) -> str:
     first, second = config.objectives
+    ties = (
+        "dropped from training and evaluation" if config.drop_ties else "whose label is a coin flip"
+    )
     lines = [
         "### Directional preference alignment: the Pareto front",
         "",
@@ -290,9 +391,10 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
         f"samples); DPO ({config.dpo.loss.name}, {config.dpo.train.steps} steps) from the SFT "
         f"policy per direction; scores of each policy's samples on "
         f"{config.eval.num_prompts} held-out prompts. Tied: the share of training pairs the "
-        "directional reward cannot order, whose label is a coin flip (at 90 degrees every pair "
-        "of responses without a repeated bigram). Means over "
-        f"{len(config.seeds)} seed(s) with 95% intervals.",
+        f"directional reward cannot order, {ties} (at 90 degrees every pair of responses "
+        f"without a repeated bigram). Means over {len(config.seeds)} seed(s) with 95% intervals.",
+        "",
+        "At the final step of each run:",
         "",
         f"| policy | {first} | {second} | gold reward | KL to SFT | tied pairs |",
         "|---|---|---|---|---|---|",
@@ -306,25 +408,56 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
             f"{interval_text(r['objectives'][1])} | {interval_text(r['gold_reward'])} | "
             f"{interval_text(r['kl_to_reference'], 2)} | {interval_text(r['tied_share'], 2)} |"
         )
-    if result["steps"]:
-        lines += [
-            "",
-            "From each direction to the next, the change of each objective's mean, paired by "
-            "seed (95% intervals); in order: the step lowers the first objective and raises the "
-            "second, both intervals excluding 0.",
-            "",
-            f"| step | change in {first} | change in {second} | in order |",
-            "|---|---|---|---|",
-        ]
-        for step in result["steps"]:
-            a, b = step["change"]
+    lines += steps_table(config, result["steps"], "final step")
+    matched = result["matched_kl"]
+    lines += [
+        "",
+        f"At matched KL: each direction where its training first reaches {matched['budget']:g} "
+        "nats of KL to the SFT policy (a budget chosen before the run; linear between the "
+        f"checkpoints evaluated every {config.dpo.train.eval_every} steps), so no direction is "
+        "read further from SFT than another.",
+        "",
+        f"| policy | {first} | {second} | gold reward | at step |",
+        "|---|---|---|---|---|",
+    ]
+    for r in matched["directions"]:
+        if "objectives" not in r:
             lines.append(
-                f"| {step['from']:g} -> {step['to']:g} deg | {interval_text(a, signed=True)} | "
-                f"{interval_text(b, signed=True)} | {'yes' if step['in_order'] else 'not shown'} |"
+                f"| DPO, {r['degrees']:g} deg | not reached in "
+                f"{len(config.seeds) - r['seeds_reached']} of {len(config.seeds)} seeds | | | |"
             )
-        shown = sum(step["in_order"] for step in result["steps"])
-        lines += ["", f"Steps in order: {shown} of {len(result['steps'])}."]
+            continue
+        lines.append(
+            f"| DPO, {r['degrees']:g} deg | {interval_text(r['objectives'][0])} | "
+            f"{interval_text(r['objectives'][1])} | {interval_text(r['gold_reward'])} | "
+            f"{interval_text(r['step'], 0)} |"
+        )
+    lines += steps_table(config, matched["steps"], f"{matched['budget']:g} nats")
     return "\n".join(lines) + "\n"
+
+
+def steps_table(config, steps: list[dict], where: str) -> list[str]:
+    """The report's lines for `direction_steps` read at `where`."""
+    if not steps:
+        return []
+    first, second = config.objectives
+    lines = [
+        "",
+        f"From each direction to the next ({where}), the change of each objective's mean, "
+        "paired by seed (95% intervals); in order: the step lowers the first objective and "
+        "raises the second, both intervals excluding 0.",
+        "",
+        f"| step | change in {first} | change in {second} | in order |",
+        "|---|---|---|---|",
+    ]
+    for step in steps:
+        a, b = step["change"]
+        lines.append(
+            f"| {step['from']:g} -> {step['to']:g} deg | {interval_text(a, signed=True)} | "
+            f"{interval_text(b, signed=True)} | {'yes' if step['in_order'] else 'not shown'} |"
+        )
+    shown = sum(step["in_order"] for step in steps)
+    return [*lines, "", f"Steps in order ({where}): {shown} of {len(steps)}."]
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:

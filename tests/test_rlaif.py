@@ -5,11 +5,11 @@ experiments/critique_revision.py on the same SFT policy."""
 
 import json
 
-import ml_collections
 import numpy as np
 import pytest
 
 from alignax.analysis.stats import mean_interval
+from alignax.data.layouts import LM_KEYS
 from alignax.feedback.runs import judge_labels
 from alignax.metrics import read_metrics
 from alignax.workdir import ConfigChangedError
@@ -200,7 +200,7 @@ def test_direction_steps_are_paired_by_seed_and_in_order_only_when_both_interval
     raises objective 2 in one seed only (not shown)."""
     from experiments import dpa
 
-    config = ml_collections.ConfigDict({"directions": (0.0, 45.0, 90.0)})
+    directions = (0.0, 45.0, 90.0)
     by_direction = {  # per seed: [objective 1, objective 2]
         0.0: [[2.0, 0.0], [3.0, 1.0], [2.5, 0.5]],
         45.0: [[1.0, 1.0], [2.1, 2.0], [1.4, 1.6]],
@@ -210,12 +210,49 @@ def test_direction_steps_are_paired_by_seed_and_in_order_only_when_both_interval
         {"runs": [{"degrees": d, "objectives": v[k]} for d, v in by_direction.items()]}
         for k in range(3)
     ]
-    first, second = dpa.direction_steps(config, per_seed)
+    first, second = dpa.direction_steps(directions, per_seed)
     assert (first["from"], first["to"], second["from"], second["to"]) == (0, 45, 45, 90)
     assert first["change"][0] == pytest.approx(mean_interval([-1.0, -0.9, -1.1]))
     assert first["change"][1] == pytest.approx(mean_interval([1.0, 1.0, 1.1]))
     assert first["in_order"] and not second["in_order"]
     assert second["change"][1] == pytest.approx(mean_interval([0.0, 0.5, -0.1]))
+
+
+def test_tied_pairs_are_dropped_and_the_rest_labelled_chosen_first():
+    """At 90 degrees pairs equal on the second objective are tied: with `drop_ties` they leave,
+    and a cold annotator puts the higher second objective first in the rest; without, every
+    pair stays."""
+    from experiments import dpa
+
+    scores = np.array(
+        [
+            [[1.0, 0.0], [3.0, 0.0]],  # tied at 90 degrees
+            [[1.0, 0.0], [1.0, 0.4]],  # b better
+            [[2.0, 0.6], [0.0, 0.2]],  # a better
+        ]
+    )
+    pairs = {k: np.arange(12).reshape(3, 2, 2) * (i + 1) for i, k in enumerate(LM_KEYS)}
+    spread, rng = np.array([1.0, 1.0]), np.random.default_rng(0)
+    kept = dpa.labelled_pairs(pairs, scores, spread, 90.0, 1e-6, rng, drop_ties=True)
+    np.testing.assert_array_equal(kept["tokens"][:, 0], pairs["tokens"][[1, 2], [1, 0]])
+    np.testing.assert_array_equal(kept["tokens"][:, 1], pairs["tokens"][[1, 2], [0, 1]])
+    every = dpa.labelled_pairs(pairs, scores, spread, 90.0, 1e-6, rng, drop_ties=False)
+    assert len(every["tokens"]) == 3
+
+
+def test_matched_kl_reads_the_first_crossing_linearly_and_none_when_never_reached():
+    from experiments import dpa
+
+    points = [
+        {"step": 0, "kl": 0.0, "objectives": [1.0, 0.0], "gold_reward": 0.0},
+        {"step": 50, "kl": 2.0, "objectives": [2.0, 1.0], "gold_reward": 1.0},
+        {"step": 100, "kl": 6.0, "objectives": [4.0, 0.0], "gold_reward": 3.0},
+        {"step": 150, "kl": 3.0, "objectives": [0.0, 0.0], "gold_reward": 0.0},  # KL falls
+    ]
+    at = dpa.at_kl(points, 4.0)  # halfway from step 50 to 100, not the later crossing
+    assert at == {"step": 75.0, "objectives": [3.0, 0.5], "gold_reward": 2.0}
+    assert dpa.at_kl(points, 2.0)["step"] == 50
+    assert dpa.at_kl(points, 6.5) is None
 
 
 def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
@@ -235,6 +272,14 @@ def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
         assert len(r["objectives"]) == 2 and all(np.isfinite(v[0]) for v in r["objectives"])
     assert summary["sentiment/direction_0"] == result["directions"][0]["objectives"][0][0]
     assert all(0 <= r["tied_share"][0] <= 1 for r in result["directions"])
+    for seed in result["per_seed"]:  # the SFT policy, then every kept checkpoint of each run
+        for run in seed["runs"]:
+            steps = [p["step"] for p in run["trajectory"]]
+            assert steps == list(range(0, config.dpo.train.steps + 1, 2))
+            assert run["trajectory"][0]["objectives"] == seed["sft"]["objectives"]
+            assert run["trajectory"][-1]["objectives"] == run["objectives"]
+            assert run["matched"] == dpa.at_kl(run["trajectory"], config.matched_kl)
+    assert [r["degrees"] for r in result["matched_kl"]["directions"]] == list(config.directions)
     text = (tmp_path / "dpa" / "results.md").read_text()
     assert "Written by `" in text.splitlines()[2]
     for suffix in ("png", "pdf"):
