@@ -81,7 +81,12 @@ def test_sft_learns_and_resumes_to_the_uninterrupted_result(runs, tmp_path, monk
     config = preset_config(
         sft_config,
         **short_run(
-            **{"train.steps": 12, "init_from": str(root / "pretrain"), "sft.num_examples": 512}
+            **{
+                "train.steps": 12,
+                "train.checkpoint_every": 5,  # the kill at step 8 resumes from step 5
+                "init_from": str(root / "pretrain"),
+                "sft.num_examples": 512,
+            }
         ),
     )
     full = sft.run(config, tmp_path / "full")
@@ -219,6 +224,7 @@ def test_ppo_with_lora_trains_policy_adapters_over_the_sft_reference(runs, tmp_p
     overrides = short_run(
         **{
             "train.steps": 4,
+            "train.checkpoint_every": 2,  # a first and a last checkpoint to compare
             "train.batch_size": 32,
             "init_from": str(root / "sft"),
             "rewards.reward_model_from": str(root / "rm"),

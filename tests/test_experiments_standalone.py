@@ -245,7 +245,12 @@ def test_dpo_with_lora_trains_adapters_only_and_loads_downstream_merged(tmp_path
         "optimizer.learning_rate": 1e-2,
     }
     config = preset_config(
-        dpo_config, **short_run(**{"train.steps": 30, "train.batch_size": 16}, **overrides)
+        dpo_config,
+        # A first and a last checkpoint to compare.
+        **short_run(
+            **{"train.steps": 30, "train.batch_size": 16, "train.checkpoint_every": 15},
+            **overrides,
+        ),
     )
     summary = preference.run(config, tmp_path / "dpo")
     assert summary["eval_accuracy"] > 0.5 and summary["eval_margin"] > 0
