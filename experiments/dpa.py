@@ -32,56 +32,24 @@ import numpy as np
 
 from alignax import feedback
 from alignax.analysis import plots
+from alignax.analysis.frontier import at_kl
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.checkpoint import checkpoint_steps, restore_params
 from alignax.cli import run_experiment
 from alignax.experiment import read_summary
 from alignax.feedback import runs
+from alignax.feedback.directions import (
+    front_steps,
+    labelled_pairs,
+    objective_scores,
+    tied,
+)
 from alignax.metrics import logged_curve
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.study import PlannedStage, Study, made_once
 from alignax.tasks import get_task
-
-
-def direction(degrees: float) -> np.ndarray:
-    """The unit direction at `degrees` from the first objective's axis (cos and sin rounded to
-    12 decimals, so 90 degrees weighs the first objective exactly 0)."""
-    return np.round(feedback.unit_direction(np.radians(degrees)), 12)
-
-
-def objective_scores(task, pairs: dict, principles) -> np.ndarray:
-    """[N, 2, P]: each response's score on each principle."""
-    n = pairs["tokens"].shape[0]
-    flat = lambda k: pairs[k].reshape(2 * n, -1)
-    return feedback.vector_reward_np(task, flat("tokens"), flat("loss_mask"), principles).reshape(
-        n, 2, -1
-    )
-
-
-def directional_margin(scores_Nx2xP, spread_P, degrees) -> np.ndarray:
-    """[N]: <w, r_a / s> - <w, r_b / s>, the directional reward's difference within each pair."""
-    standardised = scores_Nx2xP / spread_P
-    w = direction(degrees)
-    return feedback.directional_reward(standardised[:, 0], w) - feedback.directional_reward(
-        standardised[:, 1], w
-    )
-
-
-def tied(scores_Nx2xP, spread_P, degrees) -> np.ndarray:
-    """[N] bool: pairs the directional reward cannot order (equal to 1e-9). At 90 degrees only
-    the second objective counts, and two responses with no repeated bigram tie on it."""
-    return np.abs(directional_margin(scores_Nx2xP, spread_P, degrees)) <= 1e-9
-
-
-def directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng) -> np.ndarray:
-    """True where response a is chosen: a Bradley-Terry draw with
-    P(a > b) = sigmoid((<w, r_a / s> - <w, r_b / s>) / temperature)."""
-    margin = directional_margin(scores_Nx2xP, spread_P, degrees)
-    probability = feedback.judges.sigmoid(margin / temperature)
-    return rng.random(len(probability)) < probability
-
 
 # ---------------------------------------------------------------------------------------------
 # The plan: one SFT policy for every seed; per seed, DPO toward every direction.
@@ -154,18 +122,6 @@ def scored_pairs(config, seed: int, policy: Path) -> dict:
     }
 
 
-def labelled_pairs(pairs, scores_Nx2xP, spread_P, degrees, temperature, rng, *, drop_ties):
-    """`pairs` in DPO's layout (chosen first), labelled by the annotator of the directional
-    reward (`directional_labels`); the pairs it ties on (`tied`) dropped with `drop_ties`."""
-    chosen = runs.chosen_first(
-        pairs, directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng)
-    )
-    if not drop_ties:
-        return chosen
-    kept = ~tied(scores_Nx2xP, spread_P, degrees)
-    return {k: v[kept] for k, v in chosen.items()}
-
-
 def direction_pairs(config, seed: int, policy: Path, degrees: float) -> dict:
     """The DPO stage's pairs toward one direction: training and held-out pairs labelled by the
     annotator of the directional reward, ties dropped with `drop_ties` (`labelled_pairs`)."""
@@ -218,21 +174,6 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     return result
 
 
-def at_kl(points: list[dict], budget: float) -> dict | None:
-    """The objectives, gold reward and step where a trajectory's KL first reaches `budget`,
-    linear between the two points around it; None when it never does."""
-    around = next(((a, b) for a, b in zip(points, points[1:]) if a["kl"] < budget <= b["kl"]), None)
-    if around is None:
-        return None
-    a, b = around
-    t = (budget - a["kl"]) / (b["kl"] - a["kl"])
-    return {
-        "step": a["step"] + t * (b["step"] - a["step"]),
-        "objectives": [x + t * (y - x) for x, y in zip(a["objectives"], b["objectives"])],
-        "gold_reward": a["gold_reward"] + t * (b["gold_reward"] - a["gold_reward"]),
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # Report.
 
@@ -240,7 +181,7 @@ def at_kl(points: list[dict], budget: float) -> dict | None:
 def aggregate(config, per_seed: list[dict]) -> dict:
     """Per policy (SFT, then each direction): means over seeds with 95% intervals of each
     objective, the gold reward and the KL; the paired change of each objective from one
-    direction to the next (`direction_steps`)."""
+    direction to the next (`front_steps`), at the final step and at matched KL."""
 
     def summarise(entries):
         return {
@@ -274,16 +215,23 @@ def aggregate(config, per_seed: list[dict]) -> dict:
             }
         )
     every_seed = all(m["seeds_reached"] == len(per_seed) for m in matched)
+
+    def steps(objectives_of):  # the paired step test of the front (`front_steps`)
+        return front_steps(
+            {
+                d: np.array([objectives_of(direction_run(r, d)) for r in per_seed])
+                for d in config.directions
+            }
+        )
+
     return {
         "sft": summarise([r["sft"] for r in per_seed]),
         "directions": rows,
-        "steps": direction_steps(config.directions, per_seed),
+        "steps": steps(lambda run: run["objectives"]),
         "matched_kl": {
             "budget": float(config.matched_kl),
             "directions": matched,
-            "steps": direction_steps(config.directions, per_seed, at_matched_kl)
-            if every_seed
-            else [],
+            "steps": steps(lambda run: run["matched"]["objectives"]) if every_seed else [],
         },
     }
 
@@ -292,85 +240,28 @@ def direction_run(seed_result: dict, degrees: float) -> dict:
     return next(x for x in seed_result["runs"] if x["degrees"] == degrees)
 
 
-def at_final_step(run: dict) -> list[float]:
-    return run["objectives"]
-
-
-def at_matched_kl(run: dict) -> list[float]:
-    return run["matched"]["objectives"]
-
-
-def direction_steps(directions, per_seed: list[dict], objectives_of=at_final_step) -> list[dict]:
-    """Each step between adjacent directions: the change of each objective (later minus
-    earlier; `objectives_of` a run: at its final step, or `at_matched_kl`), paired by seed (the
-    runs of a seed share its SFT policy and pairs), with its 95% t-interval; `in_order` when the
-    step lowers the first objective and raises the second, both intervals excluding 0 (a front
-    traced in order, tested step by step)."""
-    objectives = {
-        degrees: np.array([objectives_of(direction_run(r, degrees)) for r in per_seed])
-        for degrees in directions
-    }
-    steps = []
-    for earlier, later in zip(directions, directions[1:]):
-        change = objectives[later] - objectives[earlier]  # [seeds, objectives]
-        first, second = (mean_interval(change[:, i]) for i in range(2))
-        steps.append(
-            {
-                "from": float(earlier),
-                "to": float(later),
-                "change": [first, second],
-                "in_order": bool(first[0] + first[1] < 0 and second[0] - second[1] > 0),
-            }
-        )
-    return steps
-
-
 def figure(config, result: dict, workdir: Path) -> None:
     fig, ax = plots.subplots(1, 1, figsize=(5.2, 4.2))
-    rows = result["directions"]
-    x = [r["objectives"][0][0] for r in rows]
-    y = [r["objectives"][1][0] for r in rows]
-    half = lambda v: 0.0 if not np.isfinite(v[1]) else v[1]  # noqa: E731
-    ax.plot(x, y, "-", color=plots.PALETTE[0], linewidth=1, zorder=1)
-    for i, r in enumerate(rows):
-        ax.errorbar(
-            x[i],
-            y[i],
-            xerr=half(r["objectives"][0]),
-            yerr=half(r["objectives"][1]),
-            fmt="o",
-            color=plots.series_color(i),
-            capsize=2,
-            markersize=4,
-            label=f"DPO, direction {r['degrees']:g} deg",
-        )
-    matched = [r for r in result["matched_kl"]["directions"] if "objectives" in r]
-    ax.plot(
-        [r["objectives"][0][0] for r in matched],
-        [r["objectives"][1][0] for r in matched],
-        "o--",
-        color=plots.PALETTE[0],
-        markerfacecolor="white",
-        linewidth=1,
-        markersize=4,
-        label=f"the same at KL {result['matched_kl']['budget']:g} nats",
-    )
-    sft = result["sft"]["objectives"]
-    ax.errorbar(
-        sft[0][0],
-        sft[1][0],
-        xerr=half(sft[0]),
-        yerr=half(sft[1]),
-        fmt="s",
-        color="black",
-        capsize=2,
-        markersize=4,
-        label="SFT (start)",
-    )
+
+    def point(objectives, **style):  # one policy's mean on both objectives, 95% intervals
+        (x, x_half), y = objectives
+        plots.intervals(ax, [x], [y], xerr=[np.nan_to_num(x_half)], markersize=4, **style)
+
+    for name, rows, line in (("final", result["directions"], "-"),
+                             ("matched", result["matched_kl"]["directions"], "--")):  # fmt: skip
+        rows = [r for r in rows if "objectives" in r]  # matched KL: reached in every seed
+        ax.plot(*([r["objectives"][i][0] for r in rows] for i in range(2)), line,
+                color=plots.PALETTE[0], linewidth=1, zorder=1)  # fmt: skip
+        for i, r in enumerate(rows):
+            label = f"DPO, direction {r['degrees']:g} deg" if name == "final" else None
+            face = {} if name == "final" else {"markerfacecolor": "white"}
+            point(r["objectives"], fmt="o", color=plots.series_color(i), label=label, **face)
+    point(result["sft"]["objectives"], fmt="s", color="black", label="SFT (start)")
     ax.set(xlabel=f"{config.objectives[0]} score", ylabel=f"{config.objectives[1]} score")
     ax.legend(fontsize=7)
-    ax.set_title("Directional preference alignment: the front across directions\n(held-out "
-                 "prompts, 95% intervals over seeds)", fontsize=9)  # fmt: skip
+    ax.set_title("Directional preference alignment: at each run's end (filled) and at KL "
+                 f"{result['matched_kl']['budget']:g} nats (open)\n(held-out prompts, 95% "
+                 "intervals over seeds)", fontsize=9)  # fmt: skip
     plots.save(fig, workdir / "figures" / "pareto_front")
 
 
@@ -437,7 +328,7 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
 
 
 def steps_table(config, steps: list[dict], where: str) -> list[str]:
-    """The report's lines for `direction_steps` read at `where`."""
+    """The report's lines for `front_steps` read at `where`."""
     if not steps:
         return []
     first, second = config.objectives

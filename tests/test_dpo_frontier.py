@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from alignax.analysis.frontier import (
+    at_kl,
     comparisons,
     difference_intervals,
     dominance,
@@ -236,3 +237,16 @@ def test_frontier_vertices_are_the_envelope_points_the_budgets_read():
     assert [p["step"] for p in chosen] == [0, 1, 3, 4]
     # Past the last point: every vertex is read.
     assert [p["step"] for p in frontier_vertices(points, 0.1, budgets=[8])] == [0, 1, 3, 4, 5]
+
+
+def test_a_run_at_a_kl_budget_is_its_first_crossing_read_linearly():
+    points = [
+        {"step": 0, "kl": 0.0, "objectives": [1.0, 0.0], "gold_reward": 0.0},
+        {"step": 50, "kl": 2.0, "objectives": [2.0, 1.0], "gold_reward": 1.0},
+        {"step": 100, "kl": 6.0, "objectives": [4.0, 0.0], "gold_reward": 3.0},
+        {"step": 150, "kl": 3.0, "objectives": [0.0, 0.0], "gold_reward": 0.0},  # KL falls
+    ]
+    at = at_kl(points, 4.0)  # halfway from step 50 to 100, not the later crossing
+    assert at == {"step": 75.0, "objectives": [3.0, 0.5], "gold_reward": 2.0}
+    assert at_kl(points, 2.0)["step"] == 50
+    assert at_kl(points, 6.5) is None

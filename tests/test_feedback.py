@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from alignax import feedback
+from alignax.analysis.stats import mean_interval
+from alignax.data.layouts import LM_KEYS
+from alignax.feedback import directions
 from alignax.feedback import judges as judges_lib
 from alignax.models import build_model
 from alignax.tasks import Annotator, get_task
@@ -438,3 +441,76 @@ def test_judge_drift_runlocal_fires_the_alarm_where_the_judge_errs(tmp_path):
     again = judge_drift.run(config, tmp_path)
     same = lambda a, b: a == b or (np.isnan(a) and np.isnan(b))  # noqa: E731
     assert all(same(again[k], summary[k]) for k in summary if not k.startswith("seconds"))
+
+
+# ------------------------------------------------------------------- directions (DPA)
+def test_direction_labels_follow_one_objective_at_each_axis():
+    """At 0 degrees the labels depend on the first objective only, at 90 on the second only
+    (a cold annotator: the standardised difference decides); 90 degrees weighs the first
+    exactly 0."""
+    assert directions.direction(90.0)[0] == 0.0 and directions.direction(0.0)[1] == 0.0
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(200, 2, 2)) * [3.0, 0.1]  # objectives on different scales
+    spread = scores.reshape(-1, 2).std(0)
+    for degrees, objective in ((0.0, 0), (90.0, 1)):
+        chosen = directions.directional_labels(scores, spread, degrees, 1e-6, rng)
+        np.testing.assert_array_equal(chosen, scores[:, 0, objective] > scores[:, 1, objective])
+    # At 45 degrees both count, each in units of its spread.
+    standardised = scores / spread
+    chosen = directions.directional_labels(scores, spread, 45.0, 1e-6, rng)
+    margin = standardised[:, 0].sum(-1) - standardised[:, 1].sum(-1)
+    np.testing.assert_array_equal(chosen, margin > 0)
+
+
+def test_direction_ties_are_pairs_the_direction_cannot_order():
+    """At 90 degrees only the second objective counts: a pair equal on it is tied whatever the
+    first says; at 0 degrees the same pair is ordered."""
+    scores = np.array(
+        [
+            [[1.0, 0.0], [3.0, 0.0]],  # equal second objective
+            [[1.0, 0.2], [1.0, 0.0]],  # equal first objective
+            [[2.0, 0.5], [2.0, 0.5]],  # identical
+        ]
+    )
+    spread = np.array([1.0, 0.5])
+    np.testing.assert_array_equal(directions.tied(scores, spread, 90.0), [True, False, True])
+    np.testing.assert_array_equal(directions.tied(scores, spread, 0.0), [False, True, True])
+    margin = directions.directional_margin(scores, spread, 90.0)
+    np.testing.assert_allclose(margin, [0.0, 0.4, 0.0], atol=1e-12)
+
+
+def test_direction_steps_are_paired_by_seed_and_in_order_only_when_both_intervals_say_so():
+    """Three directions, three seeds. A seed offset shared by every direction cancels; the
+    first step lowers objective 1 and raises objective 2 in every seed (in order), the second
+    raises objective 2 in one seed only (not shown)."""
+    by_direction = {  # per seed: [objective 1, objective 2]
+        0.0: [[2.0, 0.0], [3.0, 1.0], [2.5, 0.5]],
+        45.0: [[1.0, 1.0], [2.1, 2.0], [1.4, 1.6]],
+        90.0: [[0.0, 1.0], [1.0, 2.5], [0.5, 1.5]],
+    }
+    first, second = directions.front_steps({d: np.array(v) for d, v in by_direction.items()})
+    assert (first["from"], first["to"], second["from"], second["to"]) == (0, 45, 45, 90)
+    assert first["change"][0] == pytest.approx(mean_interval([-1.0, -0.9, -1.1]))
+    assert first["change"][1] == pytest.approx(mean_interval([1.0, 1.0, 1.1]))
+    assert first["in_order"] and not second["in_order"]
+    assert second["change"][1] == pytest.approx(mean_interval([0.0, 0.5, -0.1]))
+
+
+def test_tied_pairs_are_dropped_and_the_rest_labelled_chosen_first():
+    """At 90 degrees pairs equal on the second objective are tied: with `drop_ties` they leave,
+    and a cold annotator puts the higher second objective first in the rest; without, every
+    pair stays."""
+    scores = np.array(
+        [
+            [[1.0, 0.0], [3.0, 0.0]],  # tied at 90 degrees
+            [[1.0, 0.0], [1.0, 0.4]],  # b better
+            [[2.0, 0.6], [0.0, 0.2]],  # a better
+        ]
+    )
+    pairs = {k: np.arange(12).reshape(3, 2, 2) * (i + 1) for i, k in enumerate(LM_KEYS)}
+    spread, rng = np.array([1.0, 1.0]), np.random.default_rng(0)
+    kept = directions.labelled_pairs(pairs, scores, spread, 90.0, 1e-6, rng, drop_ties=True)
+    np.testing.assert_array_equal(kept["tokens"][:, 0], pairs["tokens"][[1, 2], [1, 0]])
+    np.testing.assert_array_equal(kept["tokens"][:, 1], pairs["tokens"][[1, 2], [0, 1]])
+    every = directions.labelled_pairs(pairs, scores, spread, 90.0, 1e-6, rng, drop_ties=False)
+    assert len(every["tokens"]) == 3

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from alignax.analysis.frontier import at_kl
 from alignax.analysis.stats import mean_interval
-from alignax.data.layouts import LM_KEYS
 from alignax.feedback.runs import judge_labels
 from alignax.metrics import read_metrics
 from alignax.workdir import ConfigChangedError
@@ -155,106 +155,6 @@ def test_judge_labels_are_its_argmax_or_draws_from_its_probability():
 
 
 # ------------------------------------------------------------------------------ directions (DPA)
-def test_direction_labels_follow_one_objective_at_each_axis():
-    """At 0 degrees the labels depend on the first objective only, at 90 on the second only
-    (a cold annotator: the standardised difference decides); 90 degrees weighs the first
-    exactly 0."""
-    from experiments import dpa
-
-    assert dpa.direction(90.0)[0] == 0.0 and dpa.direction(0.0)[1] == 0.0
-    rng = np.random.default_rng(0)
-    scores = rng.normal(size=(200, 2, 2)) * [3.0, 0.1]  # objectives on different scales
-    spread = scores.reshape(-1, 2).std(0)
-    for degrees, objective in ((0.0, 0), (90.0, 1)):
-        chosen = dpa.directional_labels(scores, spread, degrees, 1e-6, rng)
-        np.testing.assert_array_equal(chosen, scores[:, 0, objective] > scores[:, 1, objective])
-    # At 45 degrees both count, each in units of its spread.
-    standardised = scores / spread
-    chosen = dpa.directional_labels(scores, spread, 45.0, 1e-6, rng)
-    margin = standardised[:, 0].sum(-1) - standardised[:, 1].sum(-1)
-    np.testing.assert_array_equal(chosen, margin > 0)
-
-
-def test_direction_ties_are_pairs_the_direction_cannot_order():
-    """At 90 degrees only the second objective counts: a pair equal on it is tied whatever the
-    first says; at 0 degrees the same pair is ordered."""
-    from experiments import dpa
-
-    scores = np.array(
-        [
-            [[1.0, 0.0], [3.0, 0.0]],  # equal second objective
-            [[1.0, 0.2], [1.0, 0.0]],  # equal first objective
-            [[2.0, 0.5], [2.0, 0.5]],  # identical
-        ]
-    )
-    spread = np.array([1.0, 0.5])
-    np.testing.assert_array_equal(dpa.tied(scores, spread, 90.0), [True, False, True])
-    np.testing.assert_array_equal(dpa.tied(scores, spread, 0.0), [False, True, True])
-    margin = dpa.directional_margin(scores, spread, 90.0)
-    np.testing.assert_allclose(margin, [0.0, 0.4, 0.0], atol=1e-12)
-
-
-def test_direction_steps_are_paired_by_seed_and_in_order_only_when_both_intervals_say_so():
-    """Three directions, three seeds. A seed offset shared by every direction cancels; the
-    first step lowers objective 1 and raises objective 2 in every seed (in order), the second
-    raises objective 2 in one seed only (not shown)."""
-    from experiments import dpa
-
-    directions = (0.0, 45.0, 90.0)
-    by_direction = {  # per seed: [objective 1, objective 2]
-        0.0: [[2.0, 0.0], [3.0, 1.0], [2.5, 0.5]],
-        45.0: [[1.0, 1.0], [2.1, 2.0], [1.4, 1.6]],
-        90.0: [[0.0, 1.0], [1.0, 2.5], [0.5, 1.5]],
-    }
-    per_seed = [
-        {"runs": [{"degrees": d, "objectives": v[k]} for d, v in by_direction.items()]}
-        for k in range(3)
-    ]
-    first, second = dpa.direction_steps(directions, per_seed)
-    assert (first["from"], first["to"], second["from"], second["to"]) == (0, 45, 45, 90)
-    assert first["change"][0] == pytest.approx(mean_interval([-1.0, -0.9, -1.1]))
-    assert first["change"][1] == pytest.approx(mean_interval([1.0, 1.0, 1.1]))
-    assert first["in_order"] and not second["in_order"]
-    assert second["change"][1] == pytest.approx(mean_interval([0.0, 0.5, -0.1]))
-
-
-def test_tied_pairs_are_dropped_and_the_rest_labelled_chosen_first():
-    """At 90 degrees pairs equal on the second objective are tied: with `drop_ties` they leave,
-    and a cold annotator puts the higher second objective first in the rest; without, every
-    pair stays."""
-    from experiments import dpa
-
-    scores = np.array(
-        [
-            [[1.0, 0.0], [3.0, 0.0]],  # tied at 90 degrees
-            [[1.0, 0.0], [1.0, 0.4]],  # b better
-            [[2.0, 0.6], [0.0, 0.2]],  # a better
-        ]
-    )
-    pairs = {k: np.arange(12).reshape(3, 2, 2) * (i + 1) for i, k in enumerate(LM_KEYS)}
-    spread, rng = np.array([1.0, 1.0]), np.random.default_rng(0)
-    kept = dpa.labelled_pairs(pairs, scores, spread, 90.0, 1e-6, rng, drop_ties=True)
-    np.testing.assert_array_equal(kept["tokens"][:, 0], pairs["tokens"][[1, 2], [1, 0]])
-    np.testing.assert_array_equal(kept["tokens"][:, 1], pairs["tokens"][[1, 2], [0, 1]])
-    every = dpa.labelled_pairs(pairs, scores, spread, 90.0, 1e-6, rng, drop_ties=False)
-    assert len(every["tokens"]) == 3
-
-
-def test_matched_kl_reads_the_first_crossing_linearly_and_none_when_never_reached():
-    from experiments import dpa
-
-    points = [
-        {"step": 0, "kl": 0.0, "objectives": [1.0, 0.0], "gold_reward": 0.0},
-        {"step": 50, "kl": 2.0, "objectives": [2.0, 1.0], "gold_reward": 1.0},
-        {"step": 100, "kl": 6.0, "objectives": [4.0, 0.0], "gold_reward": 3.0},
-        {"step": 150, "kl": 3.0, "objectives": [0.0, 0.0], "gold_reward": 0.0},  # KL falls
-    ]
-    at = dpa.at_kl(points, 4.0)  # halfway from step 50 to 100, not the later crossing
-    assert at == {"step": 75.0, "objectives": [3.0, 0.5], "gold_reward": 2.0}
-    assert dpa.at_kl(points, 2.0)["step"] == 50
-    assert dpa.at_kl(points, 6.5) is None
-
-
 def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
     """experiments/dpa.py from the RLAIF run's SFT policy: one DPO run per direction, scores on
     both objectives, the figure, and results.md with its provenance."""
@@ -278,7 +178,7 @@ def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
             assert steps == list(range(0, config.dpo.train.steps + 1, 2))
             assert run["trajectory"][0]["objectives"] == seed["sft"]["objectives"]
             assert run["trajectory"][-1]["objectives"] == run["objectives"]
-            assert run["matched"] == dpa.at_kl(run["trajectory"], config.matched_kl)
+            assert run["matched"] == at_kl(run["trajectory"], config.matched_kl)
     assert [r["degrees"] for r in result["matched_kl"]["directions"]] == list(config.directions)
     text = (tmp_path / "dpa" / "results.md").read_text()
     assert "Written by `" in text.splitlines()[2]

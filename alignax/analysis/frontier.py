@@ -62,6 +62,23 @@ def frontier_at(kl, gold, budgets) -> np.ndarray:
     return np.array(out)
 
 
+def at_kl(points: list[dict], budget: float) -> dict | None:
+    """A run read at a KL budget: where its trajectory (points {'kl', 'step', 'gold_reward',
+    'objectives'} in training order, the first the start at KL 0) first reaches `budget`, each
+    value linear between the two points around it; None when it never does. The run's own
+    path, not an envelope: a later dip below the budget is not read."""
+    around = next(((a, b) for a, b in zip(points, points[1:]) if a["kl"] < budget <= b["kl"]), None)
+    if around is None:
+        return None
+    a, b = around
+    t = (budget - a["kl"]) / (b["kl"] - a["kl"])
+    return {
+        "step": a["step"] + t * (b["step"] - a["step"]),
+        "objectives": [x + t * (y - x) for x, y in zip(a["objectives"], b["objectives"])],
+        "gold_reward": a["gold_reward"] + t * (b["gold_reward"] - a["gold_reward"]),
+    }
+
+
 def difference_intervals(first, second) -> list[tuple[float, float]]:
     """(mean, 95% t half-width) over seeds of first - second at each budget; inputs
     [seeds, budgets], paired by seed (same SFT policy, pairs and reward model)."""

@@ -1,0 +1,86 @@
+"""Directional Preference Alignment (Wang et al. 2024): pairs labelled toward a direction in the
+plane of two objectives, and the paired test of the front the directions trace.
+
+A direction theta weighs the objectives' scores, each standardised by its spread s over the
+responses, as cos(theta) r_1 / s_1 + sin(theta) r_2 / s_2 (`principles.directional_reward`); a
+Bradley-Terry annotator of that reward labels each pair. A pair the reward cannot order is tied
+(`tied`): its label would be a coin flip, so a study may drop it (`labelled_pairs`).
+experiments/dpa.py trains one DPO policy per direction on these labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alignax.analysis.stats import mean_interval
+from alignax.feedback.judges import sigmoid
+from alignax.feedback.principles import directional_reward, unit_direction, vector_reward_np
+from alignax.feedback.runs import chosen_first
+
+
+def direction(degrees: float) -> np.ndarray:
+    """The unit direction at `degrees` from the first objective's axis (cos and sin rounded to
+    12 decimals, so 90 degrees weighs the first objective exactly 0)."""
+    return np.round(unit_direction(np.radians(degrees)), 12)
+
+
+def objective_scores(task, pairs: dict, principles) -> np.ndarray:
+    """[N, 2, P]: each response's score on each principle."""
+    n = pairs["tokens"].shape[0]
+    flat = lambda k: pairs[k].reshape(2 * n, -1)
+    return vector_reward_np(task, flat("tokens"), flat("loss_mask"), principles).reshape(n, 2, -1)
+
+
+def directional_margin(scores_Nx2xP, spread_P, degrees) -> np.ndarray:
+    """[N]: <w, r_a / s> - <w, r_b / s>, the directional reward's difference within each pair."""
+    standardised = scores_Nx2xP / spread_P
+    w = direction(degrees)
+    return directional_reward(standardised[:, 0], w) - directional_reward(standardised[:, 1], w)
+
+
+def tied(scores_Nx2xP, spread_P, degrees) -> np.ndarray:
+    """[N] bool: pairs the directional reward cannot order (equal to 1e-9). At 90 degrees only
+    the second objective counts, and two responses with no repeated bigram tie on it."""
+    return np.abs(directional_margin(scores_Nx2xP, spread_P, degrees)) <= 1e-9
+
+
+def directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng) -> np.ndarray:
+    """True where response a is chosen: a Bradley-Terry draw with
+    P(a > b) = sigmoid((<w, r_a / s> - <w, r_b / s>) / temperature)."""
+    margin = directional_margin(scores_Nx2xP, spread_P, degrees)
+    probability = sigmoid(margin / temperature)
+    return rng.random(len(probability)) < probability
+
+
+def labelled_pairs(pairs, scores_Nx2xP, spread_P, degrees, temperature, rng, *, drop_ties):
+    """`pairs` in DPO's layout (chosen first), labelled by the annotator of the directional
+    reward (`directional_labels`); the pairs it ties on (`tied`) dropped with `drop_ties`."""
+    chosen = chosen_first(
+        pairs, directional_labels(scores_Nx2xP, spread_P, degrees, temperature, rng)
+    )
+    if not drop_ties:
+        return chosen
+    kept = ~tied(scores_Nx2xP, spread_P, degrees)
+    return {k: v[kept] for k, v in chosen.items()}
+
+
+def front_steps(objectives: dict[float, np.ndarray]) -> list[dict]:
+    """Each step between adjacent directions ({degrees: [seeds, 2] scores on the two
+    objectives}, in the order of the directions): the change of each objective (later minus
+    earlier), paired by seed, with its 95% t-interval; `in_order` when the step lowers the first
+    objective and raises the second, both intervals excluding 0 (a front traced in order, tested
+    step by step)."""
+    directions = list(objectives)
+    steps = []
+    for earlier, later in zip(directions, directions[1:]):
+        change = np.asarray(objectives[later]) - np.asarray(objectives[earlier])
+        first, second = (mean_interval(change[:, i]) for i in range(2))
+        steps.append(
+            {
+                "from": float(earlier),
+                "to": float(later),
+                "change": [first, second],
+                "in_order": bool(first[0] + first[1] < 0 and second[0] - second[1] > 0),
+            }
+        )
+    return steps
