@@ -5,6 +5,8 @@ rewards.
                    policy judges, position bias (injection, measurement, debiasing), ensembles
     principles.py  review-task principles on the gold reward's components, constitutions,
                    vector and direction-weighted (DPA) rewards, constitution judges
+    directions.py  DPA: pairs labelled toward a direction of two objectives (ties dropped or
+                   not), and the paired step test of the front the directions trace
     routing.py     budgets of gold labels for the least-confident pairs, and the random baseline
     revision.py    critique and revision: responses revised toward a principle (CAI's SL stage)
     drift.py       a learned judge's accuracy on verifiable pairs of on-policy samples, and an
