@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from traceback import format_exception
 
 import jax
 import jax.numpy as jnp
@@ -543,8 +544,15 @@ def test_disk_full_in_the_array_writer_is_one_error_and_leaves_no_partial_step(
     assert not list(tmp_path.glob("3*"))
     assert checkpoint_steps(tmp_path) == [1, 2]
     assert "earlier checkpoints [1, 2] are untouched" in str(error.value)
-    # One error, not a wall of traces: orbax's reports of it are not printed.
-    assert not [r for r in caplog.records if r.exc_info]
+    # One error, not a wall of traces: orbax's reports of it are not printed. (Only reports of
+    # this write's error count: under load a background thread of an earlier save in the same
+    # worker may log an unrelated exception.)
+    reports = [
+        r.getMessage()
+        for r in caplog.records
+        if r.exc_info and "No space left on device" in "".join(format_exception(*r.exc_info))
+    ]
+    assert not reports, reports
     # (Checked by the error's own text: a background thread of an earlier test in the same
     # worker may print an unrelated traceback, e.g. asyncio's "Event loop is closed".)
     assert "RESOURCE_EXHAUSTED" not in capfd.readouterr().err
