@@ -170,12 +170,10 @@ def file_comparisons(data_config, *, max_len: int):
     and the tokenizer, from files (`file_examples`)."""
     tokenizer = data_tokenizer(data_config)
     train, evaluation = file_examples(data_config)
-    return (
-        *(
-            encode_records(
-                examples, tokenizer, data_config, kind="comparison", max_len=max_len, what=what
-            )
-            for examples, what in ((train, "training"), (evaluation, "evaluation"))
-        ),
-        tokenizer,
-    )
+
+    def encode(examples, what):
+        return encode_records(
+            examples, tokenizer, data_config, kind="comparison", max_len=max_len, what=what
+        )
+
+    return encode(train, "training"), encode(evaluation, "evaluation"), tokenizer
