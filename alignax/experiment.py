@@ -79,6 +79,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             key = prefix + leaf
             if key in flat:
                 need(key, is_int(value(key)) and value(key) > 0, "a positive integer")
+        if prefix + "eval_steps" in flat:
+            key = prefix + "eval_steps"
+            steps, last = value(key), value(prefix + "steps")
+            need(
+                key,
+                isinstance(steps, list)
+                and all(is_int(s) and 0 < s <= last for s in steps)
+                and steps == sorted(set(steps)),
+                f"increasing steps in [1, {prefix}steps={last}]",
+            )
         if prefix + "keep_checkpoints" in flat:
             key = prefix + "keep_checkpoints"
             need(key, is_int(value(key)) and value(key) >= 0, "an integer >= 0")

@@ -41,6 +41,9 @@ def default_train_config() -> ml_collections.ConfigDict:
             "grad_accum_steps": 1,
             "log_every": 10,
             "eval_every": 50,
+            # Steps evaluated besides every `eval_every`-th (and the last), e.g. a log-spaced
+            # schedule (1, 2, 4, 8) that resolves how a run leaves its start.
+            "eval_steps": (),
             "checkpoint_every": 50,
             "keep_checkpoints": 2,
         }
@@ -76,10 +79,11 @@ def train_loop(
 ):
     """Runs `config.train.steps` steps of `step_fn(state, batch, rng) -> (state, metrics)`.
 
-    `eval_fn(state) -> dict[str, float]` runs every `train.eval_every` steps and at the end; its
-    metrics are written under `eval/`, and a `texts` entry (a list of sample texts) to
-    samples.jsonl. With `evaluate_at_start`, a fresh run also evaluates the starting state, at
-    step 0. `config` is checked by the caller (`alignax.experiment.setup`).
+    `eval_fn(state) -> dict[str, float]` runs every `train.eval_every` steps, at each of
+    `train.eval_steps` and at the end; its metrics are written under `eval/`, and a `texts`
+    entry (a list of sample texts) to samples.jsonl. With `evaluate_at_start`, a fresh run also
+    evaluates the starting state, at step 0. `config` is checked by the caller
+    (`alignax.experiment.setup`).
     """
     train = config.train
     workdir = Path(workdir)
@@ -103,6 +107,7 @@ def train_loop(
     # fetched only once the next step is dispatched, so the host never waits with the device
     # idle; they are fetched at once where the state is used next (evaluated or saved).
     pending: tuple | None = None  # (step, device metrics, finite flags of the state)
+    extra_eval_steps = frozenset(train.eval_steps)
 
     def fetch_and_log(step, metrics, flags, like):
         host = to_host(metrics)
@@ -140,7 +145,9 @@ def train_loop(
                 pending = None
             is_last = step == train.steps
             saving = is_last or (train.checkpoint_every > 0 and step % train.checkpoint_every == 0)
-            evaluating = eval_fn is not None and (is_last or step % train.eval_every == 0)
+            evaluating = eval_fn is not None and (
+                is_last or step % train.eval_every == 0 or step in extra_eval_steps
+            )
             if saving or step % train.log_every == 0:
                 pending = (step, metrics, finite_flags(state))
             if pending is not None and (saving or evaluating):

@@ -213,7 +213,13 @@ def discard_unused_workdirs_on_error():
 # ------------------------------------------------------------------------------ resume checks
 # Keys that may differ between a run and its resume: they change where and how often things
 # happen, not what is computed.
-_NEUTRAL_TRAIN_KEYS = ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints")
+_NEUTRAL_TRAIN_KEYS = (
+    "log_every",
+    "eval_every",
+    "eval_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+)
 _ALLOW_CONFIG_CHANGE = contextvars.ContextVar("allow_config_change", default=False)
 
 

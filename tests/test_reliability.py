@@ -598,6 +598,14 @@ def test_bad_train_settings_fail_naming_the_key(tmp_path, key, value):
     assert not (tmp_path / "config.json").exists()
 
 
+@pytest.mark.parametrize("eval_steps", [(0, 2), (3, 2), (2, 2), (5,)])
+def test_eval_steps_outside_the_run_or_unordered_fail_naming_the_key(tmp_path, eval_steps):
+    # _config's run has 4 steps.
+    with pytest.raises(ValueError, match=r"config train\.eval_steps=.*increasing steps in \[1, "):
+        setup(_config(eval_steps=eval_steps), tmp_path)
+    assert not (tmp_path / "config.json").exists()
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.1])
 def test_eval_fraction_outside_zero_one_fails_naming_the_key(fraction):
     from alignax.data.sources import default_data_config

@@ -40,13 +40,13 @@ class Batches:
         self.index = state["index"]
 
 
-def _config(steps_=6):
+def _config(steps_=6, **train):
     config = ml_collections.ConfigDict({"train": default_train_config()})
-    config.train.update(steps=steps_, log_every=1, eval_every=3, checkpoint_every=2)
+    config.train.update(steps=steps_, log_every=1, eval_every=3, checkpoint_every=2, **train)
     return config
 
 
-def _run(workdir, batches, learning_rate=1e-2, wrap_step=lambda step: step):
+def _run(workdir, batches, learning_rate=1e-2, wrap_step=lambda step: step, **train):
     mesh = mesh_of((1, 1, 1), jax.devices()[:1])
     model = tiny_model()
     tx = optax.adam(learning_rate)
@@ -60,7 +60,7 @@ def _run(workdir, batches, learning_rate=1e-2, wrap_step=lambda step: step):
         batches=batches,
         mesh=mesh,
         workdir=workdir,
-        config=_config(),
+        config=_config(**train),
         rng=jax.random.key(0),
         name="test",
         eval_fn=lambda s: {"step": float(s.step)},
@@ -82,6 +82,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert logged == [1, 2, 3, 4, 5, 6]
     evals = [m for m in read_metrics(tmp_path / "full") if "eval/step" in m]
     assert [m["eval/step"] for m in evals] == [3.0, 6.0]
+
+
+def test_eval_steps_add_evaluations_to_every_eval_every_th(tmp_path):
+    # eval_every 3 over 6 steps evaluates 3 and 6; eval_steps adds 1 and 2 (and 3 once).
+    _run(tmp_path, Batches(), eval_steps=(1, 2, 3))
+    evals = [m["eval/step"] for m in read_metrics(tmp_path) if "eval/step" in m]
+    assert evals == [1.0, 2.0, 3.0, 6.0]
 
 
 def test_a_log_step_is_fetched_after_the_next_step_is_dispatched(tmp_path, monkeypatch):
