@@ -14,11 +14,13 @@ On the Study runner (alignax/study.py), every step cached in the workdir so a re
      every proxy; best-of-n for n = 1 .. pool size with the unbiased estimator, bootstrap SEs
      over prompts, and the oracle (gold-selected) curve. Rewards are standardised on the pool
      (alignax/analysis/overoptimization.py).
-  5. RL: PPO at beta = 0 against several proxies, evaluated on held-out prompts every few
-     iterations, plus one run with a KL penalty; `rl.seeds` runs of each (run s against the
-     proxy of seed s), averaged at each evaluation step.
+  5. RL: PPO at beta = 0 against several proxies, plus one run with a KL penalty; `rl.seeds`
+     runs of each (run s against the proxy of seed s), evaluated on held-out prompts from the
+     measured start (step 0, the same prompts and sampling key as every later evaluation), on
+     `train.eval_steps` early and every `train.eval_every` after; averaged at each step.
   6. analysis: the fits R_bon(d) = d (alpha - beta d) and R_rl(d) = d (alpha - beta log d) with
-     d = sqrt(KL), the criteria B1-B5, figures (PNG + PDF) and results.md / results.json.
+     d = sqrt(KL) (RL: also per seed, with the two forms' paired difference), the criteria
+     B1-B5, figures (PNG + PDF) and results.md / results.json.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from alignax.analysis.overoptimization import (
     rl_average,
     rl_curve,
     rl_fit,
+    rl_seed_fits,
 )
 from alignax.analysis.stats import interval_text, spearman
 from alignax.cli import run_experiment
@@ -111,9 +114,9 @@ def rl_stages(config, workdir: Path) -> dict[str, list[PlannedStage]]:
             with ppo_config.unlocked():
                 ppo_config.ppo.kl_coef = kl_coef
                 ppo_config.seed = config.seed + seed
-            stages.append(
-                PlannedStage(f"rl/{name}_beta{kl_coef:g}/seed{seed}", ppo.KIND, ppo_config)
-            )
+            name_in_workdir = f"rl/{name}_beta{kl_coef:g}/seed{seed}"
+            options = {"evaluate_at_start": True}  # the curve's start is measured
+            stages.append(PlannedStage(name_in_workdir, ppo.KIND, ppo_config, options))
     return runs
 
 
@@ -166,7 +169,7 @@ def phase(workdir: Path, name: str, mark: float) -> float:
 # Criteria.
 
 
-def criteria(config, curves: dict, oracle: list[dict], rl: dict) -> dict:
+def criteria(config, curves: dict, oracle: list[dict], rl: dict, rl_seeds: dict) -> dict:
     p = config.proxies
     out: dict = {"B1": {}, "B2": {}, "B3": {}, "B4": {}, "B5": {}}
     noisy = max(p.noise)
@@ -223,7 +226,10 @@ def criteria(config, curves: dict, oracle: list[dict], rl: dict) -> dict:
             for v in b3.values()
         ),
     }
-    out["B5"] = {name: rl_fit(points) for name, points in rl.items()}
+    out["B5"] = {
+        name: {**rl_fit(points), "per_seed": rl_seed_fits(rl_seeds[name])}
+        for name, points in rl.items()
+    }
     penalised = [k for k in rl if not k.endswith("beta 0")]
     if penalised:
         key = penalised[0]
@@ -310,21 +316,28 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     lines += [
         "",
         describe_reward(config.rl.ppo.ppo)
-        + " Final KL: mean over seeds ± 95% t-interval; final gold: ± 1.96 SE over prompts and "
-        "seeds.",
+        + " Each run's start (KL 0) is measured on the same held-out prompts and sampling key as "
+        "its later evaluations. Final KL: mean over seeds ± 95% t-interval; gold: ± 1.96 SE over "
+        "prompts and seeds. R^2 of each form fitted to each seed's curve: mean ± 95% "
+        "t-interval over seeds, and the paired difference (R_rl better where it is above 0).",
         "",
-        f"| RL run (mean of {config.rl.seeds} seeds) | final KL | final gold | peak gold (at KL) "
-        "| R^2 R_rl | R^2 R_bon |",
-        "|---|---|---|---|---|---|",
+        f"| RL run (mean of {config.rl.seeds} seeds) | start gold | peak gold (at KL) | final KL "
+        "| final gold | R^2 R_rl | R^2 R_bon | R_rl - R_bon |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, points in rl.items():
         b = result["B5"][name]
-        peak = points[b["hump"]["peak_index"]]
+        start, peak, seed_fits = points[0], points[b["hump"]["peak_index"]], b["per_seed"]
         lines.append(
-            f"| PPO vs {name} | {interval_text((b['final_kl'], b['final_kl_half_width']), 1)} | "
+            f"| PPO vs {name} | {start['gold']:.2f} ± {1.96 * start['gold_se']:.2f} | "
+            f"{peak['gold']:.2f} ± {1.96 * peak['gold_se']:.2f} ({peak['kl']:.1f}) | "
+            f"{interval_text((b['final_kl'], b['final_kl_half_width']), 1)} | "
             f"{b['final_gold']:.2f} ± {1.96 * b['final_gold_se']:.2f} | "
-            f"{peak['gold']:.2f} ({peak['kl']:.1f}) | {b['r2_rl_form']:.3f} | "
-            f"{b['r2_bon_form']:.3f} |"
+            + " | ".join(
+                interval_text(seed_fits[key], 3)
+                for key in ("r2_rl_form", "r2_bon_form", "r2_rl_minus_bon")
+            )
+            + " |"
         )
     b1, b2, b3, b4 = (result[k] for k in ("B1", "B2", "B3", "B4"))
     b4_text = "; ".join(f"{k}: {v['error_in_se']:+.1f} SE" for k, v in b4.items())
@@ -366,7 +379,8 @@ def analyse(config, measured: dict, workdir: Path) -> dict:
     curves, oracle = measured["best_of_n"], measured["oracle"]
     rl = {name: rl_average(runs) for name, runs in measured["rl_seeds"].items()}
     figures(config, curves, oracle, rl, workdir)
-    return {**measured, "rl": rl, "criteria": criteria(config, curves, oracle, rl)}
+    verdicts = criteria(config, curves, oracle, rl, measured["rl_seeds"])
+    return {**measured, "rl": rl, "criteria": verdicts}
 
 
 def summarize(results: dict) -> dict:

@@ -32,7 +32,11 @@ def overoptimization_run(tmp_path_factory):
     oracle = [r["gold"] for r in results["oracle"]]
     for curve in results["best_of_n"].values():
         assert all(r["gold"] <= o + 1e-9 for r, o in zip(curve, oracle))
-    assert results["rl"] and all(len(points) >= 2 for points in results["rl"].values())
+    # Measured from step 0, then at eval_steps (1) and every eval_every (2) steps of 4.
+    assert results["rl"] and all(
+        [p["step"] for p in points] == [0, 1, 2, 4] and points[0]["kl"] == 0
+        for points in results["rl"].values()
+    )
     for name in ("best_of_n_noise0", "best_of_n_noise25", "rl"):
         assert (workdir / "figures" / f"{name}.png").exists()
         assert (workdir / "figures" / f"{name}.pdf").exists()

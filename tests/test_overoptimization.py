@@ -10,7 +10,14 @@ import pytest
 
 from alignax import proxies
 from alignax.analysis import plots
-from alignax.analysis.overoptimization import gold_at_same_kl, rl_average, rl_fit
+from alignax.analysis.fits import fit_form
+from alignax.analysis.overoptimization import (
+    gold_at_same_kl,
+    rl_average,
+    rl_curve,
+    rl_fit,
+    rl_seed_fits,
+)
 from alignax.workdir import ConfigChangedError, record_cache_key
 from configs import overoptimization as config_module
 from experiments import overoptimization
@@ -40,6 +47,44 @@ def test_rl_average_by_hand():
         rl_average([a, b[:1]])
 
 
+def test_rl_curve_starts_at_the_measured_step_0_and_refuses_a_run_without_it(tmp_path):
+    lines = [
+        {"step": 0, "eval/gold": 1.5, "eval/kl": 0.0, "eval/gold_se": 0.2, "eval/proxy": 0.1},
+        {"step": 1, "loss": 0.3},
+        {"step": 1, "eval/gold": 2.5, "eval/kl": -0.01, "eval/gold_se": 0.4, "eval/proxy": 0.5},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    start, first = rl_curve(tmp_path, gold_mean=1.0, gold_std=2.0)
+    # the start is measured, not set to 0: (1.5 - 1) / 2; a negative KL estimate is clipped
+    assert start == {"step": 0, "kl": 0.0, "gold": 0.25, "gold_se": 0.1, "proxy": 0.1}
+    assert (first["kl"], first["gold"], first["gold_se"]) == (0.0, 0.75, 0.2)
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines[1:]))
+    with pytest.raises(ValueError, match="no evaluation at step 0.*evaluate_at_start"):
+        rl_curve(tmp_path, gold_mean=1.0, gold_std=2.0)
+
+
+def test_rl_seed_fits_fit_each_seed_and_pair_the_forms():
+    d = np.array([0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
+    exact_rl = d * (1.0 - 0.5 * np.log(np.where(d > 0, d, 1.0)))  # alpha 1, beta 0.5
+    exact_bon = d * (0.8 - 0.2 * d)
+    curves = [
+        [{"kl": float(x**2), "gold": float(g)} for x, g in zip(d, gold)]
+        for gold in (exact_rl, exact_bon, exact_rl + 0.01 * np.sin(d))
+    ]
+    fits = rl_seed_fits(curves)
+    by_seed = [
+        (fit_form(d, [q["gold"] for q in c], "rl"), fit_form(d, [q["gold"] for q in c], "bon"))
+        for c in curves
+    ]
+    assert by_seed[0][0].r2 == pytest.approx(1.0) and by_seed[1][1].r2 == pytest.approx(1.0)
+    differences = [rl.r2 - bon.r2 for rl, bon in by_seed]
+    assert fits["r2_rl_minus_bon"][0] == pytest.approx(np.mean(differences))
+    # t(0.975, 2 dof) = 4.303 times the SE over the 3 seeds
+    half = 4.3027 * np.std(differences, ddof=1) / np.sqrt(3)
+    assert fits["r2_rl_minus_bon"][1] == pytest.approx(half, rel=1e-4)
+    assert fits["alpha"][0] == pytest.approx(np.mean([rl.alpha for rl, _ in by_seed]))
+
+
 def test_gold_at_same_kl_combines_both_runs_ses():
     """The penalised run ends at sqrt(KL) 2, halfway between the reference's points at 1 and 3:
     gold 0.5 and SE 0.4 there by interpolation; the difference 0.5 over sqrt(0.3^2 + 0.4^2)."""
@@ -56,10 +101,11 @@ def test_gold_at_same_kl_combines_both_runs_ses():
 def test_rl_plan_pairs_each_seed_with_its_own_proxy(tmp_path):
     config = config_module.get_config()
     runs = overoptimization.rl_stages(config, tmp_path)
-    assert sum(len(stages) for stages in runs.values()) == len(runs) * config.rl.seeds == 12
+    assert sum(len(stages) for stages in runs.values()) == len(runs) * config.rl.seeds == 20
     for key, stages in runs.items():
         name, beta = key.split(", beta ")
         for s, stage in enumerate(stages):
+            assert stage.options == {"evaluate_at_start": True}
             proxy = tmp_path / "proxies" / f"{name}_s{s}"
             assert Path(stage.config.rewards.reward_model_from) == proxy
             assert Path(stage.config.init_from) == tmp_path / config.policy_stages[-1]

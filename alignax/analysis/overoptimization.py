@@ -120,27 +120,31 @@ def peak_drop(proxies, gold, peak_n: int, last_n: int, *, num_bootstrap: int, se
 
 
 def rl_curve(run_dir: Path, gold_mean: float, gold_std: float) -> list[dict]:
-    """Held-out evaluations of a PPO run: KL (negative estimates clipped to 0), gold
-    (standardised like the pool, by `gold_mean` and `gold_std`) and proxy, with the initial
-    policy at d = 0."""
+    """Held-out evaluations of a PPO run, from its measured start (step 0: the initial policy on
+    the same prompts and sampling key as every later evaluation): KL (negative estimates
+    clipped to 0), gold (standardised like the pool, by `gold_mean` and `gold_std`) and proxy."""
     fields = {
         "gold": "eval/gold",
         "kl": "eval/kl",
         "gold_se": "eval/gold_se",
         "proxy": "eval/proxy",
     }
-    points = [{"step": 0, "kl": 0.0, "gold": 0.0, "gold_se": 0.0, "proxy": 0.0}]
-    for p in logged_curve(run_dir, fields):
-        points.append(
-            {
-                "step": p["step"],
-                "kl": max(p["kl"], 0.0),
-                "gold": (p["gold"] - gold_mean) / gold_std,
-                "gold_se": p["gold_se"] / gold_std,
-                "proxy": p["proxy"],
-            }
+    logged = logged_curve(run_dir, fields)
+    if not logged or logged[0]["step"] != 0:
+        raise ValueError(
+            f"{run_dir} has no evaluation at step 0: the curve's start must be measured "
+            "(run the PPO stage with evaluate_at_start)"
         )
-    return points
+    return [
+        {
+            "step": p["step"],
+            "kl": max(p["kl"], 0.0),
+            "gold": (p["gold"] - gold_mean) / gold_std,
+            "gold_se": p["gold_se"] / gold_std,
+            "proxy": p["proxy"],
+        }
+        for p in logged
+    ]
 
 
 def rl_average(curves: list[list[dict]]) -> list[dict]:
@@ -208,6 +212,21 @@ def rl_fit(points: list[dict]) -> dict:
         "final_gold": float(gold[-1]),
         "final_gold_se": float(points[-1]["gold_se"]),
     }
+
+
+def rl_seed_fits(curves: list[list[dict]]) -> dict:
+    """Gao et al.'s RL form and the best-of-n form fitted to each seed's curve (`rl_curve`'s)
+    on its own: {"r2_rl_form", "r2_bon_form", "r2_rl_minus_bon" (paired by seed), "alpha",
+    "beta" (of the RL form): (mean over seeds, 95% t half-width)}. Which form fits better is a
+    claim only where the paired difference's interval excludes 0."""
+    fits = []
+    for curve in curves:
+        d = np.sqrt([q["kl"] for q in curve])
+        gold = np.array([q["gold"] for q in curve])
+        rl, bon = fit_form(d, gold, "rl"), fit_form(d, gold, "bon")
+        fits.append((rl.r2, bon.r2, rl.r2 - bon.r2, rl.alpha, rl.beta))
+    keys = ("r2_rl_form", "r2_bon_form", "r2_rl_minus_bon", "alpha", "beta")
+    return {key: mean_interval(column) for key, column in zip(keys, zip(*fits))}
 
 
 def gold_at_same_kl(run: list[dict], reference: list[dict]) -> dict:
