@@ -293,10 +293,12 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"Pool: {config.pool.num_prompts} held-out prompts x {config.pool.pool_size} SFT samples; "
         f"proxies trained on pairs of SFT samples to training prompts ({p.seeds} seeds each). "
         "Gold and proxy are standardised on the pool (the SFT policy's samples), so n = 1 is 0. "
-        "Intervals are 95% (1.96 SE; SE over prompts by bootstrap and over seeds).",
+        "Intervals are 95% (1.96 SE; SE over prompts by bootstrap and over seeds). Peak - final "
+        "is cross-fitted: each half of the prompts picks the peak n that the other half's drop "
+        "is measured from, paired (the peak of the same data would be biased up).",
         "",
-        "| proxy (d, pairs, flip) | peak n | peak gold | gold at n = max | peak - final (paired) "
-        "| proxy at n = max | R_bon R^2 |",
+        "| proxy (d, pairs, flip) | peak n | peak gold | gold at n = max "
+        "| peak - final (cross-fitted) | proxy at n = max | R_bon R^2 |",
         "|---|---|---|---|---|---|---|",
     ]
     fits = result["B2"]["fits"]
@@ -351,8 +353,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         "| criterion | outcome |",
         "|---|---|",
-        f"| B1 noisy proxies of {len(p.sizes)} sizes peak inside and end >= 3 SE (paired) below "
-        "the peak while the proxy rises; oracle monotone and above | "
+        f"| B1 noisy proxies of {len(p.sizes)} sizes peak inside and end >= 3 SE (cross-fitted) "
+        "below the peak while the proxy rises; oracle monotone and above | "
         f"{verdict(b1['pass'])}: {b1['count']} "
         f"({', '.join(b1['noisy_size_sweep_turned_over']) or 'none'}); oracle "
         f"monotone {b1['oracle_monotone']}, above every proxy {b1['oracle_above_every_proxy']}; "

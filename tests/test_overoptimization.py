@@ -10,8 +10,10 @@ import pytest
 
 from alignax import proxies
 from alignax.analysis import plots
+from alignax.analysis.best_of_n import best_of_n_per_prompt, powers_of_two
 from alignax.analysis.fits import fit_form
 from alignax.analysis.overoptimization import (
+    cross_fitted_drop,
     gold_at_same_kl,
     rl_average,
     rl_curve,
@@ -45,6 +47,44 @@ def test_rl_average_by_hand():
     assert fit["final_gold_se"] == end["gold_se"]
     with pytest.raises(ValueError, match="differ in length"):
         rl_average([a, b[:1]])
+
+
+def _in_sample_drop(proxy, gold, ns):
+    """The biased estimate: gold at the argmax n of the same prompts, minus gold at the last."""
+    curve = [best_of_n_per_prompt(proxy, gold, n)[1].mean() for n in ns]
+    return max(curve) - curve[-1]
+
+
+def test_cross_fitted_drop_equals_the_in_sample_drop_when_the_halves_agree():
+    # Rows 2k and 2k + 1 are the same prompt: each half picks the peak the whole data picks.
+    rng = np.random.default_rng(0)
+    gold = np.repeat(rng.normal(size=(4, 16)), 2, axis=0)
+    # The proxy agrees with gold but for the worst response, which it ranks first: gold rises
+    # with n, then falls as best-of-n comes to pick that response.
+    proxy = gold.copy()
+    worst = np.argmin(gold, axis=1)
+    proxy[np.arange(8), worst] = gold.max() + 1.0
+    ns = powers_of_two(16)
+    drop, se, peaks = cross_fitted_drop([proxy], gold, ns, num_bootstrap=200, seed=0)
+    assert drop == pytest.approx(_in_sample_drop(proxy, gold, ns))
+    assert peaks[0] == peaks[1] and 1 < peaks[0] < 16 and drop > 0 and se > 0
+    with pytest.raises(ValueError, match=">= 2 prompts"):
+        cross_fitted_drop([proxy[:1]], gold[:1], ns, num_bootstrap=10, seed=0)
+
+
+def test_cross_fitted_drop_is_unbiased_where_gold_never_falls():
+    # Proxy independent of gold: best-of-n's expected gold is flat in n, so the true drop is 0.
+    # The argmax of the same data finds a drop anyway; choosing the peak on the other half
+    # removes that bias.
+    rng = np.random.default_rng(1)
+    ns = powers_of_two(16)
+    in_sample, crossed = [], []
+    for _ in range(300):
+        gold, proxy = rng.normal(size=(2, 16, 16))
+        in_sample.append(_in_sample_drop(proxy, gold, ns))
+        crossed.append(cross_fitted_drop([proxy], gold, ns, num_bootstrap=2, seed=0)[0])
+    assert np.mean(in_sample) > 5 * np.std(in_sample) / np.sqrt(300)
+    assert abs(np.mean(crossed)) < 3 * np.std(crossed) / np.sqrt(300)
 
 
 def test_rl_curve_starts_at_the_measured_step_0_and_refuses_a_run_without_it(tmp_path):

@@ -63,8 +63,8 @@ def best_of_n_curves(
     """({proxy name: its best-of-n curve, averaged over its seeds}, the oracle's curve) for
     n = 1, 2, 4, ... up to the pool size, from the pool (`gold`, `response_ids`) and each
     proxy's scores of it ({(name, seed): [prompts, pool]}). The last point of each curve also
-    holds the paired drop from its peak, and each reward model's own turn-over (SE over
-    prompts only, as Gao et al. look at one reward model)."""
+    holds the cross-fitted drop from its peak (`cross_fitted_drop`), and each reward model's
+    own turn-over (SE over prompts only, as Gao et al. look at one reward model)."""
     gold = standardize(pool["gold"])
     ns = powers_of_two(gold.shape[1])
     kwargs = dict(num_bootstrap=num_bootstrap, seed=seed)
@@ -78,20 +78,18 @@ def best_of_n_curves(
         per_seed.setdefault(name, []).append(curve)
     curves = {name: seed_average(c) for name, c in per_seed.items()}
     for name, curve in curves.items():
-        peak_n = curve[int(np.argmax([r["gold"] for r in curve]))]["n"]
-        drop, se = peak_drop(proxies[name], gold, peak_n, ns[-1], **kwargs)
-        curve[-1].update(drop_from_peak=drop, drop_from_peak_se=se)
+        drop, se, peaks = cross_fitted_drop(proxies[name], gold, ns, **kwargs)
+        curve[-1].update(drop_from_peak=drop, drop_from_peak_se=se, peak_n_by_half=peaks)
         models = []
         for proxy, own in zip(proxies[name], per_seed[name]):
+            own_drop, own_se, own_peaks = cross_fitted_drop([proxy], gold, ns, **kwargs)
             own_peak = int(np.argmax([r["gold"] for r in own]))
-            own_drop, own_se = peak_drop([proxy], gold, own[own_peak]["n"], ns[-1], **kwargs)
             models.append(
                 {
-                    "peak_n": own[own_peak]["n"],
+                    "peak_n_by_half": own_peaks,
                     "drop": own_drop,
                     "drop_se": own_se,
-                    "turned_over": 0 < own_peak < len(own) - 1
-                    and own_drop >= 3 * own_se
+                    "turned_over": own_drop >= 3 * own_se
                     and own[-1]["proxy"] > own[own_peak]["proxy"],
                 }
             )
@@ -100,23 +98,34 @@ def best_of_n_curves(
     return curves, oracle
 
 
-def peak_drop(proxies, gold, peak_n: int, last_n: int, *, num_bootstrap: int, seed: int):
-    """Gold at the peak n minus gold at the largest n, paired (same prompts, same reward models),
-    averaged over seeds: (drop, SE) with SE^2 = prompt-bootstrap variance + between-seed
-    variance of the mean. Pairing removes the prompt and seed effects the two points share."""
-    diffs = np.stack(
-        [
-            best_of_n_per_prompt(proxy, gold, peak_n)[1]
-            - best_of_n_per_prompt(proxy, gold, last_n)[1]
-            for proxy in proxies
-        ]
-    )  # [seeds, prompts]
+def cross_fitted_drop(proxies, gold, ns, *, num_bootstrap: int, seed: int):
+    """How far gold falls from its peak n to the largest of `ns`, with the peak chosen on other
+    prompts than those the fall is measured on, so that it is not biased up as the argmax of
+    the same data is (that drop is >= 0 by construction, even where gold never falls).
+
+    The prompts split into two halves (even and odd rows of `gold` [prompts, pool]); each half's
+    peak is the n of highest gold, averaged over the reward models (`proxies`, one per seed) and
+    that half's prompts; the drop gold(peak n) - gold(largest n) is measured, paired, on the
+    other half's prompts. Returns (drop, SE, [the halves' peak n]) with SE^2 = prompt-bootstrap
+    variance + between-seed variance of the mean."""
+    if gold.shape[0] < 2:
+        raise ValueError(f"a cross-fitted drop needs >= 2 prompts, got {gold.shape[0]}")
+    gold_by_n = np.stack(
+        [[best_of_n_per_prompt(proxy, gold, n)[1] for n in ns] for proxy in proxies]
+    )  # [seeds, ns, prompts]
+    rows = np.arange(gold.shape[0])
+    halves = (rows % 2 == 0, rows % 2 == 1)
+    peaks = [int(np.argmax(gold_by_n[:, :, half].mean((0, 2)))) for half in halves]
+    diffs = np.empty((len(proxies), len(rows)))  # [seeds, prompts]
+    for peak, other in zip(peaks, reversed(halves)):
+        diffs[:, other] = gold_by_n[:, peak, other] - gold_by_n[:, -1, other]
     per_prompt = diffs.mean(0)
     rng = np.random.default_rng(seed)
     resamples = rng.integers(0, len(per_prompt), size=(num_bootstrap, len(per_prompt)))
     prompt_var = per_prompt[resamples].mean(1).var()
     seed_var = diffs.mean(1).var(ddof=1) / len(diffs) if len(diffs) > 1 else 0.0
-    return float(per_prompt.mean()), float(np.sqrt(prompt_var + seed_var))
+    drop = float(per_prompt.mean())
+    return drop, float(np.sqrt(prompt_var + seed_var)), [int(ns[p]) for p in peaks]
 
 
 def rl_curve(run_dir: Path, gold_mean: float, gold_std: float) -> list[dict]:
@@ -154,18 +163,20 @@ def rl_average(curves: list[list[dict]]) -> list[dict]:
 
 
 def hump(curve: list[dict]) -> dict:
-    """Where gold peaks, and how far below the peak it ends in standard errors: of the paired
-    drop where the curve has one (best-of-n), else of the final point (RL)."""
+    """Where gold peaks, and how far below the peak it ends in standard errors: the
+    cross-fitted drop where the curve has one (best-of-n, `cross_fitted_drop`), else the fall
+    from the curve's own maximum over the final point's SE (RL)."""
     gold = np.array([r["gold"] for r in curve])
     proxy = np.array([r["proxy"] for r in curve])
     peak = int(np.argmax(gold))
     last = curve[-1]
+    drop = last.get("drop_from_peak", gold[peak] - gold[-1])
     se = last.get("drop_from_peak_se", last["gold_se"])
     return {
         "peak_index": peak,
         "peak_gold": float(gold[peak]),
         "interior_peak": 0 < peak < len(gold) - 1,
-        "final_drop_in_se": float((gold[peak] - gold[-1]) / max(se, 1e-12)),
+        "final_drop_in_se": float(drop / max(se, 1e-12)),
         "proxy_rises_past_peak": bool(proxy[-1] > proxy[peak]),
     }
 
