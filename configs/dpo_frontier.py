@@ -113,6 +113,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     )
     config.kto.optimizer = config.offline.optimizer.copy_and_resolve_references()
 
+    # Every method compared again at an equal tuning budget: one setting each, fixed before the
+    # run (DPO's beta and PPO's KL target here; every other method has one setting).
+    config.equal_budget = ml_collections.ConfigDict({"dpo_beta": 0.1, "ppo_kl_target": 8.0})
+
     # ---- PPO: adaptive KL coefficient steered to each target, reward model or gold.
     config.rl = ml_collections.ConfigDict(
         {
@@ -168,6 +172,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.dpo_betas = (0.1,)
         config.variants = ml_collections.ConfigDict({"simpo": config.variants.simpo})
         config.rl.kl_targets = (2.0,)
+        config.equal_budget.ppo_kl_target = 2.0
         config.rl.ppo.rollout.num_prompts = 32
         config.rl.ppo.train.update(
             steps=4, batch_size=16, log_every=2, eval_every=2, checkpoint_every=2

@@ -95,6 +95,7 @@ class Run:
     runner: str  # "dpo" | "kto" | "ppo"
     overrides: tuple[tuple[str, object], ...]  # (dotted key, value) set on the runner template
     frontier_steps: int | None = None  # evaluations past this step are not frontier points
+    equal_budget: bool = True  # in the comparison at one setting per method (`equal_budget`)
 
 
 def runs_of(config) -> list[Run]:
@@ -122,6 +123,13 @@ def runs_of(config) -> list[Run]:
             f"overoptimization.steps={over.steps} must be a multiple of offline.train.eval_every="
             f"{config.offline.train.eval_every} (its final step is evaluated like the others)"
         )
+    equal = config.equal_budget
+    for key, value, swept in (
+        ("dpo_beta", equal.dpo_beta, config.dpo_betas),
+        ("ppo_kl_target", equal.ppo_kl_target, config.rl.kl_targets),
+    ):
+        if value not in swept:
+            raise ValueError(f"equal_budget.{key}={value} must be one of the swept {tuple(swept)}")
     runs = []
     for beta in config.dpo_betas:
         overrides = [("loss.hyperparameters.beta", float(beta))]
@@ -134,6 +142,7 @@ def runs_of(config) -> list[Run]:
                 "dpo",
                 tuple(overrides),
                 offline_steps if beta == over.beta else None,
+                equal_budget=beta == equal.dpo_beta,
             )
         )
     for key, variant in config.variants.items():
@@ -149,6 +158,7 @@ def runs_of(config) -> list[Run]:
                     REWARD_SOURCES[source],
                     "ppo",
                     (("rewards.source", source), ("ppo.kl_target", float(target))),
+                    equal_budget=target == equal.ppo_kl_target,
                 )
             )
     return runs
@@ -312,7 +322,8 @@ def shared_pairs(stage_config) -> dict:
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """Every run's trajectory, the long DPO run's over-optimisation result, and each method's
-    frontier vertices measured again on the fresh draw."""
+    frontier vertices measured again on the fresh draw: of all its runs ("vertices") and of its
+    run at the equal tuning budget ("equal_budget_vertices")."""
     runs = runs_of(config)
     over_run = next(r for r in runs if r.frontier_steps is not None)
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
@@ -321,26 +332,33 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     }
     over = overoptimization_seed(config, task, mesh, seed, seed_dir, over_run)
     fresh = functools.partial(on_fresh_prompts, task=task, seed=seed, mesh=mesh)
+    sets = {
+        "vertices": method_runs(runs),
+        "equal_budget_vertices": method_runs([r for r in runs if r.equal_budget]),
+    }
     return {
         "trajectories": trajectories,
         "overoptimization": over,
-        "vertices": vertices_seed(config, runs, trajectories, over, seed_dir, fresh),
+        **vertices_seed(config, sets, runs, trajectories, over, seed_dir, fresh),
     }
 
 
-def vertices_seed(config, runs, trajectories, over, seed_dir: Path, fresh) -> dict:
-    """{method: its frontier vertices (`frontier_vertices` of its runs' evaluations and the SFT
-    point), each with run, step, the in-run kl and gold and the fresh ones (`fresh_kl`,
-    `fresh_gold`: the same fresh prompts and sampling key as the over-optimisation re-evaluation,
-    so every method's vertices and the SFT policy pair prompt by prompt)}."""
+def vertices_seed(config, sets: dict, runs, trajectories, over, seed_dir: Path, fresh) -> dict:
+    """For each set of `sets` ({set: {method: the names of its runs}}), {method: its frontier
+    vertices (`frontier_vertices` of those runs' evaluations and the SFT point)}, each with run,
+    step, the in-run kl and gold and the fresh ones (`fresh_kl`, `fresh_gold`: the same fresh
+    prompts and sampling key as the over-optimisation re-evaluation, so every method's vertices
+    and the SFT policy pair prompt by prompt; a checkpoint in several sets is measured once)."""
     start = over["reevaluated"]["sft_gold"]
-    out = {}
-    for method, names in method_runs(runs).items():
-        points = [{**p, "run": n} for n in names for p in trajectories[n]]
-        out[method] = frontier_vertices(points, start, config.budgets)
+    out: dict[str, dict] = {}
+    for label, methods in sets.items():
+        out[label] = {}
+        for method, names in methods.items():
+            points = [{**p, "run": n} for n in names for p in trajectories[n]]
+            out[label][method] = frontier_vertices(points, start, config.budgets)
     runner = {r.name: r.runner for r in runs}
     by_run: dict[str, list[dict]] = {}
-    for v in (v for vertices in out.values() for v in vertices):
+    for v in (v for chosen in out.values() for vertices in chosen.values() for v in vertices):
         by_run.setdefault(v["run"], []).append(v)
     for name, vertices in by_run.items():
         measured = fresh(
@@ -610,6 +628,22 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     ]
     for reference in dict.fromkeys(["DPO", *top]):
         lines += ["", *difference_table(front, pairs, reference)]
+    equal, e = results["equal_budget"], config.equal_budget
+    lines += [
+        "",
+        f"DPO above has {len(config.dpo_betas)} settings (betas) and PPO "
+        f"{len(config.rl.kl_targets)} (KL targets) against one for every other method. At an "
+        "equal tuning budget, one setting per method fixed before the run (DPO "
+        f"at beta {e.dpo_beta:g}, PPO at KL target {e.ppo_kl_target:g}), the same frontiers "
+        "(vertices of that run alone, measured again on the fresh prompts) and the same rule:",
+        "",
+        *frontier_table(equal["frontiers"], budgets),
+        "",
+        "**Dominates every other frontier at an equal budget: "
+        f"{', '.join(equal['dominant']) or 'none'}.**",
+    ]
+    for reference in dict.fromkeys(["DPO", *equal["dominant"]]):
+        lines += ["", *difference_table(equal["frontiers"], equal["comparisons"], reference)]
     lines += [
         "",
         f"Over-optimisation: DPO at beta {over.beta:g} for {over.steps} steps "
@@ -646,22 +680,33 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fresh_frontiers(config, seeds: dict, key: str, methods: dict[str, list[str]]) -> dict:
+    """`method_frontiers` read from each seed's vertices under `key` as measured on the fresh
+    draw (each method's own "run"), with the names of the runs they come from (`methods`)."""
+    start = [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
+    fresh = [
+        {m: [{"kl": v["fresh_kl"], "gold": v["fresh_gold"]} for v in vs] for m, vs in r.items()}
+        for r in (s[key] for s in seeds.values())
+    ]
+    front = method_frontiers({m: [m] for m in methods}, fresh, start, config.budgets)
+    for method, f in front.items():
+        f["runs"] = methods[method]
+    return front
+
+
 def analyse(config, seeds: dict, workdir: Path) -> dict:
-    """The frontiers at the KL budgets, their pairwise comparisons, the dominant methods and
-    the over-optimisation turn-over across seeds; the figures."""
+    """The frontiers at the KL budgets, their pairwise comparisons and the dominant methods (of
+    all runs, and at the equal tuning budget), the over-optimisation turn-over across seeds;
+    the figures."""
     runs = runs_of(config)
     trajectories = [r["trajectories"] for r in seeds.values()]
     start = [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
     in_run = method_frontiers(method_runs(runs), trajectories, start, config.budgets)
-    # The frontier read from the vertices' fresh measurements: each method's own "run".
-    fresh = [
-        {m: [{"kl": v["fresh_kl"], "gold": v["fresh_gold"]} for v in vs] for m, vs in r.items()}
-        for r in (s["vertices"] for s in seeds.values())
-    ]
-    front = method_frontiers({m: [m] for m in in_run}, fresh, start, config.budgets)
-    for method, f in front.items():
-        f["runs"] = in_run[method]["runs"]
+    front = fresh_frontiers(config, seeds, "vertices", method_runs(runs))
     pairs = comparisons(front, config.non_inferiority_margin)
+    equal_methods = method_runs([r for r in runs if r.equal_budget])
+    equal = fresh_frontiers(config, seeds, "equal_budget_vertices", equal_methods)
+    equal_pairs = comparisons(equal, config.non_inferiority_margin)
     figures(config, runs, seeds, in_run, front, workdir)
     return {
         "seeds": seeds,
@@ -670,6 +715,11 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         "comparisons": pairs,
         "endings": endings(method_runs(runs), trajectories, ENDING),
         "dominant": dominant(front, pairs),
+        "equal_budget": {
+            "frontiers": equal,
+            "comparisons": equal_pairs,
+            "dominant": dominant(equal, equal_pairs),
+        },
         "overoptimization": turnover(seeds),
     }
 
@@ -677,6 +727,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
 def summarize(results: dict) -> dict:
     return {
         "dominant": ", ".join(results["dominant"]) or "none",
+        "dominant_at_equal_budget": ", ".join(results["equal_budget"]["dominant"]) or "none",
         "dpo_vs_ppo_rm": results["comparisons"].get("DPO vs PPO (RM)", {}).get("verdict", "n/a"),
         "overoptimization_drop": results["overoptimization"]["drop"],
         "turns_over": results["overoptimization"]["turns_over"],

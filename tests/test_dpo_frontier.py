@@ -127,6 +127,12 @@ def test_plan_has_every_method_and_one_long_dpo_run():
     assert long[0].frontier_steps == config.offline.train.steps
     ppo_runs = [r for r in runs if r.runner == "ppo"]
     assert len(ppo_runs) == len(config.rl.kl_targets) * len(config.rl.reward_sources)
+    # At the equal tuning budget every method keeps one run: DPO its chosen beta, PPO its target.
+    equal = frontier.method_runs([r for r in runs if r.equal_budget])
+    assert set(equal) == set(frontier.method_runs(runs))
+    assert all(len(names) == 1 for names in equal.values())
+    assert equal["DPO"] == [f"dpo_beta{config.equal_budget.dpo_beta:g}"]
+    assert equal["PPO (RM)"] == [f"ppo_model_kl{config.equal_budget.ppo_kl_target:g}"]
     frontier.check_same_data(config)  # the default's KTO and PPO match the offline template
 
 
@@ -150,6 +156,10 @@ def test_config_errors_name_the_key():
     with config.unlocked():
         config.overoptimization.beta = 0.3
     with pytest.raises(ValueError, match="overoptimization.beta"):
+        frontier.runs_of(config)
+    config = config_module.get_config("runlocal")
+    config.equal_budget.dpo_beta = 0.5
+    with pytest.raises(ValueError, match=r"equal_budget\.dpo_beta=0\.5 must be one of"):
         frontier.runs_of(config)
     config = config_module.get_config("runlocal")
     config.kto.train.steps = 3

@@ -175,8 +175,12 @@ def dpo_frontier_run(tmp_path_factory):
             for values in front["per_seed"]:  # more KL budget never lowers the best gold
                 assert all(b >= a - 1e-12 for a, b in zip(values, values[1:]))
     for seed in results["seeds"].values():  # every method's vertices measured again, fresh
-        for method, vertices in seed["vertices"].items():
-            assert vertices and all(np.isfinite(v["fresh_gold"]) for v in vertices), method
+        for key in ("vertices", "equal_budget_vertices"):
+            for method, vertices in seed[key].items():
+                assert vertices and all(np.isfinite(v["fresh_gold"]) for v in vertices), method
+    equal = results["equal_budget"]["frontiers"]
+    assert set(equal) == set(results["frontiers"])
+    assert all(len(f["runs"]) == 1 for f in equal.values())
     assert results["comparisons"]["DPO vs PPO (RM)"]["verdict"] in (
         "first",
         "second",
