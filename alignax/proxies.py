@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from alignax import labels, optim
+from alignax.analysis.overoptimization import proxy_name
 from alignax.analysis.policy_eval import sample_pool, score_in_chunks
 from alignax.models import build_model
 from alignax.parallel import run_jobs
@@ -39,10 +40,6 @@ from alignax.workdir import cache_is_current, record_cache_key, stage_fingerprin
 
 # ---------------------------------------------------------------------------------------------
 # Proxies: which reward models, and how they are trained.
-
-
-def proxy_name(size: int, pairs: int, flip: float) -> str:
-    return f"d{size}_n{pairs}_f{flip:g}"
 
 
 def proxy_grid(p: ml_collections.ConfigDict) -> list[dict]:

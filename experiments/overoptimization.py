@@ -30,13 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from alignax.analysis import plots
-from alignax.analysis.fits import fit_form
 from alignax.analysis.overoptimization import (
     best_of_n_curves,
     best_of_n_fit,
+    best_of_n_seed_coefficients,
+    figures,
     gold_at_same_kl,
     hump,
+    proxy_name,
     rl_average,
     rl_curve,
     rl_fit,
@@ -52,7 +53,6 @@ from alignax.proxies import (
     comparisons_key,
     pool_key,
     proxy_grid,
-    proxy_name,
     score_pool,
     train_proxies,
 )
@@ -239,47 +239,7 @@ def criteria(config, curves: dict, oracle: list[dict], rl: dict, rl_seeds: dict)
 
 
 # ---------------------------------------------------------------------------------------------
-# Figures and the report.
-
-
-def figures(config, curves: dict, oracle: list[dict], rl: dict, workdir: Path) -> None:
-    p = config.proxies
-    x = lambda rows, key="kl_bound": np.sqrt([r[key] for r in rows])  # noqa: E731
-    for flip in p.noise:
-        fig, axes = plots.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-        sweeps = [
-            ("RM size (d_model)", [(s, proxy_name(s, p.size_sweep_pairs, flip)) for s in p.sizes]),
-            (
-                "RM data (pairs)",
-                [(n, proxy_name(p.data_sweep_size, n, flip)) for n in p.data_sizes],
-            ),
-        ]
-        for ax, (title, members) in zip(axes, sweeps):
-            for i, (value, name) in enumerate(members):
-                rows = curves[name]
-                plots.gold_and_proxy(ax, x(rows), rows, color=plots.series_color(i), label=value)
-            ax.plot(x(oracle), [r["gold"] for r in oracle], "k:", label="gold, oracle")
-            ax.set(xlabel="sqrt(KL_bon) (nats^1/2)", title=f"best-of-n, {title}")
-            ax.legend(ncol=2, loc="upper left")
-        axes[0].set_ylabel("reward (std. on SFT samples)")
-        fig.suptitle(f"Best-of-n over-optimisation, {flip:.0%} label noise", y=1.04)
-        plots.save(fig, workdir / "figures" / f"best_of_n_noise{round(100 * flip)}")
-    if not rl:
-        return
-    fig, ax = plots.subplots(figsize=(4.8, 3.4))
-    for i, (name, points) in enumerate(rl.items()):
-        color, d = plots.series_color(i), x(points, "kl")
-        plots.gold_and_proxy(ax, d, points, color=color, label=name)
-        fit = fit_form(d, np.array([q["gold"] for q in points]), "rl")
-        grid = np.linspace(1e-3, d.max(), 100)
-        ax.plot(grid, fit.predict(grid), ":", color=color, label=f"R_rl fit (R^2 {fit.r2:.2f})")
-    ax.set(
-        xlabel="sqrt(KL(pi || pi_SFT)) (nats^1/2)",
-        ylabel="reward (std. on SFT samples)",
-        title="PPO against proxies (held-out prompts)",
-    )
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    plots.save(fig, workdir / "figures" / "rl")
+# The report.
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
@@ -291,17 +251,22 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{written_by(prov)}; {wall_time_text(timings)}.",
         "",
         f"Pool: {config.pool.num_prompts} held-out prompts x {config.pool.pool_size} SFT samples; "
-        f"proxies trained on pairs of SFT samples to training prompts ({p.seeds} seeds each). "
+        f"proxies trained on pairs of SFT samples to training prompts ({p.seeds} seeds each), "
+        f"every one {p.steps} steps of {p.batch_size} pairs whatever its data size (equal steps: "
+        f"{p.steps * p.batch_size / min(p.data_sizes):.3g} epochs of the smallest set, "
+        f"{p.steps * p.batch_size / max(p.data_sizes):.2g} of the largest). "
         "Gold and proxy are standardised on the pool (the SFT policy's samples), so n = 1 is 0. "
         "Intervals are 95% (1.96 SE; SE over prompts by bootstrap and over seeds). Peak - final "
         "is cross-fitted: each half of the prompts picks the peak n that the other half's drop "
-        "is measured from, paired (the peak of the same data would be biased up).",
+        "is measured from, paired (the peak of the same data would be biased up). alpha and "
+        "beta: R_bon fitted to each seed's curve, mean ± 95% t-interval over seeds (Gao et al.'s "
+        "Figs. 3-4: figures/coefficients).",
         "",
         "| proxy (d, pairs, flip) | peak n | peak gold | gold at n = max "
-        "| peak - final (cross-fitted) | proxy at n = max | R_bon R^2 |",
-        "|---|---|---|---|---|---|---|",
+        "| peak - final (cross-fitted) | proxy at n = max | R_bon R^2 | alpha | beta |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    fits = result["B2"]["fits"]
+    fits, coefficients = result["B2"]["fits"], results["coefficients"]
     for name, curve in curves.items():
         h = hump(curve)
         last = curve[-1]
@@ -309,11 +274,13 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
             f"| {name} | {curve[h['peak_index']]['n']} | {h['peak_gold']:.2f} | "
             f"{last['gold']:.2f} ± {1.96 * last['gold_se']:.2f} | "
             f"{last['drop_from_peak']:.2f} ± {1.96 * last['drop_from_peak_se']:.2f} | "
-            f"{last['proxy']:.2f} | {fits[name]['r2']:.3f} |"
+            f"{last['proxy']:.2f} | {fits[name]['r2']:.3f} | "
+            f"{interval_text(coefficients[name]['alpha'], 2)} | "
+            f"{interval_text(coefficients[name]['beta'], 2)} |"
         )
     lines.append(
         f"| oracle (gold-selected) | {oracle[-1]['n']} | {max(r['gold'] for r in oracle):.2f} | "
-        f"{oracle[-1]['gold']:.2f} | - | - | - |"
+        f"{oracle[-1]['gold']:.2f} | - | - | - | - | - |"
     )
     lines += [
         "",
@@ -380,9 +347,15 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
 def analyse(config, measured: dict, workdir: Path) -> dict:
     curves, oracle = measured["best_of_n"], measured["oracle"]
     rl = {name: rl_average(runs) for name, runs in measured["rl_seeds"].items()}
-    figures(config, curves, oracle, rl, workdir)
-    verdicts = criteria(config, curves, oracle, rl, measured["rl_seeds"])
-    return {**measured, "rl": rl, "criteria": verdicts}
+    coefficients = {name: best_of_n_seed_coefficients(curve) for name, curve in curves.items()}
+    results = {
+        **measured,
+        "rl": rl,
+        "coefficients": coefficients,
+        "criteria": criteria(config, curves, oracle, rl, measured["rl_seeds"]),
+    }
+    figures(config, results, workdir)
+    return results
 
 
 def summarize(results: dict) -> dict:

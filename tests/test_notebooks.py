@@ -37,7 +37,7 @@ def overoptimization_run(tmp_path_factory):
         [p["step"] for p in points] == [0, 1, 2, 4] and points[0]["kl"] == 0
         for points in results["rl"].values()
     )
-    for name in ("best_of_n_noise0", "best_of_n_noise25", "rl"):
+    for name in ("best_of_n_noise0", "best_of_n_noise25", "coefficients", "rl"):
         assert (workdir / "figures" / f"{name}.png").exists()
         assert (workdir / "figures" / f"{name}.pdf").exists()
     assert "Written by" in (workdir / "results.md").read_text()

@@ -13,7 +13,9 @@ from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_per_prompt, powers_of_two
 from alignax.analysis.fits import fit_form
 from alignax.analysis.overoptimization import (
+    best_of_n_seed_coefficients,
     cross_fitted_drop,
+    figures,
     gold_at_same_kl,
     rl_average,
     rl_curve,
@@ -85,6 +87,23 @@ def test_cross_fitted_drop_is_unbiased_where_gold_never_falls():
         crossed.append(cross_fitted_drop([proxy], gold, ns, num_bootstrap=2, seed=0)[0])
     assert np.mean(in_sample) > 5 * np.std(in_sample) / np.sqrt(300)
     assert abs(np.mean(crossed)) < 3 * np.std(crossed) / np.sqrt(300)
+
+
+def test_best_of_n_coefficients_are_fitted_seed_by_seed():
+    # Two seeds on the exact form d (alpha - beta d): alpha 1 and 2, beta 0.5 and 0.25.
+    n = np.array([1, 2, 4, 8, 16])
+    kl = np.log(n) - (n - 1) / n
+    d = np.sqrt(kl)
+    seeds = [(1.0, 0.5), (2.0, 0.25)]
+    curve = [
+        {"kl_bound": float(k), "gold_seeds": [float(x * (a - b * x)) for a, b in seeds]}
+        for k, x in zip(kl, d)
+    ]
+    out = best_of_n_seed_coefficients(curve)
+    # mean 1.5 and 0.375; 95% t half-width, 1 dof: 12.706 x SE (= half the seeds' distance)
+    assert out["alpha"][0] == pytest.approx(1.5) and out["beta"][0] == pytest.approx(0.375)
+    assert out["alpha"][1] == pytest.approx(12.7062 * 0.5, rel=1e-4)
+    assert out["beta"][1] == pytest.approx(12.7062 * 0.125, rel=1e-4)
 
 
 def test_rl_curve_starts_at_the_measured_step_0_and_refuses_a_run_without_it(tmp_path):
@@ -170,8 +189,11 @@ def test_figures_take_a_sweep_longer_than_the_palette(tmp_path):
     rows = [dict(kl_bound=k, gold=0.1 * k, gold_se=0.01, proxy=0.2 * k) for k in (0.0, 1.0)]
     names = {g["name"] for g in proxies.proxy_grid(config.proxies)}
     assert len(names) > len(plots.PALETTE)
-    overoptimization.figures(config, {n: rows for n in names}, rows, {}, tmp_path)
-    assert (tmp_path / "figures" / "best_of_n_noise0.png").exists()
+    coefficients = {n: {"alpha": (1.0, 0.1), "beta": (0.5, float("nan"))} for n in names}
+    results = {"best_of_n": {n: rows for n in names}, "oracle": rows, "rl": {}}
+    figures(config, {**results, "coefficients": coefficients}, tmp_path)
+    for name in ("best_of_n_noise0", "best_of_n_noise25", "coefficients"):
+        assert (tmp_path / "figures" / f"{name}.png").exists()
 
 
 # ------------------------------------------------------------------------------ caches

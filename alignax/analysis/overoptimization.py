@@ -13,10 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
+from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_curve, best_of_n_per_prompt, powers_of_two
 from alignax.analysis.fits import fit_form
 from alignax.analysis.stats import mean_interval
 from alignax.metrics import logged_curve
+
+
+def proxy_name(size: int, pairs: int, flip: float) -> str:
+    """A proxy of the sweep by its d_model, training pairs and label flip rate."""
+    return f"d{size}_n{pairs}_f{flip:g}"
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -207,6 +213,18 @@ def best_of_n_fit(curve: list[dict], fit_below_n: int = 256) -> dict:
     return out
 
 
+def best_of_n_seed_coefficients(curve: list[dict]) -> dict:
+    """R_bon's alpha and beta fitted to each seed's best-of-n curve (a `seed_average`d curve
+    keeps them in `gold_seeds`): {"alpha", "beta": (mean over seeds, 95% t half-width)}, how
+    Gao et al.'s Figs. 3-4 set the coefficients against reward-model size and data."""
+    d = np.sqrt([r["kl_bound"] for r in curve])
+    fits = [fit_form(d, gold, "bon") for gold in np.array([r["gold_seeds"] for r in curve]).T]
+    return {
+        "alpha": mean_interval([f.alpha for f in fits]),
+        "beta": mean_interval([f.beta for f in fits]),
+    }
+
+
 def rl_fit(points: list[dict]) -> dict:
     """An RL curve (`rl_average`'s) hump, the R^2 of Gao et al.'s RL form
     R_rl(d) = d (alpha - beta log d) and of the best-of-n form, and where it ends: final KL
@@ -258,3 +276,82 @@ def gold_at_same_kl(run: list[dict], reference: list[dict]) -> dict:
         "beta0_gold_se_at_same_kl": on_curve_se,
         "difference_in_se": float((end["gold"] - on_curve) / max(se, 1e-12)),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures.
+
+
+def figures(config, results: dict, workdir: Path) -> None:
+    """The study's figures (PNG + PDF) in <workdir>/figures: best-of-n gold and proxy against
+    sqrt(KL) per noise level, by reward-model size and by data; the R_bon coefficients
+    (`coefficients_figure`); PPO's curves with their R_rl fits."""
+    curves, oracle, rl = results["best_of_n"], results["oracle"], results["rl"]
+    p = config.proxies
+    x = lambda rows, key="kl_bound": np.sqrt([r[key] for r in rows])  # noqa: E731
+    for flip in p.noise:
+        fig, axes = plots.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+        sweeps = [
+            ("RM size (d_model)", [(s, proxy_name(s, p.size_sweep_pairs, flip)) for s in p.sizes]),
+            (
+                "RM data (pairs)",
+                [(n, proxy_name(p.data_sweep_size, n, flip)) for n in p.data_sizes],
+            ),
+        ]
+        for ax, (title, members) in zip(axes, sweeps):
+            for i, (value, name) in enumerate(members):
+                rows = curves[name]
+                plots.gold_and_proxy(ax, x(rows), rows, color=plots.series_color(i), label=value)
+            ax.plot(x(oracle), [r["gold"] for r in oracle], "k:", label="gold, oracle")
+            ax.set(xlabel="sqrt(KL_bon) (nats^1/2)", title=f"best-of-n, {title}")
+            ax.legend(ncol=2, loc="upper left")
+        axes[0].set_ylabel("reward (std. on SFT samples)")
+        fig.suptitle(f"Best-of-n over-optimisation, {flip:.0%} label noise", y=1.04)
+        plots.save(fig, workdir / "figures" / f"best_of_n_noise{round(100 * flip)}")
+    coefficients_figure(config, results["coefficients"], workdir)
+    if not rl:
+        return
+    fig, ax = plots.subplots(figsize=(4.8, 3.4))
+    for i, (name, points) in enumerate(rl.items()):
+        color, d = plots.series_color(i), x(points, "kl")
+        plots.gold_and_proxy(ax, d, points, color=color, label=name)
+        fit = fit_form(d, np.array([q["gold"] for q in points]), "rl")
+        grid = np.linspace(1e-3, d.max(), 100)
+        ax.plot(grid, fit.predict(grid), ":", color=color, label=f"R_rl fit (R^2 {fit.r2:.2f})")
+    ax.set(
+        xlabel="sqrt(KL(pi || pi_SFT)) (nats^1/2)",
+        ylabel="reward (std. on SFT samples)",
+        title="PPO against proxies (held-out prompts)",
+    )
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    plots.save(fig, workdir / "figures" / "rl")
+
+
+def coefficients_figure(config, coefficients: dict, workdir: Path) -> None:
+    """R_bon's alpha and beta (fitted per seed, 95% intervals) against reward-model size and
+    data size, per label-noise level: Gao et al.'s Figs. 3-4."""
+    p = config.proxies
+    fig, axes = plots.subplots(2, 2, figsize=(8, 5.4), sharex="col")
+    sweeps = [
+        ("RM size (d_model)", p.sizes, lambda v, f: proxy_name(v, p.size_sweep_pairs, f)),
+        ("RM data (pairs)", p.data_sizes, lambda v, f: proxy_name(p.data_sweep_size, v, f)),
+    ]
+    for column, (title, values, name) in enumerate(sweeps):
+        for row, key in enumerate(("alpha", "beta")):
+            ax = axes[row][column]
+            for i, flip in enumerate(p.noise):
+                spread = 1 + 0.04 * (i - (len(p.noise) - 1) / 2)  # side by side on a log axis
+                plots.intervals(
+                    ax,
+                    np.array(values) * spread,
+                    [coefficients[name(v, flip)][key] for v in values],
+                    color=plots.series_color(i),
+                    fmt="-o",
+                    markersize=3,
+                    label=f"{flip:.0%} flipped",
+                )
+            ax.set_xscale("log", base=2)
+            ax.set(xlabel=title if row else "", ylabel=f"R_bon {key}")
+    axes[0][0].legend()
+    fig.suptitle("Best-of-n coefficients, fitted per seed (95% intervals)", y=1.02)
+    plots.save(fig, workdir / "figures" / "coefficients")
