@@ -11,7 +11,8 @@ SFT samples, all from the `offline` template (KTO: `kto`, matched to it); PPO at
 of `rl.kl_targets` against the reward model and against gold (`rl.ppo`); and DPO at
 `overoptimization.beta` for `overoptimization.steps` (several epochs), whose first
 `offline.train.steps` steps are that beta's frontier run. Every run evaluates gold and KL to SFT
-every `train.eval_every` steps on held-out prompts; frontiers are read at `budgets` (nats).
+every `train.eval_every` steps on held-out prompts; frontiers are read at `budgets` (nats), from
+all runs of a method and again at an equal tuning budget (`equal_budget`: one run per method).
 
 default (5 seeds on `workers` = 2 processes) is trimmed to fit 30 minutes on 2 CPU cores.
 Trimmed, against the papers and the pipeline's stages: pretraining 300 and SFT 150 steps (half
