@@ -597,8 +597,9 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         *frontier_table(results["in_run_frontiers"], budgets),
         "",
-        "Every method has one hyperparameter setting and the same optimizer: a method whose "
-        "best learning rate is another is shown at this one. " + describe_reward(config.rl.ppo.ppo),
+        "Every variant has one hyperparameter setting (DPO its betas, PPO its KL targets) and "
+        "every method the same optimizer: a method whose best learning rate is another is shown "
+        "at this one. " + describe_reward(config.rl.ppo.ppo),
         "",
         "Where each method's runs end (their last evaluation, mean over a method's runs per "
         "seed, then over seeds ± 95% t-interval); ended: the share of responses that end with "
