@@ -17,6 +17,7 @@ from alignax.analysis.overoptimization import (
     cross_fitted_drop,
     figures,
     gold_at_same_kl,
+    gold_by_n,
     rl_average,
     rl_curve,
     rl_fit,
@@ -67,11 +68,13 @@ def test_cross_fitted_drop_equals_the_in_sample_drop_when_the_halves_agree():
     worst = np.argmin(gold, axis=1)
     proxy[np.arange(8), worst] = gold.max() + 1.0
     ns = powers_of_two(16)
-    drop, se, peaks = cross_fitted_drop([proxy], gold, ns, num_bootstrap=200, seed=0)
+    drop, se, peaks = cross_fitted_drop(
+        gold_by_n(proxy, gold, ns)[None], ns, num_bootstrap=200, seed=0
+    )
     assert drop == pytest.approx(_in_sample_drop(proxy, gold, ns))
     assert peaks[0] == peaks[1] and 1 < peaks[0] < 16 and drop > 0 and se > 0
     with pytest.raises(ValueError, match=">= 2 prompts"):
-        cross_fitted_drop([proxy[:1]], gold[:1], ns, num_bootstrap=10, seed=0)
+        cross_fitted_drop(gold_by_n(proxy[:1], gold[:1], ns)[None], ns, num_bootstrap=10, seed=0)
 
 
 def test_cross_fitted_drop_is_unbiased_where_gold_never_falls():
@@ -84,7 +87,9 @@ def test_cross_fitted_drop_is_unbiased_where_gold_never_falls():
     for _ in range(300):
         gold, proxy = rng.normal(size=(2, 16, 16))
         in_sample.append(_in_sample_drop(proxy, gold, ns))
-        crossed.append(cross_fitted_drop([proxy], gold, ns, num_bootstrap=2, seed=0)[0])
+        crossed.append(
+            cross_fitted_drop(gold_by_n(proxy, gold, ns)[None], ns, num_bootstrap=2, seed=0)[0]
+        )
     assert np.mean(in_sample) > 5 * np.std(in_sample) / np.sqrt(300)
     assert abs(np.mean(crossed)) < 3 * np.std(crossed) / np.sqrt(300)
 

@@ -84,11 +84,12 @@ def best_of_n_curves(
         per_seed.setdefault(name, []).append(curve)
     curves = {name: seed_average(c) for name, c in per_seed.items()}
     for name, curve in curves.items():
-        drop, se, peaks = cross_fitted_drop(proxies[name], gold, ns, **kwargs)
+        by_n = np.stack([gold_by_n(proxy, gold, ns) for proxy in proxies[name]])
+        drop, se, peaks = cross_fitted_drop(by_n, ns, **kwargs)
         curve[-1].update(drop_from_peak=drop, drop_from_peak_se=se, peak_n_by_half=peaks)
         models = []
-        for proxy, own in zip(proxies[name], per_seed[name]):
-            own_drop, own_se, own_peaks = cross_fitted_drop([proxy], gold, ns, **kwargs)
+        for i, own in enumerate(per_seed[name]):
+            own_drop, own_se, own_peaks = cross_fitted_drop(by_n[i : i + 1], ns, **kwargs)
             own_peak = int(np.argmax([r["gold"] for r in own]))
             models.append(
                 {
@@ -104,25 +105,28 @@ def best_of_n_curves(
     return curves, oracle
 
 
-def cross_fitted_drop(proxies, gold, ns, *, num_bootstrap: int, seed: int):
+def gold_by_n(proxy, gold, ns) -> np.ndarray:
+    """[ns, prompts]: each prompt's expected gold of best-of-n by `proxy`, for every n in `ns`."""
+    return np.stack([best_of_n_per_prompt(proxy, gold, n)[1] for n in ns])
+
+
+def cross_fitted_drop(gold_by_n_SxNxP, ns, *, num_bootstrap: int, seed: int):
     """How far gold falls from its peak n to the largest of `ns`, with the peak chosen on other
     prompts than those the fall is measured on, so that it is not biased up as the argmax of
     the same data is (that drop is >= 0 by construction, even where gold never falls).
 
-    The prompts split into two halves (even and odd rows of `gold` [prompts, pool]); each half's
-    peak is the n of highest gold, averaged over the reward models (`proxies`, one per seed) and
-    that half's prompts; the drop gold(peak n) - gold(largest n) is measured, paired, on the
-    other half's prompts. Returns (drop, SE, [the halves' peak n]) with SE^2 = prompt-bootstrap
-    variance + between-seed variance of the mean."""
-    if gold.shape[0] < 2:
-        raise ValueError(f"a cross-fitted drop needs >= 2 prompts, got {gold.shape[0]}")
-    gold_by_n = np.stack(
-        [[best_of_n_per_prompt(proxy, gold, n)[1] for n in ns] for proxy in proxies]
-    )  # [seeds, ns, prompts]
-    rows = np.arange(gold.shape[0])
+    `gold_by_n_SxNxP`: `gold_by_n` of each reward model (one per seed). The prompts split into
+    two halves (even and odd rows); each half's peak is the n of highest gold, averaged over the
+    reward models and that half's prompts; the drop gold(peak n) - gold(largest n) is measured,
+    paired, on the other half's prompts. Returns (drop, SE, [the halves' peak n]) with
+    SE^2 = prompt-bootstrap variance + between-seed variance of the mean."""
+    gold_by_n = np.asarray(gold_by_n_SxNxP)
+    if gold_by_n.shape[2] < 2:
+        raise ValueError(f"a cross-fitted drop needs >= 2 prompts, got {gold_by_n.shape[2]}")
+    rows = np.arange(gold_by_n.shape[2])
     halves = (rows % 2 == 0, rows % 2 == 1)
     peaks = [int(np.argmax(gold_by_n[:, :, half].mean((0, 2)))) for half in halves]
-    diffs = np.empty((len(proxies), len(rows)))  # [seeds, prompts]
+    diffs = np.empty((len(gold_by_n), len(rows)))  # [seeds, prompts]
     for peak, other in zip(peaks, reversed(halves)):
         diffs[:, other] = gold_by_n[:, peak, other] - gold_by_n[:, -1, other]
     per_prompt = diffs.mean(0)
