@@ -1,15 +1,19 @@
 """Shared test helpers: a tiny model config, random padded batches, configs of short runs, a
-simulated kill, the fake-device meshes and a toy RL task (its reward, prompts, policy and PPO /
-GRPO iterations)."""
+simulated kill, the fake-device meshes, a toy RL task (its reward, prompts, policy and PPO /
+GRPO iterations) and notebooks run through a Jupyter kernel."""
 
 import functools
+import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import nbformat
 import numpy as np
 import optax
 import pytest
+from nbclient import NotebookClient
 
 from alignax import rl, sharding
 from alignax.data.batching import BatchIterator
@@ -213,3 +217,34 @@ def save_chat_tokenizer(directory, *, pad=True):
     hf.chat_template = CHATML
     hf.save_pretrained(directory)
     return transformers.AutoTokenizer.from_pretrained(directory)
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def run_notebook(name: str, workdir: Path) -> nbformat.NotebookNode:
+    """notebooks/<name> run through a Jupyter kernel started in notebooks/ (where Jupyter starts
+    it) on `workdir` (ALIGNAX_WORKDIR, which the kernel inherits), the stored file left as it is:
+    every cell must run, and it must draw a figure and show the run's own report."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    resources = {"metadata": {"path": str(NOTEBOOKS)}}
+    environment = {**os.environ, "ALIGNAX_WORKDIR": str(workdir)}
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources=resources)
+    client.execute(env=environment)
+    assert notebook_outputs(notebook, "image/png"), f"{name} draws no figure"
+    written_by = (Path(workdir) / "results.md").read_text().splitlines()[2]
+    assert written_by in "".join(notebook_outputs(notebook, "text")), f"{name} read another run"
+    return notebook
+
+
+def notebook_outputs(notebook: nbformat.NotebookNode, kind: str) -> list:
+    """Every output of the notebook's code cells: "text" (the streams) or a MIME type such as
+    "image/png"."""
+    found = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if kind == "text" and output.output_type == "stream":
+                found.append(output.text)
+            elif kind in output.get("data", {}):
+                found.append(output.data[kind])
+    return found

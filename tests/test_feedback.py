@@ -13,7 +13,7 @@ from alignax.feedback import judges as judges_lib
 from alignax.models import build_model
 from alignax.tasks import Annotator, get_task
 from alignax.tasks.review import gold_reward_reference
-from tests.helpers import tiny_config
+from tests.helpers import run_notebook, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -441,6 +441,7 @@ def test_judge_drift_runlocal_fires_the_alarm_where_the_judge_errs(tmp_path):
     again = judge_drift.run(config, tmp_path)
     same = lambda a, b: a == b or (np.isnan(a) and np.isnan(b))  # noqa: E731
     assert all(same(again[k], summary[k]) for k in summary if not k.startswith("seconds"))
+    run_notebook("judge_drift.ipynb", tmp_path)
 
 
 # ------------------------------------------------------------------- directions (DPA)

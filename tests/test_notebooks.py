@@ -1,13 +1,17 @@
-"""Notebooks run: every code cell of each notebook executes, in order, in one namespace, on the
-workdir of a `:runlocal` run of its experiment."""
+"""Notebooks run through a Jupyter kernel on the workdir of a `:runlocal` run of their
+experiment, and are stored executed on the published data."""
 
+import importlib
 import json
 import re
 from pathlib import Path
 
-import matplotlib
+import nbformat
 import numpy as np
 import pytest
+
+from experiments.publish import NOTEBOOKS as PUBLISHED
+from tests.helpers import notebook_outputs, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -217,30 +221,52 @@ RUNS = {
 }
 
 
-def test_every_notebook_reads_a_run_made_by_the_tests():
-    # Never what happens to be in runs/.
-    assert set(RUNS) == {path.name for path in NOTEBOOKS}
+# Notebooks whose study's smoke run the study's own tests make: they run the notebook on it.
+BESIDE_THEIR_STUDY = {
+    "rlaif.ipynb": "test_rlaif.py",
+    "dpa.ipynb": "test_rlaif.py",
+    "critique_revision.ipynb": "test_rlaif.py",
+    "judge_drift.ipynb": "test_feedback.py",
+}
+
+
+def test_every_notebook_runs_through_a_kernel_on_a_run_made_by_the_tests():
+    # Never what happens to be in runs/ or docs/results/.
+    assert set(RUNS) | set(BESIDE_THEIR_STUDY) == {path.name for path in NOTEBOOKS}
+    for name, module in BESIDE_THEIR_STUDY.items():
+        assert f'run_notebook("{name}"' in (ROOT / "tests" / module).read_text(), module
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_notebook_runs_through_a_kernel(name, request):
+    """Every cell runs, in order, through a kernel, on the workdir of its experiment's run,
+    draws its figures and shows that run's report; the study's verdicts at a glance read it."""
+    workdir = request.getfixturevalue(RUNS[name])
+    notebook = run_notebook(name, workdir)
+    study = next(s for s, n in PUBLISHED.items() if n.file == name)
+    verdicts = importlib.import_module(f"experiments.{study}").glance(
+        json.loads((workdir / "results.json").read_text())
+    )
+    assert verdicts and all(isinstance(v, str) and v for v in verdicts)
+    if name == "walkthrough.ipynb":
+        # The smoke run has one seed, so its intervals are undefined (and say so); the DPO cell
+        # asserts that the learned policy is the closed form it prints next to it.
+        shown = "".join(notebook_outputs(notebook, "text"))
+        assert "### Pipeline: pretrain -> SFT" in shown and "total variation distance" in shown
+        assert "± undefined" in shown and "± nan" not in shown
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path, monkeypatch, request, capsys):
-    """Every code cell runs, in order, in one namespace, from notebooks/ (where Jupyter starts
-    a notebook), on the workdir of its experiment's run."""
-    matplotlib.use("Agg")
-    monkeypatch.chdir(ROOT / "notebooks")
-    monkeypatch.setenv("ALIGNAX_WORKDIR", str(request.getfixturevalue(RUNS[path.name])))
-    namespace = {}
-    for cell in json.loads(path.read_text())["cells"]:
-        if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), f"{path.name}", "exec"), namespace)
-    if path.name == "walkthrough.ipynb":
-        # The pipeline's results and the PPO curve of its first seed are shown; the run has one
-        # seed, so its intervals are undefined (and say so).
-        shown = capsys.readouterr().out
-        assert "### Pipeline: pretrain -> SFT" in shown and "PPO (seed 0) iteration" in shown
-        assert "± undefined" in shown and "± nan" not in shown
-        # The DPO cell's learned policy must match the closed form it prints next to it.
-        jax = namespace["jax"]
-        learned = jax.nn.softmax(namespace["logits"])
-        closed = jax.nn.softmax(namespace["ref_logps"] + namespace["reward"] / namespace["beta"])
-        assert float(abs(learned - closed).sum()) / 2 < 1e-3
+def test_notebook_is_stored_executed_on_the_published_data(path):
+    """Opened without running anything, a notebook shows its figures, and they are those of the
+    published run: its stored output holds the report that experiments.publish copied."""
+    study = next(name for name, notebook in PUBLISHED.items() if notebook.file == path.name)
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(cell.execution_count for cell in code), f"{path.name} is stored unexecuted"
+    assert notebook_outputs(notebook, "image/png"), f"{path.name} is stored without its figures"
+    report = (ROOT / "docs" / "results" / study / "results.md").read_text()
+    assert report.splitlines()[2] in "".join(notebook_outputs(notebook, "text")), (
+        f"{path.name} was executed on other data than docs/results/{study}: "
+        f"python -m experiments.publish {study} <its workdir>"
+    )

@@ -15,6 +15,7 @@ from alignax.metrics import read_metrics
 from alignax.workdir import ConfigChangedError
 from configs import rlaif as rlaif_config
 from experiments import rlaif
+from tests.helpers import run_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +54,11 @@ def test_rlaif_runlocal_reports_every_condition_with_provenance(smoke):
         seed["delta"]["gold_reward"] - human["gold_reward"]
     )
     assert "Delta learning (Olmo 3)" in text
+
+
+def test_rlaif_notebook_runs_through_a_kernel_on_the_smoke_run(smoke):
+    _, workdir, _ = smoke
+    run_notebook("rlaif.ipynb", workdir)
 
 
 def test_rlaif_label_agreement_identities(smoke):
@@ -186,6 +192,7 @@ def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
         assert (tmp_path / "dpa" / "figures" / f"pareto_front.{suffix}").stat().st_size > 0
     # No SFT stage of its own: the policy came from the RLAIF run.
     assert not (tmp_path / "dpa" / "sft").exists()
+    run_notebook("dpa.ipynb", tmp_path / "dpa")
 
 
 # ------------------------------------------------------------------- critique and revision
@@ -217,3 +224,4 @@ def test_critique_revision_runlocal_compares_both_variants(smoke, tmp_path):
         assert max(steps) == config.revision.train.steps
     assert summary["gold_reward/SFT (start)"] == seed["sft"]["gold_reward"]
     assert "Written by `" in (tmp_path / "cr" / "results.md").read_text().splitlines()[2]
+    run_notebook("critique_revision.ipynb", tmp_path / "cr")

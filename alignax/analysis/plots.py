@@ -3,13 +3,20 @@ labelled axes, every series in the legend, PNG for the README and PDF for papers
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # a Jupyter kernel draws figures inline; the rest to files
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+# Load the backend now, not inside the first `subplots` style context: the inline backend turns
+# interactive mode on as it loads, and leaving the context would turn it off again, so that no
+# later figure of a notebook would be drawn.
+plt.switch_backend(matplotlib.get_backend())
 
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 PALETTE = (
