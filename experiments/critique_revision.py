@@ -253,6 +253,18 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     return {**aggregate(config, per_seed), "per_seed": per_seed}
 
 
+PAPER = "Bai et al. (2022), the supervised stage"
+
+
+def glance(result: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    difference = result["difference"]
+    return [
+        f"SFT on revisions minus on originals: {interval_text(difference['sft'], 2, signed=True)} "
+        f"gold, after RLAIF {interval_text(difference['rlaif'], 2, signed=True)}"
+    ]
+
+
 def summarize(result: dict) -> dict:
     return {f"gold_reward/{name}": p["gold_reward"][0] for name, p in result["policies"].items()}
 

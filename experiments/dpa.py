@@ -358,6 +358,19 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     return {**result, "objectives": list(config.objectives), "per_seed": per_seed}
 
 
+PAPER = "Wang et al. (2024)"
+
+
+def glance(result: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    final, matched = result["steps"], result["matched_kl"]["steps"]
+    return [
+        f"the front's order is shown at {sum(s['in_order'] for s in final)} of {len(final)} steps "
+        f"between directions at the final step, {sum(s['in_order'] for s in matched)} of "
+        f"{len(matched)} at {result['matched_kl']['budget']:g} nats of KL"
+    ]
+
+
 def summarize(result: dict) -> dict:
     return {
         f"{name}/direction_{r['degrees']:g}": r["objectives"][i][0]

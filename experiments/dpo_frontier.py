@@ -725,6 +725,36 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     }
 
 
+PAPER = "Rafailov et al. (2023), Fig. 2; Rafailov et al. (2024)"
+
+
+def glance(results: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    over = results["overoptimization"]
+
+    def dpo_against(comparisons: dict) -> str:
+        by_verdict = {"first": [], "second": [], "cross": [], "none": []}
+        for key, comparison in comparisons.items():
+            if key.startswith("DPO vs "):
+                by_verdict[comparison["verdict"]].append(key.removeprefix("DPO vs "))
+        words = {
+            "first": "dominates",
+            "second": "is dominated by",
+            "cross": "crosses",
+            "none": "is not separated from",
+        }
+        return ", ".join(
+            f"{words[v]} {' and '.join(methods)}" for v, methods in by_verdict.items() if methods
+        )
+
+    return [
+        f"DPO (5 betas) {dpo_against(results['comparisons'])}",
+        f"at an equal tuning budget DPO {dpo_against(results['equal_budget']['comparisons'])}",
+        f"multi-epoch DPO's turn-over {'shown' if over['turns_over'] else 'not shown'} over seeds "
+        f"(drop from peak {interval_text((over['drop'], over['drop_interval']), 2)})",
+    ]
+
+
 def summarize(results: dict) -> dict:
     return {
         "dominant": ", ".join(results["dominant"]) or "none",

@@ -682,6 +682,24 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     }
 
 
+PAPER = "Ouyang et al. (2022), Stiennon et al. (2020)"
+
+
+def glance(results: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    c = results["criteria"]
+    a1, a4 = c["A1"], c["A4"]
+    fresh_win = interval_text((a4["fresh_win_rate"], a4["fresh_win_rate_ci"]), 2)
+    return [
+        f"A1 gold falls after its peak at beta 0 {verdict(a1['pass'])} "
+        f"({interval_text((a1['drop'], a1['drop_ci']), 2)})",
+        f"A2 larger beta, lower KL {verdict(c['A2']['pass'])}",
+        f"A3 adaptive KL on target {verdict(c['A3']['pass'])}",
+        f"A4 best PPO beats SFT {verdict(a4['pass'])} (win rate {fresh_win}, fresh prompts)",
+        f"PTX halves the alignment tax at no win rate {verdict(c['PTX']['pass'])}",
+    ]
+
+
 def summarize(results: dict) -> dict:
     return {f"{k}_pass": v["pass"] for k, v in results["criteria"].items()}
 

@@ -307,6 +307,21 @@ def threshold_text(per_seed: dict) -> str:
     )
 
 
+PAPER = "Kimi K2 (2025): a critic grounded in verifiable rewards"
+
+
+def glance(results: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    seeds = len(results["per_seed"])
+    return [
+        f"PPO on the judge ({name.removeprefix('ppo_').replace('beta', 'beta ')}) ends "
+        f"{interval_text(run['gold_end_vs_verifier'], 2, signed=True)} gold from the verifier "
+        f"control, alarm in {run['alarms']} of {seeds} seeds"
+        for name, run in results["runs"].items()
+        if name != "verifier"
+    ]
+
+
 def summarize(results: dict) -> dict:
     return {
         f"{name}/{key}": row[key][0]

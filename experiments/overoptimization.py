@@ -358,6 +358,28 @@ def analyse(config, measured: dict, workdir: Path) -> dict:
     return results
 
 
+PAPER = "Gao et al. (2022), Figs. 1-4"
+
+
+def glance(results: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    c = results["criteria"]
+    b2, penalty = c["B2"], c["B5"].get("kl_penalty")
+    worst = max((abs(v["error_in_se"]) for v in c["B4"].values()), default=float("nan"))
+    verdicts = [
+        f"B1 turn-over of noisy proxies {verdict(c['B1']['pass'])} ({c['B1']['count']})",
+        f"B2 R_bon fits the humps {verdict(b2['pass'])} "
+        f"({len(b2['humps_with_r2_ge_0.95'])} of {len(b2['humps'])})",
+        f"B3 peak gold ordered by RM size and data {verdict(c['B3']['pass'])}",
+        f"B4 extrapolation to the largest n within {worst:.1f} SE",
+    ]
+    if penalty:
+        verdicts.append(
+            f"B5 KL penalty ends {penalty['difference_in_se']:+.1f} SE from early stopping"
+        )
+    return verdicts
+
+
 def summarize(results: dict) -> dict:
     return {f"{k}_pass": results["criteria"][k]["pass"] for k in ("B1", "B2", "B3")}
 

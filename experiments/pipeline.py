@@ -208,6 +208,20 @@ def plot(workdir: Path, tables: dict, combined: dict) -> None:
     plots.save(fig, workdir / "figures" / "pipeline")
 
 
+PAPER = "Ouyang et al. (2022), Rafailov et al. (2023)"
+
+
+def glance(results: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    combined = results["combined"]
+    return [
+        f"{policy.upper()} wins {interval_text(combined[policy]['win_rate_vs_sft'], 2)} against "
+        f"SFT (gold {interval_text(combined[policy]['gold_reward'], 2)}, SFT "
+        f"{interval_text(combined['sft']['gold_reward'], 2)})"
+        for policy in ("ppo", "dpo")
+    ]
+
+
 def summarize(results: dict) -> dict:
     return {
         f"{policy}/{key}": mean

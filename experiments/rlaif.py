@@ -409,6 +409,30 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     return {**result, "per_seed": per_seed}
 
 
+PAPER = "RLAIF (Bai et al. 2022; Lee et al. 2023), RLTHF's targeted human labels"
+
+
+def glance(result: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish), of the conditions
+    the run planned."""
+    targeted = [r for r in result["conditions"] if r["routing"] == "targeted"]
+    verdicts = [
+        f"human labels beat AI feedback by {interval_text(r['minus_ai'], 2)} gold"
+        for r in targeted
+        if r["percent"] == 100 and "minus_ai" in r
+    ]
+    for key, claim, holds in (  # beats: the interval lies above 0; closes: it reaches 0
+        ("minus_random", "targeted beat random labels", lambda mean, half: mean - half > 0),
+        ("minus_human", "the gap to human labels closes", lambda mean, half: mean + half >= 0),
+    ):
+        rows = [r for r in targeted if 0 < r["percent"] < 100 and key in r]
+        if rows:
+            budgets = ", ".join(f"{r['percent']:g}" for r in rows)
+            shown = ", ".join(f"{r['percent']:g}%" for r in rows if holds(*r[key]))
+            verdicts.append(f"{claim} at {shown or 'no budget'} of {budgets}%")
+    return verdicts
+
+
 def summarize(result: dict) -> dict:
     targeted = {
         r["percent"]: r["gold_reward"][0]

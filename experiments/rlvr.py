@@ -319,6 +319,19 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     }
 
 
+PAPER = "Yue et al. (2025)"
+
+
+def glance(results: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    change, k = results["combined"]["change"], max(results["ks"])
+    return [
+        f"**{results['answer']['verdict']}**: pass@1 "
+        f"{interval_text(change['pass@1'], signed=True)}, pass@{k} "
+        f"{interval_text(change[f'pass@{k}'], signed=True)} after GRPO"
+    ]
+
+
 def summarize(results: dict) -> dict:
     return {
         "verdict": results["answer"]["verdict"],

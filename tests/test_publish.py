@@ -1,5 +1,8 @@
-"""Results reach the README only through `experiments.publish`, with their provenance."""
+"""Results reach docs/results/ and the README only through `experiments.publish`, with their
+provenance."""
 
+import json
+import math
 import os
 import re
 from pathlib import Path
@@ -7,38 +10,80 @@ from pathlib import Path
 import pytest
 
 from alignax.provenance import command, provenance, written_by
-from experiments.publish import publish
+from experiments.publish import STUDIES, glance_table, publish
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_publish_replaces_only_its_block_and_copies_figures(tmp_path):
-    run = tmp_path / "run"
-    (run / "figures").mkdir(parents=True)
-    (run / "results.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
-    (run / "figures" / "curve.png").write_bytes(b"png")
-    (run / "figures" / "curve.pdf").write_bytes(b"pdf")
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        "intro\n<!-- results:x -->\nold 0.99\n<!-- /results:x -->\n"
+def _repository(tmp_path: Path) -> Path:
+    """A repository's README (with its table at a glance) and one page of two blocks."""
+    root = tmp_path / "repo"
+    (root / "docs" / "results").mkdir(parents=True)
+    (root / "README.md").write_text("intro\n<!-- glance -->\nold\n<!-- /glance -->\nend\n")
+    (root / "docs" / "results" / "page.md").write_text(
+        "prose\n<!-- results:x -->\nold 0.99\n<!-- /results:x -->\n"
         "<!-- results:y -->\nkeep\n<!-- /results:y -->\n"
     )
-    target = publish("x", run, readme=readme, results_root=tmp_path / "docs" / "results")
-    text = readme.read_text()
-    assert "old 0.99" not in text and "| 1 | 2 |" in text and "keep" in text
-    assert "![curve](docs/results/x/curve.png)" in text
+    return root
+
+
+def _run(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    (run / "figures").mkdir(parents=True)
+    (run / "results.md").write_text("### X\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    (run / "figures" / "curve.png").write_bytes(b"png")
+    (run / "figures" / "curve.pdf").write_bytes(b"pdf")
+    (run / "results.json").write_text(json.dumps({"gold": [0.123456789123, float("nan")], "n": 3}))
+    (run / "config.json").write_text(json.dumps({"seed": 0}))
+    return run
+
+
+def test_publish_replaces_only_its_block_and_copies_figures_and_data(tmp_path):
+    root, run = _repository(tmp_path), _run(tmp_path)
+    target = publish("x", run, root=root, execute=False)
+    page = (root / "docs" / "results" / "page.md").read_text()
+    assert "old 0.99" not in page and "| 1 | 2 |" in page and "keep" in page
+    assert page.startswith("prose\n") and "![curve](x/curve.png)" in page  # relative to the page
     assert (target / "curve.pdf").read_bytes() == b"pdf"
-    publish("x", run, readme=readme, results_root=tmp_path / "docs" / "results")
-    assert readme.read_text() == text  # publishing twice changes nothing
+    data = json.loads((target / "results.json").read_text())  # float32's precision, NaN kept
+    assert data["gold"][0] == 0.123457 and math.isnan(data["gold"][1]) and data["n"] == 3
+    assert json.loads((target / "config.json").read_text()) == {"seed": 0}
+    # The table at a glance is rebuilt (here from no published study: its header).
+    readme = (root / "README.md").read_text()
+    assert "old" not in readme and "| study | reproduces |" in readme and readme.endswith("end\n")
+    publish("x", run, root=root, execute=False)
+    assert (root / "docs" / "results" / "page.md").read_text() == page  # twice changes nothing
 
 
-def test_publish_refuses_a_missing_block_or_results(tmp_path):
-    (tmp_path / "run").mkdir()
-    readme = tmp_path / "README.md"
-    readme.write_text("no blocks\n")
+def test_publish_refuses_a_missing_block_or_results_and_writes_nothing(tmp_path):
+    root = _repository(tmp_path)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="results.md"):
-        publish("x", tmp_path / "run", readme=readme, results_root=tmp_path)
-    (tmp_path / "run" / "results.md").write_text("r\n")
-    with pytest.raises(ValueError, match="results:x"):
-        publish("x", tmp_path / "run", readme=readme, results_root=tmp_path)
+        publish("x", tmp_path / "empty", root=root)
+    run = _run(tmp_path)
+    with pytest.raises(ValueError, match="results:z"):
+        publish("z", run, root=root)
+    (root / "docs" / "results" / "other.md").write_text("<!-- results:x -->\n<!-- /results:x -->\n")
+    with pytest.raises(ValueError, match="other.md, page.md"):  # a block lives on one page
+        publish("x", run, root=root)
+    assert (
+        not (root / "docs" / "results" / "x").exists()
+        and not (root / "docs" / "results" / "z").exists()
+    )
+
+
+def test_the_readme_table_at_a_glance_is_rebuilt_from_the_published_data():
+    """Every study of the table is published with its data, and the README's table is what its
+    `glance` computes from that data now: a changed verdict function or data shows here."""
+    results_root = ROOT / "docs" / "results"
+    for name in STUDIES:
+        assert (results_root / name / "results.json").is_file(), f"publish {name} with its data"
+    table = glance_table(results_root)
+    assert len(table.splitlines()) == 2 + len(STUDIES)
+    assert "nan" not in table
+    assert f"<!-- glance -->\n{table}<!-- /glance -->" in (ROOT / "README.md").read_text(), (
+        "the README's table at a glance is stale: rerun python -m experiments.publish"
+    )
 
 
 def test_provenance_names_a_commit_and_a_runnable_command(monkeypatch):
