@@ -145,23 +145,17 @@ def glance_table(results_root: Path) -> str:
 
 def execute_notebook(path: Path, timeout: int = 1200) -> None:
     """Runs every cell of the notebook at `path` through a Jupyter kernel started in its folder,
-    on the published data (ALIGNAX_WORKDIR unset), and stores it with its outputs."""
+    on the published data (ALIGNAX_WORKDIR unset) and on the CPU (an installed libtpu would
+    otherwise print its probe of a TPU into the outputs), and stores it with its outputs."""
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    workdir = os.environ.pop("ALIGNAX_WORKDIR", None)
-    try:
-        client = NotebookClient(
-            notebook,
-            timeout=timeout,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-        )
-        client.execute()
-    finally:
-        if workdir is not None:
-            os.environ["ALIGNAX_WORKDIR"] = workdir
+    env = {k: v for k, v in os.environ.items() if k != "ALIGNAX_WORKDIR"}
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    resources = {"metadata": {"path": str(path.parent)}}
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources=resources)
+    client.execute(env=env)
     nbformat.write(notebook, path)
 
 

@@ -101,3 +101,14 @@ def test_provenance_names_a_commit_and_a_runnable_command(monkeypatch):
     sentence = written_by({**info, "dirty": True})
     assert sentence.startswith("Written by `python -m experiments.publish x runs/x` at commit")
     assert sentence.endswith(f"(with uncommitted changes) on {info['machine']}")
+
+
+def test_every_local_link_of_the_readme_and_the_results_pages_resolves():
+    """The README and docs/results/ link each other, their figures and the notebooks: every
+    relative link names a file that exists (anchors and web addresses are not checked)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs" / "results").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path = target.split("#", 1)[0]
+            if path and "://" not in path:
+                assert (page.parent / path).exists(), f"{page.relative_to(ROOT)} links {target}"
