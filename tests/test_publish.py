@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alignax.provenance import command, provenance, written_by
-from experiments.publish import STUDIES, glance_table, publish
+from experiments.publish import NOTEBOOKS, STUDIES, glance_table, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,6 +78,7 @@ def test_the_readme_table_at_a_glance_is_rebuilt_from_the_published_data():
     results_root = ROOT / "docs" / "results"
     for name in STUDIES:
         assert (results_root / name / "results.json").is_file(), f"publish {name} with its data"
+    assert set(STUDIES) <= set(NOTEBOOKS), "every study of the table has its notebook"
     table = glance_table(results_root)
     assert len(table.splitlines()) == 2 + len(STUDIES)
     assert "nan" not in table
