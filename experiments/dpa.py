@@ -36,7 +36,6 @@ from alignax.analysis.frontier import at_kl
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.checkpoint import checkpoint_steps, restore_params
 from alignax.cli import run_experiment
-from alignax.experiment import read_summary
 from alignax.feedback import runs
 from alignax.feedback.directions import (
     front_steps,
@@ -165,7 +164,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
             {
                 "degrees": float(degrees),
                 **{k: points[-1][k] for k in ("objectives", "gold_reward")},
-                "kl_to_reference": read_summary(run_dir)["kl_to_reference"] or float("nan"),
+                "kl_to_reference": points[-1]["kl"],  # the final step is the last checkpoint
                 "tied_share": float(tied(pairs["scores"], pairs["spread"], degrees).mean()),
                 "trajectory": points,
                 "matched": at_kl(points, config.matched_kl),

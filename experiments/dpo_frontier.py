@@ -681,15 +681,19 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def start_gold(seeds: dict) -> list[float]:
+    """Each seed's SFT policy's gold, measured once (the over-optimisation re-evaluation's)."""
+    return [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
+
+
 def fresh_frontiers(config, seeds: dict, key: str, methods: dict[str, list[str]]) -> dict:
     """`method_frontiers` read from each seed's vertices under `key` as measured on the fresh
     draw (each method's own "run"), with the names of the runs they come from (`methods`)."""
-    start = [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
     fresh = [
         {m: [{"kl": v["fresh_kl"], "gold": v["fresh_gold"]} for v in vs] for m, vs in r.items()}
         for r in (s[key] for s in seeds.values())
     ]
-    front = method_frontiers({m: [m] for m in methods}, fresh, start, config.budgets)
+    front = method_frontiers({m: [m] for m in methods}, fresh, start_gold(seeds), config.budgets)
     for method, f in front.items():
         f["runs"] = methods[method]
     return front
@@ -701,8 +705,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     the figures."""
     runs = runs_of(config)
     trajectories = [r["trajectories"] for r in seeds.values()]
-    start = [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
-    in_run = method_frontiers(method_runs(runs), trajectories, start, config.budgets)
+    in_run = method_frontiers(method_runs(runs), trajectories, start_gold(seeds), config.budgets)
     front = fresh_frontiers(config, seeds, "vertices", method_runs(runs))
     pairs = comparisons(front, config.non_inferiority_margin)
     equal_methods = method_runs([r for r in runs if r.equal_budget])
