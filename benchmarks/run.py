@@ -2,7 +2,7 @@
 
     pip install -r benchmarks/requirements.txt     # the peers (TRL); optional
     python -m benchmarks.run --out runs/bench      # about 5 minutes on 2 CPU cores
-    python -m experiments.publish speed runs/bench # its tables into the README
+    python -m experiments.publish speed runs/bench # its tables into docs/results/speed.md
 
 1. DPO step: alignax against TRL's DPOTrainer (PyTorch), same weights, shape, batch, optimizer.
 2. Sampling with a KV cache: alignax against Hugging Face `generate`, at 64 and 256 new tokens

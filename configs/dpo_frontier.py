@@ -23,7 +23,7 @@ iterations of 32 prompts at KL targets 2 and 8 only; evaluations every 8 steps (
 iterations) on 128 held-out prompts, one sample each; the over-optimisation run 192 steps (6
 epochs), its peak and last policy evaluated again on 512 prompts. Seeds run two side by side;
 later ones read the programs the first compiled from <workdir>/xla_cache; the wall time of each
-stage is in the published run's results block (README).
+stage is in the published run's results block (docs/results/dpo_frontier.md).
 runlocal: the same experiment at toy sizes (one seed; one DPO beta, SimPO as the only variant,
 one KL target) for the end-to-end test.
 """

@@ -21,8 +21,8 @@ processes):
     prompts) with a higher learning rate than the pipeline's, and the upstream stages have fewer
     steps than the pipeline's;
   - one reward model per seed serves every policy size (as in InstructGPT).
-  Wall time: measured in the published run's results block (README), with the seconds of each
-  stage.
+  Wall time: measured in the published run's results block (docs/results/instructgpt.md),
+  with the seconds of each stage.
 runlocal: the same pipeline at toy sizes for the tests (1 seed, a few steps), at the sweep
 width only: a second width would add its own pretrain, SFT and two PPO programs to compile, and
 its wiring (each width's stages, the sweep width's reward model) is checked in

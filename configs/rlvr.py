@@ -11,7 +11,7 @@ estimator, coverage and greedy accuracy. `model`, `mesh` and `task` apply to bot
 stage's other settings are under `stages.<stage>` (e.g. --config.stages.grpo.train.steps=800).
 
 default: 3 seeds, SFT 500 steps, GRPO 800 steps (32 prompts x 8 samples, learning rate 3e-4),
-128 problems x 64 samples; its wall time is in the README's results block.
+128 problems x 64 samples; its wall time is in its published results block (docs/results/rlvr.md).
 runlocal: the same pipeline at toy sizes for the test (2 seeds, so intervals exist); compile-
 bound (each seed's SFT and GRPO compile their steps; in the test suite the compilation cache
 serves the second seed).

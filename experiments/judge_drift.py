@@ -315,8 +315,8 @@ def glance(results: dict) -> list[str]:
     seeds = len(results["per_seed"])
     return [
         f"PPO on the judge ({name.removeprefix('ppo_').replace('beta', 'beta ')}) ends "
-        f"{interval_text(run['gold_end_vs_verifier'], 2, signed=True)} gold from the verifier "
-        f"control, alarm in {run['alarms']} of {seeds} seeds"
+        f"{interval_text(run['gold_end_vs_verifier'], 2, signed=True)} in accuracy from the "
+        f"verifier control, alarm in {run['alarms']} of {seeds} seeds"
         for name, run in results["runs"].items()
         if name != "verifier"
     ]

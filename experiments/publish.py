@@ -26,6 +26,9 @@ import re
 import shutil
 from pathlib import Path
 
+import nbformat
+from nbclient import NotebookClient
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The studies of the table at a glance, in its order: each is experiments.<name>, declaring
@@ -64,7 +67,6 @@ NOTEBOOKS = {
     "judge_drift": Notebook("judge_drift.ipynb"),
 }
 DATA = ("results.json", "config.json")  # what every study's data holds besides results.md
-GLANCE = ("<!-- glance -->", "<!-- /glance -->")
 SIGNIFICANT_DIGITS = 6  # published data keeps float32's precision, not float64's
 
 
@@ -98,9 +100,9 @@ def publish(name: str, workdir: str | Path, root: Path = ROOT, execute: bool = T
         if figure.suffix == ".png":
             body += f"\n![{figure.stem}]({name}/{figure.name})\n"
     replace_block(page, f"results:{name}", body)
-    if execute and notebook:
-        execute_notebook(root / "notebooks" / notebook.file)
     replace_block(root / "README.md", "glance", glance_table(results_root))
+    if execute and notebook:  # last: a cell that fails names itself and leaves the notebook as is
+        execute_notebook(root / "notebooks" / notebook.file)
     return target
 
 
@@ -147,9 +149,6 @@ def execute_notebook(path: Path, timeout: int = 1200) -> None:
     """Runs every cell of the notebook at `path` through a Jupyter kernel started in its folder,
     on the published data (ALIGNAX_WORKDIR unset) and on the CPU (an installed libtpu would
     otherwise print its probe of a TPU into the outputs), and stores it with its outputs."""
-    import nbformat
-    from nbclient import NotebookClient
-
     notebook = nbformat.read(path, as_version=4)
     env = {k: v for k, v in os.environ.items() if k != "ALIGNAX_WORKDIR"}
     env.setdefault("JAX_PLATFORMS", "cpu")

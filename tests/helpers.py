@@ -224,8 +224,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def run_notebook(name: str, workdir: Path) -> nbformat.NotebookNode:
     """notebooks/<name> run through a Jupyter kernel started in notebooks/ (where Jupyter starts
-    it) on `workdir` (ALIGNAX_WORKDIR, which the kernel inherits), the stored file left as it is:
-    every cell must run, and it must draw a figure and show the run's own report."""
+    it) on `workdir` (ALIGNAX_WORKDIR in the kernel's environment), the stored file left as it
+    is: every cell must run, and it must draw a figure and show the run's own report."""
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     resources = {"metadata": {"path": str(NOTEBOOKS)}}
     environment = {**os.environ, "ALIGNAX_WORKDIR": str(workdir)}
