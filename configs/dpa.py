@@ -15,8 +15,8 @@ Pairs the directional reward ties on are dropped (`drop_ties`); the directions a
 at one KL to the SFT policy (`matched_kl`), read off each run's kept checkpoints.
 
 default: sentiment against non-repetition (chasing sentiment repeats positive words), 5
-directions from 0 to 90 degrees, 2,048 pairs, DPO 300 steps of batch 32 evaluated and kept every
-50, 5 seeds (25 DPO runs).
+directions from 0 to 90 degrees, 2,048 pairs, DPO 300 steps of batch 32 with a checkpoint
+every 50, 5 seeds (25 DPO runs).
 runlocal: the same pipeline at toy sizes (1-layer model, 512 pairs, directions 0 and 90, one seed,
 DPO 4 steps) for the end-to-end test.
 """
@@ -51,9 +51,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.drop_ties = True
     # The directions compared at one KL to the SFT policy (nats, chosen before the run, below
     # every direction's final KL): each direction's scores where its training first reaches it,
-    # linear between the checkpoints kept at every evaluation (`dpo.train.eval_every`).
+    # linear between its checkpoints (`dpo.train.checkpoint_every`, every one kept and scored,
+    # its KL measured on the responses scored; the training evaluates only its last step).
     config.matched_kl = 4.0
-    config.dpo.train.update(eval_every=50, checkpoint_every=50, keep_checkpoints=6)
+    config.dpo.train.update(checkpoint_every=50, keep_checkpoints=6)
     if small:
         config.directions = (0.0, 90.0)
         config.eval.num_prompts = 16
@@ -61,6 +62,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         # The toy SFT policy rarely repeats a bigram, so most pairs tie at 90 degrees and leave.
         config.pairs.update(num_pairs=512, num_eval_pairs=64)
         config.matched_kl = 0.05
-        config.dpo.train.update(eval_every=2, checkpoint_every=2, keep_checkpoints=2)
+        config.dpo.train.update(checkpoint_every=2, keep_checkpoints=2)
+    config.dpo.train.eval_every = config.dpo.train.steps  # the last step only
     config.lock()
     return config

@@ -14,13 +14,13 @@ On the Study runner (alignax/study.py: a finished stage is skipped, so a rerun r
      (`feedback.directional_reward`), pairs labelled by a Bradley-Terry annotator of it
      (`label_temperature`; the pairs it ties on are dropped with `drop_ties`, else labelled by a
      coin flip; their share is reported), DPO (`config.dpo`) from the SFT policy
-     (<workdir>/seed<k>/dpo/direction_<theta>), a checkpoint kept at every evaluation.
-  4. the SFT policy and every kept checkpoint of every DPO run answer `eval.num_prompts`
-     held-out prompts: the mean raw score on each objective, with the run's KL to the SFT
-     policy at that step. Each direction is read at its final step and at `matched_kl` nats
-     (where its training first reaches it, linear between checkpoints). results.md (command and
-     commit first), results.json and figures/pareto_front.{png,pdf}: means over seeds with 95%
-     intervals.
+     (<workdir>/seed<k>/dpo/direction_<theta>), every checkpoint kept.
+  4. the SFT policy and every checkpoint of every DPO run answer `eval.num_prompts` held-out
+     prompts: the mean raw score on each objective and the gold reward, and the KL to the SFT
+     policy estimated on the same responses. Each direction is read at its final step and at
+     `matched_kl` nats (where its training first reaches it, linear between checkpoints).
+     results.md (command and commit first), results.json and figures/pareto_front.{png,pdf}:
+     means over seeds with 95% intervals.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from alignax.feedback.directions import (
     objective_scores,
     tied,
 )
-from alignax.metrics import logged_curve
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
@@ -61,12 +60,11 @@ def shared(config, workdir: Path) -> list[PlannedStage]:
     if not config.matched_kl > 0:
         raise ValueError(f"matched_kl={config.matched_kl}: a KL budget in nats, > 0")
     train = config.dpo.train
-    kept = train.steps // train.eval_every  # one checkpoint per evaluated step
-    if train.checkpoint_every != train.eval_every or train.keep_checkpoints < kept:
+    kept = -(-train.steps // train.checkpoint_every)  # every checkpoint, the final step's too
+    if train.keep_checkpoints < kept:
         raise ValueError(
-            "dpo.train.checkpoint_every must equal dpo.train.eval_every and "
-            f"dpo.train.keep_checkpoints be >= {kept}: each direction is read at matched KL "
-            "from the checkpoints of its evaluated steps"
+            f"dpo.train.keep_checkpoints={train.keep_checkpoints}: must be >= {kept} (steps / "
+            "checkpoint_every): each direction is read at matched KL from every checkpoint"
         )
     for name in config.objectives:
         feedback.principle(name)  # raises on an unknown principle, naming the allowed ones
@@ -143,23 +141,24 @@ def direction_pairs(config, seed: int, policy: Path, degrees: float) -> dict:
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """The SFT policy's scores on held-out prompts; for every DPO run, the scores and KL to the
-    SFT policy at its final step, its trajectory (the SFT policy at KL 0, then every kept
-    checkpoint) and its point at `matched_kl` (`at_kl`)."""
+    SFT policy at its final step, its trajectory (the SFT policy, then every checkpoint, each
+    policy sampled once for its scores and its KL) and its point at `matched_kl` (`at_kl`)."""
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     principles = [feedback.principle(n) for n in config.objectives]
     policy = runs.policy_dir(config, seed_dir.parent)
     model, sft = load_stage_model(policy, heads=("lm",), mesh=mesh)
-    scores = lambda params: runs.policy_scores(config, task, model, params, principles, seed)  # noqa: E731
+
+    def scores(params):  # objectives, gold and KL to the SFT policy, all on the same responses
+        return runs.policy_scores(config, task, model, params, principles, seed, reference=sft)
 
     pairs = made_once(scored_pairs, config, seed, policy)
     result = {"seed": seed, "spread": pairs["spread"].tolist(), "sft": scores(sft), "runs": []}
     for degrees in config.directions:
         run_dir = seed_dir / "dpo" / f"direction_{degrees:g}"
-        kl = {p["step"]: p["kl"] for p in logged_curve(run_dir, {"kl": "eval/policy/kl"})}
-        points = [{"step": 0, "kl": 0.0, **result["sft"]}]
+        points = [{"step": 0, **result["sft"]}]
         for step in checkpoint_steps(run_dir / "checkpoints"):
             params = restore_params(run_dir / "checkpoints", sft, step=step)
-            points.append({"step": step, "kl": kl[step], **scores(params)})
+            points.append({"step": step, **scores(params)})
         result["runs"].append(
             {
                 "degrees": float(degrees),
@@ -280,8 +279,9 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
         "cos(theta) r_1 / s_1 + sin(theta) r_2 / s_2 (s_i: the score's spread over the SFT "
         f"samples); DPO ({config.dpo.loss.name}, {config.dpo.train.steps} steps) from the SFT "
         f"policy per direction; scores of each policy's samples on "
-        f"{config.eval.num_prompts} held-out prompts. Tied: the share of training pairs the "
-        f"directional reward cannot order, {ties} (at 90 degrees every pair of responses "
+        f"{config.eval.num_prompts} held-out prompts, and its KL to the SFT policy estimated on "
+        "the same samples (mean of log pi(y|x) - log pi_SFT(y|x)). Tied: the share of training "
+        f"pairs the directional reward cannot order, {ties} (at 90 degrees every pair of responses "
         f"without a repeated bigram). Means over {len(config.seeds)} seed(s) with 95% intervals.",
         "",
         "At the final step of each run:",
@@ -303,8 +303,8 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
     lines += [
         "",
         f"At matched KL: each direction where its training first reaches {matched['budget']:g} "
-        "nats of KL to the SFT policy (a budget chosen before the run; linear between the "
-        f"checkpoints evaluated every {config.dpo.train.eval_every} steps), so no direction is "
+        "nats of KL to the SFT policy (a budget chosen before the run; linear between its "
+        f"checkpoints, every {config.dpo.train.checkpoint_every} steps), so no direction is "
         "read further from SFT than another.",
         "",
         f"| policy | {first} | {second} | gold reward | at step |",

@@ -184,6 +184,10 @@ def test_dpa_runlocal_traces_one_point_per_direction(smoke, tmp_path):
             assert steps == list(range(0, config.dpo.train.steps + 1, 2))
             assert run["trajectory"][0]["objectives"] == seed["sft"]["objectives"]
             assert run["trajectory"][-1]["objectives"] == run["objectives"]
+            # KL measured on the scored responses: exactly 0 for the SFT policy against itself.
+            assert run["trajectory"][0]["kl"] == 0.0 == seed["sft"]["kl"]
+            assert all(np.isfinite(p["kl"]) for p in run["trajectory"])
+            assert run["kl_to_reference"] == run["trajectory"][-1]["kl"]
             assert run["matched"] == at_kl(run["trajectory"], config.matched_kl)
     assert [r["degrees"] for r in result["matched_kl"]["directions"]] == list(config.directions)
     text = (tmp_path / "dpa" / "results.md").read_text()

@@ -152,6 +152,18 @@ def on_fresh_prompts(
     return {k: {m: np.asarray(v) for m, v in r.items()} for k, r in result.items()}
 
 
+@functools.partial(jax.jit, static_argnames="model")
+def sequence_kl(model: Model, params: Params, ref_params: Params, tokens, input_mask, loss_mask):
+    """log pi(y|x) - log pi_ref(y|x) over each row's masked (response) tokens, [N]: where the
+    rows are samples of pi, their mean is the Monte Carlo (k1) estimate of the sequence KL."""
+
+    def logps(p):
+        logits = model.apply(p, tokens, input_mask, heads=("lm",))["logits"]
+        return logprobs.sequence_logps(logits, tokens, loss_mask)["sum"]
+
+    return logps(params) - logps(ref_params)
+
+
 def pretraining_nll(model: Model, params: Params, texts: dict) -> jax.Array:
     """Per-token NLL of pretraining-distribution texts (tokens, input_mask, loss_mask; every
     scored token pooled): the alignment tax of a policy is its NLL minus its SFT policy's."""

@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 
 from alignax import labels
+from alignax.analysis.policy_eval import sequence_kl
 from alignax.data.layouts import LM_KEYS
 from alignax.feedback import judges
 from alignax.feedback.judges import (
@@ -183,9 +184,10 @@ def dpo_stage(config, name: str, policy: Path, seed: int, pairs: Callable[[], di
     return PlannedStage(name, preference.KIND, stage, group="dpo", inputs=pairs)
 
 
-def policy_scores(config, task, model, params, principles, seed: int) -> dict:
+def policy_scores(config, task, model, params, principles, seed: int, reference=None) -> dict:
     """Mean score on each objective (and the gold reward) of the policy's responses to held-out
-    prompts; the same prompts and sampling key for every policy of a seed."""
+    prompts; the same prompts and sampling key for every policy of a seed. With `reference`
+    (params of `model`), also the 'kl' to it, estimated on the same responses."""
     rng = np.random.default_rng([seed, 21])
     prompts = task.sample_prompts(config.eval.num_prompts, rng, split="eval")
     responses = labels.policy_responses(
@@ -201,7 +203,8 @@ def policy_scores(config, task, model, params, principles, seed: int) -> dict:
     rows = task.encode(prompts, responses)
     vector = vector_reward_np(task, rows["tokens"], rows["loss_mask"], principles)
     gold = task.gold_reward_np(rows["tokens"], rows["loss_mask"])
-    return {
-        "objectives": vector.mean(0).tolist(),
-        "gold_reward": float(np.mean(gold)),
-    }
+    scores = {"objectives": vector.mean(0).tolist(), "gold_reward": float(np.mean(gold))}
+    if reference is not None:
+        rows = {k: rows[k] for k in ("tokens", "input_mask", "loss_mask")}
+        scores["kl"] = float(np.mean(sequence_kl(model, params, reference, **rows)))
+    return scores
