@@ -237,13 +237,18 @@ def test_every_notebook_runs_through_a_kernel_on_a_run_made_by_the_tests():
         assert f'run_notebook("{name}"' in (ROOT / "tests" / module).read_text(), module
 
 
+def study_of(notebook: str) -> str:
+    """The study whose published data the notebook reads (experiments.publish.NOTEBOOKS)."""
+    return next(study for study, n in PUBLISHED.items() if n.file == notebook)
+
+
 @pytest.mark.parametrize("name", RUNS)
 def test_notebook_runs_through_a_kernel(name, request):
     """Every cell runs, in order, through a kernel, on the workdir of its experiment's run,
     draws its figures and shows that run's report; the study's verdicts at a glance read it."""
     workdir = request.getfixturevalue(RUNS[name])
     notebook = run_notebook(name, workdir)
-    study = next(s for s, n in PUBLISHED.items() if n.file == name)
+    study = study_of(name)
     verdicts = importlib.import_module(f"experiments.{study}").glance(
         json.loads((workdir / "results.json").read_text())
     )
@@ -260,7 +265,7 @@ def test_notebook_runs_through_a_kernel(name, request):
 def test_notebook_is_stored_executed_on_the_published_data(path):
     """Opened without running anything, a notebook shows its figures, and they are those of the
     published run: its stored output holds the report that experiments.publish copied."""
-    study = next(name for name, notebook in PUBLISHED.items() if notebook.file == path.name)
+    study = study_of(path.name)
     notebook = nbformat.read(path, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(cell.execution_count for cell in code), f"{path.name} is stored unexecuted"

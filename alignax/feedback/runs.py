@@ -205,6 +205,6 @@ def policy_scores(config, task, model, params, principles, seed: int, reference=
     gold = task.gold_reward_np(rows["tokens"], rows["loss_mask"])
     scores = {"objectives": vector.mean(0).tolist(), "gold_reward": float(np.mean(gold))}
     if reference is not None:
-        rows = {k: rows[k] for k in ("tokens", "input_mask", "loss_mask")}
-        scores["kl"] = float(np.mean(sequence_kl(model, params, reference, **rows)))
+        kl = sequence_kl(model, params, reference, *(rows[k] for k in LM_KEYS))
+        scores["kl"] = float(np.mean(kl))
     return scores
