@@ -3,16 +3,20 @@
     python -m experiments.rlvr --config configs/rlvr.py --workdir runs/rlvr
 
 Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `config.seeds`:
-  1. sft   the arithmetic task's exact-answer demonstrations, training problems only
-  2. grpo  GRPO from the SFT policy with the task's exact-match verifier (the grpo stage)
+  1. sft   the arithmetic task's demonstrations (worked solutions), training problems only
+  2. grpo  GRPO from the SFT policy with the task's verifier (the grpo stage)
   3. eval  for the SFT and the GRPO policy: `eval.num_samples` samples at temperature 1 on
-           each of `eval.num_problems` distinct held-out problems (an operand combination of the
-           eval split is never in training), verified by the task's checker; pass@k for
-           `eval.ks` with the unbiased estimator (alignax/analysis/pass_at_k.py), coverage
-           (pass@n) and greedy accuracy. Cached in <workdir>/seed<k>/eval.npz.
-The report gives, per k, pass@k before and after GRPO and the paired change, mean over seeds with
-95% t-intervals, and the answer computed from them by the rule in `pass_at_k.classify_change`
-(stated in results.md). results.json holds every seed's numbers and per-problem counts.
+           each of `eval.num_problems` distinct held-out problems (no problem of the eval split,
+           nor its commuted twin, is in training), verified by the task's checker; the same at
+           each of `eval.sweep_temperatures` with `eval.sweep_samples` samples; greedy accuracy.
+           Cached in <workdir>/seed<k>/eval.npz.
+The analysis: pass@k for `eval.ks` with the unbiased estimator (alignax/analysis/pass_at_k.py)
+before and after GRPO and the paired change, mean over seeds with 95% t-intervals; beside them
+a guesser that ignores the problem and draws answers from the answers of `eval.answer_draws`
+training problems; the per-problem solvable sets (problems some sample solves under SFT only,
+GRPO only, both, neither); and the answer computed by the rule in `pass_at_k.classify_change`
+(stated in results.md) at temperature 1 and at each swept temperature. results.json holds every
+seed's numbers and per-problem counts.
 
 Yue et al. (2025, "Does reinforcement learning really incentivize reasoning capacity in LLMs
 beyond the base model?") report that RLVR raises pass@1 while the base model's pass@k at large k
@@ -22,13 +26,14 @@ matches or exceeds the RL model's.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from alignax.analysis import plots
-from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k
+from alignax.analysis.pass_at_k import classify_change, guessing_pass_at_k, pass_at_k
 from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, evaluate_policy, sample_pool
 from alignax.analysis.stats import interval_text, mean_interval, seed_means, standard_error
 from alignax.cli import run_experiment
@@ -45,7 +50,25 @@ STAGES = {"sft": sft.KIND, "grpo": online.KIND}
 POLICIES = ("sft", "grpo")
 
 
+def check_response_room(config) -> None:
+    """Every `max_new_tokens` leaves room for the task's longest solution and its EOS: a shorter
+    one would cut correct answers off and count them wrong."""
+    needed = get_task(config.task_name, config.task).answer_len + 1
+    keys = {
+        "eval.max_new_tokens": config.eval.max_new_tokens,
+        "stages.sft.eval.max_new_tokens": config.stages.sft.eval.max_new_tokens,
+        "stages.grpo.rollout.max_new_tokens": config.stages.grpo.rollout.max_new_tokens,
+    }
+    short = [f"{key}={value}" for key, value in keys.items() if value < needed]
+    if short:
+        raise ValueError(
+            f"{', '.join(short)}: the task's solutions take up to {needed} tokens with their EOS "
+            f"(task.num_steps={config.task.num_steps}, operands up to {config.task.max_operand})"
+        )
+
+
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    check_response_room(config)
     links = {"sft": {}, "grpo": {"init_from": seed_dir / "sft"}}
     return [
         PlannedStage(name, kind, seed_stage_config(config, name, seed, links[name]))
@@ -68,12 +91,13 @@ def held_out_problems(task, num_problems: int) -> dict[str, np.ndarray]:
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
-    """Which samples are correct [P, n] and greedy correctness [P] for each policy on the
-    held-out problems; from the cache when it was written with the same evaluation settings on
-    the same stages (their fingerprints: checkpoint step, config and upstream)."""
+    """Per policy, the correct samples of each held-out problem [P] at temperature 1 (`counts`)
+    and at each swept temperature (`sweep_counts` [T, P]), greedy correctness [P], and GRPO's
+    KL to SFT on the problems; from the cache when it was written with the same evaluation
+    settings on the same stages (their fingerprints: checkpoint step, config and upstream)."""
     stages = {name: stage_fingerprint(seed_dir / name) for name in POLICIES}
     path = seed_dir / "eval.npz"
-    outputs = ("correct", "greedy", "held-out kl")  # what the cache holds
+    outputs = ("counts", "sweep_counts", "greedy", "held-out kl")  # what the cache holds
     settings = json.dumps(
         {**config.eval.to_dict(), "stages": stages, "outputs": outputs}, sort_keys=True
     )
@@ -89,19 +113,30 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     prompts = {k: v for k, v in problems.items() if k != "answer"}
     # The same key for both policies: paired draws, so the change is measured with less noise.
     rng = jax.random.fold_in(jax.random.key(seed), EVAL_SEED_OFFSET)
+
+    def correct_counts(params, temperature: float, num_samples: int, key) -> np.ndarray:
+        pool = sample_pool(
+            model,
+            params,
+            task,
+            prompts,
+            key,
+            pool_size=num_samples,
+            max_new_tokens=e.max_new_tokens,
+            temperature=temperature,
+        )
+        return (pool["gold"] > 0.5).sum(axis=1)  # the verifier's reward is 1 or 0
+
     out, params = {}, {}
     for name in POLICIES:
         params[name] = load_stage_model(seed_dir / name, heads=("lm",), mesh=mesh)[1]
-        pool = sample_pool(
-            model,
-            params[name],
-            task,
-            prompts,
-            rng,
-            pool_size=e.num_samples,
-            max_new_tokens=e.max_new_tokens,
+        out[f"{name}_counts"] = correct_counts(params[name], 1.0, e.num_samples, rng)
+        out[f"{name}_sweep_counts"] = np.stack(
+            [
+                correct_counts(params[name], t, e.sweep_samples, jax.random.fold_in(rng, 2 + i))
+                for i, t in enumerate(e.sweep_temperatures)
+            ]
         )
-        out[f"{name}_correct"] = pool["gold"] > 0.5  # the verifier's reward is 1 or 0
         greedy = evaluate_policy(
             model,
             params[name],
@@ -127,26 +162,79 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     return out
 
 
+def sweep_ks(config) -> list[int]:
+    """The ks reported at the swept temperatures: those their sample count allows."""
+    return [k for k in config.eval.ks if k <= config.eval.sweep_samples]
+
+
+def pass_at_ks(counts: np.ndarray, num_samples: int, ks) -> dict[str, float]:
+    return {f"pass@{k}": float(pass_at_k(counts, num_samples, k).mean()) for k in ks}
+
+
 def seed_table(config, outcomes: dict) -> dict:
-    """policy -> {"pass@k": value for each k, "coverage", "greedy"} for one seed."""
+    """One seed's table: per policy, pass@k at temperature 1, coverage and greedy accuracy, and
+    pass@k at each swept temperature ("T0.6/pass@1"); "solvable": the shares of problems that
+    some sample solves under SFT only, GRPO only, both or neither (at temperature 1)."""
+    e = config.eval
     table = {}
     for name in POLICIES:
-        correct = outcomes[f"{name}_correct"]
-        row = {f"pass@{k}": v for k, v in mean_pass_at_k(correct, config.eval.ks).items()}
-        row["coverage"] = coverage(correct)
-        row["greedy"] = float(outcomes[f"{name}_greedy"].mean())
+        counts = np.asarray(outcomes[f"{name}_counts"]).astype(np.int64)
+        row = pass_at_ks(counts, e.num_samples, e.ks)
+        row["coverage"] = float((counts > 0).mean())
+        row["greedy"] = float(np.mean(outcomes[f"{name}_greedy"]))
+        for t, swept in zip(e.sweep_temperatures, outcomes[f"{name}_sweep_counts"], strict=True):
+            at_t = pass_at_ks(np.asarray(swept).astype(np.int64), e.sweep_samples, sweep_ks(config))
+            row.update({f"T{t}/{key}": value for key, value in at_t.items()})
         table[name] = row
+    sft, grpo = (np.asarray(outcomes[f"{name}_counts"]) > 0 for name in POLICIES)
+    table["solvable"] = {
+        "both": float((sft & grpo).mean()),
+        "sft only": float((sft & ~grpo).mean()),
+        "grpo only": float((~sft & grpo).mean()),
+        "neither": float((~sft & ~grpo).mean()),
+    }
     return table
 
 
 def aggregate(tables: dict) -> dict:
-    """policy (and "change" = grpo - sft, paired within each seed) -> metric -> (mean, 95%
-    half-width) over seeds."""
+    """Row ("sft", "grpo", "solvable", and "change" = grpo - sft, paired within each seed) ->
+    metric -> (mean, 95% half-width) over seeds."""
     change = {
         seed: {"change": {m: t["grpo"][m] - t["sft"][m] for m in t["sft"]}}
         for seed, t in tables.items()
     }
     return {**seed_means(tables), **seed_means(change)}
+
+
+def answer_frequencies(task, draws: int) -> Counter:
+    """How often each answer comes up among `draws` training problems: what a guesser who knows
+    the answers' distribution but not the problem draws from."""
+    problems = task.sample_problems(draws, seed=0, split="train")
+    return Counter(solution.split("=")[-1] for _, solution in problems)
+
+
+def guessing(config, task) -> dict[str, float]:
+    """pass@k of the problem-blind guesser on the held-out problems (`guessing_pass_at_k`)."""
+    frequencies = answer_frequencies(task, config.eval.answer_draws)
+    problems = held_out_problems(task, config.eval.num_problems)
+    p = [
+        frequencies[solution.split("=")[-1]] / config.eval.answer_draws
+        for solution in problems["answer"]
+    ]
+    return {f"pass@{k}": v for k, v in guessing_pass_at_k(p, config.eval.ks).items()}
+
+
+def verdicts(config, combined: dict) -> dict:
+    """The answer (`classify_change`) at temperature 1 ("1.0") and at each swept temperature,
+    each at the largest k its samples allow."""
+    change = combined["change"]
+    largest, largest_swept = max(config.eval.ks), max(sweep_ks(config))
+    out = {"1.0": classify_change(change["pass@1"], change[f"pass@{largest}"], largest_k=largest)}
+    for t in config.eval.sweep_temperatures:
+        out[str(t)] = classify_change(
+            change[f"T{t}/pass@1"], change[f"T{t}/pass@{largest_swept}"], largest_k=largest_swept
+        )
+    return out
 
 
 def held_out_kl(outcomes: dict) -> dict:
@@ -169,9 +257,12 @@ def crossover_k(ks, mean_changes) -> int | None:
     return crossover
 
 
-def figures(config, tables: dict, combined: dict, workdir: Path) -> None:
-    ks = list(config.eval.ks)
-    labels = {"sft": "before (SFT)", "grpo": "after (GRPO)"}
+LABELS = {"sft": "before (SFT)", "grpo": "after (GRPO)"}
+
+
+def figures(config, results: dict, workdir: Path) -> None:
+    """pass@k against k (with the guesser), the change per k, and pass@k against temperature."""
+    ks, tables, combined = list(config.eval.ks), results["seeds"], results["combined"]
     fig, ax = plots.subplots(figsize=(4.8, 3.4))
     for i, name in enumerate(POLICIES):
         color = plots.series_color(i)
@@ -185,9 +276,11 @@ def figures(config, tables: dict, combined: dict, workdir: Path) -> None:
             color=color,
             markersize=4,
             capsize=3,
-            label=f"{labels[name]}, mean ± 95% CI",
+            label=f"{LABELS[name]}, mean ± 95% CI",
         )
     ax.plot([], [], "-", color="grey", alpha=0.4, label="single seeds")
+    guess = results["guessing"]
+    ax.plot(ks, [guess[f"pass@{k}"] for k in ks], "k--", linewidth=1, label="problem-blind guesser")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set(
@@ -230,57 +323,120 @@ def figures(config, tables: dict, combined: dict, workdir: Path) -> None:
     ax.legend()
     plots.save(fig, workdir / "figures" / "pass_at_k_change")
 
+    temperatures = sorted((1.0, *config.eval.sweep_temperatures))
+    fig, axes = plots.subplots(1, 2, figsize=(8.4, 3.2))
+    for ax, k in zip(axes, (1, max(sweep_ks(config))), strict=True):
+        for i, name in enumerate(POLICIES):
+            points = [combined[name][temperature_key(t, k)] for t in temperatures]
+            ax.errorbar(
+                temperatures,
+                [m for m, _ in points],
+                yerr=[h for _, h in points],
+                fmt="o-",
+                color=plots.series_color(i),
+                capsize=3,
+                label=LABELS[name],
+            )
+        ax.set(xlabel="sampling temperature", ylabel=f"pass@{k}", title=f"pass@{k} by temperature")
+    axes[0].legend()
+    plots.save(fig, workdir / "figures" / "temperatures")
+
+
+def temperature_key(t: float, k: int) -> str:
+    """The metric of pass@k at temperature t: the main samples' at 1, the sweep's otherwise."""
+    return f"pass@{k}" if t == 1.0 else f"T{t}/pass@{k}"
+
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
-    e, ks = config.eval, config.eval.ks
-    tables, combined, answer = results["seeds"], results["combined"], results["answer"]
+    e, ks, c = config.eval, config.eval.ks, config.task
+    tables, combined, answers = results["seeds"], results["combined"], results["answers"]
+    guess, solvable = results["guessing"], combined["solvable"]
     seeds = ", ".join(map(str, tables))
     kl = mean_interval([seed["mean"] for seed in results["grpo_held_out_kl"].values()])
+    largest, swept = max(ks), max(sweep_ks(config))
     lines = [
-        "### RLVR on arithmetic: pass@k before and after GRPO",
+        "### RLVR on multi-step arithmetic: pass@k before and after GRPO",
         "",
         f"{written_by(prov)}; {len(tables)} seeds ({seeds}) on {config.workers} process(es); "
         f"{wall_time_text(timings)}.",
         "",
+        f"The task: {c.num_steps} operations ({' '.join(c.operators)}) on operands "
+        f"{c.min_operand}..{c.max_operand}, evaluated left to right, the solution writing out "
+        'each step ("3+4*2-5=" -> "7*2-5=14-5=9"); the verifier checks the answer after the '
+        'last "=". Held-out problems are split from training ones by commutation class (no '
+        "held-out problem's commuted twin is trained on). "
         f"Per seed: SFT ({config.stages.sft.train.steps} steps) -> GRPO "
         f"({config.stages.grpo.train.steps} steps of {config.stages.grpo.train.batch_size} "
         f"prompts x {config.stages.grpo.rollout.group_size} samples; KL to SFT on the held-out "
         f"problems {interval_text(kl)} nats, one sample per problem). Each policy answers "
-        f"{e.num_problems} distinct held-out "
-        "problems "
-        f"(operand combinations never trained on) with {e.num_samples} samples at temperature 1; "
-        "the exact-match checker decides. pass@k is the unbiased estimator "
-        "1 - C(n-c, k) / C(n, k); coverage is the share of problems any of the n samples solves. "
-        "Mean over seeds ± 95% t-interval; the change is paired within each seed.",
+        f"{e.num_problems} distinct held-out problems with {e.num_samples} samples at "
+        "temperature 1. pass@k is the unbiased estimator 1 - C(n-c, k) / C(n, k); coverage is "
+        "the share of problems any of the n samples solves. The guesser ignores the problem and "
+        f"draws each answer from the answers of {e.answer_draws} training problems: pass@k "
+        "below its curve shows no skill at that k. Mean over seeds ± 95% t-interval; the "
+        "change is paired within each seed.",
         "",
-        "| k | before (SFT) | after (GRPO) | change |",
-        "|---|---|---|---|",
+        "| k | guesser | before (SFT) | after (GRPO) | change |",
+        "|---|---|---|---|---|",
     ]
     for k in ks:
         key = f"pass@{k}"
         lines.append(
-            f"| {k} | {interval_text(combined['sft'][key])} | "
+            f"| {k} | {guess[key]:.3f} | {interval_text(combined['sft'][key])} | "
             f"{interval_text(combined['grpo'][key])} | "
             f"{interval_text(combined['change'][key], signed=True)} |"
         )
     for key, label in (("coverage", f"coverage (pass@{e.num_samples})"), ("greedy", "greedy")):
         lines.append(
-            f"| {label} | {interval_text(combined['sft'][key])} | "
+            f"| {label} | - | {interval_text(combined['sft'][key])} | "
             f"{interval_text(combined['grpo'][key])} | "
             f"{interval_text(combined['change'][key], signed=True)} |"
         )
+    answer = answers["1.0"]
     crossover = crossover_k(ks, [combined["change"][f"pass@{k}"][0] for k in ks])
     crossing = (
         f"GRPO's mean pass@k is at or below SFT's from k = {crossover} on."
         if crossover is not None
         else ""
     )
+    headroom = 1.0 - combined["sft"][f"pass@{largest}"][0]
     lines += [
         "",
-        f"**Answer: {answer['verdict']}.** {answer['explanation']} {crossing}".rstrip(),
+        f"**Answer at temperature 1: {answer['verdict']}.** {answer['explanation']} "
+        f"{crossing}".rstrip(),
+        f"SFT's pass@{largest} leaves {headroom:.3f} of room for broadening at k = {largest}.",
         "",
-        f"Rule: {answer['rule']}",
+        f"Problems some of the {e.num_samples} samples solve (share of the {e.num_problems}, "
+        f"temperature 1): under both policies {interval_text(solvable['both'])}, SFT only "
+        f"{interval_text(solvable['sft only'])}, GRPO only "
+        f"{interval_text(solvable['grpo only'])}, neither {interval_text(solvable['neither'])}.",
+        "",
+        f"By sampling temperature (at {', '.join(map(str, e.sweep_temperatures))}: "
+        f"{e.sweep_samples} samples per problem; at 1: the samples above), with the answer by "
+        f"the same rule at k = {swept}:",
+        "",
+        f"| temperature | pass@1 SFT | pass@1 GRPO | change | pass@{swept} SFT | "
+        f"pass@{swept} GRPO | change | answer |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    for t in sorted((1.0, *e.sweep_temperatures)):
+        cells = []
+        for k in (1, swept):
+            key = temperature_key(t, k)
+            cells += [
+                interval_text(combined["sft"][key]),
+                interval_text(combined["grpo"][key]),
+                interval_text(combined["change"][key], signed=True),
+            ]
+        verdict = (
+            classify_change(
+                combined["change"]["pass@1"], combined["change"][f"pass@{swept}"], largest_k=swept
+            )
+            if t == 1.0
+            else answers[str(t)]
+        )["verdict"]
+        lines.append(f"| {t} | {' | '.join(cells)} | {verdict} |")
+    lines += ["", f"Rule: {answer['rule']}"]
     return "\n".join(lines) + "\n"
 
 
@@ -294,29 +450,33 @@ def task_prompts(task, problems: dict) -> list[str]:
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:
     """Per seed and across seeds (mean, 95% interval): pass@k, coverage and greedy accuracy of
-    both policies and their paired change; the answer by `classify_change`; the figures."""
+    both policies at temperature 1 and pass@k at the swept temperatures, their paired change,
+    the solvable sets; the guesser; the answers by `classify_change`; the figures."""
     task = get_task(config.task_name, config.task)
     tables = {seed: seed_table(config, outcomes) for seed, outcomes in seeds.items()}
     combined = aggregate(tables)
     ks = list(config.eval.ks)
-    answer = classify_change(
-        combined["change"]["pass@1"], combined["change"][f"pass@{max(ks)}"], largest_k=max(ks)
-    )
-    figures(config, tables, combined, workdir)
-    return {
+    answers = verdicts(config, combined)
+    results = {
         "ks": ks,
         "num_samples": config.eval.num_samples,
+        "sweep_temperatures": list(config.eval.sweep_temperatures),
+        "sweep_samples": config.eval.sweep_samples,
         "problems": task_prompts(task, held_out_problems(task, config.eval.num_problems)),
+        "guessing": guessing(config, task),
         "seeds": {str(s): t for s, t in tables.items()},
         "combined": combined,
-        "answer": answer,
+        "answer": answers["1.0"],
+        "answers": answers,
         "crossover_k": crossover_k(ks, [combined["change"][f"pass@{k}"][0] for k in ks]),
         "grpo_held_out_kl": {str(s): held_out_kl(c) for s, c in seeds.items()},
         "per_problem_correct": {
-            str(s): {name: c[f"{name}_correct"].sum(1).tolist() for name in POLICIES}
+            str(s): {name: np.asarray(c[f"{name}_counts"]).tolist() for name in POLICIES}
             for s, c in seeds.items()
         },
     }
+    figures(config, results, workdir)
+    return results
 
 
 PAPER = "Yue et al. (2025)"
@@ -328,7 +488,7 @@ def glance(results: dict) -> list[str]:
     return [
         f"**{results['answer']['verdict']}**: pass@1 "
         f"{interval_text(change['pass@1'], signed=True)}, pass@{k} "
-        f"{interval_text(change[f'pass@{k}'], signed=True)} after GRPO"
+        f"{interval_text(change[f'pass@{k}'], signed=True)} after GRPO (3-step problems)"
     ]
 
 

@@ -51,8 +51,9 @@ def overoptimization_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def rlvr_run(tmp_path_factory):
-    """RLVR end to end at toy sizes: SFT -> GRPO -> pass@k of both policies on held-out problems
-    for two seeds, with the per-k table, the computed answer and the figures."""
+    """RLVR end to end at toy sizes: SFT -> GRPO -> pass@k of both policies on held-out
+    three-step problems for two seeds, at three temperatures, with the guesser, the solvable
+    sets, the per-k table, the computed answers and the figures."""
     from alignax.analysis.pass_at_k import pass_at_k
     from alignax.tasks import get_task
     from configs import rlvr as config_module
@@ -71,9 +72,14 @@ def rlvr_run(tmp_path_factory):
     assert all(np.isfinite(k["mean"]) and k["se"] > 0 for k in kls.values())
     assert "KL to SFT on the held-out problems" in (workdir / "results.md").read_text()
     task = get_task(config.task_name, config.task)
-    for problem in results["problems"]:  # held out: every operand combination is an eval one
-        a, op, b = re.fullmatch(r"(\d+)([-+*])(\d+)=", problem).groups()
-        assert task.problem_split(int(a), op, int(b)) == "eval"
+    for problem in results["problems"]:  # held out: every problem is an eval one
+        operands = [int(x) for x in re.findall(r"\d+", problem)]
+        ops = re.findall(r"[-+*]", problem)
+        assert len(ops) == config.task.num_steps == 3
+        assert task.problem_split(operands, ops) == "eval"
+    # The guesser's pass@k rises with k and is a probability.
+    guess = [results["guessing"][f"pass@{k}"] for k in ks]
+    assert all(0 <= a <= b <= 1 for a, b in zip(guess, guess[1:]))
     assert set(results["seeds"]) == {str(s) for s in config.seeds}
     for seed, table in results["seeds"].items():
         for policy in ("sft", "grpo"):
@@ -86,6 +92,12 @@ def rlvr_run(tmp_path_factory):
             # pass@k never falls with k, and never exceeds the share solved by some sample.
             assert all(b >= a - 1e-12 for a, b in zip(curve, curve[1:]))
             assert curve[-1] <= table[policy]["coverage"] + 1e-12
+        # The solvable sets partition the problems.
+        sets = table["solvable"]
+        assert abs(sum(sets.values()) - 1) < 1e-12
+        assert abs(sets["both"] + sets["sft only"] - table["sft"]["coverage"]) < 1e-12
+        for t in config.eval.sweep_temperatures:
+            assert 0 <= table["grpo"][f"T{t}/pass@1"] <= table["grpo"][f"T{t}/pass@16"] <= 1
     for k in ks:
         # The change is paired within seeds: its mean is the difference of the means.
         change = results["combined"]["change"][f"pass@{k}"][0]
@@ -93,8 +105,10 @@ def rlvr_run(tmp_path_factory):
         assert abs(change - (after - before)) < 1e-12
     assert results["answer"]["verdict"] in ("sharpening", "broadening", "neither")
     text = (workdir / "results.md").read_text()
-    assert "Written by" in text and f"**Answer: {results['answer']['verdict']}.**" in text
-    for name in ("pass_at_k", "pass_at_k_change"):
+    verdict = results["answer"]["verdict"]
+    assert "Written by" in text and f"**Answer at temperature 1: {verdict}.**" in text
+    assert set(results["answers"]) == {"1.0", *map(str, config.eval.sweep_temperatures)}
+    for name in ("pass_at_k", "pass_at_k_change", "temperatures"):
         assert (workdir / "figures" / f"{name}.png").exists()
         assert (workdir / "figures" / f"{name}.pdf").exists()
     assert summary["seconds/total"] > 0

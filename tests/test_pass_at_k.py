@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k, pass_at_k
+from alignax.analysis.pass_at_k import (
+    classify_change,
+    coverage,
+    guessing_pass_at_k,
+    mean_pass_at_k,
+    pass_at_k,
+)
 
 
 def brute_force(outcomes: list[int], k: int) -> float:
@@ -114,3 +120,19 @@ def test_classify_change(at_1, at_largest, verdict):
     answer = classify_change(at_1, at_largest, largest_k=16)
     assert answer["verdict"] == verdict
     assert "pass@16" in answer["explanation"] and answer["rule"]
+
+
+def test_guessing_baseline_hand_cases_and_limits():
+    """1 - (1 - p)^k averaged over problems: a sure answer is always found, an impossible one
+    never, and at k = 1 the guesser scores the mean probability of the right answers."""
+    p = np.array([0.0, 1.0, 0.5, 0.1])
+    guess = guessing_pass_at_k(p, ks=(1, 2, 10))
+    assert guess[1] == pytest.approx(p.mean())
+    assert guess[2] == pytest.approx(np.mean([0.0, 1.0, 0.75, 1 - 0.9**2]))
+    assert guess[10] == pytest.approx(np.mean([0.0, 1.0, 1 - 0.5**10, 1 - 0.9**10]))
+    # Simulated: a guesser drawing k answers from the distribution finds the right one as often.
+    rng = np.random.default_rng(0)
+    hits = (rng.random((200_000, 10)) < 0.1).any(axis=1).mean()
+    assert abs(hits - guessing_pass_at_k([0.1], ks=(10,))[10]) < 0.005
+    with pytest.raises(ValueError, match="answer_probability"):
+        guessing_pass_at_k([1.5], ks=(1,))

@@ -99,7 +99,7 @@ def test_train_and_eval_problems_are_disjoint_by_construction(task):
         for a in range(21)
         for b in range(21)
         for op in "+-"
-        if task.problem_split(a, op, b) == "eval"
+        if task.problem_split((a, b), op) == "eval"
     }
     assert len(everything) == universe
     assert 0.15 < len(held_out) / universe < 0.25
@@ -172,3 +172,96 @@ def test_generator_comparisons_are_refused_on_arithmetic(task):
         ValueError, match="labels.source='generator' needs .*generator_comparisons.*policy's"
     ):
         labels.comparisons(config, task, None, 4, seed=0, split="train")
+
+
+def test_commuted_twins_share_a_split(task):
+    """ "a+b" and "b+a" are one problem class: both train or both eval; "a-b" need not follow."""
+    for a in range(21):
+        for b in range(21):
+            assert task.problem_split((a, b), "+") == task.problem_split((b, a), "+")
+    config = arithmetic_config()
+    config.num_steps = 3
+    chained = ArithmeticTask(config)
+    assert chained.problem_split((3, 4, 2, 5), "+*-") == chained.problem_split((4, 3, 2, 5), "+*-")
+    splits = {chained.problem_split((a, b, 2, 5), "-*-") for a in range(21) for b in range(21)}
+    assert splits == {"train", "eval"}
+    twins = [
+        (chained.problem_split((a, b, 2, 5), "-*-"), chained.problem_split((b, a, 2, 5), "-*-"))
+        for a in range(21)
+        for b in range(a)
+    ]
+    assert any(x != y for x, y in twins)
+
+
+@pytest.fixture(scope="module")
+def chained():
+    config = arithmetic_config()
+    config.update(num_steps=3, operators="+-*", max_operand=9)
+    return ArithmeticTask(config)
+
+
+def test_multi_step_solutions_write_each_step_then_the_answer(chained):
+    assert chained.answer_of(chained.encode_text("3+4*2-5=")) == "7*2-5=14-5=9"
+    assert chained.answer_of(chained.encode_text("1-9*3+0=")) == "-8*3+0=-24+0=-24"
+    problems = chained.sample_problems(200, seed=0)
+    assert max(len(s) for _, s in problems) <= chained.answer_len
+    assert chained.prompt_len == 1 + len("9*9*9*9=")
+    for prompt, solution in problems:
+        steps = solution.split("=")
+        assert len(steps) == 3 and int(steps[-1]) == _left_to_right(prompt[:-1])
+        for step in steps[:-1]:
+            assert _left_to_right(step) == _left_to_right(prompt[:-1])  # each step keeps value
+    with pytest.raises(ValueError, match="not of the form a<op>b<op>c<op>c="):
+        chained.answer_of(chained.encode_text("3+4="))
+    config = arithmetic_config()
+    config.num_steps = 0
+    with pytest.raises(ValueError, match="task.num_steps=0"):
+        ArithmeticTask(config)
+
+
+def _left_to_right(expression: str) -> int:
+    import re
+
+    first, *rest = re.findall(r"^-?\d+|[+*-]\d+", expression)
+    value = int(first)
+    for term in rest:
+        value = {
+            "+": value + int(term[1:]),
+            "-": value - int(term[1:]),
+            "*": value * int(term[1:]),
+        }[term[0]]
+    return value
+
+
+def test_multi_step_verifier_checks_the_answer_and_the_number_of_steps(chained):
+    """The jitted reward agrees with the host checker: right answer after the last "=" with the
+    solution's number of steps scores 1, whatever the intermediate steps say; a missing step, a
+    wrong answer or a missing EOS scores 0."""
+    problems = chained.sample_problems(6, seed=1)
+    cases = []
+    for prompt, solution in problems:
+        steps = solution.split("=")
+        cases += [
+            (prompt, solution, solution + "|", 1.0),
+            (prompt, solution, "=".join(["0", "1", steps[-1]]) + "|", 1.0),  # wrong steps
+            (prompt, solution, steps[-1] + "|", 0.0),  # the steps left out
+            (prompt, solution, "=".join([*steps[:-1], str(int(steps[-1]) + 1)]) + "|", 0.0),
+            (prompt, solution, solution, 0.0),  # no EOS
+            (prompt, solution, solution + "1|", 0.0),
+        ]
+    width = chained.seq_len + 4
+    tokens = np.zeros((len(cases), width), np.int32)
+    mask = np.zeros_like(tokens)
+    for i, (prompt, _, response, _) in enumerate(cases):
+        r_ids = [EOS_ID if ch == "|" else chained.encode_text(ch)[0] for ch in response]
+        p_ids = [1, *chained.encode_text(prompt)]
+        tokens[i, : len(p_ids) + len(r_ids)] = [*p_ids, *r_ids]
+        mask[i, len(p_ids) : len(p_ids) + len(r_ids)] = 1
+        assert chained.verified(r_ids, cases[i][1]) == bool(cases[i][3])
+    answers = chained.encode_answers([solution for _, solution, _, _ in cases])
+    got = np.asarray(jax.jit(chained.reward)(tokens, mask, answers))
+    np.testing.assert_array_equal(got, [expected for *_, expected in cases])
+    data = chained.sft_dataset(32, seed=0)
+    solutions = [s for _, s in chained.sample_problems(32, seed=0, split="train")]
+    reward = chained.reward(data["tokens"], data["loss_mask"], chained.encode_answers(solutions))
+    np.testing.assert_array_equal(reward, 1.0)

@@ -4,6 +4,7 @@ trained on code", section 2.1).
 
     per_problem = pass_at_k(num_correct_P, num_samples=64, k=16)   # [P]
     curve = mean_pass_at_k(correct_PxN, ks=(1, 2, 4, 8, 16))         # {k: mean over problems}
+    guess = guessing_pass_at_k(answer_probability_P, ks=(1, 16))     # a problem-blind guesser
 
 The estimator is the probability that a k-subset drawn without replacement from the n samples
 holds a correct one:
@@ -51,6 +52,17 @@ def mean_pass_at_k(correct, ks: Sequence[int]) -> dict[int, float]:
         raise ValueError(f"correct must be [problems, samples], got shape {correct.shape}")
     counts = np.rint(correct.sum(axis=1)).astype(np.int64)
     return {int(k): float(pass_at_k(counts, correct.shape[1], k).mean()) for k in ks}
+
+
+def guessing_pass_at_k(answer_probability, ks: Sequence[int]) -> dict[int, float]:
+    """{k: mean over problems of 1 - (1 - p)^k}: pass@k of a guesser that ignores the problem and
+    draws each of its k answers independently from a distribution giving each problem's right
+    answer probability p (e.g. how often that answer comes up among training problems' answers).
+    What a policy's pass@k must beat before it shows any skill at that k."""
+    p = np.asarray(answer_probability, np.float64)
+    if p.size and (p.min() < 0 or p.max() > 1):
+        raise ValueError("answer_probability must lie in [0, 1]")
+    return {int(k): float(np.mean(1.0 - (1.0 - p) ** k)) for k in ks}
 
 
 def coverage(correct) -> float:

@@ -243,10 +243,12 @@ def sample_pool(
     *,
     pool_size: int,
     max_new_tokens: int,
+    temperature: float = 1.0,
     chunk_size: int = 2048,
     first_row: int = 0,
 ) -> dict[str, np.ndarray]:
-    """`pool_size` samples of the policy per prompt, with their gold reward (the task's reward).
+    """`pool_size` samples of the policy per prompt at `temperature`, with their gold reward
+    (the task's reward).
 
     The rows from `start` are drawn with key fold_in(rng, first_row + start): a pool sampled in
     parts, each with `first_row` = its first row's index in the whole, is the whole pool's
@@ -270,6 +272,7 @@ def sample_pool(
             jax.random.fold_in(rng, first_row + start),
             max_new_tokens=max_new_tokens,
             eos_id=task.eos_id,
+            temperature=temperature,
         )
         for key in ("tokens", "input_mask", "loss_mask"):
             out[key].append(np.asarray(getattr(samples, key))[: stop - start])

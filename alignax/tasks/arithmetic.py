@@ -1,13 +1,17 @@
-"""Built-in verifiable task: short arithmetic on a character vocabulary.
+"""Built-in verifiable task: arithmetic on a character vocabulary, in one step or several.
 
     task = ArithmeticTask(arithmetic_config())     # or alignax.tasks.get_task("arithmetic")
     problems = task.sample_problems(4, seed=0)      # [("12+7=", "19"), ...]
     reward_B = task.reward(tokens_BxL, loss_mask_BxL, answer_tokens=answer_tokens_BxA)  # 1 or 0
 
 Vocabulary: pad=0, bos=1, eos=2, digits "0".."9" = 3..12, "+" = 13, "-" = 14, "*" = 15, "=" = 16.
-A prompt is "a<op>b=" with operands drawn uniformly from [min_operand, max_operand]; the answer is
-the exact integer result (a leading "-" when negative). A response is correct iff its tokens
-are exactly the answer's characters followed by EOS (no extra tokens, no missing EOS).
+A prompt is "a<op>b=" with operands drawn uniformly from [min_operand, max_operand]; with
+`num_steps` = s > 1 it chains s operations, evaluated left to right ("3+4*2-5=": (3+4)*2-5).
+The solution writes out the expression after each step, then the answer: "7*2-5=14-5=9" (one
+step: just the answer, "19"). The verifier checks the outcome only: a response is correct iff it
+holds as many "=" as the solution (one per written-out step, so the format is kept) and the
+characters after its last "=" are exactly the answer's, followed by EOS (no extra tokens, no
+missing EOS). Intermediate results are not checked.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from alignax.tasks.base import (
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 CHARS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", *"0123456789", "+", "-", "*", "=")
 CHAR_TO_ID = {c: i for i, c in enumerate(CHARS)}
+EQ_ID = CHAR_TO_ID["="]
 VOCAB_SIZE = len(CHARS)
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 
@@ -43,15 +48,45 @@ def arithmetic_config() -> ml_collections.ConfigDict:
             "min_operand": 0,
             "max_operand": 20,
             "operators": "+-",
-            "answer_len": 0,  # 0: derived from the operand range
-            # Share of (a, op, b) problems held out for evaluation (hash-assigned).
+            # Operations per problem, evaluated left to right; the solution writes out the
+            # expression after each one before the answer.
+            "num_steps": 1,
+            "answer_len": 0,  # solution characters; 0: derived from the operands and steps
+            # Share of problems held out for evaluation (hash-assigned by commutation class:
+            # "3+4=" and "4+3=" are always in the same split).
             "eval_problem_fraction": 0.2,
         }
     )
 
 
-def _check(text: str, answer: str) -> float:
-    return 1.0 if text.strip() == answer.strip() else 0.0
+def _check(text: str, solution: str) -> float:
+    text, solution = text.strip(), solution.strip()
+    same_steps = text.count("=") == solution.count("=")
+    return 1.0 if same_steps and text.split("=")[-1] == solution.split("=")[-1] else 0.0
+
+
+def _longest(lo: int, hi: int) -> int:
+    """The most characters an integer in [lo, hi] is written with."""
+    return max(len(str(lo)), len(str(hi)))
+
+
+def _evaluate(operands: Sequence[int], ops: Sequence[str]) -> list[int]:
+    """The value after each operation, left to right."""
+    values, value = [], operands[0]
+    for op, x in zip(ops, operands[1:], strict=True):
+        value = _OPS[op](value, x)
+        values.append(value)
+    return values
+
+
+def _solution(operands: Sequence[int], ops: Sequence[str]) -> str:
+    """The expression after each step, then the answer: (3, 4, 2), "+*" -> "7*2=14"."""
+    values = _evaluate(operands, ops)
+    steps = [
+        str(value) + "".join(f"{op}{x}" for op, x in zip(ops[j + 1 :], operands[j + 2 :]))
+        for j, value in enumerate(values)
+    ]
+    return "=".join(steps)
 
 
 class ArithmeticTask:
@@ -70,12 +105,18 @@ class ArithmeticTask:
         if not c.operators or any(op not in _OPS for op in c.operators):
             raise ValueError(f"operators={c.operators!r}; allowed characters: '+', '-', '*'")
         check_eval_fraction(c.eval_problem_fraction, "task.eval_problem_fraction")
-        hi, lo = c.max_operand, c.min_operand
-        extremes = [_OPS[op](a, b) for op in c.operators for a in (lo, hi) for b in (lo, hi)]
-        derived = max(len(str(x)) for x in extremes)
+        if c.num_steps < 1:
+            raise ValueError(f"task.num_steps={c.num_steps} must be >= 1")
+        hi, lo, steps = c.max_operand, c.min_operand, c.num_steps
+        # The range of the value after each step bounds the characters of its expression.
+        derived, low, high = 0, lo, hi
+        for j in range(1, steps + 1):
+            extremes = [_OPS[op](v, x) for op in c.operators for v in (low, high) for x in (lo, hi)]
+            low, high = min(extremes), max(extremes)
+            derived += _longest(low, high) + (steps - j) * (1 + len(str(hi))) + (j < steps)
         self.answer_len = max(derived, c.answer_len)
-        self.prompt_len = 1 + 2 * len(str(hi)) + 2  # BOS a op b =
-        self.seq_len = self.prompt_len + self.answer_len + 1  # + answer + EOS
+        self.prompt_len = 1 + (steps + 1) * len(str(hi)) + steps + 1  # BOS a op b ... =
+        self.seq_len = self.prompt_len + self.answer_len + 1  # + solution + EOS
 
     def encode_text(self, text: str) -> list[int]:
         try:
@@ -89,66 +130,98 @@ class ArithmeticTask:
         return "".join(CHARS[i] if 3 <= i < VOCAB_SIZE else "" for i in ids)
 
     def sample_problems(self, n: int, seed, *, split: str | None = None) -> list[tuple[str, str]]:
-        """n (prompt, answer) strings, e.g. ("12+7=", "19"), from `split` ("train" or "eval";
-        None: any problem). Operands are uniform in [min_operand, max_operand]."""
+        """n (prompt, solution) strings, e.g. ("12+7=", "19") or ("3+4*2=", "7*2=14"), from
+        `split` ("train" or "eval"; None: any problem). Operands are uniform in [min_operand,
+        max_operand], operators uniform in `operators`."""
         if split is not None:
             check_split(split)
         rng = np.random.default_rng(seed)
         c = self.config
         problems = []
         while len(problems) < n:
-            x, y = (int(v) for v in rng.integers(c.min_operand, c.max_operand + 1, size=2))
-            op = str(rng.choice(list(c.operators)))
-            if split is None or self.problem_split(x, op, y) == split:
-                problems.append((f"{x}{op}{y}=", str(_OPS[op](x, y))))
+            operands = [
+                int(v) for v in rng.integers(c.min_operand, c.max_operand + 1, size=c.num_steps + 1)
+            ]
+            ops = [str(rng.choice(list(c.operators))) for _ in range(c.num_steps)]
+            if split is None or self.problem_split(operands, ops) == split:
+                prompt = str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(ops, operands[1:]))
+                problems.append((prompt + "=", _solution(operands, ops)))
         return problems
 
-    def problem_split(self, a: int, op: str, b: int) -> str:
-        """The split ("train" or "eval") of the problem a<op>b, from its operands alone."""
-        return split_of((a, "+-*".index(op), b), self.config.eval_problem_fraction)
+    def problem_split(self, operands: Sequence[int], ops: Sequence[str]) -> str:
+        """The split ("train" or "eval") of a problem, from its operands and operators alone.
+        A problem and its commuted twin ("3+4" and "4+3" as the first step) share a split, so a
+        held-out problem's twin is never trained on."""
+        first = list(operands[:2])
+        if ops[0] in "+*":
+            first.sort()
+        key = [*first, *(v for op, x in zip(ops[1:], operands[2:]) for v in ("+-*".index(op), x))]
+        return split_of(["+-*".index(ops[0]), *key], self.config.eval_problem_fraction)
 
     @staticmethod
-    def check(response: str, answer: str) -> float:
-        """Host exact-match checker on strings: 1.0 if equal (surrounding spaces ignored)."""
-        return _check(response, answer)
+    def check(response: str, solution: str) -> float:
+        """Host outcome checker on strings: 1.0 if the response has the solution's number of
+        "=" and the same answer after its last one (surrounding spaces ignored)."""
+        return _check(response, solution)
+
+    def verified(self, response: Sequence[int], solution: str) -> bool:
+        """`reward` on one response's ids: characters only, then EOS, and `check` passes."""
+        *chars, last = list(response) or [PAD_ID]
+        return (
+            last == EOS_ID
+            and all(i >= 3 for i in chars)
+            and bool(_check(self.decode(chars), solution))
+        )
 
     reward_inputs: tuple[str, ...] = ("answer_tokens",)  # prompt-batch entries `reward` takes
 
     def reward(
         self, tokens_BxL: jax.Array, response_mask_BxL: jax.Array, answer_tokens: jax.Array
     ) -> jax.Array:
-        """[B] float32: 1 where the masked response is exactly answer + EOS, else 0 (jittable).
+        """[B] float32: 1 where the masked response has the solution's number of "=" and ends
+        in exactly the answer + EOS after its last "=", else 0 (jittable; `check` on ids).
 
-        `answer_tokens` holds the answer's characters right-padded with pad (no EOS).
-        The response is the (contiguous) run of tokens under `response_mask_BxL`.
+        `answer_tokens` holds the solution's characters right-padded with pad (no EOS); the
+        answer is what follows its last "=". The response is the (contiguous) run of tokens
+        under `response_mask_BxL`.
         """
         tokens = jnp.asarray(tokens_BxL).astype(jnp.int32)
         mask = jnp.asarray(response_mask_BxL) > 0
-        answer = jnp.asarray(answer_tokens).astype(jnp.int32)
-        answer_len = jnp.sum(answer != PAD_ID, axis=1)
-        # Target: answer characters, EOS right after them, pad beyond.
-        width = answer.shape[1] + 1
+        solution = jnp.asarray(answer_tokens).astype(jnp.int32)
+        # The answer: the solution's characters after its last "=", then EOS, then pad.
+        solution_eq = solution == EQ_ID
+        start = jnp.max(jnp.where(solution_eq, jnp.arange(solution.shape[1]), -1), axis=1) + 1
+        answer_len = jnp.sum(solution != PAD_ID, axis=1) - start
+        width = solution.shape[1] + 1
         slot = jnp.arange(width)[None, :]
-        answer_pad = jnp.pad(answer, ((0, 0), (0, 1)))
-        target = jnp.where(slot == answer_len[:, None], EOS_ID, answer_pad)
-        index = jnp.cumsum(mask, axis=1) - 1  # response position of each response token
+        chars = jnp.take_along_axis(
+            solution, jnp.clip(start[:, None] + slot, 0, solution.shape[1] - 1), axis=1
+        )
+        target = jnp.where(slot < answer_len[:, None], chars, PAD_ID)
+        target = jnp.where(slot == answer_len[:, None], EOS_ID, target)
+        # The response's answer: its tokens after its last "=".
+        response_eq = (tokens == EQ_ID) & mask
+        later_eq = jnp.cumsum(response_eq[:, ::-1], axis=1)[:, ::-1] - response_eq
+        final = mask & ~response_eq & (later_eq == 0)
+        index = jnp.cumsum(final, axis=1) - 1  # position of each answer token
         expected = jnp.take_along_axis(target, jnp.clip(index, 0, width - 1), axis=1)
-        token_ok = jnp.where(mask, (tokens == expected) & (index < width), True)
-        right_length = jnp.sum(mask, axis=1) == answer_len + 1
-        return (jnp.all(token_ok, axis=1) & right_length).astype(jnp.float32)
+        token_ok = jnp.where(final, (tokens == expected) & (index < width), True)
+        right_length = jnp.sum(final, axis=1) == answer_len + 1
+        same_steps = jnp.sum(response_eq, axis=1) == jnp.sum(solution_eq, axis=1)
+        return (jnp.all(token_ok, axis=1) & right_length & same_steps).astype(jnp.float32)
 
     def encode_answers(self, answers: Sequence[str]) -> np.ndarray:
-        """[N, answer_len] int32 answer characters, right-padded with pad."""
+        """[N, answer_len] int32 solution characters, right-padded with pad."""
         out = np.zeros((len(answers), self.answer_len), np.int32)
         for i, a in enumerate(answers):
             ids = self.encode_text(a)
             if len(ids) > self.answer_len:
-                raise ValueError(f"answer {a!r} is longer than answer_len={self.answer_len}")
+                raise ValueError(f"solution {a!r} is longer than answer_len={self.answer_len}")
             out[i, : len(ids)] = ids
         return out
 
     def sft_dataset(self, n: int, *, seed: int, split: str = "train") -> dict[str, np.ndarray]:
-        """SFT layout: BOS + "a+b=" + answer + EOS, right-padded; loss on answer + EOS."""
+        """SFT layout: BOS + "a+b=" + solution + EOS, right-padded; loss on solution + EOS."""
         problems = self.sample_problems(n, seed, split=split)
         return self.encode(
             [self.encode_text(prompt) for prompt, _ in problems],
@@ -166,13 +239,13 @@ class ArithmeticTask:
         ]
 
     def answer_of(self, prompt: Sequence[int]) -> str:
-        """The exact answer of a prompt's token ids ("12+7=" -> "19")."""
+        """The solution of a prompt's token ids ("12+7=" -> "19", "3+4*2=" -> "7*2=14")."""
         text = self.decode(prompt)
-        match = re.fullmatch(r"(\d+)([+*-])(\d+)=", text)
-        if match:
-            a, op, b = match.groups()
-            return str(_OPS[op](int(a), int(b)))
-        raise ValueError(f"prompt {text!r} is not of the form a<op>b=")
+        steps = self.config.num_steps
+        if re.fullmatch(r"\d+" + r"[+*-]\d+" * steps + "=", text):
+            operands = [int(x) for x in re.findall(r"\d+", text)]
+            return _solution(operands, re.findall(r"[+*-]", text))
+        raise ValueError(f"prompt {text!r} is not of the form a<op>b{'<op>c' * (steps - 1)}=")
 
     def encode_prompts(self, prompts: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         """Prompts layout: BOS + prompt, LEFT-padded to `prompt_len`."""
@@ -215,18 +288,20 @@ class ArithmeticTask:
         rng: np.random.Generator,
     ) -> dict[str, np.ndarray]:
         """Comparisons layout from N*K (prompt, response) rows, K consecutive rows per prompt,
-        labelled by `annotator` of the verifier's reward (1 for exactly answer + EOS, else 0)."""
-        answer_ids = [[*self.encode_text(self.answer_of(p)), EOS_ID] for p in prompts]
-        gold = np.array([list(r) == a for r, a in zip(responses, answer_ids)], np.float32)
+        labelled by `annotator` of the verifier's reward (`check`, the response ending in EOS)."""
+        gold = np.array(
+            [self.verified(r, self.answer_of(p)) for p, r in zip(prompts, responses, strict=True)],
+            np.float32,
+        )
         return comparisons_layout(
             self.encode(prompts, responses), gold, num_responses, annotator, rng
         )
 
     def prompt_dataset(self, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
-        """Prompts (LEFT-padded BOS + "a+b=") from `split`, with `answer_tokens [N, A]` for the
-        verifier.
+        """Prompts (LEFT-padded BOS + "a+b=") from `split`, with `answer_tokens [N, A]` (the
+        solutions' characters) for the verifier.
 
-        The answer strings are also kept, host-side, as an object array under "answer" (so the
+        The solution strings are also kept, host-side, as an object array under "answer" (so the
         dict slices like the other arrays); drop that key before sending a batch to a device.
         """
         problems = self.sample_problems(n, seed, split=split)
