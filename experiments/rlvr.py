@@ -32,9 +32,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from alignax.analysis import plots
-from alignax.analysis.pass_at_k import classify_change, guessing_pass_at_k, pass_at_k
+from alignax.analysis.pass_at_k import (
+    classify_change,
+    coverage,
+    crossover_k,
+    guessing_pass_at_k,
+    mean_pass_at_k,
+    solvable_sets,
+)
 from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, evaluate_policy, sample_pool
+from alignax.analysis.sharpening import figures, temperature_key
 from alignax.analysis.stats import interval_text, mean_interval, seed_means, standard_error
 from alignax.cli import run_experiment
 from alignax.models import build_model
@@ -168,7 +175,7 @@ def sweep_ks(config) -> list[int]:
 
 
 def pass_at_ks(counts: np.ndarray, num_samples: int, ks) -> dict[str, float]:
-    return {f"pass@{k}": float(pass_at_k(counts, num_samples, k).mean()) for k in ks}
+    return {f"pass@{k}": v for k, v in mean_pass_at_k(counts, num_samples, ks).items()}
 
 
 def seed_table(config, outcomes: dict) -> dict:
@@ -178,21 +185,15 @@ def seed_table(config, outcomes: dict) -> dict:
     e = config.eval
     table = {}
     for name in POLICIES:
-        counts = np.asarray(outcomes[f"{name}_counts"]).astype(np.int64)
+        counts = outcomes[f"{name}_counts"]
         row = pass_at_ks(counts, e.num_samples, e.ks)
-        row["coverage"] = float((counts > 0).mean())
+        row["coverage"] = coverage(counts)
         row["greedy"] = float(np.mean(outcomes[f"{name}_greedy"]))
         for t, swept in zip(e.sweep_temperatures, outcomes[f"{name}_sweep_counts"], strict=True):
-            at_t = pass_at_ks(np.asarray(swept).astype(np.int64), e.sweep_samples, sweep_ks(config))
+            at_t = pass_at_ks(swept, e.sweep_samples, sweep_ks(config))
             row.update({f"T{t}/{key}": value for key, value in at_t.items()})
         table[name] = row
-    sft, grpo = (np.asarray(outcomes[f"{name}_counts"]) > 0 for name in POLICIES)
-    table["solvable"] = {
-        "both": float((sft & grpo).mean()),
-        "sft only": float((sft & ~grpo).mean()),
-        "grpo only": float((~sft & grpo).mean()),
-        "neither": float((~sft & ~grpo).mean()),
-    }
+    table["solvable"] = solvable_sets({name: outcomes[f"{name}_counts"] for name in POLICIES})
     return table
 
 
@@ -245,106 +246,6 @@ def held_out_kl(outcomes: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Figures and the report.
-
-
-def crossover_k(ks, mean_changes) -> int | None:
-    """The smallest k from which every mean change in pass@k is <= 0 (None if the last is > 0)."""
-    crossover = None
-    for k, change in zip(reversed(ks), reversed(mean_changes)):
-        if change > 0:
-            break
-        crossover = k
-    return crossover
-
-
-LABELS = {"sft": "before (SFT)", "grpo": "after (GRPO)"}
-
-
-def figures(config, results: dict, workdir: Path) -> None:
-    """pass@k against k (with the guesser), the change per k, and pass@k against temperature."""
-    ks, tables, combined = list(config.eval.ks), results["seeds"], results["combined"]
-    fig, ax = plots.subplots(figsize=(4.8, 3.4))
-    for i, name in enumerate(POLICIES):
-        color = plots.series_color(i)
-        for table in tables.values():
-            ax.plot(ks, [table[name][f"pass@{k}"] for k in ks], "-", color=color, alpha=0.25)
-        ax.errorbar(
-            [k * (0.96 if name == "sft" else 1.04) for k in ks],  # apart, so both bars show
-            [combined[name][f"pass@{k}"][0] for k in ks],
-            yerr=[combined[name][f"pass@{k}"][1] for k in ks],
-            fmt="o-",
-            color=color,
-            markersize=4,
-            capsize=3,
-            label=f"{LABELS[name]}, mean ± 95% CI",
-        )
-    ax.plot([], [], "-", color="grey", alpha=0.4, label="single seeds")
-    guess = results["guessing"]
-    ax.plot(ks, [guess[f"pass@{k}"] for k in ks], "k--", linewidth=1, label="problem-blind guesser")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set(
-        xlabel="k (samples per problem)",
-        ylabel="pass@k (held-out problems)",
-        title=f"pass@k before and after GRPO ({len(tables)} seeds)",
-    )
-    ax.legend(loc="lower right")
-    plots.save(fig, workdir / "figures" / "pass_at_k")
-
-    fig, ax = plots.subplots(figsize=(4.8, 3.4))
-    changes = [combined["change"][f"pass@{k}"] for k in ks]
-    for table in tables.values():
-        ax.plot(
-            ks,
-            [table["grpo"][f"pass@{k}"] - table["sft"][f"pass@{k}"] for k in ks],
-            "-",
-            color=plots.PALETTE[2],
-            alpha=0.25,
-        )
-    ax.errorbar(
-        ks,
-        [m for m, _ in changes],
-        yerr=[h for _, h in changes],
-        fmt="o-",
-        color=plots.PALETTE[2],
-        markersize=4,
-        capsize=3,
-        label="GRPO - SFT, mean ± 95% CI",
-    )
-    ax.plot([], [], "-", color=plots.PALETTE[2], alpha=0.4, label="single seeds")
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set(
-        xlabel="k (samples per problem)",
-        ylabel="change in pass@k",
-        title="What GRPO changes, per k",
-    )
-    ax.legend()
-    plots.save(fig, workdir / "figures" / "pass_at_k_change")
-
-    temperatures = sorted((1.0, *config.eval.sweep_temperatures))
-    fig, axes = plots.subplots(1, 2, figsize=(8.4, 3.2))
-    for ax, k in zip(axes, (1, max(sweep_ks(config))), strict=True):
-        for i, name in enumerate(POLICIES):
-            points = [combined[name][temperature_key(t, k)] for t in temperatures]
-            ax.errorbar(
-                temperatures,
-                [m for m, _ in points],
-                yerr=[h for _, h in points],
-                fmt="o-",
-                color=plots.series_color(i),
-                capsize=3,
-                label=LABELS[name],
-            )
-        ax.set(xlabel="sampling temperature", ylabel=f"pass@{k}", title=f"pass@{k} by temperature")
-    axes[0].legend()
-    plots.save(fig, workdir / "figures" / "temperatures")
-
-
-def temperature_key(t: float, k: int) -> str:
-    """The metric of pass@k at temperature t: the main samples' at 1, the sweep's otherwise."""
-    return f"pass@{k}" if t == 1.0 else f"T{t}/pass@{k}"
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
@@ -475,7 +376,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
             for s, c in seeds.items()
         },
     }
-    figures(config, results, workdir)
+    figures(results, sweep_ks(config), workdir / "figures")
     return results
 
 

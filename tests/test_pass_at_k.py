@@ -10,9 +10,11 @@ import pytest
 from alignax.analysis.pass_at_k import (
     classify_change,
     coverage,
+    crossover_k,
     guessing_pass_at_k,
     mean_pass_at_k,
     pass_at_k,
+    solvable_sets,
 )
 
 
@@ -91,10 +93,26 @@ def test_vectorised_over_any_shape():
 
 def test_mean_over_problems_and_coverage():
     correct = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], bool)
-    curve = mean_pass_at_k(correct, (1, 2, 4))
+    counts = correct.sum(axis=1)
+    curve = mean_pass_at_k(counts, 4, (1, 2, 4))
     assert curve[1] == pytest.approx((0.25 + 0 + 1) / 3)
     assert curve[2] == pytest.approx((0.5 + 0 + 1) / 3)
-    assert curve[4] == pytest.approx(coverage(correct)) == pytest.approx(2 / 3)
+    assert curve[4] == pytest.approx(coverage(counts)) == pytest.approx(2 / 3)
+
+
+def test_solvable_sets_partition_the_problems():
+    before, after = np.array([0, 3, 0, 5, 1]), np.array([0, 0, 2, 4, 1])
+    sets = solvable_sets({"sft": before, "rl": after})
+    assert sets == {"both": 0.4, "sft only": 0.2, "rl only": 0.2, "neither": 0.2}
+    assert sets["both"] + sets["sft only"] == pytest.approx(coverage(before))
+
+
+def test_crossover_k_is_where_the_change_stays_at_or_below_zero():
+    ks = (1, 2, 4, 8)
+    assert crossover_k(ks, (0.2, 0.1, -0.01, -0.05)) == 4
+    assert crossover_k(ks, (0.2, -0.1, 0.01, -0.05)) == 8  # a later rise resets it
+    assert crossover_k(ks, (0.2, 0.1, 0.0, 0.01)) is None
+    assert crossover_k(ks, (-0.2, -0.1, 0.0, 0.0)) == 1
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ n >= k samples of which c are correct (Chen et al. 2021, "Evaluating large langu
 trained on code", section 2.1).
 
     per_problem = pass_at_k(num_correct_P, num_samples=64, k=16)   # [P]
-    curve = mean_pass_at_k(correct_PxN, ks=(1, 2, 4, 8, 16))         # {k: mean over problems}
+    curve = mean_pass_at_k(num_correct_P, 64, ks=(1, 2, 4, 8, 16))   # {k: mean over problems}
     guess = guessing_pass_at_k(answer_probability_P, ks=(1, 16))     # a problem-blind guesser
 
 The estimator is the probability that a k-subset drawn without replacement from the n samples
@@ -45,13 +45,10 @@ def pass_at_k(num_correct, num_samples: int, k: int) -> np.ndarray:
     return np.where(n - c < k, 1.0, out)
 
 
-def mean_pass_at_k(correct, ks: Sequence[int]) -> dict[int, float]:
-    """{k: mean over problems of pass@k} from a [problems, n] array of 0/1 (or bool) outcomes."""
-    correct = np.asarray(correct)
-    if correct.ndim != 2:
-        raise ValueError(f"correct must be [problems, samples], got shape {correct.shape}")
-    counts = np.rint(correct.sum(axis=1)).astype(np.int64)
-    return {int(k): float(pass_at_k(counts, correct.shape[1], k).mean()) for k in ks}
+def mean_pass_at_k(num_correct, num_samples: int, ks: Sequence[int]) -> dict[int, float]:
+    """{k: mean over problems of pass@k} from the correct samples c of each problem (of n)."""
+    counts = np.asarray(num_correct).astype(np.int64)
+    return {int(k): float(pass_at_k(counts, num_samples, k).mean()) for k in ks}
 
 
 def guessing_pass_at_k(answer_probability, ks: Sequence[int]) -> dict[int, float]:
@@ -65,9 +62,31 @@ def guessing_pass_at_k(answer_probability, ks: Sequence[int]) -> dict[int, float
     return {int(k): float(np.mean(1.0 - (1.0 - p) ** k)) for k in ks}
 
 
-def coverage(correct) -> float:
+def coverage(num_correct) -> float:
     """Share of problems that at least one of the n samples solves (pass@n)."""
-    return float((np.asarray(correct) > 0).any(axis=1).mean())
+    return float((np.asarray(num_correct) > 0).mean())
+
+
+def solvable_sets(num_correct: dict) -> dict[str, float]:
+    """Shares of the problems that some sample solves under both of two policies, under one only
+    ("<name> only") or under neither, from each policy's correct counts ({name: [P]})."""
+    (a_name, a), (b_name, b) = ((name, np.asarray(c) > 0) for name, c in num_correct.items())
+    return {
+        "both": float((a & b).mean()),
+        f"{a_name} only": float((a & ~b).mean()),
+        f"{b_name} only": float((~a & b).mean()),
+        "neither": float((~a & ~b).mean()),
+    }
+
+
+def crossover_k(ks: Sequence[int], mean_changes: Sequence[float]) -> int | None:
+    """The smallest k from which every mean change in pass@k is <= 0 (None if the last is > 0)."""
+    crossover = None
+    for k, change in zip(reversed(ks), reversed(mean_changes)):
+        if change > 0:
+            break
+        crossover = k
+    return crossover
 
 
 SHARPENING_RULE = (
