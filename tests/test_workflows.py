@@ -1,6 +1,7 @@
 """The Stage contract (alignax/workflows/): every registered stage kind trains through the one
-runner, so LoRA, remat, bf16 compute and kill/resume hold for each of them. Parametrised over
-the registry: a stage kind registered without a case in `_config` fails."""
+runner, so LoRA, remat, bf16 compute and kill/resume hold for each of them, and every policy
+stage's evaluation logs its samples' diversity. Parametrised over the registry: a stage kind
+registered without a case in `_config` fails."""
 
 import math
 
@@ -10,6 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from alignax.checkpoint import checkpoint_steps
+from alignax.metrics import read_metrics
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.workflows import STAGES, run_stage
@@ -140,6 +142,13 @@ def test_lora_remat_and_bf16_train_and_a_killed_run_resumes_to_the_same_state(
     state, again = _final_state(tmp_path / "full"), _final_state(tmp_path / "resumed")
     jax.tree.map(np.testing.assert_array_equal, state["params"], again["params"])
     assert full == resumed
+    if name != "reward_model":  # a policy's evaluations watch its samples' diversity
+        logged = [m for m in read_metrics(tmp_path / "full") if any("self_bleu" in k for k in m)]
+        assert logged, f"{name} logs no diversity of its samples"
+        for metrics in logged:
+            for key in ("entropy", "distinct_1", "distinct_2", "self_bleu"):
+                (value,) = [v for k, v in metrics.items() if k.endswith(f"/{key}")]
+                assert 0 <= value <= (math.log(config.model.vocab_size) if key == "entropy" else 1)
     # Only the adapters train (and a head the base lacks, in full), over the base in
     # ref_params, and they moved.
     adapters = state["params"]["policy"] if name == "ppo" else state["params"]

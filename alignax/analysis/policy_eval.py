@@ -1,4 +1,5 @@
-"""Evaluation of a policy by sampling: gold reward, proxy reward, KL to a reference, length."""
+"""Evaluation of a policy by sampling: gold reward, proxy reward, KL to a reference, length, and
+how varied the samples are (entropy, distinct-n, self-BLEU)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from alignax import logprobs
+from alignax.analysis.diversity import diversity
 from alignax.analysis.stats import win_rate
 from alignax.checkpoint import restore_params
 from alignax.models import Model, Params
@@ -63,7 +65,10 @@ def evaluate_policy(
     Returns per-sample arrays 'gold' [N] (when the task has a 'gold_reward'; a data file's
     without a verifier has none), 'proxy' with `proxy_fn(tokens, input_mask) -> [N]`, 'kl' [N] =
     log pi(y|x) - log pi_ref(y|x) with `ref_params` (the Monte Carlo k1 estimate of the sequence
-    KL), 'length' [N], 'ended_with_eos' [N], and 'texts' (the first `num_texts`).
+    KL), 'length' [N], 'ended_with_eos' [N], 'entropy' [N] (the policy's mean per-token entropy
+    on its own response); the batch's 'distinct_1', 'distinct_2' and 'self_bleu' across the
+    responses (alignax/analysis/diversity.py: the diversity collapse monitor); and 'texts' (the
+    first `num_texts`).
     """
     out = sample(
         model,
@@ -77,9 +82,12 @@ def evaluate_policy(
     )
     prompt_len = prompts["prompt_tokens"].shape[1]
     response_mask = np.asarray(out.loss_mask[:, prompt_len:])
+    entropy = np.asarray(_response_entropy(model, params, out.tokens, out.input_mask, prompt_len))
     result = {
         "length": response_mask.sum(1),
         "ended_with_eos": np.asarray(out.ended_with_eos, np.float32),
+        "entropy": (entropy * response_mask).sum(1) / np.maximum(response_mask.sum(1), 1),
+        **diversity(np.asarray(out.tokens[:, prompt_len:]), response_mask),
         "texts": [
             task.decode(row[mask > 0])
             for row, mask in zip(
@@ -102,6 +110,12 @@ def evaluate_policy(
 @functools.partial(jax.jit, static_argnames=("model", "prompt_len"))
 def _response_logps(model: Model, params: Params, tokens, input_mask, prompt_len: int):
     return response_outputs(model, params, tokens, input_mask, prompt_len)["logps"]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "prompt_len"))
+def _response_entropy(model: Model, params: Params, tokens, input_mask, prompt_len: int):
+    # Its own program, so that the logps above compile (and round) as they always did.
+    return response_outputs(model, params, tokens, input_mask, prompt_len)["entropy"]
 
 
 def on_fresh_prompts(
@@ -173,8 +187,8 @@ def pretraining_nll(model: Model, params: Params, texts: dict) -> jax.Array:
 
 
 def summarize(result: dict) -> dict[str, float]:
-    """Means of the per-sample arrays of `evaluate_policy`, and the standard errors of the gold
-    and proxy means."""
+    """Means of the per-sample arrays of `evaluate_policy` (its batch values as they are), and
+    the standard errors of the gold and proxy means."""
     out = {k: float(np.mean(v)) for k, v in result.items() if k != "texts"}
     for key in ("gold", "proxy"):
         if key in result:

@@ -14,6 +14,8 @@ exactly), before and after training.
 
 from __future__ import annotations
 
+import numpy as np
+
 from alignax import rl
 from alignax.analysis.policy_eval import evaluate_policy, task_reward
 from alignax.experiment import check_model_fits_task, initial_params
@@ -21,14 +23,6 @@ from alignax.models import build_model
 from alignax.tasks import require, stage_task
 from alignax.tasks.base import device_prompts
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
-
-
-def mean_reward(model, params, task, prompts, rng, *, max_new_tokens, temperature):
-    """The task's mean reward of one response per held-out prompt (on arithmetic: accuracy)."""
-    result = evaluate_policy(
-        model, params, task, prompts, rng, max_new_tokens=max_new_tokens, temperature=temperature
-    )
-    return float(result["gold"].mean())
 
 
 def build(config, ctx: Context) -> Stage:
@@ -61,8 +55,10 @@ def build(config, ctx: Context) -> Stage:
     )
 
     def evaluate(state, policy):
-        def reward(temperature):
-            return mean_reward(
+        """The task's mean reward of one response per held-out prompt (on arithmetic:
+        accuracy), greedy and sampled; the sampled responses' entropy and diversity."""
+        greedy, sampled = (
+            evaluate_policy(
                 model,
                 policy,
                 task,
@@ -71,8 +67,14 @@ def build(config, ctx: Context) -> Stage:
                 max_new_tokens=rollout_config.max_new_tokens,
                 temperature=temperature,
             )
-
-        return {"reward/greedy": reward(0.0), "reward/sampled": reward(1.0)}
+            for temperature in (0.0, 1.0)
+        )
+        monitor = ("entropy", "distinct_1", "distinct_2", "self_bleu")
+        return {
+            "reward/greedy": float(greedy["gold"].mean()),
+            "reward/sampled": float(sampled["gold"].mean()),
+            **{f"policy/{k}": float(np.mean(sampled[k])) for k in monitor},
+        }
 
     def summarize(final, initial, state):
         return {
