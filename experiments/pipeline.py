@@ -193,7 +193,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     lines += [
         "",
         "At matched KL (each seed's PPO and DPO paths, through every kept checkpoint on the "
-        "same prompts from SFT at KL 0, read at the smaller of their final KLs, "
+        "same prompts from SFT at KL 0, read at the smaller of their final KLs: the run that "
+        "ends there at its end, the other where it first reaches it, between checkpoints; "
         f"{interval_text(m['kl'], 2)} nats): gold PPO {interval_text(m['ppo'], 2)}, DPO "
         f"{interval_text(m['dpo'], 2)}; DPO - PPO "
         f"{interval_text(m['dpo_minus_ppo'], 2, signed=True)} (paired by seed).",

@@ -265,10 +265,15 @@ def test_a_run_at_a_kl_budget_is_its_first_crossing_read_linearly():
 
 
 def test_two_runs_at_matched_kl_are_read_at_the_smaller_final_kl():
-    """PPO ends at KL 4, DPO at 10: both read at 4, DPO between its checkpoints at 2 and 6 (its
-    first crossing), PPO at its end; a budget at or below 0 reads each start."""
+    """PPO ends at KL 4, DPO at 10: PPO is read at its end (though its path passed KL 4 before,
+    at gold 1.5), DPO between its checkpoints at 2 and 6 (its first crossing); a budget at or
+    below 0 reads the other run's start."""
     paths = {
-        "ppo": [{"kl": 0.0, "gold": 0.0}, {"kl": 1.0, "gold": 0.5}, {"kl": 4.0, "gold": 1.1}],
+        "ppo": [
+            {"kl": 0.0, "gold": 0.0},
+            {"kl": 5.0, "gold": 1.5},
+            {"kl": 4.0, "gold": 1.1},
+        ],
         "dpo": [
             {"kl": 0.0, "gold": 0.0},
             {"kl": 2.0, "gold": 1.0},
@@ -280,4 +285,4 @@ def test_two_runs_at_matched_kl_are_read_at_the_smaller_final_kl():
     assert first_crossing([0.0, 2.0, 6.0, 3.0], 4.0) == (1, 0.5)
     assert first_crossing([0.0, 2.0], 2.5) is None
     noisy = {"ppo": [{"kl": 0.0, "gold": 0.3}, {"kl": -0.1, "gold": 0.2}], "dpo": paths["dpo"]}
-    assert matched_kl_gold(noisy) == {"kl": -0.1, "ppo": 0.3, "dpo": 0.0}
+    assert matched_kl_gold(noisy) == {"kl": -0.1, "ppo": 0.2, "dpo": 0.0}

@@ -92,18 +92,21 @@ def at_kl(points: list[dict], budget: float) -> dict | None:
 
 def matched_kl_gold(paths: dict[str, list[dict]]) -> dict:
     """Two runs compared at the same distance from their start: each path ({'kl', 'gold'} points
-    in training order from the start at KL 0) read at the smaller of the two final KLs
-    (`first_crossing`, linear between checkpoints; with a budget at or below 0, the start).
-    Returns {'kl': that budget, name: gold there, ...}."""
+    in training order from the start at KL 0) read at the smaller of the two final KLs. The run
+    that ends there is read at its end (measured, not interpolated); the other where its path
+    first reaches that KL, linear between its checkpoints (`first_crossing`), or at its start
+    when the budget is at or below 0. Returns {'kl': that budget, name: gold there, ...}."""
     budget = min(path[-1]["kl"] for path in paths.values())
     out = {"kl": budget}
     for name, path in paths.items():
         crossing = first_crossing([p["kl"] for p in path], budget)
-        if crossing is None:  # the path's start is at or above the budget: read its start
+        if path[-1]["kl"] == budget:
+            out[name] = path[-1]["gold"]
+        elif crossing is None:
             out[name] = path[0]["gold"]
-            continue
-        i, t = crossing
-        out[name] = path[i]["gold"] + t * (path[i + 1]["gold"] - path[i]["gold"])
+        else:
+            i, t = crossing
+            out[name] = path[i]["gold"] + t * (path[i + 1]["gold"] - path[i]["gold"])
     return out
 
 
