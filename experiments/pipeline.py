@@ -259,12 +259,16 @@ PAPER = "Ouyang et al. (2022), Rafailov et al. (2023)"
 
 def glance(results: dict) -> list[str]:
     """The verdicts of the README's table at a glance (experiments.publish)."""
-    combined = results["combined"]
+    combined, matched = results["combined"], results["matched_kl"]
     return [
-        f"{policy.upper()} wins {interval_text(combined[policy]['win_rate_vs_sft'], 2)} against "
-        f"SFT (gold {interval_text(combined[policy]['gold_reward'], 2)}, SFT "
-        f"{interval_text(combined['sft']['gold_reward'], 2)})"
-        for policy in ("ppo", "dpo")
+        *(
+            f"{policy.upper()} wins {interval_text(combined[policy]['win_rate_vs_sft'], 2)} "
+            f"against SFT (gold {interval_text(combined[policy]['gold_reward'], 2)}, SFT "
+            f"{interval_text(combined['sft']['gold_reward'], 2)})"
+            for policy in ("ppo", "dpo")
+        ),
+        f"at matched KL ({interval_text(matched['kl'], 2)} nats) DPO - PPO gold "
+        f"{interval_text(matched['dpo_minus_ppo'], 2, signed=True)}",
     ]
 
 
