@@ -85,11 +85,12 @@ def evaluate_policy(
     )
     prompt_len = prompts["prompt_tokens"].shape[1]
     response_mask = np.asarray(out.loss_mask[:, prompt_len:])
+    per_token = np.maximum(response_mask.sum(1), 1)  # a mean over each response's tokens
     entropy = np.asarray(_response_entropy(model, params, out.tokens, out.input_mask, prompt_len))
     result = {
         "length": response_mask.sum(1),
         "ended_with_eos": np.asarray(out.ended_with_eos, np.float32),
-        "entropy": (entropy * response_mask).sum(1) / np.maximum(response_mask.sum(1), 1),
+        "entropy": (entropy * response_mask).sum(1) / per_token,
         **diversity(np.asarray(out.tokens[:, prompt_len:]), response_mask),
         "texts": [
             task.decode(row[mask > 0])
@@ -111,9 +112,7 @@ def evaluate_policy(
         base_logps = np.asarray(
             _response_logps(model, base_params, out.tokens, out.input_mask, prompt_len)
         )
-        result["base_nll"] = -np.sum(base_logps * response_mask, 1) / np.maximum(
-            response_mask.sum(1), 1
-        )
+        result["base_nll"] = -np.sum(base_logps * response_mask, 1) / per_token
     return result
 
 
