@@ -99,7 +99,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path):
     }
     prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + EVAL_SEED_OFFSET)
 
-    def evaluate(params):
+    def evaluate(params, base=None):
         return evaluate_policy(
             model,
             params,
@@ -107,13 +107,13 @@ def evaluate_seed(config, seed: int, seed_dir: Path):
             prompts,
             rng,
             ref_params=policies["sft"],
-            base_params=policies["base"],
+            base_params=base,
             max_new_tokens=config.eval.max_new_tokens,
         )
 
-    results = {name: evaluate(params) for name, params in policies.items()}
+    results = {name: evaluate(params, policies["base"]) for name, params in policies.items()}
     paths = {}
-    for name in TRAINED:
+    for name in TRAINED:  # the paths read KL and gold alone: no NLL under the base
         *earlier, last = checkpoint_steps(seed_dir / name / "checkpoints")
         points = {step: evaluate(restore(name, step)) for step in earlier} | {last: results[name]}
         paths[name] = [{"step": 0, "kl": 0.0, "gold": float(results["sft"]["gold"].mean())}] + [

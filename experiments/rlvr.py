@@ -214,10 +214,9 @@ def answer_frequencies(task, draws: int) -> Counter:
     return Counter(solution.split("=")[-1] for _, solution in problems)
 
 
-def guessing(config, task) -> dict[str, float]:
-    """pass@k of the problem-blind guesser on the held-out problems (`guessing_pass_at_k`)."""
+def guessing(config, task, problems: dict) -> dict[str, float]:
+    """pass@k of the problem-blind guesser on the held-out `problems` (`guessing_pass_at_k`)."""
     frequencies = answer_frequencies(task, config.eval.answer_draws)
-    problems = held_out_problems(task, config.eval.num_problems)
     p = [
         frequencies[solution.split("=")[-1]] / config.eval.answer_draws
         for solution in problems["answer"]
@@ -354,6 +353,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     both policies at temperature 1 and pass@k at the swept temperatures, their paired change,
     the solvable sets; the guesser; the answers by `classify_change`; the figures."""
     task = get_task(config.task_name, config.task)
+    problems = held_out_problems(task, config.eval.num_problems)
     tables = {seed: seed_table(config, outcomes) for seed, outcomes in seeds.items()}
     combined = aggregate(tables)
     ks = list(config.eval.ks)
@@ -363,8 +363,8 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         "num_samples": config.eval.num_samples,
         "sweep_temperatures": list(config.eval.sweep_temperatures),
         "sweep_samples": config.eval.sweep_samples,
-        "problems": task_prompts(task, held_out_problems(task, config.eval.num_problems)),
-        "guessing": guessing(config, task),
+        "problems": task_prompts(task, problems),
+        "guessing": guessing(config, task, problems),
         "seeds": {str(s): t for s, t in tables.items()},
         "combined": combined,
         "answer": answers["1.0"],

@@ -99,10 +99,11 @@ def matched_kl_gold(paths: dict[str, list[dict]]) -> dict:
     budget = min(path[-1]["kl"] for path in paths.values())
     out = {"kl": budget}
     for name, path in paths.items():
-        crossing = first_crossing([p["kl"] for p in path], budget)
         if path[-1]["kl"] == budget:
             out[name] = path[-1]["gold"]
-        elif crossing is None:
+            continue
+        crossing = first_crossing([p["kl"] for p in path], budget)
+        if crossing is None:
             out[name] = path[0]["gold"]
         else:
             i, t = crossing
