@@ -67,7 +67,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg == "runlocal":
         config.seeds = (0, 1)
         config.workers = 1
-        config.stages.sft.train.update(steps=300, log_every=100, eval_every=300)
+        config.stages.sft.train.update(steps=60, log_every=20, eval_every=60)
         config.stages.sft.sft.update(num_examples=512, num_eval_examples=64)
         config.stages.sft.eval.num_prompts = 32
         config.stages.grpo.train.update(

@@ -50,6 +50,7 @@ from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.study import PlannedStage, Study, seed_stage_config, wall_time_text
 from alignax.tasks import get_task
+from alignax.tasks.arithmetic import final_answer
 from alignax.workdir import stage_fingerprint
 from alignax.workflows import online, sft
 
@@ -152,6 +153,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
             rng,
             max_new_tokens=e.max_new_tokens,
             temperature=0.0,
+            monitor=False,
         )
         out[f"{name}_greedy"] = greedy["gold"].astype(np.float64)
     # GRPO's KL to SFT on the held-out problems (one temperature-1 sample each, the k1 estimate
@@ -164,6 +166,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         jax.random.fold_in(rng, 1),
         max_new_tokens=e.max_new_tokens,
         ref_params=params["sft"],
+        monitor=False,
     )["kl"]
     np.savez(path, settings=settings, **out)
     return out
@@ -211,14 +214,14 @@ def answer_frequencies(task, draws: int) -> Counter:
     """How often each answer comes up among `draws` training problems: what a guesser who knows
     the answers' distribution but not the problem draws from."""
     problems = task.sample_problems(draws, seed=0, split="train")
-    return Counter(solution.split("=")[-1] for _, solution in problems)
+    return Counter(final_answer(solution) for _, solution in problems)
 
 
 def guessing(config, task, problems: dict) -> dict[str, float]:
     """pass@k of the problem-blind guesser on the held-out `problems` (`guessing_pass_at_k`)."""
     frequencies = answer_frequencies(task, config.eval.answer_draws)
     p = [
-        frequencies[solution.split("=")[-1]] / config.eval.answer_draws
+        frequencies[final_answer(solution)] / config.eval.answer_draws
         for solution in problems["answer"]
     ]
     return {f"pass@{k}": v for k, v in guessing_pass_at_k(p, config.eval.ks).items()}

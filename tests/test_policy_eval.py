@@ -51,3 +51,10 @@ def test_diversity_monitor_is_reported_in_range(setup):
     for key in ("distinct_1", "distinct_2", "self_bleu"):
         assert 0 <= result[key] <= 1
     assert "base_nll" not in result  # only with base_params
+    # Without the monitor: the same samples and scores, none of its four values.
+    plain = evaluate_policy(
+        model, policy, task, prompts, jax.random.key(0), max_new_tokens=8, monitor=False
+    )
+    assert not {"entropy", "distinct_1", "distinct_2", "self_bleu"} & set(plain)
+    for key in ("length", "ended_with_eos", "gold"):
+        np.testing.assert_array_equal(plain[key], result[key])

@@ -60,6 +60,7 @@ def evaluate_policy(
     proxy_fn: Callable | None = None,
     temperature: float = 1.0,
     num_texts: int = 4,
+    monitor: bool = True,
 ) -> dict:
     """Samples one response per prompt and scores it.
 
@@ -70,8 +71,9 @@ def evaluate_policy(
     under that policy, e.g. the pretrained base: how natural the text is, whatever the reward
     says), 'length' [N], 'ended_with_eos' [N], 'entropy' [N] (the policy's mean per-token entropy
     on its own response); the batch's 'distinct_1', 'distinct_2' and 'self_bleu' across the
-    responses (alignax/analysis/diversity.py: the diversity collapse monitor); and 'texts' (the
-    first `num_texts`).
+    responses (alignax/analysis/diversity.py: the diversity collapse monitor; `monitor=False`
+    leaves out these four, and the forward pass the entropy takes); and 'texts' (the first
+    `num_texts`).
     """
     out = sample(
         model,
@@ -86,12 +88,9 @@ def evaluate_policy(
     prompt_len = prompts["prompt_tokens"].shape[1]
     response_mask = np.asarray(out.loss_mask[:, prompt_len:])
     per_token = np.maximum(response_mask.sum(1), 1)  # a mean over each response's tokens
-    entropy = np.asarray(_response_entropy(model, params, out.tokens, out.input_mask, prompt_len))
     result = {
         "length": response_mask.sum(1),
         "ended_with_eos": np.asarray(out.ended_with_eos, np.float32),
-        "entropy": (entropy * response_mask).sum(1) / per_token,
-        **diversity(np.asarray(out.tokens[:, prompt_len:]), response_mask),
         "texts": [
             task.decode(row[mask > 0])
             for row, mask in zip(
@@ -99,6 +98,10 @@ def evaluate_policy(
             )
         ],
     }
+    if monitor:
+        entropy = _response_entropy(model, params, out.tokens, out.input_mask, prompt_len)
+        result["entropy"] = (np.asarray(entropy) * response_mask).sum(1) / per_token
+        result.update(diversity(np.asarray(out.tokens[:, prompt_len:]), response_mask))
     if "gold_reward" in task.capabilities:
         result["gold"] = np.asarray(task_reward(task, out.tokens, out.loss_mask, prompts))
     if proxy_fn is not None:
@@ -160,7 +163,14 @@ def on_fresh_prompts(
         out = {}
         for label, params in policies.items():
             r = evaluate_policy(
-                model, params, task, prompts, rng, max_new_tokens=max_new_tokens, ref_params=sft
+                model,
+                params,
+                task,
+                prompts,
+                rng,
+                max_new_tokens=max_new_tokens,
+                ref_params=sft,
+                monitor=False,
             )
             out[label] = {"gold": r["gold"].tolist(), "kl": r["kl"].tolist()}
         return out

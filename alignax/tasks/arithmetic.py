@@ -59,10 +59,15 @@ def arithmetic_config() -> ml_collections.ConfigDict:
     )
 
 
+def final_answer(solution: str) -> str:
+    """What follows the last "=" of a written-out solution ("7*2=14" -> "14")."""
+    return solution.rsplit("=", 1)[-1]
+
+
 def _check(text: str, solution: str) -> float:
     text, solution = text.strip(), solution.strip()
     same_steps = text.count("=") == solution.count("=")
-    return 1.0 if same_steps and text.split("=")[-1] == solution.split("=")[-1] else 0.0
+    return 1.0 if same_steps and final_answer(text) == final_answer(solution) else 0.0
 
 
 def _longest(lo: int, hi: int) -> int:
