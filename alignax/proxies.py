@@ -36,7 +36,7 @@ from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, save_stage
 from alignax.sweeps import make_member_scorer, make_reward_model_sweep
 from alignax.tasks import get_task
-from alignax.workdir import cache_is_current, record_cache_key, stage_fingerprint
+from alignax.workdir import cache_is_current, cached_arrays, record_cache_key, stage_fingerprint
 
 # ---------------------------------------------------------------------------------------------
 # Proxies: which reward models, and how they are trained.
@@ -88,9 +88,12 @@ def build_comparisons(
     """The largest data set of SFT-sample pairs, clean labels first, and `flipped` [N, F]: for
     each noise level, which labels the noisy annotator flips (the same pairs and clean draws).
     Cached in <workdir>/comparisons.npz, reused only when made from `key` (`comparisons_key`)."""
-    path = workdir / "comparisons.npz"
-    if cache_is_current(path, key):
-        return dict(np.load(path))
+    return cached_arrays(
+        workdir / "comparisons.npz", key, lambda: _comparisons(config, task, mesh, sft_dir)
+    )
+
+
+def _comparisons(config, task, mesh, sft_dir: Path) -> dict[str, np.ndarray]:
     p = config.proxies
     count = num_comparisons(p)
     clean = labels.comparisons(
@@ -103,15 +106,12 @@ def build_comparisons(
     )
     rng = np.random.default_rng([config.seed, 11])
     flipped = np.stack([rng.random(count) < flip for flip in p.noise], axis=1)
-    data = {
+    return {
         "tokens": clean["tokens"],
         "input_mask": clean["input_mask"],
         "gold_reward": clean["gold_reward"],
         "flipped": flipped,
     }
-    np.savez(path, **data)
-    record_cache_key(path, key)
-    return data
 
 
 def _with(section: ml_collections.ConfigDict, **values) -> ml_collections.ConfigDict:
@@ -257,9 +257,10 @@ def build_pool(config, task, sft_dir: Path, workdir: Path, key: dict) -> dict[st
     """`pool_size` SFT samples for each of `num_prompts` held-out prompts, with their gold
     reward, sampled on `config.workers` processes; cached in <workdir>/pool.npz, reused only
     when made from `key` (`pool_key`)."""
-    path = workdir / "pool.npz"
-    if cache_is_current(path, key):
-        return dict(np.load(path))
+    return cached_arrays(workdir / "pool.npz", key, lambda: _pool(config, task, sft_dir))
+
+
+def _pool(config, task, sft_dir: Path) -> dict[str, np.ndarray]:
     c = config.pool
     prompts = task.prompt_dataset(c.num_prompts, seed=config.seed + 50, split="eval")
     bounds = np.linspace(0, c.num_prompts, min(config.workers, c.num_prompts) + 1).astype(int)
@@ -269,15 +270,12 @@ def build_pool(config, task, sft_dir: Path, workdir: Path, key: dict) -> dict[st
     ]
     start = time.perf_counter()
     parts = run_jobs(sample_pool_part, jobs, workers=config.workers)
-    pool = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     print(
         f"[pool] {c.num_prompts} held-out prompts x {c.pool_size} samples in "
         f"{time.perf_counter() - start:.0f} s",
         flush=True,
     )
-    np.savez(path, **pool)
-    record_cache_key(path, key)
-    return pool
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
 
 def score_members(member_dirs: list[Path], tokens: np.ndarray, mask: np.ndarray, mesh_config):

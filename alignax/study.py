@@ -236,6 +236,15 @@ def made_once(make: Callable, config: ml_collections.ConfigDict, *args) -> Any:
 # What every study's report writes the same way.
 
 
+def check_response_room(needed: int, max_new_tokens: dict[str, int], why: str) -> None:
+    """Every `max_new_tokens` ({config key: value}) leaves room for the `needed` tokens of the
+    longest right answer with its EOS: a shorter one would cut right answers off and count them
+    wrong. Refused naming each short key, and `why` (what sets `needed`)."""
+    short = [f"{key}={value}" for key, value in max_new_tokens.items() if value < needed]
+    if short:
+        raise ValueError(f"{', '.join(short)}: {why} take up to {needed} tokens with their EOS")
+
+
 def wall_time_text(timings: dict) -> str:
     """The report's words on time: the wall time and each stage's minutes, summed over seeds
     and over the invocations that built the workdir."""

@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from alignax.checkpoint import check_writable, checkpoint_steps
 
@@ -154,6 +155,16 @@ def cached_json(path: Path, key: dict, compute: Callable[[], Any]) -> Any:
         return json.loads(Path(path).read_text())
     result = compute()
     Path(path).write_text(json.dumps(result))
+    record_cache_key(path, key)
+    return result
+
+
+def cached_arrays(path: Path, key: dict, compute: Callable[[], dict]) -> dict[str, np.ndarray]:
+    """`cached_json` for a dict of arrays, kept in `path` (an .npz file)."""
+    if cache_is_current(path, key):
+        return dict(np.load(path, allow_pickle=False))
+    result = compute()
+    np.savez(path, **result)
     record_cache_key(path, key)
     return result
 

@@ -25,58 +25,70 @@ matches or exceeds the RL model's.
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from alignax.analysis.pass_at_k import (
+    answer_shares,
     classify_change,
-    coverage,
     crossover_k,
     guessing_pass_at_k,
-    mean_pass_at_k,
-    solvable_sets,
 )
-from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, evaluate_policy, sample_pool
-from alignax.analysis.sharpening import figures, temperature_key
-from alignax.analysis.stats import interval_text, mean_interval, seed_means, standard_error
+from alignax.analysis.policy_eval import (
+    EVAL_SEED_OFFSET,
+    distinct_held_out_problems,
+    evaluate_policy,
+    prompt_texts,
+    sample_pool,
+)
+from alignax.analysis.sharpening import (
+    POLICIES,
+    aggregate,
+    figures,
+    seed_table,
+    sweep_ks,
+    temperature_key,
+    verdicts,
+)
+from alignax.analysis.stats import interval_text, mean_interval, standard_error
 from alignax.cli import run_experiment
 from alignax.models import build_model
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
-from alignax.study import PlannedStage, Study, seed_stage_config, wall_time_text
+from alignax.study import (
+    PlannedStage,
+    Study,
+    check_response_room,
+    seed_stage_config,
+    wall_time_text,
+)
 from alignax.tasks import get_task
 from alignax.tasks.arithmetic import final_answer
-from alignax.workdir import stage_fingerprint
+from alignax.workdir import cached_arrays, stage_fingerprint
 from alignax.workflows import online, sft
 
 STAGES = {"sft": sft.KIND, "grpo": online.KIND}
-POLICIES = ("sft", "grpo")
 
 
-def check_response_room(config) -> None:
-    """Every `max_new_tokens` leaves room for the task's longest solution and its EOS: a shorter
-    one would cut correct answers off and count them wrong."""
-    needed = get_task(config.task_name, config.task).answer_len + 1
-    keys = {
-        "eval.max_new_tokens": config.eval.max_new_tokens,
-        "stages.sft.eval.max_new_tokens": config.stages.sft.eval.max_new_tokens,
-        "stages.grpo.rollout.max_new_tokens": config.stages.grpo.rollout.max_new_tokens,
-    }
-    short = [f"{key}={value}" for key, value in keys.items() if value < needed]
-    if short:
-        raise ValueError(
-            f"{', '.join(short)}: the task's solutions take up to {needed} tokens with their EOS "
-            f"(task.num_steps={config.task.num_steps}, operands up to {config.task.max_operand})"
-        )
+def check_room(config) -> None:
+    """`check_response_room` for every `max_new_tokens` of the study."""
+    c = config.task
+    check_response_room(
+        get_task(config.task_name, c).answer_len + 1,
+        {
+            "eval.max_new_tokens": config.eval.max_new_tokens,
+            "stages.sft.eval.max_new_tokens": config.stages.sft.eval.max_new_tokens,
+            "stages.grpo.rollout.max_new_tokens": config.stages.grpo.rollout.max_new_tokens,
+        },
+        f"the task's solutions (task.num_steps={c.num_steps}, operands up to {c.max_operand})",
+    )
 
 
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
-    check_response_room(config)
+    check_room(config)
     links = {"sft": {}, "grpo": {"init_from": seed_dir / "sft"}}
     return [
         PlannedStage(name, kind, seed_stage_config(config, name, seed, links[name]))
@@ -84,39 +96,23 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
     ]
 
 
-def held_out_problems(task, num_problems: int) -> dict[str, np.ndarray]:
-    """`num_problems` distinct problems of the eval split (first occurrences of a draw), the same
-    for every seed so per-problem results line up."""
-    draw = task.prompt_dataset(16 * num_problems, seed=EVAL_SEED_OFFSET, split="eval")
-    _, first = np.unique(draw["prompt_tokens"], axis=0, return_index=True)
-    if len(first) < num_problems:
-        raise ValueError(
-            f"eval.num_problems={num_problems}, but only {len(first)} distinct held-out problems "
-            f"turned up in {16 * num_problems} draws of the eval split"
-        )
-    rows = np.sort(first)[:num_problems]
-    return {k: v[rows] for k, v in draw.items()}
-
-
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """Per policy, the correct samples of each held-out problem [P] at temperature 1 (`counts`)
     and at each swept temperature (`sweep_counts` [T, P]), greedy correctness [P], and GRPO's
-    KL to SFT on the problems; from the cache when it was written with the same evaluation
-    settings on the same stages (their fingerprints: checkpoint step, config and upstream)."""
-    stages = {name: stage_fingerprint(seed_dir / name) for name in POLICIES}
-    path = seed_dir / "eval.npz"
-    outputs = ("counts", "sweep_counts", "greedy", "held-out kl")  # what the cache holds
-    settings = json.dumps(
-        {**config.eval.to_dict(), "stages": stages, "outputs": outputs}, sort_keys=True
-    )
-    if path.exists():
-        cached = dict(np.load(path, allow_pickle=False))
-        if str(cached.pop("settings")) == settings:
-            return cached
+    KL to SFT on the problems; from the cache when it was made with the same evaluation settings
+    from the same stages (their fingerprints: checkpoint step, config and upstream)."""
+    key = {
+        "eval": config.eval.to_dict(),
+        "stages": {name: stage_fingerprint(seed_dir / name) for name in POLICIES},
+    }
+    return cached_arrays(seed_dir / "eval.npz", key, lambda: measure_seed(config, seed, seed_dir))
+
+
+def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
     e = config.eval
     mesh = make_mesh(config.mesh)
     task = get_task(config.task_name, config.task)
-    problems = held_out_problems(task, e.num_problems)
+    problems = distinct_held_out_problems(task, e.num_problems, EVAL_SEED_OFFSET)
     model = build_model(config.model, heads=("lm",))
     prompts = {k: v for k, v in problems.items() if k != "answer"}
     # The same key for both policies: paired draws, so the change is measured with less noise.
@@ -168,76 +164,17 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         ref_params=params["sft"],
         monitor=False,
     )["kl"]
-    np.savez(path, settings=settings, **out)
     return out
-
-
-def sweep_ks(config) -> list[int]:
-    """The ks reported at the swept temperatures: those their sample count allows."""
-    return [k for k in config.eval.ks if k <= config.eval.sweep_samples]
-
-
-def pass_at_ks(counts: np.ndarray, num_samples: int, ks) -> dict[str, float]:
-    return {f"pass@{k}": v for k, v in mean_pass_at_k(counts, num_samples, ks).items()}
-
-
-def seed_table(config, outcomes: dict) -> dict:
-    """One seed's table: per policy, pass@k at temperature 1, coverage and greedy accuracy, and
-    pass@k at each swept temperature ("T0.6/pass@1"); "solvable": the shares of problems that
-    some sample solves under SFT only, GRPO only, both or neither (at temperature 1)."""
-    e = config.eval
-    table = {}
-    for name in POLICIES:
-        counts = outcomes[f"{name}_counts"]
-        row = pass_at_ks(counts, e.num_samples, e.ks)
-        row["coverage"] = coverage(counts)
-        row["greedy"] = float(np.mean(outcomes[f"{name}_greedy"]))
-        for t, swept in zip(e.sweep_temperatures, outcomes[f"{name}_sweep_counts"], strict=True):
-            at_t = pass_at_ks(swept, e.sweep_samples, sweep_ks(config))
-            row.update({f"T{t}/{key}": value for key, value in at_t.items()})
-        table[name] = row
-    table["solvable"] = solvable_sets({name: outcomes[f"{name}_counts"] for name in POLICIES})
-    return table
-
-
-def aggregate(tables: dict) -> dict:
-    """Row ("sft", "grpo", "solvable", and "change" = grpo - sft, paired within each seed) ->
-    metric -> (mean, 95% half-width) over seeds."""
-    change = {
-        seed: {"change": {m: t["grpo"][m] - t["sft"][m] for m in t["sft"]}}
-        for seed, t in tables.items()
-    }
-    return {**seed_means(tables), **seed_means(change)}
-
-
-def answer_frequencies(task, draws: int) -> Counter:
-    """How often each answer comes up among `draws` training problems: what a guesser who knows
-    the answers' distribution but not the problem draws from."""
-    problems = task.sample_problems(draws, seed=0, split="train")
-    return Counter(final_answer(solution) for _, solution in problems)
 
 
 def guessing(config, task, problems: dict) -> dict[str, float]:
-    """pass@k of the problem-blind guesser on the held-out `problems` (`guessing_pass_at_k`)."""
-    frequencies = answer_frequencies(task, config.eval.answer_draws)
-    p = [
-        frequencies[final_answer(solution)] / config.eval.answer_draws
-        for solution in problems["answer"]
-    ]
+    """pass@k of the problem-blind guesser on the held-out `problems`: it draws each answer from
+    the answers of `eval.answer_draws` training problems (`guessing_pass_at_k`)."""
+    train = task.sample_problems(config.eval.answer_draws, seed=0, split="train")
+    p = answer_shares(
+        [final_answer(s) for s in problems["answer"]], [final_answer(s) for _, s in train]
+    )
     return {f"pass@{k}": v for k, v in guessing_pass_at_k(p, config.eval.ks).items()}
-
-
-def verdicts(config, combined: dict) -> dict:
-    """The answer (`classify_change`) at temperature 1 ("1.0") and at each swept temperature,
-    each at the largest k its samples allow."""
-    change = combined["change"]
-    largest, largest_swept = max(config.eval.ks), max(sweep_ks(config))
-    out = {"1.0": classify_change(change["pass@1"], change[f"pass@{largest}"], largest_k=largest)}
-    for t in config.eval.sweep_temperatures:
-        out[str(t)] = classify_change(
-            change[f"T{t}/pass@1"], change[f"T{t}/pass@{largest_swept}"], largest_k=largest_swept
-        )
-    return out
 
 
 def held_out_kl(outcomes: dict) -> dict:
@@ -256,7 +193,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     guess, solvable = results["guessing"], combined["solvable"]
     seeds = ", ".join(map(str, tables))
     kl = mean_interval([seed["mean"] for seed in results["grpo_held_out_kl"].values()])
-    largest, swept = max(ks), max(sweep_ks(config))
+    largest, swept = max(ks), max(sweep_ks(config.eval))
     lines = [
         "### RLVR on multi-step arithmetic: pass@k before and after GRPO",
         "",
@@ -343,30 +280,22 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def task_prompts(task, problems: dict) -> list[str]:
-    """The problems as text ("12+7="), for the per-problem view in results.json."""
-    return [
-        task.decode(row[mask > 0])
-        for row, mask in zip(problems["prompt_tokens"], problems["prompt_mask"])
-    ]
-
-
 def analyse(config, seeds: dict, workdir: Path) -> dict:
     """Per seed and across seeds (mean, 95% interval): pass@k, coverage and greedy accuracy of
     both policies at temperature 1 and pass@k at the swept temperatures, their paired change,
     the solvable sets; the guesser; the answers by `classify_change`; the figures."""
     task = get_task(config.task_name, config.task)
-    problems = held_out_problems(task, config.eval.num_problems)
-    tables = {seed: seed_table(config, outcomes) for seed, outcomes in seeds.items()}
+    problems = distinct_held_out_problems(task, config.eval.num_problems, EVAL_SEED_OFFSET)
+    tables = {seed: seed_table(config.eval, outcomes) for seed, outcomes in seeds.items()}
     combined = aggregate(tables)
     ks = list(config.eval.ks)
-    answers = verdicts(config, combined)
+    answers = verdicts(config.eval, combined)
     results = {
         "ks": ks,
         "num_samples": config.eval.num_samples,
         "sweep_temperatures": list(config.eval.sweep_temperatures),
         "sweep_samples": config.eval.sweep_samples,
-        "problems": task_prompts(task, problems),
+        "problems": prompt_texts(task, problems),
         "guessing": guessing(config, task, problems),
         "seeds": {str(s): t for s, t in tables.items()},
         "combined": combined,
@@ -379,7 +308,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
             for s, c in seeds.items()
         },
     }
-    figures(results, sweep_ks(config), workdir / "figures")
+    figures(results, sweep_ks(config.eval), workdir / "figures")
     return results
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from alignax.analysis.pass_at_k import (
+    answer_shares,
     classify_change,
     coverage,
     crossover_k,
@@ -154,3 +155,9 @@ def test_guessing_baseline_hand_cases_and_limits():
     assert abs(hits - guessing_pass_at_k([0.1], ks=(10,))[10]) < 0.005
     with pytest.raises(ValueError, match="answer_probability"):
         guessing_pass_at_k([1.5], ks=(1,))
+
+
+def test_answer_shares_are_each_answers_share_of_the_pool():
+    pool = ["7", "7", "12", "0"]
+    np.testing.assert_array_equal(answer_shares(["7", "0", "99"], pool), [0.5, 0.25, 0.0])
+    assert answer_shares(["7"], []).tolist() == [0.0]  # an empty pool names nothing

@@ -5,7 +5,11 @@ import jax
 import numpy as np
 import pytest
 
-from alignax.analysis.policy_eval import evaluate_policy
+from alignax.analysis.policy_eval import (
+    distinct_held_out_problems,
+    evaluate_policy,
+    prompt_texts,
+)
 from alignax.models import build_model
 from alignax.sharding import init_params, make_mesh
 from alignax.tasks import get_task
@@ -58,3 +62,19 @@ def test_diversity_monitor_is_reported_in_range(setup):
     assert not {"entropy", "distinct_1", "distinct_2", "self_bleu"} & set(plain)
     for key in ("length", "ended_with_eos", "gold"):
         np.testing.assert_array_equal(plain[key], result[key])
+
+
+def test_distinct_held_out_problems_are_distinct_eval_problems_or_refused():
+    task = get_task("arithmetic")
+    problems = distinct_held_out_problems(task, 20, seed=5)
+    texts = prompt_texts(task, problems)
+    assert len(texts) == len(set(texts)) == 20
+    for text in texts:  # "a+b=" of the eval split, the answer beside it
+        a, b = (int(x) for x in text.rstrip("=").replace("-", "+").split("+"))
+        op = "-" if "-" in text else "+"
+        assert task.problem_split([a, b], [op]) == "eval"
+    assert problems["answer"].shape[0] == 20
+    # The same draw for the same seed: per-problem results line up across calls.
+    assert prompt_texts(task, distinct_held_out_problems(task, 20, seed=5)) == texts
+    with pytest.raises(ValueError, match="eval.num_problems=5000, but only"):
+        distinct_held_out_problems(task, 5000, seed=5)

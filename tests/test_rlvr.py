@@ -21,6 +21,8 @@ def test_too_few_new_tokens_for_the_solutions_is_refused_before_anything_runs(ke
         for part in section.split("."):
             target = target[part]
         target[name] = 5
-    with pytest.raises(ValueError, match=rf"{key}=5: the task's solutions take up to 24 tokens"):
+    with pytest.raises(
+        ValueError, match=rf"{key}=5: the task's solutions \(.*\) take up to 24 tokens"
+    ):
         rlvr.run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()

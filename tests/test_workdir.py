@@ -6,6 +6,7 @@ import shutil
 
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 import pytest
 
@@ -21,6 +22,7 @@ from alignax.workdir import (
     accumulate_timings,
     cache_digest,
     cache_is_current,
+    cached_arrays,
     cached_json,
     config_changes_allowed,
     discard_unused_workdirs_on_error,
@@ -202,3 +204,21 @@ def test_cached_json_reads_back_for_its_key_and_refuses_another(tmp_path):
         assert cached_json(path, other, lambda: compute(3)) == {"value": 3}
     assert calls == [1, 3]
     assert cached_json(path, other, lambda: compute(4)) == {"value": 3}
+
+
+def test_cached_arrays_read_back_exactly_for_their_key_and_refuse_another(tmp_path):
+    path, calls = tmp_path / "eval.npz", []
+
+    def compute(value):
+        calls.append(value)
+        return {"counts": np.arange(4) * value, "kl": np.full(3, 0.1 * value, np.float32)}
+
+    key = {"eval": {"num_samples": 8}}
+    first = cached_arrays(path, key, lambda: compute(1))
+    again = cached_arrays(path, {"eval": {"num_samples": 8}}, lambda: compute(2))
+    assert set(again) == {"counts", "kl"} and calls == [1]
+    for name, array in first.items():
+        np.testing.assert_array_equal(again[name], array)
+        assert again[name].dtype == array.dtype
+    with pytest.raises(ConfigChangedError, match="eval.num_samples"):
+        cached_arrays(path, {"eval": {"num_samples": 16}}, lambda: compute(3))

@@ -18,6 +18,7 @@ The naive 1 - (1 - c/n)^k is biased low (it samples with replacement).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,6 +61,13 @@ def guessing_pass_at_k(answer_probability, ks: Sequence[int]) -> dict[int, float
     if p.size and (p.min() < 0 or p.max() > 1):
         raise ValueError("answer_probability must lie in [0, 1]")
     return {int(k): float(np.mean(1.0 - (1.0 - p) ** k)) for k in ks}
+
+
+def answer_shares(answers: Sequence[str], pool: Sequence[str]) -> np.ndarray:
+    """For each answer, the share of `pool` that is exactly it: the probability that a guesser
+    who draws from the pool's answers names it (`guessing_pass_at_k`'s answer_probability)."""
+    counts = Counter(pool)
+    return np.array([counts[a] / max(len(pool), 1) for a in answers], np.float64)
 
 
 def coverage(num_correct) -> float:

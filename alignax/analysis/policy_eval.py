@@ -41,6 +41,29 @@ def _jitted_reward(task):
     return jax.jit(lambda tokens, mask, inputs: task.reward(tokens, mask, **inputs))
 
 
+def distinct_held_out_problems(task, num_problems: int, seed: int) -> dict[str, np.ndarray]:
+    """`num_problems` distinct prompts of the eval split (the first occurrences in a draw from
+    `seed`, in draw order), so that a study's per-problem results line up across seeds and
+    policies. Refused, naming the count, when the split holds fewer."""
+    draw = task.prompt_dataset(16 * num_problems, seed=seed, split="eval")
+    _, first = np.unique(draw["prompt_tokens"], axis=0, return_index=True)
+    if len(first) < num_problems:
+        raise ValueError(
+            f"eval.num_problems={num_problems}, but only {len(first)} distinct held-out problems "
+            f"turned up in {16 * num_problems} draws of the eval split"
+        )
+    rows = np.sort(first)[:num_problems]
+    return {k: v[rows] for k, v in draw.items()}
+
+
+def prompt_texts(task, prompts: dict) -> list[str]:
+    """A prompt batch as text ("12+7="), e.g. for the per-problem view in results.json."""
+    return [
+        task.decode(row[mask > 0])
+        for row, mask in zip(prompts["prompt_tokens"], prompts["prompt_mask"])
+    ]
+
+
 def held_out_draw(task, num_prompts: int, seed: int) -> tuple[dict, jax.Array]:
     """`num_prompts` held-out prompts and one sampling key, both drawn from `seed`: evaluating
     several policies on one draw pairs their samples prompt by prompt."""

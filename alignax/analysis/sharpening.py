@@ -1,8 +1,16 @@
-"""The figures of the RLVR study (experiments/rlvr.py): pass@k before and after RL against k
+"""The analysis of the RLVR study (experiments/rlvr.py): per seed, pass@k before and after RL
+from the per-problem counts of right samples; over seeds, the paired change and the answer
+("sharpening", "broadening", "neither") at each temperature; the figures: pass@k against k
 beside a problem-blind guesser, the paired change per k, and pass@k against the sampling
 temperature; each policy's mean over seeds with 95% t-intervals, single seeds faint.
 
+    tables = {seed: seed_table(config.eval, outcomes) for seed, outcomes in seeds.items()}
+    combined = aggregate(tables)
+    answers = verdicts(config.eval, combined)
     figures(results, sweep_ks=[1, 2, 4], directory=workdir / "figures")
+
+`config.eval` holds `ks` and `num_samples` (temperature 1), `sweep_temperatures` and
+`sweep_samples`.
 
 `results` is the study's results.json: "ks", "sweep_temperatures", "guessing" ({"pass@k"}),
 "seeds" ({seed: {policy: {metric: value}}}) and "combined" ({policy or "change": {metric:
@@ -13,10 +21,65 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from alignax.analysis import plots
+from alignax.analysis.pass_at_k import classify_change, coverage, mean_pass_at_k, solvable_sets
+from alignax.analysis.stats import seed_means
 
 LABELS = {"sft": "before (SFT)", "grpo": "after (GRPO)"}
 POLICIES = tuple(LABELS)
+
+
+def sweep_ks(e) -> list[int]:
+    """The ks reported at the swept temperatures: those their sample count allows."""
+    return [k for k in e.ks if k <= e.sweep_samples]
+
+
+def _pass_at_ks(counts, num_samples: int, ks) -> dict[str, float]:
+    return {f"pass@{k}": v for k, v in mean_pass_at_k(counts, num_samples, ks).items()}
+
+
+def seed_table(e, outcomes: dict) -> dict:
+    """One seed's table from its `outcomes` ("<policy>_counts" [P], "<policy>_sweep_counts"
+    [T, P], "<policy>_greedy" [P]): per policy, pass@k at temperature 1, coverage and greedy
+    accuracy, and pass@k at each swept temperature ("T0.6/pass@1"); "solvable": the shares of
+    problems that some sample solves under SFT only, GRPO only, both or neither (temperature 1)."""
+    table = {}
+    for name in POLICIES:
+        counts = outcomes[f"{name}_counts"]
+        row = _pass_at_ks(counts, e.num_samples, e.ks)
+        row["coverage"] = coverage(counts)
+        row["greedy"] = float(np.mean(outcomes[f"{name}_greedy"]))
+        for t, swept in zip(e.sweep_temperatures, outcomes[f"{name}_sweep_counts"], strict=True):
+            at_t = _pass_at_ks(swept, e.sweep_samples, sweep_ks(e))
+            row.update({f"T{t}/{key}": value for key, value in at_t.items()})
+        table[name] = row
+    table["solvable"] = solvable_sets({name: outcomes[f"{name}_counts"] for name in POLICIES})
+    return table
+
+
+def aggregate(tables: dict) -> dict:
+    """Row ("sft", "grpo", "solvable", and "change" = grpo - sft, paired within each seed) ->
+    metric -> (mean, 95% half-width) over seeds."""
+    change = {
+        seed: {"change": {m: t["grpo"][m] - t["sft"][m] for m in t["sft"]}}
+        for seed, t in tables.items()
+    }
+    return {**seed_means(tables), **seed_means(change)}
+
+
+def verdicts(e, combined: dict) -> dict:
+    """The answer (`classify_change`) at temperature 1 ("1.0") and at each swept temperature,
+    each at the largest k its samples allow."""
+    change = combined["change"]
+    largest, largest_swept = max(e.ks), max(sweep_ks(e))
+    out = {"1.0": classify_change(change["pass@1"], change[f"pass@{largest}"], largest_k=largest)}
+    for t in e.sweep_temperatures:
+        out[str(t)] = classify_change(
+            change[f"T{t}/pass@1"], change[f"T{t}/pass@{largest_swept}"], largest_k=largest_swept
+        )
+    return out
 
 
 def figures(results: dict, sweep_ks: list[int], directory: Path) -> None:
