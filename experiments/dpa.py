@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from alignax import feedback
-from alignax.analysis import plots
 from alignax.analysis.frontier import at_kl
-from alignax.analysis.stats import interval_text, mean_interval
+from alignax.analysis.stats import interval_text
 from alignax.checkpoint import checkpoint_steps, restore_params
 from alignax.cli import run_experiment
 from alignax.feedback import runs
 from alignax.feedback.directions import (
-    front_steps,
+    aggregate,
+    figure,
     labelled_pairs,
     objective_scores,
     tied,
@@ -174,93 +174,6 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Report.
-
-
-def aggregate(config, per_seed: list[dict]) -> dict:
-    """Per policy (SFT, then each direction): means over seeds with 95% intervals of each
-    objective, the gold reward and the KL; the paired change of each objective from one
-    direction to the next (`front_steps`), at the final step and at matched KL."""
-
-    def summarise(entries):
-        return {
-            "objectives": [
-                mean_interval([e["objectives"][i] for e in entries])
-                for i in range(len(config.objectives))
-            ],
-            "gold_reward": mean_interval([e["gold_reward"] for e in entries]),
-        }
-
-    rows, matched = [], []
-    for degrees in config.directions:
-        runs = [direction_run(r, degrees) for r in per_seed]
-        row = {"degrees": float(degrees), **summarise(runs)}
-        row["kl_to_reference"] = mean_interval([x["kl_to_reference"] for x in runs])
-        row["tied_share"] = mean_interval([x["tied_share"] for x in runs])
-        rows.append(row)
-        reached = [x["matched"] for x in runs if x["matched"] is not None]
-        matched.append(
-            {
-                "degrees": float(degrees),
-                "seeds_reached": len(reached),
-                **(
-                    {
-                        **summarise(reached),
-                        "step": mean_interval([x["step"] for x in reached]),
-                    }
-                    if len(reached) == len(runs)
-                    else {}
-                ),
-            }
-        )
-    every_seed = all(m["seeds_reached"] == len(per_seed) for m in matched)
-
-    def steps(objectives_of):  # the paired step test of the front (`front_steps`)
-        return front_steps(
-            {
-                d: np.array([objectives_of(direction_run(r, d)) for r in per_seed])
-                for d in config.directions
-            }
-        )
-
-    return {
-        "sft": summarise([r["sft"] for r in per_seed]),
-        "directions": rows,
-        "steps": steps(lambda run: run["objectives"]),
-        "matched_kl": {
-            "budget": float(config.matched_kl),
-            "directions": matched,
-            "steps": steps(lambda run: run["matched"]["objectives"]) if every_seed else [],
-        },
-    }
-
-
-def direction_run(seed_result: dict, degrees: float) -> dict:
-    return next(x for x in seed_result["runs"] if x["degrees"] == degrees)
-
-
-def figure(config, result: dict, workdir: Path) -> None:
-    fig, ax = plots.subplots(1, 1, figsize=(5.2, 4.2))
-
-    def point(objectives, **style):  # one policy's mean on both objectives, 95% intervals
-        (x, x_half), y = objectives
-        plots.intervals(ax, [x], [y], xerr=[np.nan_to_num(x_half)], markersize=4, **style)
-
-    for name, rows, line in (("final", result["directions"], "-"),
-                             ("matched", result["matched_kl"]["directions"], "--")):  # fmt: skip
-        rows = [r for r in rows if "objectives" in r]  # matched KL: reached in every seed
-        ax.plot(*([r["objectives"][i][0] for r in rows] for i in range(2)), line,
-                color=plots.PALETTE[0], linewidth=1, zorder=1)  # fmt: skip
-        for i, r in enumerate(rows):
-            label = f"DPO, direction {r['degrees']:g} deg" if name == "final" else None
-            face = {} if name == "final" else {"markerfacecolor": "white"}
-            point(r["objectives"], fmt="o", color=plots.series_color(i), label=label, **face)
-    point(result["sft"]["objectives"], fmt="s", color="black", label="SFT (start)")
-    ax.set(xlabel=f"{config.objectives[0]} score", ylabel=f"{config.objectives[1]} score")
-    ax.legend(fontsize=7)
-    ax.set_title("Directional preference alignment: at each run's end (filled) and at KL "
-                 f"{result['matched_kl']['budget']:g} nats (open)\n(held-out prompts, 95% "
-                 "intervals over seeds)", fontsize=9)  # fmt: skip
-    plots.save(fig, workdir / "figures" / "pareto_front")
 
 
 def report(config, result: dict, timings: dict, prov: dict) -> str:

@@ -36,11 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from alignax import feedback, labels
-from alignax.analysis import plots
-from alignax.analysis.stats import interval_text, mean_interval
+from alignax.analysis.label_budget import aggregate, closes_gap, figure
+from alignax.analysis.stats import interval_text
 from alignax.cli import run_experiment
 from alignax.experiment import read_summary
 from alignax.feedback import runs
+from alignax.feedback.routing import ROUTING, conditions, routed_labels
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, stage_config
@@ -48,39 +49,8 @@ from alignax.study import PlannedStage, Study, made_once
 from alignax.tasks import get_task
 from alignax.workflows import sft
 
-ROUTING = ("confidence", "disagreement")
-
 # ---------------------------------------------------------------------------------------------
 # Labels.
-
-
-def conditions(config) -> list[tuple[str, float]]:
-    """(routing, budget %) of every DPO run: targeted at every budget; random at the budgets
-    strictly between 0 and 100 (at 0 and 100 both are the same labels)."""
-    r = config.routing
-    out = [("targeted", float(p)) for p in r.budgets]
-    if r.random_baseline:
-        out += [("random", float(p)) for p in r.budgets if 0 < p < 100]
-    return out
-
-
-def routed_labels(config, labelled: dict, routing: str, percent: float, seed: int):
-    """The judge's labels with the budget's pairs relabelled by the human; (labels, selected)."""
-    n = len(labelled["judge"])
-    if routing == "random":
-        selected = feedback.random_pairs(
-            n, percent, np.random.default_rng([seed, 13, int(percent * 100)])
-        )
-    elif config.routing.by == "confidence":
-        selected = feedback.least_confident(labelled["probability"], percent)
-    else:
-        if "uncertainty" not in labelled:
-            raise ValueError(
-                "routing.by='disagreement' needs an ensemble judge (judge.kind="
-                "'principle_ensemble'); allowed for other judges: 'confidence'"
-            )
-        selected = feedback.most_uncertain(labelled["uncertainty"], percent)
-    return feedback.merge_labels(labelled["judge"], labelled["human"], selected), selected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +93,7 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
             functools.partial(condition_pairs, config, seed, policy, routing, percent),
             labelled,
         )
-        for routing, percent in conditions(config)
+        for routing, percent in conditions(config.routing)
     ]
     if config.delta.weak_sft_steps > 0:
         weak = seed_dir.parent / "sft_weak"
@@ -171,7 +141,7 @@ def condition_pairs(config, seed: int, policy: Path, routing: str, percent: floa
     """The DPO stage's pairs under one condition: the judge's labels with the budget's pairs
     relabelled by the human."""
     data = made_once(labelled_pairs, config, seed, policy)
-    merged, _ = routed_labels(config, data["labelled"], routing, percent, seed)
+    merged, _ = routed_labels(config.routing, data["labelled"], routing, percent, seed)
     train = runs.chosen_first(data["pairs"], merged)
     return {"pairs": (train, data["evaluation"], data["task"])}
 
@@ -202,8 +172,8 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     data = made_once(labelled_pairs, config, seed, policy)
     labelled = data["labelled"]
     result = {"seed": seed, "judge": data["judge"], "runs": []}
-    for routing, percent in conditions(config):
-        merged, selected = routed_labels(config, labelled, routing, percent, seed)
+    for routing, percent in conditions(config.routing):
+        merged, selected = routed_labels(config.routing, labelled, routing, percent, seed)
         summary = read_summary(seed_dir / "dpo" / f"{routing}_{percent:g}")
         result["runs"].append(
             {
@@ -238,81 +208,6 @@ def dpo_results(summary: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Report.
-
-
-def aggregate(config, per_seed: list[dict]) -> dict:
-    """Means over seeds with 95% intervals of the judge statistics and of every condition, and
-    the per-seed (paired) differences of each condition's gold reward from pure AI feedback
-    (targeted 0%), from pure human feedback (targeted 100%) and, for targeted budgets, from the
-    random labels of the same budget."""
-    judge = {k: mean_interval([r["judge"][k] for r in per_seed]) for k in per_seed[0]["judge"]}
-
-    def gold(routing: str, percent: float) -> np.ndarray:
-        return np.array([condition_run(r, routing, percent)["gold_reward"] for r in per_seed])
-
-    planned = conditions(config)
-    rows = []
-    for routing, percent in planned:
-        runs = [condition_run(r, routing, percent) for r in per_seed]
-        row = {"routing": routing, "percent": percent, "gold_labels": runs[0]["gold_labels"]}
-        for key in ("label_gold_agreement", "gold_reward", "kl_to_reference", "eval_accuracy"):
-            row[key] = mean_interval([x[key] for x in runs])
-        mine = gold(routing, percent)
-        for name, other in (("ai", ("targeted", 0.0)), ("human", ("targeted", 100.0))):
-            if other in planned:
-                row[f"minus_{name}"] = mean_interval(mine - gold(*other))
-        if routing == "targeted" and ("random", percent) in planned:
-            row["minus_random"] = mean_interval(mine - gold("random", percent))
-        rows.append(row)
-    out = {"judge": judge, "conditions": rows}
-    if "delta" in per_seed[0]:
-        delta = {k: mean_interval([r["delta"][k] for r in per_seed]) for k in per_seed[0]["delta"]}
-        delta["minus_human_gold_reward"] = mean_interval(
-            np.array([r["delta"]["gold_reward"] for r in per_seed]) - gold("targeted", 100.0)
-        )
-        out["delta"] = delta
-    return out
-
-
-def condition_run(seed_result: dict, routing: str, percent: float) -> dict:
-    return next(
-        x for x in seed_result["runs"] if x["routing"] == routing and x["percent"] == percent
-    )
-
-
-def closes_gap(row: dict) -> bool | None:
-    """The criterion, stated before the run: p% targeted human labels close the gap between
-    pure AI and pure human feedback when their gold reward is above pure AI feedback's (the
-    paired interval excludes 0) and not below pure human feedback's (the paired interval
-    reaches 0). None where an interval is missing or undefined (one seed)."""
-    if "minus_ai" not in row or "minus_human" not in row:
-        return None
-    (ai, ai_half), (human, human_half) = row["minus_ai"], row["minus_human"]
-    if not (np.isfinite(ai_half) and np.isfinite(human_half)):
-        return None
-    return bool(ai - ai_half > 0 and human + human_half >= 0)
-
-
-def figure(rows: list[dict], workdir: Path) -> None:
-    fig, axes = plots.subplots(1, 2, figsize=(9, 3.4))
-    for i, routing in enumerate(("targeted", "random")):
-        mine = sorted((r for r in rows if r["routing"] == routing), key=lambda r: r["percent"])
-        if routing == "random":  # the shared end points: 0% and 100% are the same labels
-            mine = sorted(
-                mine + [r for r in rows if r["routing"] == "targeted" and r["percent"] in (0, 100)],
-                key=lambda r: r["percent"],
-            )
-        x = [r["percent"] for r in mine]
-        for ax, key in zip(axes, ("gold_reward", "label_gold_agreement")):
-            label, color = f"{routing} human labels", plots.series_color(i)
-            points = [r[key] for r in mine]
-            plots.intervals(ax, x, points, fmt="o-", color=color, markersize=3, label=label)
-    for ax, label in zip(axes, ("gold reward of the DPO policy", "labels agreeing with gold")):
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set(xlabel="human-label budget (% of pairs)", ylabel=label)
-    axes[0].legend()
-    fig.suptitle("AI feedback with targeted human labels (95% intervals over seeds)")
-    plots.save(fig, workdir / "figures" / "rlaif_budget")
 
 
 def report(config, result: dict, timings: dict, prov: dict) -> str:
@@ -404,7 +299,7 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:
     per_seed = [seeds[seed] for seed in config.seeds]
-    result = aggregate(config, per_seed)
+    result = aggregate(conditions(config.routing), per_seed)
     figure(result["conditions"], workdir)
     return {**result, "per_seed": per_seed}
 

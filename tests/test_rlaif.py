@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from alignax.analysis.frontier import at_kl
+from alignax.analysis.label_budget import aggregate, closes_gap
 from alignax.analysis.stats import mean_interval
+from alignax.feedback.routing import conditions
 from alignax.feedback.runs import judge_labels
 from alignax.metrics import read_metrics
 from alignax.workdir import ConfigChangedError
@@ -37,7 +39,7 @@ def test_rlaif_runlocal_reports_every_condition_with_provenance(smoke):
     assert "Written by `" in text.splitlines()[2] and "at commit `" in text.splitlines()[2]
     result = json.loads((workdir / "results.json").read_text())
     got = [(r["routing"], r["percent"]) for r in result["conditions"]]
-    assert got == rlaif.conditions(config)
+    assert got == conditions(config.routing)
     assert ("targeted", 0.0) in got and ("targeted", 100.0) in got and ("random", 25.0) in got
     for suffix in ("png", "pdf"):
         assert (workdir / "figures" / f"rlaif_budget.{suffix}").stat().st_size > 0
@@ -128,7 +130,7 @@ def test_paired_differences_and_the_gap_criterion_by_hand():
 
     rows = {
         (r["routing"], r["percent"]): r
-        for r in rlaif.aggregate(config, [seed(i) for i in range(3)])["conditions"]
+        for r in aggregate(conditions(config.routing), [seed(i) for i in range(3)])["conditions"]
     }
     row = rows[("targeted", 25.0)]
     for key, diffs in (
@@ -138,12 +140,12 @@ def test_paired_differences_and_the_gap_criterion_by_hand():
     ):
         assert row[key] == pytest.approx(mean_interval(diffs))
     assert "minus_random" not in rows[("random", 25.0)]
-    assert rlaif.closes_gap(row) is True
-    assert rlaif.closes_gap(rows[("random", 25.0)]) is False  # not above AI only
-    assert rlaif.closes_gap(rows[("targeted", 0.0)]) is False
-    assert rlaif.closes_gap({"minus_ai": (1.0, float("nan")), "minus_human": (0.0, 1.0)}) is None
+    assert closes_gap(row) is True
+    assert closes_gap(rows[("random", 25.0)]) is False  # not above AI only
+    assert closes_gap(rows[("targeted", 0.0)]) is False
+    assert closes_gap({"minus_ai": (1.0, float("nan")), "minus_human": (0.0, 1.0)}) is None
     below = {"minus_ai": (1.0, 0.5), "minus_human": (-1.0, 0.5)}
-    assert rlaif.closes_gap(below) is False
+    assert closes_gap(below) is False
 
 
 def test_judge_labels_are_its_argmax_or_draws_from_its_probability():

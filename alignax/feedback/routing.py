@@ -6,6 +6,7 @@ sure (RLTHF, Xu et al. 2025), against the same budget spent on random pairs.
 
 A budget of `percent` % of N pairs is floor(percent * N / 100) pairs (never more than the
 budget). Ties are broken by the lower pair index, so a selection is deterministic.
+`conditions` lists a study's (routing, budget) runs and `routed_labels` makes each one's labels.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+# How a targeted budget picks its pairs: the judge's least confident, or its members' most
+# disagreeing (an ensemble judge).
+ROUTING = ("confidence", "disagreement")
 
 
 def budget_count(n: int, percent: float) -> int:
@@ -51,3 +56,32 @@ def merge_labels(judge_labels_N, gold_labels_N, selected) -> np.ndarray:
     labels = np.array(judge_labels_N, copy=True)
     labels[np.asarray(selected, int)] = np.asarray(gold_labels_N)[np.asarray(selected, int)]
     return labels
+
+
+def conditions(r) -> list[tuple[str, float]]:
+    """(routing, budget %) of every DPO run: targeted at every budget; random at the budgets
+    strictly between 0 and 100 (at 0 and 100 both are the same labels). `r`: a study's routing
+    section (`budgets`, `random_baseline`)."""
+    out = [("targeted", float(p)) for p in r.budgets]
+    if r.random_baseline:
+        out += [("random", float(p)) for p in r.budgets if 0 < p < 100]
+    return out
+
+
+def routed_labels(r, labelled: dict, routing: str, percent: float, seed: int):
+    """The judge's labels (`labelled`: "judge", "human", "probability", and "uncertainty" for an
+    ensemble judge) with the budget's pairs relabelled by the human: at random, or as the
+    routing section `r` says (`r.by`: one of ROUTING); (labels, selected)."""
+    n = len(labelled["judge"])
+    if routing == "random":
+        selected = random_pairs(n, percent, np.random.default_rng([seed, 13, int(percent * 100)]))
+    elif r.by == "confidence":
+        selected = least_confident(labelled["probability"], percent)
+    else:
+        if "uncertainty" not in labelled:
+            raise ValueError(
+                "routing.by='disagreement' needs an ensemble judge (judge.kind="
+                "'principle_ensemble'); allowed for other judges: 'confidence'"
+            )
+        selected = most_uncertain(labelled["uncertainty"], percent)
+    return merge_labels(labelled["judge"], labelled["human"], selected), selected
