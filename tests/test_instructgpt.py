@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from alignax.analysis import kl_penalty
 from alignax.study import RLHF_STAGES
 from alignax.workflows import ppo
 from configs import instructgpt as config_module
@@ -108,7 +109,7 @@ def test_size_table_and_figure_show_every_width_that_has_all_four_policies(
     one point per policy for every width with base, SFT, PPO and PPO-ptx; a width missing one is
     left out of the table (the figure still shows what it has)."""
     s = config.sweep
-    policies = ["base", "sft", s.ptx_base, instructgpt.ptx_name(s.ptx_base, s.size_axis_ptx_coef)]
+    policies = ["base", "sft", s.ptx_base, kl_penalty.ptx_name(s.ptx_base, s.size_axis_ptx_coef)]
     widths = sorted(config.widths)
     assert len(widths) == 3
     combined = {
@@ -120,9 +121,9 @@ def test_size_table_and_figure_show_every_width_that_has_all_four_policies(
         for i, name in enumerate(policies)
     }
     del combined[f"d{widths[0]}/{policies[3]}"]  # the smallest width lacks PPO-ptx
-    lines = instructgpt.size_table(config, combined)
+    lines = kl_penalty.size_table(config, combined)
     rows = [line for line in lines if line.startswith(f"| {widths[1]} (")]
-    params = instructgpt.num_params(config, widths[1]) / 1e3
+    params = kl_penalty.num_params(config, widths[1]) / 1e3
     tax = f"{0.001 * widths[1]:.3f} ± 0.002"
     assert rows == [
         f"| {widths[1]} ({params:.0f}k) | "
@@ -138,9 +139,9 @@ def test_size_table_and_figure_show_every_width_that_has_all_four_policies(
         drawn.update({c.get_label(): c.lines[0].get_xydata().tolist() for c in ax.containers})
         return []
 
-    monkeypatch.setattr(instructgpt.plots, "save", record)
-    instructgpt.size_figure(config, combined, tmp_path)
-    sizes = [instructgpt.num_params(config, w) for w in widths]
+    monkeypatch.setattr(kl_penalty.plots, "save", record)
+    kl_penalty.size_figure(config, combined, tmp_path)
+    sizes = [kl_penalty.num_params(config, w) for w in widths]
     win = {key: r["win_rate_vs_sft"][0] for key, r in combined.items()}
     assert drawn["PPO"] == [[n, win[f"d{w}/{policies[2]}"]] for n, w in zip(sizes, widths)]
     assert drawn["PPO-ptx"] == [

@@ -1,15 +1,25 @@
 """Decision rules for KL-penalised RL (Stiennon et al. 2020; Ouyang et al. 2022): where gold
 peaks and falls along an unpenalised run, what a fixed penalty does to the final KL, how closely
 an adaptive controller holds its target, and what PPO-ptx trades for the alignment tax. Pure
-functions of per-seed numbers; the InstructGPT study reads its criteria from them."""
+functions of per-seed numbers; the InstructGPT study's criteria (`criteria`) read them. Below
+them, the study's figures and its table by policy size."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from alignax.analysis.stats import mean_interval
+from alignax.analysis import plots
+from alignax.analysis.report import table
+from alignax.analysis.stats import interval_text, mean_interval, win_rate
+from alignax.models import ModelConfig
+from alignax.models.config import at_width
+
+# The run whose gold should rise, peak and fall (A1): PPO at a fixed beta of 0.
+A1_RUN = "beta0"
 
 
 def hump_over_seeds(gold_by_seed: np.ndarray, se_by_seed: np.ndarray | None = None) -> dict:
@@ -135,3 +145,201 @@ def ptx_tradeoff(
             ),
         }
     return {"by_gamma": rows, "pass": any(r["ok"] for r in rows.values())}
+
+
+def ptx_name(base: str, gamma: float) -> str:
+    """The name of PPO-ptx at `gamma` on the run `base` (`base` itself at gamma = 0)."""
+    return base if gamma == 0 else f"{base}_ptx{gamma:g}"
+
+
+def criteria(
+    config, table: dict, curves: dict, seeds: dict, fresh_gold, candidates: list[str]
+) -> dict:
+    """A1-A4 and PTX from the seed-aggregated table, the seeds' tables (PTX pairs by seed), the
+    per-seed curves of the sweep runs and `fresh_gold(run name, steps)` (`fresh_gold`'s per-seed
+    gold on fresh prompts: A1's peak and A4's chosen run measured again where they were not
+    chosen). `candidates`: the names of the sweep's PPO runs without ptx, among which A4 picks the
+    best."""
+    c, s = config.criteria, config.sweep
+    sweep = f"d{config.sweep_width}"
+    out = {}
+    if A1_RUN in curves:
+        evals = [c["eval"] for c in curves[A1_RUN]]
+        out["A1"] = rise_and_fall(evals, functools.partial(fresh_gold, A1_RUN))
+    # A2: a larger fixed beta ends at a lower KL (held-out evaluation, mean over seeds).
+    betas = sorted(s.fixed_betas)
+    final_kl = [table[f"{sweep}/beta{b:g}"]["kl_to_sft"][0] for b in betas]
+    out["A2"] = {"betas": betas, "final_kl": final_kl, "pass": strictly_decreasing(final_kl)}
+    # A3: the adaptive controller holds KL within `kl_tolerance` of its target after warm-up.
+    a3 = {
+        f"{t:g}": kl_tracking(
+            [c["train"] for c in curves[f"target{t:g}"]],
+            table[f"{sweep}/target{t:g}"]["kl_to_sft"][0],
+            t,
+            tolerance=c.kl_tolerance,
+            warmup_fraction=c.kl_warmup_fraction,
+        )
+        for t in s.kl_targets
+    }
+    out["A3"] = {
+        "targets": a3,
+        "warmup_steps": c.kl_warmup_fraction,
+        "pass": all(v["ok"] for v in a3.values()),
+    }
+    # A4: the best PPO run (fixed or adaptive KL, no ptx) against SFT, chosen on the evaluation
+    # and judged on fresh prompts (the maximum of noisy evaluations is biased up).
+    candidates = {r: table[f"{sweep}/{r}"] for r in candidates}
+    best = max(candidates, key=lambda r: candidates[r]["win_rate_vs_sft"][0])
+    win, half = candidates[best]["win_rate_vs_sft"]
+    fresh, fresh_half = mean_interval(
+        [win_rate(g["final"], g["sft"]) for g in fresh_gold(best, {"final": None})]
+    )
+    out["A4"] = {
+        "best_run": best,
+        "win_rate": win,
+        "win_rate_ci": half,
+        "fresh_win_rate": fresh,
+        "fresh_win_rate_ci": fresh_half,
+        "pass": fresh >= c.min_win_rate,
+    }
+    # PTX: some gamma cuts the alignment tax of its gamma = 0 run by half while its 95% interval
+    # of the win-rate points lost (paired by seed) stays within 5.
+    gammas = sorted({0.0, *map(float, s.ptx_coefs)})
+    keys = {g: f"{sweep}/{ptx_name(s.ptx_base, g)}" for g in gammas}
+    per_seed = {
+        metric: {g: [seeds[seed][keys[g]][metric] for seed in seeds] for g in gammas}
+        for metric in ("alignment_tax", "win_rate_vs_sft")
+    }
+    out["PTX"] = {
+        "base": s.ptx_base,
+        "tax": {g: table[keys[g]]["alignment_tax"][0] for g in gammas},
+        "win_rate": {g: table[keys[g]]["win_rate_vs_sft"][0] for g in gammas},
+        **ptx_tradeoff(
+            per_seed["alignment_tax"],
+            per_seed["win_rate_vs_sft"],
+            min_tax_cut=c.min_tax_cut,
+            max_win_rate_drop=c.max_win_rate_drop,
+        ),
+    }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The InstructGPT study's figures and its table by policy size.
+
+
+def num_params(config, width: int) -> int:
+    """Parameters of the study's model at d_model `width`."""
+    return ModelConfig.from_config(at_width(config.model, width)).num_params()
+
+
+def figures(config, combined: dict, mean_curves: dict, workdir: Path) -> None:
+    """The InstructGPT study's figures in <workdir>/figures: gold and proxy against sqrt(KL) and
+    the rollouts' KL against step for every fixed-beta and adaptive run (`kl_curves`), the
+    PPO-ptx trade-off (`ptx`) and the win rate by policy size (`sizes`)."""
+    s = config.sweep
+    fig, axes = plots.subplots(1, 3, figsize=(13, 3.6))
+    groups = [(f"beta{b:g}", f"beta = {b:g}") for b in s.fixed_betas]
+    groups += [(f"target{t:g}", f"adaptive, target {t:g}") for t in s.kl_targets]
+    sqrt_kl = "sqrt(KL(pi || pi_SFT)) (nats^1/2)"
+    for i, (name, label) in enumerate(groups):
+        color = plots.series_color(i)
+        style = "o-" if name.startswith("beta") else "s--"
+        ev = mean_curves[name]["eval"]
+        d = np.sqrt(np.maximum([p["kl"] for p in ev], 0.0))
+        for ax, key in zip(axes[:2], ("gold", "proxy")):
+            points = [(p[key], p[f"{key}_ci"]) for p in ev]
+            plots.intervals(ax, d, points, fmt=style, color=color, markersize=3, label=label)
+        tr = mean_curves[name]["train"]
+        axes[2].plot([p["step"] for p in tr], [p["kl"] for p in tr], style[1:], color=color)
+        axes[2].plot([], [], style, color=color, label=label)
+        if name.startswith("target"):
+            axes[2].axhline(float(name[len("target") :]), color=color, linewidth=0.6, alpha=0.6)
+    axes[0].set(xlabel=sqrt_kl, ylabel="gold reward (held-out)", title="Gold")
+    axes[1].set(
+        xlabel=sqrt_kl,
+        ylabel="proxy reward (normalised on SFT samples)",
+        title="Proxy (reward model)",
+    )
+    axes[2].set(
+        xlabel="PPO iteration",
+        ylabel="KL of the rollouts (nats)",
+        title="KL against step (thin lines: targets)",
+    )
+    axes[2].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(f"PPO at d_model {config.sweep_width}: mean over seeds (95% intervals)", y=1.03)
+    plots.save(fig, workdir / "figures" / "kl_curves")
+
+    fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
+    gammas = sorted({0.0, *map(float, s.ptx_coefs)})
+    rows = [combined[f"d{config.sweep_width}/{ptx_name(s.ptx_base, g)}"] for g in gammas]
+    x = np.arange(len(gammas))
+    tax = [r["alignment_tax"] for r in rows]
+    halves = np.nan_to_num([h for _, h in tax])
+    left.bar(x, [m for m, _ in tax], yerr=halves, capsize=3, color=plots.PALETTE[3])
+    left.set_xticks(x, [f"{g:g}" for g in gammas])
+    left.set(
+        xlabel="ptx coefficient gamma",
+        ylabel="pretraining NLL - SFT's (nats/token)",
+        title="Alignment tax (held-out pretraining text)",
+    )
+    for i, (g, r) in enumerate(zip(gammas, rows)):
+        plots.intervals(
+            right,
+            [r["alignment_tax"][0]],
+            [r["win_rate_vs_sft"]],
+            xerr=np.nan_to_num([r["alignment_tax"][1]]),
+            fmt="o",
+            color=plots.series_color(i),
+            label=f"gamma = {g:g}",
+        )
+    right.set(
+        xlabel="alignment tax (nats/token)",
+        ylabel="win rate vs SFT (gold)",
+        title=f"PPO-ptx on {s.ptx_base}",
+    )
+    right.legend()
+    plots.save(fig, workdir / "figures" / "ptx")
+    size_figure(config, combined, workdir)
+
+
+def size_axis_policies(config) -> list[tuple[str, str]]:
+    """(policy name, label) of the four policies the size axis compares at every width."""
+    s = config.sweep
+    size_ptx = ptx_name(s.ptx_base, s.size_axis_ptx_coef)
+    return [("base", "base"), ("sft", "SFT"), (s.ptx_base, "PPO"), (size_ptx, "PPO-ptx")]
+
+
+def size_figure(config, combined: dict, workdir: Path) -> None:
+    """Win rate against SFT by policy size (InstructGPT figure 1): base, SFT, PPO and PPO-ptx
+    at every width that has them."""
+    fig, ax = plots.subplots(figsize=(5, 3.4))
+    widths = sorted(config.widths)
+    params = [num_params(config, w) for w in widths]
+    for i, (name, label) in enumerate(size_axis_policies(config)):
+        have = [(p, combined.get(f"d{w}/{name}")) for p, w in zip(params, widths)]
+        have = [(p, r) for p, r in have if r]
+        x, points = [p for p, _ in have], [r["win_rate_vs_sft"] for _, r in have]
+        plots.intervals(ax, x, points, fmt="o-", color=plots.series_color(i), label=label)
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="policy parameters",
+        ylabel=f"win rate vs SFT (d_model {config.sweep_width})",
+        title="Win rate against SFT by policy size",
+    )
+    ax.legend()
+    plots.save(fig, workdir / "figures" / "sizes")
+
+
+def size_table(config, combined: dict) -> list[str]:
+    """The report's size table: a row per width that has base, SFT, PPO and PPO-ptx."""
+    rows = []
+    for width in sorted(config.widths):
+        row = [combined.get(f"d{width}/{n}") for n, _ in size_axis_policies(config)]
+        if all(row):
+            taxes = " / ".join(interval_text(r["alignment_tax"], 3) for r in row[2:])
+            wins = [interval_text(r["win_rate_vs_sft"], 2) for r in row]
+            rows.append([f"{width} ({num_params(config, width) / 1e3:.0f}k)", *wins, taxes])
+    header = ("d_model (params)", "base", "SFT", "PPO", "PPO-ptx", "alignment tax PPO / PPO-ptx")
+    intro = ["Win rate against SFT by policy size (InstructGPT figure 1):", ""]
+    return intro + table(header, rows)
