@@ -38,18 +38,23 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from alignax.analysis import plots
 from alignax.analysis.frontier import (
     comparisons,
+    difference_table,
     dominant,
     endings,
+    figures,
+    fresh_frontiers,
+    frontier_table,
     frontier_vertices,
     method_frontiers,
     peak_and_final,
+    start_gold,
+    turnover,
 )
 from alignax.analysis.policy_eval import on_fresh_prompts
 from alignax.analysis.report import intervals, table
-from alignax.analysis.stats import interval_text, mean_interval, standard_error
+from alignax.analysis.stats import interval_text, standard_error
 from alignax.cli import run_experiment
 from alignax.metrics import logged_curve
 from alignax.provenance import written_by
@@ -388,126 +393,8 @@ def method_runs(runs: list[Run]) -> dict[str, list[str]]:
     return out
 
 
-def turnover(seeds: dict) -> dict:
-    """Peak minus final gold of the long DPO run, re-evaluated on fresh prompts: mean over seeds
-    with the 95% t-interval; it turns over when the interval lies above 0. Also counted: the
-    seeds whose own drop lies above 0 by more than 1.96 SE over prompts."""
-    drops = [r["overoptimization"]["reevaluated"] for r in seeds.values()]
-    mean, half = mean_interval([d["drop"] for d in drops])
-    return {
-        "drop": mean,
-        "drop_interval": half,
-        "turns_over": bool(mean - half > 0),
-        "seeds_turning_over": sum(d["drop"] - 1.96 * d["drop_se"] > 0 for d in drops),
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # Figures and the report.
-
-
-# The palette without its yellow (faint on white), then grey and wine (Tol's muted scheme): nine
-# methods, one colour each; PPO's frontiers dashed.
-COLORS = tuple(c for c in plots.PALETTE if c != "#F0E442") + ("#999999", "#882255")
-
-
-def _style(i: int, method: str) -> dict:
-    markers = "osD^vP*Xh"
-    return {
-        "color": COLORS[i % len(COLORS)],
-        "marker": markers[i % len(markers)],
-        "linestyle": "--" if method.startswith("PPO") else "-",
-    }
-
-
-def figures(config, runs: list[Run], seeds: dict, in_run: dict, front: dict, workdir) -> None:
-    """Left: one seed's in-run evaluations and envelopes; right: the frontiers read from the
-    vertices measured again on fresh prompts, over seeds."""
-    seed0 = next(iter(seeds))
-    fig, (left, right) = plots.subplots(1, 2, figsize=(10, 3.8))
-    for i, method in enumerate(front):
-        style = _style(i, method)
-        points = [
-            p for r in runs if r.method == method for p in seeds[seed0]["trajectories"][r.name]
-        ]
-        left.scatter(
-            [max(p["kl"], 0.0) for p in points],
-            [p["gold"] for p in points],
-            s=9,
-            alpha=0.45,
-            color=style["color"],
-            marker=style["marker"],
-        )
-        x, y = in_run[method]["envelopes"][0]
-        left.plot(x, y, color=style["color"], linestyle=style["linestyle"], label=method)
-        x = np.array(config.budgets) * (1 + 0.03 * (i - len(front) / 2))
-        plots.intervals(
-            right, x, front[method]["interval"], markersize=4, linewidth=1, label=method, **style
-        )
-    cut = 2 * max(config.budgets)
-    left.set_xlim(-0.02 * cut, cut)
-    left.set(
-        xlabel=f"KL(pi || pi_SFT) (nats, held-out prompts; axis cut at {cut:g})",
-        ylabel="gold reward",
-        title=f"In-run evaluations and envelopes (seed {seed0})",
-    )
-    right.set_xscale("log", base=2)
-    right.set(
-        xlabel="KL budget (nats)",
-        ylabel=f"best gold within budget (mean, 95% CI, {len(seeds)} seed(s))",
-        title="Frontier at fixed KL budgets (vertices measured again, fresh prompts)",
-    )
-    right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    plots.save(fig, workdir / "figures" / "frontier")
-
-    # DPO's trajectories by beta, every seed.
-    fig, ax = plots.subplots(figsize=(5.2, 3.6))
-    dpo_runs = [r for r in runs if r.method == "DPO"]
-    for i, r in enumerate(dpo_runs):
-        for j, result in enumerate(seeds.values()):
-            points = result["trajectories"][r.name]
-            ax.plot(
-                [0.0] + [max(p["kl"], 0.0) for p in points],
-                [result["overoptimization"]["reevaluated"]["sft_gold"]]
-                + [p["gold"] for p in points],
-                "-o",
-                markersize=2,
-                linewidth=0.8,
-                alpha=0.8,
-                color=COLORS[i % len(COLORS)],
-                label=r.name.replace("dpo_", "DPO ").replace("beta", "beta ") if j == 0 else None,
-            )
-    ax.set(
-        xlabel="KL(pi || pi_SFT) (nats)",
-        ylabel="gold reward",
-        title="DPO along training, by beta (one line per seed)",
-    )
-    ax.legend()
-    plots.save(fig, workdir / "figures" / "dpo_betas")
-
-    # Over-optimisation: gold against KL and against epochs along the long run.
-    over = config.overoptimization
-    steps_per_epoch = config.offline.pairs.num_pairs / config.offline.train.batch_size
-    fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
-    for j, (seed, result) in enumerate(seeds.items()):
-        o = result["overoptimization"]
-        color = plots.series_color(j)
-        kl = [max(p["kl"], 0.0) for p in o["points"]]
-        gold = [p["gold"] for p in o["points"]]
-        epochs = [p["step"] / steps_per_epoch for p in o["points"]]
-        left.plot(kl, gold, "-o", markersize=2, color=color, label=f"seed {seed}")
-        right.plot(epochs, gold, "-o", markersize=2, color=color, label=f"seed {seed}")
-        for ax, x in ((left, kl), (right, epochs)):
-            i = o["points"].index(o["peak"])
-            ax.plot([x[i]], [gold[i]], "*", markersize=9, color=color)
-    left.set(xlabel="KL(pi || pi_SFT) (nats)", ylabel="gold reward", title="Gold against KL")
-    right.set(xlabel="epochs over the pairs", ylabel="gold reward", title="Gold along training")
-    for ax in (left, right):
-        ax.legend()
-    fig.suptitle(
-        f"DPO, beta {over.beta:g}, {over.steps / steps_per_epoch:g} epochs (star: peak)", y=1.03
-    )
-    plots.save(fig, workdir / "figures" / "overoptimization")
 
 
 def trimmed(config) -> str:
@@ -523,36 +410,6 @@ def trimmed(config) -> str:
         f"iterations) on {o.eval.num_prompts} held-out prompts, one sample each; "
         f"over-optimisation run {over.steps} steps."
     )
-
-
-def difference_table(front: dict, pairs: dict, reference: str) -> list[str]:
-    """Markdown rows: `reference` minus each other method at every budget, and the verdict."""
-    budgets = front[reference]["budgets"]
-    names = {
-        "first": f"{reference} dominates",
-        "second": f"{reference} dominated",
-        "cross": "cross",
-        "none": "not separated",
-    }
-    rows = []
-    for other in front:
-        if other != reference:
-            pair = pairs[f"{reference} vs {other}"]
-            cells = [
-                interval_text(d, 2) if b in pair["budgets_compared"] else "-"
-                for b, d in zip(budgets, pair["difference"])
-            ]
-            rows.append([other, *cells, names[pair["verdict"]]])
-    return table([f"{reference} minus", *(f"KL ≤ {b:g}" for b in budgets), "verdict"], rows)
-
-
-def frontier_table(front: dict, budgets: list) -> list[str]:
-    rows = [
-        [method, len(f["runs"])]
-        + [interval_text(v, 2) + ("" if ok else " *") for v, ok in zip(f["interval"], f["reached"])]
-        for method, f in front.items()
-    ]
-    return table(["method", "runs", *(f"KL ≤ {b:g}" for b in budgets)], rows)
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
@@ -681,24 +538,6 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_gold(seeds: dict) -> list[float]:
-    """Each seed's SFT policy's gold, measured once (the over-optimisation re-evaluation's)."""
-    return [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
-
-
-def fresh_frontiers(config, seeds: dict, key: str, methods: dict[str, list[str]]) -> dict:
-    """`method_frontiers` read from each seed's vertices under `key` as measured on the fresh
-    draw (each method's own "run"), with the names of the runs they come from (`methods`)."""
-    fresh = [
-        {m: [{"kl": v["fresh_kl"], "gold": v["fresh_gold"]} for v in vs] for m, vs in r.items()}
-        for r in (s[key] for s in seeds.values())
-    ]
-    front = method_frontiers({m: [m] for m in methods}, fresh, start_gold(seeds), config.budgets)
-    for method, f in front.items():
-        f["runs"] = methods[method]
-    return front
-
-
 def analyse(config, seeds: dict, workdir: Path) -> dict:
     """The frontiers at the KL budgets, their pairwise comparisons and the dominant methods (of
     all runs, and at the equal tuning budget), the over-optimisation turn-over across seeds;
@@ -706,12 +545,12 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     runs = runs_of(config)
     trajectories = [r["trajectories"] for r in seeds.values()]
     in_run = method_frontiers(method_runs(runs), trajectories, start_gold(seeds), config.budgets)
-    front = fresh_frontiers(config, seeds, "vertices", method_runs(runs))
+    front = fresh_frontiers(config.budgets, seeds, "vertices", method_runs(runs))
     pairs = comparisons(front, config.non_inferiority_margin)
     equal_methods = method_runs([r for r in runs if r.equal_budget])
-    equal = fresh_frontiers(config, seeds, "equal_budget_vertices", equal_methods)
+    equal = fresh_frontiers(config.budgets, seeds, "equal_budget_vertices", equal_methods)
     equal_pairs = comparisons(equal, config.non_inferiority_margin)
-    figures(config, runs, seeds, in_run, front, workdir)
+    figures(config, method_runs(runs), seeds, in_run, front, workdir)
     return {
         "seeds": seeds,
         "frontiers": front,

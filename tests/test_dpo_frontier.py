@@ -8,6 +8,7 @@ from alignax.analysis.frontier import (
     at_kl,
     comparisons,
     difference_intervals,
+    difference_table,
     dominance,
     endings,
     first_crossing,
@@ -16,6 +17,7 @@ from alignax.analysis.frontier import (
     matched_kl_gold,
     method_frontiers,
     peak_and_final,
+    turnover,
     upper_envelope,
 )
 from alignax.analysis.stats import mean_interval
@@ -196,12 +198,12 @@ def test_turnover_over_seeds_and_within_each_seed():
 
     # Drops 0.5, 0.1, 0.2: the t-interval over 3 seeds (t = 4.30) contains 0; within seeds, the
     # first two lie above 0 by more than 1.96 SE, the third (0.2 - 1.96 * 0.15 < 0) does not.
-    turn = frontier.turnover({0: seed(0.5, 0.05), 1: seed(0.1, 0.03), 2: seed(0.2, 0.15)})
+    turn = turnover({0: seed(0.5, 0.05), 1: seed(0.1, 0.03), 2: seed(0.2, 0.15)})
     assert turn["drop"] == pytest.approx(0.8 / 3)
     half = 4.302653 * np.std([0.5, 0.1, 0.2], ddof=1) / np.sqrt(3)
     assert turn["drop_interval"] == pytest.approx(half, rel=1e-5)
     assert not turn["turns_over"] and turn["seeds_turning_over"] == 2
-    same = frontier.turnover({k: seed(0.3 + 0.01 * k, 0.01) for k in range(3)})
+    same = turnover({k: seed(0.3 + 0.01 * k, 0.01) for k in range(3)})
     assert same["turns_over"] and same["seeds_turning_over"] == 3
 
 
@@ -214,7 +216,7 @@ def test_comparisons_use_every_budget_where_both_frontiers_are_defined():
     pairs = comparisons({"A": a, "B": b}, margin=0.1)
     assert pairs["A vs B"]["budgets_compared"] == [2, 4]
     assert pairs["A vs B"]["verdict"] == "first" and pairs["B vs A"]["verdict"] == "second"
-    rows = frontier.difference_table({"A": a, "B": b}, pairs, "A")
+    rows = difference_table({"A": a, "B": b}, pairs, "A")
     assert rows[-1].startswith("| B | - | 0.20 ± 0.00 | 0.50 ± 0.00 | A dominates")
 
 

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from alignax.analysis.stats import mean_interval
+from alignax.analysis import plots
+from alignax.analysis.report import table
+from alignax.analysis.stats import interval_text, mean_interval
 
 
 def upper_envelope(kl, gold) -> tuple[np.ndarray, np.ndarray]:
@@ -232,3 +234,175 @@ def frontier_vertices(points: list[dict], start_gold: float, budgets) -> list[di
     limit = past.min() if len(past) else np.inf
     vertices = {(float(a), float(b)) for a, b in zip(x, y) if a <= limit}
     return [p for p in points if (max(float(p["kl"]), 0.0), float(p["gold"])) in vertices]
+
+
+# ---------------------------------------------------------------------------------------------
+# The DPO-frontier study (experiments/dpo_frontier.py): its frontiers over seeds, the
+# over-optimisation turn-over, the tables and the figures.
+
+
+def start_gold(seeds: dict) -> list[float]:
+    """Each seed's SFT policy's gold, measured once (the over-optimisation re-evaluation's)."""
+    return [r["overoptimization"]["reevaluated"]["sft_gold"] for r in seeds.values()]
+
+
+def fresh_frontiers(budgets, seeds: dict, key: str, methods: dict[str, list[str]]) -> dict:
+    """`method_frontiers` read from each seed's vertices under `key` as measured on the fresh
+    draw (each method's own "run"), with the names of the runs they come from (`methods`)."""
+    fresh = [
+        {m: [{"kl": v["fresh_kl"], "gold": v["fresh_gold"]} for v in vs] for m, vs in r.items()}
+        for r in (s[key] for s in seeds.values())
+    ]
+    front = method_frontiers({m: [m] for m in methods}, fresh, start_gold(seeds), budgets)
+    for method, f in front.items():
+        f["runs"] = methods[method]
+    return front
+
+
+def turnover(seeds: dict) -> dict:
+    """Peak minus final gold of the long DPO run, re-evaluated on fresh prompts: mean over seeds
+    with the 95% t-interval; it turns over when the interval lies above 0. Also counted: the
+    seeds whose own drop lies above 0 by more than 1.96 SE over prompts."""
+    drops = [r["overoptimization"]["reevaluated"] for r in seeds.values()]
+    mean, half = mean_interval([d["drop"] for d in drops])
+    return {
+        "drop": mean,
+        "drop_interval": half,
+        "turns_over": bool(mean - half > 0),
+        "seeds_turning_over": sum(d["drop"] - 1.96 * d["drop_se"] > 0 for d in drops),
+    }
+
+
+def difference_table(front: dict, pairs: dict, reference: str) -> list[str]:
+    """Markdown rows: `reference` minus each other method at every budget, and the verdict."""
+    budgets = front[reference]["budgets"]
+    names = {
+        "first": f"{reference} dominates",
+        "second": f"{reference} dominated",
+        "cross": "cross",
+        "none": "not separated",
+    }
+    rows = []
+    for other in front:
+        if other != reference:
+            pair = pairs[f"{reference} vs {other}"]
+            cells = [
+                interval_text(d, 2) if b in pair["budgets_compared"] else "-"
+                for b, d in zip(budgets, pair["difference"])
+            ]
+            rows.append([other, *cells, names[pair["verdict"]]])
+    return table([f"{reference} minus", *(f"KL ≤ {b:g}" for b in budgets), "verdict"], rows)
+
+
+def frontier_table(front: dict, budgets: list) -> list[str]:
+    """Markdown rows: each method's runs and best gold within every budget (* not reached)."""
+    rows = [
+        [method, len(f["runs"])]
+        + [interval_text(v, 2) + ("" if ok else " *") for v, ok in zip(f["interval"], f["reached"])]
+        for method, f in front.items()
+    ]
+    return table(["method", "runs", *(f"KL ≤ {b:g}" for b in budgets)], rows)
+
+
+# The palette without its yellow (faint on white), then grey and wine (Tol's muted scheme): nine
+# methods, one colour each; PPO's frontiers dashed.
+COLORS = tuple(c for c in plots.PALETTE if c != "#F0E442") + ("#999999", "#882255")
+
+
+def _style(i: int, method: str) -> dict:
+    """A method's colour and marker; PPO's frontiers dashed."""
+    markers = "osD^vP*Xh"
+    return {
+        "color": COLORS[i % len(COLORS)],
+        "marker": markers[i % len(markers)],
+        "linestyle": "--" if method.startswith("PPO") else "-",
+    }
+
+
+def figures(config, methods: dict, seeds: dict, in_run: dict, front: dict, workdir) -> None:
+    """The DPO-frontier study's figures in <workdir>/figures. `frontier`: left, one seed's in-run
+    evaluations and envelopes; right, the frontiers read from the vertices measured again on
+    fresh prompts, over seeds. `dpo_betas`: DPO along training by beta. `overoptimization`: the
+    long DPO run's gold against KL and epochs. `methods`: {method: the names of its runs}."""
+    seed0 = next(iter(seeds))
+    fig, (left, right) = plots.subplots(1, 2, figsize=(10, 3.8))
+    for i, method in enumerate(front):
+        style = _style(i, method)
+        points = [p for name in methods[method] for p in seeds[seed0]["trajectories"][name]]
+        left.scatter(
+            [max(p["kl"], 0.0) for p in points],
+            [p["gold"] for p in points],
+            s=9,
+            alpha=0.45,
+            color=style["color"],
+            marker=style["marker"],
+        )
+        x, y = in_run[method]["envelopes"][0]
+        left.plot(x, y, color=style["color"], linestyle=style["linestyle"], label=method)
+        x = np.array(config.budgets) * (1 + 0.03 * (i - len(front) / 2))
+        plots.intervals(
+            right, x, front[method]["interval"], markersize=4, linewidth=1, label=method, **style
+        )
+    cut = 2 * max(config.budgets)
+    left.set_xlim(-0.02 * cut, cut)
+    left.set(
+        xlabel=f"KL(pi || pi_SFT) (nats, held-out prompts; axis cut at {cut:g})",
+        ylabel="gold reward",
+        title=f"In-run evaluations and envelopes (seed {seed0})",
+    )
+    right.set_xscale("log", base=2)
+    right.set(
+        xlabel="KL budget (nats)",
+        ylabel=f"best gold within budget (mean, 95% CI, {len(seeds)} seed(s))",
+        title="Frontier at fixed KL budgets (vertices measured again, fresh prompts)",
+    )
+    right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    plots.save(fig, workdir / "figures" / "frontier")
+
+    # DPO's trajectories by beta, every seed.
+    fig, ax = plots.subplots(figsize=(5.2, 3.6))
+    for i, name in enumerate(methods["DPO"]):
+        for j, result in enumerate(seeds.values()):
+            points = result["trajectories"][name]
+            ax.plot(
+                [0.0] + [max(p["kl"], 0.0) for p in points],
+                [result["overoptimization"]["reevaluated"]["sft_gold"]]
+                + [p["gold"] for p in points],
+                "-o",
+                markersize=2,
+                linewidth=0.8,
+                alpha=0.8,
+                color=COLORS[i % len(COLORS)],
+                label=name.replace("dpo_", "DPO ").replace("beta", "beta ") if j == 0 else None,
+            )
+    ax.set(
+        xlabel="KL(pi || pi_SFT) (nats)",
+        ylabel="gold reward",
+        title="DPO along training, by beta (one line per seed)",
+    )
+    ax.legend()
+    plots.save(fig, workdir / "figures" / "dpo_betas")
+
+    # Over-optimisation: gold against KL and against epochs along the long run.
+    over = config.overoptimization
+    steps_per_epoch = config.offline.pairs.num_pairs / config.offline.train.batch_size
+    fig, (left, right) = plots.subplots(1, 2, figsize=(9, 3.4))
+    for j, (seed, result) in enumerate(seeds.items()):
+        o = result["overoptimization"]
+        color = plots.series_color(j)
+        kl = [max(p["kl"], 0.0) for p in o["points"]]
+        gold = [p["gold"] for p in o["points"]]
+        epochs = [p["step"] / steps_per_epoch for p in o["points"]]
+        left.plot(kl, gold, "-o", markersize=2, color=color, label=f"seed {seed}")
+        right.plot(epochs, gold, "-o", markersize=2, color=color, label=f"seed {seed}")
+        for ax, x in ((left, kl), (right, epochs)):
+            i = o["points"].index(o["peak"])
+            ax.plot([x[i]], [gold[i]], "*", markersize=9, color=color)
+    left.set(xlabel="KL(pi || pi_SFT) (nats)", ylabel="gold reward", title="Gold against KL")
+    right.set(xlabel="epochs over the pairs", ylabel="gold reward", title="Gold along training")
+    for ax in (left, right):
+        ax.legend()
+    fig.suptitle(
+        f"DPO, beta {over.beta:g}, {over.steps / steps_per_epoch:g} epochs (star: peak)", y=1.03
+    )
+    plots.save(fig, workdir / "figures" / "overoptimization")
