@@ -47,16 +47,18 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         }
     )
     config.eval = ml_collections.ConfigDict({"num_prompts": 512, "max_new_tokens": 32})
-    # Every checkpoint PPO and DPO keep answers the evaluation's prompts: their paths in KL and
-    # gold, read at matched KL.
-    config.stages.ppo.train.keep_checkpoints = 4  # every 25 of 100 iterations
-    config.stages.dpo.train.update(checkpoint_every=30, keep_checkpoints=10)  # of 300 steps
+    config.stages.dpo.train.checkpoint_every = 30  # PPO: every 25 of its 100 iterations
     if imdb:
         real_data(config, small=arg == "imdb_runlocal")
     if arg == "smoke":
         few_steps(config)
     if arg == "imdb_smollm2":
         from_smollm2(config)
+    # PPO and DPO keep every checkpoint they save: each answers the evaluation's prompts, their
+    # paths in KL and gold, read at matched KL (a run that keeps fewer is refused).
+    for name in ("ppo", "dpo"):
+        train = config.stages[name].train
+        train.keep_checkpoints = -(-train.steps // train.checkpoint_every)
     config.lock()
     return config
 

@@ -90,6 +90,24 @@ def test_an_override_of_a_link_is_refused_naming_the_key(tmp_path):
     assert not tmp_path.joinpath("config.json").exists()
 
 
+def test_a_pipeline_that_would_drop_checkpoints_its_paths_read_is_refused(tmp_path):
+    """More PPO iterations at the same checkpoint interval save more checkpoints than the preset
+    keeps: refused before anything runs, naming the key and the count, not a shorter path."""
+    config = preset_config(pipeline_config, **{"stages.ppo.train.steps": 200})
+    with pytest.raises(
+        ValueError,
+        match=r"stages\.ppo\.train\.keep_checkpoints=4 keeps fewer than the 8 checkpoints .*"
+        r"--config\.stages\.ppo\.train\.keep_checkpoints=8",
+    ):
+        Study.of(pipeline.__name__).prepare(config, tmp_path)
+    assert not tmp_path.joinpath("config.json").exists()
+    kept = preset_config(
+        pipeline_config,
+        **{"stages.ppo.train.steps": 200, "stages.ppo.train.keep_checkpoints": 8},
+    )
+    pipeline.check_every_checkpoint_kept(kept)  # what the message asks for is accepted
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
