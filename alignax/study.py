@@ -232,10 +232,6 @@ def made_once(make: Callable, config: ml_collections.ConfigDict, *args) -> Any:
     return _MADE[key]
 
 
-# ---------------------------------------------------------------------------------------------
-# What every study's report writes the same way.
-
-
 def check_response_room(needed: int, max_new_tokens: dict[str, int], why: str) -> None:
     """Every `max_new_tokens` ({config key: value}) leaves room for the `needed` tokens of the
     longest right answer with its EOS: a shorter one would cut right answers off and count them
@@ -243,6 +239,10 @@ def check_response_room(needed: int, max_new_tokens: dict[str, int], why: str) -
     short = [f"{key}={value}" for key, value in max_new_tokens.items() if value < needed]
     if short:
         raise ValueError(f"{', '.join(short)}: {why} take up to {needed} tokens with their EOS")
+
+
+# ---------------------------------------------------------------------------------------------
+# What every study's report writes the same way.
 
 
 def wall_time_text(timings: dict) -> str:
