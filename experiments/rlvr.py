@@ -109,6 +109,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 
 
 def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
+    """What `evaluate_seed` returns, measured."""
     e = config.eval
     mesh = make_mesh(config.mesh)
     task = get_task(config.task_name, config.task)
