@@ -241,6 +241,25 @@ def check_response_room(needed: int, max_new_tokens: dict[str, int], why: str) -
         raise ValueError(f"{', '.join(short)}: {why} take up to {needed} tokens with their EOS")
 
 
+def checkpoints_saved(train) -> int:
+    """How many checkpoints a `train` section saves: one every `checkpoint_every` steps and the
+    last step's."""
+    return -(-train.steps // train.checkpoint_every)
+
+
+def check_every_checkpoint_kept(train, section: str, why: str) -> None:
+    """A study that reads every checkpoint a stage saves (one every `checkpoint_every` steps and
+    the last) refuses a `train` section (at config key `section`) that keeps fewer, naming the
+    keys, `why` it reads them, and the count to keep."""
+    saved = checkpoints_saved(train)
+    if train.keep_checkpoints < saved:
+        raise ValueError(
+            f"{section}.keep_checkpoints={train.keep_checkpoints} keeps fewer than the {saved} "
+            f"checkpoints of {section}.steps={train.steps} at checkpoint_every="
+            f"{train.checkpoint_every}; {why}: set --config.{section}.keep_checkpoints={saved}"
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # What every study's report writes the same way.
 

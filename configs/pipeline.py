@@ -23,6 +23,7 @@ stage's other settings are under `stages.<stage>` (e.g. --config.stages.ppo.trai
 import ml_collections
 
 from alignax.stages import stage_section
+from alignax.study import checkpoints_saved
 from configs import dpo, models, ppo, reward_model, sft
 from configs.common import stages_parent_config
 
@@ -58,7 +59,7 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
     # paths in KL and gold, read at matched KL (a run that keeps fewer is refused).
     for name in ("ppo", "dpo"):
         train = config.stages[name].train
-        train.keep_checkpoints = -(-train.steps // train.checkpoint_every)
+        train.keep_checkpoints = checkpoints_saved(train)
     config.lock()
     return config
 

@@ -46,7 +46,7 @@ from alignax.feedback.directions import (
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
-from alignax.study import PlannedStage, Study, made_once
+from alignax.study import PlannedStage, Study, check_every_checkpoint_kept, made_once
 from alignax.tasks import get_task
 
 # ---------------------------------------------------------------------------------------------
@@ -59,13 +59,9 @@ def shared(config, workdir: Path) -> list[PlannedStage]:
         raise ValueError(f"objectives={tuple(config.objectives)}: a plane needs exactly two")
     if not config.matched_kl > 0:
         raise ValueError(f"matched_kl={config.matched_kl}: a KL budget in nats, > 0")
-    train = config.dpo.train
-    kept = -(-train.steps // train.checkpoint_every)  # every checkpoint, the final step's too
-    if train.keep_checkpoints < kept:
-        raise ValueError(
-            f"dpo.train.keep_checkpoints={train.keep_checkpoints}: must be >= {kept} (steps / "
-            "checkpoint_every): each direction is read at matched KL from every checkpoint"
-        )
+    check_every_checkpoint_kept(
+        config.dpo.train, "dpo.train", "each direction is read at matched KL from every one"
+    )
     for name in config.objectives:
         feedback.principle(name)  # raises on an unknown principle, naming the allowed ones
     return runs.sft_stages(config)

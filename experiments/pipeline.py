@@ -45,7 +45,13 @@ from alignax.models import build_model
 from alignax.provenance import written_by
 from alignax.rl import describe_reward
 from alignax.sharding import init_params, make_mesh
-from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config
+from alignax.study import (
+    RLHF_STAGES,
+    PlannedStage,
+    Study,
+    check_every_checkpoint_kept,
+    rlhf_stage_config,
+)
 from alignax.tasks import get_task
 
 POLICIES = ("base", "sft", "ppo", "dpo")
@@ -62,26 +68,15 @@ TRAINED = {"ppo": "policy", "dpo": None}  # the trained policies and where each 
 # holds its params
 
 
-def check_every_checkpoint_kept(config) -> None:
-    """The PPO and DPO paths in KL and gold read every checkpoint their stage saves (one every
-    `checkpoint_every` steps and the last): a stage keeping fewer would leave the early points
-    out. Refused, naming the keys and the count to keep."""
-    for name in TRAINED:
-        train = config.stages[name].train
-        saved = -(-train.steps // train.checkpoint_every)
-        if max(train.keep_checkpoints, 1) < saved:
-            raise ValueError(
-                f"stages.{name}.train.keep_checkpoints={train.keep_checkpoints} keeps fewer than "
-                f"the {saved} checkpoints of stages.{name}.train.steps={train.steps} at "
-                f"checkpoint_every={train.checkpoint_every}; the {name} path in KL and gold "
-                f"reads every one: set --config.stages.{name}.train.keep_checkpoints={saved}"
-            )
-
-
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
     """The stages of one seed: all of `RLHF_STAGES`, or without pretraining when `base_from`
     names the base policy."""
-    check_every_checkpoint_kept(config)
+    for name in TRAINED:
+        check_every_checkpoint_kept(
+            config.stages[name].train,
+            f"stages.{name}.train",
+            f"the {name} path in KL and gold reads every one",
+        )
     names = [k for k in RLHF_STAGES if not (k == "pretrain" and config.base_from)]
     return [
         PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
