@@ -1,5 +1,6 @@
 """Preference data the way the papers collect it: responses sampled from the policy being
-aligned, labelled by a simulated annotator of the task's gold reward.
+aligned, labelled by a simulated annotator of the task's gold reward; and step labels of
+multi-step solutions for process reward models, by Monte Carlo rollouts from each step.
 
 InstructGPT, Gao et al. (2022) and the DPO paper label pairs of samples from the SFT policy: the
 reward model then learns about the distribution PPO starts from, and DPO's pairs lie where its
@@ -10,6 +11,8 @@ of responses, for ablations.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -60,11 +63,36 @@ def policy_responses(
 ) -> list[list[int]]:
     """One sampled response (token ids, EOS included when emitted) per prompt, in chunks of a
     fixed shape so the sampler compiles once."""
-    encoded = task.encode_prompts(prompts)
+    return sampled_responses(
+        model,
+        params,
+        task.encode_prompts(prompts),
+        rng,
+        eos_id=task.eos_id,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        chunk_size=chunk_size,
+    )
+
+
+def sampled_responses(
+    model,
+    params,
+    encoded: dict[str, np.ndarray],
+    rng: jax.Array,
+    *,
+    eos_id: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+) -> list[list[int]]:
+    """`policy_responses` of prompts already in the prompts layout (`encoded`: prompt_tokens
+    and prompt_mask, left-padded)."""
     width = encoded["prompt_tokens"].shape[1]
+    num_prompts = len(encoded["prompt_tokens"])
     responses = []
-    for start in range(0, len(prompts), chunk_size):
-        stop = min(start + chunk_size, len(prompts))
+    for start in range(0, num_prompts, chunk_size):
+        stop = min(start + chunk_size, num_prompts)
         pad = chunk_size - (stop - start)
         tokens, mask = (
             np.pad(encoded[k][start:stop], ((0, pad), (0, 0)), constant_values=1)
@@ -77,7 +105,7 @@ def policy_responses(
             mask,
             jax.random.fold_in(rng, start),
             max_new_tokens=max_new_tokens,
-            eos_id=task.eos_id,
+            eos_id=eos_id,
             temperature=temperature,
         )
         response_tokens = np.asarray(out.tokens[:, width:])
@@ -87,6 +115,69 @@ def policy_responses(
             for row, keep in zip(response_tokens[: stop - start], response_mask[: stop - start])
         ]
     return responses
+
+
+def policy_completer(
+    model,
+    params,
+    task,
+    rng: jax.Array,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+) -> Callable[[list[list[int]]], list[list[int]]]:
+    """`complete(rows)`: one completion sampled from the policy per row of prompt + solution
+    prefix ids (laid out `task.prompt_len + max_new_tokens` wide), every call with the key
+    `rng`."""
+    require(task, "step_labels", by="labels.policy_completer")
+    width = task.prompt_len + max_new_tokens
+
+    def complete(rows: list[list[int]]) -> list[list[int]]:
+        return sampled_responses(
+            model,
+            params,
+            task.encode_prompts(rows, width),
+            rng,
+            eos_id=task.eos_id,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            chunk_size=chunk_size,
+        )
+
+    return complete
+
+
+def monte_carlo_step_labels(
+    task,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    complete: Callable[[list[list[int]]], list[list[int]]],
+    num_rollouts: int,
+) -> list[list[float]]:
+    """Step labels by rollouts (Wang et al. 2024, Math-Shepherd): per step of each response
+    (`task.step_labels` counts them), the share of `num_rollouts` completions of the response up
+    to the end of that step (`complete`, e.g. `policy_completer`) that the verifier accepts; the
+    last step's label is whether the response itself is verified. A step is labelled by whether
+    a solution can still be reached from it, not by whether it is right: a right step after a
+    wrong one scores low, and a wrong step the rollouts recover from scores high."""
+    require(task, "step_labels", by="labels.monte_carlo_step_labels")
+    if num_rollouts < 1:
+        raise ValueError(f"num_rollouts={num_rollouts} must be >= 1")
+    rows, owners = [], []
+    for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+        for j, prefix in enumerate(task.step_prefixes(response)):
+            rows += [[*prompt, *prefix]] * num_rollouts
+            owners += [(i, j, prefix)] * num_rollouts
+    completions = complete(rows) if rows else []
+    solutions = [task.answer_of(prompt) for prompt in prompts]
+    hits = [[0.0] * len(task.step_prefixes(r)) for r in responses]
+    for (i, j, prefix), completion in zip(owners, completions, strict=True):
+        hits[i][j] += task.verified([*prefix, *completion], solutions[i]) / num_rollouts
+    return [
+        [*h, float(task.verified(response, solution))]
+        for h, response, solution in zip(hits, responses, solutions, strict=True)
+    ]
 
 
 def comparisons(

@@ -6,7 +6,8 @@ import pytest
 
 from alignax import labels
 from alignax.tasks import Annotator, ArithmeticTask, arithmetic_config, get_task
-from alignax.tasks.arithmetic import EOS_ID
+from alignax.tasks.arithmetic import EOS_ID, _next_step
+from tests.helpers import tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +266,116 @@ def test_multi_step_verifier_checks_the_answer_and_the_number_of_steps(chained):
     solutions = [s for _, s in chained.sample_problems(32, seed=0, split="train")]
     reward = chained.reward(data["tokens"], data["loss_mask"], chained.encode_answers(solutions))
     np.testing.assert_array_equal(reward, 1.0)
+
+
+def _ids(task, response: str) -> list[int]:
+    """Token ids of a response written with "|" for EOS."""
+    return [EOS_ID if ch == "|" else task.encode_text(ch)[0] for ch in response]
+
+
+def test_step_labels_check_each_step_against_the_one_before(chained):
+    prompt = chained.encode_text("3+4*2-5=")
+    cases = {
+        "7*2-5=14-5=9|": [True, True, True],
+        "7*2-5=13-5=8|": [True, False, True],  # 13 is wrong; 13-5=8 follows from it
+        "7*2-5=13-5=9|": [True, False, False],  # the right answer does not mend a wrong step
+        "8*2-5=16-5=11|": [False, True, True],
+        "7*2-5=14-5|": [True, False],  # stops before the answer
+        "7*2-5=14-5=9": [True, True, False],  # no EOS: cut at the length cap
+        "7*2-5=14-5=9=9|": [True, True, True, False],  # a step after the answer
+        "9|": [False],  # the steps left out
+        "|": [False],
+    }
+    for response, expected in cases.items():
+        assert chained.step_labels(prompt, _ids(chained, response)) == expected, response
+    assert chained.step_labels(prompt, [*_ids(chained, "7*2-5=14-5=9"), 99, EOS_ID])[-1] is False
+    negative = chained.encode_text("1-9*3+0=")
+    assert chained.step_labels(negative, _ids(chained, "-8*3+0=-24+0=-24|")) == [True] * 3
+    one_step = get_task("arithmetic")
+    assert one_step.step_labels(one_step.encode_text("12+7="), _ids(one_step, "19|")) == [True]
+    with pytest.raises(ValueError, match="does not end with '='"):
+        chained.step_labels(chained.encode_text("3+4"), _ids(chained, "7|"))
+
+
+def test_every_step_right_implies_the_verifier_passes(chained):
+    """On random corruptions of solutions: all steps right => verified; the reference solution
+    has every step right; verified with a wrong step happens (the checker sees more)."""
+    rng = np.random.default_rng(0)
+    seen_verified_with_a_wrong_step = False
+    for prompt, solution in chained.sample_problems(200, seed=2):
+        assert all(chained.step_labels(chained.encode_text(prompt), _ids(chained, solution + "|")))
+        steps = solution.split("=")
+        j = rng.integers(len(steps))
+        steps[j] = steps[j].replace(steps[j][-1], str(rng.integers(10)), 1)
+        response = _ids(chained, "=".join(steps) + "|")
+        labels = chained.step_labels(chained.encode_text(prompt), response)
+        verified = chained.verified(response, solution)
+        assert not all(labels) or verified
+        seen_verified_with_a_wrong_step |= verified and not all(labels)
+    assert seen_verified_with_a_wrong_step
+
+
+def _oracle(task):
+    """A completer that carries out every remaining step of the last written expression right."""
+
+    def complete(rows):
+        out = []
+        for row in rows:
+            expression, steps = task.decode(row).split("=")[-2], []
+            while (expression := _next_step(expression)) is not None:
+                steps.append(expression)
+            out.append([*_ids(task, "=".join(steps)), EOS_ID])
+        return out
+
+    return complete
+
+
+def test_monte_carlo_step_labels_score_whether_a_solution_is_still_reachable(chained):
+    prompt = chained.encode_text("3+4*2-5=")
+    responses = {  # response: (step_labels, Monte Carlo labels with an oracle completer)
+        "7*2-5=14-5=9|": ([True, True, True], [1.0, 1.0, 1.0]),
+        "7*2-5=13-5=8|": ([True, False, True], [1.0, 0.0, 0.0]),
+        "6*2-3=12-3=9|": ([False, True, True], [1.0, 1.0, 1.0]),  # wrong, but worth as much
+        "7*2-5=14=9|": ([True, False, False], [1.0, 0.0, 1.0]),  # skipped, yet verified
+        "9|": ([False], [0.0]),
+    }
+    ids = [_ids(chained, r) for r in responses]
+    got = labels.monte_carlo_step_labels(
+        chained, [prompt] * len(ids), ids, _oracle(chained), num_rollouts=3
+    )
+    for (response, (checked, expected)), row, g in zip(responses.items(), ids, got):
+        assert chained.step_labels(prompt, row) == checked, response
+        assert g == expected, response
+    # Every other rollout stops at once: each reachable step is reached half of the time.
+    oracle, calls = _oracle(chained), []
+
+    def half(rows):
+        calls.append(len(rows))
+        return [c if k % 2 == 0 else [EOS_ID] for k, c in enumerate(oracle(rows))]
+
+    got = labels.monte_carlo_step_labels(chained, [prompt], ids[:1], half, num_rollouts=2)
+    assert got == [[0.5, 0.5, 1.0]] and calls == [4]  # one call: 2 steps x 2 rollouts
+    with pytest.raises(ValueError, match="num_rollouts=0"):
+        labels.monte_carlo_step_labels(chained, [prompt], ids[:1], half, num_rollouts=0)
+
+
+def test_monte_carlo_step_labels_from_a_policy(chained):
+    """Sampled from a (random) policy: one label per step, shares of the rollouts; a task without
+    step labels is refused, naming the capability."""
+    model = tiny_model(vocab_size=chained.vocab_size, max_len=64)
+    params = model.init(jax.random.key(0))
+    complete = labels.policy_completer(
+        model, params, chained, jax.random.key(1), max_new_tokens=16, chunk_size=8
+    )
+    problems = chained.sample_problems(3, seed=0)
+    prompts = [chained.encode_text(p) for p, _ in problems]
+    responses = [_ids(chained, s + "|") for _, s in problems]
+    responses[1] = _ids(chained, "0=1|")
+    got = labels.monte_carlo_step_labels(chained, prompts, responses, complete, num_rollouts=4)
+    assert [len(g) for g in got] == [3, 2, 3]
+    assert all(v in (0, 0.25, 0.5, 0.75, 1) for g in got for v in g)
+    assert got[0][-1] == got[2][-1] == 1.0 and got[1][-1] == 0.0
+    with pytest.raises(ValueError, match="step_labels"):
+        labels.policy_completer(
+            model, params, get_task("review"), jax.random.key(1), max_new_tokens=4
+        )

@@ -18,6 +18,7 @@ METHODS = {
     "pretraining_text": "pretraining_dataset",
     "generator_comparisons": "comparison_dataset",
     "verified_references": "reference_responses",
+    "step_labels": "step_labels",
     "learned_gold": "describe_gold",
 }
 
@@ -40,7 +41,7 @@ def test_a_missing_capability_is_named_with_what_needs_it():
         ValueError,
         match=r"labels.source='generator' needs what the arithmetic task does not provide "
         r"\(generator_comparisons: .*\); it provides "
-        r"\['demonstrations', 'gold_reward', 'verified_references'\]"
+        r"\['demonstrations', 'gold_reward', 'step_labels', 'verified_references'\]"
         r"\. Label a policy's samples",
     ):
         require(

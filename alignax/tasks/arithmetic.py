@@ -11,7 +11,8 @@ The solution writes out the expression after each step, then the answer: "7*2-5=
 step: just the answer, "19"). The verifier checks the outcome only: a response is correct iff it
 holds as many "=" as the solution (one per written-out step, so the format is kept) and the
 characters after its last "=" are exactly the answer's, followed by EOS (no extra tokens, no
-missing EOS). Intermediate results are not checked.
+missing EOS). Intermediate results are not checked by the verifier; `step_labels` checks each
+written step against the one before it (the step annotation of a process reward model).
 """
 
 from __future__ import annotations
@@ -94,9 +95,21 @@ def _solution(operands: Sequence[int], ops: Sequence[str]) -> str:
     return "=".join(steps)
 
 
+def _next_step(expression: str) -> str | None:
+    """The expression after one more left-to-right step ("3+4*2" -> "7*2", "-2*3" -> "-6"), or
+    None when `expression` is a bare number or not an expression of this task."""
+    match = re.fullmatch(r"(-?\d+)([-+*])(\d+)((?:[-+*]\d+)*)", expression)
+    if match is None:
+        return None
+    first, op, second, rest = match.groups()
+    return f"{_OPS[op](int(first), int(second))}{rest}"
+
+
 class ArithmeticTask:
     name = "arithmetic"
-    capabilities = frozenset({"gold_reward", "demonstrations", "verified_references"})
+    capabilities = frozenset(
+        {"gold_reward", "demonstrations", "verified_references", "step_labels"}
+    )
     pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
     vocab_size = VOCAB_SIZE
 
@@ -178,6 +191,36 @@ class ArithmeticTask:
             and bool(_check(self.decode(chars), solution))
         )
 
+    def step_labels(self, prompt: Sequence[int], response: Sequence[int]) -> list[bool]:
+        """Per written step of a response (its text up to each "=", then the text after the last
+        one), whether it is the expression before it with its first operation carried out:
+        "3+4*2-5=" with "7*2-5=13-5=8<eos>" -> [True, False, True] (13 is wrong; 13-5=8 follows
+        from it). The prompt's expression comes before the first step. The last step must also
+        be a bare number followed by EOS: a response cut at the length cap or stopping before
+        the answer ends on a wrong step. Only characters count (another id makes its step
+        wrong). A response whose every step is right passes the verifier; one that passes may
+        still hold wrong steps (the verifier reads only the answer and the number of steps)."""
+        expression = self.decode(prompt)
+        if not expression.endswith("="):
+            raise ValueError(f"prompt {expression!r} does not end with '='")
+        expression = expression[:-1]
+        ids = list(response)
+        ended = bool(ids) and ids[-1] == EOS_ID
+        text = "".join(CHARS[i] if 3 <= i < VOCAB_SIZE else "?" for i in ids[: len(ids) - ended])
+        labels = []
+        for step in text.split("="):
+            labels.append(step == _next_step(expression))
+            expression = step
+        labels[-1] = labels[-1] and ended and re.fullmatch(r"-?\d+", expression) is not None
+        return labels
+
+    @staticmethod
+    def step_prefixes(response: Sequence[int]) -> list[list[int]]:
+        """The response up to and including each of its "=": where each step but the last ends
+        (`step_labels` has one label more)."""
+        ids = list(response)
+        return [ids[: j + 1] for j, i in enumerate(ids) if i == EQ_ID]
+
     reward_inputs: tuple[str, ...] = ("answer_tokens",)  # prompt-batch entries `reward` takes
 
     def reward(
@@ -252,10 +295,14 @@ class ArithmeticTask:
             return _solution(operands, re.findall(r"[+*-]", text))
         raise ValueError(f"prompt {text!r} is not of the form a<op>b{'<op>c' * (steps - 1)}=")
 
-    def encode_prompts(self, prompts: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-        """Prompts layout: BOS + prompt, LEFT-padded to `prompt_len`."""
+    def encode_prompts(
+        self, prompts: Sequence[Sequence[int]], width: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Prompts layout: BOS + prompt, LEFT-padded to `width` (default `prompt_len`; wider for
+        prompts that carry the start of a solution, see `step_prefixes`)."""
         rows = [[BOS_ID, *prompt] for prompt in prompts]
-        return prompt_layout(rows, self.prompt_len, hint=" (prompt_len)")
+        width = self.prompt_len if width is None else width
+        return prompt_layout(rows, width, hint=f" (width {width})")
 
     def encode(
         self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]

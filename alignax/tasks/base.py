@@ -50,6 +50,10 @@ CAPABILITIES = {
     "pretraining_text": "text to pretrain on (pretraining_dataset)",
     "generator_comparisons": "comparisons of its own generator's responses (comparison_dataset)",
     "verified_references": "the verified answer to each prompt (reference_responses)",
+    "step_labels": "a check of every written step of a response against the step before it, "
+    "the step annotation of a process reward model (step_labels), where each step ends "
+    "(step_prefixes), and prompts laid out wide enough to carry a prefix "
+    "(encode_prompts(prompts, width))",
     "learned_gold": "a gold reward that is a learned classifier, described with its held-out "
     "accuracy (describe_gold)",
 }
