@@ -180,6 +180,36 @@ def monte_carlo_step_labels(
     ]
 
 
+def step_layout(
+    task, prompts: list[list[int]], responses: list[list[int]], step_labels: list[list[float]]
+) -> dict[str, np.ndarray]:
+    """The LM layout of (prompt, response) rows (`task.encode`) with `step_mask` 1 at the last
+    token of each step (each "=" the response writes, then its own last token: EOS when it
+    ended) and `step_labels` there (`task.step_labels` or `monte_carlo_step_labels`): what a
+    process reward model learns from (`losses.reward.process_reward_loss`). A response cut
+    right after an "=" ends on an empty step that shares that token, which takes the lower of
+    the two labels."""
+    require(task, "step_labels", by="labels.step_layout")
+    out = task.encode(prompts, responses)
+    out["step_mask"] = np.zeros(out["tokens"].shape, np.int32)
+    out["step_labels"] = np.zeros(out["tokens"].shape, np.float32)
+    for i, (response, row_labels) in enumerate(zip(responses, step_labels, strict=True)):
+        if not response:
+            raise ValueError(f"response {i} is empty: it has no step to label")
+        start = int(np.argmax(out["loss_mask"][i]))  # where the response begins
+        ends = [len(p) - 1 for p in task.step_prefixes(response)] + [len(response) - 1]
+        if len(ends) != len(row_labels):
+            raise ValueError(
+                f"response {i} has {len(ends)} steps but {len(row_labels)} step labels"
+            )
+        for end, label in zip(ends, row_labels):
+            labelled = out["step_mask"][i, start + end]
+            previous = out["step_labels"][i, start + end]
+            out["step_mask"][i, start + end] = 1
+            out["step_labels"][i, start + end] = min(label, previous) if labelled else label
+    return out
+
+
 def comparisons(
     labels: ml_collections.ConfigDict,
     task,

@@ -146,3 +146,38 @@ def test_reward_normalization():
     y = losses.normalize_rewards(x[:32], gain, bias)
     assert float(jnp.mean(y)) == pytest.approx(0.0, abs=1e-5)
     assert float(jnp.std(y)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_process_reward_loss_is_per_step_cross_entropy_over_the_steps_only():
+    """Two steps labelled 1 and 0.25 (a Monte Carlo share) at scores 1 and -2; the other
+    positions are masked and change nothing, not even the gradient."""
+    z = jnp.array([[9.0, 1.0, 7.0, -2.0]])
+    mask = jnp.array([[0, 1, 0, 1]])
+    y = jnp.array([[0.0, 1.0, 0.0, 0.25]])
+    loss, m = losses.process_reward_loss(z, mask, y)
+    expected = (-ls(1.0) - (0.25 * ls(-2.0) + 0.75 * ls(2.0))) / 2
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    sig = 1 / (1 + np.exp(-np.array([1.0, -2.0])))
+    np.testing.assert_allclose(m["predicted"], sig.mean(), rtol=1e-6)
+    assert m["label"] == pytest.approx(0.625) and m["step_accuracy"] == 1.0
+    grad = jax.grad(lambda z: losses.process_reward_loss(z, mask, y)[0])(z)
+    assert grad[0, 0] == grad[0, 2] == 0
+    np.testing.assert_allclose(grad[0, [1, 3]], (sig - [1.0, 0.25]) / 2, rtol=1e-6)
+    # At z = 0 every label costs log 2; the loss is smallest where s(z) = y.
+    half, _ = losses.process_reward_loss(jnp.zeros((1, 4)), mask, y)
+    np.testing.assert_allclose(half, math.log(2), rtol=1e-6)
+    best, _ = losses.process_reward_loss(jnp.array([[0, 30.0, 0, math.log(1 / 3)]]), mask, y)
+    assert best < loss and best < half
+
+
+def test_solution_scores_take_the_weakest_step_all_steps_or_the_last():
+    z = jnp.array([[0.0, 2.0, 0.0, -1.0], [3.0, 0.0, 0.0, 0.0]])
+    mask = jnp.array([[0, 1, 0, 1], [1, 0, 0, 0]])
+    s = 1 / (1 + np.exp(-np.array([2.0, -1.0, 3.0])))
+    np.testing.assert_allclose(losses.solution_scores(z, mask, "min"), [s[1], s[2]], 1e-6)
+    np.testing.assert_allclose(
+        losses.solution_scores(z, mask, "product"), [s[0] * s[1], s[2]], 1e-6
+    )
+    np.testing.assert_allclose(losses.solution_scores(z, mask, "last"), [s[1], s[2]], 1e-6)
+    with pytest.raises(ValueError, match="how must be one of"):
+        losses.solution_scores(z, mask, "mean")

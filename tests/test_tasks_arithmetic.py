@@ -379,3 +379,25 @@ def test_monte_carlo_step_labels_from_a_policy(chained):
         labels.policy_completer(
             model, params, get_task("review"), jax.random.key(1), max_new_tokens=4
         )
+
+
+def test_step_layout_puts_each_label_at_its_steps_last_token(chained):
+    prompt = chained.encode_text("3+4*2-5=")
+    responses = [_ids(chained, r) for r in ("7*2-5=13-5=8|", "7*2-5", "7*2-5=")]
+    step_labels = [chained.step_labels(prompt, r) for r in responses]
+    assert step_labels == [[True, False, True], [False], [True, False]]
+    out = labels.step_layout(chained, [prompt] * 3, responses, step_labels)
+    start = 1 + len(prompt)  # BOS + prompt
+    for i, response in enumerate(responses):
+        marked = np.flatnonzero(out["step_mask"][i]) - start
+        ends = [j for j, t in enumerate(response) if t == chained.encode_text("=")[0]]
+        assert marked.tolist() == sorted({*ends, len(response) - 1})
+        assert np.all(out["loss_mask"][i, start + marked] == 1)
+    np.testing.assert_array_equal(out["step_labels"][0, start + np.array([5, 10, 12])], [1, 0, 1])
+    assert out["step_labels"][1, start + 4] == 0
+    # Cut right after "=": the empty last step shares that token, which takes the lower label.
+    assert out["step_labels"][2, start + 5] == 0 and out["step_mask"][2].sum() == 1
+    with pytest.raises(ValueError, match="response 0 has 3 steps but 2 step labels"):
+        labels.step_layout(chained, [prompt], responses[:1], [[1.0, 0.0]])
+    with pytest.raises(ValueError, match="response 0 is empty"):
+        labels.step_layout(chained, [prompt], [[]], [[]])

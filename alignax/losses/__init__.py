@@ -75,12 +75,15 @@ from alignax.losses.regression import (
 )
 from alignax.losses.reward import (
     ENSEMBLE_METHODS,
+    SOLUTION_SCORES,
     bradley_terry_loss,
     ensemble_rewards,
     normalize_rewards,
     pairwise_ranking_loss,
     plackett_luce_loss,
+    process_reward_loss,
     reward_normalization,
+    solution_scores,
 )
 
 __all__ = [
@@ -89,6 +92,7 @@ __all__ = [
     "PREFERENCE_LOSSES",
     "PreferenceLogps",
     "REFERENCE_FREE_LOSSES",
+    "SOLUTION_SCORES",
     "UNPAIRED_LOSSES",
     "UnpairedLogps",
     "aggregate_tokens",
@@ -131,6 +135,7 @@ __all__ = [
     "ppo_loss",
     "ppo_policy_loss",
     "ppo_value_loss",
+    "process_reward_loss",
     "reference_free_dpo_loss",
     "reward_normalization",
     "rloo_loss",
@@ -139,6 +144,7 @@ __all__ = [
     "sapo_loss",
     "sft_loss",
     "simpo_loss",
+    "solution_scores",
     "sppo_hard_loss",
     "validate_hyperparameters",
     "weighted_preference_loss",

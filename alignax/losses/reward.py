@@ -1,5 +1,6 @@
 """Reward-model objectives: Bradley-Terry pairs, K-way rankings (Plackett-Luce and the
-InstructGPT pairwise expansion), ensembles, and reward normalisation.
+InstructGPT pairwise expansion), ensembles, reward normalisation, and process reward models
+(per-step scores of multi-step solutions).
 
 Rewards are scalar outputs of a reward head, one per completion. Ranks follow
 docs/conventions.md: 0 = best.
@@ -14,6 +15,7 @@ from alignax.losses.checks import check_hyperparameters, require_label_smoothing
 from alignax.numerics import as_float
 
 ENSEMBLE_METHODS = ("mean", "min", "mean_minus_std", "mean_minus_var")
+SOLUTION_SCORES = ("min", "product", "last")
 
 # Stands in for -inf in masked log-sum-exps: finite, so gradients stay finite.
 _NEG = -1e30
@@ -220,3 +222,48 @@ def reward_normalization(
 def normalize_rewards(rewards: jax.Array, gain: jax.Array, bias: jax.Array) -> jax.Array:
     """gain * rewards + bias (see `reward_normalization`)."""
     return gain * as_float(rewards) + bias
+
+
+def process_reward_loss(
+    step_logits_BxL: jax.Array, step_mask_BxL: jax.Array, step_labels_BxL: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Per-step binary cross-entropy of a process reward model (Lightman et al. 2023, "Let's
+    Verify Step by Step"; soft labels as in Wang et al. 2024, Math-Shepherd):
+
+        loss = sum_t m_t [-y_t log s(z_t) - (1 - y_t) log s(-z_t)] / sum_t m_t
+
+    z: [B, L] per-token scores (a value head), read at each step's last token (m = step mask);
+    y in [0, 1]: the step's label (a checker's 0/1, or the share of rollouts that still reach
+    the answer). An outcome reward model is the same loss with only the last step kept.
+    Metrics: `step_accuracy` (s(z) > 1/2 where y > 1/2), `predicted` and `label` (means over
+    steps)."""
+    z, y = as_float(step_logits_BxL), as_float(step_labels_BxL)
+    m = (jnp.asarray(step_mask_BxL) > 0).astype(z.dtype)
+    count = jnp.maximum(jnp.sum(m), 1.0)
+    per_step = -(y * jax.nn.log_sigmoid(z) + (1 - y) * jax.nn.log_sigmoid(-z))
+    p = jax.nn.sigmoid(z)
+    metrics = {
+        "step_accuracy": jnp.sum(((p > 0.5) == (y > 0.5)) * m) / count,
+        "predicted": jnp.sum(p * m) / count,
+        "label": jnp.sum(y * m) / count,
+    }
+    return jnp.sum(per_step * m) / count, metrics
+
+
+def solution_scores(
+    step_logits_BxL: jax.Array, step_mask_BxL: jax.Array, how: str = "min"
+) -> jax.Array:
+    """[B] the score of each solution from its steps' probabilities s(z) at the step mask:
+    "min" (the weakest step, as Lightman et al. and Wang et al. rank solutions), "product"
+    (every step right, steps independent) or "last" (the last step's alone: an outcome reward
+    model's score). A row needs at least one step."""
+    if how not in SOLUTION_SCORES:
+        raise ValueError(f"solution_scores: how must be one of {SOLUTION_SCORES}, got {how!r}")
+    log_p = jax.nn.log_sigmoid(as_float(step_logits_BxL))
+    m = jnp.asarray(step_mask_BxL) > 0
+    if how == "min":
+        return jnp.exp(jnp.min(jnp.where(m, log_p, 0.0), axis=1))
+    if how == "product":
+        return jnp.exp(jnp.sum(jnp.where(m, log_p, 0.0), axis=1))
+    last = jnp.max(jnp.where(m, jnp.arange(m.shape[1]), -1), axis=1)
+    return jnp.exp(jnp.take_along_axis(log_p, last[:, None], axis=1)[:, 0])
