@@ -171,12 +171,12 @@ def monte_carlo_step_labels(
             owners += [(i, j, prefix)] * num_rollouts
     completions = complete(rows) if rows else []
     solutions = [task.answer_of(prompt) for prompt in prompts]
-    hits = [[0.0] * len(task.step_prefixes(r)) for r in responses]
+    hits = [[0] * len(task.step_prefixes(r)) for r in responses]
     for (i, j, prefix), completion in zip(owners, completions, strict=True):
-        hits[i][j] += task.verified([*prefix, *completion], solutions[i]) / num_rollouts
+        hits[i][j] += task.verified([*prefix, *completion], solutions[i])
     return [
-        [*h, float(task.verified(response, solution))]
-        for h, response, solution in zip(hits, responses, solutions, strict=True)
+        [*(h / num_rollouts for h in counts), float(task.verified(response, solution))]
+        for counts, response, solution in zip(hits, responses, solutions, strict=True)
     ]
 
 
