@@ -301,7 +301,8 @@ class ArithmeticTask:
         """Prompts layout: BOS + prompt, LEFT-padded to `width` (default `prompt_len`; wider for
         prompts that carry the start of a solution, see `step_prefixes`)."""
         rows = [[BOS_ID, *prompt] for prompt in prompts]
-        width = self.prompt_len if width is None else width
+        if width is None:
+            return prompt_layout(rows, self.prompt_len, hint=" (prompt_len)")
         return prompt_layout(rows, width, hint=f" (width {width})")
 
     def encode(
