@@ -15,7 +15,7 @@ from alignax.metrics import read_metrics
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.workflows import STAGES, run_stage
-from configs import dpo, grpo, kto, ppo, reward_model, sft
+from configs import dpo, grpo, kto, ppo, process_reward, reward_model, sft
 from tests.helpers import killed_then_resumed, preset_config
 
 STEPS = 3
@@ -30,6 +30,8 @@ TRAIN = {
 }
 LORA = {"lora.rank": 2, "lora.targets": ("q", "v")}
 LABELS = {"labels.source": "generator", "labels.max_new_tokens": 4}
+# The stages that train a scorer, not a policy, and their new head (trained in full under LoRA).
+SCORERS = {"reward_model": "reward", "process_reward": "value"}
 
 
 def _config(kind: str, sft_dir):
@@ -52,6 +54,15 @@ def _config(kind: str, sft_dir):
                 **LABELS,
                 "pairs.num_pairs": 16,
                 "pairs.num_eval_pairs": 8,
+            },
+        ),
+        "process_reward": (
+            process_reward,
+            "runlocal",
+            {
+                "process.solutions": "references",
+                "process.num_solutions": 16,
+                "process.num_eval_solutions": 8,
             },
         ),
         "dpo": (
@@ -142,7 +153,7 @@ def test_lora_remat_and_bf16_train_and_a_killed_run_resumes_to_the_same_state(
     state, again = _final_state(tmp_path / "full"), _final_state(tmp_path / "resumed")
     jax.tree.map(np.testing.assert_array_equal, state["params"], again["params"])
     assert full == resumed
-    if name != "reward_model":  # a policy's evaluations watch its samples' diversity
+    if name not in SCORERS:  # a policy's evaluations watch its samples' diversity
         logged = [m for m in read_metrics(tmp_path / "full") if any("self_bleu" in k for k in m)]
         assert logged, f"{name} logs no diversity of its samples"
         for metrics in logged:
@@ -152,11 +163,11 @@ def test_lora_remat_and_bf16_train_and_a_killed_run_resumes_to_the_same_state(
     # Only the adapters train (and a head the base lacks, in full), over the base in
     # ref_params, and they moved.
     adapters = state["params"]["policy"] if name == "ppo" else state["params"]
-    heads = {"heads"} if name == "reward_model" else set()
+    heads = {"heads"} if name in SCORERS else set()
     assert set(adapters) == {"q", "v"} | heads and "ref_params" in state
     assert np.any(np.asarray(adapters["q"]["b"]) != 0)
     if name != "ppo":  # a later stage loads the merged model (PPO's policy: test_experiments)
-        head = "reward" if name == "reward_model" else "lm"
+        head = SCORERS.get(name, "lm")
         _, merged = load_stage_model(tmp_path / "full", heads=(head,), mesh=make_mesh(config.mesh))
         base = state["ref_params"]
         assert not np.allclose(merged["blocks"]["attn"]["q"], base["blocks"]["attn"]["q"])

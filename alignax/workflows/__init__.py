@@ -8,12 +8,20 @@ Each module builds its stage (`build(config, ctx, **inputs) -> Stage`) and regis
 `KIND`; docs/extending.md shows adding one.
 """
 
-from alignax.workflows import online, ppo, preference, reward_model, sft, unpaired
+from alignax.workflows import (
+    online,
+    ppo,
+    preference,
+    process_reward,
+    reward_model,
+    sft,
+    unpaired,
+)
 from alignax.workflows.runner import Context, Stage, StageKind, run_stage
 
 STAGES: dict[str, StageKind] = {
     module.KIND.name: module.KIND
-    for module in (sft, reward_model, preference, unpaired, online, ppo)
+    for module in (sft, reward_model, process_reward, preference, unpaired, online, ppo)
 }
 
 __all__ = ["STAGES", "Context", "Stage", "StageKind", "run_stage"]
