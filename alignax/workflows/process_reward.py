@@ -59,21 +59,17 @@ def solutions(config, task, policy, n: int, *, seed: int, split: str) -> dict[st
     model, params = policy
     rng = np.random.default_rng([seed, 11])
     key = jax.random.key(seed)
+    sampling = {  # the solutions and their rollouts alike
+        "max_new_tokens": config.labels.max_new_tokens,
+        "temperature": config.labels.temperature,
+    }
     if config.process.solutions == "references":
         problems = task.sample_problems(n, rng, split=split)
         prompts = [task.encode_text(prompt) for prompt, _ in problems]
         responses = corrupted_references(task, problems, config.process.corruption_rate, rng)
     else:
         prompts = task.sample_prompts(n, rng, split=split)
-        responses = labels.policy_responses(
-            model,
-            params,
-            task,
-            prompts,
-            key,
-            max_new_tokens=config.labels.max_new_tokens,
-            temperature=config.labels.temperature,
-        )
+        responses = labels.policy_responses(model, params, task, prompts, key, **sampling)
     checked = labels.step_layout(
         task,
         prompts,
@@ -83,12 +79,7 @@ def solutions(config, task, policy, n: int, *, seed: int, split: str) -> dict[st
     source = config.process.label_source
     if source == "monte_carlo":
         complete = labels.policy_completer(
-            model,
-            params,
-            task,
-            jax.random.fold_in(key, 1),
-            max_new_tokens=config.labels.max_new_tokens,
-            temperature=config.labels.temperature,
+            model, params, task, jax.random.fold_in(key, 1), **sampling
         )
         step_labels = labels.monte_carlo_step_labels(
             task, prompts, responses, complete, config.process.num_rollouts
@@ -164,13 +155,12 @@ def make_evaluator(model, data: dict, solution_score: str):
     def evaluate(params) -> dict[str, float]:
         z = values(params)
         loss, metrics = process_reward_loss(z, data["step_mask"], data["step_labels"])
-        checked_mask = data["checked_mask"]
-        right = (np.asarray(z) > 0) == (data["checked"] > 0.5)
-        scores = solution_scores(z, checked_mask, solution_score)
+        _, checker = process_reward_loss(z, data["checked_mask"], data["checked"])
+        scores = solution_scores(z, data["checked_mask"], solution_score)
         return {
             "loss": float(loss),
             "label": float(metrics["label"]),
-            "step_accuracy": float(np.sum(right * checked_mask) / np.sum(checked_mask)),
+            "step_accuracy": float(checker["step_accuracy"]),
             "solution_auc": solution_auc(scores, data["verified"]),
             "verified": float(np.mean(data["verified"])),
         }
