@@ -5,7 +5,12 @@ import itertools
 import numpy as np
 import pytest
 
-from alignax.analysis.best_of_n import best_of_n_estimate, best_of_n_kl, best_of_n_weights
+from alignax.analysis.best_of_n import (
+    best_of_n_estimate,
+    best_of_n_kl,
+    best_of_n_weights,
+    majority_vote_accuracy,
+)
 
 
 def test_kl_closed_form_values():
@@ -98,3 +103,36 @@ def test_best_of_n_report_prints_95_percent_intervals():
     text = report(get_config(), {"task": "review", "curves": curves, "num_prompts": 256}, {}, prov)
     assert "95% intervals (1.96 SE" in text
     assert "| 4 | 0.64 | 0.60 | 1.00 ± 0.20 | 0.50 ± 0.10 | 1.20 |" in text
+
+
+def test_majority_vote_counts_the_most_frequent_answer_and_ignores_samples_without_one():
+    rng = np.random.default_rng(0)
+    # Problem 0: the true answer 0 is the mode; problem 1: no sample answers; problem 2: the
+    # true answer 2 never appears.
+    answers = np.array([[0, 0, 0, 1, 1], [-1] * 5, [0, 1, 0, 1, 1]])
+    truth = np.array([0, -1, -1])
+    whole = majority_vote_accuracy(answers, truth, 5, draws=7, rng=rng)
+    np.testing.assert_array_equal(whole, [1.0, 0.0, 0.0])
+    # n = 1: the share of samples giving the true answer (in expectation over draws).
+    one = majority_vote_accuracy(answers, truth, 1, draws=20000, rng=rng)
+    assert one[0] == pytest.approx(0.6, abs=0.015) and one[1:].tolist() == [0.0, 0.0]
+
+
+def test_majority_vote_breaks_a_tie_at_random_and_drops_abstentions():
+    rng = np.random.default_rng(1)
+    # Two votes each for answers 0 and 1, one sample without an answer: a fair coin at n = 5.
+    answers = np.array([[0, 1, -1, 0, 1]])
+    tie = majority_vote_accuracy(answers, np.array([1]), 5, draws=20000, rng=rng)
+    assert tie[0] == pytest.approx(0.5, abs=0.015)
+    with pytest.raises(ValueError, match="n=6"):
+        majority_vote_accuracy(answers, np.array([1]), 6, draws=1, rng=rng)
+
+
+def test_majority_vote_matches_enumerating_every_subset():
+    # Pool [0, 0, 1, 1, 1, 2], truth 0, n = 3: the subsets whose mode is 0 outright are those
+    # with both 0s (4 of 20); those with one each of 0, 1, 2 (2 * 3 * 1 = 6) are a three-way
+    # tie, won by 0 a third of the time: (4 + 6 / 3) / 20 = 0.3.
+    rng = np.random.default_rng(2)
+    answers = np.array([[0, 0, 1, 1, 1, 2]])
+    share = majority_vote_accuracy(answers, np.array([0]), 3, draws=40000, rng=rng)
+    assert share[0] == pytest.approx(0.3, abs=0.01)

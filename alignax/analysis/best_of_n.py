@@ -126,3 +126,30 @@ def best_of_n_curve(
             row["kl_pool"] = best_of_n_pool_kl(proxy, response_ids, n)
         rows.append(row)
     return rows
+
+
+def majority_vote_accuracy(
+    answers_PxN: np.ndarray, truth_P: np.ndarray, n: int, *, draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """[P] per problem, the share of `draws` random n-subsets of its pool (drawn without
+    replacement) whose most frequent answer is the true one: majority voting (self-consistency,
+    Wang et al. 2023) over n samples. Answers are integer codes per problem, -1 for a sample
+    that gives none (it has no vote); `truth_P` is the true answer's code (-1 when no sample
+    gives it). Ties are broken uniformly at random; a subset without any answer is wrong. At
+    n = pool size every draw is the whole pool, so the share is exact."""
+    answers_PxN, truth_P = np.asarray(answers_PxN), np.asarray(truth_P)
+    pool = answers_PxN.shape[1]
+    if not 1 <= n <= pool:
+        raise ValueError(f"need 1 <= n <= pool size, got n={n}, pool size={pool}")
+    out = np.zeros(len(answers_PxN))
+    for p, (answers, truth) in enumerate(zip(answers_PxN, truth_P, strict=True)):
+        if truth < 0:
+            continue  # no sample gives the true answer: no vote can pick it
+        kinds = int(answers.max()) + 2  # code -1 counts in column 0, answer a in column a + 1
+        subsets = np.argsort(rng.random((draws, pool)), axis=1)[:, :n]
+        cells = (np.arange(draws)[:, None] * kinds + answers[subsets] + 1).ravel()
+        votes = np.bincount(cells, minlength=draws * kinds).reshape(draws, kinds)[:, 1:]
+        winner = np.argmax(votes + 0.5 * rng.random(votes.shape), axis=1)
+        decided = votes.max(axis=1) > 0
+        out[p] = np.mean(decided & (winner == truth))
+    return out

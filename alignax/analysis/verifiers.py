@@ -1,0 +1,138 @@
+"""Best-of-n with verifiers: how often the solution a reward model picks from n samples is right.
+
+From one pool of N samples per problem, for each n: the pick of an outcome or process reward
+model (the unbiased best-of-n estimate, alignax.analysis.best_of_n), majority voting over the
+final answers (`majority_vote_accuracy`) and the oracle, which picks a right sample whenever
+one of the n is right (pass@n). Across seeds: mean and 95% t-interval of each, and of the paired
+differences that the criteria read (`verdict`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from alignax.analysis import plots
+from alignax.analysis.best_of_n import best_of_n_per_prompt, majority_vote_accuracy
+from alignax.analysis.pass_at_k import pass_at_k
+from alignax.analysis.stats import mean_interval
+
+# The reward models (stages of experiments.prm), and what the figures call them.
+REWARD_MODELS = {
+    "orm": "ORM (outcome labels)",
+    "prm_checker": "PRM (step checker labels)",
+    "prm_monte_carlo": "PRM (Monte Carlo labels)",
+}
+SELECTORS = {"oracle": "oracle (pass@n)", "majority": "majority vote", **REWARD_MODELS}
+# The paired differences the study reports, as (first, second): first - second.
+DIFFERENCES = (
+    ("prm_checker", "orm"),
+    ("prm_monte_carlo", "orm"),
+    ("prm_checker", "prm_monte_carlo"),
+    ("prm_checker", "majority"),
+)
+MODEL_METRICS = ("step_accuracy", "solution_auc", "label")
+
+
+def difference_name(first: str, second: str) -> str:
+    return f"{first} - {second}"
+
+
+def seed_table(outcomes: dict, ns: list[int], *, vote_draws: int, seed: int) -> dict:
+    """One seed's best-of-n accuracy {selector: {"n": accuracy}} (mean over problems) from its
+    pool: `correct` [P, N], `answers` and `truth` (codes for majority voting) and each reward
+    model's `<name>_scores` [P, N]; its reward models' held-out metrics from their stages
+    (`<name>_<metric>`)."""
+    correct = np.asarray(outcomes["correct"], np.float64)
+    pool = correct.shape[1]
+    rng = np.random.default_rng([seed, 17])
+    table = {
+        "oracle": {str(n): float(pass_at_k(correct.sum(1).astype(int), pool, n).mean()) for n in ns},
+        "majority": {
+            str(n): float(
+                majority_vote_accuracy(
+                    outcomes["answers"], outcomes["truth"], n, draws=vote_draws, rng=rng
+                ).mean()
+            )
+            for n in ns
+        },
+    }
+    for name in REWARD_MODELS:
+        scores = outcomes[f"{name}_scores"]
+        table[name] = {
+            str(n): float(best_of_n_per_prompt(scores, correct, n)[1].mean()) for n in ns
+        }
+    table["models"] = {
+        name: {m: float(outcomes[f"{name}_{m}"]) for m in MODEL_METRICS} for name in REWARD_MODELS
+    }
+    return table
+
+
+def aggregate(tables: dict, ns: list[int], small_n: int) -> dict:
+    """Across seeds (mean, 95% t-interval half-width): each selector's accuracy at each n, the
+    paired DIFFERENCES at each n, and each difference's widening (at the largest n less at
+    `small_n`); the reward models' held-out metrics. Keys of n are strings, as in JSON."""
+    seeds = list(tables.values())
+    ns = [str(n) for n in ns]
+    out = {name: {n: mean_interval([t[name][n] for t in seeds]) for n in ns} for name in SELECTORS}
+    out["differences"], out["widening"] = {}, {}
+    for first, second in DIFFERENCES:
+        key = difference_name(first, second)
+        per_seed = {n: [t[first][n] - t[second][n] for t in seeds] for n in ns}
+        out["differences"][key] = {n: mean_interval(v) for n, v in per_seed.items()}
+        out["widening"][key] = mean_interval(
+            np.subtract(per_seed[ns[-1]], per_seed[str(small_n)]).tolist()
+        )
+    out["models"] = {
+        name: {m: mean_interval([t["models"][name][m] for t in seeds]) for m in MODEL_METRICS}
+        for name in REWARD_MODELS
+    }
+    return out
+
+
+def verdict(interval: tuple[float, float], above: str, below: str) -> str:
+    """`above` when the 95% interval lies above 0, `below` when below, else that none is
+    resolved."""
+    mean, half = interval
+    if mean - half > 0:
+        return above
+    if mean + half < 0:
+        return below
+    return "no difference resolved"
+
+
+def figure(combined: dict, ns: list[int], num_seeds: int, directory: Path) -> None:
+    """Best-of-n accuracy against n for every selector (mean ± 95% CI over seeds), and the
+    paired differences against n, as PNG and PDF in `directory`."""
+    fig, (left, right) = plots.subplots(1, 2, figsize=(10, 3.6))
+    for i, (name, label) in enumerate(SELECTORS.items()):
+        oracle = name == "oracle"
+        plots.intervals(
+            left,
+            ns,
+            [combined[name][str(n)] for n in ns],
+            fmt="--" if oracle else "o-",
+            color="black" if oracle else plots.series_color(i - 1),
+            markersize=4,
+            label=label,
+        )
+    for i, (first, second) in enumerate(DIFFERENCES):
+        plots.intervals(
+            right,
+            ns,
+            [combined["differences"][difference_name(first, second)][str(n)] for n in ns],
+            fmt="o-",
+            color=plots.series_color((4, 5, 7, 1)[i]),  # yellow (6) is too pale for lines
+            markersize=4,
+            label=f"{SELECTORS[first]} - {SELECTORS[second]}",
+        )
+    right.axhline(0.0, color="black", linewidth=0.8)
+    for ax, ylabel in ((left, "accuracy of the pick"), (right, "difference in accuracy")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.set(xlabel="n (samples per problem)", ylabel=ylabel)
+        ax.legend(fontsize=7)
+    left.set_title(f"best-of-n on held-out problems ({num_seeds} seeds)")
+    right.set_title("paired differences, mean ± 95% CI")
+    plots.save(fig, directory / "best_of_n")
