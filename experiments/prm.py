@@ -112,10 +112,11 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 
 
 def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
-    """The SFT policy's pool on the held-out problems: `correct` [P, N] (the verifier), the
-    final answers as codes per problem (`answers` [P, N], -1 for a sample that does not end;
-    `truth` [P], -1 when no sample gives it), each reward model's solution scores
-    (`<name>_scores` [P, N]) and its stage's held-out metrics (`<name>_<metric>`)."""
+    """The SFT policy's pool on the held-out problems: `correct` [P, N] (the verifier),
+    `sound` [P, N] (every step right, by the checker), the final answers as codes per problem
+    (`answers` [P, N], -1 for a sample that does not end; `truth` [P], -1 when no sample gives
+    it), each reward model's solution scores (`<name>_scores` [P, N]) and its stage's held-out
+    metrics (`<name>_<metric>`)."""
     e = config.eval
     mesh = make_mesh(config.mesh)
     task = get_task(config.task_name, config.task)
@@ -138,14 +139,11 @@ def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
     ]
     prompts = [task.encode_text(text) for text in prompt_texts(task, problems)]
     repeated = [p for p in prompts for _ in range(e.num_samples)]
-    layout = labels.step_layout(
-        task,
-        repeated,
-        responses,
-        [task.step_labels(p, r) for p, r in zip(repeated, responses, strict=True)],
-    )
+    checked = [task.step_labels(p, r) for p, r in zip(repeated, responses, strict=True)]
+    layout = labels.step_layout(task, repeated, responses, checked)
     out = {"correct": pool["gold"] > 0.5, **answer_codes(task, prompts, responses, e.num_samples)}
     shape = out["correct"].shape
+    out["sound"] = np.array([all(steps) for steps in checked]).reshape(shape)
     for name in REWARD_MODELS:
         reward_model, rm_params = load_stage_model(seed_dir / name, heads=("value",), mesh=mesh)
         how = config.stages[name].process.solution_score
@@ -278,6 +276,22 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
             f"{interval_text(combined['differences'][d][str(e.small_n)], signed=True)} | "
             f"{interval_text(combined['differences'][d][largest], signed=True)} | "
             f"{interval_text(combined['widening'][d], signed=True)} |"
+        )
+    lines += [
+        "",
+        f"Observed after the run (not a criterion stated before it): each reward model's pick "
+        f"at n = {largest} against at n = 1 (the policy's own accuracy), and how many of its "
+        "picks have every step right by the checker (the pool's share at n = 1):",
+        "",
+        f"| reward model | change in accuracy, n = 1 -> {largest} | picks with every step "
+        f"right, n = 1 | at n = {largest} |",
+        "|---|---|---|---|",
+    ]
+    for name, label in REWARD_MODELS.items():
+        sound = combined["sound"][name]
+        lines.append(
+            f"| {label} | {interval_text(combined['change'][name], signed=True)} | "
+            f"{interval_text(sound['1'])} | {interval_text(sound[largest])} |"
         )
     lines += [
         "",

@@ -39,6 +39,7 @@ STUDIES = (
     "instructgpt",
     "dpo_frontier",
     "rlvr",
+    "prm",
     "rlaif",
     "dpa",
     "critique_revision",
@@ -61,6 +62,12 @@ NOTEBOOKS = {
     "instructgpt": Notebook("instructgpt.ipynb"),
     "dpo_frontier": Notebook("dpo_frontier.ipynb"),
     "rlvr": Notebook("rlvr.ipynb", logs=("seed*/grpo/metrics.jsonl",)),
+    "prm": Notebook(
+        "prm.ipynb",
+        logs=tuple(
+            f"seed*/{stage}/metrics.jsonl" for stage in ("prm_checker", "prm_monte_carlo", "orm")
+        ),
+    ),
     "rlaif": Notebook("rlaif.ipynb"),
     "dpa": Notebook("dpa.ipynb"),
     "critique_revision": Notebook("critique_revision.ipynb"),

@@ -238,11 +238,46 @@ def pipeline_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="session")
+def prm_run(tmp_path_factory):
+    """The PRM study end to end at toy sizes: SFT -> three reward models on the same solutions
+    -> best-of-n of each, majority voting and the oracle on held-out problems, two seeds."""
+    from configs import prm as config_module
+    from experiments import prm
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("prm")
+    summary = prm.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    ns = results["ns"]
+    assert ns == [1, 2, 4, 8, 16] and ns[-1] == config.eval.num_samples
+    assert set(results["seeds"]) == {str(s) for s in config.seeds}
+    for table in results["seeds"].values():
+        for n in map(str, ns):
+            # No selector beats the oracle; at n = 1 every pick is a random sample.
+            assert all(
+                table[name][n] <= table["oracle"][n] + 1e-12 for name in table if name != "models"
+            )
+        assert len({round(table[name]["1"], 12) for name in ("oracle", "orm", "prm_checker")}) == 1
+    # The three reward models learnt from the same solutions: the same share verified.
+    verified = {
+        json.loads((workdir / "seed0" / name / "summary.json").read_text())["verified"]
+        for name in ("prm_checker", "prm_monte_carlo", "orm")
+    }
+    assert len(verified) == 1
+    assert all(isinstance(v, str) for k, v in summary.items() if k.startswith("answer/"))
+    for suffix in ("png", "pdf"):
+        assert (workdir / "figures" / f"best_of_n.{suffix}").exists()
+    assert "Criteria, stated before the run" in (workdir / "results.md").read_text()
+    return workdir
+
+
 # The workdir each notebook reads (ALIGNAX_WORKDIR): the run of its experiment.
 RUNS = {
     "walkthrough.ipynb": "pipeline_run",
     "overoptimization.ipynb": "overoptimization_run",
     "rlvr.ipynb": "rlvr_run",
+    "prm.ipynb": "prm_run",
     "instructgpt.ipynb": "instructgpt_run",
     "dpo_frontier.ipynb": "dpo_frontier_run",
 }

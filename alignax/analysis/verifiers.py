@@ -42,13 +42,16 @@ def difference_name(first: str, second: str) -> str:
 def seed_table(outcomes: dict, ns: list[int], *, vote_draws: int, seed: int) -> dict:
     """One seed's best-of-n accuracy {selector: {"n": accuracy}} (mean over problems) from its
     pool: `correct` [P, N], `answers` and `truth` (codes for majority voting) and each reward
-    model's `<name>_scores` [P, N]; its reward models' held-out metrics from their stages
-    (`<name>_<metric>`)."""
+    model's `<name>_scores` [P, N]; under "sound", the share of each reward model's picks whose
+    every step is right (`sound` [P, N], by the step checker); its reward models' held-out
+    metrics from their stages (`<name>_<metric>`)."""
     correct = np.asarray(outcomes["correct"], np.float64)
     pool = correct.shape[1]
     rng = np.random.default_rng([seed, 17])
     table = {
-        "oracle": {str(n): float(pass_at_k(correct.sum(1).astype(int), pool, n).mean()) for n in ns},
+        "oracle": {
+            str(n): float(pass_at_k(correct.sum(1).astype(int), pool, n).mean()) for n in ns
+        },
         "majority": {
             str(n): float(
                 majority_vote_accuracy(
@@ -58,10 +61,15 @@ def seed_table(outcomes: dict, ns: list[int], *, vote_draws: int, seed: int) -> 
             for n in ns
         },
     }
+    sound = np.asarray(outcomes["sound"], np.float64)
+    table["sound"] = {}
     for name in REWARD_MODELS:
         scores = outcomes[f"{name}_scores"]
         table[name] = {
             str(n): float(best_of_n_per_prompt(scores, correct, n)[1].mean()) for n in ns
+        }
+        table["sound"][name] = {
+            str(n): float(best_of_n_per_prompt(scores, sound, n)[1].mean()) for n in ns
         }
     table["models"] = {
         name: {m: float(outcomes[f"{name}_{m}"]) for m in MODEL_METRICS} for name in REWARD_MODELS
@@ -72,7 +80,9 @@ def seed_table(outcomes: dict, ns: list[int], *, vote_draws: int, seed: int) -> 
 def aggregate(tables: dict, ns: list[int], small_n: int) -> dict:
     """Across seeds (mean, 95% t-interval half-width): each selector's accuracy at each n, the
     paired DIFFERENCES at each n, and each difference's widening (at the largest n less at
-    `small_n`); the reward models' held-out metrics. Keys of n are strings, as in JSON."""
+    `small_n`); each reward model's change from n = 1 to the largest n and the share of its
+    picks with every step right; the reward models' held-out metrics. Keys of n are strings,
+    as in JSON."""
     seeds = list(tables.values())
     ns = [str(n) for n in ns]
     out = {name: {n: mean_interval([t[name][n] for t in seeds]) for n in ns} for name in SELECTORS}
@@ -84,6 +94,16 @@ def aggregate(tables: dict, ns: list[int], small_n: int) -> dict:
         out["widening"][key] = mean_interval(
             np.subtract(per_seed[ns[-1]], per_seed[str(small_n)]).tolist()
         )
+    # Each reward model's pick at the largest n against at n = 1 (the policy's own accuracy),
+    # and the share of its picks with every step right.
+    out["change"] = {
+        name: mean_interval([t[name][ns[-1]] - t[name]["1"] for t in seeds])
+        for name in REWARD_MODELS
+    }
+    out["sound"] = {
+        name: {n: mean_interval([t["sound"][name][n] for t in seeds]) for n in ns}
+        for name in REWARD_MODELS
+    }
     out["models"] = {
         name: {m: mean_interval([t["models"][name][m] for t in seeds]) for m in MODEL_METRICS}
         for name in REWARD_MODELS
