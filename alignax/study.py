@@ -48,6 +48,7 @@ from alignax.experiment import setup, validate_config, write_summary
 from alignax.parallel import run_jobs
 from alignax.provenance import provenance
 from alignax.stages import SHARED_SECTIONS, stage_config, stage_finished
+from alignax.tasks import get_task
 from alignax.workdir import accumulate_timings, check_config_unchanged, use_compilation_cache
 from alignax.workflows import ppo, preference, reward_model, sft
 from alignax.workflows.runner import StageKind, run_stage
@@ -232,13 +233,22 @@ def made_once(make: Callable, config: ml_collections.ConfigDict, *args) -> Any:
     return _MADE[key]
 
 
-def check_response_room(needed: int, max_new_tokens: dict[str, int], why: str) -> None:
-    """Every `max_new_tokens` ({config key: value}) leaves room for the `needed` tokens of the
-    longest right answer with its EOS: a shorter one would cut right answers off and count them
-    wrong. Refused naming each short key, and `why` (what sets `needed`)."""
-    short = [f"{key}={value}" for key, value in max_new_tokens.items() if value < needed]
+def check_solution_room(config, keys: tuple[str, ...]) -> None:
+    """Every `max_new_tokens` at the dotted `keys` of `config` (a study on a task with written-out
+    solutions, such as arithmetic) leaves room for the task's longest solution and its EOS: a
+    shorter cap would cut right answers off and count them wrong. Refused naming each short
+    key."""
+    c = config.task
+    needed = get_task(config.task_name, c).answer_len + 1
+    values = {
+        key: functools.reduce(lambda node, k: node[k], key.split("."), config) for key in keys
+    }
+    short = [f"{key}={value}" for key, value in values.items() if value < needed]
     if short:
-        raise ValueError(f"{', '.join(short)}: {why} take up to {needed} tokens with their EOS")
+        raise ValueError(
+            f"{', '.join(short)}: the task's solutions (task.num_steps={c.num_steps}, operands "
+            f"up to {c.max_operand}) take up to {needed} tokens with their EOS"
+        )
 
 
 def checkpoints_saved(train) -> int:

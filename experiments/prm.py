@@ -57,7 +57,7 @@ from alignax.stages import load_stage_model
 from alignax.study import (
     PlannedStage,
     Study,
-    check_response_room,
+    check_solution_room,
     seed_stage_config,
     wall_time_text,
 )
@@ -69,25 +69,15 @@ from alignax.workflows import process_reward, sft
 STAGES = {"sft": sft.KIND, **{name: process_reward.KIND for name in REWARD_MODELS}}
 
 
-def check_room(config) -> None:
-    """`check_response_room` for every `max_new_tokens` of the study."""
-    c = config.task
-    check_response_room(
-        get_task(config.task_name, c).answer_len + 1,
-        {
-            "eval.max_new_tokens": config.eval.max_new_tokens,
-            "stages.sft.eval.max_new_tokens": config.stages.sft.eval.max_new_tokens,
-            **{
-                f"stages.{name}.labels.max_new_tokens": config.stages[name].labels.max_new_tokens
-                for name in REWARD_MODELS
-            },
-        },
-        f"the task's solutions (task.num_steps={c.num_steps}, operands up to {c.max_operand})",
-    )
-
-
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
-    check_room(config)
+    check_solution_room(
+        config,
+        (
+            "eval.max_new_tokens",
+            "stages.sft.eval.max_new_tokens",
+            *(f"stages.{name}.labels.max_new_tokens" for name in REWARD_MODELS),
+        ),
+    )
     if config.eval.small_n not in powers_of_two(config.eval.num_samples)[:-1]:
         raise ValueError(
             f"eval.small_n={config.eval.small_n}: must be a power of two below "

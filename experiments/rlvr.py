@@ -61,7 +61,7 @@ from alignax.stages import load_stage_model
 from alignax.study import (
     PlannedStage,
     Study,
-    check_response_room,
+    check_solution_room,
     seed_stage_config,
     wall_time_text,
 )
@@ -73,22 +73,15 @@ from alignax.workflows import online, sft
 STAGES = {"sft": sft.KIND, "grpo": online.KIND}
 
 
-def check_room(config) -> None:
-    """`check_response_room` for every `max_new_tokens` of the study."""
-    c = config.task
-    check_response_room(
-        get_task(config.task_name, c).answer_len + 1,
-        {
-            "eval.max_new_tokens": config.eval.max_new_tokens,
-            "stages.sft.eval.max_new_tokens": config.stages.sft.eval.max_new_tokens,
-            "stages.grpo.rollout.max_new_tokens": config.stages.grpo.rollout.max_new_tokens,
-        },
-        f"the task's solutions (task.num_steps={c.num_steps}, operands up to {c.max_operand})",
-    )
-
-
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
-    check_room(config)
+    check_solution_room(
+        config,
+        (
+            "eval.max_new_tokens",
+            "stages.sft.eval.max_new_tokens",
+            "stages.grpo.rollout.max_new_tokens",
+        ),
+    )
     links = {"sft": {}, "grpo": {"init_from": seed_dir / "sft"}}
     return [
         PlannedStage(name, kind, seed_stage_config(config, name, seed, links[name]))

@@ -7,6 +7,7 @@ import pytest
 from alignax.analysis.verifiers import REWARD_MODELS, aggregate, seed_table, verdict
 from configs import prm as config_module
 from experiments import prm
+from tests.helpers import preset_config
 
 NS = [1, 2, 4, 8]
 
@@ -68,22 +69,14 @@ def test_differences_are_paired_within_seeds_and_read_by_their_intervals():
     ["eval.max_new_tokens", "stages.sft.eval.max_new_tokens", "stages.orm.labels.max_new_tokens"],
 )
 def test_too_few_new_tokens_for_the_solutions_is_refused_before_anything_runs(key, tmp_path):
-    config = config_module.get_config("runlocal")
-    with config.unlocked():
-        section, name = key.rsplit(".", 1)
-        target = config
-        for part in section.split("."):
-            target = target[part]
-        target[name] = 5
+    config = preset_config(config_module, **{key: 5})
     with pytest.raises(ValueError, match=rf"{key}=5: the task's solutions"):
         prm.run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
 def test_a_small_n_the_curves_are_not_read_at_is_refused(tmp_path):
-    config = config_module.get_config("runlocal")
-    with config.unlocked():
-        config.eval.small_n = 3
+    config = preset_config(config_module, **{"eval.small_n": 3})
     with pytest.raises(ValueError, match=r"eval.small_n=3: must be a power of two"):
         prm.run(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -5,6 +5,7 @@ import pytest
 
 from configs import rlvr as config_module
 from experiments import rlvr
+from tests.helpers import preset_config
 
 
 @pytest.mark.parametrize(
@@ -14,13 +15,7 @@ from experiments import rlvr
 def test_too_few_new_tokens_for_the_solutions_is_refused_before_anything_runs(key, tmp_path):
     """A cap shorter than the longest solution + EOS would cut right answers off and count them
     wrong: refused, naming the key, with nothing written."""
-    config = config_module.get_config("runlocal")
-    with config.unlocked():
-        section, name = key.rsplit(".", 1)
-        target = config
-        for part in section.split("."):
-            target = target[part]
-        target[name] = 5
+    config = preset_config(config_module, **{key: 5})
     with pytest.raises(
         ValueError, match=rf"{key}=5: the task's solutions \(.*\) take up to 24 tokens"
     ):
