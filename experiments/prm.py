@@ -27,16 +27,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from alignax import labels
 from alignax.analysis.best_of_n import powers_of_two
 from alignax.analysis.policy_eval import (
     EVAL_SEED_OFFSET,
     distinct_held_out_problems,
     prompt_texts,
-    sample_pool,
 )
 from alignax.analysis.stats import interval_text
 from alignax.analysis.verifiers import (
@@ -47,13 +44,14 @@ from alignax.analysis.verifiers import (
     aggregate,
     difference_name,
     figure,
+    reward_model_scores,
     seed_table,
+    solution_pool,
     verdict,
 )
 from alignax.cli import run_experiment
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
-from alignax.stages import load_stage_model
 from alignax.study import (
     PlannedStage,
     Study,
@@ -62,7 +60,6 @@ from alignax.study import (
     wall_time_text,
 )
 from alignax.tasks import get_task
-from alignax.tasks.arithmetic import final_answer
 from alignax.workdir import cached_arrays, stage_fingerprint
 from alignax.workflows import process_reward, sft
 
@@ -102,62 +99,20 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 
 
 def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
-    """The SFT policy's pool on the held-out problems: `correct` [P, N] (the verifier),
-    `sound` [P, N] (every step right, by the checker), the final answers as codes per problem
-    (`answers` [P, N], -1 for a sample that does not end; `truth` [P], -1 when no sample gives
-    it), each reward model's solution scores (`<name>_scores` [P, N]) and its stage's held-out
-    metrics (`<name>_<metric>`)."""
-    e = config.eval
+    """The SFT policy's pool on the held-out problems (`verifiers.solution_pool`: `correct`,
+    `sound`, `answers`, `truth`), each reward model's solution scores (`<name>_scores`
+    [P, N]) and its stage's held-out metrics (`<name>_<metric>`)."""
     mesh = make_mesh(config.mesh)
-    task = get_task(config.task_name, config.task)
-    problems = distinct_held_out_problems(task, e.num_problems, EVAL_SEED_OFFSET)
-    model, params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
-    pool = sample_pool(
-        model,
-        params,
-        task,
-        {k: v for k, v in problems.items() if k != "answer"},
-        jax.random.fold_in(jax.random.key(seed), EVAL_SEED_OFFSET),
-        pool_size=e.num_samples,
-        max_new_tokens=e.max_new_tokens,
-        temperature=e.temperature,
-    )
-    width = problems["prompt_tokens"].shape[1]
-    responses = [
-        row[width:][keep[width:] > 0].tolist()
-        for row, keep in zip(pool["tokens"], pool["loss_mask"], strict=True)
-    ]
-    prompts = [task.encode_text(text) for text in prompt_texts(task, problems)]
-    repeated = [p for p in prompts for _ in range(e.num_samples)]
-    checked = [task.step_labels(p, r) for p, r in zip(repeated, responses, strict=True)]
-    layout = labels.step_layout(task, repeated, responses, checked)
-    out = {"correct": pool["gold"] > 0.5, **answer_codes(task, prompts, responses, e.num_samples)}
+    out, layout = solution_pool(config, seed, seed_dir / "sft", mesh)
     shape = out["correct"].shape
-    out["sound"] = np.array([all(steps) for steps in checked]).reshape(shape)
     for name in REWARD_MODELS:
-        reward_model, rm_params = load_stage_model(seed_dir / name, heads=("value",), mesh=mesh)
         how = config.stages[name].process.solution_score
-        scores = process_reward.score(reward_model, rm_params, layout, how)
-        out[f"{name}_scores"] = scores.reshape(shape)
+        out[f"{name}_scores"] = reward_model_scores(seed_dir / name, layout, how, mesh).reshape(
+            shape
+        )
         summary = json.loads((seed_dir / name / "summary.json").read_text())
         out |= {f"{name}_{m}": np.float64(summary[m]) for m in MODEL_METRICS}
     return out
-
-
-def answer_codes(task, prompts, responses, pool_size: int) -> dict[str, np.ndarray]:
-    """Per problem, its samples' final answers as codes (the order they first appear in; -1 for
-    a sample that does not end with EOS) and the true answer's code (-1 when no sample gives
-    it): what majority voting counts."""
-    answers = np.full((len(prompts), pool_size), -1, np.int64)
-    truth = np.full(len(prompts), -1, np.int64)
-    for p, prompt in enumerate(prompts):
-        codes: dict[str, int] = {}
-        for j, response in enumerate(responses[p * pool_size : (p + 1) * pool_size]):
-            if response and response[-1] == task.eos_id:
-                text = final_answer(task.decode(response[:-1]))
-                answers[p, j] = codes.setdefault(text, len(codes))
-        truth[p] = codes.get(final_answer(task.answer_of(prompt)), -1)
-    return {"answers": answers, "truth": truth}
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:

@@ -40,6 +40,7 @@ STUDIES = (
     "dpo_frontier",
     "rlvr",
     "prm",
+    "rm_ensembles",
     "rlaif",
     "dpa",
     "critique_revision",
@@ -68,6 +69,7 @@ NOTEBOOKS = {
             f"seed*/{stage}/metrics.jsonl" for stage in ("prm_checker", "prm_monte_carlo", "orm")
         ),
     ),
+    "rm_ensembles": Notebook("rm_ensembles.ipynb", logs=("seed*/member*/metrics.jsonl",)),
     "rlaif": Notebook("rlaif.ipynb"),
     "dpa": Notebook("dpa.ipynb"),
     "critique_revision": Notebook("critique_revision.ipynb"),

@@ -272,12 +272,42 @@ def prm_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="session")
+def rm_ensembles_run(tmp_path_factory):
+    """The ensemble study end to end at toy sizes: SFT -> two outcome reward models with their
+    own seeds -> best-of-n by a single member, the mean, WCO and UWO on held-out problems."""
+    from configs import rm_ensembles as config_module
+    from experiments import rm_ensembles
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("rm_ensembles")
+    summary = rm_ensembles.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["ns"][-1] == config.eval.num_samples
+    for table in results["seeds"].values():
+        oracle = table["oracle"]["accuracy"]
+        for name, row in table.items():
+            assert all(row["accuracy"][n] <= oracle[n] + 1e-12 for n in oracle), name
+    # The members differ: their own seeds, so their own solutions and initialisation.
+    configs = [
+        json.loads((workdir / "seed0" / f"member{m}" / "config.json").read_text())
+        for m in range(config.ensemble.size)
+    ]
+    assert len({c["seed"] for c in configs}) == config.ensemble.size
+    assert set(results["answers"]) == {"mean", "wco", "uwo"}
+    assert all(isinstance(v, str) for k, v in summary.items() if k.startswith("answer/"))
+    for suffix in ("png", "pdf"):
+        assert (workdir / "figures" / f"best_of_n.{suffix}").exists()
+    return workdir
+
+
 # The workdir each notebook reads (ALIGNAX_WORKDIR): the run of its experiment.
 RUNS = {
     "walkthrough.ipynb": "pipeline_run",
     "overoptimization.ipynb": "overoptimization_run",
     "rlvr.ipynb": "rlvr_run",
     "prm.ipynb": "prm_run",
+    "rm_ensembles.ipynb": "rm_ensembles_run",
     "instructgpt.ipynb": "instructgpt_run",
     "dpo_frontier.ipynb": "dpo_frontier_run",
 }

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 import numpy as np
 
+from alignax import labels
 from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_per_prompt, majority_vote_accuracy
 from alignax.analysis.pass_at_k import pass_at_k
+from alignax.analysis.policy_eval import (
+    EVAL_SEED_OFFSET,
+    distinct_held_out_problems,
+    prompt_texts,
+    sample_pool,
+)
 from alignax.analysis.stats import mean_interval
+from alignax.stages import load_stage_model
+from alignax.tasks import get_task
+from alignax.tasks.arithmetic import final_answer
+from alignax.workflows.process_reward import score
 
 # The reward models (stages of experiments.prm), and what the figures call them.
 REWARD_MODELS = {
@@ -37,6 +49,63 @@ MODEL_METRICS = ("step_accuracy", "solution_auc", "label")
 
 def difference_name(first: str, second: str) -> str:
     return f"{first} - {second}"
+
+
+def solution_pool(config, seed: int, sft_dir: Path, mesh) -> tuple[dict, dict]:
+    """(pool, layout): `config.eval.num_samples` samples of the policy in `sft_dir` at
+    `eval.temperature` on each of `eval.num_problems` distinct held-out problems of the config's
+    task, drawn from `seed`; the pool holds `correct` [P, N] (the verifier), `sound` [P, N]
+    (every step right, by the checker) and the final answers as codes (`answer_codes`); the
+    layout is the samples' step layout (`labels.step_layout`), what `reward_model_scores`
+    scores."""
+    e = config.eval
+    task = get_task(config.task_name, config.task)
+    problems = distinct_held_out_problems(task, e.num_problems, EVAL_SEED_OFFSET)
+    model, params = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
+    pool = sample_pool(
+        model,
+        params,
+        task,
+        {k: v for k, v in problems.items() if k != "answer"},
+        jax.random.fold_in(jax.random.key(seed), EVAL_SEED_OFFSET),
+        pool_size=e.num_samples,
+        max_new_tokens=e.max_new_tokens,
+        temperature=e.temperature,
+    )
+    width = problems["prompt_tokens"].shape[1]
+    responses = [
+        row[width:][keep[width:] > 0].tolist()
+        for row, keep in zip(pool["tokens"], pool["loss_mask"], strict=True)
+    ]
+    prompts = [task.encode_text(text) for text in prompt_texts(task, problems)]
+    repeated = [p for p in prompts for _ in range(e.num_samples)]
+    checked = [task.step_labels(p, r) for p, r in zip(repeated, responses, strict=True)]
+    out = {"correct": pool["gold"] > 0.5, **answer_codes(task, prompts, responses, e.num_samples)}
+    out["sound"] = np.array([all(steps) for steps in checked]).reshape(out["correct"].shape)
+    return out, labels.step_layout(task, repeated, responses, checked)
+
+
+def answer_codes(task, prompts, responses, pool_size: int) -> dict[str, np.ndarray]:
+    """Per problem, its samples' final answers as codes (the order they first appear in; -1 for
+    a sample that does not end with EOS) and the true answer's code (-1 when no sample gives
+    it): what majority voting counts."""
+    answers = np.full((len(prompts), pool_size), -1, np.int64)
+    truth = np.full(len(prompts), -1, np.int64)
+    for p, prompt in enumerate(prompts):
+        codes: dict[str, int] = {}
+        for j, response in enumerate(responses[p * pool_size : (p + 1) * pool_size]):
+            if response and response[-1] == task.eos_id:
+                text = final_answer(task.decode(response[:-1]))
+                answers[p, j] = codes.setdefault(text, len(codes))
+        truth[p] = codes.get(final_answer(task.answer_of(prompt)), -1)
+    return {"answers": answers, "truth": truth}
+
+
+def reward_model_scores(stage_dir: Path, layout: dict, how: str, mesh) -> np.ndarray:
+    """[rows] the solution scores (`how`: min | product | last) that the process or outcome
+    reward model of the stage in `stage_dir` gives the rows of a step layout."""
+    model, params = load_stage_model(stage_dir, heads=("value",), mesh=mesh)
+    return score(model, params, layout, how)
 
 
 def seed_table(outcomes: dict, ns: list[int], *, vote_draws: int, seed: int) -> dict:
