@@ -276,12 +276,19 @@ PAPER = "Lightman et al. (2023)"
 
 def glance(results: dict) -> list[str]:
     """The verdicts of the README's table at a glance (experiments.publish)."""
-    n = str(results["ns"][-1])
-    d = results["combined"]["differences"][difference_name("prm_checker", "orm")][n]
+    n, answers, combined = str(results["ns"][-1]), results["answers"], results["combined"]
+    d = combined["differences"]
+    falls = ", ".join(
+        f"{name.replace('_', ' ')} {interval_text(combined['change'][name], signed=True)}"
+        for name in REWARD_MODELS
+    )
+    versus_orm = interval_text(d[difference_name("prm_checker", "orm")][n], signed=True)
+    versus_vote = interval_text(d[difference_name("prm_checker", "majority")][n], signed=True)
     return [
-        f"**{results['answers']['prm_vs_orm']}** at best-of-{n}: "
-        f"{interval_text(d, signed=True)} accuracy (PRM on step-checker labels - ORM); "
-        f"the gap {results['answers']['gap_widens']} from small n"
+        f"at best-of-{n}, PRM (step-checker labels) - ORM {versus_orm}: "
+        f"**{answers['prm_vs_orm']}**",
+        f"PRM - majority vote {versus_vote}: **{answers['prm_vs_majority']}**",
+        f"every reward model's pick falls from n = 1 to {n} ({falls}; observed, not a criterion)",
     ]
 
 
