@@ -14,9 +14,9 @@ the SFT policy samples to training problems, for the same steps (configs/process
 the verifier. Then `eval.num_samples` samples of the SFT policy at `eval.temperature` on each of
 `eval.num_problems` distinct held-out problems, and best-of-n accuracy for n = 1, 2, 4, ... up to
 `eval.num_samples`: each reward model's pick (the PRMs by their weakest step, the ORM by its
-score of the last), majority voting over the final answers (`eval.vote_draws` random subsets
-per n), and the oracle (pass@n). `model`, `mesh` and `task` apply to every stage; each stage's
-other settings are under `stages.<stage>`.
+score of the last), majority voting over the final answers of the samples in the verifier's
+form (`eval.vote_draws` random subsets per n), and the oracle (pass@n). `model`, `mesh` and
+`task` apply to every stage; each stage's other settings are under `stages.<stage>`.
 
 Criteria, stated before the run (answered in results.md from the 95% t-intervals over seeds of
 the paired differences): (1) at the largest n, does the PRM on checker labels pick right more

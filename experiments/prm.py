@@ -194,7 +194,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"Best-of-n on {e.num_problems} distinct held-out problems from a pool of "
         f"{e.num_samples} SFT samples each at temperature {e.temperature}: a PRM picks by its "
         "weakest step, the ORM by its score at the last; majority voting counts the final "
-        f"answers of the samples that end ({e.vote_draws} random n-subsets per problem and n); "
+        "answers of the samples in the verifier's form (ended, with the solution's number of "
+        f"steps; {e.vote_draws} random n-subsets per problem and n); "
         "the oracle picks a right sample whenever one of the n is (pass@n). Accuracy is the "
         "verifier's; mean over seeds ± 95% t-interval, differences paired within each seed.",
         "",

@@ -86,18 +86,23 @@ def solution_pool(config, seed: int, sft_dir: Path, mesh) -> tuple[dict, dict]:
 
 
 def answer_codes(task, prompts, responses, pool_size: int) -> dict[str, np.ndarray]:
-    """Per problem, its samples' final answers as codes (the order they first appear in; -1 for
-    a sample that does not end with EOS) and the true answer's code (-1 when no sample gives
-    it): what majority voting counts."""
+    """Per problem, its samples' final answers as codes (the order they first appear in) and
+    the true answer's code (-1 when no sample gives it): what majority voting counts. A sample
+    gives an answer only in the verifier's form (it ends with EOS and writes out the solution's
+    number of steps; -1 otherwise), so that a vote for the true answer is a vote of samples the
+    verifier accepts, as every other selector's accuracy is the verifier's."""
     answers = np.full((len(prompts), pool_size), -1, np.int64)
     truth = np.full(len(prompts), -1, np.int64)
     for p, prompt in enumerate(prompts):
+        solution = task.answer_of(prompt)
         codes: dict[str, int] = {}
         for j, response in enumerate(responses[p * pool_size : (p + 1) * pool_size]):
-            if response and response[-1] == task.eos_id:
-                text = final_answer(task.decode(response[:-1]))
-                answers[p, j] = codes.setdefault(text, len(codes))
-        truth[p] = codes.get(final_answer(task.answer_of(prompt)), -1)
+            if not response or response[-1] != task.eos_id:
+                continue
+            text = task.decode(response[:-1])
+            if text.count("=") == solution.count("="):
+                answers[p, j] = codes.setdefault(final_answer(text), len(codes))
+        truth[p] = codes.get(final_answer(solution), -1)
     return {"answers": answers, "truth": truth}
 
 
