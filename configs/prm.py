@@ -36,10 +36,7 @@ compile-bound.
 
 import ml_collections
 
-from alignax.stages import stage_section
-from alignax.tasks import ArithmeticTask
-from configs import process_reward, sft
-from configs.common import stages_parent_config
+from configs.arithmetic_studies import arithmetic_study_config, solution_reward_model
 
 # The reward models' stages and the preset of configs/process_reward.py each runs.
 REWARD_MODEL_PRESETS = {
@@ -52,25 +49,10 @@ REWARD_MODEL_PRESETS = {
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
-    config = stages_parent_config("tiny", task="arithmetic")
-    config.task.update(num_steps=3, max_operand=12, operators="+-*")
-    response_tokens = ArithmeticTask(config.task).answer_len + 1  # the longest solution + EOS
-    config.seeds = (0, 1, 2, 3, 4, 5)  # 3 rounds of the 2 workers
-    config.workers = 2  # processes the seeds run on, one core each (1: this one, in order)
-    config.stages = ml_collections.ConfigDict(
-        {"sft": stage_section(sft.get_config("arithmetic"))}
-        | {
-            name: stage_section(process_reward.get_config(preset))
-            for name, preset in REWARD_MODEL_PRESETS.items()
-        }
-    )
-    config.stages.sft.train.update(steps=2000, eval_every=1000)
-    config.stages.sft.eval.max_new_tokens = response_tokens
-    for name in REWARD_MODEL_PRESETS:
-        stage = config.stages[name]
-        stage.labels.max_new_tokens = response_tokens
-        stage.process.num_solutions = 8192
-        stage.train.update(steps=1200, eval_every=600, checkpoint_every=600)
+    smoke = arg == "runlocal"
+    config, response_tokens = arithmetic_study_config(smoke)
+    for name, preset in REWARD_MODEL_PRESETS.items():
+        config.stages[name] = solution_reward_model(preset, response_tokens, smoke)
     config.eval = ml_collections.ConfigDict(
         {
             "num_problems": 64,  # distinct held-out problems
@@ -81,17 +63,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "small_n": 8,  # where the widening of a gap is measured from
         }
     )
-    if arg == "runlocal":
-        config.seeds = (0, 1)
-        config.workers = 1
-        config.stages.sft.train.update(steps=60, log_every=20, eval_every=60)
-        config.stages.sft.sft.update(num_examples=512, num_eval_examples=64)
-        config.stages.sft.eval.num_prompts = 32
-        for name in REWARD_MODEL_PRESETS:
-            stage = config.stages[name]
-            stage.process.update(num_solutions=64, num_eval_solutions=32, num_rollouts=2)
-            stage.train.update(steps=4, batch_size=8, log_every=2, eval_every=4)
-            stage.train.checkpoint_every = 4
+    if smoke:
         config.eval.update(num_problems=8, num_samples=16, vote_draws=16, small_n=2)
     config.lock()
     return config

@@ -29,27 +29,15 @@ bound.
 import ml_collections
 
 from alignax.stages import stage_section
-from alignax.tasks import ArithmeticTask
-from configs import grpo, sft
-from configs.common import stages_parent_config
+from configs import grpo
+from configs.arithmetic_studies import arithmetic_study_config
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
-    config = stages_parent_config("tiny", task="arithmetic")
-    config.task.update(num_steps=3, max_operand=12, operators="+-*")
-    response_tokens = ArithmeticTask(config.task).answer_len + 1  # the longest solution + EOS
-    config.seeds = (0, 1, 2, 3, 4, 5)  # 3 rounds of the 2 workers
-    config.workers = 2  # processes the seeds run on, one core each (1: this one, in order)
-    config.stages = ml_collections.ConfigDict(
-        {
-            "sft": stage_section(sft.get_config("arithmetic")),
-            "grpo": stage_section(grpo.get_config("runlocal")),
-        }
-    )
-    config.stages.sft.train.update(steps=2000, eval_every=1000)
-    config.stages.sft.eval.max_new_tokens = response_tokens
+    config, response_tokens = arithmetic_study_config(smoke=arg == "runlocal")
+    config.stages.grpo = stage_section(grpo.get_config("runlocal"))
     config.stages.grpo.rollout.max_new_tokens = response_tokens
     # 300 steps (the preset's 400 less a quarter) keep the default within 30 minutes.
     config.stages.grpo.train.update(steps=300, eval_every=300, checkpoint_every=100)
@@ -65,11 +53,6 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         }
     )
     if arg == "runlocal":
-        config.seeds = (0, 1)
-        config.workers = 1
-        config.stages.sft.train.update(steps=60, log_every=20, eval_every=60)
-        config.stages.sft.sft.update(num_examples=512, num_eval_examples=64)
-        config.stages.sft.eval.num_prompts = 32
         config.stages.grpo.train.update(
             steps=4, log_every=2, eval_every=4, checkpoint_every=4, batch_size=8
         )

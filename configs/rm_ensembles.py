@@ -33,32 +33,15 @@ so intervals exist); compile-bound.
 
 import ml_collections
 
-from alignax.stages import stage_section
-from alignax.tasks import ArithmeticTask
-from configs import process_reward, sft
-from configs.common import stages_parent_config
+from configs.arithmetic_studies import arithmetic_study_config, solution_reward_model
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
-    config = stages_parent_config("tiny", task="arithmetic")
-    config.task.update(num_steps=3, max_operand=12, operators="+-*")
-    response_tokens = ArithmeticTask(config.task).answer_len + 1  # the longest solution + EOS
-    config.seeds = (0, 1, 2, 3, 4, 5)  # 3 rounds of the 2 workers
-    config.workers = 2  # processes the seeds run on, one core each (1: this one, in order)
-    config.stages = ml_collections.ConfigDict(
-        {
-            "sft": stage_section(sft.get_config("arithmetic")),
-            "member": stage_section(process_reward.get_config("outcome")),
-        }
-    )
-    config.stages.sft.train.update(steps=2000, eval_every=1000)
-    config.stages.sft.eval.max_new_tokens = response_tokens
-    member = config.stages.member
-    member.labels.max_new_tokens = response_tokens
-    member.process.num_solutions = 8192
-    member.train.update(steps=1200, eval_every=600, checkpoint_every=600)
+    smoke = arg == "runlocal"
+    config, response_tokens = arithmetic_study_config(smoke)
+    config.stages.member = solution_reward_model("outcome", response_tokens, smoke)
     config.ensemble = ml_collections.ConfigDict(
         {
             "size": 4,  # members, each a stage <seed>/member<m> with seed 1000 * seed + m
@@ -73,16 +56,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "max_new_tokens": response_tokens,
         }
     )
-    if arg == "runlocal":
-        config.seeds = (0, 1)
-        config.workers = 1
+    if smoke:
         config.ensemble.size = 2
-        config.stages.sft.train.update(steps=60, log_every=20, eval_every=60)
-        config.stages.sft.sft.update(num_examples=512, num_eval_examples=64)
-        config.stages.sft.eval.num_prompts = 32
-        member.process.update(num_solutions=64, num_eval_solutions=32)
-        member.train.update(steps=4, batch_size=8, log_every=2, eval_every=4)
-        member.train.checkpoint_every = 4
         config.eval.update(num_problems=8, num_samples=16)
     config.lock()
     return config
