@@ -345,11 +345,12 @@ def sample_pool(
     return pool
 
 
-def score_in_chunks(score_fn: Callable, tokens, mask, chunk_size: int) -> np.ndarray:
-    """score_fn(tokens [C, S], mask [C, S]) -> [..., C], applied in fixed-size chunks of rows:
-    [..., rows] (e.g. [members, rows] for an ensemble scorer)."""
+def score_in_chunks(score_fn: Callable, tokens, mask, chunk_size: int, **more) -> np.ndarray:
+    """score_fn(tokens [C, S], mask [C, S], **more) -> [..., C], applied in fixed-size chunks of
+    rows: [..., rows] (e.g. [members, rows] for an ensemble scorer). `more`: other [rows, ...]
+    arrays the scorer reads, chunked alike (e.g. a process reward model's step mask)."""
     scores = [
-        np.asarray(score_fn(chunk["tokens"], chunk["mask"]))[..., : stop - start]
-        for start, stop, chunk in _chunks({"tokens": tokens, "mask": mask}, chunk_size)
+        np.asarray(score_fn(chunk.pop("tokens"), chunk.pop("mask"), **chunk))[..., : stop - start]
+        for start, stop, chunk in _chunks({"tokens": tokens, "mask": mask, **more}, chunk_size)
     ]
     return np.concatenate(scores, axis=-1).astype(np.float64)

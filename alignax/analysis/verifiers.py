@@ -23,12 +23,13 @@ from alignax.analysis.policy_eval import (
     distinct_held_out_problems,
     prompt_texts,
     sample_pool,
+    score_in_chunks,
 )
 from alignax.analysis.stats import mean_interval
+from alignax.losses.reward import solution_scores
 from alignax.stages import load_stage_model
 from alignax.tasks import get_task
 from alignax.tasks.arithmetic import final_answer
-from alignax.workflows.process_reward import score
 
 # The reward models (stages of experiments.prm), and what the figures call them.
 REWARD_MODELS = {
@@ -106,11 +107,25 @@ def answer_codes(task, prompts, responses, pool_size: int) -> dict[str, np.ndarr
     return {"answers": answers, "truth": truth}
 
 
-def reward_model_scores(stage_dir: Path, layout: dict, how: str, mesh) -> np.ndarray:
-    """[rows] the solution scores (`how`: min | product | last) that the process or outcome
-    reward model of the stage in `stage_dir` gives the rows of a step layout."""
+def reward_model_scores(
+    stage_dir: Path, layout: dict, how: str, mesh, chunk_size: int = 2048
+) -> np.ndarray:
+    """[rows] the solution scores (`how`: min | product | last, `solution_scores`) that the
+    process or outcome reward model of the stage in `stage_dir` gives the rows of a step layout
+    (tokens, input_mask, step_mask), in chunks of `chunk_size` rows."""
     model, params = load_stage_model(stage_dir, heads=("value",), mesh=mesh)
-    return score(model, params, layout, how)
+    values = jax.jit(
+        lambda params, tokens, mask, step_mask: solution_scores(
+            model.apply(params, tokens, mask, heads=("value",))["values"], step_mask, how
+        )
+    )
+    return score_in_chunks(
+        lambda tokens, mask, step_mask: values(params, tokens, mask, step_mask),
+        layout["tokens"],
+        layout["input_mask"],
+        min(chunk_size, len(layout["tokens"])),
+        step_mask=layout["step_mask"],
+    )
 
 
 def seed_table(outcomes: dict, ns: list[int], *, vote_draws: int, seed: int) -> dict:

@@ -168,27 +168,6 @@ def make_evaluator(model, data: dict, solution_score: str):
     return evaluate
 
 
-def score(model, params, layout: dict, how: str, chunk_size: int = 2048) -> np.ndarray:
-    """[B] the solution scores (`solution_scores` by `how`) that a trained reward model gives
-    the rows of a step layout (`labels.step_layout`: tokens, input_mask, step_mask), in chunks
-    of `chunk_size` rows (the last padded, so that one program serves every chunk)."""
-    fn = jax.jit(
-        lambda params, tokens, mask, steps: solution_scores(
-            model.apply(params, tokens, mask, heads=("value",))["values"], steps, how
-        )
-    )
-    rows = len(layout["tokens"])
-    size = min(chunk_size, rows)
-    out = []
-    for start in range(0, rows, size):
-        chunk = [layout[k][start : start + size] for k in ("tokens", "input_mask", "step_mask")]
-        pad = size - len(chunk[0])
-        # Padded rows get one step so that every row has one; their scores are dropped.
-        padded = [np.pad(x, ((0, pad), (0, 0)), constant_values=1) for x in chunk]
-        out.append(np.asarray(fn(params, *padded))[: size - pad])
-    return np.concatenate(out)
-
-
 def build(config, ctx: Context) -> Stage:
     train, evaluation = build_data(config, ctx.mesh)
     model = build_model(config.model, heads=("value",))
