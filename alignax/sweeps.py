@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from alignax import objectives
+from alignax.losses import confidence_bradley_terry_loss
 from alignax.models import Model
 
 
@@ -69,6 +70,71 @@ def make_reward_model_sweep(
                 f"num_pairs {counts.tolist()}: each must be in [1, {available}] (the pairs given)"
             )
         return train(params, swap, num_pairs, rng)
+
+    return checked
+
+
+def make_soft_label_reward_sweep(
+    model: Model,
+    tx: optax.GradientTransformation,
+    pairs: dict,
+    *,
+    steps: int,
+    batch_size: int,
+    center_coefficient: float,
+    confidence_warmup: float,
+):
+    """A jitted, member-vmapped reward-model trainer on soft labels, with Burns et al.'s
+    auxiliary confidence loss (`losses.confidence_bradley_terry_loss`).
+
+    `pairs` holds `tokens`/`input_mask` [N, 2, L] in any order; all members read it. Per
+    member: `target [N]`, its supervisor's P(first preferred) (1/0 for hard labels; a weak
+    model's probability for a student), `start` and `count`, the pairs it trains on
+    (`start` .. `start + count`, drawn uniformly with replacement by its `rng`), and
+    `confidence`, alpha of the confidence term, warmed up linearly from 0 over the first
+    `confidence_warmup` of the steps (Burns et al. warm up over the first 20%). Returns (params,
+    losses [steps]) per member.
+    """
+    ramp = max(1.0, confidence_warmup * steps)
+
+    def train_one(params, target_N, start, count, confidence, rng):
+        def step(carry, t):
+            params, opt_state = carry
+            draw = jax.random.randint(jax.random.fold_in(rng, t), (batch_size,), 0, count)
+            index = start + draw
+            batch = {k: pairs[k][index] for k in ("tokens", "input_mask")}
+            alpha = confidence * jnp.minimum(1.0, t / ramp)
+
+            def loss(p):
+                rewards = objectives.comparison_rewards(model, p, batch)
+                per_pair, _ = confidence_bradley_terry_loss(
+                    rewards[:, 0],
+                    rewards[:, 1],
+                    target_N[index],
+                    confidence_weight=alpha,
+                    center_coefficient=center_coefficient,
+                )
+                return jnp.mean(per_pair)
+
+            value, grads = jax.value_and_grad(loss)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), value
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(steps))
+        return params, losses
+
+    train = jax.jit(jax.vmap(train_one))
+    available = len(pairs["tokens"])
+
+    def checked(params, target, start, count, confidence, rng):
+        # Out-of-range indices would be clamped inside jit (see make_reward_model_sweep).
+        start, count = np.asarray(start), np.asarray(count)
+        if start.min() < 0 or count.min() < 1 or (start + count).max() > available:
+            raise ValueError(
+                f"pairs {start.tolist()} + {count.tolist()}: each range must lie in "
+                f"[0, {available}) (the pairs given) and hold at least one pair"
+            )
+        return train(params, target, start, count, confidence, rng)
 
     return checked
 

@@ -35,7 +35,7 @@ from alignax.analysis.policy_eval import (
     distinct_held_out_problems,
     prompt_texts,
 )
-from alignax.analysis.stats import interval_text
+from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.analysis.verifiers import (
     DIFFERENCES,
     MODEL_METRICS,
@@ -47,7 +47,6 @@ from alignax.analysis.verifiers import (
     reward_model_scores,
     seed_table,
     solution_pool,
-    verdict,
 )
 from alignax.cli import run_experiment
 from alignax.provenance import written_by
@@ -152,15 +151,17 @@ def answers(combined: dict, ns: list[int], small_n: int) -> dict[str, str]:
         return combined["differences"][difference_name(first, second)][str(ns[-1])]
 
     return {
-        "prm_vs_orm": verdict(at("prm_checker", "orm"), "PRM beats ORM", "ORM beats PRM"),
-        "gap_widens": verdict(widening[difference_name("prm_checker", "orm")], "widens", "narrows"),
-        "monte_carlo_vs_orm": verdict(
+        "prm_vs_orm": interval_verdict(at("prm_checker", "orm"), "PRM beats ORM", "ORM beats PRM"),
+        "gap_widens": interval_verdict(
+            widening[difference_name("prm_checker", "orm")], "widens", "narrows"
+        ),
+        "monte_carlo_vs_orm": interval_verdict(
             at("prm_monte_carlo", "orm"), "Monte Carlo PRM beats ORM", "ORM beats Monte Carlo PRM"
         ),
-        "monte_carlo_gap_widens": verdict(
+        "monte_carlo_gap_widens": interval_verdict(
             widening[difference_name("prm_monte_carlo", "orm")], "widens", "narrows"
         ),
-        "prm_vs_majority": verdict(
+        "prm_vs_majority": interval_verdict(
             at("prm_checker", "majority"), "PRM beats majority voting", "majority voting beats PRM"
         ),
     }

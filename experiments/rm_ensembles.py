@@ -29,8 +29,8 @@ import numpy as np
 from alignax.analysis.best_of_n import powers_of_two
 from alignax.analysis.ensembles import COMBINATIONS, SELECTORS, aggregate, figure, seed_table
 from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, distinct_held_out_problems, prompt_texts
-from alignax.analysis.stats import interval_text
-from alignax.analysis.verifiers import reward_model_scores, solution_pool, verdict
+from alignax.analysis.stats import interval_text, interval_verdict
+from alignax.analysis.verifiers import reward_model_scores, solution_pool
 from alignax.cli import run_experiment
 from alignax.provenance import written_by
 from alignax.sharding import make_mesh
@@ -123,12 +123,12 @@ def answers(combined: dict, ns: list[int]) -> dict[str, dict[str, str]]:
     for how in COMBINATIONS:
         versus = combined["versus_single"][how]
         out[how] = {
-            "accuracy_at_largest_n": verdict(
+            "accuracy_at_largest_n": interval_verdict(
                 versus["accuracy"][str(ns[-1])], "higher than a single member", "lower"
             ),
             # A smaller loss from the peak is a negative difference.
-            "loss_from_peak": verdict(versus["loss_from_peak"], "larger", "smaller"),
-            "peak": verdict(versus["peak"], "higher", "lower"),
+            "loss_from_peak": interval_verdict(versus["loss_from_peak"], "larger", "smaller"),
+            "peak": interval_verdict(versus["peak"], "higher", "lower"),
         }
     return out
 

@@ -4,7 +4,8 @@ end-to-end run is the notebook's fixture, tests/test_notebooks.py)."""
 import numpy as np
 import pytest
 
-from alignax.analysis.verifiers import REWARD_MODELS, aggregate, seed_table, verdict
+from alignax.analysis.stats import interval_verdict
+from alignax.analysis.verifiers import REWARD_MODELS, aggregate, seed_table
 from configs import prm as config_module
 from experiments import prm
 from tests.helpers import preset_config
@@ -53,9 +54,9 @@ def test_differences_are_paired_within_seeds_and_read_by_their_intervals():
     expected = np.mean([t["prm_checker"]["8"] - t["orm"]["8"] for t in tables.values()])
     assert mean == pytest.approx(expected) and half > 0
     assert mean - half > 0  # the perfect model beats the blind one at n = 8
-    assert verdict((mean, half), "PRM beats ORM", "ORM beats PRM") == "PRM beats ORM"
-    assert verdict((-mean, half), "PRM beats ORM", "ORM beats PRM") == "ORM beats PRM"
-    assert verdict((0.01, 0.02), "a", "b") == "no difference resolved"
+    assert interval_verdict((mean, half), "PRM beats ORM", "ORM beats PRM") == "PRM beats ORM"
+    assert interval_verdict((-mean, half), "PRM beats ORM", "ORM beats PRM") == "ORM beats PRM"
+    assert interval_verdict((0.01, 0.02), "a", "b") == "no difference resolved"
     # The widening is the paired change of the gap from n = 2 to the largest n.
     gaps = [
         (t["prm_checker"]["8"] - t["orm"]["8"]) - (t["prm_checker"]["2"] - t["orm"]["2"])

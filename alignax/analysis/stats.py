@@ -73,3 +73,14 @@ def win_rate(values, baseline) -> float:
     same prompts), ties counting half."""
     values, baseline = np.asarray(values), np.asarray(baseline)
     return float(np.mean((values > baseline) + 0.5 * (values == baseline)))
+
+
+def interval_verdict(interval: tuple[float, float], above: str, below: str) -> str:
+    """`above` when the 95% interval lies above 0, `below` when below, else that none is
+    resolved."""
+    mean, half = interval
+    if mean - half > 0:
+        return above
+    if mean + half < 0:
+        return below
+    return "no difference resolved"

@@ -4,7 +4,7 @@ From one pool of N samples per problem, for each n: the pick of an outcome or pr
 model (the unbiased best-of-n estimate, alignax.analysis.best_of_n), majority voting over the
 final answers (`majority_vote_accuracy`) and the oracle, which picks a right sample whenever
 one of the n is right (pass@n). Across seeds: mean and 95% t-interval of each, and of the paired
-differences that the criteria read (`verdict`).
+differences that the criteria read.
 """
 
 from __future__ import annotations
@@ -198,17 +198,6 @@ def aggregate(tables: dict, ns: list[int], small_n: int) -> dict:
         for name in REWARD_MODELS
     }
     return out
-
-
-def verdict(interval: tuple[float, float], above: str, below: str) -> str:
-    """`above` when the 95% interval lies above 0, `below` when below, else that none is
-    resolved."""
-    mean, half = interval
-    if mean - half > 0:
-        return above
-    if mean + half < 0:
-        return below
-    return "no difference resolved"
 
 
 def figure(combined: dict, ns: list[int], num_seeds: int, directory: Path) -> None:

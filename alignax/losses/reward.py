@@ -72,6 +72,48 @@ def bradley_terry_loss(
     return loss, metrics
 
 
+def confidence_bradley_terry_loss(
+    first_rewards: jax.Array,
+    second_rewards: jax.Array,
+    target: jax.Array,
+    *,
+    confidence_weight: jax.Array | float = 0.0,
+    center_coefficient: float = 0.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Bradley-Terry on soft labels, with Burns et al.'s auxiliary confidence term.
+
+        d      = r_1 - r_2
+        hard   = stop_gradient([d > 0])                  the model's own hardened preference
+        q      = (1 - alpha) p + alpha hard
+        loss   = -q log s(d) - (1 - q) log s(-d) + eta (r_1 + r_2)^2
+
+    Cross-entropy is linear in its target, so this is (1 - alpha) CE(p, s(d)) + alpha CE(hard,
+    s(d)): Burns et al. (2023, "Weak-to-strong generalization", eq. 1) with the weak supervisor's
+    probability p as the first target, in the pairwise form of a reward model. alpha = 0 is
+    plain Bradley-Terry on soft labels (p = 1: the first response preferred; p = 0: the second;
+    p = 1 - eps: label smoothing eps); the confidence term lets a strong student keep its own
+    confident preferences where they contradict a weak label.
+
+    Args:
+      first_rewards, second_rewards: [B] reward-head outputs of the pair's two responses.
+      target: [B] P(first preferred) by the supervisor, in [0, 1].
+      confidence_weight: alpha in [0, 1], a scalar (e.g. warmed up over training).
+      center_coefficient: eta >= 0.
+
+    Returns:
+      (loss [B], metrics `rewards/margin` d and `rewards/agreement` [d > 0] == [p > 1/2]).
+    """
+    check_hyperparameters("confidence_bradley_terry_loss", center_coefficient=center_coefficient)
+    r_1, r_2 = as_float(first_rewards), as_float(second_rewards)
+    d = r_1 - r_2
+    hard = jax.lax.stop_gradient((d > 0).astype(d.dtype))
+    q = (1.0 - confidence_weight) * as_float(target) + confidence_weight * hard
+    loss = -q * jax.nn.log_sigmoid(d) - (1.0 - q) * jax.nn.log_sigmoid(-d)
+    loss = loss + center_coefficient * jnp.square(r_1 + r_2)
+    agreement = ((d > 0) == (as_float(target) > 0.5)).astype(jnp.float32)
+    return loss, {"rewards/margin": d, "rewards/agreement": agreement}
+
+
 def _valid(ranks_BxK, mask_BxK):
     if mask_BxK is None:
         return jnp.ones(ranks_BxK.shape, bool)
