@@ -305,6 +305,32 @@ def rm_ensembles_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def weak_to_strong_run(tmp_path_factory):
+    """The weak-to-strong study end to end at toy sizes: backbones pretrained at two widths ->
+    weak supervisor, ceiling and students of each initialisation -> accuracy, PGR, best-of-n."""
+    from configs import weak_to_strong as config_module
+    from experiments import weak_to_strong
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("weak_to_strong")
+    summary = weak_to_strong.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    assert set(results["combined"]) == set(config.w2s.inits)
+    for init, combined in results["combined"].items():
+        assert set(combined["gaps"]) == {"d4->d8"}
+        for model in combined["models"].values():
+            assert 0.0 <= model["accuracy"][0] <= 1.0
+        assert f"pgr/{init}/d4->d8/naive" in summary
+    # The pretrained students start from their width's pretrain stage, one per width and seed.
+    for w in config.w2s.widths:
+        stage = json.loads((workdir / "seed0" / f"pretrain_d{w}" / "config.json").read_text())
+        assert stage["model"]["d_model"] == w
+    for suffix in ("png", "pdf"):
+        assert (workdir / "figures" / f"weak_to_strong.{suffix}").exists()
+    return workdir
+
+
 # The workdir each notebook reads (ALIGNAX_WORKDIR): the run of its experiment.
 RUNS = {
     "walkthrough.ipynb": "pipeline_run",
@@ -312,6 +338,7 @@ RUNS = {
     "rlvr.ipynb": "rlvr_run",
     "prm.ipynb": "prm_run",
     "rm_ensembles.ipynb": "rm_ensembles_run",
+    "weak_to_strong.ipynb": "weak_to_strong_run",
     "instructgpt.ipynb": "instructgpt_run",
     "dpo_frontier.ipynb": "dpo_frontier_run",
 }
