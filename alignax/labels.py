@@ -262,3 +262,21 @@ def comparisons(
             out["gold_reward"][:, 0], out["gold_reward"][:, 1]
         ).astype(np.float32)
     return out
+
+
+def shuffled_generator_pairs(task, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
+    """`n` pairs of the task's generator responses to prompts of `split`, each pair in random
+    order (so that neither position means "preferred"): `tokens`, `input_mask`, `loss_mask`
+    [n, 2, L] and `gold_reward` [n, 2], for a study that labels them itself (by gold, by a
+    weak model, by annotators of several groups)."""
+    require(task, "generator_comparisons", by="shuffled_generator_pairs")
+    pairs = task.comparison_dataset(n, seed=seed, annotator=Annotator(kind="hard"), split=split)
+    swap = np.random.default_rng([seed, 5]).random(n) < 0.5
+    out = {
+        k: np.where(swap[:, None, None], pairs[k][:, ::-1], pairs[k])
+        for k in ("tokens", "input_mask", "loss_mask")
+    }
+    out["gold_reward"] = np.where(
+        swap[:, None], pairs["gold_reward"][:, ::-1], pairs["gold_reward"]
+    )
+    return out

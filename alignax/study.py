@@ -178,6 +178,7 @@ def run_seed(evaluate_seed: Callable, config, seed: int, seed_dir: Path, planned
     """One seed (a job for `run_jobs`): its stages in order, each skipped when it finished with
     the same config on the same upstream stages, then the study's evaluation of the seed."""
     use_compilation_cache(seed_dir.parent)  # in this process (a worker's is its own)
+    seed_dir.mkdir(parents=True, exist_ok=True)  # a study may plan no stages for a seed
     for stage in planned:
         run_planned(stage, seed_dir, seed_dir, f"seed {seed}")
     print(f"\n=== seed {seed}, evaluation ===", flush=True)

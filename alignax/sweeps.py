@@ -83,6 +83,7 @@ def make_soft_label_reward_sweep(
     batch_size: int,
     center_coefficient: float,
     confidence_warmup: float,
+    weighted: bool = False,
 ):
     """A jitted, member-vmapped reward-model trainer on soft labels, with Burns et al.'s
     auxiliary confidence loss (`losses.confidence_bradley_terry_loss`).
@@ -92,16 +93,26 @@ def make_soft_label_reward_sweep(
     model's probability for a student), `start` and `count`, the pairs it trains on
     (`start` .. `start + count`, drawn uniformly with replacement by its `rng`), and
     `confidence`, alpha of the confidence term, warmed up linearly from 0 over the first
-    `confidence_warmup` of the steps (Burns et al. warm up over the first 20%). Returns (params,
-    losses [steps]) per member.
+    `confidence_warmup` of the steps (Burns et al. warm up over the first 20%). With `weighted`,
+    each member also takes `weight [N]` >= 0, the weight of each pair in its loss (e.g. an EM
+    step's responsibilities): its batches are drawn in proportion to them, so each is an
+    unbiased estimate of the weighted loss at the full batch size. Returns (params, losses
+    [steps]) per member.
     """
     ramp = max(1.0, confidence_warmup * steps)
+    available = len(pairs["tokens"])
+    positions = jnp.arange(available)
 
-    def train_one(params, target_N, start, count, confidence, rng):
+    def train_one(params, target_N, start, count, confidence, rng, weight_N=None):
         def step(carry, t):
             params, opt_state = carry
-            draw = jax.random.randint(jax.random.fold_in(rng, t), (batch_size,), 0, count)
-            index = start + draw
+            key = jax.random.fold_in(rng, t)
+            if weight_N is None:
+                index = start + jax.random.randint(key, (batch_size,), 0, count)
+            else:  # drawn in proportion to the weights, within the member's range
+                within = (positions >= start) & (positions < start + count)
+                p = jnp.where(within, weight_N, 0.0)
+                index = jax.random.choice(key, available, (batch_size,), p=p / jnp.sum(p))
             batch = {k: pairs[k][index] for k in ("tokens", "input_mask")}
             alpha = confidence * jnp.minimum(1.0, t / ramp)
 
@@ -124,17 +135,23 @@ def make_soft_label_reward_sweep(
         return params, losses
 
     train = jax.jit(jax.vmap(train_one))
-    available = len(pairs["tokens"])
 
-    def checked(params, target, start, count, confidence, rng):
+    def checked(params, target, start, count, confidence, rng, weight=None):
         # Out-of-range indices would be clamped inside jit (see make_reward_model_sweep).
+        if (weight is None) == weighted:
+            raise ValueError(
+                "a weighted sweep takes a weight per member and pair; an unweighted one none"
+            )
         start, count = np.asarray(start), np.asarray(count)
         if start.min() < 0 or count.min() < 1 or (start + count).max() > available:
             raise ValueError(
                 f"pairs {start.tolist()} + {count.tolist()}: each range must lie in "
                 f"[0, {available}) (the pairs given) and hold at least one pair"
             )
-        return train(params, target, start, count, confidence, rng)
+        if weight is not None and not (np.asarray(weight) >= 0).all():
+            raise ValueError("pair weights must be >= 0")
+        weights = () if weight is None else (weight,)
+        return train(params, target, start, count, confidence, rng, *weights)
 
     return checked
 

@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alignax import labels
 from alignax.analysis.best_of_n import powers_of_two
-from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_in_chunks
+from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
 from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.analysis.weak_to_strong import (
     STUDENTS,
@@ -95,16 +96,10 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 
 
 def labelled_pairs(task, n: int, *, seed: int, split: str) -> dict[str, np.ndarray]:
-    """`n` pairs of generator responses to prompts of `split`, each pair in random order, with
-    `target` [n]: the gold label (1 when the first has the higher gold reward, 0 when the
-    second, 1/2 on a tie)."""
-    pairs = task.comparison_dataset(n, seed=seed, annotator=GOLD, split=split)
-    swap = np.random.default_rng([seed, 5]).random(n) < 0.5
-    out = {
-        k: np.where(swap[:, None, None], pairs[k][:, ::-1], pairs[k])
-        for k in ("tokens", "input_mask")
-    }
-    gold = np.where(swap[:, None], pairs["gold_reward"][:, ::-1], pairs["gold_reward"])
+    """`labels.shuffled_generator_pairs` with `target` [n]: the gold label (1 when the first
+    has the higher gold reward, 0 when the second, 1/2 on a tie)."""
+    out = labels.shuffled_generator_pairs(task, n, seed=seed, split=split)
+    gold = out["gold_reward"]
     out["target"] = (0.5 * (np.sign(gold[:, 0] - gold[:, 1]) + 1)).astype(np.float32)
     return out
 
@@ -132,15 +127,15 @@ def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
             params = member_params(model, config, seed, seed_dir, init, w, len(names))
             trained = train_members(model, config, train, weak_labels, names, params, seed, w)
             score = make_member_scorer(model)
-            tested = pair_scores(score, trained, test)  # [M, N, 2]
+            tested = score_pairs(score, trained, test)  # [M, N, 2]
             right = test["target"] != 0.5
             accuracy = ((tested[..., 0] > tested[..., 1]) == (test["target"] > 0.5))[:, right]
-            pooled = pair_scores(score, trained, pool)  # [M, P, S]
+            pooled = score_pairs(score, trained, pool)  # [M, P, S]
             for m, role in enumerate(names):
                 out[f"{init}.d{w}.{role}.accuracy"] = np.asarray(accuracy[m].mean())
                 out[f"{init}.d{w}.{role}.pool"] = pooled[m]
             if "weak" in names:
-                scored = pair_scores(score, jax.tree.map(lambda x: x[:1], trained), train)[0]
+                scored = score_pairs(score, jax.tree.map(lambda x: x[:1], trained), train)[0]
                 weak_labels[w] = 1 / (1 + np.exp(scored[:, 1] - scored[:, 0]))
             print(
                 f"[w2s] seed {seed}, {init} d={w}: "
@@ -199,16 +194,6 @@ def train_members(model, config, train, weak_labels, names, params, seed: int, w
         rngs,
     )
     return trained
-
-
-def pair_scores(score, params, pairs: dict) -> np.ndarray:
-    """Every member's reward of every response of `pairs` [N, K, L]: [M, N, K]."""
-    n, k, length = pairs["tokens"].shape
-    flat = {key: pairs[key].reshape(n * k, length) for key in ("tokens", "input_mask")}
-    rows = score_in_chunks(
-        lambda t, m: score(params, t, m), flat["tokens"], flat["input_mask"], 4096
-    )
-    return rows.reshape(-1, n, k)
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:

@@ -331,6 +331,30 @@ def weak_to_strong_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def pluralism_run(tmp_path_factory):
+    """The pluralism study end to end at toy sizes: annotators of two groups -> pooled, group
+    and EM mixture reward models -> best-of-n for each group and MaxMin."""
+    from configs import pluralism as config_module
+    from experiments import pluralism
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("pluralism")
+    summary = pluralism.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    names = list(config.population.names)
+    for table in results["seeds"].values():
+        assert sorted(table["class_groups"]) == [0, 1] and 0.5 <= table["assignment"] <= 1.0
+        for selector, curves in table["best_of_n"].items():
+            worst = np.minimum(*(np.array(curves[name]) for name in names))
+            np.testing.assert_allclose(curves["worst group"], worst, err_msg=selector)
+            assert all(abs(curves[name][0]) < 1e-9 for name in names)  # n = 1: the pool's mean
+    assert all(isinstance(v, str) for v in summary.values() if not isinstance(v, float))
+    for suffix in ("png", "pdf"):
+        assert (workdir / "figures" / f"pluralism.{suffix}").exists()
+    return workdir
+
+
 # The workdir each notebook reads (ALIGNAX_WORKDIR): the run of its experiment.
 RUNS = {
     "walkthrough.ipynb": "pipeline_run",
@@ -339,6 +363,7 @@ RUNS = {
     "prm.ipynb": "prm_run",
     "rm_ensembles.ipynb": "rm_ensembles_run",
     "weak_to_strong.ipynb": "weak_to_strong_run",
+    "pluralism.ipynb": "pluralism_run",
     "instructgpt.ipynb": "instructgpt_run",
     "dpo_frontier.ipynb": "dpo_frontier_run",
 }

@@ -354,3 +354,16 @@ def score_in_chunks(score_fn: Callable, tokens, mask, chunk_size: int, **more) -
         for start, stop, chunk in _chunks({"tokens": tokens, "mask": mask, **more}, chunk_size)
     ]
     return np.concatenate(scores, axis=-1).astype(np.float64)
+
+
+def score_pairs(score_fn: Callable, params, pairs: dict, chunk_size: int = 4096) -> np.ndarray:
+    """Every member's reward of every response of `pairs` (`tokens`/`input_mask` [N, K, L]):
+    [M, N, K], from a member scorer (`sweeps.make_member_scorer`) in chunks of responses."""
+    n, k, length = pairs["tokens"].shape
+    rows = score_in_chunks(
+        lambda t, m: score_fn(params, t, m),
+        pairs["tokens"].reshape(n * k, length),
+        pairs["input_mask"].reshape(n * k, length),
+        chunk_size,
+    )
+    return rows.reshape(-1, n, k)
