@@ -68,6 +68,17 @@ def intervals(ax, x, values, *, xerr=None, **kwargs) -> None:
     ax.errorbar(x, [m for m, _ in values], yerr=halves, xerr=xerr, **{"capsize": 2, **kwargs})
 
 
+def against_n(ax, ns, series: dict[str, list], *, ylabel: str, title: str = "") -> None:
+    """Best-of-n curves: each series ({label: [(mean, half)] at `ns`}) with its intervals, in
+    the palette's order, on a log2 axis of n."""
+    for i, (label, values) in enumerate(series.items()):
+        intervals(ax, ns, values, fmt="o-", markersize=3, color=series_color(i), label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("n (best-of-n)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+
+
 def subplots(*args, **kwargs):
     """`plt.subplots` under the project's style."""
     with plt.rc_context(STYLE):

@@ -200,20 +200,8 @@ def figure(combined: dict, names: list[str], ns: list[int], num_seeds: int, out_
     panels = [*names, "worst group"]
     fig, axes = plots.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6))
     for ax, who in zip(axes, panels, strict=True):
-        for i, (selector, curves) in enumerate(combined["curves"].items()):
-            plots.intervals(
-                ax,
-                ns,
-                curves[who],
-                fmt="o-",
-                markersize=3,
-                color=plots.series_color(i),
-                label=selector,
-            )
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("n (best-of-n)")
-        ax.set_ylabel(f"gold of {who} (standardised)")
-        ax.set_title(who)
+        series = {selector: curves[who] for selector, curves in combined["curves"].items()}
+        plots.against_n(ax, ns, series, ylabel=f"gold of {who} (standardised)", title=who)
     axes[0].legend(fontsize=6)
     fig.suptitle(f"Pluralistic preferences: best-of-n by each reward model ({num_seeds} seeds)")
     return plots.save(fig, out_dir / "pluralism")

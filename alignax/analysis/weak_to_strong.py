@@ -26,6 +26,7 @@ from alignax.analysis.best_of_n import best_of_n_estimate
 from alignax.analysis.stats import mean_interval
 
 STUDENTS = {"naive": "naive", "confidence": "confidence loss"}
+PGR_FLOOR = -1.5  # the figure's lowest PGR
 
 
 def roles(widths: tuple[int, ...], w: int) -> list[str]:
@@ -140,7 +141,9 @@ def figure(combined: dict, widths, ns: list[int], num_seeds: int, out_dir: Path)
     student's width (the weak and ceiling models on gold labels, the students of each weak
     supervisor), PGR against the size gap, and best-of-n gold for the widest gap."""
     inits = list(combined)
-    fig, axes = plots.subplots(len(inits), 3, figsize=(13, 3.6 * len(inits)), squeeze=False)
+    fig, axes = plots.subplots(
+        len(inits), 3, figsize=(13, 4.6 * len(inits)), squeeze=False, layout="constrained"
+    )
     smallest, largest = min(widths), max(widths)
     for row, init in zip(axes, inits, strict=True):
         models = combined[init]["models"]
@@ -166,7 +169,7 @@ def figure(combined: dict, widths, ns: list[int], num_seeds: int, out_dir: Path)
         acc.set_xlabel("student width (d_model)")
         acc.set_ylabel("held-out accuracy against gold")
         acc.set_title(f"{init} reward models")
-        acc.legend()
+        acc.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
         for j, kind in enumerate(STUDENTS):
             xs, points, lows, highs = [], [], [], []
             for name, gap in combined[init]["gaps"].items():
@@ -176,43 +179,33 @@ def figure(combined: dict, widths, ns: list[int], num_seeds: int, out_dir: Path)
                 points.append(point)
                 lows.append(point - low if np.isfinite(low) else 0.0)
                 highs.append(high - point if np.isfinite(high) else 0.0)
-            pgr_ax.errorbar(
-                xs,
-                points,
-                yerr=[lows, highs],
-                fmt="o",
-                capsize=2,
-                color=plots.series_color(j),
-                label=STUDENTS[kind],
-            )
+            # A PGR far below 0 (a tiny gap to recover) is drawn at the axis's floor, as a "v".
+            shown = np.maximum(points, PGR_FLOOR)
+            below = np.array(points) < PGR_FLOOR
+            color = plots.series_color(j)
+            pgr_ax.errorbar(xs, shown, yerr=[lows, highs], fmt="none", capsize=2, color=color)
+            pgr_ax.plot(np.array(xs)[~below], shown[~below], "o", color=color, label=STUDENTS[kind])
+            pgr_ax.plot(np.array(xs)[below], shown[below], "v", color=color)
+        pgr_ax.set_ylim(PGR_FLOOR - 0.1, 1.5)
         pgr_ax.axhline(0, color="grey", lw=0.8)
         pgr_ax.axhline(1, color="grey", lw=0.8, ls="--")
         pgr_ax.set_xlabel("size gap, log2(strong width / weak width)")
         pgr_ax.set_ylabel("performance gap recovered")
-        pgr_ax.set_title("PGR (Fieller 95%; no bar: unbounded)")
+        pgr_ax.set_title(f"PGR (Fieller 95%; no bar: unbounded; v: below {PGR_FLOOR})")
         pgr_ax.legend()
-        widest = f"d{smallest}->d{largest}"
-        for j, (label, name) in enumerate(
-            (
-                (f"weak d={smallest}", f"d{smallest}/weak"),
-                (f"naive student d={largest}", f"d{largest}/naive_d{smallest}"),
-                (f"confidence student d={largest}", f"d{largest}/confidence_d{smallest}"),
-                (f"ceiling d={largest}", f"d{largest}/ceiling"),
-            )
-        ):
-            plots.intervals(
-                bon_ax,
-                ns,
-                models[name]["best_of_n"],
-                fmt="o-",
-                markersize=3,
-                color=plots.series_color(j),
-                label=label,
-            )
-        bon_ax.set_xscale("log", base=2)
-        bon_ax.set_xlabel("n (best-of-n)")
-        bon_ax.set_ylabel("gold reward of the pick")
-        bon_ax.set_title(f"best-of-n, gap {widest}")
+        widest = {
+            f"weak d={smallest}": f"d{smallest}/weak",
+            f"naive student d={largest}": f"d{largest}/naive_d{smallest}",
+            f"confidence student d={largest}": f"d{largest}/confidence_d{smallest}",
+            f"ceiling d={largest}": f"d{largest}/ceiling",
+        }
+        plots.against_n(
+            bon_ax,
+            ns,
+            {label: models[name]["best_of_n"] for label, name in widest.items()},
+            ylabel="gold reward of the pick",
+            title=f"best-of-n, gap d{smallest}->d{largest}",
+        )
         bon_ax.legend()
     fig.suptitle(f"Weak-to-strong reward models ({num_seeds} seeds, 95% intervals)")
     return plots.save(fig, out_dir / "weak_to_strong")
