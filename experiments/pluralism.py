@@ -310,7 +310,9 @@ PAPER = "Chakraborty et al. (2024), MaxMin-RLHF"
 def glance(results: dict) -> list[str]:
     """The verdicts of the README's table at a glance (experiments.publish)."""
     d, a = results["combined"]["differences"], results["answers"]
-    minority = results["names"][-1]
+    minority, n = results["names"][-1], results["ns"][-1]
+    worst = {k: c["worst group"] for k, c in results["combined"]["curves"].items()}
+    falling = [k for k, curve in worst.items() if curve[-1][0] < curve[0][0]]
     return [
         f"pooled minus the {minority}'s own model, {minority}'s gold at best-of-"
         f"{results['ns'][-1]}: {interval_text(d['minority_pooled_minus_own'], 2, True)} "
@@ -320,6 +322,10 @@ def glance(results: dict) -> list[str]:
         f"(**{a['maxmin_groups']}**); over the EM mixture's classes: "
         f"{interval_text(d['worst_maxmin_classes_minus_pooled'], 2, True)} "
         f"(**{a['maxmin_classes']}**)",
+        f"the worst group's gold falls from n = 1 to {n} under {len(falling)} of {len(worst)} "
+        f"selectors (MaxMin over group models: "
+        f"{interval_text(worst['MaxMin, group models'][-1], 2, True)}; observed, not a "
+        "criterion)",
     ]
 
 
