@@ -148,8 +148,13 @@ def make_soft_label_reward_sweep(
                 f"pairs {start.tolist()} + {count.tolist()}: each range must lie in "
                 f"[0, {available}) (the pairs given) and hold at least one pair"
             )
-        if weight is not None and not (np.asarray(weight) >= 0).all():
-            raise ValueError("pair weights must be >= 0")
+        if weight is not None:
+            w = np.asarray(weight)
+            within = [w[m, a : a + c].sum() for m, (a, c) in enumerate(zip(start, count))]
+            if (w < 0).any() or min(within) <= 0:
+                raise ValueError(
+                    "pair weights must be >= 0, with a positive sum in each member's range"
+                )
         weights = () if weight is None else (weight,)
         return train(params, target, start, count, confidence, rng, *weights)
 

@@ -9,10 +9,11 @@ import pytest
 from scipy import stats
 
 from alignax import losses
+from alignax.analysis.policy_eval import score_pairs
 from alignax.analysis.weak_to_strong import aggregate, fieller_ratio, gaps, roles
 from alignax.models import build_model
 from alignax.proxies import proxy_optimizer, reward_model_config
-from alignax.sweeps import make_reward_model_sweep, make_soft_label_reward_sweep
+from alignax.sweeps import make_member_scorer, make_reward_model_sweep, make_soft_label_reward_sweep
 from alignax.tasks import get_task
 from configs import weak_to_strong as config_module
 from experiments import weak_to_strong
@@ -99,6 +100,37 @@ def test_hard_labels_train_exactly_as_the_hard_label_sweep(tiny_pairs):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match=r"pairs \[0, 60\] \+ \[64, 8\]"):
         soft(params, target, jnp.array([0, 60]), jnp.array([64, 8]), jnp.zeros(2), rngs)
+
+
+def test_a_weighted_sweep_draws_its_pairs_in_proportion_to_their_weights(tiny_pairs):
+    """The same pairs twice, the first copy labelled by gold, the second against it: a member
+    weighting the first copy learns gold's order, one weighting the second copy the reverse."""
+    config, pairs, model = tiny_pairs
+    twice = {k: jnp.asarray(np.concatenate([pairs[k]] * 2)) for k in ("tokens", "input_mask")}
+    target = np.concatenate([pairs["target"], 1 - pairs["target"]]).astype(np.float32)
+    first_copy = np.repeat([1.0, 0.0], 64).astype(np.float32)
+    p = ml_collections.ConfigDict(dict(config.w2s.to_dict(), steps=60, learning_rate=1e-2))
+    sweep = make_soft_label_reward_sweep(
+        model,
+        proxy_optimizer(p),
+        twice,
+        steps=60,
+        batch_size=16,
+        center_coefficient=0.0,
+        confidence_warmup=0.0,
+        weighted=True,
+    )
+    keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
+    weight = jnp.asarray(np.stack([first_copy, 1 - first_copy]))
+    args = (jnp.asarray(np.stack([target] * 2)), jnp.zeros(2, int), jnp.full(2, 128))
+    trained, _ = sweep(jax.vmap(model.init)(keys), *args, jnp.zeros(2), keys, weight)
+    scores = score_pairs(make_member_scorer(model), trained, pairs)
+    agree = ((scores[..., 0] > scores[..., 1]) == (pairs["target"] > 0.5)).mean(axis=1)
+    assert agree[0] > 0.6 and agree[1] < 0.4, agree
+    with pytest.raises(ValueError, match="positive sum in each member's range"):
+        sweep(jax.vmap(model.init)(keys), *args, jnp.zeros(2), keys, jnp.zeros((2, 128)))
+    with pytest.raises(ValueError, match="a weighted sweep takes a weight"):
+        sweep(jax.vmap(model.init)(keys), *args, jnp.zeros(2), keys)
 
 
 def test_each_width_trains_its_weak_model_ceiling_and_students():
