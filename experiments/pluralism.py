@@ -250,7 +250,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{config.pool.num_prompts} held-out prompts; each group's gold standardised over the "
         "pool; the worst group's is the lower of the two groups' mean gold. MaxMin picks the "
         "sample whose lower standardised score (of the two group models, or the two classes) is "
-        "highest. Mean over seeds ± 95% t-interval; differences paired by seed.",
+        "highest; on the groups' gold rewards themselves it is the rule's own ceiling (an "
+        "oracle). Mean over seeds ± 95% t-interval; differences paired by seed.",
         "",
         f"Best-of-{ns[-1]} gold (n = 1 is 0 for every group):",
         "",

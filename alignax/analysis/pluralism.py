@@ -9,7 +9,8 @@ latent-class Bradley-Terry mixture fitted by EM over annotators, as MaxMin-RLHF 
 
 Best-of-n selectors on one pool (each group's gold standardised over the pool): the pooled
 model, each group's own model, MaxMin over the group models (the sample whose worst standardised
-score is highest), each mixture class and MaxMin over the classes.
+score is highest), each mixture class, MaxMin over the classes, and MaxMin over the groups' gold
+rewards themselves (the per-sample rule's own ceiling).
 """
 
 from __future__ import annotations
@@ -121,8 +122,11 @@ def seed_table(measured: dict, names: list[str], ns: list[int]) -> dict:
         for name in ("pooled", *[f"group{g}" for g in range(len(names))], "class0", "class1")
     }
     gold = [standardise(measured["pool_gold"][g]) for g in range(len(names))]
+    chosen = selectors(pool, names, class_groups)
+    # The rule's own ceiling: MaxMin on the groups' gold rewards themselves.
+    chosen["MaxMin, gold (oracle)"] = np.minimum.reduce(gold)
     table = {}
-    for selector, score in selectors(pool, names, class_groups).items():
+    for selector, score in chosen.items():
         per_group = [
             [best_of_n_estimate(score, gold[g], n)["gold"] for n in ns] for g in range(len(names))
         ]
