@@ -124,7 +124,7 @@ def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
         for w in s.widths:
             model = build_model(reward_model_config(config.model, w), heads=("reward",))
             names = roles(s.widths, w)
-            params = member_params(model, config, seed, seed_dir, init, w, len(names))
+            params = member_params(model, seed, seed_dir, init, w, len(names))
             trained = train_members(model, config, train, weak_labels, names, params, seed, w)
             score = make_member_scorer(model)
             tested = score_pairs(score, trained, test)  # [M, N, 2]
@@ -145,7 +145,7 @@ def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def member_params(model, config, seed: int, seed_dir: Path, init: str, w: int, count: int):
+def member_params(model, seed: int, seed_dir: Path, init: str, w: int, count: int):
     """`count` members' initial params (each its own reward head and, from scratch, its own
     backbone), the backbone of <seed_dir>/pretrain_d<w> when `init` is "pretrained"."""
     keys = [jax.random.fold_in(jax.random.key(seed), 1000 * w + m) for m in range(count)]
