@@ -83,6 +83,8 @@ def plan(config, seed: int, seed_dir: Path) -> list:
             f"population.weights={tuple(map(tuple, p.weights))}: one weight per principle of "
             f"population.principles={tuple(p.principles)}"
         )
+    if config.em.rounds < 1:
+        raise ValueError(f"em.rounds={config.em.rounds}: the mixture needs at least one round")
     annotator_groups(p.num_annotators, p.shares)  # refuses an empty group
     constitutions(config)  # refuses an unknown principle
     return []

@@ -107,6 +107,7 @@ def test_differences_at_the_largest_n_are_paired_by_seed():
             r"unknown principle 'humour'",
         ),
         ("population.shares", (0.5, 0.4), r"must be positive and sum to 1"),
+        ("em.rounds", 0, r"em.rounds=0: the mixture needs at least one round"),
     ],  # fmt: skip
 )
 def test_a_bad_population_is_refused_before_anything_runs(key, value, message, tmp_path):
