@@ -56,8 +56,6 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.rm = ml_collections.ConfigDict(
         {
             "width": 32,  # d_model of every reward model
-            "num_pairs": 8192,
-            "num_eval_pairs": 2048,
             "steps": 1000,
             "batch_size": 32,
             "learning_rate": 1e-3,
@@ -65,13 +63,15 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "center_coefficient": 0.01,
         }
     )
+    config.pairs = ml_collections.ConfigDict({"num_pairs": 8192, "num_eval_pairs": 2048})
     config.em = ml_collections.ConfigDict({"rounds": 3})
     config.pool = ml_collections.ConfigDict({"num_prompts": 32, "pool_size": 512})
     if arg == "runlocal":
         config.seeds = (0, 1)
         config.workers = 1
         config.population.num_annotators = 10
-        config.rm.update(width=8, num_pairs=128, num_eval_pairs=64, steps=10)
+        config.rm.update(width=8, steps=10)
+        config.pairs.update(num_pairs=128, num_eval_pairs=64)
         config.em.rounds = 1
         config.pool.update(num_prompts=4, pool_size=8)
     config.lock()

@@ -7,7 +7,7 @@ seeds.
         --workdir runs/weak_to_strong_smoke
 
 For every seed: pairs of the review task's generator responses, labelled by gold (the response
-of higher gold reward), `w2s.num_pairs` in each of two training halves and `w2s.num_eval_pairs`
+of higher gold reward), `pairs.num_pairs` in each of two training halves and `pairs.num_eval_pairs`
 to held-out prompts. Reward models of the policy's architecture at each width of `w2s.widths`
 (2 layers; the d_model of the Gao et al. study's proxies), for each initialisation of
 `w2s.inits`: "pretrained" (the width's own backbone pretrained on the task's text, the stage
@@ -63,8 +63,6 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         {
             "widths": (4, 8, 16, 32),  # d_model of the reward models, ascending
             "inits": ("pretrained", "scratch"),
-            "num_pairs": 4096,  # in each training half
-            "num_eval_pairs": 4096,
             "steps": 600,
             "batch_size": 32,
             "learning_rate": 1e-3,
@@ -74,6 +72,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "confidence_warmup": 0.2,  # share of the steps alpha rises from 0 over
         }
     )
+    # Labelled comparisons: `num_pairs` in each training half, `num_eval_pairs` held out.
+    config.pairs = ml_collections.ConfigDict({"num_pairs": 4096, "num_eval_pairs": 4096})
     config.pool = ml_collections.ConfigDict({"num_prompts": 32, "pool_size": 512})
     if smoke:
         config.seeds = (0, 1)
@@ -81,7 +81,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.stages.pretrain.train.update(steps=20, log_every=10, eval_every=20)
         config.stages.pretrain.sft.update(num_examples=256, num_eval_examples=32)
         config.stages.pretrain.eval.num_prompts = 8
-        config.w2s.update(widths=(4, 8), num_pairs=64, num_eval_pairs=64, steps=10)
+        config.w2s.update(widths=(4, 8), steps=10)
+        config.pairs.update(num_pairs=64, num_eval_pairs=64)
         config.pool.update(num_prompts=4, pool_size=8)
     config.lock()
     return config

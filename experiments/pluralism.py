@@ -91,9 +91,9 @@ def plan(config, seed: int, seed_dir: Path) -> list:
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
-    key = {k: config[k].to_dict() for k in ("population", "rm", "em", "pool", "task", "model")} | {
-        "seed": seed
-    }
+    key = {
+        k: config[k].to_dict() for k in ("population", "rm", "pairs", "em", "pool", "task", "model")
+    } | {"seed": seed}
     return cached_arrays(seed_dir / "eval.npz", key, lambda: measure_seed(config, seed))
 
 
@@ -113,13 +113,13 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     task = get_task(config.task_name, config.task)
     groups = constitutions(config)
     rng = np.random.default_rng([seed, 31])
-    train = labels.shuffled_generator_pairs(task, r.num_pairs, seed=seed, split="train")
-    annotator = rng.integers(p.num_annotators, size=r.num_pairs)
+    train = labels.shuffled_generator_pairs(task, config.pairs.num_pairs, seed=seed, split="train")
+    annotator = rng.integers(p.num_annotators, size=config.pairs.num_pairs)
     group_of = annotator_groups(p.num_annotators, p.shares)
     scale = p.annotator_temperature * task.base_raw_std
     target = annotate(group_raw(task, train, groups), annotator, group_of, scale, rng)
     test = labels.shuffled_generator_pairs(
-        task, r.num_eval_pairs, seed=EVAL_SEED_OFFSET + seed, split="eval"
+        task, config.pairs.num_eval_pairs, seed=EVAL_SEED_OFFSET + seed, split="eval"
     )
     test_raw = group_raw(task, test, groups)
     pool = task.comparison_dataset(
@@ -150,7 +150,7 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
             jax.vmap(model.init)(jnp.stack(keys)),
             jnp.asarray(np.stack([target] * m)),
             jnp.zeros(m, int),
-            jnp.full(m, r.num_pairs),
+            jnp.full(m, config.pairs.num_pairs),
             jnp.zeros(m),
             jnp.stack([jax.random.fold_in(k, 1) for k in keys]),
             jnp.asarray(np.stack(weights), jnp.float32),
@@ -158,7 +158,7 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
         return trained
 
     by_group = [(group_of[annotator] == g).astype(np.float32) for g in range(len(groups))]
-    known = fit([np.ones(r.num_pairs, np.float32), *by_group], stream=0)
+    known = fit([np.ones(config.pairs.num_pairs, np.float32), *by_group], stream=0)
     margins = score_pairs(score, known, train)  # [M, N, 2]
     pooled_right = (margins[0, :, 0] > margins[0, :, 1]) == (target > 0.5)
     agreement = np.bincount(annotator, pooled_right, p.num_annotators) / np.maximum(
@@ -241,8 +241,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{wall_time_text(timings)}.",
         "",
         f"Two groups of annotators with their own gold rewards, weights of the task's principles: "
-        f"{weights}. {p.num_annotators} annotators; each of {r.num_pairs} pairs of generator "
-        "responses to training prompts is labelled by one annotator drawn at random, "
+        f"{weights}. {p.num_annotators} annotators; each of {config.pairs.num_pairs} pairs of "
+        "generator responses to training prompts is labelled by one annotator drawn at random, "
         f"Bradley-Terry on its group's reward at temperature {p.annotator_temperature} (in "
         f"units of the gold reward's spread). Reward models of width {r.width}, {r.steps} steps "
         f"of {r.batch_size} pairs each: pooled (every label), one per group (its labels; the "

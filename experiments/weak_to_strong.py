@@ -86,6 +86,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     pretrained backbones (their fingerprints)."""
     key = {
         "w2s": config.w2s.to_dict(),
+        "pairs": config.pairs.to_dict(),
         "pool": config.pool.to_dict(),
         "task": config.task.to_dict(),
         "model": config.model.to_dict(),
@@ -109,8 +110,9 @@ def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
     its scores of the pool (`.pool` [P, S]), and the pool's gold (`pool_gold` [P, S])."""
     s, p = config.w2s, config.pool
     task = get_task(config.task_name, config.task)
-    train = labelled_pairs(task, 2 * s.num_pairs, seed=seed, split="train")
-    test = labelled_pairs(task, s.num_eval_pairs, seed=EVAL_SEED_OFFSET + seed, split="eval")
+    n = config.pairs
+    train = labelled_pairs(task, 2 * n.num_pairs, seed=seed, split="train")
+    test = labelled_pairs(task, n.num_eval_pairs, seed=EVAL_SEED_OFFSET + seed, split="eval")
     pool = task.comparison_dataset(
         p.num_prompts,
         seed=EVAL_SEED_OFFSET + seed,
@@ -177,7 +179,7 @@ def train_members(model, config, train, weak_labels, names, params, seed: int, w
     for role in names:
         kind, _, weak = role.partition("_d")
         targets.append(weak_labels[int(weak)] if weak else train["target"])
-        starts.append(0 if role == "weak" else s.num_pairs)
+        starts.append(0 if role == "weak" else config.pairs.num_pairs)
         confidence.append(s.confidence if kind == "confidence" else 0.0)
     rngs = jnp.stack(
         [
@@ -189,7 +191,7 @@ def train_members(model, config, train, weak_labels, names, params, seed: int, w
         params,
         jnp.asarray(np.stack(targets), jnp.float32),
         jnp.asarray(starts),
-        jnp.full(len(names), s.num_pairs),
+        jnp.full(len(names), config.pairs.num_pairs),
         jnp.asarray(confidence, jnp.float32),
         rngs,
     )
@@ -234,7 +236,7 @@ def answers(combined: dict) -> dict:
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
-    s, p, ns = config.w2s, config.pool, results["ns"]
+    s, n, p, ns = config.w2s, config.pairs, config.pool, results["ns"]
     inits = {
         "pretrained": f"backbones pretrained on the task's text for "
         f"{config.stages.pretrain.train.steps} steps",
@@ -247,8 +249,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{wall_time_text(timings)}.",
         "",
         "The review task's generator samples pairs of responses; gold labels prefer the higher "
-        f"gold reward. Per seed: {2 * s.num_pairs} training pairs in two halves of "
-        f"{s.num_pairs}, {s.num_eval_pairs} held-out pairs to held-out prompts. Reward models at "
+        f"gold reward. Per seed: {2 * n.num_pairs} training pairs in two halves of "
+        f"{n.num_pairs}, {n.num_eval_pairs} held-out pairs to held-out prompts. Reward models at "
         f"widths {', '.join(map(str, s.widths))} (the policy's two layers; "
         f"{', or '.join(inits[init] for init in s.inits)}), "
         f"each {s.steps} steps of {s.batch_size} pairs: a weak supervisor on half A's gold "
