@@ -280,3 +280,17 @@ def shuffled_generator_pairs(task, n: int, *, seed: int, split: str) -> dict[str
         swap[:, None], pairs["gold_reward"][:, ::-1], pairs["gold_reward"]
     )
     return out
+
+
+def generator_pool(task, num_prompts: int, pool_size: int, *, seed: int) -> dict[str, np.ndarray]:
+    """`pool_size` generator responses to each of `num_prompts` held-out prompts (split "eval"),
+    in the comparisons layout [P, S, L] with `gold_reward` [P, S]: the pool a study's best-of-n
+    reads (the order within a prompt is gold's, which best-of-n by another score ignores)."""
+    require(task, "generator_comparisons", by="generator_pool")
+    return task.comparison_dataset(
+        num_prompts,
+        seed=seed,
+        annotator=Annotator(kind="hard"),
+        num_responses=pool_size,
+        split="eval",
+    )

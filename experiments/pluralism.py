@@ -53,7 +53,7 @@ from alignax.provenance import written_by
 from alignax.proxies import proxy_optimizer, reward_model_config
 from alignax.study import Study, wall_time_text
 from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
-from alignax.tasks import Annotator, get_task
+from alignax.tasks import get_task
 from alignax.workdir import cached_arrays
 
 # How the report names the reward models ({0}, {1}: the groups' names).
@@ -122,12 +122,8 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
         task, config.pairs.num_eval_pairs, seed=EVAL_SEED_OFFSET + seed, split="eval"
     )
     test_raw = group_raw(task, test, groups)
-    pool = task.comparison_dataset(
-        config.pool.num_prompts,
-        seed=EVAL_SEED_OFFSET + seed,
-        annotator=Annotator(kind="hard"),
-        num_responses=config.pool.pool_size,
-        split="eval",
+    pool = labels.generator_pool(
+        task, config.pool.num_prompts, config.pool.pool_size, seed=EVAL_SEED_OFFSET + seed
     )
     model = build_model(reward_model_config(config.model, r.width), heads=("reward",))
     score = make_member_scorer(model)
@@ -159,8 +155,8 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
 
     by_group = [(group_of[annotator] == g).astype(np.float32) for g in range(len(groups))]
     known = fit([np.ones(config.pairs.num_pairs, np.float32), *by_group], stream=0)
-    margins = score_pairs(score, known, train)  # [M, N, 2]
-    pooled_right = (margins[0, :, 0] > margins[0, :, 1]) == (target > 0.5)
+    pooled = score_pairs(score, jax.tree.map(lambda x: x[:1], known), train)[0]  # [N, 2]
+    pooled_right = (pooled[:, 0] > pooled[:, 1]) == (target > 0.5)
     agreement = np.bincount(annotator, pooled_right, p.num_annotators) / np.maximum(
         np.bincount(annotator, minlength=p.num_annotators), 1
     )

@@ -50,12 +50,11 @@ from alignax.provenance import written_by
 from alignax.proxies import proxy_optimizer, reward_model_config
 from alignax.study import PlannedStage, Study, seed_stage_config, wall_time_text
 from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
-from alignax.tasks import Annotator, get_task
+from alignax.tasks import get_task
 from alignax.workdir import cached_arrays, stage_fingerprint
 from alignax.workflows import sft
 
 INITS = ("pretrained", "scratch")
-GOLD = Annotator(kind="hard")  # the ground truth: the response of higher gold reward
 
 
 def pretrain_stages(config) -> list[str]:
@@ -113,13 +112,7 @@ def measure_seed(config, seed: int, seed_dir: Path) -> dict[str, np.ndarray]:
     n = config.pairs
     train = labelled_pairs(task, 2 * n.num_pairs, seed=seed, split="train")
     test = labelled_pairs(task, n.num_eval_pairs, seed=EVAL_SEED_OFFSET + seed, split="eval")
-    pool = task.comparison_dataset(
-        p.num_prompts,
-        seed=EVAL_SEED_OFFSET + seed,
-        annotator=GOLD,
-        num_responses=p.pool_size,
-        split="eval",
-    )
+    pool = labels.generator_pool(task, p.num_prompts, p.pool_size, seed=EVAL_SEED_OFFSET + seed)
     out = {"pool_gold": pool["gold_reward"].astype(np.float64)}
     for init in s.inits:
         weak_labels = {}

@@ -14,7 +14,7 @@ from alignax.analysis.weak_to_strong import aggregate, fieller_ratio, gaps, role
 from alignax.models import build_model
 from alignax.proxies import proxy_optimizer, reward_model_config
 from alignax.sweeps import make_member_scorer, make_reward_model_sweep, make_soft_label_reward_sweep
-from alignax.tasks import get_task
+from alignax.tasks import Annotator, get_task
 from configs import weak_to_strong as config_module
 from experiments import weak_to_strong
 from tests.helpers import preset_config
@@ -149,7 +149,7 @@ def test_each_width_trains_its_weak_model_ceiling_and_students():
 def test_gold_labels_say_which_response_has_the_higher_gold_reward(tiny_pairs):
     config, pairs, _ = tiny_pairs
     task = get_task(config.task_name, config.task)
-    again = task.comparison_dataset(64, seed=0, annotator=weak_to_strong.GOLD, split="train")
+    again = task.comparison_dataset(64, seed=0, annotator=Annotator(kind="hard"), split="train")
     # The pairs are the task's, each in random order (both orders occur), labelled by gold.
     assert 0.2 < pairs["target"].mean() < 0.8
     first_is_best = (pairs["tokens"][:, 0] == again["tokens"][:, 0]).all(axis=-1)
