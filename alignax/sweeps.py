@@ -84,6 +84,7 @@ def make_soft_label_reward_sweep(
     center_coefficient: float,
     confidence_warmup: float,
     weighted: bool = False,
+    with_covariate: bool = False,
 ):
     """A jitted, member-vmapped reward-model trainer on soft labels, with Burns et al.'s
     auxiliary confidence loss (`losses.confidence_bradley_terry_loss`).
@@ -96,14 +97,18 @@ def make_soft_label_reward_sweep(
     `confidence_warmup` of the steps (Burns et al. warm up over the first 20%). With `weighted`,
     each member also takes `weight [N]` >= 0, the weight of each pair in its loss (e.g. an EM
     step's responsibilities): its batches are drawn in proportion to them, so each is an
-    unbiased estimate of the weighted loss at the full batch size. Returns (params, losses
-    [steps]) per member.
+    unbiased estimate of the weighted loss at the full batch size. With `with_covariate`, each
+    member also takes `covariate [N]`, a known nuisance feature of each pair (the first
+    response's minus the second's, e.g. their length difference), and its params are a pair
+    (model params, coefficient c): the Bradley-Terry margin is r_1 - r_2 + c x, so the labels'
+    dependence on x is fitted by c beside the model rather than by it (a member whose covariate
+    is 0 trains exactly as without). Returns (params, losses [steps]) per member.
     """
     ramp = max(1.0, confidence_warmup * steps)
     available = len(pairs["tokens"])
     positions = jnp.arange(available)
 
-    def train_one(params, target_N, start, count, confidence, rng, weight_N=None):
+    def train_one(params, target_N, start, count, confidence, rng, weight_N, covariate_N):
         def step(carry, t):
             params, opt_state = carry
             key = jax.random.fold_in(rng, t)
@@ -117,10 +122,13 @@ def make_soft_label_reward_sweep(
             alpha = confidence * jnp.minimum(1.0, t / ramp)
 
             def loss(p):
-                rewards = objectives.comparison_rewards(model, p, batch)
+                model_params, coefficient = p if with_covariate else (p, 0.0)
+                rewards = objectives.comparison_rewards(model, model_params, batch)
+                # Half of c x on each side: the margin gains c x, the centring term sees none.
+                shift = 0.5 * coefficient * covariate_N[index] if with_covariate else 0.0
                 per_pair, _ = confidence_bradley_terry_loss(
-                    rewards[:, 0],
-                    rewards[:, 1],
+                    rewards[:, 0] + shift,
+                    rewards[:, 1] - shift,
                     target_N[index],
                     confidence_weight=alpha,
                     center_coefficient=center_coefficient,
@@ -136,11 +144,16 @@ def make_soft_label_reward_sweep(
 
     train = jax.jit(jax.vmap(train_one))
 
-    def checked(params, target, start, count, confidence, rng, weight=None):
+    def checked(params, target, start, count, confidence, rng, weight=None, covariate=None):
         # Out-of-range indices would be clamped inside jit (see make_reward_model_sweep).
         if (weight is None) == weighted:
             raise ValueError(
                 "a weighted sweep takes a weight per member and pair; an unweighted one none"
+            )
+        if (covariate is None) == with_covariate:
+            raise ValueError(
+                "a covariate sweep takes a covariate per member and pair and (params, "
+                "coefficients); one without a covariate neither"
             )
         start, count = np.asarray(start), np.asarray(count)
         if start.min() < 0 or count.min() < 1 or (start + count).max() > available:
@@ -155,8 +168,7 @@ def make_soft_label_reward_sweep(
                 raise ValueError(
                     "pair weights must be >= 0, with a positive sum in each member's range"
                 )
-        weights = () if weight is None else (weight,)
-        return train(params, target, start, count, confidence, rng, *weights)
+        return train(params, target, start, count, confidence, rng, weight, covariate)
 
     return checked
 

@@ -355,6 +355,30 @@ def pluralism_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def length_bias_run(tmp_path_factory):
+    """The length-bias study end to end at toy sizes: gold, biased and covariate reward models
+    in one vmapped run -> best-of-n gold, length and win rates for every selector."""
+    from configs import length_bias as config_module
+    from experiments import length_bias
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("length_bias")
+    summary = length_bias.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    for table in results["seeds"].values():
+        for block in table["best_of_n"].values():
+            for selector, curves in block.items():
+                # n = 1 is a random pool sample: gold 0 beyond its length, win rates a half
+                # against the pool (up to the references drawn).
+                assert abs(curves["gold beyond length"][0]) < 1e-9, selector
+                assert all(0.0 <= v <= 1.0 for v in curves["controlled"]), selector
+    assert all(isinstance(v, str) for v in summary.values() if not isinstance(v, float))
+    for suffix in ("png", "pdf"):
+        assert (workdir / "figures" / f"length_bias.{suffix}").exists()
+    return workdir
+
+
 # The workdir each notebook reads (ALIGNAX_WORKDIR): the run of its experiment.
 RUNS = {
     "walkthrough.ipynb": "pipeline_run",
@@ -364,6 +388,7 @@ RUNS = {
     "rm_ensembles.ipynb": "rm_ensembles_run",
     "weak_to_strong.ipynb": "weak_to_strong_run",
     "pluralism.ipynb": "pluralism_run",
+    "length_bias.ipynb": "length_bias_run",
     "instructgpt.ipynb": "instructgpt_run",
     "dpo_frontier.ipynb": "dpo_frontier_run",
 }

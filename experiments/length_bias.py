@@ -1,0 +1,355 @@
+"""Length hacking in best-of-n: a reward model of length-biased labels buys length with gold;
+how much do a post-hoc length penalty and a length covariate recover?
+
+    python -m experiments.length_bias --config configs/length_bias.py --workdir runs/length_bias
+
+Per seed (in <workdir>/seed<k>; the evaluation cached in eval.npz):
+  1. pairs of the review task's generator responses to training prompts, labelled by an
+     unbiased annotator (gold) and by annotators with each length bias of `bias.strengths`
+     (configs/length_bias.py), all from the same uniform draws
+  2. one vmapped run of every reward model: on gold labels; per strength on the biased labels,
+     and on them beside a learnt length covariate (`sweeps.make_soft_label_reward_sweep`)
+  3. every model's held-out accuracy against gold and against each annotator, its length
+     slope on the training responses, and its scores of a pool of generator samples to
+     held-out prompts
+The analysis (alignax/analysis/length_bias.py): per strength, best-of-n gold, length, gold beyond
+length, the share of the gain that length explains, and raw, length-controlled and gold win
+rates for every selector; the criteria of configs/length_bias.py; figures/length_bias.{png,pdf}.
+
+Singhal et al. (2023, "A long way to go") find much of RLHF's reward gain is length; Park et
+al. (2024) disentangle length from quality in DPO; length-controlled AlpacaEval (Dubois et al.
+2024) regresses a judge's length preference out of its win rates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from alignax import labels
+from alignax.analysis.best_of_n import powers_of_two
+from alignax.analysis.length_bias import aggregate, annotate, figure, length_slope, seed_table
+from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
+from alignax.analysis.stats import interval_text, interval_verdict
+from alignax.cli import run_experiment
+from alignax.models import build_model
+from alignax.provenance import written_by
+from alignax.proxies import proxy_optimizer, reward_model_config
+from alignax.study import Study, wall_time_text
+from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
+from alignax.tasks import get_task
+from alignax.workdir import cached_arrays
+
+# The covariate's unit, in standard deviations of length: Adam moves the coefficient by about
+# the learning rate a step, so it is fitted per tenth of a standard deviation to reach the
+# annotators' 1-4 per standard deviation (strength / temperature) within the run.
+COVARIATE_UNIT = 0.1
+
+
+def models(strengths) -> dict[str, int]:
+    """{model name: its member index}: the gold-label model, then per strength the biased-label
+    model, then per strength the one fitted beside the length covariate."""
+    out = {"gold labels": 0}
+    for i, s in enumerate(strengths):
+        out[f"biased labels, strength {s:g}"] = 1 + i
+        out[f"length covariate, strength {s:g}"] = 1 + len(strengths) + i
+    return out
+
+
+def plan(config, seed: int, seed_dir: Path) -> list:
+    """No stages: every model is trained inside the seed's evaluation. Checks the settings."""
+    strengths = tuple(config.bias.strengths)
+    if not strengths or len(set(strengths)) < len(strengths) or min(strengths) <= 0:
+        raise ValueError(
+            f"bias.strengths={strengths}: distinct positive length biases (0 is the gold-label "
+            "control, always trained)"
+        )
+    if config.bias.annotator_temperature <= 0:
+        raise ValueError(
+            f"bias.annotator_temperature={config.bias.annotator_temperature}: must be positive"
+        )
+    if not 1 <= config.pool.num_references <= config.pool.pool_size:
+        raise ValueError(
+            f"pool.num_references={config.pool.num_references}: between 1 and pool.pool_size="
+            f"{config.pool.pool_size}"
+        )
+    return []
+
+
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    key = {k: config[k].to_dict() for k in ("bias", "rm", "pairs", "pool", "task", "model")}
+    return cached_arrays(
+        seed_dir / "eval.npz", key | {"seed": seed}, lambda: measure_seed(config, seed)
+    )
+
+
+def response_lengths(pairs: dict) -> np.ndarray:
+    """[N, K]: each response's length in tokens (its loss mask, the EOS included)."""
+    return pairs["loss_mask"].sum(axis=-1).astype(np.float64)
+
+
+def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
+    """Every model's scores of the pool, its accuracy against gold and each annotator, its length
+    slope and covariate coefficient; the pool's gold and lengths; the length statistics."""
+    b, r, n = config.bias, config.rm, config.pairs.num_pairs
+    strengths = list(b.strengths)
+    task = get_task(config.task_name, config.task)
+    train = labels.shuffled_generator_pairs(task, n, seed=seed, split="train")
+    length = response_lengths(train)
+    mean, std = length.mean(), max(length.std(), 1e-6)
+    z = (length - mean) / std
+    uniform = np.random.default_rng([seed, 37]).random(n)
+    gold = train["gold_reward"].astype(np.float64)
+    biased = [annotate(gold + s * z, uniform, b.annotator_temperature) for s in strengths]
+    targets = [annotate(gold, uniform, b.annotator_temperature), *biased, *biased]
+    no_covariate = np.zeros(n, np.float32)
+    gap = ((z[:, 0] - z[:, 1]) / COVARIATE_UNIT).astype(np.float32)
+    covariates = [no_covariate] * (1 + len(strengths)) + [gap] * len(strengths)
+    m = len(targets)
+
+    model = build_model(reward_model_config(config.model, r.width), heads=("reward",))
+    sweep = make_soft_label_reward_sweep(
+        model,
+        proxy_optimizer(r),
+        {k: jnp.asarray(train[k]) for k in ("tokens", "input_mask")},
+        steps=r.steps,
+        batch_size=r.batch_size,
+        center_coefficient=r.center_coefficient,
+        confidence_warmup=0.0,
+        with_covariate=True,
+    )
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), i) for i in range(m)])
+    (trained, coefficients), _ = sweep(
+        (jax.vmap(model.init)(keys), jnp.zeros(m)),
+        jnp.asarray(np.stack(targets)),
+        jnp.zeros(m, int),
+        jnp.full(m, n),
+        jnp.zeros(m),
+        jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
+        covariate=jnp.asarray(np.stack(covariates)),
+    )
+    fitted = np.asarray(coefficients)[1 + len(strengths) :] / COVARIATE_UNIT
+    print(
+        f"[length_bias] seed {seed}: {m} reward models trained; length coefficients "
+        f"{np.round(fitted, 2).tolist()} per standard deviation (the annotators' "
+        f"{[s / b.annotator_temperature for s in strengths]})",
+        flush=True,
+    )
+    score = make_member_scorer(model)
+    train_scores = score_pairs(score, trained, train)
+
+    test = labels.shuffled_generator_pairs(
+        task, config.pairs.num_eval_pairs, seed=EVAL_SEED_OFFSET + seed, split="eval"
+    )
+    test_gold = test["gold_reward"].astype(np.float64)
+    test_z = (response_lengths(test) - mean) / std
+    tested = score_pairs(score, trained, test)
+    said = tested[..., 0] > tested[..., 1]  # [M, N]
+    pool = labels.generator_pool(
+        task, config.pool.num_prompts, config.pool.pool_size, seed=EVAL_SEED_OFFSET + seed
+    )
+
+    def prefers_first(utility):
+        return utility[:, 0] > utility[:, 1]
+
+    return {
+        "scores": score_pairs(score, trained, pool),
+        "pool_gold": pool["gold_reward"].astype(np.float64),
+        "pool_length": response_lengths(pool),
+        "length_mean": np.float64(mean),
+        "length_std": np.float64(std),
+        "slopes": np.array([length_slope(train_scores[i], length) for i in range(m)]),
+        "coefficients": np.asarray(coefficients) / COVARIATE_UNIT,  # per standard deviation
+        "accuracy_gold": (said == prefers_first(test_gold)).mean(axis=1),
+        # Against the annotator of each model's own strength (gold's for the gold-label model).
+        "accuracy_labels": np.array(
+            [
+                np.mean(said[i] == prefers_first(test_gold + s * test_z))
+                for i, s in enumerate([0.0, *strengths, *strengths])
+            ]
+        ),
+    }
+
+
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    strengths = list(config.bias.strengths)
+    ns = powers_of_two(config.pool.pool_size)
+    tables = {
+        str(seed): seed_table(
+            m,
+            strengths,
+            models(strengths),
+            ns,
+            config.bias.annotator_temperature,
+            config.pool.num_references,
+            seed,
+        )
+        for seed, m in seeds.items()
+    }
+    combined = aggregate(tables, ns)
+    figure(combined, ns, len(tables), workdir / "figures")
+    answers = {
+        s: {
+            "correlation": interval_verdict(
+                d["correlation"], "more correlated with length", "less"
+            ),
+            "cost": interval_verdict(
+                d["biased_minus_gold_labels"], "higher gold", "lower gold than gold labels"
+            ),
+            "regressed": interval_verdict(d["regressed_minus_biased"], "raises gold", "lowers it"),
+            "covariate": interval_verdict(d["covariate_minus_biased"], "raises gold", "lowers it"),
+            "controlled": interval_verdict(
+                d["controlled_error_reduction"], "nearer the truth", "farther from it"
+            ),
+        }
+        for s, d in combined["differences"].items()
+    }
+    return {"ns": ns, "seeds": tables, "combined": combined, "answers": answers}
+
+
+COLUMNS = {
+    "gold": "gold",
+    "length": "length",
+    "gold beyond length": "gold beyond its length",
+    "length share": "share of the gain that is length",
+    "raw": "win rate, biased judge",
+    "controlled": "length-controlled",
+    "gold win rate": "win rate, gold judge",
+}
+
+
+def report(config, results: dict, timings: dict, prov: dict) -> str:
+    b, r, p, ns = config.bias, config.rm, config.pool, results["ns"]
+    c, a = results["combined"], results["answers"]
+    largest = ns[-1]
+    lines = [
+        "### Length hacking in best-of-n: biased labels, a post-hoc penalty, a length covariate",
+        "",
+        f"{written_by(prov)}; {len(results['seeds'])} seeds on {config.workers} process(es); "
+        f"{wall_time_text(timings)}.",
+        "",
+        f"Annotators prefer by gold + strength x (length z-score), Bradley-Terry at temperature "
+        f"{b.annotator_temperature} (gold's units), strengths "
+        f"{', '.join(f'{s:g}' for s in b.strengths)}; an unbiased annotator (gold labels) the "
+        f"control; every annotator labels the same {config.pairs.num_pairs} pairs of generator "
+        "responses to training prompts from the same uniform draws. Reward models of width "
+        f"{r.width}, {r.steps} steps of {r.batch_size} pairs, one vmapped run: on gold labels; "
+        "per strength on the biased labels, and on them beside a learnt length covariate (its "
+        "reward alone used). 'Length regressed out' is the biased-label model less its "
+        "least-squares slope on the training responses' lengths times the length. Best-of-n "
+        f"on {p.pool_size} generator samples to each of {p.num_prompts} held-out prompts; gold "
+        "in the task's standardised units; gold beyond its length is gold less the pool's mean "
+        "gold at that length; the share of the gain that is length is the selector's pool slope "
+        "on length times the pick's extra length over the pick's extra score. Win rates of the "
+        f"pick against {p.num_references} pool samples of its prompt: the biased judge's mean "
+        "preference (raw), that judge's preferences regressed on the length difference (logistic, "
+        "read at equal length: length-controlled) and the unbiased judge's (gold, same "
+        "temperature). Mean over seeds ± 95% t-interval; differences paired by seed.",
+    ]
+    for s, block in c["curves"].items():
+        lines += [
+            "",
+            f"Length bias {s}: best-of-{largest} (best-of-1: gold 0, length "
+            f"{block['gold labels']['length'][0][0]:.1f}, win rates 0.5):",
+            "",
+            "| selector | " + " | ".join(COLUMNS.values()) + " |",
+            "|---" * (len(COLUMNS) + 1) + "|",
+        ]
+        for selector, curves in block.items():
+            cells = [
+                interval_text(curves[k] if k == "length share" else curves[k][-1], digits=2)
+                for k in COLUMNS
+            ]
+            lines.append(f"| {selector} | {' | '.join(cells)} |")
+    acc, coef = c["accuracy"], c["coefficients"]
+    lines += [
+        "",
+        "Held-out accuracy against gold labels (and against the labels' own annotator): "
+        + "; ".join(
+            f"{name}: {interval_text(acc[name]['gold'], 2)} "
+            f"({interval_text(acc[name]['labels'], 2)})"
+            for name in acc
+        )
+        + ". The length covariate's coefficient, per standard deviation of length (the "
+        f"annotator's own is strength / {b.annotator_temperature}): "
+        + ", ".join(
+            f"strength {s}: {interval_text(coef[f'length covariate, strength {s}'], 2)}"
+            for s in c["curves"]
+        )
+        + ".",
+        "",
+        f"Criteria stated before the run (configs/length_bias.py), at n = {largest}:",
+        "",
+        "| strength | criterion | difference | answer |",
+        "|---|---|---|---|",
+    ]
+    criteria = (
+        ("correlation", "correlation", "(1) length correlation, biased minus gold labels"),
+        ("biased_minus_gold_labels", "cost", "(2) gold, biased minus gold labels"),
+        ("regressed_minus_biased", "regressed", "(3) gold, length regressed out minus biased"),
+        ("covariate_minus_biased", "covariate", "(4) gold, length covariate minus biased"),
+        (
+            "controlled_error_reduction",
+            "controlled",
+            "(5) win-rate error vs gold judge, raw minus length-controlled",
+        ),
+    )
+    for s, d in c["differences"].items():
+        for key, answer, label in criteria:
+            lines.append(
+                f"| {s} | {label} | {interval_text(d[key], digits=3, signed=True)} | "
+                f"**{a[s][answer]}** |"
+            )
+    lines += [
+        "",
+        "Observed, not criteria: each mitigation against the gold-label model, gold at n = "
+        f"{largest}: "
+        + "; ".join(
+            f"strength {s}: regressed {interval_text(d['regressed_minus_gold_labels'], 2, True)}"
+            f", covariate {interval_text(d['covariate_minus_gold_labels'], 2, True)}"
+            for s, d in c["differences"].items()
+        )
+        + ".",
+        "",
+        "Where the setting differs from the papers': a synthetic task whose annotators' length "
+        "bias is known and linear, tiny reward models from scratch, best-of-n as the policy (no "
+        "PPO or DPO, so no length-normalised DPO / SimPO yet), the length covariate a known "
+        "feature rather than ODIN's learnt length head, and a win-rate regression with the "
+        "length difference as its only covariate.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+PAPER = "Singhal et al. (2023); length-controlled AlpacaEval"
+
+
+def glance(results: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    c, a, n = results["combined"], results["answers"], results["ns"][-1]
+    out = []
+    for s, d in c["differences"].items():
+        out.append(
+            f"length bias {s}, best-of-{n} gold: biased minus gold labels "
+            f"{interval_text(d['biased_minus_gold_labels'], 2, True)} (**{a[s]['cost']}**), "
+            f"covariate minus biased {interval_text(d['covariate_minus_biased'], 2, True)} "
+            f"(**{a[s]['covariate']}**)"
+        )
+    return out
+
+
+def summarize(results: dict) -> dict:
+    return {
+        f"answer/{s}/{k}": v
+        for s, criteria in results["answers"].items()
+        for k, v in criteria.items()
+    }
+
+
+run = Study.of(__name__).run
+
+
+if __name__ == "__main__":
+    run_experiment(run)
