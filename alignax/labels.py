@@ -22,6 +22,7 @@ from jax.sharding import Mesh
 from alignax.sampling import sample
 from alignax.stages import load_stage_model
 from alignax.tasks import Annotator, require
+from alignax.tasks.base import response_lengths
 
 SOURCES = ("policy", "generator")
 
@@ -38,6 +39,8 @@ def default_labels_config(**overrides) -> ml_collections.ConfigDict:
             "annotator": "bradley_terry",  # | "hard"
             "annotator_temperature": 0.5,
             "flip_rate": 0.0,
+            # A known length bias: gold units the annotator adds per response token (0: none).
+            "length_bias": 0.0,
         }
     )
     config.update(overrides)
@@ -46,8 +49,21 @@ def default_labels_config(**overrides) -> ml_collections.ConfigDict:
 
 def annotator(labels: ml_collections.ConfigDict) -> Annotator:
     return Annotator(
-        kind=labels.annotator, temperature=labels.annotator_temperature, flip_rate=labels.flip_rate
+        kind=labels.annotator,
+        temperature=labels.annotator_temperature,
+        flip_rate=labels.flip_rate,
+        length_bias=labels.length_bias,
     )
+
+
+def annotator_prefers_first(
+    labels: ml_collections.ConfigDict, pairs: dict, rng: np.random.Generator
+) -> np.ndarray:
+    """[N] bool: the annotator of `labels` prefers each pair's first response (`pairs`: a
+    comparisons layout with `gold_reward` [N, 2] and `loss_mask`, its length bias's lengths)."""
+    judge = annotator(labels)
+    utility = judge.utility(pairs["gold_reward"], response_lengths(pairs))
+    return judge.prefer_first(utility[:, 0], utility[:, 1], rng)
 
 
 def policy_responses(
@@ -258,8 +274,9 @@ def comparisons(
         )
         out = task.label_comparisons(repeated, responses, num_responses, judge, rng)
     if num_responses == 2:
+        utility = judge.utility(out["gold_reward"], response_lengths(out))
         out["label_probability"] = judge.preference_probability(
-            out["gold_reward"][:, 0], out["gold_reward"][:, 1]
+            utility[:, 0], utility[:, 1]
         ).astype(np.float32)
     return out
 

@@ -42,6 +42,22 @@ def pairs_config(num_pairs: int, num_eval_pairs: int) -> ml_collections.ConfigDi
     return ml_collections.ConfigDict({"num_pairs": num_pairs, "num_eval_pairs": num_eval_pairs})
 
 
+def scratch_reward_models_config(width: int = 32, steps: int = 1000) -> ml_collections.ConfigDict:
+    """The `rm` section of a study that trains its reward models from scratch inside its
+    evaluation, vmapped (the pluralism and length-bias studies): the policy's architecture at
+    `width`, `steps` of AdamW on batches of 32 pairs, and Bradley-Terry's centring term."""
+    return ml_collections.ConfigDict(
+        {
+            "width": width,  # d_model of every reward model
+            "steps": steps,
+            "batch_size": 32,
+            "learning_rate": 1e-3,
+            "weight_decay": 0.01,
+            "center_coefficient": 0.01,  # eta (r_1 + r_2)^2, as the proxies' Bradley-Terry loss
+        }
+    )
+
+
 def stages_parent_config(
     model: str = "tiny", task: str = "review", *, seed: bool = False
 ) -> ml_collections.ConfigDict:

@@ -34,6 +34,22 @@ over seeds of paired differences at the largest n):
       judge's preferences regressed on the length difference and read at 0, as length-controlled
       AlpacaEval) nearer the unbiased judge's win rate than the raw win rate is?
 
+The policy half: per seed pretrain -> SFT (the DPO frontier study's trimmed stages), then DPO
+from the SFT policy on pairs of its samples to training prompts labelled by an annotator with
+`policies.length_bias` gold units per token (0.25: one unit of gold per ~4 tokens, about one
+standard deviation of the generator's lengths: strength 1) and, with the same samples and draws,
+by the unbiased annotator (the control); on the biased labels also length-normalised DPO (Park et
+al. 2024: per-token log-ratios) and SimPO (Meng et al. 2024). Every run 2 passes over the same
+pairs; each method one setting fixed before the run (DPO beta 0.1; SimPO beta 2, gamma 0.5;
+length-normalised DPO at SimPO's beta 2, its log-ratios being per token too). The final
+policies and the SFT policy answer one fresh draw of held-out prompts with one sampling key:
+gold, length, KL to the SFT policy, and gold adjusted to the SFT policy's length
+(`policy_eval.length_controlled_gold`). Criteria (95% t-intervals over seeds, paired):
+  (6) Does DPO on the biased labels answer longer than DPO on gold labels?
+  (7) Does it reach lower gold than DPO on gold labels?
+  (8) Do length-normalised DPO and SimPO on the biased labels answer shorter than DPO on them?
+  (9) Do they reach higher gold than DPO on them?
+
 Nothing was tuned: the reward models' settings are the pluralism study's. default: 6 seeds; its
 wall time is in its published results block (docs/results/length_bias.md). runlocal: the same
 pipeline at toy sizes for the test (2 seeds, so intervals exist); compile-bound.
@@ -41,7 +57,16 @@ pipeline at toy sizes for the test (2 seeds, so intervals exist); compile-bound.
 
 import ml_collections
 
-from configs.common import stages_parent_config
+from alignax.losses.registry import default_hyperparameters
+from alignax.stages import stage_section
+from configs import dpo, sft
+from configs.common import pairs_config, scratch_reward_models_config, stages_parent_config
+
+
+def _loss(name: str, **hyperparameters) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {"name": name, "hyperparameters": default_hyperparameters(name, **hyperparameters)}
+    )
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -57,20 +82,42 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "annotator_temperature": 0.5,
         }
     )
-    config.rm = ml_collections.ConfigDict(
-        {
-            "width": 32,  # d_model of every reward model
-            "steps": 1000,
-            "batch_size": 32,
-            "learning_rate": 1e-3,
-            "weight_decay": 0.01,
-            "center_coefficient": 0.01,
-        }
-    )
-    config.pairs = ml_collections.ConfigDict({"num_pairs": 8192, "num_eval_pairs": 2048})
+    config.rm = scratch_reward_models_config()
+    config.pairs = pairs_config(num_pairs=8192, num_eval_pairs=2048)
     # num_references: pool samples per prompt each pick is compared with for the win rates.
     config.pool = ml_collections.ConfigDict(
         {"num_prompts": 32, "pool_size": 512, "num_references": 64}
+    )
+    config.stages = ml_collections.ConfigDict(
+        {
+            "pretrain": stage_section(sft.get_config("pretrain")),
+            "sft": stage_section(sft.get_config("runlocal")),
+            # The template of every DPO run; `policies` sets each run's loss and labels.
+            "dpo": stage_section(dpo.get_config("runlocal")),
+        }
+    )
+    # The DPO frontier study's trimmed pretraining and SFT, and its offline runs' passes.
+    config.stages.pretrain.train.update(steps=300, eval_every=300)
+    config.stages.sft.train.update(steps=150, eval_every=150)
+    config.stages.dpo.pairs.update(num_pairs=1024, num_eval_pairs=64)
+    config.stages.dpo.preferences.eval_kl_to_initial = True  # SimPO keeps no reference
+    config.stages.dpo.train.update(
+        steps=64, batch_size=32, log_every=8, eval_every=64, checkpoint_every=64
+    )
+    config.policies = ml_collections.ConfigDict(
+        {
+            "length_bias": 0.25,  # gold units per response token (alignax.tasks.Annotator)
+            # The losses on the biased labels (DPO is also run on gold labels: the control).
+            "losses": ml_collections.ConfigDict(
+                {
+                    "dpo": dpo.get_config("dpo").loss,
+                    "dpo_length_normalized": _loss("dpo_length_normalized", beta=2.0),
+                    "simpo": _loss("simpo", beta=2.0, gamma=0.5),
+                }
+            ),
+            "num_prompts": 512,  # of the fresh draw every final policy answers
+            "max_new_tokens": 32,
+        }
     )
     if arg == "runlocal":
         config.seeds = (0, 1)
@@ -79,5 +126,18 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.rm.update(width=8, steps=10)
         config.pairs.update(num_pairs=128, num_eval_pairs=64)
         config.pool.update(num_prompts=4, pool_size=8, num_references=4)
+        config.stages.pretrain.train.update(steps=10, log_every=10, eval_every=10)
+        config.stages.pretrain.sft.num_examples = 512
+        config.stages.pretrain.eval.num_prompts = 16
+        config.stages.sft.train.update(steps=20, log_every=10, eval_every=20)
+        config.stages.sft.sft.num_examples = 256
+        config.stages.sft.eval.num_prompts = 16
+        config.stages.dpo.pairs.update(num_pairs=64, num_eval_pairs=16)
+        config.stages.dpo.eval.num_prompts = 16
+        config.stages.dpo.train.update(
+            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=4
+        )
+        config.policies.num_prompts = 16
+        del config.policies.losses["dpo_length_normalized"]  # one relative is enough to test
     config.lock()
     return config

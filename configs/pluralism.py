@@ -33,7 +33,7 @@ for the test (2 seeds, so intervals exist); compile-bound.
 
 import ml_collections
 
-from configs.common import stages_parent_config
+from configs.common import pairs_config, scratch_reward_models_config, stages_parent_config
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -53,17 +53,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "annotator_temperature": 0.5,
         }
     )
-    config.rm = ml_collections.ConfigDict(
-        {
-            "width": 32,  # d_model of every reward model
-            "steps": 1000,
-            "batch_size": 32,
-            "learning_rate": 1e-3,
-            "weight_decay": 0.01,
-            "center_coefficient": 0.01,
-        }
-    )
-    config.pairs = ml_collections.ConfigDict({"num_pairs": 8192, "num_eval_pairs": 2048})
+    config.rm = scratch_reward_models_config()
+    config.pairs = pairs_config(num_pairs=8192, num_eval_pairs=2048)
     config.em = ml_collections.ConfigDict({"rounds": 3})
     config.pool = ml_collections.ConfigDict({"num_prompts": 32, "pool_size": 512})
     if arg == "runlocal":

@@ -1,9 +1,11 @@
-"""Length hacking in best-of-n: a reward model of length-biased labels buys length with gold;
-how much do a post-hoc length penalty and a length covariate recover?
+"""Length hacking: a reward model of length-biased labels buys length with gold in best-of-n, and
+DPO on them answers longer; how much do a length penalty, a length covariate and length-normalised
+losses recover?
 
     python -m experiments.length_bias --config configs/length_bias.py --workdir runs/length_bias
 
-Per seed (in <workdir>/seed<k>; the evaluation cached in eval.npz):
+Per seed (in <workdir>/seed<k>; the reward models' evaluation cached in eval.npz, the
+policies' in policies.npz):
   1. pairs of the review task's generator responses to training prompts, labelled by an
      unbiased annotator (gold) and by annotators with each length bias of `bias.strengths`
      (configs/length_bias.py), all from the same uniform draws
@@ -12,9 +14,14 @@ Per seed (in <workdir>/seed<k>; the evaluation cached in eval.npz):
   3. every model's held-out accuracy against gold and against each annotator, its length
      slope on the training responses, and its scores of a pool of generator samples to
      held-out prompts
+  4. stages pretrain -> sft -> DPO on the SFT policy's samples labelled by the unbiased
+     annotator and by one with `policies.length_bias` (alignax.tasks.Annotator), and every
+     loss of `policies.losses` on the biased labels; each final policy's answers to one fresh
+     draw of held-out prompts
 The analysis (alignax/analysis/length_bias.py): per strength, best-of-n gold, length, gold beyond
 length, the share of the gain that length explains, and raw, length-controlled and gold win
-rates for every selector; the criteria of configs/length_bias.py; figures/length_bias.{png,pdf}.
+rates for every selector; every policy's gold, length, KL and length-controlled gold; the
+criteria of configs/length_bias.py; figures/length_bias{,_policies}.{png,pdf}.
 
 Singhal et al. (2023, "A long way to go") find much of RLHF's reward gain is length; Park et
 al. (2024) disentangle length from quality in DPO; length-controlled AlpacaEval (Dubois et al.
@@ -31,17 +38,40 @@ import numpy as np
 
 from alignax import labels
 from alignax.analysis.best_of_n import powers_of_two
-from alignax.analysis.length_bias import aggregate, annotate, figure, length_slope, seed_table
-from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
-from alignax.analysis.stats import interval_text, interval_verdict
+from alignax.analysis.length_bias import (
+    aggregate,
+    annotate,
+    figure,
+    length_slope,
+    policy_differences,
+    policy_figure,
+    policy_table,
+    seed_table,
+)
+from alignax.analysis.policy_eval import (
+    EVAL_SEED_OFFSET,
+    FRESH_SEED_OFFSET,
+    evaluate_policy,
+    held_out_draw,
+    score_pairs,
+)
+from alignax.analysis.stats import interval_text, interval_verdict, seed_means
 from alignax.cli import run_experiment
 from alignax.models import build_model
 from alignax.provenance import written_by
 from alignax.proxies import proxy_optimizer, reward_model_config
-from alignax.study import Study, wall_time_text
+from alignax.sharding import make_mesh
+from alignax.stages import load_stage_model
+from alignax.study import (
+    RLHF_STAGES,
+    PlannedStage,
+    Study,
+    rlhf_stage_config,
+    wall_time_text,
+)
 from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
 from alignax.tasks import get_task
-from alignax.workdir import cached_arrays
+from alignax.workdir import cached_arrays, stage_fingerprint
 
 # The covariate's unit, in standard deviations of length: Adam moves the coefficient by about
 # the learning rate a step, so it is fitted per tenth of a standard deviation to reach the
@@ -60,7 +90,8 @@ def models(strengths) -> dict[str, int]:
 
 
 def plan(config, seed: int, seed_dir: Path) -> list:
-    """No stages: every model is trained inside the seed's evaluation. Checks the settings."""
+    """The policy half's stages: pretrain, SFT and every run of `policy_runs` (the reward
+    models are trained inside the seed's evaluation). Checks the settings first."""
     strengths = tuple(config.bias.strengths)
     if not strengths or len(set(strengths)) < len(strengths) or min(strengths) <= 0:
         raise ValueError(
@@ -76,14 +107,94 @@ def plan(config, seed: int, seed_dir: Path) -> list:
             f"pool.num_references={config.pool.num_references}: between 1 and pool.pool_size="
             f"{config.pool.pool_size}"
         )
-    return []
+    if config.policies.length_bias <= 0:
+        raise ValueError(
+            f"policies.length_bias={config.policies.length_bias}: gold units per token, positive"
+        )
+    if BIASED_DPO not in policy_runs(config):
+        raise ValueError(
+            f"policies.losses={tuple(config.policies.losses)}: must hold 'dpo', the run the "
+            "others are compared with"
+        )
+    stages = [
+        PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
+        for name in ("pretrain", "sft")
+    ]
+    for name, (loss, length_bias) in policy_runs(config).items():
+        stage = rlhf_stage_config(config, "dpo", seed, seed_dir)
+        with stage.unlocked():
+            stage.loss = loss.copy_and_resolve_references()
+            stage.labels.length_bias = length_bias
+        stages.append(PlannedStage(name, RLHF_STAGES["dpo"].KIND, stage, group="policies"))
+    return stages
+
+
+CONTROL, BIASED_DPO = "dpo_gold_labels", "dpo_biased"
+
+
+def policy_runs(config) -> dict:
+    """{stage: (loss section, the annotator's length bias)}: DPO (`stages.dpo`'s loss) on gold
+    labels, the control, then every loss of `policies.losses` on the biased labels."""
+    p = config.policies
+    runs = {CONTROL: (config.stages.dpo.loss, 0.0)}
+    return runs | {f"{name}_biased": (loss, p.length_bias) for name, loss in p.losses.items()}
+
+
+POLICY_NAMES = {
+    "sft": "SFT",
+    CONTROL: "DPO, gold labels",
+    BIASED_DPO: "DPO",
+    "dpo_length_normalized_biased": "length-normalised DPO",
+    "simpo_biased": "SimPO",
+}
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    """The reward models' measurements (cached in eval.npz) and the policies' (policies.npz,
+    for exactly these stages' checkpoints)."""
     key = {k: config[k].to_dict() for k in ("bias", "rm", "pairs", "pool", "task", "model")}
-    return cached_arrays(
+    reward_models = cached_arrays(
         seed_dir / "eval.npz", key | {"seed": seed}, lambda: measure_seed(config, seed)
     )
+    names = ["sft", *policy_runs(config)]
+    key = {
+        "policies": config.policies.to_dict(),
+        "stages": {name: stage_fingerprint(seed_dir / name) for name in names},
+        "seed": seed,
+    }
+    policies = cached_arrays(
+        seed_dir / "policies.npz", key, lambda: measure_policies(config, seed, seed_dir, names)
+    )
+    return {**reward_models, **policies}
+
+
+def measure_policies(config, seed: int, seed_dir: Path, names: list[str]) -> dict:
+    """Every policy of `names` answers one fresh draw of held-out prompts with one sampling key:
+    `policy/<name>/<gold|length|kl|ended_with_eos>` per prompt (KL to the SFT policy)."""
+    p = config.policies
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
+    prompts, rng = held_out_draw(task, p.num_prompts, seed + FRESH_SEED_OFFSET)
+    out = {}
+    for name in names:
+        params = (
+            sft_params
+            if name == "sft"
+            else load_stage_model(seed_dir / name, heads=("lm",), mesh=mesh)[1]
+        )
+        r = evaluate_policy(
+            model,
+            params,
+            task,
+            prompts,
+            rng,
+            max_new_tokens=p.max_new_tokens,
+            ref_params=sft_params,
+            monitor=False,
+        )
+        for key in ("gold", "length", "kl", "ended_with_eos"):
+            out[f"policy/{name}/{key}"] = np.asarray(r[key], np.float64)
+    return out
 
 
 def response_lengths(pairs: dict) -> np.ndarray:
@@ -207,7 +318,37 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         }
         for s, d in combined["differences"].items()
     }
-    return {"ns": ns, "seeds": tables, "combined": combined, "answers": answers}
+    names = list(policy_runs(config))
+    policy_tables = {str(seed): policy_table(m, names) for seed, m in seeds.items()}
+    policies = seed_means(policy_tables)
+    others = [n for n in names if n not in (CONTROL, BIASED_DPO)]
+    differences = policy_differences(policy_tables, CONTROL, BIASED_DPO, others)
+    policy_figure(policies, POLICY_NAMES, len(policy_tables), workdir / "figures")
+    versus_control = differences[f"{BIASED_DPO} - {CONTROL}"]
+    policy_answers = {
+        "longer": interval_verdict(versus_control["response_length"], "longer", "shorter"),
+        "gold": interval_verdict(versus_control["gold_reward"], "higher gold", "lower gold"),
+    }
+    for other in others:
+        versus = differences[f"{other} - {BIASED_DPO}"]
+        policy_answers[f"{other}/length"] = interval_verdict(
+            versus["response_length"], "longer", "shorter"
+        )
+        policy_answers[f"{other}/gold"] = interval_verdict(
+            versus["gold_reward"], "higher gold", "lower gold"
+        )
+    return {
+        "ns": ns,
+        "seeds": tables,
+        "combined": combined,
+        "answers": answers,
+        "policies": {
+            "seeds": policy_tables,
+            "combined": policies,
+            "differences": differences,
+            "answers": policy_answers,
+        },
+    }
 
 
 COLUMNS = {
@@ -314,13 +455,77 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         )
         + ".",
         "",
+        *policy_report(config, results["policies"]),
+        "",
         "Where the setting differs from the papers': a synthetic task whose annotators' length "
-        "bias is known and linear, tiny reward models from scratch, best-of-n as the policy (no "
-        "PPO or DPO, so no length-normalised DPO / SimPO yet), the length covariate a known "
-        "feature rather than ODIN's learnt length head, and a win-rate regression with the "
-        "length difference as its only covariate.",
+        "bias is known and linear, tiny reward models from scratch and tiny policies, best-of-n "
+        "and DPO-family runs but no PPO, the length covariate a known feature rather than "
+        "ODIN's learnt length head, and a win-rate regression with the length difference as "
+        "its only covariate.",
     ]
     return "\n".join(lines) + "\n"
+
+
+POLICY_COLUMNS = {
+    "gold_reward": "gold",
+    "gold_length_controlled": "gold at the SFT policy's length",
+    "response_length": "length",
+    "kl_to_sft": "KL to SFT",
+    "win_rate_vs_sft": "win rate vs SFT (gold)",
+}
+
+
+def policy_report(config, policies: dict) -> list[str]:
+    """The policy half's table and criteria (6)-(9)."""
+    p, dpo = config.policies, config.stages.dpo
+    combined, d, a = policies["combined"], policies["differences"], policies["answers"]
+    lines = [
+        "",
+        "#### DPO on length-biased labels",
+        "",
+        f"Per seed: pretrain ({config.stages.pretrain.train.steps} steps) -> SFT "
+        f"({config.stages.sft.train.steps} steps); {dpo.pairs.num_pairs} pairs of SFT samples to "
+        f"training prompts labelled by an annotator adding {p.length_bias} gold per token "
+        "(Bradley-Terry at temperature "
+        f"{dpo.labels.annotator_temperature}) and, from the same samples and draws, by the "
+        f"unbiased one; {dpo.train.steps} steps of batch {dpo.train.batch_size} for every run. "
+        + "; ".join(
+            f"{POLICY_NAMES.get(f'{name}_biased', name)}: "
+            + ", ".join(f"{k} {v:g}" for k, v in loss.hyperparameters.items() if v)
+            for name, loss in p.losses.items()
+        )
+        + f". Every final policy and the SFT policy answer {p.num_prompts} fresh held-out "
+        "prompts with one sampling key; gold at the SFT policy's length adjusts each policy's "
+        "mean gold by a slope of gold on length pooled within policies "
+        "(`policy_eval.length_controlled_gold`).",
+        "",
+        "| policy | " + " | ".join(POLICY_COLUMNS.values()) + " |",
+        "|---" * (len(POLICY_COLUMNS) + 1) + "|",
+    ]
+    for name, row in combined.items():
+        cells = [interval_text(row[m], digits=2) for m in POLICY_COLUMNS]
+        lines.append(f"| {POLICY_NAMES.get(name, name)} | {' | '.join(cells)} |")
+    versus = d[f"{BIASED_DPO} - {CONTROL}"]
+    lines += [
+        "",
+        "Criteria stated before the run (configs/length_bias.py), paired by seed:",
+        "",
+        "| criterion | difference | answer |",
+        "|---|---|---|",
+        "| (6) length, DPO on biased minus on gold labels | "
+        f"{interval_text(versus['response_length'], 2, True)} | **{a['longer']}** |",
+        "| (7) gold, DPO on biased minus on gold labels | "
+        f"{interval_text(versus['gold_reward'], 3, True)} | **{a['gold']}** |",
+    ]
+    for other in (k.removesuffix("/length") for k in a if k.endswith("/length")):
+        diff, label = d[f"{other} - {BIASED_DPO}"], POLICY_NAMES.get(other, other)
+        lines += [
+            f"| (8) length, {label} minus DPO (both biased) | "
+            f"{interval_text(diff['response_length'], 2, True)} | **{a[f'{other}/length']}** |",
+            f"| (9) gold, {label} minus DPO (both biased) | "
+            f"{interval_text(diff['gold_reward'], 3, True)} | **{a[f'{other}/gold']}** |",
+        ]
+    return lines
 
 
 PAPER = "Singhal et al. (2023); length-controlled AlpacaEval"
@@ -337,15 +542,24 @@ def glance(results: dict) -> list[str]:
             f"covariate minus biased {interval_text(d['covariate_minus_biased'], 2, True)} "
             f"(**{a[s]['covariate']}**)"
         )
+    p = results["policies"]
+    versus = p["differences"][f"{BIASED_DPO} - {CONTROL}"]
+    out.append(
+        "DPO on biased minus gold labels: length "
+        f"{interval_text(versus['response_length'], 1, True)} (**{p['answers']['longer']}**), "
+        f"gold {interval_text(versus['gold_reward'], 2, True)} (**{p['answers']['gold']}**)"
+    )
     return out
 
 
 def summarize(results: dict) -> dict:
-    return {
+    out = {
         f"answer/{s}/{k}": v
         for s, criteria in results["answers"].items()
         for k, v in criteria.items()
     }
+    out |= {f"answer/policies/{k}": v for k, v in results["policies"]["answers"].items()}
+    return out
 
 
 run = Study.of(__name__).run

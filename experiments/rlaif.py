@@ -116,10 +116,8 @@ def labelled_pairs(config, seed: int, policy: Path) -> dict:
     start = time.perf_counter()
     labelled = runs.label_pairs(config, task, judge, uncertainty, pairs, seed)
     judge_seconds = time.perf_counter() - start
-    human_eval = labels.annotator(config.labels).prefer_first(
-        held_out["gold_reward"][:, 0],
-        held_out["gold_reward"][:, 1],
-        np.random.default_rng([seed, 10]),
+    human_eval = labels.annotator_prefers_first(
+        config.labels, held_out, np.random.default_rng([seed, 10])
     )
     statistics = {
         "gold_agreement": float(np.mean(labelled["judge"] == labelled["gold"])),

@@ -149,6 +149,8 @@ def test_a_zero_covariate_trains_as_no_covariate_and_a_real_one_is_fitted(tiny_p
         ("bias.strengths", (0.0,), r"distinct positive length biases"),
         ("bias.annotator_temperature", 0.0, r"must be positive"),
         ("pool.num_references", 9, r"pool.num_references=9: between 1 and pool.pool_size=8"),
+        ("policies.length_bias", 0.0, r"policies.length_bias=0.0: gold units per token"),
+        ("policies.losses", {"simpo": {}}, r"must hold 'dpo', the run the others are compared"),
     ],  # fmt: skip
 )
 def test_a_bad_setting_is_refused_before_anything_runs(key, value, message, tmp_path):

@@ -373,9 +373,24 @@ def length_bias_run(tmp_path_factory):
                 # against the pool (up to the references drawn).
                 assert abs(curves["gold beyond length"][0]) < 1e-9, selector
                 assert all(0.0 <= v <= 1.0 for v in curves["controlled"]), selector
+    # The policy half: the SFT policy and every DPO run, each biased-label run's labels made
+    # by the biased annotator.
+    policies = results["policies"]["seeds"]["0"]
+    assert set(policies) == {
+        "sft",
+        "dpo_gold_labels",
+        *(f"{n}_biased" for n in config.policies.losses),
+    }
+    assert abs(policies["sft"]["kl_to_sft"]) < 1e-6
+    stage = json.loads((workdir / "seed0" / "simpo_biased" / "config.json").read_text())
+    assert stage["labels"]["length_bias"] == config.policies.length_bias
+    assert stage["loss"]["name"] == "simpo"
+    gold_labels = json.loads((workdir / "seed0" / "dpo_gold_labels" / "config.json").read_text())
+    assert gold_labels["labels"]["length_bias"] == 0.0
     assert all(isinstance(v, str) for v in summary.values() if not isinstance(v, float))
-    for suffix in ("png", "pdf"):
-        assert (workdir / "figures" / f"length_bias.{suffix}").exists()
+    for figure in ("length_bias", "length_bias_policies"):
+        for suffix in ("png", "pdf"):
+            assert (workdir / "figures" / f"{figure}.{suffix}").exists()
     return workdir
 
 

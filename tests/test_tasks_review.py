@@ -218,6 +218,36 @@ def test_comparison_dataset_layout_and_hard_labels_follow_gold(task):
     assert (np.diff(ranked["gold_reward"], axis=1) <= 0).all()  # best first
 
 
+def test_a_length_biased_annotator_judges_gold_plus_its_bias_per_token(task):
+    """The chosen response is the one of higher gold + length_bias * tokens; gold_reward stays
+    gold; no bias labels exactly as the plain annotator; labels.comparisons' label_probability
+    is the biased annotator's."""
+    from alignax import labels
+
+    def lengths(data):
+        return data["loss_mask"].sum(-1)
+
+    plain = task.comparison_dataset(64, seed=1, annotator=Annotator("hard"))
+    none = task.comparison_dataset(64, seed=1, annotator=Annotator("hard", length_bias=0.0))
+    for key in plain:
+        np.testing.assert_array_equal(plain[key], none[key])
+    long = task.comparison_dataset(64, seed=1, annotator=Annotator("hard", length_bias=100.0))
+    length = lengths(long)
+    assert (length[:, 0] >= length[:, 1]).all() and (length[:, 0] > length[:, 1]).any()
+    biased = task.comparison_dataset(64, seed=1, annotator=Annotator("hard", length_bias=0.25))
+    utility = biased["gold_reward"] + 0.25 * lengths(biased)
+    assert (utility[:, 0] >= utility[:, 1] - 1e-5).all()
+    assert (biased["gold_reward"][:, 0] < biased["gold_reward"][:, 1]).any()  # length won some
+    config = labels.default_labels_config(source="generator", length_bias=0.25)
+    pairs = labels.comparisons(config, task, None, 64, seed=2, split="train")
+    utility = pairs["gold_reward"] + 0.25 * lengths(pairs)
+    want = 1 / (1 + np.exp(-(utility[:, 0] - utility[:, 1]) / config.annotator_temperature))
+    np.testing.assert_allclose(pairs["label_probability"], want, rtol=1e-5)
+    rng = np.random.default_rng(0)
+    prefers = labels.annotator_prefers_first(config.copy_and_resolve_references(), pairs, rng)
+    assert prefers.mean() > 0.5  # the chosen response is first, and the annotator agrees
+
+
 def test_sft_demonstrations_are_best_of_n(task):
     data = task.sft_dataset(64, seed=0, num_candidates=8, keep=1)
     assert data["tokens"].shape == (64, task.seq_len)

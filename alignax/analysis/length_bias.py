@@ -1,4 +1,4 @@
-"""Length hacking in best-of-n: how much of a reward model's gain is length, and its controls.
+"""Length hacking: how much of a reward model's and a policy's gain is length, and its controls.
 
 An annotator with a known length bias prefers by its utility gold + strength x (length z-score);
 a reward model trained on its labels learns the bias, and best-of-n by that model buys length.
@@ -21,6 +21,7 @@ import numpy as np
 
 from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_per_prompt, best_of_n_weights
+from alignax.analysis.policy_eval import versus_sft
 from alignax.analysis.stats import mean_interval
 
 
@@ -284,3 +285,57 @@ def figure(combined: dict, ns, num_seeds: int, out_dir: Path) -> list[Path]:
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"Length hacking in best-of-n ({num_seeds} seeds; mean, 95% t-intervals)")
     return plots.save(fig, out_dir / "length_bias")
+
+
+# ---------------------------------------------------------------------------------------------
+# The policy half: DPO and its length-normalised relatives on the biased labels.
+
+
+def policy_table(measured: dict, names: list[str]) -> dict[str, dict[str, float]]:
+    """One seed: `policy_eval.versus_sft` of the SFT policy and every run of `names`, from their
+    answers to one fresh draw (`policy/<name>/<gold|length|kl|ended_with_eos>`)."""
+    results = {
+        name: {
+            key: measured[f"policy/{name}/{key}"]
+            for key in ("gold", "length", "kl", "ended_with_eos")
+        }
+        for name in ["sft", *names]
+    }
+    return versus_sft(results)
+
+
+def policy_differences(tables: dict[str, dict], control: str, biased: str, others) -> dict:
+    """Paired by seed (mean, 95% t half-width): length and gold of the biased-label run less the
+    gold-label control's, and of each other run less the biased-label run's."""
+
+    def difference(a: str, b: str, metric: str):
+        return mean_interval([t[a][metric] - t[b][metric] for t in tables.values()])
+
+    pairs = {f"{biased} - {control}": (biased, control)}
+    pairs |= {f"{other} - {biased}": (other, biased) for other in others}
+    return {
+        label: {m: difference(a, b, m) for m in ("response_length", "gold_reward")}
+        for label, (a, b) in pairs.items()
+    }
+
+
+def policy_figure(combined: dict, labels: dict[str, str], num_seeds: int, out_dir: Path):
+    """figures/length_bias_policies.{png,pdf}: every policy's gold against its length and
+    against its KL to the SFT policy (mean over seeds, 95% t-intervals both ways)."""
+    fig, axes = plots.subplots(1, 2, figsize=(9.6, 3.6))
+    for i, (name, row) in enumerate(combined.items()):
+        for ax, x in zip(axes, ("response_length", "kl_to_sft"), strict=True):
+            plots.intervals(
+                ax,
+                [row[x][0]],
+                [row["gold_reward"]],
+                xerr=[row[x][1]] if np.isfinite(row[x][1]) else None,
+                fmt="o",
+                color=plots.series_color(i),
+                label=labels.get(name, name),
+            )
+    axes[0].set(xlabel="response length (tokens)", ylabel="gold reward")
+    axes[1].set(xlabel="KL to the SFT policy (nats)", ylabel="gold reward")
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"DPO on length-biased labels ({num_seeds} seeds; fresh prompts)")
+    return plots.save(fig, out_dir / "length_bias_policies")

@@ -139,9 +139,7 @@ def label_pairs(config, task, judge, uncertainty, pairs: dict, seed: int) -> dic
     """The human's and the judge's labels of `pairs` (True = a chosen), the judge's
     probabilities and the routing priority."""
     gold = pairs["gold_reward"]
-    human = labels.annotator(config.labels).prefer_first(
-        gold[:, 0], gold[:, 1], np.random.default_rng([seed, 9])
-    )
+    human = labels.annotator_prefers_first(config.labels, pairs, np.random.default_rng([seed, 9]))
     probability = judge(pairs)
     out = {
         "human": human,

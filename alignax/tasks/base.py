@@ -110,11 +110,14 @@ class Annotator:
     (P(a > b) = sigmoid((r_a - r_b) / temperature)). Then each label is flipped with probability
     `flip_rate`. For K-way rankings "hard" sorts by gold and "bradley_terry" samples a
     Plackett-Luce ranking with scores r / temperature (its pairwise marginals are Bradley-Terry).
+    `length_bias`: a known length bias (Singhal et al. 2023), gold units the annotator adds to a
+    response's reward per response token; the layouts it labels judge by `utility`.
     """
 
     kind: str = "hard"
     temperature: float = 1.0
     flip_rate: float = 0.0
+    length_bias: float = 0.0
 
     def __post_init__(self):
         if self.kind not in ("hard", "bradley_terry"):
@@ -123,6 +126,11 @@ class Annotator:
             raise ValueError(f"Annotator.flip_rate={self.flip_rate} must be in [0, 1]")
         if self.kind == "bradley_terry" and self.temperature <= 0:
             raise ValueError(f"Annotator.temperature={self.temperature} must be > 0")
+
+    def utility(self, gold, lengths) -> np.ndarray:
+        """What the annotator judges by: the gold reward plus `length_bias` per response token
+        (`lengths`, each response's tokens: `response_lengths` of a layout)."""
+        return np.asarray(gold, np.float64) + self.length_bias * np.asarray(lengths, np.float64)
 
     def prefer_first(self, reward_a_N, reward_b_N, rng: np.random.Generator) -> np.ndarray:
         """[N] bool: True where the annotator prefers a over b."""
@@ -166,22 +174,29 @@ def comparisons_layout(
 ) -> dict[str, np.ndarray]:
     """The comparisons layout from N*K encoded rows (K consecutive rows per prompt) and their
     gold rewards: `tokens`, `input_mask`, `loss_mask` [N, K, L] ordered best first by
-    `annotator`'s labels (for pairs, chosen at index 0), `ranks` [N, K] (0 = best) and
+    `annotator`'s labels (for pairs, chosen at index 0; the annotator judges `utility`: gold and,
+    with a length bias, each row's `loss_mask` tokens), `ranks` [N, K] (0 = best) and
     `gold_reward` [N, K] (for evaluation; not a model input)."""
     K = num_responses
     n = len(gold_N) // K
     gold = np.asarray(gold_N).reshape(n, K)
+    judged = annotator.utility(gold, batch["loss_mask"].sum(axis=-1).reshape(n, K))
     if K == 2:
-        first = annotator.prefer_first(gold[:, 0], gold[:, 1], rng)
+        first = annotator.prefer_first(judged[:, 0], judged[:, 1], rng)
         ranks = np.stack([~first, first], axis=1).astype(np.int64)
     else:
-        ranks = annotator.rank(gold, rng)
+        ranks = annotator.rank(judged, rng)
     order = np.argsort(ranks, axis=1, kind="stable")  # best first
     rows = (np.arange(n)[:, None] * K + order).reshape(-1)
     out = {k: v[rows].reshape(n, K, -1) for k, v in batch.items()}
     out["ranks"] = np.tile(np.arange(K, dtype=np.int32), (n, 1))
     out["gold_reward"] = gold[np.arange(n)[:, None], order].astype(np.float32)
     return out
+
+
+def response_lengths(layout: dict) -> np.ndarray:
+    """[N, K]: the tokens of each response of a comparisons layout (its `loss_mask`)."""
+    return layout["loss_mask"].sum(axis=-1)
 
 
 def device_prompts(task: Task, prompts: dict) -> dict[str, np.ndarray]:
