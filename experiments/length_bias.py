@@ -71,6 +71,7 @@ from alignax.study import (
 )
 from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
 from alignax.tasks import get_task
+from alignax.tasks.base import response_lengths
 from alignax.workdir import cached_arrays, stage_fingerprint
 
 # The covariate's unit, in standard deviations of length: Adam moves the coefficient by about
@@ -197,11 +198,6 @@ def measure_policies(config, seed: int, seed_dir: Path, names: list[str]) -> dic
     return out
 
 
-def response_lengths(pairs: dict) -> np.ndarray:
-    """[N, K]: each response's length in tokens (its loss mask, the EOS included)."""
-    return pairs["loss_mask"].sum(axis=-1).astype(np.float64)
-
-
 def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     """Every model's scores of the pool, its accuracy against gold and each annotator, its length
     slope and covariate coefficient; the pool's gold and lengths; the length statistics."""
@@ -209,7 +205,7 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     strengths = list(b.strengths)
     task = get_task(config.task_name, config.task)
     train = labels.shuffled_generator_pairs(task, n, seed=seed, split="train")
-    length = response_lengths(train)
+    length = response_lengths(train).astype(np.float64)  # tokens, the EOS included
     mean, std = length.mean(), max(length.std(), 1e-6)
     z = (length - mean) / std
     uniform = np.random.default_rng([seed, 37]).random(n)
@@ -269,7 +265,7 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     return {
         "scores": score_pairs(score, trained, pool),
         "pool_gold": pool["gold_reward"].astype(np.float64),
-        "pool_length": response_lengths(pool),
+        "pool_length": response_lengths(pool).astype(np.float64),
         "length_mean": np.float64(mean),
         "length_std": np.float64(std),
         "slopes": np.array([length_slope(train_scores[i], length) for i in range(m)]),
