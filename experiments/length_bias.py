@@ -143,10 +143,10 @@ def policy_runs(config) -> dict:
 
 POLICY_NAMES = {
     "sft": "SFT",
-    CONTROL: "DPO, gold labels",
-    BIASED_DPO: "DPO",
-    "dpo_length_normalized_biased": "length-normalised DPO",
-    "simpo_biased": "SimPO",
+    CONTROL: "DPO on gold labels",
+    BIASED_DPO: "DPO on biased labels",
+    "dpo_length_normalized_biased": "length-normalised DPO on biased labels",
+    "simpo_biased": "SimPO on biased labels",
 }
 
 
@@ -389,7 +389,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     for s, block in c["curves"].items():
         lines += [
             "",
-            f"Length bias {s}: best-of-{largest} (best-of-1: gold 0, length "
+            f"Length bias {s}: best-of-{largest} (best-of-1, the pool's mean: gold "
+            f"{block['gold labels']['gold'][0][0]:.2f}, length "
             f"{block['gold labels']['length'][0][0]:.1f}, win rates 0.5):",
             "",
             "| selector | " + " | ".join(COLUMNS.values()) + " |",
@@ -516,9 +517,9 @@ def policy_report(config, policies: dict) -> list[str]:
     for other in (k.removesuffix("/length") for k in a if k.endswith("/length")):
         diff, label = d[f"{other} - {BIASED_DPO}"], POLICY_NAMES.get(other, other)
         lines += [
-            f"| (8) length, {label} minus DPO (both biased) | "
+            f"| (8) length, {label} minus DPO on them | "
             f"{interval_text(diff['response_length'], 2, True)} | **{a[f'{other}/length']}** |",
-            f"| (9) gold, {label} minus DPO (both biased) | "
+            f"| (9) gold, {label} minus DPO on them | "
             f"{interval_text(diff['gold_reward'], 3, True)} | **{a[f'{other}/gold']}** |",
         ]
     return lines

@@ -278,12 +278,13 @@ def figure(combined: dict, ns, num_seeds: int, out_dir: Path) -> list[Path]:
                 "length-controlled": biased["controlled"],
                 "gold judge": biased["gold win rate"],
             },
-            ylabel="win rate of the biased-label model's pick",
+            ylabel="win rate, biased-label model's pick",
             title=f"length bias {s}",
         )
         row[-1].legend(fontsize=6)
     axes[0][0].legend(fontsize=6)
     fig.suptitle(f"Length hacking in best-of-n ({num_seeds} seeds; mean, 95% t-intervals)")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return plots.save(fig, out_dir / "length_bias")
 
 
@@ -337,5 +338,5 @@ def policy_figure(combined: dict, labels: dict[str, str], num_seeds: int, out_di
     axes[0].set(xlabel="response length (tokens)", ylabel="gold reward")
     axes[1].set(xlabel="KL to the SFT policy (nats)", ylabel="gold reward")
     axes[0].legend(fontsize=6)
-    fig.suptitle(f"DPO on length-biased labels ({num_seeds} seeds; fresh prompts)")
+    fig.suptitle(f"DPO-family policies on gold and length-biased labels ({num_seeds} seeds)")
     return plots.save(fig, out_dir / "length_bias_policies")
