@@ -363,7 +363,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     c, a = results["combined"], results["answers"]
     largest = ns[-1]
     lines = [
-        "### Length hacking in best-of-n: biased labels, a post-hoc penalty, a length covariate",
+        "### Length hacking: length-biased labels in best-of-n and DPO, and their controls",
         "",
         f"{written_by(prov)}; {len(results['seeds'])} seeds on {config.workers} process(es); "
         f"{wall_time_text(timings)}.",
