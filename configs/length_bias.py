@@ -40,15 +40,21 @@ from the SFT policy on pairs of its samples to training prompts labelled by an a
 standard deviation of the generator's lengths: strength 1) and, with the same samples and draws,
 by the unbiased annotator (the control); on the biased labels also length-normalised DPO (Park et
 al. 2024: per-token log-ratios) and SimPO (Meng et al. 2024). Every run 2 passes over the same
-pairs; each method one setting fixed before the run (DPO beta 0.1; SimPO beta 2, gamma 0.5;
-length-normalised DPO at SimPO's beta 2, its log-ratios being per token too). The final
-policies and the SFT policy answer one fresh draw of held-out prompts with one sampling key:
-gold, length, KL to the SFT policy, and gold adjusted to the SFT policy's length
-(`policy_eval.length_controlled_gold`). Criteria (95% t-intervals over seeds, paired):
-  (6) Does DPO on the biased labels answer longer than DPO on gold labels?
-  (7) Does it reach lower gold than DPO on gold labels?
-  (8) Do length-normalised DPO and SimPO on the biased labels answer shorter than DPO on them?
-  (9) Do they reach higher gold than DPO on them?
+pairs; each method at each beta of `policies.betas` (the same grid for every seed, fixed before
+the run; DPO's for the control too; SimPO's gamma 0.5). The final policies and the SFT policy
+answer one fresh draw of held-out prompts with one sampling key: gold, length, KL to the SFT
+policy. A method's gold and length at a KL budget are read off the line through its runs'
+(KL, gold) and (KL, length) points and the SFT policy's (0, ...), sorted by KL, within a seed
+(undefined where the budget lies beyond its largest KL). Criteria, at every budget of
+`policies.kl_budgets` (95% t-intervals over the seeds where both are defined, paired):
+  (6) Does DPO on the biased labels answer longer than DPO on gold labels at equal KL?
+  (7) Does it reach lower gold?
+  (8) Do length-normalised DPO and SimPO on the biased labels answer shorter than DPO on them at
+      equal KL?
+  (9) Do they reach higher gold?
+A first run compared one setting of each (DPO beta 0.1, both relatives beta 2): the relatives
+then ran much further from the SFT policy (KL 8.9 and 22 against 4.4), longer and lower in
+gold; equal KL is the comparison Park et al.'s claim needs, so this design replaced it.
 
 Nothing was tuned: the reward models' settings are the pluralism study's. default: 6 seeds; its
 wall time is in its published results block (docs/results/length_bias.md). runlocal: the same
@@ -107,14 +113,24 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.policies = ml_collections.ConfigDict(
         {
             "length_bias": 0.25,  # gold units per response token (alignax.tasks.Annotator)
-            # The losses on the biased labels (DPO is also run on gold labels: the control).
+            # The losses on the biased labels (DPO is also run on gold labels: the control),
+            # each at every beta of `betas` (its other hyperparameters from here).
             "losses": ml_collections.ConfigDict(
                 {
                     "dpo": dpo.get_config("dpo").loss,
-                    "dpo_length_normalized": _loss("dpo_length_normalized", beta=2.0),
+                    "dpo_length_normalized": dpo.get_config("dpo_length_normalized").loss,
                     "simpo": _loss("simpo", beta=2.0, gamma=0.5),
                 }
             ),
+            "betas": ml_collections.ConfigDict(
+                {
+                    "dpo": (0.03, 0.1, 0.3),
+                    # Per-token log-ratios: SimPO's scale of beta.
+                    "dpo_length_normalized": (0.5, 1.0, 2.0),
+                    "simpo": (0.5, 1.0, 2.0),
+                }
+            ),
+            "kl_budgets": (1.0, 2.0, 4.0),  # nats: where the methods are compared
             "num_prompts": 512,  # of the fresh draw every final policy answers
             "max_new_tokens": 32,
         }
@@ -139,5 +155,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         )
         config.policies.num_prompts = 16
         del config.policies.losses["dpo_length_normalized"]  # one relative is enough to test
+        del config.policies.betas["dpo_length_normalized"]
+        config.policies.betas.update(dpo=(0.1,), simpo=(2.0,))
     config.lock()
     return config

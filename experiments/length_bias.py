@@ -41,9 +41,11 @@ from alignax.analysis.best_of_n import powers_of_two
 from alignax.analysis.length_bias import (
     aggregate,
     annotate,
+    at_kl_budgets,
+    budget_differences,
+    defined_interval,
     figure,
     length_slope,
-    policy_differences,
     policy_figure,
     policy_table,
     seed_table,
@@ -112,19 +114,27 @@ def plan(config, seed: int, seed_dir: Path) -> list:
         raise ValueError(
             f"policies.length_bias={config.policies.length_bias}: gold units per token, positive"
         )
-    if BIASED_DPO not in policy_runs(config):
+    p = config.policies
+    if "dpo" not in p.losses:
         raise ValueError(
-            f"policies.losses={tuple(config.policies.losses)}: must hold 'dpo', the run the "
-            "others are compared with"
+            f"policies.losses={tuple(p.losses)}: must hold 'dpo', the loss the others are "
+            "compared with (and the control's)"
         )
+    if set(p.betas) != set(p.losses) or not all(len(b) and min(b) > 0 for b in p.betas.values()):
+        raise ValueError(
+            f"policies.betas={p.betas.to_dict()}: positive betas for exactly the losses of "
+            f"policies.losses={tuple(p.losses)}"
+        )
+    if not p.kl_budgets or min(p.kl_budgets) <= 0:
+        raise ValueError(f"policies.kl_budgets={tuple(p.kl_budgets)}: positive KL budgets")
     stages = [
         PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
         for name in ("pretrain", "sft")
     ]
-    for name, (loss, length_bias) in policy_runs(config).items():
+    for name, (_, loss, length_bias) in policy_runs(config).items():
         stage = rlhf_stage_config(config, "dpo", seed, seed_dir)
         with stage.unlocked():
-            stage.loss = loss.copy_and_resolve_references()
+            stage.loss = loss
             stage.labels.length_bias = length_bias
         stages.append(PlannedStage(name, RLHF_STAGES["dpo"].KIND, stage, group="policies"))
     return stages
@@ -133,16 +143,32 @@ def plan(config, seed: int, seed_dir: Path) -> list:
 CONTROL, BIASED_DPO = "dpo_gold_labels", "dpo_biased"
 
 
-def policy_runs(config) -> dict:
-    """{stage: (loss section, the annotator's length bias)}: DPO (`stages.dpo`'s loss) on gold
-    labels, the control, then every loss of `policies.losses` on the biased labels."""
+def policy_methods(config) -> dict[str, tuple[str, float]]:
+    """{method: (its loss in `policies.losses`, the annotator's length bias)}: DPO on gold
+    labels (the control), then every loss on the biased labels."""
     p = config.policies
-    runs = {CONTROL: (config.stages.dpo.loss, 0.0)}
-    return runs | {f"{name}_biased": (loss, p.length_bias) for name, loss in p.losses.items()}
+    return {CONTROL: ("dpo", 0.0)} | {f"{name}_biased": (name, p.length_bias) for name in p.losses}
+
+
+def policy_runs(config) -> dict[str, tuple]:
+    """{stage: (method, loss section, length bias)}: every method at every beta of its loss."""
+    p, runs = config.policies, {}
+    for method, (name, length_bias) in policy_methods(config).items():
+        for beta in p.betas[name]:
+            loss = p.losses[name].copy_and_resolve_references()
+            loss.hyperparameters.beta = beta
+            runs[f"{method}_beta{beta:g}"] = (method, loss, length_bias)
+    return runs
+
+
+def stages_of_methods(config) -> dict[str, list[str]]:
+    out = {method: [] for method in policy_methods(config)}
+    for stage, (method, _, _) in policy_runs(config).items():
+        out[method].append(stage)
+    return out
 
 
 POLICY_NAMES = {
-    "sft": "SFT",
     CONTROL: "DPO on gold labels",
     BIASED_DPO: "DPO on biased labels",
     "dpo_length_normalized_biased": "length-normalised DPO on biased labels",
@@ -314,36 +340,52 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         }
         for s, d in combined["differences"].items()
     }
-    names = list(policy_runs(config))
+    names, budgets = list(policy_runs(config)), list(config.policies.kl_budgets)
+    methods = stages_of_methods(config)
     policy_tables = {str(seed): policy_table(m, names) for seed, m in seeds.items()}
-    policies = seed_means(policy_tables)
-    others = [n for n in names if n not in (CONTROL, BIASED_DPO)]
-    differences = policy_differences(policy_tables, CONTROL, BIASED_DPO, others)
-    policy_figure(policies, POLICY_NAMES, len(policy_tables), workdir / "figures")
-    versus_control = differences[f"{BIASED_DPO} - {CONTROL}"]
-    policy_answers = {
-        "longer": interval_verdict(versus_control["response_length"], "longer", "shorter"),
-        "gold": interval_verdict(versus_control["gold_reward"], "higher gold", "lower gold"),
+    at_budgets = {s: at_kl_budgets(t, methods, budgets) for s, t in policy_tables.items()}
+    others = [m for m in methods if m not in (CONTROL, BIASED_DPO)]
+    pairs = {"biased_minus_control": (BIASED_DPO, CONTROL)}
+    pairs |= {f"{other}_minus_dpo": (other, BIASED_DPO) for other in others}
+    differences = budget_differences(list(at_budgets.values()), pairs, budgets)
+    runs_combined = seed_means(policy_tables)
+    policy_figure(runs_combined, methods, POLICY_NAMES, len(policy_tables), workdir / "figures")
+
+    def verdict(value, above: str, below: str) -> str:
+        mean, half, count = value
+        return interval_verdict((mean, half), above, below) if count >= 2 else "too few seeds"
+
+    def verdicts(label: str) -> dict:
+        d = differences[label]
+        return {
+            "length": [verdict(v, "longer", "shorter") for v in d["length"]],
+            "gold": [verdict(v, "higher gold", "lower gold") for v in d["gold"]],
+        }
+
+    policies = {
+        "seeds": policy_tables,
+        "at_budgets": at_budgets,
+        "runs": runs_combined,
+        "methods": {
+            m: {
+                metric: [
+                    defined_interval([t[m][metric][i] for t in at_budgets.values()])
+                    for i in range(len(budgets))
+                ]
+                for metric in ("gold", "length")
+            }
+            for m in methods
+        },
+        "differences": differences,
+        "answers": {label: verdicts(label) for label in pairs},
     }
-    for other in others:
-        versus = differences[f"{other} - {BIASED_DPO}"]
-        policy_answers[f"{other}/length"] = interval_verdict(
-            versus["response_length"], "longer", "shorter"
-        )
-        policy_answers[f"{other}/gold"] = interval_verdict(
-            versus["gold_reward"], "higher gold", "lower gold"
-        )
     return {
         "ns": ns,
         "seeds": tables,
         "combined": combined,
         "answers": answers,
-        "policies": {
-            "seeds": policy_tables,
-            "combined": policies,
-            "differences": differences,
-            "answers": policy_answers,
-        },
+        "policies": policies,
+        "policies_budgets": budgets,
     }
 
 
@@ -464,18 +506,17 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
 
 
 POLICY_COLUMNS = {
-    "gold_reward": "gold",
-    "gold_length_controlled": "gold at the SFT policy's length",
-    "response_length": "length",
     "kl_to_sft": "KL to SFT",
-    "win_rate_vs_sft": "win rate vs SFT (gold)",
+    "gold_reward": "gold",
+    "response_length": "length",
+    "gold_length_controlled": "gold at the SFT policy's length",
 }
 
 
 def policy_report(config, policies: dict) -> list[str]:
-    """The policy half's table and criteria (6)-(9)."""
+    """The policy half's runs, its methods at the KL budgets, and criteria (6)-(9)."""
     p, dpo = config.policies, config.stages.dpo
-    combined, d, a = policies["combined"], policies["differences"], policies["answers"]
+    budgets, runs = list(p.kl_budgets), policy_runs(config)
     lines = [
         "",
         "#### DPO on length-biased labels",
@@ -485,43 +526,67 @@ def policy_report(config, policies: dict) -> list[str]:
         f"training prompts labelled by an annotator adding {p.length_bias} gold per token "
         "(Bradley-Terry at temperature "
         f"{dpo.labels.annotator_temperature}) and, from the same samples and draws, by the "
-        f"unbiased one; {dpo.train.steps} steps of batch {dpo.train.batch_size} for every run. "
-        + "; ".join(
-            f"{POLICY_NAMES.get(f'{name}_biased', name)}: "
-            + ", ".join(f"{k} {v:g}" for k, v in loss.hyperparameters.items() if v)
-            for name, loss in p.losses.items()
-        )
+        f"unbiased one; {dpo.train.steps} steps of batch {dpo.train.batch_size} for every run, "
+        "at every beta of "
+        + "; ".join(f"{name} {tuple(p.betas[name])}" for name in p.losses)
+        + f" (SimPO's gamma {p.losses.simpo.hyperparameters.gamma:g})" * ("simpo" in p.losses)
         + f". Every final policy and the SFT policy answer {p.num_prompts} fresh held-out "
-        "prompts with one sampling key; gold at the SFT policy's length adjusts each policy's "
-        "mean gold by a slope of gold on length pooled within policies "
-        "(`policy_eval.length_controlled_gold`).",
+        "prompts with one sampling key; gold at the SFT policy's length adjusts a policy's mean "
+        "gold by a slope of gold on length pooled within policies. Each run, mean over seeds:",
         "",
-        "| policy | " + " | ".join(POLICY_COLUMNS.values()) + " |",
-        "|---" * (len(POLICY_COLUMNS) + 1) + "|",
+        "| policy | beta | " + " | ".join(POLICY_COLUMNS.values()) + " |",
+        "|---" * (len(POLICY_COLUMNS) + 2) + "|",
     ]
-    for name, row in combined.items():
+    for name, row in policies["runs"].items():
+        method, loss = runs[name][:2] if name in runs else ("SFT", None)
+        beta = f"{loss.hyperparameters.beta:g}" if loss else "-"
         cells = [interval_text(row[m], digits=2) for m in POLICY_COLUMNS]
-        lines.append(f"| {POLICY_NAMES.get(name, name)} | {' | '.join(cells)} |")
-    versus = d[f"{BIASED_DPO} - {CONTROL}"]
+        lines.append(f"| {POLICY_NAMES.get(method, method)} | {beta} | {' | '.join(cells)} |")
+
+    def cell(value) -> str:
+        mean, half, count = value
+        return f"{interval_text((mean, half), 2, signed=True)} ({count})" if count else "- (0)"
+
+    header = " | ".join(f"KL {b:g}" for b in budgets)
     lines += [
         "",
-        "Criteria stated before the run (configs/length_bias.py), paired by seed:",
+        "Each method at equal KL (its runs' line, within a seed; in brackets the seeds whose "
+        "runs reach the budget):",
         "",
-        "| criterion | difference | answer |",
-        "|---|---|---|",
-        "| (6) length, DPO on biased minus on gold labels | "
-        f"{interval_text(versus['response_length'], 2, True)} | **{a['longer']}** |",
-        "| (7) gold, DPO on biased minus on gold labels | "
-        f"{interval_text(versus['gold_reward'], 3, True)} | **{a['gold']}** |",
+        f"| method | measure | {header} |",
+        "|---|---|" + "---|" * len(budgets),
     ]
-    for other in (k.removesuffix("/length") for k in a if k.endswith("/length")):
-        diff, label = d[f"{other} - {BIASED_DPO}"], POLICY_NAMES.get(other, other)
-        lines += [
-            f"| (8) length, {label} minus DPO on them | "
-            f"{interval_text(diff['response_length'], 2, True)} | **{a[f'{other}/length']}** |",
-            f"| (9) gold, {label} minus DPO on them | "
-            f"{interval_text(diff['gold_reward'], 3, True)} | **{a[f'{other}/gold']}** |",
-        ]
+    for method, values in policies["methods"].items():
+        for metric in ("gold", "length"):
+            lines.append(
+                f"| {POLICY_NAMES.get(method, method)} | {metric} | "
+                + " | ".join(cell(v) for v in values[metric])
+                + " |"
+            )
+    labels = {"biased_minus_control": "DPO on biased minus on gold labels"}
+    labels |= {
+        f"{m}_minus_dpo": f"{POLICY_NAMES.get(m, m)} minus DPO on them"
+        for m in policies["methods"]
+        if m not in (CONTROL, BIASED_DPO)
+    }
+    numbers = {"biased_minus_control": ("(6)", "(7)")}
+    lines += [
+        "",
+        "Criteria stated before the run (configs/length_bias.py), paired within seeds at each "
+        "KL budget:",
+        "",
+        f"| criterion | {header} |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for label, text in labels.items():
+        length_n, gold_n = numbers.get(label, ("(8)", "(9)"))
+        d, a = policies["differences"][label], policies["answers"][label]
+        for metric, number in (("length", length_n), ("gold", gold_n)):
+            lines.append(
+                f"| {number} {metric}, {text} | "
+                + " | ".join(f"{cell(v)} **{answer}**" for v, answer in zip(d[metric], a[metric]))
+                + " |"
+            )
     return lines
 
 
@@ -539,12 +604,12 @@ def glance(results: dict) -> list[str]:
             f"covariate minus biased {interval_text(d['covariate_minus_biased'], 2, True)} "
             f"(**{a[s]['covariate']}**)"
         )
-    p = results["policies"]
-    versus = p["differences"][f"{BIASED_DPO} - {CONTROL}"]
+    p, budget = results["policies"], results["policies_budgets"][-1]
+    d, a = p["differences"]["biased_minus_control"], p["answers"]["biased_minus_control"]
     out.append(
-        "DPO on biased minus gold labels: length "
-        f"{interval_text(versus['response_length'], 1, True)} (**{p['answers']['longer']}**), "
-        f"gold {interval_text(versus['gold_reward'], 2, True)} (**{p['answers']['gold']}**)"
+        f"DPO on biased minus gold labels at KL {budget:g}: length "
+        f"{interval_text(d['length'][-1][:2], 1, True)} (**{a['length'][-1]}**), gold "
+        f"{interval_text(d['gold'][-1][:2], 2, True)} (**{a['gold'][-1]}**)"
     )
     return out
 
@@ -555,7 +620,10 @@ def summarize(results: dict) -> dict:
         for s, criteria in results["answers"].items()
         for k, v in criteria.items()
     }
-    out |= {f"answer/policies/{k}": v for k, v in results["policies"]["answers"].items()}
+    for label, verdicts in results["policies"]["answers"].items():
+        for metric, per_budget in verdicts.items():
+            for budget, answer in zip(results["policies_budgets"], per_budget, strict=True):
+                out[f"answer/policies/{label}/{metric}/kl{budget:g}"] = answer
     return out
 
 

@@ -376,17 +376,15 @@ def length_bias_run(tmp_path_factory):
     # The policy half: the SFT policy and every DPO run, each biased-label run's labels made
     # by the biased annotator.
     policies = results["policies"]["seeds"]["0"]
-    assert set(policies) == {
-        "sft",
-        "dpo_gold_labels",
-        *(f"{n}_biased" for n in config.policies.losses),
-    }
+    assert set(policies) == {"sft", *length_bias.policy_runs(config)}
     assert abs(policies["sft"]["kl_to_sft"]) < 1e-6
-    stage = json.loads((workdir / "seed0" / "simpo_biased" / "config.json").read_text())
+    stage = json.loads((workdir / "seed0" / "simpo_biased_beta2" / "config.json").read_text())
     assert stage["labels"]["length_bias"] == config.policies.length_bias
-    assert stage["loss"]["name"] == "simpo"
-    gold_labels = json.loads((workdir / "seed0" / "dpo_gold_labels" / "config.json").read_text())
-    assert gold_labels["labels"]["length_bias"] == 0.0
+    assert stage["loss"]["name"] == "simpo" and stage["loss"]["hyperparameters"]["beta"] == 2.0
+    control = json.loads(
+        (workdir / "seed0" / "dpo_gold_labels_beta0.1" / "config.json").read_text()
+    )
+    assert control["labels"]["length_bias"] == 0.0
     assert all(isinstance(v, str) for v in summary.values() if not isinstance(v, float))
     for figure in ("length_bias", "length_bias_policies"):
         for suffix in ("png", "pdf"):

@@ -305,38 +305,71 @@ def policy_table(measured: dict, names: list[str]) -> dict[str, dict[str, float]
     return versus_sft(results)
 
 
-def policy_differences(tables: dict[str, dict], control: str, biased: str, others) -> dict:
-    """Paired by seed (mean, 95% t half-width): length and gold of the biased-label run less the
-    gold-label control's, and of each other run less the biased-label run's."""
+def at_kl_budgets(table: dict, runs: dict[str, list[str]], budgets) -> dict:
+    """One seed: each method's gold and length at every KL budget, read off the line through
+    its runs' (`runs[method]`, stages of `table`) points and the SFT policy's (KL 0), sorted by
+    KL; nan where a budget lies beyond the method's largest KL."""
+    out = {}
+    for method, stages in runs.items():
+        rows = sorted([table["sft"], *(table[s] for s in stages)], key=lambda r: r["kl_to_sft"])
+        kl = np.array([r["kl_to_sft"] for r in rows])
+        out[method] = {
+            metric: [
+                float(np.interp(b, kl, [r[key] for r in rows])) if b <= kl.max() else float("nan")
+                for b in budgets
+            ]
+            for metric, key in (("gold", "gold_reward"), ("length", "response_length"))
+        }
+    return out
 
-    def difference(a: str, b: str, metric: str):
-        return mean_interval([t[a][metric] - t[b][metric] for t in tables.values()])
 
-    pairs = {f"{biased} - {control}": (biased, control)}
-    pairs |= {f"{other} - {biased}": (other, biased) for other in others}
+def defined_interval(values) -> tuple[float, float, int]:
+    """(mean, 95% t half-width, count) over the values that are defined (not nan)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    return (*mean_interval(v), len(v))
+
+
+def budget_differences(seeds: list[dict], pairs: dict[str, tuple[str, str]], budgets) -> dict:
+    """{label: {metric: [(mean, half, seeds) per budget]}} of method a minus method b for each
+    `pairs` label (a, b), paired within the seeds where both are defined at the budget."""
     return {
-        label: {m: difference(a, b, m) for m in ("response_length", "gold_reward")}
+        label: {
+            metric: [
+                defined_interval([t[a][metric][i] - t[b][metric][i] for t in seeds])
+                for i in range(len(budgets))
+            ]
+            for metric in ("gold", "length")
+        }
         for label, (a, b) in pairs.items()
     }
 
 
-def policy_figure(combined: dict, labels: dict[str, str], num_seeds: int, out_dir: Path):
-    """figures/length_bias_policies.{png,pdf}: every policy's gold against its length and
-    against its KL to the SFT policy (mean over seeds, 95% t-intervals both ways)."""
+def policy_figure(
+    combined: dict, runs: dict[str, list[str]], labels: dict, num_seeds: int, out_dir: Path
+):
+    """figures/length_bias_policies.{png,pdf}: every method's runs (one per beta) and the SFT
+    policy, gold and length against KL to the SFT policy (mean over seeds, 95% t-intervals)."""
     fig, axes = plots.subplots(1, 2, figsize=(9.6, 3.6))
-    for i, (name, row) in enumerate(combined.items()):
-        for ax, x in zip(axes, ("response_length", "kl_to_sft"), strict=True):
+    sft = combined["sft"]
+    for i, (method, stages) in enumerate(runs.items()):
+        rows = sorted([sft, *(combined[s] for s in stages)], key=lambda r: r["kl_to_sft"][0])
+        kl = [r["kl_to_sft"] for r in rows]
+        for ax, metric in zip(axes, ("gold_reward", "response_length"), strict=True):
             plots.intervals(
                 ax,
-                [row[x][0]],
-                [row["gold_reward"]],
-                xerr=[row[x][1]] if np.isfinite(row[x][1]) else None,
-                fmt="o",
+                [m for m, _ in kl],
+                [r[metric] for r in rows],
+                xerr=np.nan_to_num([h for _, h in kl]),
+                fmt="o-",
+                markersize=3,
                 color=plots.series_color(i),
-                label=labels.get(name, name),
+                label=labels.get(method, method),
             )
-    axes[0].set(xlabel="response length (tokens)", ylabel="gold reward")
-    axes[1].set(xlabel="KL to the SFT policy (nats)", ylabel="gold reward")
+    axes[0].set(xlabel="KL to the SFT policy (nats)", ylabel="gold reward")
+    axes[1].set(xlabel="KL to the SFT policy (nats)", ylabel="response length (tokens)")
     axes[0].legend(fontsize=6)
     fig.suptitle(f"DPO-family policies on gold and length-biased labels ({num_seeds} seeds)")
     return plots.save(fig, out_dir / "length_bias_policies")
