@@ -550,8 +550,11 @@ def policy_report(config, policies: dict) -> list[str]:
     header = " | ".join(f"KL {b:g}" for b in budgets)
     lines += [
         "",
-        "Each method at equal KL (its runs' line, within a seed; in brackets the seeds whose "
-        "runs reach the budget):",
+        "Each method at equal KL, within a seed, off the line through its runs' and the SFT "
+        "policy's points sorted by KL: the gold and length of a mixture of the two neighbouring "
+        "policies, whose KL is at most the line's (KL is convex); below a method's nearest run "
+        "that is a mixture with the SFT policy. In brackets the seeds whose runs reach the "
+        "budget:",
         "",
         f"| method | measure | {header} |",
         "|---|---|" + "---|" * len(budgets),
