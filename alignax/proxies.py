@@ -34,7 +34,11 @@ from alignax.models import build_model
 from alignax.parallel import run_jobs
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model, save_stage
-from alignax.sweeps import make_member_scorer, make_reward_model_sweep
+from alignax.sweeps import (
+    make_member_scorer,
+    make_reward_model_sweep,
+    make_soft_label_reward_sweep,
+)
 from alignax.tasks import get_task
 from alignax.workdir import cache_is_current, cached_arrays, record_cache_key, stage_fingerprint
 
@@ -135,6 +139,26 @@ def proxy_optimizer(p: ml_collections.ConfigDict):
             }
         )
     )
+
+
+def scratch_reward_model_sweep(policy_model: ml_collections.ConfigDict, rm, pairs: dict, **options):
+    """(model, sweep): reward models from scratch per a study's `rm` section
+    (configs.common.scratch_reward_models_config) at the policy's architecture and `rm.width`,
+    trained by one vmapped `sweeps.make_soft_label_reward_sweep` on `pairs` (`tokens`,
+    `input_mask` [N, 2, L]) with no confidence term; `options` its `weighted`,
+    `with_covariate`."""
+    model = build_model(reward_model_config(policy_model, rm.width), heads=("reward",))
+    sweep = make_soft_label_reward_sweep(
+        model,
+        proxy_optimizer(rm),
+        {k: jnp.asarray(pairs[k]) for k in ("tokens", "input_mask")},
+        steps=rm.steps,
+        batch_size=rm.batch_size,
+        center_coefficient=rm.center_coefficient,
+        confidence_warmup=0.0,
+        **options,
+    )
+    return model, sweep
 
 
 def train_proxy_size(config, size: int, members: list[dict], comparisons: dict) -> None:

@@ -67,3 +67,14 @@ def stages_parent_config(
     common = base_config(model, task)
     keys = ("seed",) * seed + ("multihost", "distributed", "task_name", "task", "model", "mesh")
     return ml_collections.ConfigDict({key: common[key] for key in keys})
+
+
+def shrink_rlhf_base_stages(stages: ml_collections.ConfigDict) -> None:
+    """A smoke preset's pretrain and SFT stages (`stages.pretrain`, `stages.sft`): a few steps
+    on few examples, evaluated on 16 prompts (the DPO frontier and length-bias studies)."""
+    stages.pretrain.train.update(steps=10, log_every=10, eval_every=10)
+    stages.pretrain.sft.num_examples = 512
+    stages.pretrain.eval.num_prompts = 16
+    stages.sft.train.update(steps=20, log_every=10, eval_every=20)
+    stages.sft.sft.num_examples = 256
+    stages.sft.eval.num_prompts = 16

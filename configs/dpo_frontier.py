@@ -33,7 +33,7 @@ import ml_collections
 from alignax.losses.registry import default_hyperparameters
 from alignax.stages import stage_section
 from configs import dpo, kto, ppo, reward_model, sft
-from configs.common import stages_parent_config
+from configs.common import shrink_rlhf_base_stages, stages_parent_config
 
 
 def _loss(label: str, name: str, **hyperparameters) -> ml_collections.ConfigDict:
@@ -145,12 +145,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     )
 
     if small:
-        config.stages.pretrain.train.update(steps=10, log_every=10, eval_every=10)
-        config.stages.pretrain.sft.num_examples = 512
-        config.stages.pretrain.eval.num_prompts = 16
-        config.stages.sft.train.update(steps=20, log_every=10, eval_every=20)
-        config.stages.sft.sft.num_examples = 256
-        config.stages.sft.eval.num_prompts = 16
+        shrink_rlhf_base_stages(config.stages)
         config.budgets = (0.5, 1.0)
         num_pairs, batch_size, steps, eval_every, eval_prompts = 64, 16, 8, 4, 16
         config.stages.reward_model.pairs.update(num_pairs=num_pairs, num_eval_pairs=32)

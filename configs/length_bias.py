@@ -66,7 +66,12 @@ import ml_collections
 from alignax.losses.registry import default_hyperparameters
 from alignax.stages import stage_section
 from configs import dpo, sft
-from configs.common import pairs_config, scratch_reward_models_config, stages_parent_config
+from configs.common import (
+    pairs_config,
+    scratch_reward_models_config,
+    shrink_rlhf_base_stages,
+    stages_parent_config,
+)
 
 
 def _loss(name: str, **hyperparameters) -> ml_collections.ConfigDict:
@@ -142,12 +147,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.rm.update(width=8, steps=10)
         config.pairs.update(num_pairs=128, num_eval_pairs=64)
         config.pool.update(num_prompts=4, pool_size=8, num_references=4)
-        config.stages.pretrain.train.update(steps=10, log_every=10, eval_every=10)
-        config.stages.pretrain.sft.num_examples = 512
-        config.stages.pretrain.eval.num_prompts = 16
-        config.stages.sft.train.update(steps=20, log_every=10, eval_every=20)
-        config.stages.sft.sft.num_examples = 256
-        config.stages.sft.eval.num_prompts = 16
+        shrink_rlhf_base_stages(config.stages)
         config.stages.dpo.pairs.update(num_pairs=64, num_eval_pairs=16)
         config.stages.dpo.eval.num_prompts = 16
         config.stages.dpo.train.update(

@@ -59,9 +59,8 @@ from alignax.analysis.policy_eval import (
 )
 from alignax.analysis.stats import interval_text, interval_verdict, seed_means
 from alignax.cli import run_experiment
-from alignax.models import build_model
 from alignax.provenance import written_by
-from alignax.proxies import proxy_optimizer, reward_model_config
+from alignax.proxies import scratch_reward_model_sweep
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.study import (
@@ -71,7 +70,7 @@ from alignax.study import (
     rlhf_stage_config,
     wall_time_text,
 )
-from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
+from alignax.sweeps import make_member_scorer
 from alignax.tasks import get_task
 from alignax.tasks.base import response_lengths
 from alignax.workdir import cached_arrays, stage_fingerprint
@@ -243,17 +242,7 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     covariates = [no_covariate] * (1 + len(strengths)) + [gap] * len(strengths)
     m = len(targets)
 
-    model = build_model(reward_model_config(config.model, r.width), heads=("reward",))
-    sweep = make_soft_label_reward_sweep(
-        model,
-        proxy_optimizer(r),
-        {k: jnp.asarray(train[k]) for k in ("tokens", "input_mask")},
-        steps=r.steps,
-        batch_size=r.batch_size,
-        center_coefficient=r.center_coefficient,
-        confidence_warmup=0.0,
-        with_covariate=True,
-    )
+    model, sweep = scratch_reward_model_sweep(config.model, r, train, with_covariate=True)
     keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), i) for i in range(m)])
     (trained, coefficients), _ = sweep(
         (jax.vmap(model.init)(keys), jnp.zeros(m)),

@@ -48,11 +48,10 @@ from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
 from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.cli import run_experiment
 from alignax.feedback.principles import Constitution
-from alignax.models import build_model
 from alignax.provenance import written_by
-from alignax.proxies import proxy_optimizer, reward_model_config
+from alignax.proxies import scratch_reward_model_sweep
 from alignax.study import Study, wall_time_text
-from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
+from alignax.sweeps import make_member_scorer
 from alignax.tasks import get_task
 from alignax.workdir import cached_arrays
 
@@ -125,18 +124,8 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     pool = labels.generator_pool(
         task, config.pool.num_prompts, config.pool.pool_size, seed=EVAL_SEED_OFFSET + seed
     )
-    model = build_model(reward_model_config(config.model, r.width), heads=("reward",))
+    model, sweep = scratch_reward_model_sweep(config.model, r, train, weighted=True)
     score = make_member_scorer(model)
-    sweep = make_soft_label_reward_sweep(
-        model,
-        proxy_optimizer(r),
-        {k: jnp.asarray(train[k]) for k in ("tokens", "input_mask")},
-        steps=r.steps,
-        batch_size=r.batch_size,
-        center_coefficient=r.center_coefficient,
-        confidence_warmup=0.0,
-        weighted=True,
-    )
 
     def fit(weights: list[np.ndarray], stream: int):
         """One vmapped run of a model per weight vector, each from its own initialisation."""
