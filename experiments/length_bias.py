@@ -39,6 +39,7 @@ import numpy as np
 from alignax import labels
 from alignax.analysis.best_of_n import powers_of_two
 from alignax.analysis.length_bias import (
+    DIVERSITY,
     aggregate,
     annotate,
     at_kl_budgets,
@@ -187,6 +188,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         "policies": config.policies.to_dict(),
         "stages": {name: stage_fingerprint(seed_dir / name) for name in names},
         "seed": seed,
+        "measured": ["gold", "length", "kl", "ended_with_eos", *DIVERSITY],
     }
     policies = cached_arrays(
         seed_dir / "policies.npz", key, lambda: measure_policies(config, seed, seed_dir, names)
@@ -196,7 +198,8 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
 
 def measure_policies(config, seed: int, seed_dir: Path, names: list[str]) -> dict:
     """Every policy of `names` answers one fresh draw of held-out prompts with one sampling key:
-    `policy/<name>/<gold|length|kl|ended_with_eos>` per prompt (KL to the SFT policy)."""
+    `policy/<name>/<gold|length|kl|ended_with_eos|entropy>` per prompt (KL to the SFT policy),
+    and the batch's `distinct_2` and `self_bleu` (alignax/analysis/diversity.py)."""
     p = config.policies
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
@@ -216,9 +219,8 @@ def measure_policies(config, seed: int, seed_dir: Path, names: list[str]) -> dic
             rng,
             max_new_tokens=p.max_new_tokens,
             ref_params=sft_params,
-            monitor=False,
         )
-        for key in ("gold", "length", "kl", "ended_with_eos"):
+        for key in ("gold", "length", "kl", "ended_with_eos", *DIVERSITY):
             out[f"policy/{name}/{key}"] = np.asarray(r[key], np.float64)
     return out
 
@@ -499,6 +501,9 @@ POLICY_COLUMNS = {
     "gold_reward": "gold",
     "response_length": "length",
     "gold_length_controlled": "gold at the SFT policy's length",
+    "entropy": "entropy (nats/token)",
+    "distinct_2": "distinct-2",
+    "self_bleu": "self-BLEU",
 }
 
 
@@ -521,7 +526,9 @@ def policy_report(config, policies: dict) -> list[str]:
         + f" (SimPO's gamma {p.losses.simpo.hyperparameters.gamma:g})" * ("simpo" in p.losses)
         + f". Every final policy and the SFT policy answer {p.num_prompts} fresh held-out "
         "prompts with one sampling key; gold at the SFT policy's length adjusts a policy's mean "
-        "gold by a slope of gold on length pooled within policies. Each run, mean over seeds:",
+        "gold by a slope of gold on length pooled within policies; entropy is the policy's mean "
+        "per-token entropy on its answers, distinct-2 and self-BLEU the answers' diversity "
+        "(alignax/analysis/diversity.py: the collapse monitor). Each run, mean over seeds:",
         "",
         "| policy | beta | " + " | ".join(POLICY_COLUMNS.values()) + " |",
         "|---" * (len(POLICY_COLUMNS) + 2) + "|",

@@ -292,17 +292,25 @@ def figure(combined: dict, ns, num_seeds: int, out_dir: Path) -> list[Path]:
 # The policy half: DPO and its length-normalised relatives on the biased labels.
 
 
+DIVERSITY = ("entropy", "distinct_2", "self_bleu")
+
+
 def policy_table(measured: dict, names: list[str]) -> dict[str, dict[str, float]]:
     """One seed: `policy_eval.versus_sft` of the SFT policy and every run of `names`, from their
-    answers to one fresh draw (`policy/<name>/<gold|length|kl|ended_with_eos>`)."""
+    answers to one fresh draw (`policy/<name>/<gold|length|kl|ended_with_eos>`), with their
+    diversity (`DIVERSITY`: mean per-token entropy, distinct-2 and self-BLEU of the batch)."""
+    everyone = ["sft", *names]
     results = {
         name: {
             key: measured[f"policy/{name}/{key}"]
             for key in ("gold", "length", "kl", "ended_with_eos")
         }
-        for name in ["sft", *names]
+        for name in everyone
     }
-    return versus_sft(results)
+    table = versus_sft(results)
+    for name in everyone:
+        table[name] |= {k: float(np.mean(measured[f"policy/{name}/{k}"])) for k in DIVERSITY}
+    return table
 
 
 def at_kl_budgets(table: dict, runs: dict[str, list[str]], budgets) -> dict:
