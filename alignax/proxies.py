@@ -141,24 +141,20 @@ def proxy_optimizer(p: ml_collections.ConfigDict):
     )
 
 
-def scratch_reward_model_sweep(policy_model: ml_collections.ConfigDict, rm, pairs: dict, **options):
-    """(model, sweep): reward models from scratch per a study's `rm` section
-    (configs.common.scratch_reward_models_config) at the policy's architecture and `rm.width`,
-    trained by one vmapped `sweeps.make_soft_label_reward_sweep` on `pairs` (`tokens`,
-    `input_mask` [N, 2, L]) with no confidence term; `options` its `weighted`,
-    `with_covariate`."""
-    model = build_model(reward_model_config(policy_model, rm.width), heads=("reward",))
-    sweep = make_soft_label_reward_sweep(
+def section_reward_sweep(model, section, pairs: dict, **options):
+    """`sweeps.make_soft_label_reward_sweep` of `model` on `pairs` (`tokens`, `input_mask`
+    [N, 2, L]) with a study's reward-model section's optimizer, steps, batch and centring
+    (configs.common.scratch_reward_models_config, or weak-to-strong's `w2s`); `options` its
+    `confidence_warmup` (default 0: no confidence term), `weighted`, `with_covariate`."""
+    return make_soft_label_reward_sweep(
         model,
-        proxy_optimizer(rm),
+        proxy_optimizer(section),
         {k: jnp.asarray(pairs[k]) for k in ("tokens", "input_mask")},
-        steps=rm.steps,
-        batch_size=rm.batch_size,
-        center_coefficient=rm.center_coefficient,
-        confidence_warmup=0.0,
-        **options,
+        steps=section.steps,
+        batch_size=section.batch_size,
+        center_coefficient=section.center_coefficient,
+        **{"confidence_warmup": 0.0, **options},
     )
-    return model, sweep
 
 
 def train_proxy_size(config, size: int, members: list[dict], comparisons: dict) -> None:

@@ -46,7 +46,7 @@ import ml_collections
 
 from alignax.stages import stage_section
 from configs import sft
-from configs.common import stages_parent_config
+from configs.common import pairs_config, stages_parent_config
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -73,7 +73,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         }
     )
     # Labelled comparisons: `num_pairs` in each training half, `num_eval_pairs` held out.
-    config.pairs = ml_collections.ConfigDict({"num_pairs": 4096, "num_eval_pairs": 4096})
+    config.pairs = pairs_config(num_pairs=4096, num_eval_pairs=4096)
     config.pool = ml_collections.ConfigDict({"num_prompts": 32, "pool_size": 512})
     if smoke:
         config.seeds = (0, 1)

@@ -53,15 +53,14 @@ from alignax.analysis.length_bias import (
 )
 from alignax.analysis.policy_eval import (
     EVAL_SEED_OFFSET,
-    FRESH_SEED_OFFSET,
-    evaluate_policy,
-    held_out_draw,
+    on_fresh_draw,
     score_pairs,
 )
 from alignax.analysis.stats import interval_text, interval_verdict, seed_means
 from alignax.cli import run_experiment
+from alignax.models import build_model
 from alignax.provenance import written_by
-from alignax.proxies import scratch_reward_model_sweep
+from alignax.proxies import reward_model_config, section_reward_sweep
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.study import (
@@ -203,26 +202,21 @@ def measure_policies(config, seed: int, seed_dir: Path, names: list[str]) -> dic
     p = config.policies
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
-    prompts, rng = held_out_draw(task, p.num_prompts, seed + FRESH_SEED_OFFSET)
-    out = {}
-    for name in names:
-        params = (
-            sft_params
-            if name == "sft"
-            else load_stage_model(seed_dir / name, heads=("lm",), mesh=mesh)[1]
-        )
-        r = evaluate_policy(
-            model,
-            params,
-            task,
-            prompts,
-            rng,
-            max_new_tokens=p.max_new_tokens,
-            ref_params=sft_params,
-        )
-        for key in ("gold", "length", "kl", "ended_with_eos", *DIVERSITY):
-            out[f"policy/{name}/{key}"] = np.asarray(r[key], np.float64)
-    return out
+    policies = {
+        name: sft_params
+        if name == "sft"
+        else load_stage_model(seed_dir / name, heads=("lm",), mesh=mesh)[1]
+        for name in names
+    }
+    answers = on_fresh_draw(
+        model, policies, sft_params, task, seed=seed, num_prompts=p.num_prompts,
+        max_new_tokens=p.max_new_tokens, monitor=True,
+    )  # fmt: skip
+    return {
+        f"policy/{name}/{key}": np.asarray(r[key], np.float64)
+        for name, r in answers.items()
+        for key in ("gold", "length", "kl", "ended_with_eos", *DIVERSITY)
+    }
 
 
 def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
@@ -244,7 +238,8 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     covariates = [no_covariate] * (1 + len(strengths)) + [gap] * len(strengths)
     m = len(targets)
 
-    model, sweep = scratch_reward_model_sweep(config.model, r, train, with_covariate=True)
+    model = build_model(reward_model_config(config.model, r.width), heads=("reward",))
+    sweep = section_reward_sweep(model, r, train, with_covariate=True)
     keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), i) for i in range(m)])
     (trained, coefficients), _ = sweep(
         (jax.vmap(model.init)(keys), jnp.zeros(m)),

@@ -48,8 +48,9 @@ from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
 from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.cli import run_experiment
 from alignax.feedback.principles import Constitution
+from alignax.models import build_model
 from alignax.provenance import written_by
-from alignax.proxies import scratch_reward_model_sweep
+from alignax.proxies import reward_model_config, section_reward_sweep
 from alignax.study import Study, wall_time_text
 from alignax.sweeps import make_member_scorer
 from alignax.tasks import get_task
@@ -124,7 +125,8 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     pool = labels.generator_pool(
         task, config.pool.num_prompts, config.pool.pool_size, seed=EVAL_SEED_OFFSET + seed
     )
-    model, sweep = scratch_reward_model_sweep(config.model, r, train, weighted=True)
+    model = build_model(reward_model_config(config.model, r.width), heads=("reward",))
+    sweep = section_reward_sweep(model, r, train, weighted=True)
     score = make_member_scorer(model)
 
     def fit(weights: list[np.ndarray], stream: int):

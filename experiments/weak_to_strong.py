@@ -47,9 +47,9 @@ from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.models import build_model
 from alignax.provenance import written_by
-from alignax.proxies import proxy_optimizer, reward_model_config
+from alignax.proxies import reward_model_config, section_reward_sweep
 from alignax.study import PlannedStage, Study, seed_stage_config, wall_time_text
-from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
+from alignax.sweeps import make_member_scorer
 from alignax.tasks import get_task
 from alignax.workdir import cached_arrays, stage_fingerprint
 from alignax.workflows import sft
@@ -159,15 +159,7 @@ def train_members(model, config, train, weak_labels, names, params, seed: int, w
     """The members `names` of width `w` as one vmapped run: the weak model on half A's gold
     labels, the ceiling on half B's, each student on half B labelled by its weak model."""
     s = config.w2s
-    sweep = make_soft_label_reward_sweep(
-        model,
-        proxy_optimizer(s),
-        {k: jnp.asarray(train[k]) for k in ("tokens", "input_mask")},
-        steps=s.steps,
-        batch_size=s.batch_size,
-        center_coefficient=s.center_coefficient,
-        confidence_warmup=s.confidence_warmup,
-    )
+    sweep = section_reward_sweep(model, s, train, confidence_warmup=s.confidence_warmup)
     targets, starts, confidence = [], [], []
     for role in names:
         kind, _, weak = role.partition("_d")

@@ -8,8 +8,10 @@ import pytest
 from alignax.analysis.best_of_n import (
     best_of_n_estimate,
     best_of_n_kl,
+    best_of_n_per_prompt,
     best_of_n_weights,
     majority_vote_accuracy,
+    pick_probabilities,
 )
 
 
@@ -48,6 +50,16 @@ def test_n_equal_one_is_the_pool_mean_and_n_equal_pool_is_the_max():
     proxy = rng.normal(size=(4, 9))
     assert best_of_n_estimate(proxy, proxy, 1)["proxy"] == pytest.approx(proxy.mean())
     assert best_of_n_estimate(proxy, proxy, 9)["proxy"] == pytest.approx(proxy.max(1).mean())
+
+
+def test_pick_probabilities_give_the_same_estimate_per_prompt():
+    rng = np.random.default_rng(3)
+    proxy, gold = rng.normal(size=(5, 12)), rng.normal(size=(5, 12))
+    for n in (1, 3, 12):
+        pick = pick_probabilities(proxy, n)
+        np.testing.assert_allclose(pick.sum(axis=1), 1.0)
+        _, want = best_of_n_per_prompt(proxy, gold, n)
+        np.testing.assert_allclose((pick * gold).sum(axis=1), want, rtol=1e-12)
 
 
 def test_bad_n_is_refused():

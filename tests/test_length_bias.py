@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from alignax.analysis.best_of_n import pick_probabilities
 from alignax.analysis.length_bias import (
     annotate,
     at_kl_budgets,
@@ -77,12 +78,14 @@ def test_win_rates_of_a_random_pick_are_a_half_and_length_control_removes_a_pure
     gap = versus_references(z, references)
     judged = sigmoid(versus_references(gold + z, references) / 0.5)
     # n = 1 is a random pool sample: it wins half of its comparisons with the pool, by any judge.
-    at_one = win_rates(rng.normal(size=(prompts, pool)), judged, gold_judged, gap, 1)
+    at_one = win_rates(
+        pick_probabilities(rng.normal(size=(prompts, pool)), 1), judged, gold_judged, gap
+    )
     assert at_one["raw"] == pytest.approx(0.5) and at_one["gold"] == pytest.approx(0.5)
     # A judge that prefers by length alone, and picks by length: raw wins, but at equal length
     # the judge is indifferent.
     by_length = sigmoid(2.0 * gap)
-    picked = win_rates(z, by_length, gold_judged, gap, 4)
+    picked = win_rates(pick_probabilities(z, 4), by_length, gold_judged, gap)
     assert picked["raw"] > 0.7 and picked["controlled"] == pytest.approx(0.5, abs=1e-6)
 
 

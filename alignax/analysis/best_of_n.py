@@ -40,6 +40,15 @@ def best_of_n_weights(pool_size: int, n: int) -> np.ndarray:
     return weights
 
 
+def pick_probabilities(score_PxS: np.ndarray, n: int) -> np.ndarray:
+    """[P, S]: each pool sample's probability of being best-of-n's pick by `score` (ranked as
+    `best_of_n_per_prompt` ranks them), so E[f(pick)] = sum over the pool of p * f."""
+    order = np.argsort(score_PxS, axis=1, kind="stable")
+    out = np.zeros(np.shape(score_PxS))
+    np.put_along_axis(out, order, best_of_n_weights(out.shape[1], n)[None, :], axis=1)
+    return out
+
+
 def best_of_n_per_prompt(proxy: np.ndarray, gold: np.ndarray, n: int):
     """Per-prompt unbiased estimates ([num_prompts] each) of the proxy and gold reward of the
     response best-of-n picks by proxy, from pools `proxy`, `gold` [num_prompts, pool_size]."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from alignax.analysis import plots
-from alignax.analysis.best_of_n import best_of_n_per_prompt, best_of_n_weights
+from alignax.analysis.best_of_n import pick_probabilities
 from alignax.analysis.policy_eval import versus_sft
 from alignax.analysis.stats import mean_interval
 
@@ -85,24 +85,21 @@ def versus_references(values_PxS, references_PxR) -> np.ndarray:
     return values_PxS[:, :, None] - values_PxS[rows, references_PxR][:, None, :]
 
 
-def win_rates(score_PxS, judged_PxSxR, gold_PxSxR, length_gap_PxSxR, n: int) -> dict:
-    """Best-of-n (by `score`) against a reference from the pool: the biased judge's mean
+def win_rates(pick_PxS, judged_PxSxR, gold_PxSxR, length_gap_PxSxR) -> dict:
+    """The pick (each pool sample counted with its probability `pick` of being best-of-n's,
+    `best_of_n.pick_probabilities`) against a reference from the pool: the biased judge's mean
     P(pick preferred) over the references (`judged`: `raw`), the same preferences regressed on
     the standardised length difference (`length_gap`) and read at 0 (`controlled`), and the
-    unbiased (gold) judge's (`gold`). Each pool sample counts with its probability of being
-    best-of-n's pick."""
-    order = np.argsort(score_PxS, axis=1, kind="stable")
-    weight = np.zeros(score_PxS.shape)
-    np.put_along_axis(weight, order, best_of_n_weights(score_PxS.shape[1], n)[None, :], axis=1)
-    keep = weight > 1e-12  # the samples that can be the pick
+    unbiased (gold) judge's (`gold`)."""
+    keep = pick_PxS > 1e-12  # the samples that can be the pick
     out = {
-        "raw": float((weight * judged_PxSxR.mean(axis=2)).sum(axis=1).mean()),
-        "gold": float((weight * gold_PxSxR.mean(axis=2)).sum(axis=1).mean()),
+        "raw": float((pick_PxS * judged_PxSxR.mean(axis=2)).sum(axis=1).mean()),
+        "gold": float((pick_PxS * gold_PxSxR.mean(axis=2)).sum(axis=1).mean()),
     }
     out["controlled"] = logistic_intercept(
         judged_PxSxR[keep],
         length_gap_PxSxR[keep],
-        np.broadcast_to(weight[..., None], judged_PxSxR.shape)[keep],
+        np.broadcast_to(pick_PxS[..., None], judged_PxSxR.shape)[keep],
     )
     return out
 
@@ -154,18 +151,14 @@ def seed_table(
         for name, score in chosen.items():
             curves = {q: [] for q in QUANTITIES}
             for n in ns:
-                _, g = best_of_n_per_prompt(score, gold, n)
-                _, ln = best_of_n_per_prompt(score, length, n)
-                _, b = best_of_n_per_prompt(score, beyond, n)
-                w = win_rates(score, judged, gold_judged, length_gap, n)
+                pick = pick_probabilities(score, n)
+                w = win_rates(pick, judged, gold_judged, length_gap)
+                expected = [(pick * v).sum(axis=1).mean() for v in (gold, length, beyond)]
                 for q, v in zip(
-                    QUANTITIES,
-                    (g.mean(), ln.mean(), b.mean(), w["raw"], w["controlled"], w["gold"]),
-                    strict=True,
+                    QUANTITIES, (*expected, w["raw"], w["controlled"], w["gold"]), strict=True
                 ):
                     curves[q].append(float(v))
-            picked, _ = best_of_n_per_prompt(score, score, ns[-1])
-            gain = picked.mean() - score.mean()
+            gain = (pick * score).sum(axis=1).mean() - score.mean()  # at the largest n
             extra_length = curves["length"][-1] - length.mean()
             curves["length share"] = length_slope(score, length) * extra_length / gain
             curves["length correlation"] = length_correlation(score, length)

@@ -153,6 +153,36 @@ def _response_entropy(model: Model, params: Params, tokens, input_mask, prompt_l
     return response_outputs(model, params, tokens, input_mask, prompt_len)["entropy"]
 
 
+def on_fresh_draw(
+    model: Model,
+    policies: dict[str, Params],
+    ref_params: Params,
+    task,
+    *,
+    seed: int,
+    num_prompts: int,
+    max_new_tokens: int,
+    monitor: bool,
+) -> dict[str, dict]:
+    """{label: `evaluate_policy` result}: every policy of `policies` answers `num_prompts`
+    held-out prompts of the fresh draw of `seed` (seed + FRESH_SEED_OFFSET) with one sampling
+    key, so their samples pair prompt by prompt; KL to `ref_params`."""
+    prompts, rng = held_out_draw(task, num_prompts, seed + FRESH_SEED_OFFSET)
+    return {
+        label: evaluate_policy(
+            model,
+            params,
+            task,
+            prompts,
+            rng,
+            max_new_tokens=max_new_tokens,
+            ref_params=ref_params,
+            monitor=monitor,
+        )  # fmt: skip
+        for label, params in policies.items()
+    }
+
+
 def on_fresh_prompts(
     sft_dir: Path,
     run_dir: Path,
@@ -182,21 +212,11 @@ def on_fresh_prompts(
         for label, step in steps.items():
             params = restore_params(run_dir / "checkpoints", like, step=step)
             policies[label] = params if params_at is None else params[params_at]
-        prompts, rng = held_out_draw(task, num_prompts, seed + FRESH_SEED_OFFSET)
-        out = {}
-        for label, params in policies.items():
-            r = evaluate_policy(
-                model,
-                params,
-                task,
-                prompts,
-                rng,
-                max_new_tokens=max_new_tokens,
-                ref_params=sft,
-                monitor=False,
-            )
-            out[label] = {"gold": r["gold"].tolist(), "kl": r["kl"].tolist()}
-        return out
+        answers = on_fresh_draw(
+            model, policies, sft, task, seed=seed, num_prompts=num_prompts,
+            max_new_tokens=max_new_tokens, monitor=False,
+        )  # fmt: skip
+        return {k: {"gold": r["gold"].tolist(), "kl": r["kl"].tolist()} for k, r in answers.items()}
 
     key = {
         "steps": steps,

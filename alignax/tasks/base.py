@@ -180,7 +180,7 @@ def comparisons_layout(
     K = num_responses
     n = len(gold_N) // K
     gold = np.asarray(gold_N).reshape(n, K)
-    judged = annotator.utility(gold, batch["loss_mask"].sum(axis=-1).reshape(n, K))
+    judged = annotator.utility(gold, response_lengths(batch).reshape(n, K))
     if K == 2:
         first = annotator.prefer_first(judged[:, 0], judged[:, 1], rng)
         ranks = np.stack([~first, first], axis=1).astype(np.int64)
@@ -195,7 +195,8 @@ def comparisons_layout(
 
 
 def response_lengths(layout: dict) -> np.ndarray:
-    """[N, K]: the tokens of each response of a comparisons layout (its `loss_mask`)."""
+    """The tokens of each response of a layout (its `loss_mask` summed over the last axis):
+    [N, K] for a comparisons layout, [N] for encoded rows."""
     return layout["loss_mask"].sum(axis=-1)
 
 
