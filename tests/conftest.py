@@ -55,16 +55,43 @@ def pytest_sessionfinish(session):
         shutil.rmtree(_cache_dir, ignore_errors=True)
 
 
+def _runs_a_notebook(nodeid: str) -> bool:
+    return nodeid.split("::", 1)[0].endswith("test_notebooks.py")
+
+
 class ModuleScheduling(LoadScopeScheduling):
     """pytest-xdist's scope scheduling with one scope per test module, and one per notebook test
     (each has its own experiment run). It reads only node ids: xdist's own `--dist loadgroup`
     marks them by setting `item._nodeid`, which pytest 9 no longer reads, and every module's
     session fixtures were silently built on both processes (the pretrain -> SFT -> reward-model
-    chain of tests/test_experiments.py among them)."""
+    chain of tests/test_experiments.py among them).
+
+    Scopes are handed out in collection order (`pytest_collection_modifyitems`), not xdist's
+    default of the most tests first: that put the notebook tests, one test and a 30-80 s study
+    run each, last, and the run ended with one process finishing them while the other idled."""
 
     def _split_scope(self, nodeid: str) -> str:
-        module = nodeid.split("::", 1)[0]
-        return nodeid if module.endswith("test_notebooks.py") else module
+        return nodeid if _runs_a_notebook(nodeid) else nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest work first, so the two processes finish together: the notebook tests (each a
+    study's end-to-end run), then the modules, most tests first (xdist's own order)."""
+    size = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        size[module] = size.get(module, 0) + 1
+
+    def order(item):
+        module = item.nodeid.split("::", 1)[0]
+        return (not _runs_a_notebook(item.nodeid), -size[module], module)
+
+    items.sort(key=order)  # stable: a module's tests keep their order
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's, absent without it
+        config.option.loadscopereorder = False
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent without it (-p no:xdist)
