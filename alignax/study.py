@@ -289,10 +289,6 @@ def wall_time_text(timings: dict) -> str:
     )
 
 
-def verdict(passed: bool) -> str:
-    return f"**{'pass' if passed else 'fail'}**"
-
-
 # ---------------------------------------------------------------------------------------------
 # The RLHF stage graph that the pipeline, the DPO frontier and the InstructGPT study share.
 

@@ -25,6 +25,7 @@ from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_curve, powers_of_two
 from alignax.analysis.overoptimization import standardize
 from alignax.analysis.policy_eval import sample_pool, score_in_chunks
+from alignax.analysis.report import table
 from alignax.cli import run_experiment
 from alignax.experiment import check_model_fits_task, initial_params
 from alignax.models import build_model
@@ -133,16 +134,20 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{config.rewards.reward_model_from}`) and the gold reward, both standardised on the "
         "pool; ± 95% intervals (1.96 SE, the SE from a bootstrap over prompts).",
         "",
-        "| n | KL_bon bound | KL pool est. | proxy | gold | oracle gold |",
-        "|---|---|---|---|---|---|",
     ]
-    for r, o in zip(curves["reward model"], curves["oracle"]):
-        lines.append(
-            f"| {r['n']} | {r['kl_bound']:.2f} | {r['kl_pool']:.2f} | "
-            f"{r['proxy']:.2f} ± {1.96 * r['proxy_se']:.2f} | "
-            f"{r['gold']:.2f} ± {1.96 * r['gold_se']:.2f} | "
-            f"{o['gold']:.2f} |"
+    header = ("n", "KL_bon bound", "KL pool est.", "proxy", "gold", "oracle gold")
+    rows = [
+        (
+            r["n"],
+            f"{r['kl_bound']:.2f}",
+            f"{r['kl_pool']:.2f}",
+            f"{r['proxy']:.2f} ± {1.96 * r['proxy_se']:.2f}",
+            f"{r['gold']:.2f} ± {1.96 * r['gold_se']:.2f}",
+            f"{o['gold']:.2f}",
         )
+        for r, o in zip(curves["reward model"], curves["oracle"])
+    ]
+    lines += table(header, rows)
     return "\n".join(lines) + "\n"
 
 

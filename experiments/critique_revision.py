@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from alignax import feedback, labels
+from alignax.analysis.report import table
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.experiment import read_summary
@@ -229,15 +230,12 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
         f"policy's samples on {config.eval.num_prompts} held-out prompts; means over "
         f"{len(config.seeds)} seed(s) with 95% intervals.",
         "",
-        "| policy | gold reward | " + " | ".join(names) + " |",
-        "|---|---|" + "---|" * len(names),
     ]
-    for name, p in result["policies"].items():
-        lines.append(
-            f"| {name} | {interval_text(p['gold_reward'])} | "
-            + " | ".join(interval_text(v) for v in p["objectives"])
-            + " |"
-        )
+    rows = [
+        [name, interval_text(p["gold_reward"]), *map(interval_text, p["objectives"])]
+        for name, p in result["policies"].items()
+    ]
+    lines += table(["policy", "gold reward", *names], rows)
     d = result["difference"]
     lines += [
         "",

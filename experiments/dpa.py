@@ -32,6 +32,7 @@ import numpy as np
 
 from alignax import feedback
 from alignax.analysis.frontier import at_kl
+from alignax.analysis.report import intervals, table
 from alignax.analysis.stats import interval_text
 from alignax.checkpoint import checkpoint_steps, restore_params
 from alignax.cli import run_experiment
@@ -195,18 +196,21 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
         "",
         "At the final step of each run:",
         "",
-        f"| policy | {first} | {second} | gold reward | KL to SFT | tied pairs |",
-        "|---|---|---|---|---|---|",
-        f"| SFT | {interval_text(result['sft']['objectives'][0])} | "
-        f"{interval_text(result['sft']['objectives'][1])} | "
-        f"{interval_text(result['sft']['gold_reward'])} | 0 | – |",
     ]
-    for r in result["directions"]:
-        lines.append(
-            f"| DPO, {r['degrees']:g} deg | {interval_text(r['objectives'][0])} | "
-            f"{interval_text(r['objectives'][1])} | {interval_text(r['gold_reward'])} | "
-            f"{interval_text(r['kl_to_reference'], 2)} | {interval_text(r['tied_share'], 2)} |"
-        )
+    sft = result["sft"]
+    columns = [("gold_reward", 3), ("kl_to_reference", 2), ("tied_share", 2)]
+    rows = [
+        ["SFT", *map(interval_text, sft["objectives"]), interval_text(sft["gold_reward"]), 0, "–"],
+        *(
+            [
+                f"DPO, {r['degrees']:g} deg",
+                *map(interval_text, r["objectives"]),
+                *intervals(r, columns),
+            ]
+            for r in result["directions"]
+        ),
+    ]
+    lines += table(["policy", first, second, "gold reward", "KL to SFT", "tied pairs"], rows)
     lines += steps_table(config, result["steps"], "final step")
     matched = result["matched_kl"]
     lines += [
@@ -246,15 +250,16 @@ def steps_table(config, steps: list[dict], where: str) -> list[str]:
         "paired by seed (95% intervals); in order: the step lowers the first objective and "
         "raises the second, both intervals excluding 0.",
         "",
-        f"| step | change in {first} | change in {second} | in order |",
-        "|---|---|---|---|",
     ]
-    for step in steps:
-        a, b = step["change"]
-        lines.append(
-            f"| {step['from']:g} -> {step['to']:g} deg | {interval_text(a, signed=True)} | "
-            f"{interval_text(b, signed=True)} | {'yes' if step['in_order'] else 'not shown'} |"
-        )
+    rows = [
+        [
+            f"{step['from']:g} -> {step['to']:g} deg",
+            *(interval_text(change, signed=True) for change in step["change"]),
+            "yes" if step["in_order"] else "not shown",
+        ]
+        for step in steps
+    ]
+    lines += table(["step", f"change in {first}", f"change in {second}", "in order"], rows)
     shown = sum(step["in_order"] for step in steps)
     return [*lines, "", f"Steps in order ({where}): {shown} of {len(steps)}."]
 

@@ -45,12 +45,13 @@ from alignax.analysis.frontier import (
     endings,
     figures,
     fresh_frontiers,
+    fresh_vertices,
     frontier_table,
-    frontier_vertices,
     method_frontiers,
     peak_and_final,
     start_gold,
     turnover,
+    turnover_table,
 )
 from alignax.analysis.policy_eval import on_fresh_prompts
 from alignax.analysis.report import intervals, table
@@ -213,14 +214,14 @@ def run_config(config, run: Run, seed: int, seed_dir: Path) -> ml_collections.Co
     out = stage_config(config, template, links, shared)
     with out.unlocked():
         out.seed = seed
-        for key, value in run.overrides:
-            *sections, leaf = key.split(".")
-            node = out
-            for section in sections:
-                node = node[section]
-            if isinstance(value, ml_collections.ConfigDict):
-                value = value.copy_and_resolve_references()
-            node[leaf] = value
+        out.update_from_flattened_dict(
+            {
+                key: value.copy_and_resolve_references()
+                if isinstance(value, ml_collections.ConfigDict)
+                else value
+                for key, value in run.overrides
+            }
+        )
     # Every evaluated step's checkpoint is kept: frontier vertices and the over-optimisation
     # peak are chosen on the in-run evaluations and measured again on fresh prompts.
     section = {"dpo": "offline", "kto": "kto", "ppo": "rl.ppo"}[run.runner]
@@ -336,49 +337,29 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         run.name: trajectory(seed_dir / run.name, run.runner, run.frontier_steps) for run in runs
     }
     over = overoptimization_seed(config, task, mesh, seed, seed_dir, over_run)
-    fresh = functools.partial(on_fresh_prompts, task=task, seed=seed, mesh=mesh)
+    runner = {r.name: r.runner for r in runs}
+
+    def measure(name: str, steps: list[int]) -> dict:
+        return on_fresh_prompts(
+            seed_dir / "sft",
+            seed_dir / name,
+            {str(s): s for s in steps},
+            task=task,
+            seed=seed,
+            num_prompts=config.overoptimization.num_prompts,
+            max_new_tokens=config.offline.eval.max_new_tokens,
+            mesh=mesh,
+            params_at="policy" if runner[name] == "ppo" else None,
+            cache=seed_dir / name / "fresh_vertices.json",
+        )
+
     sets = {
         "vertices": method_runs(runs),
         "equal_budget_vertices": method_runs([r for r in runs if r.equal_budget]),
     }
-    return {
-        "trajectories": trajectories,
-        "overoptimization": over,
-        **vertices_seed(config, sets, runs, trajectories, over, seed_dir, fresh),
-    }
-
-
-def vertices_seed(config, sets: dict, runs, trajectories, over, seed_dir: Path, fresh) -> dict:
-    """For each set of `sets` ({set: {method: the names of its runs}}), {method: its frontier
-    vertices (`frontier_vertices` of those runs' evaluations and the SFT point)}, each with run,
-    step, the in-run kl and gold and the fresh ones (`fresh_kl`, `fresh_gold`: the same fresh
-    prompts and sampling key as the over-optimisation re-evaluation, so every method's vertices
-    and the SFT policy pair prompt by prompt; a checkpoint in several sets is measured once)."""
     start = over["reevaluated"]["sft_gold"]
-    out: dict[str, dict] = {}
-    for label, methods in sets.items():
-        out[label] = {}
-        for method, names in methods.items():
-            points = [{**p, "run": n} for n in names for p in trajectories[n]]
-            out[label][method] = frontier_vertices(points, start, config.budgets)
-    runner = {r.name: r.runner for r in runs}
-    by_run: dict[str, list[dict]] = {}
-    for v in (v for chosen in out.values() for vertices in chosen.values() for v in vertices):
-        by_run.setdefault(v["run"], []).append(v)
-    for name, vertices in by_run.items():
-        measured = fresh(
-            seed_dir / "sft",
-            seed_dir / name,
-            {str(s): s for s in sorted({v["step"] for v in vertices})},
-            num_prompts=config.overoptimization.num_prompts,
-            max_new_tokens=config.offline.eval.max_new_tokens,
-            params_at="policy" if runner[name] == "ppo" else None,
-            cache=seed_dir / name / "fresh_vertices.json",
-        )
-        for v in vertices:
-            v["fresh_kl"] = float(np.mean(measured[str(v["step"])]["kl"]))
-            v["fresh_gold"] = float(np.mean(measured[str(v["step"])]["gold"]))
-    return out
+    vertices = fresh_vertices(sets, trajectories, start, config.budgets, measure)
+    return {"trajectories": trajectories, "overoptimization": over, **vertices}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,18 +492,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "drop is not inflated by picking the maximum of noisy evaluations.",
         "",
     ]
-    rows = []
-    for seed, result in seeds.items():
-        o = result["overoptimization"]
-        r = o["reevaluated"]
-        rows.append(
-            [seed, f"{o['peak']['step'] / steps_per_epoch:.2f}"]
-            + [f"{r[k]:.1f}" for k in ("peak_kl", "final_kl")]
-            + [f"{r[k]:.2f}" for k in ("sft_gold", "peak_gold", "final_gold")]
-            + [f"{r['drop']:.2f} ± {1.96 * r['drop_se']:.2f}"]
-        )
-    header = ["seed", "peak epoch", "KL at peak", "final KL", "gold: SFT", "peak", "final"]
-    lines += table([*header, "peak - final (± 1.96 SE over prompts)"], rows)
+    lines += turnover_table(seeds, steps_per_epoch)
     lines += [
         "",
         "Peak minus final gold over seeds: "

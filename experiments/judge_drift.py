@@ -33,6 +33,7 @@ import numpy as np
 
 from alignax import feedback
 from alignax.analysis import plots
+from alignax.analysis.report import table
 from alignax.analysis.stats import interval_text, mean_interval
 from alignax.cli import run_experiment
 from alignax.experiment import read_summary
@@ -268,23 +269,31 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"configured {drift.min_accuracy:g}. Means over {seeds} seed(s) with 95% intervals; "
         "accuracy is the verifier's. " + describe_reward(config.stages.ppo.ppo),
         "",
-        "| run | accuracy at start | best | end | KL to SFT at end | judge accuracy at start "
-        "| at end | alarms | alarm at iteration | accuracy at the alarm "
-        f"| alarms at {drift.min_accuracy:g} |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, row in result.items():
-        label = "verifier (control)" if name == "verifier" else f"judge, {run_label(name)}"
 
-        def cell(key, digits=3, row=row):  # "–" where no seed defines it (no alarm fired)
-            return interval_text(row[key], digits) if np.isfinite(row[key][0]) else "–"
+    def cell(row, key, digits=3):  # "–" where no seed defines it (no alarm fired)
+        return interval_text(row[key], digits) if np.isfinite(row[key][0]) else "–"
 
-        lines.append(
-            f"| {label} | {cell('gold_start')} | {cell('gold_best')} | {cell('gold_end')} | "
-            f"{cell('kl_end', 2)} | {cell('judge_start')} | {cell('judge_end')} | "
-            f"{row['alarms']}/{seeds} | {cell('alarm_step', 0)} | {cell('gold_at_alarm')} | "
-            f"{row['alarms_configured']}/{seeds} |"
-        )
+    header = ["run", "accuracy at start", "best", "end", "KL to SFT at end"]
+    header += ["judge accuracy at start", "at end", "alarms", "alarm at iteration"]
+    header += ["accuracy at the alarm", f"alarms at {drift.min_accuracy:g}"]
+    rows = [
+        [
+            "verifier (control)" if name == "verifier" else f"judge, {run_label(name)}",
+            cell(row, "gold_start"),
+            cell(row, "gold_best"),
+            cell(row, "gold_end"),
+            cell(row, "kl_end", 2),
+            cell(row, "judge_start"),
+            cell(row, "judge_end"),
+            f"{row['alarms']}/{seeds}",
+            cell(row, "alarm_step", 0),
+            cell(row, "gold_at_alarm"),
+            f"{row['alarms_configured']}/{seeds}",
+        ]
+        for name, row in result.items()
+    ]
+    lines += table(header, rows)
     if "verifier" in result:
         lines += [
             "",

@@ -40,23 +40,25 @@ from alignax import labels
 from alignax.analysis.best_of_n import powers_of_two
 from alignax.analysis.length_bias import (
     DIVERSITY,
+    POLICY_COLUMNS,
     aggregate,
     annotate,
-    at_kl_budgets,
-    budget_differences,
-    defined_interval,
+    budget_cell,
     figure,
     length_slope,
     policy_figure,
+    policy_results,
     policy_table,
     seed_table,
+    selector_table,
 )
 from alignax.analysis.policy_eval import (
     EVAL_SEED_OFFSET,
     on_fresh_draw,
     score_pairs,
 )
-from alignax.analysis.stats import interval_text, interval_verdict, seed_means
+from alignax.analysis.report import table
+from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.cli import run_experiment
 from alignax.models import build_model
 from alignax.provenance import written_by
@@ -293,97 +295,53 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
     }
 
 
+# Criteria (1)-(5), per strength at the largest n: (the difference, its answer's key, the
+# criterion as results.md states it, the verdict above 0, below 0).
+CRITERIA = (
+    ("correlation", "correlation", "(1) length correlation, biased minus gold labels",
+     "more correlated with length", "less"),
+    ("biased_minus_gold_labels", "cost", "(2) gold, biased minus gold labels",
+     "higher gold", "lower gold than gold labels"),
+    ("regressed_minus_biased", "regressed", "(3) gold, length regressed out minus biased",
+     "raises gold", "lowers it"),
+    ("covariate_minus_biased", "covariate", "(4) gold, length covariate minus biased",
+     "raises gold", "lowers it"),
+    ("controlled_error_reduction", "controlled",
+     "(5) win-rate error vs gold judge, raw minus length-controlled",
+     "nearer the truth", "farther from it"),
+)  # fmt: skip
+
+
 def analyse(config, seeds: dict, workdir: Path) -> dict:
     strengths = list(config.bias.strengths)
     ns = powers_of_two(config.pool.pool_size)
+    t, refs = config.bias.annotator_temperature, config.pool.num_references
     tables = {
-        str(seed): seed_table(
-            m,
-            strengths,
-            models(strengths),
-            ns,
-            config.bias.annotator_temperature,
-            config.pool.num_references,
-            seed,
-        )
+        str(seed): seed_table(m, strengths, models(strengths), ns, t, refs, seed)
         for seed, m in seeds.items()
     }
     combined = aggregate(tables, ns)
     figure(combined, ns, len(tables), workdir / "figures")
     answers = {
-        s: {
-            "correlation": interval_verdict(
-                d["correlation"], "more correlated with length", "less"
-            ),
-            "cost": interval_verdict(
-                d["biased_minus_gold_labels"], "higher gold", "lower gold than gold labels"
-            ),
-            "regressed": interval_verdict(d["regressed_minus_biased"], "raises gold", "lowers it"),
-            "covariate": interval_verdict(d["covariate_minus_biased"], "raises gold", "lowers it"),
-            "controlled": interval_verdict(
-                d["controlled_error_reduction"], "nearer the truth", "farther from it"
-            ),
-        }
+        s: {answer: interval_verdict(d[key], *words) for key, answer, _, *words in CRITERIA}
         for s, d in combined["differences"].items()
     }
-    names, budgets = list(policy_runs(config)), list(config.policies.kl_budgets)
     methods = stages_of_methods(config)
-    policy_tables = {str(seed): policy_table(m, names) for seed, m in seeds.items()}
-    at_budgets = {s: at_kl_budgets(t, methods, budgets) for s, t in policy_tables.items()}
-    others = [m for m in methods if m not in (CONTROL, BIASED_DPO)]
-    pairs = {"biased_minus_control": (BIASED_DPO, CONTROL)}
-    pairs |= {f"{other}_minus_dpo": (other, BIASED_DPO) for other in others}
-    differences = budget_differences(list(at_budgets.values()), pairs, budgets)
-    runs_combined = seed_means(policy_tables)
-    policy_figure(runs_combined, methods, POLICY_NAMES, len(policy_tables), workdir / "figures")
-
-    def verdict(value, above: str, below: str) -> str:
-        mean, half, count = value
-        return interval_verdict((mean, half), above, below) if count >= 2 else "too few seeds"
-
-    def verdicts(label: str) -> dict:
-        d = differences[label]
-        return {
-            "length": [verdict(v, "longer", "shorter") for v in d["length"]],
-            "gold": [verdict(v, "higher gold", "lower gold") for v in d["gold"]],
-        }
-
-    policies = {
-        "seeds": policy_tables,
-        "at_budgets": at_budgets,
-        "runs": runs_combined,
-        "methods": {
-            m: {
-                metric: [
-                    defined_interval([t[m][metric][i] for t in at_budgets.values()])
-                    for i in range(len(budgets))
-                ]
-                for metric in ("gold", "length")
-            }
-            for m in methods
-        },
-        "differences": differences,
-        "answers": {label: verdicts(label) for label in pairs},
+    policy_tables = {
+        str(seed): policy_table(m, list(policy_runs(config))) for seed, m in seeds.items()
     }
+    pairs = {"biased_minus_control": (BIASED_DPO, CONTROL)}
+    pairs |= {f"{m}_minus_dpo": (m, BIASED_DPO) for m in methods if m not in (CONTROL, BIASED_DPO)}
+    policies = policy_results(policy_tables, methods, list(config.policies.kl_budgets), pairs)
+    policy_figure(policies["runs"], methods, POLICY_NAMES, len(policy_tables), workdir / "figures")
     return {
         "ns": ns,
         "seeds": tables,
         "combined": combined,
         "answers": answers,
         "policies": policies,
-        "policies_budgets": budgets,
+        "policies_budgets": list(config.policies.kl_budgets),
     }
-
-
-COLUMNS = {
-    "gold": "gold",
-    "length": "length",
-    "gold beyond length": "gold beyond its length",
-    "length share": "share of the gain that is length",
-    "raw": "win rate, biased judge",
-    "controlled": "length-controlled",
-    "gold win rate": "win rate, gold judge",
-}
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
@@ -415,21 +373,15 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "temperature). Mean over seeds ± 95% t-interval; differences paired by seed.",
     ]
     for s, block in c["curves"].items():
+        gold_labels = block["gold labels"]
         lines += [
             "",
             f"Length bias {s}: best-of-{largest} (best-of-1, the pool's mean: gold "
-            f"{block['gold labels']['gold'][0][0]:.2f}, length "
-            f"{block['gold labels']['length'][0][0]:.1f}, win rates 0.5):",
+            f"{gold_labels['gold'][0][0]:.2f}, length {gold_labels['length'][0][0]:.1f}, win "
+            "rates 0.5):",
             "",
-            "| selector | " + " | ".join(COLUMNS.values()) + " |",
-            "|---" * (len(COLUMNS) + 1) + "|",
+            *selector_table(block),
         ]
-        for selector, curves in block.items():
-            cells = [
-                interval_text(curves[k] if k == "length share" else curves[k][-1], digits=2)
-                for k in COLUMNS
-            ]
-            lines.append(f"| {selector} | {' | '.join(cells)} |")
     acc, coef = c["accuracy"], c["coefficients"]
     lines += [
         "",
@@ -449,27 +401,14 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         f"Criteria stated before the run (configs/length_bias.py), at n = {largest}:",
         "",
-        "| strength | criterion | difference | answer |",
-        "|---|---|---|---|",
-    ]
-    criteria = (
-        ("correlation", "correlation", "(1) length correlation, biased minus gold labels"),
-        ("biased_minus_gold_labels", "cost", "(2) gold, biased minus gold labels"),
-        ("regressed_minus_biased", "regressed", "(3) gold, length regressed out minus biased"),
-        ("covariate_minus_biased", "covariate", "(4) gold, length covariate minus biased"),
-        (
-            "controlled_error_reduction",
-            "controlled",
-            "(5) win-rate error vs gold judge, raw minus length-controlled",
+        *table(
+            ("strength", "criterion", "difference", "answer"),
+            (
+                (s, label, interval_text(d[key], digits=3, signed=True), f"**{a[s][answer]}**")
+                for s, d in c["differences"].items()
+                for key, answer, label, *_ in CRITERIA
+            ),
         ),
-    )
-    for s, d in c["differences"].items():
-        for key, answer, label in criteria:
-            lines.append(
-                f"| {s} | {label} | {interval_text(d[key], digits=3, signed=True)} | "
-                f"**{a[s][answer]}** |"
-            )
-    lines += [
         "",
         "Observed, not criteria: each mitigation against the gold-label model, gold at n = "
         f"{largest}: "
@@ -489,17 +428,6 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "its only covariate.",
     ]
     return "\n".join(lines) + "\n"
-
-
-POLICY_COLUMNS = {
-    "kl_to_sft": "KL to SFT",
-    "gold_reward": "gold",
-    "response_length": "length",
-    "gold_length_controlled": "gold at the SFT policy's length",
-    "entropy": "entropy (nats/token)",
-    "distinct_2": "distinct-2",
-    "self_bleu": "self-BLEU",
-}
 
 
 def policy_report(config, policies: dict) -> list[str]:
@@ -525,20 +453,15 @@ def policy_report(config, policies: dict) -> list[str]:
         "per-token entropy on its answers, distinct-2 and self-BLEU the answers' diversity "
         "(alignax/analysis/diversity.py: the collapse monitor). Each run, mean over seeds:",
         "",
-        "| policy | beta | " + " | ".join(POLICY_COLUMNS.values()) + " |",
-        "|---" * (len(POLICY_COLUMNS) + 2) + "|",
     ]
+    rows = []
     for name, row in policies["runs"].items():
         method, loss = runs[name][:2] if name in runs else ("SFT", None)
         beta = f"{loss.hyperparameters.beta:g}" if loss else "-"
         cells = [interval_text(row[m], digits=2) for m in POLICY_COLUMNS]
-        lines.append(f"| {POLICY_NAMES.get(method, method)} | {beta} | {' | '.join(cells)} |")
-
-    def cell(value) -> str:
-        mean, half, count = value
-        return f"{interval_text((mean, half), 2, signed=True)} ({count})" if count else "- (0)"
-
-    header = " | ".join(f"KL {b:g}" for b in budgets)
+        rows.append([POLICY_NAMES.get(method, method), beta, *cells])
+    lines += table(("policy", "beta", *POLICY_COLUMNS.values()), rows)
+    kls = [f"KL {b:g}" for b in budgets]
     lines += [
         "",
         "Each method at equal KL, within a seed, off the line through its runs' and the SFT "
@@ -547,40 +470,36 @@ def policy_report(config, policies: dict) -> list[str]:
         "that is a mixture with the SFT policy. In brackets the seeds whose runs reach the "
         "budget:",
         "",
-        f"| method | measure | {header} |",
-        "|---|---|" + "---|" * len(budgets),
+        *table(
+            ("method", "measure", *kls),
+            (
+                (POLICY_NAMES.get(method, method), metric, *map(budget_cell, values[metric]))
+                for method, values in policies["methods"].items()
+                for metric in ("gold", "length")
+            ),
+        ),
     ]
-    for method, values in policies["methods"].items():
-        for metric in ("gold", "length"):
-            lines.append(
-                f"| {POLICY_NAMES.get(method, method)} | {metric} | "
-                + " | ".join(cell(v) for v in values[metric])
-                + " |"
+    criteria = {"biased_minus_control": ("DPO on biased minus on gold labels", "(6)", "(7)")}
+    for m in policies["methods"]:
+        if m not in (CONTROL, BIASED_DPO):
+            criteria[f"{m}_minus_dpo"] = (
+                f"{POLICY_NAMES.get(m, m)} minus DPO on them",
+                "(8)",
+                "(9)",
             )
-    labels = {"biased_minus_control": "DPO on biased minus on gold labels"}
-    labels |= {
-        f"{m}_minus_dpo": f"{POLICY_NAMES.get(m, m)} minus DPO on them"
-        for m in policies["methods"]
-        if m not in (CONTROL, BIASED_DPO)
-    }
-    numbers = {"biased_minus_control": ("(6)", "(7)")}
+    rows = []
+    for label, (text, *numbers) in criteria.items():
+        d, a = policies["differences"][label], policies["answers"][label]
+        for metric, number in zip(("length", "gold"), numbers):
+            cells = [f"{budget_cell(v)} **{answer}**" for v, answer in zip(d[metric], a[metric])]
+            rows.append([f"{number} {metric}, {text}", *cells])
     lines += [
         "",
         "Criteria stated before the run (configs/length_bias.py), paired within seeds at each "
         "KL budget:",
         "",
-        f"| criterion | {header} |",
-        "|---|" + "---|" * len(budgets),
+        *table(("criterion", *kls), rows),
     ]
-    for label, text in labels.items():
-        length_n, gold_n = numbers.get(label, ("(8)", "(9)"))
-        d, a = policies["differences"][label], policies["answers"][label]
-        for metric, number in (("length", length_n), ("gold", gold_n)):
-            lines.append(
-                f"| {number} {metric}, {text} | "
-                + " | ".join(f"{cell(v)} **{answer}**" for v, answer in zip(d[metric], a[metric]))
-                + " |"
-            )
     return lines
 
 

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from alignax.analysis.policy_eval import evaluate_policy
+from alignax.analysis.report import table
 from alignax.cli import run_experiment
 from alignax.experiment import check_model_fits_task
 from alignax.models import build_model
@@ -119,14 +120,19 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"and trains on {config.dpo.pairs.num_pairs} fresh pairs of its samples. "
         f"Evaluated on {config.eval.num_prompts} held-out prompts (gold reward ± 1.96 SE).",
         "",
-        "| round | gold reward | KL to start (nats) | KL to its reference | length |",
-        "|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {row['round']} | {row['gold']:.2f} ± {1.96 * row['gold_se']:.2f} | "
-        f"{row['kl_to_start']:.2f} | {row['kl_to_reference']:.2f} | {row['length']:.1f} |"
+    header = ("round", "gold reward", "KL to start (nats)", "KL to its reference", "length")
+    rows = [
+        (
+            row["round"],
+            f"{row['gold']:.2f} ± {1.96 * row['gold_se']:.2f}",
+            f"{row['kl_to_start']:.2f}",
+            f"{row['kl_to_reference']:.2f}",
+            f"{row['length']:.1f}",
+        )
         for row in results["rounds"]
     ]
+    lines += table(header, rows)
     return "\n".join(lines) + "\n"
 
 

@@ -37,6 +37,7 @@ from alignax.analysis.overoptimization import (
     rl_average,
     rl_curve,
 )
+from alignax.analysis.report import intervals, table, verdict
 from alignax.analysis.stats import interval_text
 from alignax.cli import run_experiment
 from alignax.parallel import run_jobs
@@ -53,7 +54,7 @@ from alignax.proxies import (
 from alignax.rl import describe_reward
 from alignax.sharding import make_mesh
 from alignax.stages import stage_config
-from alignax.study import PlannedStage, Study, run_planned, verdict, wall_time_text
+from alignax.study import PlannedStage, Study, run_planned, wall_time_text
 from alignax.tasks import get_task
 from alignax.workdir import accumulate_timings, cache_digest, check_config_unchanged
 from alignax.workflows import ppo, sft
@@ -183,26 +184,30 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "beta: R_bon fitted to each seed's curve, mean ± 95% t-interval over seeds (Gao et al.'s "
         "Figs. 3-4: figures/coefficients).",
         "",
-        "| proxy (d, pairs, flip) | peak n | peak gold | gold at n = max "
-        "| peak - final (cross-fitted) | proxy at n = max | R_bon R^2 | alpha | beta |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
     fits, coefficients = result["B2"]["fits"], results["coefficients"]
+    rows = []
     for name, curve in curves.items():
         h = hump(curve)
         last = curve[-1]
-        lines.append(
-            f"| {name} | {curve[h['peak_index']]['n']} | {h['peak_gold']:.2f} | "
-            f"{last['gold']:.2f} ± {1.96 * last['gold_se']:.2f} | "
-            f"{last['drop_from_peak']:.2f} ± {1.96 * last['drop_from_peak_se']:.2f} | "
-            f"{last['proxy']:.2f} | {fits[name]['r2']:.3f} | "
-            f"{interval_text(coefficients[name]['alpha'], 2)} | "
-            f"{interval_text(coefficients[name]['beta'], 2)} |"
+        rows.append(
+            [
+                name,
+                curve[h["peak_index"]]["n"],
+                f"{h['peak_gold']:.2f}",
+                f"{last['gold']:.2f} ± {1.96 * last['gold_se']:.2f}",
+                f"{last['drop_from_peak']:.2f} ± {1.96 * last['drop_from_peak_se']:.2f}",
+                f"{last['proxy']:.2f}",
+                f"{fits[name]['r2']:.3f}",
+                *intervals(coefficients[name], [("alpha", 2), ("beta", 2)]),
+            ]
         )
-    lines.append(
-        f"| oracle (gold-selected) | {oracle[-1]['n']} | {max(r['gold'] for r in oracle):.2f} | "
-        f"{oracle[-1]['gold']:.2f} | - | - | - | - | - |"
-    )
+    oracle_peak, oracle_last = max(r["gold"] for r in oracle), oracle[-1]
+    oracle_cells = [oracle_last["n"], f"{oracle_peak:.2f}", f"{oracle_last['gold']:.2f}"]
+    rows.append(["oracle (gold-selected)", *oracle_cells, *["-"] * 5])
+    header = ["proxy (d, pairs, flip)", "peak n", "peak gold", "gold at n = max"]
+    header += ["peak - final (cross-fitted)", "proxy at n = max", "R_bon R^2", "alpha", "beta"]
+    lines += table(header, rows)
     lines += [
         "",
         describe_reward(config.rl.ppo.ppo)
@@ -211,24 +216,26 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "prompts and seeds. R^2 of each form fitted to each seed's curve: mean ± 95% "
         "t-interval over seeds, and the paired difference (R_rl better where it is above 0).",
         "",
-        f"| RL run (mean of {config.rl.seeds} seeds) | start gold | peak gold (at KL) | final KL "
-        "| final gold | R^2 R_rl | R^2 R_bon | R_rl - R_bon |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for name, points in rl.items():
         b = result["B5"][name]
         start, peak, seed_fits = points[0], points[b["hump"]["peak_index"]], b["per_seed"]
-        lines.append(
-            f"| PPO vs {name} | {start['gold']:.2f} ± {1.96 * start['gold_se']:.2f} | "
-            f"{peak['gold']:.2f} ± {1.96 * peak['gold_se']:.2f} ({peak['kl']:.1f}) | "
-            f"{interval_text((b['final_kl'], b['final_kl_half_width']), 1)} | "
-            f"{b['final_gold']:.2f} ± {1.96 * b['final_gold_se']:.2f} | "
-            + " | ".join(
-                interval_text(seed_fits[key], 3)
-                for key in ("r2_rl_form", "r2_bon_form", "r2_rl_minus_bon")
-            )
-            + " |"
+        rows.append(
+            [
+                f"PPO vs {name}",
+                f"{start['gold']:.2f} ± {1.96 * start['gold_se']:.2f}",
+                f"{peak['gold']:.2f} ± {1.96 * peak['gold_se']:.2f} ({peak['kl']:.1f})",
+                interval_text((b["final_kl"], b["final_kl_half_width"]), 1),
+                f"{b['final_gold']:.2f} ± {1.96 * b['final_gold_se']:.2f}",
+                *intervals(
+                    seed_fits, [("r2_rl_form", 3), ("r2_bon_form", 3), ("r2_rl_minus_bon", 3)]
+                ),
+            ]
         )
+    header = [f"RL run (mean of {config.rl.seeds} seeds)", "start gold", "peak gold (at KL)"]
+    header += ["final KL", "final gold", "R^2 R_rl", "R^2 R_bon", "R_rl - R_bon"]
+    lines += table(header, rows)
     b1, b2, b3, b4 = (result[k] for k in ("B1", "B2", "B3", "B4"))
     b4_text = "; ".join(f"{k}: {v['error_in_se']:+.1f} SE" for k, v in b4.items())
     b3_text = "; ".join(
@@ -237,31 +244,41 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         if k != "pass"
     )
     penalty = result["B5"].get("kl_penalty")
-    lines += [
-        "",
-        "| criterion | outcome |",
-        "|---|---|",
-        f"| B1 noisy proxies of {len(p.sizes)} sizes peak inside and end >= 3 SE (cross-fitted) "
-        "below the peak while the proxy rises; oracle monotone and above | "
-        f"{verdict(b1['pass'])}: {b1['count']} "
-        f"({', '.join(b1['noisy_size_sweep_turned_over']) or 'none'}); oracle "
-        f"monotone {b1['oracle_monotone']}, above every proxy {b1['oracle_above_every_proxy']}; "
-        f"single reward models (prompt SE only): {b1['single_models_turned_over']} turn over |",
-        f"| B2 R_bon fits every hump with R^2 >= 0.95 | {verdict(b2['pass'])}: "
-        f"{len(b2['humps_with_r2_ge_0.95'])} of {len(b2['humps'])} humps; gold falls faster "
-        f"than quadratic for {', '.join(b2['steeper_than_quadratic']) or 'none'} |",
-        f"| B3 peak gold rises with RM size and data (Spearman >= 0.8) | "
-        f"{verdict(b3['pass'])}: {b3_text} |",
-        f"| B4 extrapolation from n <= 256 to n = {config.pool.pool_size} (predicted - measured) "
-        f"| {b4_text or 'n/a'} |",
+    criteria = [
+        (
+            f"B1 noisy proxies of {len(p.sizes)} sizes peak inside and end >= 3 SE (cross-fitted) "
+            "below the peak while the proxy rises; oracle monotone and above",
+            f"{verdict(b1['pass'])}: {b1['count']} "
+            f"({', '.join(b1['noisy_size_sweep_turned_over']) or 'none'}); oracle monotone "
+            f"{b1['oracle_monotone']}, above every proxy {b1['oracle_above_every_proxy']}; single "
+            f"reward models (prompt SE only): {b1['single_models_turned_over']} turn over",
+        ),
+        (
+            "B2 R_bon fits every hump with R^2 >= 0.95",
+            f"{verdict(b2['pass'])}: {len(b2['humps_with_r2_ge_0.95'])} of {len(b2['humps'])} "
+            "humps; gold falls faster than quadratic for "
+            f"{', '.join(b2['steeper_than_quadratic']) or 'none'}",
+        ),
+        (
+            "B3 peak gold rises with RM size and data (Spearman >= 0.8)",
+            f"{verdict(b3['pass'])}: {b3_text}",
+        ),
+        (
+            f"B4 extrapolation from n <= 256 to n = {config.pool.pool_size} (predicted - measured)",
+            b4_text or "n/a",
+        ),
     ]
     if penalty:
-        lines.append(
-            f"| B5 KL penalty = early stopping? | {penalty['run']} ends at sqrt(KL) "
-            f"{penalty['final_sqrt_kl']:.2f} with gold {penalty['final_gold']:.2f}; the beta = 0 "
-            f"run had {penalty['beta0_gold_at_same_kl']:.2f} there "
-            f"({penalty['difference_in_se']:+.1f} SE) |"
+        criteria.append(
+            (
+                "B5 KL penalty = early stopping?",
+                f"{penalty['run']} ends at sqrt(KL) {penalty['final_sqrt_kl']:.2f} with gold "
+                f"{penalty['final_gold']:.2f}; the beta = 0 run had "
+                f"{penalty['beta0_gold_at_same_kl']:.2f} there "
+                f"({penalty['difference_in_se']:+.1f} SE)",
+            )
         )
+    lines += ["", *table(("criterion", "outcome"), criteria)]
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,7 @@ from alignax.analysis.policy_eval import (
     held_out_draw,
     versus_sft,
 )
+from alignax.analysis.report import intervals, table
 from alignax.analysis.stats import interval_text, mean_interval, seed_means
 from alignax.checkpoint import checkpoint_steps, restore_params
 from alignax.cli import run_experiment
@@ -194,13 +195,11 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         + describe_reward(config.stages.ppo.ppo),
         "",
         *_gold_description(config),
-        "| policy | gold reward | gold at SFT's length | win rate vs SFT | KL to SFT (nats) "
-        "| length | ended | NLL under base |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for name in POLICIES:
-        cells = [interval_text(combined[name][c], 2) for c in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    header = ["policy", "gold reward", "gold at SFT's length", "win rate vs SFT"]
+    header += ["KL to SFT (nats)", "length", "ended", "NLL under base"]
+    columns = [(column, 2) for column in COLUMNS]
+    lines += table(header, ([name, *intervals(combined[name], columns)] for name in POLICIES))
     m = results["matched_kl"]
     lines += [
         "",

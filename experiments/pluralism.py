@@ -45,6 +45,7 @@ from alignax.analysis.pluralism import (
     seed_table,
 )
 from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
+from alignax.analysis.report import table
 from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.cli import run_experiment
 from alignax.feedback.principles import Constitution
@@ -244,12 +245,12 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         f"Best-of-{ns[-1]} gold (n = 1 is 0 for every group):",
         "",
-        f"| selector | {' | '.join(names)} | worst group |",
-        "|---" * (len(names) + 2) + "|",
     ]
-    for selector, curves in c["curves"].items():
-        cells = [interval_text(curves[who][-1], digits=2) for who in (*names, "worst group")]
-        lines.append(f"| {selector} | {' | '.join(cells)} |")
+    rows = [
+        [selector, *(interval_text(curves[who][-1], digits=2) for who in (*names, "worst group"))]
+        for selector, curves in c["curves"].items()
+    ]
+    lines += table(["selector", *names, "worst group"], rows)
     lines += [
         "",
         "Held-out accuracy of each reward model against each group's gold labels: "
@@ -266,25 +267,34 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
         "Criteria stated before the run (configs/pluralism.py), at the largest n:",
         "",
-        "| criterion | difference | answer |",
-        "|---|---|---|",
     ]
-    for g, name in enumerate(names):
-        lines.append(
-            f"| control: the {name}'s own model against the {names[1 - g]}'s, {name}'s gold | "
-            f"{interval_text(d['control'][name], digits=2, signed=True)} | "
-            f"{a['control'][name]} |"
+    criteria = [
+        (
+            f"control: the {name}'s own model against the {names[1 - g]}'s, {name}'s gold",
+            interval_text(d["control"][name], digits=2, signed=True),
+            a["control"][name],
         )
+        for g, name in enumerate(names)
+    ]
+    criteria += [
+        (
+            f"(1) pooled against the {names[-1]}'s own model, {names[-1]}'s gold",
+            interval_text(d["minority_pooled_minus_own"], digits=2, signed=True),
+            f"**{a['pooled_under_serves_minority']}**",
+        ),
+        (
+            "(2) MaxMin over the group models against pooled, worst group's gold",
+            interval_text(d["worst_maxmin_groups_minus_pooled"], digits=2, signed=True),
+            f"**{a['maxmin_groups']}**",
+        ),
+        (
+            "(3) MaxMin over the mixture's classes against pooled, worst group's gold",
+            interval_text(d["worst_maxmin_classes_minus_pooled"], digits=2, signed=True),
+            f"**{a['maxmin_classes']}**",
+        ),
+    ]
+    lines += table(("criterion", "difference", "answer"), criteria)
     lines += [
-        f"| (1) pooled against the {names[-1]}'s own model, {names[-1]}'s gold | "
-        f"{interval_text(d['minority_pooled_minus_own'], digits=2, signed=True)} | "
-        f"**{a['pooled_under_serves_minority']}** |",
-        "| (2) MaxMin over the group models against pooled, worst group's gold | "
-        f"{interval_text(d['worst_maxmin_groups_minus_pooled'], digits=2, signed=True)} | "
-        f"**{a['maxmin_groups']}** |",
-        "| (3) MaxMin over the mixture's classes against pooled, worst group's gold | "
-        f"{interval_text(d['worst_maxmin_classes_minus_pooled'], digits=2, signed=True)} | "
-        f"**{a['maxmin_classes']}** |",
         "",
         "Where the setting differs from MaxMin-RLHF's: groups defined by known weights on a "
         "synthetic task's principles, tiny reward models from scratch, best-of-n as the policy "

@@ -35,6 +35,7 @@ from alignax.analysis.policy_eval import (
     distinct_held_out_problems,
     prompt_texts,
 )
+from alignax.analysis.report import intervals, table
 from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.analysis.verifiers import (
     DIFFERENCES,
@@ -200,58 +201,66 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "the oracle picks a right sample whenever one of the n is (pass@n). Accuracy is the "
         "verifier's; mean over seeds ± 95% t-interval, differences paired within each seed.",
         "",
-        "| n | " + " | ".join(SELECTORS.values()) + " | PRM (checker) - ORM |",
-        "|---" * (len(SELECTORS) + 2) + "|",
     ]
     key = difference_name("prm_checker", "orm")
-    for n in map(str, ns):
-        cells = [interval_text(combined[name][n]) for name in SELECTORS]
-        diff = interval_text(combined["differences"][key][n], signed=True)
-        lines.append(f"| {n} | {' | '.join(cells)} | {diff} |")
+    rows = [
+        [
+            n,
+            *(interval_text(combined[name][n]) for name in SELECTORS),
+            interval_text(combined["differences"][key][n], signed=True),
+        ]
+        for n in map(str, ns)
+    ]
+    lines += table(["n", *SELECTORS.values(), "PRM (checker) - ORM"], rows)
     lines += [
         "",
         f"Paired differences at n = {largest} and their change from n = {e.small_n} "
         f"(the widening):",
         "",
-        f"| difference | at n = {e.small_n} | at n = {largest} | widening |",
-        "|---|---|---|---|",
     ]
+    rows = []
     for first, second in DIFFERENCES:
         d = difference_name(first, second)
-        lines.append(
-            f"| {SELECTORS[first]} - {SELECTORS[second]} | "
-            f"{interval_text(combined['differences'][d][str(e.small_n)], signed=True)} | "
-            f"{interval_text(combined['differences'][d][largest], signed=True)} | "
-            f"{interval_text(combined['widening'][d], signed=True)} |"
+        rows.append(
+            [
+                f"{SELECTORS[first]} - {SELECTORS[second]}",
+                interval_text(combined["differences"][d][str(e.small_n)], signed=True),
+                interval_text(combined["differences"][d][largest], signed=True),
+                interval_text(combined["widening"][d], signed=True),
+            ]
         )
+    lines += table(["difference", f"at n = {e.small_n}", f"at n = {largest}", "widening"], rows)
     lines += [
         "",
         f"Observed after the run (not a criterion stated before it): each reward model's pick "
         f"at n = {largest} against at n = 1 (the policy's own accuracy), and how many of its "
         "picks have every step right by the checker (the pool's share at n = 1):",
         "",
-        f"| reward model | change in accuracy, n = 1 -> {largest} | picks with every step "
-        f"right, n = 1 | at n = {largest} |",
-        "|---|---|---|---|",
     ]
-    for name, label in REWARD_MODELS.items():
-        sound = combined["sound"][name]
-        lines.append(
-            f"| {label} | {interval_text(combined['change'][name], signed=True)} | "
-            f"{interval_text(sound['1'])} | {interval_text(sound[largest])} |"
-        )
+    header = ["reward model", f"change in accuracy, n = 1 -> {largest}"]
+    header += ["picks with every step right, n = 1", f"at n = {largest}"]
+    rows = [
+        [
+            label,
+            interval_text(combined["change"][name], signed=True),
+            *intervals(combined["sound"][name], [("1", 3), (largest, 3)]),
+        ]
+        for name, label in REWARD_MODELS.items()
+    ]
+    lines += table(header, rows)
     lines += [
         "",
         "The reward models on their stages' held-out solutions (SFT samples to held-out "
         "problems): step accuracy against the checker, the AUC of the solution score for "
         "telling verified solutions from the rest, and the mean of the model's own labels:",
         "",
-        "| reward model | step accuracy | solution AUC | label mean |",
-        "|---|---|---|---|",
     ]
-    for name, label in REWARD_MODELS.items():
-        m = combined["models"][name]
-        lines.append(f"| {label} | {' | '.join(interval_text(m[k]) for k in MODEL_METRICS)} |")
+    columns = [(metric, 3) for metric in MODEL_METRICS]
+    rows = [
+        [label, *intervals(combined["models"][name], columns)]
+        for name, label in REWARD_MODELS.items()
+    ]
+    lines += table(["reward model", "step accuracy", "solution AUC", "label mean"], rows)
     lines += [
         "",
         "Criteria, stated before the run (configs/prm.py), answered from the intervals:",

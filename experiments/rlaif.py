@@ -37,6 +37,7 @@ import numpy as np
 
 from alignax import feedback, labels
 from alignax.analysis.label_budget import aggregate, closes_gap, figure
+from alignax.analysis.report import intervals, table
 from alignax.analysis.stats import interval_text
 from alignax.cli import run_experiment
 from alignax.experiment import read_summary
@@ -222,32 +223,46 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
         f"gold reward of its samples on {config.dpo.eval.num_prompts} held-out "
         f"prompts. Means over {len(config.seeds)} seed(s) with 95% intervals.",
         "",
-        "| judge vs | agreement |",
-        "|---|---|",
-        f"| gold preference (higher gold wins) | {interval_text(judge['gold_agreement'])} |",
-        f"| human labels | {interval_text(judge['human_agreement'])} |",
-        f"| (human labels vs gold) | {interval_text(judge['human_gold_agreement'])} |",
+        *table(
+            ("judge vs", "agreement"),
+            [
+                ("gold preference (higher gold wins)", interval_text(judge["gold_agreement"])),
+                ("human labels", interval_text(judge["human_agreement"])),
+                ("(human labels vs gold)", interval_text(judge["human_gold_agreement"])),
+            ],
+        ),
         "",
         f"Position bias of the judge (swap test): logit bias {interval_text(judge['logit_bias'])}, "
         f"P(first shown preferred) {interval_text(judge['first_preferred'])}, verdicts consistent "
         f"under the swap {interval_text(judge['consistency'])}.",
         "",
-        "| human labels | budget | pairs | labels agree with gold | DPO gold reward | KL to SFT "
-        "| held-out accuracy | gold - AI only | gold - human only | targeted - random |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def paired(row: dict, key: str) -> str:
         return interval_text(row[key], signed=True) if key in row else "-"
 
-    for r in rows:
-        lines.append(
-            f"| {r['routing']} | {r['percent']:g}% | {r['gold_labels']} | "
-            f"{interval_text(r['label_gold_agreement'])} | {interval_text(r['gold_reward'])} | "
-            f"{interval_text(r['kl_to_reference'], 2)} | {interval_text(r['eval_accuracy'])} | "
-            f"{paired(r, 'minus_ai')} | {paired(r, 'minus_human')} | "
-            f"{paired(r, 'minus_random')} |"
-        )
+    measures = [
+        ("label_gold_agreement", 3),
+        ("gold_reward", 3),
+        ("kl_to_reference", 2),
+        ("eval_accuracy", 3),
+    ]
+    header = ["human labels", "budget", "pairs", "labels agree with gold"]
+    header += ["DPO gold reward", "KL to SFT", "held-out accuracy"]
+    header += ["gold - AI only", "gold - human only", "targeted - random"]
+    lines += table(
+        header,
+        (
+            [
+                r["routing"],
+                f"{r['percent']:g}%",
+                r["gold_labels"],
+                *intervals(r, measures),
+                *(paired(r, key) for key in ("minus_ai", "minus_human", "minus_random")),
+            ]
+            for r in rows
+        ),
+    )
     closing = {r["percent"]: closes_gap(r) for r in rows if r["routing"] == "targeted"}
     closing = {p: c for p, c in closing.items() if c is not None and 0 < p < 100}
     lines += [
@@ -268,26 +283,26 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
         ]
     if "delta" in result:
         d = result["delta"]
+        human = next(r for r in rows if r["routing"] == "targeted" and r["percent"] == 100.0)
+        delta_pairs = (
+            f"SFT vs weak SFT samples (gold {interval_text(d['strong_gold'])} vs "
+            f"{interval_text(d['weak_gold'])})"
+        )
+        header = ["pairs", "labels", "labels agree with gold"]
+        header += ["DPO gold reward", "KL to SFT", "held-out accuracy"]
         lines += [
             "",
             f"Delta learning (Olmo 3): the same {config.pairs.num_pairs} training prompts, one "
             f"sample of the SFT policy and one of a weak SFT policy ({config.delta.weak_sft_steps} "
             "SFT steps) each, the SFT sample chosen with no label at all; DPO as above.",
             "",
-            "| pairs | labels | labels agree with gold | DPO gold reward | KL to SFT | held-out "
-            "accuracy |",
-            "|---|---|---|---|---|---|",
-            f"| SFT vs weak SFT samples (gold {interval_text(d['strong_gold'])} vs "
-            f"{interval_text(d['weak_gold'])}) | none: the SFT sample | "
-            f"{interval_text(d['label_gold_agreement'])} | {interval_text(d['gold_reward'])} | "
-            f"{interval_text(d['kl_to_reference'], 2)} | {interval_text(d['eval_accuracy'])} |",
-        ]
-        human = next(r for r in rows if r["routing"] == "targeted" and r["percent"] == 100.0)
-        lines += [
-            f"| SFT sample pairs | human (100%) | {interval_text(human['label_gold_agreement'])} "
-            f"| {interval_text(human['gold_reward'])} | "
-            f"{interval_text(human['kl_to_reference'], 2)} | "
-            f"{interval_text(human['eval_accuracy'])} |",
+            *table(
+                header,
+                [
+                    [delta_pairs, "none: the SFT sample", *intervals(d, measures)],
+                    ["SFT sample pairs", "human (100%)", *intervals(human, measures)],
+                ],
+            ),
             "",
             "Delta minus human-labelled DPO gold reward (paired by seed): "
             f"{interval_text(d['minus_human_gold_reward'], signed=True)}.",

@@ -43,6 +43,7 @@ from alignax.analysis.policy_eval import (
     prompt_texts,
     sample_pool,
 )
+from alignax.analysis.report import table
 from alignax.analysis.sharpening import (
     POLICIES,
     aggregate,
@@ -210,22 +211,21 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "below its curve shows no skill at that k. Mean over seeds ± 95% t-interval; the "
         "change is paired within each seed.",
         "",
-        "| k | guesser | before (SFT) | after (GRPO) | change |",
-        "|---|---|---|---|---|",
     ]
-    for k in ks:
-        key = f"pass@{k}"
-        lines.append(
-            f"| {k} | {guess[key]:.3f} | {interval_text(combined['sft'][key])} | "
-            f"{interval_text(combined['grpo'][key])} | "
-            f"{interval_text(combined['change'][key], signed=True)} |"
-        )
-    for key, label in (("coverage", f"coverage (pass@{e.num_samples})"), ("greedy", "greedy")):
-        lines.append(
-            f"| {label} | - | {interval_text(combined['sft'][key])} | "
-            f"{interval_text(combined['grpo'][key])} | "
-            f"{interval_text(combined['change'][key], signed=True)} |"
-        )
+
+    def before_after(key: str) -> list[str]:
+        return [
+            interval_text(combined["sft"][key]),
+            interval_text(combined["grpo"][key]),
+            interval_text(combined["change"][key], signed=True),
+        ]
+
+    rows = [[k, f"{guess[f'pass@{k}']:.3f}", *before_after(f"pass@{k}")] for k in ks]
+    rows += [
+        [label, "-", *before_after(key)]
+        for key, label in (("coverage", f"coverage (pass@{e.num_samples})"), ("greedy", "greedy"))
+    ]
+    lines += table(("k", "guesser", "before (SFT)", "after (GRPO)", "change"), rows)
     answer = answers["1.0"]
     crossover = crossover_k(ks, [combined["change"][f"pass@{k}"][0] for k in ks])
     crossing = (
@@ -249,19 +249,9 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         f"{e.sweep_samples} samples per problem; at 1: the samples above), with the answer by "
         f"the same rule at k = {swept}:",
         "",
-        f"| temperature | pass@1 SFT | pass@1 GRPO | change | pass@{swept} SFT | "
-        f"pass@{swept} GRPO | change | answer |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for t in sorted((1.0, *e.sweep_temperatures)):
-        cells = []
-        for k in (1, swept):
-            key = temperature_key(t, k)
-            cells += [
-                interval_text(combined["sft"][key]),
-                interval_text(combined["grpo"][key]),
-                interval_text(combined["change"][key], signed=True),
-            ]
         verdict = (
             classify_change(
                 combined["change"]["pass@1"], combined["change"][f"pass@{swept}"], largest_k=swept
@@ -269,7 +259,11 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
             if t == 1.0
             else answers[str(t)]
         )["verdict"]
-        lines.append(f"| {t} | {' | '.join(cells)} | {verdict} |")
+        cells = [cell for k in (1, swept) for cell in before_after(temperature_key(t, k))]
+        rows.append([t, *cells, verdict])
+    header = ["temperature", "pass@1 SFT", "pass@1 GRPO", "change"]
+    header += [f"pass@{swept} SFT", f"pass@{swept} GRPO", "change", "answer"]
+    lines += table(header, rows)
     lines += ["", f"Rule: {answer['rule']}"]
     return "\n".join(lines) + "\n"
 

@@ -29,6 +29,7 @@ import numpy as np
 from alignax.analysis.best_of_n import powers_of_two
 from alignax.analysis.ensembles import COMBINATIONS, SELECTORS, aggregate, figure, seed_table
 from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, distinct_held_out_problems, prompt_texts
+from alignax.analysis.report import table
 from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.analysis.verifiers import reward_model_scores, solution_pool
 from alignax.cli import run_experiment
@@ -165,37 +166,46 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "the other half, both ways). Mean over seeds ± 95% t-interval; differences paired "
         "within each seed.",
         "",
-        "| n | KL (nats) | " + " | ".join(SELECTORS.values()) + " |",
-        "|---" * (len(SELECTORS) + 2) + "|",
     ]
-    for n in ns:
-        kl = np.log(n) - (n - 1) / n
-        cells = [interval_text(combined[name]["accuracy"][str(n)]) for name in SELECTORS]
-        lines.append(f"| {n} | {kl:.2f} | {' | '.join(cells)} |")
+    rows = [
+        [
+            n,
+            f"{np.log(n) - (n - 1) / n:.2f}",
+            *(interval_text(combined[name]["accuracy"][str(n)]) for name in SELECTORS),
+        ]
+        for n in ns
+    ]
+    rows += [
+        [label, "-", *(interval_text(combined[name][key]) for name in SELECTORS)]
+        for key, label in (
+            ("peak", "peak (cross-fitted)"),
+            ("loss_from_peak", f"loss from the peak to n = {largest}"),
+        )
+    ]
+    lines += table(["n", "KL (nats)", *SELECTORS.values()], rows)
     lines += [
-        "| peak (cross-fitted) | - | "
-        + " | ".join(interval_text(combined[name]["peak"]) for name in SELECTORS)
-        + " |",
-        f"| loss from the peak to n = {largest} | - | "
-        + " | ".join(interval_text(combined[name]["loss_from_peak"]) for name in SELECTORS)
-        + " |",
         "",
         "Each combination against a single member (paired by seed), and the criteria stated "
         "before the run (configs/rm_ensembles.py), answered from the intervals:",
         "",
-        f"| combination | accuracy at n = {largest} | (1) | loss from the peak | (2) | peak "
-        "| (3) |",
-        "|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for how, label in COMBINATIONS.items():
         versus, answer = combined["versus_single"][how], results["answers"][how]
-        lines.append(
-            f"| {label} | {interval_text(versus['accuracy'][largest], signed=True)} | "
-            f"**{answer['accuracy_at_largest_n']}** | "
-            f"{interval_text(versus['loss_from_peak'], signed=True)} | "
-            f"**{answer['loss_from_peak']}** | {interval_text(versus['peak'], signed=True)} | "
-            f"**{answer['peak']}** |"
+        rows.append(
+            [
+                label,
+                interval_text(versus["accuracy"][largest], signed=True),
+                f"**{answer['accuracy_at_largest_n']}**",
+                interval_text(versus["loss_from_peak"], signed=True),
+                f"**{answer['loss_from_peak']}**",
+                interval_text(versus["peak"], signed=True),
+                f"**{answer['peak']}**",
+            ]
         )
+    header = ["combination", f"accuracy at n = {largest}", "(1)", "loss from the peak", "(2)"]
+    header += ["peak", "(3)"]
+    lines += table(header, rows)
     lines += [
         "",
         "Where the setting differs from Coste et al.'s: a tiny model's three-step arithmetic "

@@ -34,6 +34,7 @@ import numpy as np
 from alignax import labels
 from alignax.analysis.best_of_n import powers_of_two
 from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
+from alignax.analysis.report import table
 from alignax.analysis.stats import interval_text, interval_verdict
 from alignax.analysis.weak_to_strong import (
     STUDENTS,
@@ -248,53 +249,55 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "gold of the pick by each reward model (unbiased estimator).",
         "",
     ]
+    students = [(v, k) for v in s.widths[:-1] for k in STUDENTS]
+    header = ["width", "weak (gold, half A)", "ceiling (gold, half B)"]
+    header += [f"{STUDENTS[k]} students of d={v}" for v, k in students]
+    gap_header = ["weak -> strong", "ceiling - weak (control)", "naive - weak (1)", "PGR naive"]
+    gap_header += ["confidence - naive (2)", "PGR confidence", "best-of-n gold, naive - weak (3)"]
     for init, c in results["combined"].items():
         models = c["models"]
 
         def cell(name: str, models=models) -> str:
             return interval_text(models[name]["accuracy"]) if name in models else "-"
 
+        rows = [
+            [
+                w,
+                cell(f"d{w}/weak"),
+                cell(f"d{w}/ceiling"),
+                *(cell(f"d{w}/{k}_d{v}") for v, k in students),
+            ]
+            for w in s.widths
+        ]
+        gap_rows = []
+        for name, gap in c["gaps"].items():
+            a = results["answers"][f"{init}/{name}"]
+            gap_rows.append(
+                [
+                    name.replace("->", " -> "),
+                    f"{interval_text(gap['ceiling_minus_weak'], signed=True)} ({a['control']})",
+                    f"{interval_text(gap['naive']['minus_weak'], signed=True)} (**{a['naive']}**)",
+                    pgr_text(gap["naive"]["pgr"]),
+                    f"{interval_text(gap['confidence_minus_naive'], signed=True)} "
+                    f"(**{a['confidence']}**)",
+                    pgr_text(gap["confidence"]["pgr"]),
+                    f"{interval_text(gap['best_of_n_naive_minus_weak'][-1], signed=True)} "
+                    f"(**{a['best_of_n']}**)",
+                ]
+            )
         lines += [
             f"**{init}** reward models, held-out accuracy against gold:",
             "",
-            "| width | weak (gold, half A) | ceiling (gold, half B) | "
-            + " | ".join(
-                f"{STUDENTS[k]} students of d={v}" for v in s.widths[:-1] for k in STUDENTS
-            )
-            + " |",
-            "|---" * (3 + 2 * (len(s.widths) - 1)) + "|",
-        ]
-        for w in s.widths:
-            students = [cell(f"d{w}/{k}_d{v}") for v in s.widths[:-1] for k in STUDENTS]
-            lines.append(
-                f"| {w} | {cell(f'd{w}/weak')} | {cell(f'd{w}/ceiling')} | "
-                + " | ".join(students)
-                + " |"
-            )
-        lines += [
+            *table(header, rows),
             "",
             f"**{init}**, each gap: the control (ceiling above weak), the students' gain over "
             "the weak supervisor and PGR, the confidence loss against naive, and best-of-"
             f"{ns[-1]} gold by the naive student against by its supervisor; criteria of "
             "configs/weak_to_strong.py answered from the intervals:",
             "",
-            "| weak -> strong | ceiling - weak (control) | naive - weak (1) | PGR naive | "
-            "confidence - naive (2) | PGR confidence | best-of-n gold, naive - weak (3) |",
-            "|---|---|---|---|---|---|---|",
+            *table(gap_header, gap_rows),
+            "",
         ]
-        for name, gap in c["gaps"].items():
-            a = results["answers"][f"{init}/{name}"]
-            lines.append(
-                f"| {name.replace('->', ' -> ')} | "
-                f"{interval_text(gap['ceiling_minus_weak'], signed=True)} ({a['control']}) | "
-                f"{interval_text(gap['naive']['minus_weak'], signed=True)} (**{a['naive']}**) | "
-                f"{pgr_text(gap['naive']['pgr'])} | "
-                f"{interval_text(gap['confidence_minus_naive'], signed=True)} "
-                f"(**{a['confidence']}**) | {pgr_text(gap['confidence']['pgr'])} | "
-                f"{interval_text(gap['best_of_n_naive_minus_weak'][-1], signed=True)} "
-                f"(**{a['best_of_n']}**) |"
-            )
-        lines.append("")
     lines += [
         "Where the setting differs from Burns et al.'s: tiny two-layer reward models whose sizes "
         "differ by width alone, pretrained (when they are) on a synthetic generator's text for "

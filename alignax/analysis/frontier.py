@@ -10,7 +10,7 @@ methods from their per-seed differences.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -236,6 +236,32 @@ def frontier_vertices(points: list[dict], start_gold: float, budgets) -> list[di
     return [p for p in points if (max(float(p["kl"]), 0.0), float(p["gold"])) in vertices]
 
 
+def fresh_vertices(
+    sets: dict, trajectories: dict, start_gold: float, budgets, measure: Callable
+) -> dict:
+    """For each set of `sets` ({set: {method: the names of its runs}}), {method: its frontier
+    vertices (`frontier_vertices` of those runs' `trajectories` and the start at KL 0)}, each
+    with run, step, the in-run kl and gold and the fresh ones (`fresh_kl`, `fresh_gold`: the
+    means of `measure(run, steps) -> {str(step): {'kl': [...], 'gold': [...]}}`, a checkpoint
+    in several sets measured once). `measure` should use one fresh draw of prompts and one
+    sampling key for every run, so that the vertices pair prompt by prompt."""
+    out: dict[str, dict] = {}
+    for label, methods in sets.items():
+        out[label] = {}
+        for method, names in methods.items():
+            points = [{**p, "run": n} for n in names for p in trajectories[n]]
+            out[label][method] = frontier_vertices(points, start_gold, budgets)
+    by_run: dict[str, list[dict]] = {}
+    for v in (v for chosen in out.values() for vertices in chosen.values() for v in vertices):
+        by_run.setdefault(v["run"], []).append(v)
+    for name, vertices in by_run.items():
+        measured = measure(name, sorted({v["step"] for v in vertices}))
+        for v in vertices:
+            v["fresh_kl"] = float(np.mean(measured[str(v["step"])]["kl"]))
+            v["fresh_gold"] = float(np.mean(measured[str(v["step"])]["gold"]))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The DPO-frontier study (experiments/dpo_frontier.py): its frontiers over seeds, the
 # over-optimisation turn-over, the tables and the figures.
@@ -271,6 +297,23 @@ def turnover(seeds: dict) -> dict:
         "turns_over": bool(mean - half > 0),
         "seeds_turning_over": sum(d["drop"] - 1.96 * d["drop_se"] > 0 for d in drops),
     }
+
+
+def turnover_table(seeds: dict, steps_per_epoch: float) -> list[str]:
+    """Markdown rows: per seed, the long DPO run's peak (in epochs), its KL and gold at the peak
+    and at the end re-evaluated on fresh prompts, the SFT policy's gold and the paired drop."""
+    rows = []
+    for seed, result in seeds.items():
+        o = result["overoptimization"]
+        r = o["reevaluated"]
+        rows.append(
+            [seed, f"{o['peak']['step'] / steps_per_epoch:.2f}"]
+            + [f"{r[k]:.1f}" for k in ("peak_kl", "final_kl")]
+            + [f"{r[k]:.2f}" for k in ("sft_gold", "peak_gold", "final_gold")]
+            + [f"{r['drop']:.2f} ± {1.96 * r['drop_se']:.2f}"]
+        )
+    header = ["seed", "peak epoch", "KL at peak", "final KL", "gold: SFT", "peak", "final"]
+    return table([*header, "peak - final (± 1.96 SE over prompts)"], rows)
 
 
 def difference_table(front: dict, pairs: dict, reference: str) -> list[str]:

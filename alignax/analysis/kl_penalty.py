@@ -7,14 +7,16 @@ them, the study's figures and its table by policy size."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from alignax.analysis import plots
-from alignax.analysis.report import table
+from alignax.analysis.report import table, verdict
 from alignax.analysis.stats import interval_text, mean_interval, win_rate
+from alignax.metrics import logged_curve
 from alignax.models import ModelConfig
 from alignax.models.config import at_width
 
@@ -222,6 +224,92 @@ def criteria(
         ),
     }
     return out
+
+
+def run_curves(run_dir: Path) -> dict:
+    """A PPO run's held-out evaluations ('eval': step, kl, gold, gold_se, proxy; step 0 is the
+    SFT policy) and training rollouts ('train': step, kl, kl_coef, proxy, gold)."""
+    evals = {k: f"eval/{k}" for k in ("gold", "kl", "gold_se", "proxy")}
+    train = {"kl": "kl/sequence", "kl_coef": "kl/coef", "proxy": "proxy/mean", "gold": "gold/mean"}
+    return {"eval": logged_curve(run_dir, evals), "train": logged_curve(run_dir, train)}
+
+
+def collapse_samples(run_dir: Path, num_texts: int) -> dict[str, dict]:
+    """Held-out samples of a run at its start (the SFT policy), at its gold peak and at its end:
+    {'start' | 'peak' | 'end': {'step', 'gold', 'kl', 'texts'}}."""
+    texts = {}
+    for line in (run_dir / "samples.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        texts[record["step"]] = record["texts"][:num_texts]
+    evals = run_curves(run_dir)["eval"]
+    peak = max(evals, key=lambda p: p["gold"])
+    return {
+        name: {"step": p["step"], "gold": p["gold"], "kl": p["kl"], "texts": texts[p["step"]]}
+        for name, p in (("start", evals[0]), ("peak", peak), ("end", evals[-1]))
+    }
+
+
+def criteria_rows(config, result: dict) -> list[tuple[str, str]]:
+    """(criterion, outcome) of A1-A4 and PTX for the report."""
+    c, rows = config.criteria, []
+    if "A1" in result:
+        a1 = result["A1"]
+        fresh = (
+            f"; on fresh prompts it rises "
+            f"{interval_text((a1['fresh_rise'], a1['fresh_rise_ci']), 2, signed=True)} from SFT "
+            f"to that step and falls {interval_text((a1['fresh_drop'], a1['fresh_drop_ci']), 2)}"
+            " (paired over seeds)"
+            if "fresh_drop" in a1
+            else "; no interior peak to evaluate again"
+        )
+        rows.append(
+            (
+                "A1 gold rises then falls at beta = 0",
+                f"{verdict(a1['pass'])}: on the evaluations it rises {a1['rise']:+.2f} to its "
+                f"peak at step {a1['peak_step']}, then falls "
+                f"{interval_text((a1['drop'], a1['drop_ci']), 2)} (paired over seeds) by step "
+                f"{a1['final_step']}{fresh}; within seeds, {a1['seeds_falling']} of "
+                f"{len(config.seeds)} fall by more than 1.96 SE; proxy rises past the peak: "
+                f"{a1['proxy_rises_past_peak']}",
+            )
+        )
+    a2, a3, a4, ptx = (result[k] for k in ("A2", "A3", "A4", "PTX"))
+    a3_text = "; ".join(
+        f"target {t}: rollouts {v['rollout_kl_after_warmup']:.2f} ({v['rollout_error']:+.0%}), "
+        f"held-out {v['held_out_final_kl']:.2f} ({v['held_out_error']:+.0%})"
+        for t, v in a3["targets"].items()
+    )
+    # results.json keys the gammas by text: a report reads its results either way.
+    ptx_text = "; ".join(
+        f"gamma {float(g):g}: tax cut {v['tax_cut']:.0%}, win rate "
+        + interval_text((-100 * v["win_rate_drop"], 100 * v["win_rate_drop_half_width"]), 1, True)
+        + " points"
+        for g, v in ptx["by_gamma"].items()
+    )
+    untaxed = {float(g): tax for g, tax in ptx["tax"].items()}[0.0]
+    kls = ", ".join(f"beta {b:g}: {k:.2f}" for b, k in zip(a2["betas"], a2["final_kl"]))
+    fresh_win = interval_text((a4["fresh_win_rate"], a4["fresh_win_rate_ci"]), 2)
+    return rows + [
+        ("A2 larger beta, lower final KL", f"{verdict(a2['pass'])}: {kls} nats"),
+        (
+            f"A3 adaptive KL within {c.kl_tolerance:.0%} of target after warm-up (first "
+            f"{c.kl_warmup_fraction:.0%} of steps)",
+            f"{verdict(a3['pass'])}: {a3_text}",
+        ),
+        (
+            f"A4 best PPO beats SFT at >= {c.min_win_rate:.0%} gold win rate (chosen on the "
+            "evaluation, judged on fresh prompts)",
+            f"{verdict(a4['pass'])}: {a4['best_run']} {fresh_win} on fresh prompts "
+            f"({interval_text((a4['win_rate'], a4['win_rate_ci']), 2)} on the evaluation that "
+            "chose it)",
+        ),
+        (
+            f"PTX cuts the alignment tax by >= {c.min_tax_cut:.0%} while the 95% interval of the "
+            f"win rate lost (paired by seed) stays within {c.max_win_rate_drop * 100:.0f} points",
+            f"{verdict(ptx['pass'])}: tax of {config.sweep.ptx_base} {untaxed:.3f} "
+            f"nats/token; {ptx_text}",
+        ),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

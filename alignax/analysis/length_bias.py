@@ -22,7 +22,8 @@ import numpy as np
 from alignax.analysis import plots
 from alignax.analysis.best_of_n import pick_probabilities
 from alignax.analysis.policy_eval import versus_sft
-from alignax.analysis.stats import mean_interval
+from alignax.analysis.report import table
+from alignax.analysis.stats import interval_text, interval_verdict, mean_interval, seed_means
 
 
 def sigmoid(x) -> np.ndarray:
@@ -240,6 +241,34 @@ def aggregate(tables: dict[str, dict], ns) -> dict:
     }
 
 
+# The columns of the best-of-n table: {quantity of `aggregate`'s curves: its header}.
+SELECTOR_COLUMNS = {
+    "gold": "gold",
+    "length": "length",
+    "gold beyond length": "gold beyond its length",
+    "length share": "share of the gain that is length",
+    "raw": "win rate, biased judge",
+    "controlled": "length-controlled",
+    "gold win rate": "win rate, gold judge",
+}
+
+
+def selector_table(block: dict) -> list[str]:
+    """One strength's best-of-n table: every selector's `SELECTOR_COLUMNS` at the largest n
+    (the length share has one value), mean ± 95% t-interval."""
+    rows = [
+        [
+            selector,
+            *(
+                interval_text(curves[k] if k == "length share" else curves[k][-1], digits=2)
+                for k in SELECTOR_COLUMNS
+            ),
+        ]
+        for selector, curves in block.items()
+    ]
+    return table(("selector", *SELECTOR_COLUMNS.values()), rows)
+
+
 PANELS = {
     "gold": "gold (standardised)",
     "length": "length of the pick (tokens)",
@@ -286,6 +315,18 @@ def figure(combined: dict, ns, num_seeds: int, out_dir: Path) -> list[Path]:
 
 
 DIVERSITY = ("entropy", "distinct_2", "self_bleu")
+
+
+# The columns of the policy runs' table: {`policy_table` key: its header}.
+POLICY_COLUMNS = {
+    "kl_to_sft": "KL to SFT",
+    "gold_reward": "gold",
+    "response_length": "length",
+    "gold_length_controlled": "gold at the SFT policy's length",
+    "entropy": "entropy (nats/token)",
+    "distinct_2": "distinct-2",
+    "self_bleu": "self-BLEU",
+}
 
 
 def policy_table(measured: dict, names: list[str]) -> dict[str, dict[str, float]]:
@@ -346,6 +387,49 @@ def budget_differences(seeds: list[dict], pairs: dict[str, tuple[str, str]], bud
         }
         for label, (a, b) in pairs.items()
     }
+
+
+def policy_results(tables: dict, methods: dict[str, list[str]], budgets, pairs: dict) -> dict:
+    """The policy half over seeds from each seed's `policy_table` ({seed: table}): every run's
+    mean ('runs'), each method's gold and length at the KL budgets per seed ('at_budgets') and
+    over the seeds that reach them ('methods'), the paired differences of `pairs` ({label: (a,
+    b)}) and their verdicts ('answers': longer / shorter, higher / lower gold)."""
+    at_budgets = {seed: at_kl_budgets(t, methods, budgets) for seed, t in tables.items()}
+    differences = budget_differences(list(at_budgets.values()), pairs, budgets)
+
+    def verdict(value, above: str, below: str) -> str:
+        mean, half, count = value
+        return interval_verdict((mean, half), above, below) if count >= 2 else "too few seeds"
+
+    return {
+        "seeds": tables,
+        "at_budgets": at_budgets,
+        "runs": seed_means(tables),
+        "methods": {
+            m: {
+                metric: [
+                    defined_interval([t[m][metric][i] for t in at_budgets.values()])
+                    for i in range(len(budgets))
+                ]
+                for metric in ("gold", "length")
+            }
+            for m in methods
+        },
+        "differences": differences,
+        "answers": {
+            label: {
+                "length": [verdict(v, "longer", "shorter") for v in d["length"]],
+                "gold": [verdict(v, "higher gold", "lower gold") for v in d["gold"]],
+            }
+            for label, d in differences.items()
+        },
+    }
+
+
+def budget_cell(value) -> str:
+    """A `defined_interval` (mean, half, seeds) as 'mean ± half (seeds)'."""
+    mean, half, count = value
+    return f"{interval_text((mean, half), 2, signed=True)} ({count})" if count else "- (0)"
 
 
 def policy_figure(

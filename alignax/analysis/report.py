@@ -24,3 +24,12 @@ def intervals(row: dict, columns: Sequence[tuple[str, int]]) -> list[str]:
     ['1.00 ± 0.25']
     """
     return [interval_text(row[key], digits) for key, digits in columns]
+
+
+def verdict(passed: bool) -> str:
+    """A criterion's outcome as the reports print it.
+
+    >>> verdict(True), verdict(False)
+    ('**pass**', '**fail**')
+    """
+    return f"**{'pass' if passed else 'fail'}**"
