@@ -26,6 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
+import ml_collections
 import nbformat
 from nbclient import NotebookClient
 
@@ -158,6 +159,18 @@ def glance_table(results_root: Path) -> str:
         verdicts = "; ".join(module.glance(json.loads(data.read_text())))
         lines.append(f"| [{title}](docs/results/{page}) | {module.PAPER} | {verdicts} |")
     return "\n".join(lines) + "\n"
+
+
+def rendered_report(name: str, results_root: Path) -> str:
+    """The report that experiments.<name> writes from its published data (docs/results/<name>/:
+    config.json, and results.json with the timings and provenance the runner adds to the
+    analysis), as the study's command would write it at this commit."""
+    data = results_root / name
+    config = ml_collections.ConfigDict(json.loads((data / "config.json").read_text()))
+    results = json.loads((data / "results.json").read_text())
+    prov = results.pop("provenance")
+    timings = {k: results.pop(k) for k in list(results) if k.startswith("seconds/")}
+    return importlib.import_module(f"experiments.{name}").report(config, results, timings, prov)
 
 
 def execute_notebook(path: Path, timeout: int = 1200) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alignax.provenance import command, provenance, written_by
-from experiments.publish import NOTEBOOKS, STUDIES, glance_table, publish
+from experiments.publish import NOTEBOOKS, STUDIES, glance_table, publish, rendered_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,6 +84,44 @@ def test_the_readme_table_at_a_glance_is_rebuilt_from_the_published_data():
     assert "nan" not in table
     assert f"<!-- glance -->\n{table}<!-- /glance -->" in (ROOT / "README.md").read_text(), (
         "the README's table at a glance is stale: rerun python -m experiments.publish"
+    )
+
+
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def same_but_for_rounding(got: str, want: str) -> bool:
+    """The texts are equal where they hold no number, and each pair of numbers is printed to the
+    same decimals and differs by at most one in the last: published data keeps 6 significant
+    digits, so a value on a rounding tie may print one unit apart."""
+    if NUMBER.sub("#", got) != NUMBER.sub("#", want):
+        return False
+    for a, b in zip(NUMBER.findall(got), NUMBER.findall(want), strict=True):
+        decimals = len(a.partition(".")[2])
+        if decimals != len(b.partition(".")[2]) or abs(float(a) - float(b)) > 1.01 * 10**-decimals:
+            return False
+    return True
+
+
+def test_numbers_are_the_same_but_for_rounding_and_words_are_the_same():
+    assert same_but_for_rounding("gold -2.01 ± 0.57 (6)", "gold -2.00 ± 0.57 (6)")
+    assert same_but_for_rounding("9.99 of 10", "10.00 of 10")
+    assert not same_but_for_rounding("gold -2.03", "gold -2.01")  # two units apart
+    assert not same_but_for_rounding("gold -2.0", "gold -2.00")  # another precision
+    assert not same_but_for_rounding("gold 1.00", "gold: 1.00")
+    assert not same_but_for_rounding("3 seeds", "3 seeds, 2 processes")
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_a_published_block_is_what_its_report_writes_from_its_published_data(name):
+    """The study's `report`, run on its published config and results, writes its published
+    results.md: a change to a report reaches the README only with the block published again
+    (python -m experiments.publish <name> <workdir>, after re-running the study on its workdir)."""
+    results_root = ROOT / "docs" / "results"
+    published = (results_root / name / "results.md").read_text()
+    assert same_but_for_rounding(rendered_report(name, results_root), published), (
+        f"experiments.{name}.report no longer writes docs/results/{name}/results.md from its "
+        "published data: re-make the block"
     )
 
 
