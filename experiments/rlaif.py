@@ -51,10 +51,6 @@ from alignax.tasks import get_task
 from alignax.workflows import sft
 
 # ---------------------------------------------------------------------------------------------
-# Labels.
-
-
-# ---------------------------------------------------------------------------------------------
 # The plan: one SFT policy (and a weak one) for every seed; per seed, DPO on every labelling.
 
 
@@ -69,12 +65,8 @@ def shared(config, workdir: Path) -> list[PlannedStage]:
     steps = config.delta.weak_sft_steps
     if steps > 0:
         weak = config.sft.copy_and_resolve_references()
-        weak.train.update(
-            steps=steps,
-            log_every=min(weak.train.log_every, steps),
-            eval_every=steps,
-            checkpoint_every=steps,
-        )
+        weak.train.update(steps=steps, eval_every=steps, checkpoint_every=steps)
+        weak.train.log_every = min(weak.train.log_every, steps)
         stages.append(PlannedStage("sft_weak", sft.KIND, stage_config(config, weak, {})))
     return stages
 
@@ -208,6 +200,9 @@ def dpo_results(summary: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Report.
 
+# The columns of a DPO run after its labels' agreement with gold.
+MEASURED = ("DPO gold reward", "KL to SFT", "held-out accuracy")
+
 
 def report(config, result: dict, timings: dict, prov: dict) -> str:
     judge, rows = result["judge"], result["conditions"]
@@ -241,14 +236,9 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
     def paired(row: dict, key: str) -> str:
         return interval_text(row[key], signed=True) if key in row else "-"
 
-    measures = [
-        ("label_gold_agreement", 3),
-        ("gold_reward", 3),
-        ("kl_to_reference", 2),
-        ("eval_accuracy", 3),
-    ]
-    header = ["human labels", "budget", "pairs", "labels agree with gold"]
-    header += ["DPO gold reward", "KL to SFT", "held-out accuracy"]
+    measures = [("label_gold_agreement", 3), ("gold_reward", 3)]
+    measures += [("kl_to_reference", 2), ("eval_accuracy", 3)]
+    header = ["human labels", "budget", "pairs", "labels agree with gold", *MEASURED]
     header += ["gold - AI only", "gold - human only", "targeted - random"]
     lines += table(
         header,
@@ -288,8 +278,7 @@ def report(config, result: dict, timings: dict, prov: dict) -> str:
             f"SFT vs weak SFT samples (gold {interval_text(d['strong_gold'])} vs "
             f"{interval_text(d['weak_gold'])})"
         )
-        header = ["pairs", "labels", "labels agree with gold"]
-        header += ["DPO gold reward", "KL to SFT", "held-out accuracy"]
+        header = ["pairs", "labels", "labels agree with gold", *MEASURED]
         lines += [
             "",
             f"Delta learning (Olmo 3): the same {config.pairs.num_pairs} training prompts, one "
