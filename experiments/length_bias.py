@@ -59,6 +59,7 @@ from alignax.analysis.policy_eval import (
 )
 from alignax.analysis.report import table
 from alignax.analysis.stats import interval_text, interval_verdict
+from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.models import build_model
 from alignax.provenance import written_by
@@ -69,6 +70,7 @@ from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
     Study,
+    check_every_checkpoint_kept,
     rlhf_stage_config,
     wall_time_text,
 )
@@ -128,6 +130,18 @@ def plan(config, seed: int, seed_dir: Path) -> list:
         )
     if not p.kl_budgets or min(p.kl_budgets) <= 0:
         raise ValueError(f"policies.kl_budgets={tuple(p.kl_budgets)}: positive KL budgets")
+    train, steps = config.stages.dpo.train, tuple(p.checkpoints)
+    if (
+        steps != tuple(sorted(set(steps)))
+        or steps[-1] != train.steps
+        or any(s <= 0 or s % train.checkpoint_every for s in steps)
+    ):
+        raise ValueError(
+            f"policies.checkpoints={steps}: increasing multiples of stages.dpo.train."
+            f"checkpoint_every={train.checkpoint_every}, the last stages.dpo.train.steps="
+            f"{train.steps}"
+        )
+    check_every_checkpoint_kept(train, "stages.dpo.train", "policies.checkpoints are measured")
     stages = [
         PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
         for name in ("pretrain", "sft")
@@ -162,10 +176,22 @@ def policy_runs(config) -> dict[str, tuple]:
     return runs
 
 
-def stages_of_methods(config) -> dict[str, list[str]]:
-    out = {method: [] for method in policy_methods(config)}
-    for stage, (method, _, _) in policy_runs(config).items():
-        out[method].append(stage)
+def policy_points(config) -> dict[str, tuple[str, int]]:
+    """{point: (stage, step)}: every run of `policy_runs` at every step of
+    `policies.checkpoints` (its trajectory; the last is its final policy), named
+    '<stage>@<step>'."""
+    return {
+        f"{stage}@{step}": (stage, step)
+        for stage in policy_runs(config)
+        for step in config.policies.checkpoints
+    }
+
+
+def points_of_methods(config) -> dict[str, list[str]]:
+    """{method: its runs' points}: what a method's line at equal KL runs through."""
+    runs, out = policy_runs(config), {method: [] for method in policy_methods(config)}
+    for point, (stage, _) in policy_points(config).items():
+        out[runs[stage][0]].append(point)
     return out
 
 
@@ -188,27 +214,27 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     key = {
         "policies": config.policies.to_dict(),
         "stages": {name: stage_fingerprint(seed_dir / name) for name in names},
+        "points": list(policy_points(config)),
         "seed": seed,
         "measured": ["gold", "length", "kl", "ended_with_eos", *DIVERSITY],
     }
     policies = cached_arrays(
-        seed_dir / "policies.npz", key, lambda: measure_policies(config, seed, seed_dir, names)
+        seed_dir / "policies.npz", key, lambda: measure_policies(config, seed, seed_dir)
     )
     return {**reward_models, **policies}
 
 
-def measure_policies(config, seed: int, seed_dir: Path, names: list[str]) -> dict:
-    """Every policy of `names` answers one fresh draw of held-out prompts with one sampling key:
-    `policy/<name>/<gold|length|kl|ended_with_eos|entropy>` per prompt (KL to the SFT policy),
-    and the batch's `distinct_2` and `self_bleu` (alignax/analysis/diversity.py)."""
+def measure_policies(config, seed: int, seed_dir: Path) -> dict:
+    """The SFT policy and every point of `policy_points` answer one fresh draw of held-out
+    prompts with one sampling key: `policy/<name>/<gold|length|kl|ended_with_eos|entropy>` per
+    prompt (KL to the SFT policy), and the batch's `distinct_2` and `self_bleu`
+    (alignax/analysis/diversity.py)."""
     p = config.policies
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
-    policies = {
-        name: sft_params
-        if name == "sft"
-        else load_stage_model(seed_dir / name, heads=("lm",), mesh=mesh)[1]
-        for name in names
+    policies = {"sft": sft_params} | {
+        point: restore_params(seed_dir / stage / "checkpoints", sft_params, step=step)
+        for point, (stage, step) in policy_points(config).items()
     }
     answers = on_fresh_draw(
         model, policies, sft_params, task, seed=seed, num_prompts=p.num_prompts,
@@ -326,9 +352,9 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         s: {answer: interval_verdict(d[key], *words) for key, answer, _, *words in CRITERIA}
         for s, d in combined["differences"].items()
     }
-    methods = stages_of_methods(config)
+    methods = points_of_methods(config)
     policy_tables = {
-        str(seed): policy_table(m, list(policy_runs(config))) for seed, m in seeds.items()
+        str(seed): policy_table(m, list(policy_points(config))) for seed, m in seeds.items()
     }
     pairs = {"biased_minus_control": (BIASED_DPO, CONTROL)}
     pairs |= {f"{m}_minus_dpo": (m, BIASED_DPO) for m in methods if m not in (CONTROL, BIASED_DPO)}
@@ -433,7 +459,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
 def policy_report(config, policies: dict) -> list[str]:
     """The policy half's runs, its methods at the KL budgets, and criteria (6)-(9)."""
     p, dpo = config.policies, config.stages.dpo
-    budgets, runs = list(p.kl_budgets), policy_runs(config)
+    budgets, runs, points = list(p.kl_budgets), policy_runs(config), policy_points(config)
     lines = [
         "",
         "#### DPO on length-biased labels",
@@ -443,32 +469,36 @@ def policy_report(config, policies: dict) -> list[str]:
         f"training prompts labelled by an annotator adding {p.length_bias} gold per token "
         "(Bradley-Terry at temperature "
         f"{dpo.labels.annotator_temperature}) and, from the same samples and draws, by the "
-        f"unbiased one; {dpo.train.steps} steps of batch {dpo.train.batch_size} for every run, "
-        "at every beta of "
+        f"unbiased one; {dpo.train.steps} steps of batch {dpo.train.batch_size} for every run "
+        f"({dpo.optimizer.warmup_steps} of learning-rate warm-up), at every beta of "
         + "; ".join(f"{name} {tuple(p.betas[name])}" for name in p.losses)
         + f" (SimPO's gamma {p.losses.simpo.hyperparameters.gamma:g})" * ("simpo" in p.losses)
-        + f". Every final policy and the SFT policy answer {p.num_prompts} fresh held-out "
-        "prompts with one sampling key; gold at the SFT policy's length adjusts a policy's mean "
-        "gold by a slope of gold on length pooled within policies; entropy is the policy's mean "
+        + ". Every run's policies at steps "
+        + ", ".join(map(str, p.checkpoints))
+        + f" (its trajectory) and the SFT policy answer {p.num_prompts} fresh held-out prompts "
+        "with one sampling key; gold at the SFT policy's length adjusts a policy's mean gold by "
+        "a slope of gold on length pooled within policies; entropy is the policy's mean "
         "per-token entropy on its answers, distinct-2 and self-BLEU the answers' diversity "
-        "(alignax/analysis/diversity.py: the collapse monitor). Each run, mean over seeds:",
+        "(alignax/analysis/diversity.py: the collapse monitor). Each run at each step, mean "
+        "over seeds:",
         "",
     ]
     rows = []
     for name, row in policies["runs"].items():
-        method, loss = runs[name][:2] if name in runs else ("SFT", None)
+        stage, step = points.get(name, (None, 0))
+        method, loss = runs[stage][:2] if stage else ("SFT", None)
         beta = f"{loss.hyperparameters.beta:g}" if loss else "-"
         cells = [interval_text(row[m], digits=2) for m in POLICY_COLUMNS]
-        rows.append([POLICY_NAMES.get(method, method), beta, *cells])
-    lines += table(("policy", "beta", *POLICY_COLUMNS.values()), rows)
+        rows.append([POLICY_NAMES.get(method, method), beta, step, *cells])
+    lines += table(("policy", "beta", "step", *POLICY_COLUMNS.values()), rows)
     kls = [f"KL {b:g}" for b in budgets]
     lines += [
         "",
-        "Each method at equal KL, within a seed, off the line through its runs' and the SFT "
-        "policy's points sorted by KL: the gold and length of a mixture of the two neighbouring "
-        "policies, whose KL is at most the line's (KL is convex); below a method's nearest run "
-        "that is a mixture with the SFT policy. In brackets the seeds whose runs reach the "
-        "budget:",
+        "Each method at equal KL, within a seed, off the line through its runs' points (every "
+        "step above) and the SFT policy's, sorted by KL: the gold and length of a mixture of "
+        "the two neighbouring policies, whose KL is at most the line's (KL is convex); below a "
+        "method's nearest point that is a mixture with the SFT policy. In brackets the seeds "
+        "whose points reach the budget:",
         "",
         *table(
             ("method", "measure", *kls),

@@ -373,11 +373,13 @@ def length_bias_run(tmp_path_factory):
                 # against the pool (up to the references drawn).
                 assert abs(curves["gold beyond length"][0]) < 1e-9, selector
                 assert all(0.0 <= v <= 1.0 for v in curves["controlled"]), selector
-    # The policy half: the SFT policy and every DPO run, each biased-label run's labels made
-    # by the biased annotator.
+    # The policy half: the SFT policy and every DPO run at every measured step (an earlier
+    # step is another policy), each biased-label run's labels made by the biased annotator.
     policies = results["policies"]["seeds"]["0"]
-    assert set(policies) == {"sft", *length_bias.policy_runs(config)}
+    assert set(policies) == {"sft", *length_bias.policy_points(config)}
     assert abs(policies["sft"]["kl_to_sft"]) < 1e-6
+    early, final = (policies[f"simpo_biased_beta2@{s}"] for s in config.policies.checkpoints)
+    assert early["kl_to_sft"] != final["kl_to_sft"]
     stage = json.loads((workdir / "seed0" / "simpo_biased_beta2" / "config.json").read_text())
     assert stage["labels"]["length_bias"] == config.policies.length_bias
     assert stage["loss"]["name"] == "simpo" and stage["loss"]["hyperparameters"]["beta"] == 2.0
