@@ -347,7 +347,8 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         for seed, m in seeds.items()
     }
     combined = aggregate(tables, ns)
-    figure(combined, ns, len(tables), workdir / "figures")
+    figures = workdir / "figures"
+    figure(combined, ns, len(tables), figures)
     answers = {
         s: {answer: interval_verdict(d[key], *words) for key, answer, _, *words in CRITERIA}
         for s, d in combined["differences"].items()
@@ -358,15 +359,16 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     }
     pairs = {"biased_minus_control": (BIASED_DPO, CONTROL)}
     pairs |= {f"{m}_minus_dpo": (m, BIASED_DPO) for m in methods if m not in (CONTROL, BIASED_DPO)}
-    policies = policy_results(policy_tables, methods, list(config.policies.kl_budgets), pairs)
-    policy_figure(policies["runs"], methods, POLICY_NAMES, len(policy_tables), workdir / "figures")
+    budgets = list(config.policies.kl_budgets)
+    policies = policy_results(policy_tables, methods, budgets, pairs)
+    policy_figure(policies["runs"], methods, POLICY_NAMES, budgets, len(policy_tables), figures)
     return {
         "ns": ns,
         "seeds": tables,
         "combined": combined,
         "answers": answers,
         "policies": policies,
-        "policies_budgets": list(config.policies.kl_budgets),
+        "policies_budgets": budgets,
     }
 
 

@@ -433,11 +433,17 @@ def budget_cell(value) -> str:
 
 
 def policy_figure(
-    combined: dict, runs: dict[str, list[str]], labels: dict, num_seeds: int, out_dir: Path
+    combined: dict, runs: dict[str, list[str]], labels: dict, budgets, num_seeds: int, out_dir: Path
 ):
-    """figures/length_bias_policies.{png,pdf}: every method's runs (one per beta) and the SFT
-    policy, gold and length against KL to the SFT policy (mean over seeds, 95% t-intervals)."""
+    """figures/length_bias_policies.{png,pdf}: every method's line through its points (`runs`)
+    and the SFT policy's, gold and length against KL to the SFT policy (mean over seeds, 95%
+    t-intervals), KL on a scale linear below 1 nat and logarithmic above, the KL budgets
+    dotted."""
     fig, axes = plots.subplots(1, 2, figsize=(9.6, 3.6))
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=1.0)
+        for budget in budgets:
+            ax.axvline(budget, color="0.75", linestyle=":", linewidth=0.8)
     sft = combined["sft"]
     for i, (method, stages) in enumerate(runs.items()):
         rows = sorted([sft, *(combined[s] for s in stages)], key=lambda r: r["kl_to_sft"][0])
