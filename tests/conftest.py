@@ -68,7 +68,8 @@ class ModuleScheduling(LoadScopeScheduling):
 
     Scopes are handed out in collection order (`pytest_collection_modifyitems`), not xdist's
     default of the most tests first: that put the notebook tests, one test and a 30-80 s study
-    run each, last, and the run ended with one process finishing them while the other idled."""
+    run each, last, where the run could end with one process finishing them while the other
+    idled."""
 
     def _split_scope(self, nodeid: str) -> str:
         return nodeid if _runs_a_notebook(nodeid) else nodeid.split("::", 1)[0]
