@@ -143,7 +143,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             # The steps at which every run's policy is measured: its trajectory, log-spaced;
             # the last is stages.dpo.train.steps (every one a kept checkpoint).
             "checkpoints": (8, 16, 32, 64),
-            "num_prompts": 512,  # of the fresh draw every final policy answers
+            "num_prompts": 512,  # of the fresh draw every measured policy answers
             "max_new_tokens": 32,
         }
     )

@@ -214,7 +214,6 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     key = {
         "policies": config.policies.to_dict(),
         "stages": {name: stage_fingerprint(seed_dir / name) for name in names},
-        "points": list(policy_points(config)),
         "seed": seed,
         "measured": ["gold", "length", "kl", "ended_with_eos", *DIVERSITY],
     }
