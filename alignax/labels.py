@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from alignax.data.batching import chunk_rows
 from alignax.sampling import sample
 from alignax.stages import load_stage_model
 from alignax.tasks import Annotator, require
@@ -78,7 +79,7 @@ def policy_responses(
     chunk_size: int = 1024,
 ) -> list[list[int]]:
     """One sampled response (token ids, EOS included when emitted) per prompt, in chunks of a
-    fixed shape so the sampler compiles once."""
+    fixed shape (`data.batching.chunk_rows`) so the sampler compiles once."""
     return sampled_responses(
         model,
         params,
@@ -106,6 +107,7 @@ def sampled_responses(
     and prompt_mask, left-padded)."""
     width = encoded["prompt_tokens"].shape[1]
     num_prompts = len(encoded["prompt_tokens"])
+    chunk_size = chunk_rows(num_prompts, chunk_size)
     responses = []
     for start in range(0, num_prompts, chunk_size):
         stop = min(start + chunk_size, num_prompts)

@@ -7,7 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alignax.data.batching import BatchIterator, bucket_length, pack_sequences, pad_to_bucket
+from alignax.data.batching import (
+    BatchIterator,
+    bucket_length,
+    chunk_rows,
+    pack_sequences,
+    pad_to_bucket,
+)
 from alignax.data.layouts import LM_KEYS, lm_layout, prompt_layout
 from alignax.models import positions_from_segments
 
@@ -60,6 +66,22 @@ def test_restore_refuses_a_state_from_another_seed():
 def test_num_epochs_stops_and_partial_batches_are_dropped():
     it = BatchIterator(dataset(n=10), batch_size=4, seed=0, num_epochs=2)
     assert len(list(it)) == 4  # 2 full batches per epoch, the remainder of 2 dropped
+
+
+def test_chunks_hold_the_rows_in_a_power_of_two_up_to_the_chunk_size():
+    # Few rows pad to the power of two that holds them, never to the full chunk; many rows
+    # run in chunks of the full size.
+    assert [chunk_rows(n, 1024) for n in (1, 2, 3, 64, 65, 1000, 1024, 5000)] == [
+        2,
+        2,
+        4,
+        64,
+        128,
+        1024,
+        1024,
+        1024,
+    ]
+    assert chunk_rows(100, 48) == 48
 
 
 def test_bucketing_trims_padding_to_a_multiple_and_keeps_every_real_token():

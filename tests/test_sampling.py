@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from alignax import logprobs
+from alignax.labels import sampled_responses
 from alignax.models import positions_from_mask
 from alignax.sampling import filter_logits, sample
 from tests.helpers import pad_rows, tiny_model
@@ -159,6 +160,29 @@ def test_left_padded_prompts_of_different_lengths_sample_as_if_alone():
             temperature=0.0,
         )
         np.testing.assert_array_equal(batch.tokens[i, 4:], alone.tokens[0, len(prompt) :])
+
+
+def test_a_sampled_response_does_not_depend_on_the_rows_padded_beside_it():
+    """`labels.sampled_responses` pads its chunks to a few fixed shapes: at temperature 1 a
+    prompt's response is the same whether its chunk has 4 rows or 16 (the same key and draws
+    per row), so resizing the chunks changes no sampled text."""
+    model, params, prompts, mask = _setup()
+    encoded = {"prompt_tokens": np.asarray(prompts), "prompt_mask": np.asarray(mask)}
+
+    def responses(chunk_size):
+        return sampled_responses(
+            model,
+            params,
+            encoded,
+            jax.random.key(3),
+            eos_id=-1,
+            max_new_tokens=6,
+            chunk_size=chunk_size,
+        )
+
+    small, large = responses(4), responses(16)
+    assert small == large and all(len(r) == 6 for r in small)
+    assert len({tuple(r) for r in small}) == 3  # sampled, not one repeated row
 
 
 def test_top_k_one_and_tiny_top_p_are_greedy():

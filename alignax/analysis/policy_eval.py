@@ -16,6 +16,7 @@ from alignax import logprobs
 from alignax.analysis.diversity import diversity
 from alignax.analysis.stats import win_rate
 from alignax.checkpoint import restore_params
+from alignax.data.batching import chunk_rows
 from alignax.models import Model, Params
 from alignax.rl.rollout import response_outputs
 from alignax.sampling import sample
@@ -367,11 +368,13 @@ def sample_pool(
 
 def score_in_chunks(score_fn: Callable, tokens, mask, chunk_size: int, **more) -> np.ndarray:
     """score_fn(tokens [C, S], mask [C, S], **more) -> [..., C], applied in fixed-size chunks of
-    rows: [..., rows] (e.g. [members, rows] for an ensemble scorer). `more`: other [rows, ...]
-    arrays the scorer reads, chunked alike (e.g. a process reward model's step mask)."""
+    rows (`data.batching.chunk_rows`): [..., rows] (e.g. [members, rows] for an ensemble
+    scorer). `more`: other [rows, ...] arrays the scorer reads, chunked alike (e.g. a process
+    reward model's step mask)."""
+    arrays = {"tokens": tokens, "mask": mask, **more}
     scores = [
         np.asarray(score_fn(chunk.pop("tokens"), chunk.pop("mask"), **chunk))[..., : stop - start]
-        for start, stop, chunk in _chunks({"tokens": tokens, "mask": mask, **more}, chunk_size)
+        for start, stop, chunk in _chunks(arrays, chunk_rows(len(tokens), chunk_size))
     ]
     return np.concatenate(scores, axis=-1).astype(np.float64)
 

@@ -39,6 +39,13 @@ def bucket_length(length: int, *, multiple: int | None = None, buckets: Sequence
     return length
 
 
+def chunk_rows(rows: int, chunk_size: int) -> int:
+    """The rows of each fixed-shape chunk that `rows` rows are processed in: `chunk_size`, or
+    for fewer rows the power of two that holds them, so that a small call neither pads to a
+    large chunk nor compiles a shape of its own for every size."""
+    return min(chunk_size, 1 << max(rows - 1, 1).bit_length())
+
+
 def pad_to_bucket(
     batch: dict[str, np.ndarray], *, multiple: int | None = None, buckets: Sequence[int] = ()
 ) -> dict[str, np.ndarray]:

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from alignax.data.batching import chunk_rows
 from alignax.data.layouts import lm_layout, prompt_layout
 from alignax.tasks.base import (
     Annotator,
@@ -491,7 +492,7 @@ class ReviewTask:
         chunks = []
         for start in range(0, n, 1024):
             rows = min(1024, n - start)
-            padded_rows = 1 << max(rows - 1, 1).bit_length()
+            padded_rows = chunk_rows(rows, 1024)
             shape = ((0, padded_rows - rows), (0, width - length))
             out = self._jitted_terms(
                 np.pad(tokens[start : start + rows], shape),
