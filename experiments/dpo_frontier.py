@@ -66,6 +66,7 @@ from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
     Study,
+    check_every_checkpoint_kept,
     made_once,
     rlhf_stage_config,
     wall_time_text,
@@ -224,18 +225,14 @@ def run_config(config, run: Run, seed: int, seed_dir: Path) -> ml_collections.Co
         )
     # Every evaluated step's checkpoint is kept: frontier vertices and the over-optimisation
     # peak are chosen on the in-run evaluations and measured again on fresh prompts.
-    section = {"dpo": "offline", "kto": "kto", "ppo": "rl.ppo"}[run.runner]
-    train = out.train
-    if train.checkpoint_every != train.eval_every:
+    section = {"dpo": "offline", "kto": "kto", "ppo": "rl.ppo"}[run.runner] + ".train"
+    if out.train.checkpoint_every != out.train.eval_every:
         raise ValueError(
-            f"{section}.train.checkpoint_every={train.checkpoint_every} must equal "
-            f"train.eval_every={train.eval_every}: every evaluated checkpoint is kept"
+            f"{section}.checkpoint_every={out.train.checkpoint_every} must equal "
+            f"{section}.eval_every={out.train.eval_every}: every evaluated checkpoint is kept"
         )
-    if train.keep_checkpoints < train.steps // train.eval_every + 1:
-        raise ValueError(
-            f"{section}.train.keep_checkpoints={train.keep_checkpoints}: run {run.name} keeps "
-            f"{train.steps // train.eval_every + 1} (every evaluated step of {train.steps})"
-        )
+    why = f"run {run.name} measures every evaluated step's policy again on fresh prompts"
+    check_every_checkpoint_kept(out.train, section, why)
     return out
 
 

@@ -175,7 +175,11 @@ def test_config_errors_name_the_key():
     "key, value, message",
     [
         ("rl.ppo.train.checkpoint_every", 4, r"rl.ppo.train.checkpoint_every=4 must equal"),
-        ("offline.train.keep_checkpoints", 2, r"offline.train.keep_checkpoints=2: run dpo_beta"),
+        (
+            "offline.train.keep_checkpoints",
+            3,
+            r"offline.train.keep_checkpoints=3 keeps fewer than the 4",
+        ),
     ],
 )
 def test_every_evaluated_checkpoint_must_be_kept(tmp_path, key, value, message):
