@@ -121,12 +121,27 @@ def run_study(study: Study, config: ml_collections.ConfigDict, workdir: str | Pa
     text = study.report(config, results, timings, prov)
     if jax.process_index() == 0:
         (workdir / "results.md").write_text(text)
-        record = {**results, **timings, "provenance": prov}
+        record = results_record(results, timings, prov)
         (workdir / "results.json").write_text(json.dumps(record, indent=2, default=_plain))
     print(text)
     summary = {**study.summarize(results), **{k: round(v, 1) for k, v in timings.items()}}
     write_summary(workdir, summary)
     return summary
+
+
+def results_record(results: dict, timings: dict, prov: dict) -> dict:
+    """What results.json holds: the analysis, the timings ("seconds/..." keys) and the
+    provenance, side by side (`split_results_record` takes them apart)."""
+    return {**results, **timings, "provenance": prov}
+
+
+def split_results_record(record: dict) -> tuple[dict, dict, dict]:
+    """(results, timings, provenance) of a results.json `record`: the arguments its study's
+    `report` was called with."""
+    results = dict(record)
+    prov = results.pop("provenance")
+    timings = {k: results.pop(k) for k in list(results) if k.startswith("seconds/")}
+    return results, timings, prov
 
 
 def _plain(value):

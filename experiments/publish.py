@@ -30,6 +30,8 @@ import ml_collections
 import nbformat
 from nbclient import NotebookClient
 
+from alignax.study import split_results_record
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The studies of the table at a glance, in its order: each is experiments.<name>, declaring
@@ -167,9 +169,7 @@ def rendered_report(name: str, results_root: Path) -> str:
     analysis), as the study's command would write it at this commit."""
     data = results_root / name
     config = ml_collections.ConfigDict(json.loads((data / "config.json").read_text()))
-    results = json.loads((data / "results.json").read_text())
-    prov = results.pop("provenance")
-    timings = {k: results.pop(k) for k in list(results) if k.startswith("seconds/")}
+    results, timings, prov = split_results_record(json.loads((data / "results.json").read_text()))
     return importlib.import_module(f"experiments.{name}").report(config, results, timings, prov)
 
 

@@ -7,7 +7,7 @@ import ml_collections
 import pytest
 
 from alignax.stages import stage_section
-from alignax.study import PlannedStage, Study, run_study, seed_stage_config
+from alignax.study import PlannedStage, Study, run_study, seed_stage_config, split_results_record
 from alignax.workdir import ConfigChangedError
 from alignax.workflows import sft
 from configs import sft as sft_config
@@ -71,6 +71,15 @@ def test_a_study_writes_its_results_and_a_rerun_skips_what_finished(tmp_path, ca
     assert {"command", "commit", "machine"} <= set(results["provenance"])
     assert results["seconds/sft"] > 0 and results["seconds/total"] > 0
     assert (tmp_path / "results.md").read_text().startswith("### Toy")
+    # results.json splits back into what the report was written from (experiments.publish
+    # re-renders a published block this way).
+    analysis, timings, prov = split_results_record(results)
+    assert set(analysis) == {"nll"} and set(timings) == {
+        "seconds/sft",
+        "seconds/eval",
+        "seconds/total",
+    }
+    assert TOY.report(_config(), analysis, timings, prov) == (tmp_path / "results.md").read_text()
     assert summary["mean_nll"] == pytest.approx(sum(results["nll"].values()) / 2)
     capsys.readouterr()
 
