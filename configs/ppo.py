@@ -39,6 +39,10 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             "ensemble_size": 1,
             "ensemble_method": "mean",  # | "min" | "mean_minus_std" | "mean_minus_var"
             "uncertainty_penalty": 1.0,
+            # Subtract the reward model's least-squares slope on response length (tokens), fitted
+            # on the initial policy's samples where the scores are normalised: a length penalty
+            # read off the reward model, not tuned (Singhal et al. 2023).
+            "length_debias": False,
         }
     )
     # Judge drift alarm (rewards.source='model'): at every evaluation, pairs of a response of

@@ -45,7 +45,6 @@ from alignax.analysis.length_bias import (
     annotate,
     budget_cell,
     figure,
-    length_slope,
     policy_figure,
     policy_results,
     policy_table,
@@ -58,7 +57,7 @@ from alignax.analysis.policy_eval import (
     score_pairs,
 )
 from alignax.analysis.report import table
-from alignax.analysis.stats import interval_text, interval_verdict
+from alignax.analysis.stats import interval_text, interval_verdict, least_squares_slope
 from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.models import build_model
@@ -307,7 +306,7 @@ def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
         "pool_length": response_lengths(pool).astype(np.float64),
         "length_mean": np.float64(mean),
         "length_std": np.float64(std),
-        "slopes": np.array([length_slope(train_scores[i], length) for i in range(m)]),
+        "slopes": np.array([least_squares_slope(train_scores[i], length) for i in range(m)]),
         "coefficients": np.asarray(coefficients) / COVARIATE_UNIT,  # per standard deviation
         "accuracy_gold": (said == prefers_first(test_gold)).mean(axis=1),
         # Against the annotator of each model's own strength (gold's for the gold-label model).

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from alignax.checkpoint import restore_params
+from alignax.losses.reward import normalize_rewards
 from alignax.metrics import read_metrics
 from alignax.stages import stage_finished
 from alignax.workflows import ppo, preference, reward_model, sft
@@ -210,6 +211,41 @@ def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
     )
     assert resumed == full
     assert full["kl_to_sft"] > 0
+
+
+def test_length_debiased_rewards_carry_no_length_on_the_initial_samples(runs, tmp_path):
+    """`rewards.length_debias`: the reward model's slope on length, fitted where its scores
+    are normalised, is removed first; the rewards there have mean 0, std 1 and no slope on
+    length. A run with it trains, and its evaluations report the score it optimises."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 30, 256).astype(np.float64)
+    scores = 0.5 * lengths + rng.normal(size=256)
+    plain = ppo.reward_scaling(scores, lengths, length_debias=False)
+    assert "reward_length_slope" not in plain
+    scaling = ppo.reward_scaling(scores, lengths, length_debias=True)
+    slope = float(scaling["reward_length_slope"])
+    assert slope == pytest.approx(np.polyfit(lengths, scores, 1)[0], rel=1e-5)
+    rewards = normalize_rewards(
+        scores - slope * lengths, scaling["reward_gain"], scaling["reward_bias"]
+    )
+    assert float(np.mean(rewards)) == pytest.approx(0.0, abs=1e-5)
+    assert float(np.std(rewards)) == pytest.approx(1.0, abs=1e-4)
+    assert np.polyfit(lengths, np.asarray(rewards), 1)[0] == pytest.approx(0.0, abs=1e-5)
+
+    root, _ = runs
+    overrides = short_run(
+        **{
+            "train.steps": 2,
+            "train.batch_size": 32,
+            "init_from": str(root / "sft"),
+            "rewards.reward_model_from": str(root / "rm"),
+            "rewards.length_debias": True,
+            "rollout.num_prompts": 128,
+            "eval.num_prompts": 32,
+        }
+    )
+    summary = ppo.run(preset_config(ppo_config, **overrides), tmp_path / "ppo")
+    assert np.isfinite(summary["proxy_reward"]) and summary["steps"] == 2
 
 
 def test_ppo_with_lora_trains_policy_adapters_over_the_sft_reference(runs, tmp_path):

@@ -16,13 +16,13 @@ from alignax.analysis.length_bias import (
     defined_interval,
     gold_beyond_length,
     length_correlation,
-    length_slope,
     logistic_intercept,
     sigmoid,
     versus_references,
     win_rates,
 )
 from alignax.analysis.policy_eval import score_pairs
+from alignax.analysis.stats import least_squares_slope
 from alignax.models import build_model
 from alignax.proxies import proxy_optimizer, reward_model_config
 from alignax.sweeps import make_member_scorer, make_soft_label_reward_sweep
@@ -48,7 +48,7 @@ def test_annotators_of_shared_draws_differ_only_where_their_utilities_do():
 
 def test_slope_correlation_and_gold_at_matched_length_on_known_cases():
     length = np.tile(np.arange(10.0, 20.0), (3, 1))
-    assert length_slope(2.0 * length + 1.0, length) == pytest.approx(2.0)
+    assert least_squares_slope(2.0 * length + 1.0, length) == pytest.approx(2.0)
     assert length_correlation(-3.0 * length, length) == pytest.approx(-1.0)
     # Gold that is a function of length has nothing beyond it; a constant length leaves gold
     # less its mean.

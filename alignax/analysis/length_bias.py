@@ -23,7 +23,13 @@ from alignax.analysis import plots
 from alignax.analysis.best_of_n import pick_probabilities
 from alignax.analysis.policy_eval import versus_sft
 from alignax.analysis.report import table
-from alignax.analysis.stats import interval_text, interval_verdict, mean_interval, seed_means
+from alignax.analysis.stats import (
+    interval_text,
+    interval_verdict,
+    least_squares_slope,
+    mean_interval,
+    seed_means,
+)
 
 
 def sigmoid(x) -> np.ndarray:
@@ -36,13 +42,6 @@ def annotate(utility_Nx2, uniform_N, temperature: float) -> np.ndarray:
     differ only where their utilities do)."""
     u = np.asarray(utility_Nx2, np.float64)
     return (uniform_N < sigmoid((u[:, 0] - u[:, 1]) / temperature)).astype(np.float32)
-
-
-def length_slope(scores, lengths) -> float:
-    """The least-squares slope of `scores` on `lengths` (any equal shapes, flattened)."""
-    s, x = np.ravel(scores).astype(np.float64), np.ravel(lengths).astype(np.float64)
-    x = x - x.mean()
-    return float(x @ (s - s.mean()) / max(x @ x, 1e-12))
 
 
 def length_correlation(scores_PxS, lengths_PxS) -> float:
@@ -161,7 +160,7 @@ def seed_table(
                     curves[q].append(float(v))
             gain = (pick * score).sum(axis=1).mean() - score.mean()  # at the largest n
             extra_length = curves["length"][-1] - length.mean()
-            curves["length share"] = length_slope(score, length) * extra_length / gain
+            curves["length share"] = least_squares_slope(score, length) * extra_length / gain
             curves["length correlation"] = length_correlation(score, length)
             block[name] = curves
         table[f"{s:g}"] = block

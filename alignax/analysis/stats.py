@@ -84,3 +84,11 @@ def interval_verdict(interval: tuple[float, float], above: str, below: str) -> s
     if mean + half < 0:
         return below
     return "no difference resolved"
+
+
+def least_squares_slope(values, covariate) -> float:
+    """The least-squares slope of `values` on `covariate` (any equal shapes, flattened; 0 when
+    the covariate is constant)."""
+    y, x = np.ravel(values).astype(np.float64), np.ravel(covariate).astype(np.float64)
+    x = x - x.mean()
+    return float(x @ (y - y.mean()) / max(x @ x, 1e-12))

@@ -3,14 +3,15 @@ penalty to the SFT policy, GAE, clipped policy and value losses, optional PPO-pt
 
 One train step is one PPO iteration (rollout, scoring, advantages, epochs of minibatch updates),
 jitted whole. The value model starts from the reward model's backbone or the policy's
-(`rewards.value_init`), or is a value head on the policy itself ('shared'). Reward-model scores
-are normalised to mean 0, std 1 on the initial policy's samples. Logs the proxy reward, the gold
-reward, KL and its coefficient, entropy, clip fractions, value error, response length and sample
-texts; with `judge_drift.track`, the reward model's accuracy on pairs of the policy's responses
-(or, `judge_drift.pairs='reference'`, of its response and the task's verified one) as gold
-orders them, and an alarm when it falls (alignax/feedback/drift.py). A run on the gold reward
-can watch a judge it does not optimise (`rewards.reward_model_from` with
-`judge_drift.track`): the control that calibrates the alarm.
+(`rewards.value_init`), or is a value head on the policy itself ('shared'). Reward-model scores are
+normalised to mean 0, std 1 on the initial policy's samples (with `rewards.length_debias`, after
+their least-squares slope on response length is removed: `reward_scaling`). Logs the proxy reward,
+the gold reward, KL and its coefficient, entropy, clip fractions, value error, response length and
+sample texts; with `judge_drift.track`, the reward model's accuracy on pairs of the policy's
+responses (or, `judge_drift.pairs='reference'`, of its response and the task's verified one) as gold
+orders them, and an alarm when it falls (alignax/feedback/drift.py). A run on the gold reward can
+watch a judge it does not optimise (`rewards.reward_model_from` with `judge_drift.track`): the
+control that calibrates the alarm.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from alignax import feedback, rl
 from alignax.analysis.policy_eval import evaluate_policy, summarize, task_reward
+from alignax.analysis.stats import least_squares_slope
 from alignax.experiment import check_model_fits_task, initial_params
 from alignax.losses.reward import ensemble_rewards, normalize_rewards, reward_normalization
 from alignax.models import build_model
@@ -63,6 +66,20 @@ def build_reward(config, mesh):
         )
 
     return reward_fn, params, model
+
+
+def reward_scaling(scores, lengths, length_debias: bool) -> dict:
+    """How PPO turns reward-model scores into rewards, fitted on the initial policy's samples
+    (`scores` and their response `lengths` in tokens): `reward_gain` and `reward_bias` that
+    normalise them to mean 0 and std 1; with `length_debias`, `reward_length_slope`, their
+    least-squares slope on length, removed before normalising (score - slope x length)."""
+    out = {}
+    if length_debias:
+        slope = least_squares_slope(scores, lengths)
+        scores = np.asarray(scores) - slope * np.asarray(lengths)
+        out["reward_length_slope"] = jnp.float32(slope)
+    gain, bias = reward_normalization(scores)
+    return out | {"reward_gain": gain, "reward_bias": bias}
 
 
 def check_config(config, task) -> None:
@@ -161,9 +178,8 @@ def build(config, ctx: Context) -> Stage:
             rngs["normalization"],
             max_new_tokens=max_new_tokens,
             proxy_fn=functools.partial(jax.jit(reward_fn), reward_params),
-        )["proxy"]
-        gain, bias = reward_normalization(raw)
-        aux_reward = {"reward_gain": gain, "reward_bias": bias}
+        )
+        aux_reward = reward_scaling(raw["proxy"], raw["length"], config.rewards.length_debias)
 
     if config.rewards.source == "gold":  # a reward model here is a watched judge only
 
@@ -174,6 +190,8 @@ def build(config, ctx: Context) -> Stage:
         def score_fn(state, tokens, input_mask, loss_mask, **inputs):
             del inputs  # a reward model reads the sequence alone
             rewards = reward_fn(state.reward_params, tokens, input_mask)
+            if config.rewards.length_debias:
+                rewards -= state.aux["reward_length_slope"] * loss_mask.sum(-1)
             return normalize_rewards(rewards, state.aux["reward_gain"], state.aux["reward_bias"])
 
     ppo_config = rl.PPOConfig.from_config(config.ppo)
@@ -229,6 +247,9 @@ def build(config, ctx: Context) -> Stage:
             ref_params=state.ref_params,
             proxy_fn=proxy_fn(state),
         )
+        if config.rewards.length_debias:  # the score PPO optimises: its length slope removed
+            slope = state.aux["reward_gain"] * state.aux["reward_length_slope"]
+            result["proxy"] = result["proxy"] - np.asarray(slope) * result["length"]
         metrics = {**summarize(result), "texts": result["texts"]}
         if judge.alarm is not None:
             metrics.update(judge.check(state, params["policy"], result))
