@@ -53,6 +53,18 @@ seed (undefined where the budget lies beyond its largest KL). Criteria, at every
   (8) Do length-normalised DPO and SimPO on the biased labels answer shorter than DPO on them at
       equal KL?
   (9) Do they reach higher gold?
+PPO on the same biased labels: a reward model (the DPO frontier study's: 3 passes over the pairs)
+trained on exactly the biased DPO runs' pairs and labels, then PPO from the SFT policy against it
+(the DPO frontier study's PPO: adaptive KL coefficient steered to 8 nats) plain and with the reward
+model's least-squares slope on response length removed where its scores are normalised (PPO's
+`rewards.length_debias`: a length penalty read off the reward model, not tuned); each run measured
+at the steps of `policies.ppo_checkpoints` on the same fresh draw, read at the same budgets.
+Criteria, stated before these runs, at every budget:
+  (10) Does PPO against the biased-label reward model answer longer than DPO on those labels?
+  (11) Does it reach lower gold?
+  (12) Does removing the reward model's length slope make PPO answer shorter?
+  (13) Does it raise PPO's gold?
+PPO has one setting against DPO's three betas: it is shown at that one.
 A first run compared one setting of each (DPO beta 0.1, both relatives beta 2): the relatives
 then ran much further from the SFT policy (KL 8.9 and 22 against 4.4), longer and lower in
 gold; equal KL is the comparison Park et al.'s claim needs, so this design replaced it. A second
@@ -69,7 +81,7 @@ import ml_collections
 
 from alignax.losses.registry import default_hyperparameters
 from alignax.stages import stage_section
-from configs import dpo, sft
+from configs import dpo, ppo, reward_model, sft
 from configs.common import (
     pairs_config,
     scratch_reward_models_config,
@@ -109,6 +121,9 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "sft": stage_section(sft.get_config("runlocal")),
             # The template of every DPO run; `policies` sets each run's loss and labels.
             "dpo": stage_section(dpo.get_config("runlocal")),
+            # The reward model of the biased DPO runs' pairs and labels, and PPO against it.
+            "reward_model": stage_section(reward_model.get_config("runlocal"), own=("model",)),
+            "ppo": stage_section(ppo.get_config()),
         }
     )
     # The DPO frontier study's trimmed pretraining and SFT, and its offline runs' passes.
@@ -118,6 +133,16 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.stages.dpo.preferences.eval_kl_to_initial = True  # SimPO keeps no reference
     config.stages.dpo.train.update(
         steps=64, batch_size=32, log_every=8, eval_every=64, checkpoint_every=8, keep_checkpoints=8
+    )
+    # The DPO frontier study's reward model (3 passes over the pairs) and PPO.
+    config.stages.reward_model.labels = config.stages.dpo.labels.copy_and_resolve_references()
+    config.stages.reward_model.pairs.update(num_pairs=1024, num_eval_pairs=256)
+    config.stages.reward_model.train.update(steps=96, eval_every=96, checkpoint_every=96)
+    config.stages.ppo.rewards.value_init = "policy"
+    config.stages.ppo.ppo.update(kl_coef=0.1, kl_target=8.0, kl_horizon=64)
+    config.stages.ppo.eval.num_prompts = config.stages.dpo.eval.num_prompts
+    config.stages.ppo.train.update(
+        steps=32, batch_size=32, log_every=4, eval_every=32, checkpoint_every=2, keep_checkpoints=16
     )
     config.policies = ml_collections.ConfigDict(
         {
@@ -143,6 +168,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             # The steps at which every run's policy is measured: its trajectory, log-spaced;
             # the last is stages.dpo.train.steps (every one a kept checkpoint).
             "checkpoints": (8, 16, 32, 64),
+            # The same for every PPO run, the last stages.ppo.train.steps.
+            "ppo_checkpoints": (2, 4, 8, 16, 32),
             "num_prompts": 512,  # of the fresh draw every measured policy answers
             "max_new_tokens": 32,
         }
@@ -161,6 +188,16 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2, keep_checkpoints=2
         )
         config.policies.checkpoints = (2, 4)
+        config.stages.reward_model.pairs.update(num_pairs=64, num_eval_pairs=16)
+        config.stages.reward_model.train.update(
+            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=4
+        )
+        config.stages.ppo.rollout.num_prompts = 32
+        config.stages.ppo.eval.num_prompts = 16
+        config.stages.ppo.train.update(
+            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2, keep_checkpoints=2
+        )
+        config.policies.ppo_checkpoints = (2, 4)
         config.policies.num_prompts = 16
         del config.policies.losses["dpo_length_normalized"]  # one relative is enough to test
         del config.policies.betas["dpo_length_normalized"]

@@ -16,8 +16,9 @@ policies' in policies.npz):
      held-out prompts
   4. stages pretrain -> sft -> DPO on the SFT policy's samples labelled by the unbiased
      annotator and by one with `policies.length_bias` (alignax.tasks.Annotator), and every
-     loss of `policies.losses` on the biased labels; each final policy's answers to one fresh
-     draw of held-out prompts
+     loss of `policies.losses` on the biased labels; a reward model on the biased runs' pairs
+     and labels, and PPO against it, plain and with its length slope removed; every run's
+     policies along its trajectory answer one fresh draw of held-out prompts
 The analysis (alignax/analysis/length_bias.py): per strength, best-of-n gold, length, gold beyond
 length, the share of the gain that length explains, and raw, length-controlled and gold win
 rates for every selector; every policy's gold, length, KL and length-controlled gold; the
@@ -129,18 +130,11 @@ def plan(config, seed: int, seed_dir: Path) -> list:
         )
     if not p.kl_budgets or min(p.kl_budgets) <= 0:
         raise ValueError(f"policies.kl_budgets={tuple(p.kl_budgets)}: positive KL budgets")
-    train, steps = config.stages.dpo.train, tuple(p.checkpoints)
-    if (
-        steps != tuple(sorted(set(steps)))
-        or steps[-1] != train.steps
-        or any(s <= 0 or s % train.checkpoint_every for s in steps)
-    ):
-        raise ValueError(
-            f"policies.checkpoints={steps}: increasing multiples of stages.dpo.train."
-            f"checkpoint_every={train.checkpoint_every}, the last stages.dpo.train.steps="
-            f"{train.steps}"
-        )
+    train = config.stages.dpo.train
+    check_trajectory(p.checkpoints, train, "policies.checkpoints")
     check_every_checkpoint_kept(train, "stages.dpo.train", "policies.checkpoints are measured")
+    check_trajectory(p.ppo_checkpoints, config.stages.ppo.train, "policies.ppo_checkpoints")
+    check_same_pairs(config)
     stages = [
         PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
         for name in ("pretrain", "sft")
@@ -151,10 +145,54 @@ def plan(config, seed: int, seed_dir: Path) -> list:
             stage.loss = loss
             stage.labels.length_bias = length_bias
         stages.append(PlannedStage(name, RLHF_STAGES["dpo"].KIND, stage, group="policies"))
+    reward_model = rlhf_stage_config(config, "reward_model", seed, seed_dir)
+    with reward_model.unlocked():
+        reward_model.labels.length_bias = p.length_bias
+    stages.append(PlannedStage("reward_model", RLHF_STAGES["reward_model"].KIND, reward_model))
+    for name, length_debias in PPO_RUNS.items():
+        stage = rlhf_stage_config(config, "ppo", seed, seed_dir)
+        with stage.unlocked():
+            stage.rewards.length_debias = length_debias
+        stages.append(PlannedStage(name, RLHF_STAGES["ppo"].KIND, stage, group="ppo"))
     return stages
 
 
+def check_trajectory(steps, train, key: str) -> None:
+    """`steps` (at config `key`), the steps a run is measured at, must be kept checkpoints of
+    `train` (the stage's train section), increasing, the last its final step."""
+    steps = tuple(steps)
+    if (
+        steps != tuple(sorted(set(steps)))
+        or steps[-1] != train.steps
+        or any(s <= 0 or s % train.checkpoint_every for s in steps)
+    ):
+        raise ValueError(
+            f"{key}={steps}: increasing multiples of checkpoint_every={train.checkpoint_every}, "
+            f"the last the run's steps={train.steps}"
+        )
+
+
+def check_same_pairs(config) -> None:
+    """The reward model learns from the biased DPO runs' pairs: the same annotator (its length
+    bias set from `policies.length_bias`), number and sampling (labels.comparisons draws the
+    same ones for the same seed)."""
+    rm, dpo = config.stages.reward_model, config.stages.dpo
+    if rm.labels.to_dict() != dpo.labels.to_dict():
+        raise ValueError(
+            "stages.reward_model.labels must equal stages.dpo.labels (the biased DPO runs' "
+            "annotator and samples)"
+        )
+    if rm.pairs.num_pairs != dpo.pairs.num_pairs:
+        raise ValueError(
+            f"stages.reward_model.pairs.num_pairs={rm.pairs.num_pairs} must equal "
+            f"stages.dpo.pairs.num_pairs={dpo.pairs.num_pairs} (the same pairs)"
+        )
+
+
 CONTROL, BIASED_DPO = "dpo_gold_labels", "dpo_biased"
+# PPO against the biased-label reward model: {stage (and method): rewards.length_debias}.
+PPO_BIASED, PPO_DEBIASED = "ppo_biased_rm", "ppo_biased_rm_length_debiased"
+PPO_RUNS = {PPO_BIASED: False, PPO_DEBIASED: True}
 
 
 def policy_methods(config) -> dict[str, tuple[str, float]]:
@@ -177,20 +215,24 @@ def policy_runs(config) -> dict[str, tuple]:
 
 def policy_points(config) -> dict[str, tuple[str, int]]:
     """{point: (stage, step)}: every run of `policy_runs` at every step of
-    `policies.checkpoints` (its trajectory; the last is its final policy), named
-    '<stage>@<step>'."""
+    `policies.checkpoints` and every PPO run at every step of `policies.ppo_checkpoints` (its
+    trajectory; the last is its final policy), named '<stage>@<step>'."""
+    p = config.policies
+    trajectories = {stage: p.checkpoints for stage in policy_runs(config)}
+    trajectories |= {stage: p.ppo_checkpoints for stage in PPO_RUNS}
     return {
-        f"{stage}@{step}": (stage, step)
-        for stage in policy_runs(config)
-        for step in config.policies.checkpoints
+        f"{stage}@{step}": (stage, step) for stage, steps in trajectories.items() for step in steps
     }
 
 
 def points_of_methods(config) -> dict[str, list[str]]:
     """{method: its runs' points}: what a method's line at equal KL runs through."""
-    runs, out = policy_runs(config), {method: [] for method in policy_methods(config)}
+    method = {stage: run[0] for stage, run in policy_runs(config).items()} | {
+        s: s for s in PPO_RUNS
+    }
+    out = {m: [] for m in [*policy_methods(config), *PPO_RUNS]}
     for point, (stage, _) in policy_points(config).items():
-        out[runs[stage][0]].append(point)
+        out[method[stage]].append(point)
     return out
 
 
@@ -199,6 +241,8 @@ POLICY_NAMES = {
     BIASED_DPO: "DPO on biased labels",
     "dpo_length_normalized_biased": "length-normalised DPO on biased labels",
     "simpo_biased": "SimPO on biased labels",
+    PPO_BIASED: "PPO against the biased-label reward model",
+    PPO_DEBIASED: "PPO against it, its length slope removed",
 }
 
 
@@ -209,7 +253,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     reward_models = cached_arrays(
         seed_dir / "eval.npz", key | {"seed": seed}, lambda: measure_seed(config, seed)
     )
-    names = ["sft", *policy_runs(config)]
+    names = ["sft", *policy_runs(config), "reward_model", *PPO_RUNS]
     key = {
         "policies": config.policies.to_dict(),
         "stages": {name: stage_fingerprint(seed_dir / name) for name in names},
@@ -230,9 +274,15 @@ def measure_policies(config, seed: int, seed_dir: Path) -> dict:
     p = config.policies
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
+
+    def restored(stage: str, step: int):
+        checkpoints = seed_dir / stage / "checkpoints"
+        if stage in PPO_RUNS:  # the policy beside its value model
+            return restore_params(checkpoints, {"policy": sft_params}, step=step)["policy"]
+        return restore_params(checkpoints, sft_params, step=step)
+
     policies = {"sft": sft_params} | {
-        point: restore_params(seed_dir / stage / "checkpoints", sft_params, step=step)
-        for point, (stage, step) in policy_points(config).items()
+        point: restored(stage, step) for point, (stage, step) in policy_points(config).items()
     }
     answers = on_fresh_draw(
         model, policies, sft_params, task, seed=seed, num_prompts=p.num_prompts,
@@ -356,7 +406,10 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         str(seed): policy_table(m, list(policy_points(config))) for seed, m in seeds.items()
     }
     pairs = {"biased_minus_control": (BIASED_DPO, CONTROL)}
-    pairs |= {f"{m}_minus_dpo": (m, BIASED_DPO) for m in methods if m not in (CONTROL, BIASED_DPO)}
+    relatives = [m for m in policy_methods(config) if m not in (CONTROL, BIASED_DPO)]
+    pairs |= {f"{m}_minus_dpo": (m, BIASED_DPO) for m in relatives}
+    pairs |= {"ppo_minus_dpo": (PPO_BIASED, BIASED_DPO)}
+    pairs |= {"ppo_length_debiased_minus_ppo": (PPO_DEBIASED, PPO_BIASED)}
     budgets = list(config.policies.kl_budgets)
     policies = policy_results(policy_tables, methods, budgets, pairs)
     policy_figure(policies["runs"], methods, POLICY_NAMES, budgets, len(policy_tables), figures)
@@ -448,10 +501,10 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         *policy_report(config, results["policies"]),
         "",
         "Where the setting differs from the papers': a synthetic task whose annotators' length "
-        "bias is known and linear, tiny reward models from scratch and tiny policies, best-of-n "
-        "and DPO-family runs but no PPO, the length covariate a known feature rather than "
-        "ODIN's learnt length head, and a win-rate regression with the length difference as "
-        "its only covariate.",
+        "bias is known and linear, tiny reward models and tiny policies, one PPO setting "
+        "against three betas per DPO-family loss, the length covariate a known feature rather "
+        "than ODIN's learnt length head, and a win-rate regression with the length difference "
+        "as its only covariate.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -459,6 +512,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
 def policy_report(config, policies: dict) -> list[str]:
     """The policy half's runs, its methods at the KL budgets, and criteria (6)-(9)."""
     p, dpo = config.policies, config.stages.dpo
+    rm, ppo = config.stages.reward_model, config.stages.ppo
     budgets, runs, points = list(p.kl_budgets), policy_runs(config), policy_points(config)
     lines = [
         "",
@@ -479,14 +533,21 @@ def policy_report(config, policies: dict) -> list[str]:
         "with one sampling key; gold at the SFT policy's length adjusts a policy's mean gold by "
         "a slope of gold on length pooled within policies; entropy is the policy's mean "
         "per-token entropy on its answers, distinct-2 and self-BLEU the answers' diversity "
-        "(alignax/analysis/diversity.py: the collapse monitor). Each run at each step, mean "
-        "over seeds:",
+        "(alignax/analysis/diversity.py: the collapse monitor). "
+        f"PPO: a reward model ({rm.train.steps} steps of {rm.train.batch_size}) on the biased "
+        f"DPO runs' pairs and labels; PPO from the SFT policy against it, "
+        f"{ppo.train.steps} iterations of {ppo.train.batch_size} prompts, KL coefficient "
+        f"{ppo.ppo.kl_control} (target {ppo.ppo.kl_target:g} nats), plain and with the reward "
+        "model's least-squares slope on response length, fitted on the SFT policy's samples, "
+        "removed (`rewards.length_debias`), measured at steps "
+        + ", ".join(map(str, p.ppo_checkpoints))
+        + ". Each run at each step, mean over seeds:",
         "",
     ]
     rows = []
     for name, row in policies["runs"].items():
         stage, step = points.get(name, (None, 0))
-        method, loss = runs[stage][:2] if stage else ("SFT", None)
+        method, loss = runs[stage][:2] if stage in runs else (stage or "SFT", None)
         beta = f"{loss.hyperparameters.beta:g}" if loss else "-"
         cells = [interval_text(row[m], digits=2) for m in POLICY_COLUMNS]
         rows.append([POLICY_NAMES.get(method, method), beta, step, *cells])
@@ -510,13 +571,19 @@ def policy_report(config, policies: dict) -> list[str]:
         ),
     ]
     criteria = {"biased_minus_control": ("DPO on biased minus on gold labels", "(6)", "(7)")}
-    for m in policies["methods"]:
+    for m in policy_methods(config):
         if m not in (CONTROL, BIASED_DPO):
             criteria[f"{m}_minus_dpo"] = (
                 f"{POLICY_NAMES.get(m, m)} minus DPO on them",
                 "(8)",
                 "(9)",
             )
+    criteria["ppo_minus_dpo"] = ("PPO against their reward model minus DPO on them", "(10)", "(11)")
+    criteria["ppo_length_debiased_minus_ppo"] = (
+        "PPO, the length slope removed, minus plain PPO",
+        "(12)",
+        "(13)",
+    )
     rows = []
     for label, (text, *numbers) in criteria.items():
         d, a = policies["differences"][label], policies["answers"][label]

@@ -188,10 +188,17 @@ def test_a_zero_covariate_trains_as_no_covariate_and_a_real_one_is_fitted(tiny_p
         ("policies.betas", {"dpo": (0.1,)}, r"positive betas for exactly the losses"),
         ("policies.betas", {"dpo": (0.1,), "simpo": ()}, r"positive betas for exactly the losses"),
         ("policies.kl_budgets", (0.0, 1.0), r"policies.kl_budgets=\(0.0, 1.0\): positive"),
-        ("policies.checkpoints", (2,), r"the last stages.dpo.train.steps=4"),
-        ("policies.checkpoints", (4, 2), r"increasing multiples"),
-        ("policies.checkpoints", (3, 4), r"multiples of stages.dpo.train.checkpoint_every=2"),
+        (
+            "policies.checkpoints",
+            (2,),
+            r"policies.checkpoints=\(2,\): .* the last the run's steps=4",
+        ),
+        ("policies.checkpoints", (4, 2), r"policies.checkpoints=\(4, 2\): increasing multiples"),
+        ("policies.checkpoints", (3, 4), r"multiples of checkpoint_every=2"),
+        ("policies.ppo_checkpoints", (1, 4), r"policies.ppo_checkpoints=\(1, 4\): increasing"),
         ("stages.dpo.train.keep_checkpoints", 1, r"keep_checkpoints=1 keeps fewer than the 2"),
+        ("stages.reward_model.pairs.num_pairs", 32, r"num_pairs=32 must equal stages.dpo.pairs"),
+        ("stages.reward_model.labels.temperature", 0.5, r"must equal stages.dpo.labels"),
     ],  # fmt: skip
 )
 def test_a_bad_setting_is_refused_before_anything_runs(key, value, message, tmp_path):

@@ -387,6 +387,13 @@ def length_bias_run(tmp_path_factory):
         (workdir / "seed0" / "dpo_gold_labels_beta0.1" / "config.json").read_text()
     )
     assert control["labels"]["length_bias"] == 0.0
+    # PPO: the reward model learns the biased runs' labels; one PPO run removes its length slope.
+    rm = json.loads((workdir / "seed0" / "reward_model" / "config.json").read_text())
+    assert rm["labels"] == stage["labels"]
+    for name, debias in length_bias.PPO_RUNS.items():
+        ppo = json.loads((workdir / "seed0" / name / "config.json").read_text())
+        assert ppo["rewards"]["length_debias"] == debias
+        assert ppo["rewards"]["reward_model_from"] == str(workdir / "seed0" / "reward_model")
     assert all(isinstance(v, str) for v in summary.values() if not isinstance(v, float))
     for figure in ("length_bias", "length_bias_policies"):
         for suffix in ("png", "pdf"):
