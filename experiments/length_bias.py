@@ -615,12 +615,19 @@ def glance(results: dict) -> list[str]:
             f"(**{a[s]['covariate']}**)"
         )
     p, budget = results["policies"], results["policies_budgets"][-1]
-    d, a = p["differences"]["biased_minus_control"], p["answers"]["biased_minus_control"]
-    out.append(
-        f"DPO on biased minus gold labels at KL {budget:g}: length "
-        f"{interval_text(d['length'][-1][:2], 1, True)} (**{a['length'][-1]}**), gold "
-        f"{interval_text(d['gold'][-1][:2], 2, True)} (**{a['gold'][-1]}**)"
-    )
+    for label, text in (
+        ("biased_minus_control", "DPO on biased minus gold labels"),
+        (
+            "ppo_length_debiased_minus_ppo",
+            "PPO with the reward model's length slope removed minus plain PPO",
+        ),
+    ):
+        d, a = p["differences"][label], p["answers"][label]
+        out.append(
+            f"{text} at KL {budget:g}: length {interval_text(d['length'][-1][:2], 1, True)} "
+            f"(**{a['length'][-1]}**), gold {interval_text(d['gold'][-1][:2], 2, True)} "
+            f"(**{a['gold'][-1]}**)"
+        )
     return out
 
 
