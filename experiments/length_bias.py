@@ -428,7 +428,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
     c, a = results["combined"], results["answers"]
     largest = ns[-1]
     lines = [
-        "### Length hacking: length-biased labels in best-of-n and DPO, and their controls",
+        "### Length hacking: length-biased labels in best-of-n, DPO and PPO, and their controls",
         "",
         f"{written_by(prov)}; {len(results['seeds'])} seeds on {config.workers} process(es); "
         f"{wall_time_text(timings)}.",
@@ -516,7 +516,7 @@ def policy_report(config, policies: dict) -> list[str]:
     budgets, runs, points = list(p.kl_budgets), policy_runs(config), policy_points(config)
     lines = [
         "",
-        "#### DPO on length-biased labels",
+        "#### DPO and PPO on length-biased labels",
         "",
         f"Per seed: pretrain ({config.stages.pretrain.train.steps} steps) -> SFT "
         f"({config.stages.sft.train.steps} steps); {dpo.pairs.num_pairs} pairs of SFT samples to "

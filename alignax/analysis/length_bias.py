@@ -461,5 +461,5 @@ def policy_figure(
     axes[0].set(xlabel="KL to the SFT policy (nats)", ylabel="gold reward")
     axes[1].set(xlabel="KL to the SFT policy (nats)", ylabel="response length (tokens)")
     axes[0].legend(fontsize=6)
-    fig.suptitle(f"DPO-family policies on gold and length-biased labels ({num_seeds} seeds)")
+    fig.suptitle(f"Policies on gold and length-biased labels ({num_seeds} seeds)")
     return plots.save(fig, out_dir / "length_bias_policies")
