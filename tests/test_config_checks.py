@@ -173,6 +173,20 @@ def test_a_batch_larger_than_the_data_names_the_key_and_the_data_size():
     assert train_batches(preset_config(sft_config, **{"train.batch_size": 8}), arrays, unit="x")
 
 
+def test_a_length_correction_without_a_reward_model_to_correct_is_refused():
+    from alignax.tasks import stage_task
+    from alignax.workflows import ppo
+    from configs import ppo as ppo_config
+
+    config = preset_config(ppo_config, "gold", **{"init_from": "runs/sft"})
+    ppo.check_config(config, stage_task(config))  # gold reward, nothing to correct: accepted
+    config = preset_config(
+        ppo_config, "gold", **{"init_from": "runs/sft", "rewards.length_debias": True}
+    )
+    with pytest.raises(ValueError, match=r"rewards.length_debias=True corrects a reward model's"):
+        ppo.check_config(config, stage_task(config))
+
+
 @pytest.mark.slow
 def test_a_run_refused_after_setup_leaves_no_workdir(tmp_path):
     """The batch check runs after `setup` wrote the workdir's config.json: the command line

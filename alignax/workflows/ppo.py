@@ -94,6 +94,11 @@ def check_config(config, task) -> None:
             "rewards.value_init='reward_model' needs a single reward model; use "
             "'policy' or 'shared' with rewards.ensemble_size > 1"
         )
+    if config.rewards.length_debias and config.rewards.source != "model":
+        raise ValueError(
+            f"rewards.length_debias=True corrects a reward model's scores; with "
+            f"rewards.source={config.rewards.source!r} there are none to correct"
+        )
     if config.rewards.source == "gold" or config.judge_drift.track:
         require(
             task,
