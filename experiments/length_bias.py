@@ -510,7 +510,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
 
 
 def policy_report(config, policies: dict) -> list[str]:
-    """The policy half's runs, its methods at the KL budgets, and criteria (6)-(9)."""
+    """The policy half's runs, its methods at the KL budgets, and criteria (6)-(13)."""
     p, dpo = config.policies, config.stages.dpo
     rm, ppo = config.stages.reward_model, config.stages.ppo
     budgets, runs, points = list(p.kl_budgets), policy_runs(config), policy_points(config)
