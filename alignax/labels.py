@@ -79,7 +79,7 @@ def policy_responses(
     chunk_size: int = 1024,
 ) -> list[list[int]]:
     """One sampled response (token ids, EOS included when emitted) per prompt, in chunks of a
-    fixed shape (`data.batching.chunk_rows`) so the sampler compiles once."""
+    fixed shape (`data.batching.chunk_rows`) so the sampler compiles once per chunk size."""
     return sampled_responses(
         model,
         params,

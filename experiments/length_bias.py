@@ -130,10 +130,9 @@ def plan(config, seed: int, seed_dir: Path) -> list:
         )
     if not p.kl_budgets or min(p.kl_budgets) <= 0:
         raise ValueError(f"policies.kl_budgets={tuple(p.kl_budgets)}: positive KL budgets")
-    train = config.stages.dpo.train
-    check_trajectory(p.checkpoints, train, "policies.checkpoints")
-    check_every_checkpoint_kept(train, "stages.dpo.train", "policies.checkpoints are measured")
-    check_trajectory(p.ppo_checkpoints, config.stages.ppo.train, "policies.ppo_checkpoints")
+    check_trajectory(p.checkpoints, "policies.checkpoints", config.stages.dpo.train, "stages.dpo")
+    ppo_train = config.stages.ppo.train
+    check_trajectory(p.ppo_checkpoints, "policies.ppo_checkpoints", ppo_train, "stages.ppo")
     check_same_pairs(config)
     stages = [
         PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
@@ -157,9 +156,10 @@ def plan(config, seed: int, seed_dir: Path) -> list:
     return stages
 
 
-def check_trajectory(steps, train, key: str) -> None:
-    """`steps` (at config `key`), the steps a run is measured at, must be kept checkpoints of
-    `train` (the stage's train section), increasing, the last its final step."""
+def check_trajectory(steps, key: str, train, stage: str) -> None:
+    """`steps` (config `key`), the steps a run of the stage template `stage` (with its `train`
+    section) is measured at: increasing multiples of its checkpoint interval, the last its final
+    step, and every checkpoint kept."""
     steps = tuple(steps)
     if (
         steps != tuple(sorted(set(steps)))
@@ -170,6 +170,7 @@ def check_trajectory(steps, train, key: str) -> None:
             f"{key}={steps}: increasing multiples of checkpoint_every={train.checkpoint_every}, "
             f"the last the run's steps={train.steps}"
         )
+    check_every_checkpoint_kept(train, f"{stage}.train", f"{key} are measured")
 
 
 def check_same_pairs(config) -> None:

@@ -197,6 +197,11 @@ def test_a_zero_covariate_trains_as_no_covariate_and_a_real_one_is_fitted(tiny_p
         ("policies.checkpoints", (3, 4), r"multiples of checkpoint_every=2"),
         ("policies.ppo_checkpoints", (1, 4), r"policies.ppo_checkpoints=\(1, 4\): increasing"),
         ("stages.dpo.train.keep_checkpoints", 1, r"keep_checkpoints=1 keeps fewer than the 2"),
+        (
+            "stages.ppo.train.keep_checkpoints",
+            1,
+            r"stages.ppo.train.keep_checkpoints=1 keeps fewer",
+        ),
         ("stages.reward_model.pairs.num_pairs", 32, r"num_pairs=32 must equal stages.dpo.pairs"),
         ("stages.reward_model.labels.temperature", 0.5, r"must equal stages.dpo.labels"),
     ],  # fmt: skip
