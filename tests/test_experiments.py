@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from alignax.checkpoint import restore_params
 from alignax.losses.reward import normalize_rewards
 from alignax.metrics import read_metrics
+from alignax.sharding import make_mesh
 from alignax.stages import stage_finished
 from alignax.workflows import ppo, preference, reward_model, sft
 from configs import best_of_n as best_of_n_config
@@ -245,6 +247,62 @@ def test_length_debiased_rewards_carry_no_length_on_the_initial_samples(runs, tm
         }
     )
     summary = ppo.run(preset_config(ppo_config, **overrides), tmp_path / "ppo")
+    assert np.isfinite(summary["proxy_reward"]) and summary["steps"] == 2
+
+
+def test_ppo_standardizes_each_ensemble_member_before_combining(runs, tmp_path):
+    """An ensemble reward model: each member's scores of the initial policy's samples are
+    standardised alone (their offsets would otherwise decide the minimum), then combined; a run
+    against the worst case trains and keeps the fitted gains in its state."""
+    root, _ = runs
+    members = preset_config(
+        reward_model_config,
+        "ensemble",
+        **short_run(
+            **{
+                "train.steps": 4,
+                "reward.ensemble_size": 2,
+                "labels.source": "generator",
+                "pairs.num_pairs": 64,
+                "pairs.num_eval_pairs": 16,
+            }
+        ),
+    )
+    reward_model.run(members, tmp_path / "rm")
+    overrides = short_run(
+        **{
+            "train.steps": 2,
+            "train.batch_size": 32,
+            "init_from": str(root / "sft"),
+            "rewards.reward_model_from": str(tmp_path / "rm"),
+            "rewards.ensemble_size": 2,
+            "rewards.ensemble_method": "min",
+            "rewards.value_init": "policy",
+            "rollout.num_prompts": 128,
+            "eval.num_prompts": 32,
+        }
+    )
+    config = preset_config(ppo_config, **overrides)
+    mesh = make_mesh(config.mesh)
+    reward_fn, params, model = ppo.build_reward(config, mesh)
+    tokens = jax.random.randint(jax.random.key(0), (64, 12), 3, 20)
+    mask = jnp.ones_like(tokens)
+    # The second member shifted by +5: unstandardised, it would never be the minimum.
+    members = dict(params["members"])
+    members["reward_bias"] = members["reward_bias"].at[1].add(5.0)
+    fitted = ppo.standardize_members(
+        model, params | {"members": members}, lambda proxy_fn: {"proxy": proxy_fn(tokens, mask)}
+    )
+    raw = ppo.member_rewards(model, members, tokens, mask)
+    standardized = normalize_rewards(
+        raw, fitted["member_gain"][:, None], fitted["member_bias"][:, None]
+    )
+    np.testing.assert_allclose(np.mean(standardized, axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.std(standardized, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(
+        reward_fn(fitted, tokens, mask), np.min(standardized, axis=0), rtol=1e-5, atol=1e-5
+    )
+    summary = ppo.run(config, tmp_path / "ppo")
     assert np.isfinite(summary["proxy_reward"]) and summary["steps"] == 2
 
 

@@ -5,7 +5,8 @@ One train step is one PPO iteration (rollout, scoring, advantages, epochs of min
 jitted whole. The value model starts from the reward model's backbone or the policy's
 (`rewards.value_init`), or is a value head on the policy itself ('shared'). Reward-model scores are
 normalised to mean 0, std 1 on the initial policy's samples (with `rewards.length_debias`, after
-their least-squares slope on response length is removed: `reward_scaling`). Logs the proxy reward,
+their least-squares slope on response length is removed: `reward_scaling`); an ensemble's members
+are standardised there each before they are combined (`standardize_members`). Logs the proxy reward,
 the gold reward, KL and its coefficient, entropy, clip fractions, value error, response length and
 sample texts; with `judge_drift.track`, the reward model's accuracy on pairs of the policy's
 responses (or, `judge_drift.pairs='reference'`, of its response and the task's verified one) as gold
@@ -41,7 +42,9 @@ def build_reward(config, mesh):
     in `config.rewards`, or Nones when there is none: the reward model PPO optimises
     (source 'model') or, with source 'gold' and `judge_drift.track`, the judge it only watches
     (a control run). The reward model is built from its own run's config (its size need not be
-    the policy's). An ensemble reward model (members stacked on axis 0) is combined by
+    the policy's). An ensemble reward model (members stacked on axis 0) has params
+    {'members', 'member_gain', 'member_bias'}: each member's scores are standardised
+    (`standardize_members` fits the gain and bias; until then 1 and 0), then combined by
     `rewards.ensemble_method` (mean, min, mean_minus_std, mean_minus_var)."""
     r = config.rewards
     if r.source not in ("model", "gold"):
@@ -60,12 +63,34 @@ def build_reward(config, mesh):
         return (lambda p, t, m: model.apply(p, t, m)["rewards"]), params, model
 
     def reward_fn(p, tokens, input_mask):
-        rewards_ExB = jax.vmap(lambda q: model.apply(q, tokens, input_mask)["rewards"])(p)
+        members_ExB = member_rewards(model, p["members"], tokens, input_mask)
+        standardized_ExB = normalize_rewards(
+            members_ExB, p["member_gain"][:, None], p["member_bias"][:, None]
+        )
         return ensemble_rewards(
-            rewards_ExB, method=r.ensemble_method, uncertainty_penalty=r.uncertainty_penalty
+            standardized_ExB, method=r.ensemble_method, uncertainty_penalty=r.uncertainty_penalty
         )
 
+    ones = jnp.ones(r.ensemble_size)
+    params = {"members": params, "member_gain": ones, "member_bias": jnp.zeros_like(ones)}
     return reward_fn, params, model
+
+
+def member_rewards(model, members, tokens, input_mask) -> jax.Array:
+    """[E, B]: the score of every member of a stacked ensemble."""
+    return jax.vmap(lambda q: model.apply(q, tokens, input_mask)["rewards"])(members)
+
+
+def standardize_members(model, params: dict, evaluate) -> dict:
+    """An ensemble's params with each member's gain and bias fitted to standardise its scores
+    of the initial policy's samples (`evaluate(proxy_fn)`: `evaluate_policy` on them), so
+    the members' arbitrary offsets and scales do not decide their minimum or variance (Coste
+    et al. 2023 normalise each member alike)."""
+    scores_ExN = evaluate(
+        functools.partial(jax.jit(member_rewards, static_argnums=0), model, params["members"])
+    )["proxy"]
+    gain_E, bias_E = jax.vmap(reward_normalization)(jnp.asarray(scores_ExN))
+    return params | {"member_gain": gain_E, "member_bias": bias_E}
 
 
 def reward_scaling(scores, lengths, length_debias: bool) -> dict:
@@ -175,15 +200,20 @@ def build(config, ctx: Context) -> Stage:
     if reward_fn is not None:
         # Normalised on the initial policy's samples to training prompts.
         normalization_prompts = {k: v[: config.eval.num_prompts] for k, v in prompts.items()}
-        raw = evaluate_policy(
+        on_initial_samples = functools.partial(
+            evaluate_policy,
             policy,
             policy_params,
             task,
             normalization_prompts,
             rngs["normalization"],
             max_new_tokens=max_new_tokens,
-            proxy_fn=functools.partial(jax.jit(reward_fn), reward_params),
         )
+        if config.rewards.ensemble_size > 1:
+            reward_params = standardize_members(
+                reward_model, reward_params, lambda fn: on_initial_samples(proxy_fn=fn)
+            )
+        raw = on_initial_samples(proxy_fn=functools.partial(jax.jit(reward_fn), reward_params))
         aux_reward = reward_scaling(raw["proxy"], raw["length"], config.rewards.length_debias)
 
     if config.rewards.source == "gold":  # a reward model here is a watched judge only
