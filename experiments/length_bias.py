@@ -39,33 +39,23 @@ import numpy as np
 
 from alignax import labels
 from alignax.analysis.best_of_n import powers_of_two
-from alignax.analysis.length_bias import (
-    DIVERSITY,
+from alignax.analysis.length_bias import aggregate, annotate, figure, seed_table, selector_table
+from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
+from alignax.analysis.report import table
+from alignax.analysis.stats import interval_text, interval_verdict, least_squares_slope
+from alignax.analysis.trajectories import (
+    MEASURED,
     POLICY_COLUMNS,
-    aggregate,
-    annotate,
     budget_cell,
-    figure,
+    measure_checkpoints,
     policy_figure,
     policy_results,
     policy_table,
-    seed_table,
-    selector_table,
 )
-from alignax.analysis.policy_eval import (
-    EVAL_SEED_OFFSET,
-    on_fresh_draw,
-    score_pairs,
-)
-from alignax.analysis.report import table
-from alignax.analysis.stats import interval_text, interval_verdict, least_squares_slope
-from alignax.checkpoint import restore_params
 from alignax.cli import run_experiment
 from alignax.models import build_model
 from alignax.provenance import written_by
 from alignax.proxies import reward_model_config, section_reward_sweep
-from alignax.sharding import make_mesh
-from alignax.stages import load_stage_model
 from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
@@ -259,41 +249,23 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         "policies": config.policies.to_dict(),
         "stages": {name: stage_fingerprint(seed_dir / name) for name in names},
         "seed": seed,
-        "measured": ["gold", "length", "kl", "ended_with_eos", *DIVERSITY],
+        "measured": list(MEASURED),
     }
+    p = config.policies
     policies = cached_arrays(
-        seed_dir / "policies.npz", key, lambda: measure_policies(config, seed, seed_dir)
+        seed_dir / "policies.npz",
+        key,
+        lambda: measure_checkpoints(
+            config,
+            seed,
+            seed_dir,
+            policy_points(config),
+            ppo_stages=PPO_RUNS,
+            num_prompts=p.num_prompts,
+            max_new_tokens=p.max_new_tokens,
+        ),  # fmt: skip
     )
     return {**reward_models, **policies}
-
-
-def measure_policies(config, seed: int, seed_dir: Path) -> dict:
-    """The SFT policy and every point of `policy_points` answer one fresh draw of held-out
-    prompts with one sampling key: `policy/<name>/<gold|length|kl|ended_with_eos|entropy>` per
-    prompt (KL to the SFT policy), and the batch's `distinct_2` and `self_bleu`
-    (alignax/analysis/diversity.py)."""
-    p = config.policies
-    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
-    model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
-
-    def restored(stage: str, step: int):
-        checkpoints = seed_dir / stage / "checkpoints"
-        if stage in PPO_RUNS:  # the policy beside its value model
-            return restore_params(checkpoints, {"policy": sft_params}, step=step)["policy"]
-        return restore_params(checkpoints, sft_params, step=step)
-
-    policies = {"sft": sft_params} | {
-        point: restored(stage, step) for point, (stage, step) in policy_points(config).items()
-    }
-    answers = on_fresh_draw(
-        model, policies, sft_params, task, seed=seed, num_prompts=p.num_prompts,
-        max_new_tokens=p.max_new_tokens, monitor=True,
-    )  # fmt: skip
-    return {
-        f"policy/{name}/{key}": np.asarray(r[key], np.float64)
-        for name, r in answers.items()
-        for key in ("gold", "length", "kl", "ended_with_eos", *DIVERSITY)
-    }
 
 
 def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
@@ -413,7 +385,9 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     pairs |= {"ppo_length_debiased_minus_ppo": (PPO_DEBIASED, PPO_BIASED)}
     budgets = list(config.policies.kl_budgets)
     policies = policy_results(policy_tables, methods, budgets, pairs)
-    policy_figure(policies["runs"], methods, POLICY_NAMES, budgets, len(policy_tables), figures)
+    title = f"Policies on gold and length-biased labels ({len(policy_tables)} seeds)"
+    path = figures / "length_bias_policies"
+    policy_figure(policies["runs"], methods, POLICY_NAMES, budgets, title, path)
     return {
         "ns": ns,
         "seeds": tables,
