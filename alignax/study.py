@@ -307,6 +307,24 @@ def wall_time_text(timings: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # The RLHF stage graph that the pipeline, the DPO frontier and the InstructGPT study share.
 
+
+def check_trajectory(steps, key: str, train, stage: str) -> None:
+    """`steps` (config `key`), the steps a run of the stage template `stage` (with its `train`
+    section) is measured at: increasing multiples of its checkpoint interval, the last its final
+    step, and every checkpoint kept."""
+    steps = tuple(steps)
+    if (
+        steps != tuple(sorted(set(steps)))
+        or steps[-1] != train.steps
+        or any(s <= 0 or s % train.checkpoint_every for s in steps)
+    ):
+        raise ValueError(
+            f"{key}={steps}: increasing multiples of checkpoint_every={train.checkpoint_every}, "
+            f"the last the run's steps={train.steps}"
+        )
+    check_every_checkpoint_kept(train, f"{stage}.train", f"{key} are measured")
+
+
 RLHF_STAGES = {
     "pretrain": sft,
     "sft": sft,

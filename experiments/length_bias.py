@@ -60,7 +60,7 @@ from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
     Study,
-    check_every_checkpoint_kept,
+    check_trajectory,
     rlhf_stage_config,
     wall_time_text,
 )
@@ -144,23 +144,6 @@ def plan(config, seed: int, seed_dir: Path) -> list:
             stage.rewards.length_debias = length_debias
         stages.append(PlannedStage(name, RLHF_STAGES["ppo"].KIND, stage, group="ppo"))
     return stages
-
-
-def check_trajectory(steps, key: str, train, stage: str) -> None:
-    """`steps` (config `key`), the steps a run of the stage template `stage` (with its `train`
-    section) is measured at: increasing multiples of its checkpoint interval, the last its final
-    step, and every checkpoint kept."""
-    steps = tuple(steps)
-    if (
-        steps != tuple(sorted(set(steps)))
-        or steps[-1] != train.steps
-        or any(s <= 0 or s % train.checkpoint_every for s in steps)
-    ):
-        raise ValueError(
-            f"{key}={steps}: increasing multiples of checkpoint_every={train.checkpoint_every}, "
-            f"the last the run's steps={train.steps}"
-        )
-    check_every_checkpoint_kept(train, f"{stage}.train", f"{key} are measured")
 
 
 def check_same_pairs(config) -> None:

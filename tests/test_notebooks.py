@@ -306,6 +306,37 @@ def rm_ensembles_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def rm_ensembles_ppo_run(tmp_path_factory):
+    """The ensemble study's PPO half end to end at toy sizes: pretrain -> SFT -> one reward
+    model and an ensemble -> PPO against each combination -> the policies along their runs."""
+    from configs import rm_ensembles_ppo as config_module
+    from experiments import rm_ensembles_ppo
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("rm_ensembles_ppo")
+    summary = rm_ensembles_ppo.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    assert set(results["runs"]) == set(rm_ensembles_ppo.ppo_runs(config))
+    seed_dir = workdir / "seed0"
+    ensemble = json.loads((seed_dir / "reward_ensemble" / "config.json").read_text())
+    assert ensemble["reward"]["ensemble_size"] == config.ensemble.size
+    for stage, (reward, beta) in rm_ensembles_ppo.ppo_runs(config).items():
+        ppo = json.loads((seed_dir / stage / "config.json").read_text())
+        source, method = rm_ensembles_ppo.REWARDS[reward]
+        assert ppo["rewards"]["reward_model_from"] == str(seed_dir / source)
+        assert ppo["ppo"]["kl_coef"] == beta
+        assert ppo["rewards"]["ensemble_method"] == (method or "mean")
+        assert ppo["rewards"]["ensemble_size"] == (config.ensemble.size if method else 1)
+    for seed in results["ends"].values():
+        assert all(np.isfinite([v for run in seed.values() for v in run.values()]))
+    assert all(isinstance(v, str) for k, v in summary.items() if k.startswith("answer/"))
+    for beta in config.betas:
+        for suffix in ("png", "pdf"):
+            assert (workdir / "figures" / f"rm_ensembles_ppo_beta{beta:g}.{suffix}").exists()
+    return workdir
+
+
+@pytest.fixture(scope="module")
 def weak_to_strong_run(tmp_path_factory):
     """The weak-to-strong study end to end at toy sizes: backbones pretrained at two widths ->
     weak supervisor, ceiling and students of each initialisation -> accuracy, PGR, best-of-n."""
@@ -408,6 +439,7 @@ RUNS = {
     "rlvr.ipynb": "rlvr_run",
     "prm.ipynb": "prm_run",
     "rm_ensembles.ipynb": "rm_ensembles_run",
+    "rm_ensembles_ppo.ipynb": "rm_ensembles_ppo_run",
     "weak_to_strong.ipynb": "weak_to_strong_run",
     "pluralism.ipynb": "pluralism_run",
     "length_bias.ipynb": "length_bias_run",

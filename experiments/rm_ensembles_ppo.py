@@ -1,0 +1,358 @@
+"""Reward-model ensembles against over-optimisation in PPO: does WCO or UWO stop gold's fall?
+
+    python -m experiments.rm_ensembles_ppo --config configs/rm_ensembles_ppo.py \
+        --workdir runs/ensembles_ppo
+
+Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `config.seeds`:
+pretrain -> sft -> reward_model (one model) and reward_ensemble (`ensemble.size` members on the
+same pairs) -> PPO against each reward of `REWARDS` at each KL coefficient of `betas`
+(stage ppo_<reward>_beta<b>). Then the SFT policy and every PPO run's policy at the steps of
+`measure.checkpoints` answer one fresh draw of held-out prompts (cached in
+<workdir>/seed<k>/policies.npz; alignax/analysis/trajectories.py). The analysis: every run's
+gold, KL, length and diversity along its trajectory; its peak and fall from it, cross-fitted
+over halves of the prompts; each combination's paired differences from the single model, at
+the end, at the peak and at equal KL; the criteria of configs/rm_ensembles_ppo.py; figures.
+
+Coste et al. (2023, "Reward model ensembles help mitigate overoptimization") find that WCO and
+UWO ensembles remove or reduce the fall of gold reward in best-of-n and PPO.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from alignax.analysis.report import table
+from alignax.analysis.stats import interval_text, interval_verdict, mean_interval
+from alignax.analysis.trajectories import (
+    MEASURED,
+    budget_cell,
+    measure_checkpoints,
+    policy_figure,
+    policy_results,
+    policy_table,
+)
+from alignax.cli import run_experiment
+from alignax.provenance import written_by
+from alignax.study import (
+    RLHF_STAGES,
+    PlannedStage,
+    Study,
+    check_trajectory,
+    rlhf_stage_config,
+    wall_time_text,
+)
+from alignax.workdir import cached_arrays, stage_fingerprint
+
+ENSEMBLE = "reward_ensemble"
+# {reward: (its reward-model stage, how PPO combines the members: rewards.ensemble_method)}.
+REWARDS = {
+    "single": ("reward_model", None),
+    "mean": (ENSEMBLE, "mean"),
+    "wco": (ENSEMBLE, "min"),
+    "uwo": (ENSEMBLE, "mean_minus_var"),
+}
+NAMES = {
+    "single": "single model",
+    "mean": "ensemble mean",
+    "wco": "worst case (WCO)",
+    "uwo": "uncertainty-weighted (UWO)",
+}
+COMBINATIONS = ("mean", "wco", "uwo")
+
+
+def ppo_runs(config) -> dict[str, tuple[str, float]]:
+    """{stage: (reward, KL coefficient)}: every reward of `REWARDS` at every `betas`."""
+    return {
+        f"ppo_{reward}_beta{beta:g}": (reward, beta) for beta in config.betas for reward in REWARDS
+    }
+
+
+def points(config) -> dict[str, tuple[str, int]]:
+    """{point: (stage, step)}: every PPO run at every step of `measure.checkpoints`."""
+    steps = config.measure.checkpoints
+    return {f"{stage}@{step}": (stage, step) for stage in ppo_runs(config) for step in steps}
+
+
+def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
+    if config.ensemble.size < 2:
+        raise ValueError(f"ensemble.size={config.ensemble.size}: an ensemble needs 2 members")
+    betas = tuple(config.betas)
+    if not betas or len(set(betas)) < len(betas) or min(betas) < 0:
+        raise ValueError(f"betas={betas}: distinct KL coefficients, none negative")
+    if config.stages.ppo.ppo.kl_control != "fixed":
+        raise ValueError(
+            f"stages.ppo.ppo.kl_control={config.stages.ppo.ppo.kl_control!r}: must be 'fixed' "
+            "(each run keeps its coefficient of betas)"
+        )
+    m = config.measure
+    if not m.kl_budgets or min(m.kl_budgets) <= 0:
+        raise ValueError(f"measure.kl_budgets={tuple(m.kl_budgets)}: positive KL budgets")
+    check_trajectory(m.checkpoints, "measure.checkpoints", config.stages.ppo.train, "stages.ppo")
+    stages = [
+        PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
+        for name in ("pretrain", "sft", "reward_model")
+    ]
+    ensemble = rlhf_stage_config(config, "reward_model", seed, seed_dir)
+    with ensemble.unlocked():
+        ensemble.reward.ensemble_size = config.ensemble.size
+    stages.append(PlannedStage(ENSEMBLE, RLHF_STAGES["reward_model"].KIND, ensemble))
+    for name, (reward, beta) in ppo_runs(config).items():
+        stage = rlhf_stage_config(config, "ppo", seed, seed_dir)
+        reward_stage, method = REWARDS[reward]
+        with stage.unlocked():
+            stage.ppo.kl_coef = beta
+            stage.rewards.reward_model_from = str(seed_dir / reward_stage)
+            if method:
+                stage.rewards.update(
+                    ensemble_size=config.ensemble.size,
+                    ensemble_method=method,
+                    uncertainty_penalty=config.ensemble.uwo_penalty,
+                )
+        stages.append(PlannedStage(name, RLHF_STAGES["ppo"].KIND, stage, group="ppo"))
+    return stages
+
+
+def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
+    """The measured policies' answers (cached in policies.npz, for exactly these stages'
+    checkpoints)."""
+    m = config.measure
+    key = {
+        "measure": m.to_dict(),
+        "stages": {name: stage_fingerprint(seed_dir / name) for name in ["sft", *ppo_runs(config)]},
+        "seed": seed,
+        "measured": list(MEASURED),
+    }
+    return cached_arrays(
+        seed_dir / "policies.npz",
+        key,
+        lambda: measure_checkpoints(
+            config,
+            seed,
+            seed_dir,
+            points(config),
+            ppo_stages=ppo_runs(config),
+            num_prompts=m.num_prompts,
+            max_new_tokens=m.max_new_tokens,
+        ),  # fmt: skip
+    )
+
+
+def peak_and_fall(gold_CxP: np.ndarray) -> dict[str, float]:
+    """A run's peak gold over its trajectory (row 0 its start) and its fall from the peak to the
+    end, cross-fitted: the peak row chosen on the even prompts is read on the odd ones and vice
+    versa (the peak of the same prompts would be biased up); the two halves' mean."""
+    halves = (gold_CxP[:, 0::2], gold_CxP[:, 1::2])
+    peak, fall = [], []
+    for choose, read in (halves, halves[::-1]):
+        best = int(np.argmax(choose.mean(axis=1)))
+        peak.append(read[best].mean())
+        fall.append(read[best].mean() - read[-1].mean())
+    return {"peak": float(np.mean(peak)), "fall": float(np.mean(fall))}
+
+
+ENDS = ("end", "peak", "fall")
+
+
+def run_ends(measured: dict, trajectory: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """One seed: {stage: its final gold ('end'), cross-fitted 'peak' and 'fall'} from the SFT
+    policy's and its points' gold per prompt (`trajectory`: the stage's points in order)."""
+    out = {}
+    for stage, names in trajectory.items():
+        gold_CxP = np.stack([measured[f"policy/{name}/gold"] for name in ["sft", *names]])
+        out[stage] = peak_and_fall(gold_CxP) | {"end": float(gold_CxP[-1].mean())}
+    return out
+
+
+def analyse(config, seeds: dict, workdir: Path) -> dict:
+    """Per seed: every point's `policy_table` row and every run's peak and fall; over seeds:
+    each run's line, each combination's paired differences from the single model (at the end,
+    the peak, the fall and the KL budgets) and the answers to the criteria; the figures."""
+    runs, budgets = ppo_runs(config), list(config.measure.kl_budgets)
+    trajectory = {
+        stage: [f"{stage}@{step}" for step in config.measure.checkpoints] for stage in runs
+    }
+    tables = {str(seed): policy_table(m, list(points(config))) for seed, m in seeds.items()}
+    pairs = {
+        f"{how}_beta{beta:g}": (f"ppo_{how}_beta{beta:g}", f"ppo_single_beta{beta:g}")
+        for beta in config.betas
+        for how in COMBINATIONS
+    }
+    policies = policy_results(tables, trajectory, budgets, pairs)
+    ends = {
+        str(seed): {
+            stage: peak_and_fall(
+                np.stack([m["policy/sft/gold"], *(m[f"policy/{p}/gold"] for p in ps)])
+            )
+            | {"end": float(np.mean(m[f"policy/{ps[-1]}/gold"]))}
+            for stage, ps in trajectory.items()
+        }
+        for seed, m in seeds.items()
+    }
+    per_run = {
+        stage: {
+            k: mean_interval([e[stage][k] for e in ends.values()]) for k in ("end", "peak", "fall")
+        }
+        for stage in runs
+    }
+    versus = {
+        label: {k: mean_interval([e[a][k] - e[b][k] for e in ends.values()]) for k in ENDS}
+        for label, (a, b) in pairs.items()
+    }
+    answers = {
+        label: {
+            "end": interval_verdict(d["end"], "higher", "lower"),
+            "fall": interval_verdict(d["fall"], "larger", "smaller"),
+            "peak": interval_verdict(d["peak"], "higher", "lower"),
+            "at_budgets": policies["answers"][label]["gold"],
+        }
+        for label, d in versus.items()
+    }
+    figures = workdir / "figures"
+    for beta in config.betas:
+        lines = {f"ppo_{r}_beta{beta:g}": trajectory[f"ppo_{r}_beta{beta:g}"] for r in REWARDS}
+        labels = {f"ppo_{r}_beta{beta:g}": name for r, name in NAMES.items()}
+        title = f"PPO against a reward model or an ensemble, beta {beta:g} ({len(tables)} seeds)"
+        path = figures / f"rm_ensembles_ppo_beta{beta:g}"
+        policy_figure(policies["runs"], lines, labels, budgets, title, path)
+    return {
+        "runs": {stage: {"reward": r, "beta": b} for stage, (r, b) in runs.items()},
+        "budgets": budgets,
+        "policies": policies,
+        "ends": ends,
+        "per_run": per_run,
+        "versus_single": versus,
+        "answers": answers,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The report.
+
+
+def report(config, results: dict, timings: dict, prov: dict) -> str:
+    s, rm, e = config.stages, config.stages.reward_model, config.ensemble
+    runs, per_run, policies = results["runs"], results["per_run"], results["policies"]["runs"]
+    m, final = config.measure, config.measure.checkpoints[-1]
+    lines = [
+        "### Reward-model ensembles against over-optimisation in PPO",
+        "",
+        f"{written_by(prov)}; {len(results['ends'])} seeds ({', '.join(results['ends'])}) on "
+        f"{config.workers} process(es); {wall_time_text(timings)}.",
+        "",
+        f"Per seed: pretraining ({s.pretrain.train.steps} steps) and SFT ({s.sft.train.steps}); "
+        f"a reward model of width {rm.model.d_model} on {rm.pairs.num_pairs} pairs of the SFT "
+        f"policy's samples labelled by the gold annotator with {rm.labels.flip_rate:.0%} of the "
+        f"labels flipped ({rm.train.steps} steps of {rm.train.batch_size}), and an ensemble of "
+        f"{e.size} such models trained together on the same pairs, each from its own "
+        f"initialisation. PPO ({s.ppo.train.steps} iterations of {s.ppo.train.batch_size} "
+        f"prompts, learning rate {s.ppo.optimizer.learning_rate:g}, a fixed KL coefficient) "
+        "against the single model, and against the ensemble's members, each standardised on "
+        "the SFT policy's samples, combined by their mean, minimum (WCO) or mean less "
+        f"{e.uwo_penalty} times their variance (UWO). Every run's policy at steps "
+        f"{', '.join(map(str, m.checkpoints))} and the SFT policy answer one fresh draw of "
+        f"{m.num_prompts} held-out prompts with one sampling key. Peak and fall (peak minus "
+        "the end) are cross-fitted: the peak checkpoint (the SFT policy included) chosen on "
+        "half of the prompts is read on the other half, both ways. Mean over seeds ± 95% "
+        "t-interval; differences paired within each seed.",
+        "",
+    ]
+    rows = []
+    for stage, run in runs.items():
+        end = policies[f"{stage}@{final}"]
+        rows.append(
+            [
+                NAMES[run["reward"]],
+                f"{run['beta']:g}",
+                interval_text(end["kl_to_sft"]),
+                interval_text(per_run[stage]["end"]),
+                interval_text(per_run[stage]["peak"]),
+                interval_text(per_run[stage]["fall"]),
+                interval_text(end["response_length"], 1),
+                interval_text(end["entropy"]),
+                interval_text(end["self_bleu"]),
+            ]
+        )
+    sft = policies["sft"]
+    rows.append(
+        ["SFT policy (the start)", "-", "0", interval_text(sft["gold_reward"]), "-", "-"]
+        + [interval_text(sft["response_length"], 1)]
+        + [interval_text(sft[k]) for k in ("entropy", "self_bleu")]
+    )
+    header = ["reward", "beta", "final KL", "final gold", "peak gold", "fall from the peak"]
+    header += ["final length", "entropy", "self-BLEU"]
+    lines += table(header, rows)
+    budgets = results["budgets"]
+    lines += [
+        "",
+        "Each combination minus the single model at the same beta (paired by seed), and the "
+        "criteria stated before the run (configs/rm_ensembles_ppo.py), answered from the "
+        "intervals; gold at equal KL reads each run's line through its measured policies "
+        f"at {', '.join(f'{b:g}' for b in budgets)} nats (seeds that reach the budget in "
+        "brackets):",
+        "",
+    ]
+    rows = []
+    for label, versus in results["versus_single"].items():
+        how, beta = label.split("_beta")
+        answer = results["answers"][label]
+        at = results["policies"]["differences"][label]["gold"]
+        rows.append(
+            [
+                NAMES[how],
+                beta,
+                f"{interval_text(versus['end'], signed=True)} **{answer['end']}**",
+                f"{interval_text(versus['fall'], signed=True)} **{answer['fall']}**",
+                f"{interval_text(versus['peak'], signed=True)} **{answer['peak']}**",
+                *(f"{budget_cell(v)} **{a}**" for v, a in zip(at, answer["at_budgets"])),
+            ]
+        )
+    header = ["combination", "beta", "(1) final gold", "(2) fall from the peak", "(3) peak"]
+    header += [f"(4) gold at KL {b:g}" for b in budgets]
+    lines += table(header, rows)
+    lines += [
+        "",
+        "Where the setting differs from Coste et al.'s: a tiny review-task policy with the "
+        "task's gold reward instead of a language model with a gold reward model; small "
+        "reward models trained from scratch on noisy labels of the SFT policy's samples "
+        "(theirs: fine-tuned language models on clean labels of a larger one's); one PPO "
+        "setting per beta, not tuned.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+PAPER = "Coste et al. (2023)"
+
+
+def glance(results: dict) -> list[str]:
+    """The verdicts of the README's table at a glance (experiments.publish)."""
+    out = []
+    for how in ("wco", "uwo"):
+        label = f"{how}_beta0"
+        versus, answer = results["versus_single"][label], results["answers"][label]
+        out.append(
+            f"PPO at beta 0, {NAMES[how]} minus a single model: final gold "
+            f"{interval_text(versus['end'], signed=True)} (**{answer['end']}**), fall from "
+            f"the peak {interval_text(versus['fall'], signed=True)} (**{answer['fall']}**)"
+        )
+    return out
+
+
+def summarize(results: dict) -> dict:
+    return {
+        **{
+            f"answer/{label}/{k}": v
+            for label, criteria in results["answers"].items()
+            for k, v in criteria.items()
+            if k != "at_budgets"
+        },
+        **{f"final_gold/{stage}": v["end"][0] for stage, v in results["per_run"].items()},
+    }
+
+
+run = Study.of(__name__).run
+
+
+if __name__ == "__main__":
+    run_experiment(run)
