@@ -21,14 +21,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from alignax.analysis.report import table
 from alignax.analysis.stats import interval_text, interval_verdict, mean_interval
 from alignax.analysis.trajectories import (
-    MEASURED,
     budget_cell,
-    measure_checkpoints,
+    measured_policies,
+    peaks_and_falls,
     policy_figure,
     policy_results,
     policy_table,
@@ -43,7 +41,6 @@ from alignax.study import (
     rlhf_stage_config,
     wall_time_text,
 )
-from alignax.workdir import cached_arrays, stage_fingerprint
 
 ENSEMBLE = "reward_ensemble"
 # {reward: (its reward-model stage, how PPO combines the members: rewards.ensemble_method)}.
@@ -115,54 +112,13 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
 
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
-    """The measured policies' answers (cached in policies.npz, for exactly these stages'
-    checkpoints)."""
-    m = config.measure
-    key = {
-        "measure": m.to_dict(),
-        "stages": {name: stage_fingerprint(seed_dir / name) for name in ["sft", *ppo_runs(config)]},
-        "seed": seed,
-        "measured": list(MEASURED),
-    }
-    return cached_arrays(
-        seed_dir / "policies.npz",
-        key,
-        lambda: measure_checkpoints(
-            config,
-            seed,
-            seed_dir,
-            points(config),
-            ppo_stages=ppo_runs(config),
-            num_prompts=m.num_prompts,
-            max_new_tokens=m.max_new_tokens,
-        ),  # fmt: skip
+    """The measured policies' answers (alignax.analysis.trajectories.measured_policies)."""
+    return measured_policies(
+        config, seed, seed_dir, points(config), ppo_stages=ppo_runs(config), measure=config.measure
     )
 
 
-def peak_and_fall(gold_CxP: np.ndarray) -> dict[str, float]:
-    """A run's peak gold over its trajectory (row 0 its start) and its fall from the peak to the
-    end, cross-fitted: the peak row chosen on the even prompts is read on the odd ones and vice
-    versa (the peak of the same prompts would be biased up); the two halves' mean."""
-    halves = (gold_CxP[:, 0::2], gold_CxP[:, 1::2])
-    peak, fall = [], []
-    for choose, read in (halves, halves[::-1]):
-        best = int(np.argmax(choose.mean(axis=1)))
-        peak.append(read[best].mean())
-        fall.append(read[best].mean() - read[-1].mean())
-    return {"peak": float(np.mean(peak)), "fall": float(np.mean(fall))}
-
-
 ENDS = ("end", "peak", "fall")
-
-
-def run_ends(measured: dict, trajectory: dict[str, list[str]]) -> dict[str, dict[str, float]]:
-    """One seed: {stage: its final gold ('end'), cross-fitted 'peak' and 'fall'} from the SFT
-    policy's and its points' gold per prompt (`trajectory`: the stage's points in order)."""
-    out = {}
-    for stage, names in trajectory.items():
-        gold_CxP = np.stack([measured[f"policy/{name}/gold"] for name in ["sft", *names]])
-        out[stage] = peak_and_fall(gold_CxP) | {"end": float(gold_CxP[-1].mean())}
-    return out
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:
@@ -180,20 +136,9 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         for how in COMBINATIONS
     }
     policies = policy_results(tables, trajectory, budgets, pairs)
-    ends = {
-        str(seed): {
-            stage: peak_and_fall(
-                np.stack([m["policy/sft/gold"], *(m[f"policy/{p}/gold"] for p in ps)])
-            )
-            | {"end": float(np.mean(m[f"policy/{ps[-1]}/gold"]))}
-            for stage, ps in trajectory.items()
-        }
-        for seed, m in seeds.items()
-    }
+    ends = {str(seed): peaks_and_falls(m, trajectory) for seed, m in seeds.items()}
     per_run = {
-        stage: {
-            k: mean_interval([e[stage][k] for e in ends.values()]) for k in ("end", "peak", "fall")
-        }
+        stage: {k: mean_interval([e[stage][k] for e in ends.values()]) for k in ENDS}
         for stage in runs
     }
     versus = {
@@ -265,7 +210,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
             [
                 NAMES[run["reward"]],
                 f"{run['beta']:g}",
-                interval_text(end["kl_to_sft"]),
+                interval_text(end["kl_to_sft"], 1),
                 interval_text(per_run[stage]["end"]),
                 interval_text(per_run[stage]["peak"]),
                 interval_text(per_run[stage]["fall"]),

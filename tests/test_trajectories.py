@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from alignax.analysis.trajectories import at_kl_budgets, budget_differences, defined_interval
+from alignax.analysis.trajectories import (
+    at_kl_budgets,
+    budget_differences,
+    defined_interval,
+    peak_and_fall,
+)
 
 
 def test_methods_are_read_at_equal_kl_along_their_runs():
@@ -32,3 +37,23 @@ def test_methods_are_read_at_equal_kl_along_their_runs():
     mean, half, count = d["a - b"]["gold"][1]
     assert count == 1 and mean == pytest.approx(2.75 - 2.0) and np.isnan(half)
     assert defined_interval([np.nan, np.nan])[2] == 0
+
+
+def test_a_steady_rise_and_fall_gives_its_peak_and_fall():
+    gold_CxP = np.repeat([[0.0], [2.0], [1.5], [0.5]], 6, axis=1)  # start, peak, end
+    got = peak_and_fall(gold_CxP)
+    assert got == pytest.approx({"peak": 2.0, "fall": 1.5})
+
+
+def test_the_peak_is_chosen_on_one_half_and_read_on_the_other():
+    """Even prompts peak at row 1 and odd ones at row 2: each half's choice is read where it is
+    not the best, so the cross-fitted peak lies below both halves' own maxima."""
+    gold_CxP = np.zeros((4, 4))
+    gold_CxP[1, 0::2], gold_CxP[1, 1::2] = 3.0, 1.0
+    gold_CxP[2, 0::2], gold_CxP[2, 1::2] = 1.0, 3.0
+    got = peak_and_fall(gold_CxP)
+    assert got["peak"] == pytest.approx(1.0)  # each half's choice read on the other: 1
+    assert got["fall"] == pytest.approx(1.0)  # ... less the end's 0
+    # A run that only falls peaks at its start.
+    flat = peak_and_fall(np.array([[1.0, 1.0], [0.0, 0.0]]))
+    assert flat == pytest.approx({"peak": 1.0, "fall": 1.0})

@@ -20,6 +20,7 @@ from alignax.checkpoint import restore_params
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
 from alignax.tasks import get_task
+from alignax.workdir import cached_arrays, stage_fingerprint
 
 DIVERSITY = ("entropy", "distinct_2", "self_bleu")
 # What `measure_checkpoints` keeps of every point's answers.
@@ -75,6 +76,63 @@ POLICY_COLUMNS = {
     "distinct_2": "distinct-2",
     "self_bleu": "self-BLEU",
 }
+
+
+def measured_policies(
+    config,
+    seed: int,
+    seed_dir: Path,
+    points: dict[str, tuple[str, int]],
+    *,
+    ppo_stages,
+    measure,
+) -> dict[str, np.ndarray]:
+    """`measure_checkpoints` of `points` with the `measure` section's `num_prompts` and
+    `max_new_tokens`, cached in <seed_dir>/policies.npz for exactly that section, seed and
+    these stages' checkpoints (their fingerprints)."""
+    stages = sorted({stage for stage, _ in points.values()})
+    key = {
+        "measure": measure.to_dict(),
+        "stages": {name: stage_fingerprint(seed_dir / name) for name in ["sft", *stages]},
+        "seed": seed,
+        "measured": list(MEASURED),
+    }
+    return cached_arrays(
+        seed_dir / "policies.npz",
+        key,
+        lambda: measure_checkpoints(
+            config,
+            seed,
+            seed_dir,
+            points,
+            ppo_stages=ppo_stages,
+            num_prompts=measure.num_prompts,
+            max_new_tokens=measure.max_new_tokens,
+        ),  # fmt: skip
+    )
+
+
+def peak_and_fall(gold_CxP: np.ndarray) -> dict[str, float]:
+    """A run's peak gold over its trajectory (row 0 its start) and its fall from the peak to the
+    end, cross-fitted: the peak row chosen on the even prompts is read on the odd ones and vice
+    versa (the peak of the same prompts would be biased up); the two halves' mean."""
+    halves = (gold_CxP[:, 0::2], gold_CxP[:, 1::2])
+    peak, fall = [], []
+    for choose, read in (halves, halves[::-1]):
+        best = int(np.argmax(choose.mean(axis=1)))
+        peak.append(read[best].mean())
+        fall.append(read[best].mean() - read[-1].mean())
+    return {"peak": float(np.mean(peak)), "fall": float(np.mean(fall))}
+
+
+def peaks_and_falls(measured: dict, lines: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """One seed: {line: its final gold ('end'), cross-fitted 'peak' and 'fall'} from the SFT
+    policy's and the line's points' gold per prompt (`lines`: each line's points in order)."""
+    out = {}
+    for line, names in lines.items():
+        gold_CxP = np.stack([measured[f"policy/{name}/gold"] for name in ["sft", *names]])
+        out[line] = peak_and_fall(gold_CxP) | {"end": float(gold_CxP[-1].mean())}
+    return out
 
 
 def policy_table(measured: dict, names: list[str]) -> dict[str, dict[str, float]]:
