@@ -337,6 +337,31 @@ def rm_ensembles_ppo_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def online_offline_run(tmp_path_factory):
+    """The online-offline study end to end at toy sizes: pretrain -> SFT -> offline DPO, online
+    DPO's rounds, a reward model and PPO at one label budget -> their policies on fresh prompts."""
+    from configs import online_offline as config_module
+    from experiments import online_offline
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("online_offline")
+    summary = online_offline.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    (budget,) = config.budgets
+    block = results["by_budget"][str(budget)]
+    assert set(block["peak"]) == {f"{m}_b{budget}" for m in online_offline.METHODS}
+    # Round 2 sampled its pairs from round 1's policy, and started from it.
+    second = json.loads((workdir / "seed0" / f"online_b{budget}_r2" / "config.json").read_text())
+    first = str(workdir / "seed0" / f"online_b{budget}_r1")
+    assert second["init_from"] == second["labels"]["policy_from"] == first
+    assert all(isinstance(v, str) for k, v in summary.items() if k.startswith("answer/"))
+    for figure in (f"online_offline_b{budget}", "online_offline_labels"):
+        for suffix in ("png", "pdf"):
+            assert (workdir / "figures" / f"{figure}.{suffix}").exists()
+    return workdir
+
+
+@pytest.fixture(scope="module")
 def weak_to_strong_run(tmp_path_factory):
     """The weak-to-strong study end to end at toy sizes: backbones pretrained at two widths ->
     weak supervisor, ceiling and students of each initialisation -> accuracy, PGR, best-of-n."""
@@ -440,6 +465,7 @@ RUNS = {
     "prm.ipynb": "prm_run",
     "rm_ensembles.ipynb": "rm_ensembles_run",
     "rm_ensembles_ppo.ipynb": "rm_ensembles_ppo_run",
+    "online_offline.ipynb": "online_offline_run",
     "weak_to_strong.ipynb": "weak_to_strong_run",
     "pluralism.ipynb": "pluralism_run",
     "length_bias.ipynb": "length_bias_run",
