@@ -31,7 +31,8 @@ which budget?
 Nothing was tuned: DPO's settings are the length-bias study's (beta 0.1, 64 steps of 32 pairs
 whatever the budget, so a small budget is seen for more epochs), PPO's are its PPO's (adaptive
 KL to 8 nats), the reward model's are its reward model's; every method gets one setting. Online
-DPO's rounds restart the optimizer (and its warmup) from each round's policy. default: 6 seeds;
+DPO's rounds restart the optimizer from each round's policy, each warming up for its share of
+the template's warmup (`stages.dpo.optimizer.warmup_steps` / rounds). default: 6 seeds;
 its wall time is in its published results block (docs/results/online_offline.md). runlocal: the
 same pipeline at toy sizes for the test (2 seeds, so intervals exist); compile-bound.
 """

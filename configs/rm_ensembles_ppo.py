@@ -12,12 +12,13 @@ pretrain -> SFT (the DPO frontier study's trimmed stages) -> a reward model of w
 `reward_width` on pairs of the SFT policy's samples labelled by the gold annotator with a quarter
 of the labels flipped (stage reward_model), and an ensemble of `ensemble.size` such models
 trained together on the same pairs, each from its own initialisation (stage reward_ensemble) ->
-PPO against the single model and against the ensemble combined by its members' mean, their
-minimum (WCO) and their mean less `ensemble.uwo_penalty` times their variance (UWO), each member
-standardised on the SFT policy's samples first (as Coste et al. normalise theirs), every one at
-each KL coefficient of `betas` (0, and a small fixed penalty). Every run's policy at the steps
-of `measure.checkpoints` and the SFT policy answer one fresh draw of `measure.num_prompts`
-held-out prompts with one sampling key: gold, length, KL to the SFT policy and diversity.
+PPO against each of `rewards`: the single model, and the ensemble combined by its members'
+mean, their minimum (WCO) and their mean less `ensemble.uwo_penalty` times their variance (UWO),
+each member standardised on the SFT policy's samples first (as Coste et al. normalise theirs),
+every one at each KL coefficient of `betas` (0, and a small fixed penalty). Every run's policy at
+the steps of `measure.checkpoints` and the SFT policy answer one fresh draw of
+`measure.num_prompts` held-out prompts with one sampling key: gold, length, KL to the SFT policy
+and diversity.
 
 Criteria, stated before the run (answered in results.md from 95% t-intervals over seeds of
 paired differences, each combination minus the single model at the same KL coefficient):
@@ -54,7 +55,10 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             "uwo_penalty": 0.5,  # UWO: mean - uwo_penalty * variance of the standardised scores
         }
     )
-    config.betas = (0.0, 0.05)  # every PPO run's fixed KL coefficient (beta)
+    # What PPO optimises: the single model, and the ensemble's mean, worst case (WCO) and
+    # uncertainty-weighted combination (UWO); each at every fixed KL coefficient of `betas`.
+    config.rewards = ("single", "mean", "wco", "uwo")
+    config.betas = (0.0, 0.05)
     config.stages = ml_collections.ConfigDict(
         {
             "pretrain": stage_section(sft.get_config("pretrain")),
@@ -93,6 +97,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.seeds = (0, 1)
         config.workers = 1
         config.ensemble.size = 2
+        config.rewards = ("single", "wco")
         config.betas = (0.0,)
         shrink_rlhf_base_stages(stages)
         stages.reward_model.pairs.update(num_pairs=64, num_eval_pairs=16)

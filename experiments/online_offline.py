@@ -121,6 +121,9 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
                 stage.init_from = str(start)
                 stage.labels.policy_from = str(start)
                 stage.pairs.num_pairs = budget // rounds
+                # Each round restarts its optimizer: the template's warmup is shared among
+                # them, so that the rounds together warm up as long as the offline run.
+                stage.optimizer.warmup_steps = config.stages.dpo.optimizer.warmup_steps // rounds
                 stage.train.update(
                     steps=round_steps,
                     log_every=min(stage.train.log_every, round_steps),
@@ -292,7 +295,8 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "Where the setting differs from Tang et al.'s and Xu et al.'s: a tiny review-task policy "
         "and a simulated annotator of the task's gold reward instead of language models and a "
         "gold reward model (or human labels); one untuned setting per method; online DPO's "
-        "rounds each restart the optimizer from the round's policy.",
+        "rounds each restart the optimizer from the round's policy, with its share of the "
+        "warmup.",
     ]
     return "\n".join(lines) + "\n"
 

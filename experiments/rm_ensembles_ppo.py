@@ -5,7 +5,7 @@
 
 Stages (each in <workdir>/seed<k>/<stage>, each resumable), for every seed in `config.seeds`:
 pretrain -> sft -> reward_model (one model) and reward_ensemble (`ensemble.size` members on the
-same pairs) -> PPO against each reward of `REWARDS` at each KL coefficient of `betas`
+same pairs) -> PPO against each reward of `rewards` at each KL coefficient of `betas`
 (stage ppo_<reward>_beta<b>). Then the SFT policy and every PPO run's policy at the steps of
 `measure.checkpoints` answer one fresh draw of held-out prompts (cached in
 <workdir>/seed<k>/policies.npz; alignax/analysis/trajectories.py). The analysis: every run's
@@ -60,10 +60,9 @@ COMBINATIONS = ("mean", "wco", "uwo")
 
 
 def ppo_runs(config) -> dict[str, tuple[str, float]]:
-    """{stage: (reward, KL coefficient)}: every reward of `REWARDS` at every `betas`."""
-    return {
-        f"ppo_{reward}_beta{beta:g}": (reward, beta) for beta in config.betas for reward in REWARDS
-    }
+    """{stage: (reward, KL coefficient)}: every reward of `rewards` at every `betas`."""
+    rewards = config.rewards
+    return {f"ppo_{r}_beta{beta:g}": (r, beta) for beta in config.betas for r in rewards}
 
 
 def points(config) -> dict[str, tuple[str, int]]:
@@ -75,6 +74,12 @@ def points(config) -> dict[str, tuple[str, int]]:
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
     if config.ensemble.size < 2:
         raise ValueError(f"ensemble.size={config.ensemble.size}: an ensemble needs 2 members")
+    rewards = tuple(config.rewards)
+    if "single" not in rewards or len(rewards) < 2 or not set(rewards) <= set(REWARDS):
+        raise ValueError(
+            f"rewards={rewards}: 'single' (what the others are compared with) and at least one "
+            f"of {tuple(COMBINATIONS)}"
+        )
     betas = tuple(config.betas)
     if not betas or len(set(betas)) < len(betas) or min(betas) < 0:
         raise ValueError(f"betas={betas}: distinct KL coefficients, none negative")
@@ -134,6 +139,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         f"{how}_beta{beta:g}": (f"ppo_{how}_beta{beta:g}", f"ppo_single_beta{beta:g}")
         for beta in config.betas
         for how in COMBINATIONS
+        if how in config.rewards
     }
     policies = policy_results(tables, trajectory, budgets, pairs)
     ends = {str(seed): peaks_and_falls(m, trajectory) for seed, m in seeds.items()}
@@ -156,8 +162,10 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     }
     figures = workdir / "figures"
     for beta in config.betas:
-        lines = {f"ppo_{r}_beta{beta:g}": trajectory[f"ppo_{r}_beta{beta:g}"] for r in REWARDS}
-        labels = {f"ppo_{r}_beta{beta:g}": name for r, name in NAMES.items()}
+        lines = {
+            f"ppo_{r}_beta{beta:g}": trajectory[f"ppo_{r}_beta{beta:g}"] for r in config.rewards
+        }
+        labels = {f"ppo_{r}_beta{beta:g}": NAMES[r] for r in config.rewards}
         title = f"PPO against a reward model or an ensemble, beta {beta:g} ({len(tables)} seeds)"
         path = figures / f"rm_ensembles_ppo_beta{beta:g}"
         policy_figure(policies["runs"], lines, labels, budgets, title, path)

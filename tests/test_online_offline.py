@@ -28,6 +28,8 @@ def test_every_method_spends_the_budgets_labels_and_online_rounds_chain(tmp_path
             tmp_path / f"online_b{budget}_r{r}" for r in range(1, rounds)
         ]
         assert all(s.labels.policy_from == s.init_from for s in online)
+        warmup = config.stages.dpo.optimizer.warmup_steps
+        assert sum(s.optimizer.warmup_steps for s in online) == warmup
         assert len({s.seed for s in online}) == rounds  # fresh prompts every round
         ppo = stages[f"ppo_b{budget}"]
         assert ppo.rewards.reward_model_from == str(tmp_path / f"rm_b{budget}")

@@ -9,9 +9,9 @@ from tests.helpers import preset_config
 
 
 def test_every_combination_is_paired_with_the_single_model_at_its_beta():
-    config = preset_config(config_module, betas=(0.0, 0.05))
+    config = preset_config(config_module, "default")
     runs = rm_ensembles_ppo.ppo_runs(config)
-    assert len(runs) == len(rm_ensembles_ppo.REWARDS) * 2
+    assert len(runs) == len(rm_ensembles_ppo.REWARDS) * len(config.betas) == 8
     assert runs["ppo_wco_beta0.05"] == ("wco", 0.05)
     points = rm_ensembles_ppo.points(config)
     assert len(points) == len(runs) * len(config.measure.checkpoints)
@@ -21,6 +21,8 @@ def test_every_combination_is_paired_with_the_single_model_at_its_beta():
     ("key", "value", "message"),
     [
         ("ensemble.size", 1, r"ensemble.size=1: an ensemble needs 2 members"),
+        ("rewards", ("wco", "uwo"), r"rewards=\('wco', 'uwo'\): 'single'"),
+        ("rewards", ("single", "max"), r"at least one of"),
         ("betas", (0.0, 0.0), r"betas=\(0.0, 0.0\): distinct"),
         ("betas", (-0.1,), r"none negative"),
         ("stages.ppo.ppo.kl_control", "adaptive", r"kl_control='adaptive': must be 'fixed'"),
