@@ -44,10 +44,9 @@ from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
 from alignax.analysis.report import table
 from alignax.analysis.stats import interval_text, interval_verdict, least_squares_slope
 from alignax.analysis.trajectories import (
-    MEASURED,
     POLICY_COLUMNS,
     budget_cell,
-    measure_checkpoints,
+    measured_policies,
     policy_figure,
     policy_results,
     policy_table,
@@ -67,7 +66,7 @@ from alignax.study import (
 from alignax.sweeps import make_member_scorer
 from alignax.tasks import get_task
 from alignax.tasks.base import response_lengths
-from alignax.workdir import cached_arrays, stage_fingerprint
+from alignax.workdir import cached_arrays
 
 # The covariate's unit, in standard deviations of length: Adam moves the coefficient by about
 # the learning rate a step, so it is fitted per tenth of a standard deviation to reach the
@@ -227,27 +226,10 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     reward_models = cached_arrays(
         seed_dir / "eval.npz", key | {"seed": seed}, lambda: measure_seed(config, seed)
     )
-    names = ["sft", *policy_runs(config), "reward_model", *PPO_RUNS]
-    key = {
-        "policies": config.policies.to_dict(),
-        "stages": {name: stage_fingerprint(seed_dir / name) for name in names},
-        "seed": seed,
-        "measured": list(MEASURED),
-    }
-    p = config.policies
-    policies = cached_arrays(
-        seed_dir / "policies.npz",
-        key,
-        lambda: measure_checkpoints(
-            config,
-            seed,
-            seed_dir,
-            policy_points(config),
-            ppo_stages=PPO_RUNS,
-            num_prompts=p.num_prompts,
-            max_new_tokens=p.max_new_tokens,
-        ),  # fmt: skip
-    )
+    policies = measured_policies(
+        config, seed, seed_dir, policy_points(config), ppo_stages=PPO_RUNS,
+        measure=config.policies, section="policies", also=("reward_model",),
+    )  # fmt: skip
     return {**reward_models, **policies}
 
 

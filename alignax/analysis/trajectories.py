@@ -86,14 +86,17 @@ def measured_policies(
     *,
     ppo_stages,
     measure,
+    section: str = "measure",
+    also: tuple[str, ...] = (),
 ) -> dict[str, np.ndarray]:
     """`measure_checkpoints` of `points` with the `measure` section's `num_prompts` and
-    `max_new_tokens`, cached in <seed_dir>/policies.npz for exactly that section, seed and
-    these stages' checkpoints (their fingerprints)."""
-    stages = sorted({stage for stage, _ in points.values()})
+    `max_new_tokens`, cached in <seed_dir>/policies.npz for exactly that section (its config
+    key `section`), seed and the checkpoints of the SFT stage, the points' stages and the stages
+    of `also` (their fingerprints)."""
+    stages = ["sft", *sorted({stage for stage, _ in points.values()}), *also]
     key = {
-        "measure": measure.to_dict(),
-        "stages": {name: stage_fingerprint(seed_dir / name) for name in ["sft", *stages]},
+        section: measure.to_dict(),
+        "stages": {name: stage_fingerprint(seed_dir / name) for name in stages},
         "seed": seed,
         "measured": list(MEASURED),
     }
