@@ -281,8 +281,10 @@ PAPER = "Coste et al. (2023)"
 def glance(results: dict) -> list[str]:
     """The verdicts of the README's table at a glance (experiments.publish)."""
     out = []
-    for how in ("wco", "uwo"):
-        label = f"{how}_beta0"
+    for label in ("wco_beta0", "uwo_beta0"):
+        if label not in results["versus_single"]:  # a run without that combination or beta
+            continue
+        how = label.removesuffix("_beta0")
         versus, answer = results["versus_single"][label], results["answers"][label]
         out.append(
             f"PPO at beta 0, {NAMES[how]} minus a single model: final gold "

@@ -250,11 +250,10 @@ def test_length_debiased_rewards_carry_no_length_on_the_initial_samples(runs, tm
     assert np.isfinite(summary["proxy_reward"]) and summary["steps"] == 2
 
 
-def test_ppo_standardizes_each_ensemble_member_before_combining(runs, tmp_path):
+def test_ppo_standardizes_each_ensemble_member_before_combining(tmp_path):
     """An ensemble reward model: each member's scores of the initial policy's samples are
-    standardised alone (their offsets would otherwise decide the minimum), then combined; a run
-    against the worst case trains and keeps the fitted gains in its state."""
-    root, _ = runs
+    standardised alone (their offsets would otherwise decide the minimum), then combined (PPO
+    runs against the worst case end to end in the ensemble study's smoke run)."""
     members = preset_config(
         reward_model_config,
         "ensemble",
@@ -269,19 +268,11 @@ def test_ppo_standardizes_each_ensemble_member_before_combining(runs, tmp_path):
         ),
     )
     reward_model.run(members, tmp_path / "rm")
-    overrides = short_run(
-        **{
-            "train.steps": 2,
-            "train.batch_size": 32,
-            "init_from": str(root / "sft"),
-            "rewards.reward_model_from": str(tmp_path / "rm"),
-            "rewards.ensemble_size": 2,
-            "rewards.ensemble_method": "min",
-            "rewards.value_init": "policy",
-            "rollout.num_prompts": 128,
-            "eval.num_prompts": 32,
-        }
-    )
+    overrides = {
+        "rewards.reward_model_from": str(tmp_path / "rm"),
+        "rewards.ensemble_size": 2,
+        "rewards.ensemble_method": "min",
+    }
     config = preset_config(ppo_config, **overrides)
     mesh = make_mesh(config.mesh)
     reward_fn, params, model = ppo.build_reward(config, mesh)
@@ -302,8 +293,6 @@ def test_ppo_standardizes_each_ensemble_member_before_combining(runs, tmp_path):
     np.testing.assert_allclose(
         reward_fn(fitted, tokens, mask), np.min(standardized, axis=0), rtol=1e-5, atol=1e-5
     )
-    summary = ppo.run(config, tmp_path / "ppo")
-    assert np.isfinite(summary["proxy_reward"]) and summary["steps"] == 2
 
 
 def test_ppo_with_lora_trains_policy_adapters_over_the_sft_reference(runs, tmp_path):

@@ -76,5 +76,6 @@ def test_distinct_held_out_problems_are_distinct_eval_problems_or_refused():
     assert problems["answer"].shape[0] == 20
     # The same draw for the same seed: per-problem results line up across calls.
     assert prompt_texts(task, distinct_held_out_problems(task, 20, seed=5)) == texts
-    with pytest.raises(ValueError, match="eval.num_problems=5000, but only"):
-        distinct_held_out_problems(task, 5000, seed=5)
+    # The split holds 144 distinct problems: asking for more is refused, naming the count.
+    with pytest.raises(ValueError, match="eval.num_problems=600, but only 144"):
+        distinct_held_out_problems(task, 600, seed=5)
