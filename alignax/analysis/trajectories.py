@@ -1,10 +1,12 @@
 """Policies measured along their training runs and compared at equal KL to the SFT policy.
 
 Every run's checkpoints answer one fresh draw of held-out prompts with one sampling key
-(`measure_checkpoints`); per seed, every point's gold, length, KL and diversity against the SFT
-policy (`policy_table`); per method (the line through its runs' points), gold and length read at
-KL budgets, and paired differences between methods over the seeds that reach a budget
-(`policy_results`). The length-bias and ensemble studies compare their methods this way.
+(`measure_checkpoints`, cached per seed by `measured_policies`); per seed, every point's gold,
+length, KL and diversity against the SFT policy (`policy_table`) and each line's cross-fitted
+peak and fall (`peaks_and_falls`); per method (the line through its runs' points), gold and
+length read at KL budgets, and paired differences between methods over the seeds that reach a
+budget (`policy_results`). The length-bias, ensemble (PPO half) and online-offline studies
+compare their methods this way.
 """
 
 from __future__ import annotations
@@ -66,18 +68,6 @@ def measure_checkpoints(
     }
 
 
-# The columns of the policy runs' table: {`policy_table` key: its header}.
-POLICY_COLUMNS = {
-    "kl_to_sft": "KL to SFT",
-    "gold_reward": "gold",
-    "response_length": "length",
-    "gold_length_controlled": "gold at the SFT policy's length",
-    "entropy": "entropy (nats/token)",
-    "distinct_2": "distinct-2",
-    "self_bleu": "self-BLEU",
-}
-
-
 def measured_policies(
     config,
     seed: int,
@@ -136,6 +126,18 @@ def peaks_and_falls(measured: dict, lines: dict[str, list[str]]) -> dict[str, di
         gold_CxP = np.stack([measured[f"policy/{name}/gold"] for name in ["sft", *names]])
         out[line] = peak_and_fall(gold_CxP) | {"end": float(gold_CxP[-1].mean())}
     return out
+
+
+# The columns of the policy runs' table: {`policy_table` key: its header}.
+POLICY_COLUMNS = {
+    "kl_to_sft": "KL to SFT",
+    "gold_reward": "gold",
+    "response_length": "length",
+    "gold_length_controlled": "gold at the SFT policy's length",
+    "entropy": "entropy (nats/token)",
+    "distinct_2": "distinct-2",
+    "self_bleu": "self-BLEU",
+}
 
 
 def policy_table(measured: dict, names: list[str]) -> dict[str, dict[str, float]]:
@@ -199,7 +201,7 @@ def budget_differences(seeds: list[dict], pairs: dict[str, tuple[str, str]], bud
 
 
 def policy_results(tables: dict, methods: dict[str, list[str]], budgets, pairs: dict) -> dict:
-    """The policy half over seeds from each seed's `policy_table` ({seed: table}): every run's
+    """Over seeds, from each seed's `policy_table` ({seed: table}): every point's
     mean ('runs'), each method's gold and length at the KL budgets per seed ('at_budgets') and
     over the seeds that reach them ('methods'), the paired differences of `pairs` ({label: (a,
     b)}) and their verdicts ('answers': longer / shorter, higher / lower gold)."""
