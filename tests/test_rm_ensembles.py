@@ -7,10 +7,10 @@ import pytest
 from alignax.analysis.ensembles import (
     aggregate,
     combine,
-    cross_fitted_peak,
     seed_table,
     standardised_logits,
 )
+from alignax.analysis.stats import cross_fitted_peak
 from configs import rm_ensembles as config_module
 from experiments import rm_ensembles
 from tests.helpers import preset_config

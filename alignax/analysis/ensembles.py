@@ -19,7 +19,7 @@ import numpy as np
 from alignax.analysis import plots
 from alignax.analysis.best_of_n import best_of_n_per_prompt
 from alignax.analysis.pass_at_k import pass_at_k
-from alignax.analysis.stats import mean_interval
+from alignax.analysis.stats import cross_fitted_peak, mean_interval
 
 COMBINATIONS = {"mean": "mean", "wco": "worst case (WCO)", "uwo": "uncertainty-weighted (UWO)"}
 SELECTORS = {"oracle": "oracle (pass@n)", "single": "single member", **COMBINATIONS}
@@ -43,15 +43,6 @@ def combine(z_KxPxN: np.ndarray, how: str, uwo_penalty: float) -> np.ndarray:
     if how == "uwo":
         return z_KxPxN.mean(axis=0) - uwo_penalty * z_KxPxN.var(axis=0)
     raise ValueError(f"unknown combination {how!r}; known: {', '.join(COMBINATIONS)}")
-
-
-def cross_fitted_peak(per_problem_PxK: np.ndarray) -> float:
-    """The peak over the columns (n) of the mean over problems, with the column chosen on the
-    even problems and read on the odd ones and the other way round, averaged: the chosen n's
-    accuracy on problems it was not chosen on."""
-    halves = per_problem_PxK[0::2], per_problem_PxK[1::2]
-    picks = [int(np.argmax(h.mean(axis=0))) for h in halves]
-    return float(np.mean([halves[1 - i][:, k].mean() for i, k in enumerate(picks)]))
 
 
 def seed_table(

@@ -86,6 +86,16 @@ def interval_verdict(interval: tuple[float, float], above: str, below: str) -> s
     return "no difference resolved"
 
 
+def cross_fitted_peak(per_problem_PxK: np.ndarray) -> float:
+    """The peak over the columns (best-of-n's n, a run's checkpoints) of the mean over the rows
+    (problems, prompts), with the column chosen on the even rows and read on the odd ones and
+    the other way round, averaged: the chosen column's value on rows it was not chosen on (the
+    peak of the same rows would be biased up)."""
+    halves = per_problem_PxK[0::2], per_problem_PxK[1::2]
+    picks = [int(np.argmax(h.mean(axis=0))) for h in halves]
+    return float(np.mean([halves[1 - i][:, k].mean() for i, k in enumerate(picks)]))
+
+
 def least_squares_slope(values, covariate) -> float:
     """The least-squares slope of `values` on `covariate` (any equal shapes, flattened; 0 when
     the covariate is constant)."""

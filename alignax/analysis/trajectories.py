@@ -17,7 +17,13 @@ import numpy as np
 
 from alignax.analysis import plots
 from alignax.analysis.policy_eval import on_fresh_draw, versus_sft
-from alignax.analysis.stats import interval_text, interval_verdict, mean_interval, seed_means
+from alignax.analysis.stats import (
+    cross_fitted_peak,
+    interval_text,
+    interval_verdict,
+    mean_interval,
+    seed_means,
+)
 from alignax.checkpoint import restore_params
 from alignax.sharding import make_mesh
 from alignax.stages import load_stage_model
@@ -106,16 +112,12 @@ def measured_policies(
 
 
 def peak_and_fall(gold_CxP: np.ndarray) -> dict[str, float]:
-    """A run's peak gold over its trajectory (row 0 its start) and its fall from the peak to the
-    end, cross-fitted: the peak row chosen on the even prompts is read on the odd ones and vice
-    versa (the peak of the same prompts would be biased up); the two halves' mean."""
-    halves = (gold_CxP[:, 0::2], gold_CxP[:, 1::2])
-    peak, fall = [], []
-    for choose, read in (halves, halves[::-1]):
-        best = int(np.argmax(choose.mean(axis=1)))
-        peak.append(read[best].mean())
-        fall.append(read[best].mean() - read[-1].mean())
-    return {"peak": float(np.mean(peak)), "fall": float(np.mean(fall))}
+    """A run's peak gold over its trajectory (row 0 its start; `stats.cross_fitted_peak` over
+    the checkpoints, chosen on one half of the prompts and read on the other) and its fall from
+    the peak to the end, the end read on the same halves."""
+    peak = cross_fitted_peak(gold_CxP.T)
+    end = np.mean([gold_CxP[-1, 0::2].mean(), gold_CxP[-1, 1::2].mean()])
+    return {"peak": peak, "fall": float(peak - end)}
 
 
 def peaks_and_falls(measured: dict, lines: dict[str, list[str]]) -> dict[str, dict[str, float]]:
