@@ -325,6 +325,12 @@ def check_trajectory(steps, key: str, train, stage: str) -> None:
     check_every_checkpoint_kept(train, f"{stage}.train", f"{key} are measured")
 
 
+def check_kl_budgets(budgets, key: str) -> None:
+    """`budgets` (config `key`), the KL values runs are compared at: at least one, all positive."""
+    if not budgets or min(budgets) <= 0:
+        raise ValueError(f"{key}={tuple(budgets)}: positive KL budgets")
+
+
 RLHF_STAGES = {
     "pretrain": sft,
     "sft": sft,

@@ -59,6 +59,7 @@ from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
     Study,
+    check_kl_budgets,
     check_trajectory,
     rlhf_stage_config,
     wall_time_text,
@@ -117,8 +118,7 @@ def plan(config, seed: int, seed_dir: Path) -> list:
             f"policies.betas={p.betas.to_dict()}: positive betas for exactly the losses of "
             f"policies.losses={tuple(p.losses)}"
         )
-    if not p.kl_budgets or min(p.kl_budgets) <= 0:
-        raise ValueError(f"policies.kl_budgets={tuple(p.kl_budgets)}: positive KL budgets")
+    check_kl_budgets(p.kl_budgets, "policies.kl_budgets")
     check_trajectory(p.checkpoints, "policies.checkpoints", config.stages.dpo.train, "stages.dpo")
     ppo_train = config.stages.ppo.train
     check_trajectory(p.ppo_checkpoints, "policies.ppo_checkpoints", ppo_train, "stages.ppo")

@@ -36,6 +36,7 @@ from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
     Study,
+    check_kl_budgets,
     check_trajectory,
     rlhf_stage_config,
     wall_time_text,
@@ -88,8 +89,7 @@ def check(config) -> None:
             f"online.rounds={rounds}"
         )
     m = config.measure
-    if not m.kl_budgets or min(m.kl_budgets) <= 0:
-        raise ValueError(f"measure.kl_budgets={tuple(m.kl_budgets)}: positive KL budgets")
+    check_kl_budgets(m.kl_budgets, "measure.kl_budgets")
     check_trajectory(m.dpo_checkpoints, "measure.dpo_checkpoints", train, "stages.dpo")
     ppo = config.stages.ppo.train
     check_trajectory(m.ppo_checkpoints, "measure.ppo_checkpoints", ppo, "stages.ppo")

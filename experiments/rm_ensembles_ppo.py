@@ -37,6 +37,7 @@ from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
     Study,
+    check_kl_budgets,
     check_trajectory,
     rlhf_stage_config,
     wall_time_text,
@@ -89,8 +90,7 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
             "(each run keeps its coefficient of betas)"
         )
     m = config.measure
-    if not m.kl_budgets or min(m.kl_budgets) <= 0:
-        raise ValueError(f"measure.kl_budgets={tuple(m.kl_budgets)}: positive KL budgets")
+    check_kl_budgets(m.kl_budgets, "measure.kl_budgets")
     check_trajectory(m.checkpoints, "measure.checkpoints", config.stages.ppo.train, "stages.ppo")
     stages = [
         PlannedStage(name, RLHF_STAGES[name].KIND, rlhf_stage_config(config, name, seed, seed_dir))
