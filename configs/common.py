@@ -78,3 +78,18 @@ def shrink_rlhf_base_stages(stages: ml_collections.ConfigDict) -> None:
     stages.sft.train.update(steps=20, log_every=10, eval_every=20)
     stages.sft.sft.num_examples = 256
     stages.sft.eval.num_prompts = 16
+
+
+def shrink_reward_model_and_ppo_stages(stages: ml_collections.ConfigDict) -> None:
+    """A smoke preset's reward-model and PPO stages (`stages.reward_model`, `stages.ppo`): a few
+    steps of batch 8, 16 held-out pairs and prompts, PPO on 32 prompts with a checkpoint every
+    2 steps, the last 2 kept (the length-bias, ensemble and online-offline studies)."""
+    stages.reward_model.pairs.num_eval_pairs = 16
+    stages.reward_model.train.update(
+        steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=4
+    )
+    stages.ppo.rollout.num_prompts = 32
+    stages.ppo.eval.num_prompts = 16
+    stages.ppo.train.update(
+        steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2, keep_checkpoints=2
+    )

@@ -85,6 +85,7 @@ from configs import dpo, ppo, reward_model, sft
 from configs.common import (
     pairs_config,
     scratch_reward_models_config,
+    shrink_reward_model_and_ppo_stages,
     shrink_rlhf_base_stages,
     stages_parent_config,
 )
@@ -188,15 +189,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
             steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2, keep_checkpoints=2
         )
         config.policies.checkpoints = (2, 4)
-        config.stages.reward_model.pairs.update(num_pairs=64, num_eval_pairs=16)
-        config.stages.reward_model.train.update(
-            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=4
-        )
-        config.stages.ppo.rollout.num_prompts = 32
-        config.stages.ppo.eval.num_prompts = 16
-        config.stages.ppo.train.update(
-            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2, keep_checkpoints=2
-        )
+        config.stages.reward_model.pairs.num_pairs = 64
+        shrink_reward_model_and_ppo_stages(config.stages)
         config.policies.ppo_checkpoints = (2, 4)
         config.policies.num_prompts = 16
         del config.policies.losses["dpo_length_normalized"]  # one relative is enough to test

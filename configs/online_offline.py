@@ -41,7 +41,11 @@ import ml_collections
 
 from alignax.stages import stage_section
 from configs import dpo, ppo, reward_model, sft
-from configs.common import shrink_rlhf_base_stages, stages_parent_config
+from configs.common import (
+    shrink_reward_model_and_ppo_stages,
+    shrink_rlhf_base_stages,
+    stages_parent_config,
+)
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -103,15 +107,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         stages.dpo.train.update(
             steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2, keep_checkpoints=2
         )
-        stages.reward_model.pairs.num_eval_pairs = 16
-        stages.reward_model.train.update(
-            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=4
-        )
-        stages.ppo.rollout.num_prompts = 32
-        stages.ppo.eval.num_prompts = 16
-        stages.ppo.train.update(
-            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2, keep_checkpoints=2
-        )
+        shrink_reward_model_and_ppo_stages(stages)
         config.measure.update(dpo_checkpoints=(2, 4), ppo_checkpoints=(2, 4), num_prompts=16)
     config.lock()
     return config

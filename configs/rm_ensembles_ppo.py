@@ -40,7 +40,11 @@ import ml_collections
 from alignax.proxies import reward_model_config
 from alignax.stages import stage_section
 from configs import ppo, reward_model, sft
-from configs.common import shrink_rlhf_base_stages, stages_parent_config
+from configs.common import (
+    shrink_reward_model_and_ppo_stages,
+    shrink_rlhf_base_stages,
+    stages_parent_config,
+)
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
@@ -100,15 +104,8 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
         config.rewards = ("single", "wco")
         config.betas = (0.0,)
         shrink_rlhf_base_stages(stages)
-        stages.reward_model.pairs.update(num_pairs=64, num_eval_pairs=16)
-        stages.reward_model.train.update(
-            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=4
-        )
-        stages.ppo.rollout.num_prompts = 32
-        stages.ppo.eval.num_prompts = 16
-        stages.ppo.train.update(
-            steps=4, batch_size=8, log_every=2, eval_every=4, checkpoint_every=2, keep_checkpoints=2
-        )
+        stages.reward_model.pairs.num_pairs = 64
+        shrink_reward_model_and_ppo_stages(stages)
         config.measure.update(checkpoints=(2, 4), num_prompts=16)
     config.lock()
     return config
