@@ -325,6 +325,17 @@ def check_trajectory(steps, key: str, train, stage: str) -> None:
     check_every_checkpoint_kept(train, f"{stage}.train", f"{key} are measured")
 
 
+def check_same_labels(config, whose: str) -> None:
+    """A study whose reward model learns from its DPO stage's pairs (labels.comparisons draws
+    the same ones for the same labels section and seed) refuses labels sections that differ;
+    `whose`: the runs whose annotator and samples they are."""
+    if config.stages.reward_model.labels.to_dict() != config.stages.dpo.labels.to_dict():
+        raise ValueError(
+            f"stages.reward_model.labels must equal stages.dpo.labels ({whose} annotator and "
+            "samples)"
+        )
+
+
 def check_kl_budgets(budgets, key: str) -> None:
     """`budgets` (config `key`), the KL values runs are compared at: at least one, all positive."""
     if not budgets or min(budgets) <= 0:

@@ -60,6 +60,7 @@ from alignax.study import (
     PlannedStage,
     Study,
     check_kl_budgets,
+    check_same_labels,
     check_trajectory,
     rlhf_stage_config,
     wall_time_text,
@@ -149,12 +150,8 @@ def check_same_pairs(config) -> None:
     """The reward model learns from the biased DPO runs' pairs: the same annotator (its length
     bias set from `policies.length_bias`), number and sampling (labels.comparisons draws the
     same ones for the same seed)."""
+    check_same_labels(config, "the biased DPO runs'")
     rm, dpo = config.stages.reward_model, config.stages.dpo
-    if rm.labels.to_dict() != dpo.labels.to_dict():
-        raise ValueError(
-            "stages.reward_model.labels must equal stages.dpo.labels (the biased DPO runs' "
-            "annotator and samples)"
-        )
     if rm.pairs.num_pairs != dpo.pairs.num_pairs:
         raise ValueError(
             f"stages.reward_model.pairs.num_pairs={rm.pairs.num_pairs} must equal "

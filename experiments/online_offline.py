@@ -37,6 +37,7 @@ from alignax.study import (
     PlannedStage,
     Study,
     check_kl_budgets,
+    check_same_labels,
     check_trajectory,
     rlhf_stage_config,
     wall_time_text,
@@ -93,11 +94,7 @@ def check(config) -> None:
     check_trajectory(m.dpo_checkpoints, "measure.dpo_checkpoints", train, "stages.dpo")
     ppo = config.stages.ppo.train
     check_trajectory(m.ppo_checkpoints, "measure.ppo_checkpoints", ppo, "stages.ppo")
-    if config.stages.reward_model.labels.to_dict() != config.stages.dpo.labels.to_dict():
-        raise ValueError(
-            "stages.reward_model.labels must equal stages.dpo.labels (the offline run's "
-            "annotator and samples)"
-        )
+    check_same_labels(config, "the offline run's")
 
 
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
