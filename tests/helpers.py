@@ -2,6 +2,7 @@
 simulated kill, the fake-device meshes, a toy RL task (its reward, prompts, policy and PPO /
 GRPO iterations) and notebooks run through a Jupyter kernel."""
 
+import atexit
 import functools
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ import nbformat
 import numpy as np
 import optax
 import pytest
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from alignax import rl, sharding
@@ -222,15 +224,36 @@ def save_chat_tokenizer(directory, *, pad=True):
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
+@functools.cache
+def _kernel() -> KernelManager:
+    """This process's Jupyter kernel, started once in notebooks/ (where Jupyter starts one) and
+    shut down when the process exits: starting a kernel and importing jax in it cost about 7 of
+    the 9 s a notebook took on a fresh kernel. Publishing executes each notebook on a fresh one
+    (experiments.publish)."""
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(NOTEBOOKS), env=dict(os.environ))
+    atexit.register(manager.shutdown_kernel, now=True)
+    return manager
+
+
 def run_notebook(name: str, workdir: Path) -> nbformat.NotebookNode:
-    """notebooks/<name> run through a Jupyter kernel started in notebooks/ (where Jupyter starts
-    it) on `workdir` (ALIGNAX_WORKDIR in the kernel's environment), the stored file left as it
-    is: every cell must run, and it must draw a figure and show the run's own report."""
+    """notebooks/<name> run through this process's Jupyter kernel in notebooks/ on `workdir`
+    (ALIGNAX_WORKDIR in the kernel's environment), after a cell that empties the kernel's
+    namespace; the stored file is left as it is: every cell must run, and it must draw a figure
+    and show the run's own report."""
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
-    resources = {"metadata": {"path": str(NOTEBOOKS)}}
-    environment = {**os.environ, "ALIGNAX_WORKDIR": str(workdir)}
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources=resources)
-    client.execute(env=environment)
+    manager = _kernel()
+    if not manager.is_alive():  # an earlier notebook killed it
+        manager.restart_kernel(now=True)
+    fresh_namespace = nbformat.v4.new_code_cell(
+        "%reset -f\n"
+        "import os\n"
+        f"os.environ['ALIGNAX_WORKDIR'] = {str(Path(workdir).absolute())!r}\n"
+        f"os.chdir({str(NOTEBOOKS)!r})"
+    )
+    notebook.cells.insert(0, fresh_namespace)
+    NotebookClient(notebook, km=manager, timeout=600).execute()
+    notebook.cells.pop(0)
     assert notebook_outputs(notebook, "image/png"), f"{name} draws no figure"
     written_by = (Path(workdir) / "results.md").read_text().splitlines()[2]
     assert written_by in "".join(notebook_outputs(notebook, "text")), f"{name} read another run"

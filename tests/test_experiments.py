@@ -48,7 +48,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     sft.run(
         preset_config(
-            sft_config, "pretrain", **short_run(**{"train.steps": 150, "sft.num_examples": 4096})
+            sft_config, "pretrain", **short_run(**{"train.steps": 100, "sft.num_examples": 4096})
         ),
         root / "pretrain",
     )
@@ -58,12 +58,12 @@ def runs(tmp_path_factory):
             reward_model_config,
             **short_run(
                 **{
-                    "train.steps": 150,
+                    "train.steps": 100,
                     "init_from": str(root / "pretrain"),
                     "labels.policy_from": str(root / "sft"),
                     # Labelled pairs are sampled from the SFT policy: the preset's 4,096 would be
-                    # most of this fixture's time for 150 steps of 32.
-                    "pairs.num_pairs": 2048,
+                    # most of this fixture's time for 100 steps of 32.
+                    "pairs.num_pairs": 1024,
                     "pairs.num_eval_pairs": 256,
                 }
             ),
