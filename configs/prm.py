@@ -30,7 +30,7 @@ batch 32 (a probe on one seed: 300 steps on 2,048 solutions gave held-out soluti
 the PRM and 0.78 for the ORM; 1,200 steps on 8,192: 0.81 and 0.78).
 
 default: 6 seeds; its wall time is in its published results block (docs/results/prm.md).
-runlocal: the same pipeline at toy sizes for the test (2 seeds, so intervals exist);
+runlocal: the same pipeline at toy sizes for the test (one seed; the pluralism smoke runs two);
 compile-bound.
 """
 

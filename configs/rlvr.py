@@ -22,8 +22,8 @@ problems: well below 0.5 and not at the ceiling), GRPO as configs/grpo.py:runloc
 samples a step, learning rate 3e-4) for 300 steps.
 
 default: 6 seeds; its wall time is in its published results block (docs/results/rlvr.md).
-runlocal: the same pipeline at toy sizes for the test (2 seeds, so intervals exist); compile-
-bound.
+runlocal: the same pipeline at toy sizes for the test (one seed; the pluralism smoke runs
+two); compile-bound.
 """
 
 import ml_collections

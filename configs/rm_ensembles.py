@@ -27,8 +27,8 @@ peak accuracy (its peak over n against a single member's)?
 
 The members' settings are the PRM study's outcome reward model's; `uwo_penalty` 0.5 was not
 tuned. default: 6 seeds of 4 members; its wall time is in its published results block
-(docs/results/rm_ensembles.md). runlocal: the same pipeline at toy sizes for the test (2 seeds,
-so intervals exist); compile-bound.
+(docs/results/rm_ensembles.md). runlocal: the same pipeline at toy sizes for the test (one seed;
+the pluralism smoke runs two); compile-bound.
 """
 
 import ml_collections

@@ -38,8 +38,8 @@ al. study's proxies' (32 pairs, 1e-3); their 600 steps are what the default's 30
 rising with width, 0.67 at d = 4 to 0.83 at d = 32; 1,000 steps ran over the budget); alpha and
 its warm-up are Burns et al.'s.
 default: 6 seeds, widths 4, 8, 16, 32; its wall time is in its published results block
-(docs/results/weak_to_strong.md). runlocal: the same pipeline at toy sizes for the test (2
-seeds, so intervals exist); compile-bound.
+(docs/results/weak_to_strong.md). runlocal: the same pipeline at toy sizes for the test (one
+seed; the pluralism smoke runs two); compile-bound.
 """
 
 import ml_collections
@@ -76,7 +76,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     config.pairs = pairs_config(num_pairs=4096, num_eval_pairs=4096)
     config.pool = ml_collections.ConfigDict({"num_prompts": 32, "pool_size": 512})
     if smoke:
-        config.seeds = (0, 1)
+        config.seeds = (0,)
         config.workers = 1
         config.stages.pretrain.train.update(steps=20, log_every=10, eval_every=20)
         config.stages.pretrain.sft.update(num_examples=256, num_eval_examples=32)

@@ -52,7 +52,7 @@ def overoptimization_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def rlvr_run(tmp_path_factory):
     """RLVR end to end at toy sizes: SFT -> GRPO -> pass@k of both policies on held-out
-    three-step problems for two seeds, at three temperatures, with the guesser, the solvable
+    three-step problems for one seed, at three temperatures, with the guesser, the solvable
     sets, the per-k table, the computed answers and the figures."""
     from alignax.analysis.pass_at_k import pass_at_k
     from alignax.tasks import get_task
@@ -241,7 +241,7 @@ def pipeline_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prm_run(tmp_path_factory):
     """The PRM study end to end at toy sizes: SFT -> three reward models on the same solutions
-    -> best-of-n of each, majority voting and the oracle on held-out problems, two seeds."""
+    -> best-of-n of each, majority voting and the oracle on held-out problems, one seed."""
     from alignax.analysis.verifiers import REWARD_MODELS
     from configs import prm as config_module
     from experiments import prm
