@@ -365,7 +365,8 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
     Only the top-level entries of `like_params` that the checkpoint holds are restored (a reward
     model takes a policy's backbone but not its LM head); the returned dict has just those. A
     LoRA run's checkpoint (adapters in `params`, or in `params['policy']` for an RL run, the base
-    in `ref_params`) restores as the merged policy.
+    in `ref_params`) restores as the merged policy; a policy's params (no `policy` entry) from
+    an RL run's checkpoint are its `params['policy']`: how a stage starts from a PPO run's policy.
     Reading never creates anything: a missing directory raises FileNotFoundError naming it.
     """
     directory = Path(directory).absolute()
@@ -399,6 +400,14 @@ def restore_params(directory: str | Path, like_params, *, step: int | None = Non
         )
         return {"policy": merged}
     wanted = {k: v for k, v in like_params.items() if k in saved_keys}
+    if not wanted and "policy" in saved_keys and "policy" not in like_params:
+        # A policy, or a model on its backbone, from an RL run: PPO keeps the policy under
+        # params/policy, beside its value model.
+        held = like_params
+        if not _is_lora_policy(policy_keys, found):
+            held = {k: v for k, v in like_params.items() if k in policy_keys}
+        if held:
+            return restore_params(directory, {"policy": held}, step=step)["policy"]
     if not wanted:
         raise CheckpointMismatchError(
             f"checkpoint {step_dir} holds none of the params {sorted(like_params)}"

@@ -43,12 +43,10 @@ def load_stage_model(
     heads: Sequence[str],
     mesh: Mesh,
     ensemble_size: int = 1,
-    params_at: str | None = None,
 ) -> tuple[Model, Params]:
     """The model of the stage in `workdir` (its own config) and its final params; with
-    `ensemble_size` > 1 the members' params are stacked on axis 0. `params_at`: the checkpoint
-    entry that holds them, for a stage that keeps more than one model ('policy' for PPO, beside
-    its value model)."""
+    `ensemble_size` > 1 the members' params are stacked on axis 0. A PPO stage's are its
+    policy's (`checkpoint.restore_params`), beside which it keeps its value model."""
     model = build_model(stage_model_config(workdir), heads=heads)
     keys = jax.random.split(jax.random.key(0), ensemble_size)
     if ensemble_size == 1:
@@ -56,9 +54,7 @@ def load_stage_model(
     else:
         members = [init_params(model, k, mesh) for k in keys]
         like = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *members)
-    if params_at is None:
-        return model, restore_params(Path(workdir) / "checkpoints", like)
-    return model, restore_params(Path(workdir) / "checkpoints", {params_at: like})[params_at]
+    return model, restore_params(Path(workdir) / "checkpoints", like)
 
 
 SHARED_SECTIONS = ("seed", "multihost", "distributed", "task_name", "task", "model", "mesh")

@@ -315,12 +315,16 @@ def _neutral(key: str) -> bool:
 
 def config_changes(old: dict, new: dict) -> dict[str, tuple]:
     """{key: (old value, new value)} for the keys that change results (not mesh, multihost,
-    distributed, nor the train.* logging/checkpoint cadence); missing keys show as None."""
+    distributed, nor the train.* logging/checkpoint cadence); missing keys show as None. An
+    empty link (`*_from`: no upstream) is the same as none: a config written before the key
+    existed."""
     old, new = flatten_config(old), flatten_config(new)
     return {
         k: (old.get(k), new.get(k))
         for k in sorted(set(old) | set(new))
-        if not _neutral(k) and old.get(k) != new.get(k)
+        if not _neutral(k)
+        and old.get(k) != new.get(k)
+        and not (_is_link(k) and not old.get(k) and not new.get(k))
     }
 
 

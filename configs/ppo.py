@@ -27,6 +27,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {arg!r}; known: runlocal, gold, ptx, arithmetic")
     verifier = arg == "arithmetic"
     config = base_config("tiny", task="arithmetic" if verifier else "review")
+    # The KL penalty's reference: "" for the policy PPO starts from (`init_from`), or the workdir
+    # of another stage, e.g. the SFT stage when PPO continues another PPO run's policy.
+    config.reference_from = ""
     config.rewards = ml_collections.ConfigDict(
         {
             # "model": a trained reward model; "gold": the task's own reward

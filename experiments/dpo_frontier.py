@@ -4,7 +4,8 @@ overoptimization in direct alignment algorithms").
 
     python -m experiments.dpo_frontier --config configs/dpo_frontier.py --workdir runs/dpo_frontier
 
-For every seed in `config.seeds`, in <workdir>/seed<k>/ (every stage cached, so a rerun resumes):
+For every seed in `config.seeds`, in <workdir>/seed<k>/ (every stage cached, so a rerun resumes;
+the runs, their configs and their evaluations: alignax/frontier_runs.py):
   1. pretrain -> SFT -> reward model: the first stages of the RLHF graph (alignax.study).
   2. offline runs, all on ONE set of pairs of SFT samples to training prompts, labelled by the
      simulated annotator: DPO at each beta in `dpo_betas`, the `variants` (IPO, cDPO, SimPO,
@@ -31,262 +32,46 @@ ordering, provenance, wall time), figures/ (PNG + PDF) and timings.json.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from pathlib import Path
 
-import ml_collections
 import numpy as np
 
 from alignax.analysis.frontier import (
-    comparisons,
     difference_table,
-    dominant,
-    endings,
     figures,
-    fresh_frontiers,
     fresh_vertices,
+    frontier_results,
     frontier_table,
-    method_frontiers,
-    peak_and_final,
-    start_gold,
-    turnover,
     turnover_table,
 )
 from alignax.analysis.policy_eval import on_fresh_prompts
 from alignax.analysis.report import intervals, table
-from alignax.analysis.stats import interval_text, standard_error
+from alignax.analysis.stats import interval_text
 from alignax.cli import run_experiment
-from alignax.metrics import logged_curve
+from alignax.frontier_runs import (
+    RUNNERS,
+    check_same_data,
+    method_runs,
+    overoptimization_seed,
+    run_config,
+    runs_of,
+    shared_pairs,
+    timing_key,
+    trajectory,
+)
 from alignax.provenance import written_by
 from alignax.rl import describe_reward
 from alignax.sharding import make_mesh
-from alignax.stages import SHARED_SECTIONS, stage_config
-from alignax.study import (
-    RLHF_STAGES,
-    PlannedStage,
-    Study,
-    check_every_checkpoint_kept,
-    made_once,
-    rlhf_stage_config,
-    wall_time_text,
-)
+from alignax.study import RLHF_STAGES, PlannedStage, Study, rlhf_stage_config, wall_time_text
 from alignax.tasks import get_task
-from alignax.workflows import ppo, preference, unpaired
 
 BASE_STAGES = ("pretrain", "sft", "reward_model")
-RUNNERS = {"dpo": preference, "kto": unpaired, "ppo": ppo}
-# Where each runner logs its evaluation: the metric prefix of gold, its SE and the KL.
-EVAL_PREFIX = {"dpo": "eval/policy/", "kto": "eval/policy/", "ppo": "eval/"}
-REWARD_SOURCES = {"model": "PPO (RM)", "gold": "PPO (gold)"}
-# Keys that must equal factor x another key: every method learns from the same data.
-SAME_DATA = {
-    "kto.pairs.num_pairs": ("offline.pairs.num_pairs", 1),
-    "kto.train.batch_size": ("offline.train.batch_size", 2),
-    "kto.train.steps": ("offline.train.steps", 1),
-    "kto.eval.num_prompts": ("offline.eval.num_prompts", 1),
-    "stages.reward_model.pairs.num_pairs": ("offline.pairs.num_pairs", 1),
-    "rl.ppo.eval.num_prompts": ("offline.eval.num_prompts", 1),
-}
 # The last evaluation's fields in the report's table of how each method's policies end.
 ENDING = ("kl", "gold", "length", "ended")
 
 # ---------------------------------------------------------------------------------------------
-# The runs of one seed.
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    name: str  # directory under seed<k>/
-    method: str  # the frontier it belongs to
-    runner: str  # "dpo" | "kto" | "ppo"
-    overrides: tuple[tuple[str, object], ...]  # (dotted key, value) set on the runner template
-    frontier_steps: int | None = None  # evaluations past this step are not frontier points
-    equal_budget: bool = True  # in the comparison at one setting per method (`equal_budget`)
-
-
-def runs_of(config) -> list[Run]:
-    """Every run of one seed, in the order they are trained."""
-    offline_steps = config.offline.train.steps
-    over = config.overoptimization
-    if over.beta not in config.dpo_betas:
-        raise ValueError(
-            f"overoptimization.beta={over.beta} must be one of dpo_betas={config.dpo_betas}: "
-            "its first offline.train.steps steps are that beta's frontier run"
-        )
-    if over.steps < offline_steps:
-        raise ValueError(
-            f"overoptimization.steps={over.steps} is shorter than offline.train.steps="
-            f"{offline_steps}"
-        )
-    if config.offline.optimizer.schedule != "constant":
-        raise ValueError(
-            f"offline.optimizer.schedule={config.offline.optimizer.schedule!r}: must be "
-            "'constant', so that the over-optimisation run's first offline.train.steps steps are "
-            "the frontier run of its beta"
-        )
-    if over.steps % config.offline.train.eval_every:
-        raise ValueError(
-            f"overoptimization.steps={over.steps} must be a multiple of offline.train.eval_every="
-            f"{config.offline.train.eval_every} (its final step is evaluated like the others)"
-        )
-    equal = config.equal_budget
-    for key, value, swept in (
-        ("dpo_beta", equal.dpo_beta, config.dpo_betas),
-        ("ppo_kl_target", equal.ppo_kl_target, config.rl.kl_targets),
-    ):
-        if value not in swept:
-            raise ValueError(f"equal_budget.{key}={value} must be one of the swept {tuple(swept)}")
-    runs = []
-    for beta in config.dpo_betas:
-        overrides = [("loss.hyperparameters.beta", float(beta))]
-        if beta == over.beta:
-            overrides.append(("train.steps", over.steps))
-        runs.append(
-            Run(
-                f"dpo_beta{beta:g}",
-                "DPO",
-                "dpo",
-                tuple(overrides),
-                offline_steps if beta == over.beta else None,
-                equal_budget=beta == equal.dpo_beta,
-            )
-        )
-    for key, variant in config.variants.items():
-        runs.append(Run(key, variant.label, "dpo", (("loss", variant.loss),)))
-    runs.append(Run("kto", "KTO", "kto", ()))
-    for source in config.rl.reward_sources:
-        if source not in REWARD_SOURCES:
-            raise ValueError(f"rl.reward_sources: {source!r} is not one of {tuple(REWARD_SOURCES)}")
-        for target in config.rl.kl_targets:
-            runs.append(
-                Run(
-                    f"ppo_{source}_kl{target:g}",
-                    REWARD_SOURCES[source],
-                    "ppo",
-                    (("rewards.source", source), ("ppo.kl_target", float(target))),
-                    equal_budget=target == equal.ppo_kl_target,
-                )
-            )
-    return runs
-
-
-def timing_key(run: Run) -> str:
-    """The line of the wall-time report a run's seconds go to."""
-    if run.runner == "ppo":
-        return "ppo_" + dict(run.overrides)["rewards.source"]
-    return {"DPO": "dpo"}.get(run.method, "variants" if run.runner == "dpo" else run.runner)
-
-
-def check_same_data(config) -> None:
-    """KTO sees the offline runs' pairs (each split in two), the same number of passes, the same
-    sequences per step; the reward model learns from the same pairs (labels.comparisons draws
-    the same ones for the same seed, number and labels section); every method is evaluated on
-    as many held-out prompts."""
-
-    def value(key: str):
-        return functools.reduce(lambda node, part: node[part], key.split("."), config)
-
-    for section in ("kto.labels", "stages.reward_model.labels"):
-        labels = value(section)
-        if labels.to_dict() != {
-            **config.offline.labels.to_dict(),
-            "policy_from": labels.policy_from,
-        }:
-            raise ValueError(f"{section} must equal offline.labels (the same annotator and pairs)")
-    for key, (other, factor) in SAME_DATA.items():
-        if value(key) != factor * value(other):
-            times = f"{factor} x " if factor != 1 else ""
-            raise ValueError(
-                f"{key}={value(key)} must equal {times}{other}={factor * value(other)}"
-            )
-
-
-def run_config(config, run: Run, seed: int, seed_dir: Path) -> ml_collections.ConfigDict:
-    """The runner config of `run` for `seed`: its template, the shared sections, the links to
-    this seed's SFT policy (and reward model), and the run's overrides."""
-    template = {"dpo": config.offline, "kto": config.kto, "ppo": config.rl.ppo}[run.runner]
-    links = {"init_from": seed_dir / "sft"}
-    if run.runner in ("dpo", "kto"):
-        links["labels.policy_from"] = seed_dir / "sft"
-    elif dict(run.overrides)["rewards.source"] == "model":
-        links["rewards.reward_model_from"] = seed_dir / "reward_model"
-    shared = tuple(k for k in SHARED_SECTIONS if k != "seed")
-    out = stage_config(config, template, links, shared)
-    with out.unlocked():
-        out.seed = seed
-        out.update_from_flattened_dict(
-            {
-                key: value.copy_and_resolve_references()
-                if isinstance(value, ml_collections.ConfigDict)
-                else value
-                for key, value in run.overrides
-            }
-        )
-    # Every evaluated step's checkpoint is kept: frontier vertices and the over-optimisation
-    # peak are chosen on the in-run evaluations and measured again on fresh prompts.
-    section = {"dpo": "offline", "kto": "kto", "ppo": "rl.ppo"}[run.runner] + ".train"
-    if out.train.checkpoint_every != out.train.eval_every:
-        raise ValueError(
-            f"{section}.checkpoint_every={out.train.checkpoint_every} must equal "
-            f"{section}.eval_every={out.train.eval_every}: every evaluated checkpoint is kept"
-        )
-    why = f"run {run.name} measures every evaluated step's policy again on fresh prompts"
-    check_every_checkpoint_kept(out.train, section, why)
-    return out
-
-
-def trajectory(run_dir: Path, runner: str, max_step: int | None = None) -> list[dict]:
-    """The run's evaluations, in step order: step, gold, KL to the SFT policy, gold's SE,
-    response length and the share of responses that ended with EOS."""
-    p = EVAL_PREFIX[runner]
-    fields = {
-        "gold": f"{p}gold",
-        "kl": f"{p}kl",
-        "gold_se": f"{p}gold_se",
-        "length": f"{p}length",
-        "ended": f"{p}ended_with_eos",
-    }
-    return logged_curve(run_dir, fields, max_step=max_step)
-
-
-# ---------------------------------------------------------------------------------------------
 # One seed.
-
-
-def overoptimization_seed(config, task, mesh, seed: int, seed_dir: Path, run: Run) -> dict:
-    """The long DPO run's trajectory, its peak and final evaluation, and both evaluated again on
-    fresh prompts with the SFT policy, paired (`policy_eval.on_fresh_prompts`)."""
-    run_dir = seed_dir / run.name
-    points = trajectory(run_dir, run.runner)
-    peak, final = peak_and_final(points)
-    fresh = on_fresh_prompts(
-        seed_dir / "sft",
-        run_dir,
-        {"peak": peak["step"], "final": final["step"]},
-        task=task,
-        seed=seed,
-        num_prompts=config.overoptimization.num_prompts,
-        max_new_tokens=config.offline.eval.max_new_tokens,
-        mesh=mesh,
-        cache=run_dir / "fresh_peak_final.json",
-    )
-    gold = {k: v["gold"] for k, v in fresh.items()}
-    drop = gold["peak"] - gold["final"]  # paired by prompt and sampling key
-    return {
-        "points": points,
-        "peak": peak,
-        "final": final,
-        "reevaluated": {
-            "sft_gold": float(gold["sft"].mean()),
-            "peak_gold": float(gold["peak"].mean()),
-            "final_gold": float(gold["final"].mean()),
-            "peak_kl": float(np.mean(fresh["peak"]["kl"])),
-            "final_kl": float(np.mean(fresh["final"]["kl"])),
-            "drop": float(drop.mean()),
-            "drop_se": standard_error(drop),
-        },
-    }
 
 
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
@@ -312,17 +97,6 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
     ]
 
 
-def labelled_pairs(stage_config) -> tuple:
-    return preference.build_pairs(stage_config, make_mesh(stage_config.mesh))
-
-
-def shared_pairs(stage_config) -> dict:
-    """{'pairs': (train, evaluation, task)} of `stage_config` (its seed's SFT samples, labelled),
-    labelled at its first call in this process and reused by the seed's other DPO runs."""
-    train, evaluation, task = made_once(labelled_pairs, stage_config)
-    return {"pairs": (dict(train), evaluation, task)}
-
-
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """Every run's trajectory, the long DPO run's over-optimisation result, and each method's
     frontier vertices measured again on the fresh draw: of all its runs ("vertices") and of its
@@ -334,7 +108,6 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
         run.name: trajectory(seed_dir / run.name, run.runner, run.frontier_steps) for run in runs
     }
     over = overoptimization_seed(config, task, mesh, seed, seed_dir, over_run)
-    runner = {r.name: r.runner for r in runs}
 
     def measure(name: str, steps: list[int]) -> dict:
         return on_fresh_prompts(
@@ -346,7 +119,6 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
             num_prompts=config.overoptimization.num_prompts,
             max_new_tokens=config.offline.eval.max_new_tokens,
             mesh=mesh,
-            params_at="policy" if runner[name] == "ppo" else None,
             cache=seed_dir / name / "fresh_vertices.json",
         )
 
@@ -357,18 +129,6 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     start = over["reevaluated"]["sft_gold"]
     vertices = fresh_vertices(sets, trajectories, start, config.budgets, measure)
     return {"trajectories": trajectories, "overoptimization": over, **vertices}
-
-
-# ---------------------------------------------------------------------------------------------
-# Across seeds.
-
-
-def method_runs(runs: list[Run]) -> dict[str, list[str]]:
-    """{method: the names of its runs}, methods in the order their first run is trained."""
-    out = {}
-    for r in runs:
-        out.setdefault(r.method, []).append(r.name)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,28 +270,11 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     all runs, and at the equal tuning budget), the over-optimisation turn-over across seeds;
     the figures."""
     runs = runs_of(config)
-    trajectories = [r["trajectories"] for r in seeds.values()]
-    in_run = method_frontiers(method_runs(runs), trajectories, start_gold(seeds), config.budgets)
-    front = fresh_frontiers(config.budgets, seeds, "vertices", method_runs(runs))
-    pairs = comparisons(front, config.non_inferiority_margin)
+    methods = method_runs(runs)
     equal_methods = method_runs([r for r in runs if r.equal_budget])
-    equal = fresh_frontiers(config.budgets, seeds, "equal_budget_vertices", equal_methods)
-    equal_pairs = comparisons(equal, config.non_inferiority_margin)
-    figures(config, method_runs(runs), seeds, in_run, front, workdir)
-    return {
-        "seeds": seeds,
-        "frontiers": front,
-        "in_run_frontiers": in_run,
-        "comparisons": pairs,
-        "endings": endings(method_runs(runs), trajectories, ENDING),
-        "dominant": dominant(front, pairs),
-        "equal_budget": {
-            "frontiers": equal,
-            "comparisons": equal_pairs,
-            "dominant": dominant(equal, equal_pairs),
-        },
-        "overoptimization": turnover(seeds),
-    }
+    results = frontier_results(config, methods, equal_methods, seeds, ENDING)
+    figures(config, methods, seeds, results["in_run_frontiers"], results["frontiers"], workdir)
+    return results
 
 
 PAPER = "Rafailov et al. (2023), Fig. 2; Rafailov et al. (2024)"

@@ -40,7 +40,6 @@ def export(workdir: str | Path, out: str | Path) -> Path:
         workdir,
         heads=("lm",),
         mesh=make_mesh(ml_collections.ConfigDict(config["mesh"])),
-        params_at="policy" if "ppo" in config else None,  # PPO keeps a value model beside it
     )
     save_hf(out, model.config, jax.device_get(params))
     source = config.get("data", {}).get("tokenizer", "")

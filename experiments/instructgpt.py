@@ -27,8 +27,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 
 from alignax.analysis.kl_penalty import (
@@ -36,32 +34,22 @@ from alignax.analysis.kl_penalty import (
     collapse_samples,
     criteria,
     criteria_rows,
+    evaluation_table,
     figures,
+    fresh_gold,
     ptx_name,
     run_curves,
+    seed_mean_curves,
     size_table,
+    sweep_policy_table,
+    width_config,
+    width_dir,
 )
-from alignax.analysis.policy_eval import (
-    EVAL_SEED_OFFSET,
-    evaluate_policy,
-    held_out_draw,
-    on_fresh_prompts,
-    pretraining_nll,
-    versus_sft,
-)
-from alignax.analysis.report import intervals, table, verdict
-from alignax.analysis.stats import (
-    interval_text,
-    seed_mean_curve,
-    seed_means,
-)
-from alignax.checkpoint import restore_params
+from alignax.analysis.report import table, verdict
+from alignax.analysis.stats import interval_text, seed_means
 from alignax.cli import run_experiment
-from alignax.models.config import at_width
 from alignax.provenance import written_by
 from alignax.rl import describe_reward
-from alignax.sharding import make_mesh
-from alignax.stages import load_stage_model
 from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
@@ -69,33 +57,11 @@ from alignax.study import (
     rlhf_stage_config,
     wall_time_text,
 )
-from alignax.tasks import get_task
 from alignax.workdir import cached_json, stage_fingerprint
 from alignax.workflows import ppo
 
-# The evaluation's held-out pretraining texts are drawn with seed + this.
-PRETRAINING_TEXT_OFFSET = 200
-# The columns of the report's policy table: (metric, digits).
-COLUMNS = (
-    ("gold_reward", 2),
-    ("gold_length_controlled", 2),
-    ("win_rate_vs_sft", 2),
-    ("kl_to_sft", 2),
-    ("pretraining_nll", 3),
-    ("alignment_tax", 3),
-    ("response_length", 1),
-    ("ended_with_eos", 2),
-)
 # ---------------------------------------------------------------------------------------------
 # The plan: which models and PPO runs.
-
-
-def width_config(config, width: int) -> ml_collections.ConfigDict:
-    """The experiment config with `model` at `width`: the parent of that width's stages."""
-    out = config.copy_and_resolve_references()
-    with out.unlocked():
-        out.model = at_width(config.model, width)
-    return out
 
 
 def ppo_plan(config) -> list[dict]:
@@ -144,10 +110,6 @@ def ppo_plan(config) -> list[dict]:
         if width != config.sweep_width:
             runs += [dict(ptx_base, width=width), dict(size_ptx, width=width)]
     return runs
-
-
-def width_dir(seed_dir: Path, width: int) -> Path:
-    return seed_dir / f"d{width}"
 
 
 def ppo_stage(config, run: dict, seed: int, seed_dir: Path) -> ml_collections.ConfigDict:
@@ -231,75 +193,6 @@ def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     return cached_json(seed_dir / "evaluation.json", key, measure)
 
 
-def evaluation_table(config, seed: int, seed_dir: Path, runs: list, widths: list) -> dict:
-    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
-    prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + EVAL_SEED_OFFSET)
-    texts = task.pretraining_dataset(
-        config.eval.num_pretraining_texts, seed=seed + PRETRAINING_TEXT_OFFSET, split="eval"
-    )
-    texts = {k: jnp.asarray(texts[k]) for k in ("tokens", "input_mask", "loss_mask")}
-    raw = {}
-    for width in widths:
-        directory = width_dir(seed_dir, width)
-        model, sft = load_stage_model(directory / "sft", heads=("lm",), mesh=mesh)
-        policies = {
-            "base": restore_params(directory / "pretrain" / "checkpoints", sft),
-            "sft": sft,
-        }
-        for run in runs:
-            if run["width"] == width:
-                checkpoints = directory / "ppo" / run["name"] / "checkpoints"
-                policies[run["name"]] = restore_params(checkpoints, {"policy": sft})["policy"]
-        nll = jax.jit(lambda p, model=model: pretraining_nll(model, p, texts))
-        for name, params in policies.items():
-            result = evaluate_policy(
-                model,
-                params,
-                task,
-                prompts,
-                rng,
-                ref_params=policies["sft"],
-                max_new_tokens=config.eval.max_new_tokens,
-            )
-            result["pretraining_nll"] = float(nll(params))
-            raw[f"d{width}/{name}"] = result
-    rows = versus_sft(raw, reference=f"d{config.sweep_width}/sft")
-    return {
-        key: {
-            **rows[key],
-            "pretraining_nll": r["pretraining_nll"],
-            "alignment_tax": r["pretraining_nll"]
-            - raw[f"{key.split('/')[0]}/sft"]["pretraining_nll"],
-        }
-        for key, r in raw.items()
-    }
-
-
-def fresh_gold(config, workdir: Path, name: str, steps: dict) -> list[dict]:
-    """Per seed, the gold reward per prompt of the SFT policy ('sft') and of PPO run `name` at
-    `steps` ({label: step}, None: its last checkpoint), the sweep width, on a fresh draw of
-    held-out prompts (`policy_eval.on_fresh_prompts`, cached in the run's directory)."""
-    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
-    out = []
-    for seed in config.seeds:
-        directory = width_dir(workdir / f"seed{seed}", config.sweep_width)
-        run_dir = directory / "ppo" / name
-        fresh = on_fresh_prompts(
-            directory / "sft",
-            run_dir,
-            steps,
-            task=task,
-            seed=seed,
-            num_prompts=config.eval.num_prompts,
-            max_new_tokens=config.eval.max_new_tokens,
-            mesh=mesh,
-            params_at="policy",
-            cache=run_dir / f"fresh_{'_'.join(steps)}.json",
-        )
-        out.append({label: r["gold"] for label, r in fresh.items()})
-    return out
-
-
 def _names(config, groups: tuple[str, ...]) -> list[str]:
     return [
         r["name"]
@@ -315,7 +208,6 @@ def _names(config, groups: tuple[str, ...]) -> list[str]:
 def report(config, results: dict, timings: dict, prov: dict) -> str:
     s = config.sweep
     combined, result, samples = results["combined"], results["criteria"], results["samples"]
-    sweep = f"d{config.sweep_width}"
     seeds = ", ".join(map(str, config.seeds))
     ppo_stage = config.stages.ppo
     lines = [
@@ -345,9 +237,7 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "",
     ]
     order = ["base", "sft"] + _names(config, ("fixed", "adaptive", "ptx"))
-    header = ("policy", "gold reward", "gold at SFT's length", "win rate vs SFT")
-    header += ("KL to SFT (nats)", "pretraining NLL", "alignment tax", "length", "ended")
-    lines += table(header, ([n, *intervals(combined[f"{sweep}/{n}"], COLUMNS)] for n in order))
+    lines += sweep_policy_table(config, combined, order)
     lines += ["", *size_table(config, combined)]
     lines += ["", *table(("criterion", "outcome"), criteria_rows(config, result))]
     if samples:
@@ -376,13 +266,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
                 directory = width_dir(workdir / f"seed{seed}", run["width"]) / "ppo" / run["name"]
                 curves.setdefault(run["name"], []).append(run_curves(directory))
     combined = seed_means(seeds)
-    mean_curves = {
-        name: {
-            "eval": seed_mean_curve([c["eval"] for c in runs], ("kl", "gold", "proxy")),
-            "train": seed_mean_curve([c["train"] for c in runs], ("kl", "kl_coef", "proxy")),
-        }
-        for name, runs in curves.items()
-    }
+    mean_curves = seed_mean_curves(curves)
     beta0 = width_dir(workdir / f"seed{config.seeds[0]}", config.sweep_width) / "ppo" / A1_RUN
     figures(config, combined, mean_curves, workdir)
     return {

@@ -33,16 +33,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from alignax import labels
 from alignax.analysis.best_of_n import powers_of_two
-from alignax.analysis.length_bias import aggregate, annotate, figure, seed_table, selector_table
-from alignax.analysis.policy_eval import EVAL_SEED_OFFSET, score_pairs
+from alignax.analysis.length_bias import (
+    aggregate,
+    best_of_n_answers,
+    best_of_n_report,
+    check_best_of_n_sections,
+    figure,
+    measure_reward_models,
+    reward_models,
+    seed_table,
+)
 from alignax.analysis.report import table
-from alignax.analysis.stats import interval_text, interval_verdict, least_squares_slope
+from alignax.analysis.stats import interval_text
 from alignax.analysis.trajectories import (
     POLICY_COLUMNS,
     budget_cell,
@@ -52,9 +55,7 @@ from alignax.analysis.trajectories import (
     policy_table,
 )
 from alignax.cli import run_experiment
-from alignax.models import build_model
 from alignax.provenance import written_by
-from alignax.proxies import reward_model_config, section_reward_sweep
 from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
@@ -65,45 +66,13 @@ from alignax.study import (
     rlhf_stage_config,
     wall_time_text,
 )
-from alignax.sweeps import make_member_scorer
-from alignax.tasks import get_task
-from alignax.tasks.base import response_lengths
 from alignax.workdir import cached_arrays
-
-# The covariate's unit, in standard deviations of length: Adam moves the coefficient by about
-# the learning rate a step, so it is fitted per tenth of a standard deviation to reach the
-# annotators' 1-4 per standard deviation (strength / temperature) within the run.
-COVARIATE_UNIT = 0.1
-
-
-def models(strengths) -> dict[str, int]:
-    """{model name: its member index}: the gold-label model, then per strength the biased-label
-    model, then per strength the one fitted beside the length covariate."""
-    out = {"gold labels": 0}
-    for i, s in enumerate(strengths):
-        out[f"biased labels, strength {s:g}"] = 1 + i
-        out[f"length covariate, strength {s:g}"] = 1 + len(strengths) + i
-    return out
 
 
 def plan(config, seed: int, seed_dir: Path) -> list:
     """The policy half's stages: pretrain, SFT and every run of `policy_runs` (the reward
     models are trained inside the seed's evaluation). Checks the settings first."""
-    strengths = tuple(config.bias.strengths)
-    if not strengths or len(set(strengths)) < len(strengths) or min(strengths) <= 0:
-        raise ValueError(
-            f"bias.strengths={strengths}: distinct positive length biases (0 is the gold-label "
-            "control, always trained)"
-        )
-    if config.bias.annotator_temperature <= 0:
-        raise ValueError(
-            f"bias.annotator_temperature={config.bias.annotator_temperature}: must be positive"
-        )
-    if not 1 <= config.pool.num_references <= config.pool.pool_size:
-        raise ValueError(
-            f"pool.num_references={config.pool.num_references}: between 1 and pool.pool_size="
-            f"{config.pool.pool_size}"
-        )
+    check_best_of_n_sections(config)
     if config.policies.length_bias <= 0:
         raise ValueError(
             f"policies.length_bias={config.policies.length_bias}: gold units per token, positive"
@@ -216,109 +185,45 @@ POLICY_NAMES = {
 }
 
 
+def policy_criteria(config) -> dict[str, tuple[str, str, str]]:
+    """Criteria (6)-(13), each a length and a gold criterion: {label: (method a, method b, the
+    difference a - b as results.md names it)}."""
+    relatives = [m for m in policy_methods(config) if m not in (CONTROL, BIASED_DPO)]
+    return {
+        "biased_minus_control": (BIASED_DPO, CONTROL, "DPO on biased minus on gold labels"),
+        **{
+            f"{m}_minus_dpo": (m, BIASED_DPO, f"{POLICY_NAMES.get(m, m)} minus DPO on them")
+            for m in relatives
+        },
+        "ppo_minus_dpo": (
+            PPO_BIASED, BIASED_DPO, "PPO against their reward model minus DPO on them"
+        ),
+        "ppo_length_debiased_minus_ppo": (
+            PPO_DEBIASED, PPO_BIASED, "PPO, the length slope removed, minus plain PPO"
+        ),
+    }  # fmt: skip
+
+
+# The criteria's numbers in configs/length_bias.py (every relative of DPO shares (8) and (9)).
+CRITERIA_NUMBERS = {
+    "biased_minus_control": ("(6)", "(7)"),
+    "ppo_minus_dpo": ("(10)", "(11)"),
+    "ppo_length_debiased_minus_ppo": ("(12)", "(13)"),
+}
+
+
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """The reward models' measurements (cached in eval.npz) and the policies' (policies.npz,
     for exactly these stages' checkpoints)."""
     key = {k: config[k].to_dict() for k in ("bias", "rm", "pairs", "pool", "task", "model")}
     reward_models = cached_arrays(
-        seed_dir / "eval.npz", key | {"seed": seed}, lambda: measure_seed(config, seed)
+        seed_dir / "eval.npz", key | {"seed": seed}, lambda: measure_reward_models(config, seed)
     )
     policies = measured_policies(
-        config, seed, seed_dir, policy_points(config), ppo_stages=PPO_RUNS,
-        measure=config.policies, section="policies", also=("reward_model",),
+        config, seed, seed_dir, policy_points(config), measure=config.policies,
+        section="policies", also=("reward_model",),
     )  # fmt: skip
     return {**reward_models, **policies}
-
-
-def measure_seed(config, seed: int) -> dict[str, np.ndarray]:
-    """Every model's scores of the pool, its accuracy against gold and each annotator, its length
-    slope and covariate coefficient; the pool's gold and lengths; the length statistics."""
-    b, r, n = config.bias, config.rm, config.pairs.num_pairs
-    strengths = list(b.strengths)
-    task = get_task(config.task_name, config.task)
-    train = labels.shuffled_generator_pairs(task, n, seed=seed, split="train")
-    length = response_lengths(train).astype(np.float64)  # tokens, the EOS included
-    mean, std = length.mean(), max(length.std(), 1e-6)
-    z = (length - mean) / std
-    uniform = np.random.default_rng([seed, 37]).random(n)
-    gold = train["gold_reward"].astype(np.float64)
-    biased = [annotate(gold + s * z, uniform, b.annotator_temperature) for s in strengths]
-    targets = [annotate(gold, uniform, b.annotator_temperature), *biased, *biased]
-    no_covariate = np.zeros(n, np.float32)
-    gap = ((z[:, 0] - z[:, 1]) / COVARIATE_UNIT).astype(np.float32)
-    covariates = [no_covariate] * (1 + len(strengths)) + [gap] * len(strengths)
-    m = len(targets)
-
-    model = build_model(reward_model_config(config.model, r.width), heads=("reward",))
-    sweep = section_reward_sweep(model, r, train, with_covariate=True)
-    keys = jnp.stack([jax.random.fold_in(jax.random.key(seed), i) for i in range(m)])
-    (trained, coefficients), _ = sweep(
-        (jax.vmap(model.init)(keys), jnp.zeros(m)),
-        jnp.asarray(np.stack(targets)),
-        jnp.zeros(m, int),
-        jnp.full(m, n),
-        jnp.zeros(m),
-        jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
-        covariate=jnp.asarray(np.stack(covariates)),
-    )
-    fitted = np.asarray(coefficients)[1 + len(strengths) :] / COVARIATE_UNIT
-    print(
-        f"[length_bias] seed {seed}: {m} reward models trained; length coefficients "
-        f"{np.round(fitted, 2).tolist()} per standard deviation (the annotators' "
-        f"{[s / b.annotator_temperature for s in strengths]})",
-        flush=True,
-    )
-    score = make_member_scorer(model)
-    train_scores = score_pairs(score, trained, train)
-
-    test = labels.shuffled_generator_pairs(
-        task, config.pairs.num_eval_pairs, seed=EVAL_SEED_OFFSET + seed, split="eval"
-    )
-    test_gold = test["gold_reward"].astype(np.float64)
-    test_z = (response_lengths(test) - mean) / std
-    tested = score_pairs(score, trained, test)
-    said = tested[..., 0] > tested[..., 1]  # [M, N]
-    pool = labels.generator_pool(
-        task, config.pool.num_prompts, config.pool.pool_size, seed=EVAL_SEED_OFFSET + seed
-    )
-
-    def prefers_first(utility):
-        return utility[:, 0] > utility[:, 1]
-
-    return {
-        "scores": score_pairs(score, trained, pool),
-        "pool_gold": pool["gold_reward"].astype(np.float64),
-        "pool_length": response_lengths(pool).astype(np.float64),
-        "length_mean": np.float64(mean),
-        "length_std": np.float64(std),
-        "slopes": np.array([least_squares_slope(train_scores[i], length) for i in range(m)]),
-        "coefficients": np.asarray(coefficients) / COVARIATE_UNIT,  # per standard deviation
-        "accuracy_gold": (said == prefers_first(test_gold)).mean(axis=1),
-        # Against the annotator of each model's own strength (gold's for the gold-label model).
-        "accuracy_labels": np.array(
-            [
-                np.mean(said[i] == prefers_first(test_gold + s * test_z))
-                for i, s in enumerate([0.0, *strengths, *strengths])
-            ]
-        ),
-    }
-
-
-# Criteria (1)-(5), per strength at the largest n: (the difference, its answer's key, the
-# criterion as results.md states it, the verdict above 0, below 0).
-CRITERIA = (
-    ("correlation", "correlation", "(1) length correlation, biased minus gold labels",
-     "more correlated with length", "less"),
-    ("biased_minus_gold_labels", "cost", "(2) gold, biased minus gold labels",
-     "higher gold", "lower gold than gold labels"),
-    ("regressed_minus_biased", "regressed", "(3) gold, length regressed out minus biased",
-     "raises gold", "lowers it"),
-    ("covariate_minus_biased", "covariate", "(4) gold, length covariate minus biased",
-     "raises gold", "lowers it"),
-    ("controlled_error_reduction", "controlled",
-     "(5) win-rate error vs gold judge, raw minus length-controlled",
-     "nearer the truth", "farther from it"),
-)  # fmt: skip
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:
@@ -326,25 +231,18 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     ns = powers_of_two(config.pool.pool_size)
     t, refs = config.bias.annotator_temperature, config.pool.num_references
     tables = {
-        str(seed): seed_table(m, strengths, models(strengths), ns, t, refs, seed)
+        str(seed): seed_table(m, strengths, reward_models(strengths), ns, t, refs, seed)
         for seed, m in seeds.items()
     }
     combined = aggregate(tables, ns)
     figures = workdir / "figures"
     figure(combined, ns, len(tables), figures)
-    answers = {
-        s: {answer: interval_verdict(d[key], *words) for key, answer, _, *words in CRITERIA}
-        for s, d in combined["differences"].items()
-    }
+    answers = best_of_n_answers(combined)
     methods = points_of_methods(config)
     policy_tables = {
         str(seed): policy_table(m, list(policy_points(config))) for seed, m in seeds.items()
     }
-    pairs = {"biased_minus_control": (BIASED_DPO, CONTROL)}
-    relatives = [m for m in policy_methods(config) if m not in (CONTROL, BIASED_DPO)]
-    pairs |= {f"{m}_minus_dpo": (m, BIASED_DPO) for m in relatives}
-    pairs |= {"ppo_minus_dpo": (PPO_BIASED, BIASED_DPO)}
-    pairs |= {"ppo_length_debiased_minus_ppo": (PPO_DEBIASED, PPO_BIASED)}
+    pairs = {label: (a, b) for label, (a, b, _) in policy_criteria(config).items()}
     budgets = list(config.policies.kl_budgets)
     policies = policy_results(policy_tables, methods, budgets, pairs)
     title = f"Policies on gold and length-biased labels ({len(policy_tables)} seeds)"
@@ -361,80 +259,13 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
 
 
 def report(config, results: dict, timings: dict, prov: dict) -> str:
-    b, r, p, ns = config.bias, config.rm, config.pool, results["ns"]
-    c, a = results["combined"], results["answers"]
-    largest = ns[-1]
     lines = [
         "### Length hacking: length-biased labels in best-of-n, DPO and PPO, and their controls",
         "",
         f"{written_by(prov)}; {len(results['seeds'])} seeds on {config.workers} process(es); "
         f"{wall_time_text(timings)}.",
         "",
-        f"Annotators prefer by gold + strength x (length z-score), Bradley-Terry at temperature "
-        f"{b.annotator_temperature} (gold's units), strengths "
-        f"{', '.join(f'{s:g}' for s in b.strengths)}; an unbiased annotator (gold labels) the "
-        f"control; every annotator labels the same {config.pairs.num_pairs} pairs of generator "
-        "responses to training prompts from the same uniform draws. Reward models of width "
-        f"{r.width}, {r.steps} steps of {r.batch_size} pairs, one vmapped run: on gold labels; "
-        "per strength on the biased labels, and on them beside a learnt length covariate (its "
-        "reward alone used). 'Length regressed out' is the biased-label model less its "
-        "least-squares slope on the training responses' lengths times the length. Best-of-n "
-        f"on {p.pool_size} generator samples to each of {p.num_prompts} held-out prompts; gold "
-        "in the task's standardised units; gold beyond its length is gold less the pool's mean "
-        "gold at that length; the share of the gain that is length is the selector's pool slope "
-        "on length times the pick's extra length over the pick's extra score. Win rates of the "
-        f"pick against {p.num_references} pool samples of its prompt: the biased judge's mean "
-        "preference (raw), that judge's preferences regressed on the length difference (logistic, "
-        "read at equal length: length-controlled) and the unbiased judge's (gold, same "
-        "temperature). Mean over seeds ± 95% t-interval; differences paired by seed.",
-    ]
-    for s, block in c["curves"].items():
-        gold_labels = block["gold labels"]
-        lines += [
-            "",
-            f"Length bias {s}: best-of-{largest} (best-of-1, the pool's mean: gold "
-            f"{gold_labels['gold'][0][0]:.2f}, length {gold_labels['length'][0][0]:.1f}, win "
-            "rates 0.5):",
-            "",
-            *selector_table(block),
-        ]
-    acc, coef = c["accuracy"], c["coefficients"]
-    lines += [
-        "",
-        "Held-out accuracy against gold labels (and against the labels' own annotator): "
-        + "; ".join(
-            f"{name}: {interval_text(acc[name]['gold'], 2)} "
-            f"({interval_text(acc[name]['labels'], 2)})"
-            for name in acc
-        )
-        + ". The length covariate's coefficient, per standard deviation of length (the "
-        f"annotator's own is strength / {b.annotator_temperature}): "
-        + ", ".join(
-            f"strength {s}: {interval_text(coef[f'length covariate, strength {s}'], 2)}"
-            for s in c["curves"]
-        )
-        + ".",
-        "",
-        f"Criteria stated before the run (configs/length_bias.py), at n = {largest}:",
-        "",
-        *table(
-            ("strength", "criterion", "difference", "answer"),
-            (
-                (s, label, interval_text(d[key], digits=3, signed=True), f"**{a[s][answer]}**")
-                for s, d in c["differences"].items()
-                for key, answer, label, *_ in CRITERIA
-            ),
-        ),
-        "",
-        "Observed, not criteria: each mitigation against the gold-label model, gold at n = "
-        f"{largest}: "
-        + "; ".join(
-            f"strength {s}: regressed {interval_text(d['regressed_minus_gold_labels'], 2, True)}"
-            f", covariate {interval_text(d['covariate_minus_gold_labels'], 2, True)}"
-            for s, d in c["differences"].items()
-        )
-        + ".",
-        "",
+        *best_of_n_report(config, results),
         *policy_report(config, results["policies"]),
         "",
         "Where the setting differs from the papers': a synthetic task whose annotators' length "
@@ -507,22 +338,9 @@ def policy_report(config, policies: dict) -> list[str]:
             ),
         ),
     ]
-    criteria = {"biased_minus_control": ("DPO on biased minus on gold labels", "(6)", "(7)")}
-    for m in policy_methods(config):
-        if m not in (CONTROL, BIASED_DPO):
-            criteria[f"{m}_minus_dpo"] = (
-                f"{POLICY_NAMES.get(m, m)} minus DPO on them",
-                "(8)",
-                "(9)",
-            )
-    criteria["ppo_minus_dpo"] = ("PPO against their reward model minus DPO on them", "(10)", "(11)")
-    criteria["ppo_length_debiased_minus_ppo"] = (
-        "PPO, the length slope removed, minus plain PPO",
-        "(12)",
-        "(13)",
-    )
     rows = []
-    for label, (text, *numbers) in criteria.items():
+    for label, (_, _, text) in policy_criteria(config).items():
+        numbers = CRITERIA_NUMBERS.get(label, ("(8)", "(9)"))
         d, a = policies["differences"][label], policies["answers"][label]
         for metric, number in zip(("length", "gold"), numbers):
             cells = [f"{budget_cell(v)} **{answer}**" for v, answer in zip(d[metric], a[metric])]

@@ -145,10 +145,7 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """The measured policies' answers (alignax.analysis.trajectories.measured_policies)."""
-    ppo = [f"ppo_b{b}" for b in config.budgets]
-    return measured_policies(
-        config, seed, seed_dir, all_points(config), ppo_stages=ppo, measure=config.measure
-    )
+    return measured_policies(config, seed, seed_dir, all_points(config), measure=config.measure)
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:

@@ -22,14 +22,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from alignax.analysis.report import table
-from alignax.analysis.stats import interval_text, interval_verdict, mean_interval
+from alignax.analysis.stats import interval_text
 from alignax.analysis.trajectories import (
+    END_COLUMNS,
     budget_cell,
+    end_results,
+    end_row,
     measured_policies,
     peaks_and_falls,
     policy_figure,
     policy_results,
     policy_table,
+    sft_end_row,
 )
 from alignax.cli import run_experiment
 from alignax.provenance import written_by
@@ -118,12 +122,7 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """The measured policies' answers (alignax.analysis.trajectories.measured_policies)."""
-    return measured_policies(
-        config, seed, seed_dir, points(config), ppo_stages=ppo_runs(config), measure=config.measure
-    )
-
-
-ENDS = ("end", "peak", "fall")
+    return measured_policies(config, seed, seed_dir, points(config), measure=config.measure)
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:
@@ -143,23 +142,7 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
     }
     policies = policy_results(tables, trajectory, budgets, pairs)
     ends = {str(seed): peaks_and_falls(m, trajectory) for seed, m in seeds.items()}
-    per_run = {
-        stage: {k: mean_interval([e[stage][k] for e in ends.values()]) for k in ENDS}
-        for stage in runs
-    }
-    versus = {
-        label: {k: mean_interval([e[a][k] - e[b][k] for e in ends.values()]) for k in ENDS}
-        for label, (a, b) in pairs.items()
-    }
-    answers = {
-        label: {
-            "end": interval_verdict(d["end"], "higher", "lower"),
-            "fall": interval_verdict(d["fall"], "larger", "smaller"),
-            "peak": interval_verdict(d["peak"], "higher", "lower"),
-            "at_budgets": policies["answers"][label]["gold"],
-        }
-        for label, d in versus.items()
-    }
+    versus = end_results(ends, pairs, policies)
     figures = workdir / "figures"
     for beta in config.betas:
         lines = {
@@ -174,9 +157,9 @@ def analyse(config, seeds: dict, workdir: Path) -> dict:
         "budgets": budgets,
         "policies": policies,
         "ends": ends,
-        "per_run": per_run,
-        "versus_single": versus,
-        "answers": answers,
+        "per_run": versus["per_line"],
+        "versus_single": versus["differences"],
+        "answers": versus["answers"],
     }
 
 
@@ -211,30 +194,16 @@ def report(config, results: dict, timings: dict, prov: dict) -> str:
         "t-interval; differences paired within each seed.",
         "",
     ]
-    rows = []
-    for stage, run in runs.items():
-        end = policies[f"{stage}@{final}"]
-        rows.append(
-            [
-                NAMES[run["reward"]],
-                f"{run['beta']:g}",
-                interval_text(end["kl_to_sft"], 1),
-                interval_text(per_run[stage]["end"]),
-                interval_text(per_run[stage]["peak"]),
-                interval_text(per_run[stage]["fall"]),
-                interval_text(end["response_length"], 1),
-                interval_text(end["entropy"]),
-                interval_text(end["self_bleu"]),
-            ]
-        )
-    sft = policies["sft"]
-    rows.append(
-        ["SFT policy (the start)", "-", "0", interval_text(sft["gold_reward"]), "-", "-"]
-        + [interval_text(sft["response_length"], 1)]
-        + [interval_text(sft[k]) for k in ("entropy", "self_bleu")]
-    )
-    header = ["reward", "beta", "final KL", "final gold", "peak gold", "fall from the peak"]
-    header += ["final length", "entropy", "self-BLEU"]
+    rows = [
+        [
+            NAMES[run["reward"]],
+            f"{run['beta']:g}",
+            *end_row(policies[f"{stage}@{final}"], per_run[stage]),
+        ]
+        for stage, run in runs.items()
+    ]
+    rows.append(["SFT policy (the start)", "-", *sft_end_row(policies["sft"])])
+    header = ["reward", "beta", *END_COLUMNS]
     lines += table(header, rows)
     budgets = results["budgets"]
     lines += [

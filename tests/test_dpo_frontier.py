@@ -1,9 +1,11 @@
 """The frontier arithmetic of experiments/dpo_frontier.py on hand-computed cases, and its run
-plan; the experiment end to end is the `dpo_frontier_run` fixture of test_notebooks.py."""
+plan (alignax/frontier_runs.py); the experiment end to end is the `dpo_frontier_run` fixture of
+test_notebooks.py."""
 
 import numpy as np
 import pytest
 
+from alignax import frontier_runs
 from alignax.analysis.frontier import (
     at_kl,
     comparisons,
@@ -22,7 +24,6 @@ from alignax.analysis.frontier import (
 )
 from alignax.analysis.stats import mean_interval
 from configs import dpo_frontier as config_module
-from experiments import dpo_frontier as frontier
 
 
 def test_upper_envelope_drops_points_under_a_chord():
@@ -113,8 +114,8 @@ def test_peak_and_final_take_the_first_highest_gold_and_the_last_point():
 
 def test_plan_has_every_method_and_one_long_dpo_run():
     config = config_module.get_config("default")
-    runs = frontier.runs_of(config)
-    assert set(frontier.method_runs(runs)) == {
+    runs = frontier_runs.runs_of(config)
+    assert set(frontier_runs.method_runs(runs)) == {
         "DPO",
         "IPO",
         "cDPO",
@@ -132,23 +133,23 @@ def test_plan_has_every_method_and_one_long_dpo_run():
     ppo_runs = [r for r in runs if r.runner == "ppo"]
     assert len(ppo_runs) == len(config.rl.kl_targets) * len(config.rl.reward_sources)
     # At the equal tuning budget every method keeps one run: DPO its chosen beta, PPO its target.
-    equal = frontier.method_runs([r for r in runs if r.equal_budget])
-    assert set(equal) == set(frontier.method_runs(runs))
+    equal = frontier_runs.method_runs([r for r in runs if r.equal_budget])
+    assert set(equal) == set(frontier_runs.method_runs(runs))
     assert all(len(names) == 1 for names in equal.values())
     assert equal["DPO"] == [f"dpo_beta{config.equal_budget.dpo_beta:g}"]
     assert equal["PPO (RM)"] == [f"ppo_model_kl{config.equal_budget.ppo_kl_target:g}"]
-    frontier.check_same_data(config)  # the default's KTO and PPO match the offline template
+    frontier_runs.check_same_data(config)  # the default's KTO and PPO match the offline template
 
 
 def test_run_config_links_the_seed_stages(tmp_path):
     config = config_module.get_config("runlocal")
-    runs = {r.name: r for r in frontier.runs_of(config)}
-    simpo = frontier.run_config(config, runs["simpo"], 3, tmp_path)
+    runs = {r.name: r for r in frontier_runs.runs_of(config)}
+    simpo = frontier_runs.run_config(config, runs["simpo"], 3, tmp_path)
     assert simpo.seed == 3 and simpo.loss.name == "simpo"
     assert simpo.init_from == simpo.labels.policy_from == str(tmp_path / "sft")
-    gold = frontier.run_config(config, runs["ppo_gold_kl2"], 3, tmp_path)
+    gold = frontier_runs.run_config(config, runs["ppo_gold_kl2"], 3, tmp_path)
     assert gold.rewards.source == "gold" and gold.rewards.reward_model_from == ""
-    model = frontier.run_config(config, runs["ppo_model_kl2"], 3, tmp_path)
+    model = frontier_runs.run_config(config, runs["ppo_model_kl2"], 3, tmp_path)
     assert model.rewards.reward_model_from == str(tmp_path / "reward_model")
     assert model.ppo.kl_target == 2.0
 
@@ -160,15 +161,15 @@ def test_config_errors_name_the_key():
     with config.unlocked():
         config.overoptimization.beta = 0.3
     with pytest.raises(ValueError, match="overoptimization.beta"):
-        frontier.runs_of(config)
+        frontier_runs.runs_of(config)
     config = config_module.get_config("runlocal")
     config.equal_budget.dpo_beta = 0.5
     with pytest.raises(ValueError, match=r"equal_budget\.dpo_beta=0\.5 must be one of"):
-        frontier.runs_of(config)
+        frontier_runs.runs_of(config)
     config = config_module.get_config("runlocal")
     config.kto.train.steps = 3
     with pytest.raises(ValueError, match="kto.train.steps"):
-        frontier.check_same_data(config)
+        frontier_runs.check_same_data(config)
 
 
 @pytest.mark.parametrize(
@@ -192,8 +193,8 @@ def test_every_evaluated_checkpoint_must_be_kept(tmp_path, key, value, message):
         node = node[section]
     node[leaf] = value
     with pytest.raises(ValueError, match=message):
-        for run in frontier.runs_of(config):
-            frontier.run_config(config, run, 0, tmp_path)
+        for run in frontier_runs.runs_of(config):
+            frontier_runs.run_config(config, run, 0, tmp_path)
 
 
 def test_turnover_over_seeds_and_within_each_seed():

@@ -215,6 +215,53 @@ def test_ppo_raises_proxy_reward_and_resumes(runs, tmp_path, monkeypatch):
     assert full["kl_to_sft"] > 0
 
 
+def test_ppo_continues_another_ppo_runs_policy_against_the_sft_reference(runs, tmp_path):
+    """`init_from` a PPO workdir starts from its policy (not its value model), and
+    `reference_from` keeps the KL penalty's reference at the SFT policy: the continued run's
+    step-0 evaluation (same prompts, same key) is the first run's final one, its KL to SFT
+    included; without `reference_from` the reference is the starting policy, KL 0."""
+    root, _ = runs
+    base = {
+        "rewards.reward_model_from": str(root / "rm"),
+        "rewards.value_init": "policy",
+        "train.batch_size": 16,
+        "rollout.num_prompts": 64,
+        "eval.num_prompts": 16,
+    }
+    first = ppo.run(
+        preset_config(
+            ppo_config, **short_run(**base, **{"train.steps": 3, "init_from": str(root / "sft")})
+        ),
+        tmp_path / "first",
+    )
+    assert first["kl_to_sft"] > 0
+    final = [m for m in read_metrics(tmp_path / "first") if "eval/kl" in m][-1]
+
+    def continued(name, **overrides):
+        config = preset_config(
+            ppo_config,
+            **short_run(
+                **base, **{"train.steps": 1, "init_from": str(tmp_path / "first"), **overrides}
+            ),
+        )
+        ppo.run(config, tmp_path / name, evaluate_at_start=True)
+        return next(m for m in read_metrics(tmp_path / name) if "eval/kl" in m)
+
+    start = continued("continued", reference_from=str(root / "sft"))
+    assert start["step"] == 0
+    for key in ("eval/kl", "eval/gold", "eval/length"):
+        assert start[key] == pytest.approx(final[key], rel=1e-4, abs=1e-6), key
+    assert continued("own_reference")["eval/kl"] == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="reference_from=.*lora.rank=4"):
+        ppo.check_config(
+            preset_config(
+                ppo_config,
+                **{"init_from": "x", "reference_from": "y", "lora.rank": 4},
+            ),
+            None,
+        )
+
+
 def test_length_debiased_rewards_carry_no_length_on_the_initial_samples(runs, tmp_path):
     """`rewards.length_debias`: the reward model's slope on length, fitted where its scores
     are normalised, is removed first; the rewards there have mean 0, std 1 and no slope on

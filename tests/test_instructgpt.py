@@ -8,6 +8,7 @@ import math
 import pytest
 
 from alignax.analysis import kl_penalty
+from alignax.analysis.stats import seed_mean_curve
 from alignax.study import RLHF_STAGES
 from alignax.workflows import ppo
 from configs import instructgpt as config_module
@@ -169,7 +170,7 @@ def test_run_curves_keep_the_last_line_of_a_step_and_split_eval_from_train(tmp_p
         _eval(2, 1.5),
     ]
     _write_run(tmp_path / "run", lines)
-    curves = instructgpt.run_curves(tmp_path / "run")
+    curves = kl_penalty.run_curves(tmp_path / "run")
     assert [p["step"] for p in curves["eval"]] == [0, 2]
     assert curves["eval"][1]["gold"] == 1.5
     assert curves["train"] == [{"step": 2, "kl": 0.5, "kl_coef": 0.05, "proxy": 0.1, "gold": 1.1}]
@@ -179,7 +180,7 @@ def test_collapse_samples_at_start_peak_and_end(tmp_path):
     lines = [_eval(0, 1.0, 0.0), _eval(10, 2.0, 5.0), _eval(20, 0.5, 30.0)]
     samples = [(0, ["a", "b"]), (10, ["c", "d"]), (20, ["x", "y"]), (20, ["e", "f"])]
     _write_run(tmp_path / "run", lines, samples)
-    out = instructgpt.collapse_samples(tmp_path / "run", num_texts=1)
+    out = kl_penalty.collapse_samples(tmp_path / "run", num_texts=1)
     assert {k: (v["step"], v["texts"]) for k, v in out.items()} == {
         "start": (0, ["a"]),
         "peak": (10, ["c"]),
@@ -190,7 +191,7 @@ def test_collapse_samples_at_start_peak_and_end(tmp_path):
 def test_seed_mean_curve_over_common_steps():
     a = [{"step": 0, "kl": 0.0}, {"step": 2, "kl": 2.0}, {"step": 4, "kl": 4.0}]
     b = [{"step": 0, "kl": 0.0}, {"step": 2, "kl": 4.0}]
-    out = instructgpt.seed_mean_curve([a, b], ("kl",))
+    out = seed_mean_curve([a, b], ("kl",))
     assert [p["step"] for p in out] == [0, 2]
     assert out[1]["kl"] == 3.0
     # t_{0.975, 1} * std([2, 4], ddof=1) / sqrt(2) = 12.706 * sqrt(2) / sqrt(2)

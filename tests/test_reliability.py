@@ -44,6 +44,7 @@ from alignax.workdir import (
     StaleUpstreamError,
     WorkdirLockedError,
     acquire_workdir_lock,
+    config_changes,
     upstream_paths,
 )
 
@@ -204,6 +205,20 @@ def test_a_stage_from_a_pretrained_checkpoint_resumes_and_notices_it_replaced(tm
         _run(tmp_path / "replaced", config)
     for name in ("touched", "replaced"):
         assert checkpoint_steps(tmp_path / name / "checkpoints") == [2]
+
+
+def test_an_empty_link_added_later_is_no_change_and_any_other_new_key_is():
+    """A workdir written before a stage had the link `reference_from` resumes under a config
+    whose `reference_from` is empty (no upstream either way); a set link, or a new key of any
+    other kind, is a change."""
+    old = {"ppo": {"kl_coef": 0.05}, "init_from": "runs/sft"}
+    assert config_changes(old, {**old, "reference_from": ""}) == {}
+    assert config_changes(old, {**old, "reference_from": "runs/sft"}) == {
+        "reference_from": (None, "runs/sft")
+    }
+    assert config_changes(old, {**old, "labels": {"length_bias": 0.0}}) == {
+        "labels.length_bias": (None, 0.0)
+    }
 
 
 def test_pipeline_stages_record_every_upstream_they_read():

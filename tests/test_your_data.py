@@ -254,7 +254,7 @@ def test_a_ppo_stage_exports_its_policy_not_its_value_model(readme_runs, tmp_pat
 
     directory, _ = readme_runs
     ppo, mesh = directory / "runs/mine/ppo", make_mesh(mesh_config("tiny"))
-    model, params = load_stage_model(ppo, heads=("lm",), mesh=mesh, params_at="policy")
+    model, params = load_stage_model(ppo, heads=("lm",), mesh=mesh)
     _, sft = load_stage_model(directory / "runs/mine/sft", heads=("lm",), mesh=mesh)
     theirs = transformers.AutoModelForCausalLM.from_pretrained(export(ppo, tmp_path / "ppo_hf"))
     ids = np.array([[1, 17, 42, 99, 5]], np.int32)

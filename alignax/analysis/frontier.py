@@ -299,6 +299,37 @@ def turnover(seeds: dict) -> dict:
     }
 
 
+def frontier_results(config, methods: dict, equal_methods: dict, seeds: dict, fields) -> dict:
+    """The DPO-frontier study's results across `seeds` (each seed's trajectories, vertices and
+    over-optimisation result): every method's frontier at `config.budgets`, read from the
+    in-run evaluations and from the vertices measured again on the fresh draw, their pairwise
+    comparisons with margin `config.non_inferiority_margin` and the dominant methods, the same
+    at the equal tuning budget (`equal_methods`, one run per method), how each method's runs
+    end (the last evaluation's `fields`) and the over-optimisation turn-over. `methods`:
+    {method: the names of its runs}."""
+    budgets, margin = config.budgets, config.non_inferiority_margin
+    trajectories = [r["trajectories"] for r in seeds.values()]
+    in_run = method_frontiers(methods, trajectories, start_gold(seeds), budgets)
+    front = fresh_frontiers(budgets, seeds, "vertices", methods)
+    pairs = comparisons(front, margin)
+    equal = fresh_frontiers(budgets, seeds, "equal_budget_vertices", equal_methods)
+    equal_pairs = comparisons(equal, margin)
+    return {
+        "seeds": seeds,
+        "frontiers": front,
+        "in_run_frontiers": in_run,
+        "comparisons": pairs,
+        "endings": endings(methods, trajectories, fields),
+        "dominant": dominant(front, pairs),
+        "equal_budget": {
+            "frontiers": equal,
+            "comparisons": equal_pairs,
+            "dominant": dominant(equal, equal_pairs),
+        },
+        "overoptimization": turnover(seeds),
+    }
+
+
 def turnover_table(seeds: dict, steps_per_epoch: float) -> list[str]:
     """Markdown rows: per seed, the long DPO run's peak (in epochs), its KL and gold at the peak
     and at the end re-evaluated on fresh prompts, the SFT policy's gold and the paired drop."""

@@ -2,7 +2,9 @@
 peaks and falls along an unpenalised run, what a fixed penalty does to the final KL, how closely
 an adaptive controller holds its target, and what PPO-ptx trades for the alignment tax. Pure
 functions of per-seed numbers; the InstructGPT study's criteria (`criteria`) read them. Below
-them, the study's figures and its table by policy size."""
+them, the study's machinery: its directories and configs by policy width, its evaluation of every
+policy (`evaluation_table`, `fresh_gold`), the mean curves over seeds, its report's tables and its
+figures."""
 
 from __future__ import annotations
 
@@ -11,17 +13,45 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from alignax.analysis import plots
-from alignax.analysis.report import table, verdict
-from alignax.analysis.stats import interval_text, mean_interval, win_rate
+from alignax.analysis.policy_eval import (
+    EVAL_SEED_OFFSET,
+    evaluate_policy,
+    held_out_draw,
+    on_fresh_prompts,
+    pretraining_nll,
+    versus_sft,
+)
+from alignax.analysis.report import intervals, table, verdict
+from alignax.analysis.stats import interval_text, mean_interval, seed_mean_curve, win_rate
+from alignax.checkpoint import restore_params
 from alignax.metrics import logged_curve
 from alignax.models import ModelConfig
 from alignax.models.config import at_width
+from alignax.sharding import make_mesh
+from alignax.stages import load_stage_model
+from alignax.tasks import get_task
 
 # The run whose gold should rise, peak and fall (A1): PPO at a fixed beta of 0.
 A1_RUN = "beta0"
+# The evaluation's held-out pretraining texts are drawn with seed + this.
+PRETRAINING_TEXT_OFFSET = 200
+# The columns of the report's policy table: (metric, digits).
+SWEEP_COLUMNS = (
+    ("gold_reward", 2),
+    ("gold_length_controlled", 2),
+    ("win_rate_vs_sft", 2),
+    ("kl_to_sft", 2),
+    ("pretraining_nll", 3),
+    ("alignment_tax", 3),
+    ("response_length", 1),
+    ("ended_with_eos", 2),
+)
 
 
 def hump_over_seeds(gold_by_seed: np.ndarray, se_by_seed: np.ndarray | None = None) -> dict:
@@ -310,6 +340,117 @@ def criteria_rows(config, result: dict) -> list[tuple[str, str]]:
             f"nats/token; {ptx_text}",
         ),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The InstructGPT study's policies by width and their evaluation.
+
+
+def width_config(config, width: int) -> ml_collections.ConfigDict:
+    """The experiment config with `model` at `width`: the parent of that width's stages."""
+    out = config.copy_and_resolve_references()
+    with out.unlocked():
+        out.model = at_width(config.model, width)
+    return out
+
+
+def width_dir(seed_dir: Path, width: int) -> Path:
+    """The directory of a seed's stages at d_model `width`."""
+    return seed_dir / f"d{width}"
+
+
+def evaluation_table(config, seed: int, seed_dir: Path, runs: list, widths: list) -> dict:
+    """policy key ('d<width>/<policy>') -> its `versus_sft` row (against the SFT policy of the
+    sweep width) with pretraining_nll and alignment_tax (NLL(policy) - NLL(its width's SFT)):
+    at every width of `widths`, the base and SFT policies and the PPO runs of `runs` at that
+    width answer the seed's held-out prompts and score the held-out pretraining texts."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    prompts, rng = held_out_draw(task, config.eval.num_prompts, seed + EVAL_SEED_OFFSET)
+    texts = task.pretraining_dataset(
+        config.eval.num_pretraining_texts, seed=seed + PRETRAINING_TEXT_OFFSET, split="eval"
+    )
+    texts = {k: jnp.asarray(texts[k]) for k in ("tokens", "input_mask", "loss_mask")}
+    raw = {}
+    for width in widths:
+        directory = width_dir(seed_dir, width)
+        model, sft = load_stage_model(directory / "sft", heads=("lm",), mesh=mesh)
+        policies = {
+            "base": restore_params(directory / "pretrain" / "checkpoints", sft),
+            "sft": sft,
+        }
+        for run in runs:
+            if run["width"] == width:
+                checkpoints = directory / "ppo" / run["name"] / "checkpoints"
+                policies[run["name"]] = restore_params(checkpoints, sft)
+        nll = jax.jit(lambda p, model=model: pretraining_nll(model, p, texts))
+        for name, params in policies.items():
+            result = evaluate_policy(
+                model,
+                params,
+                task,
+                prompts,
+                rng,
+                ref_params=policies["sft"],
+                max_new_tokens=config.eval.max_new_tokens,
+            )
+            result["pretraining_nll"] = float(nll(params))
+            raw[f"d{width}/{name}"] = result
+    rows = versus_sft(raw, reference=f"d{config.sweep_width}/sft")
+    return {
+        key: {
+            **rows[key],
+            "pretraining_nll": r["pretraining_nll"],
+            "alignment_tax": r["pretraining_nll"]
+            - raw[f"{key.split('/')[0]}/sft"]["pretraining_nll"],
+        }
+        for key, r in raw.items()
+    }
+
+
+def fresh_gold(config, workdir: Path, name: str, steps: dict) -> list[dict]:
+    """Per seed, the gold reward per prompt of the SFT policy ('sft') and of PPO run `name` at
+    `steps` ({label: step}, None: its last checkpoint), the sweep width, on a fresh draw of
+    held-out prompts (`policy_eval.on_fresh_prompts`, cached in the run's directory)."""
+    task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
+    out = []
+    for seed in config.seeds:
+        directory = width_dir(workdir / f"seed{seed}", config.sweep_width)
+        run_dir = directory / "ppo" / name
+        fresh = on_fresh_prompts(
+            directory / "sft",
+            run_dir,
+            steps,
+            task=task,
+            seed=seed,
+            num_prompts=config.eval.num_prompts,
+            max_new_tokens=config.eval.max_new_tokens,
+            mesh=mesh,
+            cache=run_dir / f"fresh_{'_'.join(steps)}.json",
+        )
+        out.append({label: r["gold"] for label, r in fresh.items()})
+    return out
+
+
+def seed_mean_curves(curves: dict) -> dict:
+    """Per run of `curves` ({run: its `run_curves` per seed}), the pointwise mean over seeds
+    (`stats.seed_mean_curve`, with its 95% t half-widths) of its held-out evaluations ('eval':
+    kl, gold, proxy) and of its training rollouts ('train': kl, kl_coef, proxy)."""
+    return {
+        name: {
+            "eval": seed_mean_curve([c["eval"] for c in runs], ("kl", "gold", "proxy")),
+            "train": seed_mean_curve([c["train"] for c in runs], ("kl", "kl_coef", "proxy")),
+        }
+        for name, runs in curves.items()
+    }
+
+
+def sweep_policy_table(config, combined: dict, names: list[str]) -> list[str]:
+    """The report's policy table: a row per policy of `names` ('base', 'sft' or a PPO run) at
+    the sweep width, its `SWEEP_COLUMNS` as mean ± 95% interval over seeds."""
+    sweep = f"d{config.sweep_width}"
+    header = ("policy", "gold reward", "gold at SFT's length", "win rate vs SFT")
+    header += ("KL to SFT (nats)", "pretraining NLL", "alignment tax", "length", "ended")
+    return table(header, ([n, *intervals(combined[f"{sweep}/{n}"], SWEEP_COLUMNS)] for n in names))
 
 
 # ---------------------------------------------------------------------------------------------

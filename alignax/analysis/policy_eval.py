@@ -195,24 +195,21 @@ def on_fresh_prompts(
     max_new_tokens: int,
     mesh: Mesh,
     cache: Path,
-    params_at: str | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """A point chosen on a study's evaluations (a peak, a best run), measured again where it was
     not chosen: the SFT policy of `sft_dir` ('sft') and the checkpoints of the run in `run_dir`
     at `steps` ({label: step}; None: the latest) each answer `num_prompts` held-out prompts of the
     fresh draw of `seed` (seed + FRESH_SEED_OFFSET) with one sampling key, so every policy's
     samples pair prompt by prompt. Returns {label: {'gold': [N], 'kl': [N]}} (KL to the SFT
-    policy). `params_at`: the checkpoint entry holding the policy ('policy' for an RL run).
-    The result is kept in `cache` (a JSON file) for exactly these checkpoints of this run, this
-    SFT policy and these settings, and read back on the next call."""
+    policy; an RL run's checkpoints hold its policy beside its value model). The result is kept
+    in `cache` (a JSON file) for exactly these checkpoints of this run, this SFT policy and these
+    settings, and read back on the next call."""
 
     def measure() -> dict:
         model, sft = load_stage_model(sft_dir, heads=("lm",), mesh=mesh)
-        like = sft if params_at is None else {params_at: sft}
         policies = {"sft": sft}
         for label, step in steps.items():
-            params = restore_params(run_dir / "checkpoints", like, step=step)
-            policies[label] = params if params_at is None else params[params_at]
+            policies[label] = restore_params(run_dir / "checkpoints", sft, step=step)
         answers = on_fresh_draw(
             model, policies, sft, task, seed=seed, num_prompts=num_prompts,
             max_new_tokens=max_new_tokens, monitor=False,

@@ -41,7 +41,6 @@ def measure_checkpoints(
     seed_dir: Path,
     points: dict[str, tuple[str, int]],
     *,
-    ppo_stages,
     num_prompts: int,
     max_new_tokens: int,
 ) -> dict[str, np.ndarray]:
@@ -49,19 +48,14 @@ def measure_checkpoints(
     step)}: that stage's checkpoint at that step) answer one fresh draw of `num_prompts`
     held-out prompts with one sampling key: `policy/<name>/<gold|length|kl|ended_with_eos|
     entropy>` per prompt (KL to the SFT policy), and the batch's `distinct_2` and `self_bleu`
-    (alignax/analysis/diversity.py). A stage of `ppo_stages` keeps its policy beside its value
-    model."""
+    (alignax/analysis/diversity.py). A PPO stage's checkpoints hold its policy beside its value
+    model (`checkpoint.restore_params` reads the policy)."""
     task, mesh = get_task(config.task_name, config.task), make_mesh(config.mesh)
     model, sft_params = load_stage_model(seed_dir / "sft", heads=("lm",), mesh=mesh)
 
-    def restored(stage: str, step: int):
-        checkpoints = seed_dir / stage / "checkpoints"
-        if stage in ppo_stages:
-            return restore_params(checkpoints, {"policy": sft_params}, step=step)["policy"]
-        return restore_params(checkpoints, sft_params, step=step)
-
     policies = {"sft": sft_params} | {
-        point: restored(stage, step) for point, (stage, step) in points.items()
+        point: restore_params(seed_dir / stage / "checkpoints", sft_params, step=step)
+        for point, (stage, step) in points.items()
     }
     answers = on_fresh_draw(
         model, policies, sft_params, task, seed=seed, num_prompts=num_prompts,
@@ -80,7 +74,6 @@ def measured_policies(
     seed_dir: Path,
     points: dict[str, tuple[str, int]],
     *,
-    ppo_stages,
     measure,
     section: str = "measure",
     also: tuple[str, ...] = (),
@@ -104,7 +97,6 @@ def measured_policies(
             seed,
             seed_dir,
             points,
-            ppo_stages=ppo_stages,
             num_prompts=measure.num_prompts,
             max_new_tokens=measure.max_new_tokens,
         ),  # fmt: skip
@@ -140,6 +132,63 @@ POLICY_COLUMNS = {
     "distinct_2": "distinct-2",
     "self_bleu": "self-BLEU",
 }
+
+
+ENDS = ("end", "peak", "fall")
+
+
+def end_results(ends: dict, pairs: dict[str, tuple[str, str]], policies: dict) -> dict:
+    """Over seeds, from each seed's `peaks_and_falls` ({seed: {line: ...}}): each line's mean
+    end, peak and fall ('per_line'), line a minus line b of each `pairs` label, paired within
+    seeds ('differences'), and the answers: a higher or lower end and peak, a larger or smaller
+    fall, and gold at the KL budgets from `policies` (`policy_results` of the same pairs)."""
+    lines = next(iter(ends.values()))
+    per_line = {
+        line: {k: mean_interval([e[line][k] for e in ends.values()]) for k in ENDS}
+        for line in lines
+    }
+    differences = {
+        label: {k: mean_interval([e[a][k] - e[b][k] for e in ends.values()]) for k in ENDS}
+        for label, (a, b) in pairs.items()
+    }
+    answers = {
+        label: {
+            "end": interval_verdict(d["end"], "higher", "lower"),
+            "fall": interval_verdict(d["fall"], "larger", "smaller"),
+            "peak": interval_verdict(d["peak"], "higher", "lower"),
+            "at_budgets": policies["answers"][label]["gold"],
+        }
+        for label, d in differences.items()
+    }
+    return {"per_line": per_line, "differences": differences, "answers": answers}
+
+
+# The columns of `end_row`: a run's policy at its end, beside its peak and fall.
+END_COLUMNS = ("final KL", "final gold", "peak gold", "fall from the peak", "final length")
+END_COLUMNS += ("entropy", "self-BLEU")
+
+
+def end_row(end: dict, ends: dict) -> list[str]:
+    """A run's `END_COLUMNS` cells: its last point's mean row (`policy_results` 'runs'), and its
+    line's mean end, peak and fall (`end_results` 'per_line')."""
+    return [
+        interval_text(end["kl_to_sft"], 1),
+        *(interval_text(ends[k]) for k in ENDS),
+        interval_text(end["response_length"], 1),
+        interval_text(end["entropy"]),
+        interval_text(end["self_bleu"]),
+    ]
+
+
+def sft_end_row(sft: dict) -> list[str]:
+    """The SFT policy's `END_COLUMNS` cells: KL 0, its gold, no peak or fall."""
+    return [
+        "0",
+        interval_text(sft["gold_reward"]),
+        "-",
+        "-",
+        interval_text(sft["response_length"], 1),
+    ] + [interval_text(sft[k]) for k in ("entropy", "self_bleu")]
 
 
 def policy_table(measured: dict, names: list[str]) -> dict[str, dict[str, float]]:

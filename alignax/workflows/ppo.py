@@ -111,6 +111,11 @@ def check_config(config, task) -> None:
     """The errors of PPO's own sections, before anything is built."""
     if not config.init_from:
         raise ValueError("ppo needs config.init_from: the workdir of the SFT policy")
+    if config.reference_from and config.lora.rank > 0:
+        raise ValueError(
+            f"reference_from={config.reference_from!r} with lora.rank={config.lora.rank}: a LoRA "
+            "run's reference is its base, the policy of init_from"
+        )
     value_init = config.rewards.value_init
     if value_init not in VALUE_INITS:
         raise ValueError(f"rewards.value_init={value_init!r} is not one of {VALUE_INITS}")
@@ -174,6 +179,9 @@ def build(config, ctx: Context) -> Stage:
     shared_value = value_init == "shared"  # a value head on the policy itself
     policy = build_model(config.model, heads=("lm", "value") if shared_value else ("lm",))
     policy_params = initial_params(policy, config, mesh, rngs["init"])
+    reference = policy_params
+    if config.reference_from:
+        reference = initial_params(policy, config, mesh, rngs["init"], source=config.reference_from)
     reward_fn, reward_params, reward_model = build_reward(config, mesh)
     params = {"policy": policy_params}
     value_model = None
@@ -315,7 +323,7 @@ def build(config, ctx: Context) -> Stage:
         unit="prompts",
         make_step=make_step,
         slots={
-            "ref_params": policy_params,
+            "ref_params": reference,
             "reward_params": reward_params,
             "aux": {"kl": controller.init(), **aux_reward},
         },
