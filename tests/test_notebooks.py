@@ -337,6 +337,50 @@ def rm_ensembles_ppo_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def iterated_rlhf_run(tmp_path_factory):
+    """Iterated RLHF end to end at toy sizes: pretrain -> SFT -> the fixed reward model and PPO
+    against it, and the rounds, each reward model of fresh pairs of the current policy's
+    samples continuing the last, each PPO round continuing the policy against it, referenced to
+    the SFT policy -> the policies along both arms."""
+    from configs import iterated_rlhf as config_module
+    from experiments import iterated_rlhf
+
+    config = config_module.get_config("runlocal")
+    workdir = tmp_path_factory.mktemp("iterated_rlhf")
+    summary = iterated_rlhf.run(config, workdir)
+    results = json.loads((workdir / "results.json").read_text())
+    seed_dir, sft = workdir / "seed0", str(workdir / "seed0" / "sft")
+    for beta in config.betas:
+        policy, reward = sft, None
+        for rm_name, ppo_name in iterated_rlhf.rounds_of(beta, config.rounds):
+            rm = json.loads((seed_dir / rm_name / "config.json").read_text())
+            assert rm["labels"]["policy_from"] == policy
+            assert rm["init_from"] == (reward or "")
+            assert rm["pairs"]["num_pairs"] * config.rounds == (
+                config.stages.reward_model.pairs.num_pairs
+            )
+            ppo = json.loads((seed_dir / ppo_name / "config.json").read_text())
+            assert (ppo["init_from"], ppo["reference_from"]) == (policy, sft)
+            assert ppo["rewards"]["reward_model_from"] == str(seed_dir / rm_name)
+            assert ppo["ppo"]["kl_coef"] == beta
+            policy, reward = str(seed_dir / ppo_name), str(seed_dir / rm_name)
+        # The arms measured at the same iterations, the iterated one at each round's end.
+        fixed, iterated = (
+            results["points"][f"{arm}_beta{beta:g}"] for arm in ("fixed", "iterated")
+        )
+        assert [p.split("@")[1] for p in fixed] == [p.split("@")[1] for p in iterated]
+        spent = results["labels_spent"][f"iterated_beta{beta:g}"]
+        assert [n for _, n in spent][-1] == config.stages.reward_model.pairs.num_pairs
+    for seed in results["ends"].values():
+        assert all(np.isfinite([v for run in seed.values() for v in run.values()]))
+    assert all(isinstance(v, str) for k, v in summary.items() if k.startswith("answer/"))
+    for name in [f"iterated_rlhf_beta{b:g}" for b in config.betas] + ["iterated_rlhf_labels"]:
+        for suffix in ("png", "pdf"):
+            assert (workdir / "figures" / f"{name}.{suffix}").exists()
+    return workdir
+
+
+@pytest.fixture(scope="module")
 def online_offline_run(tmp_path_factory):
     """The online-offline study end to end at toy sizes: pretrain -> SFT -> offline DPO, online
     DPO's rounds, a reward model and PPO at one label budget -> their policies on fresh prompts."""
@@ -466,6 +510,7 @@ RUNS = {
     "rm_ensembles.ipynb": "rm_ensembles_run",
     "rm_ensembles_ppo.ipynb": "rm_ensembles_ppo_run",
     "online_offline.ipynb": "online_offline_run",
+    "iterated_rlhf.ipynb": "iterated_rlhf_run",
     "weak_to_strong.ipynb": "weak_to_strong_run",
     "pluralism.ipynb": "pluralism_run",
     "length_bias.ipynb": "length_bias_run",
