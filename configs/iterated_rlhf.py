@@ -45,67 +45,20 @@ seed); compile-bound.
 
 import ml_collections
 
-from alignax.proxies import reward_model_config
-from alignax.stages import stage_section
-from configs import ppo, reward_model, sft
-from configs.common import (
-    shrink_reward_model_and_ppo_stages,
-    shrink_rlhf_base_stages,
-    stages_parent_config,
-)
+from configs.overoptimized_ppo import overoptimized_ppo_config
 
 
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
     if arg not in ("default", "runlocal"):
         raise ValueError(f"unknown preset {arg!r}; known: default, runlocal")
-    config = stages_parent_config("tiny")
-    config.seeds = (0, 1, 2, 3, 4, 5)  # 3 rounds of the 2 workers
-    config.workers = 2  # processes the seeds run on, one core each (1: this one, in order)
+    config = overoptimized_ppo_config(smoke=arg == "runlocal")
+    # The fixed arm runs stages.reward_model and stages.ppo; the iterated arm's rounds divide
+    # their pairs, steps and iterations among them. The fixed arm's PPO is measured at every
+    # step of measure.checkpoints, each round at those at or below its length.
     config.rounds = 4  # of the iterated arm: each re-collects, re-trains and continues PPO
     config.betas = (0.0, 0.05)
-    config.stages = ml_collections.ConfigDict(
-        {
-            "pretrain": stage_section(sft.get_config("pretrain")),
-            "sft": stage_section(sft.get_config("runlocal")),
-            # The fixed arm's reward model, and the template of the iterated arm's rounds (which
-            # divide its pairs and steps among them).
-            "reward_model": stage_section(reward_model.get_config("noisy"), own=("model",)),
-            # The fixed arm's PPO run, and the template of the iterated arm's rounds.
-            "ppo": stage_section(ppo.get_config("runlocal")),
-        }
-    )
-    stages = config.stages
-    stages.pretrain.train.update(steps=300, eval_every=300)
-    stages.sft.train.update(steps=150, eval_every=150)
-    # The over-optimisation study's d8 proxy: width 8, from scratch, noisy labels.
-    stages.reward_model.model = reward_model_config(config.model, 8)
-    stages.reward_model.pairs.update(num_pairs=2048, num_eval_pairs=256)
-    stages.reward_model.train.update(steps=256, eval_every=256, checkpoint_every=256)
-    stages.ppo.rewards.value_init = "policy"
-    stages.ppo.ppo.kl_control = "fixed"
-    stages.ppo.optimizer.learning_rate = 1e-4
-    stages.ppo.eval.num_prompts = 64
-    stages.ppo.train.update(
-        steps=64, log_every=8, eval_every=16, checkpoint_every=8, keep_checkpoints=8
-    )
-    config.measure = ml_collections.ConfigDict(
-        {
-            # The fixed arm's PPO is measured at these steps (the last its final one); every
-            # round of the iterated arm at its own steps among them, at or below its length.
-            "checkpoints": (8, 16, 24, 32, 40, 48, 56, 64),
-            "kl_budgets": (2.0, 4.0, 8.0, 16.0, 24.0),  # nats: where the arms are compared
-            "num_prompts": 512,  # of the fresh draw every measured policy answers
-            "max_new_tokens": 32,
-        }
-    )
     if arg == "runlocal":
-        config.seeds = (0,)
-        config.workers = 1
         config.rounds = 2
         config.betas = (0.0,)
-        shrink_rlhf_base_stages(stages)
-        stages.reward_model.pairs.num_pairs = 64
-        shrink_reward_model_and_ppo_stages(stages)
-        config.measure.update(checkpoints=(2, 4), num_prompts=16)
     config.lock()
     return config
