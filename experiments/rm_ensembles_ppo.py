@@ -28,6 +28,7 @@ from alignax.analysis.trajectories import (
     budget_cell,
     end_results,
     end_row,
+    end_summary,
     measured_policies,
     peaks_and_falls,
     policy_figure,
@@ -264,15 +265,7 @@ def glance(results: dict) -> list[str]:
 
 
 def summarize(results: dict) -> dict:
-    return {
-        **{
-            f"answer/{label}/{k}": v
-            for label, criteria in results["answers"].items()
-            for k, v in criteria.items()
-            if k != "at_budgets"
-        },
-        **{f"final_gold/{stage}": v["end"][0] for stage, v in results["per_run"].items()},
-    }
+    return end_summary(results["answers"], results["per_run"])
 
 
 run = Study.of(__name__).run

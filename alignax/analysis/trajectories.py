@@ -163,6 +163,20 @@ def end_results(ends: dict, pairs: dict[str, tuple[str, str]], policies: dict) -
     return {"per_line": per_line, "differences": differences, "answers": answers}
 
 
+def end_summary(answers: dict, per_line: dict) -> dict:
+    """A study's summary of `end_results`: every answer but the per-budget ones
+    ('answer/<label>/<criterion>') and each line's mean final gold ('final_gold/<line>')."""
+    return {
+        **{
+            f"answer/{label}/{k}": v
+            for label, criteria in answers.items()
+            for k, v in criteria.items()
+            if k != "at_budgets"
+        },
+        **{f"final_gold/{line}": v["end"][0] for line, v in per_line.items()},
+    }
+
+
 # The columns of `end_row`: a run's policy at its end, beside its peak and fall.
 END_COLUMNS = ("final KL", "final gold", "peak gold", "fall from the peak", "final length")
 END_COLUMNS += ("entropy", "self-BLEU")
