@@ -211,15 +211,19 @@ def labels_spent(config) -> dict[str, list[tuple[str, int]]]:
 
 
 def labels_figure(runs: dict, spent: dict, betas, out_dir: Path):
-    """figures/iterated_rlhf_labels.{png,pdf}: gold against the labels spent (`labels_spent`),
-    per arm and beta, from the SFT policy at 0 (mean over seeds, 95% t-intervals)."""
+    """figures/iterated_rlhf_labels.{png,pdf}: gold against the labels spent (`labels_spent`):
+    the iterated arm at each round's end, a line from the SFT policy at 0 labels, the fixed arm
+    (every label spent before PPO starts) at its end alone (mean over seeds, 95% t-intervals)."""
     fig, ax = plots.subplots(figsize=(5.2, 3.6))
+    sft = runs["sft"]["gold_reward"]
+    plots.intervals(ax, [0], [sft], fmt="D", color="0.3", label="SFT policy")
     for i, beta in enumerate(betas):
-        for arm, fmt in (("fixed", "s--"), ("iterated", "o-")):
+        for arm, fmt in (("fixed", "s"), ("iterated", "o-")):
             ends = spent[f"{arm}_beta{beta:g}"]
-            xs = [0, *(n for _, n in ends)]
-            ys = [runs["sft"]["gold_reward"], *(runs[p]["gold_reward"] for p, _ in ends)]
+            start = [(0, sft)] if arm == "iterated" else []
+            points = start + [(n, runs[p]["gold_reward"]) for p, n in ends]
             label = f"{ARMS[arm]}, beta {beta:g}"
+            xs, ys = [x for x, _ in points], [y for _, y in points]
             plots.intervals(ax, xs, ys, fmt=fmt, color=plots.series_color(i), label=label)
     ax.set(xlabel="labels spent", ylabel="gold (fresh prompts)")
     ax.legend(fontsize=7)
