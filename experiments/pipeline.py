@@ -65,8 +65,7 @@ COLUMNS = (
     "ended_with_eos",
     "base_nll",
 )
-TRAINED = {"ppo": "policy", "dpo": None}  # the trained policies and where each checkpoint
-# holds its params
+TRAINED = ("ppo", "dpo")  # the trained policies
 
 
 def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
@@ -95,11 +94,7 @@ def evaluate_seed(config, seed: int, seed_dir: Path):
     like = init_params(model, jax.random.key(0), mesh)
 
     def restore(name, step=None):
-        at = TRAINED[name]
-        params = restore_params(
-            seed_dir / name / "checkpoints", like if at is None else {at: like}, step=step
-        )
-        return params if at is None else params[at]
+        return restore_params(seed_dir / name / "checkpoints", like, step=step)
 
     policies = {
         "base": (
