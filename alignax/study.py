@@ -342,6 +342,20 @@ def check_kl_budgets(budgets, key: str) -> None:
         raise ValueError(f"{key}={tuple(budgets)}: positive KL budgets")
 
 
+def check_fixed_kl_betas(config) -> None:
+    """A study that runs its PPO template (`stages.ppo`) at each KL coefficient of `betas`:
+    distinct coefficients, none negative, and a fixed KL control that keeps each one."""
+    betas = tuple(config.betas)
+    if not betas or len(set(betas)) < len(betas) or min(betas) < 0:
+        raise ValueError(f"betas={betas}: distinct KL coefficients, none negative")
+    control = config.stages.ppo.ppo.kl_control
+    if control != "fixed":
+        raise ValueError(
+            f"stages.ppo.ppo.kl_control={control!r}: must be 'fixed' (each run keeps its "
+            "coefficient of betas)"
+        )
+
+
 RLHF_STAGES = {
     "pretrain": sft,
     "sft": sft,

@@ -42,6 +42,7 @@ from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
     Study,
+    check_fixed_kl_betas,
     check_kl_budgets,
     check_trajectory,
     rlhf_stage_config,
@@ -87,15 +88,8 @@ def all_points(config) -> dict[str, tuple[str, int]]:
 
 def check(config) -> None:
     """What would otherwise fail after the compute."""
-    betas, rounds = tuple(config.betas), config.rounds
-    if not betas or len(set(betas)) < len(betas) or min(betas) < 0:
-        raise ValueError(f"betas={betas}: distinct KL coefficients, none negative")
-    s = config.stages
-    if s.ppo.ppo.kl_control != "fixed":
-        raise ValueError(
-            f"stages.ppo.ppo.kl_control={s.ppo.ppo.kl_control!r}: must be 'fixed' (every run "
-            "and round keeps its coefficient of betas)"
-        )
+    check_fixed_kl_betas(config)
+    s, rounds = config.stages, config.rounds
     if rounds < 2:
         raise ValueError(f"rounds={rounds}: the iterated arm needs at least 2 rounds")
     divided = (s.reward_model.pairs.num_pairs, s.reward_model.train.steps, s.ppo.train.steps)
@@ -108,10 +102,11 @@ def check(config) -> None:
     m = config.measure
     check_kl_budgets(m.kl_budgets, "measure.kl_budgets")
     check_trajectory(m.checkpoints, "measure.checkpoints", s.ppo.train, "stages.ppo")
-    if round_steps(config)[1] not in m.checkpoints:
+    per_round = round_steps(config)[1]
+    if per_round not in m.checkpoints:
         raise ValueError(
             f"measure.checkpoints={tuple(m.checkpoints)} must hold a round's length, "
-            f"{round_steps(config)[1]} PPO iterations (each round is measured at its end)"
+            f"{per_round} PPO iterations (each round is measured at its end)"
         )
 
 
@@ -160,9 +155,7 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
 
 def evaluate_seed(config, seed: int, seed_dir: Path) -> dict:
     """The measured policies' answers (alignax.analysis.trajectories.measured_policies)."""
-    return measured_policies(
-        config, seed, seed_dir, all_points(config), measure=config.measure
-    )  # fmt: skip
+    return measured_policies(config, seed, seed_dir, all_points(config), measure=config.measure)
 
 
 def analyse(config, seeds: dict, workdir: Path) -> dict:

@@ -42,6 +42,7 @@ from alignax.study import (
     RLHF_STAGES,
     PlannedStage,
     Study,
+    check_fixed_kl_betas,
     check_kl_budgets,
     check_trajectory,
     rlhf_stage_config,
@@ -86,14 +87,7 @@ def plan(config, seed: int, seed_dir: Path) -> list[PlannedStage]:
             f"rewards={rewards}: 'single' (what the others are compared with) and at least one "
             f"of {tuple(COMBINATIONS)}"
         )
-    betas = tuple(config.betas)
-    if not betas or len(set(betas)) < len(betas) or min(betas) < 0:
-        raise ValueError(f"betas={betas}: distinct KL coefficients, none negative")
-    if config.stages.ppo.ppo.kl_control != "fixed":
-        raise ValueError(
-            f"stages.ppo.ppo.kl_control={config.stages.ppo.ppo.kl_control!r}: must be 'fixed' "
-            "(each run keeps its coefficient of betas)"
-        )
+    check_fixed_kl_betas(config)
     m = config.measure
     check_kl_budgets(m.kl_budgets, "measure.kl_budgets")
     check_trajectory(m.checkpoints, "measure.checkpoints", config.stages.ppo.train, "stages.ppo")
