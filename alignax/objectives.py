@@ -29,14 +29,26 @@ def _flatten_options(batch: dict, key: str) -> jax.Array:
     return x.reshape(-1, x.shape[-1])
 
 
-def lm_loss_fn(model: Model):
+def _window(loss_mask_BxL: jax.Array, scored_width: int | None) -> jax.Array | None:
+    """The LM head's positions when it runs only where tokens are scored (`scored_width`, from
+    `logprobs.scored_width` over the data), else None (every position)."""
+    if scored_width is None:
+        return None
+    return logprobs.scored_window(loss_mask_BxL, scored_width)
+
+
+def lm_loss_fn(model: Model, scored_width: int | None = None):
     """Next-token cross-entropy on the tokens in `loss_mask`, averaged over all such tokens in the
     batch (pretraining: every real token; SFT: response tokens only). A batch of packed rows
-    (with `segment_ids`) scores each packed sequence as if it were alone in its row."""
+    (with `segment_ids`) scores each packed sequence as if it were alone in its row.
+    `scored_width`: the LM head runs only on that many positions per row, those that predict
+    the scored tokens (`logprobs.scored_window`); the loss is the same, a row scored beyond
+    them gives NaN."""
 
     def loss_fn(params, state, batch, rng):
         del state
         dropout_rng = rng if model.config.dropout_rate > 0 else None
+        positions = _window(batch["loss_mask"], scored_width)
         logits = model.apply(
             params,
             batch["tokens"],
@@ -44,23 +56,31 @@ def lm_loss_fn(model: Model):
             heads=("lm",),
             dropout_rng=dropout_rng,
             segment_ids_BxL=batch.get("segment_ids"),
+            logits_at_BxW=positions,
         )["logits"]
         mask = batch["loss_mask"].astype(jnp.float32)
         num_tokens = jnp.maximum(mask.sum(), 1.0)
-        loss = -jnp.sum(logprobs.token_logps(logits, batch["tokens"]) * mask) / num_tokens
-        entropy = jnp.sum(logprobs.token_entropy(logits) * mask) / num_tokens
+        per_token = logprobs.token_logps(logits, batch["tokens"], positions)
+        loss = -jnp.sum(per_token * mask) / num_tokens
+        if positions is not None:
+            loss = jnp.where(jnp.any(logprobs.window_misses(mask, positions)), jnp.nan, loss)
+        length = mask.shape[1]
+        entropy = jnp.sum(logprobs.token_entropy(logits, positions, length) * mask) / num_tokens
         return loss, {"nll": loss, "entropy": entropy, "tokens": mask.sum()}
 
     return loss_fn
 
 
-def _apply_to_options(model: Model, params, batch: dict, head: str) -> dict[str, jax.Array]:
+def _apply_to_options(
+    model: Model, params, batch: dict, head: str, logits_at=None
+) -> dict[str, jax.Array]:
     """One forward pass over every option of every comparison, flattened to [B*K, L]."""
     return model.apply(
         params,
         _flatten_options(batch, "tokens"),
         _flatten_options(batch, "input_mask"),
         heads=(head,),
+        logits_at_BxW=logits_at,
     )
 
 
@@ -124,25 +144,34 @@ def ensemble_loss_fn(member_loss_fn):
     return loss_fn
 
 
-def option_logps(policy: Model, params, batch: dict) -> tuple[jax.Array, jax.Array]:
+def option_logps(
+    policy: Model, params, batch: dict, scored_width: int | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Summed log-probs and scored-token counts of every option of every comparison, [B, K]
     each, in one forward pass over the flattened [B*K, L] batch."""
-    out = _option_outputs(policy, params, batch)
+    out = _option_outputs(policy, params, batch, scored_width)
     return out["sum"], out["count"]
 
 
-def _option_outputs(policy: Model, params, batch: dict, *, wpo: bool = False) -> dict:
+def _option_outputs(
+    policy: Model, params, batch: dict, scored_width: int | None = None, *, wpo: bool = False
+) -> dict:
     """`logprobs.sequence_logps` of every option, reshaped to [B, K] ('tokens': [B, K, L]);
     with `wpo`, also 'wpo' [B, K]: the per-token mean of log p(y_t) - logsumexp_v 2 log p(v)
-    (WPO's normalised token probability, Zhou et al. 2024)."""
+    (WPO's normalised token probability, Zhou et al. 2024). `scored_width`: the LM head only
+    at the positions that predict scored tokens (see `lm_loss_fn`)."""
     shape = batch["tokens"].shape
-    logits = _apply_to_options(policy, params, batch, "lm")["logits"]
     mask = _flatten_options(batch, "loss_mask")
-    out = logprobs.sequence_logps(logits, _flatten_options(batch, "tokens"), mask)
+    positions = _window(mask, scored_width)
+    logits = _apply_to_options(policy, params, batch, "lm", positions)["logits"]
+    out = logprobs.sequence_logps(logits, _flatten_options(batch, "tokens"), mask, positions)
     if wpo:
         log_norm = jax.nn.logsumexp(2.0 * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
         # Moved onto the positions of the tokens they predict, as logprobs.token_logps does.
-        log_norm = jnp.pad(log_norm[:, :-1], ((0, 0), (1, 0)))
+        if positions is None:
+            log_norm = jnp.pad(log_norm[:, :-1], ((0, 0), (1, 0)))
+        else:
+            log_norm = logprobs.on_tokens(log_norm, positions, mask.shape[1])
         out["wpo"] = logprobs.masked_mean(out["tokens"] - log_norm, mask.astype(jnp.float32))
     return {k: v.reshape(shape if k == "tokens" else shape[:2]) for k, v in out.items()}
 
@@ -158,7 +187,12 @@ def _public_sums(tokens_BxKxL: jax.Array, loss_mask_BxKxL: jax.Array) -> jax.Arr
 
 
 def preference_logps(
-    policy: Model, params, ref_params, batch: dict, spec: LossSpec | None = None
+    policy: Model,
+    params,
+    ref_params,
+    batch: dict,
+    spec: LossSpec | None = None,
+    scored_width: int | None = None,
 ) -> PreferenceLogps:
     """Policy and reference sequence log-probs of chosen (index 0) and rejected (index 1), plus
     the optional inputs `spec.inputs` declares ("public" for LD-DPO, "wpo" for WPO).
@@ -170,7 +204,7 @@ def preference_logps(
     """
     reference = spec is None or spec.reference
     inputs = () if spec is None else spec.inputs
-    policy_out = _option_outputs(policy, params, batch, wpo="wpo" in inputs)
+    policy_out = _option_outputs(policy, params, batch, scored_width, wpo="wpo" in inputs)
     extra = {}
     if "wpo" in inputs:
         extra.update(
@@ -188,7 +222,7 @@ def preference_logps(
     elif reference:
         if ref_params is None:
             raise ValueError("this loss reads a reference model but state.ref_params is None")
-        ref_out = jax.lax.stop_gradient(_option_outputs(policy, ref_params, batch))
+        ref_out = jax.lax.stop_gradient(_option_outputs(policy, ref_params, batch, scored_width))
         ref_sums = ref_out["sum"]
     else:
         ref_sums = zeros
@@ -265,11 +299,12 @@ def preference_train_step(train_step, loss_config):
     return step
 
 
-def preference_loss_fn(policy: Model, loss_config):
+def preference_loss_fn(policy: Model, loss_config, scored_width: int | None = None):
     """Any offline pairwise loss by name (`loss_config.name`), with the hyperparameters in
     `loss_config.hyperparameters`. The reference model is `state.ref_params`, read (and run)
     only for losses whose spec needs it; loop state the spec declares is read from `state.aux`
-    (see `preference_state_slots`, `preference_train_step`)."""
+    (see `preference_state_slots`, `preference_train_step`). `scored_width`: the LM head only
+    where tokens are scored (see `lm_loss_fn`)."""
     spec = registry.get_spec(loss_config.name)
     hyperparameters = dict(loss_config.hyperparameters)
     registry.validate_hyperparameters(loss_config.name, **hyperparameters)
@@ -277,7 +312,9 @@ def preference_loss_fn(policy: Model, loss_config):
 
     def loss_fn(params, state, batch, rng):
         del rng
-        logps = preference_logps(policy, params, state.ref_params, batch, spec=spec)
+        logps = preference_logps(
+            policy, params, state.ref_params, batch, spec=spec, scored_width=scored_width
+        )
         extra = {}
         if spec.aux == "reward_shift":
             extra["reward_shift"] = _running_reward_shift(state.aux, logps, hyperparameters["beta"])

@@ -316,8 +316,8 @@ def _neutral(key: str) -> bool:
 def config_changes(old: dict, new: dict) -> dict[str, tuple]:
     """{key: (old value, new value)} for the keys that change results (not mesh, multihost,
     distributed, nor the train.* logging/checkpoint cadence); missing keys show as None. An
-    empty link (`*_from`: no upstream) is the same as none: a config written before the key
-    existed."""
+    empty link (`*_from`: no upstream) and a switch that is off (False) are the same as no key:
+    a config written before the key existed (new switches are added off)."""
     old, new = flatten_config(old), flatten_config(new)
     return {
         k: (old.get(k), new.get(k))
@@ -325,6 +325,8 @@ def config_changes(old: dict, new: dict) -> dict[str, tuple]:
         if not _neutral(k)
         and old.get(k) != new.get(k)
         and not (_is_link(k) and not old.get(k) and not new.get(k))
+        and not (k not in old and new[k] is False)
+        and not (k not in new and old[k] is False)
     }
 
 

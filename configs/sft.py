@@ -39,6 +39,9 @@ def get_config(arg: str = "runlocal") -> ml_collections.ConfigDict:
             # Pack several training sequences into each row (block-diagonal attention); the
             # held-out NLL is computed unpacked either way.
             "pack": False,
+            # The LM head only at the positions that predict scored tokens (configs/dpo.py's
+            # preferences.scored_logits_only; demonstrations: the responses).
+            "scored_logits_only": False,
         }
     )
     config.eval = eval_config(num_prompts=128, max_new_tokens=32)

@@ -176,3 +176,82 @@ def test_bco_reward_shift_is_the_running_mean_of_batch_rewards():
     assert float(new_state.aux["reward_shift"]["count"]) == 4.0
     dpo_step = objectives.preference_train_step(fake_step, _loss_config("dpo", beta=0.1))
     assert dpo_step is fake_step
+
+
+def _scored_pairs(side):
+    """Pairs with prompts of different lengths, padded on `side`, the response scored."""
+    rows = [
+        ([1, 5, 6], [7, 9, 2]),
+        ([1, 5, 6], [9, 2]),
+        ([1, 8, 10, 11, 4], [12, 2]),
+        ([1, 8, 10, 11, 4], [3, 3, 13, 2]),
+    ]
+    tokens, mask = pad_rows([p + r for p, r in rows], 12, side=side)
+    tokens, mask = np.asarray(tokens), np.asarray(mask)
+    loss_mask = np.zeros_like(mask)
+    for i, (prompt, response) in enumerate(rows):
+        start = int(np.argmax(mask[i])) + len(prompt)
+        loss_mask[i, start : start + len(response)] = 1
+    reshape = lambda x: x.reshape(2, 2, 12)
+    return {
+        "tokens": reshape(tokens),
+        "input_mask": reshape(mask),
+        "loss_mask": reshape(loss_mask),
+        "ranks": np.array([[0, 1], [0, 1]]),
+    }
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("name", ["dpo", "ld_dpo", "wpo"])
+def test_lm_head_at_scored_positions_only_gives_the_same_loss_and_gradients(name, side):
+    """The LM head read only where tokens are scored (the width `scored_width` finds over the
+    data) changes neither the loss, its metrics nor the gradients, for losses that read the
+    per-token log-probs too (LD-DPO's public length, WPO's normaliser)."""
+    from alignax import logprobs
+
+    model = tiny_model()
+    state = _state(model)
+    config = ml_collections.ConfigDict(
+        {"name": name, "hyperparameters": default_hyperparameters(name, beta=0.1)}
+    )
+    batch = _scored_pairs(side)
+    width = logprobs.scored_width(batch["loss_mask"], multiple=1)
+    assert width == 4  # the longest response, its EOS included
+    outputs = {}
+    for scored_width in (None, width):
+        loss_fn = objectives.preference_loss_fn(model, config, scored_width=scored_width)
+        grad_fn = jax.value_and_grad(lambda p, f=loss_fn: f(p, state, batch, None), has_aux=True)
+        outputs[scored_width] = grad_fn(state.params)
+    (full_loss, full_metrics), full_grads = outputs[None]
+    (loss, metrics), grads = outputs[width]
+    np.testing.assert_allclose(loss, full_loss, rtol=1e-6)
+    for key in full_metrics:
+        np.testing.assert_allclose(metrics[key], full_metrics[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(full_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(full_grads))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_lm_loss_at_scored_positions_only_is_the_same_and_refuses_a_narrow_window(side):
+    from alignax import logprobs
+
+    model = tiny_model()
+    params = model.init(jax.random.key(0))
+    pairs = _scored_pairs(side)
+    batch = {k: pairs[k].reshape(4, 12) for k in ("tokens", "input_mask", "loss_mask")}
+    width = logprobs.scored_width(batch["loss_mask"], multiple=1)
+
+    def loss_and_grads(scored_width):
+        loss_fn = objectives.lm_loss_fn(model, scored_width=scored_width)
+        return jax.value_and_grad(lambda p: loss_fn(p, None, batch, None), has_aux=True)(params)
+
+    (full, full_metrics), full_grads = loss_and_grads(None)
+    (loss, metrics), grads = loss_and_grads(width)
+    np.testing.assert_allclose(loss, full, rtol=1e-6)
+    np.testing.assert_allclose(metrics["entropy"], full_metrics["entropy"], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(full_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    # A window narrower than a row's scored span would drop tokens: the loss is NaN instead.
+    (narrow, _), _ = loss_and_grads(width - 1)
+    assert np.isnan(narrow)

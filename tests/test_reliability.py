@@ -207,10 +207,11 @@ def test_a_stage_from_a_pretrained_checkpoint_resumes_and_notices_it_replaced(tm
         assert checkpoint_steps(tmp_path / name / "checkpoints") == [2]
 
 
-def test_an_empty_link_added_later_is_no_change_and_any_other_new_key_is():
-    """A workdir written before a stage had the link `reference_from` resumes under a config
-    whose `reference_from` is empty (no upstream either way); a set link, or a new key of any
-    other kind, is a change."""
+def test_an_empty_link_or_an_off_switch_added_later_is_no_change_and_any_other_new_key_is():
+    """A workdir written before a stage had the link `reference_from` (or the switch
+    `preferences.scored_logits_only`) resumes under a config whose `reference_from` is empty (no
+    upstream either way), or whose switch is off (False: the behaviour before it existed); a
+    set link, a switch on, or a new key of any other kind (0.0 included), is a change."""
     old = {"ppo": {"kl_coef": 0.05}, "init_from": "runs/sft"}
     assert config_changes(old, {**old, "reference_from": ""}) == {}
     assert config_changes(old, {**old, "reference_from": "runs/sft"}) == {
@@ -218,6 +219,12 @@ def test_an_empty_link_added_later_is_no_change_and_any_other_new_key_is():
     }
     assert config_changes(old, {**old, "labels": {"length_bias": 0.0}}) == {
         "labels.length_bias": (None, 0.0)
+    }
+    switch = {"preferences": {"scored_logits_only": False}}
+    assert config_changes(old, {**old, **switch}) == {}
+    assert config_changes({**old, **switch}, old) == {}
+    assert config_changes(old, {**old, "preferences": {"scored_logits_only": True}}) == {
+        "preferences.scored_logits_only": (None, True)
     }
 
 

@@ -35,7 +35,8 @@ SCORERS = {"reward_model": "reward", "process_reward": "value"}
 
 
 def _config(kind: str, sft_dir):
-    """The config of a tiny run of `kind` with LoRA (rank 2 on q and v), remat and bf16."""
+    """The config of a tiny run of `kind` with LoRA (rank 2 on q and v), remat and bf16 (SFT
+    and DPO: the LM head only where tokens are scored)."""
     cases = {
         "sft": (
             sft,
@@ -43,6 +44,7 @@ def _config(kind: str, sft_dir):
             {
                 "sft.num_examples": 32,
                 "sft.num_eval_examples": 8,
+                "sft.scored_logits_only": True,
                 "eval.num_prompts": 4,
                 "eval.max_new_tokens": 4,
             },
@@ -70,6 +72,7 @@ def _config(kind: str, sft_dir):
             "runlocal",
             {
                 **LABELS,
+                "preferences.scored_logits_only": True,
                 "pairs.num_pairs": 16,
                 "pairs.num_eval_pairs": 8,
                 "eval.num_prompts": 4,
@@ -183,3 +186,43 @@ def test_a_stage_that_lora_cannot_train_refuses_naming_the_key(sft_dir, tmp_path
         config.reward.ensemble_size = 2
     with pytest.raises(ValueError, match=r"config lora\.rank=2: an ensemble"):
         run_stage(STAGES["reward_model"], config, tmp_path / "rm")
+
+
+@pytest.mark.parametrize(("name", "switch"), [("sft", "sft"), ("dpo", "preferences")])
+def test_scored_logits_only_reaches_the_loss_of_the_stage(
+    name, switch, sft_dir, tmp_path, monkeypatch
+):
+    """`<section>.scored_logits_only` is applied: the stage's loss runs the LM head on a window
+    as wide as the longest scored span of its data, not on every position (off: every one)."""
+    from alignax import logprobs
+    from alignax.models import Model
+    from alignax.workflows.runner import Context
+
+    widths = []
+    apply = Model.apply
+
+    def recording(self, *args, logits_at_BxW=None, **kwargs):
+        widths.append(None if logits_at_BxW is None else logits_at_BxW.shape[-1])
+        return apply(self, *args, logits_at_BxW=logits_at_BxW, **kwargs)
+
+    monkeypatch.setattr(Model, "apply", recording)
+    seen = {}
+    for on in (False, True):
+        config = _config(name, sft_dir)
+        with config.unlocked():
+            config.lora.rank = 0
+            config[switch].scored_logits_only = on
+        rngs = dict(zip(("init", "train", "eval"), jax.random.split(jax.random.key(0), 3)))
+        stage = STAGES[name].build(config, Context(make_mesh(config.mesh), rngs, tmp_path))
+        keys = ("tokens", "input_mask", "loss_mask")
+        batch = {k: v[:4] for k, v in stage.train.items() if k in keys}
+        state = type("State", (), {"ref_params": stage.params, "aux": None})
+        widths.clear()
+        loss, _ = stage.loss_fn(stage.params, state, batch, None)
+        assert np.isfinite(float(loss))
+        seen[on] = set(widths)
+    assert seen[False] == {None}
+    (width,) = seen[True]
+    assert (
+        logprobs.scored_width(stage.train["loss_mask"]) <= width < stage.train["tokens"].shape[-1]
+    )

@@ -75,6 +75,7 @@ class Model:
         heads: Sequence[str] | None = None,
         dropout_rng: jax.Array | None = None,
         segment_ids_BxL: jax.Array | None = None,
+        logits_at_BxW: jax.Array | None = None,
     ) -> dict[str, jax.Array]:
         """Full-sequence forward. Returns the requested heads' outputs.
 
@@ -82,6 +83,8 @@ class Model:
         (read at the last real token), 'values' [B, L], 'hidden' [B, L, D] always.
         `segment_ids_BxL` (packed rows, `alignax.data.batching.pack_sequences`; LM head only):
         each segment is attended to and positioned as a sequence of its own.
+        `logits_at_BxW` (positions of each row, `logprobs.scored_window`): the LM head runs only
+        there, and 'logits' is [B, W, V] (logits[:, w] predicts tokens[:, logits_at[:, w] + 1]).
         """
         heads = self.heads if heads is None else tuple(heads)
         if missing := [h for h in heads if h not in self.heads]:
@@ -102,7 +105,10 @@ class Model:
         hidden, _ = module.backbone(tokens_BxL, positions_BxL, key_mask, dropout_key=dropout_rng)
         out = {"hidden": hidden}
         if "lm" in heads:
-            out["logits"] = module.lm_logits(hidden)
+            at = hidden
+            if logits_at_BxW is not None:
+                at = jnp.take_along_axis(hidden, logits_at_BxW[..., None], axis=1)
+            out["logits"] = module.lm_logits(at)
         if "reward" in heads:
             out["rewards"] = module.reward(hidden, input_mask_BxL)
         if "value" in heads:

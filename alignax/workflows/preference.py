@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignax import labels, objectives, steps
+from alignax import labels, logprobs, objectives, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.data.layouts import LM_KEYS
 from alignax.experiment import check_model_fits_task, initial_params
@@ -122,7 +122,10 @@ def build(config, ctx: Context, pairs=None) -> Stage:
         train["ref_logps"] = precompute_reference_logps(
             model, params, train, config.train.batch_size
         )
-    loss_fn = objectives.preference_loss_fn(model, config.loss)
+    scored_width = None
+    if config.preferences.scored_logits_only:
+        scored_width = max(logprobs.scored_width(d["loss_mask"]) for d in (train, evaluation))
+    loss_fn = objectives.preference_loss_fn(model, config.loss, scored_width)
     e = config.eval
     offline = offline_evaluation(
         model,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import jax
 
-from alignax import objectives, sharding, steps
+from alignax import logprobs, objectives, sharding, steps
 from alignax.analysis.policy_eval import evaluate_policy, summarize
 from alignax.data.batching import pack_sequences
 from alignax.data.layouts import LM_KEYS
@@ -66,7 +66,11 @@ def build(config, ctx: Context, data=None) -> Stage:
     check_model_fits_task(config.model, task)
     train_data, eval_data = build_data(config, task) if data is None else data
     model = build_model(config.model, heads=("lm",))
-    loss_fn = objectives.lm_loss_fn(model)
+    scored_width = None
+    if config.sft.scored_logits_only:
+        masks = [d["loss_mask"] for d in (train_data, eval_data)]
+        scored_width = max(logprobs.scored_width(m) for m in masks)
+    loss_fn = objectives.lm_loss_fn(model, scored_width)
     eval_batch = sharding.shard_batch(eval_data, ctx.mesh)
     eval_loss = jax.jit(steps.make_eval_step(loss_fn))
     prompts = task.prompt_dataset(config.eval.num_prompts, seed=config.seed + 2, split="eval")
