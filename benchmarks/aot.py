@@ -14,7 +14,7 @@ including that every host of the slice places the same number of rows. For each 
 
 - per-chip memory from XLA's accounting (`memory_analysis()`: arguments + outputs + temporaries,
   donated buffers counted once) against the chip's HBM;
-- model FLOPs per step, counted as `benchmarks/mfu.py` counts (a trained forward is three
+- model FLOPs per step, counted as `benchmarks/roofline.py` counts (a trained forward is three
   forwards), and the step time they would take at the chip's peak bf16 rate and an assumed model
   FLOPs utilisation (`ASSUMED_MFU`); sampling decodes one token at a time and is bound by memory
   bandwidth, not FLOPs, so the RL rows' estimates are lower bounds;
@@ -51,8 +51,8 @@ from alignax.models import ModelConfig
 from alignax.models.presets import mesh_config, model_config
 from alignax.provenance import provenance, written_by
 from benchmarks.common import markdown_table
-from benchmarks.mfu import forward_flops, train_step_flops
 from benchmarks.programs import Placement, offline_programs, rl_programs
+from benchmarks.roofline import forward_flops, train_step_flops
 
 # libtpu takes a lock file so that one process owns a host's TPU; here no process owns one, and
 # each compile runs in a process of its own (`compile_isolated`) beside the one describing slices.

@@ -21,7 +21,7 @@ import ml_collections
 import optax
 
 from alignax import sharding, steps
-from alignax.models import default_model_config
+from alignax.models import ModelConfig, default_model_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,13 @@ class Shape:
             tie_embeddings=False,
         )
         return config
+
+    @property
+    def length(self) -> int:
+        return self.prompt_len + self.response_len
+
+    def config(self) -> ModelConfig:
+        return ModelConfig.from_config(self.model_config())
 
     def describe(self) -> str:
         return (

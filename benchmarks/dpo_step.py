@@ -1,22 +1,29 @@
-"""One DPO optimizer step on both sides: sigmoid loss, beta 0.1, the reference forward inside the
+"""One DPO optimizer step on every side: sigmoid loss, beta 0.1, the reference forward inside the
 step, AdamW (lr 1e-6, betas 0.9/0.999, no decay) after global-norm clipping at 1.0.
 
 alignax: `objectives.preference_loss_fn` under `steps.make_train_step`, jitted with the state
-donated. TRL: `DPOTrainer.training_step` (policy and reference forwards, loss, backward) then
-clipping, `optimizer.step()`, the scheduler and `zero_grad()`, as the Trainer's loop runs them.
-Both start from the same weights (alignax's, exported with `alignax.models.hf.save_hf`) and see
-the same token ids: each pair is a prompt and two responses of `response_len` tokens.
+donated (and variants: the LM head only at response positions, the reference log-probs computed
+beforehand, bfloat16 compute). TRL: `DPOTrainer.training_step` (policy and reference forwards,
+loss, backward) then clipping, `optimizer.step()`, the scheduler and `zero_grad()`, as the
+Trainer's loop runs them.
+Tunix: its `DPOTrainer`'s reference forward and jitted train step, in a process of its own
+virtual environment (`tunix_step`, benchmarks/tunix_peer.py). Every side starts from the same
+weights (alignax's, exported with `alignax.models.hf.save_hf`) and sees the same token ids: each
+pair is a prompt and two responses of `response_len` tokens.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 import tempfile
+from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
 
-from alignax import objectives, sharding, steps
+from alignax import logprobs, objectives, sharding, steps
 from alignax.models import build_model
 from alignax.state import TrainState
 from benchmarks.common import (
@@ -46,9 +53,22 @@ def token_pairs(shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def alignax_step(shape: Shape, params, pairs):
-    """A zero-argument callable running one compiled step (blocking)."""
-    model = build_model(shape.model_config())
+def alignax_step(
+    shape: Shape,
+    params,
+    pairs,
+    *,
+    scored_logits_only: bool = False,
+    precomputed_reference: bool = False,
+    dtype: str = "float32",
+):
+    """A zero-argument callable running one compiled step (blocking). `scored_logits_only`: the
+    LM head only at the positions that predict response tokens; `precomputed_reference`: the
+    reference log-probs read from the batch (computed once beforehand), so the step has no
+    reference forward; `dtype`: the compute dtype (params and optimizer stay float32)."""
+    config = shape.model_config()
+    config.dtype = dtype
+    model = build_model(config)
     mesh = one_device_mesh()
     tx = clipped_adamw(LEARNING_RATE)
     loss_config = ml_collections.ConfigDict({"name": "dpo", "hyperparameters": {"beta": BETA}})
@@ -60,16 +80,17 @@ def alignax_step(shape: Shape, params, pairs):
     tokens = np.stack([np.concatenate([prompt, pairs[k]], 1) for k in ("chosen", "rejected")], 1)
     loss_mask = np.zeros_like(tokens)
     loss_mask[..., prompt.shape[1] :] = 1
-    batch = sharding.shard_batch(
-        {
-            "tokens": tokens.astype(np.int32),
-            "input_mask": np.ones_like(tokens, np.int32),
-            "loss_mask": loss_mask.astype(np.int32),
-        },
-        mesh,
-    )
-    step_fn = steps.make_train_step(objectives.preference_loss_fn(model, loss_config), tx)
-    return compiled_step(step_fn, state, batch, mesh)
+    arrays = {
+        "tokens": tokens.astype(np.int32),
+        "input_mask": np.ones_like(tokens, np.int32),
+        "loss_mask": loss_mask.astype(np.int32),
+    }
+    if precomputed_reference:
+        arrays["ref_logps"] = np.asarray(objectives.option_logps(model, params, arrays)[0])
+    batch = sharding.shard_batch(arrays, mesh)
+    width = logprobs.scored_width(loss_mask) if scored_logits_only else None
+    loss_fn = objectives.preference_loss_fn(model, loss_config, scored_width=width)
+    return compiled_step(steps.make_train_step(loss_fn, tx), state, batch, mesh)
 
 
 def trl_step(shape: Shape, params, pairs):
@@ -128,3 +149,75 @@ def _build_trainer(trl, model, ref_model, args, examples):
         train_dataset=dataset,
         processing_class=tokenizer,
     )
+
+
+def tunix_step(shape: Shape, params, pairs, python: str | None):
+    """Google Tunix's DPO step (benchmarks/tunix_peer.py) in its own virtual environment's
+    `python`, driven over a pipe so its rounds interleave with the other sides'; the same
+    weights (exported with `save_hf`), pairs, loss and optimizer. Returns (a blocking call of
+    one step, the peer's description), or (None, why it is skipped)."""
+    if not python:
+        return None, (
+            "Tunix side skipped: no --tunix-python (a virtual environment made from "
+            "benchmarks/requirements-tunix.txt)"
+        )
+    from alignax.models.hf import save_hf
+
+    scratch = tempfile.TemporaryDirectory(prefix="alignax-bench-tunix-")
+    root = Path(scratch.name)
+    save_hf(root / "model", shape.model_config(), jax.device_get(params))
+    np.savez(root / "pairs.npz", **pairs)
+    request = {
+        "checkpoint": str(root / "model"),
+        "pairs": str(root / "pairs.npz"),
+        "beta": BETA,
+        "learning_rate": LEARNING_RATE,
+        "warmup": 2,
+    }
+    (root / "request.json").write_text(json.dumps(request))
+    log = open(root / "stderr.txt", "w")  # noqa: SIM115 (open while the peer runs)
+    peer = subprocess.Popen(
+        [python, str(Path(__file__).with_name("tunix_peer.py")), str(root / "request.json")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+
+    def reply() -> str:
+        line = peer.stdout.readline().strip()
+        if not line or line == "error":
+            raise RuntimeError(
+                f"the Tunix peer stopped (rc {peer.poll()}); its log: {root / 'stderr.txt'}\n"
+                + (root / "stderr.txt").read_text()[-2000:]
+            )
+        return line
+
+    if reply() != "ready":
+        raise RuntimeError(f"the Tunix peer did not start; its log: {root / 'stderr.txt'}")
+    version = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('google-tunix'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+    def run():
+        peer.stdin.write("step\n")
+        peer.stdin.flush()
+        return float(reply())
+
+    def close():
+        if peer.poll() is None:
+            peer.stdin.write("quit\n")
+            peer.stdin.flush()
+            peer.wait(timeout=60)
+        log.close()
+        scratch.cleanup()
+
+    run.close = close
+    about = (
+        f"Tunix {version} (its DPOTrainer's jitted step after its reference forward, in its own "
+        f"process and virtual environment, the same jax)"
+    )
+    return run, about

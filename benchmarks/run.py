@@ -26,7 +26,11 @@ version the checkpoint tests pin.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -35,61 +39,211 @@ from alignax.models import build_model
 from alignax.models.presets import model_config
 from alignax.provenance import provenance, written_by
 from alignax.runtime import huge_pages_on, use_transparent_huge_pages
-from benchmarks import dpo_step, grpo_iteration, memory, mfu, sampling, scaling
-from benchmarks.common import Shape, interleave, markdown_table, speedup_spread
+from benchmarks import dpo_step, grpo_iteration, memory, mfu, roofline, sampling, scaling
+from benchmarks.common import (
+    Shape,
+    carried,
+    interleave,
+    markdown_table,
+    one_device_mesh,
+    speedup_spread,
+)
+from benchmarks.programs import Placement, offline_programs
 
 DPO_TARGET = 1.5  # alignax at least this many times faster than TRL
+TUNIX_TARGET = 1.5  # than Google Tunix's DPO step
 SAMPLING_TARGET = 2.0  # than Hugging Face generate
+ROOFLINE_TARGET = 0.75  # the DPO, SFT and reward-model steps' fraction of the roofline
 MFU_TARGET = 0.45
+BENCHES = ("dpo", "steps", "sampling", "grpo", "mfu", "scaling", "memory")
 
 
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def versus_trl(description: str, ours, theirs, peer: str, rounds: int, target=None):
-    """One step against its TRL twin, interleaved: `description` and the peer, the table of
-    medians, and the speed-up with its verdict against `target` (none: measured only)."""
-    cases = {"alignax": ours} | ({"TRL": theirs} if theirs else {})
-    timings = interleave(cases, rounds=rounds)
-    rows = [[name, f"{t.median * 1e3:.0f}", t.spread()] for name, t in timings.items()]
-    record = {
-        "alignax_s": timings["alignax"].median,
-        "peer": peer,
-        "rounds_s": {name: t.seconds for name, t in timings.items()},
-    }
-    lines = [
-        f"{description} Peer: {peer}.",
-        "",
-        markdown_table(["side", "median ms", "range ms"], rows),
-    ]
-    if theirs:
-        ratio = timings["TRL"].median / timings["alignax"].median
-        record.update(trl_s=timings["TRL"].median, speedup=ratio)
-        verdict = (
-            "no target" if target is None else f"target {target}x: {_verdict(ratio >= target)}"
+def compare(cases: dict, frameworks: dict, flops: dict, rounds: int):
+    """Times `cases` ({side: blocking call}) interleaved with the matmul peak cases of their
+    frameworks (`frameworks`: {side: 'JAX' | 'torch'}), and reads each side against its roofline
+    (`flops`: {side: model FLOPs}). Returns (timings of the sides, {framework: peak FLOP/s},
+    table rows [side, median ms, range ms, model GFLOP, GFLOP/s, fraction of the roofline])."""
+    used = [frameworks[name] for name in cases]
+    timed = interleave(cases | roofline.peak_cases(used), rounds=rounds)
+    peaks = roofline.peaks(timed)
+    timings = {name: t for name, t in timed.items() if not roofline.is_peak_case(name)}
+    rows = []
+    for name, t in timings.items():
+        rate = flops[name] / t.median
+        rows.append(
+            [
+                name,
+                f"{t.median * 1e3:.0f}",
+                t.spread(),
+                f"{flops[name] / 1e9:.1f}",
+                f"{rate / 1e9:.0f}",
+                f"{rate / peaks[frameworks[name]]:.0%} of {frameworks[name]}'s",
+            ]
         )
-        spread = speedup_spread(timings["TRL"], timings["alignax"])
-        lines += ["", f"alignax / TRL speed-up: {ratio:.2f}x (per round: {spread}; {verdict})"]
+    return timings, peaks, rows
+
+
+COMPARE_HEADER = ["side", "median ms", "range ms", "model GFLOP", "GFLOP/s", "roofline"]
+
+
+def peaks_line(peaks: dict) -> str:
+    rates = ", ".join(f"{name} {rate / 1e9:.0f}" for name, rate in peaks.items())
+    return f"float32 matmul peak in this run (GFLOP/s): {rates}."
+
+
+def roofline_record(timings, peaks, frameworks, flops) -> dict:
+    return {
+        "peak_gflops": {name: rate / 1e9 for name, rate in peaks.items()},
+        "sides": {
+            name: {
+                "median_s": t.median,
+                "rounds_s": t.seconds,
+                "model_gflop": flops[name] / 1e9,
+                "roofline_fraction": flops[name] / t.median / peaks[frameworks[name]],
+            }
+            for name, t in timings.items()
+        },
+    }
+
+
+@dataclasses.dataclass
+class Side:
+    """One side of a comparison: its blocking call (None: skipped, `about` says why), the peak
+    it is read against ('JAX', 'JAX bf16' or 'torch'), its model FLOPs, what it is, and for a
+    peer the speed-up alignax should reach over it (None: no target)."""
+
+    run: Callable[[], object] | None
+    framework: str
+    flops: float
+    about: str = ""
+    target: float | None = None
+
+
+def versus_peers(
+    description: str,
+    ours: dict[str, Side],
+    peers: dict[str, Side],
+    rounds: int,
+    *,
+    roofline_target: float | None,
+):
+    """alignax's step (the first of `ours`; the others are variants of it) against its peers'
+    twins, every side against its roofline: the table, the roofline verdict of each of `ours`
+    (against `roofline_target`; None: none) and the speed-up over each peer present."""
+    sides = {name: side for name, side in (ours | peers).items() if side.run is not None}
+    frameworks = {name: side.framework for name, side in sides.items()}
+    flops = {name: side.flops for name, side in sides.items()}
+    timings, peaks, rows = compare(
+        {name: side.run for name, side in sides.items()}, frameworks, flops, rounds
+    )
+    for side in sides.values():
+        getattr(side.run, "close", lambda: None)()
+    record = roofline_record(timings, peaks, frameworks, flops)
+    record["peers"] = {name: side.about for name, side in peers.items()}
+    lines = [
+        f"{description} Peers: " + "; ".join(side.about for side in peers.values()) + ".",
+        "",
+        markdown_table(COMPARE_HEADER, rows),
+        "",
+        peaks_line(peaks),
+    ]
+    if roofline_target is not None:
+        fractions = [
+            f"{name} {record['sides'][name]['roofline_fraction']:.0%} "
+            f"({_verdict(record['sides'][name]['roofline_fraction'] >= roofline_target)})"
+            for name in ours
+        ]
+        lines.append(f"Of the roofline (target {roofline_target:.0%}): " + "; ".join(fractions))
+    baseline = next(iter(ours))
+    for name, peer in peers.items():
+        if name not in timings:
+            continue
+        ratio = timings[name].median / timings[baseline].median
+        record["sides"][name]["speedup"] = ratio
+        verdict = (
+            "no target"
+            if peer.target is None
+            else f"target {peer.target}x: {_verdict(ratio >= peer.target)}"
+        )
+        spread = speedup_spread(timings[name], timings[baseline])
+        lines.append(f"{baseline} / {name} speed-up: {ratio:.2f}x (per round: {spread}; {verdict})")
     return "\n".join(lines), record
 
 
-def bench_dpo(shape: Shape, params, rounds: int) -> tuple[str, dict]:
+def bench_dpo(shape: Shape, params, rounds: int, tunix_python: str | None) -> tuple[str, dict]:
     pairs = dpo_step.token_pairs(shape)
-    ours = dpo_step.alignax_step(shape, params, pairs)
-    theirs, peer = dpo_step.trl_step(shape, params, pairs)
+    config = shape.config()
+    flops = roofline.dpo_step_flops(config, shape.batch, shape.length)
+    # A reference precomputed once per pass over the data is not in the step.
+    train_flops = roofline.train_step_flops(config, 2 * shape.batch, shape.length)
+    variant = functools.partial(dpo_step.alignax_step, shape, params, pairs)
+    ours = {
+        "alignax": Side(variant(), "JAX", flops),
+        "alignax, LM head at responses": Side(variant(scored_logits_only=True), "JAX", flops),
+        "alignax, reference precomputed": Side(
+            variant(precomputed_reference=True), "JAX", train_flops
+        ),
+        "alignax, bf16 compute": Side(variant(dtype="bfloat16"), "JAX bf16", flops),
+    }
+    trl_run, trl_about = dpo_step.trl_step(shape, params, pairs)
+    tunix_run, tunix_about = dpo_step.tunix_step(shape, params, pairs, tunix_python)
+    peers = {
+        "TRL": Side(trl_run, "torch", flops, trl_about, DPO_TARGET),
+        "Tunix": Side(tunix_run, "JAX", flops, tunix_about, TUNIX_TARGET),
+    }
     description = (
         f"DPO step: {shape.describe()}; {shape.batch} pairs of {shape.prompt_len} prompt + "
         f"{shape.response_len} response tokens; sigmoid loss, beta {dpo_step.BETA}, AdamW, "
-        f"reference forward in the step."
+        "reference forward in the step (where precomputed, the step's model FLOPs are the "
+        "trained pass's alone); bf16 compute is read against the bf16 matmul peak."
     )
-    return versus_trl(description, ours, theirs, peer, rounds, target=DPO_TARGET)
+    return versus_peers(description, ours, peers, rounds, roofline_target=ROOFLINE_TARGET)
+
+
+def bench_steps(shape: Shape, rounds: int) -> tuple[str, dict]:
+    """alignax's SFT and reward-model steps at the DPO comparison's shape (no peer)."""
+    config = shape.config()
+    programs = offline_programs(
+        shape.model_config(), Placement(one_device_mesh()), shape.batch, shape.length, kto=False
+    )
+    names = {"SFT": "SFT", "reward model": "reward model (Bradley-Terry)"}
+    cases = {name: carried(*programs[key], jax.random.key(0)) for name, key in names.items()}
+    flops = {
+        "SFT": roofline.train_step_flops(config, shape.batch, shape.length),
+        "reward model": roofline.train_step_flops(
+            config, 2 * shape.batch, shape.length, lm_head=False
+        ),
+    }
+    frameworks = dict.fromkeys(cases, "JAX")
+    timings, peaks, rows = compare(cases, frameworks, flops, rounds)
+    record = roofline_record(timings, peaks, frameworks, flops)
+    verdicts = [
+        f"{name} at {side['roofline_fraction']:.0%} (target {ROOFLINE_TARGET:.0%}: "
+        f"{_verdict(side['roofline_fraction'] >= ROOFLINE_TARGET)})"
+        for name, side in record["sides"].items()
+    ]
+    lines = [
+        f"SFT and reward-model steps: {shape.describe()}; SFT on {shape.batch} sequences, the "
+        f"reward model (scalar head, Bradley-Terry) on {shape.batch} pairs, of {shape.length} "
+        f"tokens, the second half scored; AdamW. No peer.",
+        "",
+        markdown_table(COMPARE_HEADER, rows),
+        "",
+        peaks_line(peaks),
+        "Of the roofline: " + "; ".join(verdicts) + ".",
+    ]
+    return "\n".join(lines), record
 
 
 def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
     prompt_tokens = sampling.prompts(shape)
     hf, peer = sampling.hf_model(shape, params)
     rows, record, verdicts = [], {}, []
+    frameworks = {"alignax": "JAX", "alignax, no cache": "JAX", "HF generate": "torch"}
     for new_tokens in (64, 256):
         cases = {"alignax": sampling.alignax_sampler(shape, params, prompt_tokens, new_tokens)}
         if new_tokens == 64:
@@ -98,29 +252,31 @@ def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
             )
         if hf is not None:
             cases["HF generate"] = sampling.hf_sampler(hf, prompt_tokens, new_tokens)
-        timings = interleave(cases, rounds=rounds)
+        flops = roofline.sampling_flops(shape.config(), shape.batch, shape.prompt_len + new_tokens)
+        flops = dict.fromkeys(cases, flops)
+        timings, peaks, table_rows = compare(cases, frameworks, flops, rounds)
         rate = {n: shape.batch * new_tokens / t.median for n, t in timings.items()}
-        for name, t in timings.items():
-            rows.append(
-                [str(new_tokens), name, f"{rate[name]:.0f}", f"{t.median * 1e3:.0f}", t.spread()]
-            )
-        record[str(new_tokens)] = rate
+        rows += [[str(new_tokens), row[0], f"{rate[row[0]]:.0f}", *row[1:]] for row in table_rows]
+        record[str(new_tokens)] = roofline_record(timings, peaks, frameworks, flops)
+        record[str(new_tokens)]["tokens_per_s"] = rate
         if hf is not None:
             ratio = rate["alignax"] / rate["HF generate"]
             record[str(new_tokens)]["speedup"] = ratio
             spread = speedup_spread(timings["HF generate"], timings["alignax"])
             verdicts.append(
                 f"{new_tokens} new tokens: {ratio:.2f}x (per round: {spread}; target "
-                f"{SAMPLING_TARGET}x: {_verdict(ratio >= SAMPLING_TARGET)})"
+                f"{SAMPLING_TARGET}x: {_verdict(ratio >= SAMPLING_TARGET)}); " + peaks_line(peaks)
             )
     lines = [
         f"Sampling (KV cache): {shape.describe()}; {shape.batch} prompts of {shape.prompt_len} "
-        f"tokens, temperature 1. Peer: {peer}.",
+        f"tokens, temperature 1. Peer: {peer}. Decoding reads every weight and the cache once per "
+        "token, so it is bound by memory bandwidth: its fraction of the matmul roofline is small "
+        "by nature.",
         "",
-        markdown_table(["new tokens", "side", "tokens/s", "median ms", "range ms"], rows),
+        markdown_table(["new tokens", "side", "tokens/s", *COMPARE_HEADER[1:]], rows),
     ]
     if verdicts:
-        lines += ["", "alignax / HF speed-up: " + "; ".join(verdicts)]
+        lines += ["", "alignax / HF speed-up: " + " ".join(verdicts)]
     return "\n".join(lines), record
 
 
@@ -128,41 +284,42 @@ def bench_grpo(shape: Shape, params, rounds: int) -> tuple[str, dict]:
     prompt_tokens = grpo_iteration.prompts(shape)
     ours = grpo_iteration.alignax_iteration(shape, params, prompt_tokens)
     theirs, peer = grpo_iteration.trl_iteration(shape, params, prompt_tokens)
+    rows = len(prompt_tokens) * grpo_iteration.GROUP
     description = (
         f"GRPO iteration: {shape.describe()}; {len(prompt_tokens)} prompts of "
         f"{shape.prompt_len} tokens x groups of {grpo_iteration.GROUP}, {shape.response_len} new "
         f"tokens each; sampling with a KV cache, scoring, group advantages, one AdamW step on "
         f"the clipped loss with the reference KL (beta {grpo_iteration.BETA})."
     )
-    return versus_trl(description, ours, theirs, peer, rounds)
+    flops = roofline.grpo_iteration_flops(shape.config(), rows, shape.length)
+    return versus_peers(
+        description,
+        {"alignax": Side(ours, "JAX", flops)},
+        {"TRL": Side(theirs, "torch", flops, peer)},
+        rounds,
+        roofline_target=None,
+    )
 
 
 def bench_mfu(rounds: int, preset: str = "small", batch: int = 8, length: int = 128):
     step, flops = mfu.train_step(preset, batch, length)
-    cases = {f"matmul {n}": fn for n, fn in mfu.matmul_peak_cases().items()}
-    cases["train step"] = step
-    timings = interleave(cases, rounds=rounds)
-    peak = max(mfu.matmul_flops(n) / timings[f"matmul {n}"].median for n in mfu.PEAK_SIZES)
-    achieved = flops / timings["train step"].median
-    case_flops = {f"matmul {n}": mfu.matmul_flops(n) for n in mfu.PEAK_SIZES}
-    case_flops["train step"] = flops
-    rows = [
-        [name, f"{t.median * 1e3:.1f}", f"{case_flops[name] / t.median / 1e9:.0f}"]
-        for name, t in timings.items()
-    ]
-    ratio = achieved / peak
+    timings, peaks, rows = compare(
+        {"train step": step}, {"train step": "JAX"}, {"train step": flops}, rounds
+    )
+    ratio = flops / timings["train step"].median / peaks["JAX"]
     lines = [
         f"Train-step MFU: preset `{preset}`, {batch} x {length} tokens, float32, AdamW; peak = "
         f"best float32 matmul rate measured in the same run.",
         "",
-        markdown_table(["case", "median ms", "GFLOP/s"], rows),
+        markdown_table(COMPARE_HEADER, rows),
         "",
-        f"MFU {ratio:.0%} of the {peak / 1e9:.0f} GFLOP/s peak (target {MFU_TARGET:.0%}: "
+        peaks_line(peaks),
+        f"MFU {ratio:.0%} of the {peaks['JAX'] / 1e9:.0f} GFLOP/s peak (target {MFU_TARGET:.0%}: "
         f"{_verdict(ratio >= MFU_TARGET)})",
     ]
     return "\n".join(lines), {
-        "peak_gflops": peak / 1e9,
-        "achieved_gflops": achieved / 1e9,
+        "peak_gflops": peaks["JAX"] / 1e9,
+        "achieved_gflops": flops / timings["train step"].median / 1e9,
         "mfu": ratio,
     }
 
@@ -224,15 +381,22 @@ def main():
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("dpo", "sampling", "grpo", "mfu", "scaling", "memory"),
-        default=("dpo", "sampling", "grpo", "mfu", "scaling", "memory"),
+        choices=BENCHES,
+        default=BENCHES,
+    )
+    parser.add_argument(
+        "--tunix-python",
+        default=os.environ.get("ALIGNAX_TUNIX_PYTHON"),
+        help="python of a virtual environment made from benchmarks/requirements-tunix.txt "
+        "(or $ALIGNAX_TUNIX_PYTHON); without it the Tunix side is skipped",
     )
     args = parser.parse_args()
     shape = Shape()
     # On the host: each side places its own copy (alignax's train step donates its buffers).
     params = jax.device_get(build_model(shape.model_config()).init(jax.random.key(0)))
     benches = {
-        "dpo": lambda: bench_dpo(shape, params, args.rounds),
+        "dpo": lambda: bench_dpo(shape, params, args.rounds, args.tunix_python),
+        "steps": lambda: bench_steps(shape, args.rounds),
         "sampling": lambda: bench_sampling(shape, params, args.rounds),
         "grpo": lambda: bench_grpo(shape, params, args.rounds),
         "mfu": lambda: bench_mfu(args.rounds),

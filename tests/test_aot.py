@@ -17,8 +17,8 @@ from alignax.models import ModelConfig, build_model
 from alignax.models.presets import model_config
 from alignax.state import TrainState
 from benchmarks import aot
-from benchmarks.mfu import forward_flops, train_step_flops
 from benchmarks.programs import Placement, offline_programs
+from benchmarks.roofline import forward_flops, train_step_flops
 
 needs_libtpu = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,

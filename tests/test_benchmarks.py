@@ -1,7 +1,7 @@
 """The benchmark harness: interleaved timing order, the FLOPs count MFU divides by, the table."""
 
 from alignax.models import ModelConfig
-from benchmarks import common, mfu
+from benchmarks import common, roofline
 
 
 def test_cases_run_interleaved_after_their_warm_up():
@@ -21,7 +21,41 @@ def test_train_step_flops_count_matmul_weights_and_attention():
     # embedding table is only gathered from. Norm scales count as parameters too (2 + 1 x 4).
     matmul = 4 * 16 + 3 * 32 + 40 + 3 * 4
     expected = 6 * matmul * batch * length + 12 * 1 * batch * length**2 * 4
-    assert mfu.train_step_flops(config, batch, length) == expected
+    assert roofline.train_step_flops(config, batch, length) == expected
+
+
+def test_step_flops_count_the_work_each_step_needs():
+    """A reward model has no LM head to count; a DPO step is a trained pass and a reference
+    forward over both options; a GRPO iteration samples, runs the reference and trains."""
+    config = ModelConfig.from_config(
+        common.Shape(layers=1, d_model=4, heads=1, mlp_dim=8, vocab=10).model_config()
+    )
+    forward = roofline.forward_flops(config, 2, 3)
+    # Without the LM head (4 x 10): 2 x 40 x tokens fewer.
+    assert forward - roofline.forward_flops(config, 2, 3, lm_head=False) == 2 * 40 * 2 * 3
+    assert roofline.dpo_step_flops(config, 1, 3) == 4 * forward
+    assert roofline.grpo_iteration_flops(config, 2, 3) == 5 * forward
+    assert roofline.sampling_flops(config, 2, 3) == forward
+
+
+def test_peaks_are_each_frameworks_best_matmul_rate():
+    n = roofline.PEAK_SIZES
+    seconds = {
+        ("JAX", n[0]): 0.002,
+        ("JAX", n[1]): 0.010,
+        ("JAX", n[2]): 0.040,
+        ("torch", n[2]): 0.080,
+    }
+    timings = {
+        roofline.PEAK_CASE.format(n=size, framework=f): common.Timing("", [t, t, t])
+        for (f, size), t in seconds.items()
+    }
+    timings["a step"] = common.Timing("", [1.0])
+    best = roofline.peaks(timings)
+    assert best["JAX"] == max(roofline.matmul_flops(size) / seconds["JAX", size] for size in n)
+    assert best["torch"] == roofline.matmul_flops(n[2]) / 0.080
+    assert set(best) == {"JAX", "torch"}
+    assert [roofline.is_peak_case(name) for name in timings][-2:] == [True, False]
 
 
 def test_markdown_table_pads_columns():
