@@ -120,13 +120,15 @@ def trl_step(shape: Shape, params, pairs):
         }
         for i in range(shape.batch)
     ]
-    trainer = _build_trainer(trl, model, ref_model, args, examples)
+    trainer = build_trainer(trl, model, ref_model, args, examples)
     collator = trl.trainer.dpo_trainer.DataCollatorForPreference(pad_token_id=0)
     inputs = trainer._prepare_inputs(collator(examples))
     return trl_runner(trainer, model, inputs, scratch), trl_peer()
 
 
-def _build_trainer(trl, model, ref_model, args, examples):
+def build_trainer(trl, model, ref_model, args, examples, peft_config=None):
+    """TRL's DPOTrainer on `examples` (token ids, written as words for its tokenizer); with a
+    PEFT `peft_config` (and no `ref_model`), LoRA over `model`."""
     import datasets
 
     tokenizer = word_tokenizer(model.config.vocab_size)
@@ -148,6 +150,7 @@ def _build_trainer(trl, model, ref_model, args, examples):
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
+        peft_config=peft_config,
     )
 
 

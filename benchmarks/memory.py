@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from alignax import objectives, sharding, steps
+from alignax import logprobs, objectives, sharding, steps
 from alignax.models import build_model
 from alignax.models.lora import default_lora_config, lora_loss_fn
 from alignax.models.presets import mesh_config, model_config
@@ -57,32 +57,56 @@ def _batch(kind: str, vocab: int, length: int) -> dict:
     return batch
 
 
+def stage_step(
+    kind: str,
+    model_config: ml_collections.ConfigDict,
+    mesh,
+    rank: int,
+    targets: tuple[str, ...] = (),
+    *,
+    params=None,
+    batch: dict | None = None,
+    learning_rate: float = 1e-5,
+    scored_logits_only: bool = False,
+):
+    """(jitted SFT or DPO step, its state, its batch) on `mesh` as the stages build them:
+    `params` (None: initialised at random) fine-tuned in full (`rank` 0) or through LoRA
+    adapters of `rank` on `targets` (all of the stages' default targets when empty), AdamW;
+    `batch` (None: `_batch`'s random tokens of `LENGTH`); `scored_logits_only`: the LM head
+    only where the batch scores tokens."""
+    model = build_model(model_config, heads=("lm",))
+    if params is None:
+        params = sharding.init_params(model, jax.random.key(0), mesh)
+    lora = default_lora_config()
+    lora.update(rank=rank, **({"targets": targets} if targets else {}))
+    config = ml_collections.ConfigDict({"lora": lora})
+    tx = optax.adamw(learning_rate)
+    if batch is None:
+        batch = _batch(kind, model.config.vocab_size, min(LENGTH, model.config.max_len))
+    width = logprobs.scored_width(batch["loss_mask"]) if scored_logits_only else None
+    if kind == "sft":
+        loss_fn, slots, wrap = objectives.lm_loss_fn(model, width), {}, lambda step: step
+    else:
+        loss_config = dpo_config.get_config().loss  # sigmoid DPO, beta 0.1
+        loss_fn = objectives.preference_loss_fn(model, loss_config, width)
+        slots = objectives.preference_state_slots(loss_config, params)
+        wrap = lambda step: objectives.preference_train_step(step, loss_config)  # noqa: E731
+    state, lora = trainable_state(config, model, params, tx, mesh, jax.random.key(1), slots=slots)
+    if lora is not None:
+        loss_fn = lora_loss_fn(loss_fn, lora)
+    batch = sharding.shard_batch(batch, mesh)
+    step = steps.jit_step(wrap(steps.make_train_step(loss_fn, tx)), state, batch, mesh)
+    return step, state, batch
+
+
 def compiled_step(
     kind: str, rank: int, targets: tuple[str, ...], remat: bool = False, preset: str = PRESET
 ):
     """(compiled step, trained parameter count, seconds to compile) of the SFT or DPO step."""
     shape = model_config(preset)
     shape.remat = remat
-    model = build_model(shape, heads=("lm",))
     mesh = sharding.make_mesh(mesh_config(preset))
-    params = sharding.init_params(model, jax.random.key(0), mesh)
-    lora = default_lora_config()
-    lora.update(rank=rank, **({"targets": targets} if targets else {}))
-    config = ml_collections.ConfigDict({"lora": lora})
-    tx = optax.adamw(1e-5)
-    if kind == "sft":
-        loss_fn, slots, wrap = objectives.lm_loss_fn(model), {}, lambda step: step
-    else:
-        loss_config = dpo_config.get_config().loss  # sigmoid DPO, beta 0.1
-        loss_fn = objectives.preference_loss_fn(model, loss_config)
-        slots = objectives.preference_state_slots(loss_config, params)
-        wrap = lambda step: objectives.preference_train_step(step, loss_config)  # noqa: E731
-    state, lora = trainable_state(config, model, params, tx, mesh, jax.random.key(1), slots=slots)
-    if lora is not None:
-        loss_fn = lora_loss_fn(loss_fn, lora)
-    length = min(LENGTH, model.config.max_len)
-    batch = sharding.shard_batch(_batch(kind, model.config.vocab_size, length), mesh)
-    step = steps.jit_step(wrap(steps.make_train_step(loss_fn, tx)), state, batch, mesh)
+    step, state, batch = stage_step(kind, shape, mesh, rank, targets)
     start = time.perf_counter()
     compiled = step.lower(state, batch, jax.random.key(2)).compile()
     trained = sum(x.size for x in jax.tree.leaves(state.params))

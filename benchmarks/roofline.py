@@ -48,6 +48,13 @@ def dpo_step_flops(config, pairs: int, length: int) -> float:
     return train_step_flops(config, 2 * pairs, length) + forward_flops(config, 2 * pairs, length)
 
 
+def lora_dpo_step_flops(config, pairs: int, length: int) -> float:
+    """A DPO step through LoRA adapters: the policy's forward and the backward to the
+    activations (no weight gradients of the frozen base: one forward's worth), and the
+    reference forward; the adapters' own FLOPs are negligible and not counted."""
+    return 3.0 * forward_flops(config, 2 * pairs, length)
+
+
 def sampling_flops(config, rows: int, length: int) -> float:
     """Sampling to `length` tokens (prompt + new) with a KV cache: one forward over them."""
     return forward_flops(config, rows, length)

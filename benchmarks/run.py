@@ -1,26 +1,34 @@
 """Every speed comparison in one command, printed as tables and written to `--out`:
 
-    pip install -r benchmarks/requirements.txt     # the peers (TRL); optional
-    python -m benchmarks.run --out runs/bench      # about 5 minutes on 2 CPU cores
+    pip install -r benchmarks/requirements.txt     # the peers (TRL, PEFT); optional
+    python -m benchmarks.run --out runs/bench      # about 6 minutes on 2 CPU cores
+    python -m benchmarks.run --only smollm2        # the real model's steps, about 10 minutes
     python -m experiments.publish speed runs/bench # its tables into docs/results/speed.md
 
-1. DPO step: alignax against TRL's DPOTrainer (PyTorch), same weights, shape, batch, optimizer.
-2. Sampling with a KV cache: alignax against Hugging Face `generate`, at 64 and 256 new tokens
+Every timed side is read against its roofline (benchmarks/roofline.py): its model FLOPs (one
+count for every step) over its framework's float32 matmul peak, measured interleaved with it.
+
+1. DPO step: alignax (and its variants: the LM head at response positions only, the reference
+   precomputed, bf16 compute) against TRL's DPOTrainer (PyTorch) and Google Tunix's DPOTrainer
+   (JAX, in its own virtual environment: `--tunix-python`, benchmarks/requirements-tunix.txt),
+   same weights, shape, batch, optimizer.
+2. SFT and reward-model steps at the same shape. No peer.
+3. Sampling with a KV cache: alignax against Hugging Face `generate`, at 64 and 256 new tokens
    (and alignax without its cache at 64: what the cache saves).
-3. GRPO iteration (rollout, scoring, update): alignax against TRL's GRPOTrainer, same weights,
+4. GRPO iteration (rollout, scoring, update): alignax against TRL's GRPOTrainer, same weights,
    prompts, group size and loss (benchmarks/grpo_iteration.py). No target: measured only.
-4. Train-step model FLOPs utilisation of the `small` preset against this machine's measured
-   float32 matmul peak.
-5. Scaling (benchmarks/scaling.py): the `small` LM step's time and XLA memory against batch and
+5. Train-step model FLOPs utilisation of the `small` preset.
+6. Scaling (benchmarks/scaling.py): the `small` LM step's time and XLA memory against batch and
    length; the compile time of every step kind; a PPO iteration split into its parts. No peer.
-6. Memory (benchmarks/memory.py): SmolLM2-135M SFT and DPO steps, full fine-tuning against LoRA,
+7. Memory (benchmarks/memory.py): SmolLM2-135M SFT and DPO steps, full fine-tuning against LoRA,
    by XLA's accounting of the compiled steps. No peer.
+8. SmolLM2-135M (benchmarks/smollm2.py; only with `--only smollm2`): DPO step, full and LoRA r8,
+   against TRL (+ PEFT), and sampling 8 and 32 prompts against `generate`.
 
 Cases of a comparison run interleaved (A B A B ... after warm-up; see benchmarks/common.py) and
 are reported as medians with the min-max range; ratios are of medians, with the quartiles and range
 of the per-round ratios. Each target prints PASS or FAIL. A missing peer is skipped with the
-reason. Tunix is not compared: its only release pins transformers 5.12, which conflicts with the
-version the checkpoint tests pin.
+reason.
 """
 
 from __future__ import annotations
@@ -35,11 +43,20 @@ from pathlib import Path
 
 import jax
 
-from alignax.models import build_model
+from alignax.models import ModelConfig, build_model
 from alignax.models.presets import model_config
 from alignax.provenance import provenance, written_by
 from alignax.runtime import huge_pages_on, use_transparent_huge_pages
-from benchmarks import dpo_step, grpo_iteration, memory, mfu, roofline, sampling, scaling
+from benchmarks import (
+    dpo_step,
+    grpo_iteration,
+    memory,
+    mfu,
+    roofline,
+    sampling,
+    scaling,
+    smollm2,
+)
 from benchmarks.common import (
     Shape,
     carried,
@@ -55,20 +72,23 @@ TUNIX_TARGET = 1.5  # than Google Tunix's DPO step
 SAMPLING_TARGET = 2.0  # than Hugging Face generate
 ROOFLINE_TARGET = 0.75  # the DPO, SFT and reward-model steps' fraction of the roofline
 MFU_TARGET = 0.45
-BENCHES = ("dpo", "steps", "sampling", "grpo", "mfu", "scaling", "memory")
+SMOLLM2_ROOFLINE_TARGET = 0.6  # SmolLM2-135M's DPO steps, full and LoRA
+SMOLLM2_ROUNDS = 3  # at most: a step takes seconds
+BENCHES = ("dpo", "steps", "sampling", "grpo", "mfu", "scaling", "memory", "smollm2")
+SLOW = ("smollm2",)  # run only when named in --only
 
 
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def compare(cases: dict, frameworks: dict, flops: dict, rounds: int):
+def compare(cases: dict, frameworks: dict, flops: dict, rounds: int, warmup: int = 2):
     """Times `cases` ({side: blocking call}) interleaved with the matmul peak cases of their
     frameworks (`frameworks`: {side: 'JAX' | 'torch'}), and reads each side against its roofline
     (`flops`: {side: model FLOPs}). Returns (timings of the sides, {framework: peak FLOP/s},
     table rows [side, median ms, range ms, model GFLOP, GFLOP/s, fraction of the roofline])."""
     used = [frameworks[name] for name in cases]
-    timed = interleave(cases | roofline.peak_cases(used), rounds=rounds)
+    timed = interleave(cases | roofline.peak_cases(used), rounds=rounds, warmup=warmup)
     peaks = roofline.peaks(timed)
     timings = {name: t for name, t in timed.items() if not roofline.is_peak_case(name)}
     rows = []
@@ -324,6 +344,103 @@ def bench_mfu(rounds: int, preset: str = "small", batch: int = 8, length: int = 
     }
 
 
+def bench_smollm2(rounds: int) -> tuple[str, dict]:
+    """SmolLM2-135M's DPO step (full and LoRA) against TRL (+ PEFT), and its sampling against
+    `generate` (benchmarks/smollm2.py); `SMOLLM2_ROUNDS` rounds at most (a step takes seconds)."""
+    loaded = smollm2.weights()
+    if loaded is None:
+        return "SmolLM2-135M: skipped (requirements-data.txt's GGUF is not installed).", {}
+    config, params = loaded
+    dims = ModelConfig.from_config(config)
+    rounds = min(rounds, SMOLLM2_ROUNDS)
+    length = smollm2.PROMPT + smollm2.RESPONSE
+    token_pairs = smollm2.pairs(dims.vocab_size)
+    flops = {
+        "full": roofline.dpo_step_flops(dims, smollm2.PAIRS, length),
+        "LoRA": roofline.lora_dpo_step_flops(dims, smollm2.PAIRS, length),
+    }
+    cases, frameworks, case_flops, abouts = {}, {}, {}, []
+    for setup, rank in (("full", 0), ("LoRA", smollm2.LORA_RANK)):
+        cases[f"alignax, {setup}"] = smollm2.alignax_dpo(config, params, token_pairs, rank)
+        theirs, about = smollm2.trl_dpo(config, params, token_pairs, rank)
+        abouts.append(about)
+        if theirs is not None:
+            cases[f"TRL, {setup}"] = theirs
+    cases["alignax, LoRA, LM head at responses"] = smollm2.alignax_dpo(
+        config, params, token_pairs, smollm2.LORA_RANK, scored_logits_only=True
+    )
+    for name in cases:
+        frameworks[name] = "JAX" if name.startswith("alignax") else "torch"
+        case_flops[name] = flops[name.split(", ")[1]]
+    timings, peaks, rows = compare(cases, frameworks, case_flops, rounds, warmup=1)
+    record = {"dpo": roofline_record(timings, peaks, frameworks, case_flops)}
+    verdicts = []
+    for setup in flops:
+        ours = f"alignax, {setup}"
+        fraction = record["dpo"]["sides"][ours]["roofline_fraction"]
+        verdict = (
+            f"{ours}: {fraction:.0%} of the roofline (target {SMOLLM2_ROOFLINE_TARGET:.0%}: "
+            f"{_verdict(fraction >= SMOLLM2_ROOFLINE_TARGET)})"
+        )
+        if f"TRL, {setup}" in timings:
+            ratio = timings[f"TRL, {setup}"].median / timings[ours].median
+            record["dpo"]["sides"][ours]["speedup"] = ratio
+            verdict += f", {ratio:.2f}x TRL's"
+        verdicts.append(verdict)
+    lines = [
+        f"SmolLM2-135M-Instruct ({dims.num_layers} layers, d {dims.d_model}, GQA "
+        f"{dims.num_heads}/{dims.num_kv_heads}, vocab {dims.vocab_size}, "
+        f"{'tied' if dims.tie_embeddings else 'untied'}; the shipped GGUF "
+        f"dequantised to float32 on every side): DPO step on {smollm2.PAIRS} pairs of "
+        f"{smollm2.PROMPT} prompt + {smollm2.RESPONSE} response tokens, sigmoid loss, beta "
+        f"{dpo_step.BETA}, AdamW; full fine-tuning (reference copy) and LoRA r"
+        f"{smollm2.LORA_RANK} on q and v (the base as reference; its model FLOPs: the forward, "
+        f"the backward to the activations and the reference forward). {rounds} rounds after one "
+        f"warm-up. Peers: " + "; ".join(dict.fromkeys(abouts)) + ".",
+        "",
+        markdown_table(COMPARE_HEADER, rows),
+        "",
+        peaks_line(peaks),
+        "; ".join(verdicts) + ".",
+    ]
+    hf, peer = sampling.hf_model(smollm2._Shape(config), params)
+    sample_rows = []
+    for count in smollm2.SAMPLING_PROMPTS:
+        prompt_tokens = smollm2.sampling_prompts(dims.vocab_size, count)
+        cases = {"alignax": smollm2.alignax_sampler(config, params, prompt_tokens)}
+        if hf is not None:
+            cases["HF generate"] = sampling.hf_sampler(hf, prompt_tokens, smollm2.NEW_TOKENS)
+        total = prompt_tokens.shape[1] + smollm2.NEW_TOKENS
+        sample_flops = dict.fromkeys(cases, roofline.sampling_flops(dims, count, total))
+        sample_frameworks = {"alignax": "JAX", "HF generate": "torch"}
+        timings, peaks, table = compare(cases, sample_frameworks, sample_flops, rounds, warmup=1)
+        rate = {n: count * smollm2.NEW_TOKENS / t.median for n, t in timings.items()}
+        sample_rows += [[str(count), row[0], f"{rate[row[0]]:.0f}", *row[1:]] for row in table]
+        record[f"sampling_{count}"] = roofline_record(
+            timings, peaks, sample_frameworks, sample_flops
+        )
+        if hf is not None:
+            record[f"sampling_{count}"]["speedup"] = rate["alignax"] / rate["HF generate"]
+    lines += [
+        "",
+        f"Sampling SmolLM2-135M: prompts of 64 tokens, {smollm2.NEW_TOKENS} new tokens, "
+        f"temperature 1, KV cache. Peer: {peer}. llama.cpp: not compared (no wheel of "
+        "llama-cpp-python for this platform in the package registry).",
+        "",
+        markdown_table(["prompts", "side", "tokens/s", *COMPARE_HEADER[1:]], sample_rows),
+    ]
+    if hf is not None:
+        lines += [
+            "",
+            "alignax / HF speed-up: "
+            + "; ".join(
+                f"{count} prompts {record[f'sampling_{count}']['speedup']:.2f}x"
+                for count in smollm2.SAMPLING_PROMPTS
+            ),
+        ]
+    return "\n".join(lines), record
+
+
 def bench_scaling(rounds: int, preset: str = "small") -> tuple[str, dict]:
     shapes = [(4, 128), (8, 128), (16, 128), (8, 64), (8, 256)]
     table, steps_record = scaling.scaling_table(preset, shapes, rounds)
@@ -382,7 +499,7 @@ def main():
         "--only",
         nargs="+",
         choices=BENCHES,
-        default=BENCHES,
+        default=[name for name in BENCHES if name not in SLOW],
     )
     parser.add_argument(
         "--tunix-python",
@@ -402,6 +519,7 @@ def main():
         "mfu": lambda: bench_mfu(args.rounds),
         "scaling": lambda: bench_scaling(args.rounds),
         "memory": bench_memory,
+        "smollm2": lambda: bench_smollm2(args.rounds),
     }
     prov = provenance()
     sections, records = [], {}
