@@ -101,7 +101,7 @@ def compare(cases: dict, frameworks: dict, flops: dict, rounds: int, warmup: int
                 t.spread(),
                 f"{flops[name] / 1e9:.1f}",
                 f"{rate / 1e9:.0f}",
-                f"{rate / peaks[frameworks[name]]:.0%} of {frameworks[name]}'s",
+                f"{rate / peaks[frameworks[name]]:.1%} of {frameworks[name]}'s",
             ]
         )
     return timings, peaks, rows
@@ -110,9 +110,12 @@ def compare(cases: dict, frameworks: dict, flops: dict, rounds: int, warmup: int
 COMPARE_HEADER = ["side", "median ms", "range ms", "model GFLOP", "GFLOP/s", "roofline"]
 
 
+def peak_rates(peaks: dict) -> str:
+    return ", ".join(f"{name} {rate / 1e9:.0f}" for name, rate in peaks.items())
+
+
 def peaks_line(peaks: dict) -> str:
-    rates = ", ".join(f"{name} {rate / 1e9:.0f}" for name, rate in peaks.items())
-    return f"float32 matmul peak in this run (GFLOP/s): {rates}."
+    return f"float32 matmul peak in this run (GFLOP/s): {peak_rates(peaks)}."
 
 
 def roofline_record(timings, peaks, frameworks, flops) -> dict:
@@ -173,7 +176,7 @@ def versus_peers(
     ]
     if roofline_target is not None:
         fractions = [
-            f"{name} {record['sides'][name]['roofline_fraction']:.0%} "
+            f"{name} {record['sides'][name]['roofline_fraction']:.1%} "
             f"({_verdict(record['sides'][name]['roofline_fraction'] >= roofline_target)})"
             for name in ours
         ]
@@ -242,7 +245,7 @@ def bench_steps(shape: Shape, rounds: int) -> tuple[str, dict]:
     timings, peaks, rows = compare(cases, frameworks, flops, rounds)
     record = roofline_record(timings, peaks, frameworks, flops)
     verdicts = [
-        f"{name} at {side['roofline_fraction']:.0%} (target {ROOFLINE_TARGET:.0%}: "
+        f"{name} at {side['roofline_fraction']:.1%} (target {ROOFLINE_TARGET:.0%}: "
         f"{_verdict(side['roofline_fraction'] >= ROOFLINE_TARGET)})"
         for name, side in record["sides"].items()
     ]
@@ -262,7 +265,7 @@ def bench_steps(shape: Shape, rounds: int) -> tuple[str, dict]:
 def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
     prompt_tokens = sampling.prompts(shape)
     hf, peer = sampling.hf_model(shape, params)
-    rows, record, verdicts = [], {}, []
+    rows, record, verdicts, peak_lines = [], {}, [], []
     frameworks = {"alignax": "JAX", "alignax, no cache": "JAX", "HF generate": "torch"}
     for new_tokens in (64, 256):
         cases = {"alignax": sampling.alignax_sampler(shape, params, prompt_tokens, new_tokens)}
@@ -285,8 +288,9 @@ def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
             spread = speedup_spread(timings["HF generate"], timings["alignax"])
             verdicts.append(
                 f"{new_tokens} new tokens: {ratio:.2f}x (per round: {spread}; target "
-                f"{SAMPLING_TARGET}x: {_verdict(ratio >= SAMPLING_TARGET)}); " + peaks_line(peaks)
+                f"{SAMPLING_TARGET}x: {_verdict(ratio >= SAMPLING_TARGET)})"
             )
+        peak_lines.append(f"{new_tokens} new tokens: {peak_rates(peaks)}")
     lines = [
         f"Sampling (KV cache): {shape.describe()}; {shape.batch} prompts of {shape.prompt_len} "
         f"tokens, temperature 1. Peer: {peer}. Decoding reads every weight and the cache once per "
@@ -296,7 +300,8 @@ def bench_sampling(shape: Shape, params, rounds: int) -> tuple[str, dict]:
         markdown_table(["new tokens", "side", "tokens/s", *COMPARE_HEADER[1:]], rows),
     ]
     if verdicts:
-        lines += ["", "alignax / HF speed-up: " + " ".join(verdicts)]
+        lines += ["", "alignax / HF speed-up: " + "; ".join(verdicts)]
+    lines += ["", "float32 matmul peak timed beside them (GFLOP/s): " + "; ".join(peak_lines) + "."]
     return "\n".join(lines), record
 
 
@@ -334,7 +339,7 @@ def bench_mfu(rounds: int, preset: str = "small", batch: int = 8, length: int = 
         markdown_table(COMPARE_HEADER, rows),
         "",
         peaks_line(peaks),
-        f"MFU {ratio:.0%} of the {peaks['JAX'] / 1e9:.0f} GFLOP/s peak (target {MFU_TARGET:.0%}: "
+        f"MFU {ratio:.1%} of the {peaks['JAX'] / 1e9:.0f} GFLOP/s peak (target {MFU_TARGET:.0%}: "
         f"{_verdict(ratio >= MFU_TARGET)})",
     ]
     return "\n".join(lines), {
@@ -379,7 +384,7 @@ def bench_smollm2(rounds: int) -> tuple[str, dict]:
         ours = f"alignax, {setup}"
         fraction = record["dpo"]["sides"][ours]["roofline_fraction"]
         verdict = (
-            f"{ours}: {fraction:.0%} of the roofline (target {SMOLLM2_ROOFLINE_TARGET:.0%}: "
+            f"{ours}: {fraction:.1%} of the roofline (target {SMOLLM2_ROOFLINE_TARGET:.0%}: "
             f"{_verdict(fraction >= SMOLLM2_ROOFLINE_TARGET)})"
         )
         if f"TRL, {setup}" in timings:
