@@ -58,12 +58,14 @@ def token_entropy(
 
 def scored_window(loss_mask_BxL: jax.Array, width: int) -> jax.Array:
     """The `width` logits positions of each row [B, width] that predict its scored tokens: from
-    the one before the row's first scored token, moved left where the row ends sooner. `width`
-    comes from `scored_width` over the data; a row whose scored span is longer is not covered
-    (`sequence_logps` then returns NaN rather than a wrong sum)."""
+    the one before the row's first scored token, moved left where the row ends sooner (at most
+    the row's length: a wider window is every position). `width` comes from `scored_width` over
+    the data; a row whose scored span is longer is not covered (`sequence_logps` then returns
+    NaN rather than a wrong sum)."""
     length = loss_mask_BxL.shape[1]
-    if not 0 < width <= length:
-        raise ValueError(f"scored width {width} is not in [1, {length}]")
+    if width < 1:
+        raise ValueError(f"scored width {width} is not positive")
+    width = min(width, length)
     first_B = jnp.argmax(loss_mask_BxL > 0, axis=1)
     start_B = jnp.clip(first_B - 1, 0, length - width)
     return start_B[:, None] + jnp.arange(width)[None, :]

@@ -76,8 +76,10 @@ def test_scored_window_starts_before_the_first_scored_token_and_stays_in_the_row
     np.testing.assert_array_equal(
         logprobs.window_misses(mask, logprobs.scored_window(mask, 1)), [True, True, False]
     )
-    with pytest.raises(ValueError, match="scored width 7"):
-        logprobs.scored_window(mask, 7)
+    # Wider than the rows (data of another length): every position, in order.
+    np.testing.assert_array_equal(logprobs.scored_window(mask, 7), np.tile(np.arange(6), (3, 1)))
+    with pytest.raises(ValueError, match="scored width 0"):
+        logprobs.scored_window(mask, 0)
 
 
 def test_token_logps_at_a_window_equal_the_full_ones_on_the_tokens_it_predicts():
