@@ -1,8 +1,8 @@
 """Every speed comparison in one command, printed as tables and written to `--out`:
 
     pip install -r benchmarks/requirements.txt     # the peers (TRL, PEFT); optional
-    python -m benchmarks.run --out runs/bench      # about 6 minutes on 2 CPU cores
-    python -m benchmarks.run --only smollm2        # the real model's steps, about 10 minutes
+    python -m benchmarks.run --out runs/bench      # about 10 minutes on 2 CPU cores
+    python -m benchmarks.run --only smollm2        # the real model's steps, about 12 minutes
     python -m experiments.publish speed runs/bench # its tables into docs/results/speed.md
 
 Every timed side is read against its roofline (benchmarks/roofline.py): its model FLOPs (one

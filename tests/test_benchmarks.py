@@ -160,3 +160,26 @@ def test_speedup_spread_is_of_the_per_round_ratios():
     fast = common.Timing("fast", [1.0, 1.0, 1.0, 1.0, 4.0])
     # Per-round ratios 2, 3, 4, 9, 1.5: sorted 1.5 2 3 4 9, quartiles (inclusive) 2 and 4.
     assert common.speedup_spread(slow, fast) == "quartiles 2.00-4.00, range 1.50-9.00"
+
+
+def test_verdicts_count_how_often_each_target_held_over_runs():
+    from benchmarks import verdicts
+
+    def run(dpo_fraction, trl, sampling_64):
+        return {
+            "dpo": {
+                "sides": {
+                    "alignax": {"roofline_fraction": dpo_fraction},
+                    "TRL": {"speedup": trl},
+                }
+            },
+            "sampling": {"64": {"speedup": sampling_64}},
+        }
+
+    runs = [run(0.6, 1.6, 2.1), run(0.8, 1.4, 2.2), run(0.7, 1.0, 2.3), run(0.6, 1.1, 2.0)]
+    lines = {line.split(" | ")[0].strip("| "): line for line in verdicts.table(runs).splitlines()}
+    assert "60.0%, 80.0%, 70.0%, 60.0%" in lines["DPO step >= 75% of the roofline"]
+    assert "PASS 1, FAIL 3" in lines["DPO step >= 75% of the roofline"]
+    assert "does not reproduce" in lines["DPO step >= 1.5x TRL's"]  # 1 of 4 against 3: 75% < 80%
+    assert "PASS 4 of 4" in lines["sampling >= 2x `generate`, 64 new tokens"]
+    assert "DPO step >= 1.5x Tunix's" not in lines  # measured by no run
